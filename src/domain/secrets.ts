@@ -1,0 +1,53 @@
+// Secrets, their hashes and public handles. Node's crypto is the CSPRNG; nothing here does I/O.
+
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** 256 bits from the CSPRNG, base64url (43 characters). */
+export function newSecret(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** SHA-256 of a secret, base64url. The only form in which a secret reaches a store. */
+export function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret, 'utf8').digest('base64url');
+}
+
+/** Compares two strings in time that depends only on their length. */
+export function constantTimeEqual(a: string, b: string): boolean {
+  const ab = Buffer.from(a, 'utf8');
+  const bb = Buffer.from(b, 'utf8');
+  if (ab.length !== bb.length) {
+    // Still spend the comparison so that a length mismatch is not measurably faster.
+    timingSafeEqual(ab, ab);
+    return false;
+  }
+  return timingSafeEqual(ab, bb);
+}
+
+/**
+ * The routing tag of a user: every key of one user lives in the Redis Cluster hash slot of this
+ * tag, so that limits and cascades over a user's sessions run in one atomic script.
+ */
+export function userTag(tenantId: string, userId: string): string {
+  return createHash('sha256').update(`${tenantId}\u0000${userId}`, 'utf8').digest('base64url').slice(0, 12);
+}
+
+/**
+ * A public session handle: `<routing tag>.<128 random bits>`. It is never a credential. The tag
+ * lets a store find the user's shard from the handle alone; a flow session (no user yet) gets a
+ * random tag of its own.
+ */
+export function newHandle(tenantId: string, userId: string | null): string {
+  const tag = userId === null ? randomBytes(9).toString('base64url') : userTag(tenantId, userId);
+  return `${tag}.${randomBytes(16).toString('base64url')}`;
+}
+
+/** The routing tag inside a handle, or null when the string is not shaped like a handle. */
+export function tagOfHandle(handle: string): string | null {
+  const m = /^([A-Za-z0-9_-]{12})\.([A-Za-z0-9_-]{22})$/.exec(handle);
+  return m ? (m[1] as string) : null;
+}
+
+export function isHandle(value: string): boolean {
+  return tagOfHandle(value) !== null;
+}

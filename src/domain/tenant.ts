@@ -1,0 +1,133 @@
+// Tenants and their profiles (SPEC 2, SPEC 10). Pure: defaults and the merge of a partial
+// tenant object into the effective one.
+
+import type { Lifetime, SessionKind } from './session.ts';
+
+export const PROFILES = ['integration', 'production'] as const;
+export type Profile = (typeof PROFILES)[number];
+
+export const LIMIT_POLICIES = ['evict_oldest', 'reject_new'] as const;
+export type LimitPolicy = (typeof LIMIT_POLICIES)[number];
+
+export const ANOMALY_POLICIES = ['record', 'reauth', 'revoke'] as const;
+export type AnomalyPolicy = (typeof ANOMALY_POLICIES)[number];
+
+/** Seconds, as in the SPEC 10 tenant object. */
+export interface TenantLifetimes {
+  token: number;
+  appIdle: number;
+  appAbsolute: number;
+  idpIdle: number;
+  idpAbsolute: number;
+  flow: number;
+  redirect: number;
+  refreshGrace: number;
+}
+
+export interface SessionLimit {
+  /** null means unlimited. */
+  max: number | null;
+  policy: LimitPolicy;
+}
+
+/** The effective tenant: every field present. */
+export interface Tenant {
+  id: string;
+  profile: Profile;
+  lifetimes: TenantLifetimes;
+  sessionLimit: SessionLimit;
+  anomalyPolicy: AnomalyPolicy;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** What a client may send to PUT /api/v1/admin/tenants/{id}: every field optional. */
+export interface TenantInput {
+  profile?: Profile;
+  lifetimes?: Partial<TenantLifetimes>;
+  sessionLimit?: Partial<SessionLimit>;
+  anomalyPolicy?: AnomalyPolicy;
+}
+
+const BASE_LIFETIMES: Omit<TenantLifetimes, 'token'> = {
+  appIdle: 900,
+  appAbsolute: 43200,
+  idpIdle: 3600,
+  idpAbsolute: 43200,
+  flow: 600,
+  redirect: 1200,
+  refreshGrace: 10,
+};
+
+export function profileDefaults(profile: Profile): Omit<Tenant, 'id' | 'createdAt' | 'updatedAt'> {
+  if (profile === 'production') {
+    return {
+      profile,
+      lifetimes: { token: 1800, ...BASE_LIFETIMES },
+      sessionLimit: { max: 5, policy: 'evict_oldest' },
+      anomalyPolicy: 'record',
+    };
+  }
+  return {
+    profile,
+    lifetimes: { token: 3600, ...BASE_LIFETIMES },
+    sessionLimit: { max: null, policy: 'evict_oldest' },
+    anomalyPolicy: 'record',
+  };
+}
+
+/**
+ * The effective tenant after a PUT. A PUT replaces the tenant object: fields left out take the
+ * (possibly new) profile's defaults, not the previous values, so that GET after PUT shows
+ * exactly what was asked for plus defaults.
+ */
+export function buildTenant(id: string, input: TenantInput, now: number, previous?: Tenant): Tenant {
+  const profile = input.profile ?? 'production';
+  const d = profileDefaults(profile);
+  const tenant: Tenant = {
+    id,
+    profile,
+    lifetimes: { ...d.lifetimes, ...input.lifetimes },
+    sessionLimit: { ...d.sessionLimit, ...input.sessionLimit },
+    anomalyPolicy: input.anomalyPolicy ?? d.anomalyPolicy,
+    createdAt: previous?.createdAt ?? now,
+    updatedAt: now,
+  };
+  assertConsistent(tenant);
+  return tenant;
+}
+
+export class InvalidTenant extends Error {
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super(message);
+    this.field = field;
+  }
+}
+
+function assertConsistent(t: Tenant): void {
+  const l = t.lifetimes;
+  if (l.appIdle > l.appAbsolute) throw new InvalidTenant('lifetimes.appIdle', 'appIdle must not exceed appAbsolute');
+  if (l.idpIdle > l.idpAbsolute) throw new InvalidTenant('lifetimes.idpIdle', 'idpIdle must not exceed idpAbsolute');
+  if (t.sessionLimit.max !== null && t.sessionLimit.max < 1) {
+    throw new InvalidTenant('sessionLimit.max', 'sessionLimit.max must be at least 1 (or null for unlimited)');
+  }
+}
+
+/** The lifetime of a session kind under this tenant. */
+export function lifetimeOf(t: Tenant, kind: SessionKind): Lifetime {
+  const l = t.lifetimes;
+  switch (kind) {
+    case 'idp':
+      return { idle: l.idpIdle, absolute: l.idpAbsolute };
+    case 'app':
+      return { idle: l.appIdle, absolute: l.appAbsolute };
+    case 'flow':
+      return { idle: null, absolute: l.flow };
+    case 'redirect':
+      return { idle: null, absolute: l.redirect };
+  }
+}
+
+/** Tenant ids appear in keys, paths and headers: keep them to a safe alphabet. */
+export const TENANT_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
