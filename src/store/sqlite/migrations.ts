@@ -1,0 +1,114 @@
+// The SQLite schema, versioned in code. `PRAGMA user_version` holds how many migrations the file
+// has had; opening a store applies the missing ones in order, in one transaction.
+
+import type { DatabaseSync } from 'node:sqlite';
+import { StoreUnavailable } from '../../domain/errors.ts';
+
+export interface Migration {
+  /** 1-based; equal to the migration's position in `migrations` plus one. */
+  version: number;
+  description: string;
+  sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'sessions, refresh tokens, users, tenants, meta',
+    sql: `
+      CREATE TABLE sessions (
+        handle              TEXT PRIMARY KEY,
+        secret_hash         TEXT NOT NULL UNIQUE,
+        tenant_id           TEXT NOT NULL,
+        user_id             TEXT,
+        kind                TEXT NOT NULL CHECK (kind IN ('idp', 'app', 'flow', 'redirect')),
+        parent_handle       TEXT REFERENCES sessions (handle),
+        status              TEXT NOT NULL CHECK (status IN ('active', 'revoked', 'expired')),
+        created_at          INTEGER NOT NULL,
+        last_seen_at        INTEGER NOT NULL,
+        idle_expires_at     INTEGER,
+        absolute_expires_at INTEGER NOT NULL,
+        -- min(idle_expires_at, absolute_expires_at): the moment the session stops being valid.
+        -- Kept in its own column so that validity, sweeps and status filters use one index.
+        expires_at          INTEGER NOT NULL,
+        auth_method         TEXT NOT NULL,
+        client_id           TEXT,
+        device              TEXT NOT NULL, -- JSON
+        ended_at            INTEGER,
+        revoke_reason       TEXT,
+        successor_handle    TEXT,
+        data                TEXT NOT NULL  -- JSON
+      ) STRICT;
+      CREATE INDEX sessions_by_user   ON sessions (tenant_id, user_id, created_at, handle);
+      CREATE INDEX sessions_by_tenant ON sessions (tenant_id, created_at, handle);
+      CREATE INDEX sessions_by_parent ON sessions (parent_handle) WHERE parent_handle IS NOT NULL;
+      CREATE INDEX sessions_active_by_expiry ON sessions (expires_at) WHERE status = 'active';
+
+      CREATE TABLE refresh_tokens (
+        token_hash     TEXT PRIMARY KEY,
+        session_handle TEXT NOT NULL REFERENCES sessions (handle),
+        tenant_id      TEXT NOT NULL,
+        user_id        TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        rotated_at     INTEGER,
+        successor_hash TEXT
+      ) STRICT;
+      CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_handle);
+
+      CREATE TABLE users (
+        tenant_id     TEXT NOT NULL,
+        id            TEXT NOT NULL,
+        email         TEXT NOT NULL,
+        password_hash TEXT,
+        roles         TEXT NOT NULL, -- JSON array
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, id),
+        UNIQUE (tenant_id, email)
+      ) STRICT;
+
+      CREATE TABLE tenants (
+        id   TEXT PRIMARY KEY,
+        body TEXT NOT NULL -- JSON of the effective Tenant
+      ) STRICT;
+
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL -- JSON
+      ) STRICT;
+    `,
+  },
+];
+
+/**
+ * Brings the file up to the newest schema. Runs under BEGIN IMMEDIATE and reads the version
+ * inside the transaction: closes the race of two processes opening a fresh file at once (the
+ * second waits for the first, then sees its version and applies nothing).
+ */
+export function migrate(db: DatabaseSync): number {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const current = userVersion(db);
+    const latest = migrations.length;
+    if (current > latest) {
+      throw new StoreUnavailable(
+        `The database schema is version ${current}, newer than this Tessera knows (${latest}); upgrade Tessera.`,
+      );
+    }
+    for (const m of migrations.slice(current)) {
+      db.exec(m.sql);
+      // PRAGMA takes no bound parameters; the version is an integer from this file.
+      db.exec(`PRAGMA user_version = ${m.version}`);
+    }
+    db.exec('COMMIT');
+    return latest;
+  } catch (err) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw err;
+  }
+}
+
+export function userVersion(db: DatabaseSync): number {
+  const row = db.prepare('PRAGMA user_version').get() as { user_version: number } | undefined;
+  return row?.user_version ?? 0;
+}
