@@ -1,0 +1,167 @@
+// The `tessera` command: start | users add | tenants put | help.
+// Configuration errors print one line naming the variable and exit with code 2.
+
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { hashPassword, MIN_PASSWORD_LENGTH } from './auth/password.ts';
+import { ConfigError, loadConfig, type Config } from './config/config.ts';
+import { TesseraError } from './domain/errors.ts';
+import { buildTenant, PROFILES, type Profile } from './domain/tenant.ts';
+import { normaliseEmail } from './domain/user.ts';
+import { startServer } from './server.ts';
+import { openStore } from './store/open.ts';
+
+const USAGE = `Usage: tessera <command> [options]
+
+Commands:
+  start                          Serve Tessera (configuration from the environment; see README)
+  tenants put <id> [--profile integration|production]
+                                 Create or replace a tenant with the profile's defaults
+  users add --tenant <id> --email <email> [--password-stdin] [--role <role>]...
+                                 Create a user (password read from stdin, or prompted for)
+  help                           This text
+
+Exit codes: 0 ok, 1 failure, 2 bad configuration or usage.`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start':
+      return start();
+    case 'tenants':
+      return tenants(rest);
+    case 'users':
+      return users(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n');
+      return 0;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+async function start(): Promise<number> {
+  const config = loadConfig();
+  const server = await startServer(config);
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) process.exit(130);
+    server.app.log.info({ signal: sig }, 'shutting down: finishing in-flight requests');
+    server.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        server.app.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return new Promise<number>(() => {
+    /* runs until a signal */
+  });
+}
+
+async function withStore<T>(fn: (config: Config, store: Awaited<ReturnType<typeof openStore>>) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const store = await openStore(config);
+  try {
+    return await fn(config, store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function tenants(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'put') throw new UsageError('expected: tessera tenants put <id> [--profile integration|production]');
+  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { profile: { type: 'string' } } });
+  const id = positionals[0];
+  if (!id || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) throw new UsageError('a tenant id (letters, digits, . _ -) is required');
+  const profile = (values.profile ?? 'production') as Profile;
+  if (!PROFILES.includes(profile)) throw new UsageError(`--profile must be one of ${PROFILES.join(', ')}`);
+  return withStore(async (_config, store) => {
+    const previous = await store.getTenant(id);
+    const tenant = await store.putTenant(buildTenant(id, { profile }, Date.now(), previous ?? undefined));
+    process.stdout.write(JSON.stringify({ id: tenant.id, profile: tenant.profile }) + '\n');
+    return 0;
+  });
+}
+
+async function users(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'add') throw new UsageError('expected: tessera users add --tenant <id> --email <email>');
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      tenant: { type: 'string' },
+      email: { type: 'string' },
+      'password-stdin': { type: 'boolean', default: false },
+      role: { type: 'string', multiple: true },
+    },
+  });
+  if (!values.tenant) throw new UsageError('--tenant is required');
+  if (!values.email || !/^[^\s@]+@[^\s@]+$/.test(values.email)) throw new UsageError('--email must be an email address');
+  const password = await readPassword(values['password-stdin']);
+  if (password.length < MIN_PASSWORD_LENGTH) throw new UsageError(`the password must have at least ${MIN_PASSWORD_LENGTH} characters`);
+  const tenantId = values.tenant;
+  const email = values.email;
+  return withStore(async (_config, store) => {
+    if (!(await store.getTenant(tenantId))) {
+      throw new UsageError(`no tenant "${tenantId}"; create it with: tessera tenants put ${tenantId}`);
+    }
+    const now = Date.now();
+    const user = await store.createUser({
+      id: randomUUID(),
+      tenantId,
+      email: normaliseEmail(email),
+      passwordHash: await hashPassword(password),
+      roles: values.role ?? [],
+      createdAt: now,
+      updatedAt: now,
+    });
+    process.stdout.write(JSON.stringify({ id: user.id, tenantId: user.tenantId, email: user.email, roles: user.roles }) + '\n');
+    return 0;
+  });
+}
+
+async function readPassword(fromStdin: boolean): Promise<string> {
+  if (fromStdin || !process.stdin.isTTY) {
+    return readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+  }
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: true });
+  try {
+    return await rl.question('Password: ');
+  } finally {
+    rl.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tessera: configuration error: ${err.message}\n`);
+      process.exitCode = 2;
+    } else if (err instanceof UsageError || (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
+      process.stderr.write(`tessera: ${err.message}\n\n${USAGE}\n`);
+      process.exitCode = 2;
+    } else if (err instanceof TesseraError) {
+      process.stderr.write(`tessera: ${err.code}: ${err.message}\n`);
+      process.exitCode = 1;
+    } else {
+      process.stderr.write(`tessera: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,112 @@
+// The Fastify application: plugins for the cross-cutting concerns (request context, validation,
+// problem+json, logging, OpenAPI), then one plugin per route group.
+
+import fastifyCookie from '@fastify/cookie';
+import fastifySwagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import type { App, Deps } from './deps.ts';
+import { registerProblemHandlers } from './problem.ts';
+import { registerRequestContext } from './request-context.ts';
+import { adminSessionRoutes } from './routes/admin-sessions.ts';
+import { adminTenantRoutes } from './routes/admin-tenants.ts';
+import { authLoginRoutes } from './routes/auth-login.ts';
+import { authTokenRoutes } from './routes/auth-tokens.ts';
+import { selfServiceRoutes } from './routes/self-service.ts';
+import { adminUserRoutes } from './routes/admin-users.ts';
+import { docsRoutes } from './routes/docs.ts';
+import { healthRoutes } from './routes/health.ts';
+import { ProblemSchema } from './schemas.ts';
+import { registerValidation } from './validation.ts';
+
+export interface BuildOptions {
+  /** A pino logger; none (silent) in tests by default. */
+  logger?: FastifyBaseLogger;
+}
+
+export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App> {
+  const app = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
+    disableRequestLogging: true,
+    bodyLimit: deps.config.bodyLimit,
+    trustProxy: deps.config.trustedProxies.length > 0 ? deps.config.trustedProxies : false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { maxParamLength: 200 },
+    genReqId: () => '-',
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  registerValidation(app);
+  registerProblemHandlers(app);
+  registerRequestContext(app, () => deps.clock.now());
+  app.addSchema(ProblemSchema);
+  app.decorateRequest('auth', null);
+  await app.register(fastifyCookie, { secret: deps.config.cookieSecret, hook: 'onRequest' });
+  // RFC 7009 / 7662 clients send forms. Parsed by hand: a duplicated field is refused, not merged.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    const out: Record<string, string> = {};
+    for (const [k, v] of new URLSearchParams(body as string)) {
+      if (k in out) {
+        done(Object.assign(new Error(`the form field "${k}" appears twice`), { statusCode: 400 }), undefined);
+        return;
+      }
+      out[k] = v;
+    }
+    done(null, out);
+  });
+
+  app.addHook('onSend', async (_request, reply, payload) => {
+    void reply.header('x-content-type-options', 'nosniff');
+    if (!reply.hasHeader('cache-control')) void reply.header('cache-control', 'no-store');
+    return payload;
+  });
+
+  // One JSON line per request: the SPEC 3 ids, never a query string, header value or body that
+  // could hold a secret.
+  app.addHook('onResponse', async (request, reply) => {
+    const ctx = request.ctx;
+    request.log.info(
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? 'unmatched',
+        path: request.url.split('?')[0],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+        requestId: ctx?.requestId,
+        correlationId: ctx?.correlationId,
+        activityId: ctx?.activityId ?? undefined,
+        tenantId: ctx?.tenantId ?? undefined,
+        sessionId: ctx?.sessionId ?? undefined,
+        ip: request.ip,
+        userAgent: ctx?.userAgent ?? undefined,
+      },
+      'request',
+    );
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Tessera',
+        version: '0.1.0',
+        description: 'Session server: cookies, rotating refresh tokens, SSO, limits, audit, revocation.',
+      },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      },
+    },
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+  });
+
+  await app.register(async (scope) => healthRoutes(scope as App, deps));
+  await app.register(async (scope) => adminTenantRoutes(scope as App, deps));
+  await app.register(async (scope) => adminUserRoutes(scope as App, deps));
+  await app.register(async (scope) => adminSessionRoutes(scope as App, deps));
+  await app.register(async (scope) => authLoginRoutes(scope as App, deps));
+  await app.register(async (scope) => authTokenRoutes(scope as App, deps));
+  await app.register(async (scope) => selfServiceRoutes(scope as App, deps));
+  await app.register(async (scope) => docsRoutes(scope as App));
+  await app.ready();
+  return app;
+}

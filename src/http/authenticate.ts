@@ -1,0 +1,149 @@
+// Authentication of API calls: a bearer userSessionToken (token mode) or the `__Host-sid` cookie
+// (cookie mode), then the SPEC 3 header rules of the tenant's profile, then — for cookie-mode
+// requests that change state — the XSRF token and Origin / Sec-Fetch-Site checks of SPEC 6.
+
+import type { FastifyRequest } from 'fastify';
+import { BadRequest, Forbidden, Unauthorized } from '../domain/errors.ts';
+import { missingHeaders, requiredHeaders } from '../domain/request-headers.ts';
+import { hashSecret } from '../domain/secrets.ts';
+import { isValid, slideIdleExpiry, type Session } from '../domain/session.ts';
+import type { Tenant } from '../domain/tenant.ts';
+import { checkXsrf, idleSecondsOf, type AuthMode, type Origin } from '../sessions/app-sessions.ts';
+import { verifySessionToken } from '../tokens/session-token.ts';
+import { bearerToken } from './admin-auth.ts';
+import { readCookie } from './cookies.ts';
+import type { Deps } from './deps.ts';
+import { canonical } from './request-context.ts';
+
+export interface Authenticated {
+  session: Session;
+  tenant: Tenant;
+  mode: AuthMode;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    auth: Authenticated | null;
+  }
+}
+
+export interface AuthOptions {
+  /** Read the store for the session's state even when the local cache knows it. */
+  strict?: boolean;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+export function originOf(request: FastifyRequest): Origin {
+  const c = request.ctx;
+  return {
+    headers: {
+      requestId: c.requestId,
+      correlationId: c.correlationId,
+      activityId: c.activityId,
+      tenantId: c.tenantId,
+      sessionId: c.sessionId,
+    },
+    ip: c.ip,
+    userAgent: c.userAgent,
+  };
+}
+
+/** Tenants change rarely; each process keeps them a few seconds. */
+const tenantCache = new WeakMap<Deps, Map<string, { tenant: Tenant; until: number }>>();
+
+export async function loadTenant(deps: Deps, id: string, now: number): Promise<Tenant | null> {
+  let m = tenantCache.get(deps);
+  if (!m) tenantCache.set(deps, (m = new Map()));
+  const hit = m.get(id);
+  if (hit && hit.until > now) return hit.tenant;
+  const t = await deps.store.getTenant(id);
+  if (t) m.set(id, { tenant: t, until: now + 5000 });
+  else m.delete(id);
+  return t;
+}
+
+export function forgetTenant(deps: Deps, id: string): void {
+  tenantCache.get(deps)?.delete(id);
+}
+
+/** Origin / Sec-Fetch-Site rule of SPEC 6 for state-changing cookie-mode requests. */
+export function checkRequestOrigin(deps: Deps, request: FastifyRequest): void {
+  const allowed = new Set([deps.config.publicUrl, ...deps.config.allowedOrigins]);
+  const origin = request.headers.origin;
+  if (typeof origin === 'string' && origin !== '' && !allowed.has(origin.toLowerCase())) {
+    throw new Forbidden('csrf', `Origin ${origin.slice(0, 100)} is not allowed.`);
+  }
+  const site = request.headers['sec-fetch-site'];
+  if (site === 'cross-site' && !(typeof origin === 'string' && allowed.has(origin.toLowerCase()))) {
+    throw new Forbidden('csrf', 'Cross-site requests are not allowed.');
+  }
+}
+
+async function fromBearer(deps: Deps, token: string, now: number, strict: boolean): Promise<Session> {
+  const claims = await verifySessionToken(deps.keyRing, token, deps.config.publicUrl, now);
+  const session = await deps.sessionCache.getValid(claims.sid, now, strict);
+  if (!session || session.tenantId !== claims.tid || session.userId !== claims.sub) {
+    throw new Unauthorized('session_ended', 'The session has ended.');
+  }
+  return session;
+}
+
+async function fromCookie(deps: Deps, secret: string, tenant: (id: string) => Promise<Tenant | null>, now: number): Promise<Session> {
+  const stored = await deps.store.getSessionBySecretHash(hashSecret(secret));
+  if (!stored || stored.kind !== 'app' || stored.data.mode !== 'cookie' || !isValid(stored, now)) {
+    throw new Unauthorized('session_ended', 'The session has ended.');
+  }
+  // Sliding idle expiry, written at most every few seconds per session rather than per request.
+  const t = await tenant(stored.tenantId);
+  const idle = t ? idleSecondsOf(t, 'cookie') : null;
+  if (idle !== null && now - stored.lastSeenAt >= Math.min(60_000, idle * 50)) {
+    const touched = await deps.store.touchSession(stored.handle, now, slideIdleExpiry(stored, idle, now));
+    if (!touched) throw new Unauthorized('session_ended', 'The session has ended.');
+    return touched;
+  }
+  return stored;
+}
+
+/** A preHandler that authenticates the request or throws 401/403/400. Sets `request.auth`. */
+export function authenticate(deps: Deps, opts: AuthOptions = {}) {
+  return async function authenticateRequest(request: FastifyRequest): Promise<void> {
+    const now = deps.clock.now();
+    const getTenant = (id: string) => loadTenant(deps, id, now);
+    const bearer = bearerToken(request);
+    let session: Session;
+    let mode: AuthMode;
+    if (bearer !== null) {
+      session = await fromBearer(deps, bearer, now, opts.strict ?? false);
+      mode = 'token';
+    } else {
+      const secret = readCookie(request, deps.config, 'sid');
+      if (secret === null) throw new Unauthorized('unauthenticated', 'Log in first: no session token or cookie was sent.');
+      session = await fromCookie(deps, secret, getTenant, now);
+      mode = 'cookie';
+    }
+    const tenant = await getTenant(session.tenantId);
+    if (!tenant) throw new Unauthorized('session_ended', 'The session has ended.');
+
+    const ctx = request.ctx;
+    if (ctx.tenantId !== null && ctx.tenantId !== session.tenantId) {
+      throw new Forbidden('tenant_mismatch', 'X-Tenant-ID does not match the session.');
+    }
+    if (ctx.sessionId !== null && ctx.sessionId !== session.handle) {
+      throw new Forbidden('session_mismatch', 'X-Session-ID does not match the session.');
+    }
+    const missing = missingHeaders(ctx, requiredHeaders(tenant.profile, 'authenticated'));
+    if (missing.length > 0) {
+      const name = canonical(missing[0] as string);
+      throw new BadRequest('missing_header', `${name} is required for this tenant.`, { header: name });
+    }
+    if (mode === 'cookie' && !SAFE_METHODS.has(request.method)) {
+      checkRequestOrigin(deps, request);
+      const presented = request.headers['x-xsrf-token'];
+      if (!checkXsrf(deps, session, typeof presented === 'string' ? presented : undefined)) {
+        throw new Forbidden('csrf', 'X-XSRF-TOKEN is missing or does not match the session.');
+      }
+    }
+    request.auth = { session, tenant, mode };
+  };
+}

@@ -1,0 +1,59 @@
+// Cookie names and attributes (SPEC 6, 7, 8). Values are signed with the cookie key
+// (COOKIE_SECRET_SIGN_KEY), so a forged or truncated cookie is refused before any store lookup.
+// TESSERA_INSECURE_COOKIES=1 (plain-HTTP development) drops `Secure` and the name prefixes.
+
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config/config.ts';
+
+export type CookieName = 'sid' | 'flow' | 'rid';
+
+const PREFIX: Record<CookieName, string> = { sid: '__Host-', flow: '__Host-', rid: '__Secure-' };
+
+export function cookieName(config: Pick<Config, 'insecureCookies'>, name: CookieName): string {
+  return config.insecureCookies ? name : PREFIX[name] + name;
+}
+
+export interface CookieWrite {
+  name: CookieName;
+  value: string;
+  maxAgeSeconds: number;
+  sameSite: 'strict' | 'lax';
+  path?: string;
+}
+
+export function setCookie(reply: FastifyReply, config: Pick<Config, 'insecureCookies'>, c: CookieWrite): void {
+  void reply.setCookie(cookieName(config, c.name), c.value, {
+    path: c.path ?? '/',
+    httpOnly: true,
+    secure: !config.insecureCookies,
+    sameSite: c.sameSite,
+    maxAge: Math.max(0, Math.floor(c.maxAgeSeconds)),
+    signed: true,
+  });
+}
+
+export function clearCookie(
+  reply: FastifyReply,
+  config: Pick<Config, 'insecureCookies'>,
+  name: CookieName,
+  sameSite: 'strict' | 'lax',
+  path = '/',
+): void {
+  void reply.setCookie(cookieName(config, name), '', {
+    path,
+    httpOnly: true,
+    secure: !config.insecureCookies,
+    sameSite,
+    maxAge: 0,
+    expires: new Date(0),
+  });
+}
+
+/** The cookie's verified value, or null when it is absent, unsigned, forged or malformed. */
+export function readCookie(request: FastifyRequest, config: Pick<Config, 'insecureCookies'>, name: CookieName): string | null {
+  const raw = request.cookies[cookieName(config, name)];
+  if (raw === undefined || raw === '' || raw.length > 512) return null;
+  const r = request.unsignCookie(raw);
+  if (!r.valid || r.value === null || !/^[A-Za-z0-9_-]{43}$/.test(r.value)) return null;
+  return r.value;
+}

@@ -1,0 +1,121 @@
+// Operators' view of sessions (SPEC 10): list with filters and a cursor, end one, all of a user's,
+// all of a tenant's.
+
+import { Type } from 'typebox';
+import { NotFound } from '../../domain/errors.ts';
+import { SESSION_KINDS, SESSION_STATUSES, type SessionKind, type SessionStatus } from '../../domain/session.ts';
+import { announceEnded, endSession } from '../../sessions/app-sessions.ts';
+import { requireAdmin } from '../admin-auth.ts';
+import { originOf } from '../authenticate.ts';
+import type { App, Deps } from '../deps.ts';
+import { BearerSecurity, problems, TenantId } from '../schemas.ts';
+import { SessionPageSchema, sessionJson } from '../session-json.ts';
+
+const Kind = Type.Union(SESSION_KINDS.map((k) => Type.Literal(k)));
+const Status = Type.Union(SESSION_STATUSES.map((k) => Type.Literal(k)));
+const Revoked = Type.Object({ revoked: Type.Integer() });
+
+export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
+  const admin = requireAdmin(deps);
+
+  app.get(
+    '/api/v1/admin/sessions',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        summary: 'List sessions of a tenant',
+        security: BearerSecurity,
+        querystring: Type.Object(
+          {
+            tenantId: TenantId,
+            userId: Type.Optional(Type.String({ maxLength: 64 })),
+            kind: Type.Optional(Kind),
+            status: Type.Optional(Status),
+            cursor: Type.Optional(Type.String({ maxLength: 256, pattern: '^[A-Za-z0-9_-]*$' })),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: SessionPageSchema, ...problems(400, 401) },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const now = deps.clock.now();
+      const page = await deps.store.listSessions({
+        tenantId: q.tenantId,
+        ...(q.userId ? { userId: q.userId } : {}),
+        ...(q.kind ? { kind: q.kind as SessionKind } : {}),
+        ...(q.status ? { status: q.status as SessionStatus } : {}),
+        now,
+        cursor: q.cursor ?? null,
+        limit: q.limit ?? 100,
+      });
+      return { items: page.items.map((s) => sessionJson(s, now)), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.delete(
+    '/api/v1/admin/sessions/:handle',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        summary: 'End a session and its subtree',
+        security: BearerSecurity,
+        params: Type.Object({ handle: Type.String({ minLength: 1, maxLength: 64 }) }),
+        response: { 200: Revoked, ...problems(401, 404) },
+      },
+    },
+    async (request) => {
+      const target = await deps.store.getSessionByHandle(request.params.handle);
+      if (!target) throw new NotFound('session_not_found', 'No such session.');
+      const ended = await endSession(deps, target.handle, 'admin', deps.clock.now(), originOf(request));
+      return { revoked: ended.length };
+    },
+  );
+
+  app.delete(
+    '/api/v1/admin/users/:id/sessions',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        summary: "End all of a user's sessions",
+        security: BearerSecurity,
+        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }),
+        querystring: Type.Object({ tenantId: TenantId }, { additionalProperties: false }),
+        response: { 200: Revoked, ...problems(400, 401, 404) },
+      },
+    },
+    async (request) => {
+      const now = deps.clock.now();
+      const user = await deps.store.getUser(request.query.tenantId, request.params.id);
+      if (!user) throw new NotFound('user_not_found', 'No such user in this tenant.');
+      const ended = await deps.store.revokeUserSessions(user.tenantId, user.id, 'admin', now);
+      announceEnded(deps, ended, now, originOf(request));
+      return { revoked: ended.length };
+    },
+  );
+
+  app.delete(
+    '/api/v1/admin/tenants/:id/sessions',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        summary: "End all of a tenant's sessions",
+        security: BearerSecurity,
+        params: Type.Object({ id: TenantId }),
+        response: { 200: Revoked, ...problems(401) },
+      },
+    },
+    async (request) => {
+      const now = deps.clock.now();
+      const ended = await deps.store.revokeTenantSessions(request.params.id, 'tenant_revoked', now);
+      announceEnded(deps, ended, now, originOf(request));
+      return { revoked: ended.length };
+    },
+  );
+}

@@ -1,0 +1,166 @@
+// Token endpoints: refresh with rotation (SPEC 5), logout, revocation (RFC 7009), introspection
+// (RFC 7662), and the JWKS that verifies userSessionTokens.
+
+import { Type } from 'typebox';
+import { hashSecret } from '../../domain/secrets.ts';
+import { isValid } from '../../domain/session.ts';
+import { endSession, refreshTokenPair } from '../../sessions/app-sessions.ts';
+import { verifySessionToken } from '../../tokens/session-token.ts';
+import { requireAdmin } from '../admin-auth.ts';
+import { authenticate, originOf } from '../authenticate.ts';
+import { clearCookie } from '../cookies.ts';
+import type { App, Deps } from '../deps.ts';
+import { BearerSecurity, problems } from '../schemas.ts';
+import { TokenPairSchema } from './auth-login.ts';
+
+const TokenBody = Type.Object(
+  {
+    token: Type.String({ minLength: 1, maxLength: 4096 }),
+    token_type_hint: Type.Optional(Type.String({ maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);
+
+/** The session a presented token (refresh token or userSessionToken) belongs to, if any. */
+async function sessionOfToken(deps: Deps, token: string, now: number) {
+  if (token.split('.').length === 3) {
+    try {
+      const claims = await verifySessionToken(deps.keyRing, token, deps.config.publicUrl, now);
+      const s = await deps.store.getSessionByHandle(claims.sid);
+      return s ? { session: s, claims } : null;
+    } catch {
+      return null;
+    }
+  }
+  const rt = await deps.store.getRefreshToken(hashSecret(token));
+  if (!rt) return null;
+  const s = await deps.store.getSessionByHandle(rt.sessionHandle);
+  // A rotated refresh token is no longer active, even within the grace window.
+  return s && rt.rotatedAt === null ? { session: s, claims: null } : null;
+}
+
+export async function authTokenRoutes(app: App, deps: Deps): Promise<void> {
+  app.post(
+    '/api/v1/auth/token/refresh',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Exchange a refresh token for a new pair (rotation)',
+        description:
+          'Every use rotates the refresh token. The same token presented again within the tenant\'s grace window (default 10 s) returns the same new pair; after it, the session is ended (`refresh_token_reused`).',
+        body: Type.Object({ refreshToken: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false }),
+        response: { 200: TokenPairSchema, ...problems(400, 401, 503) },
+      },
+    },
+    async (request, reply) => {
+      const pair = await refreshTokenPair(deps, request.body.refreshToken, deps.clock.now(), originOf(request));
+      void reply.header('cache-control', 'no-store');
+      return pair;
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/logout',
+    {
+      preHandler: authenticate(deps),
+      schema: {
+        tags: ['auth'],
+        summary: 'End the current session (bearer or cookie)',
+        security: BearerSecurity,
+        response: { 204: Type.Null(), ...problems(401, 403) },
+      },
+    },
+    async (request, reply) => {
+      const auth = request.auth!;
+      await endSession(deps, auth.session.handle, 'logout', deps.clock.now(), originOf(request));
+      clearCookie(reply, deps.config, 'sid', 'strict');
+      void reply.header('clear-site-data', '"cookies", "storage"');
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/revoke',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Revoke a token (RFC 7009)',
+        description: 'Revoking a refresh token or a userSessionToken ends its session. Answers 200 whether or not the token was known.',
+        body: TokenBody,
+        response: { 200: Type.Object({}), ...problems(400) },
+      },
+    },
+    async (request) => {
+      const now = deps.clock.now();
+      const found = await sessionOfToken(deps, request.body.token, now);
+      if (found && found.session.status === 'active') {
+        await endSession(deps, found.session.handle, 'logout', now, originOf(request));
+      }
+      return {};
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/introspect',
+    {
+      preHandler: requireAdmin(deps),
+      schema: {
+        tags: ['auth'],
+        summary: 'Introspect a token (RFC 7662); service credential required',
+        description: 'Anything that is not an active token gives exactly `{"active": false}`.',
+        security: BearerSecurity,
+        body: TokenBody,
+        response: {
+          200: Type.Object({
+            active: Type.Boolean(),
+            token_type: Type.Optional(Type.String()),
+            sub: Type.Optional(Type.String()),
+            tid: Type.Optional(Type.String()),
+            sid: Type.Optional(Type.String()),
+            scope: Type.Optional(Type.String()),
+            iss: Type.Optional(Type.String()),
+            exp: Type.Optional(Type.Integer()),
+            iat: Type.Optional(Type.Integer()),
+          }),
+          ...problems(400, 401),
+        },
+      },
+    },
+    async (request) => {
+      const now = deps.clock.now();
+      const found = await sessionOfToken(deps, request.body.token, now);
+      if (!found || !isValid(found.session, now)) return { active: false };
+      const s = found.session;
+      if (found.claims) {
+        const c = found.claims;
+        return { active: true, token_type: 'Bearer', sub: c.sub, tid: c.tid, sid: c.sid, scope: c.scope, iss: c.iss, exp: c.exp, iat: c.iat };
+      }
+      return {
+        active: true,
+        token_type: 'refresh_token',
+        sub: s.userId ?? undefined,
+        tid: s.tenantId,
+        sid: s.handle,
+        iss: deps.config.publicUrl,
+        exp: Math.floor(s.absoluteExpiresAt / 1000),
+      };
+    },
+  );
+
+  app.get(
+    '/.well-known/jwks.json',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Public keys that verify userSessionTokens',
+        response: { 200: Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown())) }) },
+      },
+    },
+    async (_request, reply) => {
+      const now = deps.clock.now();
+      await deps.keyRing.maybeReload(now, 60_000);
+      void reply.header('cache-control', 'public, max-age=300');
+      return deps.keyRing.jwks(now);
+    },
+  );
+}

@@ -1,0 +1,154 @@
+// The user's own sessions (SPEC 6): the current one, the list, ending one or all others, and
+// changing the password.
+
+import { Type } from 'typebox';
+import { hashPassword, verifyPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../auth/password.ts';
+import { NotFound, Unauthorized } from '../../domain/errors.ts';
+import { announceEnded, endSession, xsrfTokenOf } from '../../sessions/app-sessions.ts';
+import { authenticate, originOf } from '../authenticate.ts';
+import type { App, Deps } from '../deps.ts';
+import { BearerSecurity, problems } from '../schemas.ts';
+import { SessionPageSchema, SessionViewSchema, sessionJson } from '../session-json.ts';
+
+const Handle = Type.String({ minLength: 1, maxLength: 64 });
+const Cursor = Type.String({ maxLength: 256, pattern: '^[A-Za-z0-9_-]*$' });
+
+export async function selfServiceRoutes(app: App, deps: Deps): Promise<void> {
+  const auth = authenticate(deps);
+
+  app.get(
+    '/api/v1/session',
+    {
+      preHandler: auth,
+      schema: {
+        tags: ['sessions'],
+        summary: 'The current session (and, in cookie mode, its current xsrfToken)',
+        security: BearerSecurity,
+        response: { 200: Type.Intersect([SessionViewSchema, Type.Object({ xsrfToken: Type.Optional(Type.String()) })]), ...problems(401) },
+      },
+    },
+    async (request) => {
+      const { session, mode } = request.auth!;
+      return {
+        ...sessionJson(session, deps.clock.now()),
+        ...(mode === 'cookie' ? { xsrfToken: xsrfTokenOf(deps, session.handle) } : {}),
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/sessions',
+    {
+      preHandler: auth,
+      schema: {
+        tags: ['sessions'],
+        summary: "The user's active sessions",
+        security: BearerSecurity,
+        querystring: Type.Object(
+          { cursor: Type.Optional(Cursor), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })) },
+          { additionalProperties: false },
+        ),
+        response: { 200: SessionPageSchema, ...problems(400, 401) },
+      },
+    },
+    async (request) => {
+      const { session } = request.auth!;
+      const now = deps.clock.now();
+      const page = await deps.store.listSessions({
+        tenantId: session.tenantId,
+        userId: session.userId as string,
+        status: 'active',
+        now,
+        cursor: request.query.cursor ?? null,
+        limit: request.query.limit ?? 50,
+      });
+      return { items: page.items.map((s) => sessionJson(s, now, session.handle)), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.delete(
+    '/api/v1/sessions/:handle',
+    {
+      preHandler: auth,
+      schema: {
+        tags: ['sessions'],
+        summary: 'End one of your sessions (and its subtree)',
+        security: BearerSecurity,
+        params: Type.Object({ handle: Handle }),
+        response: { 204: Type.Null(), ...problems(401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const { session } = request.auth!;
+      const target = await deps.store.getSessionByHandle(request.params.handle);
+      // Another user's session is indistinguishable from none.
+      if (!target || target.tenantId !== session.tenantId || target.userId !== session.userId) {
+        throw new NotFound('session_not_found', 'No such session.');
+      }
+      await endSession(deps, target.handle, 'user', deps.clock.now(), originOf(request));
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.delete(
+    '/api/v1/sessions',
+    {
+      preHandler: auth,
+      schema: {
+        tags: ['sessions'],
+        summary: 'End all your other sessions (scope=others)',
+        security: BearerSecurity,
+        querystring: Type.Object({ scope: Type.Literal('others') }, { additionalProperties: false }),
+        response: { 200: Type.Object({ revoked: Type.Integer() }), ...problems(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const { session } = request.auth!;
+      const now = deps.clock.now();
+      const ended = await deps.store.revokeUserSessions(session.tenantId, session.userId as string, 'user', now, {
+        exceptHandle: session.handle,
+      });
+      announceEnded(deps, ended, now, originOf(request));
+      return { revoked: ended.length };
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/password',
+    {
+      preHandler: authenticate(deps, { strict: true }),
+      schema: {
+        tags: ['auth'],
+        summary: 'Change the password (re-enter the current one)',
+        security: BearerSecurity,
+        body: Type.Object(
+          {
+            currentPassword: Type.String({ minLength: 1, maxLength: MAX_PASSWORD_LENGTH }),
+            newPassword: Type.String({ minLength: MIN_PASSWORD_LENGTH, maxLength: MAX_PASSWORD_LENGTH }),
+            endOtherSessions: Type.Optional(Type.Boolean()),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ revoked: Type.Integer() }), ...problems(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const { session } = request.auth!;
+      const now = deps.clock.now();
+      const user = await deps.store.getUser(session.tenantId, session.userId as string);
+      if (!user || !(await verifyPassword(user.passwordHash, request.body.currentPassword))) {
+        throw new Unauthorized('invalid_credentials', 'The current password is wrong.');
+      }
+      await deps.store.updateUser({ ...user, passwordHash: await hashPassword(request.body.newPassword), updatedAt: now });
+      let revoked = 0;
+      if (request.body.endOtherSessions) {
+        const ended = await deps.store.revokeUserSessions(session.tenantId, user.id, 'password_changed', now, {
+          exceptHandle: session.handle,
+        });
+        announceEnded(deps, ended, now, originOf(request));
+        revoked = ended.length;
+      }
+      return { revoked };
+    },
+  );
+}

@@ -1,0 +1,59 @@
+// The public view of a session: handle, never the secret or its hash.
+
+import { Type } from 'typebox';
+import { effectiveStatus, expiresAt, type Session } from '../domain/session.ts';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export const SessionViewSchema = Type.Object({
+  sessionId: Type.String({ description: 'The session handle' }),
+  kind: Type.String(),
+  status: Type.String(),
+  revokeReason: Type.Union([Type.String(), Type.Null()]),
+  tenantId: Type.String(),
+  customerId: Type.Union([Type.String(), Type.Null()]),
+  parentId: Type.Union([Type.String(), Type.Null()]),
+  mode: Type.Union([Type.String(), Type.Null()]),
+  authMethod: Type.String(),
+  clientId: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String(),
+  lastSeenAt: Type.String(),
+  expiresAt: Type.String(),
+  idleExpiresAt: Type.Union([Type.String(), Type.Null()]),
+  absoluteExpiresAt: Type.String(),
+  endedAt: Type.Union([Type.String(), Type.Null()]),
+  device: Type.Object({
+    userAgent: Type.Optional(Type.String()),
+    ip: Type.Optional(Type.String()),
+    location: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()]))),
+  }),
+  current: Type.Optional(Type.Boolean()),
+});
+
+export function sessionJson(s: Session, now: number, currentHandle?: string) {
+  return {
+    sessionId: s.handle,
+    kind: s.kind,
+    status: effectiveStatus(s, now),
+    revokeReason: s.revokeReason,
+    tenantId: s.tenantId,
+    customerId: s.userId,
+    parentId: s.parentHandle,
+    mode: typeof s.data.mode === 'string' ? s.data.mode : null,
+    authMethod: s.authMethod,
+    clientId: s.clientId,
+    createdAt: iso(s.createdAt) as string,
+    lastSeenAt: iso(s.lastSeenAt) as string,
+    expiresAt: iso(expiresAt(s)) as string,
+    idleExpiresAt: iso(s.idleExpiresAt),
+    absoluteExpiresAt: iso(s.absoluteExpiresAt) as string,
+    endedAt: iso(s.endedAt),
+    device: s.device as Record<string, never>,
+    ...(currentHandle !== undefined ? { current: s.handle === currentHandle } : {}),
+  };
+}
+
+export const SessionPageSchema = Type.Object({
+  items: Type.Array(SessionViewSchema),
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+});

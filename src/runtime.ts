@@ -1,0 +1,45 @@
+// Assembles what the HTTP layer needs from a configuration and an open store: derived keys, the
+// signing key ring, the event bus, the session cache subscribed to the store's feed of ends.
+
+import { EventBus } from './audit/events.ts';
+import { DEFAULT_THROTTLE, type ThrottlePolicy } from './auth/throttle.ts';
+import type { Config } from './config/config.ts';
+import type { Clock } from './domain/clock.ts';
+import type { Deps } from './http/deps.ts';
+import { SessionCache } from './sessions/session-cache.ts';
+import type { Coordination } from './store/coordination.ts';
+import type { SessionStore } from './store/port.ts';
+import { KeyRing } from './tokens/key-ring.ts';
+import { deriveKey } from './tokens/sealing.ts';
+
+export interface RuntimeOptions {
+  adminTokenHash: string | null;
+  throttle?: ThrottlePolicy;
+}
+
+export async function createRuntime(
+  config: Config & { cookieSecret: string },
+  store: SessionStore & Coordination,
+  clock: Clock,
+  opts: RuntimeOptions,
+): Promise<Deps> {
+  const keyRing = new KeyRing(store, config.cookieSecret);
+  await keyRing.load(clock.now());
+  const sessionCache = new SessionCache(store);
+  await sessionCache.start(store);
+  return {
+    config,
+    store,
+    clock,
+    adminTokenHash: opts.adminTokenHash,
+    bus: new EventBus(),
+    keyRing,
+    keys: {
+      refresh: deriveKey(config.cookieSecret, 'refresh-successor'),
+      renew: deriveKey(config.cookieSecret, 'renew-successor'),
+      xsrf: deriveKey(config.cookieSecret, 'xsrf'),
+    },
+    sessionCache,
+    throttle: opts.throttle ?? DEFAULT_THROTTLE,
+  };
+}

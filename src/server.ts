@@ -1,0 +1,115 @@
+// Starts Tessera: configuration → secrets → store → HTTP app → sweeper, and stops it gracefully
+// (stop accepting, finish in-flight requests, stop the sweeper, close the store).
+
+import { pino, type Logger } from 'pino';
+import type { EventBus } from './audit/events.ts';
+import type { Config } from './config/config.ts';
+import { loadOrCreateSecret } from './config/secrets-on-disk.ts';
+import { systemClock, type Clock } from './domain/clock.ts';
+import { hashSecret } from './domain/secrets.ts';
+import { buildApp } from './http/app.ts';
+import type { App, Deps } from './http/deps.ts';
+import { startExpirySweeper, type Sweeper } from './sessions/expiry-sweeper.ts';
+import { createRuntime } from './runtime.ts';
+import type { Coordination } from './store/coordination.ts';
+import { openStore } from './store/open.ts';
+import type { SessionStore } from './store/port.ts';
+
+export interface RunningServer {
+  app: App;
+  deps: Deps;
+  bus: EventBus;
+  sweeper: Sweeper;
+  /** The address actually bound, e.g. http://127.0.0.1:8080 */
+  url: string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Use this store instead of opening the configured one (tests). Closed on stop. */
+  store?: SessionStore & Coordination;
+}
+
+export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
+  return pino({
+    level: config.logLevel,
+    base: { service: 'tessera' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    // Belt and braces: request logging never passes these, but nothing else may either.
+    redact: {
+      paths: ['*.authorization', '*.cookie', '*.password', '*.refreshToken', '*.token', '*.secret'],
+      censor: '[redacted]',
+    },
+  });
+}
+
+export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  const log = opts.logger ?? createLogger(config);
+  const clock = opts.clock ?? systemClock;
+  const embedded = config.store.kind === 'sqlite';
+
+  let cookieSecret = config.cookieSecret;
+  if (cookieSecret === null) {
+    // Only reachable in embedded mode: config refuses a Redis store without the variable.
+    const s = loadOrCreateSecret(config.dataDir, 'cookie-secret');
+    cookieSecret = s.value;
+    log.info({ path: s.path, created: s.created }, 'cookie signing key loaded from the data folder');
+  }
+
+  let adminTokenHash: string | null = config.adminToken === null ? null : hashSecret(config.adminToken);
+  if (adminTokenHash === null && embedded) {
+    const s = loadOrCreateSecret(config.dataDir, 'admin-token');
+    adminTokenHash = hashSecret(s.value);
+    log.info(
+      { path: s.path, created: s.created },
+      `bootstrap admin credential is in ${s.path} (mode 0600); use it as "Authorization: Bearer <contents>"`,
+    );
+  }
+
+  const store = opts.store ?? (await openStore(config));
+  let deps: Deps;
+  let app: App;
+  try {
+    deps = await createRuntime({ ...config, cookieSecret }, store, clock, { adminTokenHash });
+    app = await buildApp(deps, { logger: log });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const bus = deps.bus;
+
+  const sweeper = startExpirySweeper(store, bus, clock, config.sweepIntervalMs, (err) =>
+    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'expiry sweep failed'),
+  );
+
+  let address: string;
+  try {
+    address = await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await sweeper.stop();
+    await store.close();
+    throw err;
+  }
+  log.info({ address, store: store.kind }, 'tessera listening');
+
+  let stopping: Promise<void> | null = null;
+  return {
+    app,
+    deps,
+    bus,
+    sweeper,
+    url: address,
+    stop() {
+      stopping ??= (async () => {
+        await app.close();
+        await sweeper.stop();
+        await deps.sessionCache.stop();
+        await store.close();
+        log.info('tessera stopped');
+      })();
+      return stopping;
+    },
+  };
+}

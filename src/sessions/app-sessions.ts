@@ -1,0 +1,212 @@
+// What can be done with `app` sessions: start one (login), issue and rotate its token pair, end
+// sessions. Route files call these; the rules live in src/domain and the atomicity in the store.
+
+import { sessionEvent, type EventHeaders, type TesseraEvent } from '../audit/events.ts';
+import { Conflict, Unauthorized } from '../domain/errors.ts';
+import { hashSecret, newSecret } from '../domain/secrets.ts';
+import { issueSession, type Device, type RevokeReason, type Session } from '../domain/session.ts';
+import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
+import type { User } from '../domain/user.ts';
+import { constantTimeEqual } from '../domain/secrets.ts';
+import type { Deps } from '../http/deps.ts';
+import { keyedDigest } from '../tokens/sealing.ts';
+import { deterministicJti, signSessionToken } from '../tokens/session-token.ts';
+
+export type AuthMode = 'token' | 'cookie';
+
+/** Where an action came from, for its events (SPEC 9: the six headers, IP, user agent). */
+export interface Origin {
+  headers: EventHeaders;
+  ip: string | null;
+  userAgent: string | null;
+}
+
+export function emit(deps: Pick<Deps, 'bus'>, event: TesseraEvent, origin?: Origin): void {
+  deps.bus.emit(origin ? { ...event, headers: origin.headers, ip: origin.ip, userAgent: origin.userAgent } : event);
+}
+
+/** Every process learns of ended sessions through the store's feed; this one forgets them at once. */
+export function announceEnded(deps: Pick<Deps, 'bus' | 'sessionCache'>, ended: Session[], now: number, origin?: Origin): void {
+  deps.sessionCache.forget(ended.map((s) => s.handle));
+  for (const s of ended) {
+    if (s.revokeReason === 'limit_evicted') emit(deps, sessionEvent('session.limit_evicted', s, now), origin);
+    emit(deps, sessionEvent('session.revoked', s, now, { reason: s.revokeReason }), origin);
+  }
+}
+
+export function scopeOf(user: User): string {
+  return ['session', ...user.roles.map((r) => `role:${r}`)].join(' ');
+}
+
+/**
+ * In token mode the client proves it is still there by refreshing, which it only needs to do
+ * when the token expires; so its idle window starts after the token lifetime.
+ */
+export function idleSecondsOf(tenant: Tenant, mode: AuthMode): number {
+  const app = lifetimeOf(tenant, 'app');
+  return mode === 'token' ? tenant.lifetimes.token + (app.idle ?? 0) : (app.idle ?? 0);
+}
+
+export function xsrfTokenOf(deps: Pick<Deps, 'keys'>, handle: string): string {
+  return keyedDigest(deps.keys.xsrf, handle);
+}
+
+export function checkXsrf(deps: Pick<Deps, 'keys'>, session: Session, presented: string | undefined): boolean {
+  if (typeof presented !== 'string' || presented.length > 128) return false;
+  const expected = typeof session.data.xsrfHash === 'string' ? session.data.xsrfHash : null;
+  return expected !== null && constantTimeEqual(hashSecret(presented), expected);
+}
+
+export interface StartAppSession {
+  tenant: Tenant;
+  user: User;
+  mode: AuthMode;
+  authMethod: string;
+  device: Device;
+  clientId?: string | null;
+  parentHandle?: string | null;
+  notAfter?: number;
+}
+
+/**
+ * Creates an `app` session under the tenant's per-user limit (atomic in the store even under
+ * simultaneous logins). A brand-new handle and secret every time: nothing a client held before
+ * can become valid (no fixation).
+ */
+export async function startAppSession(deps: Deps, input: StartAppSession, now: number, origin?: Origin) {
+  const { tenant, user, mode } = input;
+  const life = lifetimeOf(tenant, 'app');
+  const issued = issueSession(
+    {
+      tenantId: tenant.id,
+      userId: user.id,
+      kind: 'app',
+      parentHandle: input.parentHandle ?? null,
+      lifetime: { idle: idleSecondsOf(tenant, mode), absolute: life.absolute },
+      authMethod: input.authMethod,
+      clientId: input.clientId ?? null,
+      device: input.device,
+      data: { mode },
+      ...(input.notAfter !== undefined ? { notAfter: input.notAfter } : {}),
+    },
+    now,
+  );
+  if (mode === 'cookie') issued.session.data.xsrfHash = hashSecret(xsrfTokenOf(deps, issued.session.handle));
+  const limit = tenant.sessionLimit.max === null ? undefined : { kind: 'app' as const, max: tenant.sessionLimit.max, policy: tenant.sessionLimit.policy };
+  const result = await deps.store.createSession(issued.session, now, limit);
+  if (!result.ok) {
+    throw new Conflict(
+      'session_limit_reached',
+      `This account already has ${result.active} active sessions, the most the tenant allows; end one first.`,
+    );
+  }
+  deps.sessionCache.remember(result.session);
+  announceEnded(deps, result.evicted, now, origin);
+  emit(deps, sessionEvent('session.created', result.session, now, { mode, authMethod: input.authMethod }), origin);
+  return { session: result.session, secret: issued.secret };
+}
+
+export interface TokenPair {
+  expires_in: number;
+  token_type: 'Bearer';
+  scope: string;
+  customerId: string;
+  tenantId: string;
+  userSessionToken: string;
+  refreshToken: string;
+  sessionId: string;
+}
+
+/**
+ * Signs the pair for a session. `issuedAt` (ms) and `refreshToken` fully determine the result,
+ * so the grace-window answer reproduces the first answer byte for byte.
+ */
+export async function tokenPair(
+  deps: Deps,
+  session: Session,
+  tenant: Tenant,
+  scope: string,
+  refreshToken: string,
+  issuedAt: number,
+): Promise<TokenPair> {
+  const iat = Math.floor(issuedAt / 1000);
+  const exp = Math.min(iat + tenant.lifetimes.token, Math.floor(session.absoluteExpiresAt / 1000));
+  const userSessionToken = await signSessionToken(deps.keyRing, {
+    iss: deps.config.publicUrl,
+    sub: session.userId as string,
+    tid: session.tenantId,
+    sid: session.handle,
+    scope,
+    iat,
+    exp,
+    jti: deterministicJti(session.handle, hashSecret(refreshToken)),
+  });
+  return {
+    expires_in: Math.max(0, exp - iat),
+    token_type: 'Bearer',
+    scope,
+    customerId: session.userId as string,
+    tenantId: session.tenantId,
+    userSessionToken,
+    refreshToken,
+    sessionId: session.handle,
+  };
+}
+
+/** The first refresh token of a token-mode session. */
+export async function firstRefreshToken(deps: Deps, session: Session, now: number): Promise<string> {
+  const raw = newSecret();
+  await deps.store.addRefreshToken({
+    tokenHash: hashSecret(raw),
+    sessionHandle: session.handle,
+    tenantId: session.tenantId,
+    userId: session.userId as string,
+    createdAt: now,
+    rotatedAt: null,
+    successorHash: null,
+  });
+  return raw;
+}
+
+/**
+ * Refresh with rotation (RFC 9700 4.14.2). The successor is derived from the presented token
+ * with a server key, so every caller racing with the same token computes the same successor and
+ * the store only has to decide who rotates; the others get the same pair (grace window).
+ */
+export async function refreshTokenPair(deps: Deps, presented: string, now: number, origin?: Origin): Promise<TokenPair> {
+  const successor = keyedDigest(deps.keys.refresh, presented);
+  const presentedHash = hashSecret(presented);
+  const known = await deps.store.getRefreshToken(presentedHash);
+  if (!known) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+  const tenant = await deps.store.getTenant(known.tenantId);
+  const user = tenant ? await deps.store.getUser(known.tenantId, known.userId) : null;
+  if (!tenant || !user) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+
+  const mode: AuthMode = 'token';
+  const idleExpiresAt = now + idleSecondsOf(tenant, mode) * 1000;
+  const r = await deps.store.rotateRefreshToken(presentedHash, hashSecret(successor), now, tenant.lifetimes.refreshGrace * 1000, idleExpiresAt);
+  switch (r.outcome) {
+    case 'rotated':
+      deps.sessionCache.remember(r.session);
+      emit(deps, sessionEvent('session.refreshed', r.session, now), origin);
+      return tokenPair(deps, r.session, tenant, scopeOf(user), successor, now);
+    case 'grace':
+      if (r.token.successorHash === null || !constantTimeEqual(r.token.successorHash, hashSecret(successor))) {
+        throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+      }
+      return tokenPair(deps, r.session, tenant, scopeOf(user), successor, r.token.rotatedAt ?? now);
+    case 'reused':
+      emit(deps, sessionEvent('refresh_token.reused', r.session, now, { revoked: r.revoked.map((s) => s.handle) }), origin);
+      announceEnded(deps, r.revoked, now, origin);
+      throw new Unauthorized('refresh_token_reused', 'The refresh token was already used; the session has been ended.');
+    case 'inactive':
+    case 'unknown':
+      throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+  }
+}
+
+export async function endSession(deps: Deps, handle: string, reason: RevokeReason, now: number, origin?: Origin): Promise<Session[]> {
+  const ended = await deps.store.revokeSession(handle, reason, now);
+  announceEnded(deps, ended, now, origin);
+  return ended;
+}

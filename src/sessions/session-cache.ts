@@ -1,0 +1,97 @@
+// Each Tessera process keeps the sessions it has seen in memory, so checking a bearer token's
+// session needs no store round trip. The cache is kept exact by the store's feed of session ends
+// (Redis pub/sub, or the SQLite end log): a revocation in any process drops the entry here, and
+// the next request reads the store again. When the feed may have lost messages (reconnect), the
+// whole cache is forgotten. A route can demand a strict check that always reads the store.
+
+import { isValid, type Session } from '../domain/session.ts';
+import type { Coordination } from '../store/coordination.ts';
+import type { SessionStore } from '../store/port.ts';
+
+export class SessionCache {
+  private readonly store: SessionStore;
+  private readonly entries = new Map<string, Session>();
+  /** Handles known to have ended. A session never becomes active again, so these stay true. */
+  private readonly ended = new Set<string>();
+  private readonly maxEntries: number;
+  private subscription: { close(): Promise<void> } | null = null;
+  /** Bumped on every reset, so a read that raced a reset does not repopulate stale data. */
+  private generation = 0;
+  hits = 0;
+  misses = 0;
+
+  constructor(store: SessionStore, maxEntries = 100_000) {
+    this.store = store;
+    this.maxEntries = maxEntries;
+  }
+
+  async start(feed: Coordination): Promise<void> {
+    this.subscription = await feed.subscribeSessionEnds(
+      (handles) => this.forget(handles),
+      () => this.reset(),
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.subscription?.close();
+    this.subscription = null;
+    this.reset();
+  }
+
+  forget(handles: Iterable<string>): void {
+    for (const h of handles) {
+      this.entries.delete(h);
+      if (this.ended.size >= this.maxEntries) {
+        const first = this.ended.values().next();
+        if (!first.done) this.ended.delete(first.value);
+      }
+      this.ended.add(h);
+    }
+  }
+
+  reset(): void {
+    this.generation += 1;
+    this.entries.clear();
+    // `ended` stays: what has ended stays ended, whatever messages were lost.
+  }
+
+  /** Remember a record this process has just written or read. */
+  remember(session: Session): void {
+    if (session.status !== 'active' || this.ended.has(session.handle)) {
+      this.entries.delete(session.handle);
+      return;
+    }
+    if (this.entries.size >= this.maxEntries) {
+      // Drop the oldest insertion (Map keeps insertion order).
+      const first = this.entries.keys().next();
+      if (!first.done) this.entries.delete(first.value);
+    }
+    this.entries.set(session.handle, session);
+  }
+
+  /**
+   * The session if it is valid at `now`, else null. Without a feed subscription, or with
+   * `strict`, it always reads the store.
+   */
+  async getValid(handle: string, now: number, strict = false): Promise<Session | null> {
+    if (!strict && this.subscription !== null) {
+      if (this.ended.has(handle)) {
+        this.hits += 1;
+        return null;
+      }
+      const cached = this.entries.get(handle);
+      // A cached record that looks expired may only be stale (another process slid its idle
+      // expiry): ask the store then.
+      if (cached && isValid(cached, now)) {
+        this.hits += 1;
+        return cached;
+      }
+    }
+    this.misses += 1;
+    const generation = this.generation;
+    const fresh = await this.store.getSessionByHandle(handle);
+    if (fresh && generation === this.generation && this.subscription !== null) this.remember(fresh);
+    else if (!fresh) this.entries.delete(handle);
+    return fresh && isValid(fresh, now) ? fresh : null;
+  }
+}

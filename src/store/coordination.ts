@@ -1,0 +1,29 @@
+// The part of the storage port that coordinates Tessera processes rather than holding sessions:
+// shared counters for throttling, and the feed of session ends that keeps every process's local
+// session cache exact (SPEC 12: no store round trip per request, yet a revocation anywhere is
+// honoured everywhere within a measured bound).
+
+export interface CounterState {
+  count: number;
+  /** Epoch ms at which the window ends and the count starts again from zero. */
+  resetAt: number;
+}
+
+export interface Coordination {
+  /**
+   * Fixed-window counter shared by all processes: adds 1 to `key` and returns the count in the
+   * current window. The first hit opens a window of `windowMs`.
+   */
+  hitCounter(key: string, windowMs: number, now: number): Promise<CounterState>;
+  /** The counter's state without changing it; null when no window is open. */
+  peekCounter(key: string, now: number): Promise<CounterState | null>;
+  resetCounter(key: string): Promise<void>;
+
+  /**
+   * Calls `listener` with the handles of sessions that stopped being active (revoked, consumed,
+   * evicted, expired by the sweeper), whichever process ended them. Every adapter operation that
+   * ends sessions publishes them. `onReset` is called when the feed may have lost messages (a
+   * reconnect): the caller must then forget everything it cached.
+   */
+  subscribeSessionEnds(listener: (handles: string[]) => void, onReset: () => void): Promise<{ close(): Promise<void> }>;
+}

@@ -1,0 +1,16 @@
+// Opens the store that TESSERA_STORE names.
+
+import type { Config } from '../config/config.ts';
+import type { Coordination } from './coordination.ts';
+import type { SessionStore } from './port.ts';
+
+export type Store = SessionStore & Coordination;
+
+export async function openStore(config: Pick<Config, 'store' | 'redisPrefix'>): Promise<Store> {
+  if (config.store.kind === 'sqlite') {
+    const { openSqliteStore } = await import('./sqlite/sqlite-store.ts');
+    return (await openSqliteStore(config.store.sqlitePath as string)) as Store;
+  }
+  const { openRedisStore } = await import('./redis/redis-store.ts');
+  return (await openRedisStore(config.store.url, { prefix: config.redisPrefix })) as Store;
+}

@@ -1,0 +1,130 @@
+// JWT signing keys (Ed25519). The ring lives in the store (meta `signing-keys`), private keys
+// sealed with a key derived from the server secret, so every Tessera process signs and verifies
+// with the same keys. Rotation adds a key and retires the previous one for signing; a retired
+// key keeps verifying until every token it signed has expired, so rotation logs nobody out.
+
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import type { SessionStore } from '../store/port.ts';
+import { deriveKey, seal, unseal } from './sealing.ts';
+
+export const KEY_RING_META = 'signing-keys';
+
+export interface StoredKey {
+  kid: string;
+  alg: 'EdDSA';
+  publicJwk: Record<string, unknown>;
+  sealedPrivateJwk: string;
+  createdAt: number;
+  /** When it stopped signing; it still verifies until `retiredAt + keepRetiredMs`. */
+  retiredAt: number | null;
+}
+
+interface LoadedKey {
+  stored: StoredKey;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+/** Retired keys verify for this long (longer than any token lifetime, 24 h max). */
+export const KEEP_RETIRED_MS = 25 * 3600 * 1000;
+
+function newStoredKey(sealKey: Buffer, now: number): StoredKey {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const kid = `${new Date(now).toISOString().slice(0, 10)}.${randomBytes(6).toString('base64url')}`;
+  return {
+    kid,
+    alg: 'EdDSA',
+    publicJwk: { ...publicKey.export({ format: 'jwk' }), kid, alg: 'EdDSA', use: 'sig' },
+    sealedPrivateJwk: seal(sealKey, JSON.stringify(privateKey.export({ format: 'jwk' }))),
+    createdAt: now,
+    retiredAt: null,
+  };
+}
+
+export class KeyRing {
+  private readonly store: SessionStore;
+  private readonly sealKey: Buffer;
+  private keys: LoadedKey[] = [];
+  private lastLoad = 0;
+  private reloading: Promise<void> | null = null;
+
+  constructor(store: SessionStore, serverSecret: string) {
+    this.store = store;
+    this.sealKey = deriveKey(serverSecret, 'seal-signing-keys');
+  }
+
+  /** Loads the ring, creating the first key when the store has none (race-safe). */
+  async load(now: number): Promise<void> {
+    let ring = (await this.store.getMeta(KEY_RING_META)) as StoredKey[] | null;
+    if (!ring || ring.length === 0) {
+      ring = (await this.store.putMetaIfAbsent(KEY_RING_META, [newStoredKey(this.sealKey, now)])) as StoredKey[];
+    }
+    this.keys = ring.map((stored) => {
+      let jwk: Record<string, unknown>;
+      try {
+        jwk = JSON.parse(unseal(this.sealKey, stored.sealedPrivateJwk)) as Record<string, unknown>;
+      } catch {
+        throw new Error(
+          `signing key ${stored.kid} cannot be unsealed: COOKIE_SECRET_SIGN_KEY differs from the one the keys were created with`,
+        );
+      }
+      return {
+        stored,
+        privateKey: createPrivateKey({ key: jwk as never, format: 'jwk' }),
+        publicKey: createPublicKey({ key: stored.publicJwk as never, format: 'jwk' }),
+      };
+    });
+    this.lastLoad = now;
+  }
+
+  /** Reloads at most once per `minIntervalMs` (an unknown kid may be a key another process added). */
+  async maybeReload(now: number, minIntervalMs = 5000): Promise<void> {
+    if (now - this.lastLoad < minIntervalMs) return;
+    this.reloading ??= this.load(now).finally(() => {
+      this.reloading = null;
+    });
+    await this.reloading;
+  }
+
+  signing(): { kid: string; key: KeyObject } {
+    const active = [...this.keys].reverse().find((k) => k.stored.retiredAt === null) ?? this.keys[this.keys.length - 1];
+    if (!active) throw new Error('key ring not loaded');
+    return { kid: active.stored.kid, key: active.privateKey };
+  }
+
+  verification(kid: string, now: number): KeyObject | null {
+    const k = this.keys.find((x) => x.stored.kid === kid);
+    if (!k) return null;
+    if (k.stored.retiredAt !== null && now > k.stored.retiredAt + KEEP_RETIRED_MS) return null;
+    return k.publicKey;
+  }
+
+  /** The public keys that still verify, as a JWKS document. */
+  jwks(now: number): { keys: Record<string, unknown>[] } {
+    return {
+      keys: this.keys
+        .filter((k) => k.stored.retiredAt === null || now <= k.stored.retiredAt + KEEP_RETIRED_MS)
+        .map((k) => k.stored.publicJwk),
+    };
+  }
+
+  /**
+   * Adds a new signing key, retires the current one, and drops keys retired long enough ago that
+   * nothing they signed can still be valid. Returns the new kid.
+   */
+  static async rotate(store: SessionStore, serverSecret: string, now: number): Promise<{ kid: string; retired: string[] }> {
+    const sealKey = deriveKey(serverSecret, 'seal-signing-keys');
+    const ring = ((await store.getMeta(KEY_RING_META)) as StoredKey[] | null) ?? [];
+    const retired: string[] = [];
+    const kept = ring
+      .filter((k) => k.retiredAt === null || now <= k.retiredAt + KEEP_RETIRED_MS)
+      .map((k) => {
+        if (k.retiredAt !== null) return k;
+        retired.push(k.kid);
+        return { ...k, retiredAt: now };
+      });
+    const fresh = newStoredKey(sealKey, now);
+    await store.putMeta(KEY_RING_META, [...kept, fresh]);
+    return { kid: fresh.kid, retired };
+  }
+}

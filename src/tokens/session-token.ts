@@ -1,0 +1,79 @@
+// The userSessionToken (SPEC 5): a JWT signed with EdDSA (Ed25519), header `kid`, claims
+// iss, sub, tid, sid, scope, iat, exp, jti. Ed25519 signatures are deterministic, so signing the
+// same claims again yields the same token — which is how a refresh inside the grace window
+// returns the very same pair.
+
+import { createHash } from 'node:crypto';
+import { CompactSign, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { Unauthorized } from '../domain/errors.ts';
+import type { KeyRing } from './key-ring.ts';
+
+export interface SessionTokenClaims {
+  iss: string;
+  sub: string;
+  tid: string;
+  sid: string;
+  scope: string;
+  iat: number;
+  exp: number;
+  jti: string;
+}
+
+/** A jti that depends only on what it names, so re-signing reproduces the token. */
+export function deterministicJti(...parts: string[]): string {
+  return createHash('sha256').update(parts.join('\u0000')).digest('base64url').slice(0, 22);
+}
+
+export async function signSessionToken(ring: KeyRing, claims: SessionTokenClaims): Promise<string> {
+  const { kid, key } = ring.signing();
+  // Fixed claim order: the same claims always give the same bytes.
+  const payload = JSON.stringify({
+    iss: claims.iss,
+    sub: claims.sub,
+    tid: claims.tid,
+    sid: claims.sid,
+    scope: claims.scope,
+    iat: claims.iat,
+    exp: claims.exp,
+    jti: claims.jti,
+  });
+  return new CompactSign(new TextEncoder().encode(payload)).setProtectedHeader({ alg: 'EdDSA', typ: 'JWT', kid }).sign(key);
+}
+
+/**
+ * Verifies signature (EdDSA only — `none` and every other alg are refused), issuer and expiry.
+ * An unknown kid triggers one rate-limited reload of the ring (a key another process added).
+ */
+export async function verifySessionToken(ring: KeyRing, token: string, issuer: string, now: number): Promise<SessionTokenClaims> {
+  if (token.length > 4096 || token.split('.').length !== 3) throw new Unauthorized('invalid_token', 'The token is malformed.');
+  let kid: unknown;
+  try {
+    kid = decodeProtectedHeader(token).kid;
+  } catch {
+    throw new Unauthorized('invalid_token', 'The token is malformed.');
+  }
+  if (typeof kid !== 'string') throw new Unauthorized('invalid_token', 'The token has no key id.');
+  let key = ring.verification(kid, now);
+  if (key === null) {
+    await ring.maybeReload(now);
+    key = ring.verification(kid, now);
+  }
+  if (key === null) throw new Unauthorized('invalid_token', 'The token was signed by an unknown key.');
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(token, key, {
+      algorithms: ['EdDSA'],
+      issuer,
+      currentDate: new Date(now),
+      clockTolerance: 0,
+      requiredClaims: ['sub', 'sid', 'tid', 'exp', 'iat', 'jti'],
+    }));
+  } catch {
+    throw new Unauthorized('invalid_token', 'The token is invalid or has expired.');
+  }
+  const c = payload as Partial<SessionTokenClaims>;
+  if (typeof c.sid !== 'string' || typeof c.tid !== 'string' || typeof c.sub !== 'string') {
+    throw new Unauthorized('invalid_token', 'The token lacks session claims.');
+  }
+  return c as SessionTokenClaims;
+}

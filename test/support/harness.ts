@@ -1,0 +1,108 @@
+// Builds a Tessera app for HTTP tests (fastify.inject, no socket) on a fresh store: a temporary
+// SQLite file, or — with TESSERA_TEST_STORE=redis — the test Redis under a random key prefix.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { loadConfig, type Config } from '../../src/config/config.ts';
+import { ManualClock } from '../../src/domain/clock.ts';
+import { hashSecret } from '../../src/domain/secrets.ts';
+import { buildApp } from '../../src/http/app.ts';
+import type { App, Deps } from '../../src/http/deps.ts';
+import { createRuntime } from '../../src/runtime.ts';
+import { openStore, type Store } from '../../src/store/open.ts';
+import type { ThrottlePolicy } from '../../src/auth/throttle.ts';
+
+export const ADMIN_TOKEN = 'test-admin-token-' + 'x'.repeat(32);
+export const COOKIE_SECRET = 'test-cookie-secret-' + 'y'.repeat(32);
+
+export type StoreChoice = 'sqlite' | 'redis';
+
+export interface TestServer {
+  app: App;
+  deps: Deps;
+  clock: ManualClock;
+  store: Store;
+  close(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  store?: StoreChoice;
+  env?: Record<string, string>;
+  clock?: ManualClock;
+  throttle?: ThrottlePolicy;
+  /** Share an existing store (two Tessera processes on one store). */
+  sharedStore?: Store;
+}
+
+export function redisTestUrl(): string {
+  return process.env.TESSERA_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+}
+
+export async function openTestStore(choice: StoreChoice): Promise<{ store: Store; config: Config; cleanup: () => Promise<void> }> {
+  if (choice === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-test-'));
+    const config = loadConfig({ TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}`, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN }, dir);
+    const store = await openStore(config);
+    return { store, config, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  const prefix = `tessera-test:${randomBytes(6).toString('hex')}:`;
+  const config = loadConfig({ TESSERA_STORE: redisTestUrl(), TESSERA_REDIS_PREFIX: prefix, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN });
+  const store = await openStore(config);
+  return { store, config, cleanup: async () => {} };
+}
+
+export async function startTestServer(opts: HarnessOptions = {}): Promise<TestServer> {
+  const clock = opts.clock ?? new ManualClock(Date.UTC(2026, 10, 23, 9, 0, 0));
+  const opened = opts.sharedStore
+    ? { store: opts.sharedStore, config: null, cleanup: async () => {} }
+    : await openTestStore(opts.store ?? 'sqlite');
+  const config = loadConfig({
+    TESSERA_STORE: opened.config?.store.url ?? 'sqlite::memory:',
+    COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET,
+    TESSERA_ADMIN_TOKEN: ADMIN_TOKEN,
+    TESSERA_PUBLIC_URL: 'https://tessera.test',
+    ...opts.env,
+  });
+  const deps = await createRuntime({ ...config, cookieSecret: COOKIE_SECRET }, opened.store, clock, {
+    adminTokenHash: hashSecret(ADMIN_TOKEN),
+    ...(opts.throttle ? { throttle: opts.throttle } : {}),
+  });
+  const app = await buildApp(deps);
+  return {
+    app,
+    deps,
+    clock,
+    store: opened.store,
+    async close() {
+      await app.close();
+      await deps.sessionCache.stop();
+      if (!opts.sharedStore) {
+        await opened.store.close();
+        await opened.cleanup();
+      }
+    },
+  };
+}
+
+export const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+/** Creates a tenant and a user through the admin API; returns the user id. */
+export async function provision(
+  app: App,
+  tenantId: string,
+  email: string,
+  password: string,
+  tenant: Record<string, unknown> = { profile: 'integration' },
+): Promise<string> {
+  const t = await app.inject({ method: 'PUT', url: `/api/v1/admin/tenants/${tenantId}`, headers: admin, payload: tenant });
+  if (t.statusCode !== 200) throw new Error(`tenant: ${t.statusCode} ${t.body}`);
+  const u = await app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: admin, payload: { tenantId, email, password } });
+  if (u.statusCode !== 201) throw new Error(`user: ${u.statusCode} ${u.body}`);
+  return (u.json() as { id: string }).id;
+}
+
+export function uniqueTenant(): string {
+  return `t-${randomBytes(5).toString('hex')}`;
+}
