@@ -48,13 +48,15 @@ const LIST_LIMIT_MAX = 500;
  * Opens (and creates, with its parent folders) the database file and brings its schema up to
  * date. `:memory:` gives a private in-memory database. Rejects with StoreUnavailable when the
  * file cannot be used (not a database, no permission, locked for longer than the busy timeout).
+ * `busyTimeoutMs` (default BUSY_TIMEOUT_MS) bounds how long an operation waits for another
+ * writer before it fails with StoreUnavailable.
  */
-export function openSqliteStore(path: string): Promise<SessionStore> {
+export function openSqliteStore(path: string, opts: { busyTimeoutMs?: number } = {}): Promise<SessionStore> {
   return Promise.resolve().then(() => {
     let db: DatabaseSync | undefined;
     try {
       if (path !== ':memory:' && !path.startsWith('file:')) mkdirSync(dirname(path), { recursive: true });
-      db = new DatabaseSync(path, { timeout: BUSY_TIMEOUT_MS, enableForeignKeyConstraints: true });
+      db = new DatabaseSync(path, { timeout: opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS, enableForeignKeyConstraints: true });
       // WAL: readers never block the writer and the writer never blocks readers. With WAL,
       // synchronous=NORMAL loses nothing when the process dies (only on power loss / OS crash).
       db.exec('PRAGMA journal_mode = WAL');
@@ -211,8 +213,9 @@ export class SqliteSessionStore implements SessionStore {
         params.kind = query.kind;
       }
       if (query.status !== undefined) {
-        where.push(STATUS_CONDITION[query.status]);
-        params.now = query.now;
+        const condition = STATUS_CONDITION[query.status];
+        where.push(condition);
+        if (condition.includes('$now')) params.now = query.now;
       }
       if (query.cursor !== undefined && query.cursor !== null) {
         const c = decodeCursor(query.cursor);
@@ -525,6 +528,7 @@ export class SqliteSessionStore implements SessionStore {
 
   /** Runs synchronous database work and settles the promise with its outcome. */
   private read<T>(fn: () => T): Promise<T> {
+    if (!this.db.isOpen) return Promise.reject(new StoreUnavailable('The SQLite store is closed.'));
     try {
       return Promise.resolve(fn());
     } catch (err) {
@@ -673,7 +677,6 @@ const UNAVAILABLE_CODES = new Set([5, 6, 7, 8, 10, 11, 13, 14, 15, 26]);
 export function toStoreError(err: unknown): Error {
   if (!(err instanceof Error)) return new Error(String(err));
   if (err instanceof TesseraError || !isSqliteError(err)) return err;
-  if (err.code === 'ERR_INVALID_STATE') return new StoreUnavailable('The SQLite database is closed.', err);
   if (err.code === 'ERR_SQLITE_ERROR' && err.errcode !== undefined && UNAVAILABLE_CODES.has(err.errcode & 0xff)) {
     return new StoreUnavailable(`The SQLite database is unavailable: ${err.message}`, err);
   }

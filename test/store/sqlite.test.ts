@@ -1,0 +1,271 @@
+// The SQLite adapter: the conformance suite on one connection and on several connections in
+// worker threads sharing one file (real concurrent writers), then what only SQLite has —
+// files, schema versions, locks.
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { Worker } from 'node:worker_threads';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Conflict, StoreUnavailable, TesseraError } from '../../src/domain/errors.ts';
+import { DEFAULT_LIFETIMES, issueSession } from '../../src/domain/session.ts';
+import { buildTenant } from '../../src/domain/tenant.ts';
+import { migrations } from '../../src/store/sqlite/migrations.ts';
+import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import type { SessionStore } from '../../src/store/port.ts';
+import { describeStoreConformance } from './conformance.ts';
+import type { OpenedStore } from './conformance.ts';
+import type { WorkerCall, WorkerReply } from './sqlite-worker.ts';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-sqlite-'));
+  dirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describeStoreConformance('SQLite store, one connection on a file', async () => {
+  const store = await openSqliteStore(join(tempDir(), 'tessera.db'));
+  return { store, close: () => store.close() };
+});
+
+describeStoreConformance('SQLite store, 4 connections in 4 worker threads on one file', () => openWorkerPool(4));
+
+/**
+ * A SessionStore whose calls go round-robin to `size` worker threads, each with its own
+ * connection to one fresh file. Promise.all in the suite then makes truly concurrent writers.
+ */
+async function openWorkerPool(size: number): Promise<OpenedStore> {
+  const path = join(tempDir(), 'tessera.db');
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let nextId = 0;
+  let nextWorker = 0;
+
+  const workers = await Promise.all(
+    Array.from(
+      { length: size },
+      () =>
+        new Promise<Worker>((resolve, reject) => {
+          const w = new Worker(new URL('./sqlite-worker.ts', import.meta.url), { workerData: { path } });
+          w.on('message', (m: WorkerReply | { ready: true }) => {
+            if ('ready' in m) {
+              resolve(w);
+              return;
+            }
+            const p = pending.get(m.id);
+            pending.delete(m.id);
+            if (m.ok) p?.resolve(m.value);
+            else p?.reject(revive(m.error));
+          });
+          w.on('error', (err: Error) => {
+            reject(err);
+            for (const p of pending.values()) p.reject(err);
+          });
+        }),
+    ),
+  );
+
+  function callOn(w: Worker, method: string, args: unknown[]): Promise<unknown> {
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      const call: WorkerCall = { id, method, args };
+      w.postMessage(call);
+    });
+  }
+
+  function call(method: string, args: unknown[]): Promise<unknown> {
+    if (method === 'close') return Promise.all(workers.map((w) => callOn(w, 'close', []))).then(() => undefined);
+    const w = workers[nextWorker++ % workers.length] as Worker;
+    return callOn(w, method, args);
+  }
+
+  const store = new Proxy({} as SessionStore, {
+    get(_target, prop) {
+      if (prop === 'kind') return 'sqlite';
+      if (typeof prop !== 'string' || prop === 'then') return undefined;
+      return (...args: unknown[]) => call(prop, args);
+    },
+  });
+  return {
+    store,
+    close: async () => {
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}
+
+/** Rebuilds an error that crossed the thread boundary, keeping its class, code and status. */
+function revive(e: { name: string; message: string; code?: string; status?: number }): Error {
+  if (e.status === 409 && e.code !== undefined) return new Conflict(e.code, e.message);
+  if (e.status === 503) return new StoreUnavailable(e.message);
+  if (e.status !== undefined && e.code !== undefined) return new TesseraError(e.status, e.code, e.message);
+  const err = new Error(e.message);
+  err.name = e.name;
+  return err;
+}
+
+// ---- what only the SQLite adapter has -------------------------------------------------------
+
+const T0 = Date.now();
+
+function appSession(tenantId = 't-sqlite', userId = 'u-1') {
+  return issueSession({ tenantId, userId, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password' }, T0).session;
+}
+
+describe('SQLite store specifics', () => {
+  it("lets two store instances on one file see each other's writes", async () => {
+    const path = join(tempDir(), 'shared.db');
+    const a = await openSqliteStore(path);
+    const b = await openSqliteStore(path);
+    try {
+      const s = appSession();
+      await a.createSession(s, T0);
+      expect(await b.getSessionByHandle(s.handle)).toStrictEqual(s);
+      await b.revokeSession(s.handle, 'logout', T0 + 1);
+      expect(await a.getSessionByHandle(s.handle)).toMatchObject({ status: 'revoked', revokeReason: 'logout' });
+      await a.putMeta('k', { v: 1 });
+      expect(await b.getMeta('k')).toStrictEqual({ v: 1 });
+      expect(await b.putMetaIfAbsent('k', { v: 2 })).toStrictEqual({ v: 1 });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('creates missing parent folders, uses WAL, and says it is sqlite', async () => {
+    const path = join(tempDir(), 'a', 'b', 'tessera.db');
+    const store = await openSqliteStore(path);
+    expect(store.kind).toBe('sqlite');
+    await store.close();
+    const db = new DatabaseSync(path);
+    expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
+    db.close();
+  });
+
+  it('records the schema version and keeps data across reopening', async () => {
+    migrations.forEach((m, i) => expect(m.version).toBe(i + 1));
+    const path = join(tempDir(), 'tessera.db');
+    const s = appSession();
+    const first = await openSqliteStore(path);
+    await first.createSession(s, T0);
+    await first.close();
+    const db = new DatabaseSync(path);
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: migrations.length });
+    db.close();
+    const second = await openSqliteStore(path);
+    expect(await second.getSessionByHandle(s.handle)).toStrictEqual(s);
+    await second.close();
+  });
+
+  it('works in memory', async () => {
+    const store = await openSqliteStore(':memory:');
+    const s = appSession();
+    await store.createSession(s, T0);
+    expect(await store.getSessionBySecretHash(s.secretHash)).toStrictEqual(s);
+    await store.close();
+  });
+
+  it('refuses a schema newer than it knows', async () => {
+    const path = join(tempDir(), 'future.db');
+    const db = new DatabaseSync(path);
+    db.exec(`PRAGMA user_version = ${migrations.length + 1}`);
+    db.close();
+    await expect(openSqliteStore(path)).rejects.toBeInstanceOf(StoreUnavailable);
+  });
+
+  it('reports a file that is not a database, or a path it cannot create, as StoreUnavailable', async () => {
+    const dir = tempDir();
+    const garbage = join(dir, 'garbage.db');
+    writeFileSync(garbage, 'this is not a database '.repeat(200));
+    await expect(openSqliteStore(garbage)).rejects.toMatchObject({ code: 'store_unavailable' });
+    await expect(openSqliteStore(join(garbage, 'below-a-file.db'))).rejects.toMatchObject({ code: 'store_unavailable' });
+  });
+
+  it('fails fast with StoreUnavailable while another writer holds the lock, and recovers', async () => {
+    const path = join(tempDir(), 'locked.db');
+    const store = await openSqliteStore(path, { busyTimeoutMs: 50 });
+    const s = appSession();
+    await store.createSession(s, T0);
+    const other = new DatabaseSync(path);
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const t = appSession();
+      await expect(store.createSession(t, T0)).rejects.toMatchObject({ code: 'store_unavailable', status: 503 });
+      // Readers are not blocked by a writer (WAL).
+      expect(await store.getSessionByHandle(s.handle)).toStrictEqual(s);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    const u = appSession();
+    expect(await store.createSession(u, T0)).toMatchObject({ ok: true });
+    await store.close();
+  });
+
+  // In one process the conformance races cannot fail (DatabaseSync serializes every call), and
+  // even across worker threads a missing transaction shows only now and then, because the
+  // read-to-write window is microseconds. This proves the atomicity deterministically: every
+  // operation that decides and writes takes the file's write lock before it reads anything, so
+  // while another connection holds that lock each of them waits — even a call that would end up
+  // writing nothing (an unknown token, a full limit) — instead of deciding on a stale read.
+  it('makes every deciding operation take the write lock before it reads', async () => {
+    const path = join(tempDir(), 'locking.db');
+    const store = await openSqliteStore(path, { busyTimeoutMs: 20 });
+    const s = appSession('t-lock', 'u-lock');
+    await store.createSession(s, T0);
+    const token = { tokenHash: 'tok', sessionHandle: s.handle, tenantId: 't-lock', userId: 'u-lock', createdAt: T0, rotatedAt: null, successorHash: null };
+    await store.addRefreshToken(token);
+    const user = { id: 'u-lock', tenantId: 't-lock', email: 'lock@example.com', passwordHash: null, roles: [], createdAt: T0, updatedAt: T0 };
+    await store.createUser(user);
+
+    const other = new DatabaseSync(path);
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const deciding: Record<string, () => Promise<unknown>> = {
+        createSession: () => store.createSession(appSession('t-lock', 'u-lock'), T0, { kind: 'app', max: 1, policy: 'reject_new' }),
+        touchSession: () => store.touchSession('unknown', T0, null),
+        updateSessionData: () => store.updateSessionData('unknown', { a: 1 }, T0),
+        revokeSession: () => store.revokeSession('unknown', 'logout', T0),
+        revokeUserSessions: () => store.revokeUserSessions('t-none', 'u-none', 'admin', T0),
+        revokeTenantSessions: () => store.revokeTenantSessions('t-none', 'admin', T0),
+        consumeSession: () => store.consumeSession('unknown', T0),
+        renewAfterExpiry: () => store.renewAfterExpiry('unknown', appSession(), T0),
+        addRefreshToken: () => store.addRefreshToken({ ...token, tokenHash: 'tok2' }),
+        rotateRefreshToken: () => store.rotateRefreshToken('unknown', 'next', T0, 10_000, null),
+        sweepExpired: () => store.sweepExpired(T0, 10),
+        createUser: () => store.createUser({ ...user, id: 'u-2', email: 'two@example.com' }),
+        updateUser: () => store.updateUser({ ...user, roles: ['admin'] }),
+        putTenant: () => store.putTenant(buildTenant('t-lock', {}, T0)),
+        putMeta: () => store.putMeta('k', 1),
+        putMetaIfAbsent: () => store.putMetaIfAbsent('k', 1),
+      };
+      for (const [name, op] of Object.entries(deciding)) {
+        await expect(op(), name).rejects.toMatchObject({ code: 'store_unavailable' });
+      }
+      // Plain reads are one statement each and are not blocked by a writer (WAL).
+      expect(await store.getSessionByHandle(s.handle)).toStrictEqual(s);
+      expect(await store.getRefreshToken('tok')).toStrictEqual(token);
+      expect(await store.listSessions({ tenantId: 't-lock', now: T0, limit: 10 })).toMatchObject({ items: [s] });
+      await expect(store.ping()).resolves.toBeUndefined();
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    expect(await store.rotateRefreshToken('tok', 'tok3', T0 + 1, 10_000, null)).toMatchObject({ outcome: 'rotated' });
+    await store.close();
+  });
+
+  it('rejects a cursor it did not issue and a limit out of range', async () => {
+    const store = await openSqliteStore(':memory:');
+    await expect(store.listSessions({ tenantId: 't', now: T0, limit: 10, cursor: 'not-a-cursor' })).rejects.toMatchObject({
+      code: 'invalid_cursor',
+    });
+    await expect(store.listSessions({ tenantId: 't', now: T0, limit: 501 })).rejects.toMatchObject({ code: 'invalid_limit' });
+    await store.close();
+  });
+});
