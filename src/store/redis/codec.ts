@@ -1,0 +1,161 @@
+// How records are laid out inside Redis hashes, and the listing cursor.
+//
+// A session is a HASH, not a JSON document, because Lua's cjson is lossy: it prints numbers with
+// 14 significant digits and cannot tell an empty array from an empty object. So:
+// - every field a script reads or writes (status, kind, expiries, createdAt, lastSeenAt, parent,
+//   successor, endedAt, revokeReason, secretHash, tenantId, userId) is its own hash field, a
+//   decimal string for numbers; scripts copy the strings they were given and only compare numbers;
+// - `device` is one JSON string that Lua never looks into;
+// - `data` is spread over fields `d:<key>`, each holding JSON.stringify of that top-level value, so
+//   updateSessionData merges in Lua (HSET / HDEL per key) without decoding anything;
+// - a null field is an absent field.
+
+import type { Device, RevokeReason, Session, SessionKind, SessionStatus } from '../../domain/session.ts';
+import type { RefreshToken } from '../port.ts';
+
+const DATA = 'd:';
+
+export function sessionToFields(s: Session): string[] {
+  const f: string[] = [
+    'handle', s.handle,
+    'secretHash', s.secretHash,
+    'tenantId', s.tenantId,
+    'kind', s.kind,
+    'createdAt', num(s.createdAt),
+    'lastSeenAt', num(s.lastSeenAt),
+    'absoluteExpiresAt', num(s.absoluteExpiresAt),
+    'authMethod', s.authMethod,
+    'device', JSON.stringify(s.device ?? {}),
+    'status', s.status,
+  ];
+  if (s.userId !== null) f.push('userId', s.userId);
+  if (s.parentHandle !== null) f.push('parentHandle', s.parentHandle);
+  if (s.idleExpiresAt !== null) f.push('idleExpiresAt', num(s.idleExpiresAt));
+  if (s.clientId !== null) f.push('clientId', s.clientId);
+  if (s.endedAt !== null) f.push('endedAt', num(s.endedAt));
+  if (s.revokeReason !== null) f.push('revokeReason', s.revokeReason);
+  if (s.successorHandle !== null) f.push('successorHandle', s.successorHandle);
+  for (const [k, v] of Object.entries(s.data ?? {})) {
+    if (v !== undefined) f.push(DATA + k, JSON.stringify(v));
+  }
+  return f;
+}
+
+/** A data patch as `d:<key>`, JSON value pairs; null becomes an empty string: "remove the key". */
+export function patchToFields(data: Record<string, unknown>): string[] {
+  const f: string[] = [];
+  for (const [k, v] of Object.entries(data)) {
+    if (v === undefined) continue;
+    f.push(DATA + k, v === null ? '' : JSON.stringify(v));
+  }
+  return f;
+}
+
+/** A flat HGETALL reply as a map; null for an empty reply (the key does not exist). */
+export function fieldMap(reply: unknown): Map<string, string> | null {
+  if (!Array.isArray(reply) || reply.length === 0) return null;
+  const m = new Map<string, string>();
+  for (let i = 0; i + 1 < reply.length; i += 2) m.set(String(reply[i]), String(reply[i + 1]));
+  return m;
+}
+
+export function sessionFromReply(reply: unknown): Session | null {
+  const m = fieldMap(reply);
+  if (m === null || !m.has('handle') || !m.has('status')) return null;
+  const data: Record<string, unknown> = {};
+  for (const [k, v] of m) {
+    if (k.startsWith(DATA)) data[k.slice(DATA.length)] = JSON.parse(v) as unknown;
+  }
+  return {
+    handle: str(m, 'handle'),
+    secretHash: str(m, 'secretHash'),
+    tenantId: str(m, 'tenantId'),
+    userId: m.get('userId') ?? null,
+    kind: str(m, 'kind') as SessionKind,
+    parentHandle: m.get('parentHandle') ?? null,
+    createdAt: Number(str(m, 'createdAt')),
+    lastSeenAt: Number(str(m, 'lastSeenAt')),
+    idleExpiresAt: optNum(m, 'idleExpiresAt'),
+    absoluteExpiresAt: Number(str(m, 'absoluteExpiresAt')),
+    authMethod: str(m, 'authMethod'),
+    clientId: m.get('clientId') ?? null,
+    device: JSON.parse(m.get('device') ?? '{}') as Device,
+    status: str(m, 'status') as SessionStatus,
+    endedAt: optNum(m, 'endedAt'),
+    revokeReason: (m.get('revokeReason') ?? null) as RevokeReason | null,
+    successorHandle: m.get('successorHandle') ?? null,
+    data,
+  };
+}
+
+/** A script reply that is a list of HGETALL replies. */
+export function sessionsFromReply(reply: unknown): Session[] {
+  if (!Array.isArray(reply)) return [];
+  return reply.map(sessionFromReply).filter((s): s is Session => s !== null);
+}
+
+export function refreshTokenToFields(t: RefreshToken): string[] {
+  const f = [
+    'tokenHash', t.tokenHash,
+    'sessionHandle', t.sessionHandle,
+    'tenantId', t.tenantId,
+    'userId', t.userId,
+    'createdAt', num(t.createdAt),
+  ];
+  if (t.rotatedAt !== null) f.push('rotatedAt', num(t.rotatedAt));
+  if (t.successorHash !== null) f.push('successorHash', t.successorHash);
+  return f;
+}
+
+export function refreshTokenFromReply(reply: unknown): RefreshToken | null {
+  const m = fieldMap(reply);
+  if (m === null || !m.has('tokenHash')) return null;
+  return {
+    tokenHash: str(m, 'tokenHash'),
+    sessionHandle: str(m, 'sessionHandle'),
+    tenantId: str(m, 'tenantId'),
+    userId: str(m, 'userId'),
+    createdAt: Number(str(m, 'createdAt')),
+    rotatedAt: optNum(m, 'rotatedAt'),
+    successorHash: m.get('successorHash') ?? null,
+  };
+}
+
+/** Numbers travel as decimal strings; scripts copy them and never print numbers of their own. */
+export function num(n: number): string {
+  if (!Number.isFinite(n)) throw new TypeError(`not a finite number: ${n}`);
+  return String(n);
+}
+
+function str(m: Map<string, string>, field: string): string {
+  const v = m.get(field);
+  if (v === undefined) throw new Error(`stored record lacks the field "${field}"`);
+  return v;
+}
+
+function optNum(m: Map<string, string>, field: string): number | null {
+  const v = m.get(field);
+  return v === undefined ? null : Number(v);
+}
+
+/** Listing cursor: opaque base64url of the last item's (createdAt, handle). */
+export interface ListPosition {
+  createdAt: number;
+  handle: string;
+}
+
+export function encodeCursor(p: ListPosition): string {
+  return Buffer.from(JSON.stringify([p.createdAt, p.handle]), 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string): ListPosition | null {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'number' && typeof v[1] === 'string') {
+      return { createdAt: v[0], handle: v[1] };
+    }
+  } catch {
+    // fall through
+  }
+  return null;
+}

@@ -1,0 +1,259 @@
+// One small seam over the three node-redis topologies (client, Sentinel, Cluster): the store
+// sends raw commands and scripts through it and never needs to know which one it talks to.
+//
+// Failure policy (SPEC 12: "fail fast with 503, never a hang, resume by itself"):
+// - Opening: the first connection must succeed within `connectTimeoutMs`, otherwise
+//   openRedisStore rejects with StoreUnavailable (no endless retry loop at start).
+// - Afterwards the client reconnects by itself in the background (capped exponential backoff),
+//   and while it is disconnected commands are rejected at once (`disableOfflineQueue`), not
+//   queued behind a connection that may never come back.
+// - Every command has a deadline (`commandTimeoutMs`). node-redis' own `timeout` option only
+//   covers a command that has not been written yet, so the deadline is enforced here: the caller
+//   gets StoreUnavailable in time even if a server accepted the command and then hung. (A write
+//   that times out may still have happened; the caller was told 503 and retries.)
+// - RESP2 is used on these connections: replies (HGETALL, script tables) are flat arrays.
+
+import { createClient, createCluster, createSentinel, ErrorReply } from 'redis';
+import { StoreUnavailable, TesseraError } from '../../domain/errors.ts';
+import type { RedisHost, RedisTarget } from './url.ts';
+
+export type RedisStoreKind = 'redis' | 'redis-sentinel' | 'redis-cluster';
+
+export interface ConnectionOptions {
+  connectTimeoutMs: number;
+  commandTimeoutMs: number;
+  /** Called with background connection errors (they never reach a request). */
+  onError?: (err: unknown) => void;
+}
+
+export type Send = (args: string[]) => Promise<unknown>;
+
+export interface RedisConnection {
+  readonly kind: RedisStoreKind;
+  /** Sends one command. `routingKey` picks the node in a cluster; elsewhere it is ignored. */
+  send(routingKey: string | undefined, args: string[], readonly?: boolean): Promise<unknown>;
+  /** A sender for every master (one for standalone and Sentinel, all masters of a cluster). */
+  masters(): Promise<Send[]>;
+  /**
+   * Subscribes a dedicated connection to `channel`. `onReset` is called whenever messages may
+   * have been lost: the subscriber's connection failed, reconnected, or the topology changed.
+   */
+  subscribe(channel: string, onMessage: (message: string) => void, onReset: () => void): Promise<{ close(): Promise<void> }>;
+  close(): Promise<void>;
+}
+
+/** Events after which a subscriber may have missed messages (client, cluster and Sentinel names). */
+const SUBSCRIBER_TROUBLE = ['error', 'reconnecting', 'end', 'node-error', 'node-reconnecting', 'topology-change', 'client-error'];
+
+interface Subscribable {
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  connect(): Promise<unknown>;
+  subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+  close(): Promise<void>;
+  destroy(): unknown;
+}
+
+async function subscribeOn(
+  sub: Subscribable,
+  channel: string,
+  onMessage: (message: string) => void,
+  onReset: () => void,
+  opts: ConnectionOptions,
+): Promise<{ close(): Promise<void> }> {
+  let open = true;
+  let troubled = false;
+  for (const event of SUBSCRIBER_TROUBLE) {
+    sub.on(event, (err: unknown) => {
+      if (!open) return;
+      if (event.endsWith('error')) opts.onError?.(err);
+      troubled = true;
+      onReset();
+    });
+  }
+  // After trouble, the next ready connection is re-subscribed by node-redis; messages published
+  // in between are lost, so the caller forgets its cache once more.
+  sub.on('ready', () => {
+    if (open && troubled) {
+      troubled = false;
+      onReset();
+    }
+  });
+  try {
+    await withDeadline(sub.connect(), opts.connectTimeoutMs + 500, 'the subscriber connection');
+    await withDeadline(sub.subscribe(channel, onMessage), opts.commandTimeoutMs, 'SUBSCRIBE');
+  } catch (err) {
+    open = false;
+    await Promise.resolve(sub.destroy()).catch(() => undefined);
+    throw toStoreError(err);
+  }
+  return {
+    close: async () => {
+      open = false;
+      await closeGracefully(() => sub.close(), () => void Promise.resolve(sub.destroy()).catch(() => undefined));
+    },
+  };
+}
+
+/** Server replies that mean "not now" rather than "your command is wrong". */
+const TRANSIENT_REPLY = /^(CLUSTERDOWN|LOADING|READONLY|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK|NOAUTH|WRONGPASS|NOPERM)\b/;
+
+/**
+ * Maps anything a command can throw to the error the caller should see: connection trouble and
+ * transient server states become StoreUnavailable (503 + Retry-After); a reply error that says the
+ * command itself is wrong (a bug here) stays an ordinary Error.
+ */
+export function toStoreError(err: unknown): Error {
+  if (err instanceof TesseraError) return err;
+  if (err instanceof ErrorReply) {
+    if (TRANSIENT_REPLY.test(err.message)) return new StoreUnavailable(`The session store is unavailable: ${err.message}`, err);
+    return err;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new StoreUnavailable(`The session store is unavailable: ${message}`, err);
+}
+
+export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreUnavailable(`The session store did not answer ${what} within ${ms} ms.`)), ms);
+  });
+  // The losing side must never surface as an unhandled rejection.
+  promise.catch(() => undefined);
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Backoff for background reconnects once the store has been reached: 100 ms doubling to 2 s, with
+ * jitter so a fleet of servers does not reconnect in lockstep. Before the first successful
+ * connection it gives up after the connect timeout, so that opening fails fast instead.
+ */
+function reconnectStrategy(state: { ready: boolean; startedAt: number }, connectTimeoutMs: number) {
+  return (retries: number): number | false => {
+    if (!state.ready && Date.now() - state.startedAt >= connectTimeoutMs) return false;
+    const base = Math.min(100 * 2 ** Math.min(retries, 5), 2000);
+    return Math.round(base / 2 + Math.random() * (base / 2));
+  };
+}
+
+export async function openConnection(target: RedisTarget, opts: ConnectionOptions): Promise<RedisConnection> {
+  const onError = opts.onError ?? (() => undefined);
+  const state = { ready: false, startedAt: Date.now() };
+  const socket = {
+    connectTimeout: opts.connectTimeoutMs,
+    reconnectStrategy: reconnectStrategy(state, opts.connectTimeoutMs),
+  };
+  const creds = {
+    ...(target.username !== undefined ? { username: target.username } : {}),
+    ...(target.password !== undefined ? { password: target.password } : {}),
+  };
+  const deadline = <T>(p: Promise<T>, what: string) => withDeadline(p, opts.commandTimeoutMs, what);
+
+  let conn: RedisConnection;
+  let connect: () => Promise<unknown>;
+  let destroy: () => void;
+
+  switch (target.mode) {
+    case 'standalone': {
+      const client = createClient({
+        RESP: 2,
+        socket: { host: target.host.host, port: target.host.port, ...socket, ...(target.tls ? { tls: true as const } : {}) },
+        database: target.database,
+        disableOfflineQueue: true,
+        ...creds,
+      });
+      client.on('error', onError);
+      connect = () => client.connect();
+      destroy = () => client.destroy();
+      conn = {
+        kind: 'redis',
+        send: (_key, args) => deadline(client.sendCommand(args), args[0] as string),
+        masters: () => Promise.resolve([(args: string[]) => deadline(client.sendCommand(args), args[0] as string)]),
+        subscribe: (channel, onMessage, onReset) =>
+          subscribeOn(client.duplicate(), channel, onMessage, onReset, opts),
+        close: () => closeGracefully(() => client.close(), destroy),
+      };
+      break;
+    }
+    case 'cluster': {
+      const cluster = createCluster({
+        RESP: 2,
+        rootNodes: target.seeds.map((h: RedisHost) => ({ socket: { host: h.host, port: h.port, connectTimeout: opts.connectTimeoutMs } })),
+        defaults: { socket, disableOfflineQueue: true, ...creds },
+        useReplicas: false,
+      });
+      cluster.on('error', onError);
+      cluster.on('node-error', onError);
+      connect = () => cluster.connect();
+      destroy = () => cluster.destroy();
+      conn = {
+        kind: 'redis-cluster',
+        send: (key, args, readonly = false) => deadline(cluster.sendCommand(key, readonly, args), args[0] as string),
+        masters: async () => {
+          const clients = await Promise.all(cluster.masters.map((m) => cluster.nodeClient(m)));
+          return clients.map((c) => (args: string[]) => deadline(c.sendCommand(args), args[0] as string));
+        },
+        // Classic PUBLISH is broadcast to every node of a cluster, so one subscription anywhere
+        // hears the whole cluster; node-redis moves it to another node if that one fails.
+        subscribe: (channel, onMessage, onReset) =>
+          subscribeOn(
+            cluster.duplicate({ minimizeConnections: true }),
+            channel,
+            onMessage,
+            onReset,
+            opts,
+          ),
+        close: () => closeGracefully(() => cluster.close(), destroy),
+      };
+      break;
+    }
+    case 'sentinel': {
+      const sentinel = createSentinel({
+        RESP: 2,
+        name: target.masterName,
+        sentinelRootNodes: target.sentinels,
+        nodeClientOptions: { socket, disableOfflineQueue: true, ...creds },
+        sentinelClientOptions: { socket },
+        masterPoolSize: 1,
+        passthroughClientErrorEvents: true,
+      });
+      sentinel.on('error', onError);
+      connect = () => sentinel.connect();
+      destroy = () => void sentinel.destroy().catch(onError);
+      conn = {
+        kind: 'redis-sentinel',
+        send: (_key, args, readonly = false) => deadline(sentinel.sendCommand(readonly, args), args[0] as string),
+        masters: () => Promise.resolve([(args: string[]) => deadline(sentinel.sendCommand(false, args), args[0] as string)]),
+        subscribe: (channel, onMessage, onReset) =>
+          subscribeOn(sentinel.duplicate(), channel, onMessage, onReset, opts),
+        close: () => closeGracefully(() => sentinel.close(), destroy),
+      };
+      break;
+    }
+  }
+
+  try {
+    await withDeadline(connect(), opts.connectTimeoutMs + 500, 'the connection');
+    state.ready = true;
+  } catch (err) {
+    try {
+      destroy();
+    } catch {
+      // already torn down
+    }
+    throw new StoreUnavailable(`Could not connect to the session store: ${err instanceof Error ? err.message : String(err)}`, err);
+  }
+  return conn;
+}
+
+/** close() waits for pending replies; if the server is gone it may never settle, so bound it. */
+async function closeGracefully(close: () => Promise<void>, destroy: () => void): Promise<void> {
+  try {
+    await withDeadline(close(), 2000, 'close');
+  } catch {
+    try {
+      destroy();
+    } catch {
+      // already closed
+    }
+  }
+}

@@ -1,0 +1,99 @@
+// The Redis key layout of the session store. `P` is the configurable prefix (opts.prefix, e.g.
+// `tessera:`); `T` is a routing tag of 12 base64url characters.
+//
+// Per-user keys — all in the Cluster hash slot of `{T}`, T = userTag(tenantId, userId), so every
+// script over one user's data runs atomically on one node:
+//
+//   P{T}:s:<handle>       HASH   one session (see codec.ts for the fields)
+//   P{T}:us               ZSET   the user's session handles, score createdAt (member order breaks ties)
+//   P{T}:c:<handle>       SET    handles of the session's direct children
+//   P{T}:sh:<secretHash>  STRING handle of the session with that secret (authoritative, in-slot)
+//   P{T}:rt:<tokenHash>   HASH   one refresh token
+//   P{T}:u:<userId>       STRING the user record (JSON)
+//
+// A handle is `<T>.<random>`, so an operation by handle goes straight to the slot. A flow
+// session (no user yet) carries a random T of its own and has no `us` zset.
+//
+// Routing indexes — lookups that start from something other than a handle need a key in some
+// other slot that says where to go. They are hints, never the truth: each is written BEFORE the
+// record it leads to, and readers verify what they find.
+//
+//   P sh:<secretHash>     STRING T of the session with that secret. Immutable once written
+//                                (SET NX); the in-slot `P{T}:sh:` key then names the handle, so
+//                                concurrent renewals that agree on a secret but not on a handle
+//                                still resolve to the one successor that was stored.
+//   P th:<tokenHash>      STRING T of the refresh token's session (SET NX, immutable).
+//   P ue:<tenant>:<email> STRING userId: (tenant, email) uniqueness by SET NX, then the record.
+//   P t:<tenant>:s        ZSET   tenant listing: handles by createdAt. Added before the create
+//                                script, removed if the create is refused; readers skip handles
+//                                whose record is gone and prune those older than the retention.
+//   P exp                 ZSET   expiry index: handle scored by its (earliest known) expiry time,
+//                                read by sweepExpired.
+//
+// Plain keys: P tenant:<id> (JSON), P meta:<key> (JSON), P ctr:<key> (HASH count, resetAt: a
+// throttling window shared by all processes).
+//
+// Pub/sub channel P ends: space-separated handles of sessions that stopped being active, published
+// by the very script that ended them (coordination: every process drops them from its cache).
+//
+// A prefix must not contain `{` or `}`: Redis Cluster hashes the first `{...}` of a key, so a
+// brace in the prefix would send every key to one slot (or split a user across slots).
+
+export class RedisKeys {
+  readonly prefix: string;
+
+  constructor(prefix: string) {
+    if (/[{}]/.test(prefix)) throw new Error(`Redis key prefix "${prefix}" must not contain "{" or "}" (they define Cluster hash tags)`);
+    this.prefix = prefix;
+  }
+
+  /** The common start of every key in a user's slot; scripts build their keys from it. */
+  slotBase(tag: string): string {
+    return `${this.prefix}{${tag}}:`;
+  }
+  session(tag: string, handle: string): string {
+    return `${this.slotBase(tag)}s:${handle}`;
+  }
+  userSessions(tag: string): string {
+    return `${this.slotBase(tag)}us`;
+  }
+  children(tag: string, handle: string): string {
+    return `${this.slotBase(tag)}c:${handle}`;
+  }
+  slotSecret(tag: string, secretHash: string): string {
+    return `${this.slotBase(tag)}sh:${secretHash}`;
+  }
+  refreshToken(tag: string, tokenHash: string): string {
+    return `${this.slotBase(tag)}rt:${tokenHash}`;
+  }
+  user(tag: string, userId: string): string {
+    return `${this.slotBase(tag)}u:${userId}`;
+  }
+  secretRoute(secretHash: string): string {
+    return `${this.prefix}sh:${secretHash}`;
+  }
+  tokenRoute(tokenHash: string): string {
+    return `${this.prefix}th:${tokenHash}`;
+  }
+  email(tenantId: string, normalisedEmail: string): string {
+    return `${this.prefix}ue:${tenantId}:${normalisedEmail}`;
+  }
+  tenantSessions(tenantId: string): string {
+    return `${this.prefix}t:${tenantId}:s`;
+  }
+  expiry(): string {
+    return `${this.prefix}exp`;
+  }
+  tenant(tenantId: string): string {
+    return `${this.prefix}tenant:${tenantId}`;
+  }
+  meta(key: string): string {
+    return `${this.prefix}meta:${key}`;
+  }
+  counter(key: string): string {
+    return `${this.prefix}ctr:${key}`;
+  }
+  endsChannel(): string {
+    return `${this.prefix}ends`;
+  }
+}

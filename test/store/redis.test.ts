@@ -1,0 +1,25 @@
+// The Redis adapter on a standalone server (TESSERA_TEST_REDIS_URL or redis://127.0.0.1:6379):
+// the conformance suite, each store on a random key prefix that close() deletes again.
+
+import { openRedisStore } from '../../src/store/redis/redis-store.ts';
+import { purgePrefix, redisUrlForTests, requireOrSkip, testPrefix } from '../support/redis.ts';
+import { describeStoreConformance } from './conformance.ts';
+
+const redis = await redisUrlForTests();
+const skip = requireOrSkip(redis.unavailable);
+
+describeStoreConformance(
+  `Redis store, standalone (${redis.url})`,
+  async () => {
+    const prefix = testPrefix('standalone');
+    const store = await openRedisStore(redis.url, { prefix });
+    return {
+      store,
+      close: async () => {
+        await store.close();
+        await purgePrefix(redis.url, prefix);
+      },
+    };
+  },
+  { skip },
+);

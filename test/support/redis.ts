@@ -1,0 +1,297 @@
+// Redis for tests: the shared standalone server, a throw-away 3-master Cluster and a throw-away
+// Sentinel set-up, each on free ports in a temp dir, plus cleanup of a test's own key prefix.
+//
+// A test that needs Redis and cannot get it SKIPS — unless TESSERA_REQUIRE_REDIS=1 (CI sets it),
+// in which case it FAILS: requireOrSkip() is the one place that rule lives.
+//
+// Never FLUSHALL / FLUSHDB: the shared server on 127.0.0.1:6379 is used by other runs too. Each
+// test uses a random prefix and deletes exactly the keys under it (purgePrefix).
+
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openConnection } from '../../src/store/redis/connection.ts';
+import { parseRedisUrl } from '../../src/store/redis/url.ts';
+
+// ------------------------------------------------------------------ skip-or-fail rule
+
+/** True when CI demands that Redis tests run (TESSERA_REQUIRE_REDIS=1). */
+export function redisRequired(): boolean {
+  return process.env.TESSERA_REQUIRE_REDIS === '1';
+}
+
+/**
+ * Decides what a Redis test does when Redis is missing. `reason` null means Redis is there: run
+ * (returns false). Otherwise: with TESSERA_REQUIRE_REDIS=1 it throws (the test file fails);
+ * without, it returns true (skip) and says why once on stderr.
+ */
+export function requireOrSkip(reason: string | null): boolean {
+  if (reason === null) return false;
+  if (redisRequired()) {
+    throw new Error(`Redis is required (TESSERA_REQUIRE_REDIS=1) but ${reason}`);
+  }
+  process.stderr.write(`[tessera tests] skipping Redis tests: ${reason}\n`);
+  return true;
+}
+
+// ------------------------------------------------------------------ the shared standalone server
+
+export interface RedisForTests {
+  url: string;
+  /** null when it answers PING; otherwise why not. */
+  unavailable: string | null;
+}
+
+/** TESSERA_TEST_REDIS_URL or redis://127.0.0.1:6379, and whether it answers (bounded: ~1.5 s). */
+export async function redisUrlForTests(): Promise<RedisForTests> {
+  const url = process.env.TESSERA_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  try {
+    const conn = await openConnection(parseRedisUrl(url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
+    try {
+      await conn.send(undefined, ['PING']);
+    } finally {
+      await conn.close();
+    }
+    return { url, unavailable: null };
+  } catch (err) {
+    return { url, unavailable: `${url} does not answer (${err instanceof Error ? err.message : String(err)})` };
+  }
+}
+
+/** Whether redis-server and redis-cli can be started here (for the Cluster and Sentinel tests). */
+export function redisBinariesMissing(): string | null {
+  for (const bin of ['redis-server', 'redis-cli']) {
+    const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 5000 });
+    if (r.error || r.status !== 0) return `${bin} is not installed or does not run`;
+  }
+  return null;
+}
+
+/** A fresh key prefix for one test: `tessera-test:<random>:`. */
+export function testPrefix(label = 't'): string {
+  return `tessera-test:${label}:${randomBytes(6).toString('hex')}:`;
+}
+
+/**
+ * Deletes every key under `prefix` (SCAN MATCH + UNLINK), on every master of a cluster. Keys are
+ * unlinked one by one: in a cluster a multi-key UNLINK must stay within one slot.
+ */
+export async function purgePrefix(url: string, prefix: string): Promise<number> {
+  if (prefix.length < 8) throw new Error(`refusing to purge the short prefix "${prefix}"`);
+  const pattern = prefix.replace(/[*?[\]\\]/g, '\\$&') + '*';
+  const conn = await openConnection(parseRedisUrl(url), { connectTimeoutMs: 2000, commandTimeoutMs: 5000 });
+  let deleted = 0;
+  try {
+    for (const send of await conn.masters()) {
+      let cursor = '0';
+      do {
+        const [next, keys] = (await send(['SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000'])) as [string, string[]];
+        cursor = next;
+        await Promise.all(keys.map((k) => send(['UNLINK', k])));
+        deleted += keys.length;
+      } while (cursor !== '0');
+    }
+  } finally {
+    await conn.close();
+  }
+  return deleted;
+}
+
+// ------------------------------------------------------------------ throw-away servers
+
+export interface StartedRedis {
+  url: string;
+  /** The data nodes' ports (the masters). */
+  ports: number[];
+  /** Kills the processes and removes the temp dir. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const p of live) p.kill('SIGKILL');
+  });
+}
+
+/** A port that is free now, and whose +10000 (the cluster bus port) is free too when asked. */
+async function freePort(withBus = false): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 25000);
+    if ((await portIsFree(port)) && (!withBus || (await portIsFree(port + 10000)))) return port;
+  }
+  throw new Error('could not find a free port for a test Redis');
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+function startProcess(args: string[], dir: string, name: string): ChildProcess {
+  installExitHook();
+  const child = spawn('redis-server', args, { cwd: dir, stdio: 'ignore' });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  child.once('error', () => live.delete(child));
+  child.unref();
+  Object.defineProperty(child, 'tesseraName', { value: name });
+  return child;
+}
+
+function cli(args: string[], timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('redis-cli', args, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`redis-cli ${args.join(' ')} failed: ${err.message}\n${stdout}${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>, logFile?: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown = null;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  let log = '';
+  if (logFile) {
+    try {
+      log = `\n--- ${logFile} (tail) ---\n${readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n')}`;
+    } catch {
+      // no log
+    }
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? ` (${lastError.message})` : ''}${log}`);
+}
+
+async function stopAll(children: ChildProcess[], dir: string): Promise<void> {
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          const kill = setTimeout(() => c.kill('SIGKILL'), 3000);
+          c.once('exit', () => {
+            clearTimeout(kill);
+            resolve();
+          });
+          c.kill('SIGTERM');
+        }),
+    ),
+  );
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let p: Promise<void> | null = null;
+  return () => (p ??= fn());
+}
+
+/**
+ * Starts 3 master redis-server processes with cluster mode on free ports, joins them with
+ * `redis-cli --cluster create` (no replicas) and waits for cluster_state:ok on every node.
+ */
+export async function startRedisCluster(): Promise<StartedRedis> {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-cluster-'));
+  const ports: number[] = [];
+  while (ports.length < 3) {
+    const p = await freePort(true);
+    if (!ports.includes(p)) ports.push(p);
+  }
+  const children = ports.map((port) =>
+    startProcess(
+      [
+        '--port', String(port),
+        '--bind', '127.0.0.1',
+        '--cluster-enabled', 'yes',
+        '--cluster-config-file', join(dir, `nodes-${port}.conf`),
+        '--cluster-node-timeout', '5000',
+        '--dir', dir,
+        '--logfile', join(dir, `${port}.log`),
+        '--save', '',
+        '--appendonly', 'no',
+      ],
+      dir,
+      `cluster node ${port}`,
+    ),
+  );
+  const stop = once(() => stopAll(children, dir));
+  try {
+    for (const port of ports) {
+      await waitFor(`redis-server on port ${port}`, 10_000, async () => (await cli(['-p', String(port), 'PING'])).trim() === 'PONG', join(dir, `${port}.log`));
+    }
+    await cli(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], 30_000);
+    for (const port of ports) {
+      await waitFor(`cluster_state:ok on port ${port}`, 30_000, async () =>
+        (await cli(['-p', String(port), 'CLUSTER', 'INFO'])).includes('cluster_state:ok'),
+      );
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url: `redis-cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`, ports, stop };
+}
+
+/**
+ * Starts one master redis-server and one Sentinel (`redis-server sentinel.conf --sentinel`)
+ * monitoring it as `mymaster`, on free ports; waits until the Sentinel names the master.
+ */
+export async function startRedisSentinel(): Promise<StartedRedis & { masterPort: number; sentinelPort: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-sentinel-'));
+  const masterPort = await freePort();
+  let sentinelPort = await freePort();
+  while (sentinelPort === masterPort) sentinelPort = await freePort();
+  const master = startProcess(
+    ['--port', String(masterPort), '--bind', '127.0.0.1', '--dir', dir, '--logfile', join(dir, 'master.log'), '--save', '', '--appendonly', 'no'],
+    dir,
+    'sentinel master',
+  );
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(
+    conf,
+    [
+      `port ${sentinelPort}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `logfile ${join(dir, 'sentinel.log')}`,
+      `sentinel monitor mymaster 127.0.0.1 ${masterPort} 1`,
+      'sentinel down-after-milliseconds mymaster 5000',
+      'sentinel failover-timeout mymaster 10000',
+      '',
+    ].join('\n'),
+  );
+  const children = [master];
+  const stop = once(() => stopAll(children, dir));
+  try {
+    await waitFor(`redis-server on port ${masterPort}`, 10_000, async () => (await cli(['-p', String(masterPort), 'PING'])).trim() === 'PONG', join(dir, 'master.log'));
+    children.push(startProcess([conf, '--sentinel'], dir, 'sentinel'));
+    await waitFor(
+      `the Sentinel on port ${sentinelPort} to name mymaster`,
+      15_000,
+      async () => (await cli(['-p', String(sentinelPort), 'SENTINEL', 'get-master-addr-by-name', 'mymaster'])).includes(String(masterPort)),
+      join(dir, 'sentinel.log'),
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url: `redis-sentinel://127.0.0.1:${sentinelPort}/mymaster`, ports: [masterPort], masterPort, sentinelPort, stop };
+}
