@@ -114,11 +114,11 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   getSessionByHandle(handle: string): Promise<Session | null> {
-    return this.read(() => this.sessionByHandle(handle));
+    return this.run(() => this.sessionByHandle(handle));
   }
 
   getSessionBySecretHash(secretHash: string): Promise<Session | null> {
-    return this.read(() => {
+    return this.run(() => {
       const row = this.one<SessionRow>(this.stmt.sessionBySecretHash, { secret_hash: secretHash });
       return row ? sessionFromRow(row) : null;
     });
@@ -198,7 +198,7 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   listSessions(query: ListSessionsQuery): Promise<Page<Session>> {
-    return this.read(() => {
+    return this.run(() => {
       if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > LIST_LIMIT_MAX) {
         throw new BadRequest('invalid_limit', `limit must be an integer from 1 to ${LIST_LIMIT_MAX}.`);
       }
@@ -331,7 +331,7 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   getRefreshToken(tokenHash: string): Promise<RefreshToken | null> {
-    return this.read(() => {
+    return this.run(() => {
       const row = this.one<RefreshTokenRow>(this.stmt.refreshTokenByHash, { token_hash: tokenHash });
       return row ? refreshTokenFromRow(row) : null;
     });
@@ -368,14 +368,14 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   getUser(tenantId: string, userId: string): Promise<User | null> {
-    return this.read(() => {
+    return this.run(() => {
       const row = this.one<UserRow>(this.stmt.userById, { tenant_id: tenantId, id: userId });
       return row ? userFromRow(row) : null;
     });
   }
 
   findUserByEmail(tenantId: string, normalisedEmail: string): Promise<User | null> {
-    return this.read(() => {
+    return this.run(() => {
       const row = this.one<UserRow>(this.stmt.userByEmail, { tenant_id: tenantId, email: normalisedEmail });
       return row ? userFromRow(row) : null;
     });
@@ -402,14 +402,14 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   getTenant(tenantId: string): Promise<Tenant | null> {
-    return this.read(() => {
+    return this.run(() => {
       const row = this.one<{ body: string }>(this.stmt.tenantById, { id: tenantId });
       return row ? (JSON.parse(row.body) as Tenant) : null;
     });
   }
 
   getMeta(key: string): Promise<unknown> {
-    return this.read(() => {
+    return this.run(() => {
       const row = this.one<{ value: string }>(this.stmt.metaByKey, { key });
       return row ? (JSON.parse(row.value) as unknown) : null;
     });
@@ -432,7 +432,7 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   ping(): Promise<void> {
-    return this.read(() => {
+    return this.run(() => {
       this.db.prepare('SELECT 1').get();
     });
   }
@@ -513,7 +513,7 @@ export class SqliteSessionStore implements SessionStore {
 
   /** Runs `fn` in one BEGIN IMMEDIATE transaction; any throw rolls it back. */
   private write<T>(fn: () => T): Promise<T> {
-    return this.read(() => {
+    return this.run(() => {
       this.db.exec('BEGIN IMMEDIATE');
       try {
         const result = fn();
@@ -527,7 +527,7 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   /** Runs synchronous database work and settles the promise with its outcome. */
-  private read<T>(fn: () => T): Promise<T> {
+  private run<T>(fn: () => T): Promise<T> {
     if (!this.db.isOpen) return Promise.reject(new StoreUnavailable('The SQLite store is closed.'));
     try {
       return Promise.resolve(fn());
