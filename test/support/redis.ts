@@ -187,6 +187,7 @@ async function stopAll(children: ChildProcess[], dir: string): Promise<void> {
       (c) =>
         new Promise<void>((resolve) => {
           if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          c.kill('SIGCONT'); // a paused server would ignore SIGTERM until resumed
           const kill = setTimeout(() => c.kill('SIGKILL'), 3000);
           c.once('exit', () => {
             clearTimeout(kill);
@@ -202,6 +203,53 @@ async function stopAll(children: ChildProcess[], dir: string): Promise<void> {
 function once(fn: () => Promise<void>): () => Promise<void> {
   let p: Promise<void> | null = null;
   return () => (p ??= fn());
+}
+
+/**
+ * Starts one throw-away standalone redis-server on a free port (for tests that stop, pause or
+ * restart the server). `restart` starts it again on the same port after `kill`.
+ */
+export async function startRedisStandalone(): Promise<
+  StartedRedis & { port: number; kill(): Promise<void>; restart(): Promise<void>; pause(): void; resume(): void }
+> {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-redis-'));
+  const port = await freePort();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--logfile', join(dir, 'redis.log'), '--save', '', '--appendonly', 'no'];
+  const children: ChildProcess[] = [];
+  const launch = async () => {
+    const child = startProcess(args, dir, `redis ${port}`);
+    children.push(child);
+    await waitFor(`redis-server on port ${port}`, 10_000, async () => (await cli(['-p', String(port), 'PING'])).trim() === 'PONG', join(dir, 'redis.log'));
+    return child;
+  };
+  let current: ChildProcess;
+  try {
+    current = await launch();
+  } catch (err) {
+    await stopAll(children, dir);
+    throw err;
+  }
+  const kill = async () => {
+    const c = current;
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      c.once('exit', () => resolve());
+      c.kill('SIGKILL');
+    });
+  };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    ports: [port],
+    stop: once(() => stopAll(children, dir)),
+    kill,
+    restart: async () => {
+      await kill();
+      current = await launch();
+    },
+    pause: () => void current.kill('SIGSTOP'),
+    resume: () => void current.kill('SIGCONT'),
+  };
 }
 
 /**

@@ -125,11 +125,12 @@ export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): 
 /**
  * Backoff for background reconnects once the store has been reached: 100 ms doubling to 2 s, with
  * jitter so a fleet of servers does not reconnect in lockstep. Before the first successful
- * connection it gives up after the connect timeout, so that opening fails fast instead.
+ * connection it tries a few times (under a second in all, for a server that is just starting)
+ * and then gives up, so that opening fails fast instead.
  */
 function reconnectStrategy(state: { ready: boolean; startedAt: number }, connectTimeoutMs: number) {
   return (retries: number): number | false => {
-    if (!state.ready && Date.now() - state.startedAt >= connectTimeoutMs) return false;
+    if (!state.ready && (retries >= 3 || Date.now() - state.startedAt >= connectTimeoutMs)) return false;
     const base = Math.min(100 * 2 ** Math.min(retries, 5), 2000);
     return Math.round(base / 2 + Math.random() * (base / 2));
   };
@@ -232,7 +233,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
   }
 
   try {
-    await withDeadline(connect(), opts.connectTimeoutMs + 500, 'the connection');
+    await withDeadline(connect(), opts.connectTimeoutMs, 'the connection');
     state.ready = true;
   } catch (err) {
     try {

@@ -83,7 +83,7 @@ export interface RedisStoreOptions {
   prefix: string;
   /** How long ended and expired records stay readable after their absolute expiry. Default 24 h. */
   retentionMs?: number;
-  /** Bound on opening the first connection (and on each reconnect attempt). Default 2000 ms. */
+  /** Bound on opening the store (and on each reconnect attempt). Default 1500 ms. */
   connectTimeoutMs?: number;
   /** Bound on every command; past it the caller gets StoreUnavailable. Default 1000 ms. */
   commandTimeoutMs?: number;
@@ -102,7 +102,7 @@ export async function openRedisStore(url: string, opts: RedisStoreOptions): Prom
   const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
   if (!(retentionMs >= 1000)) throw new Error(`retentionMs must be at least 1000 ms (got ${retentionMs})`);
   const conn = await openConnection(target, {
-    connectTimeoutMs: opts.connectTimeoutMs ?? 2000,
+    connectTimeoutMs: opts.connectTimeoutMs ?? 1500,
     commandTimeoutMs: opts.commandTimeoutMs ?? 1000,
     ...(opts.onError ? { onError: opts.onError } : {}),
   });

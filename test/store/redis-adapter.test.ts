@@ -1,0 +1,503 @@
+// What only the Redis adapter has, beyond the conformance suite: its URL forms, its key layout
+// (one hash slot per user in a Cluster), key TTLs, the session-end feed and counters
+// (Coordination), prefix cleanup, and its behaviour when Redis is missing, dies, hangs or returns.
+
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StoreUnavailable } from '../../src/domain/errors.ts';
+import { hashSecret, newSecret, userTag } from '../../src/domain/secrets.ts';
+import { DEFAULT_LIFETIMES, issueSession } from '../../src/domain/session.ts';
+import type { Session } from '../../src/domain/session.ts';
+import type { RefreshToken } from '../../src/store/port.ts';
+import { openConnection } from '../../src/store/redis/connection.ts';
+import { InvalidRedisUrl, openRedisStore, parseRedisUrl } from '../../src/store/redis/redis-store.ts';
+import type { RedisSessionStore } from '../../src/store/redis/redis-store.ts';
+import {
+  purgePrefix,
+  redisBinariesMissing,
+  redisUrlForTests,
+  requireOrSkip,
+  startRedisCluster,
+  startRedisStandalone,
+  testPrefix,
+} from '../support/redis.ts';
+import type { StartedRedis } from '../support/redis.ts';
+
+const T0 = Date.now();
+const HOUR = 3_600_000;
+
+function session(tenantId: string, userId: string | null, kind: Session['kind'] = 'app', parent?: Session): Session {
+  return issueSession(
+    {
+      tenantId,
+      userId,
+      kind,
+      lifetime: DEFAULT_LIFETIMES[kind],
+      authMethod: 'password',
+      parentHandle: parent?.handle ?? null,
+      ...(parent ? { notAfter: parent.absoluteExpiresAt } : {}),
+    },
+    T0,
+  ).session;
+}
+
+function token(s: Session): RefreshToken {
+  return {
+    tokenHash: hashSecret(newSecret()),
+    sessionHandle: s.handle,
+    tenantId: s.tenantId,
+    userId: s.userId as string,
+    createdAt: T0,
+    rotatedAt: null,
+    successorHash: null,
+  };
+}
+
+async function created(store: RedisSessionStore, s: Session): Promise<Session> {
+  const r = await store.createSession(s, T0);
+  if (!r.ok) throw new Error('not created');
+  return r.session;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitUntil(what: string, timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function elapsed<T>(p: Promise<T>): Promise<{ ms: number; result: PromiseSettledResult<T> }> {
+  const start = performance.now();
+  const [result] = await Promise.allSettled([p]);
+  return { ms: performance.now() - start, result: result as PromiseSettledResult<T> };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('parseRedisUrl', () => {
+  it('reads the standalone forms, with credentials and database', () => {
+    expect(parseRedisUrl('redis://127.0.0.1')).toStrictEqual({
+      mode: 'standalone',
+      tls: false,
+      host: { host: '127.0.0.1', port: 6379 },
+      database: 0,
+    });
+    expect(parseRedisUrl('rediss://app:p%40ss%3Aword@redis.example.com:6380/2')).toStrictEqual({
+      mode: 'standalone',
+      tls: true,
+      host: { host: 'redis.example.com', port: 6380 },
+      database: 2,
+      username: 'app',
+      password: 'p@ss:word',
+    });
+    expect(parseRedisUrl('redis://:secret@h:1/')).toMatchObject({ password: 'secret', database: 0 });
+    expect(parseRedisUrl('redis://secret@h')).toMatchObject({ password: 'secret' });
+    expect(parseRedisUrl('redis://[::1]:7000')).toMatchObject({ host: { host: '::1', port: 7000 } });
+  });
+
+  it('reads the Sentinel form: several sentinels, a master name, default port 26379', () => {
+    expect(parseRedisUrl('redis-sentinel://u:p@s1:26379,s2:26380,s3/mymaster')).toStrictEqual({
+      mode: 'sentinel',
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: 's2', port: 26380 },
+        { host: 's3', port: 26379 },
+      ],
+      masterName: 'mymaster',
+      username: 'u',
+      password: 'p',
+    });
+  });
+
+  it('reads the Cluster form: seed nodes', () => {
+    expect(parseRedisUrl('redis-cluster://10.0.0.1:7000,10.0.0.2:7001')).toStrictEqual({
+      mode: 'cluster',
+      seeds: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+      ],
+    });
+  });
+
+  it.each([
+    ['http://h', /unknown scheme "http:"/],
+    ['127.0.0.1:6379', /no scheme/],
+    ['redis://', /names no host/],
+    ['redis://h:99999', /port "99999"/],
+    ['redis://h:abc', /port "abc"/],
+    ['redis://h/x', /database "\/x" is not a number/],
+    ['redis://h1,h2', /exactly one host/],
+    ['redis://h?tls=1', /query strings/],
+    ['redis-sentinel://s1:26379', /needs the master name/],
+    ['redis-sentinel://s1:26379,/mymaster', /empty/],
+    ['redis-cluster://h:7000/3', /takes no path/],
+    ['redis://h:1:2', /not host:port/],
+  ])('refuses %s with a message naming the problem', (url, message) => {
+    expect(() => parseRedisUrl(url)).toThrow(InvalidRedisUrl);
+    expect(() => parseRedisUrl(url)).toThrow(message);
+  });
+
+  it('never repeats a password in its messages', () => {
+    expect(() => parseRedisUrl('redis://user:topsecret@h:0')).toThrow(/redis:\/\/user:\*\*\*@h:0/);
+    try {
+      parseRedisUrl('redis-cluster://user:topsecret@h:7000/1');
+    } catch (err) {
+      expect((err as Error).message).not.toContain('topsecret');
+    }
+  });
+
+  it('openRedisStore refuses a bad URL or a prefix with braces before connecting', async () => {
+    await expect(openRedisStore('redis-sentinel://h:1', { prefix: 'x:' })).rejects.toBeInstanceOf(InvalidRedisUrl);
+    await expect(openRedisStore('redis://127.0.0.1:1', { prefix: 'a{b}:' })).rejects.toThrow(/must not contain "\{"/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('when nothing listens', () => {
+  it.each([
+    ['redis', (p: number) => `redis://127.0.0.1:${p}`],
+    ['redis-cluster', (p: number) => `redis-cluster://127.0.0.1:${p}`],
+    ['redis-sentinel', (p: number) => `redis-sentinel://127.0.0.1:${p}/mymaster`],
+  ])('%s: opening fails with StoreUnavailable in under 2 s (default timeouts)', async (_kind, url) => {
+    const port = await freePort();
+    const { ms, result } = await elapsed(openRedisStore(url(port), { prefix: testPrefix('down') }));
+    expect(result.status).toBe('rejected');
+    expect((result as PromiseRejectedResult).reason).toBeInstanceOf(StoreUnavailable);
+    expect((result as PromiseRejectedResult).reason).toMatchObject({ code: 'store_unavailable', status: 503, retryAfter: 1 });
+    expect(ms).toBeLessThan(2000);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+const shared = await redisUrlForTests();
+const sharedSkip = requireOrSkip(shared.unavailable);
+
+describe.skipIf(sharedSkip)(`standalone specifics (${shared.url})`, () => {
+  const prefix = testPrefix('adapter');
+  let a: RedisSessionStore;
+  let b: RedisSessionStore;
+
+  beforeAll(async () => {
+    a = await openRedisStore(shared.url, { prefix, retentionMs: 60_000 });
+    b = await openRedisStore(shared.url, { prefix, retentionMs: 60_000 });
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await purgePrefix(shared.url, prefix);
+  });
+
+  it('says it is redis', () => {
+    expect(a.kind).toBe('redis');
+  });
+
+  it('gives every key of a session the TTL (absoluteExpiresAt - now) + retention', async () => {
+    const s = await created(a, session('t-ttl', 'u-ttl'));
+    const t = token(s);
+    await a.addRefreshToken(t);
+    const conn = await openConnection(parseRedisUrl(shared.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
+    try {
+      const tag = userTag('t-ttl', 'u-ttl');
+      const expected = s.absoluteExpiresAt - T0 + 60_000;
+      for (const key of [
+        `${prefix}{${tag}}:s:${s.handle}`,
+        `${prefix}{${tag}}:us`,
+        `${prefix}{${tag}}:sh:${s.secretHash}`,
+        `${prefix}{${tag}}:rt:${t.tokenHash}`,
+        `${prefix}sh:${s.secretHash}`,
+        `${prefix}th:${t.tokenHash}`,
+      ]) {
+        const ttl = Number(await conn.send(key, ['PTTL', key]));
+        expect(ttl, key).toBeGreaterThan(expected - 10_000);
+        expect(ttl, key).toBeLessThanOrEqual(expected);
+      }
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('counts in a shared fixed window, and forgets it on reset', async () => {
+    const key = `login:acct:${newSecret()}`;
+    expect(await a.peekCounter(key, T0)).toBeNull();
+    expect(await a.hitCounter(key, 60_000, T0)).toStrictEqual({ count: 1, resetAt: T0 + 60_000 });
+    const hits = await Promise.all(Array.from({ length: 9 }, (_, i) => (i % 2 ? a : b).hitCounter(key, 60_000, T0 + 1)));
+    expect(hits.map((h) => h.count).sort((x, y) => x - y)).toStrictEqual([2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(await b.peekCounter(key, T0 + 59_999)).toStrictEqual({ count: 10, resetAt: T0 + 60_000 });
+    expect(await b.peekCounter(key, T0 + 60_000)).toBeNull();
+    expect(await a.hitCounter(key, 60_000, T0 + 60_000)).toStrictEqual({ count: 1, resetAt: T0 + 120_000 });
+    await b.resetCounter(key);
+    expect(await a.peekCounter(key, T0 + 60_001)).toBeNull();
+  });
+
+  it("publishes every end to every process's feed: revoke, eviction, consume, reuse, sweep", async () => {
+    const heard: string[] = [];
+    let resets = 0;
+    const sub = await a.subscribeSessionEnds(
+      (handles) => heard.push(...handles),
+      () => resets++,
+    );
+    try {
+      const tenantId = `t-feed-${newSecret().slice(0, 8)}`;
+      // revoke with subtree
+      const app = await created(b, session(tenantId, 'u1'));
+      const redirect = await created(b, session(tenantId, 'u1', 'redirect', app));
+      await b.revokeSession(app.handle, 'logout', T0 + 1);
+      // eviction by the limit
+      const old = await created(b, session(tenantId, 'u2'));
+      const r = await b.createSession(session(tenantId, 'u2'), T0 + 1, { kind: 'app', max: 1, policy: 'evict_oldest' });
+      expect(r.ok).toBe(true);
+      // consume
+      const flow = await created(b, session(tenantId, null, 'flow'));
+      await b.consumeSession(flow.secretHash, T0 + 1);
+      // refresh-token reuse
+      const s3 = await created(b, session(tenantId, 'u3'));
+      const t3 = token(s3);
+      await b.addRefreshToken(t3);
+      await b.rotateRefreshToken(t3.tokenHash, hashSecret(newSecret()), T0 + 1, 0, null);
+      await b.rotateRefreshToken(t3.tokenHash, hashSecret(newSecret()), T0 + 2, 0, null);
+      const expected = [app.handle, redirect.handle, old.handle, flow.handle, s3.handle];
+      await waitUntil('the feed to deliver every end', 2000, () => expected.every((h) => heard.includes(h)));
+      expect(resets).toBe(0);
+    } finally {
+      await sub.close();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+const binariesMissing = redisBinariesMissing();
+const serverSkip = requireOrSkip(binariesMissing);
+
+describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', () => {
+  let server: Awaited<ReturnType<typeof startRedisStandalone>>;
+  let store: RedisSessionStore;
+  const prefix = testPrefix('recovery');
+
+  beforeAll(async () => {
+    server = await startRedisStandalone();
+    store = await openRedisStore(server.url, { prefix, commandTimeoutMs: 300, connectTimeoutMs: 500 });
+  });
+  afterAll(async () => {
+    await store?.close();
+    await server?.stop();
+  });
+
+  it('fails fast with StoreUnavailable while Redis is down, and resumes by itself when it returns', async () => {
+    const s = await created(store, session('t-rec', 'u-rec'));
+    let resets = 0;
+    const sub = await store.subscribeSessionEnds(
+      () => undefined,
+      () => resets++,
+    );
+    try {
+      await server.kill();
+      const ops: Array<() => Promise<unknown>> = [
+        () => store.ping(),
+        () => store.getSessionByHandle(s.handle),
+        () => store.touchSession(s.handle, T0 + 1, T0 + HOUR),
+      ];
+      for (const op of ops) {
+        const { ms, result } = await elapsed(op());
+        expect(result.status).toBe('rejected');
+        expect((result as PromiseRejectedResult).reason).toMatchObject({ code: 'store_unavailable', status: 503 });
+        expect(ms).toBeLessThan(1000);
+      }
+      expect(resets).toBeGreaterThan(0);
+
+      await server.restart(); // empty: no data, no script cache
+      await waitUntil('the store to answer again', 10_000, async () => {
+        await store.ping();
+        return true;
+      });
+      // Scripts are loaded again on demand (EVALSHA → NOSCRIPT → EVAL).
+      const again = await created(store, session('t-rec', 'u-rec'));
+      expect(await store.revokeSession(again.handle, 'logout', T0 + 1)).toHaveLength(1);
+    } finally {
+      await sub.close();
+    }
+  });
+
+  it('answers StoreUnavailable within the command timeout when Redis hangs', async () => {
+    await store.ping();
+    server.pause();
+    try {
+      const { ms, result } = await elapsed(store.getSessionByHandle(session('t-rec', 'u-rec').handle));
+      expect(result.status).toBe('rejected');
+      expect((result as PromiseRejectedResult).reason).toMatchObject({ code: 'store_unavailable' });
+      expect(ms).toBeGreaterThanOrEqual(250);
+      expect(ms).toBeLessThan(1000);
+    } finally {
+      server.resume();
+    }
+    await waitUntil('the store to answer again', 5000, async () => {
+      await store.ping();
+      return true;
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe.skipIf(serverSkip)('Cluster specifics (3 masters started here)', () => {
+  let cluster: StartedRedis;
+  let store: RedisSessionStore;
+  let other: RedisSessionStore;
+  const prefix = testPrefix('layout');
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+    store = await openRedisStore(cluster.url, { prefix });
+    other = await openRedisStore(cluster.url, { prefix });
+  });
+  afterAll(async () => {
+    await store?.close();
+    await other?.close();
+    if (cluster) await purgePrefix(cluster.url, prefix).catch(() => 0);
+    await cluster?.stop();
+  });
+
+  /** Every key under the prefix, with the index of the master it was found on. */
+  async function keysByMaster(): Promise<Array<{ key: string; master: number; slot: number }>> {
+    const conn = await openConnection(parseRedisUrl(cluster.url), { connectTimeoutMs: 2000, commandTimeoutMs: 2000 });
+    try {
+      const out: Array<{ key: string; master: number; slot: number }> = [];
+      const masters = await conn.masters();
+      for (const [i, send] of masters.entries()) {
+        let cursor = '0';
+        do {
+          const [next, keys] = (await send(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000'])) as [string, string[]];
+          cursor = next;
+          for (const key of keys) out.push({ key, master: i, slot: Number(await send(['CLUSTER', 'KEYSLOT', key])) });
+        } while (cursor !== '0');
+      }
+      return out;
+    } finally {
+      await conn.close();
+    }
+  }
+
+  it('says it is redis-cluster', () => {
+    expect(store.kind).toBe('redis-cluster');
+  });
+
+  it("puts every key of one user in one hash slot, and spreads users over the masters", async () => {
+    const tenantId = 't-layout';
+    const users = Array.from({ length: 12 }, (_, i) => `u-${i}`);
+    const expectedKeys = new Map<string, string[]>();
+    for (const userId of users) {
+      const tag = userTag(tenantId, userId);
+      const idp = await created(store, session(tenantId, userId, 'idp'));
+      const app = await created(store, session(tenantId, userId, 'app', idp));
+      const redirect = await created(store, session(tenantId, userId, 'redirect', app));
+      const t = token(app);
+      await store.addRefreshToken(t);
+      const h1 = hashSecret(newSecret());
+      expect((await store.rotateRefreshToken(t.tokenHash, h1, T0 + 1, 1000, null)).outcome).toBe('rotated');
+      await store.createUser({ id: userId, tenantId, email: `${userId}@example.com`, passwordHash: null, roles: [], createdAt: T0, updatedAt: T0 });
+      const base = `${prefix}{${tag}}:`;
+      expectedKeys.set(tag, [
+        `${base}s:${idp.handle}`,
+        `${base}s:${app.handle}`,
+        `${base}s:${redirect.handle}`,
+        `${base}us`,
+        `${base}c:${idp.handle}`,
+        `${base}c:${app.handle}`,
+        `${base}sh:${idp.secretHash}`,
+        `${base}sh:${app.secretHash}`,
+        `${base}sh:${redirect.secretHash}`,
+        `${base}rt:${t.tokenHash}`,
+        `${base}rt:${h1}`,
+        `${base}u:${userId}`,
+      ]);
+    }
+    // A flow session gets a random tag of its own.
+    const flow = await created(store, session(tenantId, null, 'flow'));
+
+    const found = await keysByMaster();
+    const byKey = new Map(found.map((f) => [f.key, f]));
+    const mastersUsed = new Set<number>();
+    for (const [tag, keys] of expectedKeys) {
+      const places = keys.map((k) => byKey.get(k));
+      for (const [i, p] of places.entries()) expect(p, `${keys[i]} is stored`).toBeDefined();
+      const slots = new Set(places.map((p) => p!.slot));
+      expect(slots.size, `keys of tag ${tag} share one slot`).toBe(1);
+      expect(new Set(places.map((p) => p!.master)).size).toBe(1);
+      mastersUsed.add(places[0]!.master);
+      // No other key of this tag exists beyond the layout above.
+      expect(found.filter((f) => f.key.includes(`{${tag}}`)).map((f) => f.key).sort()).toStrictEqual([...keys].sort());
+    }
+    expect(mastersUsed.size).toBeGreaterThan(1);
+    expect(byKey.has(`${prefix}{${flow.handle.slice(0, 12)}}:s:${flow.handle}`)).toBe(true);
+
+    // The global keys: routing indexes, tenant listing, expiry index, email index.
+    const globals = found.filter((f) => !f.key.includes('{')).map((f) => f.key.slice(prefix.length));
+    expect(globals).toContain(`t:${tenantId}:s`);
+    expect(globals).toContain('exp');
+    expect(globals).toContain(`ue:${tenantId}:u-0@example.com`);
+    expect(globals.filter((k) => k.startsWith('sh:'))).toHaveLength(12 * 3 + 1);
+    expect(globals.filter((k) => k.startsWith('th:'))).toHaveLength(12 * 2);
+  });
+
+  it('delivers session ends across the cluster to another process', async () => {
+    const heard: string[] = [];
+    const sub = await other.subscribeSessionEnds(
+      (h) => heard.push(...h),
+      () => undefined,
+    );
+    try {
+      const sessions = await Promise.all(Array.from({ length: 6 }, (_, i) => created(store, session('t-feed', `u-${i}`))));
+      await Promise.all(sessions.map((s) => store.revokeSession(s.handle, 'admin', T0 + 1)));
+      await waitUntil('every revocation to be heard', 2000, () => sessions.every((s) => heard.includes(s.handle)));
+    } finally {
+      await sub.close();
+    }
+  });
+
+  it('ping checks every master', async () => {
+    await expect(store.ping()).resolves.toBeUndefined();
+  });
+
+  it('purgePrefix deletes exactly the keys under the prefix, on every master', async () => {
+    const mine = testPrefix('purge');
+    const mineStore = await openRedisStore(cluster.url, { prefix: mine });
+    try {
+      for (let i = 0; i < 10; i++) await created(mineStore, session('t-purge', `u-${i}`));
+    } finally {
+      await mineStore.close();
+    }
+    const before = (await keysByMaster()).length;
+    const deleted = await purgePrefix(cluster.url, mine);
+    expect(deleted).toBeGreaterThanOrEqual(10 * 4);
+    expect((await keysByMaster()).length).toBe(before); // the other prefix is untouched
+    const conn = await openConnection(parseRedisUrl(cluster.url), { connectTimeoutMs: 2000, commandTimeoutMs: 2000 });
+    try {
+      for (const send of await conn.masters()) {
+        const [, keys] = (await send(['SCAN', '0', 'MATCH', `${mine}*`, 'COUNT', '10000'])) as [string, string[]];
+        expect(keys).toStrictEqual([]);
+      }
+    } finally {
+      await conn.close();
+    }
+  });
+});

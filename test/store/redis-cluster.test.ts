@@ -1,0 +1,36 @@
+// The Redis adapter on a 3-master Redis Cluster that this file starts (and stops): the
+// conformance suite, where every multi-key script must stay in one user's hash slot.
+
+import { afterAll, beforeAll } from 'vitest';
+import { openRedisStore } from '../../src/store/redis/redis-store.ts';
+import { purgePrefix, redisBinariesMissing, requireOrSkip, startRedisCluster, testPrefix } from '../support/redis.ts';
+import type { StartedRedis } from '../support/redis.ts';
+import { describeStoreConformance } from './conformance.ts';
+
+const skip = requireOrSkip(redisBinariesMissing());
+let cluster: StartedRedis | undefined;
+
+beforeAll(async () => {
+  if (!skip) cluster = await startRedisCluster();
+});
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+describeStoreConformance(
+  'Redis store, 3-master Cluster',
+  async () => {
+    if (!cluster) throw new Error('the test cluster did not start');
+    const url = cluster.url;
+    const prefix = testPrefix('cluster');
+    const store = await openRedisStore(url, { prefix });
+    return {
+      store,
+      close: async () => {
+        await store.close();
+        await purgePrefix(url, prefix);
+      },
+    };
+  },
+  { skip },
+);
