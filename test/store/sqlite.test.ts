@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { Conflict, StoreUnavailable, TesseraError } from '../../src/domain/errors.ts';
 import { DEFAULT_LIFETIMES, issueSession } from '../../src/domain/session.ts';
 import { buildTenant } from '../../src/domain/tenant.ts';
@@ -243,6 +243,8 @@ describe('SQLite store specifics', () => {
         putTenant: () => store.putTenant(buildTenant('t-lock', {}, T0)),
         putMeta: () => store.putMeta('k', 1),
         putMetaIfAbsent: () => store.putMetaIfAbsent('k', 1),
+        hitCounter: () => store.hitCounter('c', 1_000, T0),
+        resetCounter: () => store.resetCounter('c'),
       };
       for (const [name, op] of Object.entries(deciding)) {
         await expect(op(), name).rejects.toMatchObject({ code: 'store_unavailable' });
@@ -258,6 +260,114 @@ describe('SQLite store specifics', () => {
     }
     expect(await store.rotateRefreshToken('tok', 'tok3', T0 + 1, 10_000, null)).toMatchObject({ outcome: 'rotated' });
     await store.close();
+  });
+
+  it('counts in a fixed window shared by two connections, and forgets it on reset', async () => {
+    const path = join(tempDir(), 'counters.db');
+    const a = await openSqliteStore(path);
+    const b = await openSqliteStore(path);
+    try {
+      const key = 'login:acct:someone';
+      expect(await a.peekCounter(key, T0)).toBeNull();
+      expect(await a.hitCounter(key, 60_000, T0)).toStrictEqual({ count: 1, resetAt: T0 + 60_000 });
+      const hits = await Promise.all(Array.from({ length: 9 }, (_, i) => (i % 2 ? a : b).hitCounter(key, 60_000, T0 + 1)));
+      expect(hits.map((h) => h.count).sort((x, y) => x - y)).toStrictEqual([2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      expect(await b.peekCounter(key, T0 + 59_999)).toStrictEqual({ count: 10, resetAt: T0 + 60_000 });
+      expect(await b.peekCounter(key, T0 + 60_000)).toBeNull();
+      expect(await a.hitCounter(key, 60_000, T0 + 60_000)).toStrictEqual({ count: 1, resetAt: T0 + 120_000 });
+      await b.resetCounter(key);
+      expect(await a.peekCounter(key, T0 + 60_001)).toBeNull();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('feeds every end to subscribers: at once from its own writes, by polling from other connections', async () => {
+    const path = join(tempDir(), 'feed.db');
+    const a = await openSqliteStore(path, { feedPollMs: 5 });
+    const b = await openSqliteStore(path);
+    const heard: string[] = [];
+    let resets = 0;
+    const sub = await a.subscribeSessionEnds(
+      (hs) => heard.push(...hs),
+      () => resets++,
+    );
+    try {
+      // Through `a` itself: revoke with subtree, eviction, consume, refresh-token reuse, sweep.
+      const app = appSession('t-feed', 'u1');
+      await a.createSession(app, T0);
+      const redirect = issueSession(
+        { tenantId: 't-feed', userId: 'u1', kind: 'redirect', parentHandle: app.handle, lifetime: DEFAULT_LIFETIMES.redirect, authMethod: 'password' },
+        T0,
+      ).session;
+      await a.createSession(redirect, T0);
+      await a.revokeSession(app.handle, 'logout', T0 + 1);
+      expect(heard).toStrictEqual([app.handle, redirect.handle]);
+
+      const old = appSession('t-feed', 'u2');
+      await a.createSession(old, T0);
+      await a.createSession(appSession('t-feed', 'u2'), T0 + 1, { kind: 'app', max: 1, policy: 'evict_oldest' });
+      const flow = issueSession({ tenantId: 't-feed', userId: null, kind: 'flow', lifetime: DEFAULT_LIFETIMES.flow, authMethod: 'oidc' }, T0).session;
+      await a.createSession(flow, T0);
+      await a.consumeSession(flow.secretHash, T0 + 1);
+      const s3 = appSession('t-feed', 'u3');
+      await a.createSession(s3, T0);
+      await a.addRefreshToken({ tokenHash: 'r3', sessionHandle: s3.handle, tenantId: 't-feed', userId: 'u3', createdAt: T0, rotatedAt: null, successorHash: null });
+      await a.rotateRefreshToken('r3', 'r3b', T0 + 1, 0, null);
+      await a.rotateRefreshToken('r3', 'r3c', T0 + 2, 0, null);
+      const stale = issueSession({ tenantId: 't-feed', userId: 'u4', kind: 'app', lifetime: { idle: 1, absolute: 2 }, authMethod: 'password' }, T0).session;
+      await a.createSession(stale, T0);
+      await a.sweepExpired(T0 + 5_000, 100);
+      expect(heard).toStrictEqual([app.handle, redirect.handle, old.handle, flow.handle, s3.handle, stale.handle]);
+
+      // Through another connection: seen by polling.
+      const other = appSession('t-feed', 'u5');
+      await b.createSession(other, T0);
+      await b.revokeSession(other.handle, 'admin', T0 + 1);
+      await vi.waitFor(() => expect(heard).toContain(other.handle), { timeout: 2_000, interval: 5 });
+      expect(resets).toBe(0);
+
+      await sub.close();
+      const after = appSession('t-feed', 'u6');
+      await a.createSession(after, T0);
+      await a.revokeSession(after.handle, 'logout', T0 + 1);
+      expect(heard).not.toContain(after.handle);
+    } finally {
+      await sub.close();
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('tells a subscriber to reset when ends it never read were pruned from the log', async () => {
+    const path = join(tempDir(), 'feed-gap.db');
+    const a = await openSqliteStore(path, { feedPollMs: 60_000 });
+    const b = await openSqliteStore(path);
+    const heard: string[] = [];
+    let resets = 0;
+    const sub = await a.subscribeSessionEnds(
+      (hs) => heard.push(...hs),
+      () => resets++,
+    );
+    try {
+      const s1 = appSession('t-gap', 'u1');
+      const s2 = appSession('t-gap', 'u2');
+      for (const s of [s1, s2]) {
+        await b.createSession(s, T0);
+        await b.revokeSession(s.handle, 'admin', T0 + 1);
+      }
+      const raw = new DatabaseSync(path);
+      raw.prepare('DELETE FROM session_ends WHERE handle = ?').run(s1.handle);
+      raw.close();
+      await a.putMeta('any-write', true); // a write through `a` delivers at once
+      expect(resets).toBe(1);
+      expect(heard).toStrictEqual([s2.handle]);
+    } finally {
+      await sub.close();
+      await a.close();
+      await b.close();
+    }
   });
 
   it('rejects a cursor it did not issue and a limit out of range', async () => {

@@ -78,6 +78,37 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    description: 'coordination: shared counters and the log of session ends',
+    sql: `
+      -- Fixed-window counters shared by every process on the file (login throttling).
+      CREATE TABLE counters (
+        key      TEXT PRIMARY KEY,
+        count    INTEGER NOT NULL,
+        reset_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX counters_by_reset ON counters (reset_at);
+
+      -- Every session that stops being active, in commit order: each process's session cache
+      -- reads it from its last seq on, so an end written by any process reaches all of them.
+      -- AUTOINCREMENT keeps seqs contiguous and never reused, so a subscriber that finds a gap
+      -- knows that pruning removed ends it never saw.
+      CREATE TABLE session_ends (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        handle      TEXT NOT NULL,
+        recorded_at INTEGER NOT NULL -- wall clock, only for pruning
+      ) STRICT;
+      CREATE INDEX session_ends_by_time ON session_ends (recorded_at);
+
+      -- A trigger, so that no code path that ends a session can forget to log it.
+      CREATE TRIGGER sessions_log_end AFTER UPDATE OF status ON sessions
+        WHEN OLD.status = 'active' AND NEW.status <> 'active'
+      BEGIN
+        INSERT INTO session_ends (handle, recorded_at) VALUES (NEW.handle, CAST(unixepoch('subsec') * 1000 AS INTEGER));
+      END;
+    `,
+  },
 ];
 
 /**

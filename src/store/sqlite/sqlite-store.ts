@@ -17,6 +17,7 @@ import { isValid, sessionsToEvict } from '../../domain/session.ts';
 import type { RevokeReason, Session, SessionStatus } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
+import type { Coordination, CounterState } from '../coordination.ts';
 import type {
   CreateLimit,
   CreateSessionResult,
@@ -42,16 +43,30 @@ import type { RefreshTokenRow, SessionRow, UserRow } from './rows.ts';
 /** How long a writer waits for another connection's write lock before giving up (503). */
 export const BUSY_TIMEOUT_MS = 5_000;
 
+/**
+ * How often a subscriber reads the log of session ends for ends written by other connections
+ * (other processes). Ends written through this store instance are delivered at once.
+ */
+export const FEED_POLL_MS = 20;
+
+/** Ends older than this are pruned from the log by sweepExpired (wall clock; housekeeping). */
+export const FEED_RETENTION_MS = 10 * 60_000;
+
+export interface SqliteStoreOptions {
+  /** Default BUSY_TIMEOUT_MS: how long an operation waits for another writer before it fails with StoreUnavailable. */
+  busyTimeoutMs?: number;
+  /** Default FEED_POLL_MS. */
+  feedPollMs?: number;
+}
+
 const LIST_LIMIT_MAX = 500;
 
 /**
  * Opens (and creates, with its parent folders) the database file and brings its schema up to
  * date. `:memory:` gives a private in-memory database. Rejects with StoreUnavailable when the
  * file cannot be used (not a database, no permission, locked for longer than the busy timeout).
- * `busyTimeoutMs` (default BUSY_TIMEOUT_MS) bounds how long an operation waits for another
- * writer before it fails with StoreUnavailable.
  */
-export function openSqliteStore(path: string, opts: { busyTimeoutMs?: number } = {}): Promise<SessionStore> {
+export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Promise<SqliteSessionStore> {
   return Promise.resolve().then(() => {
     let db: DatabaseSync | undefined;
     try {
@@ -63,7 +78,7 @@ export function openSqliteStore(path: string, opts: { busyTimeoutMs?: number } =
       db.exec('PRAGMA synchronous = NORMAL');
       db.exec('PRAGMA foreign_keys = ON');
       migrate(db);
-      return new SqliteSessionStore(db);
+      return new SqliteSessionStore(db, opts.feedPollMs ?? FEED_POLL_MS);
     } catch (err) {
       if (db?.isOpen) db.close();
       // Whatever stops the file from opening (a folder we may not create, a file that is not a
@@ -74,15 +89,26 @@ export function openSqliteStore(path: string, opts: { busyTimeoutMs?: number } =
   });
 }
 
-export class SqliteSessionStore implements SessionStore {
+interface EndsSubscription {
+  /** The seq of the last end delivered. */
+  last: number;
+  listener: (handles: string[]) => void;
+  onReset: () => void;
+}
+
+export class SqliteSessionStore implements SessionStore, Coordination {
   readonly kind = 'sqlite';
   private readonly db: DatabaseSync;
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private readonly listStatements = new Map<string, StatementSync>();
+  private readonly feedPollMs: number;
+  private readonly subscriptions = new Set<EndsSubscription>();
+  private pollTimer: NodeJS.Timeout | null = null;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, feedPollMs = FEED_POLL_MS) {
     this.db = db;
     this.stmt = prepareStatements(db);
+    this.feedPollMs = feedPollMs;
   }
 
   // ---- sessions -------------------------------------------------------------------------------
@@ -344,6 +370,9 @@ export class SqliteSessionStore implements SessionStore {
     // session and each emitting session.expired: selecting and marking are one UPDATE under
     // the write lock, so a session leaves the `active` set in exactly one call.
     return this.write(() => {
+      // Housekeeping rides along: closed counter windows, and ends every subscriber has read.
+      this.stmt.pruneCounters.run({ now });
+      this.stmt.pruneEnds.run({ before: Date.now() - FEED_RETENTION_MS });
       if (max < 1) return [];
       return this.all<SessionRow>(this.stmt.sweep, { now, max: Math.floor(max) })
         .map(sessionFromRow)
@@ -431,6 +460,59 @@ export class SqliteSessionStore implements SessionStore {
     });
   }
 
+  // ---- coordination ---------------------------------------------------------------------------
+
+  hitCounter(key: string, windowMs: number, now: number): Promise<CounterState> {
+    // One upsert under the write lock: concurrent hits from several processes each count once,
+    // and exactly one of them opens the next window.
+    return this.write(() => {
+      const row = this.one<{ count: number; reset_at: number }>(this.stmt.hitCounter, {
+        key,
+        now,
+        reset_at: now + Math.max(1, Math.ceil(windowMs)),
+      });
+      if (!row) throw new Error('the counter upsert returned no row');
+      return { count: row.count, resetAt: row.reset_at };
+    });
+  }
+
+  peekCounter(key: string, now: number): Promise<CounterState | null> {
+    return this.run(() => {
+      const row = this.one<{ count: number; reset_at: number }>(this.stmt.counterByKey, { key });
+      return row && now < row.reset_at ? { count: row.count, resetAt: row.reset_at } : null;
+    });
+  }
+
+  resetCounter(key: string): Promise<void> {
+    return this.write(() => {
+      this.stmt.deleteCounter.run({ key });
+    });
+  }
+
+  /**
+   * Delivers the ends logged by the trigger on `sessions` (migration 2) from now on: at once for
+   * ends written through this instance, within `feedPollMs` for ends written by other
+   * connections. A gap in the seqs (the log was pruned past this subscriber) calls `onReset`.
+   */
+  subscribeSessionEnds(listener: (handles: string[]) => void, onReset: () => void): Promise<{ close(): Promise<void> }> {
+    return this.run(() => {
+      const top = this.one<{ seq: number }>(this.stmt.endsHighWater, {});
+      const sub: EndsSubscription = { last: top?.seq ?? 0, listener, onReset };
+      this.subscriptions.add(sub);
+      if (this.pollTimer === null) {
+        this.pollTimer = setInterval(() => this.deliverEnds(), this.feedPollMs);
+        this.pollTimer.unref();
+      }
+      return {
+        close: () => {
+          this.subscriptions.delete(sub);
+          if (this.subscriptions.size === 0) this.stopPolling();
+          return Promise.resolve();
+        },
+      };
+    });
+  }
+
   ping(): Promise<void> {
     return this.run(() => {
       this.db.prepare('SELECT 1').get();
@@ -438,6 +520,8 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   close(): Promise<void> {
+    this.subscriptions.clear();
+    this.stopPolling();
     if (this.db.isOpen) this.db.close();
     return Promise.resolve();
   }
@@ -509,20 +593,55 @@ export class SqliteSessionStore implements SessionStore {
     return stmt.all(params) as T[];
   }
 
+  // ---- the feed of session ends ---------------------------------------------------------------
+
+  /** Reads the log from each subscriber's last seq and hands it the new ends, in order. */
+  private deliverEnds(): void {
+    if (!this.db.isOpen) return;
+    for (const sub of this.subscriptions) {
+      let rows: { seq: number; handle: string }[];
+      try {
+        rows = this.all<{ seq: number; handle: string }>(this.stmt.endsAfter, { after: sub.last });
+      } catch {
+        return; // the next poll tries again from the same seq; nothing is lost
+      }
+      const first = rows[0];
+      const lastRow = rows[rows.length - 1];
+      if (first === undefined || lastRow === undefined) continue;
+      try {
+        if (first.seq > sub.last + 1) sub.onReset();
+        sub.last = lastRow.seq;
+        sub.listener(rows.map((r) => r.handle));
+      } catch {
+        // A failing listener must not fail the store operation that triggered the delivery.
+      }
+    }
+  }
+
+  private stopPolling(): void {
+    if (this.pollTimer !== null) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+  }
+
   // ---- plumbing -------------------------------------------------------------------------------
 
-  /** Runs `fn` in one BEGIN IMMEDIATE transaction; any throw rolls it back. */
+  /**
+   * Runs `fn` in one BEGIN IMMEDIATE transaction; any throw rolls it back. After the commit,
+   * this instance's subscribers get the ends the transaction logged before the caller resumes.
+   */
   private write<T>(fn: () => T): Promise<T> {
     return this.run(() => {
       this.db.exec('BEGIN IMMEDIATE');
+      let result: T;
       try {
-        const result = fn();
+        result = fn();
         this.db.exec('COMMIT');
-        return result;
       } catch (err) {
         if (this.db.isOpen && this.db.isTransaction) this.db.exec('ROLLBACK');
         throw err;
       }
+      if (this.subscriptions.size > 0) this.deliverEnds();
+      return result;
     });
   }
 
@@ -640,6 +759,22 @@ function prepareStatements(db: DatabaseSync) {
     metaByKey: db.prepare('SELECT value FROM meta WHERE key = $key'),
     insertMetaIfAbsent: db.prepare('INSERT INTO meta (key, value) VALUES ($key, $value) ON CONFLICT (key) DO NOTHING'),
     putMeta: db.prepare('INSERT INTO meta (key, value) VALUES ($key, $value) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+
+    // A closed window (now >= reset_at) starts again from 1. SET expressions read the old row.
+    hitCounter: db.prepare(`
+      INSERT INTO counters (key, count, reset_at) VALUES ($key, 1, $reset_at)
+      ON CONFLICT (key) DO UPDATE SET
+        count = CASE WHEN $now >= reset_at THEN 1 ELSE count + 1 END,
+        reset_at = CASE WHEN $now >= reset_at THEN excluded.reset_at ELSE reset_at END
+      RETURNING count, reset_at`),
+    counterByKey: db.prepare('SELECT count, reset_at FROM counters WHERE key = $key'),
+    deleteCounter: db.prepare('DELETE FROM counters WHERE key = $key'),
+    pruneCounters: db.prepare('DELETE FROM counters WHERE reset_at <= $now'),
+
+    // The highest seq ever given out (sqlite_sequence survives pruning of the log itself).
+    endsHighWater: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'session_ends'"),
+    endsAfter: db.prepare('SELECT seq, handle FROM session_ends WHERE seq > $after ORDER BY seq LIMIT 10000'),
+    pruneEnds: db.prepare('DELETE FROM session_ends WHERE recorded_at < $before'),
   };
 }
 
