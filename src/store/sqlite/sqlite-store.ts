@@ -7,6 +7,9 @@
 // DatabaseSync is synchronous and no transaction contains an `await`, so calls on one connection
 // never interleave either. Reads that are one SELECT need no transaction: a statement sees one
 // consistent snapshot.
+//
+// It also implements Coordination (src/store/coordination.ts) for the embedded mode: counters in
+// a table, and the feed of session ends from a log that a trigger on `sessions` fills.
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
