@@ -9,6 +9,10 @@ import { ConfigError, loadConfig, type Config } from './config/config.ts';
 import { TesseraError } from './domain/errors.ts';
 import { buildTenant, PROFILES, type Profile } from './domain/tenant.ts';
 import { normaliseEmail } from './domain/user.ts';
+import { SESSION_STATUSES, type SessionStatus } from './domain/session.ts';
+import { loadOrCreateSecret } from './config/secrets-on-disk.ts';
+import { sessionJson } from './http/session-json.ts';
+import { KeyRing } from './tokens/key-ring.ts';
 import { startServer } from './server.ts';
 import { openStore } from './store/open.ts';
 
@@ -20,6 +24,9 @@ Commands:
                                  Create or replace a tenant with the profile's defaults
   users add --tenant <id> --email <email> [--password-stdin] [--role <role>]...
                                  Create a user (password read from stdin, or prompted for)
+  keys rotate                    Add a new JWT signing key; the old one keeps verifying
+  sessions list --tenant <id> [--user <id>] [--status active|revoked|expired]
+                                 List sessions as JSON lines
   help                           This text
 
 Exit codes: 0 ok, 1 failure, 2 bad configuration or usage.`;
@@ -35,6 +42,10 @@ async function main(argv: string[]): Promise<number> {
       return tenants(rest);
     case 'users':
       return users(rest);
+    case 'keys':
+      return keys(rest);
+    case 'sessions':
+      return sessions(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -128,6 +139,47 @@ async function users(args: string[]): Promise<number> {
       updatedAt: now,
     });
     process.stdout.write(JSON.stringify({ id: user.id, tenantId: user.tenantId, email: user.email, roles: user.roles }) + '\n');
+    return 0;
+  });
+}
+
+async function keys(args: string[]): Promise<number> {
+  if (args[0] !== 'rotate') throw new UsageError('expected: tessera keys rotate');
+  return withStore(async (config, store) => {
+    const secret = config.cookieSecret ?? loadOrCreateSecret(config.dataDir, 'cookie-secret').value;
+    const ring = new KeyRing(store, secret);
+    await ring.load(Date.now()); // creates the first key if there is none, checks the secret
+    const { kid, retired } = await KeyRing.rotate(store, secret, Date.now());
+    process.stdout.write(JSON.stringify({ signingKid: kid, retired }) + '\n');
+    return 0;
+  });
+}
+
+async function sessions(args: string[]): Promise<number> {
+  if (args[0] !== 'list') throw new UsageError('expected: tessera sessions list --tenant <id>');
+  const { values } = parseArgs({
+    args: args.slice(1),
+    options: { tenant: { type: 'string' }, user: { type: 'string' }, status: { type: 'string' } },
+  });
+  if (!values.tenant) throw new UsageError('--tenant is required');
+  const status = values.status as SessionStatus | undefined;
+  if (status !== undefined && !SESSION_STATUSES.includes(status)) throw new UsageError(`--status must be one of ${SESSION_STATUSES.join(', ')}`);
+  const tenantId = values.tenant;
+  return withStore(async (_config, store) => {
+    let cursor: string | null = null;
+    const now = Date.now();
+    do {
+      const page = await store.listSessions({
+        tenantId,
+        ...(values.user ? { userId: values.user } : {}),
+        ...(status ? { status } : {}),
+        now,
+        cursor,
+        limit: 500,
+      });
+      for (const s of page.items) process.stdout.write(JSON.stringify(sessionJson(s, now)) + '\n');
+      cursor = page.nextCursor;
+    } while (cursor !== null);
     return 0;
   });
 }
