@@ -37,7 +37,8 @@ export type Requirement = 'login' | 'authenticated';
  * API call (the credential itself — bearer or cookie — is checked by authentication).
  */
 export function requiredHeaders(profile: Profile, requirement: Requirement): TraceHeader[] {
-  if (requirement === 'login' || profile === 'integration') return ['x-tenant-id'];
+  if (requirement === 'login') return ['x-tenant-id'];
+  if (profile === 'integration') return [];
   return ['x-tenant-id', 'x-request-id', 'x-correlation-id', 'x-activity-id', 'x-session-id'];
 }
 

@@ -4,7 +4,7 @@
 import fastifyCookie from '@fastify/cookie';
 import fastifySwagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { App, Deps } from './deps.ts';
 import { registerProblemHandlers } from './problem.ts';
 import { registerRequestContext } from './request-context.ts';
@@ -27,7 +27,8 @@ export interface BuildOptions {
 export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App> {
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
-    disableRequestLogging: true,
+    // Fastify's own request lines would carry the URL with its query; ours (onResponse) do not.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.config.bodyLimit,
     trustProxy: deps.config.trustedProxies.length > 0 ? deps.config.trustedProxies : false,
     return503OnClosing: true,
@@ -42,6 +43,8 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   app.addSchema(ProblemSchema);
   app.decorateRequest('auth', null);
   await app.register(fastifyCookie, { secret: deps.config.cookieSecret, hook: 'onRequest' });
+  // JSON (and forms, below) only: a text body is refused with 415 rather than half-understood.
+  app.removeContentTypeParser('text/plain');
   // RFC 7009 / 7662 clients send forms. Parsed by hand: a duplicated field is refused, not merged.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
     const out: Record<string, string> = {};

@@ -54,7 +54,7 @@ const tenantCache = new WeakMap<Deps, Map<string, { tenant: Tenant; until: numbe
 
 export async function loadTenant(deps: Deps, id: string, now: number): Promise<Tenant | null> {
   let m = tenantCache.get(deps);
-  if (!m) tenantCache.set(deps, (m = new Map()));
+  if (!m) tenantCache.set(deps, (m = new Map<string, { tenant: Tenant; until: number }>()));
   const hit = m.get(id);
   if (hit && hit.until > now) return hit.tenant;
   const t = await deps.store.getTenant(id);

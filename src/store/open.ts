@@ -9,8 +9,8 @@ export type Store = SessionStore & Coordination;
 export async function openStore(config: Pick<Config, 'store' | 'redisPrefix'>): Promise<Store> {
   if (config.store.kind === 'sqlite') {
     const { openSqliteStore } = await import('./sqlite/sqlite-store.ts');
-    return (await openSqliteStore(config.store.sqlitePath as string)) as Store;
+    return (await openSqliteStore(config.store.sqlitePath as string));
   }
   const { openRedisStore } = await import('./redis/redis-store.ts');
-  return (await openRedisStore(config.store.url, { prefix: config.redisPrefix })) as Store;
+  return (await openRedisStore(config.store.url, { prefix: config.redisPrefix }));
 }

@@ -70,8 +70,8 @@ export class KeyRing {
       }
       return {
         stored,
-        privateKey: createPrivateKey({ key: jwk as never, format: 'jwk' }),
-        publicKey: createPublicKey({ key: stored.publicJwk as never, format: 'jwk' }),
+        privateKey: createPrivateKey({ key: jwk, format: 'jwk' }),
+        publicKey: createPublicKey({ key: stored.publicJwk, format: 'jwk' }),
       };
     });
     this.lastLoad = now;

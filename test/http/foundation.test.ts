@@ -124,7 +124,7 @@ describe('admin provisioning (SPEC 10)', () => {
     const id = uniqueTenant();
     const put = await s.app.inject({ method: 'PUT', url: `/api/v1/admin/tenants/${id}`, headers: admin, payload: { sessionLimit: { max: 3 } } });
     expect(put.statusCode).toBe(200);
-    const got = (await s.app.inject({ url: `/api/v1/admin/tenants/${id}`, headers: admin })).json();
+    const got = (await s.app.inject({ url: `/api/v1/admin/tenants/${id}`, headers: admin })).json<unknown>();
     expect(got).toMatchObject({
       id,
       profile: 'production',

@@ -3,7 +3,7 @@
 
 import { Type } from 'typebox';
 import { NotFound } from '../../domain/errors.ts';
-import { SESSION_KINDS, SESSION_STATUSES, type SessionKind, type SessionStatus } from '../../domain/session.ts';
+import { SESSION_KINDS, SESSION_STATUSES } from '../../domain/session.ts';
 import { announceEnded, endSession } from '../../sessions/app-sessions.ts';
 import { requireAdmin } from '../admin-auth.ts';
 import { originOf } from '../authenticate.ts';
@@ -46,8 +46,8 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
       const page = await deps.store.listSessions({
         tenantId: q.tenantId,
         ...(q.userId ? { userId: q.userId } : {}),
-        ...(q.kind ? { kind: q.kind as SessionKind } : {}),
-        ...(q.status ? { status: q.status as SessionStatus } : {}),
+        ...(q.kind ? { kind: q.kind } : {}),
+        ...(q.status ? { status: q.status } : {}),
         now,
         cursor: q.cursor ?? null,
         limit: q.limit ?? 100,
