@@ -64,7 +64,10 @@ export function sessionFromReply(reply: unknown): Session | null {
   if (m === null || !m.has('handle') || !m.has('status')) return null;
   const data: Record<string, unknown> = {};
   for (const [k, v] of m) {
-    if (k.startsWith(DATA)) data[k.slice(DATA.length)] = JSON.parse(v) as unknown;
+    // defineProperty: a key named __proto__ stays an own property, as JSON.parse would make it.
+    if (k.startsWith(DATA)) {
+      Object.defineProperty(data, k.slice(DATA.length), { value: JSON.parse(v) as unknown, enumerable: true, writable: true, configurable: true });
+    }
   }
   return {
     handle: str(m, 'handle'),

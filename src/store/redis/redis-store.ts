@@ -377,12 +377,18 @@ export class RedisSessionStore implements SessionStore, Coordination {
   async addRefreshToken(token: RefreshToken): Promise<void> {
     return this.#guard(async () => {
       const tag = tagOfHandle(token.sessionHandle);
-      if (tag === null) throw new Error(`addRefreshToken: "${token.sessionHandle}" is not a session handle`);
+      if (tag === null) throw new NotFound('session_not_found', `No session ${token.sessionHandle} for this refresh token.`);
       const route = this.#keys.tokenRoute(token.tokenHash);
-      await this.#claimRoute(route, tag, this.#retentionMs);
-      const ttl = await this.#run(ADD_REFRESH, tag, 0, [token.tokenHash, String(this.#retentionMs), ...refreshTokenToFields(token)]);
-      const ms = Number(ttl);
-      if (ms > 0) await this.#send(route, ['PEXPIRE', route, String(ms)]);
+      const routeWritten = await this.#claimRoute(route, tag, this.#retentionMs);
+      const reply = (await this.#run(ADD_REFRESH, tag, 0, [token.tokenHash, ...refreshTokenToFields(token)])) as unknown[];
+      if (reply[0] === 'ok') {
+        const ms = Number(reply[1]);
+        if (ms > 0) await this.#send(route, ['PEXPIRE', route, String(ms)]);
+        return;
+      }
+      if (routeWritten) await this.#send(route, ['DEL', route]);
+      if (reply[0] === 'no_session') throw new NotFound('session_not_found', `No session ${token.sessionHandle} for this refresh token.`);
+      throw new Conflict('refresh_token_exists', 'This refresh token is already stored.');
     });
   }
 
@@ -425,6 +431,8 @@ export class RedisSessionStore implements SessionStore, Coordination {
           return { outcome: 'inactive', session: mustSession(reply[1]) };
         case 'unknown':
           return { outcome: 'unknown' };
+        case 'successor_exists':
+          throw new Conflict('refresh_token_exists', 'The successor refresh token is already stored.');
         default:
           throw new Error(`unexpected reply from the rotate script: ${String(reply[0])}`);
       }
@@ -529,7 +537,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
       if (raw === null) throw new NotFound('user_not_found', `No user ${user.id} in this tenant.`);
       const before = JSON.parse(raw) as User;
       if (before.email !== user.email) {
-        throw new BadRequest('email_change_unsupported', 'updateUser cannot change the email address.');
+        throw new BadRequest('email_change_not_supported', 'updateUser does not change a user’s email.');
       }
       await this.#send(key, ['SET', key, JSON.stringify(user), 'XX']);
       return user;
@@ -787,12 +795,13 @@ export class RedisSessionStore implements SessionStore, Coordination {
   }
 }
 
+// Error codes as the SQLite adapter has them, so that callers see one set.
 function secretInUse(): Conflict {
-  return new Conflict('secret_in_use', 'This secret hash already belongs to another session.');
+  return new Conflict('session_exists', 'A session with this secret already exists.');
 }
 
 function parentInvalid(): Conflict {
-  return new Conflict('parent_invalid', 'The parent session is not a valid session of this tenant and user.');
+  return new Conflict('invalid_parent', 'The parent session is not a valid session of this tenant and user.');
 }
 
 function mustSession(reply: unknown): Session {

@@ -360,22 +360,23 @@ return redis.call('HGETALL', k)
 );
 
 /**
- * add refresh token. Race closed: a retried or duplicated add resetting a token that has already
- * been rotated (which would make a stolen, rotated token current again): an existing token is
- * never overwritten. The token lives as long as its session record.
- * ARGV[4] token hash, ARGV[5] fallback TTL ms, ARGV[6..] token fields. Reply: TTL applied (ms)
+ * add refresh token. Races closed: a token added for a session that is disappearing, and a
+ * duplicated add resetting a token that has already been rotated (which would make a stolen,
+ * rotated token current again) — an existing token is never overwritten. The token lives as long
+ * as its session record.
+ * ARGV[4] token hash, ARGV[5..] token fields. Reply: {'ok', TTL ms} | {'no_session'} | {'exists'}
  */
 export const ADD_REFRESH = script(
   'add-refresh',
   `
 local rk = base .. 'rt:' .. ARGV[4]
-local f, list = readFields(6)
+local f, list = readFields(5)
 local ttl = redis.call('PTTL', skey(f['sessionHandle']))
-if ttl < 0 then ttl = tonumber(ARGV[5]) end
-if redis.call('EXISTS', rk) == 1 then return redis.call('PTTL', rk) end
+if ttl == -2 then return { 'no_session' } end
+if redis.call('EXISTS', rk) == 1 then return { 'exists' } end
 redis.call('HSET', rk, unpack(list))
-redis.call('PEXPIRE', rk, ttl)
-return ttl
+if ttl > 0 then redis.call('PEXPIRE', rk, ttl) end
+return { 'ok', ttl }
 `,
 );
 
@@ -388,7 +389,7 @@ return ttl
  * ARGV[4] presented hash, ARGV[5] successor hash, ARGV[6] grace ms, ARGV[7] new idle expiry ('' = none).
  * Reply: {'rotated', session, successor token, previous idle or '', TTL ms}
  *      | {'grace', session, presented token}
- *      | {'reused', session, {revoked records}} | {'inactive', session} | {'unknown'}
+ *      | {'reused', session, {revoked records}} | {'inactive', session} | {'unknown'} | {'successor_exists'}
  */
 export const ROTATE = script(
   'rotate',
@@ -403,7 +404,7 @@ if redis.call('EXISTS', sk) == 0 then return { 'unknown' } end
 if not isValid(sk) then return { 'inactive', redis.call('HGETALL', sk) } end
 if not t[2] then
   local nk = base .. 'rt:' .. ARGV[5]
-  if redis.call('EXISTS', nk) == 1 then return redis.error_reply('ERR tessera: successor refresh token already exists') end
+  if redis.call('EXISTS', nk) == 1 then return { 'successor_exists' } end
   redis.call('HSET', rk, 'rotatedAt', nowS, 'successorHash', ARGV[5])
   redis.call('HSET', nk, 'tokenHash', ARGV[5], 'sessionHandle', t[1], 'tenantId', t[4], 'userId', t[5], 'createdAt', nowS)
   local ttl = redis.call('PTTL', sk)
