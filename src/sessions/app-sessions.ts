@@ -205,8 +205,17 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
   }
 }
 
+/** How long an explicit end waits for the store's feed to echo it (see SessionCache.waitForFeed). */
+export const FEED_ECHO_TIMEOUT_MS = 250;
+
+/**
+ * Ends a session and its subtree, and answers only once the end has come back through the
+ * store's feed that every Tessera process follows, so the very next request anywhere is refused.
+ */
 export async function endSession(deps: Deps, handle: string, reason: RevokeReason, now: number, origin?: Origin): Promise<Session[]> {
+  const echoed = deps.sessionCache.waitForFeed([handle], FEED_ECHO_TIMEOUT_MS);
   const ended = await deps.store.revokeSession(handle, reason, now);
   announceEnded(deps, ended, now, origin);
+  if (ended.length > 0) await echoed;
   return ended;
 }

@@ -15,6 +15,8 @@ export class SessionCache {
   private readonly ended = new Set<string>();
   private readonly maxEntries: number;
   private subscription: { close(): Promise<void> } | null = null;
+  /** Callers waiting for handles to come back through the feed (see waitForFeed). */
+  private readonly waiters = new Map<string, Set<() => void>>();
   /** Bumped on every reset, so a read that raced a reset does not repopulate stale data. */
   private generation = 0;
   hits = 0;
@@ -27,7 +29,15 @@ export class SessionCache {
 
   async start(feed: Coordination): Promise<void> {
     this.subscription = await feed.subscribeSessionEnds(
-      (handles) => this.forget(handles),
+      (handles) => {
+        this.forget(handles);
+        for (const h of handles) {
+          const ws = this.waiters.get(h);
+          if (!ws) continue;
+          this.waiters.delete(h);
+          for (const w of ws) w();
+        }
+      },
       () => this.reset(),
     );
   }
@@ -36,6 +46,37 @@ export class SessionCache {
     await this.subscription?.close();
     this.subscription = null;
     this.reset();
+  }
+
+  /**
+   * Resolves once every handle has come back through the store's feed — which every other
+   * process subscribes to as well — or after `timeoutMs`. Logout waits for this, so that when
+   * it answers, the other servers have (in practice) already been told. Resolves to whether all
+   * handles were seen.
+   */
+  waitForFeed(handles: readonly string[], timeoutMs: number): Promise<boolean> {
+    if (this.subscription === null || handles.length === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let pending = handles.length;
+      const done = new Set<() => void>();
+      const timer = setTimeout(() => {
+        for (const h of handles) for (const d of done) this.waiters.get(h)?.delete(d);
+        resolve(false);
+      }, timeoutMs);
+      for (const h of handles) {
+        const w = () => {
+          pending -= 1;
+          if (pending === 0) {
+            clearTimeout(timer);
+            resolve(true);
+          }
+        };
+        done.add(w);
+        let set = this.waiters.get(h);
+        if (!set) this.waiters.set(h, (set = new Set()));
+        set.add(w);
+      }
+    });
   }
 
   forget(handles: Iterable<string>): void {
