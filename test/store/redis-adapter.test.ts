@@ -53,6 +53,10 @@ function token(s: Session): RefreshToken {
   };
 }
 
+function handlesOf(list: readonly Session[]): string[] {
+  return list.map((s) => s.handle);
+}
+
 async function created(store: RedisSessionStore, s: Session): Promise<Session> {
   const r = await store.createSession(s, T0);
   if (!r.ok) throw new Error('not created');
@@ -252,6 +256,29 @@ describe.skipIf(sharedSkip)(`standalone specifics (${shared.url})`, () => {
     await expect(a.updateUser(user)).rejects.toMatchObject({ code: 'user_not_found', status: 404 });
     await a.createUser(user);
     await expect(a.updateUser({ ...user, email: 'other@example.com' })).rejects.toMatchObject({ code: 'email_change_not_supported' });
+  });
+
+  it('takes a session out of the tenant listing once its record has outlived the retention', async () => {
+    const own = testPrefix('gc');
+    const store = await openRedisStore(shared.url, { prefix: own, retentionMs: 60_000 });
+    const conn = await openConnection(parseRedisUrl(shared.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
+    try {
+      const s = await created(store, session('t-gc', 'u-gc', 'flow'));
+      const listing = `${own}t:t-gc:s`;
+      expect(await conn.send(listing, ['ZSCORE', listing, s.handle])).not.toBeNull();
+      // Expired, but still within the retention: it stays listed.
+      expect(handlesOf(await store.sweepExpired(s.absoluteExpiresAt + 1, 10))).toStrictEqual([s.handle]);
+      expect(await conn.send(listing, ['ZSCORE', listing, s.handle])).not.toBeNull();
+      expect((await store.listSessions({ tenantId: 't-gc', now: s.absoluteExpiresAt + 1, limit: 10 })).items).toHaveLength(1);
+      // Past absoluteExpiresAt + retention, the sweeper takes it out.
+      await store.sweepExpired(s.absoluteExpiresAt + 60_000, 10);
+      expect(await conn.send(listing, ['ZSCORE', listing, s.handle])).toBeNull();
+      expect(await conn.send(`${own}gc`, ['ZCARD', `${own}gc`])).toBe(0);
+    } finally {
+      await conn.close();
+      await store.close();
+      await purgePrefix(shared.url, own);
+    }
   });
 
   it('keeps a data key named __proto__ as an own key', async () => {

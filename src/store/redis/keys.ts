@@ -29,6 +29,9 @@
 //                                whose record is gone and prune those older than the retention.
 //   P exp                 ZSET   expiry index: handle scored by its (earliest known) expiry time,
 //                                read by sweepExpired.
+//   P gc                  ZSET   `<tenant> <handle>` scored by absoluteExpiresAt + retention: when
+//                                the record is gone, sweepExpired takes the handle out of the
+//                                tenant listing (the one index without a TTL of its own).
 //
 // Plain keys: P tenant:<id> (JSON), P meta:<key> (JSON), P ctr:<key> (HASH count, resetAt: a
 // throttling window shared by all processes).
@@ -83,6 +86,9 @@ export class RedisKeys {
   }
   expiry(): string {
     return `${this.prefix}exp`;
+  }
+  listingGc(): string {
+    return `${this.prefix}gc`;
   }
   tenant(tenantId: string): string {
     return `${this.prefix}tenant:${tenantId}`;

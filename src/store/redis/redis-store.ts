@@ -27,6 +27,7 @@ import { effectiveStatus, expiresAt } from '../../domain/session.ts';
 import type { RevokeReason, Session } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
+import type { Coordination, CounterState } from '../coordination.ts';
 import type {
   CreateLimit,
   CreateSessionResult,
@@ -49,7 +50,7 @@ import {
   sessionToFields,
 } from './codec.ts';
 import type { ListPosition } from './codec.ts';
-import { toStoreError } from './connection.ts';
+import { openConnection, toStoreError } from './connection.ts';
 import type { RedisConnection } from './connection.ts';
 import { RedisKeys } from './keys.ts';
 import {
@@ -58,6 +59,7 @@ import {
   CONSUME,
   CREATE,
   EXPIRE_IF_DUE,
+  HIT_COUNTER,
   RENEW,
   REVOKE,
   REVOKE_HANDLES,
@@ -67,9 +69,6 @@ import {
   UPDATE_DATA,
 } from './scripts.ts';
 import type { LuaScript } from './scripts.ts';
-import { HIT_COUNTER } from './scripts.ts';
-import type { Coordination, CounterState } from '../coordination.ts';
-import { openConnection } from './connection.ts';
 import { parseRedisUrl } from './url.ts';
 
 export { InvalidRedisUrl, parseRedisUrl, redactUrl } from './url.ts';
@@ -154,13 +153,9 @@ export class RedisSessionStore implements SessionStore, Coordination {
         await this.#forgetExpiries(evicted);
         return { ok: true, session: mustSession(reply[1]), evicted };
       }
-      // Refused: take back the index entries this call wrote (not those of an existing session).
-      if (outcome === 'exists') {
-        // The handle is taken: its tenant and expiry entries belong to the existing session.
-        if (pre.routeWritten) await this.#send(this.#keys.secretRoute(session.secretHash), ['DEL', this.#keys.secretRoute(session.secretHash)]);
-        throw new Conflict('session_exists', `A session with the handle ${session.handle} already exists.`);
-      }
-      await this.#undoIndex(session, pre.routeWritten);
+      // Refused: take back the index entries this call added (never those of an existing session).
+      await this.#undoIndex(session, pre);
+      if (outcome === 'exists') throw new Conflict('session_exists', `A session with the handle ${session.handle} already exists.`);
       if (outcome === 'limit') return { ok: false, reason: 'limit_reached', active: Number(reply[1]) };
       if (outcome === 'secret_exists') throw secretInUse();
       if (outcome === 'parent_invalid') throw parentInvalid();
@@ -338,7 +333,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
       }
       if (successor.parentHandle !== null && tagOfHandle(successor.parentHandle) !== tag) throw parentInvalid();
       const ttl = this.#ttl(successor.absoluteExpiresAt, now);
-      await this.#indexBeforeWrite(successor, tag, ttl);
+      const pre = await this.#indexBeforeWrite(successor, tag, ttl);
       const reply = (await this.#run(RENEW, tag, now, [predecessorHandle, String(ttl), ...sessionToFields(successor)])) as unknown[];
       const outcome = reply[0];
       const result = ((): RenewResult => {
@@ -366,7 +361,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
       // Another caller's successor won (or none was needed): take back this call's index entries.
       // The secret route stays: concurrent renewals agree on the secret, so it may be the winner's.
       if (!(result.outcome === 'renewed' && result.session.handle === successor.handle)) {
-        await this.#undoIndex(successor, false);
+        await this.#undoIndex(successor, { ...pre, route: false });
       }
       return result;
     });
@@ -483,6 +478,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
         if (rescore.length > 0) await this.#send(exp, ['ZADD', exp, 'XX', ...rescore]);
         if (remove.length > 0) await this.#send(exp, ['ZREM', exp, ...remove]);
       }
+      await this.#collectListingGarbage(now, Math.max(max, PAGE));
       return out;
     });
   }
@@ -708,10 +704,15 @@ export class RedisSessionStore implements SessionStore, Coordination {
     return false;
   }
 
-  /** The global index entries of a new session, written before its record (see keys.ts). */
-  async #indexBeforeWrite(s: Session, tag: string, ttl: number): Promise<{ routeWritten: boolean }> {
+  /**
+   * The global index entries of a new session, written before its record (see keys.ts): secret
+   * route, tenant listing, expiry index, and the entry that later takes it out of the tenant
+   * listing. Reports what this call added, so that a refusal takes back exactly that.
+   */
+  async #indexBeforeWrite(s: Session, tag: string, ttl: number): Promise<IndexWrites> {
     const tenantKey = this.#keys.tenantSessions(s.tenantId);
     const exp = this.#keys.expiry();
+    const gc = this.#keys.listingGc();
     const [claim, added] = await Promise.all([
       this.#claimRoute(this.#keys.secretRoute(s.secretHash), tag, ttl).then(
         (written) => ({ written, err: null }),
@@ -720,29 +721,51 @@ export class RedisSessionStore implements SessionStore, Coordination {
       Promise.all([
         this.#send(tenantKey, ['ZADD', tenantKey, 'NX', num(s.createdAt), s.handle]),
         this.#send(exp, ['ZADD', exp, 'NX', num(expiresAt(s)), s.handle]),
+        this.#send(gc, ['ZADD', gc, 'NX', num(s.absoluteExpiresAt + this.#retentionMs), gcMember(s)]),
       ]),
     ]);
+    const [t, e, g] = added as [number, number, number];
+    const writes: IndexWrites = { route: claim.written, tenant: t === 1, expiry: e === 1, gc: g === 1 };
     if (claim.err !== null) {
-      // Only entries this call added (ZADD NX answered 1) are taken back.
-      const [t, e] = added as [number, number];
-      await Promise.all([
-        t === 1 ? this.#send(tenantKey, ['ZREM', tenantKey, s.handle]) : null,
-        e === 1 ? this.#send(exp, ['ZREM', exp, s.handle]) : null,
-      ]);
+      await this.#undoIndex(s, writes);
       throw claim.err;
     }
-    return { routeWritten: claim.written };
+    return writes;
   }
 
-  async #undoIndex(s: Session, routeWritten: boolean): Promise<void> {
+  async #undoIndex(s: Session, w: IndexWrites): Promise<void> {
     const tenantKey = this.#keys.tenantSessions(s.tenantId);
     const exp = this.#keys.expiry();
+    const gc = this.#keys.listingGc();
     const route = this.#keys.secretRoute(s.secretHash);
     await Promise.all([
-      this.#send(tenantKey, ['ZREM', tenantKey, s.handle]),
-      this.#send(exp, ['ZREM', exp, s.handle]),
-      routeWritten ? this.#send(route, ['DEL', route]) : Promise.resolve(),
+      w.tenant ? this.#send(tenantKey, ['ZREM', tenantKey, s.handle]) : null,
+      w.expiry ? this.#send(exp, ['ZREM', exp, s.handle]) : null,
+      w.gc ? this.#send(gc, ['ZREM', gc, gcMember(s)]) : null,
+      w.route ? this.#send(route, ['DEL', route]) : null,
     ]);
+  }
+
+  /**
+   * Takes sessions whose records have outlived their retention out of the tenant listings (the
+   * only index without a TTL of its own), at most `max` per call. Part of sweepExpired.
+   */
+  async #collectListingGarbage(now: number, max: number): Promise<void> {
+    const gc = this.#keys.listingGc();
+    const due = (await this.#send(gc, ['ZRANGEBYSCORE', gc, '-inf', num(now), 'LIMIT', '0', String(max)], true)) as string[];
+    if (due.length === 0) return;
+    const byTenant = new Map<string, string[]>();
+    for (const member of due) {
+      const [tenantId, handle] = member.split(' ') as [string, string];
+      byTenant.set(tenantId, [...(byTenant.get(tenantId) ?? []), handle]);
+    }
+    await Promise.all(
+      [...byTenant].map(([tenantId, handles]) => {
+        const key = this.#keys.tenantSessions(tenantId);
+        return this.#send(key, ['ZREM', key, ...handles]);
+      }),
+    );
+    await this.#send(gc, ['ZREM', gc, ...due]);
   }
 
   /** Ended sessions need no sweeping; dropping them keeps the index small (best effort). */
@@ -796,6 +819,18 @@ export class RedisSessionStore implements SessionStore, Coordination {
 }
 
 // Error codes as the SQLite adapter has them, so that callers see one set.
+interface IndexWrites {
+  route: boolean;
+  tenant: boolean;
+  expiry: boolean;
+  gc: boolean;
+}
+
+/** Tenant ids and handles contain no spaces (TENANT_ID_PATTERN, base64url). */
+function gcMember(s: Session): string {
+  return `${s.tenantId} ${s.handle}`;
+}
+
 function secretInUse(): Conflict {
   return new Conflict('session_exists', 'A session with this secret already exists.');
 }
