@@ -103,7 +103,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     url: address,
     stop() {
       stopping ??= (async () => {
-        await app.close();
+        // Stop accepting; in-flight requests finish. A keep-alive connection that turns idle
+        // only after close() began would hold the server open, so idle ones are closed as they
+        // appear, and after a deadline everything is.
+        const closing = app.close();
+        const idle = setInterval(() => app.server.closeIdleConnections(), 50);
+        const deadline = setTimeout(() => app.server.closeAllConnections(), 10_000);
+        try {
+          await closing;
+        } finally {
+          clearInterval(idle);
+          clearTimeout(deadline);
+        }
         await sweeper.stop();
         await deps.sessionCache.stop();
         await store.close();
