@@ -5,12 +5,34 @@ import { EventBus } from './audit/events.ts';
 import { DEFAULT_THROTTLE, type ThrottlePolicy } from './auth/throttle.ts';
 import type { Config } from './config/config.ts';
 import type { Clock } from './domain/clock.ts';
-import type { Deps } from './http/deps.ts';
 import { SessionCache } from './sessions/session-cache.ts';
 import type { Coordination } from './store/coordination.ts';
 import type { SessionStore } from './store/port.ts';
 import { KeyRing } from './tokens/key-ring.ts';
 import { deriveKey } from './tokens/sealing.ts';
+
+export interface DerivedKeys {
+  /** Derives a refresh token's successor from it (same successor for every racing caller). */
+  refresh: Buffer;
+  /** Derives the session that renews an expired one after a consent redirect. */
+  renew: Buffer;
+  /** Derives a cookie session's XSRF token from its handle. */
+  xsrf: Buffer;
+}
+
+/** What capabilities and route plugins are given; nothing is taken from globals. */
+export interface Deps {
+  config: Config & { cookieSecret: string };
+  store: SessionStore & Coordination;
+  clock: Clock;
+  /** SHA-256 of the bootstrap admin credential, or null when it is off. */
+  adminTokenHash: string | null;
+  bus: EventBus;
+  keyRing: KeyRing;
+  keys: DerivedKeys;
+  sessionCache: SessionCache;
+  throttle: ThrottlePolicy;
+}
 
 export interface RuntimeOptions {
   adminTokenHash: string | null;

@@ -8,7 +8,7 @@ import { issueSession, type Device, type RevokeReason, type Session } from '../d
 import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
 import type { User } from '../domain/user.ts';
 import { constantTimeEqual } from '../domain/secrets.ts';
-import type { Deps } from '../http/deps.ts';
+import type { Deps } from '../runtime.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
 import { deterministicJti, signSessionToken } from '../tokens/session-token.ts';
 
@@ -198,6 +198,7 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
     case 'reused':
       emit(deps, sessionEvent('refresh_token.reused', r.session, now, { revoked: r.revoked.map((s) => s.handle) }), origin);
       announceEnded(deps, r.revoked, now, origin);
+      await endedEverywhere(deps, r.revoked);
       throw new Unauthorized('refresh_token_reused', 'The refresh token was already used; the session has been ended.');
     case 'inactive':
     case 'unknown':
@@ -209,13 +210,22 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
 export const FEED_ECHO_TIMEOUT_MS = 250;
 
 /**
- * Ends a session and its subtree, and answers only once the end has come back through the
- * store's feed that every Tessera process follows, so the very next request anywhere is refused.
+ * Waits until the ended sessions have come back through the store's feed, which every Tessera
+ * process follows: when an explicit end (logout, revoke, admin) answers, the very next request to
+ * any server is refused. Bounded: a lost message costs at most FEED_ECHO_TIMEOUT_MS here, and
+ * the other processes reset their caches when their feed reconnects.
  */
+export async function endedEverywhere(deps: Pick<Deps, 'sessionCache'>, ended: readonly Session[]): Promise<void> {
+  await deps.sessionCache.waitForFeed(
+    ended.map((s) => s.handle),
+    FEED_ECHO_TIMEOUT_MS,
+  );
+}
+
+/** Ends a session and its subtree, announces it, and answers once every server knows. */
 export async function endSession(deps: Deps, handle: string, reason: RevokeReason, now: number, origin?: Origin): Promise<Session[]> {
-  const echoed = deps.sessionCache.waitForFeed([handle], FEED_ECHO_TIMEOUT_MS);
   const ended = await deps.store.revokeSession(handle, reason, now);
   announceEnded(deps, ended, now, origin);
-  if (ended.length > 0) await echoed;
+  await endedEverywhere(deps, ended);
   return ended;
 }

@@ -15,6 +15,8 @@ export class SessionCache {
   private readonly ended = new Set<string>();
   private readonly maxEntries: number;
   private subscription: { close(): Promise<void> } | null = null;
+  /** Handles that came through the feed (bounded): a wait for them is already over. */
+  private readonly fromFeed = new Set<string>();
   /** Callers waiting for handles to come back through the feed (see waitForFeed). */
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Bumped on every reset, so a read that raced a reset does not repopulate stale data. */
@@ -32,6 +34,11 @@ export class SessionCache {
       (handles) => {
         this.forget(handles);
         for (const h of handles) {
+          if (this.fromFeed.size >= 10_000) {
+            const first = this.fromFeed.values().next();
+            if (!first.done) this.fromFeed.delete(first.value);
+          }
+          this.fromFeed.add(h);
           const ws = this.waiters.get(h);
           if (!ws) continue;
           this.waiters.delete(h);
@@ -55,15 +62,16 @@ export class SessionCache {
    * handles were seen.
    */
   waitForFeed(handles: readonly string[], timeoutMs: number): Promise<boolean> {
-    if (this.subscription === null || handles.length === 0) return Promise.resolve(true);
+    const awaited = handles.filter((h) => !this.fromFeed.has(h));
+    if (this.subscription === null || awaited.length === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
-      let pending = handles.length;
+      let pending = awaited.length;
       const done = new Set<() => void>();
       const timer = setTimeout(() => {
-        for (const h of handles) for (const d of done) this.waiters.get(h)?.delete(d);
+        for (const h of awaited) for (const d of done) this.waiters.get(h)?.delete(d);
         resolve(false);
       }, timeoutMs);
-      for (const h of handles) {
+      for (const h of awaited) {
         const w = () => {
           pending -= 1;
           if (pending === 0) {

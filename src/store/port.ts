@@ -7,7 +7,15 @@
 //   for domain decisions (they may use it for housekeeping such as key TTLs).
 // - Secrets never reach a store; only their SHA-256 hashes (`secretHash`, `tokenHash`).
 // - Every operation is atomic with respect to every other operation on the same user's data,
-//   across processes sharing the store.
+//   across processes sharing the store. Tenant-wide operations are atomic per user, not as a
+//   whole (in a Redis Cluster a tenant spans hash slots).
+// - "Ended" means revoked, expired, or active-but-past-expiry-and-not-yet-swept; operations that
+//   end sessions change only sessions valid at `now`. The root of a revoked subtree gets the
+//   reason given; its descendants get `parent_revoked`.
+// - A write that times out is reported as StoreUnavailable (503) but may have been applied.
+// - Refusals throw TesseraErrors with stable codes: invalid_parent, session_exists,
+//   session_not_found, refresh_token_exists, invalid_limit, invalid_cursor, user_exists,
+//   user_not_found, email_change_not_supported.
 
 import type { RevokeReason, Session, SessionKind, SessionStatus } from '../domain/session.ts';
 import type { LimitPolicy, Tenant } from '../domain/tenant.ts';
@@ -65,11 +73,14 @@ export interface RefreshToken {
 export type RotateResult =
   /** First use: the token is now rotated and `successor` is the new current token. */
   | { outcome: 'rotated'; session: Session; successor: RefreshToken }
-  /** Used again within the grace window: the caller returns the same successor pair. */
+  /**
+   * Used again within the grace window (now - rotatedAt <= graceMs): `token` is the presented
+   * token, whose `successorHash` names the successor the caller answers with again.
+   */
   | { outcome: 'grace'; session: Session; token: RefreshToken }
   /** Used again after the grace window: the session and its subtree are now revoked. */
   | { outcome: 'reused'; session: Session; revoked: Session[] }
-  /** The token's session is revoked or expired. */
+  /** The token's session has ended. Takes precedence over grace and reuse. */
   | { outcome: 'inactive'; session: Session }
   | { outcome: 'unknown' };
 
@@ -105,7 +116,10 @@ export interface SessionStore {
    * active to revoked (the root first); already-ended sessions are left as they are.
    */
   revokeSession(handle: string, reason: RevokeReason, now: number): Promise<Session[]>;
-  /** All active sessions of a user (every kind, subtrees included), except `exceptHandle`'s subtree. */
+  /**
+   * All active sessions of a user (every kind, subtrees included), except `exceptHandle`'s
+   * subtree and its ancestors (so no kept session is left under an ended parent).
+   */
   revokeUserSessions(
     tenantId: string,
     userId: string,
@@ -121,6 +135,7 @@ export interface SessionStore {
   /**
    * Single use: if the session with this secret hash is valid at `now`, marks it revoked with
    * `consumed` and returns it (the state as it was before consumption, with status `revoked`).
+   * Its subtree, if any, ends with it.
    * Of many concurrent callers exactly one gets the session; the others get null.
    */
   consumeSession(secretHash: string, now: number): Promise<Session | null>;
@@ -129,7 +144,8 @@ export interface SessionStore {
    * Renew-once-after-expiry (SPEC 7.3): when the predecessor has expired, store `successor` and
    * link it, unless a successor was already linked, in which case that one is returned. Many
    * concurrent callers with the same expired predecessor all get the same successor. The caller
-   * builds `successor` (its secret derived from the predecessor, so all callers agree on it).
+   * builds `successor` (its secret derived from the predecessor, so all callers agree on it); it
+   * must belong to the predecessor's tenant and user.
    */
   renewAfterExpiry(predecessorHandle: string, successor: Session, now: number): Promise<RenewResult>;
 
@@ -138,7 +154,8 @@ export interface SessionStore {
   /**
    * Rotates a refresh token (RFC 9700 4.14.2). `successorHash` is the hash of the token that
    * replaces it; `graceMs` the window in which a rotated token may come back; `idleExpiresAt`
-   * the session's new idle expiry on success. See RotateResult for the outcomes.
+   * the session's new idle expiry on success (the store caps it at the absolute expiry). See
+   * RotateResult for the outcomes.
    */
   rotateRefreshToken(
     presentedHash: string,

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisTestUrl } from '../support/harness.ts';
+import { purgePrefix } from '../support/redis.ts';
 import { storeChoices } from '../support/store-choices.ts';
 import { startTessera, type TesseraProcess } from '../support/tessera-process.ts';
 
@@ -40,6 +41,7 @@ describe.skipIf(!redisAvailable)('two Tessera processes on one Redis', () => {
 
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
+    await purgePrefix(redisTestUrl(), env.TESSERA_REDIS_PREFIX);
   });
 
   async function login(server: TesseraProcess): Promise<{ userSessionToken: string; sessionId: string }> {

@@ -524,6 +524,18 @@ export function describeStoreConformance(
         expect(await stored(otherUser.handle)).toStrictEqual(otherUser);
       });
 
+      it('revokeUserSessions keeps the ancestors of exceptHandle too (no active child under an ended parent)', async () => {
+        const ids = fresh();
+        const idp = await make(ids, 'idp');
+        const current = await make(ids, 'app', { parent: idp });
+        const sibling = await make(ids, 'app', { parent: idp });
+        const other = await make(ids, 'app');
+        const changed = await store.revokeUserSessions(ids.tenantId, ids.userId, 'user', T0 + MINUTE, { exceptHandle: current.handle });
+        expect(new Set(handles(changed))).toStrictEqual(new Set([sibling.handle, other.handle]));
+        expect(await stored(idp.handle)).toStrictEqual(idp);
+        expect(await stored(current.handle)).toStrictEqual(current);
+      });
+
       it('revokeTenantSessions ends every valid session of the tenant and nothing elsewhere', async () => {
         const a = fresh();
         const a2: Ids = { tenantId: a.tenantId, userId: `u-${randomUUID()}` };
@@ -823,6 +835,19 @@ export function describeStoreConformance(
         const after = await store.rotateRefreshToken(h2, hashSecret(newSecret()), at3 + 1, GRACE, null);
         expect(outcome(after, 'inactive').session.status).toBe('revoked');
         expect((await store.rotateRefreshToken(t0.tokenHash, hashSecret(newSecret()), at3 + 2, GRACE, null)).outcome).toBe('inactive');
+      });
+
+      it('counts the grace window inclusively and caps the new idle expiry at the absolute expiry', async () => {
+        const ids = fresh();
+        const s = await make(ids, 'app');
+        const t0 = firstToken(s);
+        await store.addRefreshToken(t0);
+        const h1 = hashSecret(newSecret());
+        const at1 = T0 + MINUTE;
+        const r = outcome(await store.rotateRefreshToken(t0.tokenHash, h1, at1, GRACE, s.absoluteExpiresAt + 3_600_000), 'rotated');
+        expect(r.session.idleExpiresAt).toBe(s.absoluteExpiresAt);
+        expect((await store.rotateRefreshToken(t0.tokenHash, h1, at1 + GRACE, GRACE, null)).outcome).toBe('grace');
+        expect((await store.rotateRefreshToken(t0.tokenHash, h1, at1 + GRACE + 1, GRACE, null)).outcome).toBe('reused');
       });
 
       it('of 20 concurrent rotations of one token exactly one rotates, the rest get grace', async () => {

@@ -13,6 +13,7 @@ import type { App, Deps } from '../../src/http/deps.ts';
 import { createRuntime } from '../../src/runtime.ts';
 import { openStore, type Store } from '../../src/store/open.ts';
 import type { ThrottlePolicy } from '../../src/auth/throttle.ts';
+import { purgePrefix } from './redis.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-' + 'x'.repeat(32);
 export const COOKIE_SECRET = 'test-cookie-secret-' + 'y'.repeat(32);
@@ -50,7 +51,8 @@ export async function openTestStore(choice: StoreChoice): Promise<{ store: Store
   const prefix = `tessera-test:${randomBytes(6).toString('hex')}:`;
   const config = loadConfig({ TESSERA_STORE: redisTestUrl(), TESSERA_REDIS_PREFIX: prefix, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN });
   const store = await openStore(config);
-  return { store, config, cleanup: async () => {} };
+  // The test Redis is shared with other runs: delete exactly this test's keys, nothing else.
+  return { store, config, cleanup: async () => void (await purgePrefix(redisTestUrl(), prefix)) };
 }
 
 export async function startTestServer(opts: HarnessOptions = {}): Promise<TestServer> {

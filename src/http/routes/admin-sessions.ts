@@ -4,7 +4,7 @@
 import { Type } from 'typebox';
 import { NotFound } from '../../domain/errors.ts';
 import { SESSION_KINDS, SESSION_STATUSES } from '../../domain/session.ts';
-import { announceEnded, endSession } from '../../sessions/app-sessions.ts';
+import { announceEnded, endedEverywhere, endSession } from '../../sessions/app-sessions.ts';
 import { requireAdmin } from '../admin-auth.ts';
 import { originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
@@ -95,6 +95,7 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
       if (!user) throw new NotFound('user_not_found', 'No such user in this tenant.');
       const ended = await deps.store.revokeUserSessions(user.tenantId, user.id, 'admin', now);
       announceEnded(deps, ended, now, originOf(request));
+      await endedEverywhere(deps, ended);
       return { revoked: ended.length };
     },
   );
@@ -115,6 +116,7 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       const ended = await deps.store.revokeTenantSessions(request.params.id, 'tenant_revoked', now);
       announceEnded(deps, ended, now, originOf(request));
+      await endedEverywhere(deps, ended);
       return { revoked: ended.length };
     },
   );

@@ -4,7 +4,7 @@
 import { Type } from 'typebox';
 import { hashPassword, verifyPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../auth/password.ts';
 import { NotFound, Unauthorized } from '../../domain/errors.ts';
-import { announceEnded, endSession, xsrfTokenOf } from '../../sessions/app-sessions.ts';
+import { announceEnded, endedEverywhere, endSession, xsrfTokenOf } from '../../sessions/app-sessions.ts';
 import { authenticate, originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems } from '../schemas.ts';
@@ -109,6 +109,7 @@ export async function selfServiceRoutes(app: App, deps: Deps): Promise<void> {
         exceptHandle: session.handle,
       });
       announceEnded(deps, ended, now, originOf(request));
+      await endedEverywhere(deps, ended);
       return { revoked: ended.length };
     },
   );
@@ -146,6 +147,7 @@ export async function selfServiceRoutes(app: App, deps: Deps): Promise<void> {
           exceptHandle: session.handle,
         });
         announceEnded(deps, ended, now, originOf(request));
+      await endedEverywhere(deps, ended);
         revoked = ended.length;
       }
       return { revoked };

@@ -289,6 +289,13 @@ if ARGV[7] ~= '' then
       for _, c in ipairs(redis.call('SMEMBERS', ckey(h))) do queue[#queue + 1] = c end
     end
   end
+  -- Its ancestors stay too: revoking the idp parent of the kept app session would leave that
+  -- session active under an ended parent (the same rule as SQLite's).
+  local p = redis.call('HGET', skey(ARGV[7]), 'parentHandle')
+  while p and not keep[p] do
+    keep[p] = true
+    p = redis.call('HGET', skey(p), 'parentHandle')
+  end
 end
 local out = {}
 for _, h in ipairs(redis.call('ZRANGE', uskey, 0, -1)) do
@@ -410,11 +417,15 @@ if not t[2] then
   local ttl = redis.call('PTTL', sk)
   if ttl > 0 then redis.call('PEXPIRE', nk, ttl) end
   local before = redis.call('HGET', sk, 'idleExpiresAt')
-  if ARGV[7] == '' then redis.call('HDEL', sk, 'idleExpiresAt') else redis.call('HSET', sk, 'idleExpiresAt', ARGV[7]) end
+  -- The idle expiry never passes the absolute expiry (the same cap as SQLite's).
+  local idle = ARGV[7]
+  local abs = redis.call('HGET', sk, 'absoluteExpiresAt')
+  if idle ~= '' and abs and tonumber(idle) > tonumber(abs) then idle = abs end
+  if idle == '' then redis.call('HDEL', sk, 'idleExpiresAt') else redis.call('HSET', sk, 'idleExpiresAt', idle) end
   redis.call('HSET', sk, 'lastSeenAt', nowS)
   return { 'rotated', redis.call('HGETALL', sk), redis.call('HGETALL', nk), before or '', ttl }
 end
-if now < tonumber(t[2]) + tonumber(ARGV[6]) then
+if now <= tonumber(t[2]) + tonumber(ARGV[6]) then
   return { 'grace', redis.call('HGETALL', sk), redis.call('HGETALL', rk) }
 end
 local out = {}
