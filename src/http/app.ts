@@ -2,6 +2,7 @@
 // problem+json, logging, OpenAPI), then one plugin per route group.
 
 import fastifyCookie from '@fastify/cookie';
+import fastifyCors from '@fastify/cors';
 import fastifySwagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
@@ -43,6 +44,27 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   app.addSchema(ProblemSchema);
   app.decorateRequest('auth', null);
   await app.register(fastifyCookie, { secret: deps.config.cookieSecret, hook: 'onRequest' });
+  // Credentialed CORS for exactly the origins in TESSERA_ALLOWED_ORIGINS (SPEC 6); none otherwise.
+  if (deps.config.allowedOrigins.length > 0) {
+    await app.register(fastifyCors, {
+      origin: deps.config.allowedOrigins,
+      credentials: true,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'],
+      allowedHeaders: [
+        'authorization',
+        'content-type',
+        'x-auth-mode',
+        'x-xsrf-token',
+        'x-tenant-id',
+        'x-request-id',
+        'x-correlation-id',
+        'x-activity-id',
+        'x-session-id',
+      ],
+      exposedHeaders: ['x-request-id', 'x-correlation-id', 'retry-after'],
+      maxAge: 600,
+    });
+  }
   // JSON (and forms, below) only: a text body is refused with 415 rather than half-understood.
   app.removeContentTypeParser('text/plain');
   // RFC 7009 / 7662 clients send forms. Parsed by hand: a duplicated field is refused, not merged.

@@ -2,7 +2,7 @@
 // (cookie mode), then the SPEC 3 header rules of the tenant's profile, then — for cookie-mode
 // requests that change state — the XSRF token and Origin / Sec-Fetch-Site checks of SPEC 6.
 
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequest, Forbidden, Unauthorized } from '../domain/errors.ts';
 import { missingHeaders, requiredHeaders } from '../domain/request-headers.ts';
 import { hashSecret } from '../domain/secrets.ts';
@@ -11,7 +11,7 @@ import type { Tenant } from '../domain/tenant.ts';
 import { checkXsrf, idleSecondsOf, type AuthMode, type Origin } from '../sessions/app-sessions.ts';
 import { verifySessionToken } from '../tokens/session-token.ts';
 import { bearerToken } from './admin-auth.ts';
-import { readCookie } from './cookies.ts';
+import { readCookie, setCookie } from './cookies.ts';
 import type { Deps } from './deps.ts';
 import { canonical } from './request-context.ts';
 
@@ -89,17 +89,26 @@ async function fromBearer(deps: Deps, token: string, now: number, strict: boolea
   return session;
 }
 
-async function fromCookie(deps: Deps, secret: string, tenant: (id: string) => Promise<Tenant | null>, now: number): Promise<Session> {
+async function fromCookie(
+  deps: Deps,
+  secret: string,
+  tenant: (id: string) => Promise<Tenant | null>,
+  now: number,
+  reply: FastifyReply,
+): Promise<Session> {
   const stored = await deps.store.getSessionBySecretHash(hashSecret(secret));
   if (!stored || stored.kind !== 'app' || stored.data.mode !== 'cookie' || !isValid(stored, now)) {
     throw new Unauthorized('session_ended', 'The session has ended.');
   }
-  // Sliding idle expiry, written at most every few seconds per session rather than per request.
+  // Sliding idle expiry, written at most every min(60 s, idle/20) per session rather than per
+  // request; the cookie's Max-Age slides with it.
   const t = await tenant(stored.tenantId);
   const idle = t ? idleSecondsOf(t, 'cookie') : null;
   if (idle !== null && now - stored.lastSeenAt >= Math.min(60_000, idle * 50)) {
     const touched = await deps.store.touchSession(stored.handle, now, slideIdleExpiry(stored, idle, now));
     if (!touched) throw new Unauthorized('session_ended', 'The session has ended.');
+    const maxAge = ((touched.idleExpiresAt ?? touched.absoluteExpiresAt) - now) / 1000;
+    setCookie(reply, deps.config, { name: 'sid', value: secret, maxAgeSeconds: maxAge, sameSite: 'strict' });
     return touched;
   }
   return stored;
@@ -107,7 +116,7 @@ async function fromCookie(deps: Deps, secret: string, tenant: (id: string) => Pr
 
 /** A preHandler that authenticates the request or throws 401/403/400. Sets `request.auth`. */
 export function authenticate(deps: Deps, opts: AuthOptions = {}) {
-  return async function authenticateRequest(request: FastifyRequest): Promise<void> {
+  return async function authenticateRequest(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const now = deps.clock.now();
     const getTenant = (id: string) => loadTenant(deps, id, now);
     const bearer = bearerToken(request);
@@ -119,7 +128,7 @@ export function authenticate(deps: Deps, opts: AuthOptions = {}) {
     } else {
       const secret = readCookie(request, deps.config, 'sid');
       if (secret === null) throw new Unauthorized('unauthenticated', 'Log in first: no session token or cookie was sent.');
-      session = await fromCookie(deps, secret, getTenant, now);
+      session = await fromCookie(deps, secret, getTenant, now, reply);
       mode = 'cookie';
     }
     const tenant = await getTenant(session.tenantId);

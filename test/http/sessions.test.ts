@@ -231,7 +231,10 @@ describe.each(storeChoices())('sessions on %s', (choice: StoreChoice) => {
       const cookie = `__Host-sid=${cookieOf(res, '__Host-sid')!.value}`;
       for (let i = 0; i < 4; i++) {
         s.clock.advance(600_000); // 10 min steps: 40 min in all, each within the 15 min idle window
-        expect((await s.app.inject({ url: '/api/v1/session', headers: { cookie } })).statusCode).toBe(200);
+        const r = await s.app.inject({ url: '/api/v1/session', headers: { cookie } });
+        expect(r.statusCode).toBe(200);
+        // The browser's cookie slides with the server's idle expiry.
+        expect(cookieOf(r, '__Host-sid')?.attrs).toMatch(/Max-Age=900/);
       }
       s.clock.advance(900_001);
       expect((await s.app.inject({ url: '/api/v1/session', headers: { cookie } })).statusCode).toBe(401);
@@ -369,5 +372,51 @@ describe.each(storeChoices())('sessions on %s', (choice: StoreChoice) => {
     expect(JSON.stringify(session)).not.toContain(pair.refreshToken);
     const rt = await s.store.getRefreshToken(createHash('sha256').update(pair.refreshToken as string).digest('base64url'));
     expect(rt?.sessionHandle).toBe(pair.sessionId);
+  });
+});
+
+describe('browser integration settings', () => {
+  it('TESSERA_ALLOWED_ORIGINS drives credentialed CORS for exactly those origins', async () => {
+    const s = await startTestServer({ env: { TESSERA_ALLOWED_ORIGINS: 'https://app.example.com' } });
+    try {
+      const pre = await s.app.inject({
+        method: 'OPTIONS',
+        url: '/api/v1/auth/login',
+        headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-tenant-id' },
+      });
+      expect(pre.statusCode).toBe(204);
+      expect(pre.headers['access-control-allow-origin']).toBe('https://app.example.com');
+      expect(pre.headers['access-control-allow-credentials']).toBe('true');
+      const evil = await s.app.inject({
+        method: 'OPTIONS',
+        url: '/api/v1/auth/login',
+        headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+      });
+      expect(evil.headers['access-control-allow-origin']).toBeUndefined();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('TESSERA_INSECURE_COOKIES=1 drops Secure and the __Host- prefix, nothing else', async () => {
+    const s = await startTestServer({ env: { TESSERA_INSECURE_COOKIES: '1' } });
+    try {
+      const tid = uniqueTenant();
+      await provision(s.app, tid, 'ada@example.com', PASSWORD);
+      const res = await s.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        headers: { 'x-tenant-id': tid, 'x-auth-mode': 'cookie' },
+        payload: { email: 'ada@example.com', password: PASSWORD },
+      });
+      expect(cookieOf(res, '__Host-sid')).toBeNull();
+      const c = cookieOf(res, 'sid')!;
+      expect(c.attrs).not.toMatch(/Secure/);
+      expect(c.attrs).toMatch(/HttpOnly/);
+      expect(c.attrs).toMatch(/SameSite=Strict/);
+      expect((await s.app.inject({ url: '/api/v1/session', headers: { cookie: `sid=${c.value}` } })).statusCode).toBe(200);
+    } finally {
+      await s.close();
+    }
   });
 });
