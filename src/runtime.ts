@@ -1,6 +1,7 @@
 // Assembles what the HTTP layer needs from a configuration and an open store: derived keys, the
 // signing key ring, the event bus, the session cache subscribed to the store's feed of ends.
 
+import type { KeyObject } from 'node:crypto';
 import { EventBus } from './audit/events.ts';
 import { DEFAULT_THROTTLE, type ThrottlePolicy } from './auth/throttle.ts';
 import type { Config } from './config/config.ts';
@@ -13,11 +14,11 @@ import { deriveKey } from './tokens/sealing.ts';
 
 export interface DerivedKeys {
   /** Derives a refresh token's successor from it (same successor for every racing caller). */
-  refresh: Buffer;
+  refresh: KeyObject;
   /** Derives the session that renews an expired one after a consent redirect. */
-  renew: Buffer;
+  renew: KeyObject;
   /** Derives a cookie session's XSRF token from its handle. */
-  xsrf: Buffer;
+  xsrf: KeyObject;
 }
 
 /** What capabilities and route plugins are given; nothing is taken from globals. */

@@ -7,6 +7,8 @@ import fastifySwagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { App, Deps } from './deps.ts';
+import { deriveKey } from '../tokens/sealing.ts';
+import { CookieSigner } from './cookies.ts';
 import { registerProblemHandlers } from './problem.ts';
 import { registerRequestContext } from './request-context.ts';
 import { adminSessionRoutes } from './routes/admin-sessions.ts';
@@ -19,6 +21,8 @@ import { docsRoutes } from './routes/docs.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ProblemSchema } from './schemas.ts';
 import { registerValidation } from './validation.ts';
+
+const QUIET_LEVELS = new Set(['warn', 'error', 'fatal', 'silent']);
 
 export interface BuildOptions {
   /** A pino logger; none (silent) in tests by default. */
@@ -43,7 +47,7 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   registerRequestContext(app, () => deps.clock.now());
   app.addSchema(ProblemSchema);
   app.decorateRequest('auth', null);
-  await app.register(fastifyCookie, { secret: deps.config.cookieSecret, hook: 'onRequest' });
+  await app.register(fastifyCookie, { secret: new CookieSigner(deriveKey(deps.config.cookieSecret, 'cookie-signing')), hook: 'onRequest' });
   // Credentialed CORS for exactly the origins in TESSERA_ALLOWED_ORIGINS (SPEC 6); none otherwise.
   if (deps.config.allowedOrigins.length > 0) {
     await app.register(fastifyCors, {
@@ -89,6 +93,8 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   // One JSON line per request: the SPEC 3 ids, never a query string, header value or body that
   // could hold a secret.
   app.addHook('onResponse', async (request, reply) => {
+    // Build the line only when it will be written (the object costs on the hot path).
+    if (QUIET_LEVELS.has(request.log.level)) return;
     const ctx = request.ctx;
     request.log.info(
       {

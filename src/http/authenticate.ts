@@ -96,7 +96,7 @@ async function fromCookie(
   now: number,
   reply: FastifyReply,
 ): Promise<Session> {
-  const stored = await deps.store.getSessionBySecretHash(hashSecret(secret));
+  const stored = await deps.sessionCache.getValidBySecretHash(hashSecret(secret), now);
   if (!stored || stored.kind !== 'app' || stored.data.mode !== 'cookie' || !isValid(stored, now)) {
     throw new Unauthorized('session_ended', 'The session has ended.');
   }
@@ -107,6 +107,7 @@ async function fromCookie(
   if (idle !== null && now - stored.lastSeenAt >= Math.min(60_000, idle * 50)) {
     const touched = await deps.store.touchSession(stored.handle, now, slideIdleExpiry(stored, idle, now));
     if (!touched) throw new Unauthorized('session_ended', 'The session has ended.');
+    deps.sessionCache.remember(touched);
     const maxAge = ((touched.idleExpiresAt ?? touched.absoluteExpiresAt) - now) / 1000;
     setCookie(reply, deps.config, { name: 'sid', value: secret, maxAgeSeconds: maxAge, sameSite: 'strict' });
     return touched;

@@ -118,6 +118,29 @@ export class SessionCache {
     this.entries.set(session.handle, session);
   }
 
+  /** secret hash → handle; immutable once a session exists, so it never needs invalidating. */
+  private readonly handleOfSecret = new Map<string, string>();
+
+  /**
+   * The session whose secret has this hash, if it is valid at `now` (cookie sessions). After the
+   * first lookup the hash → handle link is known, and the rest is `getValid`.
+   */
+  async getValidBySecretHash(secretHash: string, now: number, strict = false): Promise<Session | null> {
+    const handle = this.handleOfSecret.get(secretHash);
+    if (handle !== undefined) return this.getValid(handle, now, strict);
+    this.misses += 1;
+    const generation = this.generation;
+    const fresh = await this.store.getSessionBySecretHash(secretHash);
+    if (!fresh) return null;
+    if (this.handleOfSecret.size >= this.maxEntries) {
+      const first = this.handleOfSecret.keys().next();
+      if (!first.done) this.handleOfSecret.delete(first.value);
+    }
+    this.handleOfSecret.set(secretHash, fresh.handle);
+    if (generation === this.generation && this.subscription !== null) this.remember(fresh);
+    return isValid(fresh, now) ? fresh : null;
+  }
+
   /**
    * The session if it is valid at `now`, else null. Without a feed subscription, or with
    * `strict`, it always reads the store.

@@ -28,7 +28,7 @@ interface LoadedKey {
 /** Retired keys verify for this long (longer than any token lifetime, 24 h max). */
 export const KEEP_RETIRED_MS = 25 * 3600 * 1000;
 
-function newStoredKey(sealKey: Buffer, now: number): StoredKey {
+function newStoredKey(sealKey: KeyObject, now: number): StoredKey {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const kid = `${new Date(now).toISOString().slice(0, 10)}.${randomBytes(6).toString('base64url')}`;
   return {
@@ -43,7 +43,7 @@ function newStoredKey(sealKey: Buffer, now: number): StoredKey {
 
 export class KeyRing {
   private readonly store: SessionStore;
-  private readonly sealKey: Buffer;
+  private readonly sealKey: KeyObject;
   private keys: LoadedKey[] = [];
   private lastLoad = 0;
   private reloading: Promise<void> | null = null;

@@ -41,10 +41,40 @@ export async function signSessionToken(ring: KeyRing, claims: SessionTokenClaims
 }
 
 /**
+ * Tokens this process has already verified, by their exact text. A signature over the same bytes
+ * verifies the same way every time, so a hit skips the Ed25519 check (the hot path's largest
+ * cost); expiry is still checked on every use, and revocation is the session cache's job.
+ * Bounded; the oldest entries go first.
+ */
+const verified = new WeakMap<KeyRing, Map<string, SessionTokenClaims>>();
+const VERIFIED_MAX = 50_000;
+
+function rememberVerified(ring: KeyRing, token: string, claims: SessionTokenClaims): void {
+  let m = verified.get(ring);
+  if (!m) verified.set(ring, (m = new Map<string, SessionTokenClaims>()));
+  if (m.size >= VERIFIED_MAX) {
+    const first = m.keys().next();
+    if (!first.done) m.delete(first.value);
+  }
+  m.set(token, claims);
+}
+
+/**
  * Verifies signature (EdDSA only — `none` and every other alg are refused), issuer and expiry.
  * An unknown kid triggers one rate-limited reload of the ring (a key another process added).
  */
 export async function verifySessionToken(ring: KeyRing, token: string, issuer: string, now: number): Promise<SessionTokenClaims> {
+  const known = verified.get(ring)?.get(token);
+  if (known !== undefined && known.iss === issuer) {
+    if (now >= known.exp * 1000) throw new Unauthorized('invalid_token', 'The token is invalid or has expired.');
+    return known;
+  }
+  const claims = await verifyUncached(ring, token, issuer, now);
+  rememberVerified(ring, token, claims);
+  return claims;
+}
+
+async function verifyUncached(ring: KeyRing, token: string, issuer: string, now: number): Promise<SessionTokenClaims> {
   if (token.length > 4096 || token.split('.').length !== 3) throw new Unauthorized('invalid_token', 'The token is malformed.');
   let kid: unknown;
   try {
