@@ -39,6 +39,15 @@ describe('operations endpoints', () => {
     const res = await broken.app.inject('/readyz');
     expectProblem(res, 503, 'store_unavailable');
     expect(res.headers['retry-after']).toBeDefined();
+    // Any request that needs the store fails fast the same way, never a 500.
+    const login = await broken.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      headers: { 'x-tenant-id': 'acme' },
+      payload: { email: 'a@example.com', password: 'whatever it is' },
+    });
+    expectProblem(login, 503, 'store_unavailable');
+    expect(login.headers['retry-after']).toBe('1');
     await broken.app.close();
     await broken.deps.sessionCache.stop();
   });
