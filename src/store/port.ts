@@ -20,6 +20,7 @@
 import type { RevokeReason, Session, SessionKind, SessionStatus } from '../domain/session.ts';
 import type { LimitPolicy, Tenant } from '../domain/tenant.ts';
 import type { User } from '../domain/user.ts';
+import type { ConsentStore } from './consent-port.ts';
 
 export interface Page<T> {
   items: T[];
@@ -87,6 +88,8 @@ export type RotateResult =
 export interface SessionStore {
   /** Which adapter, for /readyz and logs: `sqlite`, `redis`, `redis-sentinel`, `redis-cluster`. */
   readonly kind: string;
+  /** Consents of users (SPEC 7.4): see consent-port.ts. */
+  readonly consents: ConsentStore;
 
   /**
    * Stores a new session. With `limit`, counts the user's valid sessions of `limit.kind` at `now`

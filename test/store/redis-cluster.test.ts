@@ -5,6 +5,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { openRedisStore } from '../../src/store/redis/redis-store.ts';
 import { purgePrefix, redisBinariesMissing, requireOrSkip, startRedisCluster, testPrefix } from '../support/redis.ts';
 import type { StartedRedis } from '../support/redis.ts';
+import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
 
 const skip = requireOrSkip(redisBinariesMissing());
@@ -34,3 +35,5 @@ describeStoreConformance(
   },
   { skip },
 );
+
+describeConsentConformance('Redis store, 3-master Cluster', async () => { if (!cluster) throw new Error('the test cluster did not start'); const url = cluster.url; const prefix = testPrefix('consents'); const store = await openRedisStore(url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(url, prefix); } }; }, { skip });

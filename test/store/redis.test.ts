@@ -3,6 +3,7 @@
 
 import { openRedisStore } from '../../src/store/redis/redis-store.ts';
 import { purgePrefix, redisUrlForTests, requireOrSkip, testPrefix } from '../support/redis.ts';
+import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
 
 const redis = await redisUrlForTests();
@@ -23,3 +24,5 @@ describeStoreConformance(
   },
   { skip },
 );
+
+describeConsentConformance(`Redis store, standalone (${redis.url})`, async () => { const prefix = testPrefix('consents'); const store = await openRedisStore(redis.url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(redis.url, prefix); } }; }, { skip });

@@ -14,6 +14,7 @@ import { buildTenant } from '../../src/domain/tenant.ts';
 import { migrations } from '../../src/store/sqlite/migrations.ts';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import type { SessionStore } from '../../src/store/port.ts';
+import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
 import type { OpenedStore } from './conformance.ts';
 import type { WorkerCall, WorkerReply } from './sqlite-worker.ts';
@@ -34,6 +35,7 @@ describeStoreConformance('SQLite store, one connection on a file', async () => {
 });
 
 describeStoreConformance('SQLite store, 4 connections in 4 worker threads on one file', () => openWorkerPool(4));
+describeConsentConformance('SQLite store, one connection on a file', async () => { const store = await openSqliteStore(join(tempDir(), 'consents.db')); return { store, close: () => store.close() }; });
 
 /**
  * A SessionStore whose calls go round-robin to `size` worker threads, each with its own

@@ -50,6 +50,8 @@ import {
   sessionToFields,
 } from './codec.ts';
 import type { ListPosition } from './codec.ts';
+import type { ConsentStore } from '../consent-port.ts';
+import { RedisConsentStore } from './consents.ts';
 import { openConnection, toStoreError } from './connection.ts';
 import type { RedisConnection } from './connection.ts';
 import { RedisKeys } from './keys.ts';
@@ -119,6 +121,7 @@ const PAGE = 200;
 
 export class RedisSessionStore implements SessionStore, Coordination {
   readonly kind: string;
+  readonly consents: ConsentStore;
   readonly #conn: RedisConnection;
   readonly #keys: RedisKeys;
   readonly #retentionMs: number;
@@ -129,6 +132,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
     this.#conn = conn;
     this.#keys = settings.keys;
     this.#retentionMs = settings.retentionMs;
+    this.consents = new RedisConsentStore(conn, settings.keys);
   }
 
   // ---------------------------------------------------------------- sessions

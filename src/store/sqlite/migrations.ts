@@ -109,6 +109,32 @@ export const migrations: readonly Migration[] = [
       END;
     `,
   },
+  {
+    version: 3,
+    description: 'consents of users (AIS/PIS, SPEC 7.4)',
+    sql: `
+      CREATE TABLE consents (
+        id              TEXT PRIMARY KEY,
+        tenant_id       TEXT NOT NULL,
+        user_id         TEXT NOT NULL,
+        type            TEXT NOT NULL CHECK (type IN ('ais', 'pis')),
+        bank_id         TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'rejected', 'superseded')),
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL, -- until when a pending consent may be settled
+        confirmed_at    INTEGER,
+        ended_at        INTEGER,
+        redirect_handle TEXT,
+        started_by      TEXT,
+        superseded_by   TEXT,
+        payment         TEXT -- JSON, PIS only
+      ) STRICT;
+      CREATE INDEX consents_by_user ON consents (tenant_id, user_id, created_at, id);
+      -- SPEC 7.4 in the schema: at most one valid AIS consent per user and bank.
+      CREATE UNIQUE INDEX consents_one_valid_ais ON consents (tenant_id, user_id, bank_id)
+        WHERE type = 'ais' AND status = 'confirmed';
+    `,
+  },
 ];
 
 /**

@@ -31,6 +31,8 @@ import type {
   RotateResult,
   SessionStore,
 } from '../port.ts';
+import type { ConsentStore } from '../consent-port.ts';
+import { SqliteConsentStore } from './consents.ts';
 import { migrate } from './migrations.ts';
 import {
   decodeCursor,
@@ -101,6 +103,7 @@ interface EndsSubscription {
 
 export class SqliteSessionStore implements SessionStore, Coordination {
   readonly kind = 'sqlite';
+  readonly consents: ConsentStore;
   private readonly db: DatabaseSync;
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private readonly listStatements = new Map<string, StatementSync>();
@@ -111,6 +114,7 @@ export class SqliteSessionStore implements SessionStore, Coordination {
   constructor(db: DatabaseSync, feedPollMs = FEED_POLL_MS) {
     this.db = db;
     this.stmt = prepareStatements(db);
+    this.consents = new SqliteConsentStore(db);
     this.feedPollMs = feedPollMs;
   }
 

@@ -1,0 +1,315 @@
+// ConsentStore over Redis. Every key of a user's consents lives in the user's hash slot, next to
+// the user's sessions (`P{T}:`, T = userTag(tenantId, userId)), so each operation is one Lua
+// script on one node of a Cluster:
+//
+//   P{T}:cn:<id>        HASH    one consent (numbers as decimal strings; `payment` as JSON)
+//   P{T}:cns            ZSET    the user's consent ids, scored by createdAt (the listing)
+//   P{T}:cais:<bankId>  STRING  id of the user's valid (confirmed) AIS consent for that bank
+//
+// No global index is needed: every consent call names its user. Consents do not expire as keys:
+// like users, they are the user's records (a pending consent past its deadline reads as
+// `expired`, see domain/consent.ts).
+//
+// Calling convention as in scripts.ts: KEYS[1] is the user's listing key (it routes the call in
+// a Cluster), ARGV[1] the slot's key base `P{T}:`, ARGV[2] `now` in epoch ms; the rest per script.
+
+import { createHash } from 'node:crypto';
+import { ErrorReply } from 'redis';
+import type { Consent, ConsentDecision, ConsentType, Payment, StoredConsentStatus } from '../../domain/consent.ts';
+import { BadRequest, Conflict } from '../../domain/errors.ts';
+import { userTag } from '../../domain/secrets.ts';
+import { decodeConsentCursor, encodeConsentCursor, type ConsentStore, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
+import type { Page } from '../port.ts';
+import { fieldMap, num } from './codec.ts';
+import { toStoreError, type RedisConnection } from './connection.ts';
+import type { RedisKeys } from './keys.ts';
+
+interface Script {
+  name: string;
+  source: string;
+  sha1: string;
+}
+
+const PRELUDE = `
+local base = ARGV[1]
+local nowS = ARGV[2]
+local now = tonumber(nowS)
+local lkey = base .. 'cns'
+local function ckey(id) return base .. 'cn:' .. id end
+local function aiskey(bank) return base .. 'cais:' .. bank end
+`;
+
+function script(name: string, body: string): Script {
+  const source = `-- tessera:${name}\n${PRELUDE}\n${body}`;
+  return { name, source, sha1: createHash('sha1').update(source).digest('hex') };
+}
+
+/**
+ * create. Race closed: two creates with one id both writing (the second would overwrite the
+ * first's record); the existence check and the write are one step.
+ * ARGV[3] id, ARGV[4] createdAt, ARGV[5..] fields. Reply: {'ok', record} | {'exists'}
+ */
+const CREATE = script(
+  'consent-create',
+  `
+local k = ckey(ARGV[3])
+if redis.call('EXISTS', k) == 1 then return { 'exists' } end
+local list = {}
+for i = 5, #ARGV do list[#list + 1] = ARGV[i] end
+redis.call('HSET', k, unpack(list))
+redis.call('ZADD', lkey, ARGV[4], ARGV[3])
+return { 'ok', redis.call('HGETALL', k) }
+`,
+);
+
+/**
+ * settle (confirm or reject), the rule of domain/consent.ts settleConsent. Races closed: two
+ * returns settling one consent (exactly one finds it pending), and two AIS confirmations for one
+ * bank each superseding the previous valid consent and both staying confirmed — the `cais:`
+ * pointer is read and moved in the same step, so exactly one confirmed AIS consent per bank
+ * remains, the one confirmed last.
+ * ARGV[3] id, ARGV[4] 'confirmed' | 'rejected'.
+ * Reply: {'settled', record, {superseded records}} | {'not_pending', record} | {'expired', record} | {'missing'}
+ */
+const SETTLE = script(
+  'consent-settle',
+  `
+local id = ARGV[3]
+local k = ckey(id)
+local v = redis.call('HMGET', k, 'status', 'expiresAt', 'type', 'bankId')
+if not v[1] then return { 'missing' } end
+if v[1] ~= 'pending' then return { 'not_pending', redis.call('HGETALL', k) } end
+if now >= tonumber(v[2]) then return { 'expired', redis.call('HGETALL', k) } end
+local superseded = {}
+if ARGV[4] == 'rejected' then
+  redis.call('HSET', k, 'status', 'rejected', 'endedAt', nowS)
+else
+  if v[3] == 'ais' then
+    local pk = aiskey(v[4])
+    local prev = redis.call('GET', pk)
+    if prev and prev ~= id then
+      local prevKey = ckey(prev)
+      if redis.call('HGET', prevKey, 'status') == 'confirmed' then
+        redis.call('HSET', prevKey, 'status', 'superseded', 'endedAt', nowS, 'supersededBy', id)
+        superseded[1] = redis.call('HGETALL', prevKey)
+      end
+    end
+    redis.call('SET', pk, id)
+  end
+  redis.call('HSET', k, 'status', 'confirmed', 'confirmedAt', nowS)
+end
+return { 'settled', redis.call('HGETALL', k), superseded }
+`,
+);
+
+/**
+ * The valid AIS consent of a bank: the pointer and the record it names, read in one step (no
+ * race to close; one round trip and one consistent state).
+ * ARGV[3] bankId. Reply: record | nil
+ */
+const VALID_AIS = script(
+  'consent-valid-ais',
+  `
+local id = redis.call('GET', aiskey(ARGV[3]))
+if not id then return false end
+local k = ckey(id)
+if redis.call('HGET', k, 'status') ~= 'confirmed' then return false end
+return redis.call('HGETALL', k)
+`,
+);
+
+/**
+ * One page of the listing, newest first: (createdAt, id) descending, after the cursor. Ids that
+ * share a score come in reverse byte order (as ZREVRANGEBYSCORE gives them); the comparison with
+ * the cursor's id is byte-wise too (Lua's own string comparison follows the server's locale).
+ * ARGV[3] how many (limit + 1), ARGV[4] cursor createdAt ('' = from the newest), ARGV[5] cursor id.
+ * Reply: {records}
+ */
+const LIST = script(
+  'consent-list',
+  `
+local function bytesLess(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local want = tonumber(ARGV[3])
+local maxS = '+inf'
+if ARGV[4] ~= '' then maxS = ARGV[4] end
+local cursorAt = tonumber(ARGV[4])
+local out = {}
+local offset = 0
+while #out < want do
+  local page = redis.call('ZREVRANGEBYSCORE', lkey, maxS, '-inf', 'WITHSCORES', 'LIMIT', offset, 100)
+  if #page == 0 then break end
+  for i = 1, #page, 2 do
+    local id = page[i]
+    local skip = cursorAt ~= nil and tonumber(page[i + 1]) == cursorAt and not bytesLess(id, ARGV[5])
+    if not skip then
+      local rec = redis.call('HGETALL', ckey(id))
+      if #rec > 0 then out[#out + 1] = rec end
+      if #out >= want then break end
+    end
+  end
+  offset = offset + 100
+end
+return out
+`,
+);
+
+const LIST_LIMIT_MAX = 500;
+
+export class RedisConsentStore implements ConsentStore {
+  readonly #conn: RedisConnection;
+  readonly #keys: RedisKeys;
+
+  constructor(conn: RedisConnection, keys: RedisKeys) {
+    this.#conn = conn;
+    this.#keys = keys;
+  }
+
+  async createConsent(consent: Consent): Promise<Consent> {
+    return this.#guard(async () => {
+      const reply = (await this.#run(CREATE, consent.tenantId, consent.userId, 0, [
+        consent.id,
+        num(consent.createdAt),
+        ...consentToFields(consent),
+      ])) as unknown[];
+      if (reply[0] === 'exists') throw new Conflict('consent_exists', 'A consent with this id already exists.');
+      return mustConsent(reply[1]);
+    });
+  }
+
+  async getConsent(tenantId: string, userId: string, id: string): Promise<Consent | null> {
+    return this.#guard(async () => {
+      const key = `${this.#keys.slotBase(userTag(tenantId, userId))}cn:${id}`;
+      const c = consentFromReply(await this.#conn.send(key, ['HGETALL', key], true));
+      return c !== null && c.tenantId === tenantId && c.userId === userId && c.id === id ? c : null;
+    });
+  }
+
+  async listConsents(query: ListConsentsQuery): Promise<Page<Consent>> {
+    return this.#guard(async () => {
+      if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > LIST_LIMIT_MAX) {
+        throw new BadRequest('invalid_limit', `limit must be an integer from 1 to ${LIST_LIMIT_MAX}.`);
+      }
+      let after: { createdAt: number; id: string } | null = null;
+      if (query.cursor !== undefined && query.cursor !== null && query.cursor !== '') {
+        after = decodeConsentCursor(query.cursor);
+        if (after === null) throw new BadRequest('invalid_cursor', 'The cursor is not one this server issued.');
+      }
+      const reply = (await this.#run(LIST, query.tenantId, query.userId, 0, [
+        String(query.limit + 1),
+        after === null ? '' : num(after.createdAt),
+        after === null ? '' : after.id,
+      ])) as unknown[];
+      const rows = reply.map(consentFromReply).filter((c): c is Consent => c !== null);
+      const items = rows.slice(0, query.limit);
+      const last = items[items.length - 1];
+      return {
+        items,
+        nextCursor: rows.length > query.limit && last ? encodeConsentCursor({ createdAt: last.createdAt, id: last.id }) : null,
+      };
+    });
+  }
+
+  async validAisConsent(tenantId: string, userId: string, bankId: string): Promise<Consent | null> {
+    return this.#guard(async () => consentFromReply(await this.#run(VALID_AIS, tenantId, userId, 0, [bankId])));
+  }
+
+  async settleConsent(tenantId: string, userId: string, id: string, decision: ConsentDecision, now: number): Promise<SettleResult> {
+    return this.#guard(async () => {
+      const reply = (await this.#run(SETTLE, tenantId, userId, now, [id, decision])) as unknown[];
+      switch (reply[0]) {
+        case 'settled':
+          return {
+            outcome: 'settled',
+            consent: mustConsent(reply[1]),
+            superseded: (reply[2] as unknown[]).map(mustConsent),
+          };
+        case 'not_pending':
+          return { outcome: 'not_pending', consent: mustConsent(reply[1]) };
+        case 'expired':
+          return { outcome: 'expired', consent: mustConsent(reply[1]) };
+        case 'missing':
+          return { outcome: 'missing' };
+        default:
+          throw new Error(`unexpected reply from the consent-settle script: ${String(reply[0])}`);
+      }
+    });
+  }
+
+  async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toStoreError(err);
+    }
+  }
+
+  /** EVALSHA on the user's slot, and EVAL when the server does not know the script yet. */
+  async #run(s: Script, tenantId: string, userId: string, now: number, args: string[]): Promise<unknown> {
+    const base = this.#keys.slotBase(userTag(tenantId, userId));
+    const routing = `${base}cns`;
+    const tail = ['1', routing, base, num(now), ...args];
+    try {
+      return await this.#conn.send(routing, ['EVALSHA', s.sha1, ...tail]);
+    } catch (err) {
+      if (!(err instanceof ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return this.#conn.send(routing, ['EVAL', s.source, ...tail]);
+    }
+  }
+}
+
+function consentToFields(c: Consent): string[] {
+  const f: string[] = [
+    'id', c.id,
+    'tenantId', c.tenantId,
+    'userId', c.userId,
+    'type', c.type,
+    'bankId', c.bankId,
+    'status', c.status,
+    'createdAt', num(c.createdAt),
+    'expiresAt', num(c.expiresAt),
+  ];
+  if (c.confirmedAt !== null) f.push('confirmedAt', num(c.confirmedAt));
+  if (c.endedAt !== null) f.push('endedAt', num(c.endedAt));
+  if (c.redirectHandle !== null) f.push('redirectHandle', c.redirectHandle);
+  if (c.startedBy !== null) f.push('startedBy', c.startedBy);
+  if (c.supersededBy !== null) f.push('supersededBy', c.supersededBy);
+  if (c.payment !== null) f.push('payment', JSON.stringify(c.payment));
+  return f;
+}
+
+function consentFromReply(reply: unknown): Consent | null {
+  const m = fieldMap(reply);
+  if (m === null || !m.has('id') || !m.has('status')) return null;
+  const opt = (k: string) => m.get(k) ?? null;
+  const optNum = (k: string) => (m.has(k) ? Number(m.get(k)) : null);
+  const payment = opt('payment');
+  return {
+    id: m.get('id') as string,
+    tenantId: m.get('tenantId') as string,
+    userId: m.get('userId') as string,
+    type: m.get('type') as ConsentType,
+    bankId: m.get('bankId') as string,
+    status: m.get('status') as StoredConsentStatus,
+    createdAt: Number(m.get('createdAt')),
+    expiresAt: Number(m.get('expiresAt')),
+    confirmedAt: optNum('confirmedAt'),
+    endedAt: optNum('endedAt'),
+    redirectHandle: opt('redirectHandle'),
+    startedBy: opt('startedBy'),
+    supersededBy: opt('supersededBy'),
+    payment: payment === null ? null : (JSON.parse(payment) as Payment),
+  };
+}
+
+function mustConsent(reply: unknown): Consent {
+  const c = consentFromReply(reply);
+  if (c === null) throw new Error('the store returned an empty consent record');
+  return c;
+}

@@ -1,0 +1,220 @@
+// ConsentStore over SQLite (table `consents`, migration "consents"). Same discipline as
+// sqlite-store.ts: every write is one BEGIN IMMEDIATE transaction without an `await`, so the
+// read-decide-write of a settlement cannot interleave with another connection or process.
+// A partial UNIQUE index (one confirmed AIS consent per tenant, user and bank) states the rule
+// in the schema too: a bug that tried to keep two would fail instead of succeeding.
+
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
+import { BadRequest, Conflict, StoreUnavailable } from '../../domain/errors.ts';
+import { settleConsent, type Consent, type ConsentDecision, type ConsentType, type Payment, type StoredConsentStatus } from '../../domain/consent.ts';
+import { decodeConsentCursor, encodeConsentCursor, type ConsentStore, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
+import type { Page } from '../port.ts';
+import { toStoreError } from './sqlite-store.ts';
+
+interface ConsentRow {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  type: string;
+  bank_id: string;
+  status: string;
+  created_at: number;
+  expires_at: number;
+  confirmed_at: number | null;
+  ended_at: number | null;
+  redirect_handle: string | null;
+  started_by: string | null;
+  superseded_by: string | null;
+  payment: string | null;
+}
+
+function consentFromRow(r: ConsentRow): Consent {
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    userId: r.user_id,
+    type: r.type as ConsentType,
+    bankId: r.bank_id,
+    status: r.status as StoredConsentStatus,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    confirmedAt: r.confirmed_at,
+    endedAt: r.ended_at,
+    redirectHandle: r.redirect_handle,
+    startedBy: r.started_by,
+    supersededBy: r.superseded_by,
+    payment: r.payment === null ? null : (JSON.parse(r.payment) as Payment),
+  };
+}
+
+function consentParams(c: Consent): Record<string, SQLInputValue> {
+  return {
+    id: c.id,
+    tenant_id: c.tenantId,
+    user_id: c.userId,
+    type: c.type,
+    bank_id: c.bankId,
+    status: c.status,
+    created_at: c.createdAt,
+    expires_at: c.expiresAt,
+    confirmed_at: c.confirmedAt,
+    ended_at: c.endedAt,
+    redirect_handle: c.redirectHandle,
+    started_by: c.startedBy,
+    superseded_by: c.supersededBy,
+    payment: c.payment === null ? null : JSON.stringify(c.payment),
+  };
+}
+
+const LIST_LIMIT_MAX = 500;
+
+export class SqliteConsentStore implements ConsentStore {
+  private readonly db: DatabaseSync;
+  private readonly stmt: ReturnType<typeof prepare>;
+
+  constructor(db: DatabaseSync) {
+    this.db = db;
+    this.stmt = prepare(db);
+  }
+
+  createConsent(consent: Consent): Promise<Consent> {
+    return this.write(() => {
+      try {
+        return consentFromRow(this.stmt.insert.get(consentParams(consent)) as unknown as ConsentRow);
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new Conflict('consent_exists', 'A consent with this id already exists.');
+        throw err;
+      }
+    });
+  }
+
+  getConsent(tenantId: string, userId: string, id: string): Promise<Consent | null> {
+    return this.run(() => this.byId(tenantId, userId, id));
+  }
+
+  listConsents(query: ListConsentsQuery): Promise<Page<Consent>> {
+    return this.run(() => {
+      if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > LIST_LIMIT_MAX) {
+        throw new BadRequest('invalid_limit', `limit must be an integer from 1 to ${LIST_LIMIT_MAX}.`);
+      }
+      let stmt: StatementSync = this.stmt.listFirst;
+      const params: Record<string, SQLInputValue> = { tenant_id: query.tenantId, user_id: query.userId, limit: query.limit + 1 };
+      if (query.cursor !== undefined && query.cursor !== null && query.cursor !== '') {
+        const after = decodeConsentCursor(query.cursor);
+        if (after === null) throw new BadRequest('invalid_cursor', 'The cursor is not one this server issued.');
+        stmt = this.stmt.listAfter;
+        params.created_at = after.createdAt;
+        params.id = after.id;
+      }
+      const rows = (stmt.all(params) as unknown as ConsentRow[]).map(consentFromRow);
+      const items = rows.slice(0, query.limit);
+      const last = items[items.length - 1];
+      return {
+        items,
+        nextCursor: rows.length > query.limit && last ? encodeConsentCursor({ createdAt: last.createdAt, id: last.id }) : null,
+      };
+    });
+  }
+
+  validAisConsent(tenantId: string, userId: string, bankId: string): Promise<Consent | null> {
+    return this.run(() => {
+      const row = this.stmt.validAis.get({ tenant_id: tenantId, user_id: userId, bank_id: bankId }) as ConsentRow | undefined;
+      return row ? consentFromRow(row) : null;
+    });
+  }
+
+  settleConsent(tenantId: string, userId: string, id: string, decision: ConsentDecision, now: number): Promise<SettleResult> {
+    // Closes two races: two returns settling one consent (each would see it pending), and two
+    // AIS confirmations for one bank (each would supersede the previous one and both stay
+    // confirmed). Under the write lock the decision and its writes are one step.
+    return this.write((): SettleResult => {
+      const consent = this.byId(tenantId, userId, id);
+      if (consent === null) return { outcome: 'missing' };
+      const current =
+        consent.type === 'ais'
+          ? (this.stmt.validAis.all({ tenant_id: tenantId, user_id: userId, bank_id: consent.bankId }) as unknown as ConsentRow[]).map(
+              consentFromRow,
+            )
+          : [];
+      const s = settleConsent(consent, decision, current, now);
+      if (s.outcome !== 'settled') return s;
+      // Superseded first: the partial unique index admits one confirmed AIS consent per bank.
+      for (const old of s.superseded) this.stmt.update.run(updateParams(old));
+      this.stmt.update.run(updateParams(s.consent));
+      return s;
+    });
+  }
+
+  private byId(tenantId: string, userId: string, id: string): Consent | null {
+    const row = this.stmt.byId.get({ tenant_id: tenantId, user_id: userId, id }) as ConsentRow | undefined;
+    return row ? consentFromRow(row) : null;
+  }
+
+  private write<T>(fn: () => T): Promise<T> {
+    return this.run(() => {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = fn();
+        this.db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        if (this.db.isOpen && this.db.isTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      }
+    });
+  }
+
+  private run<T>(fn: () => T): Promise<T> {
+    if (!this.db.isOpen) return Promise.reject(new StoreUnavailable('The SQLite store is closed.'));
+    try {
+      return Promise.resolve(fn());
+    } catch (err) {
+      return Promise.reject(toStoreError(err));
+    }
+  }
+}
+
+function updateParams(c: Consent): Record<string, SQLInputValue> {
+  return {
+    id: c.id,
+    tenant_id: c.tenantId,
+    user_id: c.userId,
+    status: c.status,
+    confirmed_at: c.confirmedAt,
+    ended_at: c.endedAt,
+    superseded_by: c.supersededBy,
+  };
+}
+
+function prepare(db: DatabaseSync) {
+  return {
+    insert: db.prepare(`
+      INSERT INTO consents (id, tenant_id, user_id, type, bank_id, status, created_at, expires_at, confirmed_at,
+        ended_at, redirect_handle, started_by, superseded_by, payment)
+      VALUES ($id, $tenant_id, $user_id, $type, $bank_id, $status, $created_at, $expires_at, $confirmed_at,
+        $ended_at, $redirect_handle, $started_by, $superseded_by, $payment)
+      RETURNING *`),
+    byId: db.prepare('SELECT * FROM consents WHERE tenant_id = $tenant_id AND user_id = $user_id AND id = $id'),
+    listFirst: db.prepare(`
+      SELECT * FROM consents WHERE tenant_id = $tenant_id AND user_id = $user_id
+      ORDER BY created_at DESC, id DESC LIMIT $limit`),
+    listAfter: db.prepare(`
+      SELECT * FROM consents WHERE tenant_id = $tenant_id AND user_id = $user_id
+        AND (created_at < $created_at OR (created_at = $created_at AND id < $id))
+      ORDER BY created_at DESC, id DESC LIMIT $limit`),
+    validAis: db.prepare(`
+      SELECT * FROM consents
+      WHERE tenant_id = $tenant_id AND user_id = $user_id AND bank_id = $bank_id AND type = 'ais' AND status = 'confirmed'`),
+    update: db.prepare(`
+      UPDATE consents SET status = $status, confirmed_at = $confirmed_at, ended_at = $ended_at, superseded_by = $superseded_by
+      WHERE tenant_id = $tenant_id AND user_id = $user_id AND id = $id`),
+  };
+}
+
+const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
+const SQLITE_CONSTRAINT_UNIQUE = 2067;
+
+function isUniqueViolation(err: unknown): boolean {
+  const code = (err as { errcode?: unknown } | null)?.errcode;
+  return code === SQLITE_CONSTRAINT_PRIMARYKEY || code === SQLITE_CONSTRAINT_UNIQUE;
+}
