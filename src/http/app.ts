@@ -47,6 +47,7 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   registerRequestContext(app, () => deps.clock.now());
   app.addSchema(ProblemSchema);
   app.decorateRequest('auth', null);
+  app.decorateRequest('admin', null);
   await app.register(fastifyCookie, { secret: new CookieSigner(deriveKey(deps.config.cookieSecret, 'cookie-signing')), hook: 'onRequest' });
   // Credentialed CORS for exactly the origins in TESSERA_ALLOWED_ORIGINS (SPEC 6); none otherwise.
   if (deps.config.allowedOrigins.length > 0) {

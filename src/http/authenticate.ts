@@ -10,7 +10,7 @@ import { isValid, slideIdleExpiry, type Session } from '../domain/session.ts';
 import type { Tenant } from '../domain/tenant.ts';
 import { checkXsrf, idleSecondsOf, type AuthMode, type Origin } from '../sessions/app-sessions.ts';
 import { verifySessionToken } from '../tokens/session-token.ts';
-import { bearerToken } from './admin-auth.ts';
+import { bearerToken } from './bearer.ts';
 import { readCookie, setCookie } from './cookies.ts';
 import type { Deps } from './deps.ts';
 import { canonical } from './request-context.ts';

@@ -5,7 +5,7 @@ import { Type } from 'typebox';
 import { NotFound } from '../../domain/errors.ts';
 import { SESSION_KINDS, SESSION_STATUSES } from '../../domain/session.ts';
 import { announceEnded, endedEverywhere, endSession } from '../../sessions/app-sessions.ts';
-import { requireAdmin } from '../admin-auth.ts';
+import { assertAdminOf, requireAdmin } from '../admin-auth.ts';
 import { originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems, TenantId } from '../schemas.ts';
@@ -37,11 +37,12 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
           },
           { additionalProperties: false },
         ),
-        response: { 200: SessionPageSchema, ...problems(400, 401) },
+        response: { 200: SessionPageSchema, ...problems(400, 401, 403) },
       },
     },
     async (request) => {
       const q = request.query;
+      assertAdminOf(request, q.tenantId);
       const now = deps.clock.now();
       const page = await deps.store.listSessions({
         tenantId: q.tenantId,
@@ -65,12 +66,15 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
         summary: 'End a session and its subtree',
         security: BearerSecurity,
         params: Type.Object({ handle: Type.String({ minLength: 1, maxLength: 64 }) }),
-        response: { 200: Revoked, ...problems(401, 404) },
+        response: { 200: Revoked, ...problems(401, 403, 404) },
       },
     },
     async (request) => {
       const target = await deps.store.getSessionByHandle(request.params.handle);
-      if (!target) throw new NotFound('session_not_found', 'No such session.');
+      // Another tenant's session reads as none to a tenant administrator.
+      if (!target || (request.admin?.kind === 'tenant' && request.admin.tenantId !== target.tenantId)) {
+        throw new NotFound('session_not_found', 'No such session.');
+      }
       const ended = await endSession(deps, target.handle, 'admin', deps.clock.now(), originOf(request));
       return { revoked: ended.length };
     },
@@ -86,10 +90,11 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
         security: BearerSecurity,
         params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }),
         querystring: Type.Object({ tenantId: TenantId }, { additionalProperties: false }),
-        response: { 200: Revoked, ...problems(400, 401, 404) },
+        response: { 200: Revoked, ...problems(400, 401, 403, 404) },
       },
     },
     async (request) => {
+      assertAdminOf(request, request.query.tenantId);
       const now = deps.clock.now();
       const user = await deps.store.getUser(request.query.tenantId, request.params.id);
       if (!user) throw new NotFound('user_not_found', 'No such user in this tenant.');
@@ -109,10 +114,11 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
         summary: "End all of a tenant's sessions",
         security: BearerSecurity,
         params: Type.Object({ id: TenantId }),
-        response: { 200: Revoked, ...problems(401) },
+        response: { 200: Revoked, ...problems(401, 403) },
       },
     },
     async (request) => {
+      assertAdminOf(request, request.params.id);
       const now = deps.clock.now();
       const ended = await deps.store.revokeTenantSessions(request.params.id, 'tenant_revoked', now);
       announceEnded(deps, ended, now, originOf(request));

@@ -4,7 +4,7 @@
 import { Type } from 'typebox';
 import { BadRequest, NotFound } from '../../domain/errors.ts';
 import { buildTenant, InvalidTenant, type Tenant } from '../../domain/tenant.ts';
-import { requireAdmin } from '../admin-auth.ts';
+import { assertAdminOf, requireAdmin } from '../admin-auth.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems, TenantId, TenantInputSchema, TenantSchema } from '../schemas.ts';
 
@@ -15,6 +15,7 @@ export function tenantJson(t: Tenant) {
     lifetimes: t.lifetimes,
     sessionLimit: t.sessionLimit,
     anomalyPolicy: t.anomalyPolicy,
+    consentReturnUrl: t.consentReturnUrl ?? null,
     createdAt: new Date(t.createdAt).toISOString(),
     updatedAt: new Date(t.updatedAt).toISOString(),
   };
@@ -34,10 +35,11 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
         security: BearerSecurity,
         params,
         body: TenantInputSchema,
-        response: { 200: TenantSchema, ...problems(400, 401) },
+        response: { 200: TenantSchema, ...problems(400, 401, 403) },
       },
     },
     async (request) => {
+      assertAdminOf(request, request.params.id);
       const now = deps.clock.now();
       const previous = await deps.store.getTenant(request.params.id);
       let tenant: Tenant;
@@ -60,10 +62,11 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
         summary: 'The effective tenant object',
         security: BearerSecurity,
         params,
-        response: { 200: TenantSchema, ...problems(401, 404) },
+        response: { 200: TenantSchema, ...problems(401, 403, 404) },
       },
     },
     async (request) => {
+      assertAdminOf(request, request.params.id);
       const tenant = await deps.store.getTenant(request.params.id);
       if (!tenant) throw new NotFound('tenant_not_found', `No tenant "${request.params.id}".`);
       return tenantJson(tenant);

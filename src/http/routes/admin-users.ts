@@ -5,7 +5,7 @@ import { Type } from 'typebox';
 import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../auth/password.ts';
 import { NotFound } from '../../domain/errors.ts';
 import { normaliseEmail, type User } from '../../domain/user.ts';
-import { requireAdmin } from '../admin-auth.ts';
+import { assertAdminOf, requireAdmin } from '../admin-auth.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems, TenantId, UserSchema } from '../schemas.ts';
 
@@ -33,11 +33,12 @@ export async function adminUserRoutes(app: App, deps: Deps): Promise<void> {
           },
           { additionalProperties: false },
         ),
-        response: { 201: UserSchema, ...problems(400, 401, 404, 409) },
+        response: { 201: UserSchema, ...problems(400, 401, 403, 404, 409) },
       },
     },
     async (request, reply) => {
       const { tenantId, email, password, roles } = request.body;
+      assertAdminOf(request, tenantId);
       const tenant = await deps.store.getTenant(tenantId);
       if (!tenant) throw new NotFound('tenant_not_found', `No tenant "${tenantId}"; create it first with PUT /api/v1/admin/tenants/${tenantId}.`);
       const now = deps.clock.now();

@@ -130,6 +130,8 @@ export async function authTokenRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       const found = await sessionOfToken(deps, request.body.token, now);
       if (!found || !isValid(found.session, now)) return { active: false };
+      // A tenant administrator learns about its own tenant's tokens only.
+      if (request.admin?.kind === 'tenant' && request.admin.tenantId !== found.session.tenantId) return { active: false };
       const s = found.session;
       if (found.claims) {
         const c = found.claims;
