@@ -1,0 +1,240 @@
+// The audit log's hash chain (SPEC 9): every tenant has its own chain; each record carries the
+// hash of the one before it, and its own hash covers its content and that link. Editing a record
+// breaks its own hash; deleting one leaves a gap in the sequence numbers and a broken link; a
+// record deleted at the end is caught against the head the store keeps next to the chain.
+//
+// Pure: the adapters call `chainRecord` inside their atomic append (SQLite transaction, Redis
+// compare-and-set script), and `ChainVerifier` checks a chain record by record, oldest first.
+// What it cannot see is an attacker who rewrites the whole rest of the chain and the head as
+// well; publishing the head hash elsewhere (the verify answer prints it) closes that too.
+
+import { createHash } from 'node:crypto';
+import type { Location } from './session.ts';
+
+export interface AuditHeaders {
+  requestId: string | null;
+  correlationId: string | null;
+  activityId: string | null;
+  tenantId: string | null;
+  sessionId: string | null;
+}
+
+/** What an event becomes in the log, before the chain numbers it. */
+export interface AuditEventInput {
+  time: number;
+  tenantId: string;
+  type: string;
+  userId: string | null;
+  /** The session handle. */
+  sessionId: string | null;
+  kind: string | null;
+  headers: AuditHeaders;
+  ip: string | null;
+  userAgent: string | null;
+  location: Location | null;
+  details: Record<string, unknown>;
+}
+
+export interface AuditRecord extends AuditEventInput {
+  /** `<tenantId>:<seq>`, unique across tenants. */
+  id: string;
+  /** 1, 2, 3, ... per tenant, without gaps. */
+  seq: number;
+  prevHash: string;
+  /** SHA-256 (hex) of the canonical JSON of everything above except `id`. */
+  hash: string;
+}
+
+/** A point of the chain: the head (newest record) or the anchor left by pruning. */
+export interface ChainPoint {
+  seq: number;
+  hash: string;
+}
+
+/** The link of a tenant's first record: binds the chain to its tenant. */
+export function genesisHash(tenantId: string): string {
+  return createHash('sha256').update(`tessera-audit-genesis\u0000${tenantId}`, 'utf8').digest('hex');
+}
+
+/**
+ * JSON with object keys sorted at every level and `undefined` members left out: the one text a
+ * record hashes to, whichever adapter stored it and in whichever key order it was read back.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'number' && !Number.isFinite(value)) return 'null';
+    const s = JSON.stringify(value);
+    return s === undefined ? 'null' : s;
+  }
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+}
+
+/** Normalises an input to exactly what is stored (JSON round trip, canonical field set). */
+export function normaliseInput(e: AuditEventInput): AuditEventInput {
+  const plain = JSON.parse(canonicalJson(e)) as Partial<AuditEventInput>;
+  return {
+    time: e.time,
+    tenantId: e.tenantId,
+    type: e.type,
+    userId: e.userId ?? null,
+    sessionId: e.sessionId ?? null,
+    kind: e.kind ?? null,
+    headers: {
+      requestId: e.headers.requestId ?? null,
+      correlationId: e.headers.correlationId ?? null,
+      activityId: e.headers.activityId ?? null,
+      tenantId: e.headers.tenantId ?? null,
+      sessionId: e.headers.sessionId ?? null,
+    },
+    ip: e.ip ?? null,
+    userAgent: e.userAgent ?? null,
+    location: (plain.location as Location | undefined) ?? null,
+    details: (plain.details as Record<string, unknown> | undefined) ?? {},
+  };
+}
+
+export function hashOf(r: Omit<AuditRecord, 'id' | 'hash'>): string {
+  const content = {
+    seq: r.seq,
+    tenantId: r.tenantId,
+    time: r.time,
+    type: r.type,
+    userId: r.userId,
+    sessionId: r.sessionId,
+    kind: r.kind,
+    headers: r.headers,
+    ip: r.ip,
+    userAgent: r.userAgent,
+    location: r.location,
+    details: r.details,
+    prevHash: r.prevHash,
+  };
+  return createHash('sha256').update(canonicalJson(content), 'utf8').digest('hex');
+}
+
+/** The next record of a chain whose head is `head` (null: the chain is empty). */
+export function chainRecord(head: ChainPoint | null, input: AuditEventInput): AuditRecord {
+  const e = normaliseInput(input);
+  const seq = (head?.seq ?? 0) + 1;
+  const prevHash = head?.hash ?? genesisHash(e.tenantId);
+  const hash = hashOf({ ...e, seq, prevHash });
+  return { id: `${e.tenantId}:${seq}`, ...e, seq, prevHash, hash };
+}
+
+export type ChainProblemKind =
+  /** The record's content does not hash to its stored hash: it was edited. */
+  | 'hash_mismatch'
+  /** The record does not point at the hash of the record before it. */
+  | 'broken_link'
+  /** Sequence numbers jump: records are missing (deleted). */
+  | 'missing_records'
+  /** The chain ends before, or after, the head the store recorded. */
+  | 'head_mismatch'
+  /** The record is not where it claims to be (another tenant's, or a copy). */
+  | 'misplaced';
+
+export interface ChainProblem {
+  seq: number;
+  problem: ChainProblemKind;
+  detail: string;
+}
+
+export interface ChainReport {
+  tenantId: string;
+  ok: boolean;
+  /** Records checked. */
+  records: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  /** The head the store recorded: publish it elsewhere to detect a rewrite of the whole chain. */
+  head: ChainPoint | null;
+  /** Where a pruned chain starts from (retention), or null. */
+  anchor: ChainPoint | null;
+  /** The first problems found (at most 20). */
+  problems: ChainProblem[];
+}
+
+const MAX_PROBLEMS = 20;
+
+/**
+ * Checks one tenant's chain, fed oldest first (any page size). `anchor` is where the chain
+ * starts after pruning (null: at genesis); `head` what the store says the newest record is.
+ */
+export class ChainVerifier {
+  readonly #tenantId: string;
+  readonly #anchor: ChainPoint | null;
+  readonly #head: ChainPoint | null;
+  #expectedSeq: number;
+  #expectedPrev: string;
+  #records = 0;
+  #firstSeq: number | null = null;
+  #lastSeq: number | null = null;
+  readonly #problems: ChainProblem[] = [];
+  #problemCount = 0;
+
+  constructor(tenantId: string, anchor: ChainPoint | null, head: ChainPoint | null) {
+    this.#tenantId = tenantId;
+    this.#anchor = anchor;
+    this.#head = head;
+    this.#expectedSeq = (anchor?.seq ?? 0) + 1;
+    this.#expectedPrev = anchor?.hash ?? genesisHash(tenantId);
+  }
+
+  #report(seq: number, problem: ChainProblemKind, detail: string): void {
+    this.#problemCount += 1;
+    if (this.#problems.length < MAX_PROBLEMS) this.#problems.push({ seq, problem, detail });
+  }
+
+  add(r: AuditRecord): void {
+    this.#records += 1;
+    this.#firstSeq ??= r.seq;
+    this.#lastSeq = r.seq;
+    if (r.tenantId !== this.#tenantId || r.id !== `${r.tenantId}:${r.seq}`) {
+      this.#report(r.seq, 'misplaced', `record ${r.id} is in the chain of tenant ${this.#tenantId}`);
+    }
+    if (r.seq > this.#expectedSeq) {
+      this.#report(r.seq, 'missing_records', `records ${this.#expectedSeq}..${r.seq - 1} are missing`);
+    } else if (r.seq < this.#expectedSeq) {
+      this.#report(r.seq, 'misplaced', `record ${r.seq} appears after record ${this.#expectedSeq - 1}`);
+    }
+    if (r.prevHash !== this.#expectedPrev) {
+      this.#report(r.seq, 'broken_link', 'prevHash is not the hash of the record before');
+    }
+    if (hashOf(r) !== r.hash) {
+      this.#report(r.seq, 'hash_mismatch', 'the record was changed after it was written');
+    }
+    this.#expectedSeq = r.seq + 1;
+    this.#expectedPrev = r.hash;
+  }
+
+  finish(): ChainReport {
+    const lastSeq = this.#expectedSeq - 1;
+    const head = this.#head;
+    if (head === null) {
+      if (this.#records > 0) this.#report(lastSeq, 'head_mismatch', 'records exist but the store has no head for this chain');
+    } else if (head.seq !== lastSeq) {
+      this.#report(
+        Math.min(head.seq, lastSeq + 1),
+        head.seq > lastSeq ? 'missing_records' : 'head_mismatch',
+        head.seq > lastSeq ? `records ${lastSeq + 1}..${head.seq} are missing (the head is ${head.seq})` : `the chain runs past its head ${head.seq}`,
+      );
+    } else if (head.hash !== this.#expectedPrev) {
+      this.#report(head.seq, 'head_mismatch', 'the last record is not the one the head names');
+    }
+    return {
+      tenantId: this.#tenantId,
+      ok: this.#problemCount === 0,
+      records: this.#records,
+      firstSeq: this.#firstSeq,
+      lastSeq: this.#lastSeq,
+      head,
+      anchor: this.#anchor,
+      problems: this.#problems,
+    };
+  }
+}

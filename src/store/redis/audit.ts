@@ -1,0 +1,434 @@
+// The audit part of the Redis store (src/store/audit-port.ts). Key layout (P = the prefix):
+//
+//   P{a:<tenant>}:log        STREAM  the tenant's audit records, field `r` = the record's JSON.
+//                                    Entry id `<ms>-<seq>`: ms = the record's time, raised to the
+//                                    previous entry's ms when a clock was behind, so ids grow and
+//                                    time ranges map to id ranges; seq = its place in the chain.
+//   P{a:<tenant>}:head       HASH    seq, hash, ms of the newest record (the chain head)
+//   P{a:<tenant>}:anchor     HASH    seq, hash of the last record retention pruned
+//   P{a:<tenant>}:anomalies  STREAM  the `anomaly.detected` records again (same ids), for listing
+//   P{a:<tenant>}:active     HASH    kind -> active sessions, moved by the appended events
+//   P{T}:ah                  HASH    a user's anomaly history, in the user's slot (T = userTag):
+//                                    n, h:<hour>, d:<device>, l:<location> (ms last seen), last
+//   P audit:tenants          SET     tenants that have an audit log (written before the first append)
+//   channel P audit                  every appended record's JSON (the live feed)
+//
+// Every key of one tenant's log shares the Cluster hash slot of `{a:<tenant>}`, so an append is
+// one script on one node: it checks that the head is still the one the caller numbered the
+// record after (compare-and-set), adds the entry, moves the head and the gauge, copies an
+// anomaly to its stream and publishes the record — all in one atomic step. The hash is SHA-256,
+// computed by the caller (Lua has only SHA-1); when another process appended first the script
+// answers with the new head and the caller numbers the record again. Retention (`prune`) is one
+// script per tenant too: it trims the oldest entries and moves the anchor together.
+
+import { ErrorReply } from 'redis';
+import { createHash } from 'node:crypto';
+import { chainRecord, type AuditEventInput, type AuditRecord, type ChainPoint } from '../../domain/audit-chain.ts';
+import { BadRequest, StoreUnavailable } from '../../domain/errors.ts';
+import { userTag } from '../../domain/secrets.ts';
+import {
+  emptyHistory,
+  MAX_KNOWN,
+  recordMatches,
+  type ActiveCount,
+  type AnomalyQuery,
+  type AppendOptions,
+  type AuditQuery,
+  type AuditStore,
+  type ChainState,
+  type LocatedPoint,
+  type LoginObservation,
+  type UserHistory,
+} from '../audit-port.ts';
+import type { Page } from '../port.ts';
+import { toStoreError, type RedisConnection } from './connection.ts';
+import type { RedisKeys } from './keys.ts';
+
+/** How long a user's anomaly history lives after their last login. */
+export const HISTORY_TTL_MS = 180 * 24 * 3600 * 1000;
+/** Stream entries a listing reads at most per call before it answers with a cursor. */
+const SCAN_BUDGET = 5000;
+const MAX_LIMIT = 1000;
+/** Allowance for records whose entry id was raised above their time (a clock behind). */
+const SKEW_MS = 60_000;
+const MAX_APPEND_ATTEMPTS = 50;
+
+interface Script {
+  source: string;
+  sha1: string;
+}
+
+function script(source: string): Script {
+  return { source, sha1: createHash('sha1').update(source, 'utf8').digest('hex') };
+}
+
+// KEYS[1] = the log (routing). ARGV: base, expected head seq ('0' = empty), seq, ms, hash,
+// record JSON, gauge kind ('' = none), gauge delta, '1' when an anomaly, channel ('' = none).
+const APPEND = script(`
+local base = ARGV[1]
+local headKey = base .. 'head'
+local h = redis.call('HMGET', headKey, 'seq', 'hash', 'ms')
+local curSeq = h[1] or '0'
+if curSeq ~= ARGV[2] or (h[3] and tonumber(ARGV[4]) < tonumber(h[3])) then
+  return {'conflict', curSeq, h[2] or '', h[3] or '0'}
+end
+local id = ARGV[4] .. '-' .. ARGV[3]
+redis.call('XADD', base .. 'log', id, 'r', ARGV[6])
+redis.call('HSET', headKey, 'seq', ARGV[3], 'hash', ARGV[5], 'ms', ARGV[4])
+if ARGV[7] ~= '' and ARGV[8] ~= '0' then
+  local n = redis.call('HINCRBY', base .. 'active', ARGV[7], ARGV[8])
+  if n < 0 then redis.call('HSET', base .. 'active', ARGV[7], '0') end
+end
+if ARGV[9] == '1' then redis.call('XADD', base .. 'anomalies', id, 'r', ARGV[6]) end
+if ARGV[10] ~= '' then redis.call('PUBLISH', ARGV[10], ARGV[6]) end
+return {'ok'}
+`);
+
+// KEYS[1] = the log. ARGV: base, before (ms), max. Removes the longest prefix of entries whose id
+// ms is below `before` (so their time is too), at most max, never the head; moves the anchor.
+const PRUNE = script(`
+local base = ARGV[1]
+local before = tonumber(ARGV[2])
+local headSeq = redis.call('HGET', base .. 'head', 'seq')
+if not headSeq then return 0 end
+local entries = redis.call('XRANGE', base .. 'log', '-', '+', 'COUNT', tonumber(ARGV[3]))
+local lastMs, lastSeq, lastHash = nil, nil, nil
+local n = 0
+for _, e in ipairs(entries) do
+  local dash = string.find(e[1], '-', 1, true)
+  local ms = string.sub(e[1], 1, dash - 1)
+  local seq = string.sub(e[1], dash + 1)
+  if tonumber(ms) >= before or seq == headSeq then break end
+  local rec = cjson.decode(e[2][2])
+  lastMs, lastSeq, lastHash = ms, seq, rec.hash
+  n = n + 1
+end
+if n == 0 then return 0 end
+redis.call('HSET', base .. 'anchor', 'seq', lastSeq, 'hash', lastHash)
+local minId = lastMs .. '-' .. string.format('%d', tonumber(lastSeq) + 1)
+redis.call('XTRIM', base .. 'log', 'MINID', minId)
+redis.call('XTRIM', base .. 'anomalies', 'MINID', minId)
+return n
+`);
+
+// KEYS[1] = the user's history hash. ARGV: hour, device key, location key, time (ms),
+// last located JSON ('' = none), max known, ttl ms. Same merge as mergeLogin in audit-port.ts.
+const RECORD_LOGIN = script(`
+local k = KEYS[1]
+local time = ARGV[4]
+local max = tonumber(ARGV[6])
+redis.call('HINCRBY', k, 'n', 1)
+redis.call('HINCRBY', k, 'h:' .. ARGV[1], 1)
+local function remember(prefix, key)
+  if key == '' then return end
+  local f = prefix .. key
+  local cur = redis.call('HGET', k, f)
+  if (not cur) or tonumber(cur) < tonumber(time) then redis.call('HSET', k, f, time) end
+  if cur then return end
+  local all = redis.call('HGETALL', k)
+  local items = {}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, #prefix) == prefix then items[#items + 1] = { all[i], tonumber(all[i + 1]) } end
+  end
+  if #items <= max then return end
+  table.sort(items, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[1] < b[1]
+  end)
+  for i = 1, #items - max do redis.call('HDEL', k, items[i][1]) end
+end
+remember('d:', ARGV[2])
+remember('l:', ARGV[3])
+if ARGV[5] ~= '' then redis.call('HSET', k, 'last', ARGV[5]) end
+redis.call('PEXPIRE', k, ARGV[7])
+return 1
+`);
+
+interface Head {
+  point: ChainPoint | null;
+  ms: number;
+}
+
+export class RedisAuditStore implements AuditStore {
+  readonly #conn: RedisConnection;
+  readonly #prefix: string;
+  /** The last head this instance saw per tenant: usually spares a read before an append. */
+  readonly #heads = new Map<string, Head>();
+  /** The last pending append per tenant. */
+  readonly #queues = new Map<string, Promise<unknown>>();
+
+  constructor(conn: RedisConnection, keys: RedisKeys) {
+    this.#conn = conn;
+    this.#prefix = keys.prefix;
+  }
+
+  #base(tenantId: string): string {
+    return `${this.#prefix}{a:${tenantId}}:`;
+  }
+  #tenantsKey(): string {
+    return `${this.#prefix}audit:tenants`;
+  }
+  #channel(): string {
+    return `${this.#prefix}audit`;
+  }
+  #historyKey(tenantId: string, userId: string): string {
+    return `${this.#prefix}{${userTag(tenantId, userId)}}:ah`;
+  }
+
+  append(input: AuditEventInput, opts: AppendOptions = {}): Promise<AuditRecord> {
+    // Appends of one tenant through this instance go one at a time (they would only collide on
+    // the head); the compare-and-set orders them against other processes.
+    const previous = this.#queues.get(input.tenantId) ?? Promise.resolve();
+    const mine = previous.then(() => this.#append(input, opts));
+    const tail = mine.catch(() => undefined);
+    this.#queues.set(input.tenantId, tail);
+    void tail.then(() => {
+      if (this.#queues.get(input.tenantId) === tail) this.#queues.delete(input.tenantId);
+    });
+    return mine;
+  }
+
+  #append(input: AuditEventInput, opts: AppendOptions): Promise<AuditRecord> {
+    return this.#guard(async () => {
+      const tenantId = input.tenantId;
+      const base = this.#base(tenantId);
+      const log = `${base}log`;
+      let head = this.#heads.get(tenantId) ?? (await this.#readHead(tenantId));
+      for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt++) {
+        const record = chainRecord(head.point, input);
+        const ms = Math.max(Math.max(0, Math.floor(record.time)), head.ms);
+        if (head.point === null) await this.#send(this.#tenantsKey(), ['SADD', this.#tenantsKey(), tenantId]);
+        const reply = (await this.#eval(APPEND, log, [
+          base,
+          String(head.point?.seq ?? 0),
+          String(record.seq),
+          String(ms),
+          record.hash,
+          JSON.stringify(record),
+          opts.activeDelta?.kind ?? '',
+          String(opts.activeDelta?.delta ?? 0),
+          record.type === 'anomaly.detected' ? '1' : '0',
+          this.#channel(),
+        ])) as string[];
+        if (reply[0] === 'ok') {
+          this.#heads.set(tenantId, { point: { seq: record.seq, hash: record.hash }, ms });
+          return record;
+        }
+        // Another process appended first: number the record after the head it wrote.
+        head = reply[1] === '0' ? { point: null, ms: 0 } : { point: { seq: Number(reply[1]), hash: String(reply[2]) }, ms: Number(reply[3]) };
+      }
+      this.#heads.delete(tenantId);
+      throw new StoreUnavailable(`The audit log of tenant ${tenantId} is too busy; the append will be retried.`);
+    });
+  }
+
+  list(q: AuditQuery): Promise<Page<AuditRecord>> {
+    return this.#guard(async () => {
+      checkLimit(q.limit);
+      const log = `${this.#base(q.tenantId)}log`;
+      const lo = q.from !== undefined ? `${Math.max(0, Math.floor(q.from))}-0` : '-';
+      const hi = q.to !== undefined ? `${Math.max(0, Math.floor(q.to)) + SKEW_MS}-18446744073709551615` : '+';
+      return this.#scan(log, q.order, lo, hi, q.cursor, q.limit, (r) => recordMatches(r, q));
+    });
+  }
+
+  listAnomalies(q: AnomalyQuery): Promise<Page<AuditRecord>> {
+    return this.#guard(async () => {
+      checkLimit(q.limit);
+      const stream = `${this.#base(q.tenantId)}anomalies`;
+      return this.#scan(stream, 'desc', '-', '+', q.cursor, q.limit, (r) =>
+        (q.userId === undefined || r.userId === q.userId) && (q.reason === undefined || r.details.reason === q.reason),
+      );
+    });
+  }
+
+  chainState(tenantId: string): Promise<ChainState> {
+    return this.#guard(async () => {
+      const base = this.#base(tenantId);
+      const [head, anchor] = (await Promise.all([
+        this.#send(`${base}head`, ['HMGET', `${base}head`, 'seq', 'hash'], true),
+        this.#send(`${base}anchor`, ['HMGET', `${base}anchor`, 'seq', 'hash'], true),
+      ])) as [Array<string | null>, Array<string | null>];
+      const point = (v: Array<string | null>): ChainPoint | null =>
+        v[0] !== null && v[0] !== undefined && v[1] !== null && v[1] !== undefined ? { seq: Number(v[0]), hash: v[1] } : null;
+      return { head: point(head), anchor: point(anchor) };
+    });
+  }
+
+  tenants(): Promise<string[]> {
+    return this.#guard(async () => {
+      const members = (await this.#send(this.#tenantsKey(), ['SMEMBERS', this.#tenantsKey()], true)) as string[];
+      return [...members].sort();
+    });
+  }
+
+  prune(before: number, max: number): Promise<number> {
+    return this.#guard(async () => {
+      let total = 0;
+      for (const tenantId of await this.tenants()) {
+        const base = this.#base(tenantId);
+        total += Number(await this.#eval(PRUNE, `${base}log`, [base, String(Math.floor(before)), String(Math.max(1, Math.floor(max)))]));
+      }
+      return total;
+    });
+  }
+
+  activeSessions(): Promise<ActiveCount[]> {
+    return this.#guard(async () => {
+      const out: ActiveCount[] = [];
+      for (const tenantId of await this.tenants()) {
+        const key = `${this.#base(tenantId)}active`;
+        const flat = (await this.#send(key, ['HGETALL', key], true)) as string[];
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          out.push({ tenantId, kind: flat[i] as string, count: Math.max(0, Number(flat[i + 1])) });
+        }
+      }
+      return out.sort((a, b) => (a.tenantId < b.tenantId ? -1 : a.tenantId > b.tenantId ? 1 : a.kind < b.kind ? -1 : 1));
+    });
+  }
+
+  userHistory(tenantId: string, userId: string): Promise<UserHistory> {
+    return this.#guard(async () => {
+      const key = this.#historyKey(tenantId, userId);
+      const flat = (await this.#send(key, ['HGETALL', key], true)) as string[];
+      const h = emptyHistory();
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const field = flat[i] as string;
+        const value = flat[i + 1] as string;
+        if (field === 'n') h.logins = Number(value);
+        else if (field === 'last') h.lastLocated = JSON.parse(value) as LocatedPoint;
+        else if (field.startsWith('h:')) h.hours[Number(field.slice(2))] = Number(value);
+        else if (field.startsWith('d:')) h.devices[field.slice(2)] = Number(value);
+        else if (field.startsWith('l:')) h.locations[field.slice(2)] = Number(value);
+      }
+      return h;
+    });
+  }
+
+  recordLogin(tenantId: string, userId: string, o: LoginObservation): Promise<void> {
+    return this.#guard(async () => {
+      const key = this.#historyKey(tenantId, userId);
+      await this.#eval(RECORD_LOGIN, key, [
+        String(o.hour),
+        o.deviceKey ?? '',
+        o.locationKey ?? '',
+        String(Math.floor(o.time)),
+        o.located ? JSON.stringify(o.located) : '',
+        String(MAX_KNOWN),
+        String(HISTORY_TTL_MS),
+      ]);
+    });
+  }
+
+  subscribe(listener: (r: AuditRecord) => void, onReset: () => void): Promise<{ close(): Promise<void> }> {
+    return this.#guard(() =>
+      this.#conn.subscribe(
+        this.#channel(),
+        (message) => {
+          let r: AuditRecord;
+          try {
+            r = JSON.parse(message) as AuditRecord;
+          } catch {
+            return;
+          }
+          listener(r);
+        },
+        onReset,
+      ),
+    );
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  async #readHead(tenantId: string): Promise<Head> {
+    const key = `${this.#base(tenantId)}head`;
+    const [seq, hash, ms] = (await this.#send(key, ['HMGET', key, 'seq', 'hash', 'ms'], true)) as Array<string | null>;
+    if (seq === null || seq === undefined || hash === null || hash === undefined) return { point: null, ms: 0 };
+    return { point: { seq: Number(seq), hash }, ms: Number(ms ?? 0) };
+  }
+
+  /**
+   * Reads a stream in id order from the cursor, keeps what `keep` accepts, and stops at `limit`
+   * items or after SCAN_BUDGET entries (answering with a cursor either way).
+   */
+  async #scan(
+    key: string,
+    order: 'asc' | 'desc',
+    lo: string,
+    hi: string,
+    cursor: string | null | undefined,
+    limit: number,
+    keep: (r: AuditRecord) => boolean,
+  ): Promise<Page<AuditRecord>> {
+    let position: string | null = null;
+    if (cursor !== undefined && cursor !== null && cursor !== '') {
+      if (!/^\d{1,20}-\d{1,20}$/.test(cursor)) throw new BadRequest('invalid_cursor', 'The cursor is not one this server issued.');
+      position = cursor;
+    }
+    const items: AuditRecord[] = [];
+    let scanned = 0;
+    let lastId: string | null = null;
+    for (;;) {
+      const batch = Math.min(Math.max(limit * 2, 100), 1000);
+      let start = order === 'asc' ? lo : hi;
+      const end = order === 'asc' ? hi : lo;
+      if (position !== null) start = `(${position}`;
+      const args = order === 'asc' ? ['XRANGE', key, start, end, 'COUNT', String(batch)] : ['XREVRANGE', key, start, end, 'COUNT', String(batch)];
+      const entries = (await this.#send(key, args, true)) as Array<[string, string[]]>;
+      for (const [id, fields] of entries) {
+        scanned += 1;
+        position = id;
+        const json = fieldOf(fields, 'r');
+        if (json === null) continue;
+        const r = JSON.parse(json) as AuditRecord;
+        if (!keep(r)) continue;
+        items.push(r);
+        lastId = id;
+        if (items.length === limit) break;
+      }
+      if (items.length === limit) {
+        // Is there anything after the last item? Answer a cursor only if so.
+        const more = (await this.#send(
+          key,
+          order === 'asc' ? ['XRANGE', key, `(${lastId}`, hi, 'COUNT', '1'] : ['XREVRANGE', key, `(${lastId}`, lo, 'COUNT', '1'],
+          true,
+        )) as unknown[];
+        return { items, nextCursor: more.length > 0 ? lastId : null };
+      }
+      if (entries.length < batch) return { items, nextCursor: null };
+      if (scanned >= SCAN_BUDGET) return { items, nextCursor: position };
+    }
+  }
+
+  #send(key: string, args: string[], readonly = false): Promise<unknown> {
+    return this.#conn.send(key, args, readonly);
+  }
+
+  async #eval(s: Script, key: string, args: string[]): Promise<unknown> {
+    try {
+      return await this.#send(key, ['EVALSHA', s.sha1, '1', key, ...args]);
+    } catch (err) {
+      if (!(err instanceof ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return this.#send(key, ['EVAL', s.source, '1', key, ...args]);
+    }
+  }
+
+  async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toStoreError(err);
+    }
+  }
+}
+
+function fieldOf(fields: string[], name: string): string | null {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1] as string;
+  return null;
+}
+
+function checkLimit(limit: number): void {
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
+    throw new BadRequest('invalid_limit', `limit must be an integer from 1 to ${MAX_LIMIT}.`);
+  }
+}
