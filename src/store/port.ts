@@ -20,6 +20,7 @@
 import type { RevokeReason, Session, SessionKind, SessionStatus } from '../domain/session.ts';
 import type { LimitPolicy, Tenant } from '../domain/tenant.ts';
 import type { User } from '../domain/user.ts';
+import type { AuditStore } from './audit-port.ts';
 import type { ConsentStore } from './consent-port.ts';
 
 export interface Page<T> {
@@ -88,6 +89,8 @@ export type RotateResult =
 export interface SessionStore {
   /** Which adapter, for /readyz and logs: `sqlite`, `redis`, `redis-sentinel`, `redis-cluster`. */
   readonly kind: string;
+  /** The audit log, its live feed, the active-session gauge and anomaly history: see audit-port.ts. */
+  readonly audit: AuditStore;
   /** Consents of users (SPEC 7.4): see consent-port.ts. */
   readonly consents: ConsentStore;
 

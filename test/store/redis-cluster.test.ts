@@ -5,6 +5,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { openRedisStore } from '../../src/store/redis/redis-store.ts';
 import { purgePrefix, redisBinariesMissing, requireOrSkip, startRedisCluster, testPrefix } from '../support/redis.ts';
 import type { StartedRedis } from '../support/redis.ts';
+import { describeAuditConformance, redisPair } from './audit-conformance.ts';
 import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
 
@@ -37,3 +38,5 @@ describeStoreConformance(
 );
 
 describeConsentConformance('Redis store, 3-master Cluster', async () => { if (!cluster) throw new Error('the test cluster did not start'); const url = cluster.url; const prefix = testPrefix('consents'); const store = await openRedisStore(url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(url, prefix); } }; }, { skip });
+
+describeAuditConformance('Redis audit store, 3-master Cluster', redisPair(() => (cluster as StartedRedis).url), { skip });

@@ -3,6 +3,7 @@
 
 import { openRedisStore } from '../../src/store/redis/redis-store.ts';
 import { purgePrefix, redisUrlForTests, requireOrSkip, testPrefix } from '../support/redis.ts';
+import { describeAuditConformance, redisPair } from './audit-conformance.ts';
 import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
 
@@ -26,3 +27,5 @@ describeStoreConformance(
 );
 
 describeConsentConformance(`Redis store, standalone (${redis.url})`, async () => { const prefix = testPrefix('consents'); const store = await openRedisStore(redis.url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(redis.url, prefix); } }; }, { skip });
+
+describeAuditConformance(`Redis audit store, standalone (${redis.url})`, redisPair(() => redis.url), { skip });

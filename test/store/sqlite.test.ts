@@ -14,6 +14,7 @@ import { buildTenant } from '../../src/domain/tenant.ts';
 import { migrations } from '../../src/store/sqlite/migrations.ts';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import type { SessionStore } from '../../src/store/port.ts';
+import { describeAuditConformance, openSqlitePair } from './audit-conformance.ts';
 import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
 import type { OpenedStore } from './conformance.ts';
@@ -35,6 +36,7 @@ describeStoreConformance('SQLite store, one connection on a file', async () => {
 });
 
 describeStoreConformance('SQLite store, 4 connections in 4 worker threads on one file', () => openWorkerPool(4));
+describeAuditConformance('SQLite audit store, two connections on a file', openSqlitePair);
 describeConsentConformance('SQLite store, one connection on a file', async () => { const store = await openSqliteStore(join(tempDir(), 'consents.db')); return { store, close: () => store.close() }; });
 
 /**

@@ -52,6 +52,7 @@ import {
 import type { ListPosition } from './codec.ts';
 import type { ConsentStore } from '../consent-port.ts';
 import { RedisConsentStore } from './consents.ts';
+import { RedisAuditStore } from './audit.ts';
 import { openConnection, toStoreError } from './connection.ts';
 import type { RedisConnection } from './connection.ts';
 import { RedisKeys } from './keys.ts';
@@ -121,6 +122,7 @@ const PAGE = 200;
 
 export class RedisSessionStore implements SessionStore, Coordination {
   readonly kind: string;
+  readonly audit: RedisAuditStore;
   readonly consents: ConsentStore;
   readonly #conn: RedisConnection;
   readonly #keys: RedisKeys;
@@ -132,6 +134,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
     this.#conn = conn;
     this.#keys = settings.keys;
     this.#retentionMs = settings.retentionMs;
+    this.audit = new RedisAuditStore(conn, settings.keys);
     this.consents = new RedisConsentStore(conn, settings.keys);
   }
 

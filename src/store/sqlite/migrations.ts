@@ -3,6 +3,7 @@
 
 import type { DatabaseSync } from 'node:sqlite';
 import { StoreUnavailable } from '../../domain/errors.ts';
+import { AUDIT_SCHEMA } from './audit-schema.ts';
 
 export interface Migration {
   /** 1-based; equal to the migration's position in `migrations` plus one. */
@@ -134,6 +135,11 @@ export const migrations: readonly Migration[] = [
       CREATE UNIQUE INDEX consents_one_valid_ais ON consents (tenant_id, user_id, bank_id)
         WHERE type = 'ais' AND status = 'confirmed';
     `,
+  },
+  {
+    version: 4,
+    description: 'audit log (hash chain per tenant), active-session gauge, anomaly history',
+    sql: AUDIT_SCHEMA,
   },
 ];
 

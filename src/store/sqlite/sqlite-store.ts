@@ -33,6 +33,7 @@ import type {
 } from '../port.ts';
 import type { ConsentStore } from '../consent-port.ts';
 import { SqliteConsentStore } from './consents.ts';
+import { SqliteAuditStore } from './audit.ts';
 import { migrate } from './migrations.ts';
 import {
   decodeCursor,
@@ -103,6 +104,7 @@ interface EndsSubscription {
 
 export class SqliteSessionStore implements SessionStore, Coordination {
   readonly kind = 'sqlite';
+  readonly audit: SqliteAuditStore;
   readonly consents: ConsentStore;
   private readonly db: DatabaseSync;
   private readonly stmt: ReturnType<typeof prepareStatements>;
@@ -114,6 +116,7 @@ export class SqliteSessionStore implements SessionStore, Coordination {
   constructor(db: DatabaseSync, feedPollMs = FEED_POLL_MS) {
     this.db = db;
     this.stmt = prepareStatements(db);
+    this.audit = new SqliteAuditStore(db);
     this.consents = new SqliteConsentStore(db);
     this.feedPollMs = feedPollMs;
   }
