@@ -19,6 +19,10 @@ export interface DerivedKeys {
   renew: KeyObject;
   /** Derives a cookie session's XSRF token from its handle. */
   xsrf: KeyObject;
+  /** Seals the client secrets of organizations' identity providers (AES-256-GCM). */
+  clientSecrets: KeyObject;
+  /** Derives an SSO login's app-session secret from its one-time token. */
+  ssoSession: KeyObject;
 }
 
 /** What capabilities and route plugins are given; nothing is taken from globals. */
@@ -61,6 +65,8 @@ export async function createRuntime(
       refresh: deriveKey(config.cookieSecret, 'refresh-successor'),
       renew: deriveKey(config.cookieSecret, 'renew-successor'),
       xsrf: deriveKey(config.cookieSecret, 'xsrf'),
+      clientSecrets: deriveKey(config.cookieSecret, 'seal-client-secrets'),
+      ssoSession: deriveKey(config.cookieSecret, 'sso-session'),
     },
     sessionCache,
     throttle: opts.throttle ?? DEFAULT_THROTTLE,

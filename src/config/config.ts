@@ -20,6 +20,11 @@ export interface Config {
   /** null: bootstrap admin credential off (embedded mode may generate one). */
   adminToken: string | null;
   insecureCookies: boolean;
+  /**
+   * Development only: allow plain-HTTP loopback URLs (127.0.0.0/8, [::1], localhost) for identity
+   * providers, Tessera's own SSO redirect URI and back-channel targets. Off: they are refused.
+   */
+  devAllowHttpLoopback: boolean;
   /** Origins (scheme://host[:port]) allowed for credentialed cross-origin calls. */
   allowedOrigins: string[];
   /** Tessera's own public origin, also the JWT issuer. */
@@ -97,6 +102,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     cookieSecret,
     adminToken,
     insecureCookies: boolVar(env, 'TESSERA_INSECURE_COOKIES'),
+    devAllowHttpLoopback: boolVar(env, 'TESSERA_DEV_ALLOW_HTTP_LOOPBACK'),
     allowedOrigins,
     publicUrl,
     trustedProxies,

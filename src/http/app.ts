@@ -11,6 +11,7 @@ import { deriveKey } from '../tokens/sealing.ts';
 import { CookieSigner } from './cookies.ts';
 import { registerProblemHandlers } from './problem.ts';
 import { registerRequestContext } from './request-context.ts';
+import { adminOrgRoutes } from './routes/admin-orgs.ts';
 import { adminSessionRoutes } from './routes/admin-sessions.ts';
 import { adminTenantRoutes } from './routes/admin-tenants.ts';
 import { authLoginRoutes } from './routes/auth-login.ts';
@@ -19,6 +20,7 @@ import { selfServiceRoutes } from './routes/self-service.ts';
 import { adminUserRoutes } from './routes/admin-users.ts';
 import { docsRoutes } from './routes/docs.ts';
 import { healthRoutes } from './routes/health.ts';
+import { ssoRoutes } from './routes/sso.ts';
 import { ProblemSchema } from './schemas.ts';
 import { registerValidation } from './validation.ts';
 
@@ -138,6 +140,8 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   await app.register(async (scope) => authLoginRoutes(scope as App, deps));
   await app.register(async (scope) => authTokenRoutes(scope as App, deps));
   await app.register(async (scope) => selfServiceRoutes(scope as App, deps));
+  await app.register(async (scope) => adminOrgRoutes(scope as App, deps));
+  await app.register(async (scope) => ssoRoutes(scope as App, deps));
   await app.register(async (scope) => docsRoutes(scope as App));
   await app.ready();
   return app;

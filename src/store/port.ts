@@ -22,6 +22,7 @@ import type { LimitPolicy, Tenant } from '../domain/tenant.ts';
 import type { User } from '../domain/user.ts';
 import type { AuditStore } from './audit-port.ts';
 import type { ConsentStore } from './consent-port.ts';
+import type { FederationStore } from './federation-port.ts';
 
 export interface Page<T> {
   items: T[];
@@ -93,6 +94,8 @@ export interface SessionStore {
   readonly audit: AuditStore;
   /** Consents of users (SPEC 7.4): see consent-port.ts. */
   readonly consents: ConsentStore;
+  /** Organizations, linked identities and SSO flows (SPEC 8): see federation-port.ts. */
+  readonly federation: FederationStore;
 
   /**
    * Stores a new session. With `limit`, counts the user's valid sessions of `limit.kind` at `now`

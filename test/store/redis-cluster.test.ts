@@ -8,6 +8,7 @@ import type { StartedRedis } from '../support/redis.ts';
 import { describeAuditConformance, redisPair } from './audit-conformance.ts';
 import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
+import { describeFederationConformance } from './federation-conformance.ts';
 
 const skip = requireOrSkip(redisBinariesMissing());
 let cluster: StartedRedis | undefined;
@@ -36,6 +37,8 @@ describeStoreConformance(
   },
   { skip },
 );
+
+describeFederationConformance('Redis store, 3-master Cluster', async () => { if (!cluster) throw new Error('the test cluster did not start'); const url = cluster.url; const prefix = testPrefix('federation'); const store = await openRedisStore(url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(url, prefix); } }; }, { skip });
 
 describeConsentConformance('Redis store, 3-master Cluster', async () => { if (!cluster) throw new Error('the test cluster did not start'); const url = cluster.url; const prefix = testPrefix('consents'); const store = await openRedisStore(url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(url, prefix); } }; }, { skip });
 

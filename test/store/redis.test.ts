@@ -6,6 +6,7 @@ import { purgePrefix, redisUrlForTests, requireOrSkip, testPrefix } from '../sup
 import { describeAuditConformance, redisPair } from './audit-conformance.ts';
 import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
+import { describeFederationConformance } from './federation-conformance.ts';
 
 const redis = await redisUrlForTests();
 const skip = requireOrSkip(redis.unavailable);
@@ -25,6 +26,8 @@ describeStoreConformance(
   },
   { skip },
 );
+
+describeFederationConformance(`Redis store, standalone (${redis.url})`, async () => { const prefix = testPrefix('federation'); const store = await openRedisStore(redis.url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(redis.url, prefix); } }; }, { skip });
 
 describeConsentConformance(`Redis store, standalone (${redis.url})`, async () => { const prefix = testPrefix('consents'); const store = await openRedisStore(redis.url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(redis.url, prefix); } }; }, { skip });
 

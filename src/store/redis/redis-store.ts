@@ -52,6 +52,8 @@ import {
 import type { ListPosition } from './codec.ts';
 import type { ConsentStore } from '../consent-port.ts';
 import { RedisConsentStore } from './consents.ts';
+import type { FederationStore } from '../federation-port.ts';
+import { RedisFederationStore } from './federation.ts';
 import { RedisAuditStore } from './audit.ts';
 import { openConnection, toStoreError } from './connection.ts';
 import type { RedisConnection } from './connection.ts';
@@ -124,6 +126,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
   readonly kind: string;
   readonly audit: RedisAuditStore;
   readonly consents: ConsentStore;
+  readonly federation: FederationStore;
   readonly #conn: RedisConnection;
   readonly #keys: RedisKeys;
   readonly #retentionMs: number;
@@ -136,6 +139,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
     this.#retentionMs = settings.retentionMs;
     this.audit = new RedisAuditStore(conn, settings.keys);
     this.consents = new RedisConsentStore(conn, settings.keys);
+    this.federation = new RedisFederationStore(conn, settings.keys);
   }
 
   // ---------------------------------------------------------------- sessions

@@ -4,6 +4,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 import { StoreUnavailable } from '../../domain/errors.ts';
 import { AUDIT_SCHEMA } from './audit-schema.ts';
+import { FEDERATION_SCHEMA } from './federation-schema.ts';
 
 export interface Migration {
   /** 1-based; equal to the migration's position in `migrations` plus one. */
@@ -140,6 +141,11 @@ export const migrations: readonly Migration[] = [
     version: 4,
     description: 'audit log (hash chain per tenant), active-session gauge, anomaly history',
     sql: AUDIT_SCHEMA,
+  },
+  {
+    version: 5,
+    description: 'federation: organizations, linked identities, SSO flow sessions',
+    sql: FEDERATION_SCHEMA,
   },
 ];
 

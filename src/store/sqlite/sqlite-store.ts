@@ -33,6 +33,8 @@ import type {
 } from '../port.ts';
 import type { ConsentStore } from '../consent-port.ts';
 import { SqliteConsentStore } from './consents.ts';
+import type { FederationStore } from '../federation-port.ts';
+import { SqliteFederationStore } from './federation.ts';
 import { SqliteAuditStore } from './audit.ts';
 import { migrate } from './migrations.ts';
 import {
@@ -106,6 +108,7 @@ export class SqliteSessionStore implements SessionStore, Coordination {
   readonly kind = 'sqlite';
   readonly audit: SqliteAuditStore;
   readonly consents: ConsentStore;
+  readonly federation: FederationStore;
   private readonly db: DatabaseSync;
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private readonly listStatements = new Map<string, StatementSync>();
@@ -118,6 +121,7 @@ export class SqliteSessionStore implements SessionStore, Coordination {
     this.stmt = prepareStatements(db);
     this.audit = new SqliteAuditStore(db);
     this.consents = new SqliteConsentStore(db);
+    this.federation = new SqliteFederationStore(db);
     this.feedPollMs = feedPollMs;
   }
 

@@ -1,0 +1,56 @@
+// POST /api/v1/sso/token (SPEC 8.3): the one-time token of a finished SSO login, exchanged once
+// (within 60 s) for the app session that the callback created — as a token pair (token mode) or
+// as the session cookie (cookie mode), like a password login.
+
+import { Unauthorized } from '../../domain/errors.ts';
+import { hashSecret } from '../../domain/secrets.ts';
+import { isValid, type Session } from '../../domain/session.ts';
+import type { Tenant } from '../../domain/tenant.ts';
+import type { User } from '../../domain/user.ts';
+import type { Deps } from '../../runtime.ts';
+import { emit, firstRefreshToken, idleSecondsOf, scopeOf, tokenPair, xsrfTokenOf, type AuthMode, type Origin, type TokenPair } from '../../sessions/app-sessions.ts';
+import { appSecretOf, SSO_TOKEN_PURPOSE } from './sessions.ts';
+
+export type Redeemed =
+  | { mode: 'token'; session: Session; pair: TokenPair }
+  | { mode: 'cookie'; session: Session; user: User; tenant: Tenant; cookieSecret: string; xsrfToken: string; expiresIn: number };
+
+const INVALID = 'The sign-in token is unknown, expired or already used; sign in again.';
+
+export async function redeemSsoToken(deps: Deps, token: string, mode: AuthMode, now: number, origin: Origin): Promise<Redeemed> {
+  const tokenHash = hashSecret(token);
+  // Only one-time tokens are redeemable here: a look first, so that no other single-use secret
+  // (a redirect cookie, a session cookie) can be consumed through this endpoint.
+  const seen = await deps.store.getSessionBySecretHash(tokenHash);
+  if (!seen || seen.kind !== 'flow' || seen.data.purpose !== SSO_TOKEN_PURPOSE) throw new Unauthorized('invalid_sso_token', INVALID);
+  const used = await deps.store.consumeSession(tokenHash, now);
+  if (!used) throw new Unauthorized('invalid_sso_token', INVALID);
+
+  const appHandle = typeof used.data.appHandle === 'string' ? used.data.appHandle : '';
+  const app = await deps.store.getSessionByHandle(appHandle);
+  const tenant = app ? await deps.store.getTenant(app.tenantId) : null;
+  const user = app && tenant ? await deps.store.getUser(app.tenantId, app.userId as string) : null;
+  if (!app || !tenant || !user || !isValid(app, now) || app.data.mode !== 'pending') {
+    throw new Unauthorized('session_ended', 'The session of this sign-in has ended; sign in again.');
+  }
+
+  const patch: Record<string, unknown> = { mode };
+  const xsrfToken = xsrfTokenOf(deps, app.handle);
+  if (mode === 'cookie') patch.xsrfHash = hashSecret(xsrfToken);
+  const patched = await deps.store.updateSessionData(app.handle, patch, now);
+  const session = patched ? await deps.store.touchSession(app.handle, now, now + idleSecondsOf(tenant, mode) * 1000) : null;
+  if (!session) throw new Unauthorized('session_ended', 'The session of this sign-in has ended; sign in again.');
+  deps.sessionCache.remember(session);
+  emit(
+    deps,
+    { type: 'sso.token_redeemed', time: now, tenantId: session.tenantId, userId: user.id, sessionHandle: session.handle, kind: 'app', details: { mode } },
+    origin,
+  );
+
+  if (mode === 'cookie') {
+    const expiresIn = Math.floor(((session.idleExpiresAt ?? session.absoluteExpiresAt) - now) / 1000);
+    return { mode, session, user, tenant, cookieSecret: appSecretOf(deps, token), xsrfToken, expiresIn };
+  }
+  const refreshToken = await firstRefreshToken(deps, session, now);
+  return { mode, session, pair: await tokenPair(deps, session, tenant, scopeOf(user), refreshToken, now) };
+}

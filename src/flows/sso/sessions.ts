@@ -1,0 +1,107 @@
+// The sessions a finished SSO login creates (SPEC 8.2, SPEC 1): an `idp` session (the platform
+// identity-provider session), an `app` session below it, and a one-time token (a single-use
+// `flow` session, 60 s) that the browser or the command line exchanges for the app session.
+//
+// The app session's secret is derived from the one-time token (HMAC with the `sso-session` key),
+// so redeeming the token in cookie mode can hand the browser that secret as its cookie without
+// Tessera ever storing it. Until redeemed the app session's mode is `pending`: no cookie, bearer
+// token or refresh token exists for it yet, so it cannot be used.
+
+import { sessionEvent } from '../../audit/events.ts';
+import { Conflict } from '../../domain/errors.ts';
+import type { ExternalProfile, Organization } from '../../domain/organization.ts';
+import { hashSecret, newSecret } from '../../domain/secrets.ts';
+import { issueSession, type Device, type Session } from '../../domain/session.ts';
+import { lifetimeOf, type Tenant } from '../../domain/tenant.ts';
+import type { User } from '../../domain/user.ts';
+import type { Deps } from '../../runtime.ts';
+import { announceEnded, emit, idleSecondsOf, type Origin } from '../../sessions/app-sessions.ts';
+import { keyedDigest } from '../../tokens/sealing.ts';
+import { SSO_TOKEN_LIFETIME_S } from './steps.ts';
+
+export const SSO_TOKEN_PURPOSE = 'sso_token';
+
+export interface SsoSessions {
+  idp: Session;
+  app: Session;
+  /** The one-time token (raw; only its hash is stored). */
+  token: string;
+}
+
+/** The app session's secret (its cookie, in cookie mode) for a one-time token. */
+export function appSecretOf(deps: Pick<Deps, 'keys'>, token: string): string {
+  return keyedDigest(deps.keys.ssoSession, token);
+}
+
+export async function createSsoSessions(
+  deps: Deps,
+  input: { tenant: Tenant; user: User; org: Organization; profile: ExternalProfile; device: Device; adminLogin: boolean },
+  now: number,
+  origin: Origin,
+): Promise<SsoSessions> {
+  const { tenant, user, org, profile } = input;
+  const authMethod = org.protocol;
+  const idp = issueSession(
+    {
+      tenantId: tenant.id,
+      userId: user.id,
+      kind: 'idp',
+      lifetime: lifetimeOf(tenant, 'idp'),
+      authMethod,
+      device: input.device,
+      data: { orgSlug: org.slug, issuer: profile.issuer, subject: profile.subject },
+    },
+    now,
+  ).session;
+  const storedIdp = await deps.store.createSession(idp, now);
+  if (!storedIdp.ok) throw new Error('an idp session without a limit was refused');
+  emit(deps, sessionEvent('session.created', storedIdp.session, now, { authMethod, orgSlug: org.slug }), origin);
+
+  const token = newSecret();
+  const app = issueSession(
+    {
+      tenantId: tenant.id,
+      userId: user.id,
+      kind: 'app',
+      parentHandle: idp.handle,
+      lifetime: { idle: idleSecondsOf(tenant, 'cookie'), absolute: lifetimeOf(tenant, 'app').absolute },
+      authMethod,
+      device: input.device,
+      data: { mode: 'pending', orgSlug: org.slug, ...(input.adminLogin ? { adminLogin: true } : {}) },
+      notAfter: idp.absoluteExpiresAt,
+    },
+    now,
+  ).session;
+  app.secretHash = hashSecret(appSecretOf(deps, token));
+  const limit = tenant.sessionLimit.max === null ? undefined : { kind: 'app' as const, max: tenant.sessionLimit.max, policy: tenant.sessionLimit.policy };
+  const storedApp = await deps.store.createSession(app, now, limit);
+  if (!storedApp.ok) {
+    // The login cannot get an app session; its idp session must not outlive the refusal.
+    announceEnded(deps, await deps.store.revokeSession(idp.handle, 'limit_evicted', now), now, origin);
+    throw new Conflict(
+      'session_limit_reached',
+      `This account already has ${storedApp.active} active sessions, the most the tenant allows; end one first.`,
+    );
+  }
+  deps.sessionCache.remember(storedApp.session);
+  announceEnded(deps, storedApp.evicted, now, origin);
+  emit(deps, sessionEvent('session.created', storedApp.session, now, { authMethod, orgSlug: org.slug, mode: 'pending' }), origin);
+
+  const oneTime = issueSession(
+    {
+      tenantId: tenant.id,
+      userId: user.id,
+      kind: 'flow',
+      lifetime: { idle: null, absolute: SSO_TOKEN_LIFETIME_S },
+      authMethod,
+      device: input.device,
+      data: { purpose: SSO_TOKEN_PURPOSE, appHandle: app.handle },
+      notAfter: app.absoluteExpiresAt,
+    },
+    now,
+  ).session;
+  oneTime.secretHash = hashSecret(token);
+  const storedToken = await deps.store.createSession(oneTime, now);
+  if (!storedToken.ok) throw new Error('a one-time token session without a limit was refused');
+  return { idp: storedIdp.session, app: storedApp.session, token };
+}

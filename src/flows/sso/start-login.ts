@@ -1,0 +1,98 @@
+// Starting an SSO login (SPEC 8.1, 8.4): GET /api/v1/sso/oidc/login and
+// GET /api/v1/sso/oauth/{provider}/login.
+//
+// One flow session per login attempt, keyed by its state, so that several logins in several tabs
+// of one browser never clobber each other (the "state mismatch with two tabs" bug of a flow kept
+// in one per-browser session). The browser holds one binding secret in its `flow` cookie; every
+// flow it starts is bound to that secret's hash. A browser without the cookie gets a new secret.
+
+import { relyingParty, authorizationUrl } from '../../auth/federation/relying-party.ts';
+import { NotFound } from '../../domain/errors.ts';
+import type { FederationProtocol } from '../../domain/organization.ts';
+import { hashSecret, newSecret } from '../../domain/secrets.ts';
+import type { Device } from '../../domain/session.ts';
+import type { Deps } from '../../runtime.ts';
+import { emit, type Origin } from '../../sessions/app-sessions.ts';
+import type { FlowRecord } from '../../store/federation-port.ts';
+import { checkOwnRedirectUri, checkProtocol, loadOrganization, MAX_FLOW_LIFETIME_S, newFlow, redirectUriOf } from './steps.ts';
+
+export interface StartLogin {
+  protocol: FederationProtocol;
+  orgSlug: string;
+  /** The `{provider}` of an OAuth 2.0 route; null for OIDC. */
+  provider: string | null;
+  callbackPort: number | null;
+  isAdminLogin: boolean;
+  /** The browser's binding secret from its `flow` cookie, when it sent a valid one. */
+  binding: string | null;
+  device: Device;
+}
+
+export interface StartedLogin {
+  /** The provider's authorization URL (302 target). */
+  location: string;
+  /** The binding secret for the `flow` cookie (the browser's own, or a new one). */
+  binding: string;
+  /** Max-Age of the `flow` cookie: it outlives every flow bound to it. */
+  cookieMaxAge: number;
+  flow: FlowRecord;
+}
+
+export async function startSsoLogin(deps: Deps, input: StartLogin, now: number, origin: Origin): Promise<StartedLogin> {
+  const org = await loadOrganization(deps.store, input.orgSlug);
+  checkProtocol(org, input.protocol, input.provider);
+  const redirectUri = redirectUriOf(deps.config.publicUrl, input.protocol, input.provider);
+  checkOwnRedirectUri(deps.config, redirectUri);
+  const tenant = await deps.store.getTenant(org.tenantId);
+  if (!tenant) throw new NotFound('tenant_not_found', `The tenant of organization "${org.slug}" does not exist.`);
+  const rp = await relyingParty(org, deps.keys.clientSecrets, deps.config.devAllowHttpLoopback);
+
+  const binding = input.binding ?? newSecret();
+  const { flow, state } = newFlow(
+    {
+      tenant,
+      protocol: input.protocol,
+      bindingHash: hashSecret(binding),
+      device: input.device,
+      pkce: org.oauth?.pkce ?? true,
+      data: {
+        orgSlug: org.slug,
+        provider: input.provider,
+        callbackPort: input.callbackPort,
+        isAdminLogin: input.isAdminLogin,
+        redirectUri,
+      },
+    },
+    now,
+  );
+  const scopes = org.oidc?.scopes ?? org.oauth?.scopes ?? [];
+  const url = await authorizationUrl(rp, {
+    redirectUri,
+    scopes,
+    state,
+    nonce: flow.data.nonce,
+    codeVerifier: flow.data.codeVerifier,
+  });
+  await deps.store.federation.putFlow(flow, now);
+  emit(
+    deps,
+    {
+      type: 'sso.started',
+      time: now,
+      tenantId: tenant.id,
+      userId: null,
+      sessionHandle: flow.session.handle,
+      kind: 'flow',
+      details: {
+        protocol: input.protocol,
+        orgSlug: org.slug,
+        ...(input.provider !== null ? { provider: input.provider } : {}),
+        cli: input.callbackPort !== null,
+        isAdminLogin: input.isAdminLogin,
+        expiresAt: flow.session.absoluteExpiresAt,
+      },
+    },
+    origin,
+  );
+  return { location: url.href, binding, cookieMaxAge: MAX_FLOW_LIFETIME_S, flow };
+}

@@ -1,0 +1,494 @@
+// Single sign-on over HTTP (SPEC 8.1–8.4) against the real `oidc-provider` on 127.0.0.1, driven
+// by a cookie-keeping HTTP client (test/support/sso-world.ts). The same flows through Debian's
+// Chromium are in test/e2e/sso-browser.test.ts; this file covers the breadth: both stores, both
+// protocols, every refusal, the one-time token, the organization API and the audit events.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TesseraEvent } from '../../src/audit/events.ts';
+import { hashSecret } from '../../src/domain/secrets.ts';
+import { openConnection } from '../../src/store/redis/connection.ts';
+import { parseRedisUrl } from '../../src/store/redis/url.ts';
+import { admin, redisTestUrl, startTestServer } from '../support/harness.ts';
+import { storeChoices } from '../support/store-choices.ts';
+import { loginAtProvider, MiniBrowser, OAUTH_PROVIDER, startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
+
+const ALICE = { login: 'alice', password: 'wonderland' };
+const ROOT = { login: 'root', password: 'toor-toor' };
+const MALLORY = { login: 'mallory', password: 'unverified' };
+
+interface Problem {
+  code: string;
+  detail: string;
+  status: number;
+}
+
+describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
+  let world: SsoWorld;
+  const events: TesseraEvent[] = [];
+
+  beforeAll(async () => {
+    world = await startSsoWorld({ store: storeChoice });
+    world.server.deps.bus.subscribe((e) => events.push(e));
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  const loginUrl = (query = '') => `${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=${world.orgSlug}${query}`;
+
+  async function redeem(token: string, mode: 'token' | 'cookie' = 'token') {
+    return fetch(`${world.tesseraUrl}/api/v1/sso/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(mode === 'cookie' ? { 'x-auth-mode': 'cookie', origin: world.tesseraUrl } : {}) },
+      body: JSON.stringify({ token }),
+    });
+  }
+
+  /** A whole login in `browser`: returns the callback's redirect target. */
+  async function signIn(browser: MiniBrowser, account = ALICE, url = loginUrl()): Promise<URL> {
+    const callback = await loginAtProvider(browser, world, url, account);
+    const r = await browser.get(callback);
+    expect(r.status, await r.clone().text()).toBe(302);
+    return new URL(r.headers.get('location') as string, world.tesseraUrl);
+  }
+
+  function tokenOf(target: URL): string {
+    const t = target.searchParams.get('token');
+    if (t === null) throw new Error(`no token in ${target.href}`);
+    return t;
+  }
+
+  it('starts a flow: flow cookie (Lax, 10 min), a 302 to the provider with state, nonce and PKCE S256', async () => {
+    const browser = new MiniBrowser();
+    const r = await browser.get(loginUrl());
+    expect(r.status).toBe(302);
+    const cookie = r.headers.getSetCookie().find((c) => c.startsWith('__Host-flow='));
+    expect(cookie).toBeDefined();
+    expect(cookie).toMatch(/Max-Age=600/);
+    expect(cookie).toMatch(/SameSite=Lax/);
+    expect(cookie).toMatch(/HttpOnly/);
+    expect(cookie).toMatch(/Secure/);
+    expect(cookie).toMatch(/Path=\//);
+    const to = new URL(r.headers.get('location') as string);
+    expect(to.origin).toBe(world.idp.issuer);
+    expect(to.searchParams.get('client_id')).toBe(world.idp.clientId);
+    expect(to.searchParams.get('redirect_uri')).toBe(`${world.tesseraUrl}/api/v1/sso/oidc/callback`);
+    expect(to.searchParams.get('state')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(to.searchParams.get('nonce')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(to.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(to.searchParams.get('scope')).toBe('openid email');
+  });
+
+  it('logs in (token mode): idp and app sessions, the user created by (issuer, subject), a token pair that works', async () => {
+    const browser = new MiniBrowser();
+    const target = await signIn(browser);
+    expect(target.pathname).toBe('/login/sso');
+    const token = tokenOf(target);
+    const r = await redeem(token);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('cache-control')).toBe('no-store');
+    const pair = (await r.json()) as { userSessionToken: string; refreshToken: string; sessionId: string; customerId: string; tenantId: string };
+    expect(pair.tenantId).toBe(world.tenantId);
+    const me = await fetch(`${world.tesseraUrl}/api/v1/session`, { headers: { authorization: `Bearer ${pair.userSessionToken}` } });
+    expect(me.status).toBe(200);
+    const store = world.server.store;
+    const app = await store.getSessionByHandle(pair.sessionId);
+    expect(app).toMatchObject({ kind: 'app', authMethod: 'oidc', status: 'active', data: { mode: 'token' } });
+    const idp = await store.getSessionByHandle(app?.parentHandle as string);
+    expect(idp).toMatchObject({ kind: 'idp', userId: pair.customerId, status: 'active', data: { subject: 'alice', issuer: world.idp.issuer } });
+    const identity = await store.federation.findIdentity(world.tenantId, world.idp.issuer, 'alice');
+    expect(identity?.userId).toBe(pair.customerId);
+    const user = await store.getUser(world.tenantId, pair.customerId);
+    expect(user).toMatchObject({ email: 'alice@example.com', passwordHash: null, roles: [] });
+
+    // The refresh token rotates like any other.
+    const refreshed = await fetch(`${world.tesseraUrl}/api/v1/auth/token/refresh`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ refreshToken: pair.refreshToken }),
+    });
+    expect(refreshed.status).toBe(200);
+  });
+
+  it('the one-time token is single use, refuses other secrets, and dies after 60 s', async () => {
+    const token = tokenOf(await signIn(new MiniBrowser()));
+    expect((await redeem(token)).status).toBe(200);
+    const again = await redeem(token);
+    expect(again.status).toBe(401);
+    expect(((await again.json()) as Problem).code).toBe('invalid_sso_token');
+
+    const late = tokenOf(await signIn(new MiniBrowser()));
+    world.clock.advance(61_000);
+    const r = await redeem(late);
+    expect(r.status).toBe(401);
+    expect(((await r.json()) as Problem).code).toBe('invalid_sso_token');
+
+    expect((await redeem('x'.repeat(43))).status).toBe(401);
+  });
+
+  it('two redemptions racing with one token: exactly one session', async () => {
+    const token = tokenOf(await signIn(new MiniBrowser()));
+    const results = await Promise.all(Array.from({ length: 10 }, () => redeem(token)));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(1);
+    expect(results.filter((r) => r.status === 401)).toHaveLength(9);
+  });
+
+  it('logs in (cookie mode): the session cookie, an xsrf token, and no bearer tokens', async () => {
+    const token = tokenOf(await signIn(new MiniBrowser()));
+    const r = await redeem(token, 'cookie');
+    expect(r.status).toBe(200);
+    const body = (await r.json()) as Record<string, unknown>;
+    expect(body).toHaveProperty('xsrfToken');
+    expect(body).not.toHaveProperty('userSessionToken');
+    const sid = r.headers.getSetCookie().find((c) => c.startsWith('__Host-sid='));
+    expect(sid).toMatch(/SameSite=Strict/);
+    const me = await fetch(`${world.tesseraUrl}/api/v1/session`, { headers: { cookie: (sid as string).split(';')[0] as string } });
+    expect(me.status).toBe(200);
+    expect(((await me.json()) as { sessionId: string }).sessionId).toBe(body.sessionId);
+  });
+
+  it('two logins started in two tabs of one browser both finish (one flow per state)', async () => {
+    const browser = new MiniBrowser();
+    const first = await browser.get(loginUrl());
+    const second = await browser.get(loginUrl());
+    expect(first.status).toBe(302);
+    expect(second.status).toBe(302);
+    const one = await loginAtProvider(browser, world, first.headers.get('location') as string, ALICE);
+    const two = await loginAtProvider(browser, world, second.headers.get('location') as string, ALICE);
+    // Finish them in the other order.
+    const r2 = await browser.get(two);
+    const r1 = await browser.get(one);
+    expect(r2.status).toBe(302);
+    expect(r1.status).toBe(302);
+    const t1 = tokenOf(new URL(r1.headers.get('location') as string, world.tesseraUrl));
+    const t2 = tokenOf(new URL(r2.headers.get('location') as string, world.tesseraUrl));
+    expect(t1).not.toBe(t2);
+    expect((await redeem(t1)).status).toBe(200);
+    expect((await redeem(t2)).status).toBe(200);
+  });
+
+  it("refuses a callback with another browser's state, and leaves the flow to its owner", async () => {
+    const owner = new MiniBrowser();
+    const callback = await loginAtProvider(owner, world, loginUrl(), ALICE);
+    const failedBefore = events.filter((e) => e.type === 'sso.failed').length;
+
+    const stranger = new MiniBrowser();
+    const r = await stranger.get(callback);
+    expect(r.status).toBe(403);
+    expect(r.headers.get('content-type')).toMatch(/text\/html/);
+    expect(await r.text()).toContain('sso_state_mismatch');
+
+    // A stranger with a flow cookie of its own is refused the same way.
+    await stranger.get(loginUrl());
+    const r2 = await stranger.get(callback);
+    expect(r2.status).toBe(403);
+    const failed = events.filter((e) => e.type === 'sso.failed').slice(failedBefore);
+    expect(failed.length).toBeGreaterThanOrEqual(1);
+    expect(failed[0]).toMatchObject({ tenantId: world.tenantId, details: { reason: 'sso_state_mismatch' } });
+
+    const ok = await owner.get(callback);
+    expect(ok.status).toBe(302);
+    expect(ok.headers.get('location')).toMatch(/^\/login\/sso\?token=/);
+  });
+
+  it('refuses a replayed callback (the flow is used once)', async () => {
+    const browser = new MiniBrowser();
+    const callback = await loginAtProvider(browser, world, loginUrl(), ALICE);
+    expect((await browser.get(callback)).status).toBe(302);
+    const replay = await browser.get(callback);
+    expect(replay.status).toBe(403);
+    expect(await replay.text()).toContain('sso_state_mismatch');
+  });
+
+  it('API clients get problem+json; browsers get a page', async () => {
+    const api = await fetch(`${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=no-such-org`, { redirect: 'manual', headers: { accept: 'application/json' } });
+    expect(api.status).toBe(404);
+    expect(api.headers.get('content-type')).toMatch(/application\/problem\+json/);
+    expect(((await api.json()) as Problem).code).toBe('org_not_found');
+    const page = await new MiniBrowser().get(`${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=no-such-org`);
+    expect(page.status).toBe(404);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    expect(page.headers.get('content-security-policy')).toMatch(/default-src 'none'/);
+    const noState = await new MiniBrowser().get(`${world.tesseraUrl}/api/v1/sso/oidc/callback?code=abc`);
+    expect(noState.status).toBe(400);
+    expect(await noState.text()).toContain('sso_invalid_callback');
+  });
+
+  it('refuses a tampered ID token and one with the wrong nonce; the flow is gone afterwards', async () => {
+    for (const tamper of ['signature', 'nonce'] as const) {
+      const browser = new MiniBrowser();
+      const callback = await loginAtProvider(browser, world, loginUrl(), ALICE);
+      world.idp.tamper = tamper;
+      let r: Response;
+      try {
+        r = await browser.get(callback);
+      } finally {
+        world.idp.tamper = 'none';
+      }
+      expect(r.status, tamper).toBe(401);
+      const text = await r.text();
+      expect(text, tamper).toContain('sso_id_token_invalid');
+      const again = await browser.get(callback);
+      expect(again.status).toBe(403);
+    }
+    const failures = events.filter((e) => e.type === 'sso.failed' && e.details.reason === 'sso_id_token_invalid');
+    expect(failures.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('refuses an expired flow', async () => {
+    const browser = new MiniBrowser();
+    const callback = await loginAtProvider(browser, world, loginUrl(), ALICE);
+    world.clock.advance(601_000);
+    const r = await browser.get(callback);
+    expect(r.status).toBe(400);
+    expect(await r.text()).toContain('sso_flow_expired');
+    expect((await browser.get(callback)).status).toBe(403);
+  });
+
+  it('refuses denied consent and a bad code, and destroys the flow', async () => {
+    const browser = new MiniBrowser();
+    const denied = await loginAtProvider(new MiniBrowser(), world, loginUrl(), ALICE, 'deny');
+    expect(new URL(denied).searchParams.get('error')).toBe('access_denied');
+    // The provider's answer went to a browser without this flow; replay it in the right one.
+    const owner = new MiniBrowser();
+    const deniedOwn = await loginAtProvider(owner, world, loginUrl(), ALICE, 'deny');
+    const r = await owner.get(deniedOwn);
+    expect(r.status).toBe(403);
+    expect(await r.text()).toContain('sso_access_denied');
+    expect((await owner.get(deniedOwn)).status).toBe(403);
+
+    const callback = new URL(await loginAtProvider(browser, world, loginUrl(), ALICE));
+    callback.searchParams.set('code', 'not-a-code-the-provider-issued');
+    const bad = await browser.get(callback.href);
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain('sso_code_rejected');
+    expect((await browser.get(callback.href)).status).toBe(403);
+  });
+
+  it('a command-line login ends at http://127.0.0.1:<callbackPort>/callback, with its token or its error', async () => {
+    const target = await signIn(new MiniBrowser(), ALICE, loginUrl('&callbackPort=49152'));
+    expect(target.origin).toBe('http://127.0.0.1:49152');
+    expect(target.pathname).toBe('/callback');
+    expect((await redeem(tokenOf(target))).status).toBe(200);
+
+    const browser = new MiniBrowser();
+    const callback = await loginAtProvider(browser, world, loginUrl('&callbackPort=49153'), ALICE);
+    world.idp.tamper = 'signature';
+    let r: Response;
+    try {
+      r = await browser.get(callback);
+    } finally {
+      world.idp.tamper = 'none';
+    }
+    expect(r.status).toBe(302);
+    const to = new URL(r.headers.get('location') as string);
+    expect(to.origin).toBe('http://127.0.0.1:49153');
+    expect(to.searchParams.get('error')).toBe('sso_id_token_invalid');
+    expect(to.searchParams.get('token')).toBeNull();
+  });
+
+  it('validates callbackPort (integer 1024–65535)', async () => {
+    for (const bad of ['80', '1023', '65536', 'abc', '4711.5', '-1', '99999']) {
+      const r = await new MiniBrowser().get(loginUrl(`&callbackPort=${encodeURIComponent(bad)}`));
+      expect(r.status, bad).toBe(400);
+      expect(await r.text(), bad).toContain('invalid_callback_port');
+    }
+    expect((await new MiniBrowser().get(loginUrl('&callbackPort=1024'))).status).toBe(302);
+    expect((await new MiniBrowser().get(loginUrl('&callbackPort=65535'))).status).toBe(302);
+  });
+
+  it('plain OAuth 2.0: isAdminLogin is carried through the flow and needs the admin role', async () => {
+    const oauthLogin = (q: string) => `${world.tesseraUrl}/api/v1/sso/oauth/${OAUTH_PROVIDER}/login?orgSlug=${world.oauthOrgSlug}${q}`;
+    // An admin of the tenant, linked by verified email on first SSO login.
+    const created = await world.server.app.inject({
+      method: 'POST',
+      url: '/api/v1/admin/users',
+      headers: admin,
+      payload: { tenantId: world.tenantId, email: 'root@example.com', password: 'a-long-password-1', roles: ['admin'] },
+    });
+    expect(created.statusCode).toBe(201);
+    const rootId = (created.json() as { id: string }).id;
+
+    const browser = new MiniBrowser();
+    const start = await browser.get(oauthLogin('&isAdminLogin=true'));
+    expect(start.status).toBe(302);
+    const to = new URL(start.headers.get('location') as string);
+    expect(to.searchParams.get('nonce')).toBeNull();
+    expect(to.searchParams.get('code_challenge_method')).toBe('S256');
+    if (world.redisPrefix !== null) {
+      const keys = await redisKeys(`${world.redisPrefix}oauth-session:*`);
+      expect(keys).toContain(`${world.redisPrefix}oauth-session:${hashSecret(to.searchParams.get('state') as string)}`);
+    }
+
+    const refusedBrowser = new MiniBrowser();
+    const refused = await refusedBrowser.get(await loginAtProvider(refusedBrowser, world, oauthLogin('&isAdminLogin=true'), ALICE));
+    expect(refused.status).toBe(403);
+    expect(await refused.text()).toContain('sso_admin_required');
+
+    const adminBrowser = new MiniBrowser();
+    const ok = await adminBrowser.get(await loginAtProvider(adminBrowser, world, oauthLogin('&isAdminLogin=true'), ROOT));
+    expect(ok.status).toBe(302);
+    const token = tokenOf(new URL(ok.headers.get('location') as string, world.tesseraUrl));
+    const pair = (await (await redeem(token)).json()) as { customerId: string; sessionId: string; userSessionToken: string };
+    expect(pair.customerId).toBe(rootId);
+    const session = await world.server.store.getSessionByHandle(pair.sessionId);
+    expect(session).toMatchObject({ authMethod: 'oauth', data: { adminLogin: true } });
+    // The admin API accepts that session.
+    const t = await fetch(`${world.tesseraUrl}/api/v1/admin/tenants/${world.tenantId}`, { headers: { authorization: `Bearer ${pair.userSessionToken}` } });
+    expect(t.status).toBe(200);
+
+    // An unverified email never links to (takes over) the admin's account.
+    const mallory = new MiniBrowser();
+    const m = await mallory.get(await loginAtProvider(mallory, world, oauthLogin(''), MALLORY));
+    expect(m.status).toBe(409);
+    expect(await m.text()).toContain('sso_email_conflict');
+
+    // The OIDC routes refuse an OAuth organization, and the OAuth routes another provider.
+    const wrong = await new MiniBrowser().get(`${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=${world.oauthOrgSlug}`);
+    expect(wrong.status).toBe(400);
+    expect(await wrong.text()).toContain('wrong_protocol');
+    const other = await new MiniBrowser().get(`${world.tesseraUrl}/api/v1/sso/oauth/github/login?orgSlug=${world.oauthOrgSlug}`);
+    expect(other.status).toBe(400);
+  });
+
+  it.skipIf(storeChoice !== 'redis')('Redis: the oidc-session: key exists during the flow with a TTL of at most 600 s, and is gone after the callback', async () => {
+    const browser = new MiniBrowser();
+    const start = await browser.get(loginUrl());
+    const state = new URL(start.headers.get('location') as string).searchParams.get('state') as string;
+    const key = `${world.redisPrefix}oidc-session:${hashSecret(state)}`;
+    const pttl = await redisCommand(['PTTL', key]);
+    expect(Number(pttl)).toBeGreaterThan(0);
+    expect(Number(pttl)).toBeLessThanOrEqual(600_000);
+    const callback = await loginAtProvider(browser, world, start.headers.get('location') as string, ALICE);
+    expect(Number(await redisCommand(['EXISTS', key]))).toBe(1);
+    expect((await browser.get(callback)).status).toBe(302);
+    expect(Number(await redisCommand(['EXISTS', key]))).toBe(0);
+  });
+
+  it('emits sso.started, sso.completed and sso.failed with the request ids', async () => {
+    const types = new Set(events.map((e) => e.type));
+    expect(types).toContain('sso.started');
+    expect(types).toContain('sso.completed');
+    expect(types).toContain('sso.failed');
+    const completed = events.find((e) => e.type === 'sso.completed');
+    expect(completed).toMatchObject({ tenantId: world.tenantId, kind: 'app', details: { protocol: 'oidc' } });
+    expect(completed?.headers?.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(JSON.stringify(events)).not.toMatch(/code_verifier|"nonce"/);
+  });
+
+  it('stores the client secret sealed and never returns it', async () => {
+    const stored = await world.server.store.federation.getOrganization(world.orgSlug);
+    expect(stored?.oidc?.sealedClientSecret).toMatch(/^v1\./);
+    expect(JSON.stringify(stored)).not.toContain(world.idp.clientSecret);
+    const got = await world.server.app.inject({ method: 'GET', url: `/api/v1/admin/orgs/${world.orgSlug}`, headers: admin });
+    expect(got.statusCode).toBe(200);
+    expect(got.body).not.toContain(world.idp.clientSecret);
+    expect(got.json()).toMatchObject({ protocol: 'oidc', oidc: { hasClientSecret: true }, redirectUri: `${world.tesseraUrl}/api/v1/sso/oidc/callback` });
+  });
+});
+
+describe('organizations (admin API)', () => {
+  it('refuses plain-HTTP providers unless TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1, and non-loopback HTTP always', async () => {
+    const strict = await startTestServer();
+    const loose = await startTestServer({ env: { TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1' } });
+    try {
+      for (const s of [strict, loose]) {
+        const t = await s.app.inject({ method: 'PUT', url: '/api/v1/admin/tenants/t-org', headers: admin, payload: { profile: 'integration' } });
+        expect(t.statusCode).toBe(200);
+      }
+      const put = (s: typeof strict, body: Record<string, unknown>) =>
+        s.app.inject({ method: 'PUT', url: '/api/v1/admin/orgs/acme', headers: admin, payload: { tenantId: 't-org', ...body } });
+
+      const loopback = await put(strict, { oidc: { issuer: 'http://127.0.0.1:9/', clientId: 'x' } });
+      expect(loopback.statusCode).toBe(400);
+      expect(loopback.json()).toMatchObject({ code: 'insecure_url' });
+      expect((loopback.json() as Problem).detail).toContain('TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1');
+
+      const lan = await put(loose, { oidc: { issuer: 'http://idp.internal/', clientId: 'x' } });
+      expect(lan.statusCode).toBe(400);
+      expect(lan.json()).toMatchObject({ code: 'insecure_url' });
+
+      const oauthHttp = await put(strict, {
+        oauth: { provider: 'gh', authorizationEndpoint: 'https://gh.example/a', tokenEndpoint: 'http://gh.example/t', userinfoEndpoint: 'https://gh.example/u', clientId: 'x' },
+      });
+      expect(oauthHttp.statusCode).toBe(400);
+
+      // The loopback issuer is allowed in development; nobody answers there, so discovery fails.
+      const unreachable = await put(loose, { oidc: { issuer: 'http://127.0.0.1:9', clientId: 'x' } });
+      expect(unreachable.statusCode).toBe(502);
+      expect(unreachable.json()).toMatchObject({ code: 'oidc_discovery_failed' });
+
+      const both = await put(strict, {
+        oidc: { issuer: 'https://a.example', clientId: 'x' },
+        oauth: { provider: 'gh', authorizationEndpoint: 'https://a.example/a', tokenEndpoint: 'https://a.example/t', userinfoEndpoint: 'https://a.example/u', clientId: 'x' },
+      });
+      expect(both.statusCode).toBe(400);
+      expect(both.json()).toMatchObject({ code: 'invalid_org' });
+
+      const noTenant = await strict.app.inject({
+        method: 'PUT',
+        url: '/api/v1/admin/orgs/acme',
+        headers: admin,
+        payload: { tenantId: 't-none', oauth: { provider: 'gh', authorizationEndpoint: 'https://a.example/a', tokenEndpoint: 'https://a.example/t', userinfoEndpoint: 'https://a.example/u', clientId: 'x' } },
+      });
+      expect(noTenant.statusCode).toBe(404);
+
+      const oauth = await put(strict, {
+        oauth: { provider: 'gh', authorizationEndpoint: 'https://gh.example/a', tokenEndpoint: 'https://gh.example/t', userinfoEndpoint: 'https://gh.example/u', clientId: 'x', clientSecret: 's3cret-value' },
+      });
+      expect(oauth.statusCode).toBe(200);
+      expect(oauth.json()).toMatchObject({
+        protocol: 'oauth',
+        oauth: { provider: 'gh', hasClientSecret: true, issuer: 'https://gh.example', mapping: { subject: 'id', email: 'email', emailVerified: null } },
+        redirectUri: 'https://tessera.test/api/v1/sso/oauth/gh/callback',
+      });
+      expect(oauth.body).not.toContain('s3cret-value');
+      // Omitting the secret keeps it (same client id).
+      const again = await put(strict, {
+        oauth: { provider: 'gh', authorizationEndpoint: 'https://gh.example/a', tokenEndpoint: 'https://gh.example/t', userinfoEndpoint: 'https://gh.example/u', clientId: 'x' },
+      });
+      expect(again.json()).toMatchObject({ oauth: { hasClientSecret: true } });
+
+      // Tessera's own redirect URI must be HTTPS too: this server's public URL is plain HTTP.
+      const httpTessera = await startTestServer({ env: { TESSERA_PUBLIC_URL: 'http://127.0.0.1:1' } });
+      try {
+        await httpTessera.app.inject({ method: 'PUT', url: '/api/v1/admin/tenants/t-org', headers: admin, payload: {} });
+        await put(httpTessera, {
+          oauth: { provider: 'gh', authorizationEndpoint: 'https://gh.example/a', tokenEndpoint: 'https://gh.example/t', userinfoEndpoint: 'https://gh.example/u', clientId: 'x' },
+        });
+        const r = await httpTessera.app.inject({ method: 'GET', url: '/api/v1/sso/oauth/gh/login?orgSlug=acme' });
+        expect(r.statusCode).toBe(500);
+        expect(r.json()).toMatchObject({ code: 'insecure_redirect_uri' });
+      } finally {
+        await httpTessera.close();
+      }
+
+      expect((await strict.app.inject({ method: 'PUT', url: '/api/v1/admin/orgs/acme', payload: { tenantId: 't-org' } })).statusCode).toBe(401);
+      expect((await strict.app.inject({ method: 'GET', url: '/api/v1/admin/orgs/nope', headers: admin })).statusCode).toBe(404);
+      expect((await strict.app.inject({ method: 'PUT', url: '/api/v1/admin/orgs/Bad_Slug', headers: admin, payload: { tenantId: 't-org' } })).statusCode).toBe(400);
+    } finally {
+      await strict.close();
+      await loose.close();
+    }
+  });
+});
+
+async function redisCommand(args: string[]): Promise<unknown> {
+  const conn = await openConnection(parseRedisUrl(redisTestUrl()), { connectTimeoutMs: 2000, commandTimeoutMs: 2000 });
+  try {
+    return await conn.send(args[1], args);
+  } finally {
+    await conn.close();
+  }
+}
+
+async function redisKeys(pattern: string): Promise<string[]> {
+  const out: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = (await redisCommand(['SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000'])) as [string, string[]];
+    cursor = next;
+    out.push(...keys);
+  } while (cursor !== '0');
+  return out;
+}
