@@ -6,6 +6,7 @@ import { EventBus } from './audit/events.ts';
 import { DEFAULT_THROTTLE, type ThrottlePolicy } from './auth/throttle.ts';
 import type { Config } from './config/config.ts';
 import type { Clock } from './domain/clock.ts';
+import { startMonitoring, type Monitoring } from './sessions/monitoring.ts';
 import { SessionCache } from './sessions/session-cache.ts';
 import type { Coordination } from './store/coordination.ts';
 import type { SessionStore } from './store/port.ts';
@@ -37,11 +38,15 @@ export interface Deps {
   keys: DerivedKeys;
   sessionCache: SessionCache;
   throttle: ThrottlePolicy;
+  /** Audit pipeline, metrics, locations, anomaly screening, live feed (src/sessions/monitoring.ts). */
+  monitor: Monitoring;
 }
 
 export interface RuntimeOptions {
   adminTokenHash: string | null;
   throttle?: ThrottlePolicy;
+  /** Node process metrics on /metrics too (servers; tests leave them out). */
+  processMetrics?: boolean;
 }
 
 export async function createRuntime(
@@ -54,12 +59,14 @@ export async function createRuntime(
   await keyRing.load(clock.now());
   const sessionCache = new SessionCache(store);
   await sessionCache.start(store);
+  const bus = new EventBus();
+  const monitor = await startMonitoring({ config, store, clock, bus, sessionCache }, { processMetrics: opts.processMetrics ?? false });
   return {
     config,
     store,
     clock,
     adminTokenHash: opts.adminTokenHash,
-    bus: new EventBus(),
+    bus,
     keyRing,
     keys: {
       refresh: deriveKey(config.cookieSecret, 'refresh-successor'),
@@ -70,5 +77,6 @@ export async function createRuntime(
     },
     sessionCache,
     throttle: opts.throttle ?? DEFAULT_THROTTLE,
+    monitor,
   };
 }

@@ -72,7 +72,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let deps: Deps;
   let app: App;
   try {
-    deps = await createRuntime({ ...config, cookieSecret }, store, clock, { adminTokenHash });
+    deps = await createRuntime({ ...config, cookieSecret }, store, clock, { adminTokenHash, processMetrics: true });
     app = await buildApp(deps, { logger: log });
   } catch (err) {
     await store.close();
@@ -116,6 +116,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
           clearTimeout(deadline);
         }
         await sweeper.stop();
+        await deps.monitor.stop();
         await deps.sessionCache.stop();
         await store.close();
         log.info('tessera stopped');

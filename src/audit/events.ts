@@ -1,13 +1,21 @@
 // The one event pipeline: every lifecycle change is emitted once, as a typed event, and
 // consumers (audit log, metrics, anomaly rules, live stream) subscribe. Events never carry a raw
 // secret: only handles, ids and hashes' absence.
+//
+// Contract for emitters (the active-session gauge and the duration histogram rely on it): every
+// session that starts emits `session.created` once, and every session that stops being active
+// emits exactly one `session.revoked` (with `details.reason`, e.g. `consumed` for single-use
+// sessions) or `session.expired`. Use `sessionEvent` for session events: it fills the kind and
+// the session's start. Requests attach where they came from with `emit(deps, event, origin)`
+// (src/sessions/app-sessions.ts): the SPEC 3 headers, IP, user agent and location.
 
-import type { Session } from '../domain/session.ts';
+import type { Location, Session } from '../domain/session.ts';
 
 export type EventType =
   | 'session.created'
   | 'session.refreshed'
   | 'session.extended'
+  | 'session.reauthenticated'
   | 'session.expired'
   | 'session.revoked'
   | 'session.limit_evicted'
@@ -37,6 +45,10 @@ export interface TesseraEvent {
   headers?: EventHeaders;
   ip?: string | null;
   userAgent?: string | null;
+  /** Coarse location of the client, when known (trusted proxy headers or a GeoIP database). */
+  location?: Location | null;
+  /** When the session the event is about was created (for durations). */
+  startedAt?: number;
   details: Record<string, unknown>;
 }
 
@@ -68,5 +80,5 @@ export function sessionEvent(
   time: number,
   details: Record<string, unknown> = {},
 ): TesseraEvent {
-  return { type, time, tenantId: s.tenantId, userId: s.userId, sessionHandle: s.handle, kind: s.kind, details };
+  return { type, time, tenantId: s.tenantId, userId: s.userId, sessionHandle: s.handle, kind: s.kind, startedAt: s.createdAt, details };
 }

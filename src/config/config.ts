@@ -4,6 +4,7 @@
 
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
+import { loadMonitoringConfig, type MonitoringConfig } from './monitoring.ts';
 
 export type StoreKind = 'sqlite' | 'redis' | 'redis-sentinel' | 'redis-cluster';
 
@@ -37,6 +38,8 @@ export interface Config {
   bodyLimit: number;
   /** Serves the demo bank and fintech pages (issue: consent redirects). */
   demo: boolean;
+  /** Audit log, locations, anomaly thresholds (src/config/monitoring.ts). */
+  monitoring: MonitoringConfig;
 }
 
 export class ConfigError extends Error {
@@ -110,6 +113,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     sweepIntervalMs: intVar(env, 'TESSERA_SWEEP_INTERVAL_MS', 5000, 100, 3_600_000),
     bodyLimit: intVar(env, 'TESSERA_BODY_LIMIT', 64 * 1024, 1024, 10 * 1024 * 1024),
     demo: boolVar(env, 'TESSERA_DEMO'),
+    monitoring: loadMonitoringConfig(env, cwd),
   };
 }
 

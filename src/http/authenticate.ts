@@ -8,7 +8,9 @@ import { missingHeaders, requiredHeaders } from '../domain/request-headers.ts';
 import { hashSecret } from '../domain/secrets.ts';
 import { isValid, slideIdleExpiry, type Session } from '../domain/session.ts';
 import type { Tenant } from '../domain/tenant.ts';
-import { checkXsrf, idleSecondsOf, type AuthMode, type Origin } from '../sessions/app-sessions.ts';
+import { sessionEvent } from '../audit/events.ts';
+import { checkXsrf, emit, idleSecondsOf, type AuthMode, type Origin } from '../sessions/app-sessions.ts';
+import { reauthMarkOf } from '../sessions/monitoring.ts';
 import { verifySessionToken } from '../tokens/session-token.ts';
 import { bearerToken } from './bearer.ts';
 import { readCookie, setCookie } from './cookies.ts';
@@ -30,6 +32,11 @@ declare module 'fastify' {
 export interface AuthOptions {
   /** Read the store for the session's state even when the local cache knows it. */
   strict?: boolean;
+  /**
+   * Let a session marked for re-authentication through (the reauth and logout routes); every
+   * other route answers 401 `reauth_required` for it.
+   */
+  allowReauth?: boolean;
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -46,6 +53,7 @@ export function originOf(request: FastifyRequest): Origin {
     },
     ip: c.ip,
     userAgent: c.userAgent,
+    location: request.clientLocation ?? null,
   };
 }
 
@@ -95,6 +103,7 @@ async function fromCookie(
   tenant: (id: string) => Promise<Tenant | null>,
   now: number,
   reply: FastifyReply,
+  origin: Origin,
 ): Promise<Session> {
   const stored = await deps.sessionCache.getValidBySecretHash(hashSecret(secret), now);
   if (!stored || stored.kind !== 'app' || stored.data.mode !== 'cookie' || !isValid(stored, now)) {
@@ -108,6 +117,7 @@ async function fromCookie(
     const touched = await deps.store.touchSession(stored.handle, now, slideIdleExpiry(stored, idle, now));
     if (!touched) throw new Unauthorized('session_ended', 'The session has ended.');
     deps.sessionCache.remember(touched);
+    emit(deps, sessionEvent('session.extended', touched, now, { idleExpiresAt: touched.idleExpiresAt }), origin);
     const maxAge = ((touched.idleExpiresAt ?? touched.absoluteExpiresAt) - now) / 1000;
     setCookie(reply, deps.config, { name: 'sid', value: secret, maxAgeSeconds: maxAge, sameSite: 'strict' });
     return touched;
@@ -129,7 +139,7 @@ export function authenticate(deps: Deps, opts: AuthOptions = {}) {
     } else {
       const secret = readCookie(request, deps.config, 'sid');
       if (secret === null) throw new Unauthorized('unauthenticated', 'Log in first: no session token or cookie was sent.');
-      session = await fromCookie(deps, secret, getTenant, now, reply);
+      session = await fromCookie(deps, secret, getTenant, now, reply, originOf(request));
       mode = 'cookie';
     }
     const tenant = await getTenant(session.tenantId);
@@ -153,6 +163,9 @@ export function authenticate(deps: Deps, opts: AuthOptions = {}) {
       if (!checkXsrf(deps, session, typeof presented === 'string' ? presented : undefined)) {
         throw new Forbidden('csrf', 'X-XSRF-TOKEN is missing or does not match the session.');
       }
+    }
+    if (!opts.allowReauth && reauthMarkOf(session) !== null) {
+      throw new Unauthorized('reauth_required', 'Confirm your password (POST /api/v1/auth/reauth) to go on with this session.');
     }
     request.auth = { session, tenant, mode };
   };

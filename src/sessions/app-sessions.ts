@@ -4,7 +4,7 @@
 import { sessionEvent, type EventHeaders, type TesseraEvent } from '../audit/events.ts';
 import { Conflict, Unauthorized } from '../domain/errors.ts';
 import { hashSecret, newSecret } from '../domain/secrets.ts';
-import { issueSession, type Device, type RevokeReason, type Session } from '../domain/session.ts';
+import { issueSession, type Device, type Location, type RevokeReason, type Session } from '../domain/session.ts';
 import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
 import type { User } from '../domain/user.ts';
 import { constantTimeEqual } from '../domain/secrets.ts';
@@ -14,15 +14,18 @@ import { deterministicJti, signSessionToken } from '../tokens/session-token.ts';
 
 export type AuthMode = 'token' | 'cookie';
 
-/** Where an action came from, for its events (SPEC 9: the six headers, IP, user agent). */
+/** Where an action came from, for its events (SPEC 9: the six headers, IP, user agent, location). */
 export interface Origin {
   headers: EventHeaders;
   ip: string | null;
   userAgent: string | null;
+  location?: Location | null;
 }
 
 export function emit(deps: Pick<Deps, 'bus'>, event: TesseraEvent, origin?: Origin): void {
-  deps.bus.emit(origin ? { ...event, headers: origin.headers, ip: origin.ip, userAgent: origin.userAgent } : event);
+  deps.bus.emit(
+    origin ? { ...event, headers: origin.headers, ip: origin.ip, userAgent: origin.userAgent, location: origin.location ?? null } : event,
+  );
 }
 
 /** Every process learns of ended sessions through the store's feed; this one forgets them at once. */
@@ -85,7 +88,7 @@ export async function startAppSession(deps: Deps, input: StartAppSession, now: n
       lifetime: { idle: idleSecondsOf(tenant, mode), absolute: life.absolute },
       authMethod: input.authMethod,
       clientId: input.clientId ?? null,
-      device: input.device,
+      device: origin?.location && !input.device.location ? { ...input.device, location: origin.location } : input.device,
       data: { mode },
       ...(input.notAfter !== undefined ? { notAfter: input.notAfter } : {}),
     },
@@ -103,7 +106,12 @@ export async function startAppSession(deps: Deps, input: StartAppSession, now: n
   deps.sessionCache.remember(result.session);
   announceEnded(deps, result.evicted, now, origin);
   emit(deps, sessionEvent('session.created', result.session, now, { mode, authMethod: input.authMethod }), origin);
-  return { session: result.session, secret: issued.secret };
+  // Anomaly rules and the tenant's policy, before anyone holds a credential of the session.
+  const screened = await deps.monitor.screenNewSession(result.session, tenant, now, origin);
+  if (screened === null) {
+    throw new Unauthorized('anomaly_detected', 'This login was refused: it does not match how this account is normally used.');
+  }
+  return { session: screened, secret: issued.secret };
 }
 
 export interface TokenPair {

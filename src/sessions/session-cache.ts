@@ -98,6 +98,15 @@ export class SessionCache {
     }
   }
 
+  /**
+   * Drops cached records that changed elsewhere without ending (e.g. marked for
+   * re-authentication), so the next check reads the store. Unlike `forget`, no tombstone.
+   */
+  invalidate(handles: Iterable<string>): void {
+    this.generation += 1;
+    for (const h of handles) this.entries.delete(h);
+  }
+
   reset(): void {
     this.generation += 1;
     this.entries.clear();

@@ -79,6 +79,7 @@ export async function startTestServer(opts: HarnessOptions = {}): Promise<TestSe
     store: opened.store,
     async close() {
       await app.close();
+      await deps.monitor.stop();
       await deps.sessionCache.stop();
       if (!opts.sharedStore) {
         await opened.store.close();

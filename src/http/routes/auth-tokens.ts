@@ -62,7 +62,7 @@ export async function authTokenRoutes(app: App, deps: Deps): Promise<void> {
   app.post(
     '/api/v1/auth/logout',
     {
-      preHandler: authenticate(deps),
+      preHandler: authenticate(deps, { allowReauth: true }),
       schema: {
         tags: ['auth'],
         summary: 'End the current session (bearer or cookie)',

@@ -40,7 +40,7 @@ export async function healthRoutes(app: App, deps: Deps): Promise<void> {
       } catch (err) {
         throw err instanceof StoreUnavailable ? err : new StoreUnavailable('The session store does not answer.', err);
       }
-      return { status: 'ready' as const, store: deps.store.kind, checks: { store: 'ok' } };
+      return { status: 'ready' as const, store: deps.store.kind, checks: { store: 'ok', ...deps.monitor.readiness() } };
     },
   );
 }

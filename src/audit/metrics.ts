@@ -1,0 +1,172 @@
+// Prometheus metrics (SPEC 9) with prom-client, one registry per Tessera instance.
+//
+// Counters and histograms count what this process saw: each lifecycle event is emitted once,
+// by the process that caused it, so summing over processes (PromQL `sum`) gives the totals.
+// Active sessions are different: a per-process count would be wrong as soon as a session is
+// created on one server and ended on another, or a server restarts. So the gauge is read from
+// the store, where every appended audit event moves it in the same atomic step that writes the
+// record (AuditStore.activeSessions); scrapes read it at most every ACTIVE_CACHE_MS.
+//
+// Tenant labels come only from tenants that exist (events naming an unknown tenant, such as a
+// failed login with a made-up X-Tenant-ID, are labelled `_unknown`), so a client cannot grow
+// the label set.
+
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ActiveCount } from '../store/audit-port.ts';
+import type { TesseraEvent } from './events.ts';
+
+export const UNKNOWN_TENANT = '_unknown';
+const ACTIVE_CACHE_MS = 5_000;
+
+export interface MetricsOptions {
+  /** Reads the active-session gauge from the store. */
+  activeSessions: () => Promise<ActiveCount[]>;
+  /** Events waiting to be appended to the audit log. */
+  backlog: () => number;
+  now: () => number;
+  /** Node's process metrics (CPU, memory, event loop) too. */
+  processMetrics?: boolean;
+}
+
+export class TesseraMetrics {
+  readonly registry = new Registry();
+  readonly #created: Counter<'tenant' | 'kind'>;
+  readonly #refreshed: Counter<'tenant' | 'kind'>;
+  readonly #extended: Counter<'tenant' | 'kind'>;
+  readonly #expired: Counter<'tenant' | 'kind'>;
+  readonly #revoked: Counter<'tenant' | 'kind' | 'reason'>;
+  readonly #loginFailures: Counter<'tenant' | 'reason'>;
+  readonly #anomalies: Counter<'tenant' | 'reason' | 'action'>;
+  readonly #events: Counter<'tenant' | 'type'>;
+  readonly #duration: Histogram<'tenant' | 'kind'>;
+  readonly #requests: Histogram<'method' | 'route' | 'status'>;
+  readonly auditAppended: Counter;
+  readonly auditDropped: Counter<'reason'>;
+  readonly auditFailures: Counter;
+  readonly anomalyCheckFailures: Counter;
+
+  constructor(opts: MetricsOptions) {
+    const registers = [this.registry];
+    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tessera_' });
+    this.#created = new Counter({ name: 'tessera_sessions_created_total', help: 'Sessions created', labelNames: ['tenant', 'kind'], registers });
+    this.#refreshed = new Counter({ name: 'tessera_sessions_refreshed_total', help: 'Token-pair refreshes (rotations)', labelNames: ['tenant', 'kind'], registers });
+    this.#extended = new Counter({ name: 'tessera_sessions_extended_total', help: 'Idle expiries slid by activity (cookie sessions)', labelNames: ['tenant', 'kind'], registers });
+    this.#expired = new Counter({ name: 'tessera_sessions_expired_total', help: 'Sessions that expired', labelNames: ['tenant', 'kind'], registers });
+    this.#revoked = new Counter({ name: 'tessera_sessions_revoked_total', help: 'Sessions ended before their expiry, by reason', labelNames: ['tenant', 'kind', 'reason'], registers });
+    this.#loginFailures = new Counter({ name: 'tessera_login_failures_total', help: 'Failed and throttled logins', labelNames: ['tenant', 'reason'], registers });
+    this.#anomalies = new Counter({ name: 'tessera_anomalies_total', help: 'Anomaly findings, by reason and the action taken', labelNames: ['tenant', 'reason', 'action'], registers });
+    this.#events = new Counter({ name: 'tessera_events_total', help: 'Lifecycle events, by type', labelNames: ['tenant', 'type'], registers });
+    this.#duration = new Histogram({
+      name: 'tessera_session_duration_seconds',
+      help: 'How long sessions lasted, observed when they end',
+      labelNames: ['tenant', 'kind'],
+      buckets: [60, 300, 900, 1800, 3600, 7200, 14_400, 28_800, 43_200, 86_400],
+      registers,
+    });
+    this.#requests = new Histogram({
+      name: 'tessera_http_request_duration_seconds',
+      help: 'HTTP request latency, by route pattern',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.auditAppended = new Counter({ name: 'tessera_audit_events_appended_total', help: 'Events appended to the audit log', registers });
+    this.auditDropped = new Counter({
+      name: 'tessera_audit_events_dropped_total',
+      help: 'Events that never reached the audit log (queue full, or still waiting at shutdown)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.auditFailures = new Counter({ name: 'tessera_audit_append_failures_total', help: 'Failed append attempts (each retried)', registers });
+    this.anomalyCheckFailures = new Counter({
+      name: 'tessera_anomaly_check_failures_total',
+      help: 'Anomaly checks that could not run (store errors); the request went on unchecked',
+      registers,
+    });
+    new Gauge({
+      name: 'tessera_audit_queue_length',
+      help: 'Events waiting to be appended to the audit log',
+      registers,
+      collect() {
+        this.set(opts.backlog());
+      },
+    });
+    let cached: { at: number; counts: ActiveCount[] } | null = null;
+    new Gauge({
+      name: 'tessera_sessions_active',
+      help: 'Active sessions by tenant and kind (from the store; ended-but-not-yet-swept sessions count until the sweeper runs)',
+      labelNames: ['tenant', 'kind'],
+      registers,
+      async collect() {
+        const now = opts.now();
+        if (cached === null || now - cached.at >= ACTIVE_CACHE_MS || now < cached.at) {
+          try {
+            cached = { at: now, counts: await opts.activeSessions() };
+          } catch {
+            // The store does not answer: keep the last known values.
+          }
+        }
+        this.reset();
+        for (const c of cached?.counts ?? []) this.set({ tenant: c.tenantId, kind: c.kind }, c.count);
+      },
+    });
+  }
+
+  /** Counts one lifecycle event; `tenant` is its tenant id, or UNKNOWN_TENANT. */
+  observeEvent(e: TesseraEvent, tenant: string): void {
+    const kind = e.kind ?? 'none';
+    this.#events.inc({ tenant, type: e.type });
+    switch (e.type) {
+      case 'session.created':
+        this.#created.inc({ tenant, kind });
+        break;
+      case 'session.refreshed':
+        this.#refreshed.inc({ tenant, kind });
+        break;
+      case 'session.extended':
+        this.#extended.inc({ tenant, kind });
+        break;
+      case 'session.expired':
+        this.#expired.inc({ tenant, kind });
+        this.#observeDuration(e, tenant, kind);
+        break;
+      case 'session.revoked':
+        this.#revoked.inc({ tenant, kind, reason: typeof e.details.reason === 'string' ? e.details.reason : 'unknown' });
+        this.#observeDuration(e, tenant, kind);
+        break;
+      case 'login.failed':
+        this.#loginFailures.inc({ tenant, reason: typeof e.details.reason === 'string' ? e.details.reason : 'failed' });
+        break;
+      case 'login.throttled':
+        this.#loginFailures.inc({ tenant, reason: 'throttled' });
+        break;
+      case 'anomaly.detected':
+        this.#anomalies.inc({
+          tenant,
+          reason: typeof e.details.reason === 'string' ? e.details.reason : 'unknown',
+          action: typeof e.details.action === 'string' ? e.details.action : 'record',
+        });
+        break;
+      default:
+        break;
+    }
+  }
+
+  #observeDuration(e: TesseraEvent, tenant: string, kind: string): void {
+    if (typeof e.startedAt !== 'number') return;
+    const end = typeof e.details.expiredAt === 'number' ? e.details.expiredAt : e.time;
+    this.#duration.observe({ tenant, kind }, Math.max(0, (end - e.startedAt) / 1000));
+  }
+
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    this.#requests.observe({ method, route, status: String(status) }, seconds);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

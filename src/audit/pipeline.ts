@@ -1,0 +1,190 @@
+// From the event bus to the audit log, without making requests wait for the store and without
+// losing events silently.
+//
+// Emitting is synchronous and never fails: the event goes into an in-memory queue and the request
+// goes on. One worker per process takes the queue in order: it counts the event in the metrics,
+// then appends it to its tenant's chain (with the active-session gauge change it stands for).
+// When the store fails, the worker retries the same event with backoff (100 ms doubling to 5 s),
+// so order is kept and nothing is skipped. What can still be lost, each counted in
+// `tessera_audit_events_dropped_total{reason}` and logged as an error line (type, tenant, no
+// content):
+// - `queue_full`: the store has been failing so long that the queue reached its bound
+//   (TESSERA_AUDIT_QUEUE_MAX, default 10 000); newer events are dropped, the chain stays in order;
+// - `shutdown`: events still waiting when a graceful stop gave up after its deadline;
+// - a crash of the process loses what is in its queue (the window is the append latency).
+// Events that name a tenant that does not exist (a failed login with a made-up X-Tenant-ID) are
+// counted but not appended: an unknown tenant gets no chain, so clients cannot create chains.
+
+import type { AuditEventInput } from '../domain/audit-chain.ts';
+import type { AppendOptions, AuditStore } from '../store/audit-port.ts';
+import type { TesseraEvent } from './events.ts';
+import { UNKNOWN_TENANT, type TesseraMetrics } from './metrics.ts';
+
+export interface PipelineLog {
+  warn(obj: Record<string, unknown>, msg: string): void;
+  error(obj: Record<string, unknown>, msg: string): void;
+}
+
+export interface PipelineOptions {
+  audit: AuditStore;
+  metrics: TesseraMetrics;
+  /** Whether the tenant exists (cached by the caller). May throw when the store is down. */
+  tenantExists: (tenantId: string) => Promise<boolean>;
+  maxQueue: number;
+  log: () => PipelineLog;
+}
+
+interface Item {
+  event: TesseraEvent;
+  counted: boolean;
+  known: boolean | null;
+}
+
+/** Keys whose values never go into the log, whatever an emitter put there. */
+const SECRET_KEY = /password|secret|token|cookie|authorization/i;
+
+function scrub(value: unknown, depth = 0): unknown {
+  if (depth > 8 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = SECRET_KEY.test(k) ? '[redacted]' : scrub(v, depth + 1);
+  return out;
+}
+
+/** The audit record's content for an event. */
+export function auditInputOf(e: TesseraEvent): AuditEventInput {
+  const h = e.headers ?? {};
+  return {
+    time: e.time,
+    tenantId: e.tenantId,
+    type: e.type,
+    userId: e.userId,
+    sessionId: e.sessionHandle,
+    kind: e.kind ?? null,
+    headers: {
+      requestId: h.requestId ?? null,
+      correlationId: h.correlationId ?? null,
+      activityId: h.activityId ?? null,
+      tenantId: h.tenantId ?? null,
+      sessionId: h.sessionId ?? null,
+    },
+    ip: e.ip ?? null,
+    userAgent: e.userAgent ?? null,
+    location: e.location ?? null,
+    details: scrub(e.details) as Record<string, unknown>,
+  };
+}
+
+/** How an event moves the active-session gauge. */
+export function gaugeChangeOf(e: TesseraEvent): AppendOptions {
+  if (e.kind === undefined) return {};
+  if (e.type === 'session.created') return { activeDelta: { kind: e.kind, delta: 1 } };
+  if (e.type === 'session.revoked' || e.type === 'session.expired') return { activeDelta: { kind: e.kind, delta: -1 } };
+  return {};
+}
+
+export class AuditPipeline {
+  readonly #opts: PipelineOptions;
+  readonly #queue: Item[] = [];
+  #running: Promise<void> | null = null;
+  #stopping = false;
+  #failures = 0;
+  #wake: (() => void) | null = null;
+  readonly #idle = new Set<() => void>();
+
+  constructor(opts: PipelineOptions) {
+    this.#opts = opts;
+  }
+
+  get backlog(): number {
+    return this.#queue.length;
+  }
+
+  push(event: TesseraEvent): void {
+    if (this.#stopping) {
+      this.#drop([event], 'shutdown');
+      return;
+    }
+    if (this.#queue.length >= this.#opts.maxQueue) {
+      this.#drop([event], 'queue_full');
+      return;
+    }
+    this.#queue.push({ event, counted: false, known: null });
+    this.#running ??= this.#drain().finally(() => {
+      this.#running = null;
+    });
+  }
+
+  /** Resolves once every event pushed so far has been handled (appended, or not to be appended). */
+  flush(): Promise<void> {
+    if (this.#queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.add(resolve));
+  }
+
+  /** Stops taking events; waits up to `deadlineMs` for the queue, then drops and reports the rest. */
+  async stop(deadlineMs: number): Promise<void> {
+    this.#stopping = true;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.flush(), new Promise<void>((r) => (timer = setTimeout(r, deadlineMs)))]);
+    clearTimeout(timer);
+    if (this.#queue.length > 0) {
+      const left = this.#queue.splice(0).map((i) => i.event);
+      this.#drop(left, 'shutdown');
+      this.#wake?.();
+    }
+    for (const r of this.#idle) r();
+    this.#idle.clear();
+  }
+
+  #drop(events: TesseraEvent[], reason: 'queue_full' | 'shutdown'): void {
+    this.#opts.metrics.auditDropped.inc({ reason }, events.length);
+    this.#opts.log().error(
+      { dropped: events.length, reason, types: [...new Set(events.map((e) => e.type))], tenants: [...new Set(events.map((e) => e.tenantId))].slice(0, 20) },
+      'audit events dropped: they are not in the audit log',
+    );
+  }
+
+  async #drain(): Promise<void> {
+    for (;;) {
+      const item = this.#queue[0];
+      if (item === undefined) break;
+      try {
+        item.known ??= await this.#opts.tenantExists(item.event.tenantId);
+        if (!item.counted) {
+          this.#opts.metrics.observeEvent(item.event, item.known ? item.event.tenantId : UNKNOWN_TENANT);
+          item.counted = true;
+        }
+        if (item.known) {
+          await this.#opts.audit.append(auditInputOf(item.event), gaugeChangeOf(item.event));
+          this.#opts.metrics.auditAppended.inc();
+        }
+        if (this.#queue[0] === item) this.#queue.shift();
+        if (this.#failures > 0) this.#opts.log().warn({ after: this.#failures }, 'audit log appends work again');
+        this.#failures = 0;
+      } catch (err) {
+        this.#failures += 1;
+        this.#opts.metrics.auditFailures.inc();
+        if (this.#failures === 1 || this.#failures % 20 === 0) {
+          this.#opts.log().warn(
+            { err: err instanceof Error ? err.message : String(err), failures: this.#failures, backlog: this.#queue.length },
+            'audit log append failed; retrying',
+          );
+        }
+        if (this.#stopping && this.#queue.length === 0) break;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.min(5000, 100 * 2 ** Math.min(this.#failures - 1, 6)));
+          t.unref();
+          this.#wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        this.#wake = null;
+      }
+      if (this.#queue.length === 0) {
+        for (const r of this.#idle) r();
+        this.#idle.clear();
+      }
+    }
+  }
+}

@@ -1,0 +1,308 @@
+// The audit log for operators (SPEC 9, 10): read and filter it, check its hash chains, export it
+// as JSON lines, list anomaly findings, and follow events live (Server-Sent Events). A tenant
+// administrator sees their own tenant only; the platform credential sees every tenant.
+
+import { Readable } from 'node:stream';
+import type { FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { exportRecords, verifyAudit } from '../../audit/verify.ts';
+import type { AuditRecord } from '../../domain/audit-chain.ts';
+import { BadRequest, Forbidden } from '../../domain/errors.ts';
+import { assertAdminOf, requireAdmin } from '../admin-auth.ts';
+import type { App, Deps } from '../deps.ts';
+import { BearerSecurity, problems, TenantId } from '../schemas.ts';
+
+const TypeFilter = Type.String({
+  maxLength: 300,
+  pattern: '^[a-z_]+(\\.([a-z_]+|\\*))*(,[a-z_]+(\\.([a-z_]+|\\*))*)*$',
+  description: 'Comma-separated event types; `session.*` selects a family',
+});
+const Cursor = Type.String({ maxLength: 64, pattern: '^[0-9-]+$' });
+const Instant = Type.String({ format: 'date-time', description: 'RFC 3339 date-time' });
+
+const Headers = Type.Object({
+  requestId: Type.Union([Type.String(), Type.Null()]),
+  correlationId: Type.Union([Type.String(), Type.Null()]),
+  activityId: Type.Union([Type.String(), Type.Null()]),
+  tenantId: Type.Union([Type.String(), Type.Null()]),
+  sessionId: Type.Union([Type.String(), Type.Null()]),
+});
+
+export const AuditRecordSchema = Type.Object({
+  id: Type.String(),
+  seq: Type.Integer(),
+  time: Type.String({ description: 'RFC 3339; the exported record has epoch ms' }),
+  type: Type.String(),
+  tenantId: Type.String(),
+  userId: Type.Union([Type.String(), Type.Null()]),
+  sessionId: Type.Union([Type.String(), Type.Null()], { description: 'The session handle' }),
+  kind: Type.Union([Type.String(), Type.Null()]),
+  headers: Headers,
+  ip: Type.Union([Type.String(), Type.Null()]),
+  userAgent: Type.Union([Type.String(), Type.Null()]),
+  location: Type.Union([
+    Type.Object({ country: Type.Optional(Type.String()), city: Type.Optional(Type.String()), lat: Type.Optional(Type.Number()), lon: Type.Optional(Type.Number()) }),
+    Type.Null(),
+  ]),
+  details: Type.Record(Type.String(), Type.Unknown()),
+  prevHash: Type.String(),
+  hash: Type.String(),
+});
+
+const FindingSchema = Type.Object({
+  id: Type.String(),
+  time: Type.String(),
+  tenantId: Type.String(),
+  userId: Type.Union([Type.String(), Type.Null()]),
+  sessionId: Type.Union([Type.String(), Type.Null()]),
+  reason: Type.String(),
+  evidence: Type.Record(Type.String(), Type.Unknown()),
+  action: Type.String(),
+});
+
+const ChainPointSchema = Type.Union([Type.Object({ seq: Type.Integer(), hash: Type.String() }), Type.Null()]);
+const VerifySchema = Type.Object({
+  ok: Type.Boolean(),
+  tenants: Type.Array(
+    Type.Object({
+      tenantId: Type.String(),
+      ok: Type.Boolean(),
+      records: Type.Integer(),
+      firstSeq: Type.Union([Type.Integer(), Type.Null()]),
+      lastSeq: Type.Union([Type.Integer(), Type.Null()]),
+      head: ChainPointSchema,
+      anchor: ChainPointSchema,
+      problems: Type.Array(Type.Object({ seq: Type.Integer(), problem: Type.String(), detail: Type.String() })),
+    }),
+  ),
+});
+
+export function auditRecordJson(r: AuditRecord) {
+  return { ...r, time: new Date(r.time).toISOString() };
+}
+
+export function findingJson(r: AuditRecord) {
+  return {
+    id: r.id,
+    time: new Date(r.time).toISOString(),
+    tenantId: r.tenantId,
+    userId: r.userId,
+    sessionId: r.sessionId,
+    reason: typeof r.details.reason === 'string' ? r.details.reason : 'unknown',
+    evidence: (r.details.evidence ?? {}) as Record<string, unknown>,
+    action: typeof r.details.action === 'string' ? r.details.action : 'record',
+  };
+}
+
+/** The tenant a query is about: the one asked for (if allowed), or a tenant admin's own. */
+function tenantOf(request: FastifyRequest, asked: string | undefined): string {
+  const scope = request.admin;
+  if (asked !== undefined) {
+    assertAdminOf(request, asked);
+    return asked;
+  }
+  if (scope?.kind === 'tenant') return scope.tenantId;
+  throw new BadRequest('invalid_request', 'tenantId is required.');
+}
+
+const ms = (iso: string | undefined): number | undefined => (iso === undefined ? undefined : Date.parse(iso));
+const types = (t: string | undefined): string[] | undefined => (t === undefined ? undefined : t.split(','));
+
+export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
+  const admin = requireAdmin(deps);
+
+  app.get(
+    '/api/v1/admin/audit',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        summary: 'Read the audit log of a tenant, newest first',
+        description: 'Filters combine. `from`/`to` bound the event time (inclusive). A page may hold fewer than `limit` records and still have a `nextCursor`.',
+        security: BearerSecurity,
+        querystring: Type.Object(
+          {
+            tenantId: Type.Optional(TenantId),
+            userId: Type.Optional(Type.String({ maxLength: 64 })),
+            type: Type.Optional(TypeFilter),
+            from: Type.Optional(Instant),
+            to: Type.Optional(Instant),
+            cursor: Type.Optional(Cursor),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ items: Type.Array(AuditRecordSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...problems(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const page = await deps.store.audit.list({
+        tenantId: tenantOf(request, q.tenantId),
+        order: 'desc',
+        limit: q.limit ?? 100,
+        cursor: q.cursor ?? null,
+        ...(q.userId !== undefined ? { userId: q.userId } : {}),
+        ...(q.type !== undefined ? { types: types(q.type) } : {}),
+        ...(q.from !== undefined ? { from: ms(q.from) } : {}),
+        ...(q.to !== undefined ? { to: ms(q.to) } : {}),
+      });
+      return { items: page.items.map(auditRecordJson), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/api/v1/admin/audit/verify',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        summary: 'Check the hash chain of the audit log (one tenant, or every tenant)',
+        description:
+          '`ok: false` names the first problems: an edited record (`hash_mismatch`), a deleted one (`missing_records`, `broken_link`), a chain that ends before its head (`missing_records`). Keep the `head` hashes elsewhere to detect a rewrite of a whole chain.',
+        security: BearerSecurity,
+        querystring: Type.Object({ tenantId: Type.Optional(TenantId) }, { additionalProperties: false }),
+        response: { 200: VerifySchema, ...problems(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const asked = request.query.tenantId;
+      const scope = request.admin;
+      const tenantId = asked !== undefined || scope?.kind === 'tenant' ? tenantOf(request, asked) : undefined;
+      return verifyAudit(deps.store.audit, tenantId);
+    },
+  );
+
+  app.get(
+    '/api/v1/admin/audit/export',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        summary: 'Export the audit log as JSON lines, oldest first',
+        description: 'One record per line exactly as stored (time in epoch ms), so that the chain can be checked again offline.',
+        security: BearerSecurity,
+        querystring: Type.Object(
+          {
+            tenantId: Type.Optional(TenantId),
+            userId: Type.Optional(Type.String({ maxLength: 64 })),
+            type: Type.Optional(TypeFilter),
+            from: Type.Optional(Instant),
+            to: Type.Optional(Instant),
+          },
+          { additionalProperties: false },
+        ),
+        produces: ['application/x-ndjson'],
+      },
+    },
+    async (request, reply) => {
+      const q = request.query;
+      const records = exportRecords(deps.store.audit, {
+        tenantId: tenantOf(request, q.tenantId),
+        ...(q.userId !== undefined ? { userId: q.userId } : {}),
+        ...(q.type !== undefined ? { types: types(q.type) } : {}),
+        ...(q.from !== undefined ? { from: ms(q.from) } : {}),
+        ...(q.to !== undefined ? { to: ms(q.to) } : {}),
+      });
+      async function* lines() {
+        for await (const r of records) yield JSON.stringify(r) + '\n';
+      }
+      return reply.type('application/x-ndjson; charset=utf-8').send(Readable.from(lines()));
+    },
+  );
+
+  app.get(
+    '/api/v1/admin/anomalies',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        summary: 'Anomaly findings of a tenant, newest first',
+        security: BearerSecurity,
+        querystring: Type.Object(
+          {
+            tenantId: Type.Optional(TenantId),
+            userId: Type.Optional(Type.String({ maxLength: 64 })),
+            reason: Type.Optional(Type.String({ maxLength: 64, pattern: '^[a-z_]+$' })),
+            cursor: Type.Optional(Cursor),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ items: Type.Array(FindingSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...problems(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const page = await deps.store.audit.listAnomalies({
+        tenantId: tenantOf(request, q.tenantId),
+        limit: q.limit ?? 100,
+        cursor: q.cursor ?? null,
+        ...(q.userId !== undefined ? { userId: q.userId } : {}),
+        ...(q.reason !== undefined ? { reason: q.reason } : {}),
+      });
+      return { items: page.items.map(findingJson), nextCursor: page.nextCursor };
+    },
+  );
+
+  // ---- live stream ----------------------------------------------------------------------------
+
+  const streams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of streams) end();
+  });
+
+  app.get(
+    '/api/v1/admin/events',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        summary: 'Live audit events (Server-Sent Events)',
+        description:
+          'Each appended audit record, from every Tessera process on the store, as `id: <tenant>:<seq>`, `event: <type>`, `data: <record JSON>`. Comments (`: keep-alive`) every 15 s. A tenant administrator gets their own tenant only.',
+        security: BearerSecurity,
+        querystring: Type.Object({ tenantId: Type.Optional(TenantId), type: Type.Optional(TypeFilter) }, { additionalProperties: false }),
+        produces: ['text/event-stream'],
+      },
+    },
+    async (request, reply) => {
+      const q = request.query;
+      const scope = request.admin;
+      let tenantId = q.tenantId;
+      if (tenantId !== undefined) assertAdminOf(request, tenantId);
+      else if (scope?.kind === 'tenant') tenantId = scope.tenantId;
+      if (scope === null) throw new Forbidden('admin_required', 'An admin credential is required.');
+
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+        'x-accel-buffering': 'no',
+        connection: 'keep-alive',
+        'x-request-id': request.ctx.requestId,
+        'x-correlation-id': request.ctx.correlationId,
+      });
+      res.write('retry: 2000\n\n');
+      const unwatch = deps.monitor.watch(
+        { ...(tenantId !== undefined ? { tenantId } : {}), ...(q.type !== undefined ? { types: types(q.type) as string[] } : {}) },
+        (r) => {
+          res.write(`id: ${r.id}\nevent: ${r.type}\ndata: ${JSON.stringify(auditRecordJson(r))}\n\n`);
+        },
+      );
+      const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+      keepAlive.unref();
+      const end = () => {
+        clearInterval(keepAlive);
+        unwatch();
+        streams.delete(end);
+        if (!res.writableEnded) res.end();
+      };
+      streams.add(end);
+      request.raw.on('close', end);
+      res.on('error', end);
+    },
+  );
+}
