@@ -14,6 +14,7 @@ import { loadOrCreateSecret } from './config/secrets-on-disk.ts';
 import { sessionJson } from './http/session-json.ts';
 import { KeyRing } from './tokens/key-ring.ts';
 import { startServer } from './server.ts';
+import { LOGIN_USAGE, loginCommand } from './client/cli-login.ts';
 import { openStore } from './store/open.ts';
 
 const USAGE = `Usage: tessera <command> [options]
@@ -27,6 +28,7 @@ Commands:
   keys rotate                    Add a new JWT signing key; the old one keeps verifying
   sessions list --tenant <id> [--user <id>] [--status active|revoked|expired]
                                  List sessions as JSON lines
+${LOGIN_USAGE}
   help                           This text
 
 Exit codes: 0 ok, 1 failure, 2 bad configuration or usage.`;
@@ -46,6 +48,8 @@ async function main(argv: string[]): Promise<number> {
       return keys(rest);
     case 'sessions':
       return sessions(rest);
+    case 'login':
+      return loginCommand(rest, process.env, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') });
     case undefined:
     case 'help':
     case '--help':
