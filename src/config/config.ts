@@ -40,6 +40,8 @@ export interface Config {
   demo: boolean;
   /** Audit log, locations, anomaly thresholds (src/config/monitoring.ts). */
   monitoring: MonitoringConfig;
+  /** Origin under which the demo's stub bank is reached (another site than publicUrl shows the cross-site return). */
+  demoBankUrl: string;
 }
 
 export class ConfigError extends Error {
@@ -114,6 +116,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     bodyLimit: intVar(env, 'TESSERA_BODY_LIMIT', 64 * 1024, 1024, 10 * 1024 * 1024),
     demo: boolVar(env, 'TESSERA_DEMO'),
     monitoring: loadMonitoringConfig(env, cwd),
+    demoBankUrl: originVar(env, 'TESSERA_DEMO_BANK_URL', publicUrl),
   };
 }
 

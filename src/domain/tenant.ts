@@ -37,6 +37,11 @@ export interface Tenant {
   lifetimes: TenantLifetimes;
   sessionLimit: SessionLimit;
   anomalyPolicy: AnomalyPolicy;
+  /**
+   * Where the return from a bank's consent UI sends the browser (SPEC 7.3, 303): an absolute
+   * http(s) URL or a path on Tessera. null: the demo page (`/demo/`).
+   */
+  consentReturnUrl: string | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -47,6 +52,7 @@ export interface TenantInput {
   lifetimes?: Partial<TenantLifetimes>;
   sessionLimit?: Partial<SessionLimit>;
   anomalyPolicy?: AnomalyPolicy;
+  consentReturnUrl?: string | null;
 }
 
 const BASE_LIFETIMES: Omit<TenantLifetimes, 'token'> = {
@@ -59,7 +65,7 @@ const BASE_LIFETIMES: Omit<TenantLifetimes, 'token'> = {
   refreshGrace: 10,
 };
 
-export function profileDefaults(profile: Profile): Omit<Tenant, 'id' | 'createdAt' | 'updatedAt'> {
+export function profileDefaults(profile: Profile): Omit<Tenant, 'id' | 'createdAt' | 'updatedAt' | 'consentReturnUrl'> {
   if (profile === 'production') {
     return {
       profile,
@@ -90,6 +96,7 @@ export function buildTenant(id: string, input: TenantInput, now: number, previou
     lifetimes: { ...d.lifetimes, ...input.lifetimes },
     sessionLimit: { ...d.sessionLimit, ...input.sessionLimit },
     anomalyPolicy: input.anomalyPolicy ?? d.anomalyPolicy,
+    consentReturnUrl: input.consentReturnUrl ?? null,
     createdAt: previous?.createdAt ?? now,
     updatedAt: now,
   };
@@ -111,6 +118,19 @@ function assertConsistent(t: Tenant): void {
   if (l.idpIdle > l.idpAbsolute) throw new InvalidTenant('lifetimes.idpIdle', 'idpIdle must not exceed idpAbsolute');
   if (t.sessionLimit.max !== null && t.sessionLimit.max < 1) {
     throw new InvalidTenant('sessionLimit.max', 'sessionLimit.max must be at least 1 (or null for unlimited)');
+  }
+  if (t.consentReturnUrl !== null && !isReturnUrl(t.consentReturnUrl)) {
+    throw new InvalidTenant('consentReturnUrl', 'consentReturnUrl must be an absolute http(s) URL or a path starting with one "/"');
+  }
+}
+
+function isReturnUrl(value: string): boolean {
+  if (value.startsWith('/')) return !value.startsWith('//') && !/[\s\\]/.test(value);
+  try {
+    const u = new URL(value);
+    return (u.protocol === 'https:' || u.protocol === 'http:') && u.hash === '';
+  } catch {
+    return false;
   }
 }
 

@@ -22,6 +22,7 @@ import { authLoginRoutes } from './routes/auth-login.ts';
 import { authTokenRoutes } from './routes/auth-tokens.ts';
 import { selfServiceRoutes } from './routes/self-service.ts';
 import { adminUserRoutes } from './routes/admin-users.ts';
+import { consentRoutes } from './routes/consents.ts';
 import { docsRoutes } from './routes/docs.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ssoRoutes } from './routes/sso.ts';
@@ -147,6 +148,7 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   await app.register(async (scope) => selfServiceRoutes(scope as App, deps));
   await app.register(async (scope) => adminOrgRoutes(scope as App, deps));
   await app.register(async (scope) => ssoRoutes(scope as App, deps));
+  await app.register(async (scope) => consentRoutes(scope as App, deps));
   await app.register(async (scope) => adminAuditRoutes(scope as App, deps));
   await app.register(async (scope) => authReauthRoutes(scope as App, deps));
   await app.register(async (scope) => metricsRoutes(scope as App, deps));

@@ -57,6 +57,7 @@ export const TenantInputSchema = Type.Object(
     lifetimes: Type.Optional(Type.Partial(TenantLifetimesSchema, { additionalProperties: false })),
     sessionLimit: Type.Optional(Type.Partial(SessionLimitSchema, { additionalProperties: false })),
     anomalyPolicy: Type.Optional(AnomalyPolicySchema),
+    consentReturnUrl: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 2048 }), Type.Null()])),
   },
   { additionalProperties: false },
 );
@@ -67,6 +68,7 @@ export const TenantSchema = Type.Object({
   lifetimes: TenantLifetimesSchema,
   sessionLimit: SessionLimitSchema,
   anomalyPolicy: AnomalyPolicySchema,
+  consentReturnUrl: Type.Union([Type.String(), Type.Null()]),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
 });

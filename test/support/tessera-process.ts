@@ -29,7 +29,8 @@ export interface TesseraProcess {
 }
 
 export async function startTessera(env: Record<string, string>, cwd = PROJECT_ROOT): Promise<TesseraProcess> {
-  const port = await freePort();
+  // A caller that must know the port in advance (e.g. for TESSERA_PUBLIC_URL) passes TESSERA_PORT.
+  const port = env.TESSERA_PORT ? Number(env.TESSERA_PORT) : await freePort();
   const child = spawn(process.execPath, [CLI, 'start'], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TESSERA_PORT: String(port), TESSERA_LOG_LEVEL: 'info', ...env },

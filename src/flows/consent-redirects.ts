@@ -1,0 +1,250 @@
+// Consent redirects in several tabs of one browser (SPEC 7, source 000).
+//
+// Start: a cookie session asks for a consent. Tessera stores the consent (pending, under the
+// user) and a `redirect` child session whose secret becomes the `__Secure-rid` cookie of that
+// redirect's own return path. The session cookie is not touched, so other tabs keep working
+// and any number of redirects run side by side.
+//
+// Return: the browser comes back from the bank by a top-level cross-site navigation, which does
+// not carry the SameSite=Strict session cookie but does carry the Lax redirect cookie. The
+// return consumes the redirect session (single use), settles the consent, and then applies
+// SPEC 7.3 to the session that started it: still valid → nothing to do; expired → one successor,
+// the same for every return from that predecessor (renewAfterExpiry, with the successor's secret
+// derived from the predecessor's handle so that every racing return sets the same cookie).
+
+import { sessionEvent, type TesseraEvent } from '../audit/events.ts';
+import { newConsent, newConsentId, type Consent, type ConsentType, type Payment } from '../domain/consent.ts';
+import { BadRequest, Conflict, Forbidden, TesseraError, Unauthorized } from '../domain/errors.ts';
+import { buildSuccessorSession, issueRedirectSession, redirectReturnPath } from '../domain/redirect.ts';
+import { hashSecret } from '../domain/secrets.ts';
+import { isValid, type Device, type Session } from '../domain/session.ts';
+import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
+import type { Deps } from '../runtime.ts';
+import { announceEnded, emit, idleSecondsOf, xsrfTokenOf, type Origin } from '../sessions/app-sessions.ts';
+import { keyedDigest } from '../tokens/sealing.ts';
+import { findBank } from './banks.ts';
+
+export interface StartRedirectInput {
+  tenant: Tenant;
+  /** The valid cookie-mode app session that asks. */
+  session: Session;
+  type: ConsentType;
+  bankId: string;
+  payment: Payment | null;
+  device: Device;
+}
+
+export interface StartedRedirect {
+  consent: Consent;
+  redirect: Session;
+  /** The redirect session's secret: the value of its `__Secure-rid` cookie. Never stored. */
+  secret: string;
+  /** The bank's consent UI. */
+  location: string;
+}
+
+function consentEvent(type: string, c: Consent, time: number, sessionHandle: string | null, details: Record<string, unknown> = {}): TesseraEvent {
+  return {
+    type: `consent.${type}`,
+    time,
+    tenantId: c.tenantId,
+    userId: c.userId,
+    sessionHandle,
+    details: { consentId: c.id, consentType: c.type, bankId: c.bankId, ...details },
+  };
+}
+
+export async function startConsentRedirect(deps: Deps, input: StartRedirectInput, now: number, origin?: Origin): Promise<StartedRedirect> {
+  const { tenant, session } = input;
+  const bank = findBank(deps.config, input.bankId);
+  if (bank === null) throw new BadRequest('unknown_bank', `No bank "${input.bankId}" is available here.`, { field: 'bankId' });
+  const consentId = newConsentId();
+  const issued = issueRedirectSession({ parent: session, lifetime: lifetimeOf(tenant, 'redirect'), consentId, device: input.device }, now);
+  // Validates the payment before anything is written.
+  const consent = newConsent(
+    {
+      tenantId: session.tenantId,
+      userId: session.userId as string,
+      type: input.type,
+      bankId: bank.id,
+      expiresAt: issued.session.absoluteExpiresAt,
+      redirectHandle: issued.session.handle,
+      startedBy: session.handle,
+      payment: input.payment,
+    },
+    now,
+    consentId,
+  );
+  await deps.store.consents.createConsent(consent);
+  let redirect: Session;
+  try {
+    const created = await deps.store.createSession(issued.session, now);
+    if (!created.ok) throw new Error('a redirect session is created without a limit');
+    redirect = created.session;
+  } catch (err) {
+    // The app session ended between authentication and here (a logout in another tab). The
+    // consent stays pending and expires with the redirect that never was.
+    if (err instanceof TesseraError && err.code === 'invalid_parent') throw new Unauthorized('session_ended', 'The session has ended.');
+    throw err;
+  }
+  emit(deps, consentEvent('created', consent, now, session.handle, { redirectId: redirect.handle }), origin);
+  emit(deps, sessionEvent('session.created', redirect, now, { consentId }), origin);
+  emit(deps, sessionEvent('redirect.started', redirect, now, { consentId, consentType: consent.type, bankId: consent.bankId, parent: session.handle }), origin);
+  const location = bank.consentUiUrl({
+    consentId,
+    type: consent.type,
+    payment: consent.payment,
+    returnUrl: new URL(redirectReturnPath(redirect.handle), deps.config.publicUrl).toString(),
+  });
+  return { consent, redirect, secret: issued.secret, location };
+}
+
+export type SessionAfterReturn =
+  /** The session that started the redirect is still valid: the browser keeps its cookie. */
+  | { outcome: 'still_valid'; session: Session }
+  /** The browser gets this session's cookie; `created` when this return made it. */
+  | { outcome: 'renewed'; session: Session; secret: string; created: boolean }
+  /** No session: the starting session was revoked or its absolute lifetime is over. */
+  | { outcome: 'none'; reason: string };
+
+export interface RedirectReturn {
+  tenant: Tenant | null;
+  consent: Consent;
+  superseded: Consent[];
+  redirect: Session;
+  session: SessionAfterReturn;
+}
+
+export interface ReturnInput {
+  redirectId: string;
+  /** The value of the `__Secure-rid` cookie sent with the return, or null. */
+  secret: string | null;
+  result: 'ok' | 'nok';
+  device: Device;
+}
+
+export async function returnFromRedirect(
+  deps: Deps,
+  input: ReturnInput,
+  loadTenant: (id: string) => Promise<Tenant | null>,
+  now: number,
+  origin?: Origin,
+): Promise<RedirectReturn> {
+  if (input.secret === null) {
+    throw new Forbidden('redirect_cookie_missing', 'This browser holds no cookie for this redirect: it was started elsewhere, already used, or has expired.');
+  }
+  const secretHash = hashSecret(input.secret);
+  // Look first, consume second: a cookie of another redirect shown at this path must not burn
+  // that other redirect.
+  const found = await deps.store.getSessionBySecretHash(secretHash);
+  if (found === null || found.kind !== 'redirect' || found.handle !== input.redirectId) {
+    throw new Forbidden('redirect_invalid', 'The cookie sent does not belong to this redirect.');
+  }
+  const redirect = await deps.store.consumeSession(secretHash, now);
+  if (redirect === null) {
+    throw new Forbidden('redirect_invalid', 'This redirect was already used, has expired, or its session was ended.');
+  }
+  announceEnded(deps, [redirect], now, origin);
+
+  const tenantId = redirect.tenantId;
+  const userId = redirect.userId as string;
+  const consentId = typeof redirect.data.consentId === 'string' ? redirect.data.consentId : '';
+  const decision = input.result === 'ok' ? 'confirmed' : 'rejected';
+  const settled = await deps.store.consents.settleConsent(tenantId, userId, consentId, decision, now);
+  if (settled.outcome !== 'settled') {
+    throw new Conflict('consent_not_pending', `The consent of this redirect can no longer be settled (${settled.outcome}).`);
+  }
+  emit(deps, consentEvent(decision, settled.consent, now, redirect.handle, { redirectId: redirect.handle }), origin);
+  for (const old of settled.superseded) {
+    emit(deps, consentEvent('superseded', old, now, redirect.handle, { supersededBy: settled.consent.id }), origin);
+  }
+
+  const tenant = await loadTenant(tenantId);
+  const session =
+    redirect.parentHandle === null || tenant === null
+      ? ({ outcome: 'none', reason: 'no_parent' } as const)
+      : await sessionAfterReturn(deps, tenant, redirect.parentHandle, input.device, now, origin);
+  emit(
+    deps,
+    sessionEvent('redirect.returned', redirect, now, {
+      consentId,
+      result: input.result,
+      consentStatus: settled.consent.status,
+      session: session.outcome,
+      ...(session.outcome === 'none' ? {} : { sessionId: session.session.handle }),
+    }),
+    origin,
+  );
+  return { tenant, consent: settled.consent, superseded: settled.superseded, redirect, session };
+}
+
+/** How many expired successors in a row a return follows (each one renewed once) before giving up. */
+const MAX_RENEWAL_CHAIN = 5;
+
+/**
+ * SPEC 7.3: the session the browser is left with after a return whose redirect was started by
+ * `parentHandle`. If that session expired and was already renewed, the renewal is followed
+ * (and, should the successor have expired in turn, renewed once more in the same way).
+ */
+async function sessionAfterReturn(
+  deps: Deps,
+  tenant: Tenant,
+  parentHandle: string,
+  device: Device,
+  now: number,
+  origin?: Origin,
+): Promise<SessionAfterReturn> {
+  let predecessor = await deps.store.getSessionByHandle(parentHandle);
+  /** The secret of `predecessor` when it is itself a successor (derived from its own predecessor). */
+  let predecessorSecret: string | null = null;
+  for (let i = 0; i < MAX_RENEWAL_CHAIN && predecessor !== null; i++) {
+    if (predecessor.data.mode !== 'cookie') return { outcome: 'none', reason: 'not_a_cookie_session' };
+    const secret = keyedDigest(deps.keys.renew, predecessor.handle);
+    const successor = buildSuccessorSession(
+      {
+        predecessor,
+        secret,
+        idleSeconds: idleSecondsOf(tenant, 'cookie'),
+        device,
+        data: (handle) => ({ xsrfHash: hashSecret(xsrfTokenOf(deps, handle)) }),
+      },
+      now,
+    );
+    if (successor === null) {
+      // Revoked, or past its absolute expiry: never renewed (and therefore not valid either).
+      return { outcome: 'none', reason: predecessor.status === 'revoked' ? 'revoked' : 'absolute_lifetime_over' };
+    }
+    let r;
+    try {
+      r = await deps.store.renewAfterExpiry(predecessor.handle, successor, now);
+    } catch (err) {
+      // The successor would sit under an ended idp session: the user must log in again.
+      if (err instanceof TesseraError && err.code === 'invalid_parent') return { outcome: 'none', reason: 'parent_ended' };
+      throw err;
+    }
+    switch (r.outcome) {
+      case 'still_valid':
+        return predecessorSecret === null
+          ? { outcome: 'still_valid', session: r.session }
+          : { outcome: 'renewed', session: r.session, secret: predecessorSecret, created: false };
+      case 'revoked':
+        return { outcome: 'none', reason: 'revoked' };
+      case 'missing':
+        return { outcome: 'none', reason: 'missing' };
+      case 'renewed': {
+        const s = r.session;
+        if (r.created) {
+          deps.sessionCache.remember(s);
+          emit(deps, sessionEvent('session.created', s, now, { mode: 'cookie', authMethod: 'renewed', renewedFrom: predecessor.handle }), origin);
+        }
+        if (isValid(s, now)) return { outcome: 'renewed', session: s, secret, created: r.created };
+        if (s.status === 'revoked') return { outcome: 'none', reason: 'revoked' };
+        // The successor expired as well (a return long after the first one): renew it in turn.
+        predecessor = s;
+        predecessorSecret = secret;
+        break;
+      }
+    }
+  }
+  return { outcome: 'none', reason: predecessor === null ? 'missing' : 'renewal_chain_too_long' };
+}
