@@ -492,3 +492,28 @@ async function redisKeys(pattern: string): Promise<string[]> {
   } while (cursor !== '0');
   return out;
 }
+
+describe('flow starts per address', () => {
+  let world: SsoWorld;
+  beforeAll(async () => {
+    world = await startSsoWorld();
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('are limited (429 sso_throttled with Retry-After) so that nobody fills the store with flows', async () => {
+    const url = `${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=${world.orgSlug}`;
+    const statuses: number[] = [];
+    for (let i = 0; i < 121; i++) {
+      statuses.push((await fetch(url, { redirect: 'manual', headers: { accept: 'application/json' } })).status);
+    }
+    expect(statuses.slice(0, 120).every((s) => s === 302)).toBe(true);
+    const r = await fetch(url, { redirect: 'manual', headers: { accept: 'application/json' } });
+    expect(r.status).toBe(429);
+    expect(r.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(((await r.json()) as Problem).code).toBe('sso_throttled');
+    world.clock.advance(60_000);
+    expect((await fetch(url, { redirect: 'manual' })).status).toBe(302);
+  });
+});

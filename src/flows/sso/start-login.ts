@@ -14,7 +14,7 @@ import type { Device } from '../../domain/session.ts';
 import type { Deps } from '../../runtime.ts';
 import { emit, type Origin } from '../../sessions/app-sessions.ts';
 import type { FlowRecord } from '../../store/federation-port.ts';
-import { checkOwnRedirectUri, checkProtocol, loadOrganization, MAX_FLOW_LIFETIME_S, newFlow, redirectUriOf } from './steps.ts';
+import { checkFlowRate, checkOwnRedirectUri, checkProtocol, loadOrganization, MAX_FLOW_LIFETIME_S, newFlow, redirectUriOf } from './steps.ts';
 
 export interface StartLogin {
   protocol: FederationProtocol;
@@ -45,6 +45,7 @@ export async function startSsoLogin(deps: Deps, input: StartLogin, now: number, 
   checkOwnRedirectUri(deps.config, redirectUri);
   const tenant = await deps.store.getTenant(org.tenantId);
   if (!tenant) throw new NotFound('tenant_not_found', `The tenant of organization "${org.slug}" does not exist.`);
+  await checkFlowRate(deps.store, input.device.ip, now);
   const rp = await relyingParty(org, deps.keys.clientSecrets, deps.config.devAllowHttpLoopback);
 
   const binding = input.binding ?? newSecret();

@@ -2,20 +2,28 @@
 // redeem-token.ts) are composed of, in the manner of node-oidc-provider's actions: each one
 // checks or derives one thing and says so in its name.
 
+import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { judgeUrl } from '../../auth/federation/url-policy.ts';
 import type { Config } from '../../config/config.ts';
-import { BadRequest, Forbidden, NotFound, TesseraError } from '../../domain/errors.ts';
+import { BadRequest, Forbidden, NotFound, TesseraError, TooManyRequests } from '../../domain/errors.ts';
 import type { FederationProtocol, Organization } from '../../domain/organization.ts';
 import { hashSecret } from '../../domain/secrets.ts';
 import { issueSession, type Device, type Lifetime } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
+import type { Coordination } from '../../store/coordination.ts';
 import type { FlowData, FlowRecord } from '../../store/federation-port.ts';
 
 /** SPEC 8.3: the one-time token lives 60 s and is used once. */
 export const SSO_TOKEN_LIFETIME_S = 60;
 /** SPEC 8.1: a flow lives 10 minutes; a tenant may shorten it, never lengthen it. */
 export const MAX_FLOW_LIFETIME_S = 600;
+
+/**
+ * Every login start stores a flow for up to 10 minutes; unbounded starts from one address would
+ * fill the store. Generous, since a whole office may sign in from behind one address.
+ */
+export const FLOW_STARTS_PER_IP_PER_MINUTE = 120;
 
 export const CALLBACK_PORT_MIN = 1024;
 export const CALLBACK_PORT_MAX = 65535;
@@ -139,4 +147,13 @@ export function checkStateParameter(state: string | undefined): string {
 
 export function stateMismatch(detail: string): Forbidden {
   return new Forbidden('sso_state_mismatch', detail);
+}
+
+/** check_rate: at most FLOW_STARTS_PER_IP_PER_MINUTE new flows per client address (shared counter). */
+export async function checkFlowRate(store: Coordination, ip: string | undefined, now: number): Promise<void> {
+  const key = `sso:start:${createHash('sha256').update(ip ?? '').digest('base64url').slice(0, 32)}`;
+  const c = await store.hitCounter(key, 60_000, now);
+  if (c.count > FLOW_STARTS_PER_IP_PER_MINUTE) {
+    throw new TooManyRequests(Math.max(1, Math.ceil((c.resetAt - now) / 1000)), 'sso_throttled', 'Too many sign-ins were started from this address; try again shortly.');
+  }
 }
