@@ -93,6 +93,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     throw err;
   }
   log.info({ address, store: store.kind }, 'tessera listening');
+  if (config.devAllowHttpLoopback) log.warn('TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1: plain-HTTP loopback identity providers and SSO redirect URIs are allowed (development only)');
 
   let stopping: Promise<void> | null = null;
   return {

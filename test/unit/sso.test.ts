@@ -97,3 +97,14 @@ describe('profiles from providers', () => {
     expect(a).toMatch(/^sso-[A-Za-z0-9_-]{32}$/);
   });
 });
+
+describe('TESSERA_DEV_ALLOW_HTTP_LOOPBACK', () => {
+  it('is off by default, 1/true/0/false otherwise, and names itself when wrong', async () => {
+    const { ConfigError, loadConfig } = await import('../../src/config/config.ts');
+    expect(loadConfig({}).devAllowHttpLoopback).toBe(false);
+    expect(loadConfig({ TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1' }).devAllowHttpLoopback).toBe(true);
+    expect(loadConfig({ TESSERA_DEV_ALLOW_HTTP_LOOPBACK: 'false' }).devAllowHttpLoopback).toBe(false);
+    expect(() => loadConfig({ TESSERA_DEV_ALLOW_HTTP_LOOPBACK: 'yes' })).toThrow(ConfigError);
+    expect(() => loadConfig({ TESSERA_DEV_ALLOW_HTTP_LOOPBACK: 'yes' })).toThrow(/TESSERA_DEV_ALLOW_HTTP_LOOPBACK/);
+  });
+});
