@@ -187,7 +187,8 @@ export async function startTestIdp(opts: IdpOptions): Promise<TestIdp> {
     const [h, p, s] = json.id_token.split('.') as [string, string, string];
     if (idp.tamper === 'signature') {
       const claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>;
-      claims.sub = 'someone-else';
+      // A claim nothing else looks at: only the signature check can notice.
+      claims.acr = 'tampered';
       json.id_token = `${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${s}`;
     } else if (idp.tamper === 'nonce') {
       const claims = decodeJwt(json.id_token);

@@ -1,6 +1,7 @@
 // Tessera as a relying party of an organization's identity provider, through openid-client v6:
 // discovery (OIDC) or configured endpoints (plain OAuth 2.0), the authorization URL (PKCE S256,
-// state, nonce), the code exchange and ID token validation (signature, issuer, audience, expiry,
+// state, nonce), the code exchange and ID token validation (signature against the provider's
+// JWKS — switched on explicitly, openid-client skips it by default — issuer, audience, expiry,
 // nonce), and the user document of an OAuth 2.0 provider. Provider failures become TesseraErrors
 // with stable codes; nothing here knows about HTTP.
 
@@ -74,7 +75,9 @@ export async function discoverOidc(
   let config: oidc.Configuration;
   try {
     config = await oidc.discovery(new URL(settings.issuer), settings.clientId, undefined, clientAuth(clientSecret, settings.tokenEndpointAuthMethod), {
-      execute: insecure ? [oidc.allowInsecureRequests] : [],
+      // openid-client trusts an ID token from the token endpoint on the strength of TLS alone;
+      // SPEC 8.2 asks for its signature to be checked (and in development there is no TLS).
+      execute: insecure ? [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks] : [oidc.enableNonRepudiationChecks],
       timeout: PROVIDER_TIMEOUT_S,
     });
   } catch (err) {
