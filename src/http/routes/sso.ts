@@ -169,7 +169,8 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
         provider,
         binding: readCookie(request, deps.config, 'flow'),
         state: typeof query.state === 'string' ? query.state : undefined,
-        currentUrl: new URL(request.url, deps.config.publicUrl),
+        // Concatenated, not resolved: a path starting with // must not become another host.
+        currentUrl: new URL(deps.config.publicUrl + request.url),
         device: deviceOf(request),
       },
       now,
