@@ -13,7 +13,8 @@
 // different site, so the return is a real cross-site top-level navigation: it carries the
 // SameSite=Lax redirect cookie but not the SameSite=Strict session cookie.
 //
-// Without /usr/bin/chromium the test is skipped — unless TESSERA_REQUIRE_BROWSER=1 (CI), then it fails.
+// Without /usr/bin/chromium (or TESSERA_CHROMIUM) the test is skipped — unless TESSERA_REQUIRE_BROWSER=1
+// (CI), then it fails.
 // Screenshots of every step go to .tessera-test/screenshots (git-ignored).
 
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -25,7 +26,7 @@ import type { Session } from '../../src/domain/session.ts';
 import { openSqliteStore, type SqliteSessionStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { freePort, PROJECT_ROOT, startTessera, type TesseraProcess } from '../support/tessera-process.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = process.env.TESSERA_CHROMIUM ?? '/usr/bin/chromium';
 const required = process.env.TESSERA_REQUIRE_BROWSER === '1';
 const browserMissing = !existsSync(CHROMIUM);
 if (browserMissing && !required) process.stderr.write(`[tessera tests] skipping the browser test: ${CHROMIUM} is not installed\n`);
@@ -34,7 +35,7 @@ const SHOTS = join(PROJECT_ROOT, '.tessera-test', 'screenshots');
 const ADMIN_TOKEN = 'browser-test-admin-' + 'a'.repeat(32);
 const COOKIE_SECRET = 'browser-test-cookie-' + 'c'.repeat(32);
 /** The tenant's app idle lifetime: short, so the test can wait it out while the tabs are at the bank. */
-const APP_IDLE_S = 4;
+const APP_IDLE_S = 5;
 const PASSWORD = 'correct horse battery';
 const EMAIL = 'ada@example.com';
 
@@ -141,13 +142,23 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
 
   /** Records the returns from the bank that a context's pages make: status and the session cookie they set. */
   function recordReturns(ctx: BrowserContext) {
-    const seen: Array<{ url: string; status: number; setsSid: string | null; at: number }> = [];
+    const seen: Array<{ url: string; status: number; setsSid: string | null; at: number; sentAt: number }> = [];
+    const sent = new Map<string, number>();
+    ctx.on('request', (r) => {
+      if (/\/api\/v1\/redirects\/[^/]+\/return/.test(r.url())) sent.set(r.url(), Date.now());
+    });
     ctx.on('response', (r: Response) => {
       if (!/\/api\/v1\/redirects\/[^/]+\/return/.test(r.url())) return;
       const at = Date.now();
       void r.headersArray().then((headers) => {
         const sid = headers.find((h) => h.name.toLowerCase() === 'set-cookie' && h.value.startsWith('__Host-sid='));
-        seen.push({ url: r.url(), status: r.status(), setsSid: sid ? (sid.value.split(';')[0] as string).slice('__Host-sid='.length) : null, at });
+        seen.push({
+          url: r.url(),
+          status: r.status(),
+          setsSid: sid ? (sid.value.split(';')[0] as string).slice('__Host-sid='.length) : null,
+          at,
+          sentAt: sent.get(r.url()) ?? at,
+        });
       });
     });
     return seen;
@@ -182,15 +193,6 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     expect(sid1).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/' });
     const s1 = (await apiFrom(tabA, '/api/v1/session')).body.sessionId as string;
 
-    // ---- browser 2 (same user): its own session -----------------------------------------------
-    const ctx2 = await newContext();
-    const returns2 = recordReturns(ctx2);
-    const tabC = await ctx2.newPage();
-    await signIn(tabC);
-    const [sidC] = await sidCookies(ctx2);
-    const sC = (await apiFrom(tabC, '/api/v1/session')).body.sessionId as string;
-    expect(sC).not.toBe(s1);
-
     // ---- tab B of browser 1 shares the session ------------------------------------------------
     const tabB = await ctx1.newPage();
     await tabB.goto(`${app}/demo/`);
@@ -202,9 +204,17 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     await shot(tabA, '03-bank-ais-consent');
     expect((await apiFrom(tabB, '/api/v1/session')).status).toBe(200); // B still works while A is away
     await toBank(tabB, pay(tabB, '42.00', 'Corner Bakery'), 'pis');
-    await shot(tabB, '04-bank-payment');
-    // Browser 2 starts its own payment redirect.
+
+    // ---- browser 2 (same user): its own session, its own payment redirect ------------------------
+    const ctx2 = await newContext();
+    const returns2 = recordReturns(ctx2);
+    const tabC = await ctx2.newPage();
+    await signIn(tabC);
+    const [sidC] = await sidCookies(ctx2);
+    const sC = (await apiFrom(tabC, '/api/v1/session')).body.sessionId as string;
+    expect(sC).not.toBe(s1);
     await toBank(tabC, pay(tabC, '7.30', 'Book Shop'), 'pis');
+    await shot(tabB, '04-bank-payment');
 
     const jar1 = await ctx1.cookies();
     const rids = jar1.filter((c) => c.name === '__Secure-rid');
@@ -221,7 +231,7 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
       return s?.status === 'expired';
     }, 'the sweeper to mark session 1 expired');
     await waitFor(async () => (await store.getSessionByHandle(sC))?.status === 'expired', 'the sweeper to mark session C expired');
-    say(`both sessions expired (idle ${APP_IDLE_S} s; marked by the sweeper ${Date.now() - lapseStart} ms after the last tab left)`);
+    say(`both sessions expired while the tabs were at the bank (idle ${APP_IDLE_S} s; the sweeper had marked them after ${Date.now() - lapseStart} ms of waiting)`);
     expect(await sidCookies(ctx1)).toHaveLength(0); // the browser dropped it too (Max-Age = idle)
 
     // ---- both tabs (and browser 2) approve at nearly the same moment ---------------------------
@@ -242,7 +252,9 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     const [first, second] = returns1 as [(typeof returns1)[0], (typeof returns1)[0]];
     expect(first.setsSid).not.toBeNull();
     expect(second.setsSid).toBe(first.setsSid);
-    say(`the two returns of browser 1 answered ${Math.abs(second.at - first.at)} ms apart, both 303, both setting the same __Host-sid`);
+    say(
+      `the two returns of browser 1 left the browser ${Math.abs(second.sentAt - first.sentAt)} ms apart and were answered ${Math.abs(second.at - first.at)} ms apart: both 303, both setting the same __Host-sid`,
+    );
     const sids = await sidCookies(ctx1);
     expect(sids).toHaveLength(1);
     expect(sids[0]!.value).not.toBe(sid1!.value);
