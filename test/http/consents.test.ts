@@ -241,6 +241,8 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
       expectProblem(await back(st.redirectId, st.rid, 'maybe'), 400, 'invalid_request');
       expectProblem(await s.app.inject({ url: `/api/v1/redirects/${st.redirectId}/return`, headers: { cookie: `__Secure-rid=${st.rid}` } }), 400, 'invalid_request');
       expectProblem(await back('not-a-handle', st.rid), 400, 'invalid_request');
+      const head = await s.app.inject({ method: 'HEAD', url: `/api/v1/redirects/${st.redirectId}/return?result=ok`, headers: { cookie: `__Secure-rid=${st.rid}` } });
+      expect(head.statusCode).toBe(404);
       expect((await back(st.redirectId, st.rid)).statusCode).toBe(303);
     });
 

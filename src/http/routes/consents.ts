@@ -220,6 +220,8 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
   app.get(
     '/api/v1/redirects/:redirectId/return',
     {
+      // The return consumes its redirect: no automatic HEAD twin that would do the same unseen.
+      exposeHeadRoute: false,
       schema: {
         tags: ['consents'],
         summary: 'Return from the bank (top-level navigation): settle the consent, keep or renew the session, 303 to the app',
