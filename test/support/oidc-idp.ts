@@ -56,6 +56,58 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   return new URLSearchParams(raw);
 }
 
+/** oidc-provider's storage adapter interface, in memory (one store per provider instance). */
+function memoryAdapter() {
+  const data = new Map<string, { payload: Record<string, unknown>; expiresAt: number }>();
+  const live = (key: string) => {
+    const e = data.get(key);
+    if (e && e.expiresAt <= Date.now()) {
+      data.delete(key);
+      return undefined;
+    }
+    return e?.payload;
+  };
+  return class MemoryAdapter {
+    readonly name: string;
+    constructor(name: string) {
+      this.name = name;
+    }
+    key(id: string) {
+      return `${this.name}:${id}`;
+    }
+    async upsert(id: string, payload: Record<string, unknown>, expiresIn: number) {
+      data.set(this.key(id), { payload, expiresAt: Date.now() + (expiresIn || 3600) * 1000 });
+    }
+    async find(id: string) {
+      return live(this.key(id));
+    }
+    async findByUid(uid: string) {
+      for (const [k] of data) {
+        const p = k.startsWith(`${this.name}:`) ? live(k) : undefined;
+        if (p && p.uid === uid) return p;
+      }
+      return undefined;
+    }
+    async findByUserCode(userCode: string) {
+      for (const [k] of data) {
+        const p = k.startsWith(`${this.name}:`) ? live(k) : undefined;
+        if (p && p.userCode === userCode) return p;
+      }
+      return undefined;
+    }
+    async consume(id: string) {
+      const p = live(this.key(id));
+      if (p) p.consumed = Math.floor(Date.now() / 1000);
+    }
+    async destroy(id: string) {
+      data.delete(this.key(id));
+    }
+    async revokeByGrantId(grantId: string) {
+      for (const [k, e] of data) if (e.payload.grantId === grantId) data.delete(k);
+    }
+  };
+}
+
 export async function startTestIdp(opts: IdpOptions): Promise<TestIdp> {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
@@ -68,6 +120,7 @@ export async function startTestIdp(opts: IdpOptions): Promise<TestIdp> {
   const signingKey = await importJWK(privateJwk, 'RS256');
 
   const provider = new Provider(issuer, {
+    adapter: memoryAdapter(),
     clients: [
       {
         client_id: clientId,
