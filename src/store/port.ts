@@ -101,7 +101,9 @@ export interface SessionStore {
    * Stores a new session. With `limit`, counts the user's valid sessions of `limit.kind` at `now`
    * and, in the same atomic step, either evicts the oldest (revoked with `limit_evicted`, their
    * subtrees too) or refuses (`reject_new`). A `parentHandle` must name a valid session of the
-   * same tenant; a child never outlives it (the caller caps `absoluteExpiresAt`).
+   * same tenant; a child never outlives it (the caller caps `absoluteExpiresAt`) — except a
+   * `redirect` child, which keeps its own lifetime so that it outlives a short idle parent
+   * (SPEC 7); ending the parent still ends it.
    */
   createSession(session: Session, now: number, limit?: CreateLimit): Promise<CreateSessionResult>;
 
