@@ -47,6 +47,9 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 200 },
     genReqId: () => '-',
+    // No automatic HEAD twins: several GET routes consume single-use state (redirect returns,
+    // SSO callbacks), and a HEAD must never do that unseen.
+    exposeHeadRoutes: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   registerValidation(app);
