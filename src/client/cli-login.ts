@@ -84,7 +84,11 @@ async function exchange(server: string, token: string): Promise<Record<string, u
     body: JSON.stringify({ token }),
   });
   const body = (await r.json().catch(() => ({}))) as Record<string, unknown>;
-  if (!r.ok) throw new CliLoginError(`Tessera refused the sign-in token: ${String(body.code ?? r.status)}: ${String(body.detail ?? '')}`);
+  if (!r.ok) {
+    const code = typeof body.code === 'string' ? body.code : String(r.status);
+    const detail = typeof body.detail === 'string' ? body.detail : '';
+    throw new CliLoginError(`Tessera refused the sign-in token: ${code}: ${detail}`);
+  }
   return body;
 }
 
