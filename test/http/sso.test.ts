@@ -124,6 +124,17 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
     expect(((await r.json()) as Problem).code).toBe('invalid_sso_token');
 
     expect((await redeem('x'.repeat(43))).status).toBe(401);
+
+    // X-Tenant-ID, when sent, must be the token's tenant; a refusal does not use the token up.
+    const other = tokenOf(await signIn(new MiniBrowser()));
+    const wrongTenant = await fetch(`${world.tesseraUrl}/api/v1/sso/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-tenant-id': 'someone-else' },
+      body: JSON.stringify({ token: other }),
+    });
+    expect(wrongTenant.status).toBe(403);
+    expect(((await wrongTenant.json()) as Problem).code).toBe('tenant_mismatch');
+    expect((await redeem(other)).status).toBe(200);
   });
 
   it('two redemptions racing with one token: exactly one session', async () => {

@@ -2,7 +2,7 @@
 // (within 60 s) for the app session that the callback created — as a token pair (token mode) or
 // as the session cookie (cookie mode), like a password login.
 
-import { Unauthorized } from '../../domain/errors.ts';
+import { Forbidden, Unauthorized } from '../../domain/errors.ts';
 import { hashSecret } from '../../domain/secrets.ts';
 import { isValid, type Session } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
@@ -17,12 +17,14 @@ export type Redeemed =
 
 const INVALID = 'The sign-in token is unknown, expired or already used; sign in again.';
 
-export async function redeemSsoToken(deps: Deps, token: string, mode: AuthMode, now: number, origin: Origin): Promise<Redeemed> {
+/** `tenantId`: the request's X-Tenant-ID, when it sent one; it must be the token's tenant. */
+export async function redeemSsoToken(deps: Deps, token: string, mode: AuthMode, tenantId: string | null, now: number, origin: Origin): Promise<Redeemed> {
   const tokenHash = hashSecret(token);
   // Only one-time tokens are redeemable here: a look first, so that no other single-use secret
   // (a redirect cookie, a session cookie) can be consumed through this endpoint.
   const seen = await deps.store.getSessionBySecretHash(tokenHash);
   if (!seen || seen.kind !== 'flow' || seen.data.purpose !== SSO_TOKEN_PURPOSE) throw new Unauthorized('invalid_sso_token', INVALID);
+  if (tenantId !== null && tenantId !== seen.tenantId) throw new Forbidden('tenant_mismatch', 'X-Tenant-ID does not match the sign-in.');
   const used = await deps.store.consumeSession(tokenHash, now);
   if (!used) throw new Unauthorized('invalid_sso_token', INVALID);
 

@@ -228,7 +228,7 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       const mode: AuthMode = request.headers['x-auth-mode'] === 'cookie' ? 'cookie' : 'token';
       if (mode === 'cookie') checkRequestOrigin(deps, request);
-      const r = await redeemSsoToken(deps, request.body.token, mode, now, originOf(request));
+      const r = await redeemSsoToken(deps, request.body.token, mode, request.ctx.tenantId, now, originOf(request));
       void reply.header('cache-control', 'no-store');
       if (r.mode === 'token') return r.pair;
       setCookie(reply, deps.config, { name: 'sid', value: r.cookieSecret, maxAgeSeconds: r.expiresIn, sameSite: 'strict' });
