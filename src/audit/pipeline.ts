@@ -86,7 +86,7 @@ export function gaugeChangeOf(e: TesseraEvent): AppendOptions {
 export class AuditPipeline {
   readonly #opts: PipelineOptions;
   readonly #queue: Item[] = [];
-  #running: Promise<void> | null = null;
+  #draining = false;
   #stopping = false;
   #failures = 0;
   #wake: (() => void) | null = null;
@@ -110,9 +110,12 @@ export class AuditPipeline {
       return;
     }
     this.#queue.push({ event, counted: false, known: null });
-    this.#running ??= this.#drain().finally(() => {
-      this.#running = null;
-    });
+    if (!this.#draining) {
+      // Set synchronously, and cleared synchronously when the worker finds the queue empty, so an
+      // event pushed at any moment is either seen by the running worker or starts a new one.
+      this.#draining = true;
+      void this.#work();
+    }
   }
 
   /** Resolves once every event pushed so far has been handled (appended, or not to be appended). */
@@ -144,10 +147,14 @@ export class AuditPipeline {
     );
   }
 
-  async #drain(): Promise<void> {
+  async #work(): Promise<void> {
     for (;;) {
       const item = this.#queue[0];
-      if (item === undefined) break;
+      if (item === undefined) {
+        // No await between this check and the flag: a push after it starts a new worker.
+        this.#draining = false;
+        return;
+      }
       try {
         item.known ??= await this.#opts.tenantExists(item.event.tenantId);
         if (!item.counted) {
@@ -170,7 +177,10 @@ export class AuditPipeline {
             'audit log append failed; retrying',
           );
         }
-        if (this.#stopping && this.#queue.length === 0) break;
+        if (this.#stopping && this.#queue.length === 0) {
+          this.#draining = false;
+          return;
+        }
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, Math.min(5000, 100 * 2 ** Math.min(this.#failures - 1, 6)));
           t.unref();

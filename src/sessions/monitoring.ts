@@ -65,7 +65,7 @@ export interface Monitoring {
   /** Lines for /readyz. */
   readiness(): Record<string, string>;
   useLogger(log: MonitorLog): void;
-  /** Resolves when every event emitted so far is in the audit log (tests, shutdown). */
+  /** Resolves when every policy action under way is done and every event emitted so far is in the audit log. */
   flush(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -172,6 +172,8 @@ export async function startMonitoring(deps: MonitoringDeps, opts: MonitoringOpti
   }
 
   const counts = new Map<string, { window: number; count: number }>();
+  /** Policy actions running after their response was sent (request_rate). */
+  const actions = new Set<Promise<void>>();
   function countRequest(session: Session, tenant: Tenant, now: number, origin: Origin): void {
     const window = Math.floor(now / t.requestWindowMs);
     let c = counts.get(session.handle);
@@ -185,10 +187,14 @@ export async function startMonitoring(deps: MonitoringDeps, opts: MonitoringOpti
     const finding = requestRate(c.count, t);
     if (finding === null) return;
     const action = report([finding], session, tenant, now, origin);
-    act(action, [finding], session, now, origin).catch((err: unknown) => {
-      metrics.anomalyCheckFailures.inc();
-      log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not apply the anomaly policy');
-    });
+    const pending = act(action, [finding], session, now, origin)
+      .then(() => undefined)
+      .catch((err: unknown) => {
+        metrics.anomalyCheckFailures.inc();
+        log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not apply the anomaly policy');
+      });
+    actions.add(pending);
+    void pending.finally(() => actions.delete(pending));
   }
 
   // ---- consumers of the bus and of the store's feed -----------------------------------------
@@ -265,7 +271,10 @@ export async function startMonitoring(deps: MonitoringDeps, opts: MonitoringOpti
     useLogger(l) {
       log = l;
     },
-    flush: () => audit.flush(),
+    async flush() {
+      await Promise.all([...actions]);
+      await audit.flush();
+    },
     stop() {
       stopped ??= (async () => {
         unsubscribeBus();
