@@ -1,0 +1,137 @@
+// The audit queue between the event bus and the store: in order, retried without loss while the
+// store fails, bounded, and loud (metric + error line) about what it had to drop.
+
+import { describe, expect, it } from 'vitest';
+import type { TesseraEvent } from '../../src/audit/events.ts';
+import { TesseraMetrics } from '../../src/audit/metrics.ts';
+import { auditInputOf, AuditPipeline, gaugeChangeOf, type PipelineLog } from '../../src/audit/pipeline.ts';
+import { chainRecord, type AuditEventInput, type AuditRecord } from '../../src/domain/audit-chain.ts';
+import { StoreUnavailable } from '../../src/domain/errors.ts';
+import type { AppendOptions, AuditStore } from '../../src/store/audit-port.ts';
+
+function fakeAudit(failFirst = 0) {
+  const appended: Array<{ input: AuditEventInput; opts: AppendOptions }> = [];
+  let failures = failFirst;
+  let onAppend: (() => void) | null = null;
+  const audit = {
+    append(input: AuditEventInput, opts: AppendOptions = {}): Promise<AuditRecord> {
+      if (failures > 0) {
+        failures -= 1;
+        return Promise.reject(new StoreUnavailable('down'));
+      }
+      appended.push({ input, opts });
+      onAppend?.();
+      return Promise.resolve(chainRecord(null, input));
+    },
+  } as unknown as AuditStore;
+  return { audit, appended, setOnAppend: (f: () => void) => (onAppend = f) };
+}
+
+function logSink() {
+  const lines: Array<{ level: string; obj: Record<string, unknown>; msg: string }> = [];
+  const log: PipelineLog = {
+    warn: (obj, msg) => lines.push({ level: 'warn', obj, msg }),
+    error: (obj, msg) => lines.push({ level: 'error', obj, msg }),
+  };
+  return { log, lines };
+}
+
+const metrics = () => new TesseraMetrics({ activeSessions: () => Promise.resolve([]), backlog: () => 0, now: () => 0 });
+
+const ev = (i: number, over: Partial<TesseraEvent> = {}): TesseraEvent => ({
+  type: 'session.created',
+  time: 1_000 + i,
+  tenantId: 't1',
+  userId: 'u1',
+  sessionHandle: `h${i}`,
+  kind: 'app',
+  details: { n: i },
+  ...over,
+});
+
+describe('the audit pipeline', () => {
+  it('appends in emit order, with the gauge change each event stands for', async () => {
+    const f = fakeAudit();
+    const p = new AuditPipeline({ audit: f.audit, metrics: metrics(), tenantExists: async () => true, maxQueue: 100, log: () => logSink().log });
+    p.push(ev(1));
+    p.push(ev(2, { type: 'session.revoked', details: { reason: 'logout' } }));
+    p.push(ev(3, { type: 'session.refreshed' }));
+    await p.flush();
+    expect(f.appended.map((a) => [a.input.type, a.opts])).toEqual([
+      ['session.created', { activeDelta: { kind: 'app', delta: 1 } }],
+      ['session.revoked', { activeDelta: { kind: 'app', delta: -1 } }],
+      ['session.refreshed', {}],
+    ]);
+  });
+
+  it('starts again for an event pushed just as the queue ran empty', async () => {
+    const f = fakeAudit();
+    const p = new AuditPipeline({ audit: f.audit, metrics: metrics(), tenantExists: async () => true, maxQueue: 100, log: () => logSink().log });
+    let pushed = false;
+    // A consumer of the store's feed that emits while the last append completes.
+    f.setOnAppend(() => {
+      if (!pushed) {
+        pushed = true;
+        queueMicrotask(() => queueMicrotask(() => p.push(ev(2))));
+      }
+    });
+    p.push(ev(1));
+    await p.flush();
+    await new Promise((r) => setImmediate(r));
+    await p.flush();
+    expect(f.appended.map((a) => a.input.sessionId)).toEqual(['h1', 'h2']);
+    expect(p.backlog).toBe(0);
+  });
+
+  it('retries the same event while the store fails, keeping order and losing nothing', async () => {
+    const f = fakeAudit(2);
+    const m = metrics();
+    const sink = logSink();
+    const p = new AuditPipeline({ audit: f.audit, metrics: m, tenantExists: async () => true, maxQueue: 100, log: () => sink.log });
+    for (let i = 1; i <= 3; i++) p.push(ev(i));
+    await p.flush();
+    expect(f.appended.map((a) => a.input.sessionId)).toEqual(['h1', 'h2', 'h3']);
+    expect((await m.registry.getSingleMetric('tessera_audit_append_failures_total')?.get())?.values[0]?.value).toBe(2);
+    expect(sink.lines.map((l) => l.msg)).toEqual(['audit log append failed; retrying', 'audit log appends work again']);
+  });
+
+  it('counts and logs what it drops when the queue is full or at shutdown', async () => {
+    const m = metrics();
+    const sink = logSink();
+    let release: () => void = () => {};
+    const blocked = new Promise<void>((r) => (release = r));
+    const audit = { append: async (input: AuditEventInput) => (await blocked, chainRecord(null, input)) } as unknown as AuditStore;
+    const p = new AuditPipeline({ audit, metrics: m, tenantExists: async () => true, maxQueue: 2, log: () => sink.log });
+    p.push(ev(1));
+    p.push(ev(2));
+    p.push(ev(3)); // the queue holds 2
+    await p.stop(10);
+    release();
+    const dropped = (await m.registry.getSingleMetric('tessera_audit_events_dropped_total')?.get())?.values;
+    expect(dropped?.map((v) => [v.labels.reason, v.value]).sort()).toEqual([
+      ['queue_full', 1],
+      ['shutdown', 2],
+    ]);
+    expect(sink.lines.filter((l) => l.level === 'error').map((l) => [l.obj.reason, l.obj.dropped])).toEqual([
+      ['queue_full', 1],
+      ['shutdown', 2],
+    ]);
+  });
+
+  it('counts events of unknown tenants but gives them no chain', async () => {
+    const f = fakeAudit();
+    const m = metrics();
+    const p = new AuditPipeline({ audit: f.audit, metrics: m, tenantExists: async (id) => id === 't1', maxQueue: 100, log: () => logSink().log });
+    p.push(ev(1, { type: 'login.failed', tenantId: 'made-up', userId: null, sessionHandle: null, kind: undefined as unknown as string, details: { reason: 'invalid_credentials' } }));
+    p.push(ev(2));
+    await p.flush();
+    expect(f.appended.map((a) => a.input.tenantId)).toEqual(['t1']);
+    expect(await m.text()).toContain('tessera_login_failures_total{tenant="_unknown",reason="invalid_credentials"} 1');
+  });
+
+  it('keeps secrets out of the record even when an emitter put one in the details', () => {
+    const input = auditInputOf(ev(1, { details: { refreshToken: 'abc', nested: { password: 'x', list: [{ cookie: 'c' }] }, reason: 'ok' } }));
+    expect(input.details).toEqual({ refreshToken: '[redacted]', nested: { password: '[redacted]', list: [{ cookie: '[redacted]' }] }, reason: 'ok' });
+    expect(gaugeChangeOf(ev(1, { type: 'session.expired' }))).toEqual({ activeDelta: { kind: 'app', delta: -1 } });
+  });
+});
