@@ -16,6 +16,7 @@ import { KeyRing } from './tokens/key-ring.ts';
 import { startServer } from './server.ts';
 import { LOGIN_USAGE, loginCommand } from './client/cli-login.ts';
 import { openStore } from './store/open.ts';
+import { AUDIT_USAGE, auditCommand } from './audit/audit-cli.ts';
 
 const USAGE = `Usage: tessera <command> [options]
 
@@ -28,6 +29,7 @@ Commands:
   keys rotate                    Add a new JWT signing key; the old one keeps verifying
   sessions list --tenant <id> [--user <id>] [--status active|revoked|expired]
                                  List sessions as JSON lines
+${AUDIT_USAGE}
 ${LOGIN_USAGE}
   help                           This text
 
@@ -48,6 +50,10 @@ async function main(argv: string[]): Promise<number> {
       return keys(rest);
     case 'sessions':
       return sessions(rest);
+    case 'audit':
+      return withStore((_config, store) =>
+        auditCommand(rest, store.audit, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') }),
+      );
     case 'login':
       return loginCommand(rest, process.env, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') });
     case undefined:

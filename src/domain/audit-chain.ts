@@ -94,7 +94,7 @@ export function normaliseInput(e: AuditEventInput): AuditEventInput {
     ip: e.ip ?? null,
     userAgent: e.userAgent ?? null,
     location: (plain.location as Location | undefined) ?? null,
-    details: (plain.details as Record<string, unknown> | undefined) ?? {},
+    details: plain.details ?? {},
   };
 }
 

@@ -287,7 +287,7 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
       });
       res.write('retry: 2000\n\n');
       const unwatch = deps.monitor.watch(
-        { ...(tenantId !== undefined ? { tenantId } : {}), ...(q.type !== undefined ? { types: types(q.type) as string[] } : {}) },
+        { ...(tenantId !== undefined ? { tenantId } : {}), ...(q.type !== undefined ? { types: types(q.type) } : {}) },
         (r) => {
           res.write(`id: ${r.id}\nevent: ${r.type}\ndata: ${JSON.stringify(auditRecordJson(r))}\n\n`);
         },
