@@ -23,6 +23,7 @@ import type { User } from '../domain/user.ts';
 import type { AuditStore } from './audit-port.ts';
 import type { ConsentStore } from './consent-port.ts';
 import type { FederationStore } from './federation-port.ts';
+import type { OidcStore } from './oidc-port.ts';
 
 export interface Page<T> {
   items: T[];
@@ -96,6 +97,8 @@ export interface SessionStore {
   readonly consents: ConsentStore;
   /** Organizations, linked identities and SSO flows (SPEC 8): see federation-port.ts. */
   readonly federation: FederationStore;
+  /** Applications, oidc-provider's records, external-session index (SPEC 8 levels): see oidc-port.ts. */
+  readonly oidc: OidcStore;
 
   /**
    * Stores a new session. With `limit`, counts the user's valid sessions of `limit.kind` at `now`

@@ -7,6 +7,7 @@ import { describeAuditConformance, redisPair } from './audit-conformance.ts';
 import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
 import { describeFederationConformance } from './federation-conformance.ts';
+import { describeOidcConformance } from './oidc-conformance.ts';
 
 const redis = await redisUrlForTests();
 const skip = requireOrSkip(redis.unavailable);
@@ -28,6 +29,7 @@ describeStoreConformance(
 );
 
 describeFederationConformance(`Redis store, standalone (${redis.url})`, async () => { const prefix = testPrefix('federation'); const store = await openRedisStore(redis.url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(redis.url, prefix); } }; }, { skip });
+describeOidcConformance(`Redis store, standalone (${redis.url})`, async () => { const prefix = testPrefix('oidc'); const store = await openRedisStore(redis.url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(redis.url, prefix); } }; }, { skip });
 
 describeConsentConformance(`Redis store, standalone (${redis.url})`, async () => { const prefix = testPrefix('consents'); const store = await openRedisStore(redis.url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(redis.url, prefix); } }; }, { skip });
 

@@ -18,6 +18,7 @@ import { describeAuditConformance, openSqlitePair } from './audit-conformance.ts
 import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
 import { describeFederationConformance } from './federation-conformance.ts';
+import { describeOidcConformance } from './oidc-conformance.ts';
 import type { OpenedStore } from './conformance.ts';
 import type { WorkerCall, WorkerReply } from './sqlite-worker.ts';
 
@@ -39,6 +40,7 @@ describeStoreConformance('SQLite store, one connection on a file', async () => {
 describeStoreConformance('SQLite store, 4 connections in 4 worker threads on one file', () => openWorkerPool(4));
 describeAuditConformance('SQLite audit store, two connections on a file', openSqlitePair);
 describeFederationConformance('SQLite store, one connection on a file', async () => { const store = await openSqliteStore(join(tempDir(), 'federation.db')); return { store, close: () => store.close() }; });
+describeOidcConformance('SQLite store, one connection on a file', async () => { const store = await openSqliteStore(join(tempDir(), 'oidc.db')); return { store, close: () => store.close() }; });
 describeConsentConformance('SQLite store, one connection on a file', async () => { const store = await openSqliteStore(join(tempDir(), 'consents.db')); return { store, close: () => store.close() }; });
 
 /**

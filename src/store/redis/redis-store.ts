@@ -53,6 +53,8 @@ import type { ListPosition } from './codec.ts';
 import type { ConsentStore } from '../consent-port.ts';
 import { RedisConsentStore } from './consents.ts';
 import type { FederationStore } from '../federation-port.ts';
+import type { OidcStore } from '../oidc-port.ts';
+import { RedisOidcStore } from './oidc.ts';
 import { RedisFederationStore } from './federation.ts';
 import { RedisAuditStore } from './audit.ts';
 import { openConnection, toStoreError } from './connection.ts';
@@ -127,6 +129,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
   readonly audit: RedisAuditStore;
   readonly consents: ConsentStore;
   readonly federation: FederationStore;
+  readonly oidc: OidcStore;
   readonly #conn: RedisConnection;
   readonly #keys: RedisKeys;
   readonly #retentionMs: number;
@@ -140,6 +143,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
     this.audit = new RedisAuditStore(conn, settings.keys);
     this.consents = new RedisConsentStore(conn, settings.keys);
     this.federation = new RedisFederationStore(conn, settings.keys);
+    this.oidc = new RedisOidcStore(conn, settings.keys);
   }
 
   // ---------------------------------------------------------------- sessions

@@ -5,6 +5,7 @@ import type { DatabaseSync } from 'node:sqlite';
 import { StoreUnavailable } from '../../domain/errors.ts';
 import { AUDIT_SCHEMA } from './audit-schema.ts';
 import { FEDERATION_SCHEMA } from './federation-schema.ts';
+import { OIDC_SCHEMA } from './oidc-schema.ts';
 
 export interface Migration {
   /** 1-based; equal to the migration's position in `migrations` plus one. */
@@ -146,6 +147,11 @@ export const migrations: readonly Migration[] = [
     version: 5,
     description: 'federation: organizations, linked identities, SSO flow sessions',
     sql: FEDERATION_SCHEMA,
+  },
+  {
+    version: 6,
+    description: 'oidc: platform applications, oidc-provider records, external-session index',
+    sql: OIDC_SCHEMA,
   },
 ];
 

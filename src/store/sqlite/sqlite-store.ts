@@ -34,6 +34,8 @@ import type {
 import type { ConsentStore } from '../consent-port.ts';
 import { SqliteConsentStore } from './consents.ts';
 import type { FederationStore } from '../federation-port.ts';
+import type { OidcStore } from '../oidc-port.ts';
+import { SqliteOidcStore } from './oidc.ts';
 import { SqliteFederationStore } from './federation.ts';
 import { SqliteAuditStore } from './audit.ts';
 import { migrate } from './migrations.ts';
@@ -109,6 +111,7 @@ export class SqliteSessionStore implements SessionStore, Coordination {
   readonly audit: SqliteAuditStore;
   readonly consents: ConsentStore;
   readonly federation: FederationStore;
+  readonly oidc: OidcStore;
   private readonly db: DatabaseSync;
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private readonly listStatements = new Map<string, StatementSync>();
@@ -122,6 +125,7 @@ export class SqliteSessionStore implements SessionStore, Coordination {
     this.audit = new SqliteAuditStore(db);
     this.consents = new SqliteConsentStore(db);
     this.federation = new SqliteFederationStore(db);
+    this.oidc = new SqliteOidcStore(db);
     this.feedPollMs = feedPollMs;
   }
 
