@@ -197,6 +197,42 @@ describe.each(storeChoices())('the anomaly scenario on %s', (choice: StoreChoice
     expect((await s.app.inject({ method: 'POST', url: '/api/v1/auth/logout', headers: api(tenantId, body) })).statusCode).toBe(204);
   });
 
+  it('a reauth mark set by one server holds on another server that had the session cached', async () => {
+    clock.set(DAY0 + 15 * DAY + 11 * HOUR);
+    const other = await startTestServer({ sharedStore: s.store, clock, env: { TESSERA_ANOMALY_MAX_REQUESTS_PER_MINUTE: '20' } });
+    try {
+      const tenantId = uniqueTenant();
+      const email = 'two-servers@example.com';
+      await provision(s.app, tenantId, email, PASSWORD, { profile: 'production', anomalyPolicy: 'reauth' });
+      const body = (await login(tenantId, email)).json() as { userSessionToken: string; sessionId: string };
+      // The other server has the session in its cache now.
+      expect((await other.app.inject({ url: '/api/v1/session', headers: api(tenantId, body) })).statusCode).toBe(200);
+      const marked = new Promise<void>((resolve) => {
+        const stop = other.deps.monitor.watch({ tenantId, types: ['anomaly.detected'] }, () => {
+          stop();
+          resolve();
+        });
+      });
+      for (let i = 0; i < 21; i++) await s.app.inject({ url: '/api/v1/session', headers: api(tenantId, body) });
+      await s.deps.monitor.flush();
+      await marked; // the finding reached the other server through the store's feed
+      expect((await other.app.inject({ url: '/api/v1/session', headers: api(tenantId, body) })).json()).toMatchObject({ code: 'reauth_required' });
+      // Proving the password on the other server clears it on the first one too.
+      const cleared = new Promise<void>((resolve) => {
+        const stop = s.deps.monitor.watch({ tenantId, types: ['session.reauthenticated'] }, () => {
+          stop();
+          resolve();
+        });
+      });
+      expect((await other.app.inject({ method: 'POST', url: '/api/v1/auth/reauth', headers: api(tenantId, body), payload: { password: PASSWORD } })).statusCode).toBe(204);
+      await other.deps.monitor.flush();
+      await cleared;
+      expect((await s.app.inject({ url: '/api/v1/session', headers: api(tenantId, body) })).statusCode).toBe(200);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('every finding is in the hash-chained audit log, and the chains verify', async () => {
     await s.deps.monitor.flush();
     const res = await s.app.inject({ url: '/api/v1/admin/audit/verify', headers: admin });

@@ -301,7 +301,8 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
         if (!res.writableEnded) res.end();
       };
       streams.add(end);
-      request.raw.on('close', end);
+      // The response's 'close': the client went away (or the stream was ended here).
+      res.on('close', end);
       res.on('error', end);
     },
   );
