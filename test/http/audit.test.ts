@@ -6,7 +6,9 @@
 
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
@@ -23,6 +25,7 @@ import { openConnection, type RedisConnection } from '../../src/store/redis/conn
 import { parseRedisUrl } from '../../src/store/redis/url.ts';
 import { admin, ADMIN_TOKEN, COOKIE_SECRET, openTestStore, provision, redisTestUrl, startTestServer, uniqueTenant, type StoreChoice } from '../support/harness.ts';
 import { storeChoices } from '../support/store-choices.ts';
+import { buildMmdb, cityRecord } from '../support/mmdb-writer.ts';
 import { CLI } from '../support/tessera-process.ts';
 
 const run = promisify(execFile);
@@ -474,6 +477,38 @@ describe.each(storeChoices())('the audit trail on %s', (choice: StoreChoice) => 
       expect(e.at - acted).toBeLessThan(1000);
     } finally {
       abort.abort();
+    }
+  });
+});
+
+describe('locations from a MaxMind database on a running app', () => {
+  it('locates the client address at login and records it on the session and the event', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-geo-'));
+    const path = join(dir, 'city.mmdb');
+    writeFileSync(path, buildMmdb([{ cidr: '198.51.100.0/24', data: cityRecord('DE', 'Hamburg', 53.5511, 9.9937) }]));
+    const s = await startTestServer({ env: { TESSERA_GEOIP_DB: path } });
+    try {
+      const tenantId = uniqueTenant();
+      await provision(s.app, tenantId, 'geo@example.com', PASSWORD);
+      const ready = (await s.app.inject({ url: '/readyz' })).json() as { checks: Record<string, string> };
+      expect(ready.checks.location).toBe('GeoIP database Tessera-Test-City');
+      const res = await s.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        remoteAddress: '198.51.100.7',
+        headers: { 'x-tenant-id': tenantId, ...GEO },
+        payload: { email: 'geo@example.com', password: PASSWORD },
+      });
+      expect(res.statusCode).toBe(200);
+      await s.deps.monitor.flush();
+      const records = (await s.app.inject({ url: `/api/v1/admin/audit?tenantId=${tenantId}`, headers: admin })).json() as { items: AuditRecord[] };
+      // The X-Geo headers came from an untrusted address and were ignored; the database answered.
+      expect(records.items[0]).toMatchObject({ type: 'session.created', ip: '198.51.100.7', location: { country: 'DE', city: 'Hamburg', lat: 53.5511, lon: 9.9937 } });
+      const session = (await s.app.inject({ url: `/api/v1/admin/sessions?tenantId=${tenantId}`, headers: admin })).json() as { items: Array<{ device: Record<string, unknown> }> };
+      expect(session.items[0]?.device).toMatchObject({ ip: '198.51.100.7', location: { city: 'Hamburg' } });
+    } finally {
+      await s.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
