@@ -38,7 +38,7 @@ export async function authReauthRoutes(app: App, deps: Deps): Promise<void> {
       const ip = ipKey(request.ip);
       const wait = await throttledFor(deps.store, deps.throttle, acct, ip, now);
       if (wait > 0) {
-        emit(deps, { ...sessionEvent('login.throttled', session, now, { retryAfter: wait, step: 'reauth' }) }, origin);
+        emit(deps, sessionEvent('login.throttled', session, now, { retryAfter: wait, step: 'reauth' }), origin);
         throw new TooManyRequests(wait, 'login_throttled', 'Too many failed attempts; try again later.');
       }
       if (!user || !(await verifyPassword(user.passwordHash, request.body.password))) {
