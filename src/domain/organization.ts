@@ -83,6 +83,8 @@ export interface ExternalProfile {
   subject: string;
   email: string | null;
   emailVerified: boolean;
+  /** The provider's session id (`sid` claim), when its ID token has one: back-channel logout names it. */
+  sessionId?: string | null;
 }
 
 /** The issuer under which an organization's subjects are unique. */
@@ -119,7 +121,8 @@ function emailOf(value: unknown): string | null {
 export function profileFromClaims(issuer: string, claims: Record<string, unknown>): ExternalProfile {
   const subject = subjectOf(claims.sub);
   if (subject === null) throw new InvalidProfile('the provider gave no usable subject (sub)');
-  return { issuer, subject, email: emailOf(claims.email), emailVerified: claims.email_verified === true };
+  const sid = typeof claims.sid === 'string' && claims.sid.length > 0 && claims.sid.length <= 255 ? claims.sid : null;
+  return { issuer, subject, email: emailOf(claims.email), emailVerified: claims.email_verified === true, sessionId: sid };
 }
 
 /** The profile in a plain OAuth 2.0 provider's user document, through the organization's mapping. */

@@ -26,6 +26,8 @@ import { consentRoutes } from './routes/consents.ts';
 import { docsRoutes } from './routes/docs.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ssoRoutes } from './routes/sso.ts';
+import { adminAppRoutes } from './routes/admin-apps.ts';
+import { oidcRoutes } from './routes/oidc.ts';
 import { ProblemSchema } from './schemas.ts';
 import { registerValidation } from './validation.ts';
 
@@ -151,6 +153,8 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   await app.register(async (scope) => selfServiceRoutes(scope as App, deps));
   await app.register(async (scope) => adminOrgRoutes(scope as App, deps));
   await app.register(async (scope) => ssoRoutes(scope as App, deps));
+  await app.register(async (scope) => adminAppRoutes(scope as App, deps));
+  await app.register(async (scope) => oidcRoutes(scope as App, deps));
   await app.register(async (scope) => consentRoutes(scope as App, deps));
   await app.register(async (scope) => adminAuditRoutes(scope as App, deps));
   await app.register(async (scope) => authReauthRoutes(scope as App, deps));

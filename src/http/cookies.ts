@@ -28,9 +28,9 @@ export class CookieSigner {
   };
 }
 
-export type CookieName = 'sid' | 'flow' | 'rid';
+export type CookieName = 'sid' | 'flow' | 'rid' | 'idp';
 
-const PREFIX: Record<CookieName, string> = { sid: '__Host-', flow: '__Host-', rid: '__Secure-' };
+const PREFIX: Record<CookieName, string> = { sid: '__Host-', flow: '__Host-', rid: '__Secure-', idp: '__Host-' };
 
 export function cookieName(config: Pick<Config, 'insecureCookies'>, name: CookieName): string {
   return config.insecureCookies ? name : PREFIX[name] + name;

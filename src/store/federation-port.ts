@@ -30,6 +30,12 @@ export interface FlowData {
   nonce: string | null;
   codeVerifier: string | null;
   redirectUri: string;
+  /**
+   * The uid of an interaction of Tessera's own OpenID provider that waits for this login
+   * (SPEC 8 "Session levels"): the callback then makes only the `idp` session and returns the
+   * browser to /oidc/interaction/<uid>. Absent or null for a direct SSO login.
+   */
+  oidcInteraction?: string | null;
 }
 
 export interface FlowRecord {

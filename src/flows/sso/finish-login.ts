@@ -29,7 +29,7 @@ import type { User } from '../../domain/user.ts';
 import type { Deps } from '../../runtime.ts';
 import { emit, type Origin } from '../../sessions/app-sessions.ts';
 import type { FlowRecord } from '../../store/federation-port.ts';
-import { createSsoSessions } from './sessions.ts';
+import { createIdpSession, createSsoSessions } from './sessions.ts';
 import { checkStateParameter, loadOrganization, loginErrorTarget, loginTarget, stateMismatch } from './steps.ts';
 
 export interface FinishLogin {
@@ -45,7 +45,8 @@ export interface FinishLogin {
 }
 
 export type FinishResult =
-  | { ok: true; location: string; flow: FlowRecord; user: User }
+  /** `idpSecret`: set the `__Host-idp` cookie to it (a login for Tessera's own OpenID provider). */
+  | { ok: true; location: string; flow: FlowRecord; user: User; idpSecret?: string; idpMaxAge?: number }
   /**
    * Refused. `location` is set for a command-line login whose flow was found: its listener
    * hears of the failure. Otherwise the caller shows `error`.
@@ -66,6 +67,32 @@ export async function finishSsoLogin(deps: Deps, input: FinishLogin, now: number
     if (!tenant) throw new NotFound('tenant_not_found', `The tenant of organization "${org.slug}" does not exist.`);
     const { user, created } = await resolveUser(deps, org, profile, now);
     checkAdmin(f, user);
+    if (typeof f.data.oidcInteraction === 'string') {
+      // A platform application's sign-in through /oidc: only the idp session here; the waiting
+      // interaction creates the application's app session under it.
+      const idp = await createIdpSession(deps, { tenant, user, org, profile, device: input.device }, now, origin);
+      emit(
+        deps,
+        {
+          type: 'sso.completed',
+          time: now,
+          tenantId: tenant.id,
+          userId: user.id,
+          sessionHandle: idp.session.handle,
+          kind: 'idp',
+          details: { protocol: f.protocol, orgSlug: org.slug, issuer: profile.issuer, flow: f.session.handle, userCreated: created, oidcInteraction: true },
+        },
+        origin,
+      );
+      return {
+        ok: true,
+        location: `/oidc/interaction/${encodeURIComponent(f.data.oidcInteraction)}`,
+        flow: f,
+        user,
+        idpSecret: idp.secret,
+        idpMaxAge: Math.floor((idp.session.absoluteExpiresAt - now) / 1000),
+      };
+    }
     const sessions = await createSsoSessions(deps, { tenant, user, org, profile, device: input.device, adminLogin: f.data.isAdminLogin }, now, origin);
     emit(
       deps,

@@ -17,6 +17,7 @@ import type { User } from '../../domain/user.ts';
 import type { Deps } from '../../runtime.ts';
 import { announceEnded, emit, idleSecondsOf, type Origin } from '../../sessions/app-sessions.ts';
 import { keyedDigest } from '../../tokens/sealing.ts';
+import { externalSessionKeys } from '../oidc/levels.ts';
 import { SSO_TOKEN_LIFETIME_S } from './steps.ts';
 
 export const SSO_TOKEN_PURPOSE = 'sso_token';
@@ -33,15 +34,21 @@ export function appSecretOf(deps: Pick<Deps, 'keys'>, token: string): string {
   return keyedDigest(deps.keys.ssoSession, token);
 }
 
-export async function createSsoSessions(
+/**
+ * The `idp` session of a finished SSO login (SPEC 1: 1 h idle / 12 h absolute by default), and
+ * the index from the external provider's session (issuer + sid, issuer + subject) to it, so that
+ * a back-channel logout from that provider can end it. `secret` is its cookie value (`__Host-idp`)
+ * when the login was for Tessera's own OpenID provider.
+ */
+export async function createIdpSession(
   deps: Deps,
-  input: { tenant: Tenant; user: User; org: Organization; profile: ExternalProfile; device: Device; adminLogin: boolean },
+  input: { tenant: Tenant; user: User; org: Organization; profile: ExternalProfile; device: Device },
   now: number,
   origin: Origin,
-): Promise<SsoSessions> {
+): Promise<{ session: Session; secret: string }> {
   const { tenant, user, org, profile } = input;
   const authMethod = org.protocol;
-  const idp = issueSession(
+  const issued = issueSession(
     {
       tenantId: tenant.id,
       userId: user.id,
@@ -49,13 +56,31 @@ export async function createSsoSessions(
       lifetime: lifetimeOf(tenant, 'idp'),
       authMethod,
       device: input.device,
-      data: { orgSlug: org.slug, issuer: profile.issuer, subject: profile.subject },
+      data: { orgSlug: org.slug, issuer: profile.issuer, subject: profile.subject, ...(profile.sessionId ? { externalSid: profile.sessionId } : {}) },
     },
     now,
-  ).session;
-  const storedIdp = await deps.store.createSession(idp, now);
+  );
+  const storedIdp = await deps.store.createSession(issued.session, now);
   if (!storedIdp.ok) throw new Error('an idp session without a limit was refused');
   emit(deps, sessionEvent('session.created', storedIdp.session, now, { authMethod, orgSlug: org.slug }), origin);
+  for (const key of externalSessionKeys(profile.subject, profile.sessionId ?? null)) {
+    await deps.store.oidc.linkExternalSession(
+      { issuer: profile.issuer, key, tenantId: tenant.id, idpHandle: issued.session.handle, expiresAt: issued.session.absoluteExpiresAt },
+      now,
+    );
+  }
+  return { session: storedIdp.session, secret: issued.secret };
+}
+
+export async function createSsoSessions(
+  deps: Deps,
+  input: { tenant: Tenant; user: User; org: Organization; profile: ExternalProfile; device: Device; adminLogin: boolean },
+  now: number,
+  origin: Origin,
+): Promise<SsoSessions> {
+  const { tenant, user, org } = input;
+  const authMethod = org.protocol;
+  const { session: idp } = await createIdpSession(deps, input, now, origin);
 
   const token = newSecret();
   const app = issueSession(
@@ -103,5 +128,5 @@ export async function createSsoSessions(
   oneTime.secretHash = hashSecret(token);
   const storedToken = await deps.store.createSession(oneTime, now);
   if (!storedToken.ok) throw new Error('a one-time token session without a limit was refused');
-  return { idp: storedIdp.session, app: storedApp.session, token };
+  return { idp, app: storedApp.session, token };
 }

@@ -26,6 +26,8 @@ export interface StartLogin {
   /** The browser's binding secret from its `flow` cookie, when it sent a valid one. */
   binding: string | null;
   device: Device;
+  /** An interaction of Tessera's OpenID provider that waits for this login (flows/oidc). */
+  oidcInteraction?: string | null;
 }
 
 export interface StartedLogin {
@@ -62,6 +64,7 @@ export async function startSsoLogin(deps: Deps, input: StartLogin, now: number, 
         callbackPort: input.callbackPort,
         isAdminLogin: input.isAdminLogin,
         redirectUri,
+        oidcInteraction: input.oidcInteraction ?? null,
       },
     },
     now,

@@ -131,6 +131,7 @@ export function newFlow(
     callbackPort: input.data.callbackPort,
     isAdminLogin: input.data.isAdminLogin,
     redirectUri: input.data.redirectUri,
+    oidcInteraction: input.data.oidcInteraction ?? null,
     nonce: input.protocol === 'oidc' ? oidc.randomNonce() : null,
     codeVerifier: input.protocol === 'oidc' || input.pkce ? oidc.randomPKCECodeVerifier() : null,
   };

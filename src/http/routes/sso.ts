@@ -177,6 +177,10 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
       originOf(request),
     );
     void reply.header('referrer-policy', 'no-referrer');
+    if (result.ok && result.idpSecret !== undefined) {
+      // Lax: the applications' top-level redirects to /oidc/auth must carry it.
+      setCookie(reply, deps.config, { name: 'idp', value: result.idpSecret, maxAgeSeconds: result.idpMaxAge ?? 0, sameSite: 'lax' });
+    }
     if (result.ok) return reply.redirect(result.location, 302);
     if (result.location !== null) return reply.redirect(result.location, 302);
     throw result.error;

@@ -1,0 +1,85 @@
+// OpenID Connect Back-Channel Logout 1.0, as the provider: when `app` sessions end at the idp
+// level, each application that registered a `backchannelLogoutUri` receives a logout token
+// (`typ: logout+jwt`, `events`, `sid` and `sub`, a `jti`, no `nonce`, valid 2 minutes) by POST,
+// with up to 3 attempts (0 s, 0.5 s, 2 s apart). Every delivery ends in one audit event:
+// `sso.backchannel_logout_delivered` or `sso.backchannel_logout_failed` (attempts, last status).
+
+import { randomUUID } from 'node:crypto';
+import { SignJWT } from 'jose';
+import { judgeUrl } from '../../auth/federation/url-policy.ts';
+import type { Session } from '../../domain/session.ts';
+import type { Deps } from '../../runtime.ts';
+import { emit, type Origin } from '../../sessions/app-sessions.ts';
+import { OIDC_SIGNING_ALG, type OidcSigningKey } from './keys.ts';
+
+export const LOGOUT_TOKEN_LIFETIME_S = 120;
+export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+const RETRY_DELAYS_MS = [0, 500, 2000];
+const ATTEMPT_TIMEOUT_MS = 5000;
+
+/** Set by the provider when it starts (src/flows/oidc/provider.ts): issuer and signing key. */
+const signers = new WeakMap<object, { issuer: string; key: OidcSigningKey }>();
+
+export function registerLogoutSigner(deps: Pick<Deps, 'store'>, issuer: string, key: OidcSigningKey): void {
+  signers.set(deps.store, { issuer, key });
+}
+
+export async function logoutToken(issuer: string, key: OidcSigningKey, clientId: string, sub: string, sid: string | null, now: number): Promise<string> {
+  const iat = Math.floor(now / 1000);
+  return new SignJWT({ events: { [BACKCHANNEL_EVENT]: {} }, ...(sid !== null ? { sid } : {}) })
+    .setProtectedHeader({ alg: OIDC_SIGNING_ALG, kid: key.kid, typ: 'logout+jwt' })
+    .setIssuer(issuer)
+    .setAudience(clientId)
+    .setSubject(sub)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + LOGOUT_TOKEN_LIFETIME_S)
+    .setJti(randomUUID())
+    .sign(key.privateKey);
+}
+
+export async function sendBackchannelLogouts(deps: Deps, ended: readonly Session[], now: number, origin?: Origin): Promise<void> {
+  const signer = signers.get(deps.store);
+  if (!signer) return;
+  const jobs: Promise<void>[] = [];
+  for (const s of ended) {
+    if (s.kind !== 'app' || s.clientId === null || s.userId === null || typeof s.data.oidcSid !== 'string') continue;
+    jobs.push(deliverOne(deps, signer, s, now, origin));
+  }
+  await Promise.all(jobs);
+}
+
+async function deliverOne(deps: Deps, signer: { issuer: string; key: OidcSigningKey }, s: Session, now: number, origin?: Origin): Promise<void> {
+  const clientId = s.clientId as string;
+  const app = await deps.store.oidc.getApp(clientId).catch(() => null);
+  if (!app || app.backchannelLogoutUri === null) return;
+  const base = { type: 'sso.backchannel_logout_failed' as const, time: now, tenantId: s.tenantId, userId: s.userId, sessionHandle: s.handle, kind: 'app' };
+  const verdict = judgeUrl(app.backchannelLogoutUri, 'the back-channel logout URI', deps.config.devAllowHttpLoopback);
+  if (!verdict.ok) {
+    emit(deps, { ...base, details: { clientId, attempts: 0, error: verdict.reason } }, origin);
+    return;
+  }
+  const token = await logoutToken(signer.issuer, signer.key, clientId, s.userId as string, s.data.oidcSid as string, now);
+  let lastError = '';
+  for (let attempt = 1; attempt <= RETRY_DELAYS_MS.length; attempt++) {
+    const delay = RETRY_DELAYS_MS[attempt - 1] ?? 0;
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    try {
+      const r = await fetch(verdict.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ logout_token: token }).toString(),
+        redirect: 'manual',
+        signal: AbortSignal.timeout(ATTEMPT_TIMEOUT_MS),
+      });
+      await r.body?.cancel();
+      if (r.status === 200 || r.status === 204) {
+        emit(deps, { ...base, type: 'sso.backchannel_logout_delivered', details: { clientId, attempts: attempt, status: r.status } }, origin);
+        return;
+      }
+      lastError = `answered ${r.status}`;
+    } catch (err) {
+      lastError = err instanceof Error ? err.message : String(err);
+    }
+  }
+  emit(deps, { ...base, details: { clientId, attempts: RETRY_DELAYS_MS.length, error: lastError } }, origin);
+}

@@ -1,0 +1,251 @@
+// Tessera's OpenID provider for the platform's own applications (SPEC 8 "Session levels"): the
+// `oidc-provider` package is the protocol engine (discovery, authorization code + PKCE, token,
+// userinfo, JWKS, RP-initiated logout); Tessera supplies what it stands on:
+//
+// - storage: the adapter below, over `SessionStore.oidc` (SQLite or Redis), and the `Client`
+//   model read from the applications registered by PUT /api/v1/admin/apps/{clientId};
+// - accounts: `findAccount` reads Tessera's users, in the tenant of the asking application;
+// - who is signed in: a login check makes Tessera's `idp` session (cookie `__Host-idp`) decide.
+//   oidc-provider's own browser session only remembers which applications were authorized;
+//   without a valid `idp` session of the same user the login prompt comes back, and the
+//   interaction (http/routes/oidc.ts) either finishes at once from the `idp` session or sends the
+//   browser through the organization's external provider (flows/sso);
+// - the session tree: every authorization response with a code creates (or refreshes) the
+//   application's `app` session under the `idp` session, with oidc-provider's per-client `sid`;
+// - logout: RP-initiated logout ends the `idp` session and its subtree, and the applications
+//   hear of it by back-channel logout tokens that Tessera sends itself (backchannel.ts: retries,
+//   an audit event per delivery), so oidc-provider's own single-attempt sender is switched off.
+
+import { randomBytes } from 'node:crypto';
+import Provider, { errors, interactionPolicy, type Adapter, type AdapterPayload, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { unsealClientSecret } from '../../auth/federation/relying-party.ts';
+import { judgeUrl } from '../../auth/federation/url-policy.ts';
+import type { Deps } from '../../runtime.ts';
+import type { Origin } from '../../sessions/app-sessions.ts';
+import type { PlatformApp } from '../../store/oidc-port.ts';
+import { keyedDigest, deriveKey } from '../../tokens/sealing.ts';
+import { registerLogoutSigner } from './backchannel.ts';
+import { loadOidcSigningKeys, OIDC_SIGNING_ALG } from './keys.ts';
+import { cookieName } from '../../http/cookies.ts';
+import { endSessionsAndNotify, ensureAppSession, touchIdpSession, validIdpSession } from './levels.ts';
+
+export const OIDC_PREFIX = '/oidc';
+
+/** The issuer of Tessera's provider: the public URL and /oidc. */
+export function oidcIssuer(publicUrl: string): string {
+  return `${publicUrl}${OIDC_PREFIX}`;
+}
+
+/** How oidc-provider sees an application. */
+export function clientMetadataOf(deps: Pick<Deps, 'keys'>, app: PlatformApp): ClientMetadata {
+  const secret = app.sealedClientSecret === null ? null : unsealClientSecret(deps.keys.clientSecrets, app.sealedClientSecret);
+  return {
+    client_id: app.clientId,
+    ...(secret !== null ? { client_secret: secret, token_endpoint_auth_method: 'client_secret_basic' } : { token_endpoint_auth_method: 'none' }),
+    redirect_uris: app.redirectUris,
+    post_logout_redirect_uris: app.postLogoutRedirectUris,
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    id_token_signed_response_alg: OIDC_SIGNING_ALG,
+    // Declared so that ID tokens carry `sid` and discovery says so; the tokens are sent by
+    // Tessera (backchannel.ts), not by oidc-provider.
+    ...(app.backchannelLogoutUri !== null ? { backchannel_logout_uri: app.backchannelLogoutUri, backchannel_logout_session_required: true } : {}),
+  };
+}
+
+function originOfKoa(ctx: KoaContextWithOIDC): Origin {
+  return { headers: {}, ip: ctx.ip, userAgent: ctx.get('user-agent') || null };
+}
+
+function adapterFactory(deps: Deps) {
+  const oidc = deps.store.oidc;
+  // oidc-provider decides expiry by the wall clock (its own `exp`s), so its records do too.
+  return class TesseraAdapter implements Adapter {
+    readonly name: string;
+    constructor(name: string) {
+      this.name = name;
+    }
+    async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      const now = Date.now();
+      await oidc.upsertModel(this.name, id, payload, now + (expiresIn > 0 ? expiresIn : 14 * 86400) * 1000, now);
+    }
+    async find(id: string): Promise<AdapterPayload | undefined> {
+      if (this.name === 'Client') {
+        const app = await oidc.getApp(id);
+        return app ? (clientMetadataOf(deps, app)) : undefined;
+      }
+      return ((await oidc.findModel(this.name, id, Date.now())) ?? undefined);
+    }
+    async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      return ((await oidc.findModelByUid(this.name, uid, Date.now())) ?? undefined);
+    }
+    async findByUserCode(): Promise<AdapterPayload | undefined> {
+      return undefined; // no device flow
+    }
+    async consume(id: string): Promise<void> {
+      await oidc.consumeModel(this.name, id, Date.now());
+    }
+    async destroy(id: string): Promise<void> {
+      await oidc.destroyModel(this.name, id);
+    }
+    async revokeByGrantId(grantId: string): Promise<void> {
+      await oidc.revokeByGrantId(grantId);
+    }
+  };
+}
+
+const LOGOUT_PAGE = (form: string) => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signing out…</title></head>
+<body><h1>Signing out of every application…</h1>${form.replace('</form>', '<input type="hidden" name="logout" value="yes"/><noscript><button type="submit">Sign out</button></noscript></form>')}
+<script>document.forms[0].submit()</script></body></html>`;
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+export interface OidcProvider {
+  provider: Provider;
+  issuer: string;
+}
+
+export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
+  const issuer = oidcIssuer(deps.config.publicUrl);
+  const keys = await loadOidcSigningKeys(deps.store, deps.config.cookieSecret, deps.clock.now());
+  registerLogoutSigner(deps, issuer, keys[0]!);
+  const cookieKey = keyedDigest(deriveKey(deps.config.cookieSecret, 'cookie-signing'), 'oidc-provider-cookies');
+
+  const policy = interactionPolicy.base();
+  // Tessera's idp session decides whether the person is signed in (source 003): oidc-provider's
+  // own session counts only while an idp session of the same user is valid.
+  policy.get('login')!.checks.add(
+    new interactionPolicy.Check('tessera_idp_session', 'Tessera has no valid idp session for this user', async (ctx) => {
+      const app = ctx.oidc.client ? await deps.store.oidc.getApp(ctx.oidc.client.clientId) : null;
+      const now = deps.clock.now();
+      const idp = app ? await validIdpSession(deps, ctx.get('cookie'), now, app.tenantId) : null;
+      if (!idp || idp.userId !== ctx.oidc.session?.accountId) return interactionPolicy.Check.REQUEST_PROMPT;
+      await touchIdpSession(deps, idp, now);
+      return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    }),
+  );
+
+  const configuration: Configuration = {
+    adapter: adapterFactory(deps),
+    jwks: { keys: keys.map((k) => k.privateJwk) },
+    cookies: {
+      keys: [cookieKey],
+      names: { session: 'tessera_oidc_session', interaction: 'tessera_oidc_interaction', resume: 'tessera_oidc_resume' },
+    },
+    claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+    clientDefaults: { id_token_signed_response_alg: OIDC_SIGNING_ALG, grant_types: ['authorization_code'], response_types: ['code'] },
+    enabledJWA: { idTokenSigningAlgValues: [OIDC_SIGNING_ALG] },
+    extraParams: ['orgSlug'],
+    features: {
+      devInteractions: { enabled: false },
+      userinfo: { enabled: true },
+      revocation: { enabled: true },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        // RP-initiated logout is the idp-level logout: no second question, every application.
+        logoutSource: async (ctx, form) => {
+          ctx.type = 'html';
+          ctx.body = LOGOUT_PAGE(form);
+        },
+        postLogoutSuccessSource: async (ctx) => {
+          ctx.type = 'html';
+          ctx.body = '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title></head><body><h1 id="signed-out">You are signed out of every application.</h1></body></html>';
+        },
+      },
+    },
+    pkce: { required: () => true },
+    interactions: { url: (_ctx, interaction) => `${OIDC_PREFIX}/interaction/${interaction.uid}`, policy },
+    // Applications registered with Tessera are the platform's own: no consent screen.
+    loadExistingGrant: async (ctx) => {
+      const clientId = ctx.oidc.client!.clientId;
+      const accountId = ctx.oidc.session!.accountId!;
+      const grantId = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session!.grantIdFor(clientId);
+      if (grantId) {
+        const found = await ctx.oidc.provider.Grant.find(grantId);
+        if (found && found.accountId === accountId) return found;
+      }
+      const grant = new ctx.oidc.provider.Grant({ clientId, accountId });
+      grant.addOIDCScope('openid email');
+      await grant.save();
+      return grant;
+    },
+    findAccount: async (ctx, sub) => {
+      const app = ctx.oidc.client ? await deps.store.oidc.getApp(ctx.oidc.client.clientId) : null;
+      const user = app ? await deps.store.getUser(app.tenantId, sub) : null;
+      if (!user) return undefined;
+      const realEmail = !user.email.endsWith('.invalid');
+      return {
+        accountId: sub,
+        claims: () => ({ sub, ...(realEmail ? { email: user.email, email_verified: true } : {}) }),
+      };
+    },
+    ttl: { AuthorizationCode: 60, AccessToken: 600, IdToken: 600, Interaction: 600, Grant: 14 * 86400, Session: 14 * 86400 },
+    renderError: async (ctx, out) => {
+      ctx.type = 'html';
+      ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in failed</title></head><body><h1>Sign-in failed</h1><p>Error <code id="code">${escapeHtml(String(out.error))}</code></p><p id="detail">${escapeHtml(String(out.error_description ?? ''))}</p></body></html>`;
+    },
+  };
+
+  const provider = new Provider(issuer, configuration);
+  provider.proxy = deps.config.trustedProxies.length > 0;
+  // Tessera sends back-channel logout tokens itself (retries, audit); oidc-provider's sender
+  // would send a second, unretried copy.
+  provider.Client.prototype.backchannelLogout = async () => undefined;
+  provider.on('server_error', (_ctx, err) => {
+    process.stderr.write(`oidc-provider server_error: ${err instanceof Error ? err.stack : String(err)}\n`);
+  });
+
+  provider.use(async (ctx, next) => {
+    const route = () => (ctx as KoaContextWithOIDC).oidc?.route;
+    const cookieHeader = ctx.get('cookie');
+    await next();
+    const oc = (ctx as KoaContextWithOIDC).oidc;
+    if (!oc) return;
+    const now = deps.clock.now();
+    // Every authorization response with a code: the application's app session under the idp session.
+    if ((route() === 'authorization' || route() === 'resume') && (ctx.status === 302 || ctx.status === 303) && oc.client && oc.session?.accountId) {
+      const location = ctx.response.get('location');
+      const url = location ? new URL(location) : null;
+      if (!url?.searchParams.has('code')) return;
+      const app = await deps.store.oidc.getApp(oc.client.clientId);
+      const idp = app ? await validIdpSession(deps, cookieHeader, now, app.tenantId) : null;
+      const sid = oc.session.sidFor(oc.client.clientId);
+      try {
+        if (!idp || idp.userId !== oc.session.accountId || !sid) throw new errors.LoginRequired('the idp session ended during the sign-in');
+        await ensureAppSession(deps, idp, oc.client.clientId, sid, now, originOfKoa(ctx as KoaContextWithOIDC));
+      } catch (err) {
+        // No app session, no code: the application gets an error response instead.
+        const back = new URL(url.origin + url.pathname);
+        back.searchParams.set('error', err instanceof errors.OIDCProviderError ? err.error : 'access_denied');
+        back.searchParams.set('error_description', err instanceof Error ? err.message : 'the sign-in failed');
+        const state = url.searchParams.get('state');
+        if (state !== null) back.searchParams.set('state', state);
+        back.searchParams.set('iss', issuer);
+        ctx.redirect(back.href);
+      }
+      return;
+    }
+    // RP-initiated logout, confirmed: the idp level (every application).
+    if (route() === 'end_session_confirm' && (ctx.status === 302 || ctx.status === 303) && oc.params?.logout) {
+      const idp = await validIdpSession(deps, cookieHeader, now);
+      if (idp) await endSessionsAndNotify(deps, idp.handle, 'logout', now, originOfKoa(ctx as KoaContextWithOIDC));
+      const secure = !deps.config.insecureCookies;
+      ctx.append('set-cookie', `${cookieName(deps.config, 'idp')}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`);
+    }
+  });
+
+  return { provider, issuer };
+}
+
+/** Plain HTTP for the issuer only on loopback with TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1. */
+export function issuerVerdict(publicUrl: string, allowHttpLoopback: boolean): string | null {
+  const v = judgeUrl(oidcIssuer(publicUrl), "Tessera's OpenID provider issuer (from TESSERA_PUBLIC_URL)", allowHttpLoopback);
+  return v.ok ? null : `${v.reason}; serve Tessera over HTTPS.`;
+}
+
+export function newClientSecret(): string {
+  return randomBytes(32).toString('base64url');
+}

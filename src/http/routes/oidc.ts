@@ -1,0 +1,226 @@
+// Tessera's OpenID provider for platform applications (SPEC 8 "Session levels"):
+//
+//   ALL  /oidc/*                       oidc-provider (discovery, auth, token, userinfo, jwks,
+//                                      session/end, revocation), mounted as a raw route
+//   GET  /oidc/interaction/{uid}       login: from the idp session, or through the external provider
+//   POST /api/v1/oidc/app-logout       an application ends its own app session (id_token_hint)
+//   POST /api/v1/sso/oidc/backchannel-logout/{orgSlug}
+//                                      back-channel logout from an organization's external provider
+//
+// oidc-provider is a Koa application: the /oidc/* route hands it the raw request and response
+// (reply.hijack) with the /oidc prefix moved to `originalUrl`, which is how oidc-provider finds
+// its mount path. Its scope has no body parsers, so oidc-provider reads the bodies itself.
+
+import type { IncomingMessage } from 'node:http';
+import type { FastifyRequest } from 'fastify';
+import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { Type } from 'typebox';
+import { relyingParty, unsealClientSecret } from '../../auth/federation/relying-party.ts';
+import { BadRequest, NotFound, TesseraError, Unauthorized } from '../../domain/errors.ts';
+import { ORG_SLUG_PATTERN } from '../../domain/organization.ts';
+import { constantTimeEqual, hashSecret } from '../../domain/secrets.ts';
+import type { Device } from '../../domain/session.ts';
+import { BACKCHANNEL_EVENT } from '../../flows/oidc/backchannel.ts';
+import { endSessionsAndNotify, validIdpSession, touchIdpSession } from '../../flows/oidc/levels.ts';
+import { createOidcProvider, issuerVerdict, OIDC_PREFIX } from '../../flows/oidc/provider.ts';
+import { startSsoLogin } from '../../flows/sso/start-login.ts';
+import { loadOidcSigningKeys } from '../../flows/oidc/keys.ts';
+import { emit, endSession } from '../../sessions/app-sessions.ts';
+import { originOf } from '../authenticate.ts';
+import { readCookie, setCookie } from '../cookies.ts';
+import type { App, Deps } from '../deps.ts';
+import { problems } from '../schemas.ts';
+
+function deviceOf(request: FastifyRequest): Device {
+  return { ip: request.ip, ...(request.ctx.userAgent ? { userAgent: request.ctx.userAgent } : {}) };
+}
+
+const remoteJwks = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+
+export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
+  const refusal = issuerVerdict(deps.config.publicUrl, deps.config.devAllowHttpLoopback);
+  if (refusal !== null) {
+    // Not served over plain HTTP (except loopback in development): say why on every /oidc path.
+    app.all('/oidc/*', { schema: { hide: true } }, async () => {
+      throw new TesseraError(500, 'insecure_issuer', refusal);
+    });
+    return;
+  }
+  const { provider, issuer } = await createOidcProvider(deps);
+  const handle = provider.callback();
+
+  await app.register(async (raw) => {
+    raw.removeAllContentTypeParsers();
+    // Leave every body unread: oidc-provider parses its own (and refuses what it must).
+    raw.addContentTypeParser('*', (_request, _payload, done) => done(null));
+    raw.all(`${OIDC_PREFIX}/*`, { schema: { hide: true } }, async (request, reply) => {
+      reply.hijack();
+      const req = request.raw as IncomingMessage & { originalUrl?: string };
+      req.originalUrl = req.url;
+      req.url = (req.url ?? '/').slice(OIDC_PREFIX.length) || '/';
+      await handle(req, reply.raw);
+    });
+  });
+
+  app.get(
+    `${OIDC_PREFIX}/interaction/:uid`,
+    { schema: { hide: true, params: Type.Object({ uid: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) }) } },
+    async (request, reply) => {
+      const now = deps.clock.now();
+      let details: Awaited<ReturnType<typeof provider.interactionDetails>>;
+      try {
+        details = await provider.interactionDetails(request.raw, reply.raw);
+      } catch {
+        throw new BadRequest('oidc_interaction_expired', 'This sign-in is unknown or has expired; go back to the application and start again.');
+      }
+      if (details.uid !== request.params.uid) throw new BadRequest('oidc_interaction_expired', 'This sign-in belongs to another interaction; start again.');
+      const clientId = String(details.params.client_id);
+      const platformApp = await deps.store.oidc.getApp(clientId);
+      if (!platformApp) throw new NotFound('app_not_found', `No application "${clientId}".`);
+      const idp = await validIdpSession(deps, request.headers.cookie, now, platformApp.tenantId);
+      if (idp) {
+        // Flow 3 of source 003: signed in at Tessera already; the application gets its session
+        // without the browser leaving Tessera.
+        await touchIdpSession(deps, idp, now);
+        reply.hijack();
+        await provider.interactionFinished(
+          request.raw,
+          reply.raw,
+          { login: { accountId: idp.userId as string, amr: [idp.authMethod], ts: Math.floor(idp.createdAt / 1000) } },
+          { mergeWithLastSubmission: false },
+        );
+        return;
+      }
+      // Flows 1 and 2: through the organization's external provider, then back here.
+      const requested = typeof details.params.orgSlug === 'string' && new RegExp(ORG_SLUG_PATTERN).test(details.params.orgSlug) ? details.params.orgSlug : null;
+      const orgSlug = requested ?? platformApp.orgSlug;
+      if (orgSlug === null) throw new BadRequest('org_required', 'This application has no default organization; the sign-in request must name one with orgSlug.');
+      const org = await deps.store.federation.getOrganization(orgSlug);
+      if (!org || org.tenantId !== platformApp.tenantId) throw new NotFound('org_not_found', `No organization "${orgSlug}" for this application.`);
+      const started = await startSsoLogin(
+        deps,
+        {
+          protocol: org.protocol,
+          orgSlug,
+          provider: org.oauth?.provider ?? null,
+          callbackPort: null,
+          isAdminLogin: false,
+          binding: readCookie(request, deps.config, 'flow'),
+          device: deviceOf(request),
+          oidcInteraction: details.uid,
+        },
+        now,
+        originOf(request),
+      );
+      setCookie(reply, deps.config, { name: 'flow', value: started.binding, maxAgeSeconds: started.cookieMaxAge, sameSite: 'lax' });
+      return reply.header('referrer-policy', 'no-referrer').redirect(started.location, 302);
+    },
+  );
+
+  const keys = await loadOidcSigningKeys(deps.store, deps.config.cookieSecret, deps.clock.now());
+  const ownJwks = createLocalJWKSet({
+    keys: keys.map((k) => {
+      const { d: _d, ...pub } = k.privateJwk;
+      return pub;
+    }),
+  });
+
+  app.post(
+    '/api/v1/oidc/app-logout',
+    {
+      schema: {
+        tags: ['oidc'],
+        summary: 'An application ends its own app session (the idp session and other applications stay)',
+        description:
+          'Form or JSON `{ id_token_hint, client_id }`: an ID token Tessera issued to this application (expired ones are accepted). A confidential application authenticates with HTTP Basic (client id and secret). Answers 204.',
+        body: Type.Object({ id_token_hint: Type.String({ minLength: 10, maxLength: 8192 }), client_id: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false }),
+        response: { 204: Type.Null(), ...problems(400, 401) },
+      },
+    },
+    async (request, reply) => {
+      const now = deps.clock.now();
+      const { id_token_hint: hint, client_id: clientId } = request.body;
+      const platformApp = await deps.store.oidc.getApp(clientId);
+      if (!platformApp) throw new Unauthorized('invalid_client', 'Unknown application.');
+      if (platformApp.sealedClientSecret !== null) {
+        const m = /^Basic ([A-Za-z0-9+/=]+)$/.exec(request.headers.authorization ?? '');
+        const [id, secret] = m ? Buffer.from(m[1] as string, 'base64').toString('utf8').split(':').map(decodeURIComponent) : [];
+        const expected = unsealClientSecret(deps.keys.clientSecrets, platformApp.sealedClientSecret);
+        if (id !== clientId || secret === undefined || !constantTimeEqual(hashSecret(secret), hashSecret(expected))) {
+          throw new Unauthorized('invalid_client', 'The application must authenticate with its client secret (HTTP Basic).');
+        }
+      }
+      let claims: JWTPayload;
+      try {
+        // An app may log out after its ID token expired: lifetime is not checked, everything else is.
+        ({ payload: claims } = await jwtVerify(hint, ownJwks, { issuer, audience: clientId, clockTolerance: 14 * 86400 }));
+      } catch {
+        throw new BadRequest('invalid_id_token_hint', 'id_token_hint is not an ID token Tessera issued to this application.');
+      }
+      if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string') throw new BadRequest('invalid_id_token_hint', 'id_token_hint has no sub or sid.');
+      const page = await deps.store.listSessions({ tenantId: platformApp.tenantId, userId: claims.sub, kind: 'app', status: 'active', now, limit: 500 });
+      for (const s of page.items) {
+        if (s.clientId === clientId && s.data.oidcSid === claims.sid) await endSession(deps, s.handle, 'logout', now, originOf(request));
+      }
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/api/v1/sso/oidc/backchannel-logout/:orgSlug',
+    {
+      schema: {
+        tags: ['sso'],
+        summary: "Back-channel logout from an organization's external identity provider",
+        description:
+          "OpenID Connect Back-Channel Logout 1.0, received: form `logout_token`, signed by the organization's provider (its JWKS), audience Tessera's client id there, with the back-channel event, no nonce, `sid` and/or `sub`. Ends the Tessera idp sessions that this external session started (by `sid`, else by `sub`) and every app session under them; applications hear of it by back-channel logout. Register `<public URL>/api/v1/sso/oidc/backchannel-logout/<orgSlug>` at the provider.",
+        params: Type.Object({ orgSlug: Type.String({ pattern: ORG_SLUG_PATTERN }) }),
+        body: Type.Object({ logout_token: Type.String({ minLength: 10, maxLength: 8192 }) }, { additionalProperties: false }),
+        response: { 200: Type.Null(), ...problems(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      const now = deps.clock.now();
+      const org = await deps.store.federation.getOrganization(request.params.orgSlug);
+      if (!org || !org.oidc) throw new NotFound('org_not_found', `No OpenID Connect organization "${request.params.orgSlug}".`);
+      const rp = await relyingParty(org, deps.keys.clientSecrets, deps.config.devAllowHttpLoopback);
+      const jwksUri = rp.serverMetadata().jwks_uri as string;
+      let jwks = remoteJwks.get(jwksUri);
+      if (!jwks) {
+        jwks = createRemoteJWKSet(new URL(jwksUri));
+        remoteJwks.set(jwksUri, jwks);
+      }
+      let claims: JWTPayload;
+      try {
+        ({ payload: claims } = await jwtVerify(request.body.logout_token, jwks, {
+          issuer: org.oidc.issuer,
+          audience: org.oidc.clientId,
+          maxTokenAge: '5m',
+          requiredClaims: ['iat', 'jti'],
+        }));
+      } catch (err) {
+        throw new BadRequest('invalid_logout_token', `The logout token is not valid: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      const events = claims.events as Record<string, unknown> | undefined;
+      if (!events || typeof events !== 'object' || !(BACKCHANNEL_EVENT in events)) throw new BadRequest('invalid_logout_token', 'The logout token has no back-channel logout event.');
+      if ('nonce' in claims) throw new BadRequest('invalid_logout_token', 'A logout token must not carry a nonce.');
+      const sid = typeof claims.sid === 'string' ? claims.sid : null;
+      const sub = typeof claims.sub === 'string' ? claims.sub : null;
+      if (sid === null && sub === null) throw new BadRequest('invalid_logout_token', 'The logout token names neither sid nor sub.');
+      const links = await deps.store.oidc.findExternalSessions(org.oidc.issuer, sid !== null ? `sid:${sid}` : `sub:${sub}`, now);
+      const origin = originOf(request);
+      let ended = 0;
+      for (const link of links) {
+        if (link.tenantId !== org.tenantId) continue;
+        const r = await endSessionsAndNotify(deps, link.idpHandle, 'logout', now, origin);
+        ended += r.ended.length;
+      }
+      emit(
+        deps,
+        { type: 'sso.backchannel_logout_received', time: now, tenantId: org.tenantId, userId: null, sessionHandle: null, details: { orgSlug: org.slug, bySid: sid !== null, idpSessions: links.length, ended } },
+        origin,
+      );
+      return reply.code(200).header('cache-control', 'no-store').send(null);
+    },
+  );
+}
