@@ -30,6 +30,8 @@ export interface TestIdp {
   tamper: Tamper;
   /** How many token requests the provider answered. */
   tokenRequests: number;
+  /** A back-channel logout token signed by this provider for its client (claims override the defaults). */
+  signLogoutToken(claims: Record<string, unknown>): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -158,6 +160,17 @@ export async function startTestIdp(opts: IdpOptions): Promise<TestIdp> {
     accounts,
     tamper: 'none',
     tokenRequests: 0,
+    signLogoutToken: async (claims) =>
+      new SignJWT({
+        iss: issuer,
+        aud: clientId,
+        iat: Math.floor(Date.now() / 1000),
+        events: { 'http://schemas.openid.net/event/backchannel-logout': {} },
+        jti: randomBytes(8).toString('hex'),
+        ...claims,
+      })
+        .setProtectedHeader({ alg: 'RS256', kid: 'idp-key-1', typ: 'logout+jwt' })
+        .sign(signingKey),
     close: async () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -1,0 +1,314 @@
+// Tessera's OpenID provider for platform applications (/oidc), over HTTP with the real external
+// provider (test/support/oidc-idp.ts): an openid-client relying party — code no one here wrote —
+// signs in through Tessera's discovery document unchanged; application registration is
+// validated; the session levels (idp, app) and the logout cascade with back-channel logout
+// tokens; a back-channel logout from the external provider. On SQLite and Redis.
+
+import { createServer, type Server } from 'node:http';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import type { Session } from '../../src/domain/session.ts';
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { admin, provision, startTestServer, uniqueTenant } from '../support/harness.ts';
+import { loginAtProvider, MiniBrowser, startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
+import { storeChoices } from '../support/store-choices.ts';
+import { freePort } from '../support/tessera-process.ts';
+
+const ALICE = { login: 'alice', password: 'wonderland' };
+const BOB = { login: 'bob', password: 'builder' };
+const ROOT = { login: 'root', password: 'toor-toor' };
+const SECRET = 'app-secret-'.padEnd(40, 'x');
+
+interface Receiver {
+  url: string;
+  tokens: string[];
+  /** Answer this status to the next N requests (to prove retries). */
+  failNext: number;
+  close(): Promise<void>;
+}
+
+async function backchannelReceiver(): Promise<Receiver> {
+  const port = await freePort();
+  const r: Receiver = { url: `http://127.0.0.1:${port}/backchannel`, tokens: [], failNext: 0, close: async () => void (await new Promise((res) => server.close(res))) };
+  const server: Server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      if (r.failNext > 0) {
+        r.failNext -= 1;
+        res.statusCode = 503;
+        res.end();
+        return;
+      }
+      r.tokens.push(new URLSearchParams(body).get('logout_token') ?? '');
+      res.statusCode = 200;
+      res.end();
+    });
+  });
+  await new Promise<void>((res) => server.listen(port, '127.0.0.1', res));
+  return r;
+}
+
+describe.each(storeChoices())('Tessera as OpenID provider (%s)', (storeChoice) => {
+  let world: SsoWorld;
+  let receiverA: Receiver;
+  let receiverB: Receiver;
+  const redirectA = 'http://127.0.0.1:9/app-a/callback';
+  const redirectB = 'http://127.0.0.1:9/app-b/callback';
+
+  beforeAll(async () => {
+    world = await startSsoWorld({ store: storeChoice });
+    receiverA = await backchannelReceiver();
+    receiverB = await backchannelReceiver();
+    for (const [id, redirect, receiver, secret] of [
+      ['app-a', redirectA, receiverA, SECRET],
+      ['app-b', redirectB, receiverB, null],
+    ] as const) {
+      const r = await world.server.app.inject({
+        method: 'PUT',
+        url: `/api/v1/admin/apps/${id}-${world.tenantId}`,
+        headers: admin,
+        payload: { tenantId: world.tenantId, redirectUris: [redirect], orgSlug: world.orgSlug, backchannelLogoutUri: receiver.url, clientSecret: secret },
+      });
+      expect(r.statusCode, r.body).toBe(200);
+    }
+  });
+  afterAll(async () => {
+    await receiverA?.close();
+    await receiverB?.close();
+    await world?.close();
+  });
+
+  const clientA = () => `app-a-${world.tenantId}`;
+  const clientB = () => `app-b-${world.tenantId}`;
+
+  async function rp(clientId: string, secret: string | null): Promise<oidc.Configuration> {
+    return oidc.discovery(new URL(`${world.tesseraUrl}/oidc`), clientId, undefined, secret === null ? oidc.None() : oidc.ClientSecretBasic(secret), {
+      execute: [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks],
+    });
+  }
+
+  /** Runs an authorization request in `browser` up to the application's redirect URI; logs in at the provider when asked. */
+  async function authorize(browser: MiniBrowser, config: oidc.Configuration, redirectUri: string, opts: { expectProvider: 'login' | 'silent' | 'none'; account?: { login: string; password: string } }) {
+    const verifier = oidc.randomPKCECodeVerifier();
+    const state = oidc.randomState();
+    const nonce = oidc.randomNonce();
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: redirectUri,
+      scope: 'openid email',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state,
+      nonce,
+    });
+    const isApp = (u: URL) => u.href.startsWith(redirectUri);
+    const visited: string[] = [];
+    let at = await browser.follow(url.href, (u) => {
+      visited.push(u.href);
+      return isApp(u) || (opts.expectProvider === 'login' && u.origin === world.idp.issuer && u.pathname.startsWith('/interaction'));
+    });
+    if (!isApp(new URL(at.url))) {
+      const callback = await loginAtProvider(browser, world, at.url, opts.account ?? ALICE);
+      at = await browser.follow(callback, (u) => {
+        visited.push(u.href);
+        return isApp(u);
+      });
+    }
+    expect(isApp(new URL(at.url)), `ended at ${at.url}: ${await at.response.text().catch(() => '')}`).toBe(true);
+    const tokens = await oidc.authorizationCodeGrant(config, new URL(at.url), { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true });
+    return { tokens, visited };
+  }
+
+  it('an openid-client relying party signs in through the discovery document; ID token ES256 with sid; userinfo', async () => {
+    const config = await rp(clientA(), SECRET);
+    const m = config.serverMetadata();
+    expect(m.issuer).toBe(`${world.tesseraUrl}/oidc`);
+    expect(m.backchannel_logout_supported).toBe(true);
+    expect(m.end_session_endpoint).toBe(`${world.tesseraUrl}/oidc/session/end`);
+    const browser = new MiniBrowser();
+    const { tokens, visited } = await authorize(browser, config, redirectA, { expectProvider: 'login' });
+    expect(visited.some((u) => u.startsWith(world.idp.issuer))).toBe(true);
+    const claims = tokens.claims()!;
+    expect(claims.iss).toBe(`${world.tesseraUrl}/oidc`);
+    expect(claims.aud).toBe(clientA());
+    expect(typeof claims.sid).toBe('string');
+    expect(decodeProtectedHeader(tokens.id_token!).alg).toBe('ES256');
+    const info = await oidc.fetchUserInfo(config, tokens.access_token, claims.sub);
+    expect(info.email).toBe('alice@example.com');
+
+    // The session tree: one idp session, one app session of app-a below it.
+    const { deps } = world.server;
+    const now = deps.clock.now();
+    const sessions = (await deps.store.listSessions({ tenantId: world.tenantId, userId: claims.sub, now, limit: 100 })).items.filter((s) => s.status === 'active');
+    const idp = sessions.filter((s) => s.kind === 'idp');
+    const apps = sessions.filter((s) => s.kind === 'app');
+    expect(idp).toHaveLength(1);
+    expect(apps).toHaveLength(1);
+    expect(apps[0]).toMatchObject({ parentHandle: idp[0]!.handle, clientId: clientA(), data: { oidcSid: claims.sid } });
+  });
+
+  async function activeSessions(sub: string): Promise<Session[]> {
+    const { deps } = world.server;
+    const now = deps.clock.now();
+    return (await deps.store.listSessions({ tenantId: world.tenantId, userId: sub, now, limit: 200 })).items.filter((x) => x.status === 'active' && x.idleExpiresAt! > now);
+  }
+
+  async function verifyLogoutToken(token: string, clientId: string) {
+    const jwks = createRemoteJWKSet(new URL(`${world.tesseraUrl}/oidc/jwks`));
+    const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: `${world.tesseraUrl}/oidc`, audience: clientId, typ: 'logout+jwt' });
+    expect(protectedHeader.alg).toBe('ES256');
+    expect(payload.events).toEqual({ 'http://schemas.openid.net/event/backchannel-logout': {} });
+    expect(payload).not.toHaveProperty('nonce');
+    expect(payload.exp! - payload.iat!).toBeLessThanOrEqual(120);
+    expect(typeof payload.jti).toBe('string');
+    return payload;
+  }
+
+  it('session levels: a second app signs in from the idp session without the provider; an expired app session is re-created silently; app logout ends that app only; idp logout ends all and reaches both apps by back-channel', async () => {
+    const browser = new MiniBrowser();
+    const configA = await rp(clientA(), SECRET);
+    const configB = await rp(clientB(), null);
+    // Flow 1: no session anywhere: credentials at the external provider.
+    const first = await authorize(browser, configA, redirectA, { expectProvider: 'login', account: BOB });
+    expect(first.visited.some((u) => u.startsWith(world.idp.issuer))).toBe(true);
+    const sub = first.tokens.claims()!.sub;
+    const requestsBefore = world.idp.tokenRequests;
+
+    // Flow 3: an idp session: app-b gets a session without leaving Tessera.
+    const second = await authorize(browser, configB, redirectB, { expectProvider: 'none' });
+    expect(second.visited.some((u) => u.startsWith(world.idp.issuer))).toBe(false);
+    expect(world.idp.tokenRequests).toBe(requestsBefore);
+    expect(second.tokens.claims()!.sub).toBe(sub);
+    let sessions = await activeSessions(sub);
+    const idp = sessions.filter((x) => x.kind === 'idp');
+    expect(idp).toHaveLength(1);
+    expect(sessions.filter((x) => x.kind === 'app' && x.parentHandle === idp[0]!.handle).map((x) => x.clientId).sort()).toEqual([clientA(), clientB()].sort());
+
+    // The app session of app-a expires (15 min idle) while the idp session (1 h idle) is still
+    // valid: the next sign-in re-creates it, silently.
+    world.clock.advance(16 * 60_000);
+    const again = await authorize(browser, configA, redirectA, { expectProvider: 'none' });
+    expect(again.visited.some((u) => u.startsWith(world.idp.issuer))).toBe(false);
+    sessions = await activeSessions(sub);
+    expect(sessions.filter((x) => x.kind === 'app' && x.clientId === clientA())).toHaveLength(1);
+
+    // App-only logout: app-b ends its own app session; app-a's and the idp session stay.
+    const out = await fetch(`${world.tesseraUrl}/api/v1/oidc/app-logout`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ id_token_hint: second.tokens.id_token!, client_id: clientB() }),
+    });
+    expect(out.status, await out.text()).toBe(204);
+    sessions = await activeSessions(sub);
+    expect(sessions.filter((x) => x.kind === 'app').map((x) => x.clientId)).toEqual([clientA()]);
+    expect(sessions.filter((x) => x.kind === 'idp')).toHaveLength(1);
+    expect(receiverA.tokens.length + receiverB.tokens.length).toBe(0);
+
+    // app-b again (idp still valid: no provider), so that both apps have a session to lose.
+    const b2 = await authorize(browser, configB, redirectB, { expectProvider: 'none' });
+
+    // Idp-level logout (RP-initiated logout of app-a); app-a's receiver fails once: retried.
+    receiverA.failNext = 1;
+    const endUrl = oidc.buildEndSessionUrl(configA, { id_token_hint: again.tokens.id_token!, post_logout_redirect_uri: undefined as unknown as string });
+    const page = await browser.get(endUrl.href.replace(/&?post_logout_redirect_uri=undefined/, ''));
+    const html = await page.text();
+    const form = /action="([^"]+)"[\s\S]*?name="xsrf" value="([^"]+)"/.exec(html);
+    expect(form, html).not.toBeNull();
+    const confirm = await browser.post(new URL(form![1]!, endUrl).href, { xsrf: form![2]!, logout: 'yes' });
+    expect([302, 303]).toContain(confirm.status);
+    expect(browser.cookies.has('__Host-idp')).toBe(false);
+    expect(await activeSessions(sub)).toEqual([]);
+    await expect.poll(() => receiverA.tokens.length + receiverB.tokens.length, { timeout: 5000 }).toBe(2);
+    const ta = await verifyLogoutToken(receiverA.tokens[0]!, clientA());
+    const tb = await verifyLogoutToken(receiverB.tokens[0]!, clientB());
+    expect(ta).toMatchObject({ sub, sid: again.tokens.claims()!.sid });
+    expect(tb).toMatchObject({ sub, sid: b2.tokens.claims()!.sid });
+
+    // One audit event per delivery, after the retry for app-a.
+    await world.server.deps.monitor.flush();
+    const audit = await world.server.app.inject({ method: 'GET', url: `/api/v1/admin/audit?tenantId=${world.tenantId}&type=sso.backchannel_logout_delivered`, headers: admin });
+    expect(audit.statusCode, audit.body).toBe(200);
+    const items = (audit.json() as { items: Array<{ details: { clientId: string; attempts: number } }> }).items;
+    expect(items.map((e) => [e.details.clientId, e.details.attempts]).sort()).toEqual([[clientA(), 2], [clientB(), 1]].sort());
+
+    // Signed out at Tessera, still signed in at the external provider: flow 2, no credentials.
+    const flow2 = await authorize(browser, configB, redirectB, { expectProvider: 'silent' });
+    expect(flow2.visited.some((u) => u.startsWith(world.idp.issuer))).toBe(true);
+    expect(flow2.visited.some((u) => u.includes('/interaction/'))).toBe(true);
+  });
+
+  it('a back-channel logout from the external provider ends the idp session it names, its app sessions, and tells the apps', async () => {
+    const browser = new MiniBrowser();
+    const configA = await rp(clientA(), SECRET);
+    const { tokens } = await authorize(browser, configA, redirectA, { expectProvider: 'login', account: ROOT });
+    const sub = tokens.claims()!.sub;
+    expect((await activeSessions(sub)).length).toBeGreaterThanOrEqual(2);
+    const before = receiverA.tokens.length;
+    const bcl = (token: string) =>
+      fetch(`${world.tesseraUrl}/api/v1/sso/oidc/backchannel-logout/${world.orgSlug}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ logout_token: token }),
+      });
+    // Refused: a nonce, no event, another audience.
+    expect((await bcl(await world.idp.signLogoutToken({ sub: 'root', nonce: 'n' }))).status).toBe(400);
+    expect((await bcl(await world.idp.signLogoutToken({ sub: 'root', events: {} }))).status).toBe(400);
+    expect((await bcl(await world.idp.signLogoutToken({ sub: 'root', aud: 'someone-else' }))).status).toBe(400);
+    expect(await activeSessions(sub)).not.toEqual([]);
+    const ok = await bcl(await world.idp.signLogoutToken({ sub: 'root' }));
+    expect(ok.status, await ok.text()).toBe(200);
+    expect(await activeSessions(sub)).toEqual([]);
+    await expect.poll(() => receiverA.tokens.length, { timeout: 5000 }).toBe(before + 1);
+    expect(await verifyLogoutToken(receiverA.tokens[before]!, clientA())).toMatchObject({ sub, sid: tokens.claims()!.sid });
+  });
+
+  it('registration: plain-HTTP URIs need the development setting; the organization must be of the tenant; a tenant admin acts on its own tenant', async () => {
+    const put = (id: string, payload: Record<string, unknown>) => world.server.app.inject({ method: 'PUT', url: `/api/v1/admin/apps/${id}`, headers: admin, payload });
+    const base = { tenantId: world.tenantId, redirectUris: ['https://app.example.com/cb'] };
+    expect((await put('ok-app', base)).json()).toMatchObject({ clientId: 'ok-app', hasClientSecret: false, issuer: `${world.tesseraUrl}/oidc` });
+    const r1 = await put('x1', { ...base, redirectUris: ['http://app.example.com/cb'] });
+    expect(r1.statusCode).toBe(400);
+    expect(r1.json()).toMatchObject({ code: 'insecure_url', field: 'redirectUris[0]' });
+    const r2 = await put('x2', { ...base, backchannelLogoutUri: 'ftp://app.example.com/bc' });
+    expect(r2.json()).toMatchObject({ code: 'insecure_url', field: 'backchannelLogoutUri' });
+    const r3 = await put('x3', { ...base, orgSlug: 'no-such-org' });
+    expect(r3.json()).toMatchObject({ code: 'invalid_app', field: 'orgSlug' });
+    expect((await put('x4', { ...base, clientSecret: 'short' })).statusCode).toBe(400);
+    expect((await put('x5', { ...base, unknown: 1 })).statusCode).toBe(400);
+    expect((await put('bad id!', base)).statusCode).toBe(400);
+    expect((await put('x6', { ...base, tenantId: 't-nope1234' })).statusCode).toBe(404);
+    const secretApp = await put('x7', { ...base, clientSecret: SECRET });
+    expect(secretApp.json()).toMatchObject({ hasClientSecret: true });
+    expect(secretApp.body).not.toContain(SECRET);
+    expect((await world.server.app.inject({ method: 'GET', url: '/api/v1/admin/apps/x7', headers: admin })).json()).toMatchObject({ hasClientSecret: true });
+    expect((await world.server.app.inject({ method: 'GET', url: '/api/v1/admin/apps/x7' })).statusCode).toBe(401);
+  });
+});
+
+describe('Tessera as OpenID provider without TESSERA_DEV_ALLOW_HTTP_LOOPBACK', () => {
+  it('refuses plain-HTTP loopback URIs of an application, and does not serve /oidc on a plain-HTTP public URL', async () => {
+    const secure = await startTestServer();
+    try {
+      const tenantId = uniqueTenant();
+      await provision(secure.app, tenantId, 'a@example.com', 'correct horse battery');
+      const r = await secure.app.inject({ method: 'PUT', url: '/api/v1/admin/apps/loop', headers: admin, payload: { tenantId, redirectUris: ['http://127.0.0.1:8080/cb'] } });
+      expect(r.statusCode).toBe(400);
+      expect(r.json()).toMatchObject({ code: 'insecure_url', field: 'redirectUris[0]' });
+      expect((r.json() as { detail: string }).detail).toContain('TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1');
+      const discovery = await secure.app.inject({ method: 'GET', url: '/oidc/.well-known/openid-configuration' });
+      expect(discovery.statusCode).toBe(200);
+      expect(discovery.json()).toMatchObject({ issuer: 'https://tessera.test/oidc' });
+    } finally {
+      await secure.close();
+    }
+    const plain = await startTestServer({ env: { TESSERA_PUBLIC_URL: 'http://127.0.0.1:8080' } });
+    try {
+      const r = await plain.app.inject({ method: 'GET', url: '/oidc/.well-known/openid-configuration' });
+      expect(r.statusCode).toBe(500);
+      expect(r.json()).toMatchObject({ code: 'insecure_issuer' });
+      expect((r.json() as { detail: string }).detail).toContain('TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1');
+    } finally {
+      await plain.close();
+    }
+  });
+});
