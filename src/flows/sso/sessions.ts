@@ -8,7 +8,7 @@
 // token or refresh token exists for it yet, so it cannot be used.
 
 import { sessionEvent } from '../../audit/events.ts';
-import { Conflict } from '../../domain/errors.ts';
+import { Conflict, Unauthorized } from '../../domain/errors.ts';
 import type { ExternalProfile, Organization } from '../../domain/organization.ts';
 import { hashSecret, newSecret } from '../../domain/secrets.ts';
 import { issueSession, type Device, type Session } from '../../domain/session.ts';
@@ -111,6 +111,12 @@ export async function createSsoSessions(
   deps.sessionCache.remember(storedApp.session);
   announceEnded(deps, storedApp.evicted, now, origin);
   emit(deps, sessionEvent('session.created', storedApp.session, now, { authMethod, orgSlug: org.slug, mode: 'pending' }), origin);
+  // The same anomaly rules and tenant policy as a password login, before any credential exists.
+  const screened = await deps.monitor.screenNewSession(storedApp.session, tenant, now, origin);
+  if (screened === null) {
+    announceEnded(deps, await deps.store.revokeSession(idp.handle, 'anomaly', now), now, origin);
+    throw new Unauthorized('anomaly_detected', 'This login was refused: it does not match how this account is normally used.');
+  }
 
   const oneTime = issueSession(
     {

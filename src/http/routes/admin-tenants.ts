@@ -5,6 +5,7 @@ import { Type } from 'typebox';
 import { BadRequest, NotFound } from '../../domain/errors.ts';
 import { buildTenant, InvalidTenant, type Tenant } from '../../domain/tenant.ts';
 import { assertAdminOf, requireAdmin } from '../admin-auth.ts';
+import { forgetTenant } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems, TenantId, TenantInputSchema, TenantSchema } from '../schemas.ts';
 
@@ -49,7 +50,10 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
         if (err instanceof InvalidTenant) throw new BadRequest('invalid_tenant', err.message, { field: err.field });
         throw err;
       }
-      return tenantJson(await deps.store.putTenant(tenant));
+      const stored = await deps.store.putTenant(tenant);
+      // This process sees the change at once; others within their 5 s tenant cache.
+      forgetTenant(deps, stored.id);
+      return tenantJson(stored);
     },
   );
 
