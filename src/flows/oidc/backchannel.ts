@@ -1,5 +1,8 @@
-// OpenID Connect Back-Channel Logout 1.0, as the provider: when `app` sessions end at the idp
-// level, each application that registered a `backchannelLogoutUri` receives a logout token
+// OpenID Connect Back-Channel Logout 1.0, as the provider: whenever an `app` session that signed
+// in through /oidc ends — below an idp session that ended (RP-initiated logout, the external
+// provider's back-channel logout, an administrator, "log out everywhere", a password change) or on
+// its own by an administrator, an eviction or an anomaly — but not when the application itself
+// ended it (reason `logout`), the application, if it registered a `backchannelLogoutUri`, receives a logout token
 // (`typ: logout+jwt`, `events`, `sid` and `sub`, a `jti`, no `nonce`, valid 2 minutes) by POST,
 // with up to 3 attempts (0 s, 0.5 s, 2 s apart). Every delivery ends in one audit event:
 // `sso.backchannel_logout_delivered` or `sso.backchannel_logout_failed` (attempts, last status).
@@ -35,6 +38,21 @@ export async function logoutToken(issuer: string, key: OidcSigningKey, clientId:
     .setExpirationTime(iat + LOGOUT_TOKEN_LIFETIME_S)
     .setJti(randomUUID())
     .sign(key.privateKey);
+}
+
+/**
+ * Follows the event bus: every `session.revoked` of an `app` session leads to a delivery (see
+ * above). One subscription per runtime; returns the unsubscribe function.
+ */
+export function followSessionEnds(deps: Deps): () => void {
+  return deps.bus.subscribe((e) => {
+    if (e.type !== 'session.revoked' || e.kind !== 'app' || e.sessionHandle === null || e.details.reason === 'logout') return;
+    const origin: Origin | undefined = e.headers ? { headers: e.headers, ip: e.ip ?? null, userAgent: e.userAgent ?? null } : undefined;
+    void deps.store
+      .getSessionByHandle(e.sessionHandle)
+      .then((s) => (s ? sendBackchannelLogouts(deps, [s], e.time, origin) : undefined))
+      .catch(() => undefined);
+  });
 }
 
 export async function sendBackchannelLogouts(deps: Deps, ended: readonly Session[], now: number, origin?: Origin): Promise<void> {

@@ -16,7 +16,6 @@ import { CookieSigner, cookieName } from '../../http/cookies.ts';
 import type { Deps } from '../../runtime.ts';
 import { announceEnded, emit, endSession, type Origin } from '../../sessions/app-sessions.ts';
 import { deriveKey } from '../../tokens/sealing.ts';
-import { sendBackchannelLogouts } from './backchannel.ts';
 
 const signers = new WeakMap<object, CookieSigner>();
 
@@ -106,13 +105,11 @@ export async function ensureAppSession(deps: Deps, idp: Session, clientId: strin
 }
 
 /**
- * Ends sessions and tells the applications: every ended `app` session of an application with a
- * back-channel logout URI gets a logout token. Answers once the store has ended them; the
- * deliveries (with retries) go on in the background and are returned for whoever wants to wait.
+ * Ends a session and its subtree. The applications hear of their ended `app` sessions through
+ * the event bus (backchannel.ts `followSessionEnds`), as for every other way a session ends.
  */
-export async function endSessionsAndNotify(deps: Deps, handle: string, reason: RevokeReason, now: number, origin?: Origin): Promise<{ ended: Session[]; deliveries: Promise<void> }> {
-  const ended = await endSession(deps, handle, reason, now, origin);
-  return { ended, deliveries: sendBackchannelLogouts(deps, ended, now, origin) };
+export async function endSessionsAndNotify(deps: Deps, handle: string, reason: RevokeReason, now: number, origin?: Origin): Promise<{ ended: Session[] }> {
+  return { ended: await endSession(deps, handle, reason, now, origin) };
 }
 
 /** The external provider's session keys an ID token names: its `sid`, and always its subject. */

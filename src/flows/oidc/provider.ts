@@ -24,7 +24,7 @@ import type { Deps } from '../../runtime.ts';
 import type { Origin } from '../../sessions/app-sessions.ts';
 import type { PlatformApp } from '../../store/oidc-port.ts';
 import { keyedDigest, deriveKey } from '../../tokens/sealing.ts';
-import { registerLogoutSigner } from './backchannel.ts';
+import { followSessionEnds, registerLogoutSigner } from './backchannel.ts';
 import { loadOidcSigningKeys, OIDC_SIGNING_ALG } from './keys.ts';
 import { cookieName } from '../../http/cookies.ts';
 import { endSessionsAndNotify, ensureAppSession, touchIdpSession, validIdpSession } from './levels.ts';
@@ -105,6 +105,8 @@ function escapeHtml(s: string): string {
 export interface OidcProvider {
   provider: Provider;
   issuer: string;
+  /** Stops following session ends (back-channel logout). */
+  stop: () => void;
 }
 
 export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
@@ -237,7 +239,7 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
     }
   });
 
-  return { provider, issuer };
+  return { provider, issuer, stop: followSessionEnds(deps) };
 }
 
 /** Plain HTTP for the issuer only on loopback with TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1. */

@@ -46,7 +46,8 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
     });
     return;
   }
-  const { provider, issuer } = await createOidcProvider(deps);
+  const { provider, issuer, stop } = await createOidcProvider(deps);
+  app.addHook('onClose', async () => stop());
   const handle = provider.callback();
 
   await app.register(async (raw) => {
