@@ -9,7 +9,10 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { Session } from '../../src/domain/session.ts';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { admin, provision, startTestServer, uniqueTenant } from '../support/harness.ts';
+import { logoutToken } from '../../src/flows/oidc/backchannel.ts';
+import { loadOidcSigningKeys } from '../../src/flows/oidc/keys.ts';
+import { admin, COOKIE_SECRET, provision, startTestServer, uniqueTenant } from '../support/harness.ts';
+import { startPlatformApp } from '../support/platform-app.ts';
 import { loginAtProvider, MiniBrowser, startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
 import { storeChoices } from '../support/store-choices.ts';
 import { freePort } from '../support/tessera-process.ts';
@@ -270,6 +273,54 @@ describe.each(storeChoices())('Tessera as OpenID provider (%s)', (storeChoice) =
     expect(await activeSessions(sub)).toEqual([]);
     await expect.poll(() => receiverA.tokens.length, { timeout: 5000 }).toBe(before + 1);
     expect(await verifyLogoutToken(receiverA.tokens[before]!, clientA())).toMatchObject({ sub, sid: tokens.claims()!.sid });
+  });
+
+  it('prompt=none: login_required without an idp session; a code from a valid one', async () => {
+    const browser = new MiniBrowser();
+    const config = await rp(clientB(), null);
+    const silent = async () => {
+      const verifier = oidc.randomPKCECodeVerifier();
+      const url = oidc.buildAuthorizationUrl(config, {
+        redirect_uri: redirectB,
+        scope: 'openid',
+        code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        state: oidc.randomState(),
+        prompt: 'none',
+      });
+      const r = await browser.follow(url.href, (u) => u.href.startsWith(redirectB));
+      return new URL(r.url).searchParams;
+    };
+    expect((await silent()).get('error')).toBe('login_required');
+    await authorize(browser, config, redirectB, { expectProvider: 'login' });
+    const ok = await silent();
+    expect(ok.get('error')).toBeNull();
+    expect(ok.get('code')).toBeTruthy();
+  });
+
+  it('the Fastify plugin accepts only valid, fresh, unused logout tokens of Tessera for itself', async () => {
+    const plug = await startPlatformApp(world, 'plug', { confidential: false });
+    try {
+      const issuer = `${world.tesseraUrl}/oidc`;
+      const [key] = await loadOidcSigningKeys(world.server.deps.store, COOKIE_SECRET, Date.now());
+      const post = (token: string) =>
+        fetch(`${plug.url}/auth/backchannel-logout`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }) });
+      await plug.sessions.set({ id: 's1', sub: 'u1', sid: 'sid-1', email: null, idToken: 'x', createdAt: Date.now(), lastSeenAt: Date.now() });
+      await plug.sessions.set({ id: 's2', sub: 'u1', sid: 'sid-2', email: null, idToken: 'x', createdAt: Date.now(), lastSeenAt: Date.now() });
+      const good = await logoutToken(issuer, key!, plug.clientId, 'u1', 'sid-1', Date.now());
+      const [h, p, sig] = good.split('.') as [string, string, string];
+      const tampered = `${h}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), sid: 'sid-2' })).toString('base64url')}.${sig}`;
+      expect((await post(tampered)).status).toBe(400);
+      expect((await post(await logoutToken(issuer, key!, 'another-app', 'u1', 'sid-1', Date.now()))).status).toBe(400);
+      expect((await post(await logoutToken('https://evil.example.com/oidc', key!, plug.clientId, 'u1', 'sid-1', Date.now()))).status).toBe(400);
+      expect((await post(await logoutToken(issuer, key!, plug.clientId, 'u1', 'sid-1', Date.now() - 10 * 60_000))).status).toBe(400);
+      expect(plug.sessions.sessions.size).toBe(2);
+      expect((await post(good)).status).toBe(200);
+      expect([...plug.sessions.sessions.keys()]).toEqual(['s2']);
+      expect((await post(good)).status).toBe(400); // the same jti again
+    } finally {
+      await plug.close();
+    }
   });
 
   it('registration: plain-HTTP URIs need the development setting; the organization must be of the tenant; a tenant admin acts on its own tenant', async () => {

@@ -8,7 +8,7 @@
 
 import { createHash } from 'node:crypto';
 import { sessionEvent } from '../../audit/events.ts';
-import { Conflict } from '../../domain/errors.ts';
+import { Conflict, Unauthorized } from '../../domain/errors.ts';
 import { hashSecret } from '../../domain/secrets.ts';
 import { issueSession, isValid, slideIdleExpiry, type RevokeReason, type Session } from '../../domain/session.ts';
 import { lifetimeOf } from '../../domain/tenant.ts';
@@ -101,7 +101,10 @@ export async function ensureAppSession(deps: Deps, idp: Session, clientId: strin
   if (!r.ok) throw new Conflict('session_limit_reached', `This account already has ${r.active} active sessions, the most the tenant allows; end one first.`);
   announceEnded(deps, r.evicted, now, origin);
   emit(deps, sessionEvent('session.created', r.session, now, { authMethod: 'oidc', clientId, renewed: existing.items.some((s) => s.clientId === clientId && s.parentHandle === idp.handle) }), origin);
-  return { session: r.session, created: true };
+  // The anomaly rules and the tenant's policy, as for every other new app session.
+  const screened = await deps.monitor.screenNewSession(r.session, tenant, now, origin);
+  if (screened === null) throw new Unauthorized('anomaly_detected', 'This sign-in was refused: it does not match how this account is normally used.');
+  return { session: screened, created: true };
 }
 
 /**
