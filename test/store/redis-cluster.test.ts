@@ -9,6 +9,7 @@ import { describeAuditConformance, redisPair } from './audit-conformance.ts';
 import { describeConsentConformance } from './consent-conformance.ts';
 import { describeStoreConformance } from './conformance.ts';
 import { describeFederationConformance } from './federation-conformance.ts';
+import { describeOidcConformance } from './oidc-conformance.ts';
 
 const skip = requireOrSkip(redisBinariesMissing());
 let cluster: StartedRedis | undefined;
@@ -39,6 +40,7 @@ describeStoreConformance(
 );
 
 describeFederationConformance('Redis store, 3-master Cluster', async () => { if (!cluster) throw new Error('the test cluster did not start'); const url = cluster.url; const prefix = testPrefix('federation'); const store = await openRedisStore(url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(url, prefix); } }; }, { skip });
+describeOidcConformance('Redis store, 3-master Cluster', async () => { if (!cluster) throw new Error('the test cluster did not start'); const url = cluster.url; const prefix = testPrefix('oidc'); const store = await openRedisStore(url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(url, prefix); } }; }, { skip });
 
 describeConsentConformance('Redis store, 3-master Cluster', async () => { if (!cluster) throw new Error('the test cluster did not start'); const url = cluster.url; const prefix = testPrefix('consents'); const store = await openRedisStore(url, { prefix }); return { store, close: async () => { await store.close(); await purgePrefix(url, prefix); } }; }, { skip });
 
