@@ -54,13 +54,14 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
     raw.removeAllContentTypeParsers();
     // Leave every body unread: oidc-provider parses its own (and refuses what it must).
     raw.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    raw.all(`${OIDC_PREFIX}/*`, { schema: { hide: true } }, async (request, reply) => {
+    // No HEAD: some GETs (the resume of an interaction) consume single-use state.
+    raw.route({ method: ['GET', 'POST', 'OPTIONS'], url: `${OIDC_PREFIX}/*`, schema: { hide: true }, handler: async (request, reply) => {
       reply.hijack();
       const req = request.raw as IncomingMessage & { originalUrl?: string };
       req.originalUrl = req.url;
       req.url = (req.url ?? '/').slice(OIDC_PREFIX.length) || '/';
       await handle(req, reply.raw);
-    });
+    } });
   });
 
   app.get(
