@@ -343,6 +343,21 @@ describe.each(storeChoices())('Tessera as OpenID provider (%s)', (storeChoice) =
     expect(secretApp.body).not.toContain(SECRET);
     expect((await world.server.app.inject({ method: 'GET', url: '/api/v1/admin/apps/x7', headers: admin })).json()).toMatchObject({ hasClientSecret: true });
     expect((await world.server.app.inject({ method: 'GET', url: '/api/v1/admin/apps/x7' })).statusCode).toBe(401);
+
+    // A tenant administrator registers applications of its own tenant only, and cannot take over another's.
+    const other = uniqueTenant();
+    await provision(world.server.app, other, 'plain@example.com', 'correct horse battery');
+    const boss = await world.server.app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: admin, payload: { tenantId: other, email: 'boss@example.com', password: 'correct horse battery', roles: ['admin'] } });
+    expect(boss.statusCode).toBe(201);
+    const login = await world.server.app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': other }, payload: { email: 'boss@example.com', password: 'correct horse battery' } });
+    const asBoss = { authorization: `Bearer ${(login.json() as { userSessionToken: string }).userSessionToken}`, 'x-tenant-id': other };
+    const own = await world.server.app.inject({ method: 'PUT', url: '/api/v1/admin/apps/boss-app', headers: asBoss, payload: { tenantId: other, redirectUris: ['https://boss.example.com/cb'] } });
+    expect(own.statusCode, own.body).toBe(200);
+    const foreign = await world.server.app.inject({ method: 'PUT', url: '/api/v1/admin/apps/boss-app-2', headers: asBoss, payload: base });
+    expect(foreign.statusCode).toBe(403);
+    const takeover = await world.server.app.inject({ method: 'PUT', url: '/api/v1/admin/apps/ok-app', headers: asBoss, payload: { tenantId: other, redirectUris: ['https://boss.example.com/cb'] } });
+    expect(takeover.statusCode).toBe(403);
+    expect((await world.server.app.inject({ method: 'GET', url: '/api/v1/admin/apps/ok-app', headers: asBoss })).statusCode).toBe(403);
   });
 });
 
