@@ -11,10 +11,11 @@ export interface CounterState {
 
 export interface Coordination {
   /**
-   * Fixed-window counter shared by all processes: adds 1 to `key` and returns the count in the
-   * current window. The first hit opens a window of `windowMs`.
+   * Fixed-window counter shared by all processes: adds `by` (default 1; may be negative, to take
+   * back a reservation) to `key` and returns the count in the current window, never below 0. The
+   * first hit opens a window of `windowMs`; a negative hit on a closed window opens one at 0.
    */
-  hitCounter(key: string, windowMs: number, now: number): Promise<CounterState>;
+  hitCounter(key: string, windowMs: number, now: number, by?: number): Promise<CounterState>;
   /** The counter's state without changing it; null when no window is open. */
   peekCounter(key: string, now: number): Promise<CounterState | null>;
   resetCounter(key: string): Promise<void>;

@@ -91,6 +91,36 @@ describe.each(storeChoices())('sessions on %s', (choice: StoreChoice) => {
       expect((await login(tid, {}, { email: 'bob@example.com', password: PASSWORD })).statusCode).toBe(200);
     });
 
+    it('a burst of parallel wrong passwords gets no more checks than the limit allows', async () => {
+      const tid = uniqueTenant();
+      await provision(s.app, tid, 'burst@example.com', PASSWORD);
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => login(tid, {}, { email: 'burst@example.com', password: 'wrong pass' })),
+      );
+      const codes = results.map((r) => r.statusCode);
+      expect(codes.filter((c) => c === 401)).toHaveLength(3);
+      expect(codes.filter((c) => c === 429)).toHaveLength(17);
+    });
+
+    it('password changes share the throttle: a stolen token is no password-guessing oracle', async () => {
+      const tid = uniqueTenant();
+      await provision(s.app, tid, 'oracle@example.com', PASSWORD);
+      const pair = (await login(tid, {}, { email: 'oracle@example.com', password: PASSWORD })).json() as Record<string, string>;
+      const change = (currentPassword: string) =>
+        s.app.inject({
+          method: 'POST',
+          url: '/api/v1/auth/password',
+          headers: { authorization: `Bearer ${pair.userSessionToken}` },
+          payload: { currentPassword, newPassword: 'a new password 9' },
+        });
+      for (let i = 0; i < 3; i++) expect((await change(`guess ${i}`)).statusCode).toBe(401);
+      const throttled = await change(PASSWORD);
+      expect(throttled.statusCode).toBe(429);
+      expect(throttled.json()).toMatchObject({ code: 'login_throttled' });
+      s.clock.advance(61_000);
+      expect((await change(PASSWORD)).statusCode).toBe(200);
+    });
+
     it('requires X-Tenant-ID on login', async () => {
       const res = await s.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email, password: PASSWORD } });
       expect(res.statusCode).toBe(400);

@@ -19,6 +19,7 @@ import type { Lifetime, Session, SessionKind } from '../../src/domain/session.ts
 import { buildTenant } from '../../src/domain/tenant.ts';
 import type { User } from '../../src/domain/user.ts';
 import type { CreateLimit, CreateSessionResult, RefreshToken, RotateResult, SessionStore } from '../../src/store/port.ts';
+import type { Coordination } from '../../src/store/coordination.ts';
 
 export interface OpenedStore {
   store: SessionStore;
@@ -1021,6 +1022,31 @@ export function describeStoreConformance(
         expect(values).toContainEqual(stored0);
         for (const v of seen) expect(v).toStrictEqual(stored0);
         expect(await store.putMetaIfAbsent(key, 'late')).toStrictEqual(stored0);
+      });
+    });
+
+    // ---- shared counters (Coordination) ---------------------------------------------------
+
+    describe('counters', () => {
+      const counters = () => store as unknown as Coordination;
+      it('counts hits in a fixed window; 30 concurrent hits count 30; a new window starts at 1', async () => {
+        const key = `conformance:${randomUUID()}`;
+        const results = await Promise.all(Array.from({ length: 30 }, () => counters().hitCounter(key, 60_000, T0)));
+        expect(results.map((r) => r.count).sort((a, b) => a - b)).toStrictEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+        expect(await counters().peekCounter(key, T0 + 1)).toStrictEqual({ count: 30, resetAt: T0 + 60_000 });
+        expect(await counters().hitCounter(key, 60_000, T0 + 60_000)).toStrictEqual({ count: 1, resetAt: T0 + 120_000 });
+      });
+
+      it('takes a reservation back with a negative hit, never below zero', async () => {
+        const key = `conformance:${randomUUID()}`;
+        await counters().hitCounter(key, 60_000, T0);
+        await counters().hitCounter(key, 60_000, T0);
+        expect((await counters().hitCounter(key, 60_000, T0 + 1, -1)).count).toBe(1);
+        expect((await counters().hitCounter(key, 60_000, T0 + 2, -5)).count).toBe(0);
+        const fresh = `conformance:${randomUUID()}`;
+        expect((await counters().hitCounter(fresh, 60_000, T0, -1)).count).toBe(0);
+        await counters().resetCounter(key);
+        expect(await counters().peekCounter(key, T0 + 3)).toBeNull();
       });
     });
 

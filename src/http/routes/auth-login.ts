@@ -2,7 +2,7 @@
 
 import { Type } from 'typebox';
 import { verifyPassword, MAX_PASSWORD_LENGTH } from '../../auth/password.ts';
-import { accountKey, ipKey, recordFailure, recordSuccess, throttledFor } from '../../auth/throttle.ts';
+import { accountKey, ipKey, throttledAttempt } from '../../auth/throttle.ts';
 import { BadRequest, TooManyRequests, Unauthorized } from '../../domain/errors.ts';
 import { normaliseEmail } from '../../domain/user.ts';
 import {
@@ -74,18 +74,18 @@ export async function authLoginRoutes(app: App, deps: Deps): Promise<void> {
       const email = normaliseEmail(request.body.email);
       const acct = accountKey(tenantId, email);
       const ip = ipKey(request.ip);
-      const wait = await throttledFor(deps.store, deps.throttle, acct, ip, now);
-      if (wait > 0) {
-        emit(deps, { type: 'login.throttled', time: now, tenantId, userId: null, sessionHandle: null, details: { retryAfter: wait } }, origin);
-        throw new TooManyRequests(wait, 'login_throttled', 'Too many failed logins; try again later.');
-      }
-
       const tenant = await loadTenant(deps, tenantId, now);
       const user = tenant ? await deps.store.findUserByEmail(tenantId, email) : null;
       // The same work and the same answer whether the user exists or not.
-      const ok = await verifyPassword(user?.passwordHash ?? null, request.body.password);
-      if (!tenant || !user || !ok) {
-        await recordFailure(deps.store, deps.throttle, acct, ip, now);
+      const attempt = await throttledAttempt(deps.store, deps.throttle, acct, ip, now, () =>
+        verifyPassword(user?.passwordHash ?? null, request.body.password),
+      );
+      if (attempt.kind === 'throttled') {
+        const wait = attempt.retryAfter;
+        emit(deps, { type: 'login.throttled', time: now, tenantId, userId: null, sessionHandle: null, details: { retryAfter: wait } }, origin);
+        throw new TooManyRequests(wait, 'login_throttled', 'Too many failed logins; try again later.');
+      }
+      if (!tenant || !user || attempt.kind !== 'ok') {
         emit(
           deps,
           { type: 'login.failed', time: now, tenantId, userId: user?.id ?? null, sessionHandle: null, details: { reason: 'invalid_credentials' } },
@@ -93,7 +93,6 @@ export async function authLoginRoutes(app: App, deps: Deps): Promise<void> {
         );
         throw new Unauthorized('invalid_credentials', INVALID);
       }
-      await recordSuccess(deps.store, acct);
 
       const { session, secret } = await startAppSession(
         deps,

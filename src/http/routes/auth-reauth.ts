@@ -5,7 +5,7 @@
 
 import { Type } from 'typebox';
 import { verifyPassword, MAX_PASSWORD_LENGTH } from '../../auth/password.ts';
-import { accountKey, ipKey, recordFailure, recordSuccess, throttledFor } from '../../auth/throttle.ts';
+import { accountKey, ipKey, throttledAttempt } from '../../auth/throttle.ts';
 import { sessionEvent } from '../../audit/events.ts';
 import { TooManyRequests, Unauthorized } from '../../domain/errors.ts';
 import { emit } from '../../sessions/app-sessions.ts';
@@ -36,17 +36,17 @@ export async function authReauthRoutes(app: App, deps: Deps): Promise<void> {
       const user = session.userId === null ? null : await deps.store.getUser(session.tenantId, session.userId);
       const acct = accountKey(session.tenantId, user?.email ?? session.handle);
       const ip = ipKey(request.ip);
-      const wait = await throttledFor(deps.store, deps.throttle, acct, ip, now);
-      if (wait > 0) {
-        emit(deps, sessionEvent('login.throttled', session, now, { retryAfter: wait, step: 'reauth' }), origin);
-        throw new TooManyRequests(wait, 'login_throttled', 'Too many failed attempts; try again later.');
+      const attempt = await throttledAttempt(deps.store, deps.throttle, acct, ip, now, () =>
+        verifyPassword(user?.passwordHash ?? null, request.body.password),
+      );
+      if (attempt.kind === 'throttled') {
+        emit(deps, sessionEvent('login.throttled', session, now, { retryAfter: attempt.retryAfter, step: 'reauth' }), origin);
+        throw new TooManyRequests(attempt.retryAfter, 'login_throttled', 'Too many failed attempts; try again later.');
       }
-      if (!user || !(await verifyPassword(user.passwordHash, request.body.password))) {
-        await recordFailure(deps.store, deps.throttle, acct, ip, now);
+      if (!user || attempt.kind !== 'ok') {
         emit(deps, sessionEvent('login.failed', session, now, { reason: 'reauth_failed' }), origin);
         throw new Unauthorized('invalid_credentials', 'The password is wrong.');
       }
-      await recordSuccess(deps.store, acct);
       const marked = reauthMarkOf(session) !== null;
       if (marked) {
         const cleared = await deps.store.updateSessionData(session.handle, { reauth: null }, now);

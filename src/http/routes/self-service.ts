@@ -3,8 +3,10 @@
 
 import { Type } from 'typebox';
 import { hashPassword, verifyPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../auth/password.ts';
-import { NotFound, Unauthorized } from '../../domain/errors.ts';
-import { announceEnded, endedEverywhere, endSession, xsrfTokenOf } from '../../sessions/app-sessions.ts';
+import { sessionEvent } from '../../audit/events.ts';
+import { accountKey, ipKey, throttledAttempt } from '../../auth/throttle.ts';
+import { NotFound, TooManyRequests, Unauthorized } from '../../domain/errors.ts';
+import { announceEnded, emit, endedEverywhere, endSession, xsrfTokenOf } from '../../sessions/app-sessions.ts';
 import { authenticate, originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems } from '../schemas.ts';
@@ -130,14 +132,24 @@ export async function selfServiceRoutes(app: App, deps: Deps): Promise<void> {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ revoked: Type.Integer() }), ...problems(400, 401, 403) },
+        response: { 200: Type.Object({ revoked: Type.Integer() }), ...problems(400, 401, 403, 429) },
       },
     },
     async (request) => {
       const { session } = request.auth!;
       const now = deps.clock.now();
       const user = await deps.store.getUser(session.tenantId, session.userId as string);
-      if (!user || !(await verifyPassword(user.passwordHash, request.body.currentPassword))) {
+      const origin = originOf(request);
+      // The same throttle as login: a stolen session must not become a password-guessing oracle.
+      const attempt = await throttledAttempt(deps.store, deps.throttle, accountKey(session.tenantId, user?.email ?? session.handle), ipKey(request.ip), now, () =>
+        verifyPassword(user?.passwordHash ?? null, request.body.currentPassword),
+      );
+      if (attempt.kind === 'throttled') {
+        emit(deps, sessionEvent('login.throttled', session, now, { retryAfter: attempt.retryAfter, step: 'password_change' }), origin);
+        throw new TooManyRequests(attempt.retryAfter, 'login_throttled', 'Too many failed attempts; try again later.');
+      }
+      if (!user || attempt.kind !== 'ok') {
+        emit(deps, sessionEvent('login.failed', session, now, { reason: 'password_change_failed' }), origin);
         throw new Unauthorized('invalid_credentials', 'The current password is wrong.');
       }
       await deps.store.updateUser({ ...user, passwordHash: await hashPassword(request.body.newPassword), updatedAt: now });

@@ -597,11 +597,11 @@ export class RedisSessionStore implements SessionStore, Coordination {
 
   // ---------------------------------------------------------------- coordination
 
-  async hitCounter(key: string, windowMs: number, now: number): Promise<CounterState> {
+  async hitCounter(key: string, windowMs: number, now: number, by = 1): Promise<CounterState> {
     return this.#guard(async () => {
       const k = this.#keys.counter(key);
       const window = Math.max(1, Math.ceil(windowMs));
-      const args = ['1', k, num(now), num(now + window), String(window)];
+      const args = ['1', k, num(now), num(now + window), String(window), String(Math.trunc(by))];
       let reply: unknown;
       try {
         reply = await this.#send(k, ['EVALSHA', HIT_COUNTER.sha1, ...args]);

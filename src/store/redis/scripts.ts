@@ -466,13 +466,20 @@ return finish({ 'expired', redis.call('HGETALL', k) })
  */
 export const HIT_COUNTER: LuaScript = (() => {
   const source = `-- tessera:hit-counter
+local by = tonumber(ARGV[4] or '1')
 local v = redis.call('HMGET', KEYS[1], 'count', 'resetAt')
 if not v[1] or tonumber(ARGV[1]) >= tonumber(v[2]) then
-  redis.call('HSET', KEYS[1], 'count', '1', 'resetAt', ARGV[2])
+  local first = math.max(by, 0)
+  redis.call('HSET', KEYS[1], 'count', tostring(first), 'resetAt', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return { 1, ARGV[2] }
+  return { first, ARGV[2] }
 end
-return { redis.call('HINCRBY', KEYS[1], 'count', 1), v[2] }
+local n = redis.call('HINCRBY', KEYS[1], 'count', by)
+if n < 0 then
+  redis.call('HSET', KEYS[1], 'count', '0')
+  n = 0
+end
+return { n, v[2] }
 `;
   return { name: 'hit-counter', source, sha1: createHash('sha1').update(source).digest('hex') };
 })();

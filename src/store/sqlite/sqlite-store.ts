@@ -480,13 +480,14 @@ export class SqliteSessionStore implements SessionStore, Coordination {
 
   // ---- coordination ---------------------------------------------------------------------------
 
-  hitCounter(key: string, windowMs: number, now: number): Promise<CounterState> {
+  hitCounter(key: string, windowMs: number, now: number, by = 1): Promise<CounterState> {
     // One upsert under the write lock: concurrent hits from several processes each count once,
     // and exactly one of them opens the next window.
     return this.write(() => {
       const row = this.one<{ count: number; reset_at: number }>(this.stmt.hitCounter, {
         key,
         now,
+        by: Math.trunc(by),
         reset_at: now + Math.max(1, Math.ceil(windowMs)),
       });
       if (!row) throw new Error('the counter upsert returned no row');
@@ -780,9 +781,9 @@ function prepareStatements(db: DatabaseSync) {
 
     // A closed window (now >= reset_at) starts again from 1. SET expressions read the old row.
     hitCounter: db.prepare(`
-      INSERT INTO counters (key, count, reset_at) VALUES ($key, 1, $reset_at)
+      INSERT INTO counters (key, count, reset_at) VALUES ($key, max($by, 0), $reset_at)
       ON CONFLICT (key) DO UPDATE SET
-        count = CASE WHEN $now >= reset_at THEN 1 ELSE count + 1 END,
+        count = CASE WHEN $now >= reset_at THEN max($by, 0) ELSE max(count + $by, 0) END,
         reset_at = CASE WHEN $now >= reset_at THEN excluded.reset_at ELSE reset_at END
       RETURNING count, reset_at`),
     counterByKey: db.prepare('SELECT count, reset_at FROM counters WHERE key = $key'),
