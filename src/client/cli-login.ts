@@ -1,15 +1,20 @@
 // `tessera login --org acme`: single sign-on from a terminal (SPEC 8.2, the command-line case).
 //
-// 1. Opens a listener on 127.0.0.1 (a free port unless --port says otherwise).
-// 2. Prints the URL to open: Tessera's SSO login with orgSlug and callbackPort=<that port>.
+// 1. Opens a listener on 127.0.0.1 (a free port unless --port says otherwise), and makes a
+//    verifier and a listener state (256 bits each).
+// 2. Prints the URL to open: Tessera's SSO login with orgSlug, callbackPort=<that port>,
+//    codeChallenge=<base64url SHA-256 of the verifier> and cliState=<the state>.
 // 3. The browser signs in at the organization's identity provider; Tessera sends it to
-//    http://127.0.0.1:<port>/callback?token=<one-time token> (or ?error=…).
-// 4. Exchanges the token (POST /api/v1/sso/token, token mode) and stores the token pair in a
-//    file only the user can read (0600, in a 0700 folder), written atomically.
+//    http://127.0.0.1:<port>/callback?token=<one-time token>&state=<the state> (or ?error=…).
+//    Any web page can make the browser request that URL, so a callback without this login's
+//    state is answered 400 and otherwise ignored (never exchanged, never stored).
+// 4. Exchanges the token with the verifier (POST /api/v1/sso/token, token mode: Tessera refuses
+//    a command-line login's token without it) and stores the token pair in a file only the user
+//    can read (0600, in a 0700 folder), written atomically.
 //
 // A client: it talks to Tessera over HTTP only and imports nothing of the server.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -77,11 +82,11 @@ function page(res: ServerResponse, status: number, title: string, text: string):
   res.end(`<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body><h1>${esc(title)}</h1><p id="status">${esc(text)}</p></body></html>`);
 }
 
-async function exchange(server: string, token: string): Promise<Record<string, unknown>> {
+async function exchange(server: string, token: string, codeVerifier: string): Promise<Record<string, unknown>> {
   const r = await fetch(new URL('/api/v1/sso/token', server), {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify({ token }),
+    body: JSON.stringify({ token, codeVerifier }),
   });
   const body = (await r.json().catch(() => ({}))) as Record<string, unknown>;
   if (!r.ok) {
@@ -92,13 +97,25 @@ async function exchange(server: string, token: string): Promise<Record<string, u
   return body;
 }
 
-export function loginUrl(opts: Pick<CliLoginOptions, 'server' | 'org' | 'protocol' | 'provider' | 'isAdminLogin'>, port: number): string {
+export function loginUrl(
+  opts: Pick<CliLoginOptions, 'server' | 'org' | 'protocol' | 'provider' | 'isAdminLogin'>,
+  port: number,
+  cli: { codeChallenge: string; cliState: string },
+): string {
   const path = opts.protocol === 'oidc' ? '/api/v1/sso/oidc/login' : `/api/v1/sso/oauth/${encodeURIComponent(opts.provider ?? '')}/login`;
   const url = new URL(path, opts.server);
   url.searchParams.set('orgSlug', opts.org);
   url.searchParams.set('callbackPort', String(port));
+  url.searchParams.set('codeChallenge', cli.codeChallenge);
+  url.searchParams.set('cliState', cli.cliState);
   if (opts.isAdminLogin) url.searchParams.set('isAdminLogin', 'true');
   return url.href;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const ab = Buffer.from(a);
+  const bb = Buffer.from(b);
+  return ab.length === bb.length && timingSafeEqual(ab, bb);
 }
 
 /** Runs the whole login; resolves with what was stored, rejects with CliLoginError. */
@@ -106,11 +123,21 @@ export async function cliLogin(opts: CliLoginOptions): Promise<StoredCredentials
   let settle!: { resolve: (c: StoredCredentials) => void; reject: (e: Error) => void };
   const done = new Promise<StoredCredentials>((resolve, reject) => (settle = { resolve, reject }));
   let handled = false;
+  // Only this process knows the verifier; the challenge and the state travel in URLs.
+  const codeVerifier = randomBytes(32).toString('base64url');
+  const codeChallenge = createHash('sha256').update(codeVerifier).digest('base64url');
+  const cliState = randomBytes(32).toString('base64url');
 
   const listener = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     if (req.method !== 'GET' || url.pathname !== '/callback') {
       page(res, 404, 'Not found', 'This listener only waits for the sign-in to come back.');
+      return;
+    }
+    if (!sameSecret(url.searchParams.get('state') ?? '', cliState)) {
+      // Not the redirect Tessera made for this login: a page that requested this URL itself (with
+      // someone else's token, or a made-up error), or another login's link. Ignored.
+      page(res, 400, 'Not this sign-in', 'This request does not belong to the sign-in that is waiting here; it was ignored.');
       return;
     }
     if (handled) {
@@ -126,7 +153,7 @@ export async function cliLogin(opts: CliLoginOptions): Promise<StoredCredentials
       settle.reject(new CliLoginError(`The sign-in failed: ${why}`));
       return;
     }
-    exchange(opts.server, token).then(
+    exchange(opts.server, token, codeVerifier).then(
       (pair) => {
         const creds: StoredCredentials = {
           server: opts.server,
@@ -159,7 +186,7 @@ export async function cliLogin(opts: CliLoginOptions): Promise<StoredCredentials
     listener.listen(opts.port, '127.0.0.1', () => resolve());
   });
   const port = (listener.address() as AddressInfo).port;
-  const url = loginUrl(opts, port);
+  const url = loginUrl(opts, port, { codeChallenge, cliState });
   opts.say('Open this URL in your browser to sign in:');
   opts.say(`  ${url}`);
   opts.say(`Waiting for the sign-in on http://127.0.0.1:${port}/callback …`);

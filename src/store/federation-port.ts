@@ -26,6 +26,14 @@ export interface FlowData {
   provider: string | null;
   /** A command-line login's local port (1024–65535), or null for a browser login. */
   callbackPort: number | null;
+  /**
+   * A command-line login's S256 challenge (base64url SHA-256 of a verifier the command holds):
+   * copied to the one-time token, which is then redeemed only with the verifier. Absent or null
+   * for a browser login (and for flows stored before it existed).
+   */
+  cliCodeChallenge?: string | null;
+  /** A command-line login's listener state, sent back to its listener with the token or error. */
+  cliState?: string | null;
   isAdminLogin: boolean;
   nonce: string | null;
   codeVerifier: string | null;

@@ -13,7 +13,7 @@ import { openConnection } from '../../src/store/redis/connection.ts';
 import { parseRedisUrl } from '../../src/store/redis/url.ts';
 import { launchChromium, pageText, skipWithoutBrowser } from '../support/chromium.ts';
 import { redisTestUrl } from '../support/harness.ts';
-import { startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
+import { loginAtProvider, MiniBrowser, startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
 import { storeChoices } from '../support/store-choices.ts';
 import { CLI, PROJECT_ROOT } from '../support/tessera-process.ts';
 
@@ -143,6 +143,23 @@ describe.skipIf(skip).each(storeChoices())('SSO in Chromium (%s)', (storeChoice)
     const replay = await owner.goto(callbackUrl);
     expect(replay?.status()).toBe(403);
     expect(await owner.textContent('#code')).toBe('sso_state_mismatch');
+  });
+
+  it("login CSRF: /login/sso with an attacker's token does not sign the victim's browser in", async () => {
+    // The attacker finishes a login of their own and sends the victim the /login/sso link.
+    const attacker = new MiniBrowser();
+    const r = await attacker.get(await loginAtProvider(attacker, world, loginUrl(), ALICE));
+    expect(r.status).toBe(302);
+    const link = new URL(r.headers.get('location') as string, world.tesseraUrl).href;
+
+    const victim = await newBrowser();
+    const page = await victim.newPage();
+    await page.goto(loginUrl()); // the victim even has a flow cookie of its own
+    await page.goto(link);
+    const outcome = await redeemed(page);
+    expect(outcome.state).toBe('failed');
+    expect(outcome.code).toBe('sso_browser_mismatch');
+    expect((await victim.cookies(world.tesseraUrl)).some((c) => c.name === '__Host-sid')).toBe(false);
   });
 
   it('refuses a tampered ID token, an expired flow and denied consent, each on an error page', async () => {

@@ -3,6 +3,7 @@
 // Chromium are in test/e2e/sso-browser.test.ts; this file covers the breadth: both stores, both
 // protocols, every refusal, the one-time token, the organization API and the audit events.
 
+import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TesseraEvent } from '../../src/audit/events.ts';
 import { hashSecret } from '../../src/domain/secrets.ts';
@@ -36,12 +37,23 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
 
   const loginUrl = (query = '') => `${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=${world.orgSlug}${query}`;
 
-  async function redeem(token: string, mode: 'token' | 'cookie' = 'token') {
-    return fetch(`${world.tesseraUrl}/api/v1/sso/token`, {
+  async function redeem(token: string, mode: 'token' | 'cookie' = 'token', opts: { browser?: MiniBrowser; codeVerifier?: string } = {}) {
+    const init = {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(mode === 'cookie' ? { 'x-auth-mode': 'cookie', origin: world.tesseraUrl } : {}) },
-      body: JSON.stringify({ token }),
-    });
+      body: JSON.stringify({ token, ...(opts.codeVerifier !== undefined ? { codeVerifier: opts.codeVerifier } : {}) }),
+    };
+    const url = `${world.tesseraUrl}/api/v1/sso/token`;
+    // With a browser: its cookies (the `__Host-flow` binding) go along, as from the /login/sso page.
+    return opts.browser ? opts.browser.request(url, init) : fetch(url, init);
+  }
+
+  /** What `tessera login` sends: a verifier's S256 challenge and a state for its listener. */
+  function cliParams(port: number) {
+    const verifier = randomBytes(32).toString('base64url');
+    const cliState = randomBytes(32).toString('base64url');
+    const query = `&callbackPort=${port}&codeChallenge=${createHash('sha256').update(verifier).digest('base64url')}&cliState=${cliState}`;
+    return { verifier, cliState, query };
   }
 
   /** A whole login in `browser`: returns the callback's redirect target. */
@@ -145,8 +157,9 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
   });
 
   it('logs in (cookie mode): the session cookie, an xsrf token, and no bearer tokens', async () => {
-    const token = tokenOf(await signIn(new MiniBrowser()));
-    const r = await redeem(token, 'cookie');
+    const browser = new MiniBrowser();
+    const token = tokenOf(await signIn(browser));
+    const r = await redeem(token, 'cookie', { browser });
     expect(r.status).toBe(200);
     const body = (await r.json()) as Record<string, unknown>;
     expect(body).toHaveProperty('xsrfToken');
@@ -156,6 +169,27 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
     const me = await fetch(`${world.tesseraUrl}/api/v1/session`, { headers: { cookie: (sid as string).split(';')[0] as string } });
     expect(me.status).toBe(200);
     expect(((await me.json()) as { sessionId: string }).sessionId).toBe(body.sessionId);
+  });
+
+  it("login CSRF: a token redeemed in cookie mode needs the flow cookie of the browser that started the login", async () => {
+    // The attacker finishes a login in their own browser and sends the victim /login/sso?token=….
+    const attacker = new MiniBrowser();
+    const token = tokenOf(await signIn(attacker));
+    const victim = new MiniBrowser();
+    const noCookie = await redeem(token, 'cookie', { browser: victim });
+    expect(noCookie.status).toBe(403);
+    expect(((await noCookie.json()) as Problem).code).toBe('sso_browser_mismatch');
+    expect(victim.cookies.has('__Host-sid')).toBe(false);
+    // A victim with a flow cookie of its own (a login of its own was started) is refused too.
+    await victim.get(loginUrl());
+    expect(victim.cookies.has('__Host-flow')).toBe(true);
+    const otherCookie = await redeem(token, 'cookie', { browser: victim });
+    expect(otherCookie.status).toBe(403);
+    expect(((await otherCookie.json()) as Problem).code).toBe('sso_browser_mismatch');
+    expect(victim.cookies.has('__Host-sid')).toBe(false);
+    // The refusals did not use the token up: the browser that started the login still redeems it.
+    const own = await redeem(token, 'cookie', { browser: attacker });
+    expect(own.status).toBe(200);
   });
 
   it('two logins started in two tabs of one browser both finish (one flow per state)', async () => {
@@ -310,14 +344,17 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
     expect((await browser.get(callback.href)).status).toBe(403);
   });
 
-  it('a command-line login ends at http://127.0.0.1:<callbackPort>/callback, with its token or its error', async () => {
-    const target = await signIn(new MiniBrowser(), ALICE, loginUrl('&callbackPort=49152'));
+  it('a command-line login ends at http://127.0.0.1:<callbackPort>/callback, with its token or its error, and its listener state', async () => {
+    const cli = cliParams(49152);
+    const target = await signIn(new MiniBrowser(), ALICE, loginUrl(cli.query));
     expect(target.origin).toBe('http://127.0.0.1:49152');
     expect(target.pathname).toBe('/callback');
-    expect((await redeem(tokenOf(target))).status).toBe(200);
+    expect(target.searchParams.get('state')).toBe(cli.cliState);
+    expect((await redeem(tokenOf(target), 'token', { codeVerifier: cli.verifier })).status).toBe(200);
 
     const browser = new MiniBrowser();
-    const callback = await loginAtProvider(browser, world, loginUrl('&callbackPort=49153'), ALICE);
+    const failing = cliParams(49153);
+    const callback = await loginAtProvider(browser, world, loginUrl(failing.query), ALICE);
     world.idp.tamper = 'signature';
     let r: Response;
     try {
@@ -329,7 +366,38 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
     const to = new URL(r.headers.get('location') as string);
     expect(to.origin).toBe('http://127.0.0.1:49153');
     expect(to.searchParams.get('error')).toBe('sso_id_token_invalid');
+    expect(to.searchParams.get('state')).toBe(failing.cliState);
     expect(to.searchParams.get('token')).toBeNull();
+  });
+
+  it("a command-line login's token is redeemed only with the verifier of the challenge it started with", async () => {
+    const cli = cliParams(49154);
+    const token = tokenOf(await signIn(new MiniBrowser(), ALICE, loginUrl(cli.query)));
+    // Whoever got the token (a web page fetching the listener, another local process) lacks the verifier.
+    for (const codeVerifier of [undefined, randomBytes(32).toString('base64url')]) {
+      const r = await redeem(token, 'token', codeVerifier === undefined ? {} : { codeVerifier });
+      expect(r.status).toBe(403);
+      expect(((await r.json()) as Problem).code).toBe('sso_verifier_mismatch');
+    }
+    const inCookieMode = await redeem(token, 'cookie');
+    expect(inCookieMode.status).toBe(403);
+    // The refusals did not use it up.
+    expect((await redeem(token, 'token', { codeVerifier: cli.verifier })).status).toBe(200);
+
+    // A verifier is refused with a token that was not issued to a command-line login (the CLI
+    // never accepts a browser login's token).
+    const browserToken = tokenOf(await signIn(new MiniBrowser()));
+    const withVerifier = await redeem(browserToken, 'token', { codeVerifier: cli.verifier });
+    expect(withVerifier.status).toBe(403);
+    expect(((await withVerifier.json()) as Problem).code).toBe('sso_verifier_mismatch');
+
+    // A command-line login cannot start without a challenge and a listener state: a crafted link
+    // with someone's callbackPort would otherwise send a live token to that port.
+    for (const q of ['&callbackPort=49155', `&callbackPort=49155&cliState=${cli.cliState}`, `&callbackPort=49155&codeChallenge=${'a'.repeat(43)}`, `&codeChallenge=${'a'.repeat(43)}&cliState=${cli.cliState}`, `${cli.query.replace(/codeChallenge=[^&]+/, 'codeChallenge=short')}`]) {
+      const r = await new MiniBrowser().get(loginUrl(q));
+      expect(r.status, q).toBe(400);
+      expect(await r.text(), q).toContain('invalid_cli_login');
+    }
   });
 
   it('validates callbackPort (integer 1024–65535)', async () => {
@@ -338,8 +406,8 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
       expect(r.status, bad).toBe(400);
       expect(await r.text(), bad).toContain('invalid_callback_port');
     }
-    expect((await new MiniBrowser().get(loginUrl('&callbackPort=1024'))).status).toBe(302);
-    expect((await new MiniBrowser().get(loginUrl('&callbackPort=65535'))).status).toBe(302);
+    expect((await new MiniBrowser().get(loginUrl(cliParams(1024).query))).status).toBe(302);
+    expect((await new MiniBrowser().get(loginUrl(cliParams(65535).query))).status).toBe(302);
   });
 
   it('plain OAuth 2.0: isAdminLogin is carried through the flow and needs the admin role', async () => {

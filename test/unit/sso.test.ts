@@ -42,11 +42,12 @@ describe('callback port and login target', () => {
   });
 
   it('sends a command-line login to 127.0.0.1 only, and a browser login to /login/sso', () => {
-    expect(loginTarget(4711, 'a+b/c')).toBe('http://127.0.0.1:4711/callback?token=a%2Bb%2Fc');
+    expect(loginTarget({ callbackPort: 4711, cliState: 'st_-1' }, 'a+b/c')).toBe('http://127.0.0.1:4711/callback?token=a%2Bb%2Fc&state=st_-1');
     expect(loginTarget(null, 'tok')).toBe('/login/sso?token=tok');
-    const err = new URL(loginErrorTarget(4711, 'sso_access_denied', 'no'.repeat(500)));
+    const err = new URL(loginErrorTarget({ callbackPort: 4711, cliState: 'st_-1' }, 'sso_access_denied', 'no'.repeat(500)));
     expect(err.host).toBe('127.0.0.1:4711');
     expect(err.searchParams.get('error')).toBe('sso_access_denied');
+    expect(err.searchParams.get('state')).toBe('st_-1');
     expect(err.searchParams.get('error_description')?.length).toBe(300);
   });
 

@@ -93,7 +93,20 @@ export async function finishSsoLogin(deps: Deps, input: FinishLogin, now: number
         idpMaxAge: Math.floor((idp.session.absoluteExpiresAt - now) / 1000),
       };
     }
-    const sessions = await createSsoSessions(deps, { tenant, user, org, profile, device: input.device, adminLogin: f.data.isAdminLogin }, now, origin);
+    const sessions = await createSsoSessions(
+      deps,
+      {
+        tenant,
+        user,
+        org,
+        profile,
+        device: input.device,
+        adminLogin: f.data.isAdminLogin,
+        binding: { flowBindingHash: f.bindingHash, codeChallenge: f.data.cliCodeChallenge ?? null },
+      },
+      now,
+      origin,
+    );
     emit(
       deps,
       {
@@ -116,13 +129,18 @@ export async function finishSsoLogin(deps: Deps, input: FinishLogin, now: number
       },
       origin,
     );
-    return { ok: true, location: loginTarget(f.data.callbackPort, sessions.token), flow: f, user };
+    return { ok: true, location: loginTarget(cliOf(f), sessions.token), flow: f, user };
   } catch (err) {
     if (!(err instanceof TesseraError)) throw err;
     if (flow !== null) failed(deps, flow.session.tenantId, flow.session.handle, flow, err, now, origin);
-    const port = flow?.data.callbackPort ?? null;
-    return { ok: false, error: err, location: port === null ? null : loginErrorTarget(port, err.code, err.message) };
+    const cli = flow === null ? null : cliOf(flow);
+    return { ok: false, error: err, location: cli === null ? null : loginErrorTarget(cli, err.code, err.message) };
   }
+}
+
+/** A command-line flow's listener: its port and the state it waits for. */
+function cliOf(flow: FlowRecord): { callbackPort: number; cliState: string | null } | null {
+  return flow.data.callbackPort === null ? null : { callbackPort: flow.data.callbackPort, cliState: flow.data.cliState ?? null };
 }
 
 function failed(

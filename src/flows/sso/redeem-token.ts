@@ -1,9 +1,16 @@
 // POST /api/v1/sso/token (SPEC 8.3): the one-time token of a finished SSO login, exchanged once
 // (within 60 s) for the app session that the callback created — as a token pair (token mode) or
 // as the session cookie (cookie mode), like a password login.
+//
+// The token is bound to whoever started the login (against login CSRF, where an attacker hands
+// the victim a token of the attacker's own login): in cookie mode the browser must present the
+// `flow` cookie whose binding the login's flow had; a command-line login's token needs the
+// verifier of the S256 challenge that `tessera login` started with. Token mode for a browser
+// login stays as it was: it sets nothing in the caller's browser, so there is no one to confuse.
+// A refusal leaves the token to its owner.
 
 import { Forbidden, Unauthorized } from '../../domain/errors.ts';
-import { hashSecret } from '../../domain/secrets.ts';
+import { constantTimeEqual, hashSecret } from '../../domain/secrets.ts';
 import { isValid, type Session } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
@@ -17,14 +24,42 @@ export type Redeemed =
 
 const INVALID = 'The sign-in token is unknown, expired or already used; sign in again.';
 
+export interface RedeemInput {
+  token: string;
+  /** The verifier of a command-line login's challenge (body `codeVerifier`), or null. */
+  codeVerifier: string | null;
+  /** The browser's binding secret from its `flow` cookie, or null when it sent none (valid). */
+  binding: string | null;
+}
+
+/** check_token_binding: the caller is whoever started the login (see the top of this file). */
+function checkTokenBinding(oneTime: Session, input: RedeemInput, mode: AuthMode): void {
+  const challenge = oneTime.data.codeChallenge;
+  if (typeof challenge === 'string') {
+    if (input.codeVerifier === null || !constantTimeEqual(hashSecret(input.codeVerifier), challenge)) {
+      throw new Forbidden('sso_verifier_mismatch', 'This sign-in was started by `tessera login`; only that command can redeem its token.');
+    }
+  } else if (input.codeVerifier !== null) {
+    throw new Forbidden('sso_verifier_mismatch', 'This token was not issued to a command-line sign-in; a command-line sign-in never accepts it.');
+  }
+  if (mode === 'cookie') {
+    const bound = oneTime.data.flowBinding;
+    if (typeof bound !== 'string' || input.binding === null || !constantTimeEqual(hashSecret(input.binding), bound)) {
+      throw new Forbidden('sso_browser_mismatch', 'This sign-in was started in another browser; sign in again here.');
+    }
+  }
+}
+
 /** `tenantId`: the request's X-Tenant-ID, when it sent one; it must be the token's tenant. */
-export async function redeemSsoToken(deps: Deps, token: string, mode: AuthMode, tenantId: string | null, now: number, origin: Origin): Promise<Redeemed> {
+export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthMode, tenantId: string | null, now: number, origin: Origin): Promise<Redeemed> {
+  const { token } = input;
   const tokenHash = hashSecret(token);
   // Only one-time tokens are redeemable here: a look first, so that no other single-use secret
   // (a redirect cookie, a session cookie) can be consumed through this endpoint.
   const seen = await deps.store.getSessionBySecretHash(tokenHash);
   if (!seen || seen.kind !== 'flow' || seen.data.purpose !== SSO_TOKEN_PURPOSE) throw new Unauthorized('invalid_sso_token', INVALID);
   if (tenantId !== null && tenantId !== seen.tenantId) throw new Forbidden('tenant_mismatch', 'X-Tenant-ID does not match the sign-in.');
+  checkTokenBinding(seen, input, mode);
   const used = await deps.store.consumeSession(tokenHash, now);
   if (!used) throw new Unauthorized('invalid_sso_token', INVALID);
 

@@ -72,9 +72,20 @@ export async function createIdpSession(
   return { session: storedIdp.session, secret: issued.secret };
 }
 
+/**
+ * What the one-time token is bound to, so that only whoever started the login can redeem it
+ * (against login CSRF): the hash of the starting browser's `flow` binding secret (required to
+ * redeem in cookie mode), and a command-line login's S256 challenge (its verifier is required to
+ * redeem at all).
+ */
+export interface TokenBinding {
+  flowBindingHash: string;
+  codeChallenge: string | null;
+}
+
 export async function createSsoSessions(
   deps: Deps,
-  input: { tenant: Tenant; user: User; org: Organization; profile: ExternalProfile; device: Device; adminLogin: boolean },
+  input: { tenant: Tenant; user: User; org: Organization; profile: ExternalProfile; device: Device; adminLogin: boolean; binding: TokenBinding },
   now: number,
   origin: Origin,
 ): Promise<SsoSessions> {
@@ -126,7 +137,12 @@ export async function createSsoSessions(
       lifetime: { idle: null, absolute: SSO_TOKEN_LIFETIME_S },
       authMethod,
       device: input.device,
-      data: { purpose: SSO_TOKEN_PURPOSE, appHandle: app.handle },
+      data: {
+        purpose: SSO_TOKEN_PURPOSE,
+        appHandle: app.handle,
+        flowBinding: input.binding.flowBindingHash,
+        ...(input.binding.codeChallenge !== null ? { codeChallenge: input.binding.codeChallenge } : {}),
+      },
       notAfter: app.absoluteExpiresAt,
     },
     now,

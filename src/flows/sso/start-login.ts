@@ -14,7 +14,7 @@ import type { Device } from '../../domain/session.ts';
 import type { Deps } from '../../runtime.ts';
 import { emit, type Origin } from '../../sessions/app-sessions.ts';
 import type { FlowRecord } from '../../store/federation-port.ts';
-import { checkFlowRate, checkOwnRedirectUri, checkProtocol, loadOrganization, MAX_FLOW_LIFETIME_S, newFlow, redirectUriOf } from './steps.ts';
+import { checkCliLogin, checkFlowRate, checkOwnRedirectUri, checkProtocol, loadOrganization, MAX_FLOW_LIFETIME_S, newFlow, redirectUriOf } from './steps.ts';
 
 export interface StartLogin {
   protocol: FederationProtocol;
@@ -22,6 +22,9 @@ export interface StartLogin {
   /** The `{provider}` of an OAuth 2.0 route; null for OIDC. */
   provider: string | null;
   callbackPort: number | null;
+  /** A command-line login's S256 challenge and listener state: required with callbackPort (checkCliLogin). */
+  codeChallenge?: string | null;
+  cliState?: string | null;
   isAdminLogin: boolean;
   /** The browser's binding secret from its `flow` cookie, when it sent a valid one. */
   binding: string | null;
@@ -41,6 +44,7 @@ export interface StartedLogin {
 }
 
 export async function startSsoLogin(deps: Deps, input: StartLogin, now: number, origin: Origin): Promise<StartedLogin> {
+  const cli = checkCliLogin(input.callbackPort, input.codeChallenge ?? undefined, input.cliState ?? undefined);
   const org = await loadOrganization(deps.store, input.orgSlug);
   checkProtocol(org, input.protocol, input.provider);
   const redirectUri = redirectUriOf(deps.config.publicUrl, input.protocol, input.provider);
@@ -62,6 +66,8 @@ export async function startSsoLogin(deps: Deps, input: StartLogin, now: number, 
         orgSlug: org.slug,
         provider: input.provider,
         callbackPort: input.callbackPort,
+        cliCodeChallenge: cli?.codeChallenge ?? null,
+        cliState: cli?.cliState ?? null,
         isAdminLogin: input.isAdminLogin,
         redirectUri,
         oidcInteraction: input.oidcInteraction ?? null,

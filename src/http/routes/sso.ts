@@ -20,7 +20,7 @@ import type { Device } from '../../domain/session.ts';
 import { finishSsoLogin } from '../../flows/sso/finish-login.ts';
 import { redeemSsoToken } from '../../flows/sso/redeem-token.ts';
 import { startSsoLogin } from '../../flows/sso/start-login.ts';
-import { checkCallbackPort } from '../../flows/sso/steps.ts';
+import { checkCallbackPort, checkCliLogin, MAX_FLOW_LIFETIME_S } from '../../flows/sso/steps.ts';
 import type { AuthMode } from '../../sessions/app-sessions.ts';
 import { checkRequestOrigin, originOf } from '../authenticate.ts';
 import { readCookie, setCookie } from '../cookies.ts';
@@ -33,6 +33,12 @@ const LoginQuery = Type.Object(
     orgSlug: Type.String({ pattern: ORG_SLUG_PATTERN, description: 'The organization whose identity provider to use' }),
     callbackPort: Type.Optional(
       Type.String({ maxLength: 16, description: 'A command-line login: the port of its listener on 127.0.0.1 (1024–65535)' }),
+    ),
+    codeChallenge: Type.Optional(
+      Type.String({ maxLength: 128, description: 'A command-line login: base64url SHA-256 of its verifier (required with callbackPort); the token is then redeemed only with the verifier' }),
+    ),
+    cliState: Type.Optional(
+      Type.String({ maxLength: 128, description: "A command-line login: its listener's state (required with callbackPort), sent back with the token or error" }),
     ),
     isAdminLogin: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'Admin sign-in: refused unless the user has the admin role' })),
   },
@@ -137,15 +143,25 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
     throw err;
   });
 
-  async function login(protocol: FederationProtocol, provider: string | null, request: FastifyRequest, reply: FastifyReply, q: { orgSlug: string; callbackPort?: string; isAdminLogin?: 'true' | 'false' }) {
+  async function login(
+    protocol: FederationProtocol,
+    provider: string | null,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    q: { orgSlug: string; callbackPort?: string; codeChallenge?: string; cliState?: string; isAdminLogin?: 'true' | 'false' },
+  ) {
     const now = deps.clock.now();
+    const callbackPort = checkCallbackPort(q.callbackPort);
+    const cli = checkCliLogin(callbackPort, q.codeChallenge, q.cliState);
     const started = await startSsoLogin(
       deps,
       {
         protocol,
         orgSlug: q.orgSlug,
         provider,
-        callbackPort: checkCallbackPort(q.callbackPort),
+        callbackPort,
+        codeChallenge: cli?.codeChallenge ?? null,
+        cliState: cli?.cliState ?? null,
         isAdminLogin: q.isAdminLogin === 'true',
         binding: readCookie(request, deps.config, 'flow'),
         device: deviceOf(request),
@@ -162,12 +178,13 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
   async function callback(protocol: FederationProtocol, provider: string | null, request: FastifyRequest, reply: FastifyReply) {
     const now = deps.clock.now();
     const query = request.query as Record<string, unknown>;
+    const binding = readCookie(request, deps.config, 'flow');
     const result = await finishSsoLogin(
       deps,
       {
         protocol,
         provider,
-        binding: readCookie(request, deps.config, 'flow'),
+        binding,
         state: typeof query.state === 'string' ? query.state : undefined,
         // Concatenated, not resolved: a path starting with // must not become another host.
         currentUrl: new URL(deps.config.publicUrl + request.url),
@@ -180,6 +197,11 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
     if (result.ok && result.idpSecret !== undefined) {
       // Lax: the applications' top-level redirects to /oidc/auth must carry it.
       setCookie(reply, deps.config, { name: 'idp', value: result.idpSecret, maxAgeSeconds: result.idpMaxAge ?? 0, sameSite: 'lax' });
+    }
+    if (result.ok && binding !== null && result.flow.data.callbackPort === null) {
+      // The one-time token is redeemed in cookie mode only with this cookie: keep it alive for
+      // the redemption even when the login took most of the flow's lifetime.
+      setCookie(reply, deps.config, { name: 'flow', value: binding, maxAgeSeconds: MAX_FLOW_LIFETIME_S, sameSite: 'lax' });
     }
     if (result.ok) return reply.redirect(result.location, 302);
     if (result.location !== null) return reply.redirect(result.location, 302);
@@ -222,9 +244,15 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
         tags: ['sso'],
         summary: 'Exchange the one-time sign-in token for a session',
         description:
-          'Single use, within 60 s. Token mode by default (a token pair as from /api/v1/auth/login); with `X-Auth-Mode: cookie` the `__Host-sid` cookie is set instead.',
+          'Single use, within 60 s. Token mode by default (a token pair as from /api/v1/auth/login); with `X-Auth-Mode: cookie` the `__Host-sid` cookie is set instead, and only in the browser that started the sign-in (its `__Host-flow` cookie). The token of a command-line sign-in needs `codeVerifier`, the verifier of the `codeChallenge` it started with.',
         headers: Type.Object({ 'x-auth-mode': Type.Optional(Type.Union([Type.Literal('token'), Type.Literal('cookie')])) }),
-        body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false }),
+        body: Type.Object(
+          {
+            token: Type.String({ minLength: 1, maxLength: 128 }),
+            codeVerifier: Type.Optional(Type.String({ minLength: 43, maxLength: 128, pattern: '^[A-Za-z0-9._~-]+$', description: 'A command-line sign-in: the verifier of its codeChallenge' })),
+          },
+          { additionalProperties: false },
+        ),
         response: { 200: Type.Union([TokenPairSchema, CookieLoginSchema]), ...problems(400, 401, 403) },
       },
     },
@@ -232,7 +260,14 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       const mode: AuthMode = request.headers['x-auth-mode'] === 'cookie' ? 'cookie' : 'token';
       if (mode === 'cookie') checkRequestOrigin(deps, request);
-      const r = await redeemSsoToken(deps, request.body.token, mode, request.ctx.tenantId, now, originOf(request));
+      const r = await redeemSsoToken(
+        deps,
+        { token: request.body.token, codeVerifier: request.body.codeVerifier ?? null, binding: readCookie(request, deps.config, 'flow') },
+        mode,
+        request.ctx.tenantId,
+        now,
+        originOf(request),
+      );
       void reply.header('cache-control', 'no-store');
       if (r.mode === 'token') return r.pair;
       setCookie(reply, deps.config, { name: 'sid', value: r.cookieSecret, maxAgeSeconds: r.expiresIn, sameSite: 'strict' });
