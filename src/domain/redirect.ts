@@ -93,6 +93,14 @@ export function buildSuccessorSession(input: SuccessorInput, now: number): Sessi
     ...base,
     handle,
     secretHash: hashSecret(input.secret),
-    data: { mode: p.data.mode ?? 'cookie', renewedFrom: p.handle, ...(input.data ? input.data(handle) : {}) },
+    data: {
+      mode: p.data.mode ?? 'cookie',
+      renewedFrom: p.handle,
+      // A renewal bridges an idle lapse; it never washes away what the predecessor carried: a
+      // pending re-authentication (anomaly policy) or an admin-login marker stay on.
+      ...(p.data.reauth !== undefined ? { reauth: p.data.reauth } : {}),
+      ...(p.data.adminLogin !== undefined ? { adminLogin: p.data.adminLogin } : {}),
+      ...(input.data ? input.data(handle) : {}),
+    },
   };
 }

@@ -104,8 +104,9 @@ async function fromCookie(
   now: number,
   reply: FastifyReply,
   origin: Origin,
+  strict: boolean,
 ): Promise<Session> {
-  const stored = await deps.sessionCache.getValidBySecretHash(hashSecret(secret), now);
+  const stored = await deps.sessionCache.getValidBySecretHash(hashSecret(secret), now, strict);
   if (!stored || stored.kind !== 'app' || stored.data.mode !== 'cookie' || !isValid(stored, now)) {
     throw new Unauthorized('session_ended', 'The session has ended.');
   }
@@ -139,7 +140,7 @@ export function authenticate(deps: Deps, opts: AuthOptions = {}) {
     } else {
       const secret = readCookie(request, deps.config, 'sid');
       if (secret === null) throw new Unauthorized('unauthenticated', 'Log in first: no session token or cookie was sent.');
-      session = await fromCookie(deps, secret, getTenant, now, reply, originOf(request));
+      session = await fromCookie(deps, secret, getTenant, now, reply, originOf(request), opts.strict ?? false);
       mode = 'cookie';
     }
     const tenant = await getTenant(session.tenantId);

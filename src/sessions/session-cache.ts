@@ -68,7 +68,12 @@ export class SessionCache {
       let pending = awaited.length;
       const done = new Set<() => void>();
       const timer = setTimeout(() => {
-        for (const h of awaited) for (const d of done) this.waiters.get(h)?.delete(d);
+        for (const h of awaited) {
+          const set = this.waiters.get(h);
+          if (!set) continue;
+          for (const d of done) set.delete(d);
+          if (set.size === 0) this.waiters.delete(h);
+        }
         resolve(false);
       }, timeoutMs);
       for (const h of awaited) {

@@ -396,6 +396,21 @@ describe.each(storeChoices())('sessions on %s', (choice: StoreChoice) => {
     });
   });
 
+  it('answers 400 invalid_cursor, never a 5xx, to cursors it did not issue', async () => {
+    const pair = (await login()).json() as Record<string, string>;
+    const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    for (const cursor of [b64([1e999, 'x']), b64(['a', 'b']), b64([1, 'x'.repeat(500)]), 'not-json', b64({})]) {
+      const r = await s.app.inject({ url: `/api/v1/sessions?cursor=${cursor}`, headers: { authorization: `Bearer ${pair.userSessionToken}` } });
+      expect(r.statusCode, cursor).toBe(400);
+    }
+    for (const cursor of ['99999999999999999999-0', '0-0', '18446744073709551615-18446744073709551615']) {
+      for (const path of ['audit', 'anomalies']) {
+        const r = await s.app.inject({ url: `/api/v1/admin/${path}?tenantId=${tenantId}&cursor=${cursor}`, headers: admin });
+        expect(r.statusCode, `${path} ${cursor}`).toBeLessThan(500);
+      }
+    }
+  });
+
   it('keeps raw secrets out of the store', async () => {
     const pair = (await login()).json() as Record<string, string>;
     const session = await s.store.getSessionByHandle(pair.sessionId as string);

@@ -101,4 +101,10 @@ describe('redirect sessions and successors', () => {
     expect(buildSuccessorSession({ predecessor: parent, secret: 'x', idleSeconds: 2, device: {} }, parent.absoluteExpiresAt)).toBeNull();
     expect(buildSuccessorSession({ predecessor: { ...parent, status: 'revoked' }, secret: 'x', idleSeconds: 2, device: {} }, now)).toBeNull();
   });
+
+  it('a renewal keeps a pending re-authentication: an expired marked session does not come back unmarked', () => {
+    const marked = { ...parent, data: { ...parent.data, reauth: { since: T0, reasons: ['request_rate'] } } };
+    const s = buildSuccessorSession({ predecessor: marked, secret: 'S'.repeat(43), idleSeconds: 2, device: {} }, T0 + 10_000)!;
+    expect(s.data.reauth).toStrictEqual({ since: T0, reasons: ['request_rate'] });
+  });
 });

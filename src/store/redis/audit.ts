@@ -374,7 +374,16 @@ export class RedisAuditStore implements AuditStore {
       const end = order === 'asc' ? hi : lo;
       if (position !== null) start = `(${position}`;
       const args = order === 'asc' ? ['XRANGE', key, start, end, 'COUNT', String(batch)] : ['XREVRANGE', key, start, end, 'COUNT', String(batch)];
-      const entries = (await this.#send(key, args, true)) as Array<[string, string[]]>;
+      let entries: Array<[string, string[]]>;
+      try {
+        entries = (await this.#send(key, args, true)) as Array<[string, string[]]>;
+      } catch (err) {
+        // A cursor Redis cannot use as a stream id (out of range, or nothing before `0-0`).
+        if (position !== null && err instanceof Error && /stream id|start id|end id/i.test(err.message)) {
+          throw new BadRequest('invalid_cursor', 'The cursor is not one this server issued.');
+        }
+        throw err;
+      }
       for (const [id, fields] of entries) {
         scanned += 1;
         position = id;
