@@ -155,7 +155,7 @@ export function decodeCursor(cursor: string): ListPosition | null {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
     if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === 'string' && v[1].length <= 64) {
-      return { createdAt: v[0], handle: v[1] };
+      return { createdAt: v[0] as number, handle: v[1] };
     }
   } catch {
     // fall through
