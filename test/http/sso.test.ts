@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TesseraEvent } from '../../src/audit/events.ts';
+import { sealClientSecret } from '../../src/auth/federation/relying-party.ts';
 import { hashSecret } from '../../src/domain/secrets.ts';
 import { openConnection } from '../../src/store/redis/connection.ts';
 import { parseRedisUrl } from '../../src/store/redis/url.ts';
@@ -583,6 +584,68 @@ describe('organizations (admin API)', () => {
     } finally {
       await strict.close();
       await loose.close();
+    }
+  });
+});
+
+describe('organizations: the stored client secret follows the provider', () => {
+  it('is kept when the secret is omitted only if the issuer and every endpoint are unchanged; otherwise 400 client_secret_required', async () => {
+    const s = await startTestServer({ env: { TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1' } });
+    try {
+      expect((await s.app.inject({ method: 'PUT', url: '/api/v1/admin/tenants/t-sec', headers: admin, payload: { profile: 'integration' } })).statusCode).toBe(200);
+      const oauth = { provider: 'gh', authorizationEndpoint: 'https://gh.example/a', tokenEndpoint: 'https://gh.example/t', userinfoEndpoint: 'https://gh.example/u', clientId: 'x' };
+      const put = (o: Record<string, unknown>, slug = 'acme-sec') =>
+        s.app.inject({ method: 'PUT', url: `/api/v1/admin/orgs/${slug}`, headers: admin, payload: { tenantId: 't-sec', oauth: o } });
+      expect((await put({ ...oauth, clientSecret: 'platform-set-secret' })).statusCode).toBe(200);
+      const stored = await s.store.federation.getOrganization('acme-sec');
+      // Unchanged provider: the omitted secret is kept.
+      const same = await put(oauth);
+      expect(same.statusCode).toBe(200);
+      expect(same.json()).toMatchObject({ oauth: { hasClientSecret: true } });
+
+      // Pointing any endpoint (or the issuer) elsewhere would send the stored secret there.
+      for (const change of [
+        { tokenEndpoint: 'https://attacker.example/t' },
+        { authorizationEndpoint: 'https://attacker.example/a' },
+        { userinfoEndpoint: 'https://attacker.example/u' },
+        { issuer: 'https://attacker.example' },
+        { clientId: 'y' },
+      ]) {
+        const r = await put({ ...oauth, ...change });
+        expect(r.statusCode, JSON.stringify(change)).toBe(400);
+        expect(r.json(), JSON.stringify(change)).toMatchObject({ code: 'client_secret_required', field: 'oauth.clientSecret' });
+        // Nothing was stored.
+        expect((await s.store.federation.getOrganization('acme-sec'))?.oauth).toEqual(stored?.oauth);
+      }
+      // With a secret of its own, or explicitly none, the change is accepted.
+      expect((await put({ ...oauth, tokenEndpoint: 'https://other.example/t', clientSecret: 'their-own-secret' })).statusCode).toBe(200);
+      const publicClient = await put({ ...oauth, tokenEndpoint: 'https://third.example/t', clientSecret: null });
+      expect(publicClient.statusCode).toBe(200);
+      expect(publicClient.json()).toMatchObject({ oauth: { hasClientSecret: false } });
+      // Nothing stored to leak: omitting the secret on a change is fine (stays a public client).
+      expect((await put({ ...oauth, tokenEndpoint: 'https://fourth.example/t' })).statusCode).toBe(200);
+
+      // OpenID Connect: the issuer decides every endpoint (discovery).
+      await s.store.federation.putOrganization({
+        slug: 'acme-sec-oidc',
+        tenantId: 't-sec',
+        protocol: 'oidc',
+        oidc: { issuer: 'http://127.0.0.1:9', clientId: 'x', sealedClientSecret: sealClientSecret(s.deps.keys.clientSecrets, 'platform-set-secret'), scopes: ['openid'], tokenEndpointAuthMethod: 'client_secret_basic' },
+        oauth: null,
+        linkVerifiedEmail: false,
+        createdAt: 1,
+        updatedAt: 1,
+      });
+      const putOidc = (o: Record<string, unknown>) =>
+        s.app.inject({ method: 'PUT', url: '/api/v1/admin/orgs/acme-sec-oidc', headers: admin, payload: { tenantId: 't-sec', oidc: o } });
+      const moved = await putOidc({ issuer: 'http://127.0.0.1:10', clientId: 'x' });
+      expect(moved.statusCode).toBe(400);
+      expect(moved.json()).toMatchObject({ code: 'client_secret_required', field: 'oidc.clientSecret' });
+      // Same issuer: the secret check passes (nobody answers discovery there, hence 502).
+      const kept = await putOidc({ issuer: 'http://127.0.0.1:9', clientId: 'x' });
+      expect(kept.json()).toMatchObject({ code: 'oidc_discovery_failed' });
+    } finally {
+      await s.close();
     }
   });
 });

@@ -23,7 +23,8 @@ import { BearerSecurity, problems, TenantId } from '../schemas.ts';
 
 const Url = Type.String({ minLength: 8, maxLength: 2048 });
 const Secret = Type.Union([Type.String({ minLength: 1, maxLength: 1024 }), Type.Null()], {
-  description: 'Omitted: the stored secret is kept (same client id). null: none (a public client, PKCE only).',
+  description:
+    'Omitted: the stored secret is kept when the client id, issuer and every endpoint are unchanged (otherwise 400 client_secret_required). null: none (a public client, PKCE only).',
 });
 const Scopes = Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]{1,128}$' }), { minItems: 1, maxItems: 20, uniqueItems: true });
 const AuthMethod = Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')]);
@@ -139,11 +140,30 @@ export function orgJson(org: Organization, publicUrl: string) {
   };
 }
 
-/** The secret to store: the new one sealed, none, or (omitted) the stored one if the client is the same. */
-function secretFor(deps: Deps, given: string | null | undefined, previous: { clientId: string; sealedClientSecret: string | null } | null, clientId: string): string | null {
+/**
+ * The secret to store: the new one sealed, none, or (omitted) the stored one — only when the
+ * client id and everything that decides where the secret is sent (`sameProvider`: the issuer and
+ * every endpoint) are unchanged. Otherwise a stored secret, which the platform may have set,
+ * would follow an administrator's edit to a server of their choosing: the caller must give the
+ * secret again (or `null`).
+ */
+function secretFor(
+  deps: Deps,
+  field: 'oidc.clientSecret' | 'oauth.clientSecret',
+  given: string | null | undefined,
+  previous: { clientId: string; sealedClientSecret: string | null } | null,
+  clientId: string,
+  sameProvider: boolean,
+): string | null {
   if (given === null) return null;
   if (given !== undefined) return sealClientSecret(deps.keys.clientSecrets, given);
-  return previous !== null && previous.clientId === clientId ? previous.sealedClientSecret : null;
+  if (previous === null || previous.sealedClientSecret === null) return null;
+  if (previous.clientId === clientId && sameProvider) return previous.sealedClientSecret;
+  throw new BadRequest(
+    'client_secret_required',
+    `The client id, issuer or an endpoint changed: give ${field} again (or null for a public client); the stored secret is kept only for the same provider.`,
+    { field },
+  );
 }
 
 async function buildOrganization(deps: Deps, slug: string, body: Static<typeof OrgInput>, previous: Organization | null, now: number): Promise<Organization> {
@@ -156,7 +176,8 @@ async function buildOrganization(deps: Deps, slug: string, body: Static<typeof O
   if (body.oidc) {
     const i = body.oidc;
     requireAllowedUrl(i.issuer, 'oidc.issuer', allowHttp, 'oidc.issuer');
-    const sealed = secretFor(deps, i.clientSecret, previous?.oidc ?? null, i.clientId);
+    // Every endpoint of an OpenID provider comes from its issuer's discovery document.
+    const sealed = secretFor(deps, 'oidc.clientSecret', i.clientSecret, previous?.oidc ?? null, i.clientId, previous?.oidc?.issuer === i.issuer);
     oidc = {
       issuer: i.issuer,
       clientId: i.clientId,
@@ -177,15 +198,23 @@ async function buildOrganization(deps: Deps, slug: string, body: Static<typeof O
       email: i.mapping?.email === undefined ? 'email' : i.mapping.email,
       emailVerified: i.mapping?.emailVerified ?? null,
     };
+    const identityIssuer = i.issuer ?? authorization.url.origin;
+    const p = previous?.oauth ?? null;
+    const sameProvider =
+      p !== null &&
+      p.authorizationEndpoint === i.authorizationEndpoint &&
+      p.tokenEndpoint === i.tokenEndpoint &&
+      p.userinfoEndpoint === i.userinfoEndpoint &&
+      p.identityIssuer === identityIssuer;
     oauth = {
       provider: i.provider,
       authorizationEndpoint: i.authorizationEndpoint,
       tokenEndpoint: i.tokenEndpoint,
       userinfoEndpoint: i.userinfoEndpoint,
       clientId: i.clientId,
-      sealedClientSecret: secretFor(deps, i.clientSecret, previous?.oauth ?? null, i.clientId),
+      sealedClientSecret: secretFor(deps, 'oauth.clientSecret', i.clientSecret, p, i.clientId, sameProvider),
       scopes: i.scopes ?? [],
-      identityIssuer: i.issuer ?? authorization.url.origin,
+      identityIssuer,
       mapping,
       tokenEndpointAuthMethod: i.tokenEndpointAuthMethod ?? 'client_secret_basic',
       pkce: i.pkce ?? true,
