@@ -451,11 +451,13 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
     const t = await fetch(`${world.tesseraUrl}/api/v1/admin/tenants/${world.tenantId}`, { headers: { authorization: `Bearer ${pair.userSessionToken}` } });
     expect(t.status).toBe(200);
 
-    // An unverified email never links to (takes over) the admin's account.
+    // An unverified email never links to (takes over) the admin's account: Mallory gets an
+    // account of her own, without the address.
     const mallory = new MiniBrowser();
     const m = await mallory.get(await loginAtProvider(mallory, world, oauthLogin(''), MALLORY));
-    expect(m.status).toBe(409);
-    expect(await m.text()).toContain('sso_email_conflict');
+    expect(m.status).toBe(302);
+    const malloryPair = (await (await redeem(tokenOf(new URL(m.headers.get('location') as string, world.tesseraUrl)))).json()) as { customerId: string };
+    expect(malloryPair.customerId).not.toBe(rootId);
 
     // The OIDC routes refuse an OAuth organization, and the OAuth routes another provider.
     const wrong = await new MiniBrowser().get(`${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=${world.oauthOrgSlug}`);
@@ -585,6 +587,78 @@ describe('organizations (admin API)', () => {
       await strict.close();
       await loose.close();
     }
+  });
+});
+
+describe.each(storeChoices())('SSO pre-hijack through an unverified email (%s)', (storeChoice) => {
+  let world: SsoWorld;
+  beforeAll(async () => {
+    world = await startSsoWorld({ store: storeChoice });
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  async function signInFor(url: string, account: { login: string; password: string }): Promise<Response> {
+    const browser = new MiniBrowser();
+    const r = await browser.get(await loginAtProvider(browser, world, url, account));
+    if (r.status !== 302) return r;
+    const token = new URL(r.headers.get('location') as string, world.tesseraUrl).searchParams.get('token') as string;
+    return fetch(`${world.tesseraUrl}/api/v1/sso/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
+  }
+  const oidcLogin = () => `${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=${world.orgSlug}`;
+  // This organization links by verified email (linkVerifiedEmail: true).
+  const oauthLogin = () => `${world.tesseraUrl}/api/v1/sso/oauth/${OAUTH_PROVIDER}/login?orgSlug=${world.oauthOrgSlug}`;
+
+  it("a first login with an unverified email does not take the address; the address's verified owner is never linked to that account", async () => {
+    // Mallory's provider account claims root@example.com without verifying it.
+    const m = await signInFor(oidcLogin(), MALLORY);
+    expect(m.status).toBe(200);
+    const mallory = (await m.json()) as { customerId: string };
+    const malloryUser = await world.server.store.getUser(world.tenantId, mallory.customerId);
+    expect(malloryUser?.email).not.toBe('root@example.com');
+    expect(malloryUser?.email).toMatch(/\.sso\.invalid$/);
+    expect(malloryUser?.emailVerified).toBe(false);
+    expect(await world.server.store.findUserByEmail(world.tenantId, 'root@example.com')).toBeNull();
+
+    // The real owner signs in later with a verified address, through an organization that links
+    // by verified email: a new account of their own, not Mallory's.
+    const r = await signInFor(oauthLogin(), ROOT);
+    expect(r.status).toBe(200);
+    const root = (await r.json()) as { customerId: string };
+    expect(root.customerId).not.toBe(mallory.customerId);
+    expect(await world.server.store.getUser(world.tenantId, root.customerId)).toMatchObject({ email: 'root@example.com', emailVerified: true });
+  });
+
+  it('never links by verified email to an account whose email came from an unverified source (one made before this rule)', async () => {
+    // An account a first SSO login made with an unverified address, as earlier versions did.
+    const legacy = await world.server.store.createUser({
+      id: 'sso-legacyunverifiedaccount00000',
+      tenantId: world.tenantId,
+      email: 'bob@example.com',
+      passwordHash: null,
+      roles: [],
+      createdAt: 1,
+      updatedAt: 1,
+    });
+    const r = await signInFor(oauthLogin(), { login: 'bob', password: 'builder' });
+    expect(r.status).toBe(409);
+    expect(await r.text()).toContain('sso_email_conflict');
+    expect(await world.server.store.federation.findIdentity(world.tenantId, world.idp.issuer, 'bob')).toBeNull();
+    expect(legacy.id).toBe('sso-legacyunverifiedaccount00000');
+  });
+
+  it('still links by verified email to an account an administrator made', async () => {
+    const created = await world.server.app.inject({
+      method: 'POST',
+      url: '/api/v1/admin/users',
+      headers: admin,
+      payload: { tenantId: world.tenantId, email: 'alice@example.com', password: 'a-long-password-1' },
+    });
+    expect(created.statusCode).toBe(201);
+    const r = await signInFor(oauthLogin(), ALICE);
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { customerId: string }).customerId).toBe((created.json() as { id: string }).id);
   });
 });
 

@@ -25,7 +25,7 @@ import {
 } from '../../domain/organization.ts';
 import { hashSecret } from '../../domain/secrets.ts';
 import type { Device } from '../../domain/session.ts';
-import type { User } from '../../domain/user.ts';
+import { emailFromVerifiedSource, type User } from '../../domain/user.ts';
 import type { Deps } from '../../runtime.ts';
 import { emit, type Origin } from '../../sessions/app-sessions.ts';
 import type { FlowRecord } from '../../store/federation-port.ts';
@@ -232,9 +232,11 @@ export async function resolveUser(deps: Deps, org: Organization, profile: Extern
   const known = await fed.findIdentity(tenantId, profile.issuer, profile.subject);
   if (known) return { user: await mustUser(deps, tenantId, known.userId), created: false };
 
+  // A verified address is linked only to a user whose own address came from a verified source:
+  // otherwise whoever planted the address first (an unverified first login) would get the account.
   if (org.linkVerifiedEmail && profile.email !== null && profile.emailVerified) {
     const existing = await deps.store.findUserByEmail(tenantId, profile.email);
-    if (existing) {
+    if (existing && emailFromVerifiedSource(existing)) {
       const link = await fed.linkIdentity({ tenantId, issuer: profile.issuer, subject: profile.subject, userId: existing.id, createdAt: now });
       return { user: await mustUser(deps, tenantId, link.userId), created: false };
     }
@@ -243,11 +245,15 @@ export async function resolveUser(deps: Deps, org: Organization, profile: Extern
   const userId = federatedUserId(tenantId, profile.issuer, profile.subject);
   let user: User | null = null;
   let created = false;
+  // Only a verified address is stored: an unverified one would let its claimant hold the address
+  // (and, through linking, the account) before its owner arrives. Otherwise a placeholder.
+  const verifiedEmail = profile.email !== null && profile.emailVerified ? profile.email : null;
   try {
     user = await deps.store.createUser({
       id: userId,
       tenantId,
-      email: profile.email ?? placeholderEmail(org.slug, userId),
+      email: verifiedEmail ?? placeholderEmail(org.slug, userId),
+      emailVerified: verifiedEmail !== null,
       passwordHash: null,
       roles: [],
       createdAt: now,

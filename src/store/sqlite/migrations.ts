@@ -153,6 +153,11 @@ export const migrations: readonly Migration[] = [
     description: 'oidc: platform applications, oidc-provider records, external-session index',
     sql: OIDC_SCHEMA,
   },
+  {
+    version: 7,
+    description: 'users: whether the email came from a verified source (NULL: written before, see emailFromVerifiedSource)',
+    sql: 'ALTER TABLE users ADD COLUMN email_verified INTEGER;',
+  },
 ];
 
 /**

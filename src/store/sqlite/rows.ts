@@ -106,6 +106,8 @@ export interface UserRow {
   email: string;
   password_hash: string | null;
   roles: string;
+  /** 1, 0, or NULL for users written before migration 7. */
+  email_verified: number | null;
   created_at: number;
   updated_at: number;
 }
@@ -117,6 +119,7 @@ export function userFromRow(row: UserRow): User {
     email: row.email,
     passwordHash: row.password_hash,
     roles: JSON.parse(row.roles) as string[],
+    ...(row.email_verified === null ? {} : { emailVerified: row.email_verified === 1 }),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -129,6 +132,7 @@ export function userParams(u: User): Record<string, string | number | null> {
     email: u.email,
     password_hash: u.passwordHash,
     roles: JSON.stringify(u.roles),
+    email_verified: u.emailVerified === undefined ? null : u.emailVerified ? 1 : 0,
     created_at: u.createdAt,
     updated_at: u.updatedAt,
   };

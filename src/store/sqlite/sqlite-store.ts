@@ -761,12 +761,12 @@ function prepareStatements(db: DatabaseSync) {
       WHERE token_hash = $token_hash AND rotated_at IS NULL`),
 
     insertUser: db.prepare(`
-      INSERT INTO users (tenant_id, id, email, password_hash, roles, created_at, updated_at)
-      VALUES ($tenant_id, $id, $email, $password_hash, $roles, $created_at, $updated_at)
+      INSERT INTO users (tenant_id, id, email, password_hash, roles, email_verified, created_at, updated_at)
+      VALUES ($tenant_id, $id, $email, $password_hash, $roles, $email_verified, $created_at, $updated_at)
       RETURNING *`),
     updateUser: db.prepare(`
-      UPDATE users SET email = $email, password_hash = $password_hash, roles = $roles, created_at = $created_at,
-        updated_at = $updated_at
+      UPDATE users SET email = $email, password_hash = $password_hash, roles = $roles, email_verified = $email_verified,
+        created_at = $created_at, updated_at = $updated_at
       WHERE tenant_id = $tenant_id AND id = $id
       RETURNING *`),
     userById: db.prepare('SELECT * FROM users WHERE tenant_id = $tenant_id AND id = $id'),
