@@ -7,23 +7,25 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/config.ts';
 import { ChainVerifier, type AuditRecord } from '../../src/domain/audit-chain.ts';
 import { ManualClock } from '../../src/domain/clock.ts';
 import { hashSecret } from '../../src/domain/secrets.ts';
 import { buildApp } from '../../src/http/app.ts';
 import type { App, Deps } from '../../src/http/deps.ts';
+import { liveStreamSettings } from '../../src/http/routes/admin-audit.ts';
 import { createRuntime } from '../../src/runtime.ts';
 import type { Store } from '../../src/store/open.ts';
 import { openConnection, type RedisConnection } from '../../src/store/redis/connection.ts';
 import { parseRedisUrl } from '../../src/store/redis/url.ts';
-import { admin, ADMIN_TOKEN, COOKIE_SECRET, openTestStore, provision, redisTestUrl, startTestServer, uniqueTenant, type StoreChoice } from '../support/harness.ts';
+import { admin, ADMIN_TOKEN, COOKIE_SECRET, openTestStore, provision, redisTestUrl, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
 import { storeChoices } from '../support/store-choices.ts';
 import { buildMmdb, cityRecord } from '../support/mmdb-writer.ts';
 import { CLI } from '../support/tessera-process.ts';
@@ -509,6 +511,162 @@ describe('locations from a MaxMind database on a running app', () => {
     } finally {
       await s.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the live event stream (SSE) re-authorises its administrator and bounds its clients', () => {
+  let s: TestServer;
+  let address: string;
+  const saved = { ...liveStreamSettings };
+  const aborts: AbortController[] = [];
+
+  beforeAll(async () => {
+    // A re-check on every keep-alive tick, every 50 ms here (15 s in production).
+    liveStreamSettings.keepAliveMs = 50;
+    s = await startTestServer();
+    address = await s.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    for (const a of aborts) a.abort();
+    Object.assign(liveStreamSettings, saved);
+    await s?.close();
+  });
+
+  /** A tenant administrator signed in with a bearer token. */
+  async function tenantAdmin(): Promise<{ tenantId: string; userId: string; token: string; sessionId: string }> {
+    const tenantId = uniqueTenant();
+    expect((await s.app.inject({ method: 'PUT', url: `/api/v1/admin/tenants/${tenantId}`, headers: admin, payload: { profile: 'integration' } })).statusCode).toBe(200);
+    const email = `boss-${randomUUID().slice(0, 8)}@example.com`;
+    const u = await s.app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: admin, payload: { tenantId, email, password: PASSWORD, roles: ['admin'] } });
+    expect(u.statusCode).toBe(201);
+    const login = await s.app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': tenantId }, payload: { email, password: PASSWORD } });
+    expect(login.statusCode).toBe(200);
+    const pair = login.json() as { userSessionToken: string; sessionId: string };
+    return { tenantId, userId: (u.json() as { id: string }).id, token: pair.userSessionToken, sessionId: pair.sessionId };
+  }
+
+  /** Opens the stream; `ended` resolves once the server ends it. */
+  async function open(headers: Record<string, string>, query = ''): Promise<{ status: number; code: string | null; ended: Promise<void>; close: () => void }> {
+    const abort = new AbortController();
+    aborts.push(abort);
+    const res = await fetch(`${address}/api/v1/admin/events${query}`, { headers, signal: abort.signal });
+    if (res.status !== 200) {
+      const body = (await res.json()) as { code: string };
+      return { status: res.status, code: body.code, ended: Promise.resolve(), close: () => abort.abort() };
+    }
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const ended = (async () => {
+      try {
+        while (!(await reader.read()).done);
+      } catch {
+        // aborted or reset: ended too
+      }
+    })();
+    return { status: 200, code: null, ended, close: () => abort.abort() };
+  }
+
+  const within = <T>(p: Promise<T>, ms: number) =>
+    Promise.race([p.then(() => 'ended' as const), new Promise<'open'>((r) => setTimeout(() => r('open'), ms))]);
+
+  it('ends the stream of an administrator whose role is taken away, whose session is revoked, or whose session expires', async () => {
+    const kept = await tenantAdmin();
+    const keptStream = await open({ authorization: `Bearer ${kept.token}` });
+    const platform = await open(admin);
+    expect(keptStream.status).toBe(200);
+
+    const roleless = await tenantAdmin();
+    const a = await open({ authorization: `Bearer ${roleless.token}` });
+    expect(a.status).toBe(200);
+    expect(await within(a.ended, 300)).toBe('open');
+    const user = await s.store.getUser(roleless.tenantId, roleless.userId);
+    await s.store.updateUser({ ...user!, roles: [], updatedAt: s.clock.now() });
+    expect(await within(a.ended, 2000)).toBe('ended');
+
+    const revoked = await tenantAdmin();
+    const b = await open({ authorization: `Bearer ${revoked.token}` });
+    expect(b.status).toBe(200);
+    const del = await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/sessions/${revoked.sessionId}`, headers: admin });
+    expect(del.statusCode).toBeLessThan(300);
+    expect(await within(b.ended, 2000)).toBe('ended');
+
+    // Still an administrator with a valid session: the stream stays.
+    expect(await within(keptStream.ended, 200)).toBe('open');
+    // Past every lifetime of the session (13 h): its stream ends too; the bootstrap credential's does not.
+    s.clock.advance(13 * 3600_000);
+    expect(await within(keptStream.ended, 2000)).toBe('ended');
+    expect(await within(platform.ended, 300)).toBe('open');
+    platform.close();
+  });
+
+  it('allows 5 streams per administrator and 100 per process (429 beyond)', async () => {
+    const boss = await tenantAdmin();
+    const headers = { authorization: `Bearer ${boss.token}` };
+    const mine = [];
+    for (let i = 0; i < 5; i++) mine.push(await open(headers));
+    expect(mine.map((m) => m.status)).toEqual([200, 200, 200, 200, 200]);
+    const sixth = await open(headers);
+    expect(sixth.status).toBe(429);
+    expect(sixth.code).toBe('too_many_streams');
+    // Another administrator is not affected by this one's streams.
+    const other = await open(admin);
+    expect(other.status).toBe(200);
+    // Closing one frees its place.
+    mine[0]!.close();
+    let again = await open(headers);
+    for (let i = 0; i < 40 && again.status === 429; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      again = await open(headers);
+    }
+    expect(again.status).toBe(200);
+
+    // The per-process cap counts every administrator's streams.
+    const perProcess = liveStreamSettings.maxPerProcess;
+    liveStreamSettings.maxPerProcess = 7; // 5 of boss + 1 platform open now
+    try {
+      expect((await open(admin)).status).toBe(200);
+      const over = await open(admin);
+      expect(over.status).toBe(429);
+      expect(over.code).toBe('too_many_streams');
+    } finally {
+      liveStreamSettings.maxPerProcess = perProcess;
+    }
+    for (const a of aborts) a.abort();
+  });
+
+  it('drops a client that does not read once more than 1 MiB waits for it', async () => {
+    // Catch the stream's listener, to feed it records faster than any real traffic would.
+    let feed: ((r: AuditRecord) => void) | null = null;
+    let unwatched = false;
+    const realWatch = s.deps.monitor.watch.bind(s.deps.monitor);
+    const spy = vi.spyOn(s.deps.monitor, 'watch').mockImplementation((filter, listener) => {
+      feed = listener;
+      const unwatch = realWatch(filter, listener);
+      return () => {
+        unwatched = true;
+        return unwatch();
+      };
+    });
+    try {
+      // A client that never reads: its socket buffers fill, then the server's.
+      const req = httpGet(`${address}/api/v1/admin/events`, { headers: admin }, (res) => res.pause());
+      req.on('error', () => undefined);
+      for (let i = 0; i < 100 && feed === null; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(feed).not.toBeNull();
+      const record: AuditRecord = {
+        id: 't-x:1', seq: 1, prevHash: '0', hash: '0', time: Date.now(), tenantId: 't-x', type: 'session.created', userId: null, sessionId: null, kind: null,
+        headers: { requestId: null, correlationId: null, activityId: null, tenantId: null, sessionId: null }, ip: null, userAgent: null, location: null,
+        details: { pad: 'x'.repeat(64 * 1024) },
+      };
+      // Up to 32 MiB, letting the socket flush between bursts; a dropped client stops it.
+      for (let i = 0; i < 512 && !unwatched; i++) {
+        feed!(record);
+        if (i % 16 === 15) await new Promise((r) => setImmediate(r));
+      }
+      expect(unwatched).toBe(true);
+      req.destroy();
+    } finally {
+      spy.mockRestore();
     }
   });
 });

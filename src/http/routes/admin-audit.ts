@@ -7,10 +7,21 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { exportRecords, verifyAudit } from '../../audit/verify.ts';
 import type { AuditRecord } from '../../domain/audit-chain.ts';
-import { BadRequest, Forbidden } from '../../domain/errors.ts';
-import { assertAdminOf, requireAdmin } from '../admin-auth.ts';
+import { BadRequest, Forbidden, TooManyRequests } from '../../domain/errors.ts';
+import { reauthMarkOf } from '../../sessions/monitoring.ts';
+import { ADMIN_ROLE, assertAdminOf, requireAdmin, type AdminScope } from '../admin-auth.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems, TenantId } from '../schemas.ts';
+
+/**
+ * Bounds of the live stream (GET /api/v1/admin/events). Mutable for tests only.
+ * - keepAliveMs: a `: keep-alive` comment, and a fresh check of the administrator's credential
+ *   (a user's session still valid, read from the store; the role still held), on every tick;
+ * - maxBufferedBytes: a client whose unsent output passes this is dropped (a slow or stalled
+ *   reader must not grow the server's memory);
+ * - maxPerAdmin, maxPerProcess: concurrent streams (429 too_many_streams beyond).
+ */
+export const liveStreamSettings = { keepAliveMs: 15_000, maxBufferedBytes: 1 << 20, maxPerAdmin: 5, maxPerProcess: 100 };
 
 const TypeFilter = Type.String({
   maxLength: 300,
@@ -248,9 +259,25 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
   // ---- live stream ----------------------------------------------------------------------------
 
   const streams = new Set<() => void>();
+  /** Open streams per administrator (`platform`, or `<tenant> <user>`). */
+  const perAdmin = new Map<string, number>();
   app.addHook('preClose', async () => {
     for (const end of streams) end();
   });
+
+  /**
+   * Is the administrator who opened a stream still one? The bootstrap credential cannot change
+   * while the process runs; a user needs their session still valid (strict: from the store, not
+   * the cache), not marked for re-authentication, and the admin role.
+   */
+  async function stillAdmin(scope: AdminScope, sessionHandle: string | null): Promise<boolean> {
+    if (scope.kind === 'platform') return true;
+    if (sessionHandle === null) return false;
+    const session = await deps.sessionCache.getValid(sessionHandle, deps.clock.now(), true);
+    if (!session || session.userId !== scope.userId || reauthMarkOf(session) !== null) return false;
+    const user = await deps.store.getUser(scope.tenantId, scope.userId);
+    return user !== null && user.roles.includes(ADMIN_ROLE);
+  }
 
   app.get(
     '/api/v1/admin/events',
@@ -260,10 +287,11 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
         tags: ['admin'],
         summary: 'Live audit events (Server-Sent Events)',
         description:
-          'Each appended audit record, from every Tessera process on the store, as `id: <tenant>:<seq>`, `event: <type>`, `data: <record JSON>`. Comments (`: keep-alive`) every 15 s. A tenant administrator gets their own tenant only.',
+          'Each appended audit record, from every Tessera process on the store, as `id: <tenant>:<seq>`, `event: <type>`, `data: <record JSON>`. Comments (`: keep-alive`) every 15 s, each after a fresh check of the credential: the stream ends when a tenant administrator loses the role or their session ends. A client more than 1 MiB behind is dropped. At most 5 streams per administrator and 100 per process (429 `too_many_streams`). A tenant administrator gets their own tenant only.',
         security: BearerSecurity,
         querystring: Type.Object({ tenantId: Type.Optional(TenantId), type: Type.Optional(TypeFilter) }, { additionalProperties: false }),
         produces: ['text/event-stream'],
+        response: problems(401, 403, 429),
       },
     },
     async (request, reply) => {
@@ -273,6 +301,14 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
       if (tenantId !== undefined) assertAdminOf(request, tenantId);
       else if (scope?.kind === 'tenant') tenantId = scope.tenantId;
       if (scope === null) throw new Forbidden('admin_required', 'An admin credential is required.');
+      const adminKey = scope.kind === 'platform' ? 'platform' : `${scope.tenantId} ${scope.userId}`;
+      if ((perAdmin.get(adminKey) ?? 0) >= liveStreamSettings.maxPerAdmin) {
+        throw new TooManyRequests(5, 'too_many_streams', `At most ${liveStreamSettings.maxPerAdmin} live streams per administrator; close one first.`);
+      }
+      if (streams.size >= liveStreamSettings.maxPerProcess) {
+        throw new TooManyRequests(5, 'too_many_streams', 'This server has as many live streams as it serves; try again shortly.');
+      }
+      const sessionHandle = scope.kind === 'tenant' ? (request.auth?.session.handle ?? null) : null;
 
       reply.hijack();
       const res = reply.raw;
@@ -285,22 +321,54 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
         'x-request-id': request.ctx.requestId,
         'x-correlation-id': request.ctx.correlationId,
       });
-      res.write('retry: 2000\n\n');
+      let ended = false;
+      let checking = false;
+      /** Writes unless ended; a client too far behind is dropped (its buffered output freed). */
+      const send = (chunk: string) => {
+        if (ended) return;
+        res.write(chunk);
+        if (res.writableLength > liveStreamSettings.maxBufferedBytes) {
+          request.log.warn({ buffered: res.writableLength }, 'live stream dropped: the client does not keep up');
+          end();
+          res.destroy();
+        }
+      };
       const unwatch = deps.monitor.watch(
         { ...(tenantId !== undefined ? { tenantId } : {}), ...(q.type !== undefined ? { types: types(q.type) } : {}) },
-        (r) => {
-          res.write(`id: ${r.id}\nevent: ${r.type}\ndata: ${JSON.stringify(auditRecordJson(r))}\n\n`);
-        },
+        (r) => send(`id: ${r.id}\nevent: ${r.type}\ndata: ${JSON.stringify(auditRecordJson(r))}\n\n`),
       );
-      const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+      const keepAlive = setInterval(() => {
+        if (checking) return;
+        checking = true;
+        stillAdmin(scope, sessionHandle).then(
+          (ok) => {
+            checking = false;
+            if (ok) send(': keep-alive\n\n');
+            else end();
+          },
+          (err: unknown) => {
+            // Cannot tell (the store does not answer): fail closed; the client reconnects and is checked anew.
+            checking = false;
+            request.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'live stream ended: the credential could not be checked');
+            end();
+          },
+        );
+      }, liveStreamSettings.keepAliveMs);
       keepAlive.unref();
-      const end = () => {
+      function end() {
+        if (ended) return;
+        ended = true;
         clearInterval(keepAlive);
         unwatch();
         streams.delete(end);
+        const n = (perAdmin.get(adminKey) ?? 1) - 1;
+        if (n <= 0) perAdmin.delete(adminKey);
+        else perAdmin.set(adminKey, n);
         if (!res.writableEnded) res.end();
-      };
+      }
       streams.add(end);
+      perAdmin.set(adminKey, (perAdmin.get(adminKey) ?? 0) + 1);
+      res.write('retry: 2000\n\n');
       // The response's 'close': the client went away (or the stream was ended here).
       res.on('close', end);
       res.on('error', end);
