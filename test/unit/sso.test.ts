@@ -84,7 +84,10 @@ describe('profiles from providers', () => {
       subject: 'alice',
       email: 'alice@example.com',
       emailVerified: true,
+      sessionId: null,
     });
+    // The provider's session id (for its back-channel logouts) is kept when it sends one.
+    expect(profileFromClaims('https://idp', { sub: 'alice', sid: 'op-session-1' }).sessionId).toBe('op-session-1');
     expect(profileFromClaims('https://idp', { sub: 'a', email: 'not an email', email_verified: 'true' })).toMatchObject({ email: null, emailVerified: false });
     expect(() => profileFromClaims('https://idp', { email: 'x@y' })).toThrow(InvalidProfile);
   });
