@@ -13,17 +13,26 @@ import type { Config } from '../config/config.ts';
  */
 export class CookieSigner {
   private readonly key: KeyObject;
+  /** Signed values already checked, by their exact text: a hit skips the HMAC (bounded). */
+  private readonly verified = new Map<string, string>();
   constructor(key: KeyObject) {
     this.key = key;
   }
   sign = (value: string): string => `${value}.${createHmac('sha256', this.key).update(value).digest('base64url')}`;
   unsign = (input: string): { valid: true; renew: false; value: string } | { valid: false; renew: false; value: null } => {
+    const known = this.verified.get(input);
+    if (known !== undefined) return { valid: true, renew: false, value: known };
     const dot = input.lastIndexOf('.');
     if (dot <= 0) return { valid: false, renew: false, value: null };
     const value = input.slice(0, dot);
     const expected = Buffer.from(createHmac('sha256', this.key).update(value).digest('base64url'));
     const given = Buffer.from(input.slice(dot + 1));
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { valid: false, renew: false, value: null };
+    if (this.verified.size >= 50_000) {
+      const first = this.verified.keys().next();
+      if (!first.done) this.verified.delete(first.value);
+    }
+    this.verified.set(input, value);
     return { valid: true, renew: false, value };
   };
 }

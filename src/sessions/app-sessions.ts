@@ -50,8 +50,22 @@ export function idleSecondsOf(tenant: Tenant, mode: AuthMode): number {
   return mode === 'token' ? tenant.lifetimes.token + (app.idle ?? 0) : (app.idle ?? 0);
 }
 
+/** XSRF tokens are a pure function of the handle: remembered per key, bounded. */
+const xsrfMemo = new WeakMap<object, Map<string, string>>();
+
 export function xsrfTokenOf(deps: Pick<Deps, 'keys'>, handle: string): string {
-  return keyedDigest(deps.keys.xsrf, handle);
+  let memo = xsrfMemo.get(deps.keys.xsrf);
+  if (!memo) xsrfMemo.set(deps.keys.xsrf, (memo = new Map<string, string>()));
+  let token = memo.get(handle);
+  if (token === undefined) {
+    token = keyedDigest(deps.keys.xsrf, handle);
+    if (memo.size >= 50_000) {
+      const first = memo.keys().next();
+      if (!first.done) memo.delete(first.value);
+    }
+    memo.set(handle, token);
+  }
+  return token;
 }
 
 export function checkXsrf(deps: Pick<Deps, 'keys'>, session: Session, presented: string | undefined): boolean {
