@@ -59,6 +59,8 @@ function stop(child: ChildProcess): Promise<void> {
 }
 
 interface Figures {
+  /** Redis commands the server sent per request during the run (from INFO stats). */
+  redisPerRequest?: number;
   requests: number;
   rps: number;
   p50: number;
@@ -67,7 +69,21 @@ interface Figures {
   errors: number;
 }
 
+function redisCommands(): number {
+  const r = spawnSync('redis-cli', ['-u', REDIS_URL, 'INFO', 'stats'], { encoding: 'utf8' });
+  const m = /total_commands_processed:(\d+)/.exec(r.stdout ?? '');
+  return m ? Number(m[1]) : NaN;
+}
+
 function load(url: string, headers: Record<string, string>): Figures {
+  const before = redisCommands();
+  const figures = loadOnly(url, headers);
+  // The INFO call itself counts one command.
+  figures.redisPerRequest = (redisCommands() - before - 1) / Math.max(1, figures.requests);
+  return figures;
+}
+
+function loadOnly(url: string, headers: Record<string, string>): Figures {
   const opts = JSON.stringify({ url, connections: CONNECTIONS, duration: SECONDS, headers });
   const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), opts]);
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: (SECONDS + 30) * 1000 });
@@ -128,36 +144,56 @@ function purge(prefix: string): void {
   spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink`]);
 }
 
-const rows: Array<{ name: string; f: Figures }> = [];
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-'));
 const run = randomBytes(4).toString('hex');
+const tPrefix = `bench-tessera-${run}:`;
+const pPrefix = `bench-peer-${run}:`;
+const children: ChildProcess[] = [];
+const samples = new Map<string, Figures[]>();
 try {
-  for (const [label, store] of [
-    ['redis', REDIS_URL],
-    ['sqlite', `sqlite:${join(dir, 'bench.db')}`],
-  ] as const) {
-    const prefix = `bench-tessera-${run}:`;
-    const t = await startTessera(store, prefix, dir);
-    // Warm-up: the first request fills the session cache.
-    await fetch(`${t.url}/api/v1/session`, { headers: { authorization: `Bearer ${t.token}` } });
-    rows.push({ name: `tessera token (${label})`, f: load(`${t.url}/api/v1/session`, { authorization: `Bearer ${t.token}` }) });
-    rows.push({ name: `tessera cookie (${label})`, f: load(`${t.url}/api/v1/session`, { cookie: t.cookie }) });
-    await stop(t.child);
-    purge(prefix);
+  // All servers are started first (idle ones cost nothing), then the scenarios are measured in
+  // interleaved rounds, so that drift on a shared machine spreads over all of them alike.
+  const tr = await startTessera(REDIS_URL, tPrefix, dir);
+  const ts = await startTessera(`sqlite:${join(dir, 'bench.db')}`, tPrefix, dir);
+  const p = await startPeer(pPrefix);
+  children.push(tr.child, ts.child, p.child);
+  const scenarios: Array<[string, string, Record<string, string>]> = [
+    ['tessera token (redis)', tr.url, { authorization: `Bearer ${tr.token}` }],
+    ['tessera cookie (redis)', tr.url, { cookie: tr.cookie }],
+    ['tessera token (sqlite)', ts.url, { authorization: `Bearer ${ts.token}` }],
+    ['tessera cookie (sqlite)', ts.url, { cookie: ts.cookie }],
+    ['@fastify/session + connect-redis', p.url, { cookie: p.cookie }],
+  ];
+  // Warm-up: the first request fills each session cache.
+  for (const [, url, headers] of scenarios) await fetch(`${url}/api/v1/session`, { headers });
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, url, headers] of scenarios) {
+      const f = load(`${url}/api/v1/session`, headers);
+      samples.set(name, [...(samples.get(name) ?? []), f]);
+    }
   }
-  const peerPrefix = `bench-peer-${run}:`;
-  const p = await startPeer(peerPrefix);
-  rows.push({ name: '@fastify/session + connect-redis', f: load(`${p.url}/api/v1/session`, { cookie: p.cookie }) });
-  await stop(p.child);
-  purge(peerPrefix);
 } finally {
+  await Promise.all(children.map(stop));
+  purge(tPrefix);
+  purge(pPrefix);
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** The round with the median throughput stands for the scenario. */
+function median(fs: Figures[]): Figures {
+  return [...fs].sort((a, b) => a.rps - b.rps)[Math.floor(fs.length / 2)] as Figures;
+}
+const rows = [...samples].map(([name, fs]) => ({ name, f: median(fs), all: fs.map((x) => Math.round(x.rps)) }));
 const peer = rows[rows.length - 1]!.f;
-console.log(`\nGET /api/v1/session, ${CONNECTIONS} connections, ${SECONDS} s each; server on core 0, load on core 1${hasTaskset ? '' : ' (taskset missing: not pinned)'}\n`);
-console.log('| server | req/s | p50 ms | p99 ms | non-2xx | vs peer (req/s) |');
-console.log('|---|---:|---:|---:|---:|---:|');
-for (const { name, f } of rows) {
-  console.log(`| ${name} | ${Math.round(f.rps)} | ${f.p50} | ${f.p99} | ${f.non2xx + f.errors} | ${(f.rps / peer.rps).toFixed(2)}× |`);
+console.log(
+  `\nGET /api/v1/session, ${CONNECTIONS} connections, ${SECONDS} s per run, median of ${ROUNDS} interleaved rounds; server on core 0, load on core 1${hasTaskset ? '' : ' (taskset missing: not pinned)'}\n`,
+);
+console.log('| server | req/s (median) | runs req/s | p50 ms | p99 ms | non-2xx | Redis commands per request | vs peer (req/s) |');
+console.log('|---|---:|---|---:|---:|---:|---:|---:|');
+for (const { name, f, all } of rows) {
+  const perReq = f.redisPerRequest === undefined || Number.isNaN(f.redisPerRequest) ? 'n/a' : f.redisPerRequest.toFixed(3);
+  console.log(
+    `| ${name} | ${Math.round(f.rps)} | ${all.join(' / ')} | ${f.p50} | ${f.p99} | ${f.non2xx + f.errors} | ${perReq} | ${(f.rps / peer.rps).toFixed(2)}× |`,
+  );
 }
