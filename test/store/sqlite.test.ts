@@ -145,6 +145,38 @@ describe('SQLite store specifics', () => {
     }
   });
 
+  it('purges ended sessions a day after their absolute expiry, children before parents, as Redis key TTLs do', async () => {
+    const store = await openSqliteStore(join(tempDir(), 'purge.db'));
+    try {
+      const parent = issueSession({ tenantId: 't-p', userId: 'u-p', kind: 'idp', lifetime: DEFAULT_LIFETIMES.idp, authMethod: 'password' }, T0).session;
+      await store.createSession(parent, T0);
+      const child = issueSession(
+        { tenantId: 't-p', userId: 'u-p', kind: 'app', parentHandle: parent.handle, lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password', notAfter: parent.absoluteExpiresAt },
+        T0,
+      ).session;
+      await store.createSession(child, T0);
+      await store.addRefreshToken({ tokenHash: 'h-' + child.handle, sessionHandle: child.handle, tenantId: 't-p', userId: 'u-p', createdAt: T0, rotatedAt: null, successorHash: null });
+      const kept = appSession('t-p', 'u-keep');
+      await store.createSession(kept, T0);
+      await store.revokeSession(parent.handle, 'logout', T0 + 1000);
+      const day = 24 * 3600 * 1000;
+      // Within the retention the ended sessions stay readable.
+      await store.sweepExpired(parent.absoluteExpiresAt + day - 1, 100);
+      expect(await store.getSessionByHandle(parent.handle)).not.toBeNull();
+      // A session still active at its expiry is first swept to `expired` (and purged later).
+      expect(await store.getSessionByHandle(kept.handle)).toMatchObject({ status: 'expired' });
+      // Past it: the child (and its refresh token) first, the parent in a later sweep.
+      await store.sweepExpired(parent.absoluteExpiresAt + day + 1, 100);
+      expect(await store.getSessionByHandle(child.handle)).toBeNull();
+      expect(await store.getRefreshToken('h-' + child.handle)).toBeNull();
+      await store.sweepExpired(parent.absoluteExpiresAt + day + 2, 100);
+      expect(await store.getSessionByHandle(parent.handle)).toBeNull();
+      expect(await store.getSessionByHandle(kept.handle)).toBeNull();
+    } finally {
+      await store.close();
+    }
+  });
+
   it('creates missing parent folders, uses WAL, and says it is sqlite', async () => {
     const path = join(tempDir(), 'a', 'b', 'tessera.db');
     const store = await openSqliteStore(path);

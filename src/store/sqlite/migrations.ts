@@ -158,6 +158,11 @@ export const migrations: readonly Migration[] = [
     description: 'users: whether the email came from a verified source (NULL: written before, see emailFromVerifiedSource)',
     sql: 'ALTER TABLE users ADD COLUMN email_verified INTEGER;',
   },
+  {
+    version: 8,
+    description: 'sessions: ended ones by absolute expiry, for the retention purge',
+    sql: "CREATE INDEX sessions_ended_by_absolute ON sessions (absolute_expires_at) WHERE status != 'active';",
+  },
 ];
 
 /**

@@ -62,6 +62,9 @@ export const FEED_POLL_MS = 20;
 /** Ends older than this are pruned from the log by sweepExpired (wall clock; housekeeping). */
 export const FEED_RETENTION_MS = 10 * 60_000;
 
+/** Ended sessions are kept this long after their absolute expiry, then purged (as Redis's key TTL). */
+export const SESSION_RETENTION_MS = 24 * 3600 * 1000;
+
 export interface SqliteStoreOptions {
   /** Default BUSY_TIMEOUT_MS: how long an operation waits for another writer before it fails with StoreUnavailable. */
   busyTimeoutMs?: number;
@@ -391,6 +394,9 @@ export class SqliteSessionStore implements SessionStore, Coordination {
       // Housekeeping rides along: closed counter windows, and ends every subscriber has read.
       this.stmt.pruneCounters.run({ now });
       this.stmt.pruneEnds.run({ before: Date.now() - FEED_RETENTION_MS });
+      const cutoff = now - SESSION_RETENTION_MS;
+      this.stmt.purgeEndedTokens.run({ cutoff, max: 500 });
+      this.stmt.purgeEndedSessions.run({ cutoff, max: 500 });
       if (max < 1) return [];
       return this.all<SessionRow>(this.stmt.sweep, { now, max: Math.floor(max) })
         .map(sessionFromRow)
@@ -794,6 +800,21 @@ function prepareStatements(db: DatabaseSync) {
     endsHighWater: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'session_ends'"),
     endsAfter: db.prepare('SELECT seq, handle FROM session_ends WHERE seq > $after ORDER BY seq LIMIT 10000'),
     pruneEnds: db.prepare('DELETE FROM session_ends WHERE recorded_at < $before'),
+    // Retention, as in Redis (absolute expiry + 24 h): ended sessions without remaining children,
+    // a batch at a time; parents go in a later sweep, after their children.
+    purgeEndedTokens: db.prepare(`
+      DELETE FROM refresh_tokens WHERE session_handle IN (
+        SELECT s.handle FROM sessions s
+        WHERE s.status != 'active' AND s.absolute_expires_at < $cutoff
+          AND NOT EXISTS (SELECT 1 FROM sessions c WHERE c.parent_handle = s.handle)
+        LIMIT $max)`),
+    purgeEndedSessions: db.prepare(`
+      DELETE FROM sessions WHERE handle IN (
+        SELECT s.handle FROM sessions s
+        WHERE s.status != 'active' AND s.absolute_expires_at < $cutoff
+          AND NOT EXISTS (SELECT 1 FROM sessions c WHERE c.parent_handle = s.handle)
+          AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_handle = s.handle)
+        LIMIT $max)`),
   };
 }
 
