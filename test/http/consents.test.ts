@@ -110,6 +110,24 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
   }
 
   describe('start', () => {
+    it('limits how many redirects one user starts per minute (429 too_many_redirects)', async () => {
+      const tid = uniqueTenant();
+      await provision(s.app, tid, email, PASSWORD);
+      const b = await login(tid);
+      for (let i = 0; i < 30; i++) await start(b);
+      const over = await s.app.inject({
+        method: 'POST',
+        url: '/api/v1/consents',
+        headers: { cookie: sidCookie(b), 'x-xsrf-token': b.xsrf, origin: PUBLIC },
+        payload: { type: 'ais', bankId: 'stub-bank' },
+      });
+      expect(over.statusCode).toBe(429);
+      expect(over.json()).toMatchObject({ code: 'too_many_redirects' });
+      expect(Number(over.headers['retry-after'])).toBeGreaterThan(0);
+      s.clock.advance(60_000);
+      await start(b);
+    });
+
     it('sets a redirect cookie for its own return path and leaves the session cookie alone', async () => {
       const b = await login();
       const st = await start(b);

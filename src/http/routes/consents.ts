@@ -4,7 +4,7 @@
 
 import { Type } from 'typebox';
 import { BANK_ID_PATTERN, CONSENT_ID_PATTERN, effectiveConsentStatus, type Consent, type ConsentType, type Payment } from '../../domain/consent.ts';
-import { Forbidden, NotFound } from '../../domain/errors.ts';
+import { Forbidden, NotFound, TooManyRequests } from '../../domain/errors.ts';
 import { redirectCookiePath } from '../../domain/redirect.ts';
 import { demoAccounts } from '../../flows/demo.ts';
 import { returnFromRedirect, startConsentRedirect } from '../../flows/consent-redirects.ts';
@@ -65,6 +65,9 @@ export function consentJson(c: Consent, now: number) {
   };
 }
 
+/** Consent and payment redirects one user may start per minute. */
+export const REDIRECT_STARTS_PER_MINUTE = 30;
+
 export async function consentRoutes(app: App, deps: Deps): Promise<void> {
   const auth = authenticate(deps);
 
@@ -77,6 +80,11 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
       throw new Forbidden('cookie_session_required', 'Consent redirects run in a browser: log in with X-Auth-Mode: cookie.');
     }
     const now = deps.clock.now();
+    // Every start writes a consent and a session: bounded per user, shared by all processes.
+    const starts = await deps.store.hitCounter(`redirect-starts:${session.tenantId}:${session.userId as string}`, 60_000, now);
+    if (starts.count > REDIRECT_STARTS_PER_MINUTE) {
+      throw new TooManyRequests(Math.max(1, Math.ceil((starts.resetAt - now) / 1000)), 'too_many_redirects', 'Too many consent redirects started; try again in a minute.');
+    }
     const started = await startConsentRedirect(
       deps,
       { tenant, session, type, bankId, payment, device: { ip: request.ip, ...(request.ctx.userAgent ? { userAgent: request.ctx.userAgent } : {}) } },
@@ -106,7 +114,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
           { type: Type.Union([Type.Literal('ais'), Type.Literal('pis')]), bankId: BankId, payment: Type.Optional(PaymentSchema) },
           { additionalProperties: false },
         ),
-        response: { 202: StartedSchema, ...problems(400, 401, 403) },
+        response: { 202: StartedSchema, ...problems(400, 401, 403, 429) },
       },
     },
     async (request, reply) => start(request, reply, request.body.type, request.body.bankId, request.body.payment ?? null),
@@ -130,7 +138,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
           },
           { additionalProperties: false },
         ),
-        response: { 202: StartedSchema, ...problems(400, 401, 403) },
+        response: { 202: StartedSchema, ...problems(400, 401, 403, 429) },
       },
     },
     async (request, reply) => {
