@@ -69,8 +69,13 @@ export type ConsumeFlowResult =
   | { outcome: 'missing' };
 
 export interface FederationStore {
-  /** Creates or replaces the organization with this slug. */
-  putOrganization(org: Organization): Promise<Organization>;
+  /**
+   * Creates or replaces the organization with this slug, only if the stored one still belongs to
+   * `expectedTenantId` (null: only if there is none yet) — a compare-and-set, so two tenant
+   * administrators claiming one new slug at once cannot both win. Otherwise throws
+   * Conflict('org_changed').
+   */
+  putOrganization(org: Organization, expectedTenantId: string | null): Promise<Organization>;
   getOrganization(slug: string): Promise<Organization | null>;
 
   findIdentity(tenantId: string, issuer: string, subject: string): Promise<FederatedIdentity | null>;

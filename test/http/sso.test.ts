@@ -703,7 +703,7 @@ describe('organizations: the stored client secret follows the provider', () => {
         linkVerifiedEmail: false,
         createdAt: 1,
         updatedAt: 1,
-      });
+      }, null);
       const putOidc = (o: Record<string, unknown>) =>
         s.app.inject({ method: 'PUT', url: '/api/v1/admin/orgs/acme-sec-oidc', headers: admin, payload: { tenantId: 't-sec', oidc: o } });
       const moved = await putOidc({ issuer: 'http://127.0.0.1:10', clientId: 'x' });

@@ -78,7 +78,7 @@ export function describeFederationConformance(name: string, open: () => Promise<
         const slug = `org-${randomUUID().slice(0, 8)}`;
         expect(await fed.getOrganization(slug)).toBeNull();
         const first = org(slug, 't-1');
-        expect(await fed.putOrganization(first)).toStrictEqual(first);
+        expect(await fed.putOrganization(first, null)).toStrictEqual(first);
         expect(await fed.getOrganization(slug)).toStrictEqual(first);
         const second: Organization = {
           ...first,
@@ -100,8 +100,19 @@ export function describeFederationConformance(name: string, open: () => Promise<
           },
           updatedAt: T0 + 1,
         };
-        await fed.putOrganization(second);
+        await fed.putOrganization(second, 't-1');
         expect(await fed.getOrganization(slug)).toStrictEqual(second);
+      });
+
+      it('writes only over the owner it was told (compare-and-set): of 10 tenants claiming one new slug, one wins', async () => {
+        const slug = `org-${randomUUID().slice(0, 8)}`;
+        const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => fed.putOrganization(org(slug, `t-${i}`), null)));
+        const won = results.filter((r) => r.status === 'fulfilled');
+        expect(won).toHaveLength(1);
+        for (const r of results) if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'org_changed', status: 409 });
+        const owner = (await fed.getOrganization(slug))!.tenantId;
+        await expect(fed.putOrganization(org(slug, 't-other'), 't-other')).rejects.toMatchObject({ code: 'org_changed' });
+        expect((await fed.getOrganization(slug))!.tenantId).toBe(owner);
       });
     });
 

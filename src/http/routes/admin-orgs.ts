@@ -261,7 +261,7 @@ export async function adminOrgRoutes(app: App, deps: Deps): Promise<void> {
         throw new NotFound('tenant_not_found', `No tenant "${request.body.tenantId}"; create it first with PUT /api/v1/admin/tenants/${request.body.tenantId}.`);
       }
       const org = await buildOrganization(deps, slug, request.body, previous, deps.clock.now());
-      return orgJson(await deps.store.federation.putOrganization(org), deps.config.publicUrl);
+      return orgJson(await deps.store.federation.putOrganization(org, previous?.tenantId ?? null), deps.config.publicUrl);
     },
   );
 

@@ -37,6 +37,19 @@ function script(name: string, body: string): Script {
  * KEYS[1] flow key; ARGV[1] binding hash, ARGV[2] expiresAt, ARGV[3] body, ARGV[4] TTL ms.
  * Reply: 1 written | 0 exists
  */
+/** Compare-and-set of a slug's owner: closes the race of two tenants claiming one new slug. */
+const PUT_ORG = script(
+  'put-org',
+  `
+local v = redis.call('GET', KEYS[1])
+local owner = ''
+if v then owner = cjson.decode(v).tenantId end
+if owner ~= ARGV[1] then return 'changed' end
+redis.call('SET', KEYS[1], ARGV[2])
+return 'ok'
+`,
+);
+
 const PUT_FLOW = script(
   'flow-put',
   `
@@ -76,10 +89,11 @@ export class RedisFederationStore implements FederationStore {
     this.#prefix = keys.prefix;
   }
 
-  async putOrganization(org: Organization): Promise<Organization> {
+  async putOrganization(org: Organization, expectedTenantId: string | null): Promise<Organization> {
     return this.#guard(async () => {
       const key = this.#orgKey(org.slug);
-      await this.#conn.send(key, ['SET', key, JSON.stringify(org)]);
+      const reply = await this.#eval(PUT_ORG, key, [expectedTenantId ?? '', JSON.stringify(org)]);
+      if (reply !== 'ok') throw new Conflict('org_changed', `The organization "${org.slug}" changed meanwhile; read it again.`);
       return org;
     });
   }

@@ -38,6 +38,7 @@ function prepare(db: DatabaseSync) {
       INSERT INTO organizations (slug, tenant_id, body) VALUES ($slug, $tenant_id, $body)
       ON CONFLICT (slug) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body`),
     orgBySlug: db.prepare('SELECT body FROM organizations WHERE slug = $slug'),
+    orgOwner: db.prepare('SELECT tenant_id FROM organizations WHERE slug = $slug'),
     identity: db.prepare('SELECT * FROM federated_identities WHERE tenant_id = $tenant_id AND issuer = $issuer AND subject = $subject'),
     linkIdentity: db.prepare(`
       INSERT INTO federated_identities (tenant_id, issuer, subject, user_id, created_at)
@@ -61,8 +62,13 @@ export class SqliteFederationStore implements FederationStore {
     this.stmt = prepare(db);
   }
 
-  putOrganization(org: Organization): Promise<Organization> {
+  putOrganization(org: Organization, expectedTenantId: string | null): Promise<Organization> {
+    // Read and write under one write lock: the compare-and-set of the slug's owner.
     return this.write(() => {
+      const current = this.one<{ tenant_id: string }>(this.stmt.orgOwner, { slug: org.slug });
+      if ((current?.tenant_id ?? null) !== expectedTenantId) {
+        throw new Conflict('org_changed', `The organization "${org.slug}" changed meanwhile; read it again.`);
+      }
       this.stmt.putOrg.run({ slug: org.slug, tenant_id: org.tenantId, body: JSON.stringify(org) });
       return org;
     });
