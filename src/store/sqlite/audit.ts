@@ -11,7 +11,7 @@
 
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { chainRecord, type AuditEventInput, type AuditRecord, type ChainPoint } from '../../domain/audit-chain.ts';
-import { BadRequest, StoreUnavailable } from '../../domain/errors.ts';
+import { BadRequest } from '../../domain/errors.ts';
 import {
   emptyHistory,
   mergeLogin,
@@ -25,7 +25,7 @@ import {
   type UserHistory,
 } from '../audit-port.ts';
 import type { Page } from '../port.ts';
-import { toStoreError } from './sqlite-store.ts';
+import { inWriteTransaction, settle } from './transactions.ts';
 
 /** How often subscribers look for records other connections appended. */
 export const AUDIT_FEED_POLL_MS = 50;
@@ -293,28 +293,13 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   #write<T>(fn: () => T): Promise<T> {
-    return this.#run(() => {
-      this.#db.exec('BEGIN IMMEDIATE');
-      let result: T;
-      try {
-        result = fn();
-        this.#db.exec('COMMIT');
-      } catch (err) {
-        if (this.#db.isOpen && this.#db.isTransaction) this.#db.exec('ROLLBACK');
-        throw err;
-      }
+    return inWriteTransaction(this.#db, fn, () => {
       if (this.#subscribers.size > 0) this.#deliver();
-      return result;
     });
   }
 
   #run<T>(fn: () => T): Promise<T> {
-    if (!this.#db.isOpen) return Promise.reject(new StoreUnavailable('The SQLite store is closed.'));
-    try {
-      return Promise.resolve(fn());
-    } catch (err) {
-      return Promise.reject(toStoreError(err));
-    }
+    return settle(this.#db, fn);
   }
 }
 

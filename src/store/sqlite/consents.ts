@@ -5,11 +5,11 @@
 // in the schema too: a bug that tried to keep two would fail instead of succeeding.
 
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
-import { BadRequest, Conflict, StoreUnavailable } from '../../domain/errors.ts';
+import { BadRequest, Conflict } from '../../domain/errors.ts';
 import { settleConsent, type Consent, type ConsentDecision, type ConsentType, type Payment, type StoredConsentStatus } from '../../domain/consent.ts';
 import { decodeConsentCursor, encodeConsentCursor, type ConsentStore, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
 import type { Page } from '../port.ts';
-import { toStoreError } from './sqlite-store.ts';
+import { inWriteTransaction, settle } from './transactions.ts';
 
 interface ConsentRow {
   id: string;
@@ -151,26 +151,11 @@ export class SqliteConsentStore implements ConsentStore {
   }
 
   private write<T>(fn: () => T): Promise<T> {
-    return this.run(() => {
-      this.db.exec('BEGIN IMMEDIATE');
-      try {
-        const result = fn();
-        this.db.exec('COMMIT');
-        return result;
-      } catch (err) {
-        if (this.db.isOpen && this.db.isTransaction) this.db.exec('ROLLBACK');
-        throw err;
-      }
-    });
+    return inWriteTransaction(this.db, fn);
   }
 
   private run<T>(fn: () => T): Promise<T> {
-    if (!this.db.isOpen) return Promise.reject(new StoreUnavailable('The SQLite store is closed.'));
-    try {
-      return Promise.resolve(fn());
-    } catch (err) {
-      return Promise.reject(toStoreError(err));
-    }
+    return settle(this.db, fn);
   }
 }
 

@@ -8,10 +8,10 @@
 // ones (the index on expires_at keeps that cheap).
 
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
-import { Conflict, StoreUnavailable } from '../../domain/errors.ts';
+import { Conflict } from '../../domain/errors.ts';
 import type { FederatedIdentity, FederationProtocol, Organization } from '../../domain/organization.ts';
 import { FLOW_KEY_PREFIX, type ConsumeFlowResult, type FederationStore, type FlowRecord } from '../federation-port.ts';
-import { toStoreError } from './sqlite-store.ts';
+import { inWriteTransaction, settle } from './transactions.ts';
 
 interface IdentityRow {
   tenant_id: string;
@@ -131,26 +131,11 @@ export class SqliteFederationStore implements FederationStore {
   }
 
   private write<T>(fn: () => T): Promise<T> {
-    return this.run(() => {
-      this.db.exec('BEGIN IMMEDIATE');
-      try {
-        const result = fn();
-        this.db.exec('COMMIT');
-        return result;
-      } catch (err) {
-        if (this.db.isOpen && this.db.isTransaction) this.db.exec('ROLLBACK');
-        throw err;
-      }
-    });
+    return inWriteTransaction(this.db, fn);
   }
 
   private run<T>(fn: () => T): Promise<T> {
-    if (!this.db.isOpen) return Promise.reject(new StoreUnavailable('The SQLite store is closed.'));
-    try {
-      return Promise.resolve(fn());
-    } catch (err) {
-      return Promise.reject(toStoreError(err));
-    }
+    return settle(this.db, fn);
   }
 }
 

@@ -4,9 +4,8 @@
 // upsert deletes a few expired ones.
 
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
-import { StoreUnavailable } from '../../domain/errors.ts';
 import type { ExternalSessionLink, OidcStore, PlatformApp } from '../oidc-port.ts';
-import { toStoreError } from './sqlite-store.ts';
+import { inWriteTransaction, settle } from './transactions.ts';
 
 interface ModelRow {
   payload: string;
@@ -141,26 +140,11 @@ export class SqliteOidcStore implements OidcStore {
   }
 
   private write<T>(fn: () => T): Promise<T> {
-    return this.run(() => {
-      this.db.exec('BEGIN IMMEDIATE');
-      try {
-        const result = fn();
-        this.db.exec('COMMIT');
-        return result;
-      } catch (err) {
-        if (this.db.isOpen && this.db.isTransaction) this.db.exec('ROLLBACK');
-        throw err;
-      }
-    });
+    return inWriteTransaction(this.db, fn);
   }
 
   private run<T>(fn: () => T): Promise<T> {
-    if (!this.db.isOpen) return Promise.reject(new StoreUnavailable('The SQLite store is closed.'));
-    try {
-      return Promise.resolve(fn());
-    } catch (err) {
-      return Promise.reject(toStoreError(err));
-    }
+    return settle(this.db, fn);
   }
 }
 

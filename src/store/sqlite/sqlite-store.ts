@@ -49,6 +49,7 @@ import {
   userParams,
 } from './rows.ts';
 import type { RefreshTokenRow, SessionRow, UserRow } from './rows.ts';
+import { inWriteTransaction, settle } from './transactions.ts';
 
 /** How long a writer waits for another connection's write lock before giving up (503). */
 export const BUSY_TIMEOUT_MS = 5_000;
@@ -655,29 +656,14 @@ export class SqliteSessionStore implements SessionStore, Coordination {
    * this instance's subscribers get the ends the transaction logged before the caller resumes.
    */
   private write<T>(fn: () => T): Promise<T> {
-    return this.run(() => {
-      this.db.exec('BEGIN IMMEDIATE');
-      let result: T;
-      try {
-        result = fn();
-        this.db.exec('COMMIT');
-      } catch (err) {
-        if (this.db.isOpen && this.db.isTransaction) this.db.exec('ROLLBACK');
-        throw err;
-      }
+    return inWriteTransaction(this.db, fn, () => {
       if (this.subscriptions.size > 0) this.deliverEnds();
-      return result;
     });
   }
 
   /** Runs synchronous database work and settles the promise with its outcome. */
   private run<T>(fn: () => T): Promise<T> {
-    if (!this.db.isOpen) return Promise.reject(new StoreUnavailable('The SQLite store is closed.'));
-    try {
-      return Promise.resolve(fn());
-    } catch (err) {
-      return Promise.reject(toStoreError(err));
-    }
+    return settle(this.db, fn);
   }
 }
 
