@@ -23,6 +23,12 @@ export interface NewRedirectInput {
   lifetime: Lifetime;
   consentId: string;
   device: Device;
+  /**
+   * SHA-256 of the starting browser's `__Host-rb` binding. `__Secure-` cookies may carry a Domain,
+   * so a sibling subdomain could plant its own redirect cookie; a `__Host-` cookie cannot be
+   * planted, and the return requires the matching one.
+   */
+  browserBinding: string;
 }
 
 /**
@@ -44,7 +50,7 @@ export function issueRedirectSession(input: NewRedirectInput, now: number) {
       authMethod: 'redirect',
       clientId: parent.clientId,
       device: input.device,
-      data: { consentId: input.consentId },
+      data: { consentId: input.consentId, browserBinding: input.browserBinding },
     },
     now,
   );

@@ -16,7 +16,7 @@ import { sessionEvent, type TesseraEvent } from '../audit/events.ts';
 import { newConsent, newConsentId, type Consent, type ConsentType, type Payment } from '../domain/consent.ts';
 import { BadRequest, Conflict, Forbidden, TesseraError, Unauthorized } from '../domain/errors.ts';
 import { buildSuccessorSession, issueRedirectSession, redirectReturnPath } from '../domain/redirect.ts';
-import { hashSecret } from '../domain/secrets.ts';
+import { constantTimeEqual, hashSecret } from '../domain/secrets.ts';
 import { isValid, type Device, type Session } from '../domain/session.ts';
 import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
 import type { Deps } from '../runtime.ts';
@@ -32,6 +32,8 @@ export interface StartRedirectInput {
   bankId: string;
   payment: Payment | null;
   device: Device;
+  /** SHA-256 of the browser's `__Host-rb` binding cookie. */
+  browserBinding: string;
 }
 
 export interface StartedRedirect {
@@ -59,7 +61,10 @@ export async function startConsentRedirect(deps: Deps, input: StartRedirectInput
   const bank = findBank(deps.config, input.bankId);
   if (bank === null) throw new BadRequest('unknown_bank', `No bank "${input.bankId}" is available here.`, { field: 'bankId' });
   const consentId = newConsentId();
-  const issued = issueRedirectSession({ parent: session, lifetime: lifetimeOf(tenant, 'redirect'), consentId, device: input.device }, now);
+  const issued = issueRedirectSession(
+    { parent: session, lifetime: lifetimeOf(tenant, 'redirect'), consentId, device: input.device, browserBinding: input.browserBinding },
+    now,
+  );
   // Validates the payment before anything is written.
   const consent = newConsent(
     {
@@ -119,6 +124,8 @@ export interface ReturnInput {
   redirectId: string;
   /** The value of the `__Secure-rid` cookie sent with the return, or null. */
   secret: string | null;
+  /** The value of the browser's `__Host-rb` binding cookie, or null. */
+  binding: string | null;
   result: 'ok' | 'nok';
   device: Device;
 }
@@ -139,6 +146,12 @@ export async function returnFromRedirect(
   const found = await deps.store.getSessionBySecretHash(secretHash);
   if (found === null || found.kind !== 'redirect' || found.handle !== input.redirectId) {
     throw new Forbidden('redirect_invalid', 'The cookie sent does not belong to this redirect.');
+  }
+  // The redirect cookie alone could have been planted (see NewRedirectInput.browserBinding): the
+  // browser that started the redirect must come back. Checked before anything is consumed.
+  const bound = typeof found.data.browserBinding === 'string' ? found.data.browserBinding : null;
+  if (bound !== null && (input.binding === null || !constantTimeEqual(hashSecret(input.binding), bound))) {
+    throw new Forbidden('redirect_other_browser', 'This redirect was started in another browser.');
   }
   const redirect = await deps.store.consumeSession(secretHash, now);
   if (redirect === null) {

@@ -37,9 +37,10 @@ export class CookieSigner {
   };
 }
 
-export type CookieName = 'sid' | 'flow' | 'rid' | 'idp';
+export type CookieName = 'sid' | 'flow' | 'rid' | 'idp' | 'rb';
 
-const PREFIX: Record<CookieName, string> = { sid: '__Host-', flow: '__Host-', rid: '__Secure-', idp: '__Host-' };
+/** `rb`: the browser binding of consent redirects (a `__Host-` cookie nobody else can plant). */
+const PREFIX: Record<CookieName, string> = { sid: '__Host-', flow: '__Host-', rid: '__Secure-', idp: '__Host-', rb: '__Host-' };
 
 export function cookieName(config: Pick<Config, 'insecureCookies'>, name: CookieName): string {
   return config.insecureCookies ? name : PREFIX[name] + name;

@@ -32,6 +32,8 @@ interface Browser {
   sid: string;
   xsrf: string;
   handle: string;
+  /** The browser's `__Host-rb` redirect binding, once a start has set it. */
+  rb?: string;
 }
 
 interface Started {
@@ -72,24 +74,31 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
 
   const sidCookie = (b: Browser) => `__Host-sid=${b.sid}`;
 
+  /** Which browser binding each redirect was started with (what that browser sends back). */
+  const bindingOf = new Map<string, string>();
+
   async function start(b: Browser, payload: Record<string, unknown> = { type: 'ais', bankId: 'stub-bank' }, url = '/api/v1/consents'): Promise<Started> {
     const res = await s.app.inject({
       method: 'POST',
       url,
-      headers: { cookie: sidCookie(b), 'x-xsrf-token': b.xsrf, origin: PUBLIC },
+      headers: { cookie: sidCookie(b) + (b.rb ? `; __Host-rb=${b.rb}` : ''), 'x-xsrf-token': b.xsrf, origin: PUBLIC },
       payload,
     });
     expect(res.statusCode, res.body).toBe(202);
+    b.rb ??= cookieOf(res, '__Host-rb')?.value;
     const body = res.json() as { consentId: string; redirectId: string; location: string };
+    bindingOf.set(body.redirectId, b.rb as string);
     return { ...body, rid: cookieOf(res, '__Secure-rid')!.value, res };
   }
 
   const pay = (b: Browser, over: Record<string, unknown> = {}) => start(b, { bankId: 'stub-bank', ...PAYMENT, ...over }, '/api/v1/payments');
 
-  function back(redirectId: string, rid: string | null, result = 'ok'): Promise<Res> {
+  /** The return as the starting browser makes it (its binding), or with the binding given. */
+  function back(redirectId: string, rid: string | null, result = 'ok', rb: string | null = bindingOf.get(redirectId) ?? null): Promise<Res> {
+    const cookies = [...(rid === null ? [] : [`__Secure-rid=${rid}`]), ...(rb === null ? [] : [`__Host-rb=${rb}`])];
     return s.app.inject({
       url: `/api/v1/redirects/${redirectId}/return?result=${result}`,
-      headers: rid === null ? {} : { cookie: `__Secure-rid=${rid}` },
+      headers: cookies.length === 0 ? {} : { cookie: cookies.join('; ') },
     });
   }
 
@@ -110,6 +119,20 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
   }
 
   describe('start', () => {
+    it('refuses a planted redirect cookie: the return needs the binding of the browser that started it', async () => {
+      const attacker = await login();
+      const victim = await login();
+      await start(victim); // the victim's browser has a binding of its own
+      const planted = await start(attacker);
+      // The attacker's redirect cookie, shown by the victim's browser (its own binding).
+      const refused = await back(planted.redirectId, planted.rid, 'ok', victim.rb as string);
+      expectProblem(refused, 403, 'redirect_other_browser');
+      expect(cookieOf(refused, '__Host-sid')).toBeNull();
+      expectProblem(await back(planted.redirectId, planted.rid, 'ok', null), 403, 'redirect_other_browser');
+      // Nothing was consumed: the attacker's own browser still completes its redirect.
+      expect((await back(planted.redirectId, planted.rid)).statusCode).toBe(303);
+    });
+
     it('limits how many redirects one user starts per minute (429 too_many_redirects)', async () => {
       const tid = uniqueTenant();
       await provision(s.app, tid, email, PASSWORD);
@@ -136,8 +159,13 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
       expect(loc.searchParams.get('consentId')).toBe(st.consentId);
       expect(loc.searchParams.get('return')).toBe(`${PUBLIC}/api/v1/redirects/${st.redirectId}/return`);
       const cookies = cookiesOf(st.res);
-      expect(cookies.map((c) => c.name)).toEqual(['__Secure-rid']);
-      const attrs = (cookies[0] as { attrs: string }).attrs;
+      // The browser's first start also sets its redirect binding: a __Host- cookie for the whole site.
+      expect(cookies.map((c) => c.name)).toEqual(['__Host-rb', '__Secure-rid']);
+      const rb = cookies.find((c) => c.name === '__Host-rb')!.attrs;
+      for (const a of [/Path=\/(;|$)/, /SameSite=Lax/, /Secure/, /HttpOnly/]) expect(rb).toMatch(a);
+      expect(rb).not.toMatch(/Domain=/);
+      expect(cookiesOf((await start(b)).res).map((c) => c.name)).toEqual(['__Secure-rid']);
+      const attrs = cookies.find((c) => c.name === '__Secure-rid')!.attrs;
       expect(attrs).toMatch(new RegExp(`Path=/api/v1/redirects/${st.redirectId.replace('.', '\\.')}(;|$)`));
       expect(attrs).toMatch(/SameSite=Lax/);
       expect(attrs).toMatch(/Secure/);

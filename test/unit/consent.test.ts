@@ -87,7 +87,7 @@ describe('redirect sessions and successors', () => {
   ).session;
 
   it('a redirect lives its own 20 minutes, not capped by the short parent', () => {
-    const r = issueRedirectSession({ parent, lifetime: { idle: null, absolute: 1200 }, consentId: 'c', device: {} }, T0).session;
+    const r = issueRedirectSession({ parent, lifetime: { idle: null, absolute: 1200 }, consentId: 'c', device: {}, browserBinding: 'b' }, T0).session;
     expect(r).toMatchObject({ kind: 'redirect', parentHandle: parent.handle, idleExpiresAt: null, absoluteExpiresAt: T0 + 1200_000, data: { consentId: 'c' } });
     expect(redirectCookiePath(r.handle)).toBe(`/api/v1/redirects/${r.handle}`);
   });

@@ -6,6 +6,7 @@ import { Type } from 'typebox';
 import { BANK_ID_PATTERN, CONSENT_ID_PATTERN, effectiveConsentStatus, type Consent, type ConsentType, type Payment } from '../../domain/consent.ts';
 import { Forbidden, NotFound, TooManyRequests } from '../../domain/errors.ts';
 import { redirectCookiePath } from '../../domain/redirect.ts';
+import { hashSecret, newSecret } from '../../domain/secrets.ts';
 import { demoAccounts } from '../../flows/demo.ts';
 import { returnFromRedirect, startConsentRedirect } from '../../flows/consent-redirects.ts';
 import { authenticate, loadTenant, originOf, type Authenticated } from '../authenticate.ts';
@@ -85,9 +86,23 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
     if (starts.count > REDIRECT_STARTS_PER_MINUTE) {
       throw new TooManyRequests(Math.max(1, Math.ceil((starts.resetAt - now) / 1000)), 'too_many_redirects', 'Too many consent redirects started; try again in a minute.');
     }
+    // One binding per browser, kept a day; every redirect it starts is bound to it.
+    let binding = readCookie(request, deps.config, 'rb');
+    if (binding === null) {
+      binding = newSecret();
+      setCookie(reply, deps.config, { name: 'rb', value: binding, maxAgeSeconds: 86_400, sameSite: 'lax' });
+    }
     const started = await startConsentRedirect(
       deps,
-      { tenant, session, type, bankId, payment, device: { ip: request.ip, ...(request.ctx.userAgent ? { userAgent: request.ctx.userAgent } : {}) } },
+      {
+        tenant,
+        session,
+        type,
+        bankId,
+        payment,
+        browserBinding: hashSecret(binding),
+        device: { ip: request.ip, ...(request.ctx.userAgent ? { userAgent: request.ctx.userAgent } : {}) },
+      },
       now,
       originOf(request),
     );
@@ -251,6 +266,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
         {
           redirectId,
           secret,
+          binding: readCookie(request, deps.config, 'rb'),
           result: request.query.result,
           device: { ip: request.ip, ...(request.ctx.userAgent ? { userAgent: request.ctx.userAgent } : {}) },
         },
