@@ -1,6 +1,6 @@
 // Shared TypeBox schemas: the single source for validation and the OpenAPI document.
 
-import { Type } from 'typebox';
+import { Type, type TSchema } from 'typebox';
 import { TENANT_ID_PATTERN } from '../domain/tenant.ts';
 
 export const ProblemSchema = Type.Object(
@@ -82,3 +82,8 @@ export const UserSchema = Type.Object({
 });
 
 export const BearerSecurity = [{ bearer: [] }];
+
+/** A page of a cursor-paginated listing: `items`, and `nextCursor` (null on the last page). */
+export function PageOf<T extends TSchema>(item: T) {
+  return Type.Object({ items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+}

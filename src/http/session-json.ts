@@ -1,6 +1,7 @@
 // The public view of a session: handle, never the secret or its hash.
 
 import { Type } from 'typebox';
+import { PageOf } from './schemas.ts';
 import { effectiveStatus, expiresAt, type Session } from '../domain/session.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -53,7 +54,4 @@ export function sessionJson(s: Session, now: number, currentHandle?: string) {
   };
 }
 
-export const SessionPageSchema = Type.Object({
-  items: Type.Array(SessionViewSchema),
-  nextCursor: Type.Union([Type.String(), Type.Null()]),
-});
+export const SessionPageSchema = PageOf(SessionViewSchema);

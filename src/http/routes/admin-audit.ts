@@ -11,7 +11,7 @@ import { BadRequest, Forbidden, TooManyRequests } from '../../domain/errors.ts';
 import { reauthMarkOf } from '../../sessions/monitoring.ts';
 import { ADMIN_ROLE, assertAdminOf, requireAdmin, type AdminScope } from '../admin-auth.ts';
 import type { App, Deps } from '../deps.ts';
-import { BearerSecurity, problems, TenantId } from '../schemas.ts';
+import { BearerSecurity, PageOf, problems, TenantId } from '../schemas.ts';
 
 /**
  * Bounds of the live stream (GET /api/v1/admin/events). Mutable for tests only.
@@ -143,7 +143,7 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ items: Type.Array(AuditRecordSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...problems(400, 401, 403) },
+        response: { 200: PageOf(AuditRecordSchema), ...problems(400, 401, 403) },
       },
     },
     async (request) => {
@@ -240,7 +240,7 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ items: Type.Array(FindingSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...problems(400, 401, 403) },
+        response: { 200: PageOf(FindingSchema), ...problems(400, 401, 403) },
       },
     },
     async (request) => {

@@ -12,7 +12,7 @@ import { returnFromRedirect, startConsentRedirect } from '../../flows/consent-re
 import { authenticate, loadTenant, originOf, type Authenticated } from '../authenticate.ts';
 import { clearCookie, readCookie, setCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';
-import { BearerSecurity, problems } from '../schemas.ts';
+import { BearerSecurity, PageOf, problems } from '../schemas.ts';
 import { demoPageRoutes } from './demo-pages.ts';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
@@ -174,7 +174,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
           { cursor: Type.Optional(Cursor), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })) },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ items: Type.Array(ConsentViewSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...problems(400, 401) },
+        response: { 200: PageOf(ConsentViewSchema), ...problems(400, 401) },
       },
     },
     async (request) => {
