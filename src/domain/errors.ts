@@ -1,15 +1,20 @@
 // Errors are values with stable codes. They are mapped to problem+json (RFC 9457) in one place,
 // src/http/problem.ts. Domain and store code throw these; nothing else knows about HTTP.
+// Codes come from the closed catalogue in error-codes.ts.
+
+import type { ErrorCode } from './error-codes.ts';
+
+export type { ErrorCode } from './error-codes.ts';
 
 export class TesseraError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly status: number;
   /** Extra members for the problem document (e.g. the header that was missing). */
   readonly extra: Record<string, unknown>;
   /** Seconds, for 429 and 503 answers. */
   readonly retryAfter: number | undefined;
 
-  constructor(status: number, code: string, message: string, extra: Record<string, unknown> = {}, retryAfter?: number) {
+  constructor(status: number, code: ErrorCode, message: string, extra: Record<string, unknown> = {}, retryAfter?: number) {
     super(message);
     this.name = new.target.name;
     this.status = status;
@@ -20,37 +25,37 @@ export class TesseraError extends Error {
 }
 
 export class BadRequest extends TesseraError {
-  constructor(code: string, message: string, extra: Record<string, unknown> = {}) {
+  constructor(code: ErrorCode, message: string, extra: Record<string, unknown> = {}) {
     super(400, code, message, extra);
   }
 }
 
 export class Unauthorized extends TesseraError {
-  constructor(code = 'unauthorized', message = 'Authentication is required or has failed.') {
+  constructor(code: ErrorCode, message: string) {
     super(401, code, message);
   }
 }
 
 export class Forbidden extends TesseraError {
-  constructor(code = 'forbidden', message = 'This action is not allowed.') {
+  constructor(code: ErrorCode, message: string) {
     super(403, code, message);
   }
 }
 
 export class NotFound extends TesseraError {
-  constructor(code = 'not_found', message = 'No such resource.') {
+  constructor(code: ErrorCode = 'not_found', message = 'No such resource.') {
     super(404, code, message);
   }
 }
 
 export class Conflict extends TesseraError {
-  constructor(code: string, message: string) {
+  constructor(code: ErrorCode, message: string) {
     super(409, code, message);
   }
 }
 
 export class TooManyRequests extends TesseraError {
-  constructor(retryAfterSeconds: number, code = 'too_many_requests', message = 'Too many requests; try again later.') {
+  constructor(retryAfterSeconds: number, code: ErrorCode, message: string) {
     super(429, code, message, {}, retryAfterSeconds);
   }
 }

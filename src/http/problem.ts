@@ -2,14 +2,14 @@
 // Fastify's own included (validation, bad JSON, body too large, 404), leaves through here.
 
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { TesseraError } from '../domain/errors.ts';
+import { TesseraError, type ErrorCode } from '../domain/errors.ts';
 
 export interface Problem {
   type: string;
   title: string;
   status: number;
   detail: string;
-  code: string;
+  code: ErrorCode;
   requestId: string;
   [extra: string]: unknown;
 }
@@ -35,7 +35,7 @@ export function sendProblem(
   request: FastifyRequest,
   reply: FastifyReply,
   status: number,
-  code: string,
+  code: ErrorCode,
   detail: string,
   extra: Record<string, unknown> = {},
   retryAfter?: number,
@@ -55,7 +55,7 @@ export function sendProblem(
 }
 
 /** Maps Fastify's own error codes to stable Tessera codes. */
-function fromFastifyError(err: FastifyError): { status: number; code: string; detail: string } | null {
+function fromFastifyError(err: FastifyError): { status: number; code: ErrorCode; detail: string } | null {
   if (err.validation) {
     const first = err.validation[0];
     const where = err.validationContext ?? 'request';

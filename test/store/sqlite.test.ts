@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { isErrorCode } from '../../src/domain/error-codes.ts';
 import { Conflict, StoreUnavailable, TesseraError } from '../../src/domain/errors.ts';
 import { DEFAULT_LIFETIMES, issueSession } from '../../src/domain/session.ts';
 import { buildTenant } from '../../src/domain/tenant.ts';
@@ -109,9 +110,10 @@ async function openWorkerPool(size: number): Promise<OpenedStore> {
 
 /** Rebuilds an error that crossed the thread boundary, keeping its class, code and status. */
 function revive(e: { name: string; message: string; code?: string; status?: number }): Error {
-  if (e.status === 409 && e.code !== undefined) return new Conflict(e.code, e.message);
+  const code = e.code !== undefined && isErrorCode(e.code) ? e.code : undefined;
+  if (e.status === 409 && code !== undefined) return new Conflict(code, e.message);
   if (e.status === 503) return new StoreUnavailable(e.message);
-  if (e.status !== undefined && e.code !== undefined) return new TesseraError(e.status, e.code, e.message);
+  if (e.status !== undefined && code !== undefined) return new TesseraError(e.status, code, e.message);
   const err = new Error(e.message);
   err.name = e.name;
   return err;
