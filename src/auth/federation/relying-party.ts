@@ -159,6 +159,8 @@ export interface AuthorizationRequest {
   state: string;
   nonce: string | null;
   codeVerifier: string | null;
+  /** `login` when the person must authenticate again (an application asked for it through /oidc). */
+  prompt?: 'login';
 }
 
 /** The URL the browser is sent to. PKCE S256 whenever a verifier is given. */
@@ -169,6 +171,7 @@ export async function authorizationUrl(config: oidc.Configuration, req: Authoriz
     state: req.state,
   };
   if (req.nonce !== null) params.nonce = req.nonce;
+  if (req.prompt !== undefined) params.prompt = req.prompt;
   if (req.codeVerifier !== null) {
     params.code_challenge = await oidc.calculatePKCECodeChallenge(req.codeVerifier);
     params.code_challenge_method = 'S256';

@@ -94,6 +94,24 @@ function adapterFactory(deps: Deps) {
   };
 }
 
+/**
+ * The application's `app` session under the valid idp session of the person who is being given a
+ * code; throws an oidc-provider error (sent to the application) when there is none.
+ */
+async function bindAppSession(deps: Deps, ctx: KoaContextWithOIDC): Promise<void> {
+  const { client, session } = ctx.oidc;
+  const now = deps.clock.now();
+  const app = client ? await deps.store.oidc.getApp(client.clientId) : null;
+  const idp = app ? await validIdpSession(deps, ctx.get('cookie'), now, app.tenantId) : null;
+  const sid = client ? session?.sidFor(client.clientId) : undefined;
+  if (!client || !idp || idp.userId !== session?.accountId || !sid) throw new errors.LoginRequired('the idp session ended during the sign-in');
+  try {
+    await ensureAppSession(deps, idp, client.clientId, sid, now, originOfKoa(ctx));
+  } catch (err) {
+    throw new errors.AccessDenied(err instanceof Error ? err.message : 'the sign-in failed');
+  }
+}
+
 const LOGOUT_PAGE = (form: string) => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signing out…</title></head>
 <body><h1>Signing out of every application…</h1>${form.replace('</form>', '<input type="hidden" name="logout" value="yes"/><noscript><button type="submit">Sign out</button></noscript></form>')}
 <script>document.forms[0].submit()</script></body></html>`;
@@ -159,6 +177,15 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
       },
     },
     pkce: { required: () => true },
+    // Called by oidc-provider for every authorization code it issues, before the code is saved
+    // and before any response (redirect, form_post) is written: the application's app session
+    // under the idp session is made here, and a failure becomes an authorization error response
+    // sent to the application the way its response mode says. Codes end with the provider's
+    // session (no offline access).
+    expiresWithSession: async (ctx, token) => {
+      if (token.kind === 'AuthorizationCode') await bindAppSession(deps, ctx);
+      return true;
+    },
     interactions: { url: (_ctx, interaction) => `${OIDC_PREFIX}/interaction/${interaction.uid}`, policy },
     // Applications registered with Tessera are the platform's own: no consent screen.
     loadExistingGrant: async (ctx) => {
@@ -207,29 +234,6 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
     const oc = (ctx as KoaContextWithOIDC).oidc;
     if (!oc) return;
     const now = deps.clock.now();
-    // Every authorization response with a code: the application's app session under the idp session.
-    if ((route() === 'authorization' || route() === 'resume') && (ctx.status === 302 || ctx.status === 303) && oc.client && oc.session?.accountId) {
-      const location = ctx.response.get('location');
-      const url = location ? new URL(location) : null;
-      if (!url?.searchParams.has('code')) return;
-      const app = await deps.store.oidc.getApp(oc.client.clientId);
-      const idp = app ? await validIdpSession(deps, cookieHeader, now, app.tenantId) : null;
-      const sid = oc.session.sidFor(oc.client.clientId);
-      try {
-        if (!idp || idp.userId !== oc.session.accountId || !sid) throw new errors.LoginRequired('the idp session ended during the sign-in');
-        await ensureAppSession(deps, idp, oc.client.clientId, sid, now, originOfKoa(ctx as KoaContextWithOIDC));
-      } catch (err) {
-        // No app session, no code: the application gets an error response instead.
-        const back = new URL(url.origin + url.pathname);
-        back.searchParams.set('error', err instanceof errors.OIDCProviderError ? err.error : 'access_denied');
-        back.searchParams.set('error_description', err instanceof Error ? err.message : 'the sign-in failed');
-        const state = url.searchParams.get('state');
-        if (state !== null) back.searchParams.set('state', state);
-        back.searchParams.set('iss', issuer);
-        ctx.redirect(back.href);
-      }
-      return;
-    }
     // RP-initiated logout, confirmed: the idp level (every application).
     if (route() === 'end_session_confirm' && (ctx.status === 302 || ctx.status === 303) && oc.params?.logout) {
       const idp = await validIdpSession(deps, cookieHeader, now);

@@ -70,7 +70,7 @@ export async function finishSsoLogin(deps: Deps, input: FinishLogin, now: number
     if (typeof f.data.oidcInteraction === 'string') {
       // A platform application's sign-in through /oidc: only the idp session here; the waiting
       // interaction creates the application's app session under it.
-      const idp = await createIdpSession(deps, { tenant, user, org, profile, device: input.device }, now, origin);
+      const idp = await createIdpSession(deps, { tenant, user, org, profile, device: input.device, oidcInteraction: f.data.oidcInteraction }, now, origin);
       emit(
         deps,
         {

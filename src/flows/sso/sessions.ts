@@ -42,7 +42,7 @@ export function appSecretOf(deps: Pick<Deps, 'keys'>, token: string): string {
  */
 export async function createIdpSession(
   deps: Deps,
-  input: { tenant: Tenant; user: User; org: Organization; profile: ExternalProfile; device: Device },
+  input: { tenant: Tenant; user: User; org: Organization; profile: ExternalProfile; device: Device; oidcInteraction?: string },
   now: number,
   origin: Origin,
 ): Promise<{ session: Session; secret: string }> {
@@ -56,7 +56,7 @@ export async function createIdpSession(
       lifetime: lifetimeOf(tenant, 'idp'),
       authMethod,
       device: input.device,
-      data: { orgSlug: org.slug, issuer: profile.issuer, subject: profile.subject, ...(profile.sessionId ? { externalSid: profile.sessionId } : {}) },
+      data: { orgSlug: org.slug, issuer: profile.issuer, subject: profile.subject, ...(profile.sessionId ? { externalSid: profile.sessionId } : {}), ...(input.oidcInteraction !== undefined ? { oidcInteraction: input.oidcInteraction } : {}) },
     },
     now,
   );

@@ -31,6 +31,8 @@ export interface StartLogin {
   device: Device;
   /** An interaction of Tessera's OpenID provider that waits for this login (flows/oidc). */
   oidcInteraction?: string | null;
+  /** The person must authenticate again at the provider (prompt=login or max_age at /oidc). */
+  reauthenticate?: boolean;
 }
 
 export interface StartedLogin {
@@ -82,6 +84,7 @@ export async function startSsoLogin(deps: Deps, input: StartLogin, now: number, 
     state,
     nonce: flow.data.nonce,
     codeVerifier: flow.data.codeVerifier,
+    ...(input.reauthenticate === true ? { prompt: 'login' as const } : {}),
   });
   await deps.store.federation.putFlow(flow, now);
   emit(

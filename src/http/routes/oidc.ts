@@ -80,7 +80,11 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
       const platformApp = await deps.store.oidc.getApp(clientId);
       if (!platformApp) throw new NotFound('app_not_found', `No application "${clientId}".`);
       const idp = await validIdpSession(deps, request.headers.cookie, now, platformApp.tenantId);
-      if (idp) {
+      // prompt=login or an exceeded max_age: only an authentication made for this very
+      // interaction counts (the idp session the external provider's login created for it).
+      const reasons = details.prompt.name === 'login' ? details.prompt.reasons : [];
+      const reauthenticate = reasons.includes('login_prompt') || reasons.includes('max_age');
+      if (idp && (!reauthenticate || idp.data.oidcInteraction === details.uid)) {
         // Flow 3 of source 003: signed in at Tessera already; the application gets its session
         // without the browser leaving Tessera.
         await touchIdpSession(deps, idp, now);
@@ -110,6 +114,7 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
           binding: readCookie(request, deps.config, 'flow'),
           device: deviceOf(request),
           oidcInteraction: details.uid,
+          reauthenticate,
         },
         now,
         originOf(request),
