@@ -2,10 +2,10 @@
 // signing key ring, the event bus, the session cache subscribed to the store's feed of ends.
 
 import type { KeyObject } from 'node:crypto';
-import { EventBus } from './audit/events.ts';
 import { DEFAULT_THROTTLE, type ThrottlePolicy } from './auth/throttle.ts';
 import type { Config } from './config/config.ts';
 import type { Clock } from './domain/clock.ts';
+import { EventBus } from './events/bus.ts';
 import { startMonitoring, type Monitoring } from './sessions/monitoring.ts';
 import { SessionCache } from './sessions/session-cache.ts';
 import type { Coordination } from './store/coordination.ts';

@@ -2,11 +2,11 @@
 // (stop accepting, finish in-flight requests, stop the sweeper, close the store).
 
 import { pino, type Logger } from 'pino';
-import type { EventBus } from './audit/events.ts';
 import type { Config } from './config/config.ts';
 import { loadOrCreateSecret } from './config/secrets-on-disk.ts';
 import { systemClock, type Clock } from './domain/clock.ts';
 import { hashSecret } from './domain/secrets.ts';
+import type { EventBus } from './events/bus.ts';
 import { buildApp } from './http/app.ts';
 import type { App, Deps } from './http/deps.ts';
 import { startExpirySweeper, type Sweeper } from './sessions/expiry-sweeper.ts';

@@ -12,8 +12,8 @@
 // the label set.
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { TesseraEvent } from '../events/bus.ts';
 import type { ActiveCount } from '../store/audit-port.ts';
-import type { TesseraEvent } from './events.ts';
 
 export const UNKNOWN_TENANT = '_unknown';
 const ACTIVE_CACHE_MS = 5_000;

@@ -16,8 +16,8 @@
 // counted but not appended: an unknown tenant gets no chain, so clients cannot create chains.
 
 import type { AuditEventInput } from '../domain/audit-chain.ts';
+import type { TesseraEvent } from '../events/bus.ts';
 import type { AppendOptions, AuditStore } from '../store/audit-port.ts';
-import type { TesseraEvent } from './events.ts';
 import { UNKNOWN_TENANT, type TesseraMetrics } from './metrics.ts';
 
 export interface PipelineLog {

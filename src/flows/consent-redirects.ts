@@ -12,15 +12,15 @@
 // the same for every return from that predecessor (renewAfterExpiry, with the successor's secret
 // derived from the predecessor's handle so that every racing return sets the same cookie).
 
-import { sessionEvent, type TesseraEvent } from '../audit/events.ts';
 import { newConsent, newConsentId, type Consent, type ConsentType, type Payment } from '../domain/consent.ts';
 import { BadRequest, Conflict, Forbidden, TesseraError, Unauthorized } from '../domain/errors.ts';
 import { buildSuccessorSession, issueRedirectSession, redirectReturnPath } from '../domain/redirect.ts';
 import { constantTimeEqual, hashSecret } from '../domain/secrets.ts';
 import { isValid, type Device, type Session } from '../domain/session.ts';
 import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
+import { sessionEvent, type TesseraEvent, emit, type Origin } from '../events/bus.ts';
 import type { Deps } from '../runtime.ts';
-import { announceEnded, emit, idleSecondsOf, xsrfTokenOf, type Origin } from '../sessions/app-sessions.ts';
+import { announceEnded, idleSecondsOf, xsrfTokenOf } from '../sessions/app-sessions.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
 import { findBank } from './banks.ts';
 

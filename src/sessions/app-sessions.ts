@@ -1,10 +1,10 @@
 // What can be done with `app` sessions: start one (login), issue and rotate its token pair, end
 // sessions. Route files call these; the rules live in src/domain and the atomicity in the store.
 
-import { sessionEvent, type EventHeaders, type TesseraEvent } from '../audit/events.ts';
+import { emit, sessionEvent, type Origin } from '../events/bus.ts';
 import { Conflict, Unauthorized } from '../domain/errors.ts';
 import { hashSecret, newSecret } from '../domain/secrets.ts';
-import { issueSession, type Device, type Location, type RevokeReason, type Session } from '../domain/session.ts';
+import { issueSession, type Device, type RevokeReason, type Session } from '../domain/session.ts';
 import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
 import type { User } from '../domain/user.ts';
 import { constantTimeEqual } from '../domain/secrets.ts';
@@ -13,20 +13,6 @@ import { keyedDigest } from '../tokens/sealing.ts';
 import { deterministicJti, signSessionToken } from '../tokens/session-token.ts';
 
 export type AuthMode = 'token' | 'cookie';
-
-/** Where an action came from, for its events (SPEC 9: the six headers, IP, user agent, location). */
-export interface Origin {
-  headers: EventHeaders;
-  ip: string | null;
-  userAgent: string | null;
-  location?: Location | null;
-}
-
-export function emit(deps: Pick<Deps, 'bus'>, event: TesseraEvent, origin?: Origin): void {
-  deps.bus.emit(
-    origin ? { ...event, headers: origin.headers, ip: origin.ip, userAgent: origin.userAgent, location: origin.location ?? null } : event,
-  );
-}
 
 /** Every process learns of ended sessions through the store's feed; this one forgets them at once. */
 export function announceEnded(deps: Pick<Deps, 'bus' | 'sessionCache'>, ended: Session[], now: number, origin?: Origin): void {

@@ -2,9 +2,8 @@
 // store for sessions past their expiry. The store marks each one expired exactly once, so
 // several Tessera processes may sweep the same store without duplicate events.
 
-import type { EventBus } from '../audit/events.ts';
-import { sessionEvent } from '../audit/events.ts';
 import type { Clock } from '../domain/clock.ts';
+import { type EventBus, sessionEvent } from '../events/bus.ts';
 import type { SessionStore } from '../store/port.ts';
 
 export interface Sweeper {

@@ -15,16 +15,16 @@
 // (store error) lets the request go on unchecked and counts `tessera_anomaly_check_failures_total`.
 
 import { actionFor, evaluateLogin, observeLogin, refreshTokenReuse, requestRate, strongest, type AnomalyAction, type Finding } from '../audit/anomaly-rules.ts';
-import type { TesseraEvent } from '../audit/events.ts';
 import { createLocator, type Locator } from '../audit/location.ts';
 import { TesseraMetrics } from '../audit/metrics.ts';
 import { AuditPipeline, type PipelineLog } from '../audit/pipeline.ts';
 import type { AuditRecord } from '../domain/audit-chain.ts';
 import type { Session } from '../domain/session.ts';
 import type { Tenant } from '../domain/tenant.ts';
+import { type TesseraEvent, emit, type Origin } from '../events/bus.ts';
 import type { Deps } from '../runtime.ts';
 import { typeMatches } from '../store/audit-port.ts';
-import { announceEnded, emit, type Origin } from './app-sessions.ts';
+import { announceEnded } from './app-sessions.ts';
 
 export type MonitoringDeps = Pick<Deps, 'config' | 'store' | 'clock' | 'bus' | 'sessionCache'>;
 

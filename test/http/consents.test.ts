@@ -4,7 +4,7 @@
 // renewed once and every return from it gets the same successor. Runs on SQLite and on Redis.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TesseraEvent } from '../../src/audit/events.ts';
+import type { TesseraEvent } from '../../src/events/bus.ts';
 import { admin, provision, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
 import { storeChoices } from '../support/store-choices.ts';
 

@@ -5,9 +5,9 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TesseraEvent } from '../../src/audit/events.ts';
 import { sealClientSecret } from '../../src/auth/federation/relying-party.ts';
 import { hashSecret } from '../../src/domain/secrets.ts';
+import type { TesseraEvent } from '../../src/events/bus.ts';
 import { openConnection } from '../../src/store/redis/connection.ts';
 import { parseRedisUrl } from '../../src/store/redis/url.ts';
 import { admin, redisTestUrl, startTestServer } from '../support/harness.ts';

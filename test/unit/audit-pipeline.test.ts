@@ -2,11 +2,11 @@
 // store fails, bounded, and loud (metric + error line) about what it had to drop.
 
 import { describe, expect, it } from 'vitest';
-import type { TesseraEvent } from '../../src/audit/events.ts';
 import { TesseraMetrics } from '../../src/audit/metrics.ts';
 import { auditInputOf, AuditPipeline, gaugeChangeOf, type PipelineLog } from '../../src/audit/pipeline.ts';
 import { chainRecord, type AuditEventInput, type AuditRecord } from '../../src/domain/audit-chain.ts';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
+import type { TesseraEvent } from '../../src/events/bus.ts';
 import type { AppendOptions, AuditStore } from '../../src/store/audit-port.ts';
 
 function fakeAudit(failFirst = 0) {

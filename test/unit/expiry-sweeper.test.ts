@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { EventBus, type TesseraEvent } from '../../src/audit/events.ts';
 import { ManualClock } from '../../src/domain/clock.ts';
 import { issueSession } from '../../src/domain/session.ts';
+import { EventBus, type TesseraEvent } from '../../src/events/bus.ts';
 import { startExpirySweeper, type Sweeper } from '../../src/sessions/expiry-sweeper.ts';
 import { openTestStore } from '../support/harness.ts';
 

@@ -11,8 +11,8 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { judgeUrl } from '../../auth/federation/url-policy.ts';
 import type { Session } from '../../domain/session.ts';
+import { emit, type Origin } from '../../events/bus.ts';
 import type { Deps } from '../../runtime.ts';
-import { emit, type Origin } from '../../sessions/app-sessions.ts';
 import { OIDC_SIGNING_ALG, type OidcSigningKey } from './keys.ts';
 
 export const LOGOUT_TOKEN_LIFETIME_S = 120;

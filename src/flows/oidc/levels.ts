@@ -7,14 +7,14 @@
 // subtree) and tells each application by back-channel logout (backchannel.ts).
 
 import { createHash } from 'node:crypto';
-import { sessionEvent } from '../../audit/events.ts';
 import { Conflict, Unauthorized } from '../../domain/errors.ts';
 import { hashSecret } from '../../domain/secrets.ts';
 import { issueSession, isValid, slideIdleExpiry, type RevokeReason, type Session } from '../../domain/session.ts';
 import { lifetimeOf } from '../../domain/tenant.ts';
+import { sessionEvent, emit, type Origin } from '../../events/bus.ts';
 import { CookieSigner, cookieName } from '../../http/cookies.ts';
 import type { Deps } from '../../runtime.ts';
-import { announceEnded, emit, endSession, type Origin } from '../../sessions/app-sessions.ts';
+import { announceEnded, endSession } from '../../sessions/app-sessions.ts';
 import { deriveKey } from '../../tokens/sealing.ts';
 
 const signers = new WeakMap<object, CookieSigner>();

@@ -26,8 +26,8 @@ import {
 import { hashSecret } from '../../domain/secrets.ts';
 import type { Device } from '../../domain/session.ts';
 import { emailFromVerifiedSource, type User } from '../../domain/user.ts';
+import { emit, type Origin } from '../../events/bus.ts';
 import type { Deps } from '../../runtime.ts';
-import { emit, type Origin } from '../../sessions/app-sessions.ts';
 import type { FlowRecord } from '../../store/federation-port.ts';
 import { createIdpSession, createSsoSessions } from './sessions.ts';
 import { checkStateParameter, loadOrganization, loginErrorTarget, loginTarget, stateMismatch } from './steps.ts';

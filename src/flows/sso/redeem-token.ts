@@ -14,8 +14,9 @@ import { constantTimeEqual, hashSecret } from '../../domain/secrets.ts';
 import { isValid, type Session } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
+import { emit, type Origin } from '../../events/bus.ts';
 import type { Deps } from '../../runtime.ts';
-import { emit, firstRefreshToken, idleSecondsOf, scopeOf, tokenPair, xsrfTokenOf, type AuthMode, type Origin, type TokenPair } from '../../sessions/app-sessions.ts';
+import { firstRefreshToken, idleSecondsOf, scopeOf, tokenPair, xsrfTokenOf, type AuthMode, type TokenPair } from '../../sessions/app-sessions.ts';
 import { appSecretOf, SSO_TOKEN_PURPOSE } from './sessions.ts';
 
 export type Redeemed =

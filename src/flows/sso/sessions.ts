@@ -7,15 +7,15 @@
 // Tessera ever storing it. Until redeemed the app session's mode is `pending`: no cookie, bearer
 // token or refresh token exists for it yet, so it cannot be used.
 
-import { sessionEvent } from '../../audit/events.ts';
 import { Conflict, Unauthorized } from '../../domain/errors.ts';
 import type { ExternalProfile, Organization } from '../../domain/organization.ts';
 import { hashSecret, newSecret } from '../../domain/secrets.ts';
 import { issueSession, type Device, type Session } from '../../domain/session.ts';
 import { lifetimeOf, type Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
+import { sessionEvent, emit, type Origin } from '../../events/bus.ts';
 import type { Deps } from '../../runtime.ts';
-import { announceEnded, emit, idleSecondsOf, type Origin } from '../../sessions/app-sessions.ts';
+import { announceEnded, idleSecondsOf } from '../../sessions/app-sessions.ts';
 import { keyedDigest } from '../../tokens/sealing.ts';
 import { externalSessionKeys } from '../oidc/levels.ts';
 import { SSO_TOKEN_LIFETIME_S } from './steps.ts';

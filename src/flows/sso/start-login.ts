@@ -11,8 +11,8 @@ import { NotFound } from '../../domain/errors.ts';
 import type { FederationProtocol } from '../../domain/organization.ts';
 import { hashSecret, newSecret } from '../../domain/secrets.ts';
 import type { Device } from '../../domain/session.ts';
+import { emit, type Origin } from '../../events/bus.ts';
 import type { Deps } from '../../runtime.ts';
-import { emit, type Origin } from '../../sessions/app-sessions.ts';
 import type { FlowRecord } from '../../store/federation-port.ts';
 import { checkCliLogin, checkFlowRate, checkOwnRedirectUri, checkProtocol, loadOrganization, MAX_FLOW_LIFETIME_S, newFlow, redirectUriOf } from './steps.ts';
 

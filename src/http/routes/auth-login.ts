@@ -5,15 +5,8 @@ import { verifyPassword, MAX_PASSWORD_LENGTH } from '../../auth/password.ts';
 import { accountKey, ipKey, throttledAttempt } from '../../auth/throttle.ts';
 import { BadRequest, TooManyRequests, Unauthorized } from '../../domain/errors.ts';
 import { normaliseEmail } from '../../domain/user.ts';
-import {
-  emit,
-  firstRefreshToken,
-  scopeOf,
-  startAppSession,
-  tokenPair,
-  xsrfTokenOf,
-  type AuthMode,
-} from '../../sessions/app-sessions.ts';
+import { emit } from '../../events/bus.ts';
+import { firstRefreshToken, scopeOf, startAppSession, tokenPair, xsrfTokenOf, type AuthMode } from '../../sessions/app-sessions.ts';
 import { loadTenant, originOf, checkRequestOrigin } from '../authenticate.ts';
 import { setCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';

@@ -6,9 +6,8 @@
 import { Type } from 'typebox';
 import { verifyPassword, MAX_PASSWORD_LENGTH } from '../../auth/password.ts';
 import { accountKey, ipKey, throttledAttempt } from '../../auth/throttle.ts';
-import { sessionEvent } from '../../audit/events.ts';
 import { TooManyRequests, Unauthorized } from '../../domain/errors.ts';
-import { emit } from '../../sessions/app-sessions.ts';
+import { sessionEvent, emit } from '../../events/bus.ts';
 import { reauthMarkOf } from '../../sessions/monitoring.ts';
 import { authenticate, originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';

@@ -20,12 +20,13 @@ import { BadRequest, NotFound, TesseraError, Unauthorized } from '../../domain/e
 import { ORG_SLUG_PATTERN } from '../../domain/organization.ts';
 import { constantTimeEqual, hashSecret } from '../../domain/secrets.ts';
 import type { Device } from '../../domain/session.ts';
+import { emit } from '../../events/bus.ts';
 import { BACKCHANNEL_EVENT } from '../../flows/oidc/backchannel.ts';
 import { endSessionsAndNotify, validIdpSession, touchIdpSession } from '../../flows/oidc/levels.ts';
 import { createOidcProvider, issuerVerdict, OIDC_PREFIX } from '../../flows/oidc/provider.ts';
 import { startSsoLogin } from '../../flows/sso/start-login.ts';
 import { loadOidcSigningKeys } from '../../flows/oidc/keys.ts';
-import { emit, endSession } from '../../sessions/app-sessions.ts';
+import { endSession } from '../../sessions/app-sessions.ts';
 import { originOf } from '../authenticate.ts';
 import { readCookie, setCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';

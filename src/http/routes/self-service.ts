@@ -3,10 +3,10 @@
 
 import { Type } from 'typebox';
 import { hashPassword, verifyPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../auth/password.ts';
-import { sessionEvent } from '../../audit/events.ts';
 import { accountKey, ipKey, throttledAttempt } from '../../auth/throttle.ts';
 import { NotFound, TooManyRequests, Unauthorized } from '../../domain/errors.ts';
-import { announceEnded, emit, endedEverywhere, endSession, xsrfTokenOf } from '../../sessions/app-sessions.ts';
+import { sessionEvent, emit } from '../../events/bus.ts';
+import { announceEnded, endedEverywhere, endSession, xsrfTokenOf } from '../../sessions/app-sessions.ts';
 import { authenticate, originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems } from '../schemas.ts';

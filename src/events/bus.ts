@@ -1,13 +1,14 @@
-// The one event pipeline: every lifecycle change is emitted once, as a typed event, and
-// consumers (audit log, metrics, anomaly rules, live stream) subscribe. Events never carry a raw
+// The one event bus: every lifecycle change is emitted once, as a typed event, and consumers
+// (audit log, metrics, anomaly rules, live stream) subscribe. Any layer may emit; the bus knows
+// nothing of its consumers. Events never carry a raw
 // secret: only handles, ids and hashes' absence.
 //
 // Contract for emitters (the active-session gauge and the duration histogram rely on it): every
 // session that starts emits `session.created` once, and every session that stops being active
 // emits exactly one `session.revoked` (with `details.reason`, e.g. `consumed` for single-use
 // sessions) or `session.expired`. Use `sessionEvent` for session events: it fills the kind and
-// the session's start. Requests attach where they came from with `emit(deps, event, origin)`
-// (src/sessions/app-sessions.ts): the SPEC 3 headers, IP, user agent and location.
+// the session's start. Requests attach where they came from with `emit(deps, event, origin)`:
+// the SPEC 3 headers, IP, user agent and location.
 
 import type { Location, Session } from '../domain/session.ts';
 
@@ -81,4 +82,19 @@ export function sessionEvent(
   details: Record<string, unknown> = {},
 ): TesseraEvent {
   return { type, time, tenantId: s.tenantId, userId: s.userId, sessionHandle: s.handle, kind: s.kind, startedAt: s.createdAt, details };
+}
+
+/** Where an action came from, for its events (SPEC 9: the six headers, IP, user agent, location). */
+export interface Origin {
+  headers: EventHeaders;
+  ip: string | null;
+  userAgent: string | null;
+  location?: Location | null;
+}
+
+/** Emits an event, stamped with where its request came from when there is one. */
+export function emit(deps: { bus: EventBus }, event: TesseraEvent, origin?: Origin): void {
+  deps.bus.emit(
+    origin ? { ...event, headers: origin.headers, ip: origin.ip, userAgent: origin.userAgent, location: origin.location ?? null } : event,
+  );
 }
