@@ -238,7 +238,8 @@ export async function startMonitoring(deps: MonitoringDeps, opts: MonitoringOpti
         }
       }
     },
-    () => sessionCache.reset(),
+    // Re-authentication marks come through this feed: while it is down, trust no cached record.
+    (change) => sessionCache.feedChanged('audit', change),
   );
 
   const retentionMs = settings.auditRetentionDays * 24 * 3_600_000;

@@ -1,11 +1,13 @@
 // Each Tessera process keeps the sessions it has seen in memory, so checking a bearer token's
 // session needs no store round trip. The cache is kept exact by the store's feed of session ends
 // (Redis pub/sub, or the SQLite end log): a revocation in any process drops the entry here, and
-// the next request reads the store again. When the feed may have lost messages (reconnect), the
-// whole cache is forgotten. A route can demand a strict check that always reads the store.
+// the next request reads the store again. When a feed may be losing messages (its connection
+// failed, or its own probes stopped coming back), the whole cache is forgotten and every check
+// reads the store until the feed is proven to deliver again — a revocation made during the gap
+// is never answered from memory. A route can demand a strict check that always reads the store.
 
 import { isValid, type Session } from '../domain/session.ts';
-import type { Coordination } from '../store/coordination.ts';
+import type { Coordination, FeedChange } from '../store/coordination.ts';
 import type { SessionStore } from '../store/port.ts';
 
 export class SessionCache {
@@ -21,6 +23,8 @@ export class SessionCache {
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Bumped on every reset, so a read that raced a reset does not repopulate stale data. */
   private generation = 0;
+  /** Feeds (session ends, audit) that are down: while any is, nothing is served from memory. */
+  private readonly feedsDown = new Set<string>();
   hits = 0;
   misses = 0;
 
@@ -45,13 +49,30 @@ export class SessionCache {
           for (const w of ws) w();
         }
       },
-      () => this.reset(),
+      (change) => this.feedChanged('ends', change),
     );
+  }
+
+  /**
+   * A feed that keeps this cache exact went down or came back. Either way what is cached is
+   * forgotten: on 'down' because messages may be lost from now on, on 'up' because they may
+   * have been lost until now (including records read from the store while the feed was down).
+   */
+  feedChanged(feed: string, change: FeedChange): void {
+    if (change === 'down') this.feedsDown.add(feed);
+    else this.feedsDown.delete(feed);
+    this.reset();
+  }
+
+  /** Whether records may be served from memory: subscribed, and every feed delivering. */
+  get live(): boolean {
+    return this.subscription !== null && this.feedsDown.size === 0;
   }
 
   async stop(): Promise<void> {
     await this.subscription?.close();
     this.subscription = null;
+    this.feedsDown.clear();
     this.reset();
   }
 
@@ -120,7 +141,7 @@ export class SessionCache {
 
   /** Remember a record this process has just written or read. */
   remember(session: Session): void {
-    if (session.status !== 'active' || this.ended.has(session.handle)) {
+    if (session.status !== 'active' || this.ended.has(session.handle) || !this.live) {
       this.entries.delete(session.handle);
       return;
     }
@@ -151,16 +172,16 @@ export class SessionCache {
       if (!first.done) this.handleOfSecret.delete(first.value);
     }
     this.handleOfSecret.set(secretHash, fresh.handle);
-    if (generation === this.generation && this.subscription !== null) this.remember(fresh);
+    if (generation === this.generation) this.remember(fresh);
     return isValid(fresh, now) ? fresh : null;
   }
 
   /**
-   * The session if it is valid at `now`, else null. Without a feed subscription, or with
-   * `strict`, it always reads the store.
+   * The session if it is valid at `now`, else null. Without a live feed, or with `strict`, it
+   * always reads the store.
    */
   async getValid(handle: string, now: number, strict = false): Promise<Session | null> {
-    if (!strict && this.subscription !== null) {
+    if (!strict && this.live) {
       if (this.ended.has(handle)) {
         this.hits += 1;
         return null;
@@ -176,7 +197,7 @@ export class SessionCache {
     this.misses += 1;
     const generation = this.generation;
     const fresh = await this.store.getSessionByHandle(handle);
-    if (fresh && generation === this.generation && this.subscription !== null) this.remember(fresh);
+    if (fresh && generation === this.generation) this.remember(fresh);
     else if (!fresh) this.entries.delete(handle);
     return fresh && isValid(fresh, now) ? fresh : null;
   }

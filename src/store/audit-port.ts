@@ -14,6 +14,7 @@
 // - `recordLogin` merges one login into the user's history in one step (no lost update).
 
 import type { AuditEventInput, AuditRecord, ChainPoint } from '../domain/audit-chain.ts';
+import type { FeedChange } from './coordination.ts';
 import type { Page } from './port.ts';
 
 export type { AuditEventInput, AuditRecord, ChainPoint } from '../domain/audit-chain.ts';
@@ -157,7 +158,8 @@ export interface AuditStore {
   /**
    * Every record appended from now on, by any process on this store, in append order per
    * tenant: at once for appends through this instance, within a short poll (SQLite) or a
-   * pub/sub message (Redis) for the others. `onReset`: records may have been missed.
+   * pub/sub message (Redis) for the others. `onReset`: records may be missed from 'down' to 'up'
+   * (as for Coordination.subscribeSessionEnds).
    */
-  subscribe(listener: (record: AuditRecord) => void, onReset: () => void): Promise<{ close(): Promise<void> }>;
+  subscribe(listener: (record: AuditRecord) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }>;
 }

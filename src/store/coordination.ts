@@ -9,6 +9,9 @@ export interface CounterState {
   resetAt: number;
 }
 
+/** A feed's state changes: 'down' (messages may be lost from now on) and 'up' (delivered again). */
+export type FeedChange = 'down' | 'up';
+
 export interface Coordination {
   /**
    * Fixed-window counter shared by all processes: adds `by` (default 1; may be negative, to take
@@ -23,8 +26,10 @@ export interface Coordination {
   /**
    * Calls `listener` with the handles of sessions that stopped being active (revoked, consumed,
    * evicted, expired by the sweeper), whichever process ended them. Every adapter operation that
-   * ends sessions publishes them. `onReset` is called when the feed may have lost messages (a
-   * reconnect): the caller must then forget everything it cached.
+   * ends sessions publishes them. `onReset('down')` says the feed may be losing messages from
+   * now on (connection trouble, a silent subscriber, a pruned log): the caller must forget what
+   * it cached and trust nothing cached until `onReset('up')`, which says that messages published
+   * from now on arrive again (those published in between are lost).
    */
-  subscribeSessionEnds(listener: (handles: string[]) => void, onReset: () => void): Promise<{ close(): Promise<void> }>;
+  subscribeSessionEnds(listener: (handles: string[]) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }>;
 }

@@ -387,10 +387,10 @@ describe('SQLite store specifics', () => {
     const a = await openSqliteStore(path, { feedPollMs: 60_000 });
     const b = await openSqliteStore(path);
     const heard: string[] = [];
-    let resets = 0;
+    const changes: string[] = [];
     const sub = await a.subscribeSessionEnds(
       (hs) => heard.push(...hs),
-      () => resets++,
+      (change) => changes.push(change),
     );
     try {
       const s1 = appSession('t-gap', 'u1');
@@ -403,7 +403,7 @@ describe('SQLite store specifics', () => {
       raw.prepare('DELETE FROM session_ends WHERE handle = ?').run(s1.handle);
       raw.close();
       await a.putMeta('any-write', true); // a write through `a` delivers at once
-      expect(resets).toBe(1);
+      expect(changes).toStrictEqual(['down', 'up']); // lost, and delivering again at once
       expect(heard).toStrictEqual([s2.handle]);
     } finally {
       await sub.close();

@@ -40,6 +40,7 @@ import {
   type LoginObservation,
   type UserHistory,
 } from '../audit-port.ts';
+import type { FeedChange } from '../coordination.ts';
 import type { Page } from '../port.ts';
 import { toStoreError, type RedisConnection } from './connection.ts';
 import type { RedisKeys } from './keys.ts';
@@ -320,7 +321,7 @@ export class RedisAuditStore implements AuditStore {
     });
   }
 
-  subscribe(listener: (r: AuditRecord) => void, onReset: () => void): Promise<{ close(): Promise<void> }> {
+  subscribe(listener: (r: AuditRecord) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }> {
     return this.#guard(() =>
       this.#conn.subscribe(
         this.#channel(),

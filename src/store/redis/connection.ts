@@ -13,7 +13,9 @@
 //   that times out may still have happened; the caller was told 503 and retries.)
 // - RESP2 is used on these connections: replies (HGETALL, script tables) are flat arrays.
 
+import { randomBytes } from 'node:crypto';
 import { createClient, createCluster, createSentinel, ErrorReply } from 'redis';
+import type { FeedChange } from '../coordination.ts';
 import { StoreUnavailable, TesseraError } from '../../domain/errors.ts';
 import type { RedisHost, RedisTarget } from './url.ts';
 
@@ -35,15 +37,27 @@ export interface RedisConnection {
   /** A sender for every master (one for standalone and Sentinel, all masters of a cluster). */
   masters(): Promise<Send[]>;
   /**
-   * Subscribes a dedicated connection to `channel`. `onReset` is called whenever messages may
-   * have been lost: the subscriber's connection failed, reconnected, or the topology changed.
+   * Subscribes a dedicated connection to `channel`. `onReset('down')` is called when messages
+   * may be lost from then on (the subscriber's connection failed, the topology changed, or its
+   * own probes stopped coming back); `onReset('up')` once a probe published after that arrives.
    */
-  subscribe(channel: string, onMessage: (message: string) => void, onReset: () => void): Promise<{ close(): Promise<void> }>;
+  subscribe(channel: string, onMessage: (message: string) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }>;
   close(): Promise<void>;
 }
 
 /** Events after which a subscriber may have missed messages (client, cluster and Sentinel names). */
 const SUBSCRIBER_TROUBLE = ['error', 'reconnecting', 'end', 'node-error', 'node-reconnecting', 'topology-change', 'client-error'];
+
+/**
+ * A subscriber proves it hears the channel by hearing its own probes: every `FEED_PROBE_EVERY_MS`
+ * it publishes one (through the command connection) and expects it back. A probe not heard
+ * within `FEED_PROBE_TIMEOUT_MS` means the subscription is silent (a half-open connection, a
+ * partition that only the subscriber's socket is on), which no connection event would report.
+ * Probes start with a byte no handle or JSON record starts with, and never reach `onMessage`.
+ */
+export const FEED_PROBE_EVERY_MS = 500;
+export const FEED_PROBE_TIMEOUT_MS = 3000;
+const PROBE_MARK = '\u0001probe ';
 
 interface Subscribable {
   on(event: string, listener: (...args: unknown[]) => void): unknown;
@@ -53,42 +67,81 @@ interface Subscribable {
   destroy(): unknown;
 }
 
+/**
+ * The feed is 'down' from the first sign of trouble (a connection event, or a probe not heard
+ * back in time) until a probe published after that sign is heard: only then is it certain that
+ * the subscription is in place again and messages published from then on arrive. Reporting 'up'
+ * at node-redis' 'ready' would be too early — the SUBSCRIBE is sent again after it.
+ */
 async function subscribeOn(
   sub: Subscribable,
   channel: string,
+  publish: (message: string) => Promise<unknown>,
   onMessage: (message: string) => void,
-  onReset: () => void,
+  onReset: (change: FeedChange) => void,
   opts: ConnectionOptions,
 ): Promise<{ close(): Promise<void> }> {
   let open = true;
-  let troubled = false;
+  let up = true;
+  const id = randomBytes(8).toString('hex');
+  const mine = `${PROBE_MARK}${id} `;
+  let sent = 0; // number of the last probe published
+  let heard = 0; // number of the last own probe heard back
+  const pending = new Map<number, number>(); // probes not heard back yet → when published
+  let firstAfterDown = 0; // a probe numbered at least this proves the feed is up again
+  const down = () => {
+    if (!open || !up) return;
+    up = false;
+    firstAfterDown = sent + 1;
+    onReset('down');
+  };
   for (const event of SUBSCRIBER_TROUBLE) {
     sub.on(event, (err: unknown) => {
       if (!open) return;
       if (event.endsWith('error')) opts.onError?.(err);
-      troubled = true;
-      onReset();
+      down();
     });
   }
-  // After trouble, the next ready connection is re-subscribed by node-redis; messages published
-  // in between are lost, so the caller forgets its cache once more.
-  sub.on('ready', () => {
-    if (open && troubled) {
-      troubled = false;
-      onReset();
+  const receive = (message: string) => {
+    if (!message.startsWith(PROBE_MARK)) {
+      onMessage(message);
+      return;
     }
-  });
+    if (!message.startsWith(mine)) return; // another process's probe
+    const n = Number(message.slice(mine.length));
+    if (!(n > heard)) return;
+    heard = n;
+    for (const k of pending.keys()) if (k <= n) pending.delete(k);
+    if (open && !up && n >= firstAfterDown) {
+      up = true;
+      onReset('up');
+    }
+  };
   try {
     await withDeadline(sub.connect(), opts.connectTimeoutMs + 500, 'the subscriber connection');
-    await withDeadline(sub.subscribe(channel, onMessage), opts.commandTimeoutMs, 'SUBSCRIBE');
+    await withDeadline(sub.subscribe(channel, receive), opts.commandTimeoutMs, 'SUBSCRIBE');
   } catch (err) {
     open = false;
     await Promise.resolve(sub.destroy()).catch(() => undefined);
     throw toStoreError(err);
   }
+  const probe = setInterval(() => {
+    if (!open) return;
+    const now = Date.now();
+    const oldest = pending.values().next();
+    if (!oldest.done && now - oldest.value > FEED_PROBE_TIMEOUT_MS) {
+      down();
+      pending.clear(); // start timing again from the next probe
+    }
+    sent += 1;
+    pending.set(sent, now);
+    publish(`${mine}${sent}`).catch(() => undefined); // an unanswered probe is noticed above
+  }, FEED_PROBE_EVERY_MS);
+  probe.unref();
   return {
     close: async () => {
       open = false;
+      clearInterval(probe);
       await closeGracefully(() => sub.close(), () => void Promise.resolve(sub.destroy()).catch(() => undefined));
     },
   };
@@ -170,7 +223,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
         send: (_key, args) => deadline(client.sendCommand(args), args[0] as string),
         masters: () => Promise.resolve([(args: string[]) => deadline(client.sendCommand(args), args[0] as string)]),
         subscribe: (channel, onMessage, onReset) =>
-          subscribeOn(client.duplicate(), channel, onMessage, onReset, opts),
+          subscribeOn(client.duplicate(), channel, (m) => deadline(client.sendCommand(['PUBLISH', channel, m]), 'PUBLISH'), onMessage, onReset, opts),
         close: () => closeGracefully(() => client.close(), destroy),
       };
       break;
@@ -199,6 +252,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
           subscribeOn(
             cluster.duplicate({ minimizeConnections: true }),
             channel,
+            (m) => deadline(cluster.sendCommand(channel, false, ['PUBLISH', channel, m]), 'PUBLISH'),
             onMessage,
             onReset,
             opts,
@@ -225,7 +279,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
         send: (_key, args, readonly = false) => deadline(sentinel.sendCommand(readonly, args), args[0] as string),
         masters: () => Promise.resolve([(args: string[]) => deadline(sentinel.sendCommand(false, args), args[0] as string)]),
         subscribe: (channel, onMessage, onReset) =>
-          subscribeOn(sentinel.duplicate(), channel, onMessage, onReset, opts),
+          subscribeOn(sentinel.duplicate(), channel, (m) => deadline(sentinel.sendCommand(false, ['PUBLISH', channel, m]), 'PUBLISH'), onMessage, onReset, opts),
         close: () => closeGracefully(() => sentinel.close(), destroy),
       };
       break;

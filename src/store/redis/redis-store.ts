@@ -27,7 +27,7 @@ import { effectiveStatus, expiresAt } from '../../domain/session.ts';
 import type { RevokeReason, Session } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
-import type { Coordination, CounterState } from '../coordination.ts';
+import type { Coordination, CounterState, FeedChange } from '../coordination.ts';
 import type {
   CreateLimit,
   CreateSessionResult,
@@ -630,7 +630,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
     });
   }
 
-  async subscribeSessionEnds(listener: (handles: string[]) => void, onReset: () => void): Promise<{ close(): Promise<void> }> {
+  async subscribeSessionEnds(listener: (handles: string[]) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }> {
     return this.#guard(() =>
       this.#conn.subscribe(
         this.#keys.endsChannel(),

@@ -24,6 +24,7 @@ import {
   type LoginObservation,
   type UserHistory,
 } from '../audit-port.ts';
+import type { FeedChange } from '../coordination.ts';
 import type { Page } from '../port.ts';
 import { inWriteTransaction, settle } from './transactions.ts';
 
@@ -47,7 +48,7 @@ interface EventRow {
 interface Subscriber {
   last: number;
   listener: (r: AuditRecord) => void;
-  onReset: () => void;
+  onReset: (change: FeedChange) => void;
 }
 
 /** The record as stored; the filter columns are what queries see, so the verifier compares them. */
@@ -224,7 +225,7 @@ export class SqliteAuditStore implements AuditStore {
     });
   }
 
-  subscribe(listener: (r: AuditRecord) => void, onReset: () => void): Promise<{ close(): Promise<void> }> {
+  subscribe(listener: (r: AuditRecord) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }> {
     return this.#run(() => {
       const top = this.#stmt.highWater.get({}) as { seq: number } | undefined;
       const sub: Subscriber = { last: top?.seq ?? 0, listener, onReset };

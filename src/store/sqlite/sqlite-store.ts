@@ -20,7 +20,7 @@ import { isValid, sessionsToEvict } from '../../domain/session.ts';
 import type { RevokeReason, Session, SessionStatus } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
-import type { Coordination, CounterState } from '../coordination.ts';
+import type { Coordination, CounterState, FeedChange } from '../coordination.ts';
 import type {
   CreateLimit,
   CreateSessionResult,
@@ -107,7 +107,7 @@ interface EndsSubscription {
   /** The seq of the last end delivered. */
   last: number;
   listener: (handles: string[]) => void;
-  onReset: () => void;
+  onReset: (change: FeedChange) => void;
 }
 
 export class SqliteSessionStore implements SessionStore, Coordination {
@@ -520,7 +520,7 @@ export class SqliteSessionStore implements SessionStore, Coordination {
    * ends written through this instance, within `feedPollMs` for ends written by other
    * connections. A gap in the seqs (the log was pruned past this subscriber) calls `onReset`.
    */
-  subscribeSessionEnds(listener: (handles: string[]) => void, onReset: () => void): Promise<{ close(): Promise<void> }> {
+  subscribeSessionEnds(listener: (handles: string[]) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }> {
     return this.run(() => {
       const top = this.one<{ seq: number }>(this.stmt.endsHighWater, {});
       const sub: EndsSubscription = { last: top?.seq ?? 0, listener, onReset };
@@ -635,7 +635,11 @@ export class SqliteSessionStore implements SessionStore, Coordination {
       const lastRow = rows[rows.length - 1];
       if (first === undefined || lastRow === undefined) continue;
       try {
-        if (first.seq > sub.last + 1) sub.onReset();
+        if (first.seq > sub.last + 1) {
+          // Ends were pruned past this subscriber: lost, but the log delivers again at once.
+          sub.onReset('down');
+          sub.onReset('up');
+        }
         sub.last = lastRow.seq;
         sub.listener(rows.map((r) => r.handle));
       } catch {
