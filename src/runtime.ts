@@ -6,6 +6,7 @@ import { DEFAULT_THROTTLE, type ThrottlePolicy } from './auth/throttle.ts';
 import type { Config } from './config/config.ts';
 import type { Clock } from './domain/clock.ts';
 import { EventBus } from './events/bus.ts';
+import { createOutboundPolicy, type LookupFn, type OutboundPolicy } from './net/outbound-policy.ts';
 import { startMonitoring, type Monitoring } from './sessions/monitoring.ts';
 import { SessionCache } from './sessions/session-cache.ts';
 import type { Coordination } from './store/coordination.ts';
@@ -40,6 +41,8 @@ export interface Deps {
   throttle: ThrottlePolicy;
   /** Audit pipeline, metrics, locations, anomaly screening, live feed (src/sessions/monitoring.ts). */
   monitor: Monitoring;
+  /** Where tenants' URLs may lead Tessera: checked at registration and on every connection. */
+  outbound: OutboundPolicy;
 }
 
 export interface RuntimeOptions {
@@ -47,6 +50,8 @@ export interface RuntimeOptions {
   throttle?: ThrottlePolicy;
   /** Node process metrics on /metrics too (servers; tests leave them out). */
   processMetrics?: boolean;
+  /** Name resolution for outbound connections (tests play DNS rebinding with their own). */
+  lookup?: LookupFn;
 }
 
 export async function createRuntime(
@@ -78,5 +83,10 @@ export async function createRuntime(
     sessionCache,
     throttle: opts.throttle ?? DEFAULT_THROTTLE,
     monitor,
+    outbound: createOutboundPolicy({
+      allow: config.outboundAllow,
+      devAllowHttpLoopback: config.devAllowHttpLoopback,
+      ...(opts.lookup ? { lookup: opts.lookup } : {}),
+    }),
   };
 }

@@ -4,6 +4,7 @@
 
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
+import { parseAllowEntry } from '../net/outbound-policy.ts';
 import { loadMonitoringConfig, type MonitoringConfig } from './monitoring.ts';
 
 export type StoreKind = 'sqlite' | 'redis' | 'redis-sentinel' | 'redis-cluster';
@@ -26,6 +27,11 @@ export interface Config {
    * providers, Tessera's own SSO redirect URI and back-channel targets. Off: they are refused.
    */
   devAllowHttpLoopback: boolean;
+  /**
+   * TESSERA_OUTBOUND_ALLOW: host names, IP addresses and CIDR ranges that tenants' outbound URLs
+   * may reach although they are not public (src/net/outbound-policy.ts).
+   */
+  outboundAllow: string[];
   /** Origins (scheme://host[:port]) allowed for credentialed cross-origin calls. */
   allowedOrigins: string[];
   /** Tessera's own public origin, also the JWT issuer. */
@@ -89,6 +95,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     }
   }
 
+  const outboundAllow = listVar(env, 'TESSERA_OUTBOUND_ALLOW');
+  for (const entry of outboundAllow) {
+    if (parseAllowEntry(entry) === null) throw new ConfigError('TESSERA_OUTBOUND_ALLOW', `"${entry}" is not a host name, IP address or CIDR range`);
+  }
+
   const logLevel = (env.TESSERA_LOG_LEVEL?.trim() || 'info') as Config['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('TESSERA_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
@@ -108,6 +119,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     adminToken,
     insecureCookies: boolVar(env, 'TESSERA_INSECURE_COOKIES'),
     devAllowHttpLoopback: boolVar(env, 'TESSERA_DEV_ALLOW_HTTP_LOOPBACK'),
+    outboundAllow,
     allowedOrigins,
     publicUrl,
     trustedProxies,

@@ -26,6 +26,7 @@ export const ERROR_CODES = [
   'missing_header',
   'oidc_interaction_expired',
   'org_required',
+  'outbound_url_refused',
   'sso_code_rejected',
   'sso_flow_expired',
   'sso_invalid_callback',

@@ -13,6 +13,7 @@ import type { App, Deps } from '../../src/http/deps.ts';
 import { createRuntime } from '../../src/runtime.ts';
 import { openStore, type Store } from '../../src/store/open.ts';
 import type { ThrottlePolicy } from '../../src/auth/throttle.ts';
+import type { LookupFn } from '../../src/net/outbound-policy.ts';
 import { purgePrefix } from './redis.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-' + 'x'.repeat(32);
@@ -35,6 +36,8 @@ export interface HarnessOptions {
   throttle?: ThrottlePolicy;
   /** Share an existing store (two Tessera processes on one store). */
   sharedStore?: Store;
+  /** Name resolution for outbound connections (DNS rebinding tests). */
+  lookup?: LookupFn;
 }
 
 export function redisTestUrl(): string {
@@ -70,6 +73,7 @@ export async function startTestServer(opts: HarnessOptions = {}): Promise<TestSe
   const deps = await createRuntime({ ...config, cookieSecret: COOKIE_SECRET }, opened.store, clock, {
     adminTokenHash: hashSecret(ADMIN_TOKEN),
     ...(opts.throttle ? { throttle: opts.throttle } : {}),
+    ...(opts.lookup ? { lookup: opts.lookup } : {}),
   });
   const app = await buildApp(deps);
   return {

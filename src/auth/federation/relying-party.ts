@@ -17,6 +17,7 @@ import {
   type TokenEndpointAuthMethod,
 } from '../../domain/organization.ts';
 import { seal, unseal } from '../../tokens/sealing.ts';
+import { UNREACHABLE, type OutboundPolicy } from '../../net/outbound-policy.ts';
 import { judgeUrl } from './url-policy.ts';
 
 /** Seconds openid-client waits for any one request to a provider. */
@@ -65,13 +66,27 @@ function checkProviderUrls(urls: Array<[string, string | undefined]>, allowHttpL
   return insecure;
 }
 
-/** Discovery of an OIDC issuer, refused unless every URL it names passes the URL policy. */
+/**
+ * Every request to a provider goes through the outbound policy's guarded fetch: the address of
+ * each connection is checked (no loopback, private or link-local targets; DNS rebinding), and
+ * redirects are not followed.
+ */
+function guardedFetch(outbound: OutboundPolicy): oidc.CustomFetch {
+  return (url, options) => outbound.fetch(url, options);
+}
+
+/**
+ * Discovery of an OIDC issuer, refused unless every URL it names passes the URL policy. A
+ * failure says "could not reach the provider" and, for an answer that is not a usable discovery
+ * document, openid-client's error code — never the connection error (refused, TLS, timeout),
+ * which would make a port scanner of the admin API.
+ */
 export async function discoverOidc(
   settings: { issuer: string; clientId: string; tokenEndpointAuthMethod: TokenEndpointAuthMethod },
   clientSecret: string | null,
-  allowHttpLoopback: boolean,
+  outbound: OutboundPolicy,
 ): Promise<oidc.Configuration> {
-  const insecure = checkProviderUrls([['the issuer', settings.issuer]], allowHttpLoopback);
+  const insecure = checkProviderUrls([['the issuer', settings.issuer]], outbound.devAllowHttpLoopback);
   let config: oidc.Configuration;
   try {
     config = await oidc.discovery(new URL(settings.issuer), settings.clientId, undefined, clientAuth(clientSecret, settings.tokenEndpointAuthMethod), {
@@ -79,13 +94,11 @@ export async function discoverOidc(
       // SPEC 8.2 asks for its signature to be checked (and in development there is no TLS).
       execute: insecure ? [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks] : [oidc.enableNonRepudiationChecks],
       timeout: PROVIDER_TIMEOUT_S,
+      [oidc.customFetch]: guardedFetch(outbound),
     });
   } catch (err) {
-    throw new TesseraError(
-      502,
-      'oidc_discovery_failed',
-      `OpenID Connect discovery at ${settings.issuer} failed: ${describe(err)}`,
-    );
+    const code = err instanceof oidc.ClientError && typeof err.code === 'string' && err.code !== 'OAUTH_RESPONSE_IS_NOT_CONFORM' ? err.code : null;
+    throw new TesseraError(502, 'oidc_discovery_failed', code === null ? UNREACHABLE : `${UNREACHABLE} Its discovery document is not usable (${code}).`);
   }
   const m = config.serverMetadata();
   checkProviderUrls(
@@ -95,21 +108,37 @@ export async function discoverOidc(
       ['the JWKS URI', m.jwks_uri],
       ['the userinfo endpoint', m.userinfo_endpoint],
     ],
-    allowHttpLoopback,
+    outbound.devAllowHttpLoopback,
   );
   if (!m.authorization_endpoint || !m.token_endpoint || !m.jwks_uri) {
     throw new TesseraError(502, 'oidc_discovery_failed', `The discovery document of ${settings.issuer} lacks an authorization endpoint, token endpoint or JWKS URI.`);
   }
+  // The endpoints Tessera itself calls must lead to public addresses too (checked again on
+  // every connection).
+  for (const [what, value] of [
+    ['the token endpoint', m.token_endpoint],
+    ['the JWKS URI', m.jwks_uri],
+    ['the userinfo endpoint', m.userinfo_endpoint],
+  ] as const) {
+    if (value !== undefined) await outbound.check(value, what);
+  }
   return config;
 }
 
-const cache = new Map<string, { config: oidc.Configuration; until: number }>();
+/** Per outbound policy (one per runtime): a configuration carries that policy's fetch. */
+const caches = new WeakMap<OutboundPolicy, Map<string, { config: oidc.Configuration; until: number }>>();
 
 /**
  * The openid-client Configuration of an organization's provider. Reused for a few minutes per
  * process; any change of the organization (its `updatedAt`) makes a new one.
  */
-export async function relyingParty(org: Organization, secretsKey: KeyObject, allowHttpLoopback: boolean): Promise<oidc.Configuration> {
+export async function relyingParty(org: Organization, secretsKey: KeyObject, outbound: OutboundPolicy): Promise<oidc.Configuration> {
+  const allowHttpLoopback = outbound.devAllowHttpLoopback;
+  let cache = caches.get(outbound);
+  if (cache === undefined) {
+    cache = new Map<string, { config: oidc.Configuration; until: number }>();
+    caches.set(outbound, cache);
+  }
   const key = `${org.slug}\u0000${org.updatedAt}\u0000${allowHttpLoopback ? 1 : 0}`;
   const hit = cache.get(key);
   const wallNow = Date.now();
@@ -119,7 +148,7 @@ export async function relyingParty(org: Organization, secretsKey: KeyObject, all
   if (org.oidc) {
     const s = org.oidc;
     const secret = s.sealedClientSecret === null ? null : unsealClientSecret(secretsKey, s.sealedClientSecret);
-    config = await discoverOidc(s, secret, allowHttpLoopback);
+    config = await discoverOidc(s, secret, outbound);
   } else if (org.oauth) {
     const s = org.oauth;
     const insecure = checkProviderUrls(
@@ -144,6 +173,7 @@ export async function relyingParty(org: Organization, secretsKey: KeyObject, all
     );
     if (insecure) oidc.allowInsecureRequests(config);
     config.timeout = PROVIDER_TIMEOUT_S;
+    config[oidc.customFetch] = guardedFetch(outbound);
   } else {
     throw new Error(`organization ${org.slug} has no provider`);
   }
@@ -254,43 +284,44 @@ export async function completeOAuth(config: oidc.Configuration, org: Organizatio
   }
 }
 
-/** A provider's refusal or failure as a TesseraError with a stable code. */
+/**
+ * A provider's refusal or failure as a TesseraError with a stable code. The text is built from
+ * codes only: an `error` parameter is reduced to an RFC 6749 error code, an `error_description`
+ * (free text of whoever sent the browser to the callback) is dropped, and a transport failure is
+ * "could not reach the provider", never the connection error itself.
+ */
 export function providerError(err: unknown): TesseraError {
   if (err instanceof TesseraError) return err;
   if (err instanceof oidc.AuthorizationResponseError) {
     // The provider sent the browser back with ?error=… (RFC 6749 4.1.2.1).
-    const detail = clip(`${err.error}${err.error_description ? `: ${err.error_description}` : ''}`);
-    if (err.error === 'access_denied') return new TesseraError(403, 'sso_access_denied', `The sign-in was refused at the identity provider (${detail}).`);
-    return new TesseraError(400, 'sso_provider_error', `The identity provider answered with an error (${detail}).`);
+    const code = errorCode(err.error);
+    if (code === 'access_denied') return new TesseraError(403, 'sso_access_denied', 'The sign-in was refused at the identity provider (access_denied).');
+    return new TesseraError(400, 'sso_provider_error', `The identity provider answered with an error (${code}).`);
   }
   if (err instanceof oidc.ResponseBodyError) {
     // The token endpoint refused the exchange: a bad, used or expired code, a wrong verifier.
-    return new TesseraError(400, 'sso_code_rejected', `The identity provider refused the authorization code (${clip(err.error)}).`);
+    return new TesseraError(400, 'sso_code_rejected', `The identity provider refused the authorization code (${errorCode(err.error)}).`);
   }
   if (err instanceof oidc.ClientError) {
+    const code = errorCode(err.code ?? '');
     switch (err.code) {
       case 'OAUTH_JWT_CLAIM_COMPARISON_FAILED':
       case 'OAUTH_JWT_TIMESTAMP_CHECK_FAILED':
       case 'OAUTH_KEY_SELECTION_FAILED':
       case 'OAUTH_INVALID_RESPONSE':
       case 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED':
-        return new TesseraError(401, 'sso_id_token_invalid', `The identity provider's answer failed validation: ${clip(describe(err))}.`);
+        return new TesseraError(401, 'sso_id_token_invalid', `The identity provider's answer failed validation (${code}).`);
       case 'OAUTH_INVALID_REQUEST':
         // e.g. a callback without code, or with a state that does not match.
-        return new TesseraError(400, 'sso_invalid_callback', `The callback is not a valid authorization response: ${clip(err.message)}.`);
+        return new TesseraError(400, 'sso_invalid_callback', `The callback is not a valid authorization response (${code}).`);
       default:
-        return new ProviderUnavailable(`The identity provider could not be used: ${clip(describe(err))}.`);
+        return new ProviderUnavailable(`${UNREACHABLE} (${code})`);
     }
   }
-  return new ProviderUnavailable(`The identity provider could not be reached: ${clip(describe(err))}.`);
+  return new ProviderUnavailable(UNREACHABLE);
 }
 
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const cause = err.cause instanceof Error ? ` (${err.cause.message})` : '';
-  return `${err.message}${cause}`;
-}
-
-function clip(s: string): string {
-  return s.length > 200 ? `${s.slice(0, 200)}…` : s;
+/** An error code from a provider or a library, as a token of at most 64 safe characters. */
+export function errorCode(value: unknown): string {
+  return typeof value === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(value) ? value : 'unrecognised_error';
 }

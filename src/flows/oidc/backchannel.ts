@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { judgeUrl } from '../../auth/federation/url-policy.ts';
+import { UNREACHABLE } from '../../net/outbound-policy.ts';
 import type { Session } from '../../domain/session.ts';
 import { emit, type Origin } from '../../events/bus.ts';
 import type { Deps } from '../../runtime.ts';
@@ -82,7 +83,9 @@ async function deliverOne(deps: Deps, signer: { issuer: string; key: OidcSigning
     const delay = RETRY_DELAYS_MS[attempt - 1] ?? 0;
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     try {
-      const r = await fetch(verdict.url, {
+      // Through the outbound policy: the address of this connection is checked (no loopback,
+      // private or link-local target, even if the name now resolves to one).
+      const r = await deps.outbound.fetch(verdict.url, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: new URLSearchParams({ logout_token: token }).toString(),
@@ -95,8 +98,9 @@ async function deliverOne(deps: Deps, signer: { issuer: string; key: OidcSigning
         return;
       }
       lastError = `answered ${r.status}`;
-    } catch (err) {
-      lastError = err instanceof Error ? err.message : String(err);
+    } catch {
+      // Never the connection error itself (refused, TLS, timeout): the tenant reads this.
+      lastError = UNREACHABLE;
     }
   }
   emit(deps, { ...base, details: { clientId, attempts: RETRY_DELAYS_MS.length, error: lastError } }, origin);

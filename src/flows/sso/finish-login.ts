@@ -215,7 +215,7 @@ async function loadOrg(deps: Deps, flow: FlowRecord): Promise<Organization> {
 
 /** exchange_code: everything the provider says, validated by openid-client. */
 async function exchangeCode(deps: Deps, org: Organization, flow: FlowRecord, input: FinishLogin): Promise<ExternalProfile> {
-  const rp = await relyingParty(org, deps.keys.clientSecrets, deps.config.devAllowHttpLoopback);
+  const rp = await relyingParty(org, deps.keys.clientSecrets, deps.outbound);
   const checks = { state: input.state as string, nonce: flow.data.nonce, codeVerifier: flow.data.codeVerifier };
   return flow.protocol === 'oidc' ? completeOidc(rp, input.currentUrl, checks) : completeOAuth(rp, org, input.currentUrl, checks);
 }

@@ -54,7 +54,7 @@ export async function startSsoLogin(deps: Deps, input: StartLogin, now: number, 
   const tenant = await deps.store.getTenant(org.tenantId);
   if (!tenant) throw new NotFound('tenant_not_found', `The tenant of organization "${org.slug}" does not exist.`);
   await checkFlowRate(deps.store, input.device.ip, now);
-  const rp = await relyingParty(org, deps.keys.clientSecrets, deps.config.devAllowHttpLoopback);
+  const rp = await relyingParty(org, deps.keys.clientSecrets, deps.outbound);
 
   const binding = input.binding ?? newSecret();
   const { flow, state } = newFlow(

@@ -69,7 +69,10 @@ async function buildApp(deps: Deps, clientId: string, body: Static<typeof AppInp
   body.redirectUris.forEach((u, i) => requireAllowedUrl(u, `redirectUris[${i}]`, allowHttp, `redirectUris[${i}]`));
   (body.postLogoutRedirectUris ?? []).forEach((u, i) => requireAllowedUrl(u, `postLogoutRedirectUris[${i}]`, allowHttp, `postLogoutRedirectUris[${i}]`));
   const backchannel = body.backchannelLogoutUri ?? null;
-  if (backchannel !== null) requireAllowedUrl(backchannel, 'backchannelLogoutUri', allowHttp, 'backchannelLogoutUri');
+  if (backchannel !== null) {
+    requireAllowedUrl(backchannel, 'backchannelLogoutUri', allowHttp, 'backchannelLogoutUri');
+    await deps.outbound.check(backchannel, 'backchannelLogoutUri');
+  }
   const orgSlug = body.orgSlug ?? null;
   if (orgSlug !== null) {
     const org = await deps.store.federation.getOrganization(orgSlug);

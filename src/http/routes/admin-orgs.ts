@@ -176,6 +176,7 @@ async function buildOrganization(deps: Deps, slug: string, body: Static<typeof O
   if (body.oidc) {
     const i = body.oidc;
     requireAllowedUrl(i.issuer, 'oidc.issuer', allowHttp, 'oidc.issuer');
+    await deps.outbound.check(i.issuer, 'oidc.issuer');
     // Every endpoint of an OpenID provider comes from its issuer's discovery document.
     const sealed = secretFor(deps, 'oidc.clientSecret', i.clientSecret, previous?.oidc ?? null, i.clientId, previous?.oidc?.issuer === i.issuer);
     oidc = {
@@ -187,12 +188,15 @@ async function buildOrganization(deps: Deps, slug: string, body: Static<typeof O
     };
     if (!oidc.scopes.includes('openid')) throw new BadRequest('invalid_org', 'oidc.scopes must include "openid".', { field: 'oidc.scopes' });
     // Discovery now, so that a wrong issuer is found by whoever configures it, not by a user.
-    await discoverOidc(oidc, i.clientSecret ?? null, allowHttp);
+    await discoverOidc(oidc, i.clientSecret ?? null, deps.outbound);
   } else if (body.oauth) {
     const i = body.oauth;
     const authorization = requireAllowedUrl(i.authorizationEndpoint, 'oauth.authorizationEndpoint', allowHttp, 'oauth.authorizationEndpoint');
     requireAllowedUrl(i.tokenEndpoint, 'oauth.tokenEndpoint', allowHttp, 'oauth.tokenEndpoint');
     requireAllowedUrl(i.userinfoEndpoint, 'oauth.userinfoEndpoint', allowHttp, 'oauth.userinfoEndpoint');
+    // Tessera itself calls these two (the browser alone goes to the authorization endpoint).
+    await deps.outbound.check(i.tokenEndpoint, 'oauth.tokenEndpoint');
+    await deps.outbound.check(i.userinfoEndpoint, 'oauth.userinfoEndpoint');
     const mapping: ClaimMapping = {
       subject: i.mapping?.subject ?? 'id',
       email: i.mapping?.email === undefined ? 'email' : i.mapping.email,

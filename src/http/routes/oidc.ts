@@ -191,7 +191,7 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       const org = await deps.store.federation.getOrganization(request.params.orgSlug);
       if (!org || !org.oidc) throw new NotFound('org_not_found', `No OpenID Connect organization "${request.params.orgSlug}".`);
-      const rp = await relyingParty(org, deps.keys.clientSecrets, deps.config.devAllowHttpLoopback);
+      const rp = await relyingParty(org, deps.keys.clientSecrets, deps.outbound);
       const jwksUri = rp.serverMetadata().jwks_uri as string;
       let jwks = remoteJwks.get(jwksUri);
       if (!jwks) {

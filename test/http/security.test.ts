@@ -1,0 +1,198 @@
+// Issue 11: the defects of the adversarial review, one test (or group) named after each item.
+// Each test fails on the code before the fix and passes after; see docs/security.md for the
+// threat, the defence and the OWASP ASVS mapping.
+
+import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
+import type { LookupAddress } from 'node:dns';
+import { describe, expect, it } from 'vitest';
+import { UNREACHABLE } from '../../src/net/outbound-policy.ts';
+import { admin, startTestServer, uniqueTenant, type TestServer } from '../support/harness.ts';
+import { freePort } from '../support/tessera-process.ts';
+
+interface Problem {
+  code: string;
+  detail: string;
+  field?: string;
+}
+
+/** A TCP listener on 127.0.0.1 that counts connections and drops each one at once. */
+async function countingListener(): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+  const port = await freePort();
+  let n = 0;
+  const server: TcpServer = createTcpServer((socket) => {
+    n += 1;
+    socket.destroy();
+  });
+  await new Promise<void>((res) => server.listen(port, '127.0.0.1', res));
+  return { port, connections: () => n, close: () => new Promise<void>((res) => server.close(() => res())) };
+}
+
+async function tenant(s: TestServer): Promise<string> {
+  const id = uniqueTenant();
+  const t = await s.app.inject({ method: 'PUT', url: `/api/v1/admin/tenants/${id}`, headers: admin, payload: { profile: 'integration' } });
+  expect(t.statusCode).toBe(200);
+  return id;
+}
+
+describe('item 1: server-side request forgery by a tenant administrator (outbound URL policy)', () => {
+  it('item 1: refuses issuers and back-channel URIs on loopback, private, link-local, IPv4-mapped and ULA addresses at registration', async () => {
+    const s = await startTestServer();
+    try {
+      const tenantId = await tenant(s);
+      const targets = [
+        'https://127.0.0.1/',
+        'https://localhost/',
+        'https://10.1.2.3/',
+        'https://172.16.0.1/',
+        'https://192.168.1.1/',
+        'https://169.254.169.254/latest/meta-data/',
+        'https://[::ffff:127.0.0.1]/',
+        'https://[::ffff:a9fe:a9fe]/',
+        'https://[::1]/',
+        'https://[fd00::1]/',
+        'https://[fe80::1]/',
+        'https://0.0.0.0/',
+        'https://100.64.0.1/',
+      ];
+      for (const target of targets) {
+        const org = await s.app.inject({
+          method: 'PUT',
+          url: '/api/v1/admin/orgs/ssrf',
+          headers: admin,
+          payload: { tenantId, oidc: { issuer: target, clientId: 'x' } },
+        });
+        expect(org.statusCode, `${target}: ${org.body}`).toBe(400);
+        expect(org.json()).toMatchObject({ code: 'outbound_url_refused', field: 'oidc.issuer' });
+        const oauth = await s.app.inject({
+          method: 'PUT',
+          url: '/api/v1/admin/orgs/ssrf2',
+          headers: admin,
+          payload: {
+            tenantId,
+            oauth: { provider: 'p', authorizationEndpoint: 'https://idp.example/a', tokenEndpoint: `${target}t`, userinfoEndpoint: 'https://idp.example/u', clientId: 'x' },
+          },
+        });
+        expect(oauth.statusCode, `${target}: ${oauth.body}`).toBe(400);
+        expect(oauth.json()).toMatchObject({ code: 'outbound_url_refused', field: 'oauth.tokenEndpoint' });
+        const app = await s.app.inject({
+          method: 'PUT',
+          url: '/api/v1/admin/apps/ssrf-app',
+          headers: admin,
+          payload: { tenantId, redirectUris: ['https://app.example/cb'], backchannelLogoutUri: `${target}bc` },
+        });
+        expect(app.statusCode, `${target}: ${app.body}`).toBe(400);
+        expect(app.json()).toMatchObject({ code: 'outbound_url_refused', field: 'backchannelLogoutUri' });
+      }
+      // Nothing was stored.
+      expect((await s.app.inject({ method: 'GET', url: '/api/v1/admin/apps/ssrf-app', headers: admin })).statusCode).toBe(404);
+      // A public name that does not resolve now is accepted (nothing is connected to).
+      const ok = await s.app.inject({
+        method: 'PUT',
+        url: '/api/v1/admin/apps/ssrf-app',
+        headers: admin,
+        payload: { tenantId, redirectUris: ['https://app.example/cb'], backchannelLogoutUri: 'https://app.example/bc' },
+      });
+      expect(ok.statusCode, ok.body).toBe(200);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('item 1: tells the tenant only "could not reach the provider" — a closed port and a listener that hangs up answer alike', async () => {
+    const s = await startTestServer({ env: { TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1' } });
+    const listener = await countingListener();
+    try {
+      const tenantId = await tenant(s);
+      const closedPort = await freePort();
+      const details: string[] = [];
+      for (const port of [closedPort, listener.port]) {
+        const r = await s.app.inject({
+          method: 'PUT',
+          url: '/api/v1/admin/orgs/scan',
+          headers: admin,
+          payload: { tenantId, oidc: { issuer: `http://127.0.0.1:${port}`, clientId: 'x' } },
+        });
+        expect(r.statusCode).toBe(502);
+        const p = r.json() as Problem;
+        expect(p.code).toBe('oidc_discovery_failed');
+        expect(r.body).not.toMatch(/ECONN|socket|fetch failed|TLS|timeout|refused/i);
+        details.push(p.detail);
+      }
+      expect(listener.connections()).toBeGreaterThan(0);
+      expect(details[0]).toBe(UNREACHABLE);
+      expect(details[1]).toBe(details[0]);
+    } finally {
+      await listener.close();
+      await s.close();
+    }
+  });
+
+  it('item 1: checks the address again at connect time (DNS rebinding), unless TESSERA_OUTBOUND_ALLOW names the host', async () => {
+    const listener = await countingListener();
+    // The attacker's name: public when Tessera checks it at registration, loopback afterwards.
+    const calls: string[] = [];
+    const rebinding = async (hostname: string): Promise<LookupAddress[]> => {
+      calls.push(hostname);
+      if (hostname !== 'rebind.example') throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
+      return calls.filter((h) => h === hostname).length === 1 ? [{ address: '93.184.216.34', family: 4 }] : [{ address: '127.0.0.1', family: 4 }];
+    };
+    const strict = await startTestServer({ lookup: rebinding });
+    try {
+      const tenantId = await tenant(strict);
+      const r = await strict.app.inject({
+        method: 'PUT',
+        url: '/api/v1/admin/orgs/rebind',
+        headers: admin,
+        payload: { tenantId, oidc: { issuer: `https://rebind.example:${listener.port}`, clientId: 'x' } },
+      });
+      expect(r.statusCode, r.body).toBe(502);
+      expect((r.json() as Problem).detail).toBe(UNREACHABLE);
+      // Resolved at registration (public) and again for the connection (loopback: refused).
+      expect(calls.filter((h) => h === 'rebind.example').length).toBeGreaterThanOrEqual(2);
+      expect(listener.connections()).toBe(0);
+    } finally {
+      await strict.close();
+    }
+    // The control: with the host allowed by the operator, the same resolution does connect.
+    calls.length = 0;
+    const allowed = await startTestServer({ lookup: rebinding, env: { TESSERA_OUTBOUND_ALLOW: 'rebind.example' } });
+    try {
+      const tenantId = await tenant(allowed);
+      const r = await allowed.app.inject({
+        method: 'PUT',
+        url: '/api/v1/admin/orgs/rebind',
+        headers: admin,
+        payload: { tenantId, oidc: { issuer: `https://rebind.example:${listener.port}`, clientId: 'x' } },
+      });
+      expect(r.statusCode, r.body).toBe(502);
+      expect((r.json() as Problem).detail).toBe(UNREACHABLE);
+      expect(listener.connections()).toBeGreaterThan(0);
+    } finally {
+      await allowed.close();
+      await listener.close();
+    }
+  });
+
+  it('item 1: TESSERA_OUTBOUND_ALLOW admits listed addresses and CIDR ranges, and refuses anything else in the list at start', async () => {
+    const s = await startTestServer({ env: { TESSERA_OUTBOUND_ALLOW: '10.0.0.0/8, 127.0.0.1' } });
+    try {
+      const tenantId = await tenant(s);
+      for (const [url, allowed] of [
+        ['https://10.20.30.40/bc', true],
+        ['https://127.0.0.1:8443/bc', true],
+        ['https://192.168.0.1/bc', false],
+      ] as const) {
+        const r = await s.app.inject({
+          method: 'PUT',
+          url: '/api/v1/admin/apps/allow-app',
+          headers: admin,
+          payload: { tenantId, redirectUris: ['https://app.example/cb'], backchannelLogoutUri: url },
+        });
+        expect(r.statusCode, `${url}: ${r.body}`).toBe(allowed ? 200 : 400);
+      }
+    } finally {
+      await s.close();
+    }
+    await expect(startTestServer({ env: { TESSERA_OUTBOUND_ALLOW: '10.0.0.0/33' } })).rejects.toThrow(/TESSERA_OUTBOUND_ALLOW/);
+  });
+});
