@@ -21,6 +21,8 @@ export interface PlatformApp {
   backchannelLogoutUri: string | null;
   /** AES-256-GCM under `seal-client-secrets`; null for a public client (PKCE only). */
   sealedClientSecret: string | null;
+  /** How its ID tokens (and back-channel logout tokens) are signed; absent = RS256. */
+  idTokenSignedResponseAlg?: 'RS256' | 'ES256';
   createdAt: number;
   updatedAt: number;
 }

@@ -63,15 +63,16 @@ describe.each(storeChoices())('Tessera as OpenID provider (%s)', (storeChoice) =
     world = await startSsoWorld({ store: storeChoice });
     receiverA = await backchannelReceiver();
     receiverB = await backchannelReceiver();
-    for (const [id, redirect, receiver, secret] of [
-      ['app-a', redirectA, receiverA, SECRET],
-      ['app-b', redirectB, receiverB, null],
+    // app-a chose ES256 for its ID tokens; app-b has the default, RS256.
+    for (const [id, redirect, receiver, secret, alg] of [
+      ['app-a', redirectA, receiverA, SECRET, { idTokenSignedResponseAlg: 'ES256' }],
+      ['app-b', redirectB, receiverB, null, {}],
     ] as const) {
       const r = await world.server.app.inject({
         method: 'PUT',
         url: `/api/v1/admin/apps/${id}-${world.tenantId}`,
         headers: admin,
-        payload: { tenantId: world.tenantId, redirectUris: [redirect], orgSlug: world.orgSlug, backchannelLogoutUri: receiver.url, clientSecret: secret },
+        payload: { tenantId: world.tenantId, redirectUris: [redirect], orgSlug: world.orgSlug, backchannelLogoutUri: receiver.url, clientSecret: secret, ...alg },
       });
       expect(r.statusCode, r.body).toBe(200);
     }
@@ -122,7 +123,7 @@ describe.each(storeChoices())('Tessera as OpenID provider (%s)', (storeChoice) =
     return { tokens, visited };
   }
 
-  it('an openid-client relying party signs in through the discovery document; ID token ES256 with sid; userinfo', async () => {
+  it('an openid-client relying party signs in through the discovery document; ID token ES256 (as registered) with sid; userinfo', async () => {
     const config = await rp(clientA(), SECRET);
     const m = config.serverMetadata();
     expect(m.issuer).toBe(`${world.tesseraUrl}/oidc`);
@@ -166,7 +167,8 @@ describe.each(storeChoices())('Tessera as OpenID provider (%s)', (storeChoice) =
   async function verifyLogoutToken(token: string, clientId: string) {
     const jwks = createRemoteJWKSet(new URL(`${world.tesseraUrl}/oidc/jwks`));
     const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: `${world.tesseraUrl}/oidc`, audience: clientId, typ: 'logout+jwt' });
-    expect(protectedHeader.alg).toBe('ES256');
+    // Signed as the application's ID tokens are.
+    expect(protectedHeader.alg).toBe(clientId === clientA() ? 'ES256' : 'RS256');
     expect(payload.events).toEqual({ 'http://schemas.openid.net/event/backchannel-logout': {} });
     expect(payload).not.toHaveProperty('nonce');
     expect(payload.exp! - payload.iat!).toBeLessThanOrEqual(120);

@@ -14,24 +14,24 @@ import { UNREACHABLE } from '../../net/outbound-policy.ts';
 import type { Session } from '../../domain/session.ts';
 import { emit, type Origin } from '../../events/bus.ts';
 import type { Deps } from '../../runtime.ts';
-import { OIDC_SIGNING_ALG, type OidcSigningKey } from './keys.ts';
+import { DEFAULT_OIDC_SIGNING_ALG, signingKeyFor, type OidcSigningKey } from './keys.ts';
 
 export const LOGOUT_TOKEN_LIFETIME_S = 120;
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 const RETRY_DELAYS_MS = [0, 500, 2000];
 const ATTEMPT_TIMEOUT_MS = 5000;
 
-/** Set by the provider when it starts (src/flows/oidc/provider.ts): issuer and signing key. */
-const signers = new WeakMap<object, { issuer: string; key: OidcSigningKey }>();
+/** Set by the provider when it starts (src/flows/oidc/provider.ts): issuer and signing keys. */
+const signers = new WeakMap<object, { issuer: string; keys: readonly OidcSigningKey[] }>();
 
-export function registerLogoutSigner(deps: Pick<Deps, 'store'>, issuer: string, key: OidcSigningKey): void {
-  signers.set(deps.store, { issuer, key });
+export function registerLogoutSigner(deps: Pick<Deps, 'store'>, issuer: string, keys: readonly OidcSigningKey[]): void {
+  signers.set(deps.store, { issuer, keys });
 }
 
 export async function logoutToken(issuer: string, key: OidcSigningKey, clientId: string, sub: string, sid: string | null, now: number): Promise<string> {
   const iat = Math.floor(now / 1000);
   return new SignJWT({ events: { [BACKCHANNEL_EVENT]: {} }, ...(sid !== null ? { sid } : {}) })
-    .setProtectedHeader({ alg: OIDC_SIGNING_ALG, kid: key.kid, typ: 'logout+jwt' })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'logout+jwt' })
     .setIssuer(issuer)
     .setAudience(clientId)
     .setSubject(sub)
@@ -67,7 +67,7 @@ export async function sendBackchannelLogouts(deps: Deps, ended: readonly Session
   await Promise.all(jobs);
 }
 
-async function deliverOne(deps: Deps, signer: { issuer: string; key: OidcSigningKey }, s: Session, now: number, origin?: Origin): Promise<void> {
+async function deliverOne(deps: Deps, signer: { issuer: string; keys: readonly OidcSigningKey[] }, s: Session, now: number, origin?: Origin): Promise<void> {
   const clientId = s.clientId as string;
   const app = await deps.store.oidc.getApp(clientId).catch(() => null);
   if (!app || app.backchannelLogoutUri === null) return;
@@ -77,7 +77,9 @@ async function deliverOne(deps: Deps, signer: { issuer: string; key: OidcSigning
     emit(deps, { ...base, details: { clientId, attempts: 0, error: verdict.reason } }, origin);
     return;
   }
-  const token = await logoutToken(signer.issuer, signer.key, clientId, s.userId as string, s.data.oidcSid as string, now);
+  // Signed like the application's ID tokens: one key set and one algorithm to verify both.
+  const key = signingKeyFor(signer.keys, app.idTokenSignedResponseAlg ?? DEFAULT_OIDC_SIGNING_ALG);
+  const token = await logoutToken(signer.issuer, key, clientId, s.userId as string, s.data.oidcSid as string, now);
   let lastError = '';
   for (let attempt = 1; attempt <= RETRY_DELAYS_MS.length; attempt++) {
     const delay = RETRY_DELAYS_MS[attempt - 1] ?? 0;

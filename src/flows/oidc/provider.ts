@@ -25,7 +25,7 @@ import type { Deps } from '../../runtime.ts';
 import type { PlatformApp } from '../../store/oidc-port.ts';
 import { keyedDigest, deriveKey } from '../../tokens/sealing.ts';
 import { followSessionEnds, registerLogoutSigner } from './backchannel.ts';
-import { loadOidcSigningKeys, OIDC_SIGNING_ALG } from './keys.ts';
+import { DEFAULT_OIDC_SIGNING_ALG, loadOidcSigningKeys, OIDC_SIGNING_ALGS } from './keys.ts';
 import { cookieName } from '../../http/cookies.ts';
 import { endSessionsAndNotify, ensureAppSession, touchIdpSession, validIdpSession } from './levels.ts';
 
@@ -41,12 +41,14 @@ export function clientMetadataOf(deps: Pick<Deps, 'keys'>, app: PlatformApp): Cl
   const secret = app.sealedClientSecret === null ? null : unsealClientSecret(deps.keys.clientSecrets, app.sealedClientSecret);
   return {
     client_id: app.clientId,
+    // oidc-provider takes a secret by HTTP Basic or in the form alike (client_secret_basic and
+    // client_secret_post).
     ...(secret !== null ? { client_secret: secret, token_endpoint_auth_method: 'client_secret_basic' } : { token_endpoint_auth_method: 'none' }),
     redirect_uris: app.redirectUris,
     post_logout_redirect_uris: app.postLogoutRedirectUris,
     grant_types: ['authorization_code'],
     response_types: ['code'],
-    id_token_signed_response_alg: OIDC_SIGNING_ALG,
+    id_token_signed_response_alg: app.idTokenSignedResponseAlg ?? DEFAULT_OIDC_SIGNING_ALG,
     // Declared so that ID tokens carry `sid` and discovery says so; the tokens are sent by
     // Tessera (backchannel.ts), not by oidc-provider.
     ...(app.backchannelLogoutUri !== null ? { backchannel_logout_uri: app.backchannelLogoutUri, backchannel_logout_session_required: true } : {}),
@@ -130,7 +132,7 @@ export interface OidcProvider {
 export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
   const issuer = oidcIssuer(deps.config.publicUrl);
   const keys = await loadOidcSigningKeys(deps.store, deps.config.cookieSecret, deps.clock.now());
-  registerLogoutSigner(deps, issuer, keys[0]!);
+  registerLogoutSigner(deps, issuer, keys);
   const cookieKey = keyedDigest(deriveKey(deps.config.cookieSecret, 'cookie-signing'), 'oidc-provider-cookies');
 
   const policy = interactionPolicy.base();
@@ -154,9 +156,20 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
       keys: [cookieKey],
       names: { session: 'tessera_oidc_session', interaction: 'tessera_oidc_interaction', resume: 'tessera_oidc_resume' },
     },
+    // What discovery advertises is what works for every registered application: the code flow
+    // (PKCE) with the query, fragment or form_post response mode; scopes `openid` and `email`
+    // (no `offline_access`, so no refresh tokens: an application signs in again from the idp
+    // session, silently while it is valid); ID tokens RS256 or ES256, as each application
+    // registered; client authentication by secret (HTTP Basic or in the form) or none (public).
+    scopes: ['openid'],
     claims: { openid: ['sub'], email: ['email', 'email_verified'] },
-    clientDefaults: { id_token_signed_response_alg: OIDC_SIGNING_ALG, grant_types: ['authorization_code'], response_types: ['code'] },
-    enabledJWA: { idTokenSigningAlgValues: [OIDC_SIGNING_ALG] },
+    responseTypes: ['code'],
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
+    clientDefaults: { id_token_signed_response_alg: DEFAULT_OIDC_SIGNING_ALG, grant_types: ['authorization_code'], response_types: ['code'] },
+    enabledJWA: { idTokenSigningAlgValues: [...OIDC_SIGNING_ALGS] },
+    // The granted scope's claims go into the ID token too (`email` with the email scope), as
+    // relying parties that read only the ID token (express-openid-connect, Auth.js) expect.
+    conformIdTokenClaims: false,
     extraParams: ['orgSlug'],
     features: {
       devInteractions: { enabled: false },
@@ -219,7 +232,9 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
   };
 
   const provider = new Provider(issuer, configuration);
-  provider.proxy = deps.config.trustedProxies.length > 0;
+  // Host, scheme and client address come from routes/oidc.ts (asPublicRequest): the public URL
+  // and the address Fastify decided, never what the client claims.
+  provider.proxy = true;
   // Tessera sends back-channel logout tokens itself (retries, audit); oidc-provider's sender
   // would send a second, unretried copy.
   provider.Client.prototype.backchannelLogout = async () => undefined;
@@ -231,6 +246,11 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
     const route = () => (ctx as KoaContextWithOIDC).oidc?.route;
     const cookieHeader = ctx.get('cookie');
     await next();
+    // Discovery and the key set may be cached a while (keys are added well before they sign);
+    // everything else is per request.
+    if ((route() === 'discovery' || route() === 'jwks') && ctx.status === 200) ctx.set('cache-control', 'public, max-age=300');
+    else if (!ctx.response.get('cache-control')) ctx.set('cache-control', 'no-store');
+    ctx.set('x-content-type-options', 'nosniff');
     const oc = (ctx as KoaContextWithOIDC).oidc;
     if (!oc) return;
     const now = deps.clock.now();

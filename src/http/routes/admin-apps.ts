@@ -10,6 +10,7 @@ import { sealClientSecret } from '../../auth/federation/relying-party.ts';
 import { requireAllowedUrl } from '../../auth/federation/url-policy.ts';
 import { BadRequest, NotFound } from '../../domain/errors.ts';
 import { ORG_SLUG_PATTERN } from '../../domain/organization.ts';
+import { DEFAULT_OIDC_SIGNING_ALG } from '../../flows/oidc/keys.ts';
 import { oidcIssuer } from '../../flows/oidc/provider.ts';
 import type { PlatformApp } from '../../store/oidc-port.ts';
 import { assertAdminOf, requireAdmin } from '../admin-auth.ts';
@@ -32,6 +33,9 @@ const AppInput = Type.Object(
         description: 'At least 32 characters. Omitted: the stored secret is kept. null: a public client.',
       }),
     ),
+    idTokenSignedResponseAlg: Type.Optional(
+      Type.Union([Type.Literal('RS256'), Type.Literal('ES256')], { description: 'How ID tokens and back-channel logout tokens for this application are signed. Default RS256.' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -44,6 +48,10 @@ const AppSchema = Type.Object({
   orgSlug: Type.Union([Type.String(), Type.Null()]),
   backchannelLogoutUri: Type.Union([Type.String(), Type.Null()]),
   hasClientSecret: Type.Boolean(),
+  idTokenSignedResponseAlg: Type.Union([Type.Literal('RS256'), Type.Literal('ES256')]),
+  tokenEndpointAuthMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('none')], {
+    description: 'client_secret_basic: the application sends its secret by HTTP Basic or (client_secret_post) in the form; none: a public client (PKCE)',
+  }),
   issuer: Type.String({ description: "Tessera's OpenID provider: discovery at <issuer>/.well-known/openid-configuration" }),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
@@ -58,6 +66,8 @@ function appJson(app: PlatformApp, publicUrl: string) {
     orgSlug: app.orgSlug,
     backchannelLogoutUri: app.backchannelLogoutUri,
     hasClientSecret: app.sealedClientSecret !== null,
+    idTokenSignedResponseAlg: app.idTokenSignedResponseAlg ?? DEFAULT_OIDC_SIGNING_ALG,
+    tokenEndpointAuthMethod: app.sealedClientSecret === null ? ('none' as const) : ('client_secret_basic' as const),
     issuer: oidcIssuer(publicUrl),
     createdAt: new Date(app.createdAt).toISOString(),
     updatedAt: new Date(app.updatedAt).toISOString(),
@@ -92,6 +102,7 @@ async function buildApp(deps: Deps, clientId: string, body: Static<typeof AppInp
     orgSlug,
     backchannelLogoutUri: backchannel,
     sealedClientSecret: sealed,
+    ...(body.idTokenSignedResponseAlg !== undefined ? { idTokenSignedResponseAlg: body.idTokenSignedResponseAlg } : {}),
     createdAt: previous?.createdAt ?? now,
     updatedAt: now,
   };

@@ -36,6 +36,22 @@ function deviceOf(request: FastifyRequest): Device {
   return { ip: request.ip, ...(request.ctx.userAgent ? { userAgent: request.ctx.userAgent } : {}) };
 }
 
+/**
+ * The raw request as oidc-provider (Koa, with `proxy` on) must see it: host and scheme of
+ * TESSERA_PUBLIC_URL, whatever Host or X-Forwarded-* the client sent, so that every URL it builds
+ * (discovery, redirects, cookie security) comes from the configuration; the client address as
+ * Fastify decided it (TESSERA_TRUSTED_PROXIES).
+ */
+function asPublicRequest(request: FastifyRequest, publicUrl: URL): IncomingMessage {
+  const req = request.raw;
+  req.headers.host = publicUrl.host;
+  req.headers['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1);
+  req.headers['x-forwarded-for'] = request.ip;
+  delete req.headers['x-forwarded-host'];
+  delete req.headers.forwarded;
+  return req;
+}
+
 const remoteJwks = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
 
 export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
@@ -48,6 +64,7 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
     return;
   }
   const { provider, issuer, stop } = await createOidcProvider(deps);
+  const publicUrl = new URL(deps.config.publicUrl);
   app.addHook('onClose', async () => stop());
   const handle = provider.callback();
 
@@ -58,7 +75,7 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
     // No HEAD: some GETs (the resume of an interaction) consume single-use state.
     raw.route({ method: ['GET', 'POST', 'OPTIONS'], url: `${OIDC_PREFIX}/*`, schema: { hide: true }, handler: async (request, reply) => {
       reply.hijack();
-      const req = request.raw as IncomingMessage & { originalUrl?: string };
+      const req = asPublicRequest(request, publicUrl) as IncomingMessage & { originalUrl?: string };
       req.originalUrl = req.url;
       req.url = (req.url ?? '/').slice(OIDC_PREFIX.length) || '/';
       await handle(req, reply.raw);
@@ -72,7 +89,7 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       let details: Awaited<ReturnType<typeof provider.interactionDetails>>;
       try {
-        details = await provider.interactionDetails(request.raw, reply.raw);
+        details = await provider.interactionDetails(asPublicRequest(request, publicUrl), reply.raw);
       } catch {
         throw new BadRequest('oidc_interaction_expired', 'This sign-in is unknown or has expired; go back to the application and start again.');
       }
@@ -91,7 +108,7 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
         await touchIdpSession(deps, idp, now);
         reply.hijack();
         await provider.interactionFinished(
-          request.raw,
+          asPublicRequest(request, publicUrl),
           reply.raw,
           { login: { accountId: idp.userId as string, amr: [idp.authMethod], ts: Math.floor(idp.createdAt / 1000) } },
           { mergeWithLastSubmission: false },
