@@ -126,6 +126,26 @@ async function fromCookie(
   return stored;
 }
 
+/**
+ * For the routes that end sessions (logout, "log out everywhere"): when authentication failed
+ * with `session_ended`, the cookie session that is past its idle expiry but within its absolute
+ * lifetime — the one a pending bank return would still renew (SPEC 7.3) — so that a logout ends
+ * it (and its redirect children) instead of leaving it to be renewed. Anything else rethrows
+ * `err`. The Origin / Sec-Fetch-Site rule applies; the XSRF token is not asked for, since an
+ * expired session's page cannot read one any more (GET /api/v1/session answers 401), and ending
+ * a session discloses nothing.
+ */
+export async function renewableSessionOf(deps: Deps, request: FastifyRequest, err: unknown): Promise<Session> {
+  if (!(err instanceof Unauthorized) || err.code !== 'session_ended' || bearerToken(request) !== null) throw err;
+  const secret = readCookie(request, deps.config, 'sid');
+  if (secret === null) throw err;
+  const now = deps.clock.now();
+  const stored = await deps.store.getSessionBySecretHash(hashSecret(secret));
+  if (!stored || stored.kind !== 'app' || stored.data.mode !== 'cookie' || stored.status === 'revoked' || now >= stored.absoluteExpiresAt) throw err;
+  checkRequestOrigin(deps, request);
+  return stored;
+}
+
 /** A preHandler that authenticates the request or throws 401/403/400. Sets `request.auth`. */
 export function authenticate(deps: Deps, opts: AuthOptions = {}) {
   return async function authenticateRequest(request: FastifyRequest, reply: FastifyReply): Promise<void> {

@@ -4,9 +4,10 @@
 
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import type { LookupAddress } from 'node:dns';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UNREACHABLE } from '../../src/net/outbound-policy.ts';
-import { admin, startTestServer, uniqueTenant, type TestServer } from '../support/harness.ts';
+import { admin, provision, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
+import { storeChoices } from '../support/store-choices.ts';
 import { freePort } from '../support/tessera-process.ts';
 
 interface Problem {
@@ -194,5 +195,132 @@ describe('item 1: server-side request forgery by a tenant administrator (outboun
       await s.close();
     }
     await expect(startTestServer({ env: { TESSERA_OUTBOUND_ALLOW: '10.0.0.0/33' } })).rejects.toThrow(/TESSERA_OUTBOUND_ALLOW/);
+  });
+});
+
+// ---- helpers for the cookie-session items -------------------------------------------------------
+
+type Res = Awaited<ReturnType<TestServer['app']['inject']>>;
+const PUBLIC = 'https://tessera.test';
+const PASSWORD = 'correct horse battery';
+
+function cookieOf(res: Res, name: string): string | null {
+  const raw = res.headers['set-cookie'];
+  const list = Array.isArray(raw) ? raw : raw ? [raw] : [];
+  for (const c of list) {
+    const pair = c.split(';')[0] as string;
+    const eq = pair.indexOf('=');
+    if (pair.slice(0, eq) === name) return pair.slice(eq + 1);
+  }
+  return null;
+}
+
+interface CookieBrowser {
+  sid: string;
+  xsrf: string;
+  handle: string;
+  rb?: string;
+}
+
+async function cookieLogin(s: TestServer, tenantId: string, email: string): Promise<CookieBrowser> {
+  const res = await s.app.inject({
+    method: 'POST',
+    url: '/api/v1/auth/login',
+    headers: { 'x-tenant-id': tenantId, 'x-auth-mode': 'cookie', origin: PUBLIC },
+    payload: { email, password: PASSWORD },
+  });
+  expect(res.statusCode, res.body).toBe(200);
+  const body = res.json() as { xsrfToken: string; sessionId: string };
+  return { sid: cookieOf(res, '__Host-sid') as string, xsrf: body.xsrfToken, handle: body.sessionId };
+}
+
+async function startConsent(s: TestServer, b: CookieBrowser): Promise<{ redirectId: string; rid: string; res: Res }> {
+  const res = await s.app.inject({
+    method: 'POST',
+    url: '/api/v1/consents',
+    headers: { cookie: `__Host-sid=${b.sid}` + (b.rb ? `; __Host-rb=${b.rb}` : ''), 'x-xsrf-token': b.xsrf, origin: PUBLIC },
+    payload: { type: 'ais', bankId: 'stub-bank' },
+  });
+  expect(res.statusCode, res.body).toBe(202);
+  b.rb ??= cookieOf(res, '__Host-rb') as string;
+  const body = res.json() as { redirectId: string };
+  return { redirectId: body.redirectId, rid: cookieOf(res, '__Secure-rid') as string, res };
+}
+
+function bankReturn(s: TestServer, b: CookieBrowser, r: { redirectId: string; rid: string }): Promise<Res> {
+  return s.app.inject({ url: `/api/v1/redirects/${r.redirectId}/return?result=ok`, headers: { cookie: `__Secure-rid=${r.rid}; __Host-rb=${b.rb}` } });
+}
+
+async function appSessionsOf(s: TestServer, tenantId: string, userId: string): Promise<Array<{ sessionId: string; status: string; authMethod: string }>> {
+  const res = await s.app.inject({ url: `/api/v1/admin/sessions?tenantId=${tenantId}&userId=${userId}&kind=app`, headers: admin });
+  expect(res.statusCode, res.body).toBe(200);
+  return (res.json() as { items: Array<{ sessionId: string; status: string; authMethod: string }> }).items;
+}
+
+describe.each(storeChoices())('cookie sessions and consent returns (%s)', (choice: StoreChoice) => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startTestServer({ store: choice, env: { TESSERA_DEMO: '1' } });
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  it('item 2: logout of an idle-expired session ends it and its redirects; the pending bank return renews nothing', async () => {
+    const tenantId = uniqueTenant();
+    const email = 'shared-device@example.com';
+    const userId = await provision(s.app, tenantId, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 60 } });
+    const b = await cookieLogin(s, tenantId, email);
+    const pending = await startConsent(s, b);
+    s.clock.advance(61_000);
+    // The person leaves; the page says the session ended, and they press "log out".
+    const logout = await s.app.inject({ method: 'POST', url: '/api/v1/auth/logout', headers: { cookie: `__Host-sid=${b.sid}`, origin: PUBLIC } });
+    expect(logout.statusCode, logout.body).toBe(204);
+    expect(logout.headers['set-cookie']).toBeDefined();
+    // The next person replays the bank tab from history: no session comes back.
+    const replay = await bankReturn(s, b, pending);
+    expect(replay.statusCode, replay.body).toBe(403);
+    expect(cookieOf(replay, '__Host-sid')).toBeNull();
+    const sessions = await appSessionsOf(s, tenantId, userId);
+    expect(sessions.map((x) => x.status)).toEqual(['revoked']);
+    expect(sessions.some((x) => x.authMethod === 'renewed')).toBe(false);
+    // A cross-site logout of the expired session is refused (the Origin rule still applies).
+    const b2 = await cookieLogin(s, tenantId, email);
+    s.clock.advance(61_000);
+    const csrf = await s.app.inject({ method: 'POST', url: '/api/v1/auth/logout', headers: { cookie: `__Host-sid=${b2.sid}`, origin: 'https://evil.example' } });
+    expect(csrf.statusCode).toBe(403);
+  });
+
+  it('item 2: "log out everywhere" with an idle-expired session ends every session of the user, and no return renews one', async () => {
+    const tenantId = uniqueTenant();
+    const email = 'everywhere@example.com';
+    const userId = await provision(s.app, tenantId, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 60 } });
+    const laptop = await cookieLogin(s, tenantId, email);
+    const pending = await startConsent(s, laptop);
+    s.clock.advance(30_000);
+    const phone = await cookieLogin(s, tenantId, email);
+    s.clock.advance(31_000); // the laptop's session idled out; the phone's is valid
+    const r = await s.app.inject({ method: 'DELETE', url: '/api/v1/sessions?scope=others', headers: { cookie: `__Host-sid=${laptop.sid}`, origin: PUBLIC } });
+    expect(r.statusCode, r.body).toBe(200);
+    expect((r.json() as { revoked: number }).revoked).toBeGreaterThanOrEqual(3); // laptop, its redirect, phone
+    expect((await s.app.inject({ url: '/api/v1/session', headers: { cookie: `__Host-sid=${phone.sid}` } })).statusCode).toBe(401);
+    const replay = await bankReturn(s, laptop, pending);
+    expect(replay.statusCode).toBe(403);
+    expect(cookieOf(replay, '__Host-sid')).toBeNull();
+    expect((await appSessionsOf(s, tenantId, userId)).every((x) => x.status === 'revoked')).toBe(true);
+  });
+
+  it('item 2: an administrator ending an idle-expired session makes it final: a late bank return renews nothing', async () => {
+    const tenantId = uniqueTenant();
+    const email = 'admin-ended@example.com';
+    const userId = await provision(s.app, tenantId, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 60 } });
+    const b = await cookieLogin(s, tenantId, email);
+    const pending = await startConsent(s, b);
+    s.clock.advance(61_000);
+    const del = await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/users/${userId}/sessions?tenantId=${tenantId}`, headers: admin });
+    expect([200, 204], del.body).toContain(del.statusCode);
+    const replay = await bankReturn(s, b, pending);
+    expect(cookieOf(replay, '__Host-sid')).toBeNull();
+    expect((await appSessionsOf(s, tenantId, userId)).map((x) => x.status)).toEqual(['revoked']);
   });
 });

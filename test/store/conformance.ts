@@ -483,17 +483,31 @@ export function describeStoreConformance(
         expect(await store.revokeSession(`nope.${randomUUID()}`, 'admin', T0)).toStrictEqual([]);
       });
 
-      it('revokeSession reaches a valid descendant below an expired session, leaving the expired one alone', async () => {
+      it('revokeSession ends an idle-expired (still renewable) session and the valid descendant below it', async () => {
         const ids = fresh();
         const idp = await make(ids, 'idp');
         const app = await make(ids, 'app', { parent: idp }); // idle expiry T0 + 15 min
         const redirect = await make(ids, 'redirect', { parent: app, at: T0 + 10 * MINUTE }); // valid until T0 + 30 min
         const now = T0 + 16 * MINUTE;
         const changed = await store.revokeSession(idp.handle, 'logout', now);
-        expect(new Set(handles(changed))).toStrictEqual(new Set([idp.handle, redirect.handle]));
+        expect(new Set(handles(changed))).toStrictEqual(new Set([idp.handle, app.handle, redirect.handle]));
         expect(changed[0]!.handle).toBe(idp.handle);
         expect(await stored(redirect.handle)).toMatchObject({ status: 'revoked', revokeReason: 'parent_revoked', endedAt: now });
-        expect(effectiveStatus(await stored(app.handle), now)).toBe('expired');
+        expect(await stored(app.handle)).toMatchObject({ status: 'revoked', revokeReason: 'parent_revoked', endedAt: now });
+      });
+
+      it('item 2: a revoked idle-expired session is never renewed (renewAfterExpiry answers revoked)', async () => {
+        const ids = fresh();
+        const app = await make(ids, 'app'); // idle expiry T0 + 15 min
+        const now = T0 + 16 * MINUTE;
+        expect(handles(await store.revokeSession(app.handle, 'logout', now))).toStrictEqual([app.handle]);
+        const successor = issue(ids, 'app', { at: now, authMethod: 'renewed' });
+        const r = await store.renewAfterExpiry(app.handle, successor, now + 1);
+        expect(r.outcome).toBe('revoked');
+        expect(await store.getSessionByHandle(successor.handle)).toBeNull();
+        // A session past its absolute expiry stays as it is.
+        const old = await makeExpired(ids);
+        expect(await store.revokeSession(old.handle, 'logout', now)).toStrictEqual([]);
       });
 
       it("revokeUserSessions ends all of one user's sessions except exceptHandle's subtree", async () => {

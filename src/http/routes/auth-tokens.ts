@@ -7,7 +7,7 @@ import { isValid } from '../../domain/session.ts';
 import { endSession, refreshTokenPair } from '../../sessions/app-sessions.ts';
 import { verifySessionToken } from '../../tokens/session-token.ts';
 import { requireAdmin } from '../admin-auth.ts';
-import { authenticate, originOf } from '../authenticate.ts';
+import { authenticate, originOf, renewableSessionOf } from '../authenticate.ts';
 import { clearCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems } from '../schemas.ts';
@@ -40,6 +40,7 @@ async function sessionOfToken(deps: Deps, token: string, now: number) {
 }
 
 export async function authTokenRoutes(app: App, deps: Deps): Promise<void> {
+  const logoutAuth = authenticate(deps, { allowReauth: true });
   app.post(
     '/api/v1/auth/token/refresh',
     {
@@ -62,17 +63,24 @@ export async function authTokenRoutes(app: App, deps: Deps): Promise<void> {
   app.post(
     '/api/v1/auth/logout',
     {
-      preHandler: authenticate(deps, { allowReauth: true }),
       schema: {
         tags: ['auth'],
         summary: 'End the current session (bearer or cookie)',
+        description:
+          'A cookie session past its idle expiry but within its absolute lifetime (one that a pending bank return would renew) is ended too, with its redirects.',
         security: BearerSecurity,
         response: { 204: Type.Null(), ...problems(401, 403) },
       },
     },
     async (request, reply) => {
-      const auth = request.auth!;
-      await endSession(deps, auth.session.handle, 'logout', deps.clock.now(), originOf(request));
+      let handle: string;
+      try {
+        await logoutAuth(request, reply);
+        handle = request.auth!.session.handle;
+      } catch (err) {
+        handle = (await renewableSessionOf(deps, request, err)).handle;
+      }
+      await endSession(deps, handle, 'logout', deps.clock.now(), originOf(request));
       clearCookie(reply, deps.config, 'sid', 'strict');
       void reply.header('clear-site-data', '"cookies", "storage"');
       return reply.code(204).send(null);

@@ -5,9 +5,11 @@ import { Type } from 'typebox';
 import { hashPassword, verifyPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../auth/password.ts';
 import { accountKey, ipKey, throttledAttempt } from '../../auth/throttle.ts';
 import { NotFound, TooManyRequests, Unauthorized } from '../../domain/errors.ts';
+import type { Session } from '../../domain/session.ts';
 import { sessionEvent, emit } from '../../events/bus.ts';
 import { announceEnded, endedEverywhere, endSession, xsrfTokenOf } from '../../sessions/app-sessions.ts';
-import { authenticate, originOf } from '../authenticate.ts';
+import { authenticate, originOf, renewableSessionOf } from '../authenticate.ts';
+import { clearCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems } from '../schemas.ts';
 import { SessionPageSchema, SessionViewSchema, sessionJson } from '../session-json.ts';
@@ -95,23 +97,32 @@ export async function selfServiceRoutes(app: App, deps: Deps): Promise<void> {
   app.delete(
     '/api/v1/sessions',
     {
-      preHandler: auth,
       schema: {
         tags: ['sessions'],
         summary: 'End all your other sessions (scope=others)',
+        description:
+          'With a cookie session past its idle expiry but within its absolute lifetime (one that a pending bank return would renew), every session of the user ends, that one included.',
         security: BearerSecurity,
         querystring: Type.Object({ scope: Type.Literal('others') }, { additionalProperties: false }),
         response: { 200: Type.Object({ revoked: Type.Integer() }), ...problems(400, 401, 403) },
       },
     },
-    async (request) => {
-      const { session } = request.auth!;
+    async (request, reply) => {
+      let session: Session;
+      let keep: string | undefined;
+      try {
+        await auth(request, reply);
+        session = request.auth!.session;
+        keep = session.handle;
+      } catch (err) {
+        session = await renewableSessionOf(deps, request, err);
+        keep = undefined;
+      }
       const now = deps.clock.now();
-      const ended = await deps.store.revokeUserSessions(session.tenantId, session.userId as string, 'user', now, {
-        exceptHandle: session.handle,
-      });
+      const ended = await deps.store.revokeUserSessions(session.tenantId, session.userId as string, 'user', now, keep === undefined ? {} : { exceptHandle: keep });
       announceEnded(deps, ended, now, originOf(request));
       await endedEverywhere(deps, ended);
+      if (keep === undefined) clearCookie(reply, deps.config, 'sid', 'strict');
       return { revoked: ended.length };
     },
   );

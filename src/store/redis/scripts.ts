@@ -50,6 +50,14 @@ local function isValid(k)
   return now < e
 end
 
+-- Endable = not revoked and now before the absolute expiry: valid, or idle-expired and still
+-- renewable after a consent return (SPEC 7.3). A revocation makes either final.
+local function isEndable(k)
+  local v = redis.call('HMGET', k, 'status', 'absoluteExpiresAt')
+  if not v[1] or v[1] == 'revoked' then return false end
+  return now < tonumber(v[2])
+end
+
 -- Never shortens a TTL: shared keys (a user's zset, a children set) live as long as their
 -- longest-living member.
 local function extendTtl(k, ttl)
@@ -57,10 +65,10 @@ local function extendTtl(k, ttl)
   if cur == -1 or cur < ttl then redis.call('PEXPIRE', k, ttl) end
 end
 
--- Revokes every session of the subtree under root that is valid at now (the root with reason,
+-- Revokes every session of the subtree under root that is endable at now (the root with reason,
 -- the others with childReason, except the handles in keep), appending each updated record to
 -- out, root first (breadth first). Ended sessions are left as they are, but the walk goes on
--- below them: a child can outlive an idle-expired parent.
+-- below them: a child can outlive a parent whose absolute lifetime is over.
 local function revokeTree(root, reason, childReason, out, keep)
   local queue = { root }
   local seen = {}
@@ -71,7 +79,7 @@ local function revokeTree(root, reason, childReason, out, keep)
     if not seen[h] and not (keep and keep[h]) then
       seen[h] = true
       local k = skey(h)
-      if isValid(k) then
+      if isEndable(k) then
         local r = childReason
         if h == root then r = reason end
         redis.call('HSET', k, 'status', 'revoked', 'endedAt', nowS, 'revokeReason', r)
@@ -302,7 +310,7 @@ for _, h in ipairs(redis.call('ZRANGE', uskey, 0, -1)) do
   if not keep[h] then
     local k = skey(h)
     local owner = redis.call('HMGET', k, 'tenantId', 'userId')
-    if owner[1] == ARGV[4] and owner[2] == ARGV[5] and isValid(k) then
+    if owner[1] == ARGV[4] and owner[2] == ARGV[5] and isEndable(k) then
       redis.call('HSET', k, 'status', 'revoked', 'endedAt', nowS, 'revokeReason', ARGV[6])
       out[#out + 1] = redis.call('HGETALL', k)
       ended[#ended + 1] = h

@@ -589,9 +589,10 @@ export class SqliteSessionStore implements SessionStore, Coordination {
   }
 
   /**
-   * Revokes the valid sessions of `rootHandle`'s subtree: the root with `reason`, descendants
-   * with `parent_revoked`. Walks through ended sessions too (a valid redirect below an expired
-   * app session still ends with its idp). Returns the changed sessions, root first, by depth.
+   * Revokes the sessions of `rootHandle`'s subtree that are valid or still renewable (idle-expired
+   * within their absolute lifetime): the root with `reason`, descendants with `parent_revoked`.
+   * Walks through ended sessions too (a valid redirect below an expired app session still ends
+   * with its idp). Returns the changed sessions, root first, by depth.
    */
   private revokeSubtree(rootHandle: string, reason: RevokeReason, now: number): Session[] {
     const changed: Session[] = [];
@@ -703,13 +704,15 @@ function prepareStatements(db: DatabaseSync) {
       WHERE handle = $handle AND status = 'active' AND expires_at > $now
       RETURNING *`),
     setData: db.prepare('UPDATE sessions SET data = $data WHERE handle = $handle RETURNING *'),
+    // Valid, or idle-expired within its absolute lifetime (renewable after a consent return,
+    // SPEC 7.3): a revocation makes either final, so a renewal never brings it back.
     revokeIfValid: db.prepare(`
       UPDATE sessions SET status = 'revoked', ended_at = $now, revoke_reason = $reason
-      WHERE handle = $handle AND status = 'active' AND expires_at > $now
+      WHERE handle = $handle AND status != 'revoked' AND absolute_expires_at > $now
       RETURNING *`),
     revokeTenant: db.prepare(`
       UPDATE sessions SET status = 'revoked', ended_at = $now, revoke_reason = $reason
-      WHERE tenant_id = $tenant_id AND status = 'active' AND expires_at > $now
+      WHERE tenant_id = $tenant_id AND status != 'revoked' AND absolute_expires_at > $now
       RETURNING *`),
     consume: db.prepare(`
       UPDATE sessions SET status = 'revoked', ended_at = $now, revoke_reason = 'consumed'
