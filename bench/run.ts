@@ -1,23 +1,34 @@
-// npm run bench — Tessera and its peer measured in the same run on the same machine: each server
-// alone on core 0, the load generator on core 1. Prints a table and the ratios.
+// npm run bench [-- --quick] [-- --only=check,rotation,argon2,memory,size,remote,revocation]
 //
-// Scenario: an authenticated read (GET /api/v1/session) — the request every API call pays for.
-//   tessera token  bearer userSessionToken, verified locally, session state from the local cache
-//   tessera cookie __Host-sid cookie, session read from the store by its secret hash
-//   peer           @fastify/session + connect-redis: the session cookie, one Redis GET per request
-//
-// Environment: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 50), BENCH_REDIS_URL.
+// Tessera and its baselines measured in the same run, on the same machine and the same Node:
+// every server alone on core 0, the load generator on core 1 (taskset), every ratio taken
+// against a Fastify hello world measured in the same run. Sections:
+//   check       GET /api/v1/session: hello world, one Redis GET, one jose verify,
+//               @fastify/session + connect-redis (source 001's stack), Tessera token and cookie
+//               on SQLite and on Redis — interleaved rounds, medians.
+//   rotation    POST /api/v1/auth/token/refresh (rotation) on Redis, 50 chains.
+//   argon2      the cost of one password check, and what that caps logins at per core.
+//   memory      Redis bytes per idle token-mode session, every key of the prefix included.
+//   size        the check again with 1,000,000 (quick: 100,000) more sessions stored.
+//   remote      Redis behind a TCP proxy adding 0.5 ms and 2 ms each way: Tessera vs the peer.
+//   revocation  two Tessera processes on one Redis; the check at full speed on B while A ends
+//               sessions one by one: time from the logout's start until B refuses.
+// Environment: BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_REDIS_URL.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createClient } from 'redis';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const QUICK = process.argv.includes('--quick');
+const ONLY = new Set((process.argv.find((a) => a.startsWith('--only='))?.slice(7) ?? 'check,rotation,argon2,memory,size,remote,revocation').split(','));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 3 : 10));
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3));
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const NODE = process.execPath;
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
@@ -37,7 +48,7 @@ async function freePort(): Promise<number> {
 }
 
 async function waitFor(url: string, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 400; i++) {
     if (child.exitCode !== null) throw new Error(`${url}: server exited ${child.exitCode}`);
     try {
       await fetch(url);
@@ -59,8 +70,9 @@ function stop(child: ChildProcess): Promise<void> {
 }
 
 interface Figures {
-  /** Redis commands the server sent per request during the run (from INFO stats). */
   redisPerRequest?: number;
+  /** CPU time the server process spent per request (user + system), from /proc: robust to load on the other core. */
+  cpuUsPerRequest?: number;
   requests: number;
   rps: number;
   p50: number;
@@ -75,125 +87,354 @@ function redisCommands(): number {
   return m ? Number(m[1]) : NaN;
 }
 
+function runLoad(script: string, opts: unknown): Figures {
+  const [cmd, args] = pinned(1, [NODE, join(ROOT, script), JSON.stringify(opts)]);
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: (SECONDS + 60) * 1000 });
+  if (r.status !== 0) throw new Error(`load generator failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop() as string) as Figures;
+}
+
+/** CPU seconds (user + system) a process has used so far, or NaN where /proc is missing. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+const serverPids = new Map<string, number | undefined>();
+
 function load(url: string, headers: Record<string, string>): Figures {
+  const pid = serverPids.get(new URL(url).origin);
   const before = redisCommands();
-  const figures = loadOnly(url, headers);
+  const cpu0 = cpuSeconds(pid);
+  const figures = runLoad('bench/load.ts', { url, connections: CONNECTIONS, duration: SECONDS, headers });
+  figures.cpuUsPerRequest = ((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, figures.requests);
   // The INFO call itself counts one command.
   figures.redisPerRequest = (redisCommands() - before - 1) / Math.max(1, figures.requests);
   return figures;
 }
 
-function loadOnly(url: string, headers: Record<string, string>): Figures {
-  const opts = JSON.stringify({ url, connections: CONNECTIONS, duration: SECONDS, headers });
-  const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), opts]);
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: (SECONDS + 30) * 1000 });
-  if (r.status !== 0) throw new Error(`load generator failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop() as string) as Figures;
+const children: ChildProcess[] = [];
+const prefixes: string[] = [];
+const run = randomBytes(4).toString('hex');
+const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-'));
+
+function started(child: ChildProcess): ChildProcess {
+  children.push(child);
+  return child;
 }
 
-async function startTessera(store: string, prefix: string, dir: string) {
+interface Tessera {
+  child: ChildProcess;
+  url: string;
+  admin: string;
+  store: string;
+  prefix: string;
+  login(mode: 'token' | 'cookie', email?: string): Promise<{ token: string; refreshToken: string; cookie: string; sessionId: string }>;
+}
+
+const COOKIE_KEY = randomBytes(32).toString('base64url');
+
+async function startTessera(store: string, opts: { prefix?: string; core?: number } = {}): Promise<Tessera> {
   const port = await freePort();
   const admin = randomBytes(24).toString('hex');
-  const [cmd, args] = pinned(0, [NODE, join(ROOT, 'src/cli.ts'), 'start']);
-  const child = spawn(cmd, args, {
-    cwd: dir,
-    env: {
-      PATH: process.env.PATH ?? '',
-      TESSERA_PORT: String(port),
-      TESSERA_STORE: store,
-      TESSERA_REDIS_PREFIX: prefix,
-      TESSERA_ADMIN_TOKEN: admin,
-      COOKIE_SECRET_SIGN_KEY: randomBytes(32).toString('base64url'),
-      TESSERA_LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const prefix = opts.prefix ?? `bench-tessera-${run}-${randomBytes(3).toString('hex')}:`;
+  if (!prefixes.includes(prefix)) prefixes.push(prefix);
+  const [cmd, args] = pinned(opts.core ?? 0, [NODE, join(ROOT, 'src/cli.ts'), 'start']);
+  const child = started(
+    spawn(cmd, args, {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH ?? '',
+        TESSERA_PORT: String(port),
+        TESSERA_STORE: store,
+        TESSERA_REDIS_PREFIX: prefix,
+        TESSERA_ADMIN_TOKEN: admin,
+        COOKIE_SECRET_SIGN_KEY: COOKIE_KEY,
+        TESSERA_LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }),
+  );
   const url = `http://127.0.0.1:${port}`;
+  serverPids.set(url, child.pid);
   await waitFor(`${url}/healthz`, child);
   const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
-  await fetch(`${url}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, body: '{"profile":"integration"}' });
-  await fetch(`${url}/api/v1/admin/users`, {
-    method: 'POST',
-    headers: h,
-    body: JSON.stringify({ tenantId: 'bench', email: 'bench@example.com', password: 'bench password' }),
+  await fetch(`${url}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, body: '{"profile":"integration"}' }).then(async (r) => {
+    if (!r.ok) throw new Error(`tenant: ${r.status} ${await r.text()}`);
   });
-  const login = (mode: string) =>
-    fetch(`${url}/api/v1/auth/login`, {
+  const users = new Set<string>();
+  const login = async (mode: 'token' | 'cookie', email = 'bench@example.com') => {
+    if (!users.has(email)) {
+      const r = await fetch(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email, password: 'bench password' }) });
+      if (!r.ok && r.status !== 409) throw new Error(`user: ${r.status} ${await r.text()}`);
+      users.add(email);
+    }
+    const res = await fetch(`${url}/api/v1/auth/login`, {
       method: 'POST',
       headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json', 'x-auth-mode': mode },
-      body: JSON.stringify({ email: 'bench@example.com', password: 'bench password' }),
+      body: JSON.stringify({ email, password: 'bench password' }),
     });
-  const token = ((await (await login('token')).json()) as { userSessionToken: string }).userSessionToken;
-  const cookieRes = await login('cookie');
-  const cookie = (cookieRes.headers.get('set-cookie') ?? '').split(';')[0] as string;
-  return { child, url, token, cookie };
+    if (!res.ok) throw new Error(`login: ${res.status} ${await res.text()}`);
+    const body = (await res.json()) as { userSessionToken?: string; refreshToken?: string; sessionId: string };
+    return { token: body.userSessionToken ?? '', refreshToken: body.refreshToken ?? '', sessionId: body.sessionId, cookie: (res.headers.get('set-cookie') ?? '').split(';')[0] as string };
+  };
+  return { child, url, admin, store, prefix, login };
 }
 
-async function startPeer(prefix: string) {
+async function startBaseline(peer: 'hello' | 'redis-get' | 'jose' | 'session', redisUrl = REDIS_URL): Promise<{ url: string; headers: Record<string, string> }> {
   const port = await freePort();
-  const [cmd, args] = pinned(0, [NODE, join(ROOT, 'bench/peer-fastify-session.ts')]);
-  const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PREFIX: prefix, REDIS_URL }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const prefix = `bench-peer-${run}-${peer}:`;
+  if (!prefixes.includes(prefix)) prefixes.push(prefix);
+  const script = peer === 'session' ? 'bench/peer-fastify-session.ts' : 'bench/peer-baselines.ts';
+  const [cmd, args] = pinned(0, [NODE, join(ROOT, script)]);
+  const child = started(spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PREFIX: prefix, REDIS_URL: redisUrl, PEER: peer }, stdio: ['ignore', 'ignore', 'inherit'] }));
   const url = `http://127.0.0.1:${port}`;
+  serverPids.set(url, child.pid);
   await waitFor(`${url}/api/v1/session`, child);
   const res = await fetch(`${url}/login`, { method: 'POST' });
-  const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] as string;
-  return { child, url, cookie };
+  const body = (await res.json()) as { token?: string };
+  const headers: Record<string, string> = body.token ? { authorization: `Bearer ${body.token}` } : {};
+  const cookie = res.headers.get('set-cookie');
+  if (cookie) headers.cookie = cookie.split(';')[0] as string;
+  return { url, headers };
 }
 
-function purge(prefix: string): void {
-  spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink`]);
+async function startDelayProxy(delayMs: number): Promise<string> {
+  const port = await freePort();
+  const target = new URL(REDIS_URL);
+  const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/delay-proxy.ts'), String(port), target.hostname, target.port || '6379', String(delayMs)]);
+  const child = started(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] }));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('exit', (c) => reject(new Error(`delay proxy exited ${c}`)));
+  });
+  return `redis://127.0.0.1:${port}`;
 }
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-'));
-const run = randomBytes(4).toString('hex');
-const tPrefix = `bench-tessera-${run}:`;
-const pPrefix = `bench-peer-${run}:`;
-const children: ChildProcess[] = [];
-const samples = new Map<string, Figures[]>();
-try {
-  // All servers are started first (idle ones cost nothing), then the scenarios are measured in
-  // interleaved rounds, so that drift on a shared machine spreads over all of them alike.
-  const tr = await startTessera(REDIS_URL, tPrefix, dir);
-  const ts = await startTessera(`sqlite:${join(dir, 'bench.db')}`, tPrefix, dir);
-  const p = await startPeer(pPrefix);
-  children.push(tr.child, ts.child, p.child);
-  const scenarios: Array<[string, string, Record<string, string>]> = [
-    ['tessera token (redis)', tr.url, { authorization: `Bearer ${tr.token}` }],
-    ['tessera cookie (redis)', tr.url, { cookie: tr.cookie }],
-    ['tessera token (sqlite)', ts.url, { authorization: `Bearer ${ts.token}` }],
-    ['tessera cookie (sqlite)', ts.url, { cookie: ts.cookie }],
-    ['@fastify/session + connect-redis', p.url, { cookie: p.cookie }],
-  ];
-  // Warm-up: the first request fills each session cache.
-  for (const [, url, headers] of scenarios) await fetch(`${url}/api/v1/session`, { headers });
+function fill(t: Tessera, count: number): number {
+  const r = spawnSync(NODE, [join(ROOT, 'bench/fill-sessions.ts'), JSON.stringify({ store: t.store, prefix: t.prefix, tenantId: 'bench', count })], {
+    encoding: 'utf8',
+    cwd: dir,
+    timeout: 30 * 60 * 1000,
+  });
+  if (r.status !== 0) throw new Error(`fill failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout.trim().split('\n').pop() as string) as { seconds: number }).seconds;
+}
+
+type Scenario = [name: string, url: string, headers: Record<string, string>];
+
+/** Interleaved rounds; the round with the median throughput stands for each scenario. */
+function measure(scenarios: Scenario[], path = '/api/v1/session'): Map<string, { f: Figures; all: number[] }> {
+  const samples = new Map<string, Figures[]>();
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, url, headers] of scenarios) {
-      const f = load(`${url}/api/v1/session`, headers);
-      samples.set(name, [...(samples.get(name) ?? []), f]);
+    for (const [name, url, headers] of scenarios) samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers)]);
+  }
+  const out = new Map<string, { f: Figures; all: number[] }>();
+  for (const [name, fs] of samples) {
+    out.set(name, { f: [...fs].sort((a, b) => a.rps - b.rps)[Math.floor(fs.length / 2)] as Figures, all: fs.map((x) => Math.round(x.rps)) });
+  }
+  return out;
+}
+
+function table(title: string, rows: Map<string, { f: Figures; all: number[] }>, hello: Figures | null): void {
+  console.log(`\n### ${title}\n`);
+  console.log('| server | req/s (median) | runs | p50 ms | p99 ms | non-2xx | Redis cmds/req | server CPU µs/req | × hello req/s | p99 / hello p99 | hello CPU / CPU |');
+  console.log('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const [name, { f, all }] of rows) {
+    const perReq = f.redisPerRequest === undefined || Number.isNaN(f.redisPerRequest) ? 'n/a' : f.redisPerRequest.toFixed(3);
+    const ratio = hello ? `${(f.rps / hello.rps).toFixed(2)}×` : 'n/a';
+    const p99 = hello ? `${(f.p99 / Math.max(1, hello.p99)).toFixed(1)}×` : 'n/a';
+    const cpu = f.cpuUsPerRequest === undefined || Number.isNaN(f.cpuUsPerRequest) ? 'n/a' : f.cpuUsPerRequest.toFixed(0);
+    const cpuRatio = hello?.cpuUsPerRequest && f.cpuUsPerRequest ? `${(hello.cpuUsPerRequest / f.cpuUsPerRequest).toFixed(2)}×` : 'n/a';
+    console.log(`| ${name} | ${Math.round(f.rps)} | ${all.join(' / ')} | ${f.p50} | ${f.p99} | ${f.non2xx + f.errors} | ${perReq} | ${cpu} | ${ratio} | ${p99} | ${cpuRatio} |`);
+  }
+}
+
+const summary: string[] = [];
+function goal(text: string, ok: boolean): void {
+  summary.push(`| ${text} | ${ok ? 'met' : 'NOT met'} |`);
+}
+
+const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
+
+console.log(
+  `# npm run bench${QUICK ? ' --quick' : ''} — ${new Date().toISOString()}, Node ${process.version}, ${CONNECTIONS} connections, ${SECONDS} s per run, ${ROUNDS} interleaved round(s); server on core 0, load on core 1${hasTaskset ? '' : ' (taskset missing: NOT pinned)'}`,
+);
+
+let helloFigures: Figures | null = null;
+const redis = createClient({ url: REDIS_URL });
+await redis.connect();
+try {
+  const tr = await startTessera(REDIS_URL);
+  const ts = await startTessera(`sqlite:${join(dir, 'bench.db')}`);
+  const hello = await startBaseline('hello');
+  const checkScenarios = async (): Promise<Scenario[]> => {
+    const [rt, rc, st, sc] = [await tr.login('token'), await tr.login('cookie'), await ts.login('token'), await ts.login('cookie')];
+    return [
+      ['tessera token (redis)', tr.url, { authorization: `Bearer ${rt.token}` }],
+      ['tessera cookie (redis)', tr.url, { cookie: rc.cookie }],
+      ['tessera token (sqlite)', ts.url, { authorization: `Bearer ${st.token}` }],
+      ['tessera cookie (sqlite)', ts.url, { cookie: sc.cookie }],
+    ];
+  };
+
+  if (ONLY.has('check') || ONLY.has('size')) {
+    // 1,000 sessions stored in each before the first measurement (the "small" size).
+    fill(tr, 1000);
+    fill(ts, 1000);
+    const rg = await startBaseline('redis-get');
+    const jo = await startBaseline('jose');
+    const peer = await startBaseline('session');
+    const tessera = await checkScenarios();
+    const scenarios: Scenario[] = [
+      ['fastify hello world', hello.url, hello.headers],
+      ['fastify + one Redis GET', rg.url, rg.headers],
+      ['fastify + jose JWT verify', jo.url, jo.headers],
+      ['@fastify/session + connect-redis', peer.url, peer.headers],
+      ...tessera,
+    ];
+    for (const [, url, headers] of scenarios) await fetch(`${url}/api/v1/session`, { headers });
+    const rows = measure(scenarios);
+    helloFigures = rows.get('fastify hello world')!.f;
+    table('The session check (GET /api/v1/session), 1,000 sessions stored', rows, helloFigures);
+    for (const [name] of tessera) {
+      const f = rows.get(name)!.f;
+      goal(`${name}: ≥ 0.5× hello (${(f.rps / helloFigures.rps).toFixed(2)}×)`, f.rps >= 0.5 * helloFigures.rps);
+      goal(`${name}: p99 ≤ 2× hello's (${f.p99} vs ${helloFigures.p99} ms)`, f.p99 <= 2 * Math.max(1, helloFigures.p99));
     }
+
+    if (ONLY.has('size')) {
+      const more = QUICK ? 100_000 : 1_000_000;
+      const secs = [fill(tr, more), fill(ts, more)];
+      console.log(`\n(filled ${more.toLocaleString('en')} more sessions: Redis ${secs[0]!.toFixed(0)} s, SQLite ${secs[1]!.toFixed(0)} s)`);
+      const big = await checkScenarios();
+      for (const [, url, headers] of big) await fetch(`${url}/api/v1/session`, { headers });
+      const rowsBig = measure([['fastify hello world', hello.url, hello.headers], ...big]);
+      table(`The session check with ${(more + 1000).toLocaleString('en')} sessions stored`, rowsBig, rowsBig.get('fastify hello world')!.f);
+      console.log('\n| scenario | × hello at 1,000 | × hello at the large size | change |');
+      console.log('|---|---:|---:|---:|');
+      const hBig = rowsBig.get('fastify hello world')!.f;
+      for (const [name] of big) {
+        const small = rows.get(name)!.f.rps / helloFigures.rps;
+        const large = rowsBig.get(name)!.f.rps / hBig.rps;
+        console.log(`| ${name} | ${small.toFixed(2)}× | ${large.toFixed(2)}× | ${(((large - small) / small) * 100).toFixed(0)} % |`);
+      }
+    }
+  }
+
+  if (ONLY.has('rotation')) {
+    const chains = await Promise.all(Array.from({ length: 50 }, (_, i) => tr.login('token', `rot${i}@example.com`)));
+    const f = runLoad('bench/load-refresh.ts', { url: `${tr.url}/api/v1/auth/token/refresh`, seconds: SECONDS, tokens: chains.map((c) => c.refreshToken) });
+    const rows = new Map([['tessera refresh rotation (redis)', { f, all: [Math.round(f.rps)] }]]);
+    if (!helloFigures) helloFigures = measure([['fastify hello world', hello.url, hello.headers]]).get('fastify hello world')!.f;
+    table('Refresh-token rotation (POST /api/v1/auth/token/refresh), 50 chains', rows, helloFigures);
+    goal(`rotation on Redis ≥ 0.2× hello (${(f.rps / helloFigures.rps).toFixed(2)}×)`, f.rps >= 0.2 * helloFigures.rps && f.non2xx === 0);
+  }
+
+  if (ONLY.has('argon2')) {
+    const script = `
+      import { hashPassword, verifyPassword } from '${join(ROOT, 'src/auth/password.ts')}';
+      const h = await hashPassword('bench password');
+      const n = 20; const t0 = performance.now();
+      for (let i = 0; i < n; i++) await verifyPassword(h, 'bench password');
+      console.log(JSON.stringify({ ms: (performance.now() - t0) / n }));`;
+    const [cmd, args] = pinned(0, [NODE, '--input-type=module', '-e', script]);
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    const { ms } = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{"ms":null}') as { ms: number };
+    console.log(`\n### Password login\n\nOne argon2id verification: ${ms.toFixed(1)} ms on one core → at most ${Math.floor(1000 / ms)} password checks per second per core.`);
+  }
+
+  if (ONLY.has('memory')) {
+    const n = QUICK ? 20_000 : 100_000;
+    const t = { ...tr, prefix: `bench-mem-${run}:` };
+    prefixes.push(t.prefix);
+    fill(t, n);
+    const groups = new Map<string, { keys: number; bytes: number }>();
+    let total = 0;
+    for await (const keys of redis.scanIterator({ MATCH: `${t.prefix}*`, COUNT: 1000 })) {
+      const batch = keys;
+      const sizes = await Promise.all(batch.map((k) => redis.memoryUsage(k, { SAMPLES: 0 })));
+      batch.forEach((k, i) => {
+        const g = k.slice(t.prefix.length).replace(/\{[^}]*\}/g, '{…}').replace(/[A-Za-z0-9_-]{16,}/g, '…');
+        const e = groups.get(g) ?? { keys: 0, bytes: 0 };
+        e.keys++;
+        e.bytes += Number(sizes[i] ?? 0);
+        groups.set(g, e);
+        total += Number(sizes[i] ?? 0);
+      });
+    }
+    console.log(`\n### Redis memory, ${n.toLocaleString('en')} idle token-mode sessions (MEMORY USAGE … SAMPLES 0 over every key of the prefix)\n`);
+    console.log('| key pattern | keys | bytes per session |');
+    console.log('|---|---:|---:|');
+    for (const [g, e] of [...groups].sort((a, b) => b[1].bytes - a[1].bytes)) console.log(`| \`${g}\` | ${e.keys} | ${(e.bytes / n).toFixed(0)} |`);
+    console.log(`| **total** | | **${(total / n).toFixed(0)}** |`);
+    goal(`Redis bytes per idle token-mode session ≤ 600 (${(total / n).toFixed(0)})`, total / n <= 600);
+  }
+
+  if (ONLY.has('remote')) {
+    for (const delay of [0.5, 2]) {
+      const proxied = await startDelayProxy(delay);
+      const t = await startTessera(proxied);
+      const peer = await startBaseline('session', proxied);
+      const rg = await startBaseline('redis-get', proxied);
+      const [tok, ck] = [await t.login('token'), await t.login('cookie')];
+      const scenarios: Scenario[] = [
+        ['fastify + one Redis GET', rg.url, rg.headers],
+        ['@fastify/session + connect-redis', peer.url, peer.headers],
+        ['tessera token (redis)', t.url, { authorization: `Bearer ${tok.token}` }],
+        ['tessera cookie (redis)', t.url, { cookie: ck.cookie }],
+      ];
+      for (const [, url, headers] of scenarios) await fetch(`${url}/api/v1/session`, { headers });
+      table(`Redis ${delay} ms away each way (TCP delay proxy)`, measure(scenarios), helloFigures);
+    }
+  }
+
+  if (ONLY.has('revocation')) {
+    const prefix = `bench-rev-${run}:`;
+    const a = await startTessera(REDIS_URL, { prefix, core: 0 });
+    const b = await startTessera(REDIS_URL, { prefix, core: 0 });
+    const busy = await b.login('token', 'busy@example.com');
+    // Full-speed checks on B for the whole measurement, from the load core.
+    const trials = QUICK ? 20 : 100;
+    const victims = await Promise.all(Array.from({ length: trials }, (_, i) => a.login('token', `victim${i}@example.com`)));
+    const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), JSON.stringify({ url: `${b.url}/api/v1/session`, connections: CONNECTIONS, duration: 600, headers: { authorization: `Bearer ${busy.token}` } })]);
+    const loadChild = started(spawn(cmd, args, { stdio: 'ignore' }));
+    await new Promise((r) => setTimeout(r, 1000));
+    const times: number[] = [];
+    let served = 0;
+    for (const v of victims) {
+      const hdr = { authorization: `Bearer ${v.token}` };
+      if ((await fetch(`${b.url}/api/v1/session`, { headers: hdr })).status !== 200) throw new Error('victim not valid on B');
+      const t0 = performance.now();
+      const out = fetch(`${a.url}/api/v1/auth/logout`, { method: 'POST', headers: hdr });
+      for (;;) {
+        const s = (await fetch(`${b.url}/api/v1/session`, { headers: hdr })).status;
+        if (s === 401) break;
+        served++;
+        if (performance.now() - t0 > 5000) throw new Error('B kept serving a revoked session for 5 s');
+      }
+      times.push(performance.now() - t0);
+      await out;
+    }
+    loadChild.kill('SIGTERM');
+    const fmt = (x: number) => x.toFixed(1);
+    console.log(
+      `\n### Revocation across processes under load\n\n${trials} logouts on A while B serves the check at full speed: from the logout's start until B refuses — p50 ${fmt(percentile(times, 50))} ms, p90 ${fmt(percentile(times, 90))} ms, p99 ${fmt(percentile(times, 99))} ms, max ${fmt(Math.max(...times))} ms (${served} answers 200 from B during the propagation windows, across all trials).`,
+    );
+    goal(`revocation A→B p99 ≤ 50 ms under load (${fmt(percentile(times, 99))} ms)`, percentile(times, 99) <= 50);
   }
 } finally {
   await Promise.all(children.map(stop));
-  purge(tPrefix);
-  purge(pPrefix);
+  for (const p of prefixes) {
+    spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);
+  }
+  await redis.quit();
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** The round with the median throughput stands for the scenario. */
-function median(fs: Figures[]): Figures {
-  return [...fs].sort((a, b) => a.rps - b.rps)[Math.floor(fs.length / 2)] as Figures;
-}
-const rows = [...samples].map(([name, fs]) => ({ name, f: median(fs), all: fs.map((x) => Math.round(x.rps)) }));
-const peer = rows[rows.length - 1]!.f;
-console.log(
-  `\nGET /api/v1/session, ${CONNECTIONS} connections, ${SECONDS} s per run, median of ${ROUNDS} interleaved rounds; server on core 0, load on core 1${hasTaskset ? '' : ' (taskset missing: not pinned)'}\n`,
-);
-console.log('| server | req/s (median) | runs req/s | p50 ms | p99 ms | non-2xx | Redis commands per request | vs peer (req/s) |');
-console.log('|---|---:|---|---:|---:|---:|---:|---:|');
-for (const { name, f, all } of rows) {
-  const perReq = f.redisPerRequest === undefined || Number.isNaN(f.redisPerRequest) ? 'n/a' : f.redisPerRequest.toFixed(3);
-  console.log(
-    `| ${name} | ${Math.round(f.rps)} | ${all.join(' / ')} | ${f.p50} | ${f.p99} | ${f.non2xx + f.errors} | ${perReq} | ${(f.rps / peer.rps).toFixed(2)}× |`,
-  );
-}
+console.log('\n### Goals\n\n| goal | this run |\n|---|---|');
+for (const line of summary) console.log(line);

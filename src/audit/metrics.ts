@@ -158,8 +158,21 @@ export class TesseraMetrics {
     this.#duration.observe({ tenant, kind }, Math.max(0, (end - e.startedAt) / 1000));
   }
 
+  /**
+   * The labelled child of each (method, route, status) is looked up once and kept: observing
+   * through it skips prom-client's label hashing on every request. Routes are the registered
+   * patterns (or `unmatched`) and statuses a few dozen, so the map stays small.
+   */
+  readonly #requestSeries = new Map<string, { observe(v: number): void }>();
+
   observeRequest(method: string, route: string, status: number, seconds: number): void {
-    this.#requests.observe({ method, route, status: String(status) }, seconds);
+    const key = `${method} ${status} ${route}`;
+    let series = this.#requestSeries.get(key);
+    if (series === undefined) {
+      series = this.#requests.labels({ method, route, status: String(status) });
+      this.#requestSeries.set(key, series);
+    }
+    series.observe(seconds);
   }
 
   text(): Promise<string> {

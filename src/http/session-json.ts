@@ -4,7 +4,22 @@ import { Type } from 'typebox';
 import { PageOf } from './schemas.ts';
 import { effectiveStatus, expiresAt, type Session } from '../domain/session.ts';
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+/**
+ * ISO-8601 strings of epoch milliseconds. Formatting dates was a twentieth of the session
+ * check's CPU time (five per answer); the same few instants come back on every request of a
+ * session, so the last strings are remembered (a small map, cleared when full).
+ */
+const isoStrings = new Map<number, string>();
+function iso(ms: number | null): string | null {
+  if (ms === null) return null;
+  let s = isoStrings.get(ms);
+  if (s === undefined) {
+    if (isoStrings.size >= 10_000) isoStrings.clear();
+    s = new Date(ms).toISOString();
+    isoStrings.set(ms, s);
+  }
+  return s;
+}
 
 export const SessionViewSchema = Type.Object({
   sessionId: Type.String({ description: 'The session handle' }),

@@ -95,12 +95,18 @@ describe('embedded first start', () => {
     });
     const pair = (await login.json()) as { userSessionToken: string; refreshToken: string };
     await fetch(`${server.url}/api/v1/session`, { headers: { authorization: `Bearer ${pair.userSessionToken}` } });
-    await new Promise((r) => setTimeout(r, 200));
-    const lines = server
-      .output()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    // Log lines are written in batches (at most 100 ms late): wait until the session check's is out.
+    const readLines = () =>
+      server
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    let lines = readLines();
+    for (let i = 0; i < 100 && !lines.some((l) => l.msg === 'request' && l.route === '/api/v1/session'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      lines = readLines();
+    }
     const loginLine = lines.find((l) => l.msg === 'request' && l.requestId === '3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b');
     expect(loginLine).toMatchObject({ method: 'POST', route: '/api/v1/auth/login', status: 200, correlationId: 'corr-log-test', tenantId: 'acme' });
     expect(loginLine?.path).toBe('/api/v1/auth/login');

@@ -1,0 +1,50 @@
+// Stores N idle token-mode sessions, as a token-mode login leaves them in the store (the session
+// record with its indexes and its first refresh token), straight through the store port — no
+// HTTP and no argon2, so that a million take minutes, not hours. One user per session, like N
+// people each signed in once. Used by bench/run.ts for the memory and the size-flatness figures.
+// argv[2]: JSON { store: "redis://…" | "sqlite:<path>", prefix, tenantId, count, lifetimeS }.
+
+import { hashSecret, newSecret } from '../src/domain/secrets.ts';
+import { issueSession } from '../src/domain/session.ts';
+import { openStore } from '../src/store/open.ts';
+import { parseStoreSpec } from './store-spec.ts';
+
+const o = JSON.parse(process.argv[2] ?? '{}') as { store: string; prefix: string; tenantId: string; count: number; lifetimeS?: number };
+const store = await openStore({ store: parseStoreSpec(o.store), redisPrefix: o.prefix });
+const life = o.lifetimeS ?? 86_400;
+const BATCH = 500;
+const started = performance.now();
+const now = Date.now();
+for (let i = 0; i < o.count; i += BATCH) {
+  const n = Math.min(BATCH, o.count - i);
+  await Promise.all(
+    Array.from({ length: n }, async (_, j) => {
+      const userId = `u${(i + j).toString(36)}`;
+      const { session } = issueSession(
+        {
+          tenantId: o.tenantId,
+          userId,
+          kind: 'app',
+          lifetime: { idle: life, absolute: life },
+          authMethod: 'password',
+          device: { userAgent: 'Mozilla/5.0 (X11; Linux x86_64) bench', ip: '127.0.0.1' },
+          data: { mode: 'token' },
+        },
+        now,
+      );
+      const r = await store.createSession(session, now);
+      if (!r.ok) throw new Error('limit');
+      await store.addRefreshToken({
+        tokenHash: hashSecret(newSecret()),
+        sessionHandle: session.handle,
+        tenantId: o.tenantId,
+        userId,
+        createdAt: now,
+        rotatedAt: null,
+        successorHash: null,
+      });
+    }),
+  );
+}
+await store.close();
+process.stdout.write(JSON.stringify({ stored: o.count, seconds: (performance.now() - started) / 1000 }) + '\n');

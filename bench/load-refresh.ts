@@ -1,0 +1,60 @@
+// Load generator for refresh-token rotation, run as its own process (pinned to the load core by
+// bench/run.ts). Each of the given refresh tokens is one chain: a connection refreshes it, takes
+// the successor, and refreshes again, for the duration. argv[2]: JSON { url, seconds, tokens }.
+// Prints one JSON line with the figures (the same shape as bench/load.ts).
+
+import { Agent, request } from 'node:http';
+
+const opts = JSON.parse(process.argv[2] ?? '{}') as { url: string; seconds: number; tokens: string[] };
+const target = new URL(opts.url);
+const agent = new Agent({ keepAlive: true, maxSockets: opts.tokens.length });
+const latencies: number[] = [];
+let non2xx = 0;
+let errors = 0;
+const deadline = performance.now() + opts.seconds * 1000;
+
+function refresh(token: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({ refreshToken: token });
+    const req = request(
+      { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function chain(first: string): Promise<void> {
+  let token = first;
+  while (performance.now() < deadline) {
+    const t0 = performance.now();
+    try {
+      const r = await refresh(token);
+      latencies.push(performance.now() - t0);
+      if (r.status !== 200) {
+        non2xx++;
+        return;
+      }
+      token = (JSON.parse(r.body) as { refreshToken: string }).refreshToken;
+    } catch {
+      errors++;
+      return;
+    }
+  }
+}
+
+const started = performance.now();
+await Promise.all(opts.tokens.map(chain));
+const elapsed = (performance.now() - started) / 1000;
+agent.destroy();
+latencies.sort((a, b) => a - b);
+const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0);
+process.stdout.write(
+  JSON.stringify({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 }) + '\n',
+);

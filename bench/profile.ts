@@ -1,0 +1,101 @@
+// npm run bench:profile — where the session check spends its time. Starts Tessera under
+// `--cpu-prof`, drives GET /api/v1/session for BENCH_SECONDS, stops it (SIGTERM: the profile is
+// written on exit) and prints the functions with the most self time and the share of time per
+// module group. Environment: PROFILE_STORE (sqlite | redis), PROFILE_MODE (token | cookie).
+
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const STORE = process.env.PROFILE_STORE ?? 'sqlite';
+const MODE = process.env.PROFILE_MODE ?? 'token';
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+const dir = mkdtempSync(join(tmpdir(), 'tessera-profile-'));
+const port = 20000 + Math.floor(Math.random() * 20000);
+const admin = randomBytes(24).toString('hex');
+const prefix = `profile-${randomBytes(4).toString('hex')}:`;
+const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, join(ROOT, 'src/cli.ts'), 'start'], {
+  cwd: dir,
+  env: {
+    PATH: process.env.PATH ?? '',
+    TESSERA_PORT: String(port),
+    TESSERA_STORE: STORE === 'redis' ? REDIS_URL : `sqlite:${join(dir, 'p.db')}`,
+    TESSERA_REDIS_PREFIX: prefix,
+    TESSERA_ADMIN_TOKEN: admin,
+    COOKIE_SECRET_SIGN_KEY: randomBytes(32).toString('base64url'),
+    TESSERA_LOG_LEVEL: process.env.TESSERA_LOG_LEVEL ?? 'info',
+  },
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
+const url = `http://127.0.0.1:${port}`;
+for (let i = 0; ; i++) {
+  try { await fetch(`${url}/healthz`); break; } catch { if (i > 200) throw new Error('no start'); await new Promise((r) => setTimeout(r, 50)); }
+}
+const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+await fetch(`${url}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, body: '{"profile":"integration"}' });
+await fetch(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email: 'b@example.com', password: 'bench password' }) });
+const login = await fetch(`${url}/api/v1/auth/login`, {
+  method: 'POST',
+  headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json', 'x-auth-mode': MODE },
+  body: JSON.stringify({ email: 'b@example.com', password: 'bench password' }),
+});
+const headers: Record<string, string> = MODE === 'token'
+  ? { authorization: `Bearer ${((await login.json()) as { userSessionToken: string }).userSessionToken}` }
+  : { cookie: (login.headers.get('set-cookie') ?? '').split(';')[0] as string };
+const opts = JSON.stringify({ url: `${url}/api/v1/session`, connections: 50, duration: SECONDS, headers });
+const r = spawnSync(process.execPath, [join(ROOT, 'bench/load.ts'), opts], { encoding: 'utf8' });
+console.log(r.stdout.trim());
+await new Promise<void>((resolve) => { child.once('exit', () => resolve()); child.kill('SIGTERM'); });
+if (STORE === 'redis') spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink`]);
+
+interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
+const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+if (!file) throw new Error('no profile written');
+const prof = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: Node[]; samples: number[] };
+const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+const parent = new Map<number, number>();
+for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+const total = prof.samples.length;
+const self = new Map<string, number>();
+const groups = new Map<string, number>();
+const short = (u: string) => u.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/src\//, 'src/');
+const groupOf = (u: string) => {
+  if (!u) return '(native/gc/idle)';
+  if (u.includes('node_modules/')) return u.replace(/^.*node_modules\/((@[^/]+\/)?[^/]+).*$/, '$1');
+  if (u.includes('/src/')) return u.replace(/^.*\/src\/([^/]+).*$/, 'src/$1');
+  return u.startsWith('node:') ? 'node core' : u;
+};
+for (const id of prof.samples) {
+  const n = byId.get(id)!;
+  const key = `${n.callFrame.functionName || '(anonymous)'} ${short(n.callFrame.url)}:${n.callFrame.lineNumber + 1}`;
+  self.set(key, (self.get(key) ?? 0) + 1);
+  const g = groupOf(n.callFrame.url) + (n.callFrame.functionName.startsWith('(') ? ` ${n.callFrame.functionName}` : '');
+  groups.set(g, (groups.get(g) ?? 0) + 1);
+}
+console.log(`\n${STORE} ${MODE}: ${total} samples. Self time by module:`);
+for (const [g, c] of [...groups].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log(`  ${((100 * c) / total).toFixed(1).padStart(5)} %  ${g}`);
+console.log('Top functions (self):');
+for (const [k, c] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${((100 * c) / total).toFixed(1).padStart(5)} %  ${k}`);
+// Inclusive time: a sample counts for every distinct function on its stack.
+const inclusive = new Map<string, number>();
+for (const id of prof.samples) {
+  const seen = new Set<string>();
+  for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+    const n = byId.get(cur)!;
+    const u = n.callFrame.url;
+    if (!u.includes('/src/') && !/pino|fastify\/lib|prom-client|fast-json-stringify|ajv|jose/.test(u)) continue;
+    const key = `${n.callFrame.functionName || '(anonymous)'} ${short(u)}:${n.callFrame.lineNumber + 1}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    inclusive.set(key, (inclusive.get(key) ?? 0) + 1);
+  }
+}
+console.log('Top functions (inclusive, src/ and selected libraries):');
+for (const [k, c] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.PROFILE_TOP ?? 40))) console.log(`  ${((100 * c) / total).toFixed(1).padStart(5)} %  ${k}`);
+rmSync(dir, { recursive: true, force: true });
