@@ -13,6 +13,7 @@ import { SESSION_STATUSES, type SessionStatus } from './domain/session.ts';
 import { loadOrCreateSecret } from './config/secrets-on-disk.ts';
 import { sessionJson } from './http/session-json.ts';
 import { KeyRing } from './tokens/key-ring.ts';
+import { WrongServerSecret } from './tokens/sealing.ts';
 import { startServer } from './server.ts';
 import { LOGIN_USAGE, loginCommand } from './client/cli-login.ts';
 import { openStore } from './store/open.ts';
@@ -69,12 +70,25 @@ async function main(argv: string[]): Promise<number> {
 
 async function start(): Promise<number> {
   const config = loadConfig();
+  if (config.store.kind !== 'sqlite' && config.adminToken === null) {
+    // On SQLite a credential is generated into the data folder; a shared store has no such place
+    // that every server sees, and without one nobody could create the first tenant.
+    throw new ConfigError(
+      'TESSERA_ADMIN_TOKEN',
+      'is required with a Redis store (the bootstrap admin credential, the same on every server; e.g. openssl rand -base64 32)',
+    );
+  }
   const server = await startServer(config);
   let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
+  const shutdown = (reason: string) => {
     signals += 1;
     if (signals > 1) process.exit(130);
-    server.app.log.info({ signal: sig }, 'shutting down: finishing in-flight requests');
+    server.app.log.info({ reason }, 'shutting down: readiness 503, finishing in-flight requests');
+    // However long the steps take, the process ends within this bound.
+    setTimeout(() => {
+      server.app.log.error('shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, config.shutdownDelayMs + config.shutdownTimeoutMs + 5000);
     server.stop().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -83,11 +97,32 @@ async function start(): Promise<number> {
       },
     );
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  watchLauncher(() => shutdown('launcher gone'));
   return new Promise<number>(() => {
     /* runs until a signal */
   });
+}
+
+/**
+ * Started through npm (`npm start`, `npx tessera start`), Tessera runs under a shell that npm
+ * spawned. npm passes SIGTERM to that shell, which dies without passing it on, and Tessera would
+ * be re-parented and keep serving. So when the launcher goes away (the parent changes), Tessera
+ * shuts down as if it had received SIGTERM. (`npm start` also `exec`s, so there the signal
+ * arrives directly.) Started any other way — systemd, a container's PID 1, nohup — nothing is
+ * watched.
+ */
+function watchLauncher(onGone: () => void): void {
+  if (process.env.npm_lifecycle_event === undefined && process.env.npm_command === undefined) return;
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) {
+      clearInterval(timer);
+      onGone();
+    }
+  }, 200);
+  timer.unref();
 }
 
 async function withStore<T>(fn: (config: Config, store: Awaited<ReturnType<typeof openStore>>) => Promise<T>): Promise<T> {
@@ -214,6 +249,9 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof ConfigError) {
       process.stderr.write(`tessera: configuration error: ${err.message}\n`);
+      process.exitCode = 2;
+    } else if (err instanceof WrongServerSecret) {
+      process.stderr.write(`tessera: configuration error: ${err.variable}: ${err.message}\n`);
       process.exitCode = 2;
     } else if (err instanceof UsageError || (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
       process.stderr.write(`tessera: ${err.message}\n\n${USAGE}\n`);

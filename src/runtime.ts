@@ -43,6 +43,8 @@ export interface Deps {
   monitor: Monitoring;
   /** Where tenants' URLs may lead Tessera: checked at registration and on every connection. */
   outbound: OutboundPolicy;
+  /** Set when a shutdown begins: readiness answers 503 from then on (src/server.ts). */
+  lifecycle: { draining: boolean };
 }
 
 export interface RuntimeOptions {
@@ -88,5 +90,6 @@ export async function createRuntime(
       devAllowHttpLoopback: config.devAllowHttpLoopback,
       ...(opts.lookup ? { lookup: opts.lookup } : {}),
     }),
+    lifecycle: { draining: false },
   };
 }

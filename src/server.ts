@@ -134,18 +134,30 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     url: address,
     stop() {
       stopping ??= (async () => {
-        // Stop accepting; in-flight requests finish. A keep-alive connection that turns idle
-        // only after close() began would hold the server open, so idle ones are closed as they
-        // appear, and after a deadline everything is.
+        // 1. Readiness turns 503 while requests are still served, so that load balancers stop
+        //    sending new ones here (TESSERA_SHUTDOWN_DELAY_MS; 0 skips the wait).
+        deps.lifecycle.draining = true;
+        if (config.shutdownDelayMs > 0) {
+          log.info({ delayMs: config.shutdownDelayMs }, 'draining: /readyz answers 503, requests still served');
+          await new Promise((r) => setTimeout(r, config.shutdownDelayMs));
+        }
+        // 2. Stop accepting; in-flight requests finish (a request arriving on a kept-alive
+        //    connection now is answered 503 with "Connection: close"). A keep-alive connection
+        //    that turns idle only after close() began would hold the server open, so idle ones
+        //    are closed as they appear, and after TESSERA_SHUTDOWN_TIMEOUT_MS everything is.
         const closing = app.close();
         const idle = setInterval(() => app.server.closeIdleConnections(), 50);
-        const deadline = setTimeout(() => app.server.closeAllConnections(), 10_000);
+        const deadline = setTimeout(() => {
+          log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown: requests still running at the deadline; closing their connections');
+          app.server.closeAllConnections();
+        }, config.shutdownTimeoutMs);
         try {
           await closing;
         } finally {
           clearInterval(idle);
           clearTimeout(deadline);
         }
+        // 3. Background work and the store.
         await sweeper.stop();
         await deps.monitor.stop();
         await deps.sessionCache.stop();

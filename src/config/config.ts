@@ -42,6 +42,10 @@ export interface Config {
   sweepIntervalMs: number;
   /** Largest accepted request body, bytes. */
   bodyLimit: number;
+  /** On SIGTERM: how long /readyz answers 503 while requests are still served, before the listener closes. */
+  shutdownDelayMs: number;
+  /** On SIGTERM: how long in-flight requests may take after the listener closed; then connections are cut. */
+  shutdownTimeoutMs: number;
   /** Serves the demo bank and fintech pages (issue: consent redirects). */
   demo: boolean;
   /** Audit log, locations, anomaly thresholds (src/config/monitoring.ts). */
@@ -62,7 +66,62 @@ type Env = Record<string, string | undefined>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/**
+ * TESSERA_* names that are not server configuration: the `tessera login` client's server, and
+ * what the test suite reads (CI exports them for the whole run).
+ */
+const NOT_SERVER_SETTINGS = new Set(['TESSERA_URL', 'TESSERA_CHROMIUM', 'TESSERA_REQUIRE_REDIS', 'TESSERA_REQUIRE_BROWSER']);
+const NOT_SERVER_PREFIXES = ['TESSERA_TEST_'];
+
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
+  // Every name the parser looks at is recorded, so the list of known names cannot drift from
+  // the parser: a TESSERA_* variable that was set but never looked at is a mistake (a mistyped
+  // TESSERA_REDIS_PREFIX would otherwise write under the default prefix of a shared Redis).
+  const read = new Set<string>();
+  const tracked = new Proxy(env, {
+    get(target, name) {
+      if (typeof name === 'string') read.add(name);
+      return target[name as string];
+    },
+  });
+  const config = parseConfig(tracked, cwd);
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('TESSERA_') || read.has(name) || NOT_SERVER_SETTINGS.has(name)) continue;
+    if (NOT_SERVER_PREFIXES.some((p) => name.startsWith(p))) continue;
+    const guess = closestName(name, [...read].filter((n) => n.startsWith('TESSERA_')));
+    throw new ConfigError(name, `is not a Tessera setting${guess ? `; did you mean ${guess}?` : ''} (docs: README, configuration)`);
+  }
+  return config;
+}
+
+/** The known name most like `name` (edit distance, or a shared word), or null. */
+export function closestName(name: string, known: readonly string[]): string | null {
+  const words = (n: string) => n.replace(/^TESSERA_/, '').split('_').filter((w) => w.length >= 4);
+  const mine = new Set(words(name));
+  let best: { name: string; score: number } | null = null;
+  for (const k of known) {
+    const d = editDistance(name, k);
+    const shared = words(k).filter((w) => mine.has(w)).length;
+    if (d > Math.max(2, Math.floor(name.length / 4)) && shared === 0) continue;
+    const score = d - 3 * shared;
+    if (best === null || score < best.score) best = { name: k, score };
+  }
+  return best?.name ?? null;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}
+
+function parseConfig(env: Env, cwd: string): Config {
   const port = intVar(env, 'TESSERA_PORT', 8080, 0, 65535);
   const host = env.TESSERA_HOST?.trim() || '127.0.0.1';
   const store = parseStore(env.TESSERA_STORE?.trim() || 'sqlite:./data/tessera.db', cwd);
@@ -126,6 +185,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     logLevel,
     sweepIntervalMs: intVar(env, 'TESSERA_SWEEP_INTERVAL_MS', 5000, 100, 3_600_000),
     bodyLimit: intVar(env, 'TESSERA_BODY_LIMIT', 64 * 1024, 1024, 10 * 1024 * 1024),
+    shutdownDelayMs: intVar(env, 'TESSERA_SHUTDOWN_DELAY_MS', 0, 0, 600_000),
+    shutdownTimeoutMs: intVar(env, 'TESSERA_SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     demo: boolVar(env, 'TESSERA_DEMO'),
     monitoring: loadMonitoringConfig(env, cwd),
     demoBankUrl: originVar(env, 'TESSERA_DEMO_BANK_URL', publicUrl),

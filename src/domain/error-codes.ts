@@ -97,6 +97,7 @@ export const ERROR_CODES = [
   'internal_error',
   'oidc_discovery_failed',
   'sso_provider_unavailable',
+  'shutting_down',
   'store_unavailable',
 ] as const;
 

@@ -61,6 +61,13 @@ export class TooManyRequests extends TesseraError {
 }
 
 /** The store did not answer in time or refused the connection: 503 with Retry-After. */
+/** The server is draining before it stops (readiness); another server answers. */
+export class ShuttingDown extends TesseraError {
+  constructor() {
+    super(503, 'shutting_down', 'This server is shutting down; retry (another server will answer).', {}, 1);
+  }
+}
+
 export class StoreUnavailable extends TesseraError {
   constructor(message = 'The session store is unavailable.', cause?: unknown) {
     super(503, 'store_unavailable', message, {}, 1);

@@ -5,7 +5,7 @@
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import type { SessionStore } from '../store/port.ts';
-import { deriveKey, seal, unseal } from './sealing.ts';
+import { deriveKey, seal, unseal, WrongServerSecret } from './sealing.ts';
 
 export const KEY_RING_META = 'signing-keys';
 
@@ -64,7 +64,7 @@ export class KeyRing {
       try {
         jwk = JSON.parse(unseal(this.sealKey, stored.sealedPrivateJwk)) as Record<string, unknown>;
       } catch {
-        throw new Error(
+        throw new WrongServerSecret(
           `signing key ${stored.kid} cannot be unsealed: COOKIE_SECRET_SIGN_KEY differs from the one the keys were created with`,
         );
       }

@@ -18,6 +18,14 @@ export function keyedDigest(key: KeyObject, message: string): string {
   return createHmac('sha256', key).update(message, 'utf8').digest('base64url');
 }
 
+/**
+ * Data sealed under another server secret: the configured COOKIE_SECRET_SIGN_KEY is not the one
+ * the store was set up with (a configuration mistake; the CLI exits 2 naming the variable).
+ */
+export class WrongServerSecret extends Error {
+  readonly variable = 'COOKIE_SECRET_SIGN_KEY';
+}
+
 export function seal(key: KeyObject, plaintext: string): string {
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', key, iv);

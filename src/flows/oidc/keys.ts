@@ -10,7 +10,7 @@
 
 import { createPrivateKey, generateKeyPairSync, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
 import type { SessionStore } from '../../store/port.ts';
-import { deriveKey, seal, unseal } from '../../tokens/sealing.ts';
+import { deriveKey, seal, unseal, WrongServerSecret } from '../../tokens/sealing.ts';
 
 export const OIDC_SIGNING_ALGS = ['RS256', 'ES256'] as const;
 export type OidcSigningAlg = (typeof OIDC_SIGNING_ALGS)[number];
@@ -74,7 +74,7 @@ function unsealKey(sealKey: KeyObject, k: StoredOidcKey): OidcSigningKey {
   try {
     jwk = JSON.parse(unseal(sealKey, k.sealedPrivateJwk)) as JsonWebKey;
   } catch {
-    throw new Error(`OIDC signing key ${k.kid} cannot be unsealed: COOKIE_SECRET_SIGN_KEY differs from the one it was created with`);
+    throw new WrongServerSecret(`OIDC signing key ${k.kid} cannot be unsealed: COOKIE_SECRET_SIGN_KEY differs from the one it was created with`);
   }
   return { kid: k.kid, alg: k.alg, privateJwk: { ...jwk, kid: k.kid, alg: k.alg, use: 'sig' }, privateKey: createPrivateKey({ key: jwk, format: 'jwk' }) };
 }

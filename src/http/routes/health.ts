@@ -1,7 +1,7 @@
 // GET /healthz (the process is alive) and GET /readyz (the store answers).
 
 import { Type } from 'typebox';
-import { StoreUnavailable } from '../../domain/errors.ts';
+import { ShuttingDown, StoreUnavailable } from '../../domain/errors.ts';
 import type { App, Deps } from '../deps.ts';
 import { problems } from '../schemas.ts';
 
@@ -23,7 +23,7 @@ export async function healthRoutes(app: App, deps: Deps): Promise<void> {
     {
       schema: {
         tags: ['operations'],
-        summary: 'Readiness: the store answers',
+        summary: 'Readiness: the store answers and the server is not shutting down',
         response: {
           200: Type.Object({
             status: Type.Literal('ready'),
@@ -35,6 +35,9 @@ export async function healthRoutes(app: App, deps: Deps): Promise<void> {
       },
     },
     async () => {
+      // A draining server says so first, so that load balancers stop sending it requests while
+      // it still serves them (docs/reliability.md, "Stopping").
+      if (deps.lifecycle.draining) throw new ShuttingDown();
       try {
         await deps.store.ping();
       } catch (err) {
