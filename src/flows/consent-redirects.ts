@@ -20,7 +20,7 @@ import { isValid, type Device, type Session } from '../domain/session.ts';
 import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
 import { sessionEvent, type TesseraEvent, emit, type Origin } from '../events/bus.ts';
 import type { Deps } from '../runtime.ts';
-import { announceEnded, idleSecondsOf, xsrfTokenOf } from '../sessions/app-sessions.ts';
+import { announceEnded, appSessionLimit, idleSecondsOf, xsrfTokenOf } from '../sessions/app-sessions.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
 import { findBank } from './banks.ts';
 
@@ -229,7 +229,8 @@ async function sessionAfterReturn(
     }
     let r;
     try {
-      r = await deps.store.renewAfterExpiry(predecessor.handle, successor, now);
+      // The successor is a new session of the user: the tenant's limit applies as at a login.
+      r = await deps.store.renewAfterExpiry(predecessor.handle, successor, now, appSessionLimit(tenant));
     } catch (err) {
       // The successor would sit under an ended idp session: the user must log in again.
       if (err instanceof TesseraError && err.code === 'invalid_parent') return { outcome: 'none', reason: 'parent_ended' };
@@ -244,10 +245,14 @@ async function sessionAfterReturn(
         return { outcome: 'none', reason: 'revoked' };
       case 'missing':
         return { outcome: 'none', reason: 'missing' };
+      case 'limit_reached':
+        // reject_new: the user already has the most sessions allowed; they log in again.
+        return { outcome: 'none', reason: 'session_limit_reached' };
       case 'renewed': {
         const s = r.session;
         if (r.created) {
           deps.sessionCache.remember(s);
+          announceEnded(deps, r.evicted, now, origin);
           emit(deps, sessionEvent('session.created', s, now, { mode: 'cookie', authMethod: 'renewed', renewedFrom: predecessor.handle }), origin);
         }
         if (isValid(s, now)) return { outcome: 'renewed', session: s, secret, created: r.created };

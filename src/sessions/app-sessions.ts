@@ -9,6 +9,7 @@ import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
 import type { User } from '../domain/user.ts';
 import { constantTimeEqual } from '../domain/secrets.ts';
 import type { Deps } from '../runtime.ts';
+import type { CreateLimit } from '../store/port.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
 import { deterministicJti, signSessionToken } from '../tokens/session-token.ts';
 
@@ -71,6 +72,11 @@ export interface StartAppSession {
   notAfter?: number;
 }
 
+/** The tenant's per-user limit of `app` sessions, as the store applies it (none: undefined). */
+export function appSessionLimit(tenant: Tenant): CreateLimit | undefined {
+  return tenant.sessionLimit.max === null ? undefined : { kind: 'app', max: tenant.sessionLimit.max, policy: tenant.sessionLimit.policy };
+}
+
 /**
  * Creates an `app` session under the tenant's per-user limit (atomic in the store even under
  * simultaneous logins). A brand-new handle and secret every time: nothing a client held before
@@ -95,8 +101,7 @@ export async function startAppSession(deps: Deps, input: StartAppSession, now: n
     now,
   );
   if (mode === 'cookie') issued.session.data.xsrfHash = hashSecret(xsrfTokenOf(deps, issued.session.handle));
-  const limit = tenant.sessionLimit.max === null ? undefined : { kind: 'app' as const, max: tenant.sessionLimit.max, policy: tenant.sessionLimit.policy };
-  const result = await deps.store.createSession(issued.session, now, limit);
+  const result = await deps.store.createSession(issued.session, now, appSessionLimit(tenant));
   if (!result.ok) {
     throw new Conflict(
       'session_limit_reached',

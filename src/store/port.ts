@@ -57,8 +57,13 @@ export interface ListSessionsQuery {
 export type RenewResult =
   /** The predecessor is still valid: it stays the session; nothing was created. */
   | { outcome: 'still_valid'; session: Session }
-  /** A successor exists now: created by this call (`created: true`) or by an earlier one. */
-  | { outcome: 'renewed'; session: Session; created: boolean }
+  /**
+   * A successor exists now: created by this call (`created: true`, with the sessions its limit
+   * evicted) or by an earlier one (`evicted` empty).
+   */
+  | { outcome: 'renewed'; session: Session; created: boolean; evicted: Session[] }
+  /** The limit (policy reject_new) refused the successor: the user has `active` valid sessions. */
+  | { outcome: 'limit_reached'; active: number }
   /** The predecessor was revoked (not merely expired): it must never be renewed. */
   | { outcome: 'revoked'; session: Session }
   | { outcome: 'missing' };
@@ -159,9 +164,11 @@ export interface SessionStore {
    * link it, unless a successor was already linked, in which case that one is returned. Many
    * concurrent callers with the same expired predecessor all get the same successor. The caller
    * builds `successor` (its secret derived from the predecessor, so all callers agree on it); it
-   * must belong to the predecessor's tenant and user.
+   * must belong to the predecessor's tenant and user. A new successor counts against `limit`
+   * exactly as a login does (createSession), in the same atomic step: reject_new refuses it,
+   * evict_oldest ends the oldest valid sessions of the kind.
    */
-  renewAfterExpiry(predecessorHandle: string, successor: Session, now: number): Promise<RenewResult>;
+  renewAfterExpiry(predecessorHandle: string, successor: Session, now: number, limit?: CreateLimit): Promise<RenewResult>;
 
   /** Stores the first refresh token of a session (at login). */
   addRefreshToken(token: RefreshToken): Promise<void>;

@@ -324,3 +324,41 @@ describe.each(storeChoices())('cookie sessions and consent returns (%s)', (choic
     expect((await appSessionsOf(s, tenantId, userId)).map((x) => x.status)).toEqual(['revoked']);
   });
 });
+
+describe.each(storeChoices())('session limits and renewals (%s)', (choice: StoreChoice) => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startTestServer({ store: choice, env: { TESSERA_DEMO: '1' } });
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  it('item 10: a consent return renewal goes through the same limit as a login (max 1, reject_new)', async () => {
+    const tenantId = uniqueTenant();
+    const email = 'limited@example.com';
+    const userId = await provision(s.app, tenantId, email, PASSWORD, {
+      profile: 'integration',
+      lifetimes: { appIdle: 60 },
+      sessionLimit: { max: 1, policy: 'reject_new' },
+    });
+    const first = await cookieLogin(s, tenantId, email);
+    const pending = await startConsent(s, first);
+    // A second login while the first is valid is refused.
+    const refused = await s.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      headers: { 'x-tenant-id': tenantId, 'x-auth-mode': 'cookie', origin: PUBLIC },
+      payload: { email, password: PASSWORD },
+    });
+    expect(refused.statusCode).toBe(409);
+    s.clock.advance(61_000); // the first idles out; a new login is the one active session
+    await cookieLogin(s, tenantId, email);
+    const back = await bankReturn(s, first, pending);
+    expect(back.statusCode, back.body).toBe(303);
+    expect(cookieOf(back, '__Host-sid')).toBeNull();
+    const active = (await appSessionsOf(s, tenantId, userId)).filter((x) => x.status === 'active');
+    expect(active).toHaveLength(1);
+    expect(active[0]!.authMethod).toBe('password');
+  });
+});

@@ -772,7 +772,7 @@ export function describeStoreConformance(
         expect((await stored(p.handle)).status).toBe('expired');
         const succ = successorOf(p, T0);
         const r = outcome(await store.renewAfterExpiry(p.handle, succ, T0), 'renewed');
-        expect(r).toStrictEqual({ outcome: 'renewed', session: succ, created: true });
+        expect(r).toStrictEqual({ outcome: 'renewed', session: succ, created: true, evicted: [] });
       });
 
       it('never renews a revoked predecessor', async () => {
@@ -782,6 +782,22 @@ export function describeStoreConformance(
         const succ = successorOf(p, T0 + 16 * MINUTE);
         expect(await store.renewAfterExpiry(p.handle, succ, T0 + 16 * MINUTE)).toStrictEqual({ outcome: 'revoked', session: revoked });
         expect(await store.getSessionByHandle(succ.handle)).toBeNull();
+      });
+
+      it('item 10: a new successor counts against the limit like a login (reject_new refuses, evict_oldest evicts)', async () => {
+        const ids = fresh();
+        const p = await make(ids, 'app'); // idle-expired at T0 + 16 min
+        const now = T0 + 16 * MINUTE;
+        const other = await make(ids, 'app', { at: now - MINUTE });
+        const refused = await store.renewAfterExpiry(p.handle, successorOf(p, now), now, { kind: 'app', max: 1, policy: 'reject_new' });
+        expect(refused).toStrictEqual({ outcome: 'limit_reached', active: 1 });
+        expect((await stored(p.handle)).successorHandle).toBeNull();
+        const succ = successorOf(p, now);
+        const r = outcome(await store.renewAfterExpiry(p.handle, succ, now, { kind: 'app', max: 1, policy: 'evict_oldest' }), 'renewed');
+        expect(r.created).toBe(true);
+        expect(handles(r.evicted)).toStrictEqual([other.handle]);
+        expect(await stored(other.handle)).toMatchObject({ status: 'revoked', revokeReason: 'limit_evicted' });
+        expect(isValid(await stored(succ.handle), now)).toBe(true);
       });
 
       it('answers missing for an unknown predecessor', async () => {

@@ -339,7 +339,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
     });
   }
 
-  async renewAfterExpiry(predecessorHandle: string, successor: Session, now: number): Promise<RenewResult> {
+  async renewAfterExpiry(predecessorHandle: string, successor: Session, now: number, limit?: CreateLimit): Promise<RenewResult> {
     return this.#guard(async () => {
       const tag = tagOfHandle(predecessorHandle);
       if (tag === null) return { outcome: 'missing' };
@@ -349,12 +349,21 @@ export class RedisSessionStore implements SessionStore, Coordination {
       if (successor.parentHandle !== null && tagOfHandle(successor.parentHandle) !== tag) throw parentInvalid();
       const ttl = this.#ttl(successor.absoluteExpiresAt, now);
       const pre = await this.#indexBeforeWrite(successor, tag, ttl);
-      const reply = (await this.#run(RENEW, tag, now, [predecessorHandle, String(ttl), ...sessionToFields(successor)])) as unknown[];
+      const reply = (await this.#run(RENEW, tag, now, [
+        predecessorHandle,
+        String(ttl),
+        limit?.kind ?? '',
+        limit ? String(limit.max) : '0',
+        limit?.policy ?? '',
+        ...sessionToFields(successor),
+      ])) as unknown[];
       const outcome = reply[0];
       const result = ((): RenewResult => {
         switch (outcome) {
           case 'renewed':
-            return { outcome: 'renewed', session: mustSession(reply[1]), created: Number(reply[2]) === 1 };
+            return { outcome: 'renewed', session: mustSession(reply[1]), created: Number(reply[2]) === 1, evicted: sessionsFromReply(reply[3]) };
+          case 'limit':
+            return { outcome: 'limit_reached', active: Number(reply[1]) };
           case 'still_valid':
             return { outcome: 'still_valid', session: mustSession(reply[1]) };
           case 'revoked':
@@ -378,6 +387,7 @@ export class RedisSessionStore implements SessionStore, Coordination {
       if (!(result.outcome === 'renewed' && result.session.handle === successor.handle)) {
         await this.#undoIndex(successor, { ...pre, route: false });
       }
+      if (result.outcome === 'renewed') await this.#forgetExpiries(result.evicted);
       return result;
     });
   }

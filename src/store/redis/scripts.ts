@@ -126,6 +126,42 @@ local function writeSession(handle, f, list, ttl)
   end
   redis.call('SET', base .. 'sh:' .. f['secretHash'], handle, 'PX', ttl)
 end
+
+-- The per-user limit for a new session f (kind '' = none): returns the count of valid sessions
+-- when policy reject_new refuses it, else nil after evicting the oldest (records appended to
+-- evicted). Counting, evicting and the caller's write are one step.
+local function applyLimit(f, kind, maxText, policy, evicted)
+  if kind == '' or not f['userId'] then return nil end
+  local max = tonumber(maxText)
+  local active = {}
+  for _, h in ipairs(redis.call('ZRANGE', uskey, 0, -1)) do
+    local hk = skey(h)
+    local k2 = redis.call('HGET', hk, 'kind')
+    if not k2 then
+      -- The record outlived its retention and Redis dropped it: forget the handle too.
+      redis.call('ZREM', uskey, h)
+    elseif k2 == kind and isValid(hk) then
+      active[#active + 1] = h
+    end
+  end
+  if #active + 1 <= max then return nil end
+  if policy == 'reject_new' then return #active end
+  -- Oldest first (the zset is ordered by createdAt, then handle). Recount after each eviction:
+  -- an evicted subtree may hold other sessions of the same kind.
+  local function stillValid()
+    local n = 0
+    for _, h in ipairs(active) do
+      if isValid(skey(h)) then n = n + 1 end
+    end
+    return n
+  end
+  local i = 1
+  while i <= #active and stillValid() + 1 > max do
+    if isValid(skey(active[i])) then revokeTree(active[i], 'limit_evicted', 'parent_revoked', evicted, nil) end
+    i = i + 1
+  end
+  return nil
+end
 `;
 
 function script(name: string, body: string): LuaScript {
@@ -153,38 +189,8 @@ local f, list = readFields(9)
 if redis.call('EXISTS', base .. 'sh:' .. f['secretHash']) == 1 then return { 'secret_exists' } end
 if not parentOk(f) then return { 'parent_invalid' } end
 local evicted = {}
-if ARGV[6] ~= '' and f['userId'] then
-  local kind = ARGV[6]
-  local max = tonumber(ARGV[7])
-  local active = {}
-  for _, h in ipairs(redis.call('ZRANGE', uskey, 0, -1)) do
-    local hk = skey(h)
-    local k2 = redis.call('HGET', hk, 'kind')
-    if not k2 then
-      -- The record outlived its retention and Redis dropped it: forget the handle too.
-      redis.call('ZREM', uskey, h)
-    elseif k2 == kind and isValid(hk) then
-      active[#active + 1] = h
-    end
-  end
-  if #active + 1 > max then
-    if ARGV[8] == 'reject_new' then return { 'limit', #active } end
-    -- Oldest first (the zset is ordered by createdAt, then handle). Recount after each eviction:
-    -- an evicted subtree may hold other sessions of the same kind.
-    local function stillValid()
-      local n = 0
-      for _, h in ipairs(active) do
-        if isValid(skey(h)) then n = n + 1 end
-      end
-      return n
-    end
-    local i = 1
-    while i <= #active and stillValid() + 1 > max do
-      if isValid(skey(active[i])) then revokeTree(active[i], 'limit_evicted', 'parent_revoked', evicted, nil) end
-      i = i + 1
-    end
-  end
-end
+local refused = applyLimit(f, ARGV[6], ARGV[7], ARGV[8], evicted)
+if refused then return { 'limit', refused } end
 writeSession(handle, f, list, ttl)
 return finish({ 'ok', redis.call('HGETALL', skey(handle)), evicted })
 `,
@@ -195,9 +201,12 @@ return finish({ 'ok', redis.call('HGETALL', skey(handle)), evicted })
  * expired at the bank each creating a new session for the user. The first call links its
  * successor to the predecessor; every later or concurrent call finds the link and gets that
  * same successor.
- * ARGV[4] predecessor handle, ARGV[5] TTL ms, ARGV[6..] successor fields.
- * Reply: {'renewed', record, 1|0} | {'still_valid', record} | {'revoked', record} | {'missing'}
- *        | {'exists'} | {'secret_exists'} | {'parent_invalid'} | {'mismatch'}
+ * The successor counts against the user's limit like a login (applyLimit, same step).
+ * ARGV[4] predecessor handle, ARGV[5] TTL ms, ARGV[6] limit kind ('' = none), ARGV[7] max,
+ * ARGV[8] policy, ARGV[9..] successor fields.
+ * Reply: {'renewed', record, 1|0, {evicted records}} | {'still_valid', record} | {'revoked', record}
+ *        | {'missing'} | {'limit', activeCount} | {'exists'} | {'secret_exists'} | {'parent_invalid'}
+ *        | {'mismatch'}
  */
 export const RENEW = script(
   'renew',
@@ -208,21 +217,24 @@ if redis.call('EXISTS', pk) == 0 then return { 'missing' } end
 local linked = redis.call('HGET', pk, 'successorHandle')
 if linked then
   local rec = redis.call('HGETALL', skey(linked))
-  if #rec > 0 then return { 'renewed', rec, 0 } end
+  if #rec > 0 then return { 'renewed', rec, 0, {} } end
   return { 'missing' }
 end
 if redis.call('HGET', pk, 'status') == 'revoked' then return { 'revoked', redis.call('HGETALL', pk) } end
 if isValid(pk) then return { 'still_valid', redis.call('HGETALL', pk) } end
-local f, list = readFields(6)
+local f, list = readFields(9)
 local owner = redis.call('HMGET', pk, 'tenantId', 'userId')
 if owner[1] ~= f['tenantId'] or owner[2] ~= f['userId'] then return { 'mismatch' } end
 local handle = f['handle']
 if redis.call('EXISTS', skey(handle)) == 1 then return { 'exists' } end
 if redis.call('EXISTS', base .. 'sh:' .. f['secretHash']) == 1 then return { 'secret_exists' } end
 if not parentOk(f) then return { 'parent_invalid' } end
+local evicted = {}
+local refused = applyLimit(f, ARGV[6], ARGV[7], ARGV[8], evicted)
+if refused then return { 'limit', refused } end
 writeSession(handle, f, list, ttl)
 redis.call('HSET', pk, 'successorHandle', handle)
-return { 'renewed', redis.call('HGETALL', skey(handle)), 1 }
+return finish({ 'renewed', redis.call('HGETALL', skey(handle)), 1, evicted })
 `,
 );
 

@@ -141,24 +141,31 @@ export class SqliteSessionStore implements SessionStore, Coordination {
     // lock the count, the evictions and the insert are one step.
     return this.write((): CreateSessionResult => {
       if (session.parentHandle !== null) this.assertValidParent(session, now);
-      const evicted: Session[] = [];
-      if (limit !== undefined && session.userId !== null) {
-        const active = this.all<SessionRow>(this.stmt.validOfUserAndKind, {
-          tenant_id: session.tenantId,
-          user_id: session.userId,
-          kind: limit.kind,
-          now,
-        }).map(sessionFromRow);
-        if (limit.policy === 'reject_new') {
-          if (active.length + 1 > limit.max) return { ok: false, reason: 'limit_reached', active: active.length };
-        } else {
-          for (const victim of sessionsToEvict(active, limit.max)) {
-            evicted.push(...this.revokeSubtree(victim.handle, 'limit_evicted', now));
-          }
+      const limited = this.applyLimit(session, now, limit);
+      if (!limited.ok) return { ok: false, reason: 'limit_reached', active: limited.active };
+      return { ok: true, session: this.insertSession(session), evicted: limited.evicted };
+    });
+  }
+
+  /** The per-user limit for a new session, inside the caller's write: refuse, or evict the oldest. */
+  private applyLimit(session: Session, now: number, limit?: CreateLimit): { ok: true; evicted: Session[] } | { ok: false; active: number } {
+    const evicted: Session[] = [];
+    if (limit !== undefined && session.userId !== null) {
+      const active = this.all<SessionRow>(this.stmt.validOfUserAndKind, {
+        tenant_id: session.tenantId,
+        user_id: session.userId,
+        kind: limit.kind,
+        now,
+      }).map(sessionFromRow);
+      if (limit.policy === 'reject_new') {
+        if (active.length + 1 > limit.max) return { ok: false, active: active.length };
+      } else {
+        for (const victim of sessionsToEvict(active, limit.max)) {
+          evicted.push(...this.revokeSubtree(victim.handle, 'limit_evicted', now));
         }
       }
-      return { ok: true, session: this.insertSession(session), evicted };
-    });
+    }
+    return { ok: true, evicted };
   }
 
   getSessionByHandle(handle: string): Promise<Session | null> {
@@ -305,7 +312,7 @@ export class SqliteSessionStore implements SessionStore, Coordination {
     });
   }
 
-  renewAfterExpiry(predecessorHandle: string, successor: Session, now: number): Promise<RenewResult> {
+  renewAfterExpiry(predecessorHandle: string, successor: Session, now: number, limit?: CreateLimit): Promise<RenewResult> {
     // Closes the race of several redirects returning after their starting session expired: each
     // would create its own new session. Under the write lock the first links its successor to
     // the predecessor; every later caller finds the link and gets that same successor.
@@ -316,13 +323,16 @@ export class SqliteSessionStore implements SessionStore, Coordination {
       if (predecessor.successorHandle !== null) {
         const existing = this.sessionByHandle(predecessor.successorHandle);
         if (existing === null) throw new Error(`successor ${predecessor.successorHandle} of ${predecessorHandle} is missing`);
-        return { outcome: 'renewed', session: existing, created: false };
+        return { outcome: 'renewed', session: existing, created: false, evicted: [] };
       }
       if (isValid(predecessor, now)) return { outcome: 'still_valid', session: predecessor };
       if (successor.parentHandle !== null) this.assertValidParent(successor, now);
+      // The successor is a new session of the user: the same limit as a login, in this write.
+      const limited = this.applyLimit(successor, now, limit);
+      if (!limited.ok) return { outcome: 'limit_reached', active: limited.active };
       const stored = this.insertSession(successor);
       this.stmt.linkSuccessor.run({ handle: predecessorHandle, successor_handle: stored.handle });
-      return { outcome: 'renewed', session: stored, created: true };
+      return { outcome: 'renewed', session: stored, created: true, evicted: limited.evicted };
     });
   }
 
