@@ -20,6 +20,7 @@ if (peer === 'hello') {
   app.post('/login', async () => ({ ok: true }));
 } else if (peer === 'redis-get') {
   const client = createClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
+  client.on('error', () => {}); // reconnects by itself; a dropped proxy connection is not fatal
   await client.connect();
   app.addHook('onClose', async () => void (await client.quit()));
   app.post('/login', async (_req, reply) => {

@@ -10,6 +10,7 @@ import { createClient } from 'redis';
 const port = Number(process.env.PORT ?? 0);
 const prefix = process.env.PREFIX ?? 'bench-peer:';
 const client = createClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
+client.on('error', () => {}); // reconnects by itself; a dropped proxy connection is not fatal
 await client.connect();
 
 const app = Fastify({ logger: false });

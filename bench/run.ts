@@ -138,7 +138,7 @@ interface Tessera {
 
 const COOKIE_KEY = randomBytes(32).toString('base64url');
 
-async function startTessera(store: string, opts: { prefix?: string; core?: number } = {}): Promise<Tessera> {
+async function startTessera(store: string, opts: { prefix?: string; core?: number; publicUrl?: string } = {}): Promise<Tessera> {
   const port = await freePort();
   const admin = randomBytes(24).toString('hex');
   const prefix = opts.prefix ?? `bench-tessera-${run}-${randomBytes(3).toString('hex')}:`;
@@ -155,6 +155,8 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
         TESSERA_ADMIN_TOKEN: admin,
         COOKIE_SECRET_SIGN_KEY: COOKIE_KEY,
         TESSERA_LOG_LEVEL: 'info',
+        // Processes that share a store must agree on the issuer of their tokens.
+        ...(opts.publicUrl ? { TESSERA_PUBLIC_URL: opts.publicUrl } : {}),
       },
       stdio: ['ignore', 'ignore', 'inherit'],
     }),
@@ -328,7 +330,11 @@ try {
 
   if (ONLY.has('rotation')) {
     const chains = await Promise.all(Array.from({ length: 50 }, (_, i) => tr.login('token', `rot${i}@example.com`)));
+    const pid = serverPids.get(tr.url);
+    const [cpu0, cmds0] = [cpuSeconds(pid), redisCommands()];
     const f = runLoad('bench/load-refresh.ts', { url: `${tr.url}/api/v1/auth/token/refresh`, seconds: SECONDS, tokens: chains.map((c) => c.refreshToken) });
+    f.cpuUsPerRequest = ((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, f.requests);
+    f.redisPerRequest = (redisCommands() - cmds0 - 1) / Math.max(1, f.requests);
     const rows = new Map([['tessera refresh rotation (redis)', { f, all: [Math.round(f.rps)] }]]);
     if (!helloFigures) helloFigures = measure([['fastify hello world', hello.url, hello.headers]]).get('fastify hello world')!.f;
     table('Refresh-token rotation (POST /api/v1/auth/token/refresh), 50 chains', rows, helloFigures);
@@ -359,7 +365,8 @@ try {
       const batch = keys;
       const sizes = await Promise.all(batch.map((k) => redis.memoryUsage(k, { SAMPLES: 0 })));
       batch.forEach((k, i) => {
-        const g = k.slice(t.prefix.length).replace(/\{[^}]*\}/g, '{…}').replace(/[A-Za-z0-9_-]{16,}/g, '…');
+        // `{tag}:s:<handle>` → `{…}:s:…`: one row per kind of key.
+        const g = k.slice(t.prefix.length).replace(/\{[^}]*\}/g, '{…}').replace(/:[^:{}]{12,}$/, ':…').replace(/^(\w+):[^:{}]+:/, '$1:…:');
         const e = groups.get(g) ?? { keys: 0, bytes: 0 };
         e.keys++;
         e.bytes += Number(sizes[i] ?? 0);
@@ -395,8 +402,8 @@ try {
 
   if (ONLY.has('revocation')) {
     const prefix = `bench-rev-${run}:`;
-    const a = await startTessera(REDIS_URL, { prefix, core: 0 });
-    const b = await startTessera(REDIS_URL, { prefix, core: 0 });
+    const a = await startTessera(REDIS_URL, { prefix, core: 0, publicUrl: 'http://localhost:8080' });
+    const b = await startTessera(REDIS_URL, { prefix, core: 0, publicUrl: 'http://localhost:8080' });
     const busy = await b.login('token', 'busy@example.com');
     // Full-speed checks on B for the whole measurement, from the load core.
     const trials = QUICK ? 20 : 100;
@@ -408,7 +415,8 @@ try {
     let served = 0;
     for (const v of victims) {
       const hdr = { authorization: `Bearer ${v.token}` };
-      if ((await fetch(`${b.url}/api/v1/session`, { headers: hdr })).status !== 200) throw new Error('victim not valid on B');
+      const first = await fetch(`${b.url}/api/v1/session`, { headers: hdr });
+      if (first.status !== 200) throw new Error(`victim not valid on B: ${first.status} ${await first.text()}`);
       const t0 = performance.now();
       const out = fetch(`${a.url}/api/v1/auth/logout`, { method: 'POST', headers: hdr });
       for (;;) {
