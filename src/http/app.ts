@@ -145,7 +145,7 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
         description: 'Session server: cookies, rotating refresh tokens, SSO, limits, audit, revocation.',
       },
       components: {
-        securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, basic: { type: 'http', scheme: 'basic' } },
       },
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
