@@ -49,7 +49,7 @@ import {
   userParams,
 } from './rows.ts';
 import type { RefreshTokenRow, SessionRow, UserRow } from './rows.ts';
-import { inWriteTransaction, settle } from './transactions.ts';
+import { inWriteTransaction, markWritable, settle, unwritable } from './transactions.ts';
 
 /** How long a writer waits for another connection's write lock before giving up (503). */
 export const BUSY_TIMEOUT_MS = 5_000;
@@ -549,9 +549,18 @@ export class SqliteSessionStore implements SessionStore, Coordination {
     });
   }
 
+  /**
+   * Readiness. After a write failed for want of a writable file (disk full, read-only, I/O
+   * error), reads alone would still succeed, so until a write works again this one writes.
+   */
   ping(): Promise<void> {
     return this.run(() => {
-      this.db.prepare('SELECT 1').get();
+      if (unwritable(this.db) === null) {
+        this.db.prepare('SELECT 1').get();
+        return;
+      }
+      this.stmt.putMeta.run({ key: 'readiness-probe', value: JSON.stringify(Date.now()) });
+      markWritable(this.db);
     });
   }
 
