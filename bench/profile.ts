@@ -1,7 +1,8 @@
 // npm run bench:profile — where the session check spends its time. Starts Tessera under
 // `--cpu-prof`, drives GET /api/v1/session for BENCH_SECONDS, stops it (SIGTERM: the profile is
 // written on exit) and prints the functions with the most self time and the share of time per
-// module group. Environment: PROFILE_STORE (sqlite | redis), PROFILE_MODE (token | cookie).
+// module group. Environment: PROFILE_STORE (sqlite | redis), PROFILE_MODE (token | cookie | refresh: rotation
+// chains instead of the check).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -42,14 +43,27 @@ await fetch(`${url}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, bo
 await fetch(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email: 'b@example.com', password: 'bench password' }) });
 const login = await fetch(`${url}/api/v1/auth/login`, {
   method: 'POST',
-  headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json', 'x-auth-mode': MODE },
+  headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json', 'x-auth-mode': MODE === 'cookie' ? 'cookie' : 'token' },
   body: JSON.stringify({ email: 'b@example.com', password: 'bench password' }),
 });
-const headers: Record<string, string> = MODE === 'token'
+const headers: Record<string, string> = MODE !== 'cookie'
   ? { authorization: `Bearer ${((await login.json()) as { userSessionToken: string }).userSessionToken}` }
   : { cookie: (login.headers.get('set-cookie') ?? '').split(';')[0] as string };
-const opts = JSON.stringify({ url: `${url}/api/v1/session`, connections: 50, duration: SECONDS, headers });
-const r = spawnSync(process.execPath, [join(ROOT, 'bench/load.ts'), opts], { encoding: 'utf8' });
+let r;
+if (MODE === 'refresh') {
+  // 50 rotation chains, each its own user's session.
+  const tokens: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    const email = `r${i}@example.com`;
+    await fetch(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email, password: 'bench password' }) });
+    const res = await fetch(`${url}/api/v1/auth/login`, { method: 'POST', headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json' }, body: JSON.stringify({ email, password: 'bench password' }) });
+    tokens.push(((await res.json()) as { refreshToken: string }).refreshToken);
+  }
+  r = spawnSync(process.execPath, [join(ROOT, 'bench/load-refresh.ts'), JSON.stringify({ url: `${url}/api/v1/auth/token/refresh`, seconds: SECONDS, tokens })], { encoding: 'utf8' });
+} else {
+  const opts = JSON.stringify({ url: `${url}/api/v1/session`, connections: 50, duration: SECONDS, headers });
+  r = spawnSync(process.execPath, [join(ROOT, 'bench/load.ts'), opts], { encoding: 'utf8' });
+}
 console.log(r.stdout.trim());
 await new Promise<void>((resolve) => { child.once('exit', () => resolve()); child.kill('SIGTERM'); });
 if (STORE === 'redis') spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink`]);
