@@ -20,6 +20,8 @@ export interface MonitoringConfig {
   geoipDbPath: string | null;
   /** How long audit records are kept; 0 keeps them forever. */
   auditRetentionDays: number;
+  /** At most this many audit records per tenant are kept (the newest); 0: no count bound. */
+  auditRetentionRecords: number;
   /** Events waiting for the store beyond this many are dropped (and counted, and logged). */
   auditQueueMax: number;
   thresholds: Thresholds;
@@ -57,6 +59,7 @@ export function loadMonitoringConfig(env: Env, cwd: string): MonitoringConfig {
     },
     geoipDbPath,
     auditRetentionDays: int('TESSERA_AUDIT_RETENTION_DAYS', 90, 0, 36_500),
+    auditRetentionRecords: int('TESSERA_AUDIT_RETENTION_RECORDS', 0, 0, 1_000_000_000),
     auditQueueMax: int('TESSERA_AUDIT_QUEUE_MAX', 10_000, 100, 10_000_000),
     thresholds: {
       ...d,

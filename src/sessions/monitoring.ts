@@ -243,10 +243,12 @@ export async function startMonitoring(deps: MonitoringDeps, opts: MonitoringOpti
   );
 
   const retentionMs = settings.auditRetentionDays * 24 * 3_600_000;
+  const keepNewest = settings.auditRetentionRecords > 0 ? settings.auditRetentionRecords : undefined;
   const pruneTimer =
-    retentionMs > 0
+    retentionMs > 0 || keepNewest !== undefined
       ? setInterval(() => {
-          store.audit.prune(clock.now() - retentionMs, 10_000).catch((err: unknown) => {
+          // Age 0 means "keep whatever the count bound keeps": nothing is older than time 0.
+          store.audit.prune(retentionMs > 0 ? clock.now() - retentionMs : 0, 10_000, keepNewest).catch((err: unknown) => {
             log.warn({ err: err instanceof Error ? err.message : String(err) }, 'audit retention pruning failed');
           });
         }, PRUNE_EVERY_MS)

@@ -147,10 +147,12 @@ export interface AuditStore {
   /** Tenants that have an audit log. */
   tenants(): Promise<string[]>;
   /**
-   * Retention: removes each tenant's records older than `before` (by record time, oldest
-   * first, at most `max` per tenant per call) and moves the anchor. Resolves to how many went.
+   * Retention: removes each tenant's oldest records — those older than `before` (by record
+   * time) and, with `keepNewest`, those beyond the newest `keepNewest` whatever their age —
+   * oldest first, at most `max` per tenant per call, never the head, and moves the anchor.
+   * Resolves to how many went.
    */
-  prune(before: number, max: number): Promise<number>;
+  prune(before: number, max: number, keepNewest?: number): Promise<number>;
   /** The gauge of active sessions per tenant and kind, as the appended events moved it. */
   activeSessions(): Promise<ActiveCount[]>;
   userHistory(tenantId: string, userId: string): Promise<UserHistory>;

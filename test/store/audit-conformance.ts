@@ -220,6 +220,24 @@ export function describeAuditConformance(name: string, open: () => Promise<Audit
       expect((await verifyChain(a().audit, t)).ok).toBe(true);
     });
 
+    it('prunes by count too: only the newest records stay, whatever their age, and the rest verifies', async () => {
+      const t = tenant();
+      const records: AuditRecord[] = [];
+      for (let i = 0; i < 10; i++) records.push(await a().audit.append(event(t, i)));
+      // No record is older than time 0: only the count bound removes anything.
+      expect(await a().audit.prune(0, 1000, 4)).toBeGreaterThanOrEqual(6);
+      expect((await all(a(), t)).map((r) => r.seq)).toEqual([7, 8, 9, 10]);
+      expect((await a().audit.chainState(t)).anchor).toEqual({ seq: 6, hash: (records[5] as AuditRecord).hash });
+      expect(await verifyChain(b().audit, t)).toMatchObject({ ok: true, records: 4, firstSeq: 7 });
+      // Both bounds: the older-than bound takes more when it reaches further.
+      expect(await a().audit.prune(T0 + 7500, 1000, 4)).toBeGreaterThanOrEqual(2);
+      expect((await all(a(), t)).map((r) => r.seq)).toEqual([9, 10]);
+      // The head always stays.
+      await a().audit.prune(0, 1000, 1);
+      expect((await all(a(), t)).map((r) => r.seq)).toEqual([10]);
+      expect((await verifyChain(a().audit, t)).ok).toBe(true);
+    });
+
     it('learns a user’s logins: hours, devices, locations, the last located one, atomically and bounded', async () => {
       const t = tenant();
       const user = randomUUID();

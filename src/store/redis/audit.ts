@@ -85,13 +85,15 @@ if ARGV[10] ~= '' then redis.call('PUBLISH', ARGV[10], ARGV[6]) end
 return {'ok'}
 `);
 
-// KEYS[1] = the log. ARGV: base, before (ms), max. Removes the longest prefix of entries whose id
-// ms is below `before` (so their time is too), at most max, never the head; moves the anchor.
+// KEYS[1] = the log. ARGV: base, before (ms), max, keepNewest. Removes the longest prefix of
+// entries whose id ms is below `before` (so their time is too) or that are not among the newest
+// keepNewest, at most max, never the head; moves the anchor.
 const PRUNE = script(`
 local base = ARGV[1]
 local before = tonumber(ARGV[2])
 local headSeq = redis.call('HGET', base .. 'head', 'seq')
 if not headSeq then return 0 end
+local keepAfter = tonumber(headSeq) - tonumber(ARGV[4])
 local entries = redis.call('XRANGE', base .. 'log', '-', '+', 'COUNT', tonumber(ARGV[3]))
 local lastMs, lastSeq, lastHash = nil, nil, nil
 local n = 0
@@ -99,7 +101,7 @@ for _, e in ipairs(entries) do
   local dash = string.find(e[1], '-', 1, true)
   local ms = string.sub(e[1], 1, dash - 1)
   local seq = string.sub(e[1], dash + 1)
-  if tonumber(ms) >= before or seq == headSeq then break end
+  if (tonumber(ms) >= before and tonumber(seq) > keepAfter) or seq == headSeq then break end
   local rec = cjson.decode(e[2][2])
   lastMs, lastSeq, lastHash = ms, seq, rec.hash
   n = n + 1
@@ -263,12 +265,12 @@ export class RedisAuditStore implements AuditStore {
     });
   }
 
-  prune(before: number, max: number): Promise<number> {
+  prune(before: number, max: number, keepNewest = Number.MAX_SAFE_INTEGER): Promise<number> {
     return this.#guard(async () => {
       let total = 0;
       for (const tenantId of await this.tenants()) {
         const base = this.#base(tenantId);
-        total += Number(await this.#eval(PRUNE, `${base}log`, [base, String(Math.floor(before)), String(Math.max(1, Math.floor(max)))]));
+        total += Number(await this.#eval(PRUNE, `${base}log`, [base, String(Math.floor(before)), String(Math.max(1, Math.floor(max))), String(Math.max(1, Math.floor(keepNewest)))]));
       }
       return total;
     });

@@ -182,14 +182,15 @@ export class SqliteAuditStore implements AuditStore {
     return this.#run(() => (this.#stmt.tenants.all({}) as Array<{ tenant_id: string }>).map((r) => r.tenant_id));
   }
 
-  prune(before: number, max: number): Promise<number> {
+  prune(before: number, max: number, keepNewest = Number.MAX_SAFE_INTEGER): Promise<number> {
     // Removes the longest prefix of the chain whose records are all older than `before` (at most
     // `max` records), never the head: the chain must keep a record to continue from. The anchor
     // moves first, which is also what lets the delete trigger allow it.
     return this.#write(() => {
       let total = 0;
       for (const { tenant_id } of this.#stmt.tenants.all({}) as Array<{ tenant_id: string }>) {
-        const span = this.#stmt.pruneSpan.get({ tenant_id, before }) as { first: number | null; keep: number | null; head: number };
+        const keep_newest = Math.max(1, Math.min(Number.MAX_SAFE_INTEGER, Math.floor(keepNewest)));
+        const span = this.#stmt.pruneSpan.get({ tenant_id, before, keep_newest }) as { first: number | null; keep: number | null; head: number };
         if (span.first === null) continue;
         let upTo = Math.min(span.keep === null ? span.head : span.keep - 1, span.head - 1, span.first + Math.max(1, Math.floor(max)) - 1);
         if (upTo < span.first) continue;
@@ -331,11 +332,13 @@ function prepare(db: DatabaseSync) {
       ON CONFLICT (tenant_id, kind) DO UPDATE SET count = max(0, count + $delta)`),
     gauge: db.prepare('SELECT tenant_id, kind, count FROM audit_active_sessions ORDER BY tenant_id, kind'),
     tenants: db.prepare('SELECT tenant_id FROM audit_chains ORDER BY tenant_id'),
-    // The first record still there, the first one not older than $before, and the head.
+    // The first record still there, the first one that stays (not older than $before and among
+    // the newest $keep_newest), and the head.
     pruneSpan: db.prepare(`
       SELECT
         (SELECT min(seq) FROM audit_events WHERE tenant_id = $tenant_id) AS first,
-        (SELECT min(seq) FROM audit_events WHERE tenant_id = $tenant_id AND time >= $before) AS keep,
+        (SELECT min(seq) FROM audit_events WHERE tenant_id = $tenant_id AND time >= $before
+           AND seq > (SELECT head_seq FROM audit_chains WHERE tenant_id = $tenant_id) - $keep_newest) AS keep,
         (SELECT head_seq FROM audit_chains WHERE tenant_id = $tenant_id) AS head`),
     bySeq: db.prepare('SELECT seq, hash FROM audit_events WHERE tenant_id = $tenant_id AND seq = $seq'),
     setAnchor: db.prepare('UPDATE audit_chains SET anchor_seq = $seq, anchor_hash = $hash WHERE tenant_id = $tenant_id'),
