@@ -7,7 +7,8 @@ import { parseArgs } from 'node:util';
 import { hashPassword, MIN_PASSWORD_LENGTH } from './auth/password.ts';
 import { ConfigError, loadConfig, type Config } from './config/config.ts';
 import { TesseraError } from './domain/errors.ts';
-import { buildTenant, PROFILES, type Profile } from './domain/tenant.ts';
+import { buildTenant, PLATFORM_TENANT, PROFILES, type Profile } from './domain/tenant.ts';
+import { ensurePlatformTenant } from './runtime.ts';
 import { normaliseEmail } from './domain/user.ts';
 import { SESSION_STATUSES, type SessionStatus } from './domain/session.ts';
 import { loadOrCreateSecret } from './config/secrets-on-disk.ts';
@@ -25,8 +26,10 @@ Commands:
   start                          Serve Tessera (configuration from the environment; see README)
   tenants put <id> [--profile integration|production]
                                  Create or replace a tenant with the profile's defaults
-  users add --tenant <id> --email <email> [--password-stdin] [--role <role>]...
-                                 Create a user (password read from stdin, or prompted for)
+  users add --tenant <id> --email <email> [--password-stdin] [--role <role>]... [--admin]
+                                 Create a user (password read from stdin, or prompted for);
+                                 --admin gives the role admin (with --tenant platform: a
+                                 platform administrator)
   keys rotate                    Add a new JWT signing key; the old one keeps verifying
   sessions list --tenant <id> [--user <id>] [--status active|revoked|expired]
                                  List sessions as JSON lines
@@ -161,15 +164,19 @@ async function users(args: string[]): Promise<number> {
       email: { type: 'string' },
       'password-stdin': { type: 'boolean', default: false },
       role: { type: 'string', multiple: true },
+      admin: { type: 'boolean', default: false },
     },
   });
   if (!values.tenant) throw new UsageError('--tenant is required');
+  const roles = [...new Set([...(values.role ?? []), ...(values.admin ? ['admin'] : [])])];
   if (!values.email || !/^[^\s@]+@[^\s@]+$/.test(values.email)) throw new UsageError('--email must be an email address');
   const password = await readPassword(values['password-stdin']);
   if (password.length < MIN_PASSWORD_LENGTH) throw new UsageError(`the password must have at least ${MIN_PASSWORD_LENGTH} characters`);
   const tenantId = values.tenant;
   const email = values.email;
   return withStore(async (_config, store) => {
+    // The reserved tenant may not exist yet when the first platform administrator is made before the first start.
+    if (tenantId === PLATFORM_TENANT) await ensurePlatformTenant(store, Date.now());
     if (!(await store.getTenant(tenantId))) {
       throw new UsageError(`no tenant "${tenantId}"; create it with: tessera tenants put ${tenantId}`);
     }
@@ -179,7 +186,7 @@ async function users(args: string[]): Promise<number> {
       tenantId,
       email: normaliseEmail(email),
       passwordHash: await hashPassword(password),
-      roles: values.role ?? [],
+      roles,
       createdAt: now,
       updatedAt: now,
     });

@@ -7,6 +7,7 @@ import type { Config } from './config/config.ts';
 import type { Clock } from './domain/clock.ts';
 import { EventBus } from './events/bus.ts';
 import { createOutboundPolicy, type LookupFn, type OutboundPolicy } from './net/outbound-policy.ts';
+import { buildTenant, PLATFORM_TENANT } from './domain/tenant.ts';
 import { startMonitoring, type Monitoring } from './sessions/monitoring.ts';
 import { SessionCache } from './sessions/session-cache.ts';
 import type { Coordination } from './store/coordination.ts';
@@ -56,6 +57,15 @@ export interface RuntimeOptions {
   lookup?: LookupFn;
 }
 
+/**
+ * The reserved tenant `platform`, whose users with the `admin` role are platform administrators
+ * (src/http/admin-auth.ts). Created with the production profile when absent; never replaced.
+ */
+export async function ensurePlatformTenant(store: SessionStore, now: number): Promise<void> {
+  if ((await store.getTenant(PLATFORM_TENANT)) !== null) return;
+  await store.putTenant(buildTenant(PLATFORM_TENANT, { profile: 'production' }, now));
+}
+
 export async function createRuntime(
   config: Config & { cookieSecret: string },
   store: SessionStore & Coordination,
@@ -64,6 +74,7 @@ export async function createRuntime(
 ): Promise<Deps> {
   const keyRing = new KeyRing(store, config.cookieSecret);
   await keyRing.load(clock.now());
+  await ensurePlatformTenant(store, clock.now());
   const sessionCache = new SessionCache(store);
   await sessionCache.start(store);
   const bus = new EventBus();

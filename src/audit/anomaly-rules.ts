@@ -19,8 +19,12 @@
 // | refresh_token_reuse  | a rotated refresh token came back after the grace window (always)       |
 
 import type { Location } from '../domain/session.ts';
+// The device key comes from the same User-Agent parse as the sessions' readable device.
+import { deviceKeyOf } from './device.ts';
 import type { AnomalyPolicy, Tenant } from '../domain/tenant.ts';
 import type { LocatedPoint, LoginObservation, UserHistory } from '../store/audit-port.ts';
+
+export { deviceKeyOf };
 
 export const ANOMALY_REASONS = [
   'impossible_travel',
@@ -76,40 +80,6 @@ export const DEFAULT_THRESHOLDS: Thresholds = {
 /** The UTC hour of the day of an instant. */
 export function hourOf(time: number): number {
   return new Date(time).getUTCHours();
-}
-
-/**
- * A coarse device key from a User-Agent: browser family and OS family, without versions, so a
- * browser update is not a new device. Clients that are not browsers keep their product name
- * (`curl/other`).
- */
-export function deviceKeyOf(userAgent: string | null | undefined): string | null {
-  if (typeof userAgent !== 'string' || userAgent.trim() === '') return null;
-  const ua = userAgent;
-  const os = /iPhone|iPad|iPod/.test(ua)
-    ? 'ios'
-    : /Android/.test(ua)
-      ? 'android'
-      : /Windows/.test(ua)
-        ? 'windows'
-        : /CrOS/.test(ua)
-          ? 'chromeos'
-          : /Mac OS X|Macintosh/.test(ua)
-            ? 'macos'
-            : /Linux/.test(ua)
-              ? 'linux'
-              : 'other';
-  let browser: string;
-  if (/Edg(e|A|iOS)?\//.test(ua)) browser = 'edge';
-  else if (/OPR\/|Opera/.test(ua)) browser = 'opera';
-  else if (/Firefox\/|FxiOS/.test(ua)) browser = 'firefox';
-  else if (/Chrome\/|CriOS|Chromium\//.test(ua)) browser = 'chrome';
-  else if (/Safari\//.test(ua)) browser = 'safari';
-  else {
-    const product = /^([A-Za-z][A-Za-z0-9._-]{0,40})/.exec(ua.trim());
-    browser = product ? (product[1] as string).toLowerCase() : 'unknown';
-  }
-  return `${browser}/${os}`;
 }
 
 /** `country/city` (either may be `?`), or null when the location names neither. */

@@ -8,7 +8,6 @@ export const ERROR_CODES = [
   'bad_request',
   'bad_url',
   'client_secret_required',
-  'email_change_not_supported',
   'insecure_url',
   'invalid_app',
   'invalid_callback_port',
@@ -62,6 +61,7 @@ export const ERROR_CODES = [
   'sso_state_mismatch',
   'sso_verifier_mismatch',
   'tenant_mismatch',
+  'user_disabled',
   // 404
   'app_not_found',
   'consent_not_found',
@@ -81,6 +81,8 @@ export const ERROR_CODES = [
   'session_limit_reached',
   'sso_email_conflict',
   'sso_user_missing',
+  'tenant_not_empty',
+  'tenant_reserved',
   'user_exists',
   // 413, 415
   'body_too_large',

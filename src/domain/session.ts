@@ -22,6 +22,9 @@ export const REVOKE_REASONS = [
   'anomaly',
   'tenant_revoked',
   'user_revoked',
+  'user_disabled', // an administrator disabled the user
+  'user_deleted', // an administrator deleted the user
+  'tenant_deleted', // an administrator deleted the tenant (force)
 ] as const;
 export type RevokeReason = (typeof REVOKE_REASONS)[number];
 

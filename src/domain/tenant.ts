@@ -3,6 +3,9 @@
 
 import type { Lifetime, SessionKind } from './session.ts';
 
+/** The reserved tenant of platform administrators (created at first start). */
+export const PLATFORM_TENANT = 'platform';
+
 export const PROFILES = ['integration', 'production'] as const;
 export type Profile = (typeof PROFILES)[number];
 

@@ -16,6 +16,8 @@ export interface User {
    * emailFromVerifiedSource.
    */
   emailVerified?: boolean;
+  /** Set by an administrator: the user cannot log in (403 user_disabled). Absent means enabled. */
+  disabled?: boolean;
   createdAt: number;
   updatedAt: number;
 }

@@ -26,7 +26,13 @@ export type EventType =
   | `consent.${string}`
   | `redirect.${string}`
   | `sso.${string}`
-  | 'anomaly.detected';
+  | 'anomaly.detected'
+  | 'user.updated'
+  | 'user.disabled'
+  | 'user.enabled'
+  | 'user.password_reset'
+  | 'user.deleted'
+  | 'tenant.deleted';
 
 export interface EventHeaders {
   requestId?: string | null;

@@ -2,19 +2,29 @@
 // - the bootstrap credential `Authorization: Bearer $TESSERA_ADMIN_TOKEN` (compared in constant
 //   time through its hash): platform-wide, every tenant;
 // - a user with the `admin` role, authenticated like any API call (bearer token or cookie with
-//   XSRF): their own tenant only. Roles are read from the store on every admin call, so taking
-//   the role away takes effect at once.
+//   XSRF): their own tenant only — except users of the reserved tenant `platform`, who act on
+//   every tenant like the bootstrap credential, under their own identity. Roles are read from the
+//   store on every admin call, so taking the role away takes effect at once.
 
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Forbidden, Unauthorized } from '../domain/errors.ts';
+import { BadRequest, Forbidden, Unauthorized } from '../domain/errors.ts';
 import { constantTimeEqual, hashSecret } from '../domain/secrets.ts';
+import { PLATFORM_TENANT } from '../domain/tenant.ts';
 import { authenticate } from './authenticate.ts';
 import { bearerToken } from './bearer.ts';
 import type { Deps } from './deps.ts';
 
 export { bearerToken } from './bearer.ts';
 
-export type AdminScope = { kind: 'platform' } | { kind: 'tenant'; tenantId: string; userId: string };
+/** Who acts: a user of some tenant, or (null) the bootstrap credential. */
+export interface AdminUser {
+  tenantId: string;
+  userId: string;
+}
+
+export type AdminScope = { kind: 'platform'; user: AdminUser | null } | ({ kind: 'tenant' } & AdminUser);
+
+export { PLATFORM_TENANT };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -29,7 +39,7 @@ export function requireAdmin(deps: Deps) {
   return async function adminGuard(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const token = bearerToken(request);
     if (token !== null && deps.adminTokenHash !== null && constantTimeEqual(hashSecret(token), deps.adminTokenHash)) {
-      request.admin = { kind: 'platform' };
+      request.admin = { kind: 'platform', user: null };
       return;
     }
     const hasSessionCredential = token !== null || request.headers.cookie !== undefined;
@@ -42,8 +52,11 @@ export function requireAdmin(deps: Deps) {
     }
     const { session } = request.auth!;
     const user = session.userId === null ? null : await deps.store.getUser(session.tenantId, session.userId);
-    if (!user || !user.roles.includes(ADMIN_ROLE)) throw new Forbidden('admin_required', 'This needs the admin role.');
-    request.admin = { kind: 'tenant', tenantId: user.tenantId, userId: user.id };
+    if (!user || !user.roles.includes(ADMIN_ROLE) || user.disabled === true) throw new Forbidden('admin_required', 'This needs the admin role.');
+    request.admin =
+      user.tenantId === PLATFORM_TENANT
+        ? { kind: 'platform', user: { tenantId: user.tenantId, userId: user.id } }
+        : { kind: 'tenant', tenantId: user.tenantId, userId: user.id };
   };
 }
 
@@ -56,7 +69,35 @@ export function assertAdminOf(request: FastifyRequest, tenantId: string): void {
   }
 }
 
-/** Only the platform administrator (bootstrap credential) may do this. */
+/** Only a platform administrator (the bootstrap credential or an admin of `platform`) may do this. */
 export function assertPlatformAdmin(request: FastifyRequest): void {
-  if (request.admin?.kind !== 'platform') throw new Forbidden('platform_admin_required', 'This needs the platform admin credential.');
+  if (request.admin?.kind !== 'platform') throw new Forbidden('platform_admin_required', 'This needs a platform administrator.');
+}
+
+/** The user behind an admin scope, or null for the bootstrap credential. */
+export function adminUserOf(scope: AdminScope): AdminUser | null {
+  return scope.kind === 'platform' ? scope.user : { tenantId: scope.tenantId, userId: scope.userId };
+}
+
+/**
+ * Who did it, for audit details: `{ "by": "bootstrap" }`, or the administrator's own identity
+ * `{ "by": "user", "tenantId", "userId" }`.
+ */
+export function actorOf(request: FastifyRequest): Record<string, string> {
+  const who = request.admin === null ? null : adminUserOf(request.admin);
+  return who === null ? { by: 'bootstrap' } : { by: 'user', tenantId: who.tenantId, userId: who.userId };
+}
+
+/**
+ * The tenant an admin listing is about: the one asked for (which the administrator must be
+ * allowed), else a tenant administrator's own; a platform administrator must name one.
+ */
+export function tenantOfListing(request: FastifyRequest, asked: string | undefined): string {
+  if (asked !== undefined) {
+    assertAdminOf(request, asked);
+    return asked;
+  }
+  const scope = request.admin;
+  if (scope?.kind === 'tenant') return scope.tenantId;
+  throw new BadRequest('invalid_request', 'tenantId is required.');
 }

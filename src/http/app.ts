@@ -28,6 +28,7 @@ import { healthRoutes } from './routes/health.ts';
 import { ssoRoutes } from './routes/sso.ts';
 import { adminAppRoutes } from './routes/admin-apps.ts';
 import { oidcRoutes } from './routes/oidc.ts';
+import { nameComponentSchemas, operationIdOf } from './openapi.ts';
 import { ProblemSchema } from './schemas.ts';
 import { registerValidation } from './validation.ts';
 
@@ -149,6 +150,13 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
       },
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    // Every operation has an id for code generators: its own, or one made from method and path.
+    transform: ({ schema, url, route }) => {
+      if (!schema || schema.hide) return { schema, url };
+      const method = Array.isArray(route.method) ? String(route.method[0]) : String(route.method);
+      return { schema: { ...schema, operationId: schema.operationId ?? operationIdOf(method, url) }, url };
+    },
+    transformObject: (documentObject) => nameComponentSchemas((documentObject as { openapiObject: Record<string, unknown> }).openapiObject),
   });
 
   await app.register(async (scope) => healthRoutes(scope as App, deps));

@@ -37,7 +37,7 @@ export const TenantLifetimesSchema = Type.Object(
     redirect: Seconds(86400),
     refreshGrace: Type.Integer({ minimum: 0, maximum: 300 }),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, title: 'TenantLifetimes' },
 );
 
 export const SessionLimitSchema = Type.Object(
@@ -45,7 +45,7 @@ export const SessionLimitSchema = Type.Object(
     max: Type.Union([Type.Integer({ minimum: 1, maximum: 1000 }), Type.Null()]),
     policy: Type.Union([Type.Literal('evict_oldest'), Type.Literal('reject_new')]),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, title: 'SessionLimit' },
 );
 
 export const ProfileSchema = Type.Union([Type.Literal('integration'), Type.Literal('production')]);
@@ -59,7 +59,7 @@ export const TenantInputSchema = Type.Object(
     anomalyPolicy: Type.Optional(AnomalyPolicySchema),
     consentReturnUrl: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 2048 }), Type.Null()])),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, title: 'TenantInput' },
 );
 
 export const TenantSchema = Type.Object({
@@ -71,19 +71,30 @@ export const TenantSchema = Type.Object({
   consentReturnUrl: Type.Union([Type.String(), Type.Null()]),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
-});
+}, { title: 'Tenant' });
 
-export const UserSchema = Type.Object({
-  id: Type.String(),
-  tenantId: Type.String(),
-  email: Type.String(),
-  roles: Type.Array(Type.String()),
-  createdAt: Type.String({ format: 'date-time' }),
-});
+export const UserSchema = Type.Object(
+  {
+    id: Type.String(),
+    tenantId: Type.String(),
+    email: Type.String(),
+    roles: Type.Array(Type.String()),
+    disabled: Type.Boolean(),
+    createdAt: Type.String({ format: 'date-time' }),
+    updatedAt: Type.String({ format: 'date-time' }),
+  },
+  { title: 'User' },
+);
 
 export const BearerSecurity = [{ bearer: [] }];
 
-/** A page of a cursor-paginated listing: `items`, and `nextCursor` (null on the last page). */
-export function PageOf<T extends TSchema>(item: T) {
-  return Type.Object({ items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+/**
+ * A page of a cursor-paginated listing: `items`, and `nextCursor` (null on the last page).
+ * `title` names it in the OpenAPI document's components.
+ */
+export function PageOf<T extends TSchema>(item: T, title?: string) {
+  return Type.Object(
+    { items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) },
+    title === undefined ? {} : { title },
+  );
 }

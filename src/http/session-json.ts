@@ -1,6 +1,7 @@
 // The public view of a session: handle, never the secret or its hash.
 
 import { Type } from 'typebox';
+import { deviceOf } from '../audit/device.ts';
 import { PageOf } from './schemas.ts';
 import { effectiveStatus, expiresAt, type Session } from '../domain/session.ts';
 
@@ -28,6 +29,7 @@ export const SessionViewSchema = Type.Object({
   revokeReason: Type.Union([Type.String(), Type.Null()]),
   tenantId: Type.String(),
   customerId: Type.Union([Type.String(), Type.Null()]),
+  email: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'The user’s email (null when the user is gone)' })),
   parentId: Type.Union([Type.String(), Type.Null()]),
   mode: Type.Union([Type.String(), Type.Null()]),
   authMethod: Type.String(),
@@ -38,15 +40,28 @@ export const SessionViewSchema = Type.Object({
   idleExpiresAt: Type.Union([Type.String(), Type.Null()]),
   absoluteExpiresAt: Type.String(),
   endedAt: Type.Union([Type.String(), Type.Null()]),
-  device: Type.Object({
-    userAgent: Type.Optional(Type.String()),
-    ip: Type.Optional(Type.String()),
-    location: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()]))),
-  }),
+  device: Type.Object(
+    {
+      browser: Type.Union([Type.String(), Type.Null()], { description: 'e.g. "Firefox 133"; a non-browser client’s product name' }),
+      os: Type.Union([Type.String(), Type.Null()], { description: 'e.g. "macOS", "Android 15"' }),
+      type: Type.String({ description: 'desktop, mobile, tablet, tv or bot (desktop where the agent says nothing)' }),
+      userAgent: Type.Optional(Type.String()),
+      ip: Type.Optional(Type.String()),
+      location: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()]))),
+    },
+    { title: 'SessionDevice' },
+  ),
   current: Type.Optional(Type.Boolean()),
-});
+}, { title: 'Session' });
 
-export function sessionJson(s: Session, now: number, currentHandle?: string) {
+/** The readable device beside what was recorded (User-Agent, IP, location). */
+function deviceJson(s: Session) {
+  const parsed = deviceOf(s.device.userAgent);
+  return { browser: parsed?.browser ?? null, os: parsed?.os ?? null, type: parsed?.type ?? 'desktop', ...s.device };
+}
+
+/** `email`: the user's email when the caller looked it up (admin listings), null when the user is gone. */
+export function sessionJson(s: Session, now: number, currentHandle?: string, email?: string | null) {
   return {
     sessionId: s.handle,
     kind: s.kind,
@@ -54,6 +69,7 @@ export function sessionJson(s: Session, now: number, currentHandle?: string) {
     revokeReason: s.revokeReason,
     tenantId: s.tenantId,
     customerId: s.userId,
+    ...(email !== undefined ? { email } : {}),
     parentId: s.parentHandle,
     mode: typeof s.data.mode === 'string' ? s.data.mode : null,
     authMethod: s.authMethod,
@@ -64,9 +80,9 @@ export function sessionJson(s: Session, now: number, currentHandle?: string) {
     idleExpiresAt: iso(s.idleExpiresAt),
     absoluteExpiresAt: iso(s.absoluteExpiresAt) as string,
     endedAt: iso(s.endedAt),
-    device: s.device as Record<string, never>,
+    device: deviceJson(s) as ReturnType<typeof deviceJson> & { location?: Record<string, string | number> },
     ...(currentHandle !== undefined ? { current: s.handle === currentHandle } : {}),
   };
 }
 
-export const SessionPageSchema = PageOf(SessionViewSchema);
+export const SessionPageSchema = PageOf(SessionViewSchema, 'SessionPage');

@@ -15,7 +15,7 @@
 // - A write that times out is reported as StoreUnavailable (503) but may have been applied.
 // - Refusals throw TesseraErrors with stable codes: invalid_parent, session_exists,
 //   session_not_found, refresh_token_exists, invalid_limit, invalid_cursor, user_exists,
-//   user_not_found, email_change_not_supported.
+//   user_not_found.
 
 import type { RevokeReason, Session, SessionKind, SessionStatus } from '../domain/session.ts';
 import type { LimitPolicy, Tenant } from '../domain/tenant.ts';
@@ -49,6 +49,15 @@ export interface ListSessionsQuery {
   /** Effective status at `now` (an `active` record past its expiry counts as `expired`). */
   status?: SessionStatus;
   now: number;
+  cursor?: string | null;
+  /** 1..500 */
+  limit: number;
+}
+
+export interface ListUsersQuery {
+  tenantId: string;
+  /** Normalised (lower-case) prefix of the email. */
+  emailPrefix?: string;
   cursor?: string | null;
   /** 1..500 */
   limit: number;
@@ -198,11 +207,25 @@ export interface SessionStore {
   createUser(user: User): Promise<User>;
   getUser(tenantId: string, userId: string): Promise<User | null>;
   findUserByEmail(tenantId: string, normalisedEmail: string): Promise<User | null>;
-  /** Replaces the stored user (same id and tenant); email changes are not supported here. */
+  /**
+   * Replaces the stored user (same id and tenant). A changed email is claimed atomically:
+   * Conflict('user_exists') when another user of the tenant has it (nothing changes then).
+   */
   updateUser(user: User): Promise<User>;
+  /**
+   * A tenant's users ordered by email (then id); with `emailPrefix`, those whose normalised email
+   * starts with it. `cursor` continues after the last item of the previous page.
+   */
+  listUsers(query: ListUsersQuery): Promise<Page<User>>;
+  /** Removes the user record (its password hash with it) and its email claim; false when absent. */
+  deleteUser(tenantId: string, userId: string): Promise<boolean>;
 
   putTenant(tenant: Tenant): Promise<Tenant>;
   getTenant(tenantId: string): Promise<Tenant | null>;
+  /** Every tenant, ordered by id. */
+  listTenants(): Promise<Tenant[]>;
+  /** Removes the tenant record only (the caller ends its sessions and deletes its users first). */
+  deleteTenant(tenantId: string): Promise<boolean>;
 
   /** Small key/value for server metadata (signing keys, persisted settings). Values are JSON. */
   getMeta(key: string): Promise<unknown>;

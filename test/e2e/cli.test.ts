@@ -128,6 +128,32 @@ describe('embedded first start', () => {
     expect(dup.stderr).toContain('user_exists');
     const noTenant = runCli(['users', 'add', '--tenant', 'nope', '--email', 'x@example.com', '--password-stdin'], env, dir, 'a long password\n');
     expect(noTenant.status).toBe(2);
+    // The first platform administrator, from the command line.
+    const root = runCli(['users', 'add', '--tenant', 'platform', '--admin', '--email', 'root@example.com', '--password-stdin'], env, dir, 'a long password\n');
+    expect(root.status, root.stderr).toBe(0);
+    expect(JSON.parse(root.stdout)).toMatchObject({ tenantId: 'platform', email: 'root@example.com', roles: ['admin'] });
+  });
+
+  it('the platform administrator added on the command line acts on other tenants', async () => {
+    const login = await fetch(`${server.url}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'x-tenant-id': 'platform', 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'root@example.com', password: 'a long password' }),
+    });
+    expect(login.status).toBe(200);
+    const { userSessionToken, sessionId } = (await login.json()) as { userSessionToken: string; sessionId: string };
+    const r = await fetch(`${server.url}/api/v1/admin/users?tenantId=cli-tenant`, {
+      headers: {
+        authorization: `Bearer ${userSessionToken}`,
+        'x-tenant-id': 'platform',
+        'x-request-id': crypto.randomUUID(),
+        'x-correlation-id': 'cli-test',
+        'x-activity-id': crypto.randomUUID(),
+        'x-session-id': sessionId,
+      },
+    });
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { items: Array<{ email: string }> }).items.map((u) => u.email)).toEqual(['cli@example.com']);
   });
 
   it('the user added on the command line can log in over HTTP', async () => {

@@ -18,7 +18,7 @@ import { DEFAULT_LIFETIMES, effectiveStatus, isValid, issueSession } from '../..
 import type { Lifetime, Session, SessionKind } from '../../src/domain/session.ts';
 import { buildTenant } from '../../src/domain/tenant.ts';
 import type { User } from '../../src/domain/user.ts';
-import type { CreateLimit, CreateSessionResult, RefreshToken, RotateResult, SessionStore } from '../../src/store/port.ts';
+import type { CreateLimit, CreateSessionResult, Page, RefreshToken, RotateResult, SessionStore } from '../../src/store/port.ts';
 import type { Coordination } from '../../src/store/coordination.ts';
 
 export interface OpenedStore {
@@ -1011,6 +1011,73 @@ export function describeStoreConformance(
         }
         expect(await store.findUserByEmail(tenantId, email)).toStrictEqual(won[0]);
       });
+
+      it('keeps the disabled flag', async () => {
+        const { tenantId } = fresh();
+        const u = newUser(tenantId, `${randomUUID()}@example.com`);
+        await store.createUser(u);
+        const off: User = { ...u, disabled: true, updatedAt: T0 + MINUTE };
+        expect(await store.updateUser(off)).toStrictEqual(off);
+        expect(await store.getUser(tenantId, u.id)).toStrictEqual(off);
+        const on: User = { ...u, updatedAt: T0 + 2 * MINUTE };
+        await store.updateUser(on);
+        expect(await store.getUser(tenantId, u.id)).toStrictEqual(on);
+      });
+
+      it('changes an email: the new one finds the user, the old one is free; another user\'s email is refused', async () => {
+        const { tenantId } = fresh();
+        const u = await store.createUser(newUser(tenantId, `old-${randomUUID()}@example.com`));
+        const other = await store.createUser(newUser(tenantId, `other-${randomUUID()}@example.com`));
+        const moved: User = { ...u, email: `new-${randomUUID()}@example.com`, updatedAt: T0 + MINUTE };
+        expect(await store.updateUser(moved)).toStrictEqual(moved);
+        expect(await store.findUserByEmail(tenantId, moved.email)).toStrictEqual(moved);
+        expect(await store.findUserByEmail(tenantId, u.email)).toBeNull();
+        expect(await store.createUser(newUser(tenantId, u.email))).toMatchObject({ email: u.email });
+        await expect(store.updateUser({ ...moved, email: other.email })).rejects.toMatchObject({ code: 'user_exists', status: 409 });
+        expect(await store.getUser(tenantId, u.id)).toStrictEqual(moved);
+        expect(await store.findUserByEmail(tenantId, other.email)).toStrictEqual(other);
+        const listed = await store.listUsers({ tenantId, limit: 10 });
+        expect(listed.items.filter((x) => x.id === u.id)).toStrictEqual([moved]);
+      });
+
+      it('lists a tenant by email with a cursor and an email prefix, and nothing of other tenants', async () => {
+        const { tenantId } = fresh();
+        const emails = ['carl@x.example', 'anna@x.example', 'bob@y.example', 'anne@y.example', 'an@z.example'];
+        for (const e of emails) await store.createUser(newUser(tenantId, e));
+        await store.createUser(newUser(`t-${randomUUID()}`, 'aaa@x.example'));
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const page: Page<User> = await store.listUsers({ tenantId, limit: 2, cursor });
+          expect(page.items.length).toBeLessThanOrEqual(2);
+          seen.push(...page.items.map((x) => x.email));
+          cursor = page.nextCursor;
+        } while (cursor !== null);
+        expect(seen).toEqual([...emails].sort());
+        const an = await store.listUsers({ tenantId, emailPrefix: 'ann', limit: 10 });
+        expect(an.items.map((x) => x.email)).toEqual(['anna@x.example', 'anne@y.example']);
+        const first = await store.listUsers({ tenantId, emailPrefix: 'an', limit: 1 });
+        expect(first.items.map((x) => x.email)).toEqual(['an@z.example']);
+        const rest = await store.listUsers({ tenantId, emailPrefix: 'an', limit: 5, cursor: first.nextCursor });
+        expect(rest.nextCursor).toBeNull();
+        expect(rest.items.map((x) => x.email)).toEqual(['anna@x.example', 'anne@y.example']);
+        expect((await store.listUsers({ tenantId, emailPrefix: 'zz', limit: 5 })).items).toEqual([]);
+        await expect(store.listUsers({ tenantId, limit: 5, cursor: '!!' })).rejects.toMatchObject({ code: 'invalid_cursor' });
+      });
+
+      it('deletes a user: record and email claim gone, listing without it; a second delete answers false', async () => {
+        const { tenantId } = fresh();
+        const u = await store.createUser(newUser(tenantId, `${randomUUID()}@example.com`));
+        const keep = await store.createUser(newUser(tenantId, `${randomUUID()}@example.com`));
+        expect(await store.deleteUser(tenantId, u.id)).toBe(true);
+        expect(await store.getUser(tenantId, u.id)).toBeNull();
+        expect(await store.findUserByEmail(tenantId, u.email)).toBeNull();
+        expect((await store.listUsers({ tenantId, limit: 10 })).items).toStrictEqual([keep]);
+        expect(await store.deleteUser(tenantId, u.id)).toBe(false);
+        expect(await store.deleteUser(`t-${randomUUID()}`, keep.id)).toBe(false);
+        expect(await store.getUser(tenantId, keep.id)).toStrictEqual(keep);
+        expect(await store.createUser(newUser(tenantId, u.email))).toMatchObject({ email: u.email });
+      });
     });
 
     // ---- tenants and metadata -------------------------------------------------------------
@@ -1031,6 +1098,21 @@ export function describeStoreConformance(
         );
         expect(await store.putTenant(t2)).toStrictEqual(t2);
         expect(await store.getTenant(tenantId)).toStrictEqual(t2);
+      });
+
+      it('lists tenants by id and deletes one', async () => {
+        const a = `t-a-${randomUUID()}`;
+        const b = `t-b-${randomUUID()}`;
+        await store.putTenant(buildTenant(b, {}, T0));
+        await store.putTenant(buildTenant(a, {}, T0));
+        const ids = (await store.listTenants()).map((t) => t.id);
+        expect(ids).toEqual(expect.arrayContaining([a, b]));
+        expect([...ids].sort()).toEqual(ids);
+        expect(await store.deleteTenant(a)).toBe(true);
+        expect(await store.getTenant(a)).toBeNull();
+        expect((await store.listTenants()).map((t) => t.id)).not.toContain(a);
+        expect(await store.deleteTenant(a)).toBe(false);
+        expect(await store.getTenant(b)).not.toBeNull();
       });
     });
 

@@ -255,7 +255,8 @@ describe.skipIf(sharedSkip)(`standalone specifics (${shared.url})`, () => {
     const user = { id: 'u-codes', tenantId: 't-codes', email: 'codes@example.com', passwordHash: null, roles: [], createdAt: T0, updatedAt: T0 };
     await expect(a.updateUser(user)).rejects.toMatchObject({ code: 'user_not_found', status: 404 });
     await a.createUser(user);
-    await expect(a.updateUser({ ...user, email: 'other@example.com' })).rejects.toMatchObject({ code: 'email_change_not_supported' });
+    await a.createUser({ ...user, id: 'u-codes-2', email: 'other@example.com' });
+    await expect(a.updateUser({ ...user, email: 'other@example.com' })).rejects.toMatchObject({ code: 'user_exists', status: 409 });
   });
 
   it('takes a session out of the tenant listing once its record has outlived the retention', async () => {

@@ -286,8 +286,9 @@ async function mustUser(deps: Deps, tenantId: string, userId: string): Promise<U
   return u;
 }
 
-/** check_admin: an admin login is for admins only (SPEC 8.4 isAdminLogin). */
+/** check_admin: an admin login is for admins only (SPEC 8.4 isAdminLogin); a disabled user signs in nowhere. */
 function checkAdmin(flow: FlowRecord, user: User): void {
+  if (user.disabled === true) throw new Forbidden('user_disabled', 'This account is disabled; ask an administrator.');
   if (flow.data.isAdminLogin && !user.roles.includes('admin')) {
     throw new Forbidden('sso_admin_required', 'This is an administrator sign-in, and this account is not an administrator.');
   }

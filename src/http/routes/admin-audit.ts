@@ -9,7 +9,7 @@ import { exportRecords, verifyAudit } from '../../audit/verify.ts';
 import type { AuditRecord } from '../../domain/audit-chain.ts';
 import { BadRequest, Forbidden, TooManyRequests } from '../../domain/errors.ts';
 import { reauthMarkOf } from '../../sessions/monitoring.ts';
-import { ADMIN_ROLE, assertAdminOf, requireAdmin, type AdminScope } from '../admin-auth.ts';
+import { ADMIN_ROLE, adminUserOf, assertAdminOf, requireAdmin, type AdminScope } from '../admin-auth.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, PageOf, problems, TenantId } from '../schemas.ts';
 
@@ -271,12 +271,13 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
    * the cache), not marked for re-authentication, and the admin role.
    */
   async function stillAdmin(scope: AdminScope, sessionHandle: string | null): Promise<boolean> {
-    if (scope.kind === 'platform') return true;
+    const who = adminUserOf(scope);
+    if (who === null) return true;
     if (sessionHandle === null) return false;
     const session = await deps.sessionCache.getValid(sessionHandle, deps.clock.now(), true);
-    if (!session || session.userId !== scope.userId || reauthMarkOf(session) !== null) return false;
-    const user = await deps.store.getUser(scope.tenantId, scope.userId);
-    return user !== null && user.roles.includes(ADMIN_ROLE);
+    if (!session || session.userId !== who.userId || reauthMarkOf(session) !== null) return false;
+    const user = await deps.store.getUser(who.tenantId, who.userId);
+    return user !== null && user.roles.includes(ADMIN_ROLE) && user.disabled !== true;
   }
 
   app.get(
@@ -301,14 +302,15 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
       if (tenantId !== undefined) assertAdminOf(request, tenantId);
       else if (scope?.kind === 'tenant') tenantId = scope.tenantId;
       if (scope === null) throw new Forbidden('admin_required', 'An admin credential is required.');
-      const adminKey = scope.kind === 'platform' ? 'platform' : `${scope.tenantId} ${scope.userId}`;
+      const who = adminUserOf(scope);
+      const adminKey = who === null ? 'platform' : `${who.tenantId} ${who.userId}`;
       if ((perAdmin.get(adminKey) ?? 0) >= liveStreamSettings.maxPerAdmin) {
         throw new TooManyRequests(5, 'too_many_streams', `At most ${liveStreamSettings.maxPerAdmin} live streams per administrator; close one first.`);
       }
       if (streams.size >= liveStreamSettings.maxPerProcess) {
         throw new TooManyRequests(5, 'too_many_streams', 'This server has as many live streams as it serves; try again shortly.');
       }
-      const sessionHandle = scope.kind === 'tenant' ? (request.auth?.session.handle ?? null) : null;
+      const sessionHandle = who !== null ? (request.auth?.session.handle ?? null) : null;
 
       reply.hijack();
       const res = reply.raw;

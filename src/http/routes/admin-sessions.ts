@@ -24,6 +24,7 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'listSessions',
         summary: 'List sessions of a tenant',
         security: BearerSecurity,
         querystring: Type.Object(
@@ -53,7 +54,16 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
         cursor: q.cursor ?? null,
         limit: q.limit ?? 100,
       });
-      return { items: page.items.map((s) => sessionJson(s, now)), nextCursor: page.nextCursor };
+      // The users' emails beside their ids: one read per distinct user of the page.
+      const emails = new Map<string, string | null>();
+      for (const s of page.items) {
+        if (s.userId === null || emails.has(s.userId)) continue;
+        emails.set(s.userId, (await deps.store.getUser(s.tenantId, s.userId))?.email ?? null);
+      }
+      return {
+        items: page.items.map((s) => sessionJson(s, now, undefined, s.userId === null ? null : (emails.get(s.userId) ?? null))),
+        nextCursor: page.nextCursor,
+      };
     },
   );
 
@@ -63,6 +73,7 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'revokeSession',
         summary: 'End a session and its subtree',
         security: BearerSecurity,
         params: Type.Object({ handle: Type.String({ minLength: 1, maxLength: 64 }) }),
@@ -86,6 +97,7 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'revokeUserSessions',
         summary: "End all of a user's sessions",
         security: BearerSecurity,
         params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }),
@@ -111,6 +123,7 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'revokeTenantSessions',
         summary: "End all of a tenant's sessions",
         security: BearerSecurity,
         params: Type.Object({ id: TenantId }),

@@ -1,11 +1,13 @@
-// PUT/GET /api/v1/admin/tenants/{id} (SPEC 10): provisioning a tenant and reading back the
-// effective object (profile defaults filled in).
+// Tenants (SPEC 10): provisioning one and reading back the effective object (profile defaults
+// filled in), listing them, deleting one (with `force`, everything of it).
 
 import { Type } from 'typebox';
-import { BadRequest, NotFound } from '../../domain/errors.ts';
-import { buildTenant, InvalidTenant, type Tenant } from '../../domain/tenant.ts';
-import { assertAdminOf, requireAdmin } from '../admin-auth.ts';
-import { forgetTenant } from '../authenticate.ts';
+import { BadRequest, Conflict, NotFound } from '../../domain/errors.ts';
+import { buildTenant, InvalidTenant, PLATFORM_TENANT, type Tenant } from '../../domain/tenant.ts';
+import { emit } from '../../events/bus.ts';
+import { announceEnded, endedEverywhere } from '../../sessions/app-sessions.ts';
+import { actorOf, assertAdminOf, assertPlatformAdmin, requireAdmin } from '../admin-auth.ts';
+import { forgetTenant, originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems, TenantId, TenantInputSchema, TenantSchema } from '../schemas.ts';
 
@@ -31,6 +33,7 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
       preHandler: requireAdmin(deps),
       schema: {
         tags: ['admin'],
+        operationId: 'putTenant',
         summary: 'Create or replace a tenant',
         description: 'Fields left out take the defaults of the profile (production when no profile is given).',
         security: BearerSecurity,
@@ -63,6 +66,7 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
       preHandler: requireAdmin(deps),
       schema: {
         tags: ['admin'],
+        operationId: 'getTenant',
         summary: 'The effective tenant object',
         security: BearerSecurity,
         params,
@@ -74,6 +78,92 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
       const tenant = await deps.store.getTenant(request.params.id);
       if (!tenant) throw new NotFound('tenant_not_found', `No tenant "${request.params.id}".`);
       return tenantJson(tenant);
+    },
+  );
+
+  app.get(
+    '/api/v1/admin/tenants',
+    {
+      preHandler: requireAdmin(deps),
+      schema: {
+        tags: ['admin'],
+        operationId: 'listTenants',
+        summary: 'List tenants',
+        description: 'Every tenant for a platform administrator, ordered by id; a tenant administrator gets their own.',
+        security: BearerSecurity,
+        response: { 200: Type.Object({ items: Type.Array(TenantSchema) }, { title: 'TenantList' }), ...problems(401, 403) },
+      },
+    },
+    async (request) => {
+      const scope = request.admin;
+      if (scope?.kind === 'tenant') {
+        const own = await deps.store.getTenant(scope.tenantId);
+        return { items: own ? [tenantJson(own)] : [] };
+      }
+      return { items: (await deps.store.listTenants()).map(tenantJson) };
+    },
+  );
+
+  app.delete(
+    '/api/v1/admin/tenants/:id',
+    {
+      preHandler: requireAdmin(deps),
+      schema: {
+        tags: ['admin'],
+        operationId: 'deleteTenant',
+        summary: 'Delete a tenant',
+        description:
+          'Platform administrators only. While the tenant has users the answer is 409 `tenant_not_empty`, unless `force=true`, which ends every session of the tenant and deletes its users first. The reserved tenant `platform` cannot be deleted (409 `tenant_reserved`). Audit records stay; the event is `tenant.deleted`.',
+        security: BearerSecurity,
+        params,
+        querystring: Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+        response: {
+          200: Type.Object({ revoked: Type.Integer(), usersDeleted: Type.Integer() }, { title: 'TenantDeleted' }),
+          ...problems(400, 401, 403, 404, 409),
+        },
+      },
+    },
+    async (request) => {
+      assertPlatformAdmin(request);
+      const id = request.params.id;
+      if (id === PLATFORM_TENANT) throw new Conflict('tenant_reserved', 'The platform tenant cannot be deleted.');
+      const tenant = await deps.store.getTenant(id);
+      if (!tenant) throw new NotFound('tenant_not_found', `No tenant "${id}".`);
+      const force = request.query.force === true;
+      const first = await deps.store.listUsers({ tenantId: id, limit: 1 });
+      if (first.items.length > 0 && !force) {
+        throw new Conflict('tenant_not_empty', `The tenant "${id}" still has users; delete them first, or pass force=true to end and delete everything of it.`);
+      }
+      const now = deps.clock.now();
+      const origin = originOf(request);
+      const ended = await deps.store.revokeTenantSessions(id, 'tenant_deleted', now);
+      announceEnded(deps, ended, now, origin);
+      await endedEverywhere(deps, ended);
+      let usersDeleted = 0;
+      for (;;) {
+        const page = await deps.store.listUsers({ tenantId: id, limit: 200 });
+        let removed = 0;
+        for (const u of page.items) {
+          if (await deps.store.deleteUser(id, u.id)) removed += 1;
+        }
+        usersDeleted += removed;
+        if (removed === 0) break;
+      }
+      await deps.store.deleteTenant(id);
+      forgetTenant(deps, id);
+      emit(
+        deps,
+        {
+          type: 'tenant.deleted',
+          time: now,
+          tenantId: id,
+          userId: null,
+          sessionHandle: null,
+          details: { force, sessionsEnded: ended.length, usersDeleted, actor: actorOf(request) },
+        },
+        origin,
+      );
+      return { revoked: ended.length, usersDeleted };
     },
   );
 }

@@ -3,7 +3,7 @@
 import { Type } from 'typebox';
 import { verifyPassword, MAX_PASSWORD_LENGTH } from '../../auth/password.ts';
 import { accountKey, ipKey, throttledAttempt } from '../../auth/throttle.ts';
-import { BadRequest, TooManyRequests, Unauthorized } from '../../domain/errors.ts';
+import { BadRequest, Forbidden, TooManyRequests, Unauthorized } from '../../domain/errors.ts';
 import { normaliseEmail } from '../../domain/user.ts';
 import { emit } from '../../events/bus.ts';
 import { firstRefreshToken, scopeOf, startAppSession, tokenPair, xsrfTokenOf, type AuthMode } from '../../sessions/app-sessions.ts';
@@ -39,6 +39,7 @@ export async function authLoginRoutes(app: App, deps: Deps): Promise<void> {
     {
       schema: {
         tags: ['auth'],
+        operationId: 'login',
         summary: 'Log in with email and password',
         description:
           'Token mode by default (a userSessionToken and a rotating refreshToken). With `X-Auth-Mode: cookie` the session is set as the `__Host-sid` cookie and no bearer token is returned. Requires `X-Tenant-ID`.',
@@ -53,7 +54,7 @@ export async function authLoginRoutes(app: App, deps: Deps): Promise<void> {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Union([TokenPairSchema, CookieLoginSchema]), ...problems(400, 401, 409, 429, 503) },
+        response: { 200: Type.Union([TokenPairSchema, CookieLoginSchema]), ...problems(400, 401, 403, 409, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -85,6 +86,11 @@ export async function authLoginRoutes(app: App, deps: Deps): Promise<void> {
           origin,
         );
         throw new Unauthorized('invalid_credentials', INVALID);
+      }
+      // Only after the right password, so the answer reveals nothing to someone guessing.
+      if (user.disabled === true) {
+        emit(deps, { type: 'login.failed', time: now, tenantId, userId: user.id, sessionHandle: null, details: { reason: 'user_disabled' } }, origin);
+        throw new Forbidden('user_disabled', 'This account is disabled; ask an administrator.');
       }
 
       const { session, secret } = await startAppSession(

@@ -24,6 +24,11 @@
 //                                still resolve to the one successor that was stored.
 //   P th:<tokenHash>      STRING T of the refresh token's session (SET NX, immutable).
 //   P ue:<tenant>:<email> STRING userId: (tenant, email) uniqueness by SET NX, then the record.
+//   P tu:<tenant>         ZSET   user listing: members `<email> <userId>`, all score 0 (lexical
+//                                order, so an email prefix is a ZRANGEBYLEX range). Added before
+//                                the record is written, removed after it is deleted; readers keep
+//                                only members whose record has that email.
+//   P tenants             ZSET   tenant ids, score 0; added before the record, removed after it.
 //   P t:<tenant>:s        ZSET   tenant listing: handles by createdAt. Added before the create
 //                                script, removed if the create is refused; readers skip handles
 //                                whose record is gone and prune those older than the retention.
@@ -80,6 +85,12 @@ export class RedisKeys {
   }
   email(tenantId: string, normalisedEmail: string): string {
     return `${this.prefix}ue:${tenantId}:${normalisedEmail}`;
+  }
+  tenantUsers(tenantId: string): string {
+    return `${this.prefix}tu:${tenantId}`;
+  }
+  tenants(): string {
+    return `${this.prefix}tenants`;
   }
   tenantSessions(tenantId: string): string {
     return `${this.prefix}t:${tenantId}:s`;

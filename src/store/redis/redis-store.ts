@@ -32,6 +32,7 @@ import type {
   CreateLimit,
   CreateSessionResult,
   ListSessionsQuery,
+  ListUsersQuery,
   Page,
   RefreshToken,
   RenewResult,
@@ -515,9 +516,12 @@ export class RedisSessionStore implements SessionStore, Coordination {
       const emailKey = this.#keys.email(user.tenantId, user.email);
       const claimed = await this.#send(emailKey, ['SET', emailKey, user.id, 'NX']);
       if (claimed === null) throw new Conflict('user_exists', `A user with the email ${user.email} already exists in this tenant.`);
+      const listKey = this.#keys.tenantUsers(user.tenantId);
+      const member = userMember(user);
       const userKey = this.#keys.user(userTag(user.tenantId, user.id), user.id);
       let stored: unknown;
       try {
+        await this.#send(listKey, ['ZADD', listKey, '0', member]);
         stored = await this.#send(userKey, ['SET', userKey, JSON.stringify(user), 'NX']);
       } catch (err) {
         await this.#send(emailKey, ['DEL', emailKey]).catch(() => undefined);
@@ -557,16 +561,80 @@ export class RedisSessionStore implements SessionStore, Coordination {
       const raw = (await this.#send(key, ['GET', key])) as string | null;
       if (raw === null) throw new NotFound('user_not_found', `No user ${user.id} in this tenant.`);
       const before = JSON.parse(raw) as User;
-      if (before.email !== user.email) {
-        throw new BadRequest('email_change_not_supported', 'updateUser does not change a user’s email.');
+      if (before.email === user.email) {
+        await this.#send(key, ['SET', key, JSON.stringify(user), 'XX']);
+        return user;
       }
-      await this.#send(key, ['SET', key, JSON.stringify(user), 'XX']);
+      // A new email: claim it first (SET NX decides between racing claimants), list it, write the
+      // record, then release the old claim if it is still this user's.
+      const newEmailKey = this.#keys.email(user.tenantId, user.email);
+      const claimed = await this.#send(newEmailKey, ['SET', newEmailKey, user.id, 'NX']);
+      if (claimed === null) throw new Conflict('user_exists', `A user with the email ${user.email} already exists in this tenant.`);
+      const listKey = this.#keys.tenantUsers(user.tenantId);
+      await this.#send(listKey, ['ZADD', listKey, '0', userMember(user)]);
+      const written = await this.#send(key, ['SET', key, JSON.stringify(user), 'XX']);
+      if (written === null) {
+        await this.#send(newEmailKey, ['DEL', newEmailKey]);
+        throw new NotFound('user_not_found', `No user ${user.id} in this tenant.`);
+      }
+      const oldEmailKey = this.#keys.email(user.tenantId, before.email);
+      await this.#send(oldEmailKey, ['EVAL', DEL_IF_EQUALS, '1', oldEmailKey, user.id]);
+      await this.#send(listKey, ['ZREM', listKey, userMember(before)]);
       return user;
+    });
+  }
+
+  async listUsers(query: ListUsersQuery): Promise<Page<User>> {
+    return this.#guard(async () => {
+      const listKey = this.#keys.tenantUsers(query.tenantId);
+      const prefix = query.emailPrefix ?? '';
+      let from = prefix === '' ? '-' : `[${prefix}`;
+      if (query.cursor) from = `(${decodeUserCursor(query.cursor)}`;
+      const to = prefix === '' ? '+' : `[${prefix}\u{10FFFF}`;
+      const items: User[] = [];
+      let more = false;
+      // Members whose record is gone or changed email are skipped; read on until the page is full.
+      for (;;) {
+        const batch = (await this.#send(listKey, ['ZRANGEBYLEX', listKey, from, to, 'LIMIT', '0', String(query.limit + 1)], true)) as string[];
+        for (const member of batch) {
+          if (items.length === query.limit) {
+            more = true;
+            break;
+          }
+          const cut = member.lastIndexOf(' ');
+          const email = member.slice(0, cut);
+          if (prefix !== '' && !email.startsWith(prefix)) continue;
+          const u = await this.getUser(query.tenantId, member.slice(cut + 1));
+          if (u !== null && u.email === email) items.push(u);
+        }
+        if (more || batch.length <= query.limit) break;
+        from = `(${batch.at(-1)!}`;
+      }
+      const last = items.at(-1);
+      return { items, nextCursor: more && last ? encodeUserCursor(userMember(last)) : null };
+    });
+  }
+
+  async deleteUser(tenantId: string, userId: string): Promise<boolean> {
+    return this.#guard(async () => {
+      const key = this.#keys.user(userTag(tenantId, userId), userId);
+      const raw = (await this.#send(key, ['GET', key])) as string | null;
+      if (raw === null) return false;
+      const u = JSON.parse(raw) as User;
+      if (u.tenantId !== tenantId) return false;
+      const removed = (await this.#send(key, ['DEL', key])) as number;
+      const emailKey = this.#keys.email(tenantId, u.email);
+      await this.#send(emailKey, ['EVAL', DEL_IF_EQUALS, '1', emailKey, userId]);
+      const listKey = this.#keys.tenantUsers(tenantId);
+      await this.#send(listKey, ['ZREM', listKey, userMember(u)]);
+      return removed > 0;
     });
   }
 
   async putTenant(tenant: Tenant): Promise<Tenant> {
     return this.#guard(async () => {
+      const listKey = this.#keys.tenants();
+      await this.#send(listKey, ['ZADD', listKey, '0', tenant.id]);
       const key = this.#keys.tenant(tenant.id);
       await this.#send(key, ['SET', key, JSON.stringify(tenant)]);
       return tenant;
@@ -578,6 +646,29 @@ export class RedisSessionStore implements SessionStore, Coordination {
       const key = this.#keys.tenant(tenantId);
       const raw = (await this.#send(key, ['GET', key], true)) as string | null;
       return raw === null ? null : (JSON.parse(raw) as Tenant);
+    });
+  }
+
+  async listTenants(): Promise<Tenant[]> {
+    return this.#guard(async () => {
+      const listKey = this.#keys.tenants();
+      const ids = (await this.#send(listKey, ['ZRANGE', listKey, '0', '-1'], true)) as string[];
+      const out: Tenant[] = [];
+      for (const id of ids) {
+        const t = await this.getTenant(id);
+        if (t !== null) out.push(t);
+      }
+      return out;
+    });
+  }
+
+  async deleteTenant(tenantId: string): Promise<boolean> {
+    return this.#guard(async () => {
+      const key = this.#keys.tenant(tenantId);
+      const removed = (await this.#send(key, ['DEL', key])) as number;
+      const listKey = this.#keys.tenants();
+      await this.#send(listKey, ['ZREM', listKey, tenantId]);
+      return removed > 0;
     });
   }
 
@@ -850,6 +941,23 @@ interface IndexWrites {
   expiry: boolean;
   gc: boolean;
 }
+
+/** The user listing's member: email and id, split at the last space (ids contain none). */
+function userMember(u: { email: string; id: string }): string {
+  return `${u.email} ${u.id}`;
+}
+
+function encodeUserCursor(member: string): string {
+  return Buffer.from(member, 'utf8').toString('base64url');
+}
+
+function decodeUserCursor(cursor: string): string {
+  const member = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!/^\S[^\n]* [^ ]+$/.test(member)) throw new BadRequest('invalid_cursor', 'The cursor is not one that this server issued.');
+  return member;
+}
+
+const DEL_IF_EQUALS = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 /** Tenant ids and handles contain no spaces (TENANT_ID_PATTERN, base64url). */
 function gcMember(s: Session): string {

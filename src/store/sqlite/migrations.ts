@@ -163,6 +163,11 @@ export const migrations: readonly Migration[] = [
     description: 'sessions: ended ones by absolute expiry, for the retention purge',
     sql: "CREATE INDEX sessions_ended_by_absolute ON sessions (absolute_expires_at) WHERE status != 'active';",
   },
+  {
+    version: 9,
+    description: 'users: disabled by an administrator',
+    sql: 'ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;',
+  },
 ];
 
 /**

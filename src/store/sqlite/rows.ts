@@ -108,6 +108,8 @@ export interface UserRow {
   roles: string;
   /** 1, 0, or NULL for users written before migration 7. */
   email_verified: number | null;
+  /** 1 when an administrator disabled the user (migration 9). */
+  disabled: number;
   created_at: number;
   updated_at: number;
 }
@@ -120,6 +122,7 @@ export function userFromRow(row: UserRow): User {
     passwordHash: row.password_hash,
     roles: JSON.parse(row.roles) as string[],
     ...(row.email_verified === null ? {} : { emailVerified: row.email_verified === 1 }),
+    ...(row.disabled === 1 ? { disabled: true } : {}),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -133,6 +136,7 @@ export function userParams(u: User): Record<string, string | number | null> {
     password_hash: u.passwordHash,
     roles: JSON.stringify(u.roles),
     email_verified: u.emailVerified === undefined ? null : u.emailVerified ? 1 : 0,
+    disabled: u.disabled === true ? 1 : 0,
     created_at: u.createdAt,
     updated_at: u.updatedAt,
   };
@@ -154,6 +158,21 @@ export function decodeCursor(cursor: string): ListCursor {
     if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === 'string') {
       return { createdAt: v[0] as number, handle: v[1] };
     }
+  } catch {
+    // fall through to the error below
+  }
+  throw new BadRequest('invalid_cursor', 'The cursor is not one that this server issued.');
+}
+
+/** A user listing position: the (email, id) of the last user of the previous page. */
+export function encodeUserCursor(u: { email: string; id: string }): string {
+  return Buffer.from(JSON.stringify([u.email, u.id]), 'utf8').toString('base64url');
+}
+
+export function decodeUserCursor(cursor: string): { email: string; id: string } {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return { email: v[0], id: v[1] };
   } catch {
     // fall through to the error below
   }

@@ -25,6 +25,7 @@ import type {
   CreateLimit,
   CreateSessionResult,
   ListSessionsQuery,
+  ListUsersQuery,
   Page,
   RefreshToken,
   RenewResult,
@@ -41,7 +42,9 @@ import { SqliteAuditStore } from './audit.ts';
 import { migrate } from './migrations.ts';
 import {
   decodeCursor,
+  decodeUserCursor,
   encodeCursor,
+  encodeUserCursor,
   refreshTokenFromRow,
   sessionFromRow,
   sessionParams,
@@ -449,11 +452,37 @@ export class SqliteSessionStore implements SessionStore, Coordination {
     return this.write(() => {
       const current = this.one<UserRow>(this.stmt.userById, { tenant_id: user.tenantId, id: user.id });
       if (!current) throw new NotFound('user_not_found', `No user ${user.id} in tenant ${user.tenantId}.`);
-      if (current.email !== user.email) {
-        throw new BadRequest('email_change_not_supported', 'updateUser does not change a user’s email.');
+      try {
+        return userFromRow(this.one<UserRow>(this.stmt.updateUser, userParams(user))!);
+      } catch (err) {
+        // The UNIQUE (tenant_id, email) index refuses another user's email.
+        if (isUniqueViolation(err)) throw new Conflict('user_exists', 'A user with this email already exists in this tenant.');
+        throw err;
       }
-      return userFromRow(this.one<UserRow>(this.stmt.updateUser, userParams(user))!);
     });
+  }
+
+  listUsers(query: ListUsersQuery): Promise<Page<User>> {
+    return this.run(() => {
+      const after = query.cursor ? decodeUserCursor(query.cursor) : null;
+      const prefix = query.emailPrefix ?? '';
+      const rows = this.all<UserRow>(this.stmt.listUsers, {
+        tenant_id: query.tenantId,
+        // Range over the prefix instead of LIKE: no wildcard characters to escape.
+        from: prefix,
+        to: prefix + '\u{10FFFF}',
+        after_email: after?.email ?? null,
+        after_id: after?.id ?? '',
+        limit: query.limit + 1,
+      });
+      const items = rows.slice(0, query.limit).map(userFromRow);
+      const last = items.at(-1);
+      return { items, nextCursor: rows.length > query.limit && last ? encodeUserCursor(last) : null };
+    });
+  }
+
+  deleteUser(tenantId: string, userId: string): Promise<boolean> {
+    return this.write(() => this.stmt.deleteUser.run({ tenant_id: tenantId, id: userId }).changes > 0);
   }
 
   // ---- tenants and metadata -------------------------------------------------------------------
@@ -470,6 +499,14 @@ export class SqliteSessionStore implements SessionStore, Coordination {
       const row = this.one<{ body: string }>(this.stmt.tenantById, { id: tenantId });
       return row ? (JSON.parse(row.body) as Tenant) : null;
     });
+  }
+
+  listTenants(): Promise<Tenant[]> {
+    return this.run(() => this.all<{ body: string }>(this.stmt.listTenants, {}).map((r) => JSON.parse(r.body) as Tenant));
+  }
+
+  deleteTenant(tenantId: string): Promise<boolean> {
+    return this.write(() => this.stmt.deleteTenant.run({ id: tenantId }).changes > 0);
   }
 
   getMeta(key: string): Promise<unknown> {
@@ -779,12 +816,12 @@ function prepareStatements(db: DatabaseSync) {
       WHERE token_hash = $token_hash AND rotated_at IS NULL`),
 
     insertUser: db.prepare(`
-      INSERT INTO users (tenant_id, id, email, password_hash, roles, email_verified, created_at, updated_at)
-      VALUES ($tenant_id, $id, $email, $password_hash, $roles, $email_verified, $created_at, $updated_at)
+      INSERT INTO users (tenant_id, id, email, password_hash, roles, email_verified, disabled, created_at, updated_at)
+      VALUES ($tenant_id, $id, $email, $password_hash, $roles, $email_verified, $disabled, $created_at, $updated_at)
       RETURNING *`),
     updateUser: db.prepare(`
       UPDATE users SET email = $email, password_hash = $password_hash, roles = $roles, email_verified = $email_verified,
-        created_at = $created_at, updated_at = $updated_at
+        disabled = $disabled, created_at = $created_at, updated_at = $updated_at
       WHERE tenant_id = $tenant_id AND id = $id
       RETURNING *`),
     userById: db.prepare('SELECT * FROM users WHERE tenant_id = $tenant_id AND id = $id'),
@@ -792,6 +829,15 @@ function prepareStatements(db: DatabaseSync) {
 
     putTenant: db.prepare('INSERT INTO tenants (id, body) VALUES ($id, $body) ON CONFLICT (id) DO UPDATE SET body = excluded.body'),
     tenantById: db.prepare('SELECT body FROM tenants WHERE id = $id'),
+    listTenants: db.prepare('SELECT body FROM tenants ORDER BY id'),
+    deleteTenant: db.prepare('DELETE FROM tenants WHERE id = $id'),
+    listUsers: db.prepare(`
+      SELECT * FROM users
+      WHERE tenant_id = $tenant_id AND email >= $from AND email < $to
+        AND ($after_email IS NULL OR email > $after_email OR (email = $after_email AND id > $after_id))
+      ORDER BY email, id
+      LIMIT $limit`),
+    deleteUser: db.prepare('DELETE FROM users WHERE tenant_id = $tenant_id AND id = $id'),
 
     metaByKey: db.prepare('SELECT value FROM meta WHERE key = $key'),
     insertMetaIfAbsent: db.prepare('INSERT INTO meta (key, value) VALUES ($key, $value) ON CONFLICT (key) DO NOTHING'),
