@@ -1,10 +1,10 @@
 // An example platform application for tests: a Fastify server on 127.0.0.1 that uses the
-// Tessera plugin (src/client/fastify-app-plugin.ts). `/` needs a signed-in user and shows who it
+// Tessera plugin (`tesseraApp` of @tessera/node). `/` needs a signed-in user and shows who it
 // is; a form ends this application's session only; a link signs out everywhere.
 
 import { randomBytes } from 'node:crypto';
 import Fastify from 'fastify';
-import { MemoryAppSessionStore, tesseraApp } from '../../src/client/fastify-app-plugin.ts';
+import { MemoryAppSessionStore, tesseraApp } from '@tessera/node';
 import { admin, type TestServer } from './harness.ts';
 import { freePort } from './tessera-process.ts';
 
