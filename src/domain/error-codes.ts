@@ -70,6 +70,9 @@ export const ERROR_CODES = [
   'session_not_found',
   'tenant_not_found',
   'user_not_found',
+  'insecure_issuer',
+  // 408
+  'request_timeout',
   // 409
   'consent_exists',
   'consent_not_pending',
@@ -92,9 +95,11 @@ export const ERROR_CODES = [
   'sso_throttled',
   'too_many_redirects',
   'too_many_streams',
+  // 414, 431
+  'uri_too_long',
+  'headers_too_large',
   // 5xx
   'client_secret_unreadable',
-  'insecure_issuer',
   'insecure_redirect_uri',
   'internal_error',
   'oidc_discovery_failed',

@@ -9,7 +9,7 @@ import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { App, Deps } from './deps.ts';
 import { deriveKey } from '../tokens/sealing.ts';
 import { CookieSigner } from './cookies.ts';
-import { registerProblemHandlers } from './problem.ts';
+import { clientErrorHandler, frameworkErrorHandler, registerProblemHandlers } from './problem.ts';
 import { registerMonitoring } from './monitoring-hooks.ts';
 import { registerRequestContext } from './request-context.ts';
 import { adminAuditRoutes } from './routes/admin-audit.ts';
@@ -37,6 +37,8 @@ const QUIET_LEVELS = new Set(['warn', 'error', 'fatal', 'silent']);
 export interface BuildOptions {
   /** A pino logger; none (silent) in tests by default. */
   logger?: FastifyBaseLogger;
+  /** Told of every route as it is registered (method(s) and URL), e.g. for a test that covers them all. */
+  onRoute?: (route: { method: string | string[]; url: string }) => void;
 }
 
 export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App> {
@@ -49,6 +51,9 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 200 },
+    // Errors before routing, and Node's HTTP parser's: problem documents too (problem.ts).
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
     genReqId: () => '-',
     // Fastify makes a child logger per request to bind its request id; ours is always '-' (the
     // request context carries the real ids into every line that needs them), and building that
@@ -59,6 +64,10 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
     exposeHeadRoutes: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  if (opts.onRoute) {
+    const tell = opts.onRoute;
+    app.addHook('onRoute', (r) => tell({ method: r.method, url: r.url }));
+  }
   registerValidation(app);
   registerProblemHandlers(app);
   registerRequestContext(app, () => deps.clock.now());

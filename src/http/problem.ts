@@ -1,6 +1,10 @@
 // The one place where errors become RFC 9457 problem documents. Every error a client can see,
-// Fastify's own included (validation, bad JSON, body too large, 404), leaves through here.
+// Fastify's own included (validation, bad JSON, body too large, 404, a malformed URL, an overlong
+// path parameter) and Node's HTTP parser's (headers too large, a request timeout, bytes that are
+// not HTTP), leaves through here. (The token API's RFC 6749 error objects: token-client-auth.ts.)
 
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { TesseraError, type ErrorCode } from '../domain/errors.ts';
 
@@ -21,15 +25,23 @@ const TITLES: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',
+  408: 'Request Timeout',
   409: 'Conflict',
   413: 'Content Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
 
 export const PROBLEM_TYPE_BASE = 'https://tessera.dev/problems/';
+
+/** The problem document itself, for answers written outside Fastify's reply (raw sockets, Koa). */
+export function problemDocument(status: number, code: ErrorCode, detail: string, requestId: string): Problem {
+  return { type: PROBLEM_TYPE_BASE + code, title: TITLES[status] ?? 'Error', status, detail, code, requestId };
+}
 
 export function sendProblem(
   request: FastifyRequest,
@@ -40,15 +52,7 @@ export function sendProblem(
   extra: Record<string, unknown> = {},
   retryAfter?: number,
 ): FastifyReply {
-  const body: Problem = {
-    type: PROBLEM_TYPE_BASE + code,
-    title: TITLES[status] ?? 'Error',
-    status,
-    detail,
-    code,
-    requestId: request.ctx?.requestId ?? String(request.id),
-    ...extra,
-  };
+  const body: Problem = { ...problemDocument(status, code, detail, request.ctx?.requestId ?? String(request.id)), ...extra };
   if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
   if (status === 401) void reply.header('www-authenticate', 'Bearer');
   return reply.code(status).type('application/problem+json').send(body);
@@ -79,6 +83,8 @@ function fromFastifyError(err: FastifyError): { status: number; code: ErrorCode;
     case 'FST_ERR_BAD_URL':
     case 'FST_ERR_ASYNC_CONSTRAINT':
       return { status: 400, code: 'bad_url', detail: 'The request URL is malformed.' };
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return { status: 414, code: 'uri_too_long', detail: 'A path parameter is longer than allowed (200 characters).' };
     case 'FST_ERR_NOT_FOUND':
       return { status: 404, code: 'not_found', detail: 'No such resource.' };
   }
@@ -105,4 +111,39 @@ export function registerProblemHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
     sendProblem(request, reply, 404, 'not_found', `No route for ${request.method} ${request.url.split('?')[0] ?? ''}.`),
   );
+}
+
+/**
+ * Fastify's `frameworkErrors`: errors found before any route runs (a malformed URL, an overlong
+ * path parameter), which otherwise answer in Fastify's own JSON shape.
+ */
+export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const mapped = fromFastifyError(err) ?? { status: 400, code: 'bad_request' as const, detail: 'The request is malformed.' };
+  void reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff');
+  sendProblem(request, reply, mapped.status, mapped.code, mapped.detail);
+}
+
+/**
+ * The server's `clientError`: Node's HTTP parser refused the request before Fastify saw it
+ * (headers too large, a timeout, bytes that are not HTTP). The problem document is written to
+ * the socket, which is then closed, as Node does.
+ */
+export function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, detail] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? ([431, 'headers_too_large', 'The request line and headers are larger than allowed.'] as const)
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? ([408, 'request_timeout', 'The request was not received in time.'] as const)
+        : ([400, 'bad_request', 'The request is not valid HTTP.'] as const);
+  const body = JSON.stringify(problemDocument(status, code, detail, '-'));
+  // Only when no response has started on this connection (as Node's own handler checks).
+  const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+  if (socket.writable && !started) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }

@@ -382,7 +382,8 @@ describe('Tessera as OpenID provider without TESSERA_DEV_ALLOW_HTTP_LOOPBACK', (
     const plain = await startTestServer({ env: { TESSERA_PUBLIC_URL: 'http://127.0.0.1:8080' } });
     try {
       const r = await plain.app.inject({ method: 'GET', url: '/oidc/.well-known/openid-configuration' });
-      expect(r.statusCode).toBe(500);
+      expect(r.statusCode).toBe(404);
+      expect(r.headers['content-type']).toMatch(/^application\/problem\+json/);
       expect(r.json()).toMatchObject({ code: 'insecure_issuer' });
       expect((r.json() as { detail: string }).detail).toContain('TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1');
     } finally {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { loadConfig, type Config } from '../../src/config/config.ts';
 import { ManualClock } from '../../src/domain/clock.ts';
 import { hashSecret } from '../../src/domain/secrets.ts';
-import { buildApp } from '../../src/http/app.ts';
+import { buildApp, type BuildOptions } from '../../src/http/app.ts';
 import type { App, Deps } from '../../src/http/deps.ts';
 import { createRuntime } from '../../src/runtime.ts';
 import { openStore, type Store } from '../../src/store/open.ts';
@@ -38,6 +38,8 @@ export interface HarnessOptions {
   sharedStore?: Store;
   /** Name resolution for outbound connections (DNS rebinding tests). */
   lookup?: LookupFn;
+  /** Told of every route as it is registered (tests that cover every route). */
+  onRoute?: BuildOptions['onRoute'];
 }
 
 export function redisTestUrl(): string {
@@ -75,7 +77,7 @@ export async function startTestServer(opts: HarnessOptions = {}): Promise<TestSe
     ...(opts.throttle ? { throttle: opts.throttle } : {}),
     ...(opts.lookup ? { lookup: opts.lookup } : {}),
   });
-  const app = await buildApp(deps);
+  const app = await buildApp(deps, opts.onRoute ? { onRoute: opts.onRoute } : {});
   return {
     app,
     deps,

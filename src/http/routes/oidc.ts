@@ -30,6 +30,7 @@ import { endSession } from '../../sessions/app-sessions.ts';
 import { originOf } from '../authenticate.ts';
 import { readCookie, setCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';
+import { problemDocument } from '../problem.ts';
 import { problems } from '../schemas.ts';
 
 function deviceOf(request: FastifyRequest): Device {
@@ -58,14 +59,25 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
   const refusal = issuerVerdict(deps.config.publicUrl, deps.config.devAllowHttpLoopback);
   if (refusal !== null) {
     // Not served over plain HTTP (except loopback in development): say why on every /oidc path.
+    // A configuration state, not a server fault: 404, the provider is not here.
     app.all('/oidc/*', { schema: { hide: true } }, async () => {
-      throw new TesseraError(500, 'insecure_issuer', refusal);
+      throw new TesseraError(404, 'insecure_issuer', refusal);
     });
     return;
   }
   const { provider, issuer, stop } = await createOidcProvider(deps);
   const publicUrl = new URL(deps.config.publicUrl);
   app.addHook('onClose', async () => stop());
+  // A path or method oidc-provider has no route for: a problem document, not Koa's text "Not Found".
+  provider.use(async (ctx, next) => {
+    await next();
+    if ((ctx as { oidc?: { route?: string } }).oidc?.route === undefined && (ctx.status === 404 || ctx.status === 405) && !ctx.headerSent) {
+      const status = ctx.status;
+      ctx.body = problemDocument(status, 'not_found', `No OpenID provider endpoint for ${ctx.method} ${ctx.path}.`, '-');
+      ctx.status = status;
+      ctx.type = 'application/problem+json';
+    }
+  });
   const handle = provider.callback();
 
   await app.register(async (raw) => {
