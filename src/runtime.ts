@@ -10,7 +10,7 @@ import { createOutboundPolicy, type LookupFn, type OutboundPolicy } from './net/
 import { buildTenant, PLATFORM_TENANT } from './domain/tenant.ts';
 import { startMonitoring, type Monitoring } from './sessions/monitoring.ts';
 import { SessionCache } from './sessions/session-cache.ts';
-import type { Coordination } from './store/coordination.ts';
+import type { Coordination } from './store/coordination-port.ts';
 import type { SessionStore } from './store/port.ts';
 import { KeyRing } from './tokens/key-ring.ts';
 import { deriveKey } from './tokens/sealing.ts';

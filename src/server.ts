@@ -11,7 +11,7 @@ import { buildApp } from './http/app.ts';
 import type { App, Deps } from './http/deps.ts';
 import { startExpirySweeper, type Sweeper } from './sessions/expiry-sweeper.ts';
 import { createRuntime } from './runtime.ts';
-import type { Coordination } from './store/coordination.ts';
+import type { Coordination } from './store/coordination-port.ts';
 import { openStore } from './store/open.ts';
 import type { SessionStore } from './store/port.ts';
 

@@ -5,7 +5,7 @@
 // limit: 429 with Retry-After.
 
 import { createHash } from 'node:crypto';
-import type { Coordination } from '../store/coordination.ts';
+import type { Coordination } from '../store/coordination-port.ts';
 
 export interface ThrottlePolicy {
   accountFailures: number;

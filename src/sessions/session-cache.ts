@@ -7,7 +7,7 @@
 // is never answered from memory. A route can demand a strict check that always reads the store.
 
 import { isValid, type Session } from '../domain/session.ts';
-import type { Coordination, FeedChange } from '../store/coordination.ts';
+import type { Coordination, FeedChange } from '../store/coordination-port.ts';
 import type { SessionStore } from '../store/port.ts';
 
 export class SessionCache {

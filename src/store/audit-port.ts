@@ -14,8 +14,8 @@
 // - `recordLogin` merges one login into the user's history in one step (no lost update).
 
 import type { AuditEventInput, AuditRecord, ChainPoint } from '../domain/audit-chain.ts';
-import type { FeedChange } from './coordination.ts';
-import type { Page } from './port.ts';
+import type { FeedChange } from './coordination-port.ts';
+import type { Page } from './page.ts';
 
 export type { AuditEventInput, AuditRecord, ChainPoint } from '../domain/audit-chain.ts';
 
@@ -165,3 +165,6 @@ export interface AuditStore {
    */
   subscribe(listener: (record: AuditRecord) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }>;
 }
+
+/** Maximum `limit` of the audit and anomaly listings. */
+export const AUDIT_LIST_MAX = 1000;

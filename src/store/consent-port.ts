@@ -7,7 +7,7 @@
 // (consent_exists, invalid_cursor, invalid_limit).
 
 import type { Consent, ConsentDecision, Settlement } from '../domain/consent.ts';
-import type { Page } from './port.ts';
+import type { Page } from './page.ts';
 
 export type SettleResult = Settlement | { outcome: 'missing' };
 
@@ -41,24 +41,5 @@ export interface ConsentStore {
   settleConsent(tenantId: string, userId: string, id: string, decision: ConsentDecision, now: number): Promise<SettleResult>;
 }
 
-/** Listing cursor: opaque base64url of the last item's (createdAt, id). */
-export interface ConsentPosition {
-  createdAt: number;
-  id: string;
-}
-
-export function encodeConsentCursor(p: ConsentPosition): string {
-  return Buffer.from(JSON.stringify([p.createdAt, p.id]), 'utf8').toString('base64url');
-}
-
-export function decodeConsentCursor(cursor: string): ConsentPosition | null {
-  try {
-    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === 'string' && v[1].length <= 64) {
-      return { createdAt: v[0] as number, id: v[1] };
-    }
-  } catch {
-    // fall through
-  }
-  return null;
-}
+/** Maximum `limit` of listConsents. */
+export const CONSENT_LIST_MAX = 500;

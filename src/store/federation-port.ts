@@ -7,7 +7,7 @@
 // several tabs of one browser never overwrite each other's flows. Each record is bound to the
 // browser that started it by the hash of a secret held in that browser's `flow` cookie.
 //
-// Conventions as in port.ts: times are epoch ms passed in; secrets arrive hashed; refusals are
+// Conventions as in sessions-port.ts: times are epoch ms passed in; secrets arrive hashed; refusals are
 // TesseraErrors with stable codes (flow_exists).
 
 import type { FederatedIdentity, FederationProtocol, Organization } from '../domain/organization.ts';

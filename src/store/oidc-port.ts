@@ -9,7 +9,7 @@
 // - the index from an external provider's session (issuer + `sid:<sid>` or `sub:<sub>`) to the
 //   Tessera `idp` sessions it started, so that a back-channel logout from that provider ends them.
 //
-// Conventions as in port.ts: times are epoch ms passed in; client secrets arrive sealed.
+// Conventions as in sessions-port.ts: times are epoch ms passed in; client secrets arrive sealed.
 
 export interface PlatformApp {
   clientId: string;

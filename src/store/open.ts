@@ -1,7 +1,7 @@
 // Opens the store that TESSERA_STORE names.
 
 import type { Config } from '../config/config.ts';
-import type { Coordination } from './coordination.ts';
+import type { Coordination } from './coordination-port.ts';
 import type { SessionStore } from './port.ts';
 
 export type Store = SessionStore & Coordination;

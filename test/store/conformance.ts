@@ -18,8 +18,8 @@ import { DEFAULT_LIFETIMES, effectiveStatus, isValid, issueSession } from '../..
 import type { Lifetime, Session, SessionKind } from '../../src/domain/session.ts';
 import { buildTenant } from '../../src/domain/tenant.ts';
 import type { User } from '../../src/domain/user.ts';
+import type { Coordination } from '../../src/store/coordination-port.ts';
 import type { CreateLimit, CreateSessionResult, Page, RefreshToken, RotateResult, SessionStore } from '../../src/store/port.ts';
-import type { Coordination } from '../../src/store/coordination.ts';
 
 export interface OpenedStore {
   store: SessionStore;
@@ -627,6 +627,17 @@ export function describeStoreConformance(
           items: [],
           nextCursor: null,
         });
+      });
+
+      it('treats an empty cursor as the first page, and refuses a cursor it did not issue and a limit out of range', async () => {
+        const q = { tenantId: ids.tenantId, userId: other.userId, now: T0, limit: 3 };
+        const first = await store.listSessions(q);
+        expect(await store.listSessions({ ...q, cursor: '' })).toStrictEqual(first);
+        expect(await store.listSessions({ ...q, cursor: null })).toStrictEqual(first);
+        await expect(store.listSessions({ ...q, cursor: 'bm9wZQ' })).rejects.toMatchObject({ code: 'invalid_cursor' });
+        await expect(store.listSessions({ ...q, cursor: 'not a cursor' })).rejects.toMatchObject({ code: 'invalid_cursor' });
+        await expect(store.listSessions({ ...q, limit: 0 })).rejects.toMatchObject({ code: 'invalid_limit' });
+        await expect(store.listSessions({ ...q, limit: 501 })).rejects.toMatchObject({ code: 'invalid_limit' });
       });
 
       it('filters by the effective status at `now`', async () => {

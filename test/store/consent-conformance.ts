@@ -119,6 +119,7 @@ export function describeConsentConformance(name: string, open: () => Promise<Ope
       it('refuses a cursor it did not issue and a limit out of range', async () => {
         const ids = fresh();
         await expect(store.consents.listConsents({ ...ids, limit: 10, cursor: 'bm9wZQ' })).rejects.toMatchObject({ code: 'invalid_cursor' });
+        expect(await store.consents.listConsents({ ...ids, limit: 10, cursor: '' })).toStrictEqual(await store.consents.listConsents({ ...ids, limit: 10 }));
         await expect(store.consents.listConsents({ ...ids, limit: 0 })).rejects.toMatchObject({ code: 'invalid_limit' });
         await expect(store.consents.listConsents({ ...ids, limit: 501 })).rejects.toMatchObject({ code: 'invalid_limit' });
       });

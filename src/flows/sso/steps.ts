@@ -11,7 +11,7 @@ import type { FederationProtocol, Organization } from '../../domain/organization
 import { hashSecret } from '../../domain/secrets.ts';
 import { issueSession, type Device, type Lifetime } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
-import type { Coordination } from '../../store/coordination.ts';
+import type { Coordination } from '../../store/coordination-port.ts';
 import type { FlowData, FlowRecord } from '../../store/federation-port.ts';
 
 /** SPEC 8.3: the one-time token lives 60 s and is used once. */

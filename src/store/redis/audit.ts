@@ -21,15 +21,14 @@
 // answers with the new head and the caller numbers the record again. Retention (`prune`) is one
 // script per tenant too: it trims the oldest entries and moves the anchor together.
 
-import { ErrorReply } from 'redis';
-import { createHash } from 'node:crypto';
 import { chainRecord, type AuditEventInput, type AuditRecord, type ChainPoint } from '../../domain/audit-chain.ts';
-import { BadRequest, StoreUnavailable } from '../../domain/errors.ts';
+import { StoreUnavailable } from '../../domain/errors.ts';
 import { userTag } from '../../domain/secrets.ts';
 import {
   emptyHistory,
   MAX_KNOWN,
   recordMatches,
+  AUDIT_LIST_MAX,
   type ActiveCount,
   type AnomalyQuery,
   type AppendOptions,
@@ -40,28 +39,21 @@ import {
   type LoginObservation,
   type UserHistory,
 } from '../audit-port.ts';
-import type { FeedChange } from '../coordination.ts';
-import type { Page } from '../port.ts';
+import type { FeedChange } from '../coordination-port.ts';
+import { checkLimit, invalidCursor, isFirstPage, type Page } from '../page.ts';
 import { toStoreError, type RedisConnection } from './connection.ts';
 import type { RedisKeys } from './keys.ts';
+import { evalScript, luaScript, type LuaScript } from './lua.ts';
 
 /** How long a user's anomaly history lives after their last login. */
 export const HISTORY_TTL_MS = 180 * 24 * 3600 * 1000;
 /** Stream entries a listing reads at most per call before it answers with a cursor. */
 const SCAN_BUDGET = 5000;
-const MAX_LIMIT = 1000;
 /** Allowance for records whose entry id was raised above their time (a clock behind). */
 const SKEW_MS = 60_000;
 const MAX_APPEND_ATTEMPTS = 50;
 
-interface Script {
-  source: string;
-  sha1: string;
-}
-
-function script(source: string): Script {
-  return { source, sha1: createHash('sha1').update(source, 'utf8').digest('hex') };
-}
+const script = luaScript;
 
 // KEYS[1] = the log (routing). ARGV: base, expected head seq ('0' = empty), seq, ms, hash,
 // record JSON, gauge kind ('' = none), gauge delta, '1' when an anomaly, channel ('' = none).
@@ -227,7 +219,7 @@ export class RedisAuditStore implements AuditStore {
 
   list(q: AuditQuery): Promise<Page<AuditRecord>> {
     return this.#guard(async () => {
-      checkLimit(q.limit);
+      checkLimit(q.limit, AUDIT_LIST_MAX);
       const log = `${this.#base(q.tenantId)}log`;
       const lo = q.from !== undefined ? `${Math.max(0, Math.floor(q.from))}-0` : '-';
       const hi = q.to !== undefined ? `${Math.max(0, Math.floor(q.to)) + SKEW_MS}-18446744073709551615` : '+';
@@ -237,7 +229,7 @@ export class RedisAuditStore implements AuditStore {
 
   listAnomalies(q: AnomalyQuery): Promise<Page<AuditRecord>> {
     return this.#guard(async () => {
-      checkLimit(q.limit);
+      checkLimit(q.limit, AUDIT_LIST_MAX);
       const stream = `${this.#base(q.tenantId)}anomalies`;
       return this.#scan(stream, 'desc', '-', '+', q.cursor, q.limit, (r) =>
         (q.userId === undefined || r.userId === q.userId) && (q.reason === undefined || r.details.reason === q.reason),
@@ -364,8 +356,8 @@ export class RedisAuditStore implements AuditStore {
     keep: (r: AuditRecord) => boolean,
   ): Promise<Page<AuditRecord>> {
     let position: string | null = null;
-    if (cursor !== undefined && cursor !== null && cursor !== '') {
-      if (!/^\d{1,20}-\d{1,20}$/.test(cursor)) throw new BadRequest('invalid_cursor', 'The cursor is not one this server issued.');
+    if (!isFirstPage(cursor)) {
+      if (!/^\d{1,20}-\d{1,20}$/.test(cursor)) throw invalidCursor();
       position = cursor;
     }
     const items: AuditRecord[] = [];
@@ -383,7 +375,7 @@ export class RedisAuditStore implements AuditStore {
       } catch (err) {
         // A cursor Redis cannot use as a stream id (out of range, or nothing before `0-0`).
         if (position !== null && err instanceof Error && /stream id|start id|end id/i.test(err.message)) {
-          throw new BadRequest('invalid_cursor', 'The cursor is not one this server issued.');
+          throw invalidCursor();
         }
         throw err;
       }
@@ -416,13 +408,8 @@ export class RedisAuditStore implements AuditStore {
     return this.#conn.send(key, args, readonly);
   }
 
-  async #eval(s: Script, key: string, args: string[]): Promise<unknown> {
-    try {
-      return await this.#send(key, ['EVALSHA', s.sha1, '1', key, ...args]);
-    } catch (err) {
-      if (!(err instanceof ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return this.#send(key, ['EVAL', s.source, '1', key, ...args]);
-    }
+  #eval(s: LuaScript, key: string, args: string[]): Promise<unknown> {
+    return evalScript(this.#conn, s, key, args);
   }
 
   async #guard<T>(fn: () => Promise<T>): Promise<T> {
@@ -439,8 +426,3 @@ function fieldOf(fields: string[], name: string): string | null {
   return null;
 }
 
-function checkLimit(limit: number): void {
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
-    throw new BadRequest('invalid_limit', `limit must be an integer from 1 to ${MAX_LIMIT}.`);
-  }
-}

@@ -1,4 +1,4 @@
-// How records are laid out inside Redis hashes, and the listing cursor.
+// How records are laid out inside Redis hashes.
 //
 // A session is a HASH, not a JSON document, because Lua's cjson is lossy: it prints numbers with
 // 14 significant digits and cannot tell an empty array from an empty object. So:
@@ -141,24 +141,14 @@ function optNum(m: Map<string, string>, field: string): number | null {
   return v === undefined ? null : Number(v);
 }
 
-/** Listing cursor: opaque base64url of the last item's (createdAt, handle). */
-export interface ListPosition {
-  createdAt: number;
-  handle: string;
+export function mustSession(reply: unknown): Session {
+  const s = sessionFromReply(reply);
+  if (s === null) throw new Error('the store returned an empty session record');
+  return s;
 }
 
-export function encodeCursor(p: ListPosition): string {
-  return Buffer.from(JSON.stringify([p.createdAt, p.handle]), 'utf8').toString('base64url');
-}
-
-export function decodeCursor(cursor: string): ListPosition | null {
-  try {
-    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === 'string' && v[1].length <= 64) {
-      return { createdAt: v[0] as number, handle: v[1] };
-    }
-  } catch {
-    // fall through
-  }
-  return null;
+export function mustToken(reply: unknown): RefreshToken {
+  const t = refreshTokenFromReply(reply);
+  if (t === null) throw new Error('the store returned an empty refresh-token record');
+  return t;
 }

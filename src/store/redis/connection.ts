@@ -15,8 +15,8 @@
 
 import { randomBytes } from 'node:crypto';
 import { createClient, createCluster, createSentinel, ErrorReply } from 'redis';
-import type { FeedChange } from '../coordination.ts';
 import { StoreUnavailable, TesseraError } from '../../domain/errors.ts';
+import type { FeedChange } from '../coordination-port.ts';
 import type { RedisHost, RedisTarget } from './url.ts';
 
 export type RedisStoreKind = 'redis' | 'redis-sentinel' | 'redis-cluster';

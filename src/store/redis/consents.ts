@@ -13,22 +13,15 @@
 // Calling convention as in scripts.ts: KEYS[1] is the user's listing key (it routes the call in
 // a Cluster), ARGV[1] the slot's key base `P{T}:`, ARGV[2] `now` in epoch ms; the rest per script.
 
-import { createHash } from 'node:crypto';
-import { ErrorReply } from 'redis';
 import type { Consent, ConsentDecision, ConsentType, Payment, StoredConsentStatus } from '../../domain/consent.ts';
-import { BadRequest, Conflict } from '../../domain/errors.ts';
+import { Conflict } from '../../domain/errors.ts';
 import { userTag } from '../../domain/secrets.ts';
-import { decodeConsentCursor, encodeConsentCursor, type ConsentStore, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
-import type { Page } from '../port.ts';
+import { CONSENT_LIST_MAX, type ConsentStore, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
+import { checkLimit, decodeCursor, pageOf, type Page } from '../page.ts';
 import { fieldMap, num } from './codec.ts';
 import { toStoreError, type RedisConnection } from './connection.ts';
 import type { RedisKeys } from './keys.ts';
-
-interface Script {
-  name: string;
-  source: string;
-  sha1: string;
-}
+import { evalScript, luaScript, type LuaScript } from './lua.ts';
 
 const PRELUDE = `
 local base = ARGV[1]
@@ -39,9 +32,8 @@ local function ckey(id) return base .. 'cn:' .. id end
 local function aiskey(bank) return base .. 'cais:' .. bank end
 `;
 
-function script(name: string, body: string): Script {
-  const source = `-- tessera:${name}\n${PRELUDE}\n${body}`;
-  return { name, source, sha1: createHash('sha1').update(source).digest('hex') };
+function script(name: string, body: string): LuaScript {
+  return luaScript(`-- tessera:${name}\n${PRELUDE}\n${body}`);
 }
 
 /**
@@ -160,7 +152,6 @@ return out
 `,
 );
 
-const LIST_LIMIT_MAX = 500;
 
 export class RedisConsentStore implements ConsentStore {
   readonly #conn: RedisConnection;
@@ -193,26 +184,15 @@ export class RedisConsentStore implements ConsentStore {
 
   async listConsents(query: ListConsentsQuery): Promise<Page<Consent>> {
     return this.#guard(async () => {
-      if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > LIST_LIMIT_MAX) {
-        throw new BadRequest('invalid_limit', `limit must be an integer from 1 to ${LIST_LIMIT_MAX}.`);
-      }
-      let after: { createdAt: number; id: string } | null = null;
-      if (query.cursor !== undefined && query.cursor !== null && query.cursor !== '') {
-        after = decodeConsentCursor(query.cursor);
-        if (after === null) throw new BadRequest('invalid_cursor', 'The cursor is not one this server issued.');
-      }
+      checkLimit(query.limit, CONSENT_LIST_MAX);
+      const after = decodeCursor(query.cursor);
       const reply = (await this.#run(LIST, query.tenantId, query.userId, 0, [
         String(query.limit + 1),
         after === null ? '' : num(after.createdAt),
-        after === null ? '' : after.id,
+        after === null ? '' : after.key,
       ])) as unknown[];
       const rows = reply.map(consentFromReply).filter((c): c is Consent => c !== null);
-      const items = rows.slice(0, query.limit);
-      const last = items[items.length - 1];
-      return {
-        items,
-        nextCursor: rows.length > query.limit && last ? encodeConsentCursor({ createdAt: last.createdAt, id: last.id }) : null,
-      };
+      return pageOf(rows, query.limit, (c) => ({ createdAt: c.createdAt, key: c.id }));
     });
   }
 
@@ -251,16 +231,9 @@ export class RedisConsentStore implements ConsentStore {
   }
 
   /** EVALSHA on the user's slot, and EVAL when the server does not know the script yet. */
-  async #run(s: Script, tenantId: string, userId: string, now: number, args: string[]): Promise<unknown> {
+  #run(s: LuaScript, tenantId: string, userId: string, now: number, args: string[]): Promise<unknown> {
     const base = this.#keys.slotBase(userTag(tenantId, userId));
-    const routing = `${base}cns`;
-    const tail = ['1', routing, base, num(now), ...args];
-    try {
-      return await this.#conn.send(routing, ['EVALSHA', s.sha1, ...tail]);
-    } catch (err) {
-      if (!(err instanceof ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return this.#conn.send(routing, ['EVAL', s.source, ...tail]);
-    }
+    return evalScript(this.#conn, s, `${base}cns`, [base, num(now), ...args]);
   }
 }
 

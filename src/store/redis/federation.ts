@@ -12,23 +12,16 @@
 // binding, delete — so two callbacks with one state cannot both get it.
 
 import { createHash } from 'node:crypto';
-import { ErrorReply } from 'redis';
 import { Conflict, StoreUnavailable } from '../../domain/errors.ts';
 import type { FederatedIdentity, FederationProtocol, Organization } from '../../domain/organization.ts';
 import { FLOW_KEY_PREFIX, type ConsumeFlowResult, type FederationStore, type FlowRecord } from '../federation-port.ts';
 import { num } from './codec.ts';
 import { toStoreError, type RedisConnection } from './connection.ts';
 import type { RedisKeys } from './keys.ts';
+import { evalScript, luaScript, type LuaScript } from './lua.ts';
 
-interface Script {
-  name: string;
-  source: string;
-  sha1: string;
-}
-
-function script(name: string, body: string): Script {
-  const source = `-- tessera:${name}\n${body}`;
-  return { name, source, sha1: createHash('sha1').update(source).digest('hex') };
+function script(name: string, body: string): LuaScript {
+  return luaScript(`-- tessera:${name}\n${body}`);
 }
 
 /**
@@ -178,12 +171,7 @@ export class RedisFederationStore implements FederationStore {
   }
 
   /** EVALSHA, and EVAL when the server does not know the script yet. One key: it routes the call. */
-  async #eval(s: Script, key: string, args: string[]): Promise<unknown> {
-    try {
-      return await this.#conn.send(key, ['EVALSHA', s.sha1, '1', key, ...args]);
-    } catch (err) {
-      if (!(err instanceof ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return this.#conn.send(key, ['EVAL', s.source, '1', key, ...args]);
-    }
+  #eval(s: LuaScript, key: string, args: string[]): Promise<unknown> {
+    return evalScript(this.#conn, s, key, args);
   }
 }

@@ -11,20 +11,14 @@
 // the same TTL), so two consumers cannot both find the record unconsumed and overwrite it.
 
 import { createHash } from 'node:crypto';
-import { ErrorReply } from 'redis';
 import { StoreUnavailable } from '../../domain/errors.ts';
 import type { ExternalSessionLink, OidcStore, PlatformApp } from '../oidc-port.ts';
 import { toStoreError, type RedisConnection } from './connection.ts';
 import type { RedisKeys } from './keys.ts';
+import { evalScript, luaScript, type LuaScript } from './lua.ts';
 
-interface Script {
-  source: string;
-  sha1: string;
-}
-
-function script(name: string, body: string): Script {
-  const source = `-- tessera:${name}\n${body}`;
-  return { source, sha1: createHash('sha1').update(source).digest('hex') };
+function script(name: string, body: string): LuaScript {
+  return luaScript(`-- tessera:${name}\n${body}`);
 }
 
 /** KEYS[1] record; ARGV[1] consumed (epoch s). Reply: 1 marked | 0 absent. */
@@ -172,12 +166,7 @@ export class RedisOidcStore implements OidcStore {
     }
   }
 
-  async #eval(s: Script, key: string, args: string[]): Promise<unknown> {
-    try {
-      return await this.#conn.send(key, ['EVALSHA', s.sha1, '1', key, ...args]);
-    } catch (err) {
-      if (!(err instanceof ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return this.#conn.send(key, ['EVAL', s.source, '1', key, ...args]);
-    }
+  #eval(s: LuaScript, key: string, args: string[]): Promise<unknown> {
+    return evalScript(this.#conn, s, key, args);
   }
 }

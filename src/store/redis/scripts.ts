@@ -1,7 +1,7 @@
 // The Lua scripts of the Redis session store. Each one runs on ONE hash slot — the slot of a
 // user's routing tag (keys.ts) — so it is atomic with respect to every other operation on that
-// user's data, across any number of Tessera processes. They are sent with EVALSHA and fall back
-// to EVAL on NOSCRIPT (after a restart or failover the script cache is empty).
+// user's data, across any number of Tessera processes. They are sent by lua.ts (EVALSHA, EVAL on
+// NOSCRIPT). The refresh-token scripts are in refresh-scripts.ts.
 //
 // Calling convention: KEYS[1] is a key of the slot (it routes the call in a Cluster); ARGV[1] is
 // the slot's key base `P{tag}:` from which the script builds every key it touches (all in the same
@@ -13,15 +13,9 @@
 // The global indexes (routing, tenant listing, expiry) live in other slots and are never touched
 // by a script; store.ts writes them before the script and cleans up after a refusal.
 
-import { createHash } from 'node:crypto';
+import { luaScript, type LuaScript } from './lua.ts';
 
-export interface LuaScript {
-  readonly name: string;
-  readonly source: string;
-  readonly sha1: string;
-}
-
-const PRELUDE = `
+export const PRELUDE = `
 local base = ARGV[1]
 local nowS = ARGV[2]
 local now = tonumber(nowS)
@@ -164,9 +158,9 @@ local function applyLimit(f, kind, maxText, policy, evicted)
 end
 `;
 
-function script(name: string, body: string): LuaScript {
-  const source = `-- tessera:${name}\n${PRELUDE}\n${body}`;
-  return { name, source, sha1: createHash('sha1').update(source).digest('hex') };
+/** A slot script: the prelude (the calling convention above), then `body`. */
+export function script(name: string, body: string): LuaScript {
+  return luaScript(`-- tessera:${name}\n${PRELUDE}\n${body}`);
 }
 
 /**
@@ -387,74 +381,6 @@ return redis.call('HGETALL', k)
 );
 
 /**
- * add refresh token. Races closed: a token added for a session that is disappearing, and a
- * duplicated add resetting a token that has already been rotated (which would make a stolen,
- * rotated token current again) — an existing token is never overwritten. The token lives as long
- * as its session record.
- * ARGV[4] token hash, ARGV[5..] token fields. Reply: {'ok', TTL ms} | {'no_session'} | {'exists'}
- */
-export const ADD_REFRESH = script(
-  'add-refresh',
-  `
-local rk = base .. 'rt:' .. ARGV[4]
-local f, list = readFields(5)
-local ttl = redis.call('PTTL', skey(f['sessionHandle']))
-if ttl == -2 then return { 'no_session' } end
-if redis.call('EXISTS', rk) == 1 then return { 'exists' } end
-redis.call('HSET', rk, unpack(list))
-if ttl > 0 then redis.call('PEXPIRE', rk, ttl) end
-return { 'ok', ttl }
-`,
-);
-
-/**
- * rotate refresh token (RFC 9700 4.14.2). Races closed: several tabs refreshing with the same token
- * at once — exactly one rotates it, the others land in the grace window and get the same
- * successor; and a thief replaying a rotated token after the grace window while the legitimate
- * client refreshes — the reuse revokes the session subtree in the same step, so neither side can
- * rotate again afterwards.
- * ARGV[4] presented hash, ARGV[5] successor hash, ARGV[6] grace ms, ARGV[7] new idle expiry ('' = none).
- * Reply: {'rotated', session, successor token, previous idle or '', TTL ms}
- *      | {'grace', session, presented token}
- *      | {'reused', session, {revoked records}} | {'inactive', session} | {'unknown'} | {'successor_exists'}
- */
-export const ROTATE = script(
-  'rotate',
-  `
-local rk = base .. 'rt:' .. ARGV[4]
-local t = redis.call('HMGET', rk, 'sessionHandle', 'rotatedAt', 'successorHash', 'tenantId', 'userId')
-if not t[1] then return { 'unknown' } end
-local sk = skey(t[1])
-if redis.call('EXISTS', sk) == 0 then return { 'unknown' } end
--- An ended session answers inactive whatever token is shown: after a reuse revoked it, the
--- whole token family is dead and nothing more is revoked or reported.
-if not isValid(sk) then return { 'inactive', redis.call('HGETALL', sk) } end
-if not t[2] then
-  local nk = base .. 'rt:' .. ARGV[5]
-  if redis.call('EXISTS', nk) == 1 then return { 'successor_exists' } end
-  redis.call('HSET', rk, 'rotatedAt', nowS, 'successorHash', ARGV[5])
-  redis.call('HSET', nk, 'tokenHash', ARGV[5], 'sessionHandle', t[1], 'tenantId', t[4], 'userId', t[5], 'createdAt', nowS)
-  local ttl = redis.call('PTTL', sk)
-  if ttl > 0 then redis.call('PEXPIRE', nk, ttl) end
-  local before = redis.call('HGET', sk, 'idleExpiresAt')
-  -- The idle expiry never passes the absolute expiry (the same cap as SQLite's).
-  local idle = ARGV[7]
-  local abs = redis.call('HGET', sk, 'absoluteExpiresAt')
-  if idle ~= '' and abs and tonumber(idle) > tonumber(abs) then idle = abs end
-  if idle == '' then redis.call('HDEL', sk, 'idleExpiresAt') else redis.call('HSET', sk, 'idleExpiresAt', idle) end
-  redis.call('HSET', sk, 'lastSeenAt', nowS)
-  return { 'rotated', redis.call('HGETALL', sk), redis.call('HGETALL', nk), before or '', ttl }
-end
-if now <= tonumber(t[2]) + tonumber(ARGV[6]) then
-  return { 'grace', redis.call('HGETALL', sk), redis.call('HGETALL', rk) }
-end
-local out = {}
-revokeTree(t[1], 'refresh_reuse', 'parent_revoked', out, nil)
-return finish({ 'reused', redis.call('HGETALL', sk), out })
-`,
-);
-
-/**
  * expire-if-due (one session, for sweepExpired). Race closed: several sweepers (in several
  * processes) taking the same due handle from the expiry index — only the one whose script finds
  * it still active and due marks it expired and reports it, so each session.expired event is
@@ -476,46 +402,3 @@ ended[1] = ARGV[4]
 return finish({ 'expired', redis.call('HGETALL', k) })
 `,
 );
-
-/**
- * hit counter (fixed window, not a slot script: one key). Race closed: concurrent failed logins
- * from several processes each reading the count and writing count + 1 (lost updates would let an
- * attacker past the throttle), and two of them both opening a fresh window.
- * KEYS[1] counter key; ARGV[1] now, ARGV[2] end of a window opened now, ARGV[3] window ms.
- * Reply: {count, resetAt}
- */
-export const HIT_COUNTER: LuaScript = (() => {
-  const source = `-- tessera:hit-counter
-local by = tonumber(ARGV[4] or '1')
-local v = redis.call('HMGET', KEYS[1], 'count', 'resetAt')
-if not v[1] or tonumber(ARGV[1]) >= tonumber(v[2]) then
-  local first = math.max(by, 0)
-  redis.call('HSET', KEYS[1], 'count', tostring(first), 'resetAt', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return { first, ARGV[2] }
-end
-local n = redis.call('HINCRBY', KEYS[1], 'count', by)
-if n < 0 then
-  redis.call('HSET', KEYS[1], 'count', '0')
-  n = 0
-end
-return { n, v[2] }
-`;
-  return { name: 'hit-counter', source, sha1: createHash('sha1').update(source).digest('hex') };
-})();
-
-export const ALL_SCRIPTS: readonly LuaScript[] = [
-  CREATE,
-  RENEW,
-  TOUCH,
-  UPDATE_DATA,
-  REVOKE,
-  REVOKE_USER,
-  REVOKE_HANDLES,
-  CONSUME,
-  BY_SECRET,
-  ADD_REFRESH,
-  ROTATE,
-  EXPIRE_IF_DUE,
-  HIT_COUNTER,
-];

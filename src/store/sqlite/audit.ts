@@ -11,10 +11,10 @@
 
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { chainRecord, type AuditEventInput, type AuditRecord, type ChainPoint } from '../../domain/audit-chain.ts';
-import { BadRequest } from '../../domain/errors.ts';
 import {
   emptyHistory,
   mergeLogin,
+  AUDIT_LIST_MAX,
   type ActiveCount,
   type AnomalyQuery,
   type AppendOptions,
@@ -24,13 +24,12 @@ import {
   type LoginObservation,
   type UserHistory,
 } from '../audit-port.ts';
-import type { FeedChange } from '../coordination.ts';
-import type { Page } from '../port.ts';
+import type { FeedChange } from '../coordination-port.ts';
+import { checkLimit, invalidCursor, isFirstPage, type Page } from '../page.ts';
 import { inWriteTransaction, settle } from './transactions.ts';
 
 /** How often subscribers look for records other connections appended. */
 export const AUDIT_FEED_POLL_MS = 50;
-const MAX_LIMIT = 1000;
 
 interface EventRow {
   id: number;
@@ -107,7 +106,7 @@ export class SqliteAuditStore implements AuditStore {
 
   list(q: AuditQuery): Promise<Page<AuditRecord>> {
     return this.#run(() => {
-      checkLimit(q.limit);
+      checkLimit(q.limit, AUDIT_LIST_MAX);
       const where = ['tenant_id = $tenant_id'];
       const params: Record<string, SQLInputValue> = { tenant_id: q.tenantId, limit: q.limit + 1 };
       if (q.userId !== undefined) {
@@ -145,7 +144,7 @@ export class SqliteAuditStore implements AuditStore {
 
   listAnomalies(q: AnomalyQuery): Promise<Page<AuditRecord>> {
     return this.#run(() => {
-      checkLimit(q.limit);
+      checkLimit(q.limit, AUDIT_LIST_MAX);
       const where = ["tenant_id = $tenant_id", "type = 'anomaly.detected'"];
       const params: Record<string, SQLInputValue> = { tenant_id: q.tenantId, limit: q.limit + 1 };
       if (q.userId !== undefined) {
@@ -305,15 +304,10 @@ export class SqliteAuditStore implements AuditStore {
   }
 }
 
-function checkLimit(limit: number): void {
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
-    throw new BadRequest('invalid_limit', `limit must be an integer from 1 to ${MAX_LIMIT}.`);
-  }
-}
 
 function decodeSeqCursor(cursor: string | null | undefined): number | null {
-  if (cursor === undefined || cursor === null || cursor === '') return null;
-  if (!/^[1-9][0-9]{0,15}$/.test(cursor)) throw new BadRequest('invalid_cursor', 'The cursor is not one this server issued.');
+  if (isFirstPage(cursor)) return null;
+  if (!/^[1-9][0-9]{0,15}$/.test(cursor)) throw invalidCursor();
   return Number(cursor);
 }
 

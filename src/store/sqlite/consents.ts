@@ -5,11 +5,11 @@
 // in the schema too: a bug that tried to keep two would fail instead of succeeding.
 
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
-import { BadRequest, Conflict } from '../../domain/errors.ts';
+import { Conflict } from '../../domain/errors.ts';
 import { settleConsent, type Consent, type ConsentDecision, type ConsentType, type Payment, type StoredConsentStatus } from '../../domain/consent.ts';
-import { decodeConsentCursor, encodeConsentCursor, type ConsentStore, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
-import type { Page } from '../port.ts';
-import { inWriteTransaction, settle } from './transactions.ts';
+import { CONSENT_LIST_MAX, type ConsentStore, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
+import { checkLimit, decodeCursor, pageOf, type Page } from '../page.ts';
+import { inWriteTransaction, isUniqueViolation, settle } from './transactions.ts';
 
 interface ConsentRow {
   id: string;
@@ -66,8 +66,6 @@ function consentParams(c: Consent): Record<string, SQLInputValue> {
   };
 }
 
-const LIST_LIMIT_MAX = 500;
-
 export class SqliteConsentStore implements ConsentStore {
   private readonly db: DatabaseSync;
   private readonly stmt: ReturnType<typeof prepare>;
@@ -94,25 +92,17 @@ export class SqliteConsentStore implements ConsentStore {
 
   listConsents(query: ListConsentsQuery): Promise<Page<Consent>> {
     return this.run(() => {
-      if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > LIST_LIMIT_MAX) {
-        throw new BadRequest('invalid_limit', `limit must be an integer from 1 to ${LIST_LIMIT_MAX}.`);
-      }
+      checkLimit(query.limit, CONSENT_LIST_MAX);
+      const after = decodeCursor(query.cursor);
       let stmt: StatementSync = this.stmt.listFirst;
       const params: Record<string, SQLInputValue> = { tenant_id: query.tenantId, user_id: query.userId, limit: query.limit + 1 };
-      if (query.cursor !== undefined && query.cursor !== null && query.cursor !== '') {
-        const after = decodeConsentCursor(query.cursor);
-        if (after === null) throw new BadRequest('invalid_cursor', 'The cursor is not one this server issued.');
+      if (after !== null) {
         stmt = this.stmt.listAfter;
         params.created_at = after.createdAt;
-        params.id = after.id;
+        params.id = after.key;
       }
       const rows = (stmt.all(params) as unknown as ConsentRow[]).map(consentFromRow);
-      const items = rows.slice(0, query.limit);
-      const last = items[items.length - 1];
-      return {
-        items,
-        nextCursor: rows.length > query.limit && last ? encodeConsentCursor({ createdAt: last.createdAt, id: last.id }) : null,
-      };
+      return pageOf(rows, query.limit, (c) => ({ createdAt: c.createdAt, key: c.id }));
     });
   }
 
@@ -194,12 +184,4 @@ function prepare(db: DatabaseSync) {
       UPDATE consents SET status = $status, confirmed_at = $confirmed_at, ended_at = $ended_at, superseded_by = $superseded_by
       WHERE tenant_id = $tenant_id AND user_id = $user_id AND id = $id`),
   };
-}
-
-const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
-const SQLITE_CONSTRAINT_UNIQUE = 2067;
-
-function isUniqueViolation(err: unknown): boolean {
-  const code = (err as { errcode?: unknown } | null)?.errcode;
-  return code === SQLITE_CONSTRAINT_PRIMARYKEY || code === SQLITE_CONSTRAINT_UNIQUE;
 }

@@ -2,7 +2,6 @@
 // never queried (device, data, roles, the tenant object); everything a query filters or sorts on
 // has a column of its own.
 
-import { BadRequest } from '../../domain/errors.ts';
 import type { Session, SessionKind, SessionStatus, RevokeReason, Device } from '../../domain/session.ts';
 import { expiresAt } from '../../domain/session.ts';
 import type { User } from '../../domain/user.ts';
@@ -140,41 +139,4 @@ export function userParams(u: User): Record<string, string | number | null> {
     created_at: u.createdAt,
     updated_at: u.updatedAt,
   };
-}
-
-/** A listing position: the (createdAt, handle) of the last item of the previous page. */
-export interface ListCursor {
-  createdAt: number;
-  handle: string;
-}
-
-export function encodeCursor(c: ListCursor): string {
-  return Buffer.from(JSON.stringify([c.createdAt, c.handle]), 'utf8').toString('base64url');
-}
-
-export function decodeCursor(cursor: string): ListCursor {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === 'string') {
-      return { createdAt: v[0] as number, handle: v[1] };
-    }
-  } catch {
-    // fall through to the error below
-  }
-  throw new BadRequest('invalid_cursor', 'The cursor is not one that this server issued.');
-}
-
-/** A user listing position: the (email, id) of the last user of the previous page. */
-export function encodeUserCursor(u: { email: string; id: string }): string {
-  return Buffer.from(JSON.stringify([u.email, u.id]), 'utf8').toString('base64url');
-}
-
-export function decodeUserCursor(cursor: string): { email: string; id: string } {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return { email: v[0], id: v[1] };
-  } catch {
-    // fall through to the error below
-  }
-  throw new BadRequest('invalid_cursor', 'The cursor is not one that this server issued.');
 }

@@ -1,11 +1,11 @@
-// How every SQLite store (sessions and its sub-stores) runs its synchronous work: a closed
+// How every SQLite adapter (each aggregate, and the sub-stores) runs its synchronous work: a closed
 // database is StoreUnavailable, SQLite's "cannot use the file" errors become StoreUnavailable,
 // and a deciding operation takes the write lock first (BEGIN IMMEDIATE), so that what it reads
 // cannot change before it writes — across connections and processes on the same file.
 
 import type { DatabaseSync } from 'node:sqlite';
-import { StoreUnavailable } from '../../domain/errors.ts';
-import { toStoreError } from './sqlite-store.ts';
+import type { SQLInputValue, StatementSync } from 'node:sqlite';
+import { StoreUnavailable, TesseraError } from '../../domain/errors.ts';
 
 /**
  * Primary result codes that say the file does not take writes (disk full, read-only, I/O error,
@@ -55,4 +55,89 @@ export function inWriteTransaction<T>(db: DatabaseSync, fn: () => T, after?: () 
     after?.();
     return result;
   });
+}
+
+/**
+ * One connection as the aggregate adapters share it: reads (`run`), writes under the write lock
+ * (`write`, after which the feed of session ends is delivered to this process's subscribers), and
+ * the housekeeping that rides along with the expiry sweep.
+ */
+export class SqliteContext {
+  readonly db: DatabaseSync;
+  readonly #afterCommit: (() => void)[] = [];
+  readonly #housekeeping: ((now: number) => void)[] = [];
+
+  constructor(db: DatabaseSync) {
+    this.db = db;
+  }
+
+  /** Runs `fn` in one BEGIN IMMEDIATE transaction; any throw rolls it back. */
+  write<T>(fn: () => T): Promise<T> {
+    return inWriteTransaction(this.db, fn, () => {
+      for (const f of this.#afterCommit) f();
+    });
+  }
+
+  /** Runs synchronous database work and settles the promise with its outcome. */
+  run<T>(fn: () => T): Promise<T> {
+    return settle(this.db, fn);
+  }
+
+  /** `f` runs after every commit of `write`, before its caller resumes. */
+  afterCommit(f: () => void): void {
+    this.#afterCommit.push(f);
+  }
+
+  /** `f` runs inside the expiry sweep's transaction (pruning of tables that grow). */
+  onHousekeeping(f: (now: number) => void): void {
+    this.#housekeeping.push(f);
+  }
+
+  housekeeping(now: number): void {
+    for (const f of this.#housekeeping) f(now);
+  }
+
+  one<T>(stmt: StatementSync, params: Record<string, SQLInputValue>): T | undefined {
+    return stmt.get(params) as T | undefined;
+  }
+
+  all<T>(stmt: StatementSync, params: Record<string, SQLInputValue>): T[] {
+    return stmt.all(params) as T[];
+  }
+}
+
+interface SqliteError {
+  code: string;
+  errcode?: number;
+}
+
+function isSqliteError(err: unknown): err is Error & SqliteError {
+  return err instanceof Error && typeof (err as Partial<SqliteError>).code === 'string';
+}
+
+const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
+const SQLITE_CONSTRAINT_UNIQUE = 2067;
+
+export function isUniqueViolation(err: unknown): boolean {
+  return (
+    isSqliteError(err) &&
+    (err.errcode === SQLITE_CONSTRAINT_UNIQUE || err.errcode === SQLITE_CONSTRAINT_PRIMARYKEY)
+  );
+}
+
+/**
+ * Primary result codes that mean the database cannot be used right now (rather than a bug in a
+ * statement): BUSY/LOCKED (another writer held the lock past the busy timeout), NOMEM, READONLY,
+ * IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+ */
+const UNAVAILABLE_CODES = new Set([5, 6, 7, 8, 10, 11, 13, 14, 15, 26]);
+
+/** Maps what node:sqlite throws to the port's errors: unusable database → StoreUnavailable. */
+export function toStoreError(err: unknown): Error {
+  if (!(err instanceof Error)) return new Error(String(err));
+  if (err instanceof TesseraError || !isSqliteError(err)) return err;
+  if (err.code === 'ERR_SQLITE_ERROR' && err.errcode !== undefined && UNAVAILABLE_CODES.has(err.errcode & 0xff)) {
+    return new StoreUnavailable(`The SQLite database is unavailable: ${err.message}`, err);
+  }
+  return err;
 }

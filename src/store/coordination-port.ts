@@ -33,3 +33,6 @@ export interface Coordination {
    */
   subscribeSessionEnds(listener: (handles: string[]) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }>;
 }
+
+/** Every operation of Coordination, for composites and proxies that forward them. */
+export const COORDINATION_OPERATIONS = ['hitCounter', 'peekCounter', 'resetCounter', 'subscribeSessionEnds'] as const satisfies readonly (keyof Coordination)[];

@@ -1,0 +1,197 @@
+// The sessions aggregate of the storage port: sessions (with their tree of parents and children)
+// and the refresh tokens of token-mode sessions. One unit, because rotating a refresh token can
+// revoke a session subtree in the same atomic step (reuse detection), and because ending a
+// session ends the tokens' usefulness with it.
+//
+// Conventions (every port): times are epoch milliseconds and always passed in (`now`); adapters
+// never read the clock for domain decisions (they may for housekeeping such as key TTLs). Secrets
+// never reach a store, only their SHA-256 hashes (`secretHash`, `tokenHash`). Every operation is
+// atomic with respect to every other operation on the same user's data, across processes sharing
+// the store; tenant-wide operations are atomic per user, not as a whole (in a Redis Cluster a
+// tenant spans hash slots). A write that times out is StoreUnavailable (503) but may have been
+// applied. Refusals are TesseraErrors with stable codes: here invalid_parent, session_exists,
+// session_not_found, refresh_token_exists, invalid_limit, invalid_cursor.
+//
+// "Ended" means revoked, expired, or active-but-past-expiry-and-not-yet-swept; operations that
+// end sessions change only sessions valid at `now`. The root of a revoked subtree gets the reason
+// given; its descendants get `parent_revoked`. Every operation that ends sessions publishes their
+// handles on the feed of session ends (coordination-port.ts) — test/store/feed-conformance.ts.
+
+import type { RevokeReason, Session, SessionKind, SessionStatus } from '../domain/session.ts';
+import type { LimitPolicy } from '../domain/tenant.ts';
+import type { Page } from './page.ts';
+
+export interface CreateLimit {
+  /** Counted among the user's sessions of this kind that are valid at `now`. */
+  kind: SessionKind;
+  max: number;
+  policy: LimitPolicy;
+}
+
+export type CreateSessionResult =
+  | { ok: true; session: Session; evicted: Session[] }
+  | { ok: false; reason: 'limit_reached'; active: number };
+
+export interface ListSessionsQuery {
+  tenantId: string;
+  userId?: string;
+  kind?: SessionKind;
+  /** Effective status at `now` (an `active` record past its expiry counts as `expired`). */
+  status?: SessionStatus;
+  now: number;
+  cursor?: string | null;
+  /** 1..500 */
+  limit: number;
+}
+
+export type RenewResult =
+  /** The predecessor is still valid: it stays the session; nothing was created. */
+  | { outcome: 'still_valid'; session: Session }
+  /**
+   * A successor exists now: created by this call (`created: true`, with the sessions its limit
+   * evicted) or by an earlier one (`evicted` empty).
+   */
+  | { outcome: 'renewed'; session: Session; created: boolean; evicted: Session[] }
+  /** The limit (policy reject_new) refused the successor: the user has `active` valid sessions. */
+  | { outcome: 'limit_reached'; active: number }
+  /** The predecessor was revoked (not merely expired): it must never be renewed. */
+  | { outcome: 'revoked'; session: Session }
+  | { outcome: 'missing' };
+
+export interface RefreshToken {
+  tokenHash: string;
+  sessionHandle: string;
+  tenantId: string;
+  userId: string;
+  createdAt: number;
+  /** When it was exchanged for its successor; null while it is the current token. */
+  rotatedAt: number | null;
+  successorHash: string | null;
+}
+
+export type RotateResult =
+  /** First use: the token is now rotated and `successor` is the new current token. */
+  | { outcome: 'rotated'; session: Session; successor: RefreshToken }
+  /**
+   * Used again within the grace window (now - rotatedAt <= graceMs): `token` is the presented
+   * token, whose `successorHash` names the successor the caller answers with again.
+   */
+  | { outcome: 'grace'; session: Session; token: RefreshToken }
+  /** Used again after the grace window: the session and its subtree are now revoked. */
+  | { outcome: 'reused'; session: Session; revoked: Session[] }
+  /** The token's session has ended. Takes precedence over grace and reuse. */
+  | { outcome: 'inactive'; session: Session }
+  | { outcome: 'unknown' };
+
+export interface SessionsStore {
+  /**
+   * Stores a new session. With `limit`, counts the user's valid sessions of `limit.kind` at `now`
+   * and, in the same atomic step, either evicts the oldest (revoked with `limit_evicted`, their
+   * subtrees too) or refuses (`reject_new`). A `parentHandle` must name a valid session of the
+   * same tenant; a child never outlives it (the caller caps `absoluteExpiresAt`) — except a
+   * `redirect` child, which keeps its own lifetime so that it outlives a short idle parent
+   * (SPEC 7); ending the parent still ends it.
+   */
+  createSession(session: Session, now: number, limit?: CreateLimit): Promise<CreateSessionResult>;
+
+  /** The stored record whatever its status, or null. */
+  getSessionByHandle(handle: string): Promise<Session | null>;
+  /** The stored record whatever its status, or null. */
+  getSessionBySecretHash(secretHash: string): Promise<Session | null>;
+
+  /**
+   * Records activity: sets `lastSeenAt = now` and `idleExpiresAt` (the caller computes it, capped
+   * at the absolute expiry). Only for a session valid at `now`; returns the updated record, or
+   * null when it is not valid (nothing changes then).
+   */
+  touchSession(handle: string, now: number, idleExpiresAt: number | null): Promise<Session | null>;
+
+  /** Merges `patch` into the session's `data` (keys with value null are removed). Valid sessions only. */
+  updateSessionData(handle: string, patch: Record<string, unknown>, now: number): Promise<Session | null>;
+
+  /**
+   * Revokes the session and its whole subtree. Returns every session that this call moved from
+   * active to revoked (the root first); already-ended sessions are left as they are.
+   */
+  revokeSession(handle: string, reason: RevokeReason, now: number): Promise<Session[]>;
+  /**
+   * All active sessions of a user (every kind, subtrees included), except `exceptHandle`'s
+   * subtree and its ancestors (so no kept session is left under an ended parent).
+   */
+  revokeUserSessions(
+    tenantId: string,
+    userId: string,
+    reason: RevokeReason,
+    now: number,
+    opts?: { exceptHandle?: string },
+  ): Promise<Session[]>;
+  revokeTenantSessions(tenantId: string, reason: RevokeReason, now: number): Promise<Session[]>;
+
+  /** Sorted by (createdAt, handle) ascending. With `userId`, lists that user's sessions. */
+  listSessions(query: ListSessionsQuery): Promise<Page<Session>>;
+
+  /**
+   * Single use: if the session with this secret hash is valid at `now`, marks it revoked with
+   * `consumed` and returns it (the state as it was before consumption, with status `revoked`).
+   * Its subtree, if any, ends with it.
+   * Of many concurrent callers exactly one gets the session; the others get null.
+   */
+  consumeSession(secretHash: string, now: number): Promise<Session | null>;
+
+  /**
+   * Renew-once-after-expiry (SPEC 7.3): when the predecessor has expired, store `successor` and
+   * link it, unless a successor was already linked, in which case that one is returned. Many
+   * concurrent callers with the same expired predecessor all get the same successor. The caller
+   * builds `successor` (its secret derived from the predecessor, so all callers agree on it); it
+   * must belong to the predecessor's tenant and user. A new successor counts against `limit`
+   * exactly as a login does (createSession), in the same atomic step: reject_new refuses it,
+   * evict_oldest ends the oldest valid sessions of the kind.
+   */
+  renewAfterExpiry(predecessorHandle: string, successor: Session, now: number, limit?: CreateLimit): Promise<RenewResult>;
+
+  /** Stores the first refresh token of a session (at login). */
+  addRefreshToken(token: RefreshToken): Promise<void>;
+  /**
+   * Rotates a refresh token (RFC 9700 4.14.2). `successorHash` is the hash of the token that
+   * replaces it; `graceMs` the window in which a rotated token may come back; `idleExpiresAt`
+   * the session's new idle expiry on success (the store caps it at the absolute expiry). See
+   * RotateResult for the outcomes.
+   */
+  rotateRefreshToken(
+    presentedHash: string,
+    successorHash: string,
+    now: number,
+    graceMs: number,
+    idleExpiresAt: number | null,
+  ): Promise<RotateResult>;
+  getRefreshToken(tokenHash: string): Promise<RefreshToken | null>;
+
+  /**
+   * Marks active sessions past their expiry at `now` as `expired` and returns them, at most
+   * `max` per call. Each session is returned by exactly one call, even with several sweepers
+   * in several processes: the caller emits `session.expired` for each.
+   */
+  sweepExpired(now: number, max: number): Promise<Session[]>;
+}
+
+/** Every operation of SessionsStore, for composites and proxies that forward them. */
+export const SESSIONS_OPERATIONS = [
+  'createSession',
+  'getSessionByHandle',
+  'getSessionBySecretHash',
+  'touchSession',
+  'updateSessionData',
+  'revokeSession',
+  'revokeUserSessions',
+  'revokeTenantSessions',
+  'listSessions',
+  'consumeSession',
+  'renewAfterExpiry',
+  'addRefreshToken',
+  'rotateRefreshToken',
+  'getRefreshToken',
+  'sweepExpired',
+] as const satisfies readonly (keyof SessionsStore)[];
+
+/** Maximum `limit` of listSessions. */
+export const SESSION_LIST_MAX = 500;
