@@ -42,6 +42,12 @@ export interface Config {
   sweepIntervalMs: number;
   /** Largest accepted request body, bytes. */
   bodyLimit: number;
+  /** The whole request (headers and body) must arrive within this, ms (else 408 and closed). */
+  requestTimeoutMs: number;
+  /** A connection with no traffic either way for this long is closed, ms. */
+  idleTimeoutMs: number;
+  /** Open connections per client address (trusted proxies exempt); past it new ones are closed. */
+  maxConnectionsPerIp: number;
   /** On SIGTERM: how long /readyz answers 503 while requests are still served, before the listener closes. */
   shutdownDelayMs: number;
   /** On SIGTERM: how long in-flight requests may take after the listener closed; then connections are cut. */
@@ -185,6 +191,9 @@ function parseConfig(env: Env, cwd: string): Config {
     logLevel,
     sweepIntervalMs: intVar(env, 'TESSERA_SWEEP_INTERVAL_MS', 5000, 100, 3_600_000),
     bodyLimit: intVar(env, 'TESSERA_BODY_LIMIT', 64 * 1024, 1024, 10 * 1024 * 1024),
+    requestTimeoutMs: intVar(env, 'TESSERA_REQUEST_TIMEOUT_MS', 30_000, 1000, 600_000),
+    idleTimeoutMs: intVar(env, 'TESSERA_IDLE_TIMEOUT_MS', 60_000, 1000, 3_600_000),
+    maxConnectionsPerIp: intVar(env, 'TESSERA_MAX_CONNECTIONS_PER_IP', 100, 1, 100_000),
     shutdownDelayMs: intVar(env, 'TESSERA_SHUTDOWN_DELAY_MS', 0, 0, 600_000),
     shutdownTimeoutMs: intVar(env, 'TESSERA_SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     demo: boolVar(env, 'TESSERA_DEMO'),

@@ -6,6 +6,7 @@ import fastifyCors from '@fastify/cors';
 import fastifySwagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
+import { BlockList, isIP, type Socket } from 'node:net';
 import type { App, Deps } from './deps.ts';
 import { deriveKey } from '../tokens/sealing.ts';
 import { CookieSigner } from './cookies.ts';
@@ -41,12 +42,54 @@ export interface BuildOptions {
   onRoute?: (route: { method: string | string[]; url: string }) => void;
 }
 
+/**
+ * At most `maxConnectionsPerIp` open connections per client address (the socket's peer; trusted
+ * proxies, which carry many clients, are exempt): one address cannot take every socket.
+ */
+function limitConnectionsPerIp(app: App, deps: Deps): void {
+  const max = deps.config.maxConnectionsPerIp;
+  const proxies = new BlockList();
+  for (const p of deps.config.trustedProxies) {
+    const [addr = '', bits] = p.split('/');
+    const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) proxies.addAddress(addr, family);
+    else proxies.addSubnet(addr, Number(bits), family);
+  }
+  const open = new Map<string, number>();
+  app.server.on('connection', (socket: Socket) => {
+    const ip = socket.remoteAddress;
+    if (ip === undefined) return;
+    if (proxies.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4')) return;
+    const n = (open.get(ip) ?? 0) + 1;
+    if (n > max) {
+      socket.destroy();
+      return;
+    }
+    open.set(ip, n);
+    socket.once('close', () => {
+      const left = (open.get(ip) ?? 1) - 1;
+      if (left <= 0) open.delete(ip);
+      else open.set(ip, left);
+    });
+  });
+}
+
 export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App> {
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     // Fastify's own request lines would carry the URL with its query; ours (onResponse) do not.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.config.bodyLimit,
+    // Slow clients (one byte a minute) must not hold connections: the whole request within
+    // requestTimeoutMs (408, checked every second), headers within 10 s of it, no traffic
+    // for idleTimeoutMs closes the socket, and an idle keep-alive connection goes after 5 s.
+    requestTimeout: deps.config.requestTimeoutMs,
+    connectionTimeout: deps.config.idleTimeoutMs,
+    keepAliveTimeout: Math.min(5000, deps.config.idleTimeoutMs - 1),
+    http: {
+      headersTimeout: Math.min(10_000, deps.config.requestTimeoutMs),
+      connectionsCheckingInterval: Math.min(1000, deps.config.requestTimeoutMs),
+    },
     trustProxy: deps.config.trustedProxies.length > 0 ? deps.config.trustedProxies : false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -68,6 +111,7 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
     const tell = opts.onRoute;
     app.addHook('onRoute', (r) => tell({ method: r.method, url: r.url }));
   }
+  limitConnectionsPerIp(app, deps);
   registerValidation(app);
   registerProblemHandlers(app);
   registerRequestContext(app, () => deps.clock.now());

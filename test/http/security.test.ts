@@ -2,7 +2,7 @@
 // Each test fails on the code before the fix and passes after; see docs/security.md for the
 // threat, the defence and the OWASP ASVS mapping.
 
-import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
+import { connect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import type { LookupAddress } from 'node:dns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UNREACHABLE } from '../../src/net/outbound-policy.ts';
@@ -361,4 +361,145 @@ describe.each(storeChoices())('session limits and renewals (%s)', (choice: Store
     expect(active).toHaveLength(1);
     expect(active[0]!.authMethod).toBe('password');
   });
+});
+
+describe.each(storeChoices())('login throttle (%s)', (choice: StoreChoice) => {
+  function loginFrom(s: TestServer, tenantId: string, email: string, password: string, ip: string): Promise<Res> {
+    return s.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      remoteAddress: ip,
+      headers: { 'x-tenant-id': tenantId },
+      payload: { email, password },
+    });
+  }
+
+  it("item 13: a stranger's wrong guesses lock out the stranger's address, not the owner", async () => {
+    const s = await startTestServer({ store: choice });
+    try {
+      const tenantId = uniqueTenant();
+      const email = 'owner@example.com';
+      await provision(s.app, tenantId, email, PASSWORD);
+      expect((await loginFrom(s, tenantId, email, PASSWORD, '198.51.100.10')).statusCode).toBe(200); // the owner's device
+      for (let i = 0; i < 5; i++) expect((await loginFrom(s, tenantId, email, `guess ${i}`, '203.0.113.66')).statusCode).toBe(401);
+      const stranger = await loginFrom(s, tenantId, email, PASSWORD, '203.0.113.66');
+      expect(stranger.statusCode).toBe(429);
+      expect(stranger.json()).toMatchObject({ code: 'login_throttled' });
+      // The owner, from the known device and from a new one, still gets in.
+      expect((await loginFrom(s, tenantId, email, PASSWORD, '198.51.100.10')).statusCode).toBe(200);
+      expect((await loginFrom(s, tenantId, email, PASSWORD, '192.0.2.20')).statusCode).toBe(200);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('item 13: guesses spread over many addresses hit the per-account limit; a known address still gets in', async () => {
+    const s = await startTestServer({ store: choice, throttle: { accountFailures: 3, ipFailures: 1000, windowMs: 60_000, accountFailuresAnyAddress: 6 } });
+    try {
+      const tenantId = uniqueTenant();
+      const email = 'spread@example.com';
+      await provision(s.app, tenantId, email, PASSWORD);
+      expect((await loginFrom(s, tenantId, email, PASSWORD, '198.51.100.10')).statusCode).toBe(200);
+      for (let i = 0; i < 6; i++) expect((await loginFrom(s, tenantId, email, 'wrong pass', `203.0.113.${i + 1}`)).statusCode).toBe(401);
+      const fresh = await loginFrom(s, tenantId, email, PASSWORD, '203.0.113.99');
+      expect(fresh.statusCode).toBe(429);
+      expect((await loginFrom(s, tenantId, email, PASSWORD, '198.51.100.10')).statusCode).toBe(200);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('item 13: successful logins of one account are rate-limited', async () => {
+    const s = await startTestServer({ store: choice, throttle: { accountFailures: 5, ipFailures: 1000, windowMs: 60_000, successesPerMinute: 3 } });
+    try {
+      const tenantId = uniqueTenant();
+      const email = 'flood@example.com';
+      await provision(s.app, tenantId, email, PASSWORD);
+      const results = await Promise.all(Array.from({ length: 8 }, () => loginFrom(s, tenantId, email, PASSWORD, '198.51.100.10')));
+      expect(results.filter((r) => r.statusCode === 200)).toHaveLength(3);
+      for (const r of results.filter((x) => x.statusCode !== 200)) {
+        expect(r.statusCode).toBe(429);
+        expect(r.json()).toMatchObject({ code: 'login_throttled' });
+        expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+      }
+      s.clock.advance(61_000);
+      expect((await loginFrom(s, tenantId, email, PASSWORD, '198.51.100.10')).statusCode).toBe(200);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('item 13: argon2 verifications per second are capped per process', async () => {
+    let t = 0;
+    const s = await startTestServer({
+      store: choice,
+      throttle: { accountFailures: 5, ipFailures: 1000, windowMs: 60_000, argon2PerSecond: 2, argon2MaxWaitMs: 0, monotonicNow: () => t },
+    });
+    try {
+      const tenantId = uniqueTenant();
+      await provision(s.app, tenantId, 'a@example.com', PASSWORD);
+      const codes: number[] = [];
+      for (let i = 0; i < 4; i++) codes.push((await loginFrom(s, tenantId, 'a@example.com', PASSWORD, `198.51.100.${i + 1}`)).statusCode);
+      expect(codes).toEqual([200, 200, 429, 429]);
+      t += 1000; // a second later the budget has two more checks
+      expect((await loginFrom(s, tenantId, 'a@example.com', PASSWORD, '198.51.100.9')).statusCode).toBe(200);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('item 7: request timeouts and a per-address connection budget', () => {
+  /** Connects to the listening app; resolves with what the server sent once it closed the socket. */
+  function rawConnection(port: number): { socket: Socket; closed: Promise<string> } {
+    const socket = connect(port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    socket.on('error', () => undefined);
+    const closed = new Promise<string>((res) => socket.on('close', () => res(received)));
+    return { socket, closed };
+  }
+
+  it('item 7: a body sent one byte at a time is cut off with 408 by the request timeout', async () => {
+    const s = await startTestServer({ env: { TESSERA_REQUEST_TIMEOUT_MS: '1000' } });
+    try {
+      await s.app.listen({ host: '127.0.0.1', port: 0 });
+      const port = (s.app.server.address() as AddressInfo).port;
+      const c = rawConnection(port);
+      await new Promise<void>((res) => c.socket.once('connect', () => res()));
+      c.socket.write('POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nX-Tenant-ID: t\r\n\r\n{');
+      // Nothing more is sent: the server, not the client, ends the exchange.
+      const answer = await c.closed;
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    } finally {
+      await s.close();
+    }
+  }, 30_000);
+
+  it('item 7: one address cannot open more than TESSERA_MAX_CONNECTIONS_PER_IP connections; the others keep working', async () => {
+    const s = await startTestServer({ env: { TESSERA_MAX_CONNECTIONS_PER_IP: '3' } });
+    const sockets: Socket[] = [];
+    try {
+      await s.app.listen({ host: '127.0.0.1', port: 0 });
+      const port = (s.app.server.address() as AddressInfo).port;
+      const held = [rawConnection(port), rawConnection(port), rawConnection(port)];
+      for (const h of held) {
+        sockets.push(h.socket);
+        await new Promise<void>((res) => h.socket.once('connect', () => res()));
+      }
+      // Each held connection is counted by the server before the next one arrives.
+      const fourth = rawConnection(port);
+      sockets.push(fourth.socket);
+      fourth.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      expect(await fourth.closed).toBe('');
+      // A held connection still gets answers.
+      const first = held[0] as { socket: Socket };
+      const answer = new Promise<string>((res) => first.socket.once('data', (d: Buffer) => res(d.toString('latin1'))));
+      first.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      expect(await answer).toMatch(/^HTTP\/1\.1 200 /);
+    } finally {
+      for (const so of sockets) so.destroy();
+      await s.close();
+    }
+  }, 30_000);
 });

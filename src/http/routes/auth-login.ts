@@ -76,8 +76,8 @@ export async function authLoginRoutes(app: App, deps: Deps): Promise<void> {
       );
       if (attempt.kind === 'throttled') {
         const wait = attempt.retryAfter;
-        emit(deps, { type: 'login.throttled', time: now, tenantId, userId: null, sessionHandle: null, details: { retryAfter: wait } }, origin);
-        throw new TooManyRequests(wait, 'login_throttled', 'Too many failed logins; try again later.');
+        emit(deps, { type: 'login.throttled', time: now, tenantId, userId: null, sessionHandle: null, details: { retryAfter: wait, reason: attempt.reason } }, origin);
+        throw new TooManyRequests(wait, 'login_throttled', 'Too many logins; try again later.');
       }
       if (!tenant || !user || attempt.kind !== 'ok') {
         emit(

@@ -39,7 +39,7 @@ export async function authReauthRoutes(app: App, deps: Deps): Promise<void> {
         verifyPassword(user?.passwordHash ?? null, request.body.password),
       );
       if (attempt.kind === 'throttled') {
-        emit(deps, sessionEvent('login.throttled', session, now, { retryAfter: attempt.retryAfter, step: 'reauth' }), origin);
+        emit(deps, sessionEvent('login.throttled', session, now, { retryAfter: attempt.retryAfter, reason: attempt.reason, step: 'reauth' }), origin);
         throw new TooManyRequests(attempt.retryAfter, 'login_throttled', 'Too many failed attempts; try again later.');
       }
       if (!user || attempt.kind !== 'ok') {

@@ -156,7 +156,7 @@ export async function selfServiceRoutes(app: App, deps: Deps): Promise<void> {
         verifyPassword(user?.passwordHash ?? null, request.body.currentPassword),
       );
       if (attempt.kind === 'throttled') {
-        emit(deps, sessionEvent('login.throttled', session, now, { retryAfter: attempt.retryAfter, step: 'password_change' }), origin);
+        emit(deps, sessionEvent('login.throttled', session, now, { retryAfter: attempt.retryAfter, reason: attempt.reason, step: 'password_change' }), origin);
         throw new TooManyRequests(attempt.retryAfter, 'login_throttled', 'Too many failed attempts; try again later.');
       }
       if (!user || attempt.kind !== 'ok') {
