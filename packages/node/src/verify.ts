@@ -96,19 +96,27 @@ async function introspect(token: string, exp: number, o: VerifyOptions, i: Intro
       body.set('client_id', i.clientId);
       body.set('client_secret', i.clientSecret);
     } else {
-      const enc = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
+      const enc = (s: string) => new URLSearchParams({ s }).toString().slice(2); // RFC 6749 2.3.1: form-urlencoded first
       headers.authorization = `Basic ${Buffer.from(`${enc(i.clientId)}:${enc(i.clientSecret)}`).toString('base64')}`;
     }
   } else throw new TypeError('introspection needs clientId and clientSecret (or bearer)');
 
   let active: boolean;
+  let refusedCredential: Error | null = null;
   try {
     const res = await (o.fetch ?? fetch)(i.endpoint ?? `${trim(o.baseUrl)}/api/v1/auth/introspect`, { method: 'POST', headers, body: body.toString() });
+    if (res.status === 400 || res.status === 401 || res.status === 403) {
+      // Not an outage but a configuration error (wrong credential): the caller's server error.
+      const e = (await res.json().catch(() => ({}))) as { error?: string };
+      refusedCredential = new Error(`Tessera refused the introspection request: ${res.status} ${e.error ?? ''}`.trim());
+      throw refusedCredential;
+    }
     if (res.status !== 200) throw new Error(`introspection answered ${res.status}`);
     const json = (await res.json()) as { active?: unknown };
     if (typeof json.active !== 'boolean') throw new Error('introspection answer without "active"');
     active = json.active;
   } catch (err) {
+    if (err === refusedCredential) throw err;
     // Fail closed: the caller asked for revocation checks, so "cannot tell" is not "alive".
     throw new TesseraAuthError('tessera_unavailable', 'Tessera could not be asked whether the session is alive.', { cause: err });
   }

@@ -17,6 +17,7 @@ import { CLI, freePort, startTessera, type TesseraProcess } from '../../../test/
 
 const ADMIN_TOKEN = 'node-verify-admin-' + 'a'.repeat(32);
 const PASSWORD = 'correct horse battery';
+const APP_SECRET = 'app-secret-' + 's'.repeat(40);
 const stamp = Date.now().toString(36);
 const ACME = `acme-${stamp}`;
 const OTHER = `other-${stamp}`;
@@ -82,6 +83,10 @@ beforeAll(async () => {
     await admin('PUT', `/api/v1/admin/tenants/${tenant}`, { profile: 'integration', lifetimes: { token } });
     await admin('POST', '/api/v1/admin/users', { tenantId: tenant, email: 'ada@example.com', password: PASSWORD });
   }
+  // Applications with a secret: the introspection credential of a resource server.
+  const app = { redirectUris: ['https://reports.example.com/auth/callback'], clientSecret: APP_SECRET };
+  await admin('PUT', `/api/v1/admin/apps/reports-${stamp}`, { tenantId: ACME, ...app });
+  await admin('PUT', `/api/v1/admin/apps/other-app-${stamp}`, { tenantId: OTHER, ...app });
 });
 
 afterAll(async () => {
@@ -133,30 +138,46 @@ describe('verifySessionToken against a real Tessera', () => {
     expect(err.code).toBe('invalid_token');
   });
 
-  it('a revoked session: still a valid signature, but refused with introspection (cache bounded)', async () => {
+  it('a revoked session: still a valid signature, but refused with introspection by an app credential (basic and post; cache bounded)', async () => {
     const pair = await login(ACME);
-    // Introspection credential: this Tessera takes an administrator as the service credential.
-    const introspection = { bearer: ADMIN_TOKEN, cacheSeconds: 0 };
-    await expect(verifySessionToken(pair.userSessionToken, opts({ introspection }))).resolves.toMatchObject({ sessionId: pair.sessionId });
-    const cached = { bearer: ADMIN_TOKEN, cacheSeconds: 3600 };
+    const basic = { clientId: `reports-${stamp}`, clientSecret: APP_SECRET, cacheSeconds: 0 };
+    const post = { ...basic, authMethod: 'client_secret_post' as const };
+    const admin = { bearer: ADMIN_TOKEN, cacheSeconds: 0 };
+    for (const introspection of [basic, post, admin]) {
+      await expect(verifySessionToken(pair.userSessionToken, opts({ introspection }))).resolves.toMatchObject({ sessionId: pair.sessionId });
+    }
+    const cached = { ...basic, cacheSeconds: 3600 };
     await verifySessionToken(pair.userSessionToken, opts({ introspection: cached }));
 
     const out = await fetch(`${base}/api/v1/auth/logout`, { method: 'POST', headers: { authorization: `Bearer ${pair.userSessionToken}` } });
     expect(out.status).toBe(204);
 
+    // Without introspection the signature alone still holds until the token expires.
     await expect(verifySessionToken(pair.userSessionToken, opts())).resolves.toMatchObject({ sessionId: pair.sessionId });
-    const err = await refused(verifySessionToken(pair.userSessionToken, opts({ introspection })));
-    expect(err.code).toBe('session_ended');
+    for (const introspection of [basic, post, admin]) {
+      expect((await refused(verifySessionToken(pair.userSessionToken, opts({ introspection })))).code).toBe('session_ended');
+    }
     // The cached answer is reused until its time is up (that is what the cache bound trades).
     await expect(verifySessionToken(pair.userSessionToken, opts({ introspection: cached }))).resolves.toMatchObject({ sessionId: pair.sessionId });
   });
 
-  it('introspection that cannot be asked fails closed: tessera_unavailable (503)', async () => {
+  it("an application of another tenant cannot see this tenant's sessions: session_ended", async () => {
     const pair = await login(ACME);
-    const wrong = { bearer: 'not-the-admin-token-' + 'x'.repeat(32), cacheSeconds: 0 };
-    const err = await refused(verifySessionToken(pair.userSessionToken, opts({ introspection: wrong })));
-    expect(err.code).toBe('tessera_unavailable');
-    expect(err.status).toBe(503);
+    const foreign = { clientId: `other-app-${stamp}`, clientSecret: APP_SECRET, cacheSeconds: 0 };
+    expect((await refused(verifySessionToken(pair.userSessionToken, opts({ introspection: foreign })))).code).toBe('session_ended');
+  });
+
+  it('a refused introspection credential is a configuration error (thrown, not a 401 for the user); an unreachable Tessera fails closed (503)', async () => {
+    const pair = await login(ACME);
+    const wrong = { clientId: `reports-${stamp}`, clientSecret: 'w'.repeat(40), cacheSeconds: 0 };
+    const err = await verifySessionToken(pair.userSessionToken, opts({ introspection: wrong })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(TesseraAuthError);
+    expect((err as Error).message).toMatch(/401 invalid_client/);
+    const closed = `http://127.0.0.1:${await freePort()}/api/v1/auth/introspect`;
+    const down = await refused(verifySessionToken(pair.userSessionToken, opts({ introspection: { ...wrong, endpoint: closed } })));
+    expect(down.code).toBe('tessera_unavailable');
+    expect(down.status).toBe(503);
   });
 
   it("Tessera's keys unreachable: tessera_unavailable", async () => {
