@@ -18,6 +18,7 @@ import { WrongServerSecret } from './tokens/sealing.ts';
 import { startServer } from './server.ts';
 import { LOGIN_USAGE, loginCommand } from './client/cli-login.ts';
 import { openStore } from './store/open.ts';
+import { migrateStore } from './store/migrate.ts';
 import { AUDIT_USAGE, auditCommand } from './audit/audit-cli.ts';
 
 const USAGE = `Usage: tessera <command> [options]
@@ -31,6 +32,8 @@ Commands:
                                  --admin gives the role admin (with --tenant platform: a
                                  platform administrator)
   keys rotate                    Add a new JWT signing key; the old one keeps verifying
+  migrate [--dry-run]            Bring the store's schema up to date (PostgreSQL, SQLite), or list
+                                 what would be applied
   sessions list --tenant <id> [--user <id>] [--status active|revoked|expired]
                                  List sessions as JSON lines
 ${AUDIT_USAGE}
@@ -54,6 +57,8 @@ async function main(argv: string[]): Promise<number> {
       return keys(rest);
     case 'sessions':
       return sessions(rest);
+    case 'migrate':
+      return migrateCommand(rest);
     case 'audit':
       return withStore((_config, store) =>
         auditCommand(rest, store.audit, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') }),
@@ -78,7 +83,7 @@ async function start(): Promise<number> {
     // that every server sees, and without one nobody could create the first tenant.
     throw new ConfigError(
       'TESSERA_ADMIN_TOKEN',
-      'is required with a Redis store (the bootstrap admin credential, the same on every server; e.g. openssl rand -base64 32)',
+      `is required with a ${config.store.kind === 'postgres' ? 'PostgreSQL' : 'Redis'} store (the bootstrap admin credential, the same on every server; e.g. openssl rand -base64 32)`,
     );
   }
   const server = await startServer(config);
@@ -136,6 +141,20 @@ async function withStore<T>(fn: (config: Config, store: Awaited<ReturnType<typeo
   } finally {
     await store.close();
   }
+}
+
+async function migrateCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { 'dry-run': { type: 'boolean' } } });
+  const dryRun = values['dry-run'] === true;
+  const report = await migrateStore(loadConfig(), dryRun);
+  if (report.from === null) {
+    process.stdout.write(`${report.store}: no schema to migrate\n`);
+    return 0;
+  }
+  process.stdout.write(`${report.store}: schema version ${report.from}${dryRun ? '' : ` -> ${report.to}`}\n`);
+  for (const m of report.migrations) process.stdout.write(`${dryRun ? 'would apply' : 'applied'} ${m.version}: ${m.description}\n`);
+  if (report.migrations.length === 0) process.stdout.write('up to date\n');
+  return 0;
 }
 
 async function tenants(args: string[]): Promise<number> {
@@ -254,7 +273,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || (err instanceof Error && err.name === 'InvalidPostgresUrl')) {
       process.stderr.write(`tessera: configuration error: ${err.message}\n`);
       process.exitCode = 2;
     } else if (err instanceof WrongServerSecret) {

@@ -6,10 +6,19 @@ import type { SessionStore } from './port.ts';
 
 export type Store = SessionStore & Coordination;
 
-export async function openStore(config: Pick<Config, 'store' | 'redisPrefix'>): Promise<Store> {
+export async function openStore(
+  config: Pick<Config, 'store' | 'redisPrefix'> & Partial<Pick<Config, 'storePoolSize' | 'storeStatementTimeoutMs'>>,
+): Promise<Store> {
   if (config.store.kind === 'sqlite') {
     const { openSqliteStore } = await import('./sqlite/sqlite-store.ts');
     return (await openSqliteStore(config.store.sqlitePath as string));
+  }
+  if (config.store.kind === 'postgres') {
+    const { openPostgresStore } = await import('./postgres/postgres-store.ts');
+    return await openPostgresStore(config.store.url, {
+      ...(config.storePoolSize === undefined ? {} : { max: config.storePoolSize }),
+      ...(config.storeStatementTimeoutMs === undefined ? {} : { statementTimeoutMs: config.storeStatementTimeoutMs }),
+    });
   }
   const { openRedisStore } = await import('./redis/redis-store.ts');
   return (await openRedisStore(config.store.url, { prefix: config.redisPrefix }));

@@ -11,6 +11,7 @@ import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import pg from 'pg';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -56,6 +57,7 @@ describe.each(storeChoices())('the audit trail on %s', (choice: StoreChoice) => 
   let storeEnv: Record<string, string>;
   let sqlitePath: string | null = null;
   let redisPrefix = '';
+  let pgUrl: string | null = null;
   const logLines: string[] = [];
   const clock = new ManualClock(Date.UTC(2026, 2, 2, 10, 0, 0));
 
@@ -65,6 +67,7 @@ describe.each(storeChoices())('the audit trail on %s', (choice: StoreChoice) => 
     cleanup = opened.cleanup;
     sqlitePath = opened.config.store.sqlitePath;
     redisPrefix = opened.config.redisPrefix;
+    pgUrl = opened.config.store.kind === 'postgres' ? opened.config.store.url : null;
     storeEnv = { TESSERA_STORE: opened.config.store.url, TESSERA_REDIS_PREFIX: redisPrefix, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET };
     const config = loadConfig({
       ...storeEnv,
@@ -134,7 +137,31 @@ describe.each(storeChoices())('the audit trail on %s', (choice: StoreChoice) => 
     }
   }
 
+  async function withPg<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+    const c = new pg.Client({ connectionString: pgUrl as string });
+    await c.connect();
+    try {
+      return await fn(c);
+    } finally {
+      await c.end();
+    }
+  }
+
   async function editRecord(tenantId: string, seq: number): Promise<void> {
+    if (choice === 'postgres') {
+      await withPg(async (c) => {
+        // The schema refuses it...
+        await expect(c.query('UPDATE audit_events SET body = body WHERE tenant_id = $1 AND seq = $2', [tenantId, seq])).rejects.toThrow(/append-only/);
+        // ...so whoever edits the database turns the guard off first.
+        await c.query('ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update');
+        await c.query(
+          "UPDATE audit_events SET body = jsonb_set(body::jsonb, '{ip}', '\"192.0.2.66\"')::text WHERE tenant_id = $1 AND seq = $2",
+          [tenantId, seq],
+        );
+        await c.query('ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update');
+      });
+      return;
+    }
     if (choice === 'sqlite') {
       const db = new DatabaseSync(sqlitePath as string);
       try {
@@ -165,6 +192,16 @@ describe.each(storeChoices())('the audit trail on %s', (choice: StoreChoice) => 
   }
 
   async function deleteRecord(tenantId: string, seq: number): Promise<void> {
+    if (choice === 'postgres') {
+      await withPg(async (c) => {
+        await expect(c.query('DELETE FROM audit_events WHERE tenant_id = $1 AND seq = $2', [tenantId, seq])).rejects.toThrow(/append-only/);
+        await expect(c.query('TRUNCATE audit_events')).rejects.toThrow(/append-only/);
+        await c.query('ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_delete');
+        await c.query('DELETE FROM audit_events WHERE tenant_id = $1 AND seq = $2', [tenantId, seq]);
+        await c.query('ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_delete');
+      });
+      return;
+    }
     if (choice === 'sqlite') {
       const db = new DatabaseSync(sqlitePath as string);
       try {
@@ -290,6 +327,9 @@ describe.each(storeChoices())('the audit trail on %s', (choice: StoreChoice) => 
     ];
     if (sqlitePath !== null) {
       for (const f of [sqlitePath, `${sqlitePath}-wal`]) if (existsSync(f)) haystacks.push([f, readFileSync(f).toString('latin1')]);
+    } else if (pgUrl !== null) {
+      const rows = await withPg(async (c) => (await c.query('SELECT body FROM audit_events')).rows as Array<{ body: string }>);
+      haystacks.push(['postgres audit_events', rows.map((r) => r.body).join('\n')]);
     } else {
       const raw = await withRedis(async (conn) => {
         const key = `${redisPrefix}{a:${tenantId}}:log`;

@@ -1,5 +1,6 @@
 // Builds a Tessera app for HTTP tests (fastify.inject, no socket) on a fresh store: a temporary
-// SQLite file, or — with TESSERA_TEST_STORE=redis — the test Redis under a random key prefix.
+// SQLite file, the test Redis under a random key prefix, or a PostgreSQL database of its own
+// (tessera_test_<random>, dropped afterwards).
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,12 +15,13 @@ import { createRuntime } from '../../src/runtime.ts';
 import { openStore, type Store } from '../../src/store/open.ts';
 import type { ThrottlePolicy } from '../../src/auth/throttle.ts';
 import type { LookupFn } from '../../src/net/outbound-policy.ts';
+import { createTestDatabase } from './postgres.ts';
 import { purgePrefix } from './redis.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-' + 'x'.repeat(32);
 export const COOKIE_SECRET = 'test-cookie-secret-' + 'y'.repeat(32);
 
-export type StoreChoice = 'sqlite' | 'redis';
+export type StoreChoice = 'sqlite' | 'redis' | 'postgres';
 
 export interface TestServer {
   app: App;
@@ -52,6 +54,16 @@ export async function openTestStore(choice: StoreChoice): Promise<{ store: Store
     const config = loadConfig({ TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}`, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN }, dir);
     const store = await openStore(config);
     return { store, config, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  if (choice === 'postgres') {
+    const db = await createTestDatabase('http');
+    const config = loadConfig({ TESSERA_STORE: db.url, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN });
+    try {
+      return { store: await openStore(config), config, cleanup: () => db.drop() };
+    } catch (err) {
+      await db.drop();
+      throw err;
+    }
   }
   const prefix = `tessera-test:${randomBytes(6).toString('hex')}:`;
   const config = loadConfig({ TESSERA_STORE: redisTestUrl(), TESSERA_REDIS_PREFIX: prefix, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN });

@@ -84,7 +84,7 @@ export async function startSsoWorld(opts: { store?: StoreChoice; env?: Record<st
     tenantId,
     orgSlug,
     oauthOrgSlug,
-    redisPrefix: opened.config.store.kind === 'sqlite' ? null : opened.config.redisPrefix,
+    redisPrefix: opened.config.store.kind === 'sqlite' || opened.config.store.kind === 'postgres' ? null : opened.config.redisPrefix,
     async close() {
       await server.close();
       await idp.close();

@@ -1,12 +1,14 @@
-// Which stores the HTTP suites run on: always SQLite; Redis when one answers. With
-// TESSERA_REQUIRE_REDIS=1 (CI) Redis is always included, so an unreachable Redis fails loudly
-// instead of skipping.
+// Which stores the HTTP suites run on: always SQLite; Redis and PostgreSQL when they answer. With
+// TESSERA_REQUIRE_REDIS=1 / TESSERA_REQUIRE_POSTGRES=1 (CI) they are always included, so an
+// unreachable server fails loudly instead of skipping.
 
 import { spawnSync } from 'node:child_process';
 import type { StoreChoice } from './harness.ts';
 import { redisTestUrl } from './harness.ts';
+import { postgresServerUrl } from './postgres.ts';
 
 let reachable: boolean | null = null;
+let pgReachable: boolean | null = null;
 
 export function redisReachable(): boolean {
   if (reachable === null) {
@@ -16,8 +18,21 @@ export function redisReachable(): boolean {
   return reachable;
 }
 
+/** Whether the test PostgreSQL accepts connections (pg_isready, from the server's package). */
+export function postgresReachable(): boolean {
+  if (pgReachable === null) {
+    const u = new URL(postgresServerUrl());
+    const r = spawnSync('pg_isready', ['-q', '-h', u.hostname, '-p', u.port || '5432'], { timeout: 3000 });
+    pgReachable = r.status === 0;
+  }
+  return pgReachable;
+}
+
 export function storeChoices(): StoreChoice[] {
-  if (process.env.TESSERA_REQUIRE_REDIS === '1' || redisReachable()) return ['sqlite', 'redis'];
-  console.warn('Redis is not reachable: the Redis variants of the HTTP suites are skipped (TESSERA_REQUIRE_REDIS=1 makes this fail).');
-  return ['sqlite'];
+  const choices: StoreChoice[] = ['sqlite'];
+  if (process.env.TESSERA_REQUIRE_REDIS === '1' || redisReachable()) choices.push('redis');
+  else console.warn('Redis is not reachable: the Redis variants of the HTTP suites are skipped (TESSERA_REQUIRE_REDIS=1 makes this fail).');
+  if (process.env.TESSERA_REQUIRE_POSTGRES === '1' || postgresReachable()) choices.push('postgres');
+  else console.warn('PostgreSQL is not reachable: the PostgreSQL variants of the HTTP suites are skipped (TESSERA_REQUIRE_POSTGRES=1 makes this fail).');
+  return choices;
 }

@@ -37,7 +37,10 @@ describe('configuration from the environment', () => {
   it.each([
     [{ TESSERA_PORT: 'eighty' }, 'TESSERA_PORT'],
     [{ TESSERA_PORT: '70000' }, 'TESSERA_PORT'],
-    [{ TESSERA_STORE: 'postgres://x' }, 'TESSERA_STORE'],
+    [{ TESSERA_STORE: 'mysql://x' }, 'TESSERA_STORE'],
+    [{ TESSERA_STORE: 'postgres://h/db' }, 'COOKIE_SECRET_SIGN_KEY'],
+    [{ TESSERA_STORE_POOL_SIZE: '0' }, 'TESSERA_STORE_POOL_SIZE'],
+    [{ TESSERA_STORE_STATEMENT_TIMEOUT_MS: 'soon' }, 'TESSERA_STORE_STATEMENT_TIMEOUT_MS'],
     [{ TESSERA_STORE: 'sqlite:' }, 'TESSERA_STORE'],
     [{ TESSERA_STORE: 'redis-sentinel://h:1' }, 'TESSERA_STORE'],
     [{ TESSERA_STORE: 'redis://h:6379' }, 'COOKIE_SECRET_SIGN_KEY'],
