@@ -43,8 +43,12 @@ export type TokenClient =
 
 const BASIC_CHALLENGE = 'Basic realm="tessera", charset="UTF-8"';
 
-/** RFC 6749 §2.3.1: the id and the secret are form-urlencoded before they are joined. */
-function parseBasic(header: string): { id: string; secret: string } | null {
+/**
+ * RFC 6749 §2.3.1: the id and the secret are form-urlencoded before they are joined. Anything
+ * malformed (not base64, no colon, a broken percent-escape) is null — the caller's 401, never a
+ * thrown URIError (500).
+ */
+export function parseBasic(header: string): { id: string; secret: string } | null {
   const m = /^Basic ([A-Za-z0-9+/]+={0,2})$/i.exec(header.trim());
   if (!m) return null;
   const decoded = Buffer.from(m[1] as string, 'base64').toString('utf8');

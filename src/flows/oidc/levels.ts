@@ -35,7 +35,12 @@ export function idpSecretFromHeader(deps: Pick<Deps, 'config'>, header: string |
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
     if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
-    const raw = decodeURIComponent(part.slice(eq + 1).trim());
+    let raw: string;
+    try {
+      raw = decodeURIComponent(part.slice(eq + 1).trim());
+    } catch {
+      return null; // a malformed cookie is no cookie
+    }
     if (raw.length > 512) return null;
     const r = signerOf(deps).unsign(raw);
     return r.valid && /^[A-Za-z0-9_-]{43}$/.test(r.value) ? r.value : null;

@@ -32,6 +32,7 @@ import { readCookie, setCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';
 import { problemDocument } from '../problem.ts';
 import { problems } from '../schemas.ts';
+import { parseBasic } from '../token-client-auth.ts';
 
 function deviceOf(request: FastifyRequest): Device {
   return { ip: request.ip, ...(request.ctx.userAgent ? { userAgent: request.ctx.userAgent } : {}) };
@@ -180,8 +181,9 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
       const platformApp = await deps.store.oidc.getApp(clientId);
       if (!platformApp) throw new Unauthorized('invalid_client', 'Unknown application.');
       if (platformApp.sealedClientSecret !== null) {
-        const m = /^Basic ([A-Za-z0-9+/=]+)$/.exec(request.headers.authorization ?? '');
-        const [id, secret] = m ? Buffer.from(m[1] as string, 'base64').toString('utf8').split(':').map(decodeURIComponent) : [];
+        // A malformed credential (e.g. a broken percent-escape) is a 401 like a wrong one.
+        const basic = parseBasic(request.headers.authorization ?? '');
+        const [id, secret] = basic ? [basic.id, basic.secret] : [];
         const expected = unsealClientSecret(deps.keys.clientSecrets, platformApp.sealedClientSecret);
         if (id !== clientId || secret === undefined || !constantTimeEqual(hashSecret(secret), hashSecret(expected))) {
           throw new Unauthorized('invalid_client', 'The application must authenticate with its client secret (HTTP Basic).');

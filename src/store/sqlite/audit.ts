@@ -122,15 +122,15 @@ export class SqliteAuditStore implements AuditStore {
         params.to = q.to;
       }
       if (q.types !== undefined && q.types.length > 0) {
-        const alts = q.types.map((t, i) => {
-          if (t.endsWith('.*')) {
-            params[`tp${i}`] = t.slice(0, -1);
-            return `substr(type, 1, length($tp${i})) = $tp${i}`;
-          }
-          params[`tp${i}`] = t;
-          return `type = $tp${i}`;
-        });
-        where.push(`(${alts.join(' OR ')})`);
+        // The filter's values travel as JSON parameters, so every combination of types shares
+        // one statement (a statement per distinct combination would grow without bound).
+        const exact = q.types.filter((t) => !t.endsWith('.*'));
+        const prefixes = q.types.filter((t) => t.endsWith('.*')).map((t) => t.slice(0, -1));
+        params.types_exact = JSON.stringify(exact);
+        params.types_prefix = JSON.stringify(prefixes);
+        where.push(
+          '(audit_events.type IN (SELECT value FROM json_each($types_exact)) OR EXISTS (SELECT 1 FROM json_each($types_prefix) p WHERE substr(audit_events.type, 1, length(p.value)) = p.value))',
+        );
       }
       const after = decodeSeqCursor(q.cursor);
       if (after !== null) {
@@ -260,13 +260,28 @@ export class SqliteAuditStore implements AuditStore {
     return { items, nextCursor: rows.length > limit && last ? String(last.seq) : null };
   }
 
+  /**
+   * A prepared statement per query shape. The shapes are few (which filters are present, the
+   * order), and the cache is bounded anyway: least recently used first out.
+   */
   #query(sql: string): StatementSync {
     let stmt = this.#queries.get(sql);
     if (stmt === undefined) {
       stmt = this.#db.prepare(sql);
-      this.#queries.set(sql, stmt);
+      if (this.#queries.size >= QUERY_CACHE_MAX) {
+        const oldest = this.#queries.keys().next();
+        if (!oldest.done) this.#queries.delete(oldest.value);
+      }
+    } else {
+      this.#queries.delete(sql);
     }
+    this.#queries.set(sql, stmt);
     return stmt;
+  }
+
+  /** How many query statements are cached (diagnostics and the bound's test). */
+  get cachedQueries(): number {
+    return this.#queries.size;
   }
 
   #deliver(): void {
@@ -310,6 +325,9 @@ function decodeSeqCursor(cursor: string | null | undefined): number | null {
   if (!/^[1-9][0-9]{0,15}$/.test(cursor)) throw invalidCursor();
   return Number(cursor);
 }
+
+/** Query statements kept prepared (see #query). */
+const QUERY_CACHE_MAX = 64;
 
 function prepare(db: DatabaseSync) {
   return {
