@@ -10,8 +10,15 @@ import { gzipSync } from 'node:zlib';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
+let tsc: string;
+try {
+  tsc = join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc');
+} catch {
+  // An install without devDependencies (npm install --omit=dev) runs the server only.
+  console.log('@tessera/client: not built (TypeScript is not installed: devDependencies omitted)');
+  process.exit(0);
+}
 rmSync(join(root, 'dist'), { recursive: true, force: true });
-const tsc = join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc');
 execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
 
 const code = readFileSync(join(root, 'dist', 'index.js'), 'utf8');

@@ -128,7 +128,12 @@ const g = globalThis as unknown as {
   window?: unknown;
 };
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const sleep = (ms: number, background = false) =>
+  new Promise<void>((r) => {
+    const t = setTimeout(r, ms);
+    // Node: a background wait (the "rotated" lock's hold) must not keep the process alive.
+    if (background) (t as { unref?: () => void }).unref?.();
+  });
 
 function uuid(): string {
   const c = globalThis.crypto;
@@ -352,7 +357,7 @@ export function createTesseraClient(opts: TesseraClientOptions): TesseraClient {
     await new Promise<void>((granted) => {
       void locks.request(name, { ifAvailable: true }, () => {
         granted();
-        return sleep(holdMs);
+        return sleep(holdMs, true);
       });
     });
   }
