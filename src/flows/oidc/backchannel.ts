@@ -51,7 +51,10 @@ export function followSessionEnds(deps: Deps): () => void {
     const origin: Origin | undefined = e.headers ? { headers: e.headers, ip: e.ip ?? null, userAgent: e.userAgent ?? null } : undefined;
     void deps.store
       .getSessionByHandle(e.sessionHandle)
-      .then((s) => (s ? sendBackchannelLogouts(deps, [s], e.time, origin) : undefined))
+      // A session that had already idled out when it was revoked (revocations end those too, so
+      // that they stay ended) was over for the application before: nothing was sent when it idled
+      // out, and its successor under the same sid, if any, is told on its own.
+      .then((s) => (s && !(s.idleExpiresAt !== null && s.idleExpiresAt <= e.time) ? sendBackchannelLogouts(deps, [s], e.time, origin) : undefined))
       .catch(() => undefined);
   });
 }
