@@ -7,6 +7,7 @@ import type { LookupAddress } from 'node:dns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UNREACHABLE } from '../../src/net/outbound-policy.ts';
 import { admin, provision, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
+import { startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
 import { storeChoices } from '../support/store-choices.ts';
 import { freePort } from '../support/tessera-process.ts';
 
@@ -560,5 +561,35 @@ describe('item 3: audit filters on SQLite', () => {
     } finally {
       await s.close();
     }
+  });
+});
+
+describe.each(storeChoices())('item 8: external back-channel logout tokens (%s)', (choice: StoreChoice) => {
+  let world: SsoWorld;
+  beforeAll(async () => {
+    world = await startSsoWorld({ store: choice });
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+  const bcl = (token: string) =>
+    fetch(`${world.tesseraUrl}/api/v1/sso/oidc/backchannel-logout/${world.orgSlug}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ logout_token: token }),
+    });
+
+  it('item 8: a logout token is single use (its jti is remembered), and an old iat is refused', async () => {
+    const token = await world.idp.signLogoutToken({ sub: 'alice' });
+    expect((await bcl(token)).status).toBe(200);
+    // The same token again — later it would end the user's new sessions — is refused.
+    const replay = await bcl(token);
+    expect(replay.status).toBe(400);
+    expect(await replay.json()).toMatchObject({ code: 'invalid_logout_token' });
+    // A fresh token (another jti) still works.
+    expect((await bcl(await world.idp.signLogoutToken({ sub: 'alice' }))).status).toBe(200);
+    // Issued ten minutes ago: refused.
+    const old = await world.idp.signLogoutToken({ sub: 'alice', iat: Math.floor(Date.now() / 1000) - 600 });
+    expect((await bcl(old)).status).toBe(400);
   });
 });

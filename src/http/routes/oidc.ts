@@ -13,7 +13,8 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { FastifyRequest } from 'fastify';
-import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { createHash } from 'node:crypto';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload } from 'jose';
 import { Type } from 'typebox';
 import { relyingParty, unsealClientSecret } from '../../auth/federation/relying-party.ts';
 import { BadRequest, NotFound, TesseraError, Unauthorized } from '../../domain/errors.ts';
@@ -54,7 +55,8 @@ function asPublicRequest(request: FastifyRequest, publicUrl: URL): IncomingMessa
   return req;
 }
 
-const remoteJwks = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+/** Per runtime (its outbound policy): organizations' JWKS, fetched through the policy. */
+const remoteJwksOf = new WeakMap<object, Map<string, ReturnType<typeof createRemoteJWKSet>>>();
 
 export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
   const refusal = issuerVerdict(deps.config.publicUrl, deps.config.devAllowHttpLoopback);
@@ -224,9 +226,12 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
       if (!org || !org.oidc) throw new NotFound('org_not_found', `No OpenID Connect organization "${request.params.orgSlug}".`);
       const rp = await relyingParty(org, deps.keys.clientSecrets, deps.outbound);
       const jwksUri = rp.serverMetadata().jwks_uri as string;
+      let remoteJwks = remoteJwksOf.get(deps.outbound);
+      if (!remoteJwks) remoteJwksOf.set(deps.outbound, (remoteJwks = new Map<string, ReturnType<typeof createRemoteJWKSet>>()));
       let jwks = remoteJwks.get(jwksUri);
       if (!jwks) {
-        jwks = createRemoteJWKSet(new URL(jwksUri));
+        // Through the outbound policy like every call to a provider (no private targets).
+        jwks = createRemoteJWKSet(new URL(jwksUri), { [customFetch]: (url, init) => deps.outbound.fetch(url, init) });
         remoteJwks.set(jwksUri, jwks);
       }
       let claims: JWTPayload;
@@ -246,6 +251,14 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
       const sid = typeof claims.sid === 'string' ? claims.sid : null;
       const sub = typeof claims.sub === 'string' ? claims.sub : null;
       if (sid === null && sub === null) throw new BadRequest('invalid_logout_token', 'The logout token names neither sid nor sub.');
+      // Single use: the jti is remembered (shared by every process) for as long as the token could
+      // still pass the checks above — until its exp, at least until its iat is 5 minutes old — so
+      // a replayed token cannot end the sessions the user made since.
+      const iat = claims.iat as number;
+      const until = Math.max(typeof claims.exp === 'number' ? claims.exp : 0, iat + 300) * 1000 + 60_000;
+      const jtiKey = `bcl-jti:${createHash('sha256').update(`${org.slug}\u0000${String(claims.jti)}`).digest('base64url')}`;
+      const seen = await deps.store.hitCounter(jtiKey, Math.max(60_000, until - Date.now()), now);
+      if (seen.count > 1) throw new BadRequest('invalid_logout_token', 'This logout token was already used.');
       const links = await deps.store.oidc.findExternalSessions(org.oidc.issuer, sid !== null ? `sid:${sid}` : `sub:${sub}`, now);
       const origin = originOf(request);
       let ended = 0;
