@@ -19,6 +19,8 @@ export interface Config {
   storeStatementTimeoutMs: number;
   /** Key prefix in Redis (every key Tessera writes starts with it). */
   redisPrefix: string;
+  /** Ends, evictions and rotations wait for this many replicas (WAIT), at most timeoutMs. */
+  redisWait: { replicas: number; timeoutMs: number };
   /** Where the embedded mode keeps its database, generated keys and bootstrap credential. */
   dataDir: string;
   /** null: generated and persisted in embedded mode (see src/config/secrets-on-disk.ts). */
@@ -81,7 +83,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  * what the test suite reads (CI exports them for the whole run).
  */
 const NOT_SERVER_SETTINGS = new Set(['TESSERA_URL', 'TESSERA_CHROMIUM', 'TESSERA_REQUIRE_REDIS', 'TESSERA_REQUIRE_BROWSER']);
-const NOT_SERVER_PREFIXES = ['TESSERA_TEST_'];
+const NOT_SERVER_PREFIXES = ['TESSERA_TEST_', 'TESSERA_CHAOS_'];
 
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
   // Every name the parser looks at is recorded, so the list of known names cannot drift from
@@ -185,6 +187,12 @@ function parseConfig(env: Env, cwd: string): Config {
     storePoolSize: intVar(env, 'TESSERA_STORE_POOL_SIZE', 10, 1, 1000),
     storeStatementTimeoutMs: intVar(env, 'TESSERA_STORE_STATEMENT_TIMEOUT_MS', 5000, 100, 600_000),
     redisPrefix,
+    redisWait: {
+      // With Sentinel a failover promotes a replica: by default a logout waits until one has it.
+      replicas: intVar(env, 'TESSERA_REDIS_WAIT_REPLICAS', store.kind === 'redis-sentinel' ? 1 : 0, 0, 16),
+      // Below the 1 s command deadline, so that WAIT itself never times out as a command.
+      timeoutMs: intVar(env, 'TESSERA_REDIS_WAIT_TIMEOUT_MS', 500, 10, 900),
+    },
     dataDir,
     cookieSecret,
     adminToken,

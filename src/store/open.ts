@@ -7,7 +7,7 @@ import type { SessionStore } from './port.ts';
 export type Store = SessionStore & Coordination;
 
 export async function openStore(
-  config: Pick<Config, 'store' | 'redisPrefix'> & Partial<Pick<Config, 'storePoolSize' | 'storeStatementTimeoutMs'>>,
+  config: Pick<Config, 'store' | 'redisPrefix'> & Partial<Pick<Config, 'storePoolSize' | 'storeStatementTimeoutMs' | 'redisWait'>>,
 ): Promise<Store> {
   if (config.store.kind === 'sqlite') {
     const { openSqliteStore } = await import('./sqlite/sqlite-store.ts');
@@ -21,5 +21,5 @@ export async function openStore(
     });
   }
   const { openRedisStore } = await import('./redis/redis-store.ts');
-  return (await openRedisStore(config.store.url, { prefix: config.redisPrefix }));
+  return (await openRedisStore(config.store.url, { prefix: config.redisPrefix, ...(config.redisWait ? { replicaWait: config.redisWait } : {}) }));
 }

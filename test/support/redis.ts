@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openConnection } from '../../src/store/redis/connection.ts';
 import { parseRedisUrl } from '../../src/store/redis/url.ts';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 
 // ------------------------------------------------------------------ skip-or-fail rule
 
@@ -344,4 +345,98 @@ export async function startRedisSentinel(): Promise<StartedRedis & { masterPort:
     throw err;
   }
   return { url: `redis-sentinel://127.0.0.1:${sentinelPort}/mymaster`, ports: [masterPort], masterPort, sentinelPort, stop };
+}
+
+/**
+ * A Sentinel set-up for failover tests: a master, one replica that replicates through a TCP proxy
+ * (so a test can slow its link down), and three Sentinels (quorum 2, master down after 1 s).
+ */
+export async function startRedisSentinelSet(): Promise<
+  StartedRedis & {
+    masterPort: number;
+    replicaPort: number;
+    sentinelPorts: number[];
+    /** The replica's replication link. */
+    link: TcpProxy;
+    killMaster(): Promise<void>;
+    /** The port Sentinel names as master now. */
+    currentMasterPort(): Promise<number>;
+  }
+> {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-sentinels-'));
+  const taken = new Set<number>();
+  const port = async () => {
+    for (;;) {
+      const p = await freePort();
+      if (!taken.has(p)) {
+        taken.add(p);
+        return p;
+      }
+    }
+  };
+  const masterPort = await port();
+  const replicaPort = await port();
+  const sentinelPorts = [await port(), await port(), await port()];
+  const common = (p: number, name: string) => ['--port', String(p), '--bind', '127.0.0.1', '--dir', dir, '--logfile', join(dir, `${name}.log`), '--save', '', '--appendonly', 'no', '--dbfilename', `${name}.rdb`];
+  const master = startProcess(common(masterPort, 'master'), dir, 'failover master');
+  const children: ChildProcess[] = [master];
+  let link: TcpProxy | null = null;
+  const stop = once(async () => {
+    await link?.close();
+    await stopAll(children, dir);
+  });
+  try {
+    await waitFor(`redis-server on port ${masterPort}`, 10_000, async () => (await cli(['-p', String(masterPort), 'PING'])).trim() === 'PONG');
+    link = await startTcpProxy(masterPort);
+    children.push(startProcess([...common(replicaPort, 'replica'), '--replicaof', '127.0.0.1', String(link.port), '--replica-announce-ip', '127.0.0.1'], dir, 'failover replica'));
+    await waitFor('the replica to be in sync', 15_000, async () => (await cli(['-p', String(replicaPort), 'INFO', 'replication'])).includes('master_link_status:up'));
+    for (const [i, sp] of sentinelPorts.entries()) {
+      const conf = join(dir, `sentinel-${i}.conf`);
+      writeFileSync(
+        conf,
+        [
+          `port ${sp}`,
+          'bind 127.0.0.1',
+          `dir ${dir}`,
+          `logfile ${join(dir, `sentinel-${i}.log`)}`,
+          `sentinel monitor mymaster 127.0.0.1 ${masterPort} 2`,
+          'sentinel down-after-milliseconds mymaster 1000',
+          'sentinel failover-timeout mymaster 5000',
+          'sentinel parallel-syncs mymaster 1',
+          '',
+        ].join('\n'),
+      );
+      children.push(startProcess([conf, '--sentinel'], dir, `sentinel ${i}`));
+    }
+    for (const sp of sentinelPorts) {
+      await waitFor(`Sentinel ${sp} to know the replica and the other Sentinels`, 20_000, async () => {
+        const info = await cli(['-p', String(sp), 'SENTINEL', 'master', 'mymaster']);
+        const lines = info.trim().split('\n');
+        const field = (name: string) => lines[lines.indexOf(name) + 1];
+        return field('num-slaves') === '1' && field('num-other-sentinels') === '2';
+      });
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    url: `redis-sentinel://${sentinelPorts.map((p) => `127.0.0.1:${p}`).join(',')}/mymaster`,
+    ports: [masterPort, replicaPort],
+    masterPort,
+    replicaPort,
+    sentinelPorts,
+    link: link as TcpProxy,
+    stop,
+    killMaster: () =>
+      new Promise<void>((resolve) => {
+        if (master.exitCode !== null || master.signalCode !== null) return resolve();
+        master.once('exit', () => resolve());
+        master.kill('SIGKILL');
+      }),
+    currentMasterPort: async () => {
+      const out = await cli(['-p', String(sentinelPorts[0]), 'SENTINEL', 'get-master-addr-by-name', 'mymaster']);
+      return Number(out.trim().split('\n')[1]);
+    },
+  };
 }

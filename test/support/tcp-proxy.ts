@@ -13,11 +13,17 @@ export interface TcpProxy {
   refuseNew(on: boolean): void;
   /** Stops (or resumes) forwarding on connection `i` in both directions, without closing it. */
   freeze(i: number, on: boolean): void;
+  /**
+   * Forwards everything, on open and later connections, `ms` late (a slow link). What has not
+   * crossed when either side closes is lost, as with a host that dies.
+   */
+  delay(ms: number): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
   let refusing = false;
+  let delayMs = 0;
   const connections: Array<{ client: Socket; upstream: Socket; frozen: boolean; held: Array<[Socket, Buffer]> }> = [];
   const server = createServer((client) => {
     if (refusing) {
@@ -29,6 +35,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     connections.push(c);
     const forward = (to: Socket) => (data: Buffer) => {
       if (c.frozen) c.held.push([to, data]);
+      else if (delayMs > 0) setTimeout(() => void (!to.destroyed && to.write(data)), delayMs);
       else to.write(data);
     };
     client.on('data', forward(upstream));
@@ -55,6 +62,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       c.frozen = on;
       if (!on) for (const [to, data] of c.held.splice(0)) to.write(data);
     },
+    delay: (ms) => void (delayMs = ms),
     close: () =>
       new Promise<void>((resolve) => {
         for (const c of connections) {

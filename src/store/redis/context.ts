@@ -9,17 +9,92 @@ import { toStoreError, type RedisConnection } from './connection.ts';
 import type { RedisKeys } from './keys.ts';
 import { evalScript, type LuaScript } from './lua.ts';
 
+/** How many replicas must have a write that a failover must not lose, and how long to wait. */
+export interface ReplicaWait {
+  replicas: number;
+  timeoutMs: number;
+}
+
 export class RedisContext {
   readonly conn: RedisConnection;
   readonly keys: RedisKeys;
   /** How long a record stays readable after its absolute expiry. */
   readonly retentionMs: number;
+  readonly #wait: ReplicaWait;
+  /** Until when the master is known to have no replica at all (checked again after that). */
+  #noReplicaUntil = 0;
+  readonly #waitGroups = new Map<string, { running: Promise<number> | null; queued: Promise<number> | null }>();
+  /** Writes answered without a replica's confirmation because none was connected (see replicated). */
+  unreplicatedWrites = 0;
   #closed = false;
 
-  constructor(conn: RedisConnection, keys: RedisKeys, retentionMs: number) {
+  constructor(conn: RedisConnection, keys: RedisKeys, retentionMs: number, replicaWait: ReplicaWait = { replicas: 0, timeoutMs: 0 }) {
     this.conn = conn;
     this.keys = keys;
     this.retentionMs = retentionMs;
+    this.#wait = replicaWait;
+  }
+
+  /**
+   * A write that must survive a failover (an end, an eviction, a rotation) answers only once
+   * `replicas` replicas have it: WAIT on the connection that wrote it (the connection is shared,
+   * so it covers every earlier write too). A failover promotes a replica, so what every replica
+   * has cannot be lost by one.
+   * - Not confirmed in time while a replica is connected: StoreUnavailable (503, retry). The
+   *   write is on the master and may be lost if it fails now; the caller was not told it held.
+   *   Ends and rotations are safe to retry.
+   * - No replica connected at all: answered normally and counted (`unreplicatedWrites`): there
+   *   is nothing a failover could promote, so the write is as safe as the master's own
+   *   persistence (AOF). Known for a second, so WAIT does not hold the shared connection on
+   *   every write meanwhile.
+   */
+  async replicated(tags: readonly string[]): Promise<void> {
+    const { replicas, timeoutMs } = this.#wait;
+    if (replicas <= 0 || tags.length === 0) return;
+    if (Date.now() < this.#noReplicaUntil) {
+      this.unreplicatedWrites += 1;
+      return;
+    }
+    const routes = [...new Set(tags)].map((t) => this.keys.userSessions(t));
+    const acked = await Promise.all(routes.map((r) => this.#waitOn(r)));
+    if (acked.every((n) => n >= replicas)) return;
+    const info = String(await this.send(routes[0] as string, ['INFO', 'replication']));
+    const connected = Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? '0');
+    if (connected === 0) {
+      this.#noReplicaUntil = Date.now() + 1000;
+      this.unreplicatedWrites += 1;
+      return;
+    }
+    throw new StoreUnavailable(`The write was not confirmed by ${replicas} replica(s) within ${timeoutMs} ms; retry.`);
+  }
+
+  /**
+   * Group commit: WAIT blocks the (shared) connection until the replicas answer, so concurrent
+   * writers do not each send one. A WAIT covers every write sent before it; a writer arriving
+   * while one is in flight joins the single next one, sent when it returns. Standalone and
+   * Sentinel have one master connection (one group); in a Cluster, one group per node route.
+   */
+  #waitOn(route: string): Promise<number> {
+    const group = this.conn.kind === 'redis-cluster' ? route : '';
+    let g = this.#waitGroups.get(group);
+    if (!g) this.#waitGroups.set(group, (g = { running: null, queued: null }));
+    const state = g;
+    const start = (): Promise<number> => {
+      const p = this.send(route, ['WAIT', String(this.#wait.replicas), String(this.#wait.timeoutMs)]).then(Number);
+      state.running = p;
+      p.finally(() => {
+        if (state.running === p) state.running = null;
+      }).catch(() => undefined);
+      return p;
+    };
+    if (state.running === null) return start();
+    state.queued ??= state.running
+      .then(() => undefined, () => undefined)
+      .then(() => {
+        state.queued = null;
+        return start();
+      });
+    return state.queued;
   }
 
   get closed(): boolean {

@@ -34,7 +34,7 @@ import { RedisAccounts } from './accounts.ts';
 import { RedisAuditStore } from './audit.ts';
 import { openConnection, type RedisConnection } from './connection.ts';
 import { RedisConsentStore } from './consents.ts';
-import { RedisContext } from './context.ts';
+import { RedisContext, type ReplicaWait } from './context.ts';
 import { RedisCoordination } from './coordination.ts';
 import { RedisFederationStore } from './federation.ts';
 import { RedisKeys } from './keys.ts';
@@ -60,6 +60,11 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
   /** Receives background connection errors (reconnects); they never reach a request. */
   onError?: (err: unknown) => void;
+  /**
+   * Writes that must survive a failover (session ends, limit evictions, refresh rotations)
+   * answer only once this many replicas have them (WAIT), or after `timeoutMs`. 0 replicas: off.
+   */
+  replicaWait?: ReplicaWait;
 }
 
 /**
@@ -77,20 +82,26 @@ export async function openRedisStore(url: string, opts: RedisStoreOptions): Prom
     commandTimeoutMs: opts.commandTimeoutMs ?? 1000,
     ...(opts.onError ? { onError: opts.onError } : {}),
   });
-  return composeRedisStore(conn, { keys, retentionMs });
+  return composeRedisStore(conn, { keys, retentionMs, ...(opts.replicaWait ? { replicaWait: opts.replicaWait } : {}) });
 }
 
 export interface RedisStoreSettings {
   keys: RedisKeys;
   /** How long a record stays readable after its absolute expiry. */
   retentionMs: number;
+  replicaWait?: ReplicaWait;
 }
 
 /** The Redis store: the aggregates' operations of its adapters, and the sub-stores. */
-export type RedisSessionStore = SessionStore & Coordination & { readonly audit: RedisAuditStore };
+export type RedisSessionStore = SessionStore &
+  Coordination & {
+    readonly audit: RedisAuditStore;
+    /** Writes answered without a replica's confirmation because none was left (RedisContext.replicated). */
+    readonly unreplicatedWrites: number;
+  };
 
 export function composeRedisStore(conn: RedisConnection, settings: RedisStoreSettings): RedisSessionStore {
-  const ctx = new RedisContext(conn, settings.keys, settings.retentionMs);
+  const ctx = new RedisContext(conn, settings.keys, settings.retentionMs, settings.replicaWait);
   return {
     kind: conn.kind,
     ...operationsOf(new RedisSessions(ctx), SESSIONS_OPERATIONS),
@@ -101,6 +112,9 @@ export function composeRedisStore(conn: RedisConnection, settings: RedisStoreSet
     consents: new RedisConsentStore(conn, settings.keys),
     federation: new RedisFederationStore(conn, settings.keys),
     oidc: new RedisOidcStore(conn, settings.keys),
+    get unreplicatedWrites() {
+      return ctx.unreplicatedWrites;
+    },
     ping: () =>
       ctx.guard(async () => {
         const masters = await conn.masters();

@@ -61,6 +61,7 @@ export class RedisRefreshTokens {
           const ttl = Number(reply[4]);
           if (ttl > 0) await this.ctx.send(successorRoute, ['PEXPIRE', successorRoute, String(ttl)]);
           await this.index.expiryMayHaveMovedEarlier(session, String(reply[3]));
+          await this.ctx.replicated([tag]);
           return { outcome: 'rotated', session, successor };
         }
         case 'grace':
@@ -69,6 +70,7 @@ export class RedisRefreshTokens {
         case 'reused': {
           const revoked = sessionsFromReply(reply[2]);
           await this.index.forgetExpiries(revoked);
+          await this.ctx.replicated([tag]);
           return { outcome: 'reused', session: mustSession(reply[1]), revoked };
         }
         case 'inactive':

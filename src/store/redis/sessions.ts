@@ -55,6 +55,7 @@ export class RedisSessions implements SessionsStore {
       if (outcome === 'ok') {
         const evicted = sessionsFromReply(reply[2]);
         await this.index.forgetExpiries(evicted);
+        if (evicted.length > 0) await this.ctx.replicated([tag]);
         return { ok: true, session: mustSession(reply[1]), evicted };
       }
       // Refused: take back the index entries this call added (never those of an existing session).
@@ -115,6 +116,7 @@ export class RedisSessions implements SessionsStore {
       if (tag === null) return [];
       const revoked = sessionsFromReply(await this.ctx.runSlot(REVOKE, tag, now, [handle, reason]));
       await this.index.forgetExpiries(revoked);
+      await this.ctx.replicated([tag]);
       return revoked;
     });
   }
@@ -132,6 +134,7 @@ export class RedisSessions implements SessionsStore {
         await this.ctx.runSlot(REVOKE_USER, tag, now, [tenantId, userId, reason, opts?.exceptHandle ?? '']),
       );
       await this.index.forgetExpiries(revoked);
+      await this.ctx.replicated([tag]);
       return revoked;
     });
   }
@@ -154,6 +157,7 @@ export class RedisSessions implements SessionsStore {
         );
         const revoked = replies.flatMap(sessionsFromReply);
         await this.index.forgetExpiries(revoked);
+        await this.ctx.replicated([...byTag.keys()]);
         out.push(...revoked);
       }
       return out;
@@ -271,7 +275,10 @@ export class RedisSessions implements SessionsStore {
       if (!(result.outcome === 'renewed' && result.session.handle === successor.handle)) {
         await this.index.undoIndex(successor, { ...pre, route: false });
       }
-      if (result.outcome === 'renewed') await this.index.forgetExpiries(result.evicted);
+      if (result.outcome === 'renewed') {
+        await this.index.forgetExpiries(result.evicted);
+        if (result.evicted.length > 0) await this.ctx.replicated([tagOfHandle(successor.handle) ?? '']);
+      }
       return result;
     });
   }
