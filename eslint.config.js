@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'data/**', 'coverage/**', 'web/**/*.min.js', 'packages/*/dist/**'] },
+  { ignores: ['node_modules/**', '**/node_modules/**', 'data/**', 'coverage/**', 'web/**/*.min.js', 'packages/*/dist/**', 'web/admin/dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -100,6 +100,7 @@ export const ERROR_CODES = [
   'headers_too_large',
   // 5xx
   'client_secret_unreadable',
+  'console_not_built',
   'insecure_redirect_uri',
   'internal_error',
   'oidc_discovery_failed',

@@ -14,6 +14,7 @@ import { clientErrorHandler, frameworkErrorHandler, registerProblemHandlers } fr
 import { registerMonitoring } from './monitoring-hooks.ts';
 import { registerRequestContext } from './request-context.ts';
 import { adminAuditRoutes } from './routes/admin-audit.ts';
+import { adminConsoleRoutes } from './routes/admin-console.ts';
 import { authReauthRoutes } from './routes/auth-reauth.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { adminOrgRoutes } from './routes/admin-orgs.ts';
@@ -228,6 +229,7 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   await app.register(async (scope) => authReauthRoutes(scope as App, deps));
   await app.register(async (scope) => metricsRoutes(scope as App, deps));
   await app.register(async (scope) => docsRoutes(scope as App));
+  await app.register(async (scope) => adminConsoleRoutes(scope as App));
   await app.ready();
   return app;
 }
