@@ -32,7 +32,9 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>tab</title>
 <script type="module">
 import { createTesseraClient } from '/client/index.js';
 const q = new URLSearchParams(location.search);
-const t = createTesseraClient({ baseUrl: location.origin, tenantId: q.get('tenant') });
+// ?nobc=1: a browser without BroadcastChannel (the storage event carries changes between tabs)
+if (q.get('nobc') === '1') delete globalThis.BroadcastChannel;
+const t = createTesseraClient({ baseUrl: location.origin, tenantId: q.get('tenant'), mode: q.get('mode') || 'token' });
 const state = { problems: [], expired: 0, refreshed: 0, requests: 0 };
 t.on('expired', () => state.expired++);
 t.on('refreshed', () => state.refreshed++);
@@ -62,7 +64,7 @@ interface TabState {
 interface Tab {
   t: {
     login(c: { email: string; password: string }): Promise<unknown>;
-    fetch(url: string): Promise<Response>;
+    fetch(url: string, init?: RequestInit): Promise<Response>;
     refresh(): Promise<{ sessionId: string } | null>;
     getSession(): unknown;
     getAccessToken(): string | null;
@@ -132,12 +134,12 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
   }
 
   /** Tab 1 logs in; the other tabs open afterwards and find the session in localStorage. */
-  async function openTabs(tenant: string, email: string, work: boolean): Promise<{ context: BrowserContext; tabs: Page[] }> {
+  async function openTabs(tenant: string, email: string, work: boolean, extra = '', count = TABS): Promise<{ context: BrowserContext; tabs: Page[] }> {
     const context = await browser.newContext();
     contexts.push(context);
-    const url = `${origin}/tab.html?tenant=${tenant}&work=${work ? 1 : 0}`;
+    const url = `${origin}/tab.html?tenant=${tenant}&work=${work ? 1 : 0}${extra}`;
     const tabs: Page[] = [];
-    for (let i = 0; i < TABS; i += 1) {
+    for (let i = 0; i < count; i += 1) {
       const page = await context.newPage();
       page.on('pageerror', (e) => say(`tab ${i + 1} page error: ${e.message}`));
       await page.goto(url);
@@ -162,7 +164,10 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tessera-client-tabs-'));
+    const port = await freePort();
+    origin = `http://127.0.0.1:${port}`;
     tessera = await startTessera({
+      TESSERA_ALLOWED_ORIGINS: origin, // cookie mode: the tabs' origin may log in and change state
       TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}`,
       COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET,
       TESSERA_ADMIN_TOKEN: ADMIN_TOKEN,
@@ -181,9 +186,7 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
       up.on('error', () => res.writeHead(502).end());
       req.pipe(up);
     });
-    const port = await freePort();
     await new Promise<void>((r) => site.listen(port, '127.0.0.1', r));
-    origin = `http://127.0.0.1:${port}`;
     browser = await launchChromium();
   });
 
@@ -327,5 +330,49 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
       expect(st.map((s) => s.expired)).toEqual(Array(TABS).fill(0));
     },
     240_000,
+  );
+  it(
+    'without BroadcastChannel (storage events only): still one refresh request per expiry, no family revoked',
+    async () => {
+      const { tenant, email } = await tenantWithUser('nobc', SHORT_TOKEN_S);
+      const start = await counts(tenant);
+      const { tabs } = await openTabs(tenant, email, true, '&nobc=1');
+      expect(await tabs[0]!.evaluate(() => typeof (globalThis as { BroadcastChannel?: unknown }).BroadcastChannel)).toBe('undefined');
+      let last = await sameTokenEverywhere(tabs);
+      for (let round = 1; round <= 3; round += 1) {
+        last = await until(`rotation ${round}`, async () => {
+          const ts = await tokens(tabs);
+          return ts[0] !== last && ts.every((t) => t === ts[0]) ? ts[0] : null;
+        });
+      }
+      const c = await counts(tenant);
+      say(`without BroadcastChannel: refresh requests ${c.refreshRequests - start.refreshRequests}, rotations ${c.rotations - start.rotations}`);
+      expect(c.rotations - start.rotations).toBeGreaterThanOrEqual(3);
+      expect(c.refreshRequests - start.refreshRequests).toBe(c.rotations - start.rotations);
+      expect(c.reused).toBe(0);
+      for (const st of await states(tabs)) expect(st.problems).toEqual([]);
+    },
+    240_000,
+  );
+
+  it(
+    "cookie mode: the session cookie with credentials: 'include', X-XSRF-TOKEN on state changes, shared by the tabs",
+    async () => {
+      const { tenant, email } = await tenantWithUser('cookie', 3600);
+      const { tabs } = await openTabs(tenant, email, false, '&mode=cookie', 2);
+      const [a, b] = tabs as [Page, Page];
+      // No token anywhere: the session is the HttpOnly cookie.
+      expect(await a.evaluate(() => (globalThis as unknown as Tab).t.getAccessToken())).toBeNull();
+      expect(await a.evaluate(async () => (await (globalThis as unknown as Tab).t.fetch('/api/v1/session')).status)).toBe(200);
+      // A state change without the XSRF header is refused by Tessera; through the client it is not.
+      const bare = await b.evaluate(async () => {
+        const r = await fetch('/api/v1/auth/logout', { method: 'POST', credentials: 'include' });
+        return { status: r.status, code: ((await r.json()) as { code: string }).code };
+      });
+      expect(bare).toEqual({ status: 403, code: 'csrf' });
+      expect(await b.evaluate(async () => (await (globalThis as unknown as Tab).t.fetch('/api/v1/auth/logout', { method: 'POST' })).status)).toBe(204);
+      expect(await a.evaluate(async () => (await fetch('/api/v1/session', { credentials: 'include' })).status)).toBe(401);
+    },
+    120_000,
   );
 });
