@@ -21,7 +21,7 @@ import { parsePostgresUrl } from '../src/store/postgres/url.ts';
 import { openPostgresJsDriver } from '../test/support/postgresjs-driver.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const o = JSON.parse(process.argv[2] ?? '{}') as { server?: string; seconds?: number; connections?: number; suite?: boolean };
+const o = JSON.parse(process.argv[2] ?? '{}') as { server?: string; seconds?: number; connections?: number; suite?: boolean; rounds?: number };
 const server = o.server ?? 'postgres://postgres@127.0.0.1:5432';
 const SECONDS = o.seconds ?? 5;
 const CONNECTIONS = o.connections ?? 50;
@@ -93,9 +93,10 @@ function suite(name: string, env: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-pgbench-'));
   const report = join(dir, 'report.json');
   const t0 = performance.now();
-  const r = spawnSync(join(ROOT, 'node_modules/.bin/vitest'), ['run', 'test/store/postgres.test.ts', '--reporter=json', `--outputFile=${report}`], {
+  // vitest on this very Node (the project's Node 24), whatever `node` is first on PATH.
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/vitest/vitest.mjs'), 'run', 'test/store/postgres.test.ts', '--reporter=json', `--outputFile=${report}`], {
     cwd: ROOT,
-    env: { ...process.env, ...env, TESSERA_TEST_POSTGRES_URL: server },
+    env: { ...process.env, ...env, TESSERA_TEST_POSTGRES_URL: server, TESSERA_REQUIRE_POSTGRES: '1' },
     encoding: 'utf8',
     timeout: 20 * 60 * 1000,
   });
@@ -115,7 +116,7 @@ function suite(name: string, env: Record<string, string>): string {
 const opts = { max: POOL, statementTimeoutMs: 5000 };
 console.log(`\n### PostgreSQL drivers on the same adapter\n\nThe session check (getSessionByHandle, 1,000 sessions stored), ${CONNECTIONS} concurrent callers in one process, pool of ${POOL}, ${SECONDS} s each:\n`);
 console.log('| driver | checks/s | p50 ms | p99 ms |\n|---|---:|---:|---:|');
-for (let round = 0; round < 2; round++) {
+for (let round = 0; round < (o.rounds ?? 2); round++) {
   console.log(await check(`node-postgres (pg)${round ? ' again' : ''}`, (url) => openPgDriver(parsePostgresUrl(url), opts)));
   console.log(await check(`postgres.js${round ? ' again' : ''}`, (url) => openPostgresJsDriver(parsePostgresUrl(url), opts)));
 }

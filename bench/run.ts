@@ -13,7 +13,13 @@
 //   remote      Redis behind a TCP proxy adding 0.5 ms and 2 ms each way: Tessera vs the peer.
 //   revocation  two Tessera processes on one Redis; the check at full speed on B while A ends
 //               sessions one by one: time from the logout's start until B refuses.
-// Environment: BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_REDIS_URL.
+//   drivers     node-postgres vs postgres.js on the PostgreSQL adapter (bench/pg-drivers.ts): the
+//               session check on the store, and the PostgreSQL conformance suite on each.
+// PostgreSQL (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432) is measured in
+// `check` on a database made for the run and dropped after; it is left out of `size` (a million
+// sessions through the port's transactions take too long for a bench run). When it does not
+// answer, its rows are skipped and the run says so.
+// Environment: BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_REDIS_URL, BENCH_POSTGRES_URL.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -21,15 +27,17 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { createClient } from 'redis';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const QUICK = process.argv.includes('--quick');
-const ONLY = new Set((process.argv.find((a) => a.startsWith('--only='))?.slice(7) ?? 'check,rotation,argon2,memory,size,remote,revocation').split(','));
+const ONLY = new Set((process.argv.find((a) => a.startsWith('--only='))?.slice(7) ?? 'check,rotation,argon2,memory,size,remote,revocation,drivers').split(','));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 3 : 10));
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3));
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432';
 const NODE = process.execPath;
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
@@ -116,6 +124,33 @@ function load(url: string, headers: Record<string, string>): Figures {
   figures.redisPerRequest = (redisCommands() - before - 1) / Math.max(1, figures.requests);
   return figures;
 }
+
+/** A database of its own for the run's PostgreSQL server, or null when PostgreSQL does not answer. */
+async function createBenchDatabase(): Promise<{ url: string; drop(): Promise<void> } | null> {
+  const name = `tessera_bench_${run}`;
+  const at = (db: string) => {
+    const u = new URL(POSTGRES_URL);
+    u.pathname = `/${db}`;
+    return u.toString();
+  };
+  const admin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: at('postgres'), connectionTimeoutMillis: 2000 });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  try {
+    await admin(`CREATE DATABASE ${name}`);
+  } catch (err) {
+    console.log(`\n(PostgreSQL at ${POSTGRES_URL} does not answer — ${(err as Error).message}: its rows are skipped)`);
+    return null;
+  }
+  return { url: at(name), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
+let pgDatabase: { url: string; drop(): Promise<void> } | null = null;
 
 const children: ChildProcess[] = [];
 const prefixes: string[] = [];
@@ -273,21 +308,29 @@ await redis.connect();
 try {
   const tr = await startTessera(REDIS_URL);
   const ts = await startTessera(`sqlite:${join(dir, 'bench.db')}`);
+  pgDatabase = await createBenchDatabase();
+  const tp = pgDatabase === null ? null : await startTessera(pgDatabase.url);
   const hello = await startBaseline('hello');
-  const checkScenarios = async (): Promise<Scenario[]> => {
+  const checkScenarios = async (withPostgres = true): Promise<Scenario[]> => {
     const [rt, rc, st, sc] = [await tr.login('token'), await tr.login('cookie'), await ts.login('token'), await ts.login('cookie')];
-    return [
+    const out: Scenario[] = [
       ['tessera token (redis)', tr.url, { authorization: `Bearer ${rt.token}` }],
       ['tessera cookie (redis)', tr.url, { cookie: rc.cookie }],
       ['tessera token (sqlite)', ts.url, { authorization: `Bearer ${st.token}` }],
       ['tessera cookie (sqlite)', ts.url, { cookie: sc.cookie }],
     ];
+    if (tp !== null && withPostgres) {
+      const [pt, pc] = [await tp.login('token'), await tp.login('cookie')];
+      out.push(['tessera token (postgres)', tp.url, { authorization: `Bearer ${pt.token}` }], ['tessera cookie (postgres)', tp.url, { cookie: pc.cookie }]);
+    }
+    return out;
   };
 
   if (ONLY.has('check') || ONLY.has('size')) {
     // 1,000 sessions stored in each before the first measurement (the "small" size).
     fill(tr, 1000);
     fill(ts, 1000);
+    if (tp !== null) fill(tp, 1000);
     const rg = await startBaseline('redis-get');
     const jo = await startBaseline('jose');
     const peer = await startBaseline('session');
@@ -313,7 +356,7 @@ try {
       const more = QUICK ? 100_000 : 1_000_000;
       const secs = [fill(tr, more), fill(ts, more)];
       console.log(`\n(filled ${more.toLocaleString('en')} more sessions: Redis ${secs[0]!.toFixed(0)} s, SQLite ${secs[1]!.toFixed(0)} s)`);
-      const big = await checkScenarios();
+      const big = await checkScenarios(false);
       for (const [, url, headers] of big) await fetch(`${url}/api/v1/session`, { headers });
       const rowsBig = measure([['fastify hello world', hello.url, hello.headers], ...big]);
       table(`The session check with ${(more + 1000).toLocaleString('en')} sessions stored`, rowsBig, rowsBig.get('fastify hello world')!.f);
@@ -435,8 +478,22 @@ try {
     );
     goal(`revocation A→B p99 ≤ 50 ms under load (${fmt(percentile(times, 99))} ms)`, percentile(times, 99) <= 50);
   }
+  if (ONLY.has('drivers')) {
+    if (pgDatabase === null) {
+      console.log('\n(PostgreSQL does not answer: the driver comparison is skipped)');
+    } else {
+      const r = spawnSync(NODE, [join(ROOT, 'bench/pg-drivers.ts'), JSON.stringify({ server: POSTGRES_URL, seconds: SECONDS, connections: CONNECTIONS, suite: !QUICK })], {
+        encoding: 'utf8',
+        cwd: ROOT,
+        timeout: 30 * 60 * 1000,
+      });
+      process.stdout.write(r.stdout);
+      if (r.status !== 0) console.log(`(the driver comparison failed: ${r.stderr.trim().split('\n').slice(-3).join(' ')})`);
+    }
+  }
 } finally {
   await Promise.all(children.map(stop));
+  if (pgDatabase !== null) await pgDatabase.drop().catch(() => undefined);
   for (const p of prefixes) {
     spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);
   }
