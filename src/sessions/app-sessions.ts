@@ -1,19 +1,44 @@
-// What can be done with `app` sessions: start one (login), issue and rotate its token pair, end
-// sessions. Route files call these; the rules live in src/domain and the atomicity in the store.
+// The session manager: what can be done with `app` sessions — start one (login), issue and rotate
+// its token pair — and every way a session ends (endSession, endUserSessions, endTenantSessions):
+// ending a session has required side effects (the local session caches, the audit events, the
+// wait for the feed of ends), so nothing outside src/sessions and src/flows calls the store's
+// revoke operations. Route files call these; the rules live in src/domain and the atomicity in
+// the store.
 
-import { emit, sessionEvent, type Origin } from '../events/bus.ts';
+import { emit, sessionEvent, type EventBus, type Origin } from '../events/bus.ts';
 import { Conflict, Unauthorized } from '../domain/errors.ts';
 import { hashSecret, newSecret } from '../domain/secrets.ts';
 import { issueSession, type Device, type RevokeReason, type Session } from '../domain/session.ts';
 import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
 import type { User } from '../domain/user.ts';
 import { constantTimeEqual } from '../domain/secrets.ts';
-import type { Deps } from '../runtime.ts';
+import type { Config } from '../config/config.ts';
+import type { Store } from '../store/port.ts';
+import type { DerivedKeys } from '../tokens/derived-keys.ts';
+import type { KeyRing } from '../tokens/key-ring.ts';
+import type { SessionCache } from './session-cache.ts';
 import type { CreateLimit } from '../store/port.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
 import { deterministicJti, signSessionToken } from '../tokens/session-token.ts';
 
 export type AuthMode = 'token' | 'cookie';
+
+/**
+ * What the session manager uses, declared here rather than taken from the composition root
+ * (src/runtime.ts builds a Deps that has all of it).
+ */
+export interface SessionDeps {
+  config: Pick<Config, 'publicUrl'>;
+  store: Store;
+  bus: EventBus;
+  keyRing: KeyRing;
+  keys: DerivedKeys;
+  sessionCache: SessionCache;
+  /** Anomaly screening of a new session (src/sessions/monitoring.ts). */
+  monitor: { screenNewSession(session: Session, tenant: Tenant, now: number, origin?: Origin): Promise<Session | null> };
+}
+
+type Deps = SessionDeps;
 
 /** Every process learns of ended sessions through the store's feed; this one forgets them at once. */
 export function announceEnded(deps: Pick<Deps, 'bus' | 'sessionCache'>, ended: Session[], now: number, origin?: Origin): void {
@@ -238,6 +263,34 @@ export async function endedEverywhere(deps: Pick<Deps, 'sessionCache'>, ended: r
 /** Ends a session and its subtree, announces it, and answers once every server knows. */
 export async function endSession(deps: Deps, handle: string, reason: RevokeReason, now: number, origin?: Origin): Promise<Session[]> {
   const ended = await deps.store.revokeSession(handle, reason, now);
+  announceEnded(deps, ended, now, origin);
+  await endedEverywhere(deps, ended);
+  return ended;
+}
+
+
+/**
+ * Ends every session of a user (subtrees included) except `exceptHandle`'s subtree and its
+ * ancestors, announces them, and answers once every server knows.
+ */
+export async function endUserSessions(
+  deps: Deps,
+  tenantId: string,
+  userId: string,
+  reason: RevokeReason,
+  now: number,
+  origin?: Origin,
+  opts: { exceptHandle?: string } = {},
+): Promise<Session[]> {
+  const ended = await deps.store.revokeUserSessions(tenantId, userId, reason, now, opts.exceptHandle === undefined ? {} : { exceptHandle: opts.exceptHandle });
+  announceEnded(deps, ended, now, origin);
+  await endedEverywhere(deps, ended);
+  return ended;
+}
+
+/** Ends every session of a tenant, announces them, and answers once every server knows. */
+export async function endTenantSessions(deps: Deps, tenantId: string, reason: RevokeReason, now: number, origin?: Origin): Promise<Session[]> {
+  const ended = await deps.store.revokeTenantSessions(tenantId, reason, now);
   announceEnded(deps, ended, now, origin);
   await endedEverywhere(deps, ended);
   return ended;

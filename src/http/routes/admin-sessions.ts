@@ -4,7 +4,7 @@
 import { Type } from 'typebox';
 import { NotFound } from '../../domain/errors.ts';
 import { SESSION_KINDS, SESSION_STATUSES } from '../../domain/session.ts';
-import { announceEnded, endedEverywhere, endSession } from '../../sessions/app-sessions.ts';
+import { endSession, endTenantSessions, endUserSessions } from '../../sessions/app-sessions.ts';
 import { assertAdminOf, requireAdmin } from '../admin-auth.ts';
 import { originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
@@ -110,9 +110,7 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       const user = await deps.store.getUser(request.query.tenantId, request.params.id);
       if (!user) throw new NotFound('user_not_found', 'No such user in this tenant.');
-      const ended = await deps.store.revokeUserSessions(user.tenantId, user.id, 'admin', now);
-      announceEnded(deps, ended, now, originOf(request));
-      await endedEverywhere(deps, ended);
+      const ended = await endUserSessions(deps, user.tenantId, user.id, 'admin', now, originOf(request));
       return { revoked: ended.length };
     },
   );
@@ -133,9 +131,7 @@ export async function adminSessionRoutes(app: App, deps: Deps): Promise<void> {
     async (request) => {
       assertAdminOf(request, request.params.id);
       const now = deps.clock.now();
-      const ended = await deps.store.revokeTenantSessions(request.params.id, 'tenant_revoked', now);
-      announceEnded(deps, ended, now, originOf(request));
-      await endedEverywhere(deps, ended);
+      const ended = await endTenantSessions(deps, request.params.id, 'tenant_revoked', now, originOf(request));
       return { revoked: ended.length };
     },
   );

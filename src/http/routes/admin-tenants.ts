@@ -5,7 +5,7 @@ import { Type } from 'typebox';
 import { BadRequest, Conflict, NotFound } from '../../domain/errors.ts';
 import { buildTenant, InvalidTenant, PLATFORM_TENANT, type Tenant } from '../../domain/tenant.ts';
 import { emit } from '../../events/bus.ts';
-import { announceEnded, endedEverywhere } from '../../sessions/app-sessions.ts';
+import { endTenantSessions } from '../../sessions/app-sessions.ts';
 import { actorOf, assertAdminOf, assertPlatformAdmin, requireAdmin } from '../admin-auth.ts';
 import { forgetTenant, originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
@@ -136,9 +136,7 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
       }
       const now = deps.clock.now();
       const origin = originOf(request);
-      const ended = await deps.store.revokeTenantSessions(id, 'tenant_deleted', now);
-      announceEnded(deps, ended, now, origin);
-      await endedEverywhere(deps, ended);
+      const ended = await endTenantSessions(deps, id, 'tenant_deleted', now, origin);
       let usersDeleted = 0;
       for (;;) {
         const page = await deps.store.listUsers({ tenantId: id, limit: 200 });

@@ -11,7 +11,7 @@ import { NotFound } from '../../domain/errors.ts';
 import type { RevokeReason } from '../../domain/session.ts';
 import { normaliseEmail, type User } from '../../domain/user.ts';
 import { emit } from '../../events/bus.ts';
-import { announceEnded, endedEverywhere } from '../../sessions/app-sessions.ts';
+import { endUserSessions } from '../../sessions/app-sessions.ts';
 import { actorOf, assertAdminOf, requireAdmin, tenantOfListing } from '../admin-auth.ts';
 import { originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
@@ -36,12 +36,9 @@ const Roles = Type.Array(Role, { maxItems: 16, uniqueItems: true });
 const UserId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' });
 const Cursor = Type.String({ maxLength: 512, pattern: '^[A-Za-z0-9_-]*$' });
 
-/** Ends every active session of the user; the ended sessions are announced like any revocation. */
-export async function endUserSessions(deps: Deps, request: FastifyRequest, user: User, reason: RevokeReason, now: number): Promise<number> {
-  const ended = await deps.store.revokeUserSessions(user.tenantId, user.id, reason, now);
-  announceEnded(deps, ended, now, originOf(request));
-  await endedEverywhere(deps, ended);
-  return ended.length;
+/** Ends every active session of the user (the session manager announces them); how many ended. */
+async function endSessionsOf(deps: Deps, request: FastifyRequest, user: User, reason: RevokeReason, now: number): Promise<number> {
+  return (await endUserSessions(deps, user.tenantId, user.id, reason, now, originOf(request))).length;
 }
 
 export function userEvent(
@@ -213,10 +210,10 @@ export async function adminUserRoutes(app: App, deps: Deps): Promise<void> {
         });
       }
       if (disabling) {
-        const revoked = await endUserSessions(deps, request, stored, 'user_disabled', now);
+        const revoked = await endSessionsOf(deps, request, stored, 'user_disabled', now);
         userEvent(deps, request, 'user.disabled', stored, now, { sessionsEnded: revoked });
       } else if (body.password !== undefined) {
-        const revoked = await endUserSessions(deps, request, stored, 'password_changed', now);
+        const revoked = await endSessionsOf(deps, request, stored, 'password_changed', now);
         userEvent(deps, request, 'user.password_reset', stored, now, { sessionsEnded: revoked });
       }
       if (disabling && body.password !== undefined) userEvent(deps, request, 'user.password_reset', stored, now, { sessionsEnded: 0 });
@@ -244,7 +241,7 @@ export async function adminUserRoutes(app: App, deps: Deps): Promise<void> {
       const tenantId = tenantOfListing(request, request.query.tenantId);
       const user = await mustUser(tenantId, request.params.id);
       const now = deps.clock.now();
-      const revoked = await endUserSessions(deps, request, user, 'user_deleted', now);
+      const revoked = await endSessionsOf(deps, request, user, 'user_deleted', now);
       if (!(await deps.store.deleteUser(user.tenantId, user.id))) throw new NotFound('user_not_found', 'No such user in this tenant.');
       userEvent(deps, request, 'user.deleted', user, now, { email: user.email, sessionsEnded: revoked });
       return { revoked };

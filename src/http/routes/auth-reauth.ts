@@ -1,14 +1,11 @@
 // POST /api/v1/auth/reauth: step-up after an anomaly (SPEC 9, tenant anomalyPolicy `reauth`).
 // A session marked for re-authentication answers 401 `reauth_required` everywhere else; here the
-// user proves their password again and the mark goes. Throttled like login (per account and per
-// IP), and a wrong password is a `login.failed` event with reason `reauth_failed`.
+// user proves their password again and the mark goes (src/flows/password.ts: throttled like login,
+// a wrong password is a `login.failed` event with reason `reauth_failed`).
 
 import { Type } from 'typebox';
-import { verifyPassword, MAX_PASSWORD_LENGTH } from '../../auth/password.ts';
-import { accountKey, ipKey, throttledAttempt } from '../../auth/throttle.ts';
-import { TooManyRequests, Unauthorized } from '../../domain/errors.ts';
-import { sessionEvent, emit } from '../../events/bus.ts';
-import { reauthMarkOf } from '../../sessions/monitoring.ts';
+import { MAX_PASSWORD_LENGTH } from '../../auth/password.ts';
+import { reauthenticate } from '../../flows/password.ts';
 import { authenticate, originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems } from '../schemas.ts';
@@ -29,30 +26,7 @@ export async function authReauthRoutes(app: App, deps: Deps): Promise<void> {
       },
     },
     async (request, reply) => {
-      const { session } = request.auth!;
-      const now = deps.clock.now();
-      const origin = originOf(request);
-      const user = session.userId === null ? null : await deps.store.getUser(session.tenantId, session.userId);
-      const acct = accountKey(session.tenantId, user?.email ?? session.handle);
-      const ip = ipKey(request.ip);
-      const attempt = await throttledAttempt(deps.store, deps.throttle, acct, ip, now, () =>
-        verifyPassword(user?.passwordHash ?? null, request.body.password),
-      );
-      if (attempt.kind === 'throttled') {
-        emit(deps, sessionEvent('login.throttled', session, now, { retryAfter: attempt.retryAfter, reason: attempt.reason, step: 'reauth' }), origin);
-        throw new TooManyRequests(attempt.retryAfter, 'login_throttled', 'Too many failed attempts; try again later.');
-      }
-      if (!user || attempt.kind !== 'ok') {
-        emit(deps, sessionEvent('login.failed', session, now, { reason: 'reauth_failed' }), origin);
-        throw new Unauthorized('invalid_credentials', 'The password is wrong.');
-      }
-      const marked = reauthMarkOf(session) !== null;
-      if (marked) {
-        const cleared = await deps.store.updateSessionData(session.handle, { reauth: null }, now);
-        if (!cleared) throw new Unauthorized('session_ended', 'The session has ended.');
-        deps.sessionCache.remember(cleared);
-      }
-      emit(deps, sessionEvent('session.reauthenticated', session, now, { cleared: marked }), origin);
+      await reauthenticate(deps, request.auth!.session, request.body.password, deps.clock.now(), originOf(request));
       return reply.code(204).send(null);
     },
   );

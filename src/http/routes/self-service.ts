@@ -2,12 +2,11 @@
 // changing the password.
 
 import { Type } from 'typebox';
-import { hashPassword, verifyPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../auth/password.ts';
-import { accountKey, ipKey, throttledAttempt } from '../../auth/throttle.ts';
-import { NotFound, TooManyRequests, Unauthorized } from '../../domain/errors.ts';
+import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../auth/password.ts';
+import { NotFound } from '../../domain/errors.ts';
 import type { Session } from '../../domain/session.ts';
-import { sessionEvent, emit } from '../../events/bus.ts';
-import { announceEnded, endedEverywhere, endSession, xsrfTokenOf } from '../../sessions/app-sessions.ts';
+import { changePassword } from '../../flows/password.ts';
+import { endSession, endUserSessions, xsrfTokenOf } from '../../sessions/app-sessions.ts';
 import { authenticate, originOf, renewableSessionOf } from '../authenticate.ts';
 import { clearCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';
@@ -119,9 +118,7 @@ export async function selfServiceRoutes(app: App, deps: Deps): Promise<void> {
         keep = undefined;
       }
       const now = deps.clock.now();
-      const ended = await deps.store.revokeUserSessions(session.tenantId, session.userId as string, 'user', now, keep === undefined ? {} : { exceptHandle: keep });
-      announceEnded(deps, ended, now, originOf(request));
-      await endedEverywhere(deps, ended);
+      const ended = await endUserSessions(deps, session.tenantId, session.userId as string, 'user', now, originOf(request), keep === undefined ? {} : { exceptHandle: keep });
       if (keep === undefined) clearCookie(reply, deps.config, 'sid', 'strict');
       return { revoked: ended.length };
     },
@@ -146,34 +143,6 @@ export async function selfServiceRoutes(app: App, deps: Deps): Promise<void> {
         response: { 200: Type.Object({ revoked: Type.Integer() }), ...problems(400, 401, 403, 429) },
       },
     },
-    async (request) => {
-      const { session } = request.auth!;
-      const now = deps.clock.now();
-      const user = await deps.store.getUser(session.tenantId, session.userId as string);
-      const origin = originOf(request);
-      // The same throttle as login: a stolen session must not become a password-guessing oracle.
-      const attempt = await throttledAttempt(deps.store, deps.throttle, accountKey(session.tenantId, user?.email ?? session.handle), ipKey(request.ip), now, () =>
-        verifyPassword(user?.passwordHash ?? null, request.body.currentPassword),
-      );
-      if (attempt.kind === 'throttled') {
-        emit(deps, sessionEvent('login.throttled', session, now, { retryAfter: attempt.retryAfter, reason: attempt.reason, step: 'password_change' }), origin);
-        throw new TooManyRequests(attempt.retryAfter, 'login_throttled', 'Too many failed attempts; try again later.');
-      }
-      if (!user || attempt.kind !== 'ok') {
-        emit(deps, sessionEvent('login.failed', session, now, { reason: 'password_change_failed' }), origin);
-        throw new Unauthorized('invalid_credentials', 'The current password is wrong.');
-      }
-      await deps.store.updateUser({ ...user, passwordHash: await hashPassword(request.body.newPassword), updatedAt: now });
-      let revoked = 0;
-      if (request.body.endOtherSessions) {
-        const ended = await deps.store.revokeUserSessions(session.tenantId, user.id, 'password_changed', now, {
-          exceptHandle: session.handle,
-        });
-        announceEnded(deps, ended, now, originOf(request));
-      await endedEverywhere(deps, ended);
-        revoked = ended.length;
-      }
-      return { revoked };
-    },
+    async (request) => changePassword(deps, request.auth!.session, request.body, deps.clock.now(), originOf(request)),
   );
 }
