@@ -1,7 +1,6 @@
 // Assembles what the HTTP layer needs from a configuration and an open store: derived keys, the
 // signing key ring, the event bus, the session cache subscribed to the store's feed of ends.
 
-import type { KeyObject } from 'node:crypto';
 import { DEFAULT_THROTTLE, type ThrottlePolicy } from './auth/throttle.ts';
 import type { Config } from './config/config.ts';
 import type { Clock } from './domain/clock.ts';
@@ -12,21 +11,11 @@ import { startMonitoring, type Monitoring } from './sessions/monitoring.ts';
 import { SessionCache } from './sessions/session-cache.ts';
 import type { Coordination } from './store/coordination-port.ts';
 import type { SessionStore } from './store/port.ts';
+import type { DerivedKeys } from './tokens/derived-keys.ts';
 import { KeyRing } from './tokens/key-ring.ts';
 import { deriveKey } from './tokens/sealing.ts';
 
-export interface DerivedKeys {
-  /** Derives a refresh token's successor from it (same successor for every racing caller). */
-  refresh: KeyObject;
-  /** Derives the session that renews an expired one after a consent redirect. */
-  renew: KeyObject;
-  /** Derives a cookie session's XSRF token from its handle. */
-  xsrf: KeyObject;
-  /** Seals the client secrets of organizations' identity providers (AES-256-GCM). */
-  clientSecrets: KeyObject;
-  /** Derives an SSO login's app-session secret from its one-time token. */
-  ssoSession: KeyObject;
-}
+export type { DerivedKeys } from './tokens/derived-keys.ts';
 
 /** What capabilities and route plugins are given; nothing is taken from globals. */
 export interface Deps {

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { Reader, type CityResponse } from 'mmdb-lib';
-import { ConfigError } from '../config/config.ts';
+import { ConfigError } from '../config/config-error.ts';
 import type { GeoHeaderNames } from '../config/monitoring.ts';
 import type { Location } from '../domain/session.ts';
 

@@ -5,7 +5,10 @@
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { parseAllowEntry } from '../net/outbound-policy.ts';
+import { ConfigError } from './config-error.ts';
 import { loadMonitoringConfig, type MonitoringConfig } from './monitoring.ts';
+
+export { ConfigError } from './config-error.ts';
 
 export type StoreKind = 'sqlite' | 'redis' | 'redis-sentinel' | 'redis-cluster' | 'postgres';
 
@@ -64,14 +67,6 @@ export interface Config {
   monitoring: MonitoringConfig;
   /** Origin under which the demo's stub bank is reached (another site than publicUrl shows the cross-site return). */
   demoBankUrl: string;
-}
-
-export class ConfigError extends Error {
-  readonly variable: string;
-  constructor(variable: string, message: string) {
-    super(`${variable}: ${message}`);
-    this.variable = variable;
-  }
 }
 
 type Env = Record<string, string | undefined>;

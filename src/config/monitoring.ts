@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEFAULT_THRESHOLDS, type Thresholds } from '../audit/anomaly-rules.ts';
-import { ConfigError } from './config.ts';
+import { ConfigError } from './config-error.ts';
 
 export interface GeoHeaderNames {
   country: string;

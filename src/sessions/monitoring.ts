@@ -22,11 +22,22 @@ import type { AuditRecord } from '../domain/audit-chain.ts';
 import type { Session } from '../domain/session.ts';
 import type { Tenant } from '../domain/tenant.ts';
 import { type TesseraEvent, emit, type Origin } from '../events/bus.ts';
-import type { Deps } from '../runtime.ts';
+import type { Config } from '../config/config.ts';
+import type { Clock } from '../domain/clock.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { Store } from '../store/port.ts';
+import type { SessionCache } from './session-cache.ts';
 import { typeMatches } from '../store/audit-port.ts';
 import { announceEnded } from './app-sessions.ts';
 
-export type MonitoringDeps = Pick<Deps, 'config' | 'store' | 'clock' | 'bus' | 'sessionCache'>;
+/** What monitoring uses, declared here rather than taken from the composition root. */
+export interface MonitoringDeps {
+  config: Config;
+  store: Store;
+  clock: Clock;
+  bus: EventBus;
+  sessionCache: SessionCache;
+}
 
 export interface LiveFilter {
   tenantId?: string;
