@@ -49,7 +49,10 @@ export function originOf(request: FastifyRequest): Origin {
       correlationId: c.correlationId,
       activityId: c.activityId,
       tenantId: c.tenantId,
-      sessionId: c.sessionId,
+      // X-Session-ID is the client's word: recorded only when the request proved that session
+      // (authenticate checks that they match), never for a login, a callback or a return that
+      // merely names one — an attacker could otherwise attribute their requests to a victim's.
+      sessionId: c.sessionId !== null && request.auth?.session.handle === c.sessionId ? c.sessionId : null,
     },
     ip: c.ip,
     userAgent: c.userAgent,

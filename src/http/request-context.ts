@@ -48,8 +48,19 @@ export function readContext(request: FastifyRequest, now: number): RequestContex
     sent,
     startedAt: now,
     ip: request.ip,
-    userAgent: typeof ua === 'string' ? ua.slice(0, 512) : null,
+    userAgent: typeof ua === 'string' ? cleanUserAgent(ua) : null,
   };
+}
+
+/** Longest user agent kept (logs, audit records, session devices). */
+export const USER_AGENT_MAX = 256;
+
+/**
+ * A client-chosen header that lands in tenants' audit records: printable ASCII only (anything
+ * else becomes `?`), at most USER_AGENT_MAX characters.
+ */
+export function cleanUserAgent(ua: string): string {
+  return ua.slice(0, USER_AGENT_MAX).replace(/[^\x20-\x7E]/g, '?');
 }
 
 /** `x-tenant-id` → `X-Tenant-ID`, for messages. */

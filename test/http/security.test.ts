@@ -4,10 +4,11 @@
 
 import { connect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import type { LookupAddress } from 'node:dns';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UNREACHABLE } from '../../src/net/outbound-policy.ts';
 import { admin, provision, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
-import { startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
+import { loginAtProvider, MiniBrowser, startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
 import { storeChoices } from '../support/store-choices.ts';
 import { freePort } from '../support/tessera-process.ts';
 
@@ -591,5 +592,65 @@ describe.each(storeChoices())('item 8: external back-channel logout tokens (%s)'
     // Issued ten minutes ago: refused.
     const old = await world.idp.signLogoutToken({ sub: 'alice', iat: Math.floor(Date.now() / 1000) - 600 });
     expect((await bcl(old)).status).toBe(400);
+  });
+});
+
+describe.each(storeChoices())('item 9: unauthenticated free text in the audit chain (%s)', (choice: StoreChoice) => {
+  let world: SsoWorld;
+  beforeAll(async () => {
+    world = await startSsoWorld({ store: choice });
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  async function auditOf(type: string): Promise<Array<Record<string, unknown>>> {
+    await world.server.deps.monitor.flush();
+    const r = await world.server.app.inject({ url: `/api/v1/admin/audit?tenantId=${world.tenantId}&type=${type}`, headers: admin });
+    expect(r.statusCode, r.body).toBe(200);
+    return (r.json() as { items: Array<Record<string, unknown>> }).items;
+  }
+
+  it("item 9: an SSO callback's error and error_description are recorded as a code, never as the sender's text", async () => {
+    const owner = new MiniBrowser();
+    const denied = new URL(await loginAtProvider(owner, world, `${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=${world.orgSlug}`, { login: 'alice', password: 'wonderland' }, 'deny'));
+    denied.searchParams.set('error', 'server_error</script><b>CALL +1-555-0100 NOW</b>');
+    denied.searchParams.set('error_description', 'Your account is locked: call +1-555-0100 and read your password');
+    const r = await owner.get(denied.href);
+    expect(r.status).toBe(400);
+    const page = await r.text();
+    expect(page).not.toContain('555-0100');
+    const failures = await auditOf('sso.failed');
+    expect(failures.length).toBeGreaterThan(0);
+    const text = JSON.stringify(failures);
+    expect(text).not.toContain('555-0100');
+    expect(text).not.toContain('<b>');
+    expect(text).toContain('unrecognised_error');
+  });
+
+  it('item 9: a request that names a session it did not prove is not attributed to it; user agents are bounded printable text', async () => {
+    const s = world.server;
+    const tenantId = world.tenantId;
+    const email = `victim-${randomUUID().slice(0, 8)}@example.com`;
+    await s.app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: admin, payload: { tenantId, email, password: PASSWORD } });
+    const victim = await s.app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': tenantId }, payload: { email, password: PASSWORD } });
+    expect(victim.statusCode, victim.body).toBe(200);
+    const victimHandle = (victim.json() as { sessionId: string }).sessionId;
+    const attack = await s.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      headers: { 'x-tenant-id': tenantId, 'x-session-id': victimHandle, 'user-agent': `${'A'.repeat(2000)}\u00ff` },
+      payload: { email, password: 'wrong password' },
+    });
+    expect(attack.statusCode).toBe(401);
+    const failed = (await auditOf('login.failed')).filter((e) => JSON.stringify(e).includes(email) || (e.userId !== null && e.userId !== undefined));
+    expect(failed.length).toBeGreaterThan(0);
+    for (const e of failed) {
+      expect((e.headers as { sessionId: string | null }).sessionId).toBeNull();
+      expect(e.sessionId ?? null).toBeNull();
+      const ua = typeof e.userAgent === 'string' ? e.userAgent : '';
+      expect(ua.length).toBeLessThanOrEqual(256);
+      expect(ua).toMatch(/^[\x20-\x7E]*$/);
+    }
   });
 });
