@@ -93,7 +93,7 @@ export function Audit() {
         }}
       >
         <TenantFilter value={tenant} onChange={setTenant} />
-        <label className="field">
+        <label className="field wide">
           <span>Type</span>
           <input value={type} placeholder="e.g. session.* or login.failed" list="audit-types" onChange={(e) => setType(e.target.value)} />
           <datalist id="audit-types">

@@ -19,33 +19,36 @@ function minuteOf(ms: number): number {
 
 function BarChart({ label, values, labels }: { label: string; values: number[]; labels: string[] }) {
   const max = Math.max(1, ...values);
-  const w = 300;
-  const h = 120;
-  const bw = w / values.length;
+  const bw = 100 / values.length;
   return (
     <figure className="chart">
-      <figcaption>{label}</figcaption>
-      <svg viewBox={`0 0 ${w} ${h + 16}`} role="img" aria-label={`${label}: ${values.join(', ')} (oldest first)`}>
+      <figcaption>
+        <span>{label}</span>
+        <small>
+          now {values[values.length - 1] ?? 0} · peak {Math.max(0, ...values)}
+        </small>
+      </figcaption>
+      <svg viewBox="0 0 100 100" preserveAspectRatio="none" role="img" aria-label={`${label}, one bar per minute, oldest first: ${values.join(', ')}`}>
         {values.map((v, i) => (
-          <rect key={i} x={i * bw + 2} y={h - (v / max) * h} width={bw - 4} height={(v / max) * h} className="bar">
+          <rect key={i} x={i * bw + bw * 0.12} y={100 - (v / max) * 100} width={bw * 0.76} height={(v / max) * 100} className="bar">
             <title>
               {labels[i]}: {v}
             </title>
           </rect>
         ))}
-        <line x1="0" y1={h} x2={w} y2={h} className="axis" />
-        <text x="0" y={h + 13} className="tick">
-          {labels[0]}
-        </text>
-        <text x={w} y={h + 13} className="tick end">
-          now
-        </text>
-        <text x="2" y="11" className="tick">
-          max {max}
-        </text>
       </svg>
+      <div className="ticks">
+        <span>{labels[0]}</span>
+        <span>now</span>
+      </div>
     </figure>
   );
+}
+
+interface AuditRow {
+  time: string;
+  type: string;
+  kind: string | null;
 }
 
 export function Live() {
@@ -85,7 +88,32 @@ export function Live() {
     const run = async () => {
       try {
         activeNow = await count();
-        recordActive();
+        // The last minutes from the audit log, so the charts do not start empty: events per
+        // minute, and the active count walked back from now through creations and ends.
+        const since = Date.now() - MINUTES * 60_000;
+        const past: AuditRow[] = [];
+        let cursor: string | null = null;
+        do {
+          const page: { items: AuditRow[]; nextCursor: string | null } = await api('GET', `/api/v1/admin/audit${query({ tenantId: tenant, from: new Date(since).toISOString(), limit: 500, cursor })}`);
+          past.push(...page.items);
+          cursor = page.nextCursor;
+        } while (cursor !== null && past.length < 5000);
+        const counts = new Map<number, number>();
+        const delta = new Map<number, number>();
+        for (const r of past) {
+          const m = minuteOf(Date.parse(r.time));
+          counts.set(m, (counts.get(m) ?? 0) + 1);
+          if (r.kind === 'app' && r.type === 'session.created') delta.set(m, (delta.get(m) ?? 0) + 1);
+          if (r.kind === 'app' && (r.type === 'session.revoked' || r.type === 'session.expired')) delta.set(m, (delta.get(m) ?? 0) - 1);
+        }
+        setPerMinute(counts);
+        const history = new Map<number, number>();
+        let level = activeNow;
+        for (let m = minuteOf(Date.now()); m > minuteOf(since) - 1; m--) {
+          history.set(m, Math.max(0, level));
+          level -= delta.get(m) ?? 0;
+        }
+        setActive(history);
         setState('live');
         await streamEvents(`/api/v1/admin/events${query({ tenantId: tenant })}`, abort.signal, (_type, data) => {
           const e = data as LiveEvent & { kind?: string };

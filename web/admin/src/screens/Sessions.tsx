@@ -151,7 +151,7 @@ export function Sessions() {
             <tbody>
               {items.map((s) => (
                 <tr key={s.sessionId}>
-                  <td data-label="User">
+                  <td data-label="User" className="user">
                     {s.customerId ? (
                       <button type="button" className="link" onClick={() => setTree(tree === s.customerId ? null : s.customerId)} aria-expanded={tree === s.customerId}>
                         {s.email ?? s.customerId}
@@ -167,9 +167,9 @@ export function Sessions() {
                   <td data-label="Application">{s.clientId ?? s.authMethod}</td>
                   <td data-label="Device">{deviceText(s.device)}</td>
                   <td data-label="Location">{locationText(s.device)}</td>
-                  <td data-label="Started">{when(s.createdAt)}</td>
-                  <td data-label="Last seen">{when(s.lastSeenAt)}</td>
-                  <td data-label="Expires">{when(s.expiresAt)}</td>
+                  <td data-label="Started" className="nowrap">{when(s.createdAt)}</td>
+                  <td data-label="Last seen" className="nowrap">{when(s.lastSeenAt)}</td>
+                  <td data-label="Expires" className="nowrap">{when(s.expiresAt)}</td>
                   <td className="actions">
                     {s.status === 'active' && (
                       <button type="button" className="danger small" onClick={() => setPending({ kind: 'one', s })}>
