@@ -12,7 +12,7 @@ import { hashSecret } from '../../domain/secrets.ts';
 import { issueSession, isValid, slideIdleExpiry, type RevokeReason, type Session } from '../../domain/session.ts';
 import { lifetimeOf } from '../../domain/tenant.ts';
 import { sessionEvent, emit, type Origin } from '../../events/bus.ts';
-import { CookieSigner, cookieName } from '../../http/cookies.ts';
+import { CookieSigner, cookieName } from '../../tokens/cookies.ts';
 import type { Deps } from '../../runtime.ts';
 import { announceEnded, endSession } from '../../sessions/app-sessions.ts';
 import { deriveKey } from '../../tokens/sealing.ts';

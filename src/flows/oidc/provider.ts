@@ -26,7 +26,7 @@ import type { PlatformApp } from '../../store/oidc-port.ts';
 import { keyedDigest, deriveKey } from '../../tokens/sealing.ts';
 import { followSessionEnds, registerLogoutSigner } from './backchannel.ts';
 import { DEFAULT_OIDC_SIGNING_ALG, loadOidcSigningKeys, OIDC_SIGNING_ALGS } from './keys.ts';
-import { cookieName } from '../../http/cookies.ts';
+import { cookieName } from '../../tokens/cookies.ts';
 import { endSessionsAndNotify, ensureAppSession, touchIdpSession, validIdpSession } from './levels.ts';
 
 export const OIDC_PREFIX = '/oidc';
