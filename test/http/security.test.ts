@@ -649,6 +649,7 @@ describe.each(storeChoices())('item 9: unauthenticated free text in the audit ch
       expect((e.headers as { sessionId: string | null }).sessionId).toBeNull();
       expect(e.sessionId ?? null).toBeNull();
       const ua = typeof e.userAgent === 'string' ? e.userAgent : '';
+      expect(ua.length).toBeGreaterThan(0);
       expect(ua.length).toBeLessThanOrEqual(256);
       expect(ua).toMatch(/^[\x20-\x7E]*$/);
     }
