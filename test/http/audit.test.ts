@@ -431,7 +431,7 @@ describe.each(storeChoices())('the audit trail on %s', (choice: StoreChoice) => 
     const everything = await cli(['audit', 'verify']);
     expect(everything.code).toBe(1);
     expect(JSON.parse(everything.stdout.split('\n').find((l) => l.includes(`"tenantId":"${tenantId}"`)) as string)).toMatchObject({ ok: false });
-  });
+  }, 60_000); // two `tessera audit verify` processes; slow on a loaded machine
 
   it('detects a single deleted record, in the middle or at the end', async () => {
     const middle = await tenantWithRecords(4);
@@ -451,7 +451,7 @@ describe.each(storeChoices())('the audit trail on %s', (choice: StoreChoice) => 
     const r2 = await verify(end);
     expect(r2.tenants[0]?.problems.map((p) => [p.seq, p.problem])).toEqual([[3, 'missing_records']]);
     expect((await cli(['audit', 'verify', '--tenant', end])).code).toBe(1);
-  });
+  }, 60_000); // two `tessera audit verify` processes; slow on a loaded machine
 
   it('exports JSON lines from the command line too', async () => {
     const tenantId = await tenantWithRecords(2);

@@ -7,7 +7,6 @@
 import { afterAll } from 'vitest';
 import type { SessionStore } from '../../src/store/port.ts';
 import {
-  DEFAULT_POOL_SIZE,
   DEFAULT_STATEMENT_TIMEOUT_MS,
   openPostgresStore,
   parsePostgresUrl,
@@ -25,9 +24,9 @@ const skip = requirePostgresOrSkip(await postgresUnavailable());
 const otherDriver = process.env.TESSERA_TEST_PG_DRIVER === 'postgres.js';
 
 async function open(url: string, opts: { max?: number } = {}): Promise<PostgresSessionStore> {
-  if (!otherDriver) return openPostgresStore(url, opts);
+  if (!otherDriver) return openPostgresStore(url, { max: 6, ...opts });
   const { openPostgresJsDriver } = await import('../support/postgresjs-driver.ts');
-  const driver = await openPostgresJsDriver(parsePostgresUrl(url), { max: opts.max ?? DEFAULT_POOL_SIZE, statementTimeoutMs: DEFAULT_STATEMENT_TIMEOUT_MS });
+  const driver = await openPostgresJsDriver(parsePostgresUrl(url), { max: opts.max ?? 6, statementTimeoutMs: DEFAULT_STATEMENT_TIMEOUT_MS });
   return openPostgresStore(url, { driver });
 }
 const databases: TestDatabase[] = [];

@@ -57,7 +57,8 @@ export async function openTestStore(choice: StoreChoice): Promise<{ store: Store
   }
   if (choice === 'postgres') {
     const db = await createTestDatabase('http');
-    const config = loadConfig({ TESSERA_STORE: db.url, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN });
+    // A small pool: test files run in parallel against one server (max_connections is often 100).
+    const config = loadConfig({ TESSERA_STORE: db.url, TESSERA_STORE_POOL_SIZE: '5', COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN });
     try {
       return { store: await openStore(config), config, cleanup: () => db.drop() };
     } catch (err) {
