@@ -76,6 +76,8 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
     await addUser(globex, 'gina@globex.example');
     for (const e of ['alice@acme.example', 'bob@acme.example']) expect((await apiLogin(acme, e)).status).toBe(200);
     expect((await apiLogin(globex, 'gina@globex.example')).status).toBe(200);
+    // Alice, known on Firefox/macOS, signs in from an Android phone: a new_device finding.
+    expect((await apiLogin(acme, 'alice@acme.example', 'Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0 Mobile Safari/537.36')).status).toBe(200);
     expect((await apiLogin(acme, 'carol@acme.example', 'Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1')).status).toBe(200);
     browser = await launchChromium();
   });
@@ -199,6 +201,20 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
     await context.close();
   });
 
+  it('lists anomaly findings with their evidence and the action taken', async () => {
+    const { context, page } = await open();
+    await signIn(page, 'platform', 'root@platform.example');
+    await go(page, 'Anomalies');
+    await page.getByLabel('Tenant', { exact: true }).selectOption(acme);
+    const row = page.getByRole('table', { name: 'Anomalies' }).getByRole('row').filter({ hasText: 'new device' });
+    await row.first().waitFor();
+    const text = (await row.first().textContent()) ?? '';
+    expect(text).toContain('chrome/android');
+    expect(text).toContain('firefox/macos');
+    expect(text).toContain('record');
+    await context.close();
+  });
+
   it('shows a new event live, without reload', async () => {
     const { context, page } = await open();
     await signIn(page, 'platform', 'root@platform.example');
@@ -246,7 +262,7 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
     const tenant = page.getByLabel('Tenant', { exact: true });
     await expect.poll(() => tenant.inputValue()).toBe(acme);
     expect(await tenant.isDisabled()).toBe(true);
-    expect(await tenant.locator('option').allTextContents()).toEqual([acme]);
+    await expect.poll(() => tenant.locator('option').allTextContents()).toEqual([acme]);
     const table = page.getByRole('table', { name: 'Users' });
     await table.getByText('alice@acme.example').waitFor();
     expect(await table.textContent()).not.toContain('globex');
@@ -254,7 +270,7 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
     await page.getByRole('table', { name: 'Sessions' }).waitFor();
     expect(await page.getByRole('table', { name: 'Sessions' }).textContent()).not.toContain('gina@globex.example');
     await go(page, 'Tenants');
-    expect(await page.getByRole('navigation', { name: 'Tenant list' }).getByRole('button').allTextContents()).toEqual([acme]);
+    await expect.poll(() => page.getByRole('navigation', { name: 'Tenant list' }).getByRole('button').allTextContents()).toEqual([acme]);
     await context.close();
   });
 

@@ -29,7 +29,7 @@ function evidenceText(f: Finding): string {
     return `${place(e.from)} → ${place(e.to)}${typeof e.speedKmh === 'number' ? ` at ${Math.round(e.speedKmh)} km/h` : ''}${typeof e.distanceKm === 'number' ? ` (${Math.round(e.distanceKm)} km)` : ''}`;
   }
   return Object.entries(e)
-    .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : Array.isArray(v) ? v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(', ') : JSON.stringify(v)}`)
     .join(' · ');
 }
 
