@@ -3,6 +3,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hashPassword, MIN_PASSWORD_LENGTH } from './auth/password.ts';
 import { ConfigError, loadConfig, type Config } from './config/config.ts';
@@ -32,6 +33,8 @@ Commands:
                                  --admin gives the role admin (with --tenant platform: a
                                  platform administrator)
   keys rotate                    Add a new JWT signing key; the old one keeps verifying
+  backup <file>                  Copy the SQLite store to <file> while it serves (online backup API)
+  restore <file> [--force]       Put a backup in place of the SQLite store (no server may run on it)
   migrate [--dry-run]            Bring the store's schema up to date (PostgreSQL, SQLite), or list
                                  what would be applied
   sessions list --tenant <id> [--user <id>] [--status active|revoked|expired]
@@ -55,6 +58,9 @@ async function main(argv: string[]): Promise<number> {
       return users(rest);
     case 'keys':
       return keys(rest);
+    case 'backup':
+    case 'restore':
+      return backupOrRestore(command, rest);
     case 'sessions':
       return sessions(rest);
     case 'migrate':
@@ -131,6 +137,24 @@ function watchLauncher(onGone: () => void): void {
     }
   }, 200);
   timer.unref();
+}
+
+async function backupOrRestore(command: 'backup' | 'restore', args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { force: { type: 'boolean', default: false } } });
+  const file = positionals[0];
+  if (!file) throw new UsageError(`expected: tessera ${command} <file>`);
+  const config = loadConfig();
+  if (config.store.kind !== 'sqlite' || config.store.sqlitePath === null || config.store.sqlitePath === ':memory:') {
+    throw new UsageError(`tessera ${command} works on a SQLite store file; back Redis up with its AOF/RDB files (docs/reliability.md)`);
+  }
+  const { backupSqlite, restoreSqlite } = await import('./store/sqlite/backup.ts');
+  const target = resolvePath(file);
+  const pages =
+    command === 'backup'
+      ? await backupSqlite(config.store.sqlitePath, target)
+      : await restoreSqlite(target, config.store.sqlitePath, values.force);
+  process.stdout.write(JSON.stringify({ [command === 'backup' ? 'backup' : 'restored']: command === 'backup' ? target : config.store.sqlitePath, pages }) + '\n');
+  return 0;
 }
 
 async function withStore<T>(fn: (config: Config, store: Awaited<ReturnType<typeof openStore>>) => Promise<T>): Promise<T> {
