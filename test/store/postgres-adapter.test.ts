@@ -4,8 +4,10 @@
 // back, and the LISTEN feed: every end reaches another instance, and while the feed is down the
 // session cache reads the store on every check.
 
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
@@ -170,6 +172,37 @@ describe.skipIf(skip)('PostgreSQL specifics', () => {
     expect(rows.map((r) => r.version)).toEqual(migrations.map((m) => m.version));
     expect((await planMigrations(a.driver)).pending).toEqual([]);
   });
+
+  it('`tessera migrate --dry-run` lists what is missing and changes nothing; `tessera migrate` applies it', async () => {
+    const fresh = await createTestDatabase('cli');
+    try {
+      const cli = (args: string[]) =>
+        spawnSync(process.execPath, [fileURLToPath(new URL('../../src/cli.ts', import.meta.url)), 'migrate', ...args], {
+          encoding: 'utf8',
+          timeout: 60_000,
+          env: { PATH: process.env.PATH ?? '', TESSERA_STORE: fresh.url, COOKIE_SECRET_SIGN_KEY: 'k'.repeat(43) },
+        });
+      const dry = cli(['--dry-run']);
+      expect(dry.status, dry.stderr).toBe(0);
+      expect(dry.stdout).toContain('postgres: schema version 0');
+      for (const m of migrations) expect(dry.stdout).toContain(`would apply ${m.version}: ${m.description}`);
+      const c = new pg.Client({ connectionString: fresh.url });
+      await c.connect();
+      try {
+        expect((await c.query("SELECT to_regclass('sessions') AS t")).rows[0]).toEqual({ t: null });
+        const applied = cli([]);
+        expect(applied.status, applied.stderr).toBe(0);
+        expect(applied.stdout).toContain(`postgres: schema version 0 -> ${migrations.length}`);
+        expect((await c.query('SELECT count(*)::int AS n FROM tessera_migrations')).rows[0]).toEqual({ n: migrations.length });
+      } finally {
+        await c.end();
+      }
+      const again = cli(['--dry-run']);
+      expect(again.stdout).toContain('up to date');
+    } finally {
+      await fresh.drop();
+    }
+  }, 120_000);
 
   it('refuses a database whose schema is newer than this Tessera', async () => {
     const newer = await createTestDatabase('newer');
