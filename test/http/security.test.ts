@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UNREACHABLE } from '../../src/net/outbound-policy.ts';
 import { admin, provision, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
 import { loginAtProvider, MiniBrowser, startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
+import * as oidc from 'openid-client';
 import { storeChoices } from '../support/store-choices.ts';
 import { freePort } from '../support/tessera-process.ts';
 
@@ -653,5 +654,53 @@ describe.each(storeChoices())('item 9: unauthenticated free text in the audit ch
       expect(ua.length).toBeLessThanOrEqual(256);
       expect(ua).toMatch(/^[\x20-\x7E]*$/);
     }
+  });
+});
+
+describe('item 5: logout CSRF at /oidc/session/end', () => {
+  let world: SsoWorld;
+  beforeAll(async () => {
+    world = await startSsoWorld({ store: 'sqlite' });
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('item 5: without an id_token_hint a signed-in person is asked; nothing is submitted for them', async () => {
+    const clientId = `csrf-app-${world.tenantId}`;
+    const redirect = 'http://127.0.0.1:9/csrf-app/callback';
+    const put = await world.server.app.inject({
+      method: 'PUT',
+      url: `/api/v1/admin/apps/${clientId}`,
+      headers: admin,
+      payload: { tenantId: world.tenantId, redirectUris: [redirect], orgSlug: world.orgSlug, clientSecret: null },
+    });
+    expect(put.statusCode, put.body).toBe(200);
+    const config = await oidc.discovery(new URL(`${world.tesseraUrl}/oidc`), clientId, undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
+    const verifier = oidc.randomPKCECodeVerifier();
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: redirect,
+      scope: 'openid email',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state: oidc.randomState(),
+    });
+    const browser = new MiniBrowser();
+    const isApp = (u: URL) => u.href.startsWith(redirect);
+    let at = await browser.follow(url.href, (u) => isApp(u) || (u.origin === world.idp.issuer && u.pathname.startsWith('/interaction')));
+    if (!isApp(new URL(at.url))) {
+      const callback = await loginAtProvider(browser, world, at.url, { login: 'alice', password: 'wonderland' });
+      at = await browser.follow(callback, isApp);
+    }
+    expect(isApp(new URL(at.url)), at.url).toBe(true);
+    // Signed in at /oidc. Another site sends the browser to the end-session endpoint:
+    const r = await browser.get(`${world.tesseraUrl}/oidc/session/end`);
+    expect(r.status).toBe(200);
+    const page = await r.text();
+    expect(page).toContain('id="confirm-logout"');
+    expect(page).not.toContain('<script');
+    expect(page).not.toMatch(/\.submit\(\)/);
+    // A forged id_token_hint is refused outright.
+    expect((await browser.get(`${world.tesseraUrl}/oidc/session/end?id_token_hint=e30.e30.`)).status).toBe(400);
   });
 });

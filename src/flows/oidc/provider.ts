@@ -118,6 +118,14 @@ const LOGOUT_PAGE = (form: string) => `<!doctype html><html lang="en"><head><met
 <body><h1>Signing out of every application…</h1>${form.replace('</form>', '<input type="hidden" name="logout" value="yes"/><noscript><button type="submit">Sign out</button></noscript></form>')}
 <script>document.forms[0].submit()</script></body></html>`;
 
+/**
+ * Without a valid id_token_hint the request may come from any site (logout CSRF): the person is
+ * asked, and nothing is submitted for them.
+ */
+const LOGOUT_QUESTION = (form: string) => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign out?</title></head>
+<body><h1>Sign out of every application?</h1>${form.replace('</form>', '<button type="submit" name="logout" value="yes" id="confirm-logout">Sign out</button></form>')}
+<p>If you did not ask to sign out, close this page.</p></body></html>`;
+
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
@@ -178,10 +186,12 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
-        // RP-initiated logout is the idp-level logout: no second question, every application.
+        // RP-initiated logout is the idp-level logout of every application. With an
+        // id_token_hint (validated by oidc-provider before this is called) the application asked
+        // for it: no second question. Without one, anyone could have sent the browser here.
         logoutSource: async (ctx, form) => {
           ctx.type = 'html';
-          ctx.body = LOGOUT_PAGE(form);
+          ctx.body = ctx.oidc.entities.IdTokenHint ? LOGOUT_PAGE(form) : LOGOUT_QUESTION(form);
         },
         postLogoutSuccessSource: async (ctx) => {
           ctx.type = 'html';
