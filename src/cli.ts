@@ -1,4 +1,4 @@
-// The `tessera` command: start | users add | tenants put | help.
+// The `tessera` command: start | users add | tenants put | bank-simulator | help.
 // Configuration errors print one line naming the variable and exit with code 2.
 
 import { randomUUID } from 'node:crypto';
@@ -21,6 +21,7 @@ import { LOGIN_USAGE, loginCommand } from './client/cli-login.ts';
 import { openStore } from './store/open.ts';
 import { migrateStore } from './store/migrate.ts';
 import { AUDIT_USAGE, auditCommand } from './audit/audit-cli.ts';
+import { startBankSimulator } from './bank-simulator/simulator.ts';
 
 const USAGE = `Usage: tessera <command> [options]
 
@@ -41,6 +42,9 @@ Commands:
                                  List sessions as JSON lines
 ${AUDIT_USAGE}
 ${LOGIN_USAGE}
+  bank-simulator --port <n> [--host <addr>] [--tls-cert <pem file> --tls-key <pem file>
+                 [--client-ca <pem file>]] [--public-url <origin>] [--test-control]
+                                 Run the Berlin Group bank simulator (for the demo and tests)
   help                           This text
 
 Exit codes: 0 ok, 1 failure, 2 bad configuration or usage.`;
@@ -69,6 +73,8 @@ async function main(argv: string[]): Promise<number> {
       return withStore((_config, store) =>
         auditCommand(rest, store.audit, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') }),
       );
+    case 'bank-simulator':
+      return bankSimulator(rest);
     case 'login':
       return loginCommand(rest, process.env, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') });
     case undefined:
@@ -80,6 +86,45 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
+}
+
+async function bankSimulator(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'client-ca': { type: 'string' },
+      'public-url': { type: 'string' },
+      'test-control': { type: 'boolean' },
+    },
+  });
+  const port = Number(values.port ?? 'x');
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('bank-simulator needs --port <0..65535>');
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key come together');
+  if (values['client-ca'] !== undefined && values['tls-cert'] === undefined) throw new UsageError('--client-ca needs --tls-cert and --tls-key');
+  const tls =
+    values['tls-cert'] !== undefined && values['tls-key'] !== undefined
+      ? {
+          cert: readFileSync(values['tls-cert'], 'utf8'),
+          key: readFileSync(values['tls-key'], 'utf8'),
+          ...(values['client-ca'] !== undefined ? { clientCa: readFileSync(values['client-ca'], 'utf8') } : {}),
+        }
+      : undefined;
+  const sim = await startBankSimulator({
+    port,
+    ...(values.host !== undefined ? { host: values.host } : {}),
+    ...(tls ? { tls } : {}),
+    ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] } : {}),
+    testControl: values['test-control'] === true,
+  });
+  process.stdout.write(`bank simulator listening on ${sim.url}\n`);
+  const stop = () => void sim.close().then(() => process.exit(0));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  return new Promise<number>(() => {});
 }
 
 async function start(): Promise<number> {

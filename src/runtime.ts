@@ -81,6 +81,7 @@ export async function createRuntime(
       xsrf: deriveKey(config.cookieSecret, 'xsrf'),
       clientSecrets: deriveKey(config.cookieSecret, 'seal-client-secrets'),
       ssoSession: deriveKey(config.cookieSecret, 'sso-session'),
+      bankKeys: deriveKey(config.cookieSecret, 'seal-bank-keys'),
     },
     sessionCache,
     throttle: opts.throttle ?? DEFAULT_THROTTLE,

@@ -10,6 +10,7 @@ import type { EventBus } from './events/bus.ts';
 import { buildApp } from './http/app.ts';
 import type { App, Deps } from './http/deps.ts';
 import { startExpirySweeper, type Sweeper } from './sessions/expiry-sweeper.ts';
+import { startBankWorker } from './flows/consent-lifecycle.ts';
 import { createRuntime } from './runtime.ts';
 import type { Coordination } from './store/coordination-port.ts';
 import { openStore } from './store/open.ts';
@@ -114,10 +115,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     log.warn({ err: err instanceof Error ? err.message : String(err) }, 'expiry sweep failed'),
   );
 
+  // Pending consents asked of their banks, terminations retried, ended consents purged.
+  const bankWorker = startBankWorker(deps, Math.max(config.sweepIntervalMs, 1000), (err) =>
+    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'bank work failed'),
+  );
+
   let address: string;
   try {
     address = await app.listen({ host: config.host, port: config.port });
   } catch (err) {
+    await bankWorker.stop();
     await sweeper.stop();
     await store.close();
     throw err;
@@ -159,6 +166,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         }
         // 3. Background work and the store.
         await sweeper.stop();
+        await bankWorker.stop();
         await deps.monitor.stop();
         await deps.sessionCache.stop();
         await store.close();

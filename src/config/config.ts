@@ -63,9 +63,11 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Serves the demo bank and fintech pages (issue: consent redirects). */
   demo: boolean;
+  /** How long an ended consent is kept before it is purged, seconds (TESSERA_CONSENT_RETENTION). */
+  consentRetentionSeconds: number;
   /** Audit log, locations, anomaly thresholds (src/config/monitoring.ts). */
   monitoring: MonitoringConfig;
-  /** Origin under which the demo's stub bank is reached (another site than publicUrl shows the cross-site return). */
+  /** The bank simulator the demo registers as tenant `demo`'s bank (`npx tessera bank-simulator`). */
   demoBankUrl: string;
 }
 
@@ -206,8 +208,9 @@ function parseConfig(env: Env, cwd: string): Config {
     shutdownDelayMs: intVar(env, 'TESSERA_SHUTDOWN_DELAY_MS', 0, 0, 600_000),
     shutdownTimeoutMs: intVar(env, 'TESSERA_SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     demo: boolVar(env, 'TESSERA_DEMO'),
+    consentRetentionSeconds: intVar(env, 'TESSERA_CONSENT_RETENTION', 90 * 86_400, 0, 10 * 365 * 86_400),
     monitoring: loadMonitoringConfig(env, cwd),
-    demoBankUrl: originVar(env, 'TESSERA_DEMO_BANK_URL', publicUrl),
+    demoBankUrl: originVar(env, 'TESSERA_DEMO_BANK_URL', 'http://127.0.0.1:8090'),
   };
 }
 

@@ -8,6 +8,11 @@
 // - PIS (payment initiation): one consent per payment; confirming one never touches another.
 // - A `pending` consent lives as long as the redirect that carries it; past that it reads as
 //   `expired` and can no longer be settled.
+// - A `confirmed` AIS consent lives until its `validUntil` (the date agreed with the bank); past
+//   that it reads as `expired`.
+// - The bank has the last word (issue 15): a pending consent is settled with the status the bank
+//   reports (confirmed, rejected, revoked, expired); a confirmed one ends as `revoked` (the user
+//   withdrew it, or the bank says so) or `expired` (the bank refuses it).
 //
 // The stores run `settleConsent` atomically (SQLite: one IMMEDIATE transaction; Redis: one Lua
 // script on the user's hash slot that mirrors it).
@@ -18,14 +23,21 @@ import { BadRequest } from './errors.ts';
 export const CONSENT_TYPES = ['ais', 'pis'] as const;
 export type ConsentType = (typeof CONSENT_TYPES)[number];
 
-/** What a store holds. `expired` is never stored: it is how a pending consent past its deadline reads. */
-export const STORED_CONSENT_STATUSES = ['pending', 'confirmed', 'rejected', 'superseded'] as const;
+/**
+ * What a store holds. A consent may also *read* `expired` without being stored so: a pending one
+ * past its deadline, a confirmed one past its `validUntil` (see effectiveConsentStatus).
+ */
+export const STORED_CONSENT_STATUSES = ['pending', 'confirmed', 'rejected', 'superseded', 'revoked', 'expired'] as const;
 export type StoredConsentStatus = (typeof STORED_CONSENT_STATUSES)[number];
 
-export const CONSENT_STATUSES = [...STORED_CONSENT_STATUSES, 'expired'] as const;
-export type ConsentStatus = (typeof CONSENT_STATUSES)[number];
+export const CONSENT_STATUSES = STORED_CONSENT_STATUSES;
+export type ConsentStatus = StoredConsentStatus;
 
-export type ConsentDecision = 'confirmed' | 'rejected';
+/** The statuses after which nothing changes any more (and the retention purge counts from `endedAt`). */
+export const ENDED_CONSENT_STATUSES: readonly ConsentStatus[] = ['rejected', 'superseded', 'revoked', 'expired'];
+
+/** How a pending consent is settled: with the status its bank reports. */
+export type ConsentDecision = 'confirmed' | 'rejected' | 'revoked' | 'expired';
 
 export interface Payment {
   /** Decimal string with at most two fraction digits, greater than zero: "12.50". */
@@ -58,6 +70,10 @@ export interface Consent {
   supersededBy: string | null;
   /** PIS only. */
   payment: Payment | null;
+  /** The bank's id of this consent (AIS `consentId`) or payment (PIS `paymentId`); null for none yet. */
+  bankConsentId: string | null;
+  /** AIS: until when the bank agreed to it (end of the `validUntil` day, UTC); null for PIS. */
+  validUntil: number | null;
 }
 
 export interface NewConsentInput {
@@ -69,6 +85,8 @@ export interface NewConsentInput {
   redirectHandle?: string | null;
   startedBy?: string | null;
   payment?: Payment | null;
+  bankConsentId?: string | null;
+  validUntil?: number | null;
 }
 
 /** A consent id: 128 bits from the CSPRNG, base64url (22 characters). Not a secret. */
@@ -100,18 +118,45 @@ export function newConsent(input: NewConsentInput, now: number, id: string = new
     startedBy: input.startedBy ?? null,
     supersededBy: null,
     payment: input.type === 'pis' ? normalisePayment(input.payment as Payment) : null,
+    bankConsentId: input.bankConsentId ?? null,
+    validUntil: input.validUntil ?? null,
   };
 }
 
-/** How a consent reads at `now`: a pending consent past its deadline is `expired`. */
-export function effectiveConsentStatus(c: Pick<Consent, 'status' | 'expiresAt'>, now: number): ConsentStatus {
+/**
+ * How a consent reads at `now`: a pending consent past its deadline, and a confirmed one past its
+ * `validUntil`, are `expired`.
+ */
+export function effectiveConsentStatus(c: Pick<Consent, 'status' | 'expiresAt' | 'validUntil'>, now: number): ConsentStatus {
   if (c.status === 'pending' && now >= c.expiresAt) return 'expired';
+  if (c.status === 'confirmed' && c.validUntil !== null && now >= c.validUntil) return 'expired';
   return c.status;
 }
 
 /** The consent an AIS call for this bank uses: the confirmed AIS consent, if any. */
 export function validAisConsent(consents: readonly Consent[], bankId: string): Consent | null {
   return consents.find((c) => c.type === 'ais' && c.bankId === bankId && c.status === 'confirmed') ?? null;
+}
+
+/** The `validUntil` date (YYYY-MM-DD, UTC) of a new AIS consent, and the moment it ends. */
+export function aisValidUntil(now: number, days: number): { date: string; endsAt: number } {
+  const d = new Date(now + days * 86_400_000);
+  const date = d.toISOString().slice(0, 10);
+  return { date, endsAt: Date.parse(`${date}T00:00:00Z`) + 86_400_000 };
+}
+
+export type ConsentEnding =
+  | { outcome: 'ended'; consent: Consent; before: Consent }
+  /** Already rejected, superseded, revoked or expired: nothing changes. */
+  | { outcome: 'not_active'; consent: Consent };
+
+/**
+ * Ends a pending or confirmed consent: `revoked` (withdrawn by the user, or by the bank) or
+ * `expired` (the bank no longer honours it). Pure; the store writes the result atomically.
+ */
+export function endConsent(consent: Consent, status: 'revoked' | 'expired', now: number): ConsentEnding {
+  if (consent.status !== 'pending' && consent.status !== 'confirmed') return { outcome: 'not_active', consent };
+  return { outcome: 'ended', consent: { ...consent, status, endedAt: now }, before: consent };
 }
 
 export type Settlement =
@@ -134,9 +179,10 @@ export function settleConsent(
   now: number,
 ): Settlement {
   if (consent.status !== 'pending') return { outcome: 'not_pending', consent };
-  if (now >= consent.expiresAt) return { outcome: 'expired', consent };
-  if (decision === 'rejected') {
-    return { outcome: 'settled', consent: { ...consent, status: 'rejected', endedAt: now }, superseded: [] };
+  // The bank saying "expired" is itself the end; any other decision comes too late past the deadline.
+  if (now >= consent.expiresAt && decision !== 'expired') return { outcome: 'expired', consent };
+  if (decision !== 'confirmed') {
+    return { outcome: 'settled', consent: { ...consent, status: decision, endedAt: now }, superseded: [] };
   }
   const superseded =
     consent.type === 'ais'

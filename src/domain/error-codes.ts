@@ -22,6 +22,7 @@ export const ERROR_CODES = [
   'invalid_payment',
   'invalid_request',
   'invalid_tenant',
+  'invalid_tls',
   'missing_header',
   'oidc_interaction_expired',
   'org_required',
@@ -64,6 +65,7 @@ export const ERROR_CODES = [
   'user_disabled',
   // 404
   'app_not_found',
+  'bank_not_found',
   'consent_not_found',
   'not_found',
   'org_not_found',
@@ -74,6 +76,7 @@ export const ERROR_CODES = [
   // 408
   'request_timeout',
   // 409
+  'consent_ended',
   'consent_exists',
   'consent_not_pending',
   'flow_exists',
@@ -99,6 +102,7 @@ export const ERROR_CODES = [
   'uri_too_long',
   'headers_too_large',
   // 5xx
+  'bank_unavailable',
   'client_secret_unreadable',
   'console_not_built',
   'insecure_redirect_uri',

@@ -26,6 +26,7 @@ export type EventType =
   | `consent.${string}`
   | `redirect.${string}`
   | `sso.${string}`
+  | `bank.${string}`
   | 'anomaly.detected'
   | 'user.updated'
   | 'user.disabled'

@@ -1,28 +1,37 @@
 // Consent redirects in several tabs of one browser (SPEC 7, source 000).
 //
-// Start: a cookie session asks for a consent. Tessera stores the consent (pending, under the
-// user) and a `redirect` child session whose secret becomes the `__Secure-rid` cookie of that
+// Start: a cookie session asks for a consent. Tessera asks the bank first (Berlin Group: POST
+// /v1/consents or /v1/payments/sepa-credit-transfers, with the return URL as TPP-Redirect-URI);
+// only when the bank has answered does it store the consent (pending, under the user, with the
+// bank's id) and a `redirect` child session whose secret becomes the `__Secure-rid` cookie of that
 // redirect's own return path. The session cookie is not touched, so other tabs keep working
 // and any number of redirects run side by side.
 //
 // Return: the browser comes back from the bank by a top-level cross-site navigation, which does
 // not carry the SameSite=Strict session cookie but does carry the Lax redirect cookie. The
-// return consumes the redirect session (single use), settles the consent, and then applies
+// return consumes the redirect session (single use), settles the consent with the status the bank
+// reports (never the query string; asked again a few times while not final), and then applies
 // SPEC 7.3 to the session that started it: still valid → nothing to do; expired → one successor,
 // the same for every return from that predecessor (renewAfterExpiry, with the successor's secret
 // derived from the predecessor's handle so that every racing return sets the same cookie).
 
-import { newConsent, newConsentId, type Consent, type ConsentType, type Payment } from '../domain/consent.ts';
-import { BadRequest, Conflict, Forbidden, TesseraError, Unauthorized } from '../domain/errors.ts';
+import { aisValidUntil, effectiveConsentStatus, newConsent, newConsentId, type Consent, type ConsentType, type Payment } from '../domain/consent.ts';
+import { Conflict, Forbidden, TesseraError, Unauthorized } from '../domain/errors.ts';
 import { buildSuccessorSession, issueRedirectSession, redirectReturnPath } from '../domain/redirect.ts';
 import { constantTimeEqual, hashSecret } from '../domain/secrets.ts';
 import { isValid, type Device, type Session } from '../domain/session.ts';
 import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
-import { sessionEvent, type TesseraEvent, emit, type Origin } from '../events/bus.ts';
+import { sessionEvent, emit, type Origin } from '../events/bus.ts';
 import type { Deps } from '../runtime.ts';
 import { announceEnded, appSessionLimit, idleSecondsOf, xsrfTokenOf } from '../sessions/app-sessions.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
-import { findBank } from './banks.ts';
+import { atBank, requireBank } from './banks.ts';
+import { askBankForStatus, consentEvent, scheduleStatusCheck } from './consent-lifecycle.ts';
+
+/** How long a new AIS consent is asked for (its `validUntil`), days. */
+export const AIS_CONSENT_DAYS = 90;
+/** How often a return asks the bank again while the status is not final (within 5 s in all). */
+const RETURN_REASKS = 3;
 
 export interface StartRedirectInput {
   tenant: Tenant;
@@ -45,41 +54,47 @@ export interface StartedRedirect {
   location: string;
 }
 
-function consentEvent(type: string, c: Consent, time: number, sessionHandle: string | null, details: Record<string, unknown> = {}): TesseraEvent {
-  return {
-    type: `consent.${type}`,
-    time,
-    tenantId: c.tenantId,
-    userId: c.userId,
-    sessionHandle,
-    details: { consentId: c.id, consentType: c.type, bankId: c.bankId, ...details },
-  };
-}
 
 export async function startConsentRedirect(deps: Deps, input: StartRedirectInput, now: number, origin?: Origin): Promise<StartedRedirect> {
   const { tenant, session } = input;
-  const bank = findBank(deps.config, input.bankId);
-  if (bank === null) throw new BadRequest('unknown_bank', `No bank "${input.bankId}" is available here.`, { field: 'bankId' });
+  const bank = await requireBank(deps, session.tenantId, input.bankId);
   const consentId = newConsentId();
   const issued = issueRedirectSession(
     { parent: session, lifetime: lifetimeOf(tenant, 'redirect'), consentId, device: input.device, browserBinding: input.browserBinding },
     now,
   );
-  // Validates the payment before anything is written.
-  const consent = newConsent(
+  const validity = input.type === 'ais' ? aisValidUntil(now, AIS_CONSENT_DAYS) : null;
+  // Validates the payment before the bank is asked and before anything is written.
+  const draft = newConsent(
     {
       tenantId: session.tenantId,
       userId: session.userId as string,
       type: input.type,
-      bankId: bank.id,
+      bankId: bank.bankId,
       expiresAt: issued.session.absoluteExpiresAt,
       redirectHandle: issued.session.handle,
       startedBy: session.handle,
       payment: input.payment,
+      validUntil: validity?.endsAt ?? null,
     },
     now,
     consentId,
   );
+  // The bank first: if it fails, nothing has been written (no consent, no redirect, no cookie).
+  const returnUrl = new URL(redirectReturnPath(issued.session.handle), deps.config.publicUrl).toString();
+  const redirectUris = { ok: returnUrl, nok: `${returnUrl}?result=nok` };
+  const ctx = { tenantId: session.tenantId, userId: draft.userId, sessionHandle: session.handle, operation: `${input.type}.start`, consentId };
+  const atTheBank = await atBank(
+    deps,
+    bank,
+    ctx,
+    (client) =>
+      draft.type === 'ais'
+        ? client.createConsent({ redirect: redirectUris, validUntil: (validity as { date: string }).date, psuIp: input.device.ip ?? '0.0.0.0' })
+        : client.createPayment({ redirect: redirectUris, payment: draft.payment as Payment, psuIp: input.device.ip ?? '0.0.0.0' }),
+    origin,
+  );
+  const consent: Consent = { ...draft, bankConsentId: atTheBank.bankConsentId };
   await deps.store.consents.createConsent(consent);
   let redirect: Session;
   try {
@@ -92,16 +107,12 @@ export async function startConsentRedirect(deps: Deps, input: StartRedirectInput
     if (err instanceof TesseraError && err.code === 'invalid_parent') throw new Unauthorized('session_ended', 'The session has ended.');
     throw err;
   }
+  // The background re-check asks the bank until the consent is final or its redirect has lapsed.
+  await scheduleStatusCheck(deps, consent, now);
   emit(deps, consentEvent('created', consent, now, session.handle, { redirectId: redirect.handle }), origin);
   emit(deps, sessionEvent('session.created', redirect, now, { consentId }), origin);
   emit(deps, sessionEvent('redirect.started', redirect, now, { consentId, consentType: consent.type, bankId: consent.bankId, parent: session.handle }), origin);
-  const location = bank.consentUiUrl({
-    consentId,
-    type: consent.type,
-    payment: consent.payment,
-    returnUrl: new URL(redirectReturnPath(redirect.handle), deps.config.publicUrl).toString(),
-  });
-  return { consent, redirect, secret: issued.secret, location };
+  return { consent, redirect, secret: issued.secret, location: atTheBank.scaRedirect };
 }
 
 export type SessionAfterReturn =
@@ -126,7 +137,8 @@ export interface ReturnInput {
   secret: string | null;
   /** The value of the browser's `__Host-rb` binding cookie, or null. */
   binding: string | null;
-  result: 'ok' | 'nok';
+  /** What the query string claims (`?result=`); recorded, never believed. */
+  result: 'ok' | 'nok' | null;
   device: Device;
 }
 
@@ -162,15 +174,14 @@ export async function returnFromRedirect(
   const tenantId = redirect.tenantId;
   const userId = redirect.userId as string;
   const consentId = typeof redirect.data.consentId === 'string' ? redirect.data.consentId : '';
-  const decision = input.result === 'ok' ? 'confirmed' : 'rejected';
-  const settled = await deps.store.consents.settleConsent(tenantId, userId, consentId, decision, now);
-  if (settled.outcome !== 'settled') {
-    throw new Conflict('consent_not_pending', `The consent of this redirect can no longer be settled (${settled.outcome}).`);
-  }
-  emit(deps, consentEvent(decision, settled.consent, now, redirect.handle, { redirectId: redirect.handle }), origin);
-  for (const old of settled.superseded) {
-    emit(deps, consentEvent('superseded', old, now, redirect.handle, { supersededBy: settled.consent.id }), origin);
-  }
+  const stored = await deps.store.consents.getConsent(tenantId, userId, consentId);
+  if (stored === null) throw new Conflict('consent_not_pending', 'The consent of this redirect no longer exists.');
+  // The query string says nothing: the bank is asked (and asked again while it is not final).
+  const asked =
+    stored.status === 'pending'
+      ? await askBankForStatus(deps, stored, { reasks: RETURN_REASKS, sessionHandle: redirect.handle, operation: 'return' }, origin)
+      : { consent: stored, superseded: [] };
+  const consent = asked.consent;
 
   const tenant = await loadTenant(tenantId);
   const session =
@@ -182,13 +193,13 @@ export async function returnFromRedirect(
     sessionEvent('redirect.returned', redirect, now, {
       consentId,
       result: input.result,
-      consentStatus: settled.consent.status,
+      consentStatus: effectiveConsentStatus(consent, deps.clock.now()),
       session: session.outcome,
       ...(session.outcome === 'none' ? {} : { sessionId: session.session.handle }),
     }),
     origin,
   );
-  return { tenant, consent: settled.consent, superseded: settled.superseded, redirect, session };
+  return { tenant, consent, superseded: asked.superseded, redirect, session };
 }
 
 /** How many expired successors in a row a return follows (each one renewed once) before giving up. */

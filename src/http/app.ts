@@ -29,6 +29,7 @@ import { docsRoutes } from './routes/docs.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ssoRoutes } from './routes/sso.ts';
 import { adminAppRoutes } from './routes/admin-apps.ts';
+import { adminBankRoutes } from './routes/admin-banks.ts';
 import { oidcRoutes } from './routes/oidc.ts';
 import { nameComponentSchemas, operationIdOf } from './openapi.ts';
 import { ProblemSchema } from './schemas.ts';
@@ -216,6 +217,7 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   await app.register(async (scope) => healthRoutes(scope as App, deps));
   await app.register(async (scope) => adminTenantRoutes(scope as App, deps));
   await app.register(async (scope) => adminUserRoutes(scope as App, deps));
+  await app.register(async (scope) => adminBankRoutes(scope as App, deps));
   await app.register(async (scope) => adminSessionRoutes(scope as App, deps));
   await app.register(async (scope) => authLoginRoutes(scope as App, deps));
   await app.register(async (scope) => authTokenRoutes(scope as App, deps));

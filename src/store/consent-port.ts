@@ -6,10 +6,11 @@
 // Conventions as in port.ts: times are passed in; refusals are TesseraErrors with stable codes
 // (consent_exists, invalid_cursor, invalid_limit).
 
-import type { Consent, ConsentDecision, Settlement } from '../domain/consent.ts';
+import type { Consent, ConsentDecision, ConsentEnding, Settlement } from '../domain/consent.ts';
 import type { Page } from './page.ts';
 
 export type SettleResult = Settlement | { outcome: 'missing' };
+export type EndResult = ConsentEnding | { outcome: 'missing' };
 
 export interface ListConsentsQuery {
   tenantId: string;
@@ -39,6 +40,16 @@ export interface ConsentStore {
    * race. Of concurrent settlements of one consent exactly one gets `settled`.
    */
   settleConsent(tenantId: string, userId: string, id: string, decision: ConsentDecision, now: number): Promise<SettleResult>;
+
+  /**
+   * Ends a pending or confirmed consent as `revoked` or `expired` (domain/consent.ts `endConsent`);
+   * a confirmed AIS consent stops being the valid one in the same step. Of concurrent ends of
+   * one consent exactly one gets `ended`.
+   */
+  endConsent(tenantId: string, userId: string, id: string, status: 'revoked' | 'expired', now: number): Promise<EndResult>;
+
+  /** Deletes a consent for good (the retention purge). Returns whether it existed. */
+  deleteConsent(tenantId: string, userId: string, id: string): Promise<boolean>;
 }
 
 /** Maximum `limit` of listConsents. */

@@ -17,6 +17,7 @@
 
 import type { AccountsStore } from './accounts-port.ts';
 import type { AuditStore } from './audit-port.ts';
+import type { BankStore } from './bank-port.ts';
 import type { ConsentStore } from './consent-port.ts';
 import type { Coordination } from './coordination-port.ts';
 import type { FederationStore } from './federation-port.ts';
@@ -42,6 +43,8 @@ export interface SessionStore extends SessionsStore, AccountsStore, MetaStore {
   readonly audit: AuditStore;
   /** Consents of users (SPEC 7.4): see consent-port.ts. */
   readonly consents: ConsentStore;
+  /** Banks of tenants and the work queued for them (issue 15): see bank-port.ts. */
+  readonly banks: BankStore;
   /** Organizations, linked identities and SSO flows (SPEC 8): see federation-port.ts. */
   readonly federation: FederationStore;
   /** Applications, oidc-provider's records, external-session index (SPEC 8 levels): see oidc-port.ts. */

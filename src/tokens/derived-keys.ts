@@ -13,4 +13,6 @@ export interface DerivedKeys {
   clientSecrets: KeyObject;
   /** Derives an SSO login's app-session secret from its one-time token. */
   ssoSession: KeyObject;
+  /** Seals the TLS client keys of tenants' banks (AES-256-GCM). */
+  bankKeys: KeyObject;
 }

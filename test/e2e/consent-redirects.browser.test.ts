@@ -9,9 +9,10 @@
 //   (no new cookie). Meanwhile a second browser of the same user runs its own redirect, unaffected.
 //
 // The fintech pages are served at http://localhost:<port> (a secure context, so `__Host-` and
-// `Secure` cookies work over plain HTTP in Chromium); the stub bank at http://127.0.0.1:<port>, a
-// different site, so the return is a real cross-site top-level navigation: it carries the
-// SameSite=Lax redirect cookie but not the SameSite=Strict session cookie.
+// `Secure` cookies work over plain HTTP in Chromium); the bank is the bank simulator, a separate
+// process at http://127.0.0.1:<another port>, a different site, so the return is a real
+// cross-site top-level navigation: it carries the SameSite=Lax redirect cookie but not the
+// SameSite=Strict session cookie. Tessera asks the simulator for every status (Berlin Group).
 //
 // Without /usr/bin/chromium (or TESSERA_CHROMIUM) the test is skipped — unless TESSERA_REQUIRE_BROWSER=1
 // (CI), then it fails.
@@ -25,6 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Session } from '../../src/domain/session.ts';
 import { openSqliteStore, type SqliteSessionStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { freePort, PROJECT_ROOT, startTessera, type TesseraProcess } from '../support/tessera-process.ts';
+import { startSimulator, type SimulatorProcess } from '../support/bank-simulator.ts';
 
 const CHROMIUM = process.env.TESSERA_CHROMIUM ?? '/usr/bin/chromium';
 const required = process.env.TESSERA_REQUIRE_BROWSER === '1';
@@ -46,11 +48,14 @@ function say(fact: string): void {
 describe.skipIf(browserMissing && !required)('consent redirects in several tabs of one browser (Chromium)', () => {
   let dir: string;
   let tessera: TesseraProcess;
+  let sim: SimulatorProcess;
   let browser: Browser;
   let app: string; // http://localhost:<port>
-  let bank: string; // http://127.0.0.1:<port>
+  let bank: string; // the simulator, http://127.0.0.1:<other port>
   let store: SqliteSessionStore;
   const tenantId = `browser-${Date.now().toString(36)}`;
+  /** A tenant with a long idle lifetime, for the test whose steps must not race the lapse. */
+  const calmTenantId = `${tenantId}-calm`;
   let userId: string;
 
   beforeAll(async () => {
@@ -59,7 +64,8 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     dir = mkdtempSync(join(tmpdir(), 'tessera-browser-'));
     const port = await freePort();
     app = `http://localhost:${port}`;
-    bank = `http://127.0.0.1:${port}`;
+    sim = await startSimulator();
+    bank = sim.url;
     tessera = await startTessera({
       TESSERA_PORT: String(port),
       TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}`,
@@ -68,13 +74,14 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
       TESSERA_PUBLIC_URL: app,
       TESSERA_DEMO: '1',
       TESSERA_DEMO_BANK_URL: bank,
+      TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1',
       TESSERA_SWEEP_INTERVAL_MS: '200',
       TESSERA_LOG_LEVEL: 'warn',
     });
     // The test reads the same file (several processes on one SQLite file are supported).
     store = await openSqliteStore(join(dir, 'tessera.db'));
     const adminCall = async (method: string, path: string, body: unknown) => {
-      const r = await fetch(`${bank}${path}`, {
+      const r = await fetch(`${tessera.url}${path}`, {
         method,
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
         body: JSON.stringify(body),
@@ -84,6 +91,11 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     };
     await adminCall('PUT', `/api/v1/admin/tenants/${tenantId}`, { profile: 'integration', lifetimes: { appIdle: APP_IDLE_S } });
     userId = (await adminCall('POST', '/api/v1/admin/users', { tenantId, email: EMAIL, password: PASSWORD })).id as string;
+    // The demo page uses the bank `demo-bank`: this tenant registers the simulator under that id.
+    await adminCall('PUT', '/api/v1/admin/banks/demo-bank', { tenantId, name: 'Demo Bank', protocol: 'berlin-group', baseUrl: bank });
+    await adminCall('PUT', `/api/v1/admin/tenants/${calmTenantId}`, { profile: 'integration', lifetimes: { appIdle: 600 } });
+    await adminCall('POST', '/api/v1/admin/users', { tenantId: calmTenantId, email: EMAIL, password: PASSWORD });
+    await adminCall('PUT', '/api/v1/admin/banks/demo-bank', { tenantId: calmTenantId, name: 'Demo Bank', protocol: 'berlin-group', baseUrl: bank });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
@@ -94,6 +106,7 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     await browser?.close();
     await store?.close();
     await tessera?.stop();
+    await sim?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -105,10 +118,10 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     return browser.newContext({ viewport: { width: 1180, height: 860 }, deviceScaleFactor: 1, locale: 'en-GB' });
   }
 
-  async function signIn(page: Page): Promise<void> {
+  async function signIn(page: Page, tenant = tenantId): Promise<void> {
     await page.goto(`${app}/demo/`);
     await page.locator('#login-card').waitFor();
-    await page.fill('input[name=tenantId]', tenantId);
+    await page.fill('input[name=tenantId]', tenant);
     await page.fill('input[name=email]', EMAIL);
     await page.fill('input[name=password]', PASSWORD);
     await page.click('#login-form button[type=submit]');
@@ -129,7 +142,7 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
 
   async function toBank(page: Page, start: () => Promise<void>, kind: 'ais' | 'pis'): Promise<void> {
     await start();
-    await page.waitForURL(`${bank}/demo/bank/**`);
+    await page.waitForURL(`${bank}/sca/**`);
     await page.locator(`#${kind}`).waitFor();
     await page.locator('#approve:enabled').waitFor();
   }
@@ -272,7 +285,9 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     const pis = consents1.find((c) => c.type === 'pis' && c.payment?.amount === '42.00');
     expect(ais?.status).toBe('confirmed');
     expect(pis?.status).toBe('confirmed');
-    expect((await apiFrom(tabA, '/api/v1/accounts?bankId=stub-bank')).status).toBe(200);
+    const accounts = await apiFrom(tabA, '/api/v1/accounts?bankId=demo-bank');
+    expect(accounts.status).toBe(200);
+    expect((accounts.body.accounts as Array<{ iban: string }>).map((a) => a.iban)).toEqual(['DE75512108001245126199', 'DE02100100109307118603']);
     say(`consents of the user: AIS ${ais?.status}, payment 42.00 ${pis?.status}`);
 
     // Exactly one successor of session 1 exists (and one of browser 2's session).
@@ -330,10 +345,10 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     await ctx2.close();
   });
 
-  it('a denied consent comes back rejected, and the stub bank refuses a foreign return address', async () => {
+  it('a denied consent comes back rejected; a forged return with result=ok confirms nothing', async () => {
     const ctx = await newContext();
     const tab = await ctx.newPage();
-    await signIn(tab);
+    await signIn(tab, calmTenantId);
     await toBank(tab, pay(tab, '1000.00', 'Unknown Recipient'), 'pis');
     await tab.click('#deny');
     await tab.waitForURL(`${app}/demo/`);
@@ -342,10 +357,21 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     const items = (await apiFrom(tab, '/api/v1/consents')).body.items as Array<{ status: string; payment?: { amount: string } }>;
     expect(items.find((c) => c.payment?.amount === '1000.00')?.status).toBe('rejected');
 
-    await tab.goto(`${bank}/demo/bank/?consentId=x&type=ais&return=${encodeURIComponent('https://evil.example/api/v1/redirects/x/return')}`);
-    await tab.locator('#problem').waitFor();
-    expect(await tab.locator('#approve').isDisabled()).toBe(true);
-    await shot(tab, '11-bank-refuses-foreign-return');
+    // At the bank, the user types the return address with ?result=ok instead of approving.
+    say('denied: rejected');
+    await tab.goto(`${app}/demo/`);
+    await tab.locator('#app').waitFor();
+    await toBank(tab, pay(tab, '666.00', 'Forger'), 'pis');
+    const rid = (await ctx.cookies()).find((c) => c.name === '__Secure-rid');
+    expect(rid).toBeDefined();
+    say(`forging the return at ${rid!.path}`);
+    await tab.goto(`${app}${rid!.path}/return?result=ok`);
+    say('forged return answered');
+    await tab.waitForURL(`${app}/demo/`);
+    await tab.locator('#notices .notice').first().waitFor();
+    await shot(tab, '11-forged-return-pending');
+    const after = (await apiFrom(tab, '/api/v1/consents')).body.items as Array<{ status: string; payment?: { amount: string } }>;
+    expect(after.find((c) => c.payment?.amount === '666.00')?.status).toBe('pending');
     await ctx.close();
-  });
+  }, 60_000);
 });

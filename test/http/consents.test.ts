@@ -1,15 +1,19 @@
 // Consent redirects at the HTTP level (issue 4, SPEC 7): the redirect cookie per return path, the
-// single-use return (replay, no cookie, another redirect's cookie), `nok`, AIS supersede, PIS per
-// payment, and the session rule of SPEC 7.3 — a still-valid session is kept, an expired one is
-// renewed once and every return from it gets the same successor. Runs on SQLite and on Redis.
+// single-use return (replay, no cookie, another redirect's cookie), a denial, AIS supersede, PIS
+// per payment, and the session rule of SPEC 7.3 — a still-valid session is kept, an expired one
+// is renewed once and every return from it gets the same successor. The bank is the bank
+// simulator as a separate process (issue 15): the user approves or denies there, and Tessera
+// asks it for the status. Runs on SQLite and on Redis.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TesseraEvent } from '../../src/events/bus.ts';
-import { admin, provision, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
+import { admin, provision as provisionTenant, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
 import { storeChoices } from '../support/store-choices.ts';
+import { startSimulator, type SimulatorProcess } from '../support/bank-simulator.ts';
 
 const PASSWORD = 'correct horse battery';
 const PUBLIC = 'https://tessera.test';
+const BANK = 'sim-bank';
 const PAYMENT = { amount: '12.50', currency: 'EUR', creditorIban: 'DE89370400440532013000', creditorName: 'Coffee Roasters GmbH' };
 
 type Res = Awaited<ReturnType<TestServer['app']['inject']>>;
@@ -46,18 +50,34 @@ interface Started {
 
 describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) => {
   let s: TestServer;
+  let sim: SimulatorProcess;
   let tenantId: string;
   const email = 'ada@example.com';
   const events: TesseraEvent[] = [];
 
+  /** A tenant with a user and the simulator registered as its bank `sim-bank`. */
+  async function provision(app: TestServer['app'], tid: string, mail: string, password: string, tenant: Record<string, unknown>): Promise<string> {
+    const uid = await provisionTenant(app, tid, mail, password, tenant);
+    const put = await app.inject({
+      method: 'PUT',
+      url: `/api/v1/admin/banks/${BANK}`,
+      headers: admin,
+      payload: { tenantId: tid, name: 'Simulated Bank', protocol: 'berlin-group', baseUrl: sim.url },
+    });
+    if (put.statusCode !== 201) throw new Error(`bank: ${put.statusCode} ${put.body}`);
+    return uid;
+  }
+
   beforeAll(async () => {
-    s = await startTestServer({ store: choice, env: { TESSERA_DEMO: '1' } });
+    sim = await startSimulator();
+    s = await startTestServer({ store: choice, env: { TESSERA_DEMO: '1', TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1', TESSERA_DEMO_BANK_URL: sim.url } });
     s.deps.bus.subscribe((e) => events.push(e));
     tenantId = uniqueTenant();
     await provision(s.app, tenantId, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 120 } });
   });
   afterAll(async () => {
     await s?.close();
+    await sim?.stop();
   });
 
   async function login(tid = tenantId): Promise<Browser> {
@@ -76,8 +96,10 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
 
   /** Which browser binding each redirect was started with (what that browser sends back). */
   const bindingOf = new Map<string, string>();
+  /** The bank's SCA page of each redirect. */
+  const scaOf = new Map<string, string>();
 
-  async function start(b: Browser, payload: Record<string, unknown> = { type: 'ais', bankId: 'stub-bank' }, url = '/api/v1/consents'): Promise<Started> {
+  async function start(b: Browser, payload: Record<string, unknown> = { type: 'ais', bankId: BANK }, url = '/api/v1/consents'): Promise<Started> {
     const res = await s.app.inject({
       method: 'POST',
       url,
@@ -88,13 +110,26 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
     b.rb ??= cookieOf(res, '__Host-rb')?.value;
     const body = res.json() as { consentId: string; redirectId: string; location: string };
     bindingOf.set(body.redirectId, b.rb as string);
+    scaOf.set(body.redirectId, body.location);
     return { ...body, rid: cookieOf(res, '__Secure-rid')!.value, res };
   }
 
-  const pay = (b: Browser, over: Record<string, unknown> = {}) => start(b, { bankId: 'stub-bank', ...PAYMENT, ...over }, '/api/v1/payments');
+  const pay = (b: Browser, over: Record<string, unknown> = {}) => start(b, { bankId: BANK, ...PAYMENT, ...over }, '/api/v1/payments');
 
-  /** The return as the starting browser makes it (its binding), or with the binding given. */
-  function back(redirectId: string, rid: string | null, result = 'ok', rb: string | null = bindingOf.get(redirectId) ?? null): Promise<Res> {
+  /**
+   * The user approves (`ok`) or denies (`nok`) at the bank — once; a second decision is refused
+   * by the bank and changes nothing — and the browser returns as the starting browser makes it
+   * (its binding), or with the binding given.
+   */
+  async function back(redirectId: string, rid: string | null, result = 'ok', rb: string | null = bindingOf.get(redirectId) ?? null): Promise<Res> {
+    const sca = scaOf.get(redirectId);
+    if (sca !== undefined && (result === 'ok' || result === 'nok')) {
+      const d = await sim.decide(sca, result === 'ok' ? 'approve' : 'deny');
+      if (d.status === 303) {
+        // The bank sends the browser to the TPP-Redirect-URI (or the Nok one) Tessera gave it.
+        expect(d.location).toBe(`${PUBLIC}/api/v1/redirects/${redirectId}/return${result === 'ok' ? '' : '?result=nok'}`);
+      }
+    }
     const cookies = [...(rid === null ? [] : [`__Secure-rid=${rid}`]), ...(rb === null ? [] : [`__Host-rb=${rb}`])];
     return s.app.inject({
       url: `/api/v1/redirects/${redirectId}/return?result=${result}`,
@@ -105,7 +140,7 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
   const me = (b: Browser) => s.app.inject({ url: '/api/v1/session', headers: { cookie: sidCookie(b) } });
   const consent = async (b: Browser, id: string) =>
     (await s.app.inject({ url: `/api/v1/consents/${id}`, headers: { cookie: sidCookie(b) } })).json() as Record<string, unknown>;
-  const accounts = (b: Browser) => s.app.inject({ url: '/api/v1/accounts?bankId=stub-bank', headers: { cookie: sidCookie(b) } });
+  const accounts = (b: Browser) => s.app.inject({ url: `/api/v1/accounts?bankId=${BANK}`, headers: { cookie: sidCookie(b) } });
 
   function expectProblem(res: Res, status: number, code: string) {
     expect(res.statusCode, res.body).toBe(status);
@@ -135,14 +170,14 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
 
     it('limits how many redirects one user starts per minute (429 too_many_redirects)', async () => {
       const tid = uniqueTenant();
-      await provision(s.app, tid, email, PASSWORD);
+      await provision(s.app, tid, email, PASSWORD, { profile: 'integration' });
       const b = await login(tid);
       for (let i = 0; i < 30; i++) await start(b);
       const over = await s.app.inject({
         method: 'POST',
         url: '/api/v1/consents',
         headers: { cookie: sidCookie(b), 'x-xsrf-token': b.xsrf, origin: PUBLIC },
-        payload: { type: 'ais', bankId: 'stub-bank' },
+        payload: { type: 'ais', bankId: BANK },
       });
       expect(over.statusCode).toBe(429);
       expect(over.json()).toMatchObject({ code: 'too_many_redirects' });
@@ -154,10 +189,20 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
     it('sets a redirect cookie for its own return path and leaves the session cookie alone', async () => {
       const b = await login();
       const st = await start(b);
-      expect(st.location.startsWith(`${PUBLIC}/demo/bank/?`)).toBe(true);
-      const loc = new URL(st.location);
-      expect(loc.searchParams.get('consentId')).toBe(st.consentId);
-      expect(loc.searchParams.get('return')).toBe(`${PUBLIC}/api/v1/redirects/${st.redirectId}/return`);
+      // The location is the bank's scaRedirect; the bank got the return URL as TPP-Redirect-URI.
+      expect(st.location.startsWith(`${sim.url}/sca/consents/`)).toBe(true);
+      const bankConsentId = st.location.slice(`${sim.url}/sca/consents/`.length);
+      const created = (await sim.requests()).find((r) => r.method === 'POST' && r.headers['tpp-redirect-uri']?.includes(st.redirectId));
+      expect(created).toMatchObject({
+        path: '/v1/consents',
+        headers: {
+          'tpp-redirect-uri': `${PUBLIC}/api/v1/redirects/${st.redirectId}/return`,
+          'tpp-nok-redirect-uri': `${PUBLIC}/api/v1/redirects/${st.redirectId}/return?result=nok`,
+          'psu-ip-address': '127.0.0.1',
+        },
+      });
+      expect(created!.headers['x-request-id']).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(bankConsentId).toMatch(/^[0-9a-f]{32}$/);
       const cookies = cookiesOf(st.res);
       // The browser's first start also sets its redirect binding: a __Host- cookie for the whole site.
       expect(cookies.map((c) => c.name)).toEqual(['__Host-rb', '__Secure-rid']);
@@ -172,30 +217,30 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
       expect(attrs).toMatch(/HttpOnly/);
       expect(attrs).toMatch(/Max-Age=1200/);
       expect(st.res.headers['cache-control']).toBe('no-store');
-      expect(await consent(b, st.consentId)).toMatchObject({ id: st.consentId, type: 'ais', status: 'pending', bankId: 'stub-bank', confirmedAt: null });
+      expect(await consent(b, st.consentId)).toMatchObject({ id: st.consentId, type: 'ais', status: 'pending', bankId: BANK, confirmedAt: null });
       expect((await me(b)).statusCode).toBe(200);
     });
 
     it('needs a cookie session with its XSRF token, and a known bank', async () => {
       const b = await login();
-      const noXsrf = await s.app.inject({ method: 'POST', url: '/api/v1/consents', headers: { cookie: sidCookie(b), origin: PUBLIC }, payload: { type: 'ais', bankId: 'stub-bank' } });
+      const noXsrf = await s.app.inject({ method: 'POST', url: '/api/v1/consents', headers: { cookie: sidCookie(b), origin: PUBLIC }, payload: { type: 'ais', bankId: BANK } });
       expectProblem(noXsrf, 403, 'csrf');
       const foreign = await s.app.inject({
         method: 'POST',
         url: '/api/v1/consents',
         headers: { cookie: sidCookie(b), 'x-xsrf-token': b.xsrf, origin: 'https://evil.example' },
-        payload: { type: 'ais', bankId: 'stub-bank' },
+        payload: { type: 'ais', bankId: BANK },
       });
       expectProblem(foreign, 403, 'csrf');
       const token = await s.app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': tenantId }, payload: { email, password: PASSWORD } });
       const bearer = { authorization: `Bearer ${(token.json() as { userSessionToken: string }).userSessionToken}` };
-      expectProblem(await s.app.inject({ method: 'POST', url: '/api/v1/consents', headers: bearer, payload: { type: 'ais', bankId: 'stub-bank' } }), 403, 'cookie_session_required');
+      expectProblem(await s.app.inject({ method: 'POST', url: '/api/v1/consents', headers: bearer, payload: { type: 'ais', bankId: BANK } }), 403, 'cookie_session_required');
       expectProblem(
         await s.app.inject({ method: 'POST', url: '/api/v1/consents', headers: { cookie: sidCookie(b), 'x-xsrf-token': b.xsrf }, payload: { type: 'ais', bankId: 'other-bank' } }),
         400,
         'unknown_bank',
       );
-      expectProblem(await s.app.inject({ method: 'POST', url: '/api/v1/consents', payload: { type: 'ais', bankId: 'stub-bank' } }), 401, 'unauthenticated');
+      expectProblem(await s.app.inject({ method: 'POST', url: '/api/v1/consents', payload: { type: 'ais', bankId: BANK } }), 401, 'unauthenticated');
     });
 
     it('validates payments: a bad IBAN, amount or currency is a 400 that stores nothing', async () => {
@@ -211,7 +256,7 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
           method: 'POST',
           url: '/api/v1/payments',
           headers: { cookie: sidCookie(b), 'x-xsrf-token': b.xsrf },
-          payload: { bankId: 'stub-bank', ...PAYMENT, [field]: value },
+          payload: { bankId: BANK, ...PAYMENT, [field]: value },
         });
         expectProblem(res, 400, 'invalid_payment');
         expect(cookieOf(res, '__Secure-rid')).toBeNull();
@@ -220,14 +265,14 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
         method: 'POST',
         url: '/api/v1/consents',
         headers: { cookie: sidCookie(b), 'x-xsrf-token': b.xsrf },
-        payload: { type: 'ais', bankId: 'stub-bank', payment: PAYMENT },
+        payload: { type: 'ais', bankId: BANK, payment: PAYMENT },
       });
       expectProblem(aisWithPayment, 400, 'invalid_request');
       const pisWithout = await s.app.inject({
         method: 'POST',
         url: '/api/v1/consents',
         headers: { cookie: sidCookie(b), 'x-xsrf-token': b.xsrf },
-        payload: { type: 'pis', bankId: 'stub-bank' },
+        payload: { type: 'pis', bankId: BANK },
       });
       expectProblem(pisWithout, 400, 'invalid_payment');
       const after = (await s.app.inject({ url: '/api/v1/consents?limit=100', headers: { cookie: sidCookie(b) } })).json() as { items: unknown[] };
@@ -270,7 +315,8 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
       expectProblem(await back(one.redirectId, 'A'.repeat(43) + '.forged'), 403, 'redirect_cookie_missing');
       expectProblem(await back(one.redirectId, two.rid), 403, 'redirect_invalid');
       expectProblem(await back(two.redirectId, one.rid), 403, 'redirect_invalid');
-      expect(await consent(b, one.consentId)).toMatchObject({ status: 'pending' });
+      // The user did approve at the bank; reading the pending consent asks the bank, which says so.
+      expect(await consent(b, one.consentId)).toMatchObject({ status: 'confirmed' });
       expect((await back(two.redirectId, two.rid)).statusCode).toBe(303);
       expect((await back(one.redirectId, one.rid)).statusCode).toBe(303);
       // Another browser of the same user cannot use this browser's cookie either: it is bound to
@@ -281,15 +327,21 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
       expect((await back(third.redirectId, third.rid)).statusCode).toBe(303);
     });
 
-    it('refuses a malformed result or redirect id before using the redirect', async () => {
+    it('refuses a malformed result or redirect id before using the redirect; a return without result is valid', async () => {
       const b = await login();
       const st = await start(b);
       expectProblem(await back(st.redirectId, st.rid, 'maybe'), 400, 'invalid_request');
-      expectProblem(await s.app.inject({ url: `/api/v1/redirects/${st.redirectId}/return`, headers: { cookie: `__Secure-rid=${st.rid}` } }), 400, 'invalid_request');
       expectProblem(await back('not-a-handle', st.rid), 400, 'invalid_request');
       const head = await s.app.inject({ method: 'HEAD', url: `/api/v1/redirects/${st.redirectId}/return?result=ok`, headers: { cookie: `__Secure-rid=${st.rid}` } });
       expect(head.statusCode).toBe(404);
-      expect((await back(st.redirectId, st.rid)).statusCode).toBe(303);
+      // The TPP-Redirect-URI carries no result: the status comes from the bank.
+      expect((await sim.decide(scaOf.get(st.redirectId)!, 'approve')).status).toBe(303);
+      const res = await s.app.inject({
+        url: `/api/v1/redirects/${st.redirectId}/return`,
+        headers: { cookie: `__Secure-rid=${st.rid}; __Host-rb=${bindingOf.get(st.redirectId)!}` },
+      });
+      expect(res.statusCode).toBe(303);
+      expect(res.headers.location).toBe(`${PUBLIC}/demo/?consentId=${st.consentId}&status=confirmed`);
     });
 
     it('nok rejects the consent and still answers 303', async () => {
@@ -336,10 +388,18 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
       expect((await back(second.redirectId, second.rid)).statusCode).toBe(303);
       const a1 = await accounts(b);
       expect(a1.statusCode).toBe(200);
-      expect(a1.json()).toMatchObject({ bankId: 'stub-bank', consentId: second.consentId });
-      expect((a1.json() as { accounts: unknown[] }).accounts).toHaveLength(2);
+      expect(a1.json()).toMatchObject({ bankId: BANK, consentId: second.consentId });
+      // The bank's accounts, read at the bank with the bank's consent id.
+      expect((a1.json() as { accounts: unknown[] }).accounts).toEqual([
+        { iban: 'DE75512108001245126199', name: 'Everyday account', currency: 'EUR', balance: '1523.45' },
+        { iban: 'DE02100100109307118603', name: 'Savings', currency: 'EUR', balance: '10250.00' },
+      ]);
+      const secondAtBank = second.location.slice(`${sim.url}/sca/consents/`.length);
+      expect((await sim.requests()).filter((r) => r.path === '/v1/accounts?withBalance=true').at(-1)?.headers['consent-id']).toBe(secondAtBank);
 
       expect((await back(first.redirectId, first.rid)).statusCode).toBe(303);
+      // The superseded consent was terminated at the bank.
+      expect((await sim.requests()).some((r) => r.method === 'DELETE' && r.path === `/v1/consents/${secondAtBank}`)).toBe(true);
       expect((await accounts(b)).json()).toMatchObject({ consentId: first.consentId });
       expect(await consent(b, second.consentId)).toMatchObject({ status: 'superseded' });
       expect(await consent(b, first.consentId)).toMatchObject({ status: 'confirmed' });
@@ -375,7 +435,7 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
       events.length = 0;
       const p1 = await pay(b);
       const p2 = await pay(b, { amount: '99.99', creditorName: 'Book Shop' });
-      const p3 = await start(b, { type: 'pis', bankId: 'stub-bank', payment: { ...PAYMENT, amount: '1' } });
+      const p3 = await start(b, { type: 'pis', bankId: BANK, payment: { ...PAYMENT, amount: '1' } });
       expect(new Set([p1.consentId, p2.consentId, p3.consentId]).size).toBe(3);
       expect(new Set([p1.redirectId, p2.redirectId, p3.redirectId]).size).toBe(3);
       expect(events.filter((e) => e.type === 'consent.created')).toHaveLength(3);
@@ -524,15 +584,18 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
   });
 
   describe('demo pages', () => {
-    it('serves the fintech page and the stub bank with a strict CSP, and config for them', async () => {
-      for (const path of ['/demo/', '/demo/bank/', '/demo/fintech.js', '/demo/bank.js', '/demo/style.css']) {
+    it('serves the fintech page with a strict CSP, and config for it; registers the simulator as the demo bank', async () => {
+      for (const path of ['/demo/', '/demo/fintech.js', '/demo/style.css']) {
         const res = await s.app.inject({ url: path });
         expect(res.statusCode, path).toBe(200);
         expect(res.headers['content-security-policy']).toMatch(/script-src 'self'/);
       }
       expect((await s.app.inject({ url: '/demo?consentId=x' })).headers.location).toBe('/demo/?consentId=x');
       const config = (await s.app.inject({ url: '/demo/config.json' })).json<unknown>();
-      expect(config).toMatchObject({ publicUrl: PUBLIC, banks: [{ id: 'stub-bank', name: 'Stub Bank' }], demoAccount: { tenantId: 'demo' } });
+      expect(config).toMatchObject({ publicUrl: PUBLIC, bankId: 'demo-bank', demoAccount: { tenantId: 'demo' } });
+      expect((await s.app.inject({ url: '/demo/bank/' })).statusCode).toBe(404);
+      const demoBank = await s.app.inject({ url: '/api/v1/admin/banks/demo-bank?tenantId=demo', headers: admin });
+      expect(demoBank.json()).toMatchObject({ bankId: 'demo-bank', protocol: 'berlin-group', baseUrl: `${sim.url}/` });
     });
   });
 });
@@ -548,7 +611,7 @@ describe('without demo mode', () => {
 
   it('knows no bank and serves no demo page', async () => {
     const tid = uniqueTenant();
-    await provision(s.app, tid, 'ada@example.com', PASSWORD, { profile: 'integration' });
+    await provisionTenant(s.app, tid, 'ada@example.com', PASSWORD, { profile: 'integration' });
     const login = await s.app.inject({
       method: 'POST',
       url: '/api/v1/auth/login',
@@ -560,7 +623,7 @@ describe('without demo mode', () => {
       method: 'POST',
       url: '/api/v1/consents',
       headers: { cookie: `__Host-sid=${sid}`, 'x-xsrf-token': (login.json() as { xsrfToken: string }).xsrfToken },
-      payload: { type: 'ais', bankId: 'stub-bank' },
+      payload: { type: 'ais', bankId: BANK },
     });
     expect(res.statusCode).toBe(400);
     expect(res.json()).toMatchObject({ code: 'unknown_bank' });

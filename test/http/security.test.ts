@@ -12,6 +12,7 @@ import { loginAtProvider, MiniBrowser, startSsoWorld, type SsoWorld } from '../s
 import * as oidc from 'openid-client';
 import { storeChoices } from '../support/store-choices.ts';
 import { freePort } from '../support/tessera-process.ts';
+import { startSimulator, type SimulatorProcess } from '../support/bank-simulator.ts';
 
 interface Problem {
   code: string;
@@ -219,11 +220,22 @@ function cookieOf(res: Res, name: string): string | null {
 }
 
 interface CookieBrowser {
+  tenantId: string;
   sid: string;
   xsrf: string;
   handle: string;
   rb?: string;
 }
+
+/** The bank of the consent tests: the bank simulator as a separate process (issue 15). */
+let sim: SimulatorProcess | undefined;
+async function bankSimulator(): Promise<SimulatorProcess> {
+  sim ??= await startSimulator();
+  return sim;
+}
+afterAll(async () => {
+  await sim?.stop();
+});
 
 async function cookieLogin(s: TestServer, tenantId: string, email: string): Promise<CookieBrowser> {
   const res = await s.app.inject({
@@ -234,23 +246,32 @@ async function cookieLogin(s: TestServer, tenantId: string, email: string): Prom
   });
   expect(res.statusCode, res.body).toBe(200);
   const body = res.json() as { xsrfToken: string; sessionId: string };
-  return { sid: cookieOf(res, '__Host-sid') as string, xsrf: body.xsrfToken, handle: body.sessionId };
+  return { tenantId, sid: cookieOf(res, '__Host-sid') as string, xsrf: body.xsrfToken, handle: body.sessionId };
 }
 
-async function startConsent(s: TestServer, b: CookieBrowser): Promise<{ redirectId: string; rid: string; res: Res }> {
+async function startConsent(s: TestServer, b: CookieBrowser): Promise<{ redirectId: string; rid: string; location: string; res: Res }> {
+  const bank = await s.app.inject({
+    method: 'PUT',
+    url: '/api/v1/admin/banks/sim-bank',
+    headers: admin,
+    payload: { tenantId: b.tenantId, name: 'Simulated Bank', protocol: 'berlin-group', baseUrl: (await bankSimulator()).url },
+  });
+  expect([200, 201], bank.body).toContain(bank.statusCode);
   const res = await s.app.inject({
     method: 'POST',
     url: '/api/v1/consents',
     headers: { cookie: `__Host-sid=${b.sid}` + (b.rb ? `; __Host-rb=${b.rb}` : ''), 'x-xsrf-token': b.xsrf, origin: PUBLIC },
-    payload: { type: 'ais', bankId: 'stub-bank' },
+    payload: { type: 'ais', bankId: 'sim-bank' },
   });
   expect(res.statusCode, res.body).toBe(202);
   b.rb ??= cookieOf(res, '__Host-rb') as string;
-  const body = res.json() as { redirectId: string };
-  return { redirectId: body.redirectId, rid: cookieOf(res, '__Secure-rid') as string, res };
+  const body = res.json() as { redirectId: string; location: string };
+  return { redirectId: body.redirectId, rid: cookieOf(res, '__Secure-rid') as string, location: body.location, res };
 }
 
-function bankReturn(s: TestServer, b: CookieBrowser, r: { redirectId: string; rid: string }): Promise<Res> {
+/** The user approves at the bank (once; a second decision changes nothing) and comes back. */
+async function bankReturn(s: TestServer, b: CookieBrowser, r: { redirectId: string; rid: string; location: string }): Promise<Res> {
+  await (await bankSimulator()).decide(r.location, 'approve');
   return s.app.inject({ url: `/api/v1/redirects/${r.redirectId}/return?result=ok`, headers: { cookie: `__Secure-rid=${r.rid}; __Host-rb=${b.rb}` } });
 }
 
@@ -263,7 +284,7 @@ async function appSessionsOf(s: TestServer, tenantId: string, userId: string): P
 describe.each(storeChoices())('cookie sessions and consent returns (%s)', (choice: StoreChoice) => {
   let s: TestServer;
   beforeAll(async () => {
-    s = await startTestServer({ store: choice, env: { TESSERA_DEMO: '1' } });
+    s = await startTestServer({ store: choice, env: { TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1' } });
   });
   afterAll(async () => {
     await s?.close();
@@ -331,7 +352,7 @@ describe.each(storeChoices())('cookie sessions and consent returns (%s)', (choic
 describe.each(storeChoices())('session limits and renewals (%s)', (choice: StoreChoice) => {
   let s: TestServer;
   beforeAll(async () => {
-    s = await startTestServer({ store: choice, env: { TESSERA_DEMO: '1' } });
+    s = await startTestServer({ store: choice, env: { TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1' } });
   });
   afterAll(async () => {
     await s?.close();

@@ -248,5 +248,109 @@ export function describeConsentConformance(name: string, open: () => Promise<Ope
         for (const c of items.filter((x) => x.status === 'superseded')) expect(c.supersededBy).not.toBeNull();
       });
     });
+
+    describe('lifecycle and banks (issue 15)', () => {
+      it('keeps the bank ids and validUntil; the bank decides revoked or expired; a pending consent may be expired past its deadline', async () => {
+        const ids = fresh();
+        const c = await created({ ...consent(ids), bankConsentId: 'bank-consent-1', validUntil: T0 + 90 * 86_400_000 });
+        expect(await store.consents.getConsent(ids.tenantId, ids.userId, c.id)).toStrictEqual(c);
+        const revoked = await store.consents.settleConsent(ids.tenantId, ids.userId, c.id, 'revoked', T0 + 1);
+        expect(revoked).toMatchObject({ outcome: 'settled', consent: { status: 'revoked', endedAt: T0 + 1, bankConsentId: 'bank-consent-1' } });
+        const late = await created(consent(ids));
+        // Past its deadline only "expired" settles it.
+        expect((await store.consents.settleConsent(ids.tenantId, ids.userId, late.id, 'confirmed', T0 + 21 * MINUTE)).outcome).toBe('expired');
+        expect(await store.consents.settleConsent(ids.tenantId, ids.userId, late.id, 'expired', T0 + 21 * MINUTE)).toMatchObject({
+          outcome: 'settled',
+          consent: { status: 'expired', endedAt: T0 + 21 * MINUTE },
+        });
+      });
+
+      it('endConsent: a confirmed AIS consent ends and is no longer the valid one; of 30 racing ends exactly one wins', async () => {
+        const ids = fresh();
+        const c = await created(consent(ids));
+        settled(await store.consents.settleConsent(ids.tenantId, ids.userId, c.id, 'confirmed', T0));
+        const results = await Promise.all(
+          Array.from({ length: 30 }, (_, i) => store.consents.endConsent(ids.tenantId, ids.userId, c.id, i % 2 === 0 ? 'revoked' : 'expired', T0 + MINUTE)),
+        );
+        const winners = results.filter((r) => r.outcome === 'ended');
+        expect(winners).toHaveLength(1);
+        expect(results.filter((r) => r.outcome === 'not_active')).toHaveLength(29);
+        const w = winners[0] as Extract<typeof winners[number], { outcome: 'ended' }>;
+        expect(w.before.status).toBe('confirmed');
+        expect(await store.consents.getConsent(ids.tenantId, ids.userId, c.id)).toStrictEqual(w.consent);
+        expect(await store.consents.validAisConsent(ids.tenantId, ids.userId, 'bank-a')).toBeNull();
+        expect(await store.consents.endConsent(ids.tenantId, ids.userId, 'nope', 'revoked', T0)).toStrictEqual({ outcome: 'missing' });
+        // A new confirmation for the bank works after the end.
+        const next = await created(consent(ids));
+        expect(settled(await store.consents.settleConsent(ids.tenantId, ids.userId, next.id, 'confirmed', T0 + 2 * MINUTE)).superseded).toEqual([]);
+        // A pending consent can be withdrawn too.
+        const pending = await created(consent(ids));
+        expect(await store.consents.endConsent(ids.tenantId, ids.userId, pending.id, 'revoked', T0 + 3 * MINUTE)).toMatchObject({ outcome: 'ended', consent: { status: 'revoked' } });
+      });
+
+      it('deleteConsent removes the record and its place in the listing, once', async () => {
+        const ids = fresh();
+        const a = await created(consent(ids));
+        const b = await created(consent(ids, { at: T0 + 1 }));
+        settled(await store.consents.settleConsent(ids.tenantId, ids.userId, a.id, 'confirmed', T0 + 2));
+        expect(await store.consents.deleteConsent(ids.tenantId, ids.userId, a.id)).toBe(true);
+        expect(await store.consents.deleteConsent(ids.tenantId, ids.userId, a.id)).toBe(false);
+        expect(await store.consents.getConsent(ids.tenantId, ids.userId, a.id)).toBeNull();
+        expect(await store.consents.validAisConsent(ids.tenantId, ids.userId, 'bank-a')).toBeNull();
+        expect((await store.consents.listConsents({ ...ids, limit: 10 })).items.map((c) => c.id)).toEqual([b.id]);
+      });
+
+      it("banks: per tenant (the same id in two tenants), created once, replaced, listed, deleted", async () => {
+        const t1 = `t-${randomUUID()}`;
+        const t2 = `t-${randomUUID()}`;
+        const bank = (tenantId: string, name: string) => ({
+          tenantId,
+          bankId: 'acme',
+          name,
+          protocol: 'berlin-group' as const,
+          baseUrl: 'https://xs2a.acme.example/',
+          timeoutMs: 5000,
+          tls: { clientCertificate: 'CERT', sealedClientKey: 'v1.sealed', caCertificate: null },
+          createdAt: T0,
+          updatedAt: T0,
+        });
+        const racing = await Promise.all(Array.from({ length: 10 }, (_, i) => store.banks.putBank(bank(t1, `n${i}`))));
+        expect(racing.filter((r) => r.created)).toHaveLength(1);
+        expect(await store.banks.putBank(bank(t2, 'other'))).toMatchObject({ created: true });
+        expect(await store.banks.putBank(bank(t1, 'renamed'))).toMatchObject({ created: false });
+        expect(await store.banks.getBank(t1, 'acme')).toStrictEqual(bank(t1, 'renamed'));
+        expect(await store.banks.getBank(t2, 'acme')).toStrictEqual(bank(t2, 'other'));
+        await store.banks.putBank({ ...bank(t1, 'b'), bankId: 'beta' });
+        expect((await store.banks.listBanks(t1)).map((b) => b.bankId)).toEqual(['acme', 'beta']);
+        expect(await store.banks.deleteBank(t1, 'acme')).toBe(true);
+        expect(await store.banks.deleteBank(t1, 'acme')).toBe(false);
+        expect(await store.banks.getBank(t1, 'acme')).toBeNull();
+        expect(await store.banks.getBank(t2, 'acme')).not.toBeNull();
+      });
+
+      it('bank work: due items are claimed by exactly one of many workers until the lease ends; rescheduling keeps the attempts', async () => {
+        const ids = fresh();
+        const base = T0 + 365 * 86_400_000 + Math.floor(Math.random() * 1_000_000); // clear of other tests' items
+        const items = Array.from({ length: 12 }, (_, i) => ({ kind: 'check' as const, ...ids, consentId: `c${i}` }));
+        for (const w of items) await store.banks.scheduleWork(w, base);
+        const mine = (ws: Awaited<ReturnType<typeof store.banks.claimWork>>) => ws.filter((w) => w.tenantId === ids.tenantId);
+        expect(mine(await store.banks.claimWork(base - 1, 1000, 60_000))).toHaveLength(0);
+        const claims = await Promise.all(Array.from({ length: 8 }, () => store.banks.claimWork(base, 1000, 60_000)));
+        const claimed = claims.flatMap(mine);
+        expect(claimed).toHaveLength(12);
+        expect(new Set(claimed.map((w) => w.consentId)).size).toBe(12);
+        expect(claimed.every((w) => w.attempts === 0)).toBe(true);
+        expect(mine(await store.banks.claimWork(base + 59_999, 1000, 60_000))).toHaveLength(0);
+        const again = mine(await store.banks.claimWork(base + 60_000, 1000, 60_000));
+        expect(again).toHaveLength(12);
+        expect(again.every((w) => w.attempts === 1)).toBe(true);
+        await store.banks.scheduleWork(items[0]!, base + 60_001);
+        for (const w of items.slice(1)) await store.banks.finishWork(w);
+        const last = mine(await store.banks.claimWork(base + 200_000, 1000, 60_000));
+        expect(last.map((w) => [w.consentId, w.attempts])).toEqual([['c0', 2]]);
+        await store.banks.finishWork(items[0]!);
+        expect(mine(await store.banks.claimWork(base + 10_000_000, 1000, 60_000))).toHaveLength(0);
+      });
+    });
   });
 }

@@ -5,7 +5,7 @@
 // bank lands back here. If the session lapsed meanwhile, the return renewed it, and this page
 // picks up the new session handle and XSRF token from GET /api/v1/session.
 
-const BANK = 'stub-bank';
+const BANK = 'demo-bank';
 const activityId = uuid();
 const correlationId = uuid();
 
@@ -125,7 +125,7 @@ const money = (amount, currency) => new Intl.NumberFormat('en-GB', { style: 'cur
 const ibanGroups = (iban) => iban.replace(/(.{4})/g, '$1 ').trim();
 
 function describe(c) {
-  if (c.type === 'ais') return 'Account access · Stub Bank';
+  if (c.type === 'ais') return 'Account access · Demo Bank';
   return `${money(c.payment.amount, c.payment.currency)} to ${c.payment.creditorName}`;
 }
 
@@ -134,7 +134,7 @@ async function loadAccounts() {
   const r = await api('GET', `/api/v1/accounts?bankId=${BANK}`);
   box.replaceChildren();
   if (r.status === 200) {
-    $('#connect-bank').textContent = 'Renew Stub Bank consent';
+    $('#connect-bank').textContent = 'Renew Demo Bank consent';
     box.append(
       el(
         'table',
@@ -150,8 +150,8 @@ async function loadAccounts() {
       ),
     );
   } else if (r.status === 403 && r.data?.code === 'consent_required') {
-    $('#connect-bank').textContent = 'Connect Stub Bank';
-    box.append(el('div', { class: 'empty' }, 'No valid account-information consent for Stub Bank yet. Connect it to see your accounts.'));
+    $('#connect-bank').textContent = 'Connect Demo Bank';
+    box.append(el('div', { class: 'empty' }, 'No valid account-information consent for Demo Bank yet. Connect it to see your accounts.'));
   } else if (r.data) {
     box.append(el('div', { class: 'empty' }, r.data.detail ?? 'Could not load the accounts.'));
   }
@@ -209,9 +209,9 @@ async function announceReturn(consentId, previousSessionId) {
   const r = await api('GET', `/api/v1/consents/${encodeURIComponent(consentId)}`);
   if (r.status === 200) {
     const c = r.data;
-    const what = c.type === 'ais' ? 'Stub Bank account access' : `Payment of ${describe(c)}`;
-    if (c.status === 'confirmed') notice('ok', `${what} confirmed`, ' You approved it at Stub Bank.');
-    else if (c.status === 'rejected') notice('bad', `${what} rejected`, ' You denied it at Stub Bank.');
+    const what = c.type === 'ais' ? 'Demo Bank account access' : `Payment of ${describe(c)}`;
+    if (c.status === 'confirmed') notice('ok', `${what} confirmed`, ' The bank reports it approved.');
+    else if (c.status === 'rejected') notice('bad', `${what} rejected`, ' The bank reports it denied.');
     else notice('info', `${what}: ${c.status}`, '');
   }
   if (previousSessionId && previousSessionId !== session.sessionId) {

@@ -1,13 +1,14 @@
-// Consents and consent redirects (SPEC 7): start an AIS consent or a payment (each with its own
-// redirect to the bank and its own `__Secure-rid` cookie), read consents, the demo AIS resource,
-// and the return from the bank. In demo mode also the demo pages (demo-pages.ts).
+// Consents and consent redirects (SPEC 7, issue 15): the tenant's banks, start an AIS consent or
+// a payment (each with its own redirect to the bank and its own `__Secure-rid` cookie), read and
+// withdraw consents, the accounts read at the bank, and the return from the bank. In demo mode
+// also the demo pages (demo-pages.ts).
 
 import { Type } from 'typebox';
 import { BANK_ID_PATTERN, CONSENT_ID_PATTERN, effectiveConsentStatus, type Consent, type ConsentType, type Payment } from '../../domain/consent.ts';
 import { Forbidden, NotFound, TooManyRequests } from '../../domain/errors.ts';
 import { redirectCookiePath } from '../../domain/redirect.ts';
 import { hashSecret, newSecret } from '../../domain/secrets.ts';
-import { demoAccounts } from '../../flows/demo.ts';
+import { askBankForStatus, readAccounts, withdrawConsent } from '../../flows/consent-lifecycle.ts';
 import { returnFromRedirect, startConsentRedirect } from '../../flows/consent-redirects.ts';
 import { authenticate, loadTenant, originOf, type Authenticated } from '../authenticate.ts';
 import { clearCookie, readCookie, setCookie } from '../cookies.ts';
@@ -16,7 +17,7 @@ import { BearerSecurity, PageOf, problems } from '../schemas.ts';
 import { demoPageRoutes } from './demo-pages.ts';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
-const BankId = Type.String({ pattern: BANK_ID_PATTERN, description: 'Bank id; the demo stub bank is `stub-bank`' });
+const BankId = Type.String({ pattern: BANK_ID_PATTERN, description: "A bank of the user's tenant (GET /api/v1/banks)" });
 const RedirectId = Type.String({ pattern: '^[A-Za-z0-9_-]{12}\\.[A-Za-z0-9_-]{22}$', description: 'The redirect session handle' });
 const Cursor = Type.String({ maxLength: 256, pattern: '^[A-Za-z0-9_-]*$' });
 
@@ -44,11 +45,14 @@ const ConsentViewSchema = Type.Object({
     Type.Literal('confirmed'),
     Type.Literal('rejected'),
     Type.Literal('superseded'),
+    Type.Literal('revoked'),
     Type.Literal('expired'),
   ]),
   bankId: Type.String(),
   createdAt: Type.String(),
   confirmedAt: Type.Union([Type.String(), Type.Null()]),
+  endedAt: Type.Union([Type.String(), Type.Null()]),
+  validUntil: Type.Union([Type.String(), Type.Null()], { description: 'AIS: until when the bank honours the consent' }),
   payment: Type.Optional(PaymentSchema),
 });
 
@@ -62,6 +66,8 @@ export function consentJson(c: Consent, now: number) {
     bankId: c.bankId,
     createdAt: iso(c.createdAt) as string,
     confirmedAt: iso(c.confirmedAt),
+    endedAt: iso(c.endedAt),
+    validUntil: iso(c.validUntil),
     ...(c.payment ? { payment: c.payment } : {}),
   };
 }
@@ -86,12 +92,10 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
     if (starts.count > REDIRECT_STARTS_PER_MINUTE) {
       throw new TooManyRequests(Math.max(1, Math.ceil((starts.resetAt - now) / 1000)), 'too_many_redirects', 'Too many consent redirects started; try again in a minute.');
     }
-    // One binding per browser, kept a day; every redirect it starts is bound to it.
-    let binding = readCookie(request, deps.config, 'rb');
-    if (binding === null) {
-      binding = newSecret();
-      setCookie(reply, deps.config, { name: 'rb', value: binding, maxAgeSeconds: 86_400, sameSite: 'lax' });
-    }
+    // One binding per browser, kept a day; every redirect it starts is bound to it. Set only once
+    // the start has succeeded: a failed start leaves no cookie behind.
+    const knownBinding = readCookie(request, deps.config, 'rb');
+    const binding = knownBinding ?? newSecret();
     const started = await startConsentRedirect(
       deps,
       {
@@ -106,6 +110,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
       now,
       originOf(request),
     );
+    if (knownBinding === null) setCookie(reply, deps.config, { name: 'rb', value: binding, maxAgeSeconds: 86_400, sameSite: 'lax' });
     setCookie(reply, deps.config, {
       name: 'rid',
       value: started.secret,
@@ -129,7 +134,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
           { type: Type.Union([Type.Literal('ais'), Type.Literal('pis')]), bankId: BankId, payment: Type.Optional(PaymentSchema) },
           { additionalProperties: false },
         ),
-        response: { 202: StartedSchema, ...problems(400, 401, 403, 429) },
+        response: { 202: StartedSchema, ...problems(400, 401, 403, 429, 502, 504) },
       },
     },
     async (request, reply) => start(request, reply, request.body.type, request.body.bankId, request.body.payment ?? null),
@@ -153,7 +158,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
           },
           { additionalProperties: false },
         ),
-        response: { 202: StartedSchema, ...problems(400, 401, 403, 429) },
+        response: { 202: StartedSchema, ...problems(400, 401, 403, 429, 502, 504) },
       },
     },
     async (request, reply) => {
@@ -197,6 +202,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
       schema: {
         tags: ['consents'],
         summary: 'One of your consents',
+        description: 'A pending consent is asked of the bank once before it is shown.',
         security: BearerSecurity,
         params: Type.Object({ id: Type.String({ pattern: CONSENT_ID_PATTERN }) }),
         response: { 200: ConsentViewSchema, ...problems(400, 401, 404) },
@@ -204,9 +210,50 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
     },
     async (request) => {
       const { session } = request.auth as Authenticated;
-      const c = await deps.store.consents.getConsent(session.tenantId, session.userId as string, request.params.id);
+      let c = await deps.store.consents.getConsent(session.tenantId, session.userId as string, request.params.id);
       if (c === null) throw new NotFound('consent_not_found', 'No such consent.');
+      if (effectiveConsentStatus(c, deps.clock.now()) === 'pending') {
+        c = (await askBankForStatus(deps, c, { reasks: 0, sessionHandle: session.handle, operation: 'read' }, originOf(request))).consent;
+      }
       return consentJson(c, deps.clock.now());
+    },
+  );
+
+  app.delete(
+    '/api/v1/consents/:id',
+    {
+      preHandler: auth,
+      schema: {
+        tags: ['consents'],
+        summary: 'Withdraw one of your consents',
+        description:
+          'A pending or confirmed consent becomes `revoked` and is terminated at the bank (AIS: DELETE of the consent; PIS: cancellation of the payment). When the bank cannot be reached the termination is retried later (audit `consent.termination_deferred`).',
+        security: BearerSecurity,
+        params: Type.Object({ id: Type.String({ pattern: CONSENT_ID_PATTERN }) }),
+        response: { 200: ConsentViewSchema, ...problems(400, 401, 404, 409) },
+      },
+    },
+    async (request) => {
+      const { session } = request.auth as Authenticated;
+      const c = await withdrawConsent(deps, session.tenantId, session.userId as string, request.params.id, session.handle, originOf(request));
+      return consentJson(c, deps.clock.now());
+    },
+  );
+
+  app.get(
+    '/api/v1/banks',
+    {
+      preHandler: auth,
+      schema: {
+        tags: ['consents'],
+        summary: "The banks of your tenant (the bankId of a consent or payment)",
+        security: BearerSecurity,
+        response: { 200: Type.Array(Type.Object({ bankId: Type.String(), name: Type.String() })), ...problems(401) },
+      },
+    },
+    async (request) => {
+      const { session } = request.auth as Authenticated;
+      return (await deps.store.banks.listBanks(session.tenantId)).map((b) => ({ bankId: b.bankId, name: b.name }));
     },
   );
 
@@ -216,7 +263,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
       preHandler: auth,
       schema: {
         tags: ['consents'],
-        summary: 'Demo AIS resource: your accounts at a bank, through the valid AIS consent',
+        summary: 'Your accounts at a bank, read at the bank (GET /v1/accounts) with your valid AIS consent',
         security: BearerSecurity,
         querystring: Type.Object({ bankId: BankId }, { additionalProperties: false }),
         response: {
@@ -225,18 +272,15 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
             consentId: Type.String(),
             accounts: Type.Array(Type.Object({ iban: Type.String(), name: Type.String(), currency: Type.String(), balance: Type.String() })),
           }),
-          ...problems(400, 401, 403),
+          ...problems(400, 401, 403, 502, 504),
         },
       },
     },
     async (request) => {
       const { session } = request.auth as Authenticated;
       const { bankId } = request.query;
-      const consent = await deps.store.consents.validAisConsent(session.tenantId, session.userId as string, bankId);
-      if (consent === null) {
-        throw new Forbidden('consent_required', `No valid account-information consent for "${bankId}": start one with POST /api/v1/consents.`);
-      }
-      return { bankId, consentId: consent.id, accounts: demoAccounts(session.userId as string, bankId) };
+      const r = await readAccounts(deps, session.tenantId, session.userId as string, bankId, session.handle, originOf(request));
+      return { bankId, consentId: r.consent.id, accounts: r.accounts };
     },
   );
 
@@ -249,9 +293,9 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
         tags: ['consents'],
         summary: 'Return from the bank (top-level navigation): settle the consent, keep or renew the session, 303 to the app',
         description:
-          'Needs this redirect\'s `__Secure-rid` cookie (single use). Confirms (`ok`) or rejects (`nok`) the consent and clears the cookie. If the session that started the redirect has expired meanwhile, sets a new `__Host-sid` — the same one for every return from that session. Answers 303 to the tenant\'s `consentReturnUrl` (default: the demo page) with `consentId` and `status`.',
+          'Needs this redirect\'s `__Secure-rid` cookie (single use). Asks the bank for the consent\'s status (never believes `result`), settles the consent and clears the cookie. If the session that started the redirect has expired meanwhile, sets a new `__Host-sid` — the same one for every return from that session. Answers 303 to the tenant\'s `consentReturnUrl` (default: the demo page) with `consentId` and `status` (`pending` when the bank is not final yet).',
         params: Type.Object({ redirectId: RedirectId }),
-        querystring: Type.Object({ result: Type.Union([Type.Literal('ok'), Type.Literal('nok')]) }),
+        querystring: Type.Object({ result: Type.Optional(Type.Union([Type.Literal('ok'), Type.Literal('nok')])) }),
         response: problems(400, 403, 409),
       },
     },
@@ -267,7 +311,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
           redirectId,
           secret,
           binding: readCookie(request, deps.config, 'rb'),
-          result: request.query.result,
+          result: request.query.result ?? null,
           device: { ip: request.ip, ...(request.ctx.userAgent ? { userAgent: request.ctx.userAgent } : {}) },
         },
         (id) => loadTenant(deps, id, now),
@@ -285,7 +329,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
       }
       const target = new URL(r.tenant?.consentReturnUrl ?? '/demo/', deps.config.publicUrl);
       target.searchParams.set('consentId', r.consent.id);
-      target.searchParams.set('status', r.consent.status);
+      target.searchParams.set('status', effectiveConsentStatus(r.consent, deps.clock.now()));
       return reply.redirect(target.toString(), 303);
     },
   );

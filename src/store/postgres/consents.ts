@@ -6,8 +6,8 @@
 // the one-valid-AIS rule in the schema too.
 
 import { Conflict } from '../../domain/errors.ts';
-import { settleConsent, type Consent, type ConsentDecision, type ConsentType, type Payment, type StoredConsentStatus } from '../../domain/consent.ts';
-import { CONSENT_LIST_MAX, type ConsentStore, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
+import { endConsent, settleConsent, type Consent, type ConsentDecision, type ConsentType, type Payment, type StoredConsentStatus } from '../../domain/consent.ts';
+import { CONSENT_LIST_MAX, type ConsentStore, type EndResult, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
 import { checkLimit, decodeCursor, pageOf } from '../page.ts';
 import type { Page } from '../port.ts';
 import type { PgDriver } from './driver.ts';
@@ -29,6 +29,8 @@ interface ConsentRow {
   started_by: string | null;
   superseded_by: string | null;
   payment: string | null;
+  bank_consent_id: string | null;
+  valid_until: number | null;
 }
 
 function consentFromRow(r: ConsentRow): Consent {
@@ -47,6 +49,8 @@ function consentFromRow(r: ConsentRow): Consent {
     startedBy: r.started_by,
     supersededBy: r.superseded_by,
     payment: r.payment === null ? null : (JSON.parse(r.payment) as Payment),
+    bankConsentId: r.bank_consent_id,
+    validUntil: r.valid_until === null ? null : Number(r.valid_until),
   };
 }
 
@@ -62,11 +66,12 @@ export class PostgresConsentStore implements ConsentStore {
     try {
       const [row] = await this.#driver.query<ConsentRow>(
         `INSERT INTO consents (id, tenant_id, user_id, type, bank_id, status, created_at, expires_at, confirmed_at,
-           ended_at, redirect_handle, started_by, superseded_by, payment)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *`,
+           ended_at, redirect_handle, started_by, superseded_by, payment, bank_consent_id, valid_until)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING *`,
         [
           c.id, c.tenantId, c.userId, c.type, c.bankId, c.status, c.createdAt, c.expiresAt, c.confirmedAt,
           c.endedAt, c.redirectHandle, c.startedBy, c.supersededBy, c.payment === null ? null : JSON.stringify(c.payment),
+          c.bankConsentId, c.validUntil,
         ],
       );
       return consentFromRow(row!);
@@ -144,5 +149,28 @@ export class PostgresConsentStore implements ConsentStore {
       }
       return s;
     });
+  }
+
+  endConsent(tenantId: string, userId: string, id: string, status: 'revoked' | 'expired', now: number): Promise<EndResult> {
+    return this.#driver.transaction(async (tx): Promise<EndResult> => {
+      await lockNamed(tx, `consents\u001f${tenantId}\u001f${userId}`);
+      const [row] = await tx.query<ConsentRow>('SELECT * FROM consents WHERE tenant_id = $1 AND user_id = $2 AND id = $3', [tenantId, userId, id]);
+      if (!row) return { outcome: 'missing' };
+      const e = endConsent(consentFromRow(row), status, now);
+      if (e.outcome === 'ended') {
+        await tx.execute('UPDATE consents SET status = $4, ended_at = $5 WHERE tenant_id = $1 AND user_id = $2 AND id = $3', [
+          tenantId,
+          userId,
+          id,
+          e.consent.status,
+          e.consent.endedAt,
+        ]);
+      }
+      return e;
+    });
+  }
+
+  async deleteConsent(tenantId: string, userId: string, id: string): Promise<boolean> {
+    return (await this.#driver.execute('DELETE FROM consents WHERE tenant_id = $1 AND user_id = $2 AND id = $3', [tenantId, userId, id])) > 0;
   }
 }

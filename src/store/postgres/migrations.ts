@@ -279,6 +279,29 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX external_sessions_by_expiry ON external_sessions (expires_at);
     `,
   },
+  {
+    version: 6,
+    description: 'banks per tenant, work queued for banks; consents: bank ids, validUntil, revoked and expired stored',
+    sql: `
+      ALTER TABLE consents ADD COLUMN bank_consent_id text;
+      ALTER TABLE consents ADD COLUMN valid_until bigint;
+      ALTER TABLE consents DROP CONSTRAINT consents_status_check;
+      ALTER TABLE consents ADD CONSTRAINT consents_status_check
+        CHECK (status IN ('pending', 'confirmed', 'rejected', 'superseded', 'revoked', 'expired'));
+      CREATE TABLE banks (
+        tenant_id text NOT NULL,
+        bank_id   text NOT NULL,
+        record    text NOT NULL, -- JSON of domain/bank.ts Bank (the client key sealed)
+        PRIMARY KEY (tenant_id, bank_id)
+      );
+      CREATE TABLE bank_work (
+        work     text COLLATE "C" PRIMARY KEY, -- bank-port.ts workKey
+        due_at   bigint NOT NULL,
+        attempts integer NOT NULL DEFAULT 0
+      );
+      CREATE INDEX bank_work_by_due ON bank_work (due_at);
+    `,
+  },
 ];
 
 export interface MigrationPlan {

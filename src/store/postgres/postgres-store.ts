@@ -29,6 +29,7 @@ import { SESSIONS_OPERATIONS } from '../sessions-port.ts';
 import { PostgresAccounts } from './accounts.ts';
 import { PostgresAuditStore } from './audit.ts';
 import { PostgresConsentStore } from './consents.ts';
+import { PostgresBankStore } from './banks.ts';
 import { PostgresCoordination } from './coordination.ts';
 import type { PgDriver, PoolOptions } from './driver.ts';
 import { NotifyFeed } from './feed.ts';
@@ -92,6 +93,7 @@ function composePostgresStore(driver: PgDriver): PostgresSessionStore {
     subscribeSessionEnds: coordination.subscribeSessionEnds.bind(coordination),
     audit: new PostgresAuditStore(driver, feed),
     consents: new PostgresConsentStore(driver),
+    banks: new PostgresBankStore(driver),
     federation: new PostgresFederationStore(driver),
     oidc: new PostgresOidcStore(driver),
     ping: async () => {

@@ -16,7 +16,7 @@
 import type { Consent, ConsentDecision, ConsentType, Payment, StoredConsentStatus } from '../../domain/consent.ts';
 import { Conflict } from '../../domain/errors.ts';
 import { userTag } from '../../domain/secrets.ts';
-import { CONSENT_LIST_MAX, type ConsentStore, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
+import { CONSENT_LIST_MAX, type ConsentStore, type EndResult, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
 import { checkLimit, decodeCursor, pageOf, type Page } from '../page.ts';
 import { fieldMap, num } from './codec.ts';
 import { toStoreError, type RedisConnection } from './connection.ts';
@@ -60,7 +60,7 @@ return { 'ok', redis.call('HGETALL', k) }
  * bank each superseding the previous valid consent and both staying confirmed — the `cais:`
  * pointer is read and moved in the same step, so exactly one confirmed AIS consent per bank
  * remains, the one confirmed last.
- * ARGV[3] id, ARGV[4] 'confirmed' | 'rejected'.
+ * ARGV[3] id, ARGV[4] 'confirmed' | 'rejected' | 'revoked' | 'expired'.
  * Reply: {'settled', record, {superseded records}} | {'not_pending', record} | {'expired', record} | {'missing'}
  */
 const SETTLE = script(
@@ -71,10 +71,10 @@ local k = ckey(id)
 local v = redis.call('HMGET', k, 'status', 'expiresAt', 'type', 'bankId')
 if not v[1] then return { 'missing' } end
 if v[1] ~= 'pending' then return { 'not_pending', redis.call('HGETALL', k) } end
-if now >= tonumber(v[2]) then return { 'expired', redis.call('HGETALL', k) } end
+if now >= tonumber(v[2]) and ARGV[4] ~= 'expired' then return { 'expired', redis.call('HGETALL', k) } end
 local superseded = {}
-if ARGV[4] == 'rejected' then
-  redis.call('HSET', k, 'status', 'rejected', 'endedAt', nowS)
+if ARGV[4] ~= 'confirmed' then
+  redis.call('HSET', k, 'status', ARGV[4], 'endedAt', nowS)
 else
   if v[3] == 'ais' then
     local pk = aiskey(v[4])
@@ -91,6 +91,46 @@ else
   redis.call('HSET', k, 'status', 'confirmed', 'confirmedAt', nowS)
 end
 return { 'settled', redis.call('HGETALL', k), superseded }
+`,
+);
+
+/**
+ * end (revoked or expired), the rule of domain/consent.ts endConsent. Race closed: two ends of
+ * one consent (a user's DELETE and the bank's refusal) both reporting `ended`; and a confirmed
+ * AIS consent that ends must stop being the bank's valid one in the same step.
+ * ARGV[3] id, ARGV[4] 'revoked' | 'expired'.
+ * Reply: {'ended', record, before} | {'not_active', record} | {'missing'}
+ */
+const END = script(
+  'consent-end',
+  `
+local id = ARGV[3]
+local k = ckey(id)
+local v = redis.call('HMGET', k, 'status', 'type', 'bankId')
+if not v[1] then return { 'missing' } end
+if v[1] ~= 'pending' and v[1] ~= 'confirmed' then return { 'not_active', redis.call('HGETALL', k) } end
+local before = redis.call('HGETALL', k)
+redis.call('HSET', k, 'status', ARGV[4], 'endedAt', nowS)
+if v[2] == 'ais' and redis.call('GET', aiskey(v[3])) == id then redis.call('DEL', aiskey(v[3])) end
+return { 'ended', redis.call('HGETALL', k), before }
+`,
+);
+
+/**
+ * delete (purge): the record, its place in the listing, and the valid-AIS pointer if it names it.
+ * ARGV[3] id. Reply: 1 | 0
+ */
+const DELETE = script(
+  'consent-delete',
+  `
+local id = ARGV[3]
+local k = ckey(id)
+local bank = redis.call('HGET', k, 'bankId')
+if not bank then return 0 end
+if redis.call('GET', aiskey(bank)) == id then redis.call('DEL', aiskey(bank)) end
+redis.call('DEL', k)
+redis.call('ZREM', lkey, id)
+return 1
 `,
 );
 
@@ -222,6 +262,26 @@ export class RedisConsentStore implements ConsentStore {
     });
   }
 
+  async endConsent(tenantId: string, userId: string, id: string, status: 'revoked' | 'expired', now: number): Promise<EndResult> {
+    return this.#guard(async () => {
+      const reply = (await this.#run(END, tenantId, userId, now, [id, status])) as unknown[];
+      switch (reply[0]) {
+        case 'ended':
+          return { outcome: 'ended', consent: mustConsent(reply[1]), before: mustConsent(reply[2]) };
+        case 'not_active':
+          return { outcome: 'not_active', consent: mustConsent(reply[1]) };
+        case 'missing':
+          return { outcome: 'missing' };
+        default:
+          throw new Error(`unexpected reply from the consent-end script: ${String(reply[0])}`);
+      }
+    });
+  }
+
+  async deleteConsent(tenantId: string, userId: string, id: string): Promise<boolean> {
+    return this.#guard(async () => Number(await this.#run(DELETE, tenantId, userId, 0, [id])) === 1);
+  }
+
   async #guard<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
@@ -254,6 +314,8 @@ function consentToFields(c: Consent): string[] {
   if (c.startedBy !== null) f.push('startedBy', c.startedBy);
   if (c.supersededBy !== null) f.push('supersededBy', c.supersededBy);
   if (c.payment !== null) f.push('payment', JSON.stringify(c.payment));
+  if (c.bankConsentId !== null) f.push('bankConsentId', c.bankConsentId);
+  if (c.validUntil !== null) f.push('validUntil', num(c.validUntil));
   return f;
 }
 
@@ -278,6 +340,8 @@ function consentFromReply(reply: unknown): Consent | null {
     startedBy: opt('startedBy'),
     supersededBy: opt('supersededBy'),
     payment: payment === null ? null : (JSON.parse(payment) as Payment),
+    bankConsentId: opt('bankConsentId'),
+    validUntil: optNum('validUntil'),
   };
 }
 

@@ -38,6 +38,10 @@
 //                                the record is gone, sweepExpired takes the handle out of the
 //                                tenant listing (the one index without a TTL of its own).
 //
+// Banks (issue 15): P bank:<tenant> HASH bankId → bank record (JSON, client key sealed); the
+// bank work queue in one slot of its own: P{bankwork}:q ZSET work key scored by due time,
+// P{bankwork}:n HASH work key → attempts.
+//
 // Plain keys: P tenant:<id> (JSON), P meta:<key> (JSON), P ctr:<key> (HASH count, resetAt: a
 // throttling window shared by all processes).
 //
@@ -103,6 +107,15 @@ export class RedisKeys {
   }
   tenant(tenantId: string): string {
     return `${this.prefix}tenant:${tenantId}`;
+  }
+  banks(tenantId: string): string {
+    return `${this.prefix}bank:${tenantId}`;
+  }
+  bankWorkQueue(): string {
+    return `${this.prefix}{bankwork}:q`;
+  }
+  bankWorkAttempts(): string {
+    return `${this.prefix}{bankwork}:n`;
   }
   meta(key: string): string {
     return `${this.prefix}meta:${key}`;

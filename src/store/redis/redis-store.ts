@@ -34,6 +34,7 @@ import { RedisAccounts } from './accounts.ts';
 import { RedisAuditStore } from './audit.ts';
 import { openConnection, type RedisConnection } from './connection.ts';
 import { RedisConsentStore } from './consents.ts';
+import { RedisBankStore } from './banks.ts';
 import { RedisContext, type ReplicaWait } from './context.ts';
 import { RedisCoordination } from './coordination.ts';
 import { RedisFederationStore } from './federation.ts';
@@ -110,6 +111,7 @@ export function composeRedisStore(conn: RedisConnection, settings: RedisStoreSet
     ...operationsOf(new RedisCoordination(ctx), COORDINATION_OPERATIONS),
     audit: new RedisAuditStore(conn, settings.keys),
     consents: new RedisConsentStore(conn, settings.keys),
+    banks: new RedisBankStore(conn, settings.keys),
     federation: new RedisFederationStore(conn, settings.keys),
     oidc: new RedisOidcStore(conn, settings.keys),
     get unreplicatedWrites() {

@@ -6,8 +6,8 @@
 
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { Conflict } from '../../domain/errors.ts';
-import { settleConsent, type Consent, type ConsentDecision, type ConsentType, type Payment, type StoredConsentStatus } from '../../domain/consent.ts';
-import { CONSENT_LIST_MAX, type ConsentStore, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
+import { endConsent, settleConsent, type Consent, type ConsentDecision, type ConsentType, type Payment, type StoredConsentStatus } from '../../domain/consent.ts';
+import { CONSENT_LIST_MAX, type ConsentStore, type EndResult, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
 import { checkLimit, decodeCursor, pageOf, type Page } from '../page.ts';
 import { inWriteTransaction, isUniqueViolation, settle } from './transactions.ts';
 
@@ -26,6 +26,8 @@ interface ConsentRow {
   started_by: string | null;
   superseded_by: string | null;
   payment: string | null;
+  bank_consent_id: string | null;
+  valid_until: number | null;
 }
 
 function consentFromRow(r: ConsentRow): Consent {
@@ -44,6 +46,8 @@ function consentFromRow(r: ConsentRow): Consent {
     startedBy: r.started_by,
     supersededBy: r.superseded_by,
     payment: r.payment === null ? null : (JSON.parse(r.payment) as Payment),
+    bankConsentId: r.bank_consent_id,
+    validUntil: r.valid_until,
   };
 }
 
@@ -63,6 +67,8 @@ function consentParams(c: Consent): Record<string, SQLInputValue> {
     started_by: c.startedBy,
     superseded_by: c.supersededBy,
     payment: c.payment === null ? null : JSON.stringify(c.payment),
+    bank_consent_id: c.bankConsentId,
+    valid_until: c.validUntil,
   };
 }
 
@@ -135,6 +141,20 @@ export class SqliteConsentStore implements ConsentStore {
     });
   }
 
+  endConsent(tenantId: string, userId: string, id: string, status: 'revoked' | 'expired', now: number): Promise<EndResult> {
+    return this.write((): EndResult => {
+      const consent = this.byId(tenantId, userId, id);
+      if (consent === null) return { outcome: 'missing' };
+      const e = endConsent(consent, status, now);
+      if (e.outcome === 'ended') this.stmt.update.run(updateParams(e.consent));
+      return e;
+    });
+  }
+
+  deleteConsent(tenantId: string, userId: string, id: string): Promise<boolean> {
+    return this.write(() => Number(this.stmt.delete.run({ tenant_id: tenantId, user_id: userId, id }).changes) > 0);
+  }
+
   private byId(tenantId: string, userId: string, id: string): Consent | null {
     const row = this.stmt.byId.get({ tenant_id: tenantId, user_id: userId, id }) as ConsentRow | undefined;
     return row ? consentFromRow(row) : null;
@@ -165,9 +185,9 @@ function prepare(db: DatabaseSync) {
   return {
     insert: db.prepare(`
       INSERT INTO consents (id, tenant_id, user_id, type, bank_id, status, created_at, expires_at, confirmed_at,
-        ended_at, redirect_handle, started_by, superseded_by, payment)
+        ended_at, redirect_handle, started_by, superseded_by, payment, bank_consent_id, valid_until)
       VALUES ($id, $tenant_id, $user_id, $type, $bank_id, $status, $created_at, $expires_at, $confirmed_at,
-        $ended_at, $redirect_handle, $started_by, $superseded_by, $payment)
+        $ended_at, $redirect_handle, $started_by, $superseded_by, $payment, $bank_consent_id, $valid_until)
       RETURNING *`),
     byId: db.prepare('SELECT * FROM consents WHERE tenant_id = $tenant_id AND user_id = $user_id AND id = $id'),
     listFirst: db.prepare(`
@@ -180,6 +200,7 @@ function prepare(db: DatabaseSync) {
     validAis: db.prepare(`
       SELECT * FROM consents
       WHERE tenant_id = $tenant_id AND user_id = $user_id AND bank_id = $bank_id AND type = 'ais' AND status = 'confirmed'`),
+    delete: db.prepare('DELETE FROM consents WHERE tenant_id = $tenant_id AND user_id = $user_id AND id = $id'),
     update: db.prepare(`
       UPDATE consents SET status = $status, confirmed_at = $confirmed_at, ended_at = $ended_at, superseded_by = $superseded_by
       WHERE tenant_id = $tenant_id AND user_id = $user_id AND id = $id`),

@@ -168,6 +168,53 @@ export const migrations: readonly Migration[] = [
     description: 'users: disabled by an administrator',
     sql: 'ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;',
   },
+  {
+    version: 10,
+    description: 'banks per tenant, work queued for banks; consents: bank ids, validUntil, revoked and expired stored',
+    sql: `
+      CREATE TABLE consents_new (
+        id              TEXT PRIMARY KEY,
+        tenant_id       TEXT NOT NULL,
+        user_id         TEXT NOT NULL,
+        type            TEXT NOT NULL CHECK (type IN ('ais', 'pis')),
+        bank_id         TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'rejected', 'superseded', 'revoked', 'expired')),
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL, -- until when a pending consent may be settled
+        confirmed_at    INTEGER,
+        ended_at        INTEGER,
+        redirect_handle TEXT,
+        started_by      TEXT,
+        superseded_by   TEXT,
+        payment         TEXT, -- JSON, PIS only
+        bank_consent_id TEXT, -- the bank's consentId / paymentId
+        valid_until     INTEGER -- AIS: end of the agreed validUntil day
+      ) STRICT;
+      INSERT INTO consents_new (id, tenant_id, user_id, type, bank_id, status, created_at, expires_at, confirmed_at, ended_at,
+        redirect_handle, started_by, superseded_by, payment)
+        SELECT id, tenant_id, user_id, type, bank_id, status, created_at, expires_at, confirmed_at, ended_at,
+          redirect_handle, started_by, superseded_by, payment FROM consents;
+      DROP TABLE consents;
+      ALTER TABLE consents_new RENAME TO consents;
+      CREATE INDEX consents_by_user ON consents (tenant_id, user_id, created_at, id);
+      CREATE UNIQUE INDEX consents_one_valid_ais ON consents (tenant_id, user_id, bank_id)
+        WHERE type = 'ais' AND status = 'confirmed';
+
+      CREATE TABLE banks (
+        tenant_id  TEXT NOT NULL,
+        bank_id    TEXT NOT NULL,
+        record     TEXT NOT NULL, -- JSON of domain/bank.ts Bank (the client key sealed)
+        PRIMARY KEY (tenant_id, bank_id)
+      ) STRICT;
+
+      CREATE TABLE bank_work (
+        work     TEXT PRIMARY KEY, -- bank-port.ts workKey
+        due_at   INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+      CREATE INDEX bank_work_by_due ON bank_work (due_at);
+    `,
+  },
 ];
 
 /**

@@ -18,6 +18,7 @@ import { SESSIONS_OPERATIONS } from '../sessions-port.ts';
 import { SqliteAccounts } from './accounts.ts';
 import { SqliteAuditStore } from './audit.ts';
 import { SqliteConsentStore } from './consents.ts';
+import { SqliteBankStore } from './banks.ts';
 import { FEED_POLL_MS, SqliteCoordination } from './coordination.ts';
 import { SqliteFederationStore } from './federation.ts';
 import { SqliteMeta } from './meta.ts';
@@ -82,6 +83,7 @@ function composeSqliteStore(db: DatabaseSync, feedPollMs = FEED_POLL_MS): Sqlite
     ...operationsOf(coordination, COORDINATION_OPERATIONS),
     audit: new SqliteAuditStore(db),
     consents: new SqliteConsentStore(db),
+    banks: new SqliteBankStore(db),
     federation: new SqliteFederationStore(db),
     oidc: new SqliteOidcStore(db),
     // Readiness. After a write failed for want of a writable file (disk full, read-only, I/O
