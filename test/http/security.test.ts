@@ -5,6 +5,7 @@
 import { connect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import type { LookupAddress } from 'node:dns';
 import { randomUUID } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UNREACHABLE } from '../../src/net/outbound-policy.ts';
 import { admin, provision, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
@@ -723,5 +724,23 @@ describe('item 5: logout CSRF at /oidc/session/end', () => {
     expect(page).not.toMatch(/\.submit\(\)/);
     // A forged id_token_hint is refused outright.
     expect((await browser.get(`${world.tesseraUrl}/oidc/session/end?id_token_hint=e30.e30.`)).status).toBe(400);
+  });
+});
+
+describe('item 11 (database files): the SQLite files are readable by their owner only', () => {
+  it('item 11: tessera.db, -wal and -shm are created 0600', async () => {
+    const s = await startTestServer();
+    try {
+      const tenantId = uniqueTenant();
+      await provision(s.app, tenantId, 'files@example.com', PASSWORD);
+      expect((await s.app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': tenantId }, payload: { email: 'files@example.com', password: PASSWORD } })).statusCode).toBe(200);
+      const path = s.deps.config.store.sqlitePath as string;
+      for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+        expect(existsSync(f), f).toBe(true);
+        expect((statSync(f).mode & 0o777).toString(8), f).toBe('600');
+      }
+    } finally {
+      await s.close();
+    }
   });
 });

@@ -5,7 +5,7 @@
 //   meta.ts          server metadata                 coordination.ts counters, feed of session ends
 //   consents.ts, federation.ts, oidc.ts, audit.ts    the sub-stores (store.consents, …)
 
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { StoreUnavailable, TesseraError } from '../../domain/errors.ts';
@@ -41,6 +41,22 @@ export interface SqliteStoreOptions {
 }
 
 /**
+ * The database holds sessions, users and audit records: the file is created 0600 (SQLite gives
+ * its `-wal` and `-shm` files the database file's mode), and an existing file and its companions
+ * are set to 0600.
+ */
+function ownerOnly(path: string): void {
+  closeSync(openSync(path, 'a', 0o600));
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      chmodSync(f, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}
+
+/**
  * Opens (and creates, with its parent folders) the database file and brings its schema up to
  * date. `:memory:` gives a private in-memory database. Rejects with StoreUnavailable when the
  * file cannot be used (not a database, no permission, locked for longer than the busy timeout).
@@ -49,7 +65,10 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Pr
   return Promise.resolve().then(() => {
     let db: DatabaseSync | undefined;
     try {
-      if (path !== ':memory:' && !path.startsWith('file:')) mkdirSync(dirname(path), { recursive: true });
+      if (path !== ':memory:' && !path.startsWith('file:')) {
+        mkdirSync(dirname(path), { recursive: true });
+        ownerOnly(path);
+      }
       db = new DatabaseSync(path, { timeout: opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS, enableForeignKeyConstraints: true });
       // WAL: readers never block the writer and the writer never blocks readers. With WAL,
       // synchronous=NORMAL loses nothing when the process dies (only on power loss / OS crash).
