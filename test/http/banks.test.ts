@@ -443,6 +443,35 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
       }
       expect((await s.store.consents.listConsents({ tenantId: tid, userId: uid, limit: 10 })).items).toHaveLength(1);
     });
+
+    it('without the development setting, a loopback bank is reached only when TESSERA_OUTBOUND_ALLOW names it', async () => {
+      for (const allow of [null, '127.0.0.1']) {
+        const strict = await startTestServer({ sharedStore: s.store, env: allow === null ? {} : { TESSERA_OUTBOUND_ALLOW: allow } });
+        try {
+          const tid = uniqueTenant();
+          await provision(strict.app, tid, EMAIL, PASSWORD, { profile: 'integration' });
+          const put = await strict.app.inject({
+            method: 'PUT',
+            url: '/api/v1/admin/banks/local-tls',
+            headers: admin,
+            payload: { tenantId: tid, name: 'L', protocol: 'berlin-group', baseUrl: tlsSim.url, tls: { clientCertificate: pki.client.cert, clientKey: pki.client.key, caCertificate: pki.ca } },
+          });
+          if (allow === null) {
+            expectProblem(put, 400, 'outbound_url_refused');
+            continue;
+          }
+          expect(put.statusCode, put.body).toBe(201);
+          const res = await strict.app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': tid, 'x-auth-mode': 'cookie', origin: PUBLIC }, payload: { email: EMAIL, password: PASSWORD } });
+          const b: Browser = { sid: cookieOf(res, '__Host-sid') as string, xsrf: (res.json() as { xsrfToken: string }).xsrfToken, handle: '', rb: null };
+          const started = await strict.app.inject({ method: 'POST', url: '/api/v1/consents', headers: { cookie: cookieHeader(b), 'x-xsrf-token': b.xsrf, origin: PUBLIC }, payload: { type: 'ais', bankId: 'local-tls' } });
+          expect(started.statusCode, started.body).toBe(202);
+        } finally {
+          await strict.app.close();
+          await strict.deps.monitor.stop();
+          await strict.deps.sessionCache.stop();
+        }
+      }
+    });
   });
 });
 
