@@ -744,3 +744,24 @@ describe('item 11 (database files): the SQLite files are readable by their owner
     }
   });
 });
+
+describe('item 4: /oidc and forwarded headers', () => {
+  it('item 4: X-Forwarded-Host, -Proto and Forwarded from a client that is no trusted proxy do not change the discovery document', async () => {
+    const s = await startTestServer();
+    try {
+      const plain = await s.app.inject({ method: 'GET', url: '/oidc/.well-known/openid-configuration' });
+      expect(plain.statusCode).toBe(200);
+      const forged = await s.app.inject({
+        method: 'GET',
+        url: '/oidc/.well-known/openid-configuration',
+        headers: { host: 'evil.example', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http', forwarded: 'host=evil.example;proto=http', 'x-forwarded-for': '203.0.113.9' },
+      });
+      expect(forged.statusCode).toBe(200);
+      expect(forged.body).not.toContain('evil.example');
+      expect(forged.json()).toStrictEqual(plain.json());
+      expect((forged.json() as { issuer: string }).issuer).toBe('https://tessera.test/oidc');
+    } finally {
+      await s.close();
+    }
+  });
+});
