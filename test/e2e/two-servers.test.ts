@@ -52,11 +52,20 @@ describe.each(shared)('two Tessera processes on one %s store', (choice) => {
     else await purgePrefix(redisTestUrl(), env.TESSERA_REDIS_PREFIX);
   });
 
+  let people = 0;
+  /** Logs a new person in: one account signs in at most 20 times a minute (docs/security.md, item 13). */
   async function login(server: TesseraProcess): Promise<{ userSessionToken: string; sessionId: string }> {
+    const email = `person${++people}@example.com`;
+    const u = await fetch(`${server.url}/api/v1/admin/users`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tenantId: tenant, email, password: 'correct horse battery' }),
+    });
+    expect(u.status).toBe(201);
     const r = await fetch(`${server.url}/api/v1/auth/login`, {
       method: 'POST',
       headers: { 'x-tenant-id': tenant, 'content-type': 'application/json' },
-      body: JSON.stringify({ email: 'ada@example.com', password: 'correct horse battery' }),
+      body: JSON.stringify({ email, password: 'correct horse battery' }),
     });
     expect(r.status).toBe(200);
     return (await r.json()) as { userSessionToken: string; sessionId: string };
@@ -91,7 +100,7 @@ describe.each(shared)('two Tessera processes on one %s store', (choice) => {
       `[${choice}] revocation propagation A→B over ${trials} trials (logout request start → B refuses): p50 ${pct(50)} ms, p99 ${pct(99)} ms, max ${pct(100)} ms; very next request refused ${nextRequestRefused}/${trials}`,
     );
     expect(nextRequestRefused).toBe(trials);
-  }, 60_000);
+  }, 120_000);
 
   it('an admin revocation on B is honoured by A at once', async () => {
     const { userSessionToken, sessionId } = await login(a);
