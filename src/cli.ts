@@ -131,11 +131,20 @@ async function start(): Promise<number> {
   const config = loadConfig();
   if (config.store.kind !== 'sqlite' && config.adminToken === null) {
     // On SQLite a credential is generated into the data folder; a shared store has no such place
-    // that every server sees, and without one nobody could create the first tenant.
-    throw new ConfigError(
-      'TESSERA_ADMIN_TOKEN',
-      `is required with a ${config.store.kind === 'postgres' ? 'PostgreSQL' : 'Redis'} store (the bootstrap admin credential, the same on every server; e.g. openssl rand -base64 32)`,
-    );
+    // that every server sees, so without a platform administrator in the store nobody could
+    // create the first tenant.
+    const store = await openStore(config);
+    try {
+      const admins = await store.listUsers({ tenantId: PLATFORM_TENANT, limit: 1 });
+      if (admins.items.length === 0) {
+        throw new ConfigError(
+          'TESSERA_ADMIN_TOKEN',
+          `is required: the store has no platform administrator yet (set a random value of at least 32 characters, e.g. openssl rand -base64 32, or create one with tessera users add --tenant platform --admin)`,
+        );
+      }
+    } finally {
+      await store.close();
+    }
   }
   const server = await startServer(config);
   let signals = 0;

@@ -11,6 +11,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { purgePrefix, redisUrlForTests, requireOrSkip, testPrefix } from '../support/redis.ts';
 import { CLI, freePort, PROJECT_ROOT } from '../support/tessera-process.ts';
 
 const dirs: string[] = [];
@@ -210,15 +211,40 @@ describe('chaos: configuration mistakes exit 2 with one line naming the variable
     expect(r.stderr).toMatch(/^tessera: configuration error: COOKIE_SECRET_SIGN_KEY: .*cannot be unsealed/);
   });
 
-  it('no admin credential on a Redis store (on SQLite one is generated and its file named)', async () => {
+  it('no admin credential on a Redis store without a platform administrator (on SQLite one is generated and its file named)', async () => {
+    const redis = await redisUrlForTests();
+    if (requireOrSkip(redis.unavailable)) return;
     const dir = tempDir();
-    const r = run({
-      ...envFor(dir, await freePort()),
-      TESSERA_STORE: 'redis://127.0.0.1:1',
+    const prefix = testPrefix('noadmin');
+    const port = await freePort();
+    const env = {
+      ...envFor(dir, port),
+      TESSERA_STORE: redis.url,
+      TESSERA_REDIS_PREFIX: prefix,
       COOKIE_SECRET_SIGN_KEY: randomBytes(32).toString('base64url'),
-    });
-    expect(r.status).toBe(2);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/^tessera: configuration error: TESSERA_ADMIN_TOKEN: is required with a Redis store/);
+    };
+    try {
+      const r = run(env);
+      expect(r.status).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/^tessera: configuration error: TESSERA_ADMIN_TOKEN: is required: the store has no platform administrator yet/);
+      // Once the store has one, the server starts without the variable.
+      const add = spawnSync(process.execPath, [CLI, 'users', 'add', '--tenant', 'platform', '--admin', '--email', 'root@example.com', '--password-stdin'], {
+        cwd: PROJECT_ROOT,
+        env,
+        input: 'correct horse battery staple\n',
+        encoding: 'utf8',
+      });
+      expect(add.status, add.stderr).toBe(0);
+      const child = spawn(process.execPath, [CLI, 'start'], { cwd: PROJECT_ROOT, env, stdio: 'ignore' });
+      try {
+        await until('the server to serve', 30_000, async () => (await status(`http://127.0.0.1:${port}/readyz`)) === 200);
+      } finally {
+        child.kill('SIGTERM');
+        await exited(child);
+      }
+    } finally {
+      await purgePrefix(redis.url, prefix);
+    }
   });
 });
