@@ -45,6 +45,15 @@ function pinned(core: number, args: string[]): [string, string[]] {
   return hasTaskset ? ['taskset', ['-c', String(core), ...args]] : [args[0] as string, args.slice(1)];
 }
 
+/** fetch, once more on a connection the server had just closed (keep-alive race after a long pause). */
+async function fetchRetry(url: string, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch {
+    return fetch(url, init);
+  }
+}
+
 async function freePort(): Promise<number> {
   const { createServer } = await import('node:net');
   return new Promise((resolve) => {
@@ -206,11 +215,11 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
   const users = new Set<string>();
   const login = async (mode: 'token' | 'cookie', email = 'bench@example.com') => {
     if (!users.has(email)) {
-      const r = await fetch(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email, password: 'bench password' }) });
+      const r = await fetchRetry(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email, password: 'bench password' }) });
       if (!r.ok && r.status !== 409) throw new Error(`user: ${r.status} ${await r.text()}`);
       users.add(email);
     }
-    const res = await fetch(`${url}/api/v1/auth/login`, {
+    const res = await fetchRetry(`${url}/api/v1/auth/login`, {
       method: 'POST',
       headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json', 'x-auth-mode': mode },
       body: JSON.stringify({ email, password: 'bench password' }),
@@ -357,7 +366,7 @@ try {
       const secs = [fill(tr, more), fill(ts, more)];
       console.log(`\n(filled ${more.toLocaleString('en')} more sessions: Redis ${secs[0]!.toFixed(0)} s, SQLite ${secs[1]!.toFixed(0)} s)`);
       const big = await checkScenarios(false);
-      for (const [, url, headers] of big) await fetch(`${url}/api/v1/session`, { headers });
+      for (const [, url, headers] of big) await fetchRetry(`${url}/api/v1/session`, { headers });
       const rowsBig = measure([['fastify hello world', hello.url, hello.headers], ...big]);
       table(`The session check with ${(more + 1000).toLocaleString('en')} sessions stored`, rowsBig, rowsBig.get('fastify hello world')!.f);
       console.log('\n| scenario | × hello at 1,000 | × hello at the large size | change |');
