@@ -14,6 +14,7 @@ import { StoreUnavailable } from '../../src/domain/errors.ts';
 import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
 import { SessionCache } from '../../src/sessions/session-cache.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
 import { migrations, planMigrations } from '../../src/store/postgres/migrations.ts';
 import { openPostgresStore, type PostgresSessionStore } from '../../src/store/postgres/postgres-store.ts';
 import { InvalidPostgresUrl, parsePostgresUrl, redactPostgresUrl } from '../../src/store/postgres/url.ts';
@@ -310,6 +311,36 @@ describe.skipIf(skip)('PostgreSQL specifics', () => {
       await sub.close();
     }
   });
+
+  it('a listening connection that goes silent without any event (half-open) is noticed by its probes: down, then up again', async () => {
+    const proxy = await startTcpProxy(Number(new URL(db.url).port || 5432), new URL(db.url).hostname);
+    const viaProxy = new URL(db.url);
+    viaProxy.host = `127.0.0.1:${proxy.port}`;
+    const c = await openPostgresStore(viaProxy.toString(), { max: 2 });
+    const changes: string[] = [];
+    try {
+      await c.ping();
+      const before = proxy.connections.length;
+      const sub = (await c.subscribeSessionEnds(() => undefined, (change) => changes.push(change))) as { close(): Promise<void>; isLive(): boolean };
+      try {
+        expect(proxy.connections.length).toBe(before + 1); // the LISTEN connection
+        expect(sub.isLive()).toBe(true);
+        const frozenAt = Date.now();
+        proxy.freeze(before, true); // stays open, carries nothing: no error, no end
+        await waitUntil('the probes to notice the silent listener', 15_000, () => !sub.isLive());
+        expect(changes).toContain('down');
+        process.stdout.write(`[postgres] silent listener detected after ${Date.now() - frozenAt} ms\n`);
+        // A new listening connection through the proxy works: the feed is back.
+        await waitUntil('the feed to come back', 15_000, () => sub.isLive());
+        expect(changes.at(-1)).toBe('up');
+      } finally {
+        await sub.close();
+      }
+    } finally {
+      await c.close();
+      await proxy.close();
+    }
+  }, 60_000);
 
   it('while the feed is down the cache reads the store on every check; it resumes when the feed is back', async () => {
     const cache = new SessionCache(a);

@@ -20,6 +20,11 @@ import type { PostgresTarget } from './url.ts';
 
 const INT8_OID = 20;
 
+/** How often the listening connection is asked a question to prove it still carries traffic. */
+export const LISTEN_PROBE_EVERY_MS = 1000;
+/** No answer within this long: the listening connection counts as lost (see listen()). */
+export const LISTEN_PROBE_TIMEOUT_MS = 3000;
+
 /** bigint columns as numbers (epoch-ms times and counters); everything else as pg parses it. */
 const types: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary'): unknown =>
@@ -185,6 +190,35 @@ class NodePostgresDriver implements PgDriver {
     let client: pg.Client | null = null;
     let timer: NodeJS.Timeout | null = null;
     let attempt = 0;
+    // A listening connection can go deaf without any event: a half-open socket (a peer or a
+    // network path that vanished) neither errors nor ends, and TCP keepalive notices only after
+    // minutes. So the listener asks its own connection a question every LISTEN_PROBE_EVERY_MS;
+    // an answer proves the socket carries traffic both ways (notifications travel on it too),
+    // and no answer within LISTEN_PROBE_TIMEOUT_MS counts as the connection lost: the feed
+    // reports 'down' (strict reads) and reconnects.
+    let probing = false;
+    const probe = setInterval(() => {
+      const c = client;
+      if (closed || c === null || probing) return;
+      probing = true;
+      const deadline = setTimeout(() => {
+        probing = false;
+        lost(c);
+      }, LISTEN_PROBE_TIMEOUT_MS);
+      deadline.unref();
+      c.query('SELECT 1').then(
+        () => {
+          clearTimeout(deadline);
+          probing = false;
+        },
+        () => {
+          clearTimeout(deadline);
+          probing = false;
+          lost(c);
+        },
+      );
+    }, LISTEN_PROBE_EVERY_MS);
+    probe.unref();
 
     const connect = async (): Promise<pg.Client> => {
       const c = new pg.Client({ ...connectionConfig(this.#target), query_timeout: this.#target.connectTimeoutMs });
@@ -242,7 +276,12 @@ class NodePostgresDriver implements PgDriver {
       timer.unref();
     };
 
-    client = await connect();
+    try {
+      client = await connect();
+    } catch (err) {
+      clearInterval(probe);
+      throw err;
+    }
     live = true;
     const handle = {
       isLive: () => live,
@@ -250,6 +289,7 @@ class NodePostgresDriver implements PgDriver {
         if (closed) return;
         closed = true;
         live = false;
+        clearInterval(probe);
         this.#listeners.delete(handle);
         if (timer !== null) clearTimeout(timer);
         const c = client;
