@@ -6,53 +6,15 @@
 // the one-valid-AIS rule in the schema too.
 
 import { Conflict } from '../../domain/errors.ts';
-import { endConsent, settleConsent, type Consent, type ConsentDecision, type ConsentType, type Payment, type StoredConsentStatus } from '../../domain/consent.ts';
+import { endConsent, settleConsent, type Consent, type ConsentDecision } from '../../domain/consent.ts';
 import { CONSENT_LIST_MAX, type ConsentStore, type EndResult, type ListConsentsQuery, type SettleResult } from '../consent-port.ts';
 import { checkLimit, decodeCursor, pageOf } from '../page.ts';
 import type { Page } from '../port.ts';
 import type { PgDriver } from './driver.ts';
 import { lockNamed } from './locks.ts';
+import { consentFromRow, type ConsentRow } from '../sqlite/rows.ts';
 import { sqlState, UNIQUE_VIOLATION } from './rows.ts';
 
-interface ConsentRow {
-  id: string;
-  tenant_id: string;
-  user_id: string;
-  type: string;
-  bank_id: string;
-  status: string;
-  created_at: number;
-  expires_at: number;
-  confirmed_at: number | null;
-  ended_at: number | null;
-  redirect_handle: string | null;
-  started_by: string | null;
-  superseded_by: string | null;
-  payment: string | null;
-  bank_consent_id: string | null;
-  valid_until: number | null;
-}
-
-function consentFromRow(r: ConsentRow): Consent {
-  return {
-    id: r.id,
-    tenantId: r.tenant_id,
-    userId: r.user_id,
-    type: r.type as ConsentType,
-    bankId: r.bank_id,
-    status: r.status as StoredConsentStatus,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    confirmedAt: r.confirmed_at,
-    endedAt: r.ended_at,
-    redirectHandle: r.redirect_handle,
-    startedBy: r.started_by,
-    supersededBy: r.superseded_by,
-    payment: r.payment === null ? null : (JSON.parse(r.payment) as Payment),
-    bankConsentId: r.bank_consent_id,
-    validUntil: r.valid_until === null ? null : Number(r.valid_until),
-  };
-}
 
 
 export class PostgresConsentStore implements ConsentStore {

@@ -6,6 +6,7 @@ import type { Session, SessionKind, SessionStatus, RevokeReason, Device } from '
 import { expiresAt } from '../../domain/session.ts';
 import type { User } from '../../domain/user.ts';
 import type { RefreshToken } from '../port.ts';
+import type { Consent, ConsentType, Payment, StoredConsentStatus } from '../../domain/consent.ts';
 
 export interface SessionRow {
   handle: string;
@@ -138,5 +139,47 @@ export function userParams(u: User): Record<string, string | number | null> {
     disabled: u.disabled === true ? 1 : 0,
     created_at: u.createdAt,
     updated_at: u.updatedAt,
+  };
+}
+
+/** A `consents` row, the same on SQLite and PostgreSQL (times as epoch ms, payment as JSON text). */
+export interface ConsentRow {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  type: string;
+  bank_id: string;
+  status: string;
+  created_at: number;
+  expires_at: number;
+  confirmed_at: number | null;
+  ended_at: number | null;
+  redirect_handle: string | null;
+  started_by: string | null;
+  superseded_by: string | null;
+  payment: string | null;
+  bank_consent_id: string | null;
+  valid_until: number | null;
+}
+
+/** PostgreSQL may hand `valid_until` over as a string (BIGINT); both stores read it as a number. */
+export function consentFromRow(r: ConsentRow): Consent {
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    userId: r.user_id,
+    type: r.type as ConsentType,
+    bankId: r.bank_id,
+    status: r.status as StoredConsentStatus,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    confirmedAt: r.confirmed_at,
+    endedAt: r.ended_at,
+    redirectHandle: r.redirect_handle,
+    startedBy: r.started_by,
+    supersededBy: r.superseded_by,
+    payment: r.payment === null ? null : (JSON.parse(r.payment) as Payment),
+    bankConsentId: r.bank_consent_id,
+    validUntil: r.valid_until === null ? null : Number(r.valid_until),
   };
 }
