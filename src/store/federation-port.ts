@@ -1,4 +1,4 @@
-// The federation part of the storage port (SPEC 8): organizations, the identities that link an
+// The federation part of the storage port (docs/api.md §Single sign-on): organizations, the identities that link an
 // external account to a user, and the pre-login `flow` sessions that carry OIDC/OAuth state
 // across the round trip to an identity provider. `SessionStore.federation` holds one.
 //
@@ -13,13 +13,13 @@
 import type { FederatedIdentity, FederationProtocol, Organization } from '../domain/organization.ts';
 import type { Session } from '../domain/session.ts';
 
-/** The key prefixes of flows, by protocol (SPEC 8, SPEC 12). */
+/** The key prefixes of flows, by protocol (docs/api.md §Single sign-on). */
 export const FLOW_KEY_PREFIX: Record<FederationProtocol, string> = {
   oidc: 'oidc-session:',
   oauth: 'oauth-session:',
 };
 
-/** The state a login keeps until the provider sends the browser back (SPEC 1 `flow`). */
+/** The state a login keeps until the provider sends the browser back (a `flow`, docs/api.md §Sessions). */
 export interface FlowData {
   orgSlug: string;
   /** The `{provider}` path segment of an OAuth 2.0 flow; null for OIDC. */
@@ -40,7 +40,7 @@ export interface FlowData {
   redirectUri: string;
   /**
    * The uid of an interaction of Tessera's own OpenID provider that waits for this login
-   * (SPEC 8 "Session levels"): the callback then makes only the `idp` session and returns the
+   * (docs/sessions.md): the callback then makes only the `idp` session and returns the
    * browser to /oidc/interaction/<uid>. Absent or null for a direct SSO login.
    */
   oidcInteraction?: string | null;

@@ -1,4 +1,4 @@
-// The OpenID-provider part of the storage port (SPEC 8 "Session levels", SPEC 10 apps):
+// The OpenID-provider part of the storage port (docs/api.md §Platform applications):
 // Tessera's own OIDC provider for the platform's applications (oidc-provider, src/flows/oidc).
 // `SessionStore.oidc` holds one. Three things:
 //

@@ -7,7 +7,7 @@
 //   accounts-port.ts      tenants and users
 //   meta-port.ts          server metadata (signing keys)
 //   coordination-port.ts  counters (throttling) and the feed of session ends
-//   consent-port.ts       consents (SPEC 7.4), reached as `store.consents`
+//   consent-port.ts       consents (docs/api.md §Consent redirects), reached as `store.consents`
 //   federation-port.ts    organizations, linked identities, SSO flows, as `store.federation`
 //   oidc-port.ts          applications and oidc-provider records, as `store.oidc`
 //   audit-port.ts         audit log, live feed, gauges, anomaly history, as `store.audit`
@@ -41,13 +41,13 @@ export interface SessionStore extends SessionsStore, AccountsStore, MetaStore {
   readonly kind: string;
   /** The audit log, its live feed, the active-session gauge and anomaly history: see audit-port.ts. */
   readonly audit: AuditStore;
-  /** Consents of users (SPEC 7.4): see consent-port.ts. */
+  /** Consents of users: see consent-port.ts. */
   readonly consents: ConsentStore;
   /** Banks of tenants and the work queued for them (issue 15): see bank-port.ts. */
   readonly banks: BankStore;
-  /** Organizations, linked identities and SSO flows (SPEC 8): see federation-port.ts. */
+  /** Organizations, linked identities and SSO flows (docs/api.md §Single sign-on): see federation-port.ts. */
   readonly federation: FederationStore;
-  /** Applications, oidc-provider's records, external-session index (SPEC 8 levels): see oidc-port.ts. */
+  /** Applications, oidc-provider's records, external-session index (docs/sessions.md): see oidc-port.ts. */
   readonly oidc: OidcStore;
 
   /** Resolves when the store answers; rejects with StoreUnavailable otherwise. */

@@ -90,7 +90,7 @@ export interface SessionsStore {
    * subtrees too) or refuses (`reject_new`). A `parentHandle` must name a valid session of the
    * same tenant; a child never outlives it (the caller caps `absoluteExpiresAt`) — except a
    * `redirect` child, which keeps its own lifetime so that it outlives a short idle parent
-   * (SPEC 7); ending the parent still ends it.
+   * (docs/api.md §Consent redirects); ending the parent still ends it.
    */
   createSession(session: Session, now: number, limit?: CreateLimit): Promise<CreateSessionResult>;
 
@@ -139,7 +139,7 @@ export interface SessionsStore {
   consumeSession(secretHash: string, now: number): Promise<Session | null>;
 
   /**
-   * Renew-once-after-expiry (SPEC 7.3): when the predecessor has expired, store `successor` and
+   * Renew-once-after-expiry (docs/api.md §Consent redirects, "The session after a return"): when the predecessor has expired, store `successor` and
    * link it, unless a successor was already linked, in which case that one is returned. Many
    * concurrent callers with the same expired predecessor all get the same successor. The caller
    * builds `successor` (its secret derived from the predecessor, so all callers agree on it); it

@@ -45,7 +45,7 @@ local function isValid(k)
 end
 
 -- Endable = not revoked and now before the absolute expiry: valid, or idle-expired and still
--- renewable after a consent return (SPEC 7.3). A revocation makes either final.
+-- renewable after a consent return (docs/api.md §Consent redirects, "The session after a return"). A revocation makes either final.
 local function isEndable(k)
   local v = redis.call('HMGET', k, 'status', 'absoluteExpiresAt')
   if not v[1] or v[1] == 'revoked' then return false end
@@ -191,7 +191,7 @@ return finish({ 'ok', redis.call('HGETALL', skey(handle)), evicted })
 );
 
 /**
- * renew-once-after-expiry (SPEC 7.3). Race closed: several consent returns whose starting session
+ * renew-once-after-expiry (docs/api.md §Consent redirects, "The session after a return"). Race closed: several consent returns whose starting session
  * expired at the bank each creating a new session for the user. The first call links its
  * successor to the predecessor; every later or concurrent call finds the link and gets that
  * same successor.

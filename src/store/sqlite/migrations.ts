@@ -114,7 +114,7 @@ export const migrations: readonly Migration[] = [
   },
   {
     version: 3,
-    description: 'consents of users (AIS/PIS, SPEC 7.4)',
+    description: 'consents of users (AIS/PIS)',
     sql: `
       CREATE TABLE consents (
         id              TEXT PRIMARY KEY,
@@ -133,7 +133,7 @@ export const migrations: readonly Migration[] = [
         payment         TEXT -- JSON, PIS only
       ) STRICT;
       CREATE INDEX consents_by_user ON consents (tenant_id, user_id, created_at, id);
-      -- SPEC 7.4 in the schema: at most one valid AIS consent per user and bank.
+      -- At most one valid AIS consent per user and bank, in the schema (docs/api.md §Consent redirects).
       CREATE UNIQUE INDEX consents_one_valid_ais ON consents (tenant_id, user_id, bank_id)
         WHERE type = 'ais' AND status = 'confirmed';
     `,

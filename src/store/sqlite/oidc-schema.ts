@@ -2,7 +2,7 @@
 // migration in migrations.ts.
 
 export const OIDC_SCHEMA = `
-  -- Applications: OIDC clients of Tessera (SPEC 10). Body: the PlatformApp as JSON, its client
+  -- Applications: OIDC clients of Tessera (docs/api.md §Platform applications). Body: the PlatformApp as JSON, its client
   -- secret sealed.
   CREATE TABLE platform_apps (
     client_id TEXT PRIMARY KEY,
