@@ -35,8 +35,8 @@ export const SESSION_RETENTION_MS = 24 * 3600 * 1000;
 const VALID = "status = 'active' AND expires_at > $2";
 /**
  * What a revocation ends: valid, or idle-expired within the absolute lifetime (still renewable
- * after a consent return, docs/api.md §Consent redirects, "The session after a return") — a revocation makes either final, so no renewal brings it
- * back.
+ * after a consent return, docs/api.md §Consent redirects, "The session after a return") — a
+ * revocation makes either final, so no renewal brings it back.
  */
 const ENDABLE = "status <> 'revoked' AND absolute_expires_at > $2";
 
