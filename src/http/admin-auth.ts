@@ -1,4 +1,4 @@
-// The admin guard (SPEC 10). Two kinds of administrator:
+// The admin guard (docs/api.md §Administration). Two kinds of administrator:
 // - the bootstrap credential `Authorization: Bearer $TESSERA_ADMIN_TOKEN` (compared in constant
 //   time through its hash): platform-wide, every tenant;
 // - a user with the `admin` role, authenticated like any API call (bearer token or cookie with

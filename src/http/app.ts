@@ -122,7 +122,8 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   app.decorateRequest('auth', null);
   app.decorateRequest('admin', null);
   await app.register(fastifyCookie, { secret: new CookieSigner(deriveKey(deps.config.cookieSecret, 'cookie-signing')), hook: 'onRequest' });
-  // Credentialed CORS for exactly the origins in TESSERA_ALLOWED_ORIGINS (SPEC 6); none otherwise.
+  // Credentialed CORS for exactly the origins in TESSERA_ALLOWED_ORIGINS (docs/api.md §Cookie
+  // mode); none otherwise.
   if (deps.config.allowedOrigins.length > 0) {
     await app.register(fastifyCors, {
       origin: deps.config.allowedOrigins,
@@ -164,10 +165,10 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
     return payload;
   });
 
-  // One JSON line per request: the SPEC 3 ids, never a query string, header value or body that
-  // could hold a secret. The line is built here from those fields only, so it skips the root
-  // logger's redaction pass (a twentieth of the session check's CPU time); every other log line
-  // keeps it.
+  // One JSON line per request: the request ids (docs/api.md §Request headers), never a query
+  // string, header value or body that could hold a secret. The line is built here from those fields
+  // only, so it skips the root logger's redaction pass (a twentieth of the session check's CPU
+  // time); every other log line keeps it.
   const requestLog = app.log.child({}, { redact: { paths: [], censor: '' } });
   app.addHook('onResponse', async (request, reply) => {
     // Build the line only when it will be written (the object costs on the hot path).

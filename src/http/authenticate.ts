@@ -1,6 +1,7 @@
 // Authentication of API calls: a bearer userSessionToken (token mode) or the `__Host-sid` cookie
-// (cookie mode), then the SPEC 3 header rules of the tenant's profile, then — for cookie-mode
-// requests that change state — the XSRF token and Origin / Sec-Fetch-Site checks of SPEC 6.
+// (cookie mode), then the header rules of the tenant's profile (docs/api.md §Request headers),
+// then — for cookie-mode requests that change state — the XSRF token and Origin / Sec-Fetch-Site
+// checks of docs/api.md §Cookie mode.
 
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequest, Forbidden, Unauthorized } from '../domain/errors.ts';
@@ -78,7 +79,7 @@ export function forgetTenant(deps: Deps, id: string): void {
   tenantCache.get(deps)?.delete(id);
 }
 
-/** Origin / Sec-Fetch-Site rule of SPEC 6 for state-changing cookie-mode requests. */
+/** The Origin / Sec-Fetch-Site rule for state-changing cookie-mode requests (docs/api.md §Cookie mode). */
 export function checkRequestOrigin(deps: Deps, request: FastifyRequest): void {
   const allowed = new Set([deps.config.publicUrl, ...deps.config.allowedOrigins]);
   const origin = request.headers.origin;
@@ -132,11 +133,11 @@ async function fromCookie(
 /**
  * For the routes that end sessions (logout, "log out everywhere"): when authentication failed
  * with `session_ended`, the cookie session that is past its idle expiry but within its absolute
- * lifetime — the one a pending bank return would still renew (SPEC 7.3) — so that a logout ends
- * it (and its redirect children) instead of leaving it to be renewed. Anything else rethrows
- * `err`. The Origin / Sec-Fetch-Site rule applies; the XSRF token is not asked for, since an
- * expired session's page cannot read one any more (GET /api/v1/session answers 401), and ending
- * a session discloses nothing.
+ * lifetime — the one a pending bank return would still renew (docs/api.md §Consent redirects) — so
+ * that a logout ends it (and its redirect children) instead of leaving it to be renewed. Anything
+ * else rethrows `err`. The Origin / Sec-Fetch-Site rule applies; the XSRF token is not asked for,
+ * since an expired session's page cannot read one any more (GET /api/v1/session answers 401), and
+ * ending a session discloses nothing.
  */
 export async function renewableSessionOf(deps: Deps, request: FastifyRequest, err: unknown): Promise<Session> {
   if (!(err instanceof Unauthorized) || err.code !== 'session_ended' || bearerToken(request) !== null) throw err;

@@ -1,4 +1,5 @@
-// Cookie names and attributes (SPEC 6, 7, 8). Values are signed with the cookie key
+// Cookie names and attributes (docs/api.md §Cookie mode, §Consent redirects, §Single sign-on).
+// Values are signed with the cookie key
 // (COOKIE_SECRET_SIGN_KEY), so a forged or truncated cookie is refused before any store lookup.
 // TESSERA_INSECURE_COOKIES=1 (plain-HTTP development) drops `Secure` and the name prefixes.
 

@@ -1,7 +1,7 @@
-// Cross-cutting hooks of the monitoring (SPEC 9), registered on the root app so they see every
-// route: the client's coarse location on each request (trusted proxy headers or the GeoIP
-// database, see src/audit/location.ts), the request latency histogram, and the per-session
-// request count of the request_rate rule.
+// Cross-cutting hooks of the monitoring (docs/monitoring.md), registered on the root app so they
+// see every route: the client's coarse location on each request (trusted proxy headers or the GeoIP
+// database, see src/audit/location.ts), the request latency histogram, and the per-session request
+// count of the request_rate rule.
 
 import type { FastifyInstance } from 'fastify';
 import type { Location } from '../domain/session.ts';

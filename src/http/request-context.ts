@@ -1,5 +1,5 @@
-// Request context from the SPEC 3 headers: validated, generated when absent, echoed on every
-// response, and carried into logs and audit events.
+// Request context from the request headers (docs/api.md §Request headers): validated, generated
+// when absent, echoed on every response, and carried into logs and audit events.
 
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';

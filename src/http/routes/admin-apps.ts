@@ -1,7 +1,7 @@
-// PUT/GET /api/v1/admin/apps/{clientId} (SPEC 10): a platform application, an OpenID Connect
-// client of Tessera's own provider (/oidc). Redirect URIs, post-logout redirect URIs and the
-// back-channel logout URI must be HTTPS (plain HTTP only on loopback with
-// TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1). The client secret is sealed (AES-256-GCM, key
+// PUT/GET /api/v1/admin/apps/{clientId} (docs/api.md §Platform applications): a platform
+// application, an OpenID Connect client of Tessera's own provider (/oidc). Redirect URIs,
+// post-logout redirect URIs and the back-channel logout URI must be HTTPS (plain HTTP only on
+// loopback with TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1). The client secret is sealed (AES-256-GCM, key
 // `seal-client-secrets`: oidc-provider must compare it) and never returned. Without one the
 // application is a public client (PKCE only, which /oidc requires of every client anyway).
 

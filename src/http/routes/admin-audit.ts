@@ -1,6 +1,7 @@
-// The audit log for operators (SPEC 9, 10): read and filter it, check its hash chains, export it
-// as JSON lines, list anomaly findings, and follow events live (Server-Sent Events). A tenant
-// administrator sees their own tenant only; the platform credential sees every tenant.
+// The audit log for operators (docs/api.md §Audit, metrics and anomalies; docs/monitoring.md): read
+// and filter it, check its hash chains, export it as JSON lines, list anomaly findings, and follow
+// events live (Server-Sent Events). A tenant administrator sees their own tenant only; the platform
+// credential sees every tenant.
 
 import { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
@@ -349,7 +350,8 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
             else end();
           },
           (err: unknown) => {
-            // Cannot tell (the store does not answer): fail closed; the client reconnects and is checked anew.
+            // Cannot tell (the store does not answer): fail closed; the client reconnects and is
+            // checked anew.
             checking = false;
             request.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'live stream ended: the credential could not be checked');
             end();

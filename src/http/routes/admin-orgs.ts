@@ -1,8 +1,8 @@
-// PUT/GET /api/v1/admin/orgs/{slug} (SPEC 10): an organization, its tenant, and its external
-// identity provider — OpenID Connect (issuer, client id and secret; the issuer is discovered when
-// the organization is stored) or a plain OAuth 2.0 provider (endpoints and a mapping of its user
-// document). The client secret is sealed (AES-256-GCM, key `seal-client-secrets`) before it is
-// stored and never returned.
+// PUT/GET /api/v1/admin/orgs/{slug} (docs/api.md §Single sign-on): an organization, its tenant, and
+// its external identity provider — OpenID Connect (issuer, client id and secret; the issuer is
+// discovered when the organization is stored) or a plain OAuth 2.0 provider (endpoints and a
+// mapping of its user document). The client secret is sealed (AES-256-GCM, key
+// `seal-client-secrets`) before it is stored and never returned.
 
 import { Type, type Static } from 'typebox';
 import { discoverOidc, sealClientSecret } from '../../auth/federation/relying-party.ts';

@@ -1,5 +1,5 @@
-// Operators' view of sessions (SPEC 10): list with filters and a cursor, end one, all of a user's,
-// all of a tenant's.
+// Operators' view of sessions (docs/api.md §Administration): list with filters and a cursor, end
+// one, all of a user's, all of a tenant's.
 
 import { Type } from 'typebox';
 import { NotFound } from '../../domain/errors.ts';

@@ -1,5 +1,6 @@
-// Tenants (SPEC 10): provisioning one and reading back the effective object (profile defaults
-// filled in), listing them, deleting one (with `force`, everything of it).
+// Tenants (docs/api.md §Tenants and profiles, §Administration): provisioning one and reading back
+// the effective object (profile defaults filled in), listing them, deleting one (with `force`,
+// everything of it).
 
 import { Type } from 'typebox';
 import { BadRequest, Conflict, NotFound } from '../../domain/errors.ts';

@@ -1,6 +1,6 @@
-// Users of a tenant (SPEC 10): create, list and search, read, update (email, roles, disabled,
-// an administrator's password reset), delete. Passwords are hashed with argon2id; every change is
-// an audit event naming the administrator who made it (`details.actor`).
+// Users of a tenant (docs/api.md §Administration): create, list and search, read, update (email,
+// roles, disabled, an administrator's password reset), delete. Passwords are hashed with argon2id;
+// every change is an audit event naming the administrator who made it (`details.actor`).
 
 import { randomUUID } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';

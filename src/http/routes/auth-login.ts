@@ -1,4 +1,4 @@
-// POST /api/v1/auth/login (SPEC 5 token mode, SPEC 6 cookie mode with `X-Auth-Mode: cookie`).
+// POST /api/v1/auth/login (docs/api.md §Token mode; §Cookie mode with `X-Auth-Mode: cookie`).
 
 import { Type } from 'typebox';
 import { MAX_PASSWORD_LENGTH } from '../../auth/password.ts';

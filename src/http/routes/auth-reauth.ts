@@ -1,4 +1,5 @@
-// POST /api/v1/auth/reauth: step-up after an anomaly (SPEC 9, tenant anomalyPolicy `reauth`).
+// POST /api/v1/auth/reauth: step-up after an anomaly (docs/monitoring.md §4, tenant anomalyPolicy
+// `reauth`).
 // A session marked for re-authentication answers 401 `reauth_required` everywhere else; here the
 // user proves their password again and the mark goes (src/flows/password.ts: throttled like login,
 // a wrong password is a `login.failed` event with reason `reauth_failed`).

@@ -1,7 +1,7 @@
-// Consents and consent redirects (SPEC 7, issue 15): the tenant's banks, start an AIS consent or
-// a payment (each with its own redirect to the bank and its own `__Secure-rid` cookie), read and
-// withdraw consents, the accounts read at the bank, and the return from the bank. In demo mode
-// also the demo pages (demo-pages.ts).
+// Consents and consent redirects (docs/api.md §Consent redirects): the tenant's banks, start an AIS
+// consent or a payment (each with its own redirect to the bank and its own `__Secure-rid` cookie),
+// read and withdraw consents, the accounts read at the bank, and the return from the bank. In demo
+// mode also the demo pages (demo-pages.ts).
 
 import { Type } from 'typebox';
 import { BANK_ID_PATTERN, CONSENT_ID_PATTERN, effectiveConsentStatus, type Consent, type ConsentType, type Payment } from '../../domain/consent.ts';

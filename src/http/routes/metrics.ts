@@ -1,6 +1,6 @@
-// GET /metrics: Prometheus text format (SPEC 9, 13). See src/audit/metrics.ts for what is counted
-// and how the active-session gauge stays right across processes. Like /healthz it needs no
-// credential; expose it to the scraper's network only.
+// GET /metrics: Prometheus text format (docs/monitoring.md §3). See src/audit/metrics.ts for what
+// is counted and how the active-session gauge stays right across processes. Like /healthz it needs
+// no credential; expose it to the scraper's network only.
 
 import type { App, Deps } from '../deps.ts';
 

@@ -1,4 +1,5 @@
-// Tessera's OpenID provider for platform applications (SPEC 8 "Session levels"):
+// Tessera's OpenID provider for platform applications (docs/api.md §Platform applications,
+// docs/sessions.md):
 //
 //   ALL  /oidc/*                       oidc-provider (discovery, auth, token, userinfo, jwks,
 //                                      session/end, revocation), mounted as a raw route
@@ -71,7 +72,8 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
   const { provider, issuer, stop } = await createOidcProvider(deps);
   const publicUrl = new URL(deps.config.publicUrl);
   app.addHook('onClose', async () => stop());
-  // A path or method oidc-provider has no route for: a problem document, not Koa's text "Not Found".
+  // A path or method oidc-provider has no route for: a problem document, not Koa's text "Not
+  // Found".
   provider.use(async (ctx, next) => {
     await next();
     if ((ctx as { oidc?: { route?: string } }).oidc?.route === undefined && (ctx.status === 404 || ctx.status === 405) && !ctx.headerSent) {
@@ -118,8 +120,8 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
       const reasons = details.prompt.name === 'login' ? details.prompt.reasons : [];
       const reauthenticate = reasons.includes('login_prompt') || reasons.includes('max_age');
       if (idp && (!reauthenticate || idp.data.oidcInteraction === details.uid)) {
-        // Flow 3 of source 003: signed in at Tessera already; the application gets its session
-        // without the browser leaving Tessera.
+        // Flow 3 of docs/sessions.md: signed in at Tessera already; the application gets its
+        // session without the browser leaving Tessera.
         await touchIdpSession(deps, idp, now);
         reply.hijack();
         await provider.interactionFinished(
@@ -193,7 +195,8 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
       }
       let claims: JWTPayload;
       try {
-        // An app may log out after its ID token expired: lifetime is not checked, everything else is.
+        // An app may log out after its ID token expired: lifetime is not checked, everything else
+        // is.
         ({ payload: claims } = await jwtVerify(hint, ownJwks, { issuer, audience: clientId, clockTolerance: 14 * 86400 }));
       } catch {
         throw new BadRequest('invalid_id_token_hint', 'id_token_hint is not an ID token Tessera issued to this application.');

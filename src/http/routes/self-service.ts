@@ -1,5 +1,5 @@
-// The user's own sessions (SPEC 6): the current one, the list, ending one or all others, and
-// changing the password.
+// The user's own sessions (docs/api.md §Cookie mode): the current one, the list, ending one or all
+// others, and changing the password.
 
 import { Type } from 'typebox';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../auth/password.ts';

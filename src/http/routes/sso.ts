@@ -1,4 +1,5 @@
-// Single sign-on through an organization's external identity provider (SPEC 8.1–8.4):
+// Single sign-on through an organization's external identity provider (docs/api.md §Single
+// sign-on):
 //
 //   GET  /api/v1/sso/oidc/login?orgSlug=&callbackPort=&isAdminLogin=
 //   GET  /api/v1/sso/oidc/callback
@@ -7,7 +8,8 @@
 //   POST /api/v1/sso/token                      { token } (+ X-Auth-Mode: cookie)
 //   GET  /login/sso?token=                      the page that redeems the token in a browser
 //
-// Logins and callbacks are top-level browser navigations (SPEC 3: exempt from the header rule);
+// Logins and callbacks are top-level browser navigations (exempt from the header rule,
+// docs/api.md §Request headers);
 // their errors are an HTML page for a browser and problem+json otherwise. The flows themselves
 // live in src/flows/sso.
 
