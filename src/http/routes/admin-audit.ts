@@ -350,8 +350,7 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
             else end();
           },
           (err: unknown) => {
-            // Cannot tell (the store does not answer): fail closed; the client reconnects and is
-            // checked anew.
+            // Cannot tell (the store does not answer): fail closed; the client reconnects and is checked anew.
             checking = false;
             request.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'live stream ended: the credential could not be checked');
             end();

@@ -165,8 +165,7 @@ export async function authTokenRoutes(app: App, deps: Deps): Promise<void> {
           const c = found.claims;
           return { active: true, token_type: 'Bearer', sub: c.sub, tid: c.tid, sid: c.sid, scope: c.scope, iss: c.iss, exp: c.exp, iat: c.iat };
         }
-        // A refresh token: not an access token, so no token_type (RFC 7662 §2.2 names access token
-        // types).
+        // A refresh token: not an access token, so no token_type (RFC 7662 §2.2 names access token types).
         return {
           active: true,
           sub: s.userId ?? undefined,

@@ -72,8 +72,7 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
   const { provider, issuer, stop } = await createOidcProvider(deps);
   const publicUrl = new URL(deps.config.publicUrl);
   app.addHook('onClose', async () => stop());
-  // A path or method oidc-provider has no route for: a problem document, not Koa's text "Not
-  // Found".
+  // A path or method oidc-provider has no route for: a problem document, not Koa's text "Not Found".
   provider.use(async (ctx, next) => {
     await next();
     if ((ctx as { oidc?: { route?: string } }).oidc?.route === undefined && (ctx.status === 404 || ctx.status === 405) && !ctx.headerSent) {
@@ -195,8 +194,7 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
       }
       let claims: JWTPayload;
       try {
-        // An app may log out after its ID token expired: lifetime is not checked, everything else
-        // is.
+        // An app may log out after its ID token expired: lifetime is not checked, everything else is.
         ({ payload: claims } = await jwtVerify(hint, ownJwks, { issuer, audience: clientId, clockTolerance: 14 * 86400 }));
       } catch {
         throw new BadRequest('invalid_id_token_hint', 'id_token_hint is not an ID token Tessera issued to this application.');
