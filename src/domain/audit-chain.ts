@@ -1,7 +1,7 @@
-// The audit log's hash chain (SPEC 9): every tenant has its own chain; each record carries the
-// hash of the one before it, and its own hash covers its content and that link. Editing a record
-// breaks its own hash; deleting one leaves a gap in the sequence numbers and a broken link; a
-// record deleted at the end is caught against the head the store keeps next to the chain.
+// The audit log's hash chain (docs/monitoring.md §2): every tenant has its own chain; each record
+// carries the hash of the one before it, and its own hash covers its content and that link. Editing
+// a record breaks its own hash; deleting one leaves a gap in the sequence numbers and a broken
+// link; a record deleted at the end is caught against the head the store keeps next to the chain.
 //
 // Pure: the adapters call `chainRecord` inside their atomic append (SQLite transaction, Redis
 // compare-and-set script), and `ChainVerifier` checks a chain record by record, oldest first.

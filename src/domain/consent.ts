@@ -1,5 +1,6 @@
-// Bank consents of SPEC 7.4: pure data and pure rules. A consent belongs to the user, not to the
-// session that asked for it, so it outlives that session and every tab sees it.
+// Bank consents (docs/api.md §Consent redirects, "Consent rules"): pure data and pure rules. A
+// consent belongs to the user, not to the session that asked for it, so it outlives that session
+// and every tab sees it.
 //
 // Rules:
 // - AIS (account information): at most one valid (`confirmed`) consent per user and bank.
@@ -168,9 +169,9 @@ export type Settlement =
   | { outcome: 'expired'; consent: Consent };
 
 /**
- * Settles a pending consent (SPEC 7.3/7.4). `current` are the user's other consents that the
- * decision may affect (a store passes at least the confirmed AIS consent for the same bank).
- * Pure: returns the new records; the store writes them in one atomic step.
+ * Settles a pending consent (docs/api.md §Consent redirects). `current` are the user's other
+ * consents that the decision may affect (a store passes at least the confirmed AIS consent for the
+ * same bank). Pure: returns the new records; the store writes them in one atomic step.
  */
 export function settleConsent(
   consent: Consent,

@@ -1,6 +1,6 @@
-// Organizations and their external identity providers (SPEC 8, SPEC 10), and the identities
-// that link an account at such a provider to a Tessera user. Pure: shapes, the mapping of a
-// provider's user document to a profile, and the id a federated user gets.
+// Organizations and their external identity providers (docs/api.md §Single sign-on), and the
+// identities that link an account at such a provider to a Tessera user. Pure: shapes, the mapping
+// of a provider's user document to a profile, and the id a federated user gets.
 
 import { createHash } from 'node:crypto';
 

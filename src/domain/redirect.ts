@@ -1,6 +1,6 @@
-// Consent redirects of SPEC 7: the `redirect` child session that carries one consent to the bank
-// and back, and the rule for the session a return leaves the browser with. Pure: the secrets are
-// passed in (the HTTP layer derives them), the time is `now`.
+// Consent redirects (docs/api.md §Consent redirects): the `redirect` child session that carries one
+// consent to the bank and back, and the rule for the session a return leaves the browser with.
+// Pure: the secrets are passed in (the HTTP layer derives them), the time is `now`.
 
 import { hashSecret, newHandle } from './secrets.ts';
 import { issueSession, type Device, type Lifetime, type Session } from './session.ts';
@@ -32,10 +32,10 @@ export interface NewRedirectInput {
 }
 
 /**
- * The `redirect` session of one consent. Its lifetime is its own (SPEC 1: 20 min absolute), not
- * capped by the parent's short idle expiry: the user may stay at the bank longer than the app
- * session lives, and the return must still be recognised. Ending the parent (logout, revocation)
- * still ends it, because ending a session ends its subtree.
+ * The `redirect` session of one consent. Its lifetime is its own (docs/api.md §Sessions: 20 min
+ * absolute), not capped by the parent's short idle expiry: the user may stay at the bank longer
+ * than the app session lives, and the return must still be recognised. Ending the parent (logout,
+ * revocation) still ends it, because ending a session ends its subtree.
  */
 export function issueRedirectSession(input: NewRedirectInput, now: number) {
   const { parent } = input;
@@ -72,10 +72,11 @@ export interface SuccessorInput {
 }
 
 /**
- * The session that replaces an expired app session after a consent return (SPEC 7.3), or null
- * when the predecessor must not be renewed: it was revoked, or its absolute lifetime is over (a
- * renewal bridges an idle expiry while the user was at the bank; it never extends the absolute
- * lifetime of the original login, so the successor is capped at the predecessor's absolute expiry).
+ * The session that replaces an expired app session after a consent return (docs/api.md §Consent
+ * redirects, "The session after a return"), or null when the predecessor must not be renewed: it
+ * was revoked, or its absolute lifetime is over (a renewal bridges an idle expiry while the user
+ * was at the bank; it never extends the absolute lifetime of the original login, so the successor
+ * is capped at the predecessor's absolute expiry).
  */
 export function buildSuccessorSession(input: SuccessorInput, now: number): Session | null {
   const p = input.predecessor;

@@ -1,4 +1,5 @@
-// The request headers of SPEC 3 and the rule of which are required when (SPEC 2 profiles).
+// The request headers and the rule of which are required when, by the tenant's profile
+// (docs/api.md §Request headers, §Tenants and profiles).
 // Pure: the HTTP layer reads the raw headers and asks these functions.
 
 import type { Profile } from './tenant.ts';
@@ -33,7 +34,7 @@ export type Requirement = 'login' | 'authenticated';
 
 /**
  * The headers a request must carry, by the tenant's profile. Integration: X-Tenant-ID on login;
- * the rest optional. Production: X-Tenant-ID on login, and all of SPEC 3 on every authenticated
+ * the rest optional. Production: X-Tenant-ID on login, and all of them on every authenticated
  * API call (the credential itself — bearer or cookie — is checked by authentication).
  */
 export function requiredHeaders(profile: Profile, requirement: Requirement): TraceHeader[] {

@@ -1,4 +1,4 @@
-// The session tree of SPEC 1: pure data and pure rules. No I/O, no clock of its own:
+// The session tree (docs/api.md §Sessions): pure data and pure rules. No I/O, no clock of its own:
 // every function that needs the time is handed `now` (milliseconds since the epoch).
 
 import { newHandle, newSecret, hashSecret } from './secrets.ts';
@@ -77,7 +77,7 @@ export interface Lifetime {
   absolute: number;
 }
 
-/** Defaults of SPEC 1 (seconds). A tenant may override every one of them. */
+/** The defaults of docs/api.md §Sessions (seconds). A tenant may override every one of them. */
 export const DEFAULT_LIFETIMES: Record<SessionKind, Lifetime> = {
   idp: { idle: 3600, absolute: 12 * 3600 },
   app: { idle: 900, absolute: 12 * 3600 },

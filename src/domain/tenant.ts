@@ -1,5 +1,5 @@
-// Tenants and their profiles (SPEC 2, SPEC 10). Pure: defaults and the merge of a partial
-// tenant object into the effective one.
+// Tenants and their profiles (docs/api.md §Tenants and profiles). Pure: defaults and the merge of a
+// partial tenant object into the effective one.
 
 import type { Lifetime, SessionKind } from './session.ts';
 
@@ -15,7 +15,7 @@ export type LimitPolicy = (typeof LIMIT_POLICIES)[number];
 export const ANOMALY_POLICIES = ['record', 'reauth', 'revoke'] as const;
 export type AnomalyPolicy = (typeof ANOMALY_POLICIES)[number];
 
-/** Seconds, as in the SPEC 10 tenant object. */
+/** Seconds, as in the tenant object of docs/api.md §Tenants and profiles. */
 export interface TenantLifetimes {
   token: number;
   appIdle: number;
@@ -41,8 +41,8 @@ export interface Tenant {
   sessionLimit: SessionLimit;
   anomalyPolicy: AnomalyPolicy;
   /**
-   * Where the return from a bank's consent UI sends the browser (SPEC 7.3, 303): an absolute
-   * http(s) URL or a path on Tessera. null: the demo page (`/demo/`).
+   * Where the return from a bank's consent UI sends the browser (303, docs/api.md §Consent
+   * redirects): an absolute http(s) URL or a path on Tessera. null: the demo page (`/demo/`).
    */
   consentReturnUrl: string | null;
   createdAt: number;

@@ -1,5 +1,6 @@
-// Users (SPEC 10). The password hash is argon2id (computed in src/auth/password.ts); this module
-// only holds the shape and the email normalisation that makes (tenant, email) unique.
+// Users (docs/api.md §Administration). The password hash is argon2id (computed in
+// src/auth/password.ts); this module only holds the shape and the email normalisation that makes
+// (tenant, email) unique.
 
 export interface User {
   id: string;
