@@ -1,4 +1,4 @@
-// Consent redirects in several tabs of one browser (SPEC 7, source 000).
+// Consent redirects in several tabs of one browser (docs/api.md §Consent redirects).
 //
 // Start: a cookie session asks for a consent. Tessera asks the bank first (Berlin Group: POST
 // /v1/consents or /v1/payments/sepa-credit-transfers, with the return URL as TPP-Redirect-URI);
@@ -11,7 +11,8 @@
 // not carry the SameSite=Strict session cookie but does carry the Lax redirect cookie. The
 // return consumes the redirect session (single use), settles the consent with the status the bank
 // reports (never the query string; asked again a few times while not final), and then applies
-// SPEC 7.3 to the session that started it: still valid → nothing to do; expired → one successor,
+// the rule of docs/api.md §Consent redirects ("The session after a return") to the session that
+// started it: still valid → nothing to do; expired → one successor,
 // the same for every return from that predecessor (renewAfterExpiry, with the successor's secret
 // derived from the predecessor's handle so that every racing return sets the same cookie).
 
@@ -206,9 +207,10 @@ export async function returnFromRedirect(
 const MAX_RENEWAL_CHAIN = 5;
 
 /**
- * SPEC 7.3: the session the browser is left with after a return whose redirect was started by
- * `parentHandle`. If that session expired and was already renewed, the renewal is followed
- * (and, should the successor have expired in turn, renewed once more in the same way).
+ * docs/api.md §Consent redirects, "The session after a return": the session the browser is left
+ * with after a return whose redirect was started by `parentHandle`. If that session expired and was
+ * already renewed, the renewal is followed (and, should the successor have expired in turn, renewed
+ * once more in the same way).
  */
 async function sessionAfterReturn(
   deps: Deps,

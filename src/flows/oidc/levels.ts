@@ -1,4 +1,4 @@
-// Session levels (SPEC 1, SPEC 8 "Session levels", source 003): Tessera's `idp` session, held in
+// Session levels (docs/sessions.md, docs/api.md §Sessions): Tessera's `idp` session, held in
 // its own cookie (`__Host-idp`, SameSite=Lax so that an application's top-level redirect to
 // /oidc/auth carries it), decides whether credentials are asked again; each application that
 // signs in through /oidc gets an `app` session below it (clientId = the application). An `app`
@@ -74,7 +74,7 @@ export async function touchIdpSession(deps: Deps, idp: Session, now: number): Pr
 /**
  * The application's `app` session under `idp`: the valid one with the same oidc-provider `sid`,
  * or a new one (first sign-in to this application, or the previous one expired: re-created
- * silently, SPEC 1).
+ * silently, docs/api.md §Sessions).
  */
 export async function ensureAppSession(deps: Deps, idp: Session, clientId: string, oidcSid: string, now: number, origin?: Origin): Promise<{ session: Session; created: boolean }> {
   const existing = await deps.store.listSessions({ tenantId: idp.tenantId, userId: idp.userId as string, kind: 'app', status: 'active', now, limit: 500 });

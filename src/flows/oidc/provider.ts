@@ -1,6 +1,6 @@
-// Tessera's OpenID provider for the platform's own applications (SPEC 8 "Session levels"): the
-// `oidc-provider` package is the protocol engine (discovery, authorization code + PKCE, token,
-// userinfo, JWKS, RP-initiated logout); Tessera supplies what it stands on:
+// Tessera's OpenID provider for the platform's own applications (docs/api.md §Platform
+// applications): the `oidc-provider` package is the protocol engine (discovery, authorization code
+// + PKCE, token, userinfo, JWKS, RP-initiated logout); Tessera supplies what it stands on:
 //
 // - storage: the adapter below, over `SessionStore.oidc` (SQLite or Redis), and the `Client`
 //   model read from the applications registered by PUT /api/v1/admin/apps/{clientId};
@@ -144,8 +144,8 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
   const cookieKey = keyedDigest(deriveKey(deps.config.cookieSecret, 'cookie-signing'), 'oidc-provider-cookies');
 
   const policy = interactionPolicy.base();
-  // Tessera's idp session decides whether the person is signed in (source 003): oidc-provider's
-  // own session counts only while an idp session of the same user is valid.
+  // Tessera's idp session decides whether the person is signed in (docs/sessions.md):
+  // oidc-provider's own session counts only while an idp session of the same user is valid.
   policy.get('login')!.checks.add(
     new interactionPolicy.Check('tessera_idp_session', 'Tessera has no valid idp session for this user', async (ctx) => {
       const app = ctx.oidc.client ? await deps.store.oidc.getApp(ctx.oidc.client.clientId) : null;

@@ -1,5 +1,5 @@
-// Finishing an SSO login (SPEC 8.2, 8.4): GET /api/v1/sso/oidc/callback and
-// GET /api/v1/sso/oauth/{provider}/callback. The steps, in order:
+// Finishing an SSO login (docs/api.md §Single sign-on, steps 2 and 4): GET
+// /api/v1/sso/oidc/callback and GET /api/v1/sso/oauth/{provider}/callback. The steps, in order:
 //
 //   check_state      the state names a flow bound to this browser's `flow` cookie; the flow is
 //                    consumed in the same atomic step (single use: of two racing callbacks one
@@ -286,7 +286,7 @@ async function mustUser(deps: Deps, tenantId: string, userId: string): Promise<U
   return u;
 }
 
-/** check_admin: an admin login is for admins only (SPEC 8.4 isAdminLogin); a disabled user signs in nowhere. */
+/** check_admin: an admin login (`isAdminLogin`) is for admins only; a disabled user signs in nowhere. */
 function checkAdmin(flow: FlowRecord, user: User): void {
   if (user.disabled === true) throw new Forbidden('user_disabled', 'This account is disabled; ask an administrator.');
   if (flow.data.isAdminLogin && !user.roles.includes('admin')) {

@@ -1,6 +1,6 @@
-// POST /api/v1/sso/token (SPEC 8.3): the one-time token of a finished SSO login, exchanged once
-// (within 60 s) for the app session that the callback created — as a token pair (token mode) or
-// as the session cookie (cookie mode), like a password login.
+// POST /api/v1/sso/token (docs/api.md §Single sign-on, step 3): the one-time token of a finished
+// SSO login, exchanged once (within 60 s) for the app session that the callback created — as a
+// token pair (token mode) or as the session cookie (cookie mode), like a password login.
 //
 // The token is bound to whoever started the login (against login CSRF, where an attacker hands
 // the victim a token of the attacker's own login): in cookie mode the browser must present the

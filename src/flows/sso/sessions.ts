@@ -1,6 +1,7 @@
-// The sessions a finished SSO login creates (SPEC 8.2, SPEC 1): an `idp` session (the platform
-// identity-provider session), an `app` session below it, and a one-time token (a single-use
-// `flow` session, 60 s) that the browser or the command line exchanges for the app session.
+// The sessions a finished SSO login creates (docs/api.md §Single sign-on, §Sessions): an `idp`
+// session (the platform identity-provider session), an `app` session below it, and a one-time token
+// (a single-use `flow` session, 60 s) that the browser or the command line exchanges for the app
+// session.
 //
 // The app session's secret is derived from the one-time token (HMAC with the `sso-session` key),
 // so redeeming the token in cookie mode can hand the browser that secret as its cookie without
@@ -35,10 +36,10 @@ export function appSecretOf(deps: Pick<Deps, 'keys'>, token: string): string {
 }
 
 /**
- * The `idp` session of a finished SSO login (SPEC 1: 1 h idle / 12 h absolute by default), and
- * the index from the external provider's session (issuer + sid, issuer + subject) to it, so that
- * a back-channel logout from that provider can end it. `secret` is its cookie value (`__Host-idp`)
- * when the login was for Tessera's own OpenID provider.
+ * The `idp` session of a finished SSO login (docs/api.md §Sessions: 1 h idle / 12 h absolute by
+ * default), and the index from the external provider's session (issuer + sid, issuer + subject) to
+ * it, so that a back-channel logout from that provider can end it. `secret` is its cookie value
+ * (`__Host-idp`) when the login was for Tessera's own OpenID provider.
  */
 export async function createIdpSession(
   deps: Deps,

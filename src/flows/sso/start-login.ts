@@ -1,5 +1,5 @@
-// Starting an SSO login (SPEC 8.1, 8.4): GET /api/v1/sso/oidc/login and
-// GET /api/v1/sso/oauth/{provider}/login.
+// Starting an SSO login (docs/api.md §Single sign-on, steps 1 and 4): GET /api/v1/sso/oidc/login
+// and GET /api/v1/sso/oauth/{provider}/login.
 //
 // One flow session per login attempt, keyed by its state, so that several logins in several tabs
 // of one browser never clobber each other (the "state mismatch with two tabs" bug of a flow kept

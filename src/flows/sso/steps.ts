@@ -14,9 +14,9 @@ import type { Tenant } from '../../domain/tenant.ts';
 import type { Coordination } from '../../store/coordination-port.ts';
 import type { FlowData, FlowRecord } from '../../store/federation-port.ts';
 
-/** SPEC 8.3: the one-time token lives 60 s and is used once. */
+/** docs/api.md §Single sign-on, step 3: the one-time token lives 60 s and is used once. */
 export const SSO_TOKEN_LIFETIME_S = 60;
-/** SPEC 8.1: a flow lives 10 minutes; a tenant may shorten it, never lengthen it. */
+/** A flow lives at most 10 minutes; a tenant may shorten it (docs/api.md §Single sign-on). */
 export const MAX_FLOW_LIFETIME_S = 600;
 
 /**
