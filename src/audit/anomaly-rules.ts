@@ -1,5 +1,5 @@
-// The anomaly rules of SPEC 9, each a pure function of plain data with a documented threshold.
-// No clock, no store: the caller passes the user's history, the observation and `now`.
+// The anomaly rules of docs/monitoring.md §4, each a pure function of plain data with a documented
+// threshold. No clock, no store: the caller passes the user's history, the observation and `now`.
 // docs/monitoring.md lists the thresholds and the environment variables that change them.
 //
 // | reason               | fires when                                                              |
@@ -37,7 +37,7 @@ export const ANOMALY_REASONS = [
 ] as const;
 export type AnomalyReason = (typeof ANOMALY_REASONS)[number];
 
-/** What the tenant's policy did about a finding (SPEC 10 `anomalyPolicy`). */
+/** What the tenant's policy did about a finding (the tenant's `anomalyPolicy`). */
 export type AnomalyAction = AnomalyPolicy;
 
 export interface Finding {
@@ -196,8 +196,9 @@ export function evaluateLogin(history: UserHistory, o: LoginObservation, active:
 }
 
 /**
- * What the tenant's policy does about a finding. Integration tenants only record (SPEC 2).
- * Refresh-token reuse has always ended the session family already (SPEC 5), whatever the policy.
+ * What the tenant's policy does about a finding. Integration tenants only record (docs/api.md
+ * §Tenants and profiles). Refresh-token reuse has always ended the session family already
+ * (docs/api.md §Token mode), whatever the policy.
  */
 export function actionFor(tenant: Pick<Tenant, 'profile' | 'anomalyPolicy'>, reason: AnomalyReason): AnomalyAction {
   if (reason === 'refresh_token_reuse') return 'revoke';

@@ -1,5 +1,6 @@
 // `tessera audit verify [--tenant <id>]` and `tessera audit export --tenant <id> [--from] [--to]`
-// (SPEC 13): the same checks as GET /api/v1/admin/audit/verify, against the configured store.
+// (docs/monitoring.md §2): the same checks as GET /api/v1/admin/audit/verify, against the
+// configured store.
 
 import { parseArgs } from 'node:util';
 import type { AuditStore } from '../store/audit-port.ts';

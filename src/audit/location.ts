@@ -1,6 +1,7 @@
-// Where a request comes from, coarsely (SPEC 9): from location headers set by a trusted proxy,
-// or from a MaxMind-format database looked up by the client's IP. Without either Tessera does
-// not guess: locations stay unknown and the location rules stay silent (/readyz says so).
+// Where a request comes from, coarsely (docs/monitoring.md §5): from location headers set by a
+// trusted proxy, or from a MaxMind-format database looked up by the client's IP. Without either
+// Tessera does not guess: locations stay unknown and the location rules stay silent (/readyz says
+// so).
 //
 // Headers count only when the connection comes from an address in TESSERA_TRUSTED_PROXIES (the
 // same list that lets Fastify take the client IP from X-Forwarded-For); anyone else could write

@@ -1,4 +1,4 @@
-// Prometheus metrics (SPEC 9) with prom-client, one registry per Tessera instance.
+// Prometheus metrics (docs/monitoring.md §3) with prom-client, one registry per Tessera instance.
 //
 // Counters and histograms count what this process saw: each lifecycle event is emitted once,
 // by the process that caused it, so summing over processes (PromQL `sum`) gives the totals.

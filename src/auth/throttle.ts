@@ -1,5 +1,6 @@
-// Login throttling (SPEC 5; OWASP Authentication and Credential Stuffing cheat sheets). Failed
-// password attempts are counted in windows shared by every Tessera process (store counters):
+// Login throttling (docs/api.md §Token mode, error `login_throttled`; docs/security.md; OWASP
+// Authentication and Credential Stuffing cheat sheets). Failed password attempts are counted in
+// windows shared by every Tessera process (store counters):
 //  - per account *and client address* (5 in 15 min): a stranger's wrong guesses lock out the
 //    stranger's address, not the owner on their own device;
 //  - per account from any address (30 in 15 min): bounds guessing spread over many addresses;

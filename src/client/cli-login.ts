@@ -1,4 +1,5 @@
-// `tessera login --org acme`: single sign-on from a terminal (SPEC 8.2, the command-line case).
+// `tessera login --org acme`: single sign-on from a terminal (docs/api.md §Single sign-on, the
+// command-line case).
 //
 // 1. Opens a listener on 127.0.0.1 (a free port unless --port says otherwise), and makes a
 //    verifier and a listener state (256 bits each).

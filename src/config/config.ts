@@ -1,6 +1,6 @@
-// Configuration (SPEC 13): one typed object, parsed and validated once at start from the
-// environment. Every error names the variable that is wrong; the CLI prints it on one line and
-// exits with code 2.
+// Configuration (docs/api.md §Configuration and operation; the variables: README): one typed
+// object, parsed and validated once at start from the environment. Every error names the variable
+// that is wrong; the CLI prints it on one line and exits with code 2.
 
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';

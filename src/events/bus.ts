@@ -8,7 +8,7 @@
 // emits exactly one `session.revoked` (with `details.reason`, e.g. `consumed` for single-use
 // sessions) or `session.expired`. Use `sessionEvent` for session events: it fills the kind and
 // the session's start. Requests attach where they came from with `emit(deps, event, origin)`:
-// the SPEC 3 headers, IP, user agent and location.
+// the request headers (docs/api.md §Request headers), IP, user agent and location.
 
 import type { Location, Session } from '../domain/session.ts';
 
@@ -91,7 +91,7 @@ export function sessionEvent(
   return { type, time, tenantId: s.tenantId, userId: s.userId, sessionHandle: s.handle, kind: s.kind, startedAt: s.createdAt, details };
 }
 
-/** Where an action came from, for its events (SPEC 9: the six headers, IP, user agent, location). */
+/** Where an action came from, for its events (docs/monitoring.md §1). */
 export interface Origin {
   headers: EventHeaders;
   ip: string | null;

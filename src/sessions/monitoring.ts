@@ -1,4 +1,4 @@
-// The consumers of the event pipeline, and the anomaly policy in action (SPEC 9):
+// The consumers of the event pipeline, and the anomaly policy in action (docs/monitoring.md):
 // - every event on the bus goes to the audit pipeline (metrics, then the hash-chained log);
 // - new `app` sessions are screened against the user's history (src/audit/anomaly-rules.ts)
 //   before the login answers, so a `reauth` mark or a revocation holds from the first request;

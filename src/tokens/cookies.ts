@@ -1,6 +1,6 @@
-// Cookie values signed with the cookie key, and cookie names (SPEC 6, 7, 8): below HTTP so that
-// flows (the idp cookie of /oidc) use them without importing src/http. Setting and reading
-// cookies on a request stays in src/http/cookies.ts.
+// Cookie values signed with the cookie key, and cookie names (docs/api.md §Cookie mode, §Consent
+// redirects, §Single sign-on): below HTTP so that flows (the idp cookie of /oidc) use them without
+// importing src/http. Setting and reading cookies on a request stays in src/http/cookies.ts.
 
 import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Config } from '../config/config.ts';

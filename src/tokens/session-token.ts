@@ -1,6 +1,6 @@
-// The userSessionToken (SPEC 5): a JWT signed with EdDSA (Ed25519), header `kid`, claims
-// iss, sub, tid, sid, scope, iat, exp, jti. Ed25519 signatures are deterministic, so signing the
-// same claims again yields the same token — which is how a refresh inside the grace window
+// The userSessionToken (docs/api.md §Token mode): a JWT signed with EdDSA (Ed25519), header `kid`,
+// claims iss, sub, tid, sid, scope, iat, exp, jti. Ed25519 signatures are deterministic, so signing
+// the same claims again yields the same token — which is how a refresh inside the grace window
 // returns the very same pair.
 
 import { createHash } from 'node:crypto';

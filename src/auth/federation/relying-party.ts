@@ -91,7 +91,8 @@ export async function discoverOidc(
   try {
     config = await oidc.discovery(new URL(settings.issuer), settings.clientId, undefined, clientAuth(clientSecret, settings.tokenEndpointAuthMethod), {
       // openid-client trusts an ID token from the token endpoint on the strength of TLS alone;
-      // SPEC 8.2 asks for its signature to be checked (and in development there is no TLS).
+      // docs/api.md §Single sign-on (step 2) asks for its signature to be checked (and in
+      // development there is no TLS).
       execute: insecure ? [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks] : [oidc.enableNonRepudiationChecks],
       timeout: PROVIDER_TIMEOUT_S,
       [oidc.customFetch]: guardedFetch(outbound),
