@@ -76,7 +76,7 @@ describe('embedded first start', () => {
     expect(r.status).toBe(200);
   });
 
-  it('writes one JSON line per request with the SPEC 3 ids and no secret', async () => {
+  it('writes one JSON line per request with the request ids and no secret', async () => {
     const token = readFileSync(join(dir, 'data', 'admin-token'), 'utf8').trim();
     await fetch(`${server.url}/api/v1/admin/users`, {
       method: 'POST',

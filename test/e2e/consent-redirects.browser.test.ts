@@ -1,5 +1,5 @@
-// The story of source 000 in a real browser (Debian's Chromium through playwright-core), against
-// Tessera as a real process in demo mode:
+// The story of docs/api.md §Consent redirects in a real browser (Debian's Chromium through
+// playwright-core), against Tessera as a real process in demo mode:
 //
 //   two tabs of one browser share one session cookie; tab A starts an AIS consent and goes to the
 //   bank; tab B keeps working and starts a payment, and goes to the bank too; the short session

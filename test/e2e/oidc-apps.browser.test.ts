@@ -1,6 +1,7 @@
-// The four flows of source 003 in Debian's Chromium (playwright-core): two example applications
-// using the Tessera plugin (test/support/platform-app.ts), Tessera as their OpenID provider, and
-// an external `oidc-provider` (test/support/oidc-idp.ts) as the organization's provider.
+// The four flows of docs/sessions.md in Debian's Chromium (playwright-core): two example
+// applications using the Tessera plugin (test/support/platform-app.ts), Tessera as their OpenID
+// provider, and an external `oidc-provider` (test/support/oidc-idp.ts) as the organization's
+// provider.
 //
 //   1. no session anywhere              credentials at the external provider
 //   3. an idp session                   the second application signs in without leaving Tessera

@@ -47,7 +47,7 @@ describe.each(storeChoices())('admin API on %s', (store) => {
     expect(r.statusCode, r.body).toBe(200);
     return r.json() as Login;
   }
-  /** A bearer login's headers; the platform tenant is production, so all SPEC 3 headers go along. */
+  /** A bearer login's headers; the platform tenant is production, so all the request headers go along. */
   function as(l: Login, tenantId: string) {
     return {
       authorization: `Bearer ${l.userSessionToken}`,

@@ -1,5 +1,5 @@
-// Administrators (SPEC 10): the bootstrap credential acts on every tenant; a user with the admin
-// role acts on their own tenant only; a user without it is refused.
+// Administrators (docs/api.md §Administration): the bootstrap credential acts on every tenant; a
+// user with the admin role acts on their own tenant only; a user without it is refused.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admin, provision, startTestServer, uniqueTenant, type TestServer } from '../support/harness.ts';

@@ -1,8 +1,8 @@
-// The scripted scenario of issue 7 (SPEC 9), on SQLite and on Redis: a login from one city and,
-// 10 minutes later, from a city 5,000 km away; a 03:00 login of a user who always logs in at
-// office hours; 8 concurrent sessions; a burst of requests. Each must give exactly the expected
-// findings, and the tenant's anomalyPolicy exactly the expected action. Locations come from
-// trusted proxy headers (the test client is 127.0.0.1, listed in TESSERA_TRUSTED_PROXIES).
+// The scripted scenario of issue 7 (docs/monitoring.md §4), on SQLite and on Redis: a login from
+// one city and, 10 minutes later, from a city 5,000 km away; a 03:00 login of a user who always
+// logs in at office hours; 8 concurrent sessions; a burst of requests. Each must give exactly the
+// expected findings, and the tenant's anomalyPolicy exactly the expected action. Locations come
+// from trusted proxy headers (the test client is 127.0.0.1, listed in TESSERA_TRUSTED_PROXIES).
 
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,7 +56,7 @@ describe.each(storeChoices())('the anomaly scenario on %s', (choice: StoreChoice
       headers: { 'x-tenant-id': tenantId, 'user-agent': FIREFOX, ...headers },
       payload: { email, password },
     });
-  /** The six SPEC 3 headers a production tenant demands on every authenticated call. */
+  /** The request headers a production tenant demands on every authenticated call (docs/api.md §Request headers). */
   const api = (tenantId: string, body: { userSessionToken: string; sessionId: string }) => ({
     authorization: `Bearer ${body.userSessionToken}`,
     'x-tenant-id': tenantId,
@@ -146,7 +146,7 @@ describe.each(storeChoices())('the anomaly scenario on %s', (choice: StoreChoice
     expect((audit.json() as { items: unknown[] }).items[0]).toMatchObject({ ip: '203.0.113.20', location: { city: 'Dubai', lat: 25.2048 }, userAgent: FIREFOX });
   });
 
-  it('the same trip on an integration tenant with policy revoke: recorded only (SPEC 2)', async () => {
+  it('the same trip on an integration tenant with policy revoke: recorded only (docs/api.md §Tenants and profiles)', async () => {
     clock.set(DAY0 + 12 * DAY + 10 * HOUR);
     const tenantId = uniqueTenant();
     const email = 'tester@example.com';

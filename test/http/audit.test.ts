@@ -1,8 +1,9 @@
 // The audit trail end to end (issue 7), on SQLite and on Redis: every lifecycle event once with
-// the SPEC 3 headers, IP, user agent and location; the admin API over the log; the hash chain
-// catching a record edited or deleted directly in the store (API and `tessera audit verify`);
-// JSON-lines export that verifies offline; no raw secret in the store or the logs after a full
-// login / refresh / reuse / logout scenario; /metrics; /readyz; and the live SSE stream.
+// the request headers (docs/api.md §Request headers), IP, user agent and location; the admin API
+// over the log; the hash chain catching a record edited or deleted directly in the store (API and
+// `tessera audit verify`); JSON-lines export that verifies offline; no raw secret in the store or
+// the logs after a full login / refresh / reuse / logout scenario; /metrics; /readyz; and the live
+// SSE stream.
 
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

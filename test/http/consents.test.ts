@@ -1,9 +1,9 @@
-// Consent redirects at the HTTP level (issue 4, SPEC 7): the redirect cookie per return path, the
-// single-use return (replay, no cookie, another redirect's cookie), a denial, AIS supersede, PIS
-// per payment, and the session rule of SPEC 7.3 — a still-valid session is kept, an expired one
-// is renewed once and every return from it gets the same successor. The bank is the bank
-// simulator as a separate process (issue 15): the user approves or denies there, and Tessera
-// asks it for the status. Runs on SQLite and on Redis.
+// Consent redirects at the HTTP level (issue 4, docs/api.md §Consent redirects): the redirect
+// cookie per return path, the single-use return (replay, no cookie, another redirect's cookie), a
+// denial, AIS supersede, PIS per payment, and the session rule of "The session after a return" — a
+// still-valid session is kept, an expired one is renewed once and every return from it gets the
+// same successor. The bank is the bank simulator as a separate process (issue 15): the user
+// approves or denies there, and Tessera asks it for the status. Runs on SQLite and on Redis.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TesseraEvent } from '../../src/events/bus.ts';
@@ -371,7 +371,7 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
     });
   });
 
-  describe('consent rules (SPEC 7.4)', () => {
+  describe('consent rules (docs/api.md §Consent redirects)', () => {
     it('AIS: several pending at once; confirming one supersedes the valid one; accounts use the valid one', async () => {
       const tid = uniqueTenant();
       const uid = await provision(s.app, tid, email, PASSWORD, { profile: 'integration' });
@@ -466,7 +466,7 @@ describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) =
     });
   });
 
-  describe('the session after a return (SPEC 7.3)', () => {
+  describe('the session after a return (docs/api.md §Consent redirects)', () => {
     it('the session lapses at the bank: racing returns converge on one new session cookie; a later return gets the same', async () => {
       const tid = uniqueTenant();
       const uid = await provision(s.app, tid, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 60 } });

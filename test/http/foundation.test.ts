@@ -64,7 +64,7 @@ describe('operations endpoints', () => {
   });
 });
 
-describe('request ids (SPEC 3)', () => {
+describe('request ids (docs/api.md §Request headers)', () => {
   it('generates X-Request-ID and X-Correlation-ID when absent and echoes them', async () => {
     const res = await s.app.inject('/healthz');
     expect(res.headers['x-request-id']).toMatch(UUID);
@@ -90,7 +90,7 @@ describe('request ids (SPEC 3)', () => {
   });
 });
 
-describe('problem+json for every error shape (SPEC 4)', () => {
+describe('problem+json for every error shape (docs/api.md §Errors)', () => {
   it('404 for an unknown route', async () => {
     expectProblem(await s.app.inject('/nope'), 404, 'not_found');
   });
@@ -119,7 +119,7 @@ describe('problem+json for every error shape (SPEC 4)', () => {
   });
 });
 
-describe('admin provisioning (SPEC 10)', () => {
+describe('admin provisioning (docs/api.md §Administration)', () => {
   it('refuses without the admin credential, or with a wrong one', async () => {
     expectProblem(await s.app.inject({ method: 'GET', url: '/api/v1/admin/tenants/x' }), 401, 'admin_required');
     expectProblem(

@@ -44,8 +44,8 @@ describe.each(storeChoices())('sessions on %s', (choice: StoreChoice) => {
   const me = (token: string, headers: Record<string, string> = {}) =>
     s.app.inject({ url: '/api/v1/session', headers: { authorization: `Bearer ${token}`, ...headers } });
 
-  describe('token mode (SPEC 5)', () => {
-    it('answers the SPEC 5 shape with an EdDSA JWT carrying the session claims', async () => {
+  describe('token mode (docs/api.md §Token mode)', () => {
+    it('answers the token-mode shape with an EdDSA JWT carrying the session claims', async () => {
       const res = await login();
       expect(res.statusCode).toBe(200);
       expect(res.headers['cache-control']).toBe('no-store');
@@ -180,7 +180,7 @@ describe.each(storeChoices())('sessions on %s', (choice: StoreChoice) => {
     });
   });
 
-  describe('per-user limits under simultaneous logins (SPEC 2)', () => {
+  describe('per-user limits under simultaneous logins (docs/api.md §Tenants and profiles)', () => {
     it('10 concurrent logins with max 3 evict_oldest leave exactly 3 active', async () => {
       const tid = uniqueTenant();
       const uid = await provision(s.app, tid, email, PASSWORD, { profile: 'production', sessionLimit: { max: 3, policy: 'evict_oldest' } });
@@ -205,7 +205,7 @@ describe.each(storeChoices())('sessions on %s', (choice: StoreChoice) => {
     });
   });
 
-  describe('cookie mode (SPEC 6)', () => {
+  describe('cookie mode (docs/api.md §Cookie mode)', () => {
     const cookieLogin = (extra: Record<string, string> = {}) => login(tenantId, { 'x-auth-mode': 'cookie', ...extra });
 
     it('sets __Host-sid Secure HttpOnly SameSite=Strict Path=/ and returns no bearer token', async () => {
@@ -334,7 +334,7 @@ describe.each(storeChoices())('sessions on %s', (choice: StoreChoice) => {
     });
   });
 
-  describe('self-service (SPEC 6)', () => {
+  describe('self-service (docs/api.md §Cookie mode)', () => {
     it('lists, ends one, ends all others, changes the password with the current one', async () => {
       const tid = uniqueTenant();
       await provision(s.app, tid, email, PASSWORD);
@@ -376,7 +376,7 @@ describe.each(storeChoices())('sessions on %s', (choice: StoreChoice) => {
     });
   });
 
-  describe('tenant header rules (SPEC 2, 3)', () => {
+  describe('tenant header rules (docs/api.md §Request headers)', () => {
     it('production requires all six headers on authenticated calls; mismatches are 403', async () => {
       const tid = uniqueTenant();
       await provision(s.app, tid, email, PASSWORD, { profile: 'production' });

@@ -1,7 +1,8 @@
-// Single sign-on over HTTP (SPEC 8.1–8.4) against the real `oidc-provider` on 127.0.0.1, driven
-// by a cookie-keeping HTTP client (test/support/sso-world.ts). The same flows through Debian's
-// Chromium are in test/e2e/sso-browser.test.ts; this file covers the breadth: both stores, both
-// protocols, every refusal, the one-time token, the organization API and the audit events.
+// Single sign-on over HTTP (docs/api.md §Single sign-on) against the real `oidc-provider` on
+// 127.0.0.1, driven by a cookie-keeping HTTP client (test/support/sso-world.ts). The same flows
+// through Debian's Chromium are in test/e2e/sso-browser.test.ts; this file covers the breadth: both
+// stores, both protocols, every refusal, the one-time token, the organization API and the audit
+// events.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -180,7 +180,7 @@ describe('the tenant policy', () => {
     expect(actionFor({ profile: 'production', anomalyPolicy: 'record' }, 'new_device')).toBe('record');
     expect(actionFor({ profile: 'production', anomalyPolicy: 'reauth' }, 'unusual_hour')).toBe('reauth');
     expect(actionFor({ profile: 'production', anomalyPolicy: 'revoke' }, 'request_rate')).toBe('revoke');
-    // SPEC 5 has already ended the token family.
+    // Reuse has already ended the token family (docs/api.md §Token mode).
     expect(actionFor({ profile: 'integration', anomalyPolicy: 'record' }, 'refresh_token_reuse')).toBe('revoke');
     expect(strongest(['record', 'reauth'])).toBe('reauth');
     expect(strongest(['reauth', 'revoke', 'record'])).toBe('revoke');

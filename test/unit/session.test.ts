@@ -96,7 +96,7 @@ describe('the session tree', () => {
 });
 
 describe('tenants and profiles', () => {
-  it('has the SPEC 2 and SPEC 10 defaults per profile', () => {
+  it('has the defaults per profile of docs/api.md §Tenants and profiles', () => {
     expect(profileDefaults('production').lifetimes.token).toBe(1800);
     expect(profileDefaults('integration').lifetimes.token).toBe(3600);
     expect(profileDefaults('production').sessionLimit).toEqual({ max: 5, policy: 'evict_oldest' });
