@@ -1,5 +1,5 @@
-// The peer: a Fastify app with @fastify/session and connect-redis, the combination source 001
-// describes. It checks a session cookie the usual way: one Redis GET per request.
+// The peer: a Fastify app with @fastify/session and connect-redis, the usual Node stack for
+// server sessions. It checks a session cookie the usual way: one Redis GET per request.
 
 import fastifyCookie from '@fastify/cookie';
 import fastifySession from '@fastify/session';

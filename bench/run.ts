@@ -4,7 +4,7 @@
 // every server alone on core 0, the load generator on core 1 (taskset), every ratio taken
 // against a Fastify hello world measured in the same run. Sections:
 //   check       GET /api/v1/session: hello world, one Redis GET, one jose verify,
-//               @fastify/session + connect-redis (source 001's stack), Tessera token and cookie
+//               @fastify/session + connect-redis (the usual Node stack), Tessera token and cookie
 //               on SQLite and on Redis — interleaved rounds, medians.
 //   rotation    POST /api/v1/auth/token/refresh (rotation) on Redis, 50 chains.
 //   argon2      the cost of one password check, and what that caps logins at per core.

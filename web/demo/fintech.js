@@ -37,8 +37,9 @@ function el(tag, attrs = {}, ...children) {
 }
 
 /**
- * One API call with the SPEC 3 headers. A 403 `csrf` or `session_mismatch` means another tab's
- * bank return renewed the session: fetch the new handle and token, then try once more.
+ * One API call with the request headers (docs/api.md §Request headers). A 403 `csrf` or
+ * `session_mismatch` means another tab's bank return renewed the session: fetch the new handle and
+ * token, then try once more.
  */
 async function api(method, path, body, opts = {}) {
   const headers = { 'x-request-id': uuid(), 'x-correlation-id': correlationId, 'x-activity-id': activityId };

@@ -1,9 +1,9 @@
 // A Fastify plugin for the platform's applications: signs users in through Tessera's OpenID
-// provider (/oidc) and keeps the application's own session (SPEC 8 "Session levels").
+// provider (/oidc) and keeps the application's own session (Tessera's docs/sessions.md).
 //
 // - `requireLogin` (a preHandler): with a valid application session the request goes on and
-//   `request.appSession` holds it (source 003, flow 4: nothing happens). Without one the browser
-//   is sent to Tessera (authorization code + PKCE, state, nonce); Tessera decides whether
+//   `request.appSession` holds it (docs/sessions.md, flow 4: nothing happens). Without one the
+//   browser is sent to Tessera (authorization code + PKCE, state, nonce); Tessera decides whether
 //   credentials are needed (its idp session, the external provider's session).
 // - GET  <callback>            the code exchange by openid-client, with the ID token's signature
 //                              checked against Tessera's JWKS (openid-client v6 only does that for
@@ -80,7 +80,7 @@ export interface TesseraAppOptions {
   cookieSecret: string;
   /** The organization whose external provider signs users in; default: the application's at Tessera. */
   orgSlug?: string;
-  /** The application session's idle and absolute lifetimes (seconds); SPEC 1 defaults 900 / 43200. */
+  /** The application session's idle and absolute lifetimes (seconds); defaults 900 / 43200, as Tessera's `app` sessions. */
   idleSeconds?: number;
   absoluteSeconds?: number;
   /** Plain HTTP to a loopback Tessera (development and tests only). */

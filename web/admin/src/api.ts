@@ -1,6 +1,6 @@
 // The console's API client: the cookie session of POST /api/v1/auth/login (X-Auth-Mode: cookie),
-// X-XSRF-TOKEN on every call that changes something, and the SPEC 3 headers that a production
-// tenant requires on every authenticated call.
+// X-XSRF-TOKEN on every call that changes something, and the request headers (docs/api.md §Request
+// headers) that a production tenant requires on every authenticated call.
 
 export interface Problem {
   status: number;
@@ -138,7 +138,7 @@ export function query(params: Record<string, string | number | undefined | null>
 }
 
 /**
- * Server-Sent Events through fetch, so the SPEC 3 headers go along (EventSource cannot send
+ * Server-Sent Events through fetch, so the request headers go along (EventSource cannot send
  * headers). Calls `onEvent` for each event until `signal` aborts; resolves when the stream ends.
  */
 export async function streamEvents(path: string, signal: AbortSignal, onEvent: (type: string, data: unknown) => void): Promise<void> {
