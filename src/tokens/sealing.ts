@@ -3,7 +3,7 @@
 
 import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 
-export type KeyPurpose = 'seal-signing-keys' | 'refresh-successor' | 'renew-successor' | 'xsrf' | 'cookie-signing' | 'seal-client-secrets' | 'sso-session' | 'seal-bank-keys';
+export type KeyPurpose = 'seal-signing-keys' | 'refresh-successor' | 'renew-successor' | 'xsrf' | 'cookie-signing' | 'seal-client-secrets' | 'sso-session' | 'seal-bank-keys' | 'oidc-record-ids' | 'seal-oidc-records';
 
 /**
  * A 256-bit key for one purpose, as a KeyObject: HMAC with a KeyObject is several times faster
@@ -26,17 +26,23 @@ export class WrongServerSecret extends Error {
   readonly variable = 'COOKIE_SECRET_SIGN_KEY';
 }
 
-export function seal(key: KeyObject, plaintext: string): string {
+/**
+ * AES-256-GCM with a random IV. `aad` (additional authenticated data) binds the sealed value to
+ * where it is stored: opened with another `aad`, it fails like a tampered one.
+ */
+export function seal(key: KeyObject, plaintext: string, aad?: string): string {
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
+  if (aad !== undefined) cipher.setAAD(Buffer.from(aad, 'utf8'));
   const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
   return ['v1', iv.toString('base64url'), body.toString('base64url'), cipher.getAuthTag().toString('base64url')].join('.');
 }
 
-export function unseal(key: KeyObject, sealed: string): string {
+export function unseal(key: KeyObject, sealed: string, aad?: string): string {
   const [v, iv, body, tag] = sealed.split('.');
   if (v !== 'v1' || !iv || body === undefined || !tag) throw new Error('not a sealed value');
   const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+  if (aad !== undefined) decipher.setAAD(Buffer.from(aad, 'utf8'));
   decipher.setAuthTag(Buffer.from(tag, 'base64url'));
   return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString('utf8');
 }

@@ -5,13 +5,18 @@
 import { connect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import type { LookupAddress } from 'node:dns';
 import { randomUUID } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { backupSqlite } from '../../src/store/sqlite/backup.ts';
+import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UNREACHABLE } from '../../src/net/outbound-policy.ts';
 import { admin, provision, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
 import { loginAtProvider, MiniBrowser, startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
 import * as oidc from 'openid-client';
 import { storeChoices } from '../support/store-choices.ts';
+import { dumpStore } from '../support/raw-store.ts';
 import { freePort } from '../support/tessera-process.ts';
 import { startSimulator, type SimulatorProcess } from '../support/bank-simulator.ts';
 
@@ -739,8 +744,104 @@ describe('item 11 (database files): the SQLite files are readable by their owner
         expect(existsSync(f), f).toBe(true);
         expect((statSync(f).mode & 0o777).toString(8), f).toBe('600');
       }
+      // A backup holds the same data: created 0600 too.
+      const copy = `${path}.backup`;
+      await backupSqlite(path, copy);
+      expect((statSync(copy).mode & 0o777).toString(8)).toBe('600');
     } finally {
       await s.close();
+    }
+  });
+
+  it('item 11: an existing database file readable by others is made 0600 when a store opens it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-mode-'));
+    try {
+      const path = join(dir, 'tessera.db');
+      await (await openSqliteStore(path)).close();
+      chmodSync(path, 0o644);
+      const store = await openSqliteStore(path);
+      try {
+        expect((statSync(path).mode & 0o777).toString(8)).toBe('600');
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.each(storeChoices())('item 11 (/oidc records): no live credential in the store (%s)', (choice: StoreChoice) => {
+  let world: SsoWorld;
+  beforeAll(async () => {
+    world = await startSsoWorld({ store: choice });
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('item 11: after an /oidc code flow, no issued token, code, session id or interaction id is in the store', async () => {
+    const clientId = `clear-app-${world.tenantId}`;
+    const redirect = 'http://127.0.0.1:9/clear-app/callback';
+    const put = await world.server.app.inject({
+      method: 'PUT',
+      url: `/api/v1/admin/apps/${clientId}`,
+      headers: admin,
+      payload: { tenantId: world.tenantId, redirectUris: [redirect], orgSlug: world.orgSlug, clientSecret: null },
+    });
+    expect(put.statusCode, put.body).toBe(200);
+    const config = await oidc.discovery(new URL(`${world.tesseraUrl}/oidc`), clientId, undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
+    const verifier = oidc.randomPKCECodeVerifier();
+    const state = oidc.randomState();
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: redirect,
+      scope: 'openid email',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state,
+    });
+    const browser = new MiniBrowser();
+    const isApp = (u: URL) => u.href.startsWith(redirect);
+    const visited: string[] = [];
+    const stop = (u: URL) => {
+      visited.push(u.href);
+      return isApp(u) || (u.origin === world.idp.issuer && u.pathname.startsWith('/interaction'));
+    };
+    let at = await browser.follow(url.href, stop);
+    if (!isApp(new URL(at.url))) {
+      const callback = await loginAtProvider(browser, world, at.url, { login: 'alice', password: 'wonderland' });
+      at = await browser.follow(callback, stop);
+    }
+    expect(isApp(new URL(at.url)), at.url).toBe(true);
+    const code = new URL(at.url).searchParams.get('code') as string;
+    const interactions = visited.flatMap((u) => /\/oidc\/interaction\/([^/?#]+)/.exec(u)?.[1] ?? []);
+    const oidcSession = browser.cookies.get('tessera_oidc_session') as string;
+    // Interaction ids are no credentials (oidc-provider wants its signed interaction cookie too,
+    // and they are in URLs anyway), but oidc-provider's records must not be keyed by them
+    // either. Tessera's own SSO flow and idp session name the interaction they belong to
+    // (`oidcInteraction`): those mentions are taken out before looking.
+    const withoutReferences = (dump: string) =>
+      interactions.reduce((d, uid) => d.replace(new RegExp(`oidcInteraction[^A-Za-z0-9_-]{0,12}${uid}`, 'g'), 'oidcInteraction'), dump);
+    // The code is read from the store before it is redeemed, and the token after.
+    const beforeRedemption = withoutReferences(await dumpStore(world.storeConfig, world.redisPrefix));
+    const tokens = await oidc.authorizationCodeGrant(config, new URL(at.url), { pkceCodeVerifier: verifier, expectedState: state, idTokenExpected: true });
+    // Lookups by the real ids still work: the access token reads userinfo; the code is consumed.
+    const info = await oidc.fetchUserInfo(config, tokens.access_token, tokens.claims()!.sub);
+    expect(info.sub).toBe(tokens.claims()!.sub);
+    await expect(oidc.authorizationCodeGrant(config, new URL(at.url), { pkceCodeVerifier: verifier, expectedState: state })).rejects.toThrow();
+    const afterRedemption = withoutReferences(await dumpStore(world.storeConfig, world.redisPrefix));
+
+    const secrets: Record<string, string> = { code, accessToken: tokens.access_token, oidcSession };
+    interactions.forEach((uid, i) => (secrets[`interaction ${i}`] = uid));
+    expect(code.length).toBeGreaterThan(20);
+    expect(tokens.access_token.length).toBeGreaterThan(20);
+    expect(oidcSession?.length).toBeGreaterThan(10);
+    expect(interactions.length).toBeGreaterThan(0);
+    // The store holds the records (it is not empty or elsewhere): oidc-provider's Session is there.
+    expect(afterRedemption).toMatch(/oidc/);
+    for (const [what, value] of Object.entries(secrets)) {
+      expect(beforeRedemption.includes(value), `${what} in the store before the code was redeemed`).toBe(false);
+      expect(afterRedemption.includes(value), `${what} in the store`).toBe(false);
     }
   });
 });

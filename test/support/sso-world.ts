@@ -4,6 +4,7 @@
 // organization on that provider. Plus a tiny cookie-keeping HTTP client that walks redirects
 // one at a time, for tests that do not need a real browser.
 
+import type { Config } from '../../src/config/config.ts';
 import { ManualClock } from '../../src/domain/clock.ts';
 import { admin, openTestStore, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from './harness.ts';
 import { startTestIdp, type TestIdp } from './oidc-idp.ts';
@@ -23,6 +24,8 @@ export interface SsoWorld {
   oauthOrgSlug: string;
   /** The store's Redis key prefix, or null on SQLite. */
   redisPrefix: string | null;
+  /** Where the store is (URL, kind, SQLite path), for tests that read it raw. */
+  storeConfig: Config['store'];
   close(): Promise<void>;
 }
 
@@ -85,6 +88,7 @@ export async function startSsoWorld(opts: { store?: StoreChoice; env?: Record<st
     orgSlug,
     oauthOrgSlug,
     redisPrefix: opened.config.store.kind === 'sqlite' || opened.config.store.kind === 'postgres' ? null : opened.config.redisPrefix,
+    storeConfig: opened.config.store,
     async close() {
       await server.close();
       await idp.close();

@@ -2,8 +2,9 @@
 // applications): the `oidc-provider` package is the protocol engine (discovery, authorization code
 // + PKCE, token, userinfo, JWKS, RP-initiated logout); Tessera supplies what it stands on:
 //
-// - storage: the adapter below, over `SessionStore.oidc` (SQLite or Redis), and the `Client`
-//   model read from the applications registered by PUT /api/v1/admin/apps/{clientId};
+// - storage: the adapter below, over `SessionStore.oidc` (SQLite, Redis or PostgreSQL) — records
+//   under keyed hashes of their ids, payloads sealed (records.ts) — and the `Client` model read
+//   from the applications registered by PUT /api/v1/admin/apps/{clientId};
 // - accounts: `findAccount` reads Tessera's users, in the tenant of the asking application;
 // - who is signed in: a login check makes Tessera's `idp` session (cookie `__Host-idp`) decide.
 //   oidc-provider's own browser session only remembers which applications were authorized;
@@ -26,6 +27,7 @@ import type { PlatformApp } from '../../store/oidc-port.ts';
 import { keyedDigest, deriveKey } from '../../tokens/sealing.ts';
 import { followSessionEnds, registerLogoutSigner } from './backchannel.ts';
 import { DEFAULT_OIDC_SIGNING_ALG, loadOidcSigningKeys, OIDC_SIGNING_ALGS } from './keys.ts';
+import { openRecord, recordKeys, sealRecord, storedGrantId, storedId, storedUid } from './records.ts';
 import { cookieName } from '../../tokens/cookies.ts';
 import { endSessionsAndNotify, ensureAppSession, touchIdpSession, validIdpSession } from './levels.ts';
 
@@ -61,6 +63,8 @@ function originOfKoa(ctx: KoaContextWithOIDC): Origin {
 
 function adapterFactory(deps: Deps) {
   const oidc = deps.store.oidc;
+  // Records are stored under keyed hashes of their ids, payloads sealed (records.ts, item 11).
+  const keys = recordKeys(deps.config.cookieSecret);
   // oidc-provider decides expiry by the wall clock (its own `exp`s), so its records do too.
   return class TesseraAdapter implements Adapter {
     readonly name: string;
@@ -69,29 +73,32 @@ function adapterFactory(deps: Deps) {
     }
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       const now = Date.now();
-      await oidc.upsertModel(this.name, id, payload, now + (expiresIn > 0 ? expiresIn : 14 * 86400) * 1000, now);
+      const expiresAt = now + (expiresIn > 0 ? expiresIn : 14 * 86400) * 1000;
+      await oidc.upsertModel(this.name, storedId(keys, this.name, id), sealRecord(keys, this.name, payload), expiresAt, now);
     }
     async find(id: string): Promise<AdapterPayload | undefined> {
       if (this.name === 'Client') {
         const app = await oidc.getApp(id);
         return app ? (clientMetadataOf(deps, app)) : undefined;
       }
-      return ((await oidc.findModel(this.name, id, Date.now())) ?? undefined);
+      const stored = await oidc.findModel(this.name, storedId(keys, this.name, id), Date.now());
+      return openRecord(keys, this.name, stored, { id }) ?? undefined;
     }
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-      return ((await oidc.findModelByUid(this.name, uid, Date.now())) ?? undefined);
+      const stored = await oidc.findModelByUid(this.name, storedUid(keys, this.name, uid), Date.now());
+      return openRecord(keys, this.name, stored, { uid }) ?? undefined;
     }
     async findByUserCode(): Promise<AdapterPayload | undefined> {
-      return undefined; // no device flow
+      return undefined; // no device flow (features.deviceFlow is off): oidc-provider never asks
     }
     async consume(id: string): Promise<void> {
-      await oidc.consumeModel(this.name, id, Date.now());
+      await oidc.consumeModel(this.name, storedId(keys, this.name, id), Date.now());
     }
     async destroy(id: string): Promise<void> {
-      await oidc.destroyModel(this.name, id);
+      await oidc.destroyModel(this.name, storedId(keys, this.name, id));
     }
     async revokeByGrantId(grantId: string): Promise<void> {
-      await oidc.revokeByGrantId(grantId);
+      await oidc.revokeByGrantId(storedGrantId(keys, grantId));
     }
   };
 }

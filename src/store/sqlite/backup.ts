@@ -2,18 +2,31 @@
 // (node:sqlite `backup`): a consistent copy taken page by page while servers keep writing (a
 // write during the copy makes SQLite restart the copy step, never copy a torn page).
 
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, renameSync, rmSync } from 'node:fs';
 import { backup, DatabaseSync } from 'node:sqlite';
 
-/** Copies the live database at `source` to `target` (which must not exist). Resolves to pages copied. */
+/**
+ * Copies the live database at `source` to `target` (which must not exist). Resolves to pages
+ * copied. The copy holds what the store holds (password hashes, the audit log): it is created
+ * 0600, like the store's own files.
+ */
 export async function backupSqlite(source: string, target: string): Promise<number> {
-  if (existsSync(target)) throw new Error(`${target} exists already; name a new file`);
-  const db = new DatabaseSync(source, { readOnly: true });
   try {
+    closeSync(openSync(target, 'wx', 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new Error(`${target} exists already; name a new file`, { cause: err });
+    throw err;
+  }
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(source, { readOnly: true });
     db.exec('PRAGMA busy_timeout = 5000');
     return await backup(db, target);
+  } catch (err) {
+    rmSync(target, { force: true });
+    throw err;
   } finally {
-    db.close();
+    db?.close();
   }
 }
 
@@ -41,6 +54,7 @@ export async function restoreSqlite(from: string, target: string, force: boolean
   if (existsSync(target) && !force) throw new Error(`${target} exists; stop every server on it and pass --force to replace it`);
   const temp = `${target}.restoring`;
   rmSync(temp, { force: true });
+  closeSync(openSync(temp, 'wx', 0o600));
   const src = new DatabaseSync(from, { readOnly: true });
   let pages: number;
   try {
