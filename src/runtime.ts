@@ -64,7 +64,7 @@ export async function createRuntime(
   const keyRing = new KeyRing(store, config.cookieSecret);
   await keyRing.load(clock.now());
   await ensurePlatformTenant(store, clock.now());
-  const sessionCache = new SessionCache(store);
+  const sessionCache = new SessionCache(store, 100_000, () => clock.now());
   await sessionCache.start(store);
   const bus = new EventBus();
   const monitor = await startMonitoring({ config, store, clock, bus, sessionCache }, { processMetrics: opts.processMetrics ?? false });

@@ -12,10 +12,14 @@
 //   (TESSERA_AUDIT_QUEUE_MAX, default 10 000); newer events are dropped, the chain stays in order;
 // - `shutdown`: events still waiting when a graceful stop gave up after its deadline;
 // - a crash of the process loses what is in its queue (the window is the append latency).
+// An append that failed may still have happened (a command that timed out on a paused or slow
+// store is executed when the store resumes): before such an event is appended again, the newest
+// records of its tenant with its type and time are read, and an identical one counts as appended —
+// so a retry never writes an event twice.
 // Events that name a tenant that does not exist (a failed login with a made-up X-Tenant-ID) are
 // counted but not appended: an unknown tenant gets no chain, so clients cannot create chains.
 
-import type { AuditEventInput } from '../domain/audit-chain.ts';
+import { canonicalJson, normaliseInput, type AuditEventInput, type AuditRecord } from '../domain/audit-chain.ts';
 import type { TesseraEvent } from '../events/bus.ts';
 import type { AppendOptions, AuditStore } from '../store/audit-port.ts';
 import { UNKNOWN_TENANT, type TesseraMetrics } from './metrics.ts';
@@ -38,6 +42,8 @@ interface Item {
   event: TesseraEvent;
   counted: boolean;
   known: boolean | null;
+  /** An append of it was sent and failed: it may have happened all the same. */
+  uncertain: boolean;
 }
 
 /** Keys whose values never go into the log, whatever an emitter put there. */
@@ -109,7 +115,7 @@ export class AuditPipeline {
       this.#drop([event], 'queue_full');
       return;
     }
-    this.#queue.push({ event, counted: false, known: null });
+    this.#queue.push({ event, counted: false, known: null, uncertain: false });
     if (!this.#draining) {
       // Set synchronously, and cleared synchronously when the worker finds the queue empty, so an
       // event pushed at any moment is either seen by the running worker or starts a new one.
@@ -147,6 +153,13 @@ export class AuditPipeline {
     );
   }
 
+  /** Whether the tenant's log already holds a record with exactly this content (see the top). */
+  async #alreadyAppended(input: AuditEventInput): Promise<boolean> {
+    const wanted = canonicalJson(normaliseInput(input));
+    const page = await this.#opts.audit.list({ tenantId: input.tenantId, types: [input.type], from: input.time, to: input.time, order: 'desc', limit: 100 });
+    return page.items.some((r: AuditRecord) => canonicalJson(normaliseInput(r)) === wanted);
+  }
+
   async #work(): Promise<void> {
     for (;;) {
       const item = this.#queue[0];
@@ -162,7 +175,11 @@ export class AuditPipeline {
           item.counted = true;
         }
         if (item.known) {
-          await this.#opts.audit.append(auditInputOf(item.event), gaugeChangeOf(item.event));
+          const input = auditInputOf(item.event);
+          if (!(item.uncertain && (await this.#alreadyAppended(input)))) {
+            item.uncertain = true;
+            await this.#opts.audit.append(input, gaugeChangeOf(item.event));
+          }
           this.#opts.metrics.auditAppended.inc();
         }
         if (this.#queue[0] === item) this.#queue.shift();

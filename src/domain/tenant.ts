@@ -15,6 +15,23 @@ export type LimitPolicy = (typeof LIMIT_POLICIES)[number];
 export const ANOMALY_POLICIES = ['record', 'reauth', 'revoke'] as const;
 export type AnomalyPolicy = (typeof ANOMALY_POLICIES)[number];
 
+/**
+ * What bearer checks do while the store does not answer (docs/reliability.md, "Degradation policy"):
+ * `fail_closed` answers 503 `store_unavailable`; `serve_cached` serves a session this process had
+ * cached when it lost the store, for at most `maxStaleSeconds` from then, marked as degraded.
+ */
+export const DEGRADATION_POLICIES = ['fail_closed', 'serve_cached'] as const;
+export type DegradationPolicy = (typeof DEGRADATION_POLICIES)[number];
+
+export interface Degradation {
+  policy: DegradationPolicy;
+  /** How long after losing the store cached sessions may be served (serve_cached only). */
+  maxStaleSeconds: number;
+}
+
+export const DEFAULT_DEGRADATION: Degradation = { policy: 'fail_closed', maxStaleSeconds: 60 };
+export const MAX_STALE_SECONDS = 3600;
+
 /** Seconds, as in the tenant object of docs/api.md §Tenants and profiles. */
 export interface TenantLifetimes {
   token: number;
@@ -45,6 +62,8 @@ export interface Tenant {
    * redirects): an absolute http(s) URL or a path on Tessera. null: the demo page (`/demo/`).
    */
   consentReturnUrl: string | null;
+  /** Absent in tenants stored before it existed: read it with `degradationOf`. */
+  degradation?: Degradation;
   createdAt: number;
   updatedAt: number;
 }
@@ -56,6 +75,7 @@ export interface TenantInput {
   sessionLimit?: Partial<SessionLimit>;
   anomalyPolicy?: AnomalyPolicy;
   consentReturnUrl?: string | null;
+  degradation?: Partial<Degradation>;
 }
 
 const BASE_LIFETIMES: Omit<TenantLifetimes, 'token'> = {
@@ -100,6 +120,7 @@ export function buildTenant(id: string, input: TenantInput, now: number, previou
     sessionLimit: { ...d.sessionLimit, ...input.sessionLimit },
     anomalyPolicy: input.anomalyPolicy ?? d.anomalyPolicy,
     consentReturnUrl: input.consentReturnUrl ?? null,
+    degradation: { ...DEFAULT_DEGRADATION, ...input.degradation },
     createdAt: previous?.createdAt ?? now,
     updatedAt: now,
   };
@@ -122,6 +143,10 @@ function assertConsistent(t: Tenant): void {
   if (t.sessionLimit.max !== null && t.sessionLimit.max < 1) {
     throw new InvalidTenant('sessionLimit.max', 'sessionLimit.max must be at least 1 (or null for unlimited)');
   }
+  const d = degradationOf(t);
+  if (!Number.isInteger(d.maxStaleSeconds) || d.maxStaleSeconds < 1 || d.maxStaleSeconds > MAX_STALE_SECONDS) {
+    throw new InvalidTenant('degradation.maxStaleSeconds', `degradation.maxStaleSeconds must be a whole number from 1 to ${MAX_STALE_SECONDS}`);
+  }
   if (t.consentReturnUrl !== null && !isReturnUrl(t.consentReturnUrl)) {
     throw new InvalidTenant('consentReturnUrl', 'consentReturnUrl must be an absolute http(s) URL or a path starting with one "/"');
   }
@@ -135,6 +160,11 @@ function isReturnUrl(value: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The tenant's degradation policy (the default for tenants stored before it existed). */
+export function degradationOf(t: Tenant): Degradation {
+  return t.degradation ?? DEFAULT_DEGRADATION;
 }
 
 /** The lifetime of a session kind under this tenant. */

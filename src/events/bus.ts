@@ -20,6 +20,7 @@ export type EventType =
   | 'session.expired'
   | 'session.revoked'
   | 'session.limit_evicted'
+  | 'session.served_stale'
   | 'refresh_token.reused'
   | 'login.failed'
   | 'login.throttled'

@@ -4,11 +4,11 @@
 // checks of docs/api.md §Cookie mode.
 
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequest, Forbidden, Unauthorized } from '../domain/errors.ts';
+import { BadRequest, Forbidden, StoreUnavailable, Unauthorized } from '../domain/errors.ts';
 import { missingHeaders, requiredHeaders } from '../domain/request-headers.ts';
 import { hashSecret } from '../domain/secrets.ts';
 import { isValid, slideIdleExpiry, type Session } from '../domain/session.ts';
-import type { Tenant } from '../domain/tenant.ts';
+import { degradationOf, type Tenant } from '../domain/tenant.ts';
 import { sessionEvent, emit, type Origin } from '../events/bus.ts';
 import { checkXsrf, idleSecondsOf, type AuthMode } from '../sessions/app-sessions.ts';
 import { reauthMarkOf } from '../sessions/monitoring.ts';
@@ -22,7 +22,12 @@ export interface Authenticated {
   session: Session;
   tenant: Tenant;
   mode: AuthMode;
+  /** Set when the store did not answer and the tenant's `serve_cached` policy answered from memory. */
+  degraded?: 'stale-cache';
 }
+
+/** The response header that marks an answer served from the stale cache. */
+export const DEGRADED_HEADER = 'Tessera-Degraded';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -75,6 +80,11 @@ export async function loadTenant(deps: Deps, id: string, now: number): Promise<T
   return t;
 }
 
+/** The tenant as this process last read it, however long ago (the degradation policy only). */
+function lastKnownTenant(deps: Deps, id: string): Tenant | null {
+  return tenantCache.get(deps)?.get(id)?.tenant ?? null;
+}
+
 export function forgetTenant(deps: Deps, id: string): void {
   tenantCache.get(deps)?.delete(id);
 }
@@ -92,13 +102,37 @@ export function checkRequestOrigin(deps: Deps, request: FastifyRequest): void {
   }
 }
 
-async function fromBearer(deps: Deps, token: string, now: number, strict: boolean): Promise<Session> {
-  const claims = await verifySessionToken(deps.keyRing, token, deps.config.publicUrl, now);
-  const session = await deps.sessionCache.getValid(claims.sid, now, strict);
+/** The session a verified bearer token names, if it is valid and the token's own. */
+function ownSession(session: Session | null, claims: { sid: string; tid: string; sub: string }): Session {
   if (!session || session.tenantId !== claims.tid || session.userId !== claims.sub) {
     throw new Unauthorized('session_ended', 'The session has ended.');
   }
   return session;
+}
+
+function throwAgain(err: unknown): never {
+  throw err;
+}
+
+/**
+ * The degradation policy (docs/reliability.md, "Degradation policy"), reached only when the
+ * store did not answer: a session this process had cached when it lost its feeds, if the tenant
+ * (as last read) has
+ * `serve_cached` and the feeds were lost at most `maxStaleSeconds` ago. The first time a session
+ * is served so in an outage, `session.served_stale` is emitted; the audit queue appends it once
+ * the store answers again. Otherwise null: the caller answers 503.
+ */
+function servedStale(deps: Deps, handle: string, now: number, request: FastifyRequest): { session: Session; tenant: Tenant } | null {
+  const hit = deps.sessionCache.staleSession(handle, now);
+  if (hit === null) return null;
+  const tenant = lastKnownTenant(deps, hit.session.tenantId);
+  if (tenant === null) return null;
+  const policy = degradationOf(tenant);
+  if (policy.policy !== 'serve_cached' || now - hit.since > policy.maxStaleSeconds * 1000) return null;
+  if (hit.first) {
+    emit(deps, sessionEvent('session.served_stale', hit.session, now, { storeLostAt: hit.since, maxStaleSeconds: policy.maxStaleSeconds }), originOf(request));
+  }
+  return { session: hit.session, tenant };
 }
 
 async function fromCookie(
@@ -158,8 +192,20 @@ export function authenticate(deps: Deps, opts: AuthOptions = {}) {
     const bearer = bearerToken(request);
     let session: Session;
     let mode: AuthMode;
+    let stale: Tenant | null = null;
     if (bearer !== null) {
-      session = await fromBearer(deps, bearer, now, opts.strict ?? false);
+      const claims = await verifySessionToken(deps.keyRing, bearer, deps.config.publicUrl, now);
+      let found: Session | null;
+      try {
+        found = await deps.sessionCache.getValid(claims.sid, now, opts.strict ?? false);
+      } catch (err) {
+        // Only here, with the store not answering, is the degradation policy looked at.
+        if (!(err instanceof StoreUnavailable) || opts.strict) throw err;
+        const served = servedStale(deps, claims.sid, now, request) ?? throwAgain(err);
+        found = served.session;
+        stale = served.tenant;
+      }
+      session = ownSession(found, claims);
       mode = 'token';
     } else {
       const secret = readCookie(request, deps.config, 'sid');
@@ -167,7 +213,7 @@ export function authenticate(deps: Deps, opts: AuthOptions = {}) {
       session = await fromCookie(deps, secret, getTenant, now, reply, originOf(request), opts.strict ?? false);
       mode = 'cookie';
     }
-    const tenant = await getTenant(session.tenantId);
+    const tenant = stale ?? (await getTenant(session.tenantId));
     if (!tenant) throw new Unauthorized('session_ended', 'The session has ended.');
 
     const ctx = request.ctx;
@@ -191,6 +237,11 @@ export function authenticate(deps: Deps, opts: AuthOptions = {}) {
     }
     if (!opts.allowReauth && reauthMarkOf(session) !== null) {
       throw new Unauthorized('reauth_required', 'Confirm your password (POST /api/v1/auth/reauth) to go on with this session.');
+    }
+    if (stale !== null) {
+      reply.header(DEGRADED_HEADER, 'stale-cache');
+      request.auth = { session, tenant, mode, degraded: 'stale-cache' };
+      return;
     }
     request.auth = { session, tenant, mode };
   };

@@ -50,6 +50,15 @@ export const SessionLimitSchema = Type.Object(
 
 export const ProfileSchema = Type.Union([Type.Literal('integration'), Type.Literal('production')]);
 export const AnomalyPolicySchema = Type.Union([Type.Literal('record'), Type.Literal('reauth'), Type.Literal('revoke')]);
+export const DegradationSchema = Type.Object(
+  {
+    policy: Type.Union([Type.Literal('fail_closed'), Type.Literal('serve_cached')], {
+      description: 'While the store does not answer: fail_closed answers bearer checks 503 store_unavailable; serve_cached serves sessions this process had cached when it lost the store, marked Tessera-Degraded: stale-cache',
+    }),
+    maxStaleSeconds: Type.Integer({ minimum: 1, maximum: 3600, description: 'serve_cached: for at most this many seconds after the store was lost' }),
+  },
+  { additionalProperties: false, title: 'Degradation' },
+);
 
 export const TenantInputSchema = Type.Object(
   {
@@ -58,6 +67,7 @@ export const TenantInputSchema = Type.Object(
     sessionLimit: Type.Optional(Type.Partial(SessionLimitSchema, { additionalProperties: false })),
     anomalyPolicy: Type.Optional(AnomalyPolicySchema),
     consentReturnUrl: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 2048 }), Type.Null()])),
+    degradation: Type.Optional(Type.Partial(DegradationSchema, { additionalProperties: false })),
   },
   { additionalProperties: false, title: 'TenantInput' },
 );
@@ -69,6 +79,7 @@ export const TenantSchema = Type.Object({
   sessionLimit: SessionLimitSchema,
   anomalyPolicy: AnomalyPolicySchema,
   consentReturnUrl: Type.Union([Type.String(), Type.Null()]),
+  degradation: DegradationSchema,
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
 }, { title: 'Tenant' });

@@ -5,14 +5,29 @@
 // failed, or its own probes stopped coming back), the whole cache is forgotten and every check
 // reads the store until the feed is proven to deliver again — a revocation made during the gap
 // is never answered from memory. A route can demand a strict check that always reads the store.
+//
+// When the feeds go down, what was cached is not thrown away but kept aside as the stale cache
+// (a swap of maps, nothing copied): a tenant whose degradation policy is `serve_cached` may have
+// its bearer checks answered from it while the store does not answer (src/http/authenticate.ts).
+// Nothing reads it while the store answers; it is dropped when the feeds are live again.
 
 import { isValid, type Session } from '../domain/session.ts';
 import type { Coordination, FeedChange } from '../store/coordination-port.ts';
 import type { SessionStore } from '../store/port.ts';
 
+/** The sessions cached when this process lost its feeds, and when that was. */
+export interface StaleCache {
+  readonly since: number;
+  readonly entries: Map<string, Session>;
+  /** Handles already served from it (each is audited once per outage). */
+  readonly served: Set<string>;
+}
+
 export class SessionCache {
   private readonly store: SessionStore;
-  private readonly entries = new Map<string, Session>();
+  private readonly now: () => number;
+  private entries = new Map<string, Session>();
+  private stale: StaleCache | null = null;
   /** Handles known to have ended. A session never becomes active again, so these stay true. */
   private readonly ended = new Set<string>();
   private readonly maxEntries: number;
@@ -28,9 +43,10 @@ export class SessionCache {
   hits = 0;
   misses = 0;
 
-  constructor(store: SessionStore, maxEntries = 100_000) {
+  constructor(store: SessionStore, maxEntries = 100_000, now: () => number = Date.now) {
     this.store = store;
     this.maxEntries = maxEntries;
+    this.now = now;
   }
 
   async start(feed: Coordination): Promise<void> {
@@ -59,9 +75,33 @@ export class SessionCache {
    * have been lost until now (including records read from the store while the feed was down).
    */
   feedChanged(feed: string, change: FeedChange): void {
+    const wasLive = this.live;
     if (change === 'down') this.feedsDown.add(feed);
     else this.feedsDown.delete(feed);
+    if (wasLive && !this.live) {
+      // Set aside what was exact until now (the degradation policy's stale cache).
+      this.stale = { since: this.now(), entries: this.entries, served: new Set() };
+      this.entries = new Map();
+      this.generation += 1;
+      return;
+    }
+    if (this.live) this.stale = null;
     this.reset();
+  }
+
+  /**
+   * The session as it was cached when this process lost its feeds, if it is still valid at `now`
+   * and was not ended since; with the moment the feeds were lost. For the degradation policy
+   * only: the caller decides whether the tenant allows it, and for how long.
+   */
+  staleSession(handle: string, now: number): { session: Session; since: number; first: boolean } | null {
+    const stale = this.stale;
+    if (stale === null || this.ended.has(handle)) return null;
+    const session = stale.entries.get(handle);
+    if (!session || !isValid(session, now)) return null;
+    const first = !stale.served.has(handle);
+    if (first) stale.served.add(handle);
+    return { session, since: stale.since, first };
   }
 
   /** Whether records may be served from memory: subscribed, and every feed delivering. */
@@ -73,6 +113,7 @@ export class SessionCache {
     await this.subscription?.close();
     this.subscription = null;
     this.feedsDown.clear();
+    this.stale = null;
     this.reset();
   }
 
@@ -116,6 +157,7 @@ export class SessionCache {
   forget(handles: Iterable<string>): void {
     for (const h of handles) {
       this.entries.delete(h);
+      this.stale?.entries.delete(h);
       if (this.ended.size >= this.maxEntries) {
         const first = this.ended.values().next();
         if (!first.done) this.ended.delete(first.value);
@@ -130,7 +172,10 @@ export class SessionCache {
    */
   invalidate(handles: Iterable<string>): void {
     this.generation += 1;
-    for (const h of handles) this.entries.delete(h);
+    for (const h of handles) {
+      this.entries.delete(h);
+      this.stale?.entries.delete(h);
+    }
   }
 
   reset(): void {
@@ -151,6 +196,14 @@ export class SessionCache {
       if (!first.done) this.entries.delete(first.value);
     }
     this.entries.set(session.handle, session);
+  }
+
+  /** A store read while the feeds are down keeps the stale cache's copy current (never adds one). */
+  private refreshStale(handle: string, fresh: Session | null): void {
+    const stale = this.stale as StaleCache;
+    if (!stale.entries.has(handle)) return;
+    if (fresh && fresh.status === 'active' && !this.ended.has(handle)) stale.entries.set(handle, fresh);
+    else stale.entries.delete(handle);
   }
 
   /** secret hash → handle; immutable once a session exists, so it never needs invalidating. */
@@ -199,6 +252,7 @@ export class SessionCache {
     const fresh = await this.store.getSessionByHandle(handle);
     if (fresh && generation === this.generation) this.remember(fresh);
     else if (!fresh) this.entries.delete(handle);
+    if (this.stale !== null) this.refreshStale(handle, fresh);
     return fresh && isValid(fresh, now) ? fresh : null;
   }
 }

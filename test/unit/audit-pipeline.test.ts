@@ -7,9 +7,14 @@ import { auditInputOf, AuditPipeline, gaugeChangeOf, type PipelineLog } from '..
 import { chainRecord, type AuditEventInput, type AuditRecord } from '../../src/domain/audit-chain.ts';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
 import type { TesseraEvent } from '../../src/events/bus.ts';
-import type { AppendOptions, AuditStore } from '../../src/store/audit-port.ts';
+import type { AppendOptions, AuditQuery, AuditStore } from '../../src/store/audit-port.ts';
+import type { Page } from '../../src/store/page.ts';
 
-function fakeAudit(failFirst = 0) {
+/**
+ * An audit store whose first `failFirst` appends fail; with `writtenAnyway`, a failed append has
+ * still written the record (a command that timed out and ran when the store resumed).
+ */
+function fakeAudit(failFirst = 0, writtenAnyway = false) {
   const appended: Array<{ input: AuditEventInput; opts: AppendOptions }> = [];
   let failures = failFirst;
   let onAppend: (() => void) | null = null;
@@ -17,11 +22,18 @@ function fakeAudit(failFirst = 0) {
     append(input: AuditEventInput, opts: AppendOptions = {}): Promise<AuditRecord> {
       if (failures > 0) {
         failures -= 1;
+        if (writtenAnyway) appended.push({ input, opts });
         return Promise.reject(new StoreUnavailable('down'));
       }
       appended.push({ input, opts });
       onAppend?.();
       return Promise.resolve(chainRecord(null, input));
+    },
+    list(q: AuditQuery): Promise<Page<AuditRecord>> {
+      const items = appended
+        .map((a) => chainRecord(null, a.input))
+        .filter((r) => r.tenantId === q.tenantId && (!q.types || q.types.includes(r.type)) && (q.from === undefined || r.time >= q.from) && (q.to === undefined || r.time <= q.to));
+      return Promise.resolve({ items: items.reverse().slice(0, q.limit), nextCursor: null });
     },
   } as unknown as AuditStore;
   return { audit, appended, setOnAppend: (f: () => void) => (onAppend = f) };
@@ -93,6 +105,15 @@ describe('the audit pipeline', () => {
     expect(f.appended.map((a) => a.input.sessionId)).toEqual(['h1', 'h2', 'h3']);
     expect((await m.registry.getSingleMetric('tessera_audit_append_failures_total')?.get())?.values[0]?.value).toBe(2);
     expect(sink.lines.map((l) => l.msg)).toEqual(['audit log append failed; retrying', 'audit log appends work again']);
+  });
+
+  it('never appends twice an event whose failed append had happened all the same (a timed-out command)', async () => {
+    const f = fakeAudit(2, true);
+    const p = new AuditPipeline({ audit: f.audit, metrics: metrics(), tenantExists: async () => true, maxQueue: 100, log: () => logSink().log });
+    p.push(ev(1));
+    p.push(ev(1, { sessionHandle: 'other' })); // same time and type, other content: appended too
+    await p.flush();
+    expect(f.appended.map((a) => a.input.sessionId)).toEqual(['h1', 'other']);
   });
 
   it('counts and logs what it drops when the queue is full or at shutdown', async () => {

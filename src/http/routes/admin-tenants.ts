@@ -4,7 +4,7 @@
 
 import { Type } from 'typebox';
 import { BadRequest, Conflict, NotFound } from '../../domain/errors.ts';
-import { buildTenant, InvalidTenant, PLATFORM_TENANT, type Tenant } from '../../domain/tenant.ts';
+import { buildTenant, degradationOf, InvalidTenant, PLATFORM_TENANT, type Tenant } from '../../domain/tenant.ts';
 import { emit } from '../../events/bus.ts';
 import { endTenantSessions } from '../../sessions/app-sessions.ts';
 import { actorOf, assertAdminOf, assertPlatformAdmin, requireAdmin } from '../admin-auth.ts';
@@ -20,6 +20,7 @@ export function tenantJson(t: Tenant) {
     sessionLimit: t.sessionLimit,
     anomalyPolicy: t.anomalyPolicy,
     consentReturnUrl: t.consentReturnUrl ?? null,
+    degradation: degradationOf(t),
     createdAt: new Date(t.createdAt).toISOString(),
     updatedAt: new Date(t.updatedAt).toISOString(),
   };

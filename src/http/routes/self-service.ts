@@ -27,14 +27,28 @@ export async function selfServiceRoutes(app: App, deps: Deps): Promise<void> {
         tags: ['sessions'],
         summary: 'The current session (and, in cookie mode, its current xsrfToken)',
         security: BearerSecurity,
-        response: { 200: Type.Intersect([SessionViewSchema, Type.Object({ xsrfToken: Type.Optional(Type.String()) })]), ...problems(401) },
+        response: {
+          200: Type.Intersect([
+            SessionViewSchema,
+            Type.Object({
+              xsrfToken: Type.Optional(Type.String()),
+              degraded: Type.Optional(
+                Type.Literal('stale-cache', {
+                  description: "Present when the store did not answer and the tenant's serve_cached policy answered from this server's memory (docs/reliability.md)",
+                }),
+              ),
+            }),
+          ]),
+          ...problems(401, 503),
+        },
       },
     },
     async (request) => {
-      const { session, mode } = request.auth!;
+      const { session, mode, degraded } = request.auth!;
       return {
         ...sessionJson(session, deps.clock.now()),
         ...(mode === 'cookie' ? { xsrfToken: xsrfTokenOf(deps, session.handle) } : {}),
+        ...(degraded ? { degraded } : {}),
       };
     },
   );
