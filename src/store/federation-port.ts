@@ -77,6 +77,10 @@ export interface FederationStore {
    */
   putOrganization(org: Organization, expectedTenantId: string | null): Promise<Organization>;
   getOrganization(slug: string): Promise<Organization | null>;
+  /** The tenant's organizations, ordered by slug (deleting a tenant, export). */
+  listOrganizations(tenantId: string): Promise<Organization[]>;
+  /** Removes the organization if it belongs to `tenantId`; returns whether it did. */
+  deleteOrganization(slug: string, tenantId: string): Promise<boolean>;
 
   findIdentity(tenantId: string, issuer: string, subject: string): Promise<FederatedIdentity | null>;
   /**
@@ -84,6 +88,10 @@ export interface FederationStore {
    * the link now stored (this one, or the one an earlier or concurrent caller stored).
    */
   linkIdentity(identity: FederatedIdentity): Promise<FederatedIdentity>;
+  /** The tenant's linked identities, ordered by (issuer, subject) (export). */
+  listIdentities(tenantId: string): Promise<FederatedIdentity[]>;
+  /** Removes every identity link of the tenant (deleting a tenant); returns how many went. */
+  deleteIdentities(tenantId: string): Promise<number>;
 
   /**
    * Stores a flow until its absolute expiry (the Redis key gets that TTL). Refuses with

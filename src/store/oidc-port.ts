@@ -40,6 +40,10 @@ export interface ExternalSessionLink {
 export interface OidcStore {
   putApp(app: PlatformApp): Promise<PlatformApp>;
   getApp(clientId: string): Promise<PlatformApp | null>;
+  /** The tenant's applications, ordered by client id (deleting a tenant, export). */
+  listApps(tenantId: string): Promise<PlatformApp[]>;
+  /** Removes the application if it belongs to `tenantId`; returns whether it did. */
+  deleteApp(clientId: string, tenantId: string): Promise<boolean>;
 
   /** Creates or replaces a record of oidc-provider's `model` until `expiresAt`. */
   upsertModel(model: string, id: string, payload: Record<string, unknown>, expiresAt: number, now: number): Promise<void>;

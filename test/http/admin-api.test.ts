@@ -4,6 +4,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newConsent } from '../../src/domain/consent.ts';
 import { admin, provision, startTestServer, uniqueTenant, type TestServer } from '../support/harness.ts';
 import { storeChoices } from '../support/store-choices.ts';
 
@@ -329,7 +330,7 @@ describe.each(storeChoices())('admin API on %s', (store) => {
 
       const forced = await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/tenants/${t}?force=true`, headers: asPlatform() });
       expect(forced.statusCode, forced.body).toBe(200);
-      expect(forced.json()).toEqual({ revoked: 1, usersDeleted: 2 });
+      expect(forced.json()).toMatchObject({ revoked: 1, usersDeleted: 2 });
       expect((await s.app.inject({ url: '/api/v1/session', headers: { authorization: `Bearer ${l.userSessionToken}` } })).statusCode).toBe(401);
       expect((await s.app.inject({ url: `/api/v1/admin/tenants/${t}`, headers: admin })).statusCode).toBe(404);
       const listed = await s.app.inject({ url: '/api/v1/admin/tenants', headers: admin });
@@ -340,11 +341,71 @@ describe.each(storeChoices())('admin API on %s', (store) => {
       const empty = uniqueTenant();
       expect((await s.app.inject({ method: 'PUT', url: `/api/v1/admin/tenants/${empty}`, headers: admin, payload: {} })).statusCode).toBe(200);
       const plain = await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/tenants/${empty}`, headers: admin });
-      expect(plain.json()).toEqual({ revoked: 0, usersDeleted: 0 });
+      expect(plain.json()).toMatchObject({ revoked: 0, usersDeleted: 0 });
       expect((await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/tenants/${empty}`, headers: admin })).statusCode).toBe(404);
       const reserved = await s.app.inject({ method: 'DELETE', url: '/api/v1/admin/tenants/platform?force=true', headers: admin });
       expect(reserved.statusCode).toBe(409);
       expect(reserved.json()).toMatchObject({ code: 'tenant_reserved' });
+    });
+
+    it('force deletes everything of the tenant — sessions, users, consents, identities, organizations, apps, banks — and keeps its audit records', async () => {
+      const t = uniqueTenant();
+      await provision(s.app, t, 'owner@example.com', PASSWORD);
+      const owner = await loggedIn(t, 'owner@example.com');
+      const ownerId = await userId(t, 'owner@example.com');
+      const slug = `org-${t}`.toLowerCase().slice(0, 40);
+      const org = await s.app.inject({
+        method: 'PUT',
+        url: `/api/v1/admin/orgs/${slug}`,
+        headers: admin,
+        payload: { tenantId: t, oauth: { provider: 'gh', authorizationEndpoint: 'https://gh.example/a', tokenEndpoint: 'https://gh.example/t', userinfoEndpoint: 'https://gh.example/u', clientId: 'x', clientSecret: 'a-client-secret-of-the-org' } },
+      });
+      expect(org.statusCode, org.body).toBe(200);
+      const clientId = `app-${t}`;
+      const app = await s.app.inject({ method: 'PUT', url: `/api/v1/admin/apps/${clientId}`, headers: admin, payload: { tenantId: t, redirectUris: ['https://app.example.com/cb'] } });
+      expect(app.statusCode, app.body).toBeLessThan(300);
+      const bank = await s.app.inject({ method: 'PUT', url: '/api/v1/admin/banks/acme', headers: admin, payload: { tenantId: t, name: 'Acme', protocol: 'berlin-group', baseUrl: 'https://xs2a.acme-bank.example/psd2' } });
+      expect(bank.statusCode, bank.body).toBe(201);
+      // A consent and an identity link have no admin endpoint: written as the flows write them.
+      const now = Date.now();
+      const consent = await s.store.consents.createConsent(newConsent({ tenantId: t, userId: ownerId, type: 'ais', bankId: 'acme', expiresAt: now + 600_000 }, now));
+      await s.store.federation.linkIdentity({ tenantId: t, issuer: 'https://gh.example', subject: 'gh-1', userId: ownerId, createdAt: now });
+      // Another tenant's records of the same kinds stay.
+      const otherBank = await s.app.inject({ method: 'PUT', url: '/api/v1/admin/banks/acme', headers: admin, payload: { tenantId: other, name: 'Acme', protocol: 'berlin-group', baseUrl: 'https://xs2a.acme-bank.example/psd2' } });
+      expect(otherBank.statusCode).toBeLessThan(300);
+
+      const r = await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/tenants/${t}?force=true`, headers: asPlatform() });
+      expect(r.statusCode, r.body).toBe(200);
+      expect(r.json()).toEqual({ revoked: 1, usersDeleted: 1, consentsDeleted: 1, organizationsDeleted: 1, appsDeleted: 1, banksDeleted: 1, identitiesDeleted: 1 });
+
+      // Nothing of the tenant remains, through the API and in the store.
+      expect((await s.app.inject({ url: '/api/v1/session', headers: { authorization: `Bearer ${owner.userSessionToken}` } })).statusCode).toBe(401);
+      expect((await login(t, 'owner@example.com')).statusCode).toBeGreaterThanOrEqual(400);
+      expect((await s.app.inject({ url: `/api/v1/admin/tenants/${t}`, headers: admin })).statusCode).toBe(404);
+      expect((await s.app.inject({ url: `/api/v1/admin/orgs/${slug}`, headers: admin })).statusCode).toBe(404);
+      expect((await s.app.inject({ url: `/api/v1/admin/apps/${clientId}`, headers: admin })).statusCode).toBe(404);
+      expect((await s.app.inject({ url: `/api/v1/admin/banks/acme?tenantId=${t}`, headers: admin })).statusCode).toBe(404);
+      expect((await s.store.listUsers({ tenantId: t, limit: 10 })).items).toEqual([]);
+      expect(await s.store.getUser(t, ownerId)).toBeNull();
+      expect(await s.store.findUserByEmail(t, 'owner@example.com')).toBeNull();
+      expect(await s.store.consents.getConsent(t, ownerId, consent.id)).toBeNull();
+      expect(await s.store.federation.findIdentity(t, 'https://gh.example', 'gh-1')).toBeNull();
+      expect(await s.store.federation.listIdentities(t)).toEqual([]);
+      expect(await s.store.federation.listOrganizations(t)).toEqual([]);
+      expect(await s.store.federation.getOrganization(slug)).toBeNull();
+      expect(await s.store.oidc.listApps(t)).toEqual([]);
+      expect(await s.store.oidc.getApp(clientId)).toBeNull();
+      expect(await s.store.banks.listBanks(t)).toEqual([]);
+      const active = await s.store.listSessions({ tenantId: t, status: 'active', now: Date.now(), limit: 50 });
+      expect(active.items).toEqual([]);
+      expect((await s.store.listTenants()).map((x) => x.id)).not.toContain(t);
+      expect(await s.store.banks.getBank(other, 'acme')).not.toBeNull();
+
+      // Audit records stay, and the tenant's chain still verifies.
+      expect((await auditTypes(t, 'tenant.deleted')).length).toBe(1);
+      expect((await auditTypes(t, 'session.created')).length).toBeGreaterThan(0);
+      const verified = await s.app.inject({ url: `/api/v1/admin/audit/verify?tenantId=${t}`, headers: admin });
+      expect(verified.json()).toMatchObject({ ok: true });
     });
   });
 });

@@ -6,7 +6,7 @@ import { Type } from 'typebox';
 import { BadRequest, Conflict, NotFound } from '../../domain/errors.ts';
 import { buildTenant, degradationOf, InvalidTenant, PLATFORM_TENANT, type Tenant } from '../../domain/tenant.ts';
 import { emit } from '../../events/bus.ts';
-import { endTenantSessions } from '../../sessions/app-sessions.ts';
+import { removeTenant } from '../../flows/tenant-delete.ts';
 import { actorOf, assertAdminOf, assertPlatformAdmin, requireAdmin } from '../admin-auth.ts';
 import { forgetTenant, originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
@@ -115,12 +115,23 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
         operationId: 'deleteTenant',
         summary: 'Delete a tenant',
         description:
-          'Platform administrators only. While the tenant has users the answer is 409 `tenant_not_empty`, unless `force=true`, which ends every session of the tenant and deletes its users first. The reserved tenant `platform` cannot be deleted (409 `tenant_reserved`). Audit records stay; the event is `tenant.deleted`.',
+          'Platform administrators only. While the tenant has users the answer is 409 `tenant_not_empty`, unless `force=true`, which ends every session of the tenant and deletes its users (with their consents) first. Then its identity links, organizations, applications and banks go, and the tenant last. The reserved tenant `platform` cannot be deleted (409 `tenant_reserved`). Audit records stay; the event is `tenant.deleted`.',
         security: BearerSecurity,
         params,
         querystring: Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
         response: {
-          200: Type.Object({ revoked: Type.Integer(), usersDeleted: Type.Integer() }, { title: 'TenantDeleted' }),
+          200: Type.Object(
+            {
+              revoked: Type.Integer(),
+              usersDeleted: Type.Integer(),
+              consentsDeleted: Type.Integer(),
+              organizationsDeleted: Type.Integer(),
+              appsDeleted: Type.Integer(),
+              banksDeleted: Type.Integer(),
+              identitiesDeleted: Type.Integer(),
+            },
+            { title: 'TenantDeleted' },
+          ),
           ...problems(400, 401, 403, 404, 409),
         },
       },
@@ -138,18 +149,7 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
       }
       const now = deps.clock.now();
       const origin = originOf(request);
-      const ended = await endTenantSessions(deps, id, 'tenant_deleted', now, origin);
-      let usersDeleted = 0;
-      for (;;) {
-        const page = await deps.store.listUsers({ tenantId: id, limit: 200 });
-        let removed = 0;
-        for (const u of page.items) {
-          if (await deps.store.deleteUser(id, u.id)) removed += 1;
-        }
-        usersDeleted += removed;
-        if (removed === 0) break;
-      }
-      await deps.store.deleteTenant(id);
+      const removed = await removeTenant(deps, id, now, origin);
       forgetTenant(deps, id);
       emit(
         deps,
@@ -159,11 +159,19 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
           tenantId: id,
           userId: null,
           sessionHandle: null,
-          details: { force, sessionsEnded: ended.length, usersDeleted, actor: actorOf(request) },
+          details: {
+            force,
+            sessionsEnded: removed.revoked,
+            usersDeleted: removed.usersDeleted,
+            organizationsDeleted: removed.organizationsDeleted,
+            appsDeleted: removed.appsDeleted,
+            banksDeleted: removed.banksDeleted,
+            actor: actorOf(request),
+          },
         },
         origin,
       );
-      return { revoked: ended.length, usersDeleted };
+      return removed;
     },
   );
 }

@@ -51,6 +51,26 @@ export class PostgresFederationStore implements FederationStore {
     return row ? (JSON.parse(row.body) as Organization) : null;
   }
 
+  async listOrganizations(tenantId: string): Promise<Organization[]> {
+    const rows = await this.#driver.query<{ body: string }>('SELECT body FROM organizations WHERE tenant_id = $1 ORDER BY slug', [tenantId]);
+    return rows.map((r) => JSON.parse(r.body) as Organization);
+  }
+
+  async deleteOrganization(slug: string, tenantId: string): Promise<boolean> {
+    const [row] = await this.#driver.query<{ slug: string }>('DELETE FROM organizations WHERE slug = $1 AND tenant_id = $2 RETURNING slug', [slug, tenantId]);
+    return row !== undefined;
+  }
+
+  async listIdentities(tenantId: string): Promise<FederatedIdentity[]> {
+    const rows = await this.#driver.query<IdentityRow>('SELECT * FROM federated_identities WHERE tenant_id = $1 ORDER BY issuer, subject', [tenantId]);
+    return rows.map(identityFromRow);
+  }
+
+  async deleteIdentities(tenantId: string): Promise<number> {
+    const rows = await this.#driver.query<{ subject: string }>('DELETE FROM federated_identities WHERE tenant_id = $1 RETURNING subject', [tenantId]);
+    return rows.length;
+  }
+
   async findIdentity(tenantId: string, issuer: string, subject: string): Promise<FederatedIdentity | null> {
     const [row] = await this.#driver.query<IdentityRow>(
       'SELECT * FROM federated_identities WHERE tenant_id = $1 AND issuer = $2 AND subject = $3',

@@ -55,6 +55,16 @@ export class PostgresOidcStore implements OidcStore {
     return row ? (JSON.parse(row.body) as PlatformApp) : null;
   }
 
+  async listApps(tenantId: string): Promise<PlatformApp[]> {
+    const rows = await this.#driver.query<{ body: string }>('SELECT body FROM platform_apps WHERE tenant_id = $1 ORDER BY client_id', [tenantId]);
+    return rows.map((r) => JSON.parse(r.body) as PlatformApp);
+  }
+
+  async deleteApp(clientId: string, tenantId: string): Promise<boolean> {
+    const [row] = await this.#driver.query<{ client_id: string }>('DELETE FROM platform_apps WHERE client_id = $1 AND tenant_id = $2 RETURNING client_id', [clientId, tenantId]);
+    return row !== undefined;
+  }
+
   async upsertModel(model: string, id: string, payload: Record<string, unknown>, expiresAt: number, now: number): Promise<void> {
     await this.#driver.execute(
       `DELETE FROM oidc_models WHERE (model, id) IN (

@@ -2,11 +2,12 @@
 //
 //   P org:<slug>                              STRING  the organization (JSON)
 //   P fid:<tenant>:<sha256(issuer, subject)>  STRING  the linked identity (JSON); SET NX
+//   P torg:<tenant>, P tfid:<tenant>           SET     the tenant's slugs / identity digests (listings)
 //   P oidc-session:<sha256(state)>            HASH    one OIDC flow: binding, exp, body (JSON)
 //   P oauth-session:<sha256(state)>           HASH    one OAuth 2.0 flow, same fields
 //
-// Each operation touches one key, so it is atomic on its own and routes to one node of a
-// Cluster. Flow keys expire with the flow (PEXPIRE relative to the `now` passed in, as in the
+// Each operation touches one key (plus a listing written before it: a hint, checked by readers),
+// so it is atomic on its own and routes to one node of a Cluster. Flow keys expire with the flow (PEXPIRE relative to the `now` passed in, as in the
 // session store, so an injected clock cannot make Redis drop a record early): at most the flow
 // lifetime, 10 minutes by default. Consuming a flow is one script — read, compare the browser
 // binding, delete — so two callbacks with one state cannot both get it.
@@ -43,6 +44,17 @@ return 'ok'
 `,
 );
 
+/** Delete only while the slug still belongs to the tenant (KEYS[1] org key; ARGV[1] tenant). */
+const DELETE_ORG = script(
+  'delete-org',
+  `
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if cjson.decode(v).tenantId ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+`,
+);
+
 const PUT_FLOW = script(
   'flow-put',
   `
@@ -76,15 +88,19 @@ return { 'consumed', v[3] }
 export class RedisFederationStore implements FederationStore {
   readonly #conn: RedisConnection;
   readonly #prefix: string;
+  readonly #keys: RedisKeys;
 
   constructor(conn: RedisConnection, keys: RedisKeys) {
     this.#conn = conn;
     this.#prefix = keys.prefix;
+    this.#keys = keys;
   }
 
   async putOrganization(org: Organization, expectedTenantId: string | null): Promise<Organization> {
     return this.#guard(async () => {
       const key = this.#orgKey(org.slug);
+      const listing = this.#keys.tenantOrganizations(org.tenantId);
+      await this.#conn.send(listing, ['SADD', listing, org.slug]);
       const reply = await this.#eval(PUT_ORG, key, [expectedTenantId ?? '', JSON.stringify(org)]);
       if (reply !== 'ok') throw new Conflict('org_changed', `The organization "${org.slug}" changed meanwhile; read it again.`);
       return org;
@@ -96,6 +112,56 @@ export class RedisFederationStore implements FederationStore {
       const key = this.#orgKey(slug);
       const raw = (await this.#conn.send(key, ['GET', key], true)) as string | null;
       return raw === null ? null : (JSON.parse(raw) as Organization);
+    });
+  }
+
+  async listOrganizations(tenantId: string): Promise<Organization[]> {
+    return this.#guard(async () => {
+      const listing = this.#keys.tenantOrganizations(tenantId);
+      const slugs = ((await this.#conn.send(listing, ['SMEMBERS', listing], true)) as string[]).sort();
+      const out: Organization[] = [];
+      for (const slug of slugs) {
+        const org = await this.getOrganization(slug);
+        if (org !== null && org.tenantId === tenantId) out.push(org);
+      }
+      return out;
+    });
+  }
+
+  async deleteOrganization(slug: string, tenantId: string): Promise<boolean> {
+    return this.#guard(async () => {
+      const removed = Number(await this.#eval(DELETE_ORG, this.#orgKey(slug), [tenantId]));
+      const listing = this.#keys.tenantOrganizations(tenantId);
+      await this.#conn.send(listing, ['SREM', listing, slug]);
+      return removed > 0;
+    });
+  }
+
+  async listIdentities(tenantId: string): Promise<FederatedIdentity[]> {
+    return this.#guard(async () => {
+      const listing = this.#keys.tenantIdentities(tenantId);
+      const digests = (await this.#conn.send(listing, ['SMEMBERS', listing], true)) as string[];
+      const out: FederatedIdentity[] = [];
+      for (const digest of digests) {
+        const key = this.#keys.identity(tenantId, digest);
+        const raw = (await this.#conn.send(key, ['GET', key], true)) as string | null;
+        if (raw !== null) out.push(JSON.parse(raw) as FederatedIdentity);
+      }
+      return out.sort((a, b) => (a.issuer === b.issuer ? cmp(a.subject, b.subject) : cmp(a.issuer, b.issuer)));
+    });
+  }
+
+  async deleteIdentities(tenantId: string): Promise<number> {
+    return this.#guard(async () => {
+      const listing = this.#keys.tenantIdentities(tenantId);
+      const digests = (await this.#conn.send(listing, ['SMEMBERS', listing])) as string[];
+      let removed = 0;
+      for (const digest of digests) {
+        const key = this.#keys.identity(tenantId, digest);
+        removed += Number(await this.#conn.send(key, ['DEL', key]));
+        await this.#conn.send(listing, ['SREM', listing, digest]);
+      }
+      return removed;
     });
   }
 
@@ -111,7 +177,10 @@ export class RedisFederationStore implements FederationStore {
     // SET NX closes the race of two first logins linking one account to two users; GET on the
     // same key then reads whichever link won.
     return this.#guard(async () => {
-      const key = this.#identityKey(identity.tenantId, identity.issuer, identity.subject);
+      const digest = identityDigest(identity.issuer, identity.subject);
+      const key = this.#keys.identity(identity.tenantId, digest);
+      const listing = this.#keys.tenantIdentities(identity.tenantId);
+      await this.#conn.send(listing, ['SADD', listing, digest]);
       const set = await this.#conn.send(key, ['SET', key, JSON.stringify(identity), 'NX']);
       if (set !== null) return identity;
       const raw = (await this.#conn.send(key, ['GET', key])) as string | null;
@@ -150,12 +219,11 @@ export class RedisFederationStore implements FederationStore {
   }
 
   #orgKey(slug: string): string {
-    return `${this.#prefix}org:${slug}`;
+    return this.#keys.organization(slug);
   }
 
   #identityKey(tenantId: string, issuer: string, subject: string): string {
-    const digest = createHash('sha256').update(`${issuer}\u0000${subject}`, 'utf8').digest('base64url');
-    return `${this.#prefix}fid:${tenantId}:${digest}`;
+    return this.#keys.identity(tenantId, identityDigest(issuer, subject));
   }
 
   #flowKey(protocol: FederationProtocol, stateHash: string): string {
@@ -174,4 +242,12 @@ export class RedisFederationStore implements FederationStore {
   #eval(s: LuaScript, key: string, args: string[]): Promise<unknown> {
     return evalScript(this.#conn, s, key, args);
   }
+}
+
+function identityDigest(issuer: string, subject: string): string {
+  return createHash('sha256').update(`${issuer}\u0000${subject}`, 'utf8').digest('base64url');
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -38,6 +38,14 @@
 //                                the record is gone, sweepExpired takes the handle out of the
 //                                tenant listing (the one index without a TTL of its own).
 //
+// Per-tenant listings of records that live under global keys (written before the record,
+// readers keep only members whose record still names the tenant; backfilled at open for data
+// written before they existed — indexes.ts):
+//
+//   P torg:<tenant>       SET    slugs of the tenant's organizations (P org:<slug>)
+//   P tapp:<tenant>       SET    client ids of the tenant's applications (P app:<clientId>)
+//   P tfid:<tenant>       SET    digests of the tenant's identity links (P fid:<tenant>:<digest>)
+//
 // Banks (issue 15): P bank:<tenant> HASH bankId → bank record (JSON, client key sealed); the
 // bank work queue in one slot of its own: P{bankwork}:q ZSET work key scored by due time,
 // P{bankwork}:n HASH work key → attempts.
@@ -107,6 +115,24 @@ export class RedisKeys {
   }
   tenant(tenantId: string): string {
     return `${this.prefix}tenant:${tenantId}`;
+  }
+  organization(slug: string): string {
+    return `${this.prefix}org:${slug}`;
+  }
+  tenantOrganizations(tenantId: string): string {
+    return `${this.prefix}torg:${tenantId}`;
+  }
+  app(clientId: string): string {
+    return `${this.prefix}app:${clientId}`;
+  }
+  tenantApps(tenantId: string): string {
+    return `${this.prefix}tapp:${tenantId}`;
+  }
+  identity(tenantId: string, digest: string): string {
+    return `${this.prefix}fid:${tenantId}:${digest}`;
+  }
+  tenantIdentities(tenantId: string): string {
+    return `${this.prefix}tfid:${tenantId}`;
   }
   banks(tenantId: string): string {
     return `${this.prefix}bank:${tenantId}`;

@@ -1,6 +1,7 @@
 // OidcStore over Redis. Keys (P is the store's prefix):
 //
 //   P app:<clientId>                         STRING  the application (JSON)
+//   P tapp:<tenant>                          SET     the tenant's client ids (listing; a hint)
 //   P oidc:<model>:<id>                      STRING  one oidc-provider record (JSON), PEXPIRE
 //   P oidc-uid:<model>:<uid>                 STRING  id of the record with that uid (hint)
 //   P oidc-grant:<grantId>                   SET     `<model>:<id>` of the grant's records
@@ -34,18 +35,33 @@ return 1
 `,
 );
 
+/** Delete only while the application still belongs to the tenant (KEYS[1] app key; ARGV[1] tenant). */
+const DELETE_APP = script(
+  'delete-app',
+  `
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if cjson.decode(v).tenantId ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+`,
+);
+
 export class RedisOidcStore implements OidcStore {
   readonly #conn: RedisConnection;
   readonly #prefix: string;
+  readonly #keys: RedisKeys;
 
   constructor(conn: RedisConnection, keys: RedisKeys) {
     this.#conn = conn;
     this.#prefix = keys.prefix;
+    this.#keys = keys;
   }
 
   async putApp(app: PlatformApp): Promise<PlatformApp> {
     return this.#guard(async () => {
-      const key = `${this.#prefix}app:${app.clientId}`;
+      const key = this.#keys.app(app.clientId);
+      const listing = this.#keys.tenantApps(app.tenantId);
+      await this.#conn.send(listing, ['SADD', listing, app.clientId]);
       await this.#conn.send(key, ['SET', key, JSON.stringify(app)]);
       return app;
     });
@@ -53,9 +69,31 @@ export class RedisOidcStore implements OidcStore {
 
   async getApp(clientId: string): Promise<PlatformApp | null> {
     return this.#guard(async () => {
-      const key = `${this.#prefix}app:${clientId}`;
+      const key = this.#keys.app(clientId);
       const raw = (await this.#conn.send(key, ['GET', key], true)) as string | null;
       return raw === null ? null : (JSON.parse(raw) as PlatformApp);
+    });
+  }
+
+  async listApps(tenantId: string): Promise<PlatformApp[]> {
+    return this.#guard(async () => {
+      const listing = this.#keys.tenantApps(tenantId);
+      const ids = ((await this.#conn.send(listing, ['SMEMBERS', listing], true)) as string[]).sort();
+      const out: PlatformApp[] = [];
+      for (const id of ids) {
+        const app = await this.getApp(id);
+        if (app !== null && app.tenantId === tenantId) out.push(app);
+      }
+      return out;
+    });
+  }
+
+  async deleteApp(clientId: string, tenantId: string): Promise<boolean> {
+    return this.#guard(async () => {
+      const removed = Number(await evalScript(this.#conn, DELETE_APP, this.#keys.app(clientId), [tenantId]));
+      const listing = this.#keys.tenantApps(tenantId);
+      await this.#conn.send(listing, ['SREM', listing, clientId]);
+      return removed > 0;
     });
   }
 

@@ -32,7 +32,8 @@ import type { SessionStore } from '../port.ts';
 import { SESSIONS_OPERATIONS } from '../sessions-port.ts';
 import { RedisAccounts } from './accounts.ts';
 import { RedisAuditStore } from './audit.ts';
-import { openConnection, type RedisConnection } from './connection.ts';
+import { openConnection, toStoreError, type RedisConnection } from './connection.ts';
+import { backfillListings } from './indexes.ts';
 import { RedisConsentStore } from './consents.ts';
 import { RedisBankStore } from './banks.ts';
 import { RedisContext, type ReplicaWait } from './context.ts';
@@ -83,6 +84,13 @@ export async function openRedisStore(url: string, opts: RedisStoreOptions): Prom
     commandTimeoutMs: opts.commandTimeoutMs ?? 1000,
     ...(opts.onError ? { onError: opts.onError } : {}),
   });
+  try {
+    // Listings that records written by older versions are missing from (indexes.ts): once.
+    await backfillListings(conn, keys);
+  } catch (err) {
+    await conn.close().catch(() => undefined);
+    throw toStoreError(err);
+  }
   return composeRedisStore(conn, { keys, retentionMs, ...(opts.replicaWait ? { replicaWait: opts.replicaWait } : {}) });
 }
 

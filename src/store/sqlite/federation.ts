@@ -39,6 +39,10 @@ function prepare(db: DatabaseSync) {
       ON CONFLICT (slug) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body`),
     orgBySlug: db.prepare('SELECT body FROM organizations WHERE slug = $slug'),
     orgOwner: db.prepare('SELECT tenant_id FROM organizations WHERE slug = $slug'),
+    orgsOfTenant: db.prepare('SELECT body FROM organizations WHERE tenant_id = $tenant_id ORDER BY slug'),
+    deleteOrg: db.prepare('DELETE FROM organizations WHERE slug = $slug AND tenant_id = $tenant_id'),
+    identitiesOfTenant: db.prepare('SELECT * FROM federated_identities WHERE tenant_id = $tenant_id ORDER BY issuer, subject'),
+    deleteIdentities: db.prepare('DELETE FROM federated_identities WHERE tenant_id = $tenant_id'),
     identity: db.prepare('SELECT * FROM federated_identities WHERE tenant_id = $tenant_id AND issuer = $issuer AND subject = $subject'),
     linkIdentity: db.prepare(`
       INSERT INTO federated_identities (tenant_id, issuer, subject, user_id, created_at)
@@ -79,6 +83,22 @@ export class SqliteFederationStore implements FederationStore {
       const row = this.one<{ body: string }>(this.stmt.orgBySlug, { slug });
       return row ? (JSON.parse(row.body) as Organization) : null;
     });
+  }
+
+  listOrganizations(tenantId: string): Promise<Organization[]> {
+    return this.run(() => (this.stmt.orgsOfTenant.all({ tenant_id: tenantId }) as unknown as { body: string }[]).map((r) => JSON.parse(r.body) as Organization));
+  }
+
+  deleteOrganization(slug: string, tenantId: string): Promise<boolean> {
+    return this.write(() => Number(this.stmt.deleteOrg.run({ slug, tenant_id: tenantId }).changes) > 0);
+  }
+
+  listIdentities(tenantId: string): Promise<FederatedIdentity[]> {
+    return this.run(() => (this.stmt.identitiesOfTenant.all({ tenant_id: tenantId }) as unknown as IdentityRow[]).map(identityFromRow));
+  }
+
+  deleteIdentities(tenantId: string): Promise<number> {
+    return this.write(() => Number(this.stmt.deleteIdentities.run({ tenant_id: tenantId }).changes));
   }
 
   findIdentity(tenantId: string, issuer: string, subject: string): Promise<FederatedIdentity | null> {

@@ -26,6 +26,8 @@ function prepare(db: DatabaseSync) {
       INSERT INTO platform_apps (client_id, tenant_id, body) VALUES ($client_id, $tenant_id, $body)
       ON CONFLICT (client_id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body`),
     appById: db.prepare('SELECT body FROM platform_apps WHERE client_id = $client_id'),
+    appsOfTenant: db.prepare('SELECT body FROM platform_apps WHERE tenant_id = $tenant_id ORDER BY client_id'),
+    deleteApp: db.prepare('DELETE FROM platform_apps WHERE client_id = $client_id AND tenant_id = $tenant_id'),
     upsert: db.prepare(`
       INSERT INTO oidc_models (model, id, payload, grant_id, uid, expires_at)
       VALUES ($model, $id, $payload, $grant_id, $uid, $expires_at)
@@ -66,6 +68,14 @@ export class SqliteOidcStore implements OidcStore {
       const row = this.one<{ body: string }>(this.stmt.appById, { client_id: clientId });
       return row ? (JSON.parse(row.body) as PlatformApp) : null;
     });
+  }
+
+  listApps(tenantId: string): Promise<PlatformApp[]> {
+    return this.run(() => (this.stmt.appsOfTenant.all({ tenant_id: tenantId }) as unknown as { body: string }[]).map((r) => JSON.parse(r.body) as PlatformApp));
+  }
+
+  deleteApp(clientId: string, tenantId: string): Promise<boolean> {
+    return this.write(() => Number(this.stmt.deleteApp.run({ client_id: clientId, tenant_id: tenantId }).changes) > 0);
   }
 
   upsertModel(model: string, id: string, payload: Record<string, unknown>, expiresAt: number, now: number): Promise<void> {
