@@ -1,7 +1,7 @@
-// The consent part of the storage port (docs/api.md §Consent redirects), reached as `SessionStore.consents`. Consents
-// belong to a user: every operation names (tenantId, userId), and an adapter keeps all of one
-// user's consents together (SQLite: rows keyed by user; Redis: the user's hash slot `{userTag}`),
-// so that confirming one and superseding another is one atomic step.
+// The consent part of the storage port (docs/api.md §Consent redirects), reached as
+// `SessionStore.consents`. Consents belong to a user: every operation names (tenantId, userId), and
+// an adapter keeps all of one user's consents together (SQLite: rows keyed by user; Redis: the
+// user's hash slot `{userTag}`), so that confirming one and superseding another is one atomic step.
 //
 // Conventions as in port.ts: times are passed in; refusals are TesseraErrors with stable codes
 // (consent_exists, invalid_cursor, invalid_limit).

@@ -1,7 +1,7 @@
 // The part of the storage port that coordinates Tessera processes rather than holding sessions:
 // shared counters for throttling, and the feed of session ends that keeps every process's local
-// session cache exact (docs/api.md §Storage and scale: no store round trip per request, yet a revocation anywhere is
-// honoured everywhere within a measured bound).
+// session cache exact (docs/api.md §Storage and scale: no store round trip per request, yet a
+// revocation anywhere is honoured everywhere within a measured bound).
 
 export interface CounterState {
   count: number;

@@ -1,6 +1,7 @@
-// The federation part of the storage port (docs/api.md §Single sign-on): organizations, the identities that link an
-// external account to a user, and the pre-login `flow` sessions that carry OIDC/OAuth state
-// across the round trip to an identity provider. `SessionStore.federation` holds one.
+// The federation part of the storage port (docs/api.md §Single sign-on): organizations, the
+// identities that link an external account to a user, and the pre-login `flow` sessions that carry
+// OIDC/OAuth state across the round trip to an identity provider. `SessionStore.federation` holds
+// one.
 //
 // A flow is stored under `oidc-session:<id>` or `oauth-session:<id>` (after the store's own key
 // prefix), where <id> is the SHA-256 of the flow's `state`: one record per login attempt, so

@@ -139,13 +139,14 @@ export interface SessionsStore {
   consumeSession(secretHash: string, now: number): Promise<Session | null>;
 
   /**
-   * Renew-once-after-expiry (docs/api.md §Consent redirects, "The session after a return"): when the predecessor has expired, store `successor` and
-   * link it, unless a successor was already linked, in which case that one is returned. Many
-   * concurrent callers with the same expired predecessor all get the same successor. The caller
-   * builds `successor` (its secret derived from the predecessor, so all callers agree on it); it
-   * must belong to the predecessor's tenant and user. A new successor counts against `limit`
-   * exactly as a login does (createSession), in the same atomic step: reject_new refuses it,
-   * evict_oldest ends the oldest valid sessions of the kind.
+   * Renew-once-after-expiry (docs/api.md §Consent redirects, "The session after a return"): when
+   * the predecessor has expired, store `successor` and link it, unless a successor was already
+   * linked, in which case that one is returned. Many concurrent callers with the same expired
+   * predecessor all get the same successor. The caller builds `successor` (its secret derived from
+   * the predecessor, so all callers agree on it); it must belong to the predecessor's tenant and
+   * user. A new successor counts against `limit` exactly as a login does (createSession), in the
+   * same atomic step: reject_new refuses it, evict_oldest ends the oldest valid sessions of the
+   * kind.
    */
   renewAfterExpiry(predecessorHandle: string, successor: Session, now: number, limit?: CreateLimit): Promise<RenewResult>;
 

@@ -1,7 +1,8 @@
 // One small seam over the three node-redis topologies (client, Sentinel, Cluster): the store
 // sends raw commands and scripts through it and never needs to know which one it talks to.
 //
-// Failure policy (docs/api.md §Storage and scale: fail fast with 503, never a hang, resume by itself):
+// Failure policy (docs/api.md §Storage and scale: fail fast with 503, never a hang, resume by
+// itself):
 // - Opening: the first connection must succeed within `connectTimeoutMs`, otherwise
 //   openRedisStore rejects with StoreUnavailable (no endless retry loop at start).
 // - Afterwards the client reconnects by itself in the background (capped exponential backoff),

@@ -45,7 +45,8 @@ local function isValid(k)
 end
 
 -- Endable = not revoked and now before the absolute expiry: valid, or idle-expired and still
--- renewable after a consent return (docs/api.md §Consent redirects, "The session after a return"). A revocation makes either final.
+-- renewable after a consent return (docs/api.md §Consent redirects, "The session after a return").
+-- A revocation makes either final.
 local function isEndable(k)
   local v = redis.call('HMGET', k, 'status', 'absoluteExpiresAt')
   if not v[1] or v[1] == 'revoked' then return false end
@@ -191,10 +192,10 @@ return finish({ 'ok', redis.call('HGETALL', skey(handle)), evicted })
 );
 
 /**
- * renew-once-after-expiry (docs/api.md §Consent redirects, "The session after a return"). Race closed: several consent returns whose starting session
- * expired at the bank each creating a new session for the user. The first call links its
- * successor to the predecessor; every later or concurrent call finds the link and gets that
- * same successor.
+ * renew-once-after-expiry (docs/api.md §Consent redirects, "The session after a return"). Race
+ * closed: several consent returns whose starting session expired at the bank each creating a new
+ * session for the user. The first call links its successor to the predecessor; every later or
+ * concurrent call finds the link and gets that same successor.
  * The successor counts against the user's limit like a login (applyLimit, same step).
  * ARGV[4] predecessor handle, ARGV[5] TTL ms, ARGV[6] limit kind ('' = none), ARGV[7] max,
  * ARGV[8] policy, ARGV[9..] successor fields.

@@ -2,8 +2,8 @@
 // migration in migrations.ts.
 
 export const FEDERATION_SCHEMA = `
-  -- Organizations and their identity providers (docs/api.md §Single sign-on). The body is the Organization as
-  -- JSON; its client secret is sealed (AES-256-GCM) before it gets here.
+  -- Organizations and their identity providers (docs/api.md §Single sign-on). The body is the
+  -- Organization as JSON; its client secret is sealed (AES-256-GCM) before it gets here.
   CREATE TABLE organizations (
     slug      TEXT PRIMARY KEY,
     tenant_id TEXT NOT NULL,

@@ -133,7 +133,8 @@ export const migrations: readonly Migration[] = [
         payment         TEXT -- JSON, PIS only
       ) STRICT;
       CREATE INDEX consents_by_user ON consents (tenant_id, user_id, created_at, id);
-      -- At most one valid AIS consent per user and bank, in the schema (docs/api.md §Consent redirects).
+      -- At most one valid AIS consent per user and bank, in the schema (docs/api.md §Consent
+      -- redirects).
       CREATE UNIQUE INDEX consents_one_valid_ais ON consents (tenant_id, user_id, bank_id)
         WHERE type = 'ais' AND status = 'confirmed';
     `,

@@ -2,8 +2,8 @@
 // migration in migrations.ts.
 
 export const OIDC_SCHEMA = `
-  -- Applications: OIDC clients of Tessera (docs/api.md §Platform applications). Body: the PlatformApp as JSON, its client
-  -- secret sealed.
+  -- Applications: OIDC clients of Tessera (docs/api.md §Platform applications). Body: the
+  -- PlatformApp as JSON, its client secret sealed.
   CREATE TABLE platform_apps (
     client_id TEXT PRIMARY KEY,
     tenant_id TEXT NOT NULL,

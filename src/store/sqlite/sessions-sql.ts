@@ -36,7 +36,8 @@ export function prepareSessionStatements(db: DatabaseSync) {
       RETURNING *`),
     setData: db.prepare('UPDATE sessions SET data = $data WHERE handle = $handle RETURNING *'),
     // Valid, or idle-expired within its absolute lifetime (renewable after a consent return,
-    // docs/api.md §Consent redirects): a revocation makes either final, so a renewal never brings it back.
+    // docs/api.md §Consent redirects): a revocation makes either final, so a renewal never brings
+    // it back.
     revokeIfValid: db.prepare(`
       UPDATE sessions SET status = 'revoked', ended_at = $now, revoke_reason = $reason
       WHERE handle = $handle AND status != 'revoked' AND absolute_expires_at > $now
