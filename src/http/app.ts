@@ -31,6 +31,7 @@ import { ssoRoutes } from './routes/sso.ts';
 import { adminAppRoutes } from './routes/admin-apps.ts';
 import { adminBankRoutes } from './routes/admin-banks.ts';
 import { oidcRoutes } from './routes/oidc.ts';
+import { demoRoutes } from './demo/routes.ts';
 import { nameComponentSchemas, operationIdOf } from './openapi.ts';
 import { ProblemSchema } from './schemas.ts';
 import { registerValidation } from './validation.ts';
@@ -228,6 +229,8 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   await app.register(async (scope) => adminAppRoutes(scope as App, deps));
   await app.register(async (scope) => oidcRoutes(scope as App, deps));
   await app.register(async (scope) => consentRoutes(scope as App, deps));
+  // Demo mode only (TESSERA_DEMO=1): the demo account, bank and pages.
+  if (deps.config.demo) await app.register(async (scope) => demoRoutes(scope as App, deps));
   await app.register(async (scope) => adminAuditRoutes(scope as App, deps));
   await app.register(async (scope) => authReauthRoutes(scope as App, deps));
   await app.register(async (scope) => metricsRoutes(scope as App, deps));

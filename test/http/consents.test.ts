@@ -628,5 +628,8 @@ describe('without demo mode', () => {
     expect(res.statusCode).toBe(400);
     expect(res.json()).toMatchObject({ code: 'unknown_bank' });
     expect((await s.app.inject({ url: '/demo/' })).statusCode).toBe(404);
+    // The demo module (src/http/demo) is not registered at all: no config, no demo tenant.
+    expect((await s.app.inject({ url: '/demo/config.json' })).statusCode).toBe(404);
+    expect((await s.app.inject({ url: '/api/v1/admin/tenants/demo', headers: admin })).statusCode).toBe(404);
   });
 });

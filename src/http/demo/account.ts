@@ -1,14 +1,14 @@
-// Demo mode (TESSERA_DEMO=1): a ready-made tenant, user and bank (the bank simulator at
-// TESSERA_DEMO_BANK_URL, `npx tessera bank-simulator`) so that a person can try the consent flow
-// in a browser right after start. Nothing here runs unless demo mode is on; never turn it on in
-// production.
+// Demo mode (TESSERA_DEMO=1, docs/api.md §Configuration and operation): a ready-made tenant, user
+// and bank (the bank simulator at TESSERA_DEMO_BANK_URL, `npx tessera bank-simulator`) so that a
+// person can try the consent flow in a browser right after start. Nothing here runs unless demo
+// mode is on (src/http/app.ts registers ./routes.ts only then); never turn it on in production.
 
 import { randomUUID } from 'node:crypto';
-import { hashPassword } from '../auth/password.ts';
-import { DEFAULT_BANK_TIMEOUT_MS } from '../domain/bank.ts';
-import { TesseraError } from '../domain/errors.ts';
-import { buildTenant } from '../domain/tenant.ts';
-import type { Deps } from '../runtime.ts';
+import { hashPassword } from '../../auth/password.ts';
+import { DEFAULT_BANK_TIMEOUT_MS } from '../../domain/bank.ts';
+import { TesseraError } from '../../domain/errors.ts';
+import { buildTenant } from '../../domain/tenant.ts';
+import type { Deps } from '../deps.ts';
 
 export const DEMO_TENANT = 'demo';
 export const DEMO_EMAIL = 'demo@example.com';

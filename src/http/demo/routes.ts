@@ -1,10 +1,11 @@
-// The demo pages (TESSERA_DEMO=1): a small fintech app at /demo/ (the bank is the bank
-// simulator, `npx tessera bank-simulator`, registered as the demo tenant's bank), static files
-// from web/demo (plain HTML and JavaScript, no build step). They are
-// read once at start; a strict Content-Security-Policy allows only these files themselves.
+// Demo mode's routes (TESSERA_DEMO=1; src/http/app.ts registers them only then): the demo account
+// (./account.ts) is made sure of, and a small fintech app is served at /demo/ (the bank is the
+// bank simulator, `npx tessera bank-simulator`, registered as the demo tenant's bank) — static
+// files from web/demo (plain HTML and JavaScript, no build step), read once at start; a strict
+// Content-Security-Policy allows only these files themselves.
 
 import { readFileSync } from 'node:fs';
-import { DEMO_BANK_ID, DEMO_EMAIL, DEMO_PASSWORD, DEMO_TENANT, ensureDemoAccount } from '../../flows/demo.ts';
+import { DEMO_BANK_ID, DEMO_EMAIL, DEMO_PASSWORD, DEMO_TENANT, ensureDemoAccount } from './account.ts';
 import type { App, Deps } from '../deps.ts';
 
 const WEB = new URL('../../../web/demo/', import.meta.url);
@@ -26,7 +27,7 @@ const CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-export async function demoPageRoutes(app: App, deps: Deps): Promise<void> {
+export async function demoRoutes(app: App, deps: Deps): Promise<void> {
   await ensureDemoAccount(deps, deps.clock.now());
 
   for (const [path, page] of Object.entries(PAGES)) {

@@ -1,7 +1,7 @@
 // Consents and consent redirects (docs/api.md §Consent redirects): the tenant's banks, start an AIS
 // consent or a payment (each with its own redirect to the bank and its own `__Secure-rid` cookie),
-// read and withdraw consents, the accounts read at the bank, and the return from the bank. In demo
-// mode also the demo pages (demo-pages.ts).
+// read and withdraw consents, the accounts read at the bank, and the return from the bank. (The
+// demo pages are a module of their own, src/http/demo, registered in demo mode only.)
 
 import { Type } from 'typebox';
 import { BANK_ID_PATTERN, CONSENT_ID_PATTERN, effectiveConsentStatus, type Consent, type ConsentType, type Payment } from '../../domain/consent.ts';
@@ -14,7 +14,6 @@ import { authenticate, loadTenant, originOf, type Authenticated } from '../authe
 import { clearCookie, readCookie, setCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, PageOf, problems } from '../schemas.ts';
-import { demoPageRoutes } from './demo-pages.ts';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 const BankId = Type.String({ pattern: BANK_ID_PATTERN, description: "A bank of the user's tenant (GET /api/v1/banks)" });
@@ -333,6 +332,4 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
       return reply.redirect(target.toString(), 303);
     },
   );
-
-  if (deps.config.demo) await demoPageRoutes(app, deps);
 }
