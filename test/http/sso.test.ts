@@ -98,7 +98,8 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
     const target = await signIn(browser);
     expect(target.pathname).toBe('/login/sso');
     const token = tokenOf(target);
-    const r = await redeem(token);
+    // Redeemed by the browser that started the sign-in (its __Host-flow binding goes along).
+    const r = await redeem(token, 'token', { browser });
     expect(r.status).toBe(200);
     expect(r.headers.get('cache-control')).toBe('no-store');
     const pair = (await r.json()) as { userSessionToken: string; refreshToken: string; sessionId: string; customerId: string; tenantId: string };
@@ -125,35 +126,39 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
   });
 
   it('the one-time token is single use, refuses other secrets, and dies after 60 s', async () => {
-    const token = tokenOf(await signIn(new MiniBrowser()));
-    expect((await redeem(token)).status).toBe(200);
-    const again = await redeem(token);
+    const browser = new MiniBrowser();
+    const token = tokenOf(await signIn(browser));
+    expect((await redeem(token, 'token', { browser })).status).toBe(200);
+    const again = await redeem(token, 'token', { browser });
     expect(again.status).toBe(401);
     expect(((await again.json()) as Problem).code).toBe('invalid_sso_token');
 
-    const late = tokenOf(await signIn(new MiniBrowser()));
+    const lateBrowser = new MiniBrowser();
+    const late = tokenOf(await signIn(lateBrowser));
     world.clock.advance(61_000);
-    const r = await redeem(late);
+    const r = await redeem(late, 'token', { browser: lateBrowser });
     expect(r.status).toBe(401);
     expect(((await r.json()) as Problem).code).toBe('invalid_sso_token');
 
-    expect((await redeem('x'.repeat(43))).status).toBe(401);
+    expect((await redeem('x'.repeat(43), 'token', { browser })).status).toBe(401);
 
     // X-Tenant-ID, when sent, must be the token's tenant; a refusal does not use the token up.
-    const other = tokenOf(await signIn(new MiniBrowser()));
-    const wrongTenant = await fetch(`${world.tesseraUrl}/api/v1/sso/token`, {
+    const otherBrowser = new MiniBrowser();
+    const other = tokenOf(await signIn(otherBrowser));
+    const wrongTenant = await otherBrowser.request(`${world.tesseraUrl}/api/v1/sso/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-tenant-id': 'someone-else' },
       body: JSON.stringify({ token: other }),
     });
     expect(wrongTenant.status).toBe(403);
     expect(((await wrongTenant.json()) as Problem).code).toBe('tenant_mismatch');
-    expect((await redeem(other)).status).toBe(200);
+    expect((await redeem(other, 'token', { browser: otherBrowser })).status).toBe(200);
   });
 
   it('two redemptions racing with one token: exactly one session', async () => {
-    const token = tokenOf(await signIn(new MiniBrowser()));
-    const results = await Promise.all(Array.from({ length: 10 }, () => redeem(token)));
+    const browser = new MiniBrowser();
+    const token = tokenOf(await signIn(browser));
+    const results = await Promise.all(Array.from({ length: 10 }, () => redeem(token, 'token', { browser })));
     expect(results.filter((r) => r.status === 200)).toHaveLength(1);
     expect(results.filter((r) => r.status === 401)).toHaveLength(9);
   });
@@ -210,8 +215,8 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
     const t1 = tokenOf(new URL(r1.headers.get('location') as string, world.tesseraUrl));
     const t2 = tokenOf(new URL(r2.headers.get('location') as string, world.tesseraUrl));
     expect(t1).not.toBe(t2);
-    expect((await redeem(t1)).status).toBe(200);
-    expect((await redeem(t2)).status).toBe(200);
+    expect((await redeem(t1, 'token', { browser })).status).toBe(200);
+    expect((await redeem(t2, 'token', { browser })).status).toBe(200);
   });
 
   it("refuses a callback with another browser's state, and leaves the flow to its owner", async () => {
@@ -438,7 +443,7 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
     const ok = await adminBrowser.get(await loginAtProvider(adminBrowser, world, oauthLogin('&isAdminLogin=true'), ROOT));
     expect(ok.status).toBe(302);
     const token = tokenOf(new URL(ok.headers.get('location') as string, world.tesseraUrl));
-    const pair = (await (await redeem(token)).json()) as { customerId: string; sessionId: string; userSessionToken: string };
+    const pair = (await (await redeem(token, 'token', { browser: adminBrowser })).json()) as { customerId: string; sessionId: string; userSessionToken: string };
     expect(pair.customerId).toBe(rootId);
     const session = await world.server.store.getSessionByHandle(pair.sessionId);
     expect(session).toMatchObject({ authMethod: 'oauth', data: { adminLogin: true } });
@@ -451,7 +456,7 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
     const mallory = new MiniBrowser();
     const m = await mallory.get(await loginAtProvider(mallory, world, oauthLogin(''), MALLORY));
     expect(m.status).toBe(302);
-    const malloryPair = (await (await redeem(tokenOf(new URL(m.headers.get('location') as string, world.tesseraUrl)))).json()) as { customerId: string };
+    const malloryPair = (await (await redeem(tokenOf(new URL(m.headers.get('location') as string, world.tesseraUrl)), 'token', { browser: mallory })).json()) as { customerId: string };
     expect(malloryPair.customerId).not.toBe(rootId);
 
     // The OIDC routes refuse an OAuth organization, and the OAuth routes another provider.
@@ -599,7 +604,8 @@ describe.each(storeChoices())('SSO pre-hijack through an unverified email (%s)',
     const r = await browser.get(await loginAtProvider(browser, world, url, account));
     if (r.status !== 302) return r;
     const token = new URL(r.headers.get('location') as string, world.tesseraUrl).searchParams.get('token') as string;
-    return fetch(`${world.tesseraUrl}/api/v1/sso/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
+    // Redeemed by the browser that signed in (its __Host-flow binding goes along).
+    return browser.request(`${world.tesseraUrl}/api/v1/sso/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
   }
   const oidcLogin = () => `${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=${world.orgSlug}`;
   // This organization links by verified email (linkVerifiedEmail: true).
