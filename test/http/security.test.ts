@@ -684,6 +684,51 @@ describe.each(storeChoices())('item 9: unauthenticated free text in the audit ch
   });
 });
 
+describe.each(storeChoices())('item 6: the SSO one-time token is bound in token mode too (%s)', (choice: StoreChoice) => {
+  let world: SsoWorld;
+  beforeAll(async () => {
+    world = await startSsoWorld({ store: choice });
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('item 6: a leaked /login/sso token redeemed without the browser binding is refused, in token mode as in cookie mode', async () => {
+    // The owner signs in in their browser; the token lands in history and proxy logs.
+    const owner = new MiniBrowser();
+    const callback = await loginAtProvider(owner, world, `${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=${world.orgSlug}`, { login: 'alice', password: 'wonderland' });
+    const back = await owner.get(callback);
+    expect(back.status).toBe(302);
+    const target = new URL(back.headers.get('location') as string, world.tesseraUrl);
+    expect(target.pathname).toBe('/login/sso');
+    const token = target.searchParams.get('token') as string;
+
+    const url = `${world.tesseraUrl}/api/v1/sso/token`;
+    const body = JSON.stringify({ token });
+    // Whoever read the log: no cookies at all, token mode (and cookie mode).
+    const bare = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(bare.status).toBe(403);
+    expect(((await bare.json()) as Problem).code).toBe('sso_browser_mismatch');
+    const bareCookie = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-auth-mode': 'cookie', origin: world.tesseraUrl }, body });
+    expect(bareCookie.status).toBe(403);
+    // A browser with a flow binding of its own (it started a sign-in too) is refused as well.
+    const stranger = new MiniBrowser();
+    expect((await stranger.get(`${world.tesseraUrl}/api/v1/sso/oidc/login?orgSlug=${world.orgSlug}`)).status).toBe(302);
+    const other = await stranger.request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(other.status).toBe(403);
+    expect(((await other.json()) as Problem).code).toBe('sso_browser_mismatch');
+    // A made-up verifier does not turn a browser sign-in into a command-line one.
+    const verifier = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, codeVerifier: 'v'.repeat(43) }) });
+    expect(verifier.status).toBe(403);
+
+    // The refusals used nothing up and created nothing: the owner's browser redeems it.
+    const own = await owner.request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(own.status).toBe(200);
+    const pair = (await own.json()) as { userSessionToken: string };
+    expect((await fetch(`${world.tesseraUrl}/api/v1/session`, { headers: { authorization: `Bearer ${pair.userSessionToken}` } })).status).toBe(200);
+  });
+});
+
 describe('item 5: logout CSRF at /oidc/session/end', () => {
   let world: SsoWorld;
   beforeAll(async () => {

@@ -2,12 +2,13 @@
 // SSO login, exchanged once (within 60 s) for the app session that the callback created — as a
 // token pair (token mode) or as the session cookie (cookie mode), like a password login.
 //
-// The token is bound to whoever started the login (against login CSRF, where an attacker hands
-// the victim a token of the attacker's own login): in cookie mode the browser must present the
-// `flow` cookie whose binding the login's flow had; a command-line login's token needs the
-// verifier of the S256 challenge that `tessera login` started with. Token mode for a browser
-// login stays as it was: it sets nothing in the caller's browser, so there is no one to confuse.
-// A refusal leaves the token to its owner.
+// The token is bound to whoever started the login, in both modes (docs/security.md, item 6):
+// against login CSRF (an attacker hands the victim a token of the attacker's own login) and
+// against a leaked token (browser history, proxy logs, a Referer), which would otherwise be a
+// session for anyone within 60 s. A browser login's token needs the `flow` cookie whose binding
+// the login's flow had — the browser that started it; a command-line login's token (and any other
+// client that is not that browser, through the same loopback flow) needs the verifier of the S256
+// challenge it started with. A refusal leaves the token to its owner.
 
 import { Forbidden, Unauthorized } from '../../domain/errors.ts';
 import { constantTimeEqual, hashSecret } from '../../domain/secrets.ts';
@@ -43,10 +44,15 @@ function checkTokenBinding(oneTime: Session, input: RedeemInput, mode: AuthMode)
   } else if (input.codeVerifier !== null) {
     throw new Forbidden('sso_verifier_mismatch', 'This token was not issued to a command-line sign-in; a command-line sign-in never accepts it.');
   }
-  if (mode === 'cookie') {
+  // A command-line login proved possession with its verifier; in cookie mode its cookie goes to
+  // a browser, which must be the one that did the login. Every other token is a browser login's.
+  if (mode === 'cookie' || typeof challenge !== 'string') {
     const bound = oneTime.data.flowBinding;
     if (typeof bound !== 'string' || input.binding === null || !constantTimeEqual(hashSecret(input.binding), bound)) {
-      throw new Forbidden('sso_browser_mismatch', 'This sign-in was started in another browser; sign in again here.');
+      throw new Forbidden(
+        'sso_browser_mismatch',
+        'This sign-in was started in another browser: only that browser (its __Host-flow cookie) can redeem the token; sign in again here.',
+      );
     }
   }
 }
