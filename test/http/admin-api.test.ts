@@ -302,6 +302,34 @@ describe.each(storeChoices())('admin API on %s', (store) => {
     });
   });
 
+  describe('audit and anomalies', () => {
+    it('listings carry the user’s email beside the user id (null once the user is gone)', async () => {
+      const email = `traveller-${store}@example.com`;
+      expect((await createUser(admin, home, email)).statusCode).toBe(201);
+      const id = await userId(home, email);
+      await loggedIn(home, email, FIREFOX_MAC);
+      await loggedIn(home, email, 'Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0 Mobile Safari/537.36');
+      await s.deps.monitor.flush();
+      const audit = await s.app.inject({ url: `/api/v1/admin/audit?tenantId=${home}&userId=${id}`, headers: asPlatform() });
+      expect(audit.statusCode, audit.body).toBe(200);
+      const records = (audit.json() as Page<{ userId: string; email: string | null }>).items;
+      expect(records.length).toBeGreaterThan(0);
+      expect(records.every((r) => r.userId === id && r.email === email)).toBe(true);
+      const anomalies = await s.app.inject({ url: `/api/v1/admin/anomalies?tenantId=${home}&userId=${id}`, headers: asHome() });
+      expect(anomalies.statusCode, anomalies.body).toBe(200);
+      const findings = (anomalies.json() as Page<{ userId: string; email: string | null; reason: string }>).items;
+      expect(findings.map((f) => [f.reason, f.email])).toContainEqual(['new_device', email]);
+      // The export is the hashed record as stored: no email in it.
+      const exported = await s.app.inject({ url: `/api/v1/admin/audit/export?tenantId=${home}&userId=${id}`, headers: admin });
+      expect(exported.body).not.toContain('"email":"traveller');
+
+      expect((await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/users/${id}?tenantId=${home}`, headers: admin })).statusCode).toBe(200);
+      const after = (await s.app.inject({ url: `/api/v1/admin/audit?tenantId=${home}&userId=${id}`, headers: admin })).json() as Page<{ email: string | null }>;
+      expect(after.items.length).toBeGreaterThan(0);
+      expect(after.items.every((r) => r.email === null)).toBe(true);
+    });
+  });
+
   describe('tenants', () => {
     it('a platform administrator lists every tenant; a tenant administrator only their own', async () => {
       const all = await s.app.inject({ url: '/api/v1/admin/tenants', headers: asPlatform() });

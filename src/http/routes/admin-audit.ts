@@ -47,6 +47,7 @@ export const AuditRecordSchema = Type.Object({
   type: Type.String(),
   tenantId: Type.String(),
   userId: Type.Union([Type.String(), Type.Null()]),
+  email: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'The user’s email now, in listings (null when there is no user or the user is gone); not part of the hashed record' })),
   sessionId: Type.Union([Type.String(), Type.Null()], { description: 'The session handle' }),
   kind: Type.Union([Type.String(), Type.Null()]),
   headers: Headers,
@@ -66,6 +67,7 @@ const FindingSchema = Type.Object({
   time: Type.String(),
   tenantId: Type.String(),
   userId: Type.Union([Type.String(), Type.Null()]),
+  email: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'The user’s email now (null when the user is gone)' })),
   sessionId: Type.Union([Type.String(), Type.Null()]),
   reason: Type.String(),
   evidence: Type.Record(Type.String(), Type.Unknown()),
@@ -104,6 +106,17 @@ export function findingJson(r: AuditRecord) {
     evidence: (r.details.evidence ?? {}) as Record<string, unknown>,
     action: typeof r.details.action === 'string' ? r.details.action : 'record',
   };
+}
+
+/** The users' emails beside their ids: one read per distinct user of the page. */
+async function withEmails<T extends { tenantId: string; userId: string | null }>(deps: Deps, items: T[]): Promise<Array<T & { email: string | null }>> {
+  const emails = new Map<string, string | null>();
+  for (const r of items) {
+    if (r.userId === null) continue;
+    const key = `${r.tenantId} ${r.userId}`;
+    if (!emails.has(key)) emails.set(key, (await deps.store.getUser(r.tenantId, r.userId))?.email ?? null);
+  }
+  return items.map((r) => ({ ...r, email: r.userId === null ? null : (emails.get(`${r.tenantId} ${r.userId}`) ?? null) }));
 }
 
 /** The tenant a query is about: the one asked for (if allowed), or a tenant admin's own. */
@@ -159,7 +172,7 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
         ...(q.from !== undefined ? { from: ms(q.from) } : {}),
         ...(q.to !== undefined ? { to: ms(q.to) } : {}),
       });
-      return { items: page.items.map(auditRecordJson), nextCursor: page.nextCursor };
+      return { items: await withEmails(deps, page.items.map(auditRecordJson)), nextCursor: page.nextCursor };
     },
   );
 
@@ -253,7 +266,7 @@ export async function adminAuditRoutes(app: App, deps: Deps): Promise<void> {
         ...(q.userId !== undefined ? { userId: q.userId } : {}),
         ...(q.reason !== undefined ? { reason: q.reason } : {}),
       });
-      return { items: page.items.map(findingJson), nextCursor: page.nextCursor };
+      return { items: await withEmails(deps, page.items.map(findingJson)), nextCursor: page.nextCursor };
     },
   );
 

@@ -9,6 +9,8 @@ interface Finding {
   time: string;
   tenantId: string;
   userId: string;
+  /** The user's email now; null once the user is gone. */
+  email?: string | null;
   sessionId: string | null;
   reason: string;
   evidence: Record<string, unknown>;
@@ -86,7 +88,10 @@ export function Anomalies() {
                   <td data-label="Action">
                     <span className={f.action === 'record' ? 'badge' : 'badge warn'}>{f.action}</span>
                   </td>
-                  <td data-label="User">{f.userId}</td>
+                  <td data-label="User">
+                    {f.email ?? '(deleted user)'}
+                    <small className="id">{f.userId}</small>
+                  </td>
                 </tr>
               ))}
             </tbody>

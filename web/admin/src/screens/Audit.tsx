@@ -11,6 +11,8 @@ interface AuditRecord {
   type: string;
   tenantId: string;
   userId: string | null;
+  /** The user's email now; null without a user or once the user is gone. */
+  email?: string | null;
   sessionId: string | null;
   headers: Record<string, unknown> | null;
   ip: string | null;
@@ -140,11 +142,15 @@ export function Audit() {
               <details>
                 <summary>
                   <span className="time">{when(r.time)}</span> <code className="type">{r.type}</code>
-                  <span className="who">{r.userId ?? ''}</span>
+                  <span className="who" title={r.userId ?? undefined}>
+                    {r.email ?? (r.userId ? `user ${r.userId}` : '')}
+                  </span>
                 </summary>
                 <dl className="facts">
                   <dt>Sequence</dt>
                   <dd>{r.seq}</dd>
+                  <dt>User</dt>
+                  <dd>{r.userId === null ? '—' : `${r.email ?? '(deleted user)'} · ${r.userId}`}</dd>
                   <dt>Session</dt>
                   <dd>{r.sessionId ?? '—'}</dd>
                   <dt>IP</dt>
