@@ -28,7 +28,7 @@ interface Login {
   refreshToken: string;
 }
 
-describe.each(storeChoices())('admin API on %s', (store) => {
+describe.each(storeChoices({ cluster: true }))('admin API on %s', (store) => {
   let s: TestServer;
   let home: string;
   let other: string;

@@ -48,7 +48,7 @@ interface Started {
   res: Res;
 }
 
-describe.each(storeChoices())('consent redirects on %s', (choice: StoreChoice) => {
+describe.each(storeChoices({ cluster: true }))('consent redirects on %s', (choice: StoreChoice) => {
   let s: TestServer;
   let sim: SimulatorProcess;
   let tenantId: string;

@@ -24,7 +24,7 @@ function cookieOf(res: Res, name: string): { value: string; attrs: string } | nu
   return null;
 }
 
-describe.each(storeChoices())('sessions on %s', (choice: StoreChoice) => {
+describe.each(storeChoices({ cluster: true }))('sessions on %s', (choice: StoreChoice) => {
   let s: TestServer;
   let tenantId: string;
   const email = 'ada@example.com';

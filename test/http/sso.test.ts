@@ -25,7 +25,7 @@ interface Problem {
   status: number;
 }
 
-describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
+describe.each(storeChoices({ cluster: true }))('SSO over HTTP (%s)', (storeChoice) => {
   let world: SsoWorld;
   const events: TesseraEvent[] = [];
 
@@ -430,7 +430,7 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
     expect(to.searchParams.get('nonce')).toBeNull();
     expect(to.searchParams.get('code_challenge_method')).toBe('S256');
     if (world.redisPrefix !== null) {
-      const keys = await redisKeys(`${world.redisPrefix}oauth-session:*`);
+      const keys = await redisKeys(`${world.redisPrefix}oauth-session:*`, world.storeConfig.url);
       expect(keys).toContain(`${world.redisPrefix}oauth-session:${hashSecret(to.searchParams.get('state') as string)}`);
     }
 
@@ -468,18 +468,18 @@ describe.each(storeChoices())('SSO over HTTP (%s)', (storeChoice) => {
   });
 
   // Only on Redis (defined, not skipped: CI counts skipped tests as failures).
-  if (storeChoice === 'redis') it('Redis: the oidc-session: key exists during the flow with a TTL of at most 600 s, and is gone after the callback', async () => {
+  if (storeChoice === 'redis' || storeChoice === 'redis-cluster') it('Redis: the oidc-session: key exists during the flow with a TTL of at most 600 s, and is gone after the callback', async () => {
     const browser = new MiniBrowser();
     const start = await browser.get(loginUrl());
     const state = new URL(start.headers.get('location') as string).searchParams.get('state') as string;
     const key = `${world.redisPrefix}oidc-session:${hashSecret(state)}`;
-    const pttl = await redisCommand(['PTTL', key]);
+    const pttl = await redisCommand(['PTTL', key], world.storeConfig.url);
     expect(Number(pttl)).toBeGreaterThan(0);
     expect(Number(pttl)).toBeLessThanOrEqual(600_000);
     const callback = await loginAtProvider(browser, world, start.headers.get('location') as string, ALICE);
-    expect(Number(await redisCommand(['EXISTS', key]))).toBe(1);
+    expect(Number(await redisCommand(['EXISTS', key], world.storeConfig.url))).toBe(1);
     expect((await browser.get(callback)).status).toBe(302);
-    expect(Number(await redisCommand(['EXISTS', key]))).toBe(0);
+    expect(Number(await redisCommand(['EXISTS', key], world.storeConfig.url))).toBe(0);
   });
 
   it('emits sso.started, sso.completed and sso.failed with the request ids', async () => {
@@ -590,7 +590,7 @@ describe('organizations (admin API)', () => {
   });
 });
 
-describe.each(storeChoices())('SSO pre-hijack through an unverified email (%s)', (storeChoice) => {
+describe.each(storeChoices({ cluster: true }))('SSO pre-hijack through an unverified email (%s)', (storeChoice) => {
   let world: SsoWorld;
   beforeAll(async () => {
     world = await startSsoWorld({ store: storeChoice });
@@ -725,8 +725,8 @@ describe('organizations: the stored client secret follows the provider', () => {
   });
 });
 
-async function redisCommand(args: string[]): Promise<unknown> {
-  const conn = await openConnection(parseRedisUrl(redisTestUrl()), { connectTimeoutMs: 2000, commandTimeoutMs: 2000 });
+async function redisCommand(args: string[], url = redisTestUrl()): Promise<unknown> {
+  const conn = await openConnection(parseRedisUrl(url), { connectTimeoutMs: 2000, commandTimeoutMs: 2000 });
   try {
     return await conn.send(args[1], args);
   } finally {
@@ -734,14 +734,22 @@ async function redisCommand(args: string[]): Promise<unknown> {
   }
 }
 
-async function redisKeys(pattern: string): Promise<string[]> {
+/** Keys matching `pattern` on the store at `url` (every master of a cluster). */
+async function redisKeys(pattern: string, url: string): Promise<string[]> {
   const out: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = (await redisCommand(['SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000'])) as [string, string[]];
-    cursor = next;
-    out.push(...keys);
-  } while (cursor !== '0');
+  const conn = await openConnection(parseRedisUrl(url), { connectTimeoutMs: 2000, commandTimeoutMs: 2000 });
+  try {
+    for (const send of await conn.masters()) {
+      let cursor = '0';
+      do {
+        const [next, keys] = (await send(['SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000'])) as [string, string[]];
+        cursor = next;
+        out.push(...keys);
+      } while (cursor !== '0');
+    }
+  } finally {
+    await conn.close();
+  }
   return out;
 }
 

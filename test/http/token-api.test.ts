@@ -16,7 +16,7 @@ const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 
-describe.each(storeChoices())('token API for OAuth clients (%s)', (storeChoice) => {
+describe.each(storeChoices({ cluster: true }))('token API for OAuth clients (%s)', (storeChoice) => {
   let s: TestServer;
   let base: string;
   const tenantA = uniqueTenant();

@@ -16,12 +16,14 @@ import { openStore, type Store } from '../../src/store/open.ts';
 import type { ThrottlePolicy } from '../../src/auth/throttle.ts';
 import type { LookupFn } from '../../src/net/outbound-policy.ts';
 import { createTestDatabase } from './postgres.ts';
+import { fileCluster } from './file-cluster.ts';
 import { purgePrefix } from './redis.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-' + 'x'.repeat(32);
 export const COOKIE_SECRET = 'test-cookie-secret-' + 'y'.repeat(32);
 
-export type StoreChoice = 'sqlite' | 'redis' | 'postgres';
+/** `redis-cluster`: a 3-master Redis Cluster started once per test file (test/support/file-cluster.ts). */
+export type StoreChoice = 'sqlite' | 'redis' | 'postgres' | 'redis-cluster';
 
 export interface TestServer {
   app: App;
@@ -67,10 +69,11 @@ export async function openTestStore(choice: StoreChoice): Promise<{ store: Store
     }
   }
   const prefix = `tessera-test:${randomBytes(6).toString('hex')}:`;
-  const config = loadConfig({ TESSERA_STORE: redisTestUrl(), TESSERA_REDIS_PREFIX: prefix, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN });
+  const url = choice === 'redis-cluster' ? (await fileCluster()).url : redisTestUrl();
+  const config = loadConfig({ TESSERA_STORE: url, TESSERA_REDIS_PREFIX: prefix, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN });
   const store = await openStore(config);
   // The test Redis is shared with other runs: delete exactly this test's keys, nothing else.
-  return { store, config, cleanup: async () => void (await purgePrefix(redisTestUrl(), prefix)) };
+  return { store, config, cleanup: async () => void (await purgePrefix(url, prefix)) };
 }
 
 export async function startTestServer(opts: HarnessOptions = {}): Promise<TestServer> {
