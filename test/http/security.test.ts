@@ -12,6 +12,7 @@ import { backupSqlite } from '../../src/store/sqlite/backup.ts';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UNREACHABLE } from '../../src/net/outbound-policy.ts';
+import type { TesseraEvent } from '../../src/events/bus.ts';
 import { admin, provision, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
 import { loginAtProvider, MiniBrowser, startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
 import * as oidc from 'openid-client';
@@ -887,6 +888,70 @@ describe.each(storeChoices())('item 11 (/oidc records): no live credential in th
     for (const [what, value] of Object.entries(secrets)) {
       expect(beforeRedemption.includes(value), `${what} in the store before the code was redeemed`).toBe(false);
       expect(afterRedemption.includes(value), `${what} in the store`).toBe(false);
+    }
+  });
+});
+
+describe.each(storeChoices().filter((c) => c !== 'postgres'))('item 4: the client address of sessions made through /oidc (%s)', (choice: StoreChoice) => {
+  /** A code flow through /oidc in a browser that sends `X-Forwarded-For: 203.0.113.9` with every request; the `session.created` events and audit records of the app session. */
+  async function signInThroughOidc(world: SsoWorld) {
+    const events: TesseraEvent[] = [];
+    const unsubscribe = world.server.deps.bus.subscribe((e) => events.push(e));
+    const clientId = `xff-app-${world.tenantId}`;
+    const redirect = 'http://127.0.0.1:9/xff-app/callback';
+    const put = await world.server.app.inject({
+      method: 'PUT',
+      url: `/api/v1/admin/apps/${clientId}`,
+      headers: admin,
+      payload: { tenantId: world.tenantId, redirectUris: [redirect], orgSlug: world.orgSlug, clientSecret: null },
+    });
+    expect(put.statusCode, put.body).toBe(200);
+    const config = await oidc.discovery(new URL(`${world.tesseraUrl}/oidc`), clientId, undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: redirect,
+      scope: 'openid',
+      code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
+      code_challenge_method: 'S256',
+      state: oidc.randomState(),
+    });
+    const browser = new MiniBrowser({ 'x-forwarded-for': '203.0.113.9', 'x-real-ip': '203.0.113.9' });
+    const isApp = (u: URL) => u.href.startsWith(redirect);
+    let at = await browser.follow(url.href, (u) => isApp(u) || (u.origin === world.idp.issuer && u.pathname.startsWith('/interaction')));
+    if (!isApp(new URL(at.url))) {
+      const callback = await loginAtProvider(browser, world, at.url, { login: 'alice', password: 'wonderland' });
+      at = await browser.follow(callback, isApp);
+    }
+    expect(new URL(at.url).searchParams.get('code'), at.url).not.toBeNull();
+    unsubscribe();
+    const created = events.filter((e) => e.type === 'session.created' && e.kind === 'app' && e.details.clientId === clientId);
+    expect(created).toHaveLength(1);
+    await world.server.deps.monitor.flush();
+    const r = await world.server.app.inject({ url: `/api/v1/admin/audit?tenantId=${world.tenantId}&type=session.created`, headers: admin });
+    expect(r.statusCode, r.body).toBe(200);
+    const audited = (r.json() as { items: Array<Record<string, unknown>> }).items.filter((a) => a.sessionHandle === created[0]!.sessionHandle || a.sessionId === created[0]!.sessionHandle);
+    expect(audited).toHaveLength(1);
+    return { event: created[0]!, audited: audited[0]! };
+  }
+
+  it('item 4: a session created through /oidc from a client that is no trusted proxy records the peer address, not its X-Forwarded-For', async () => {
+    const world = await startSsoWorld({ store: choice });
+    try {
+      const { event, audited } = await signInThroughOidc(world);
+      expect(event.ip).toBe('127.0.0.1');
+      expect(audited.ip).toBe('127.0.0.1');
+    } finally {
+      await world.close();
+    }
+  });
+
+  it("item 4: behind a trusted proxy (TESSERA_TRUSTED_PROXIES) the proxy's X-Forwarded-For is the client address of a session created through /oidc", async () => {
+    const world = await startSsoWorld({ store: choice, env: { TESSERA_TRUSTED_PROXIES: '127.0.0.1' } });
+    try {
+      const { event, audited } = await signInThroughOidc(world);
+      expect(event.ip).toBe('203.0.113.9');
+      expect(audited.ip).toBe('203.0.113.9');
+    } finally {
+      await world.close();
     }
   });
 });

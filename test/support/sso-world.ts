@@ -104,6 +104,12 @@ export async function startSsoWorld(opts: { store?: StoreChoice; env?: Record<st
  */
 export class MiniBrowser {
   readonly cookies = new Map<string, string>();
+  /** Sent with every request (say, an `X-Forwarded-For` a client makes up). */
+  readonly extraHeaders: Record<string, string>;
+
+  constructor(extraHeaders: Record<string, string> = {}) {
+    this.extraHeaders = extraHeaders;
+  }
 
   async get(url: string): Promise<Response> {
     return this.request(url, { method: 'GET' });
@@ -120,6 +126,7 @@ export class MiniBrowser {
   async request(url: string, init: RequestInit): Promise<Response> {
     const cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     const headers = new Headers(init.headers);
+    for (const [k, v] of Object.entries(this.extraHeaders)) headers.set(k, v);
     headers.set('accept', 'text/html');
     if (cookie !== '') headers.set('cookie', cookie);
     const r = await fetch(url, { ...init, headers, redirect: 'manual' });
