@@ -94,7 +94,7 @@ function suite(name: string, env: Record<string, string>): string {
   const report = join(dir, 'report.json');
   const t0 = performance.now();
   // vitest on this very Node (the project's Node 24), whatever `node` is first on PATH.
-  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/vitest/vitest.mjs'), 'run', 'test/store/postgres.test.ts', '--reporter=json', `--outputFile=${report}`], {
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/vitest/vitest.mjs'), 'run', 'test/store/matrix-postgres.test.ts', '--reporter=json', `--outputFile=${report}`], {
     cwd: ROOT,
     env: { ...process.env, ...env, TESSERA_TEST_POSTGRES_URL: server, TESSERA_REQUIRE_POSTGRES: '1' },
     encoding: 'utf8',
@@ -121,7 +121,7 @@ for (let round = 0; round < (o.rounds ?? 2); round++) {
   console.log(await check(`postgres.js${round ? ' again' : ''}`, (url) => openPostgresJsDriver(parsePostgresUrl(url), opts)));
 }
 if (o.suite !== false) {
-  console.log('\nThe PostgreSQL conformance suite (test/store/postgres.test.ts, every suite of the store port) on each driver:\n');
+  console.log('\nThe PostgreSQL conformance suite (test/store/matrix-postgres.test.ts, every suite of the store port) on each driver:\n');
   console.log('| driver | wall time | passed | failed |\n|---|---:|---:|---:|');
   console.log(suite('node-postgres (pg)', {}));
   console.log(suite('postgres.js', { TESSERA_TEST_PG_DRIVER: 'postgres.js' }));

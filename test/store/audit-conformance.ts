@@ -1,60 +1,20 @@
-// The conformance suite of the audit port (src/store/audit-port.ts), run against SQLite (two
-// connections on one file), Redis standalone and a Redis Cluster (two connections on one
-// prefix). Two instances on the same data, because the chain must hold when two processes
-// append to one tenant at once.
+// The conformance suite of the audit port (src/store/audit-port.ts), run on every target of the
+// matrix (test/store/targets.ts) with two store instances on the same data (a file, a key prefix,
+// a database), because the chain must hold when two processes append to one tenant at once.
 
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/verify.ts';
 import type { AuditEventInput, AuditRecord } from '../../src/domain/audit-chain.ts';
 import { TesseraError } from '../../src/domain/errors.ts';
 import { emptyHistory, MAX_KNOWN, mergeLogin, type LoginObservation } from '../../src/store/audit-port.ts';
 import type { SessionStore } from '../../src/store/port.ts';
-import { openRedisStore } from '../../src/store/redis/redis-store.ts';
-import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
-import { purgePrefix, testPrefix } from '../support/redis.ts';
 
 export interface AuditPair {
   /** Two store instances (connections) on the same data. */
   a: SessionStore;
   b: SessionStore;
   close(): Promise<void>;
-}
-
-export async function openSqlitePair(): Promise<AuditPair> {
-  const dir = mkdtempSync(join(tmpdir(), 'tessera-audit-'));
-  const path = join(dir, 'tessera.db');
-  const a = await openSqliteStore(path);
-  const b = await openSqliteStore(path);
-  return {
-    a,
-    b,
-    close: async () => {
-      await a.close();
-      await b.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-export function redisPair(url: () => string): () => Promise<AuditPair> {
-  return async () => {
-    const prefix = testPrefix('audit');
-    const a = await openRedisStore(url(), { prefix });
-    const b = await openRedisStore(url(), { prefix });
-    return {
-      a,
-      b,
-      close: async () => {
-        await a.close();
-        await b.close();
-        await purgePrefix(url(), prefix);
-      },
-    };
-  };
 }
 
 const T0 = Date.UTC(2026, 2, 1, 12, 0, 0);

@@ -1,5 +1,5 @@
-// The one conformance suite of the storage port (src/store/port.ts). Every adapter runs it:
-// SQLite, Redis standalone, Redis Cluster. It is where the races are proven — many concurrent
+// The conformance suite of the sessions, accounts and meta ports (src/store/port.ts), run on every
+// target of the matrix (test/store/targets.ts). It is where the races are proven — many concurrent
 // callers through Promise.all, one winner — so an asynchronous adapter is truly raced.
 //
 // Rules that let many runs share one store (a long-lived Redis):
@@ -227,6 +227,34 @@ export function describeStoreConformance(
         expect(r).toStrictEqual({ ok: true, session: s, evicted: [] });
         expect(await store.getSessionByHandle(s.handle)).toStrictEqual(s);
         expect(await store.getSessionBySecretHash(s.secretHash)).toStrictEqual(s);
+      });
+
+      it('keeps a data key named __proto__ as an own key, and pollutes no prototype', async () => {
+        const data = JSON.parse('{"__proto__": {"polluted": true}, "ok": 1}') as Record<string, unknown>;
+        const s = await make(fresh(), 'app', { data });
+        const read = await stored(s.handle);
+        expect(Object.keys(read.data).sort()).toStrictEqual(['__proto__', 'ok']);
+        expect(Object.getPrototypeOf(read.data)).toBe(Object.prototype);
+        expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      });
+
+      it("answers every refusal with the catalogue's code and status, the same on every adapter", async () => {
+        const ids = fresh();
+        const s = await make(ids, 'app');
+        const t = firstToken(s);
+        await store.addRefreshToken(t);
+        await expect(store.addRefreshToken({ ...t, createdAt: T0 + 1 })).rejects.toMatchObject({ code: 'refresh_token_exists', status: 409 });
+        await expect(store.addRefreshToken(firstToken(issue(ids, 'app')))).rejects.toMatchObject({ code: 'session_not_found', status: 404 });
+        const orphan = issue(ids, 'redirect', { parent: issue(ids, 'app') });
+        await expect(store.createSession(orphan, T0)).rejects.toMatchObject({ code: 'invalid_parent', status: 409 });
+        await expect(store.createSession({ ...issue(ids, 'app'), handle: s.handle }, T0)).rejects.toMatchObject({ code: 'session_exists' });
+        await expect(store.createSession({ ...issue(ids, 'app'), secretHash: s.secretHash }, T0)).rejects.toMatchObject({ code: 'session_exists' });
+        const user = newUser(ids.tenantId, `${randomUUID()}@example.com`);
+        await expect(store.updateUser(user)).rejects.toMatchObject({ code: 'user_not_found', status: 404 });
+        await store.createUser(user);
+        const taken = `${randomUUID()}@example.com`;
+        await store.createUser(newUser(ids.tenantId, taken));
+        await expect(store.updateUser({ ...user, email: taken })).rejects.toMatchObject({ code: 'user_exists', status: 409 });
       });
 
       it('round-trips a flow session without a user, with empty device and data', async () => {
@@ -637,6 +665,12 @@ export function describeStoreConformance(
         await expect(store.listSessions({ ...q, cursor: 'bm9wZQ' })).rejects.toMatchObject({ code: 'invalid_cursor' });
         await expect(store.listSessions({ ...q, cursor: 'not a cursor' })).rejects.toMatchObject({ code: 'invalid_cursor' });
         await expect(store.listSessions({ ...q, limit: 0 })).rejects.toMatchObject({ code: 'invalid_limit' });
+        await expect(store.listSessions({ ...q, limit: 501 })).rejects.toMatchObject({ code: 'invalid_limit' });
+      });
+
+      it('refuses a cursor it did not issue and a limit out of range on the tenant listing too', async () => {
+        const q = { tenantId: ids.tenantId, now: T0, limit: 10 };
+        await expect(store.listSessions({ ...q, cursor: 'not-a-cursor' })).rejects.toMatchObject({ code: 'invalid_cursor' });
         await expect(store.listSessions({ ...q, limit: 501 })).rejects.toMatchObject({ code: 'invalid_limit' });
       });
 

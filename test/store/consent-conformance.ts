@@ -1,7 +1,7 @@
-// Conformance of the consent port (src/store/consent-port.ts), run by every adapter next to the
-// session suite: SQLite (one connection), Redis standalone, Redis Cluster. The races of docs/api.md
-// §Consent redirects ("Consent rules") are proven here with many concurrent callers: one settlement
-// per consent, and at most one valid AIS consent per user and bank however many confirmations race.
+// Conformance of the consent port (src/store/consent-port.ts), run on every target of the matrix
+// (test/store/targets.ts) next to the session suite. The races of docs/api.md §Consent redirects
+// ("Consent rules") are proven here with many concurrent callers: one settlement per consent, and
+// at most one valid AIS consent per user and bank however many confirmations race.
 //
 // Same sharing rules as conformance.ts: fresh tenant and user ids in every test, times anchored
 // to the real clock at the start of the run.

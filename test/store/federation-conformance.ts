@@ -1,6 +1,6 @@
 // The conformance suite of the federation store (src/store/federation-port.ts): organizations,
-// linked identities and SSO flow sessions. Every adapter runs it (SQLite, Redis standalone,
-// Redis Cluster). Races are proven as in conformance.ts: many concurrent callers through
+// linked identities and SSO flow sessions. Every target of the matrix runs it
+// (test/store/targets.ts). Races are proven as in conformance.ts: many concurrent callers through
 // Promise.all, one winner. Every test makes its own ids, so runs can share a long-lived Redis.
 
 import { randomUUID } from 'node:crypto';

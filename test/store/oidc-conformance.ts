@@ -1,6 +1,6 @@
 // The conformance suite of the OpenID-provider store (src/store/oidc-port.ts): applications,
-// oidc-provider's records (its adapter interface) and the external-session index. Every adapter
-// runs it (SQLite, Redis standalone, Redis Cluster). Every test makes its own ids, so runs can share a Redis.
+// oidc-provider's records (its adapter interface) and the external-session index. Every target
+// of the matrix runs it (test/store/targets.ts). Every test makes its own ids, so runs can share a Redis.
 
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

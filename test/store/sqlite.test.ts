@@ -1,27 +1,17 @@
-// The SQLite adapter: the conformance suite on one connection and on several connections in
-// worker threads sharing one file (real concurrent writers), then what only SQLite has —
-// files, schema versions, locks.
+// What only the SQLite adapter has, beyond the conformance matrix (test/store/targets.ts, which
+// runs every suite on one connection and on connections in worker threads): files, schema
+// versions, locks, purging, the end log's local delivery and pruning.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { isErrorCode } from '../../src/domain/error-codes.ts';
-import { Conflict, StoreUnavailable, TesseraError } from '../../src/domain/errors.ts';
+import { StoreUnavailable } from '../../src/domain/errors.ts';
 import { DEFAULT_LIFETIMES, issueSession } from '../../src/domain/session.ts';
 import { buildTenant } from '../../src/domain/tenant.ts';
 import { migrations } from '../../src/store/sqlite/migrations.ts';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
-import type { SessionStore } from '../../src/store/port.ts';
-import { describeAuditConformance, openSqlitePair } from './audit-conformance.ts';
-import { describeConsentConformance } from './consent-conformance.ts';
-import { describeStoreConformance } from './conformance.ts';
-import { describeFederationConformance } from './federation-conformance.ts';
-import { describeOidcConformance } from './oidc-conformance.ts';
-import type { OpenedStore } from './conformance.ts';
-import type { WorkerCall, WorkerReply } from './sqlite-worker.ts';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -32,92 +22,6 @@ function tempDir(): string {
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
-
-describeStoreConformance('SQLite store, one connection on a file', async () => {
-  const store = await openSqliteStore(join(tempDir(), 'tessera.db'));
-  return { store, close: () => store.close() };
-});
-
-describeStoreConformance('SQLite store, 4 connections in 4 worker threads on one file', () => openWorkerPool(4));
-describeAuditConformance('SQLite audit store, two connections on a file', openSqlitePair);
-describeFederationConformance('SQLite store, one connection on a file', async () => { const store = await openSqliteStore(join(tempDir(), 'federation.db')); return { store, close: () => store.close() }; });
-describeOidcConformance('SQLite store, one connection on a file', async () => { const store = await openSqliteStore(join(tempDir(), 'oidc.db')); return { store, close: () => store.close() }; });
-describeConsentConformance('SQLite store, one connection on a file', async () => { const store = await openSqliteStore(join(tempDir(), 'consents.db')); return { store, close: () => store.close() }; });
-
-/**
- * A SessionStore whose calls go round-robin to `size` worker threads, each with its own
- * connection to one fresh file. Promise.all in the suite then makes truly concurrent writers.
- */
-async function openWorkerPool(size: number): Promise<OpenedStore> {
-  const path = join(tempDir(), 'tessera.db');
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  let nextId = 0;
-  let nextWorker = 0;
-
-  const workers = await Promise.all(
-    Array.from(
-      { length: size },
-      () =>
-        new Promise<Worker>((resolve, reject) => {
-          const w = new Worker(new URL('./sqlite-worker.ts', import.meta.url), { workerData: { path } });
-          w.on('message', (m: WorkerReply | { ready: true }) => {
-            if ('ready' in m) {
-              resolve(w);
-              return;
-            }
-            const p = pending.get(m.id);
-            pending.delete(m.id);
-            if (m.ok) p?.resolve(m.value);
-            else p?.reject(revive(m.error));
-          });
-          w.on('error', (err: Error) => {
-            reject(err);
-            for (const p of pending.values()) p.reject(err);
-          });
-        }),
-    ),
-  );
-
-  function callOn(w: Worker, method: string, args: unknown[]): Promise<unknown> {
-    const id = nextId++;
-    return new Promise((resolve, reject) => {
-      pending.set(id, { resolve, reject });
-      const call: WorkerCall = { id, method, args };
-      w.postMessage(call);
-    });
-  }
-
-  function call(method: string, args: unknown[]): Promise<unknown> {
-    if (method === 'close') return Promise.all(workers.map((w) => callOn(w, 'close', []))).then(() => undefined);
-    const w = workers[nextWorker++ % workers.length] as Worker;
-    return callOn(w, method, args);
-  }
-
-  const store = new Proxy({} as SessionStore, {
-    get(_target, prop) {
-      if (prop === 'kind') return 'sqlite';
-      if (typeof prop !== 'string' || prop === 'then') return undefined;
-      return (...args: unknown[]) => call(prop, args);
-    },
-  });
-  return {
-    store,
-    close: async () => {
-      await Promise.all(workers.map((w) => w.terminate()));
-    },
-  };
-}
-
-/** Rebuilds an error that crossed the thread boundary, keeping its class, code and status. */
-function revive(e: { name: string; message: string; code?: string; status?: number }): Error {
-  const code = e.code !== undefined && isErrorCode(e.code) ? e.code : undefined;
-  if (e.status === 409 && code !== undefined) return new Conflict(code, e.message);
-  if (e.status === 503) return new StoreUnavailable(e.message);
-  if (e.status !== undefined && code !== undefined) return new TesseraError(e.status, code, e.message);
-  const err = new Error(e.message);
-  err.name = e.name;
-  return err;
-}
 
 // ---- what only the SQLite adapter has -------------------------------------------------------
 
@@ -304,27 +208,6 @@ describe('SQLite store specifics', () => {
     await store.close();
   });
 
-  it('counts in a fixed window shared by two connections, and forgets it on reset', async () => {
-    const path = join(tempDir(), 'counters.db');
-    const a = await openSqliteStore(path);
-    const b = await openSqliteStore(path);
-    try {
-      const key = 'login:acct:someone';
-      expect(await a.peekCounter(key, T0)).toBeNull();
-      expect(await a.hitCounter(key, 60_000, T0)).toStrictEqual({ count: 1, resetAt: T0 + 60_000 });
-      const hits = await Promise.all(Array.from({ length: 9 }, (_, i) => (i % 2 ? a : b).hitCounter(key, 60_000, T0 + 1)));
-      expect(hits.map((h) => h.count).sort((x, y) => x - y)).toStrictEqual([2, 3, 4, 5, 6, 7, 8, 9, 10]);
-      expect(await b.peekCounter(key, T0 + 59_999)).toStrictEqual({ count: 10, resetAt: T0 + 60_000 });
-      expect(await b.peekCounter(key, T0 + 60_000)).toBeNull();
-      expect(await a.hitCounter(key, 60_000, T0 + 60_000)).toStrictEqual({ count: 1, resetAt: T0 + 120_000 });
-      await b.resetCounter(key);
-      expect(await a.peekCounter(key, T0 + 60_001)).toBeNull();
-    } finally {
-      await a.close();
-      await b.close();
-    }
-  });
-
   it('feeds every end to subscribers: at once from its own writes, by polling from other connections', async () => {
     const path = join(tempDir(), 'feed.db');
     const a = await openSqliteStore(path, { feedPollMs: 5 });
@@ -410,14 +293,5 @@ describe('SQLite store specifics', () => {
       await a.close();
       await b.close();
     }
-  });
-
-  it('rejects a cursor it did not issue and a limit out of range', async () => {
-    const store = await openSqliteStore(':memory:');
-    await expect(store.listSessions({ tenantId: 't', now: T0, limit: 10, cursor: 'not-a-cursor' })).rejects.toMatchObject({
-      code: 'invalid_cursor',
-    });
-    await expect(store.listSessions({ tenantId: 't', now: T0, limit: 501 })).rejects.toMatchObject({ code: 'invalid_limit' });
-    await store.close();
   });
 });

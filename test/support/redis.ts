@@ -349,9 +349,10 @@ export async function startRedisSentinel(): Promise<StartedRedis & { masterPort:
 
 /**
  * A Sentinel set-up for failover tests: a master, one replica that replicates through a TCP proxy
- * (so a test can slow its link down), and three Sentinels (quorum 2, master down after 1 s).
+ * (so a test can slow its link down), and three Sentinels (quorum 2, master down after 1 s, or
+ * `downAfterMs` for a set that should not fail over on a slow machine).
  */
-export async function startRedisSentinelSet(): Promise<
+export async function startRedisSentinelSet(opts: { downAfterMs?: number } = {}): Promise<
   StartedRedis & {
     masterPort: number;
     replicaPort: number;
@@ -400,7 +401,7 @@ export async function startRedisSentinelSet(): Promise<
           `dir ${dir}`,
           `logfile ${join(dir, `sentinel-${i}.log`)}`,
           `sentinel monitor mymaster 127.0.0.1 ${masterPort} 2`,
-          'sentinel down-after-milliseconds mymaster 1000',
+          `sentinel down-after-milliseconds mymaster ${opts.downAfterMs ?? 1000}`,
           'sentinel failover-timeout mymaster 5000',
           'sentinel parallel-syncs mymaster 1',
           '',
