@@ -1,7 +1,7 @@
 // The storage port: the whole store an adapter provides, composed of one port per aggregate
 // (as Ory Kratos's persister is): each names the atomic operations the domain needs — not
 // get/set — and every adapter (SQLite, Redis standalone / Sentinel / Cluster) implements each
-// atomically and passes the conformance matrix (test/store/matrix.ts).
+// atomically and passes the conformance matrix (test/store/targets.ts).
 //
 //   sessions-port.ts      sessions and refresh tokens (one unit: rotation revokes a subtree)
 //   accounts-port.ts      tenants and users
