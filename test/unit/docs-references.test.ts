@@ -140,6 +140,22 @@ describe('the repository stands alone', () => {
     expect([...missing]).toEqual([]);
   });
 
+  it('every repository path named in code and documents exists', () => {
+    // A path from the repository root (or, inside a workspace, from its root); globs and
+    // placeholders (`routes/*.ts`, `matrix-<id>.test.ts`) are not paths.
+    const path = /(?<![\w./-])((?:src|test|docs|bench|packages|web|eslint|scripts)\/[\w./-]+\.(?:ts|tsx|js|md|json|html|css))\b/g;
+    const missing = new Set<string>();
+    for (const [file, text] of texts) {
+      const pkg = /^((?:packages|web)\/[^/]+)\//.exec(relative(root, file))?.[1];
+      for (const m of text.matchAll(path)) {
+        const p = m[1]!;
+        if (existsSync(join(root, p)) || (pkg !== undefined && existsSync(join(root, pkg, p)))) continue;
+        missing.add(`${relative(root, file)}: ${p}`);
+      }
+    }
+    expect([...missing]).toEqual([]);
+  });
+
   it('every cited section exists', () => {
     const headingCache = new Map<string, string[]>();
     const broken: string[] = [];
