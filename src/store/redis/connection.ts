@@ -148,6 +148,47 @@ async function subscribeOn(
   };
 }
 
+/**
+ * A hash slot being moved between masters (CLUSTER SETSLOT MIGRATING/IMPORTING + MIGRATE, as
+ * `redis-cli --cluster reshard` does). Plain commands follow node-redis's ASK and MOVED
+ * redirects. A script (EVALSHA/EVAL) must not: it reads and writes more keys of its slot than
+ * the routing key it declares, so run on the importing node it would miss the keys still on the
+ * source, and run on the source it fails on a key already moved ("non local key"). So a script
+ * goes to the slot's owner only; an ASK, a TRYAGAIN or a "non local key" error means the slot is
+ * half-moved, and the script is sent again after a short pause (5 ms doubling to 50 ms) until the
+ * move is over — the owner then answers MOVED, the slot map is read again, and it runs on the new
+ * owner with the whole slot — or until the command's deadline. TRYAGAIN of other commands
+ * (several keys of a half-moved slot) is retried the same way.
+ */
+const SLOT_MOVING = /^(TRYAGAIN|ASK)\b|non local key/;
+
+interface ClusterClient {
+  sendCommand(key: string | undefined, readonly: boolean, args: string[]): Promise<unknown>;
+  getNodeClientForKey(key: string): Promise<{ sendCommand(args: string[]): Promise<unknown> }>;
+}
+
+async function sendThroughSlotMoves(cluster: ClusterClient, key: string | undefined, args: string[], readonly: boolean, until: number): Promise<unknown> {
+  const script = key !== undefined && (args[0] === 'EVALSHA' || args[0] === 'EVAL');
+  for (let attempt = 0; ; attempt++) {
+    try {
+      if (!script) return await cluster.sendCommand(key, readonly, args);
+      const owner = await cluster.getNodeClientForKey(key);
+      try {
+        return await owner.sendCommand(args);
+      } catch (err) {
+        if (!(err instanceof ErrorReply) || !err.message.startsWith('MOVED') || Date.now() >= until) throw err;
+        // The move is over: a keyed command through the cluster client follows the MOVED and
+        // reads the slot map again; the script then goes to the new owner.
+        await cluster.sendCommand(key, true, ['PTTL', key]);
+        continue;
+      }
+    } catch (err) {
+      if (!(err instanceof ErrorReply) || !SLOT_MOVING.test(err.message) || Date.now() >= until) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(50, 5 * 2 ** attempt)));
+    }
+  }
+}
+
 /** Server replies that mean "not now" rather than "your command is wrong". */
 const TRANSIENT_REPLY = /^(CLUSTERDOWN|LOADING|READONLY|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK|NOAUTH|WRONGPASS|NOPERM)\b/;
 
@@ -159,7 +200,7 @@ const TRANSIENT_REPLY = /^(CLUSTERDOWN|LOADING|READONLY|MASTERDOWN|TRYAGAIN|BUSY
 export function toStoreError(err: unknown): Error {
   if (err instanceof TesseraError) return err;
   if (err instanceof ErrorReply) {
-    if (TRANSIENT_REPLY.test(err.message)) return new StoreUnavailable(`The session store is unavailable: ${err.message}`, err);
+    if (TRANSIENT_REPLY.test(err.message) || SLOT_MOVING.test(err.message)) return new StoreUnavailable(`The session store is unavailable: ${err.message}`, err);
     return err;
   }
   const message = err instanceof Error ? err.message : String(err);
@@ -230,6 +271,8 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
       break;
     }
     case 'cluster': {
+      const sendOnCluster = (key: string | undefined, args: string[], readonly: boolean) =>
+        sendThroughSlotMoves(cluster, key, args, readonly, Date.now() + opts.commandTimeoutMs - 50);
       const cluster = createCluster({
         RESP: 2,
         rootNodes: target.seeds.map((h: RedisHost) => ({ socket: { host: h.host, port: h.port, connectTimeout: opts.connectTimeoutMs } })),
@@ -242,7 +285,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
       destroy = () => cluster.destroy();
       conn = {
         kind: 'redis-cluster',
-        send: (key, args, readonly = false) => deadline(cluster.sendCommand(key, readonly, args), args[0] as string),
+        send: (key, args, readonly = false) => deadline(sendOnCluster(key, args, readonly), args[0] as string),
         masters: async () => {
           const clients = await Promise.all(cluster.masters.map((m) => cluster.nodeClient(m)));
           return clients.map((c) => (args: string[]) => deadline(c.sendCommand(args), args[0] as string));
