@@ -89,8 +89,10 @@ export function Anomalies() {
                     <span className={f.action === 'record' ? 'badge' : 'badge warn'}>{f.action}</span>
                   </td>
                   <td data-label="User">
-                    {f.email ?? '(deleted user)'}
-                    <small className="id">{f.userId}</small>
+                    <span>
+                      {f.email ?? '(deleted user)'}
+                      <small className="id">{f.userId}</small>
+                    </span>
                   </td>
                 </tr>
               ))}

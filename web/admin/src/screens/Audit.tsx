@@ -97,7 +97,7 @@ export function Audit() {
         <TenantFilter value={tenant} onChange={setTenant} />
         <label className="field wide">
           <span>Type</span>
-          <input value={type} placeholder="e.g. session.* or login.failed" list="audit-types" onChange={(e) => setType(e.target.value)} />
+          <input value={type} placeholder="session.*, login.failed" list="audit-types" onChange={(e) => setType(e.target.value)} />
           <datalist id="audit-types">
             {['session.*', 'session.created', 'session.revoked', 'login.failed', 'user.*', 'anomaly.detected', 'sso.*', 'consent.*'].map((t) => (
               <option key={t} value={t} />
