@@ -1,4 +1,4 @@
-// The `tessera` command: start | users add | tenants put | bank-simulator | help.
+// The `tessera` command: start | users add | tenants put | export | import | bank-simulator | help.
 // Configuration errors print one line naming the variable and exit with code 2.
 
 import { randomUUID } from 'node:crypto';
@@ -21,6 +21,7 @@ import { LOGIN_USAGE, loginCommand } from './client/cli-login.ts';
 import { openStore } from './store/open.ts';
 import { migrateStore } from './store/migrate.ts';
 import { AUDIT_USAGE, auditCommand } from './audit/audit-cli.ts';
+import { TRANSFER_USAGE, transferCommand } from './flows/transfer-cli.ts';
 import { startBankSimulator } from './bank-simulator/simulator.ts';
 
 const USAGE = `Usage: tessera <command> [options]
@@ -36,6 +37,7 @@ Commands:
   keys rotate                    Add a new JWT signing key; the old one keeps verifying
   backup <file>                  Copy the SQLite store to <file> while it serves (online backup API)
   restore <file> [--force]       Put a backup in place of the SQLite store (no server may run on it)
+${TRANSFER_USAGE}
   migrate [--dry-run]            Bring the store's schema up to date (PostgreSQL, SQLite), or list
                                  what would be applied
   sessions list --tenant <id> [--user <id>] [--status active|revoked|expired]
@@ -65,6 +67,9 @@ async function main(argv: string[]): Promise<number> {
     case 'backup':
     case 'restore':
       return backupOrRestore(command, rest);
+    case 'export':
+    case 'import':
+      return transfer(command, rest);
     case 'sessions':
       return sessions(rest);
     case 'migrate':
@@ -290,6 +295,12 @@ async function users(args: string[]): Promise<number> {
     process.stdout.write(JSON.stringify({ id: user.id, tenantId: user.tenantId, email: user.email, roles: user.roles }) + '\n');
     return 0;
   });
+}
+
+async function transfer(command: 'export' | 'import', args: string[]): Promise<number> {
+  const config = loadConfig();
+  const serverSecret = config.cookieSecret ?? loadOrCreateSecret(config.dataDir, 'cookie-secret').value;
+  return transferCommand(command, args, { serverSecret, open: () => openStore(config) }, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') });
 }
 
 async function keys(args: string[]): Promise<number> {

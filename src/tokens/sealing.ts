@@ -3,7 +3,7 @@
 
 import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 
-export type KeyPurpose = 'seal-signing-keys' | 'refresh-successor' | 'renew-successor' | 'xsrf' | 'cookie-signing' | 'seal-client-secrets' | 'sso-session' | 'seal-bank-keys' | 'oidc-record-ids' | 'seal-oidc-records';
+export type KeyPurpose = 'seal-signing-keys' | 'refresh-successor' | 'renew-successor' | 'xsrf' | 'cookie-signing' | 'seal-client-secrets' | 'sso-session' | 'seal-bank-keys' | 'oidc-record-ids' | 'seal-oidc-records' | 'transfer-check';
 
 /**
  * A 256-bit key for one purpose, as a KeyObject: HMAC with a KeyObject is several times faster
