@@ -114,6 +114,25 @@ export function describeFederationConformance(name: string, open: () => Promise<
         await expect(fed.putOrganization(org(slug, 't-other'), 't-other')).rejects.toMatchObject({ code: 'org_changed' });
         expect((await fed.getOrganization(slug))!.tenantId).toBe(owner);
       });
+
+      it("lists a tenant's organizations by slug, and deletes one only for its own tenant", async () => {
+        const tenant = `t-${randomUUID()}`;
+        const other = `t-${randomUUID()}`;
+        const [b, a] = [`org-b-${randomUUID().slice(0, 8)}`, `org-a-${randomUUID().slice(0, 8)}`];
+        await fed.putOrganization(org(b, tenant), null);
+        await fed.putOrganization(org(a, tenant), null);
+        const elsewhere = `org-${randomUUID().slice(0, 8)}`;
+        await fed.putOrganization(org(elsewhere, other), null);
+        expect((await fed.listOrganizations(tenant)).map((o) => o.slug)).toEqual([a, b]);
+        expect(await fed.listOrganizations(`t-${randomUUID()}`)).toEqual([]);
+        expect(await fed.deleteOrganization(elsewhere, tenant)).toBe(false);
+        expect(await fed.getOrganization(elsewhere)).not.toBeNull();
+        expect(await fed.deleteOrganization(a, tenant)).toBe(true);
+        expect(await fed.deleteOrganization(a, tenant)).toBe(false);
+        expect(await fed.getOrganization(a)).toBeNull();
+        expect((await fed.listOrganizations(tenant)).map((o) => o.slug)).toEqual([b]);
+        expect((await fed.listOrganizations(other)).map((o) => o.slug)).toEqual([elsewhere]);
+      });
     });
 
     describe('identities', () => {
@@ -137,6 +156,20 @@ export function describeFederationConformance(name: string, open: () => Promise<
         expect(await fed.findIdentity(a, 'https://other.example.com', 'sub')).toBeNull();
         await fed.linkIdentity({ tenantId: a, issuer: 'https://idp.example.com/x', subject: 'y', userId: 'u-1', createdAt: T0 });
         expect(await fed.findIdentity(a, 'https://idp.example.com', 'x\u0000y')).toBeNull();
+      });
+
+      it("lists a tenant's identity links and deletes them all, leaving other tenants' links", async () => {
+        const tenant = `t-${randomUUID()}`;
+        const other = `t-${randomUUID()}`;
+        await fed.linkIdentity(identity(tenant, 'zed', 'u-2'));
+        await fed.linkIdentity(identity(tenant, 'amy', 'u-1'));
+        await fed.linkIdentity(identity(other, 'amy', 'u-9'));
+        expect(await fed.listIdentities(tenant)).toStrictEqual([identity(tenant, 'amy', 'u-1'), identity(tenant, 'zed', 'u-2')]);
+        expect(await fed.deleteIdentities(tenant)).toBe(2);
+        expect(await fed.listIdentities(tenant)).toEqual([]);
+        expect(await fed.findIdentity(tenant, 'https://idp.example.com', 'amy')).toBeNull();
+        expect(await fed.deleteIdentities(tenant)).toBe(0);
+        expect(await fed.findIdentity(other, 'https://idp.example.com', 'amy')).toStrictEqual(identity(other, 'amy', 'u-9'));
       });
 
       it('20 concurrent first links of one account agree on one user', async () => {

@@ -41,6 +41,34 @@ export function describeOidcConformance(name: string, open: () => Promise<Opened
       expect(await oidc.getApp(clientId)).toMatchObject({ orgSlug: 'acme', updatedAt: T0 + 1 });
     });
 
+    it("lists a tenant's applications by client id, and deletes one only for its own tenant", async () => {
+      const tenant = `t-${randomUUID()}`;
+      const app = (clientId: string, tenantId: string): PlatformApp => ({
+        clientId,
+        tenantId,
+        redirectUris: ['https://app.example.com/cb'],
+        postLogoutRedirectUris: [],
+        orgSlug: null,
+        backchannelLogoutUri: null,
+        sealedClientSecret: null,
+        createdAt: T0,
+        updatedAt: T0,
+      });
+      const [b, a, c] = ['b', 'a', 'c'].map((x) => `${x}-${randomUUID()}`) as [string, string, string];
+      await oidc.putApp(app(b, tenant));
+      await oidc.putApp(app(a, tenant));
+      await oidc.putApp(app(c, 't-other'));
+      expect((await oidc.listApps(tenant)).map((x) => x.clientId)).toEqual([a, b]);
+      expect(await oidc.deleteApp(c, tenant)).toBe(false);
+      expect(await oidc.getApp(c)).not.toBeNull();
+      expect(await oidc.deleteApp(a, tenant)).toBe(true);
+      expect(await oidc.getApp(a)).toBeNull();
+      expect((await oidc.listApps(tenant)).map((x) => x.clientId)).toEqual([b]);
+      // An application moved to another tenant leaves the first tenant's listing.
+      await oidc.putApp(app(b, `t-${randomUUID()}`));
+      expect(await oidc.listApps(tenant)).toEqual([]);
+    });
+
     it('keeps a record until its expiry, finds it by uid, consumes it, destroys it', async () => {
       const id = randomUUID();
       const uid = randomUUID();
