@@ -27,6 +27,8 @@ const COOKIE_SECRET = 'console-test-cookie-' + 'c'.repeat(32);
 const PASSWORD = 'correct horse battery';
 const WIDE = { width: 1280, height: 800 };
 const NARROW = { width: 390, height: 844 };
+/** expect.poll with room for a loaded machine (its default gives up after 1 s). */
+const eventually = <T>(fn: () => T | Promise<T>) => expect.poll(fn, { timeout: 15_000, interval: 100 });
 const STORES = ['sqlite', ...(process.env.TESSERA_REQUIRE_REDIS === '1' || redisReachable() ? ['redis'] : [])] as const;
 
 describe.skipIf(skip)('admin console (Chromium)', () => {
@@ -111,7 +113,7 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
     async function signIn(page: Page, tenant: string, email: string) {
       await page.goto(`${base}/admin/`);
       const tenantField = page.getByLabel('Tenant', { exact: true });
-      await expect.poll(() => tenantField.inputValue()).toBe('platform');
+      await eventually(() => tenantField.inputValue()).toBe('platform');
       await tenantField.fill(tenant);
       await page.getByLabel('Email', { exact: true }).fill(email);
       await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
@@ -151,11 +153,10 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
       await go(page, 'Sessions');
       await page.getByLabel('Tenant', { exact: true }).selectOption(acme);
       const table = page.getByRole('table', { name: 'Sessions' });
-      await expect.poll(() => table.getByRole('row').count()).toBeGreaterThan(3);
+      await eventually(() => table.getByRole('row').count()).toBeGreaterThan(3);
       await page.getByLabel('Search', { exact: true }).fill('bob@');
       await page.getByLabel('Search', { exact: true }).press('Enter');
-      await expect
-        .poll(async () => {
+      await eventually(async () => {
           const rows = (await table.getByRole('row').allTextContents()).slice(1);
           return rows.length > 0 && rows.every((t) => t.includes('bob@acme.example'));
         })
@@ -173,7 +174,7 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
       await dialog.getByRole('button', { name: 'Revoke session' }).click();
       await page.getByText('1 session ended.').waitFor();
       expect((await call('GET', '/api/v1/session', undefined, { authorization: `Bearer ${bobToken}` })).status).toBe(401);
-      await expect.poll(() => table.getByRole('row').filter({ hasText: 'bob@acme.example' }).count()).toBe(1);
+      await eventually(() => table.getByRole('row').filter({ hasText: 'bob@acme.example' }).count()).toBe(1);
       await context.close();
     });
 
@@ -201,14 +202,14 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
       await go(page, 'Audit');
       await page.getByLabel('Tenant', { exact: true }).selectOption(acme);
       const events = page.getByRole('list', { name: 'Audit events' });
-      await expect.poll(async () => new Set((await events.locator('.type').allTextContents())).size).toBeGreaterThan(2);
+      await eventually(async () => new Set((await events.locator('.type').allTextContents())).size).toBeGreaterThan(2);
       await page.getByLabel('Type', { exact: true }).fill('user.disabled');
       await page.getByRole('button', { name: 'Filter' }).click();
-      await expect.poll(async () => [...new Set(await events.locator('.type').allTextContents())]).toEqual(['user.disabled']);
+      await eventually(async () => [...new Set(await events.locator('.type').allTextContents())]).toEqual(['user.disabled']);
       // The user's email, not only the id.
       expect(await events.locator('.who').first().textContent()).toBe('carol@acme.example');
       await events.locator('summary').first().click();
-      await expect.poll(() => events.locator('pre').first().textContent()).toContain('requestId');
+      await eventually(() => events.locator('pre').first().textContent()).toContain('requestId');
       await page.getByRole('button', { name: 'Verify chain' }).click();
       await page.getByText('The chain is intact').waitFor();
       await shot(page, 'audit-wide');
@@ -288,9 +289,9 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
       await signIn(page, acme, 'boss@acme.example');
       await go(page, 'Users');
       const tenant = page.getByLabel('Tenant', { exact: true });
-      await expect.poll(() => tenant.inputValue()).toBe(acme);
+      await eventually(() => tenant.inputValue()).toBe(acme);
       expect(await tenant.isDisabled()).toBe(true);
-      await expect.poll(() => tenant.locator('option').allTextContents()).toEqual([acme]);
+      await eventually(() => tenant.locator('option').allTextContents()).toEqual([acme]);
       const table = page.getByRole('table', { name: 'Users' });
       await table.getByText('alice@acme.example').waitFor();
       expect(await table.textContent()).not.toContain('globex');
@@ -298,7 +299,7 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
       await page.getByRole('table', { name: 'Sessions' }).waitFor();
       expect(await page.getByRole('table', { name: 'Sessions' }).textContent()).not.toContain('gina@globex.example');
       await go(page, 'Tenants');
-      await expect.poll(() => page.getByRole('navigation', { name: 'Tenant list' }).getByRole('button').allTextContents()).toEqual([acme]);
+      await eventually(() => page.getByRole('navigation', { name: 'Tenant list' }).getByRole('button').allTextContents()).toEqual([acme]);
       await context.close();
     });
 

@@ -40,7 +40,8 @@ export async function startTessera(env: Record<string, string>, cwd = PROJECT_RO
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
+  // Generous: a loaded CI machine can take many seconds to load the TypeScript sources.
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`tessera exited with ${child.exitCode}: ${out}`);
     try {
