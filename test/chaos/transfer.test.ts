@@ -3,7 +3,7 @@
 // into Redis under its own prefix; a user signs in there with the password set on SQLite, the
 // sealed secrets are usable, the audit chain verifies. A wrong COOKIE_SECRET_SIGN_KEY and a
 // conflicting record are refused with exit 2 and one line, writing nothing; importing twice
-// changes nothing; and back from Redis into a new SQLite store.
+// changes nothing; and back from Redis into a new SQLite store, and into PostgreSQL.
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +15,8 @@ import { loadConfig } from '../../src/config/config.ts';
 import { transferCommand } from '../../src/flows/transfer-cli.ts';
 import { openStore } from '../../src/store/open.ts';
 import { redisTestUrl } from '../support/harness.ts';
+import { createTestDatabase } from '../support/postgres.ts';
+import { postgresReachable } from '../support/store-choices.ts';
 import { purgePrefix, redisUrlForTests, requireOrSkip, testPrefix } from '../support/redis.ts';
 import { CLI, PROJECT_ROOT, startTessera, type TesseraProcess } from '../support/tessera-process.ts';
 
@@ -198,5 +200,27 @@ describe.skipIf(skip)('export and import across store kinds', () => {
     const third = await start(envSqlite2);
     expect(await client(third).login('ada@example.com')).toBe(200);
     expect((await client(third).call('GET', `/api/v1/admin/users/${bobId}?tenantId=${TENANT}`)).json).toMatchObject({ roles: ['auditor'] });
-  }, 120_000);
+
+    // 8. The same file into PostgreSQL (when the test server answers): the records arrive as they were.
+    if (process.env.TESSERA_REQUIRE_POSTGRES === '1' || postgresReachable()) {
+      const db = await createTestDatabase('transfer');
+      try {
+        const envPg = { ...common, TESSERA_STORE: db.url, TESSERA_STORE_POOL_SIZE: '2' };
+        const intoPg = await inProcess(envPg, 'import', [back]);
+        expect(intoPg.status, intoPg.stderr).toBe(0);
+        expect(JSON.parse(intoPg.stdout)).toMatchObject({ into: 'postgres', written: { tenants: 1, users: 2, organizations: 1, apps: 1, banks: 1 } });
+        const pgStore = await openStore(loadConfig(envPg));
+        try {
+          const file3 = JSON.parse(readFileSync(back, 'utf8')) as { users: Array<{ id: string; passwordHash: string }>; apps: Array<{ sealedClientSecret: string }> };
+          const pgUsers = (await pgStore.listUsers({ tenantId: TENANT, limit: 10 })).items;
+          expect(pgUsers.map((u) => [u.id, u.passwordHash]).sort()).toEqual(file3.users.map((u) => [u.id, u.passwordHash]).sort());
+          expect((await pgStore.oidc.getApp('move-app'))?.sealedClientSecret).toBe(file3.apps[0]!.sealedClientSecret);
+        } finally {
+          await pgStore.close();
+        }
+      } finally {
+        await db.drop();
+      }
+    }
+  }, 180_000);
 });
