@@ -23,6 +23,7 @@ import { migrateStore } from './store/migrate.ts';
 import { AUDIT_USAGE, auditCommand } from './audit/audit-cli.ts';
 import { TRANSFER_USAGE, transferCommand } from './flows/transfer-cli.ts';
 import { startBankSimulator } from './bank-simulator/simulator.ts';
+import { promoteReplica, PromoteRefused } from './store/redis/dr.ts';
 
 const USAGE = `Usage: tessera <command> [options]
 
@@ -40,6 +41,10 @@ Commands:
 ${TRANSFER_USAGE}
   migrate [--dry-run]            Bring the store's schema up to date (PostgreSQL, SQLite), or list
                                  what would be applied
+  dr promote --to <redis url> [--from <redis url>] [--force] [--timeout-ms <n>]
+                                 Switch to the second site: pause writes on the old primary
+                                 (--from), wait until the replica (--to) has them, promote it,
+                                 and fence the old one as its replica (docs/reliability.md)
   sessions list --tenant <id> [--user <id>] [--status active|revoked|expired]
                                  List sessions as JSON lines
 ${AUDIT_USAGE}
@@ -72,6 +77,8 @@ async function main(argv: string[]): Promise<number> {
       return transfer(command, rest);
     case 'sessions':
       return sessions(rest);
+    case 'dr':
+      return dr(rest);
     case 'migrate':
       return migrateCommand(rest);
     case 'audit':
@@ -90,6 +97,34 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     default:
       throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+async function dr(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'promote') throw new UsageError('usage: tessera dr promote --to <redis url> [--from <redis url>] [--force] [--timeout-ms <n>]');
+  const { values } = parseArgs({
+    args: rest,
+    options: { to: { type: 'string' }, from: { type: 'string' }, force: { type: 'boolean' }, 'timeout-ms': { type: 'string' } },
+  });
+  if (values.to === undefined) throw new UsageError('dr promote needs --to <redis url of the replica>');
+  const timeoutMs = Number(values['timeout-ms'] ?? '5000');
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 600_000) throw new UsageError('--timeout-ms takes 100..600000');
+  try {
+    await promoteReplica({
+      to: values.to,
+      ...(values.from !== undefined ? { from: values.from } : {}),
+      force: values.force === true,
+      timeoutMs,
+      log: (line) => process.stdout.write(line + '\n'),
+    });
+    return 0;
+  } catch (err) {
+    if (err instanceof PromoteRefused) {
+      process.stderr.write(`tessera dr promote: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
   }
 }
 

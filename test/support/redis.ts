@@ -210,14 +210,16 @@ function once(fn: () => Promise<void>): () => Promise<void> {
  * Starts one throw-away standalone redis-server on a free port (for tests that stop, pause or
  * restart the server). `restart` starts it again on the same port after `kill`. With `aof`, the
  * append-only file is on with that `appendfsync`, so a restart (even after SIGKILL) reloads it.
+ * With `replicaOf`, it starts as a replica of the server on that port (a second site).
  */
-export async function startRedisStandalone(opts: { aof?: 'everysec' | 'always' } = {}): Promise<
+export async function startRedisStandalone(opts: { aof?: 'everysec' | 'always'; replicaOf?: number } = {}): Promise<
   StartedRedis & { port: number; kill(): Promise<void>; restart(): Promise<void>; pause(): void; resume(): void }
 > {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-redis-'));
   const port = await freePort();
   const persistence = opts.aof ? ['--appendonly', 'yes', '--appendfsync', opts.aof] : ['--appendonly', 'no'];
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--logfile', join(dir, 'redis.log'), '--save', '', ...persistence];
+  const replica = opts.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(opts.replicaOf)] : [];
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--logfile', join(dir, 'redis.log'), '--save', '', ...persistence, ...replica];
   const children: ChildProcess[] = [];
   const launch = async () => {
     const child = startProcess(args, dir, `redis ${port}`);
