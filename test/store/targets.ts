@@ -373,11 +373,11 @@ function sqliteWorkersTarget(): StoreTarget {
         return { writer: p.view([0, 1]), reader: p.view([2]), ...NO_GAP, close: kept };
       }
       const path = join(dirs.make(), 'feed-gap.db');
-      const writers = await pool(2, { path });
+      const writers = await pool(1, { path });
       const readers = await pool(1, { path, feedPollMs: 3_600_000 });
       const reader = readers.view([0]);
       return {
-        writer: writers.view([0, 1]),
+        writer: writers.view([0]),
         reader,
         ...sqliteGap(path, reader),
         close: () => Promise.all([writers.terminate(), readers.terminate()]).then(() => undefined),
