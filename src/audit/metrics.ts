@@ -28,6 +28,39 @@ export interface MetricsOptions {
   processMetrics?: boolean;
 }
 
+/** prom-client 15's record of one labelled histogram series. */
+interface HistogramRecord {
+  labels: Record<string, string>;
+  bucketValues: Record<number, number>;
+  sum: number;
+  count: number;
+}
+type RequestSeries = (seconds: number) => void;
+
+const REQUEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** An observer of one series that updates prom-client's record of it in place (as its `observe` does). */
+function seriesOf(h: Histogram<'method' | 'route' | 'status'>, records: Record<string, HistogramRecord>, labels: Record<'method' | 'route' | 'status', string>): RequestSeries {
+  h.zero(labels);
+  const record = Object.values(records ?? {}).find((r) => r.labels === labels);
+  if (record === undefined || typeof record.bucketValues !== 'object' || typeof record.count !== 'number') {
+    const child = h.labels(labels);
+    return (v) => child.observe(v);
+  }
+  return (v) => {
+    if (!Number.isFinite(v)) return;
+    record.sum += v;
+    record.count += 1;
+    // A value above the last bound counts only in +Inf (sum and count), as prom-client does.
+    for (const bound of REQUEST_BUCKETS) {
+      if (v <= bound) {
+        record.bucketValues[bound] = (record.bucketValues[bound] ?? 0) + 1;
+        break;
+      }
+    }
+  };
+}
+
 export class TesseraMetrics {
   readonly registry = new Registry();
   readonly #created: Counter<'tenant' | 'kind'>;
@@ -67,7 +100,7 @@ export class TesseraMetrics {
       name: 'tessera_http_request_duration_seconds',
       help: 'HTTP request latency, by route pattern',
       labelNames: ['method', 'route', 'status'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      buckets: REQUEST_BUCKETS,
       registers,
     });
     this.auditAppended = new Counter({ name: 'tessera_audit_events_appended_total', help: 'Events appended to the audit log', registers });
@@ -159,20 +192,30 @@ export class TesseraMetrics {
   }
 
   /**
-   * The labelled child of each (method, route, status) is looked up once and kept: observing
-   * through it skips prom-client's label hashing on every request. Routes are the registered
-   * patterns (or `unmatched`) and statuses a few dozen, so the map stays small.
+   * The request histogram's series, one per (method, route, status), each kept with its bucket
+   * index: observing adds to prom-client's own record of the series directly. Its `labels()`
+   * child would validate and hash the labels again on every request — a measurable share of the
+   * session check. Routes are the registered patterns (or `unmatched`) and statuses a few dozen,
+   * so the map stays small. Should the record not be where prom-client 15 keeps it (a reset, or
+   * another version), the series falls back to `labels().observe`.
    */
-  readonly #requestSeries = new Map<string, { observe(v: number): void }>();
+  readonly #requestSeries = new Map<string, RequestSeries>();
+  #requestRecords: unknown = null;
 
   observeRequest(method: string, route: string, status: number, seconds: number): void {
+    const records = (this.#requests as unknown as { hashMap: Record<string, HistogramRecord> }).hashMap;
+    if (records !== this.#requestRecords) {
+      // reset() replaced the records: every kept series is stale.
+      this.#requestSeries.clear();
+      this.#requestRecords = records;
+    }
     const key = `${method} ${status} ${route}`;
     let series = this.#requestSeries.get(key);
     if (series === undefined) {
-      series = this.#requests.labels({ method, route, status: String(status) });
+      series = seriesOf(this.#requests, records, { method, route, status: String(status) });
       this.#requestSeries.set(key, series);
     }
-    series.observe(seconds);
+    series(seconds);
   }
 
   text(): Promise<string> {

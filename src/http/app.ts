@@ -13,6 +13,7 @@ import { CookieSigner } from './cookies.ts';
 import { clientErrorHandler, frameworkErrorHandler, registerProblemHandlers } from './problem.ts';
 import { registerMonitoring } from './monitoring-hooks.ts';
 import { registerRequestContext } from './request-context.ts';
+import { requestLineWriter } from './request-log.ts';
 import { adminAuditRoutes } from './routes/admin-audit.ts';
 import { adminConsoleRoutes } from './routes/admin-console.ts';
 import { authReauthRoutes } from './routes/auth-reauth.ts';
@@ -117,8 +118,8 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   limitConnectionsPerIp(app, deps);
   registerValidation(app);
   registerProblemHandlers(app);
-  registerRequestContext(app, () => deps.clock.now());
-  registerMonitoring(app, deps);
+  const monitoring = registerMonitoring(app, deps);
+  registerRequestContext(app, () => deps.clock.now(), monitoring.onRequest);
   app.addSchema(ProblemSchema);
   app.decorateRequest('auth', null);
   app.decorateRequest('admin', null);
@@ -160,26 +161,24 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
     done(null, out);
   });
 
-  app.addHook('onSend', async (_request, reply, payload) => {
-    void reply.header('x-content-type-options', 'nosniff');
-    if (!reply.hasHeader('cache-control')) void reply.header('cache-control', 'no-store');
-    return payload;
-  });
+  // Every answer's `nosniff` and `no-store` headers are set by the request-context hook.
 
-  // One JSON line per request: the request ids (docs/api.md §Request headers), never a query
-  // string, header value or body that could hold a secret. The line is built here from those fields
-  // only, so it skips the root logger's redaction pass (a twentieth of the session check's CPU
-  // time); every other log line keeps it.
+  // Once the answer is out, one synchronous hook: the monitoring's latency histogram and request
+  // count, then one JSON line per request (request-log.ts: the request ids of docs/api.md §Request
+  // headers, never a query string, header value or body that could hold a secret; built from those
+  // fields only, so it skips the root logger's redaction pass, which every other log line keeps).
   const requestLog = app.log.child({}, { redact: { paths: [], censor: '' } });
-  app.addHook('onResponse', async (request, reply) => {
+  const writeRequestLine = requestLineWriter(requestLog);
+  app.addHook('onResponse', function afterResponse(request, reply, done) {
+    const route = request.routeOptions.url ?? 'unmatched';
+    monitoring.onResponse(request, reply, route);
     // Build the line only when it will be written (the object costs on the hot path).
-    if (QUIET_LEVELS.has(requestLog.level)) return;
-    const ctx = request.ctx;
-    requestLog.info(
-      {
+    if (!QUIET_LEVELS.has(requestLog.level)) {
+      const ctx = request.ctx;
+      writeRequestLine({
         method: request.method,
-        route: request.routeOptions.url ?? 'unmatched',
-        path: request.url.split('?')[0],
+        route,
+        path: request.url.split('?')[0] as string,
         status: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
         requestId: ctx?.requestId,
@@ -189,9 +188,9 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
         sessionId: ctx?.sessionId ?? undefined,
         ip: request.ip,
         userAgent: ctx?.userAgent ?? undefined,
-      },
-      'request',
-    );
+      });
+    }
+    done();
   });
 
   await app.register(fastifySwagger, {

@@ -12,7 +12,8 @@ import { degradationOf, type Tenant } from '../domain/tenant.ts';
 import { sessionEvent, emit, type Origin } from '../events/bus.ts';
 import { checkXsrf, idleSecondsOf, type AuthMode } from '../sessions/app-sessions.ts';
 import { reauthMarkOf } from '../sessions/monitoring.ts';
-import { verifySessionToken } from '../tokens/session-token.ts';
+import { cachedTenant, lastKnownTenant, loadTenant } from '../sessions/tenant-cache.ts';
+import { verifiedSessionToken, verifySessionToken } from '../tokens/session-token.ts';
 import { bearerToken } from './bearer.ts';
 import { readCookie, setCookie } from './cookies.ts';
 import type { Deps } from './deps.ts';
@@ -66,28 +67,7 @@ export function originOf(request: FastifyRequest): Origin {
   };
 }
 
-/** Tenants change rarely; each process keeps them a few seconds. */
-const tenantCache = new WeakMap<Deps, Map<string, { tenant: Tenant; until: number }>>();
-
-export async function loadTenant(deps: Deps, id: string, now: number): Promise<Tenant | null> {
-  let m = tenantCache.get(deps);
-  if (!m) tenantCache.set(deps, (m = new Map<string, { tenant: Tenant; until: number }>()));
-  const hit = m.get(id);
-  if (hit && hit.until > now) return hit.tenant;
-  const t = await deps.store.getTenant(id);
-  if (t) m.set(id, { tenant: t, until: now + 5000 });
-  else m.delete(id);
-  return t;
-}
-
-/** The tenant as this process last read it, however long ago (the degradation policy only). */
-function lastKnownTenant(deps: Deps, id: string): Tenant | null {
-  return tenantCache.get(deps)?.get(id)?.tenant ?? null;
-}
-
-export function forgetTenant(deps: Deps, id: string): void {
-  tenantCache.get(deps)?.delete(id);
-}
+export { cachedTenant, forgetTenant, loadTenant } from '../sessions/tenant-cache.ts';
 
 /** The Origin / Sec-Fetch-Site rule for state-changing cookie-mode requests (docs/api.md §Cookie mode). */
 export function checkRequestOrigin(deps: Deps, request: FastifyRequest): void {
@@ -108,6 +88,19 @@ function ownSession(session: Session | null, claims: { sid: string; tid: string;
     throw new Unauthorized('session_ended', 'The session has ended.');
   }
   return session;
+}
+
+/** The cookie's stored session, if it may be used at all at `now`. */
+function usableCookieSession(stored: Session | null, now: number): Session {
+  if (!stored || stored.kind !== 'app' || stored.data.mode !== 'cookie' || !isValid(stored, now)) {
+    throw new Unauthorized('session_ended', 'The session has ended.');
+  }
+  return stored;
+}
+
+/** Whether a cookie session's sliding idle expiry is due to be written (see fromCookie). */
+function slideDue(stored: Session, idle: number | null, now: number): idle is number {
+  return idle !== null && now - stored.lastSeenAt >= Math.min(60_000, idle * 50);
 }
 
 function throwAgain(err: unknown): never {
@@ -144,15 +137,12 @@ async function fromCookie(
   origin: Origin,
   strict: boolean,
 ): Promise<Session> {
-  const stored = await deps.sessionCache.getValidBySecretHash(hashSecret(secret), now, strict);
-  if (!stored || stored.kind !== 'app' || stored.data.mode !== 'cookie' || !isValid(stored, now)) {
-    throw new Unauthorized('session_ended', 'The session has ended.');
-  }
+  const stored = usableCookieSession(await deps.sessionCache.getValidBySecretHash(hashSecret(secret), now, strict), now);
   // Sliding idle expiry, written at most every min(60 s, idle/20) per session rather than per
   // request; the cookie's Max-Age slides with it.
   const t = await tenant(stored.tenantId);
   const idle = t ? idleSecondsOf(t, 'cookie') : null;
-  if (idle !== null && now - stored.lastSeenAt >= Math.min(60_000, idle * 50)) {
+  if (slideDue(stored, idle, now)) {
     const touched = await deps.store.touchSession(stored.handle, now, slideIdleExpiry(stored, idle, now));
     if (!touched) throw new Unauthorized('session_ended', 'The session has ended.');
     deps.sessionCache.remember(touched);
@@ -184,9 +174,108 @@ export async function renewableSessionOf(deps: Deps, request: FastifyRequest, er
   return stored;
 }
 
-/** A preHandler that authenticates the request or throws 401/403/400. Sets `request.auth`. */
-export function authenticate(deps: Deps, opts: AuthOptions = {}) {
-  return async function authenticateRequest(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+/**
+ * What every authenticated request must pass once its session is known: the tenant still
+ * exists, the X-Tenant-ID / X-Session-ID the client sent match, the tenant's required headers
+ * are there, cookie-mode requests that change state carry the XSRF token and a same-site
+ * origin, and a session marked for re-authentication goes only where that is allowed. Sets
+ * `request.auth` (marked degraded when `stale`: served under the degradation policy).
+ */
+function admit(
+  deps: Deps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  session: Session,
+  tenant: Tenant | null,
+  mode: AuthMode,
+  opts: AuthOptions,
+  stale: boolean,
+): void {
+  if (!tenant) throw new Unauthorized('session_ended', 'The session has ended.');
+  const ctx = request.ctx;
+  if (ctx.tenantId !== null && ctx.tenantId !== session.tenantId) {
+    throw new Forbidden('tenant_mismatch', 'X-Tenant-ID does not match the session.');
+  }
+  if (ctx.sessionId !== null && ctx.sessionId !== session.handle) {
+    throw new Forbidden('session_mismatch', 'X-Session-ID does not match the session.');
+  }
+  const missing = missingHeaders(ctx, requiredHeaders(tenant.profile, 'authenticated'));
+  if (missing.length > 0) {
+    const name = canonical(missing[0] as string);
+    throw new BadRequest('missing_header', `${name} is required for this tenant.`, { header: name });
+  }
+  if (mode === 'cookie' && !SAFE_METHODS.has(request.method)) {
+    checkRequestOrigin(deps, request);
+    const presented = request.headers['x-xsrf-token'];
+    if (!checkXsrf(deps, session, typeof presented === 'string' ? presented : undefined)) {
+      throw new Forbidden('csrf', 'X-XSRF-TOKEN is missing or does not match the session.');
+    }
+  }
+  if (!opts.allowReauth && reauthMarkOf(session) !== null) {
+    throw new Unauthorized('reauth_required', 'Confirm your password (POST /api/v1/auth/reauth) to go on with this session.');
+  }
+  if (stale) {
+    reply.header(DEGRADED_HEADER, 'stale-cache');
+    request.auth = { session, tenant, mode, degraded: 'stale-cache' };
+    return;
+  }
+  request.auth = { session, tenant, mode };
+}
+
+/**
+ * The check from what this process already holds in memory — a token it verified before, the
+ * session cache (kept exact by the store's feed), the tenant read in the last few seconds —
+ * without a promise: true when the request was authenticated (or an error thrown, exactly as
+ * the full check would), false when something must be read and only the full check can tell
+ * (the store, and with it the degradation policy when the store does not answer). Never for
+ * strict checks, and never when a cookie session's idle expiry is due to slide.
+ */
+function authenticateFromMemory(deps: Deps, request: FastifyRequest, reply: FastifyReply, opts: AuthOptions): boolean {
+  const now = deps.clock.now();
+  const bearer = bearerToken(request);
+  let session: Session;
+  let mode: AuthMode;
+  if (bearer !== null) {
+    const claims = verifiedSessionToken(deps.keyRing, bearer, deps.config.publicUrl, now);
+    if (claims === undefined) return false;
+    const known = deps.sessionCache.peekValid(claims.sid, now);
+    if (known === undefined) return false;
+    session = ownSession(known, claims);
+    mode = 'token';
+  } else {
+    const secret = readCookie(request, deps.config, 'sid');
+    if (secret === null) throw new Unauthorized('unauthenticated', 'Log in first: no session token or cookie was sent.');
+    const known = deps.sessionCache.peekValidBySecretHash(hashSecret(secret), now);
+    if (known === undefined) return false;
+    session = usableCookieSession(known, now);
+    const t = cachedTenant(deps, session.tenantId, now);
+    if (t === undefined || slideDue(session, idleSecondsOf(t, 'cookie'), now)) return false;
+    mode = 'cookie';
+  }
+  const tenant = cachedTenant(deps, session.tenantId, now);
+  if (tenant === undefined) return false;
+  deps.sessionCache.hits += 1;
+  admit(deps, request, reply, session, tenant, mode, opts, false);
+  return true;
+}
+
+export interface Authenticator {
+  /** Called directly: resolves once `request.auth` is set, or rejects with the 401/403/400/503. */
+  (request: FastifyRequest, reply: FastifyReply): Promise<void>;
+  /** As a Fastify preHandler hook: completes without a promise when memory suffices. */
+  (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void;
+}
+
+/**
+ * Authenticates the request or throws 401/403/400 (503 when the store does not answer and the
+ * degradation policy does not serve it), and sets `request.auth`. Usable as a preHandler hook
+ * (Fastify passes `done`; the check then completes synchronously whenever
+ * `authenticateFromMemory` can decide — the session check's hot path: no promise, no microtask)
+ * and as a plain async call (`await auth(request, reply)`).
+ */
+export function authenticate(deps: Deps, opts: AuthOptions = {}): Authenticator {
+  const strict = opts.strict ?? false;
+  async function authenticateRequest(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const now = deps.clock.now();
     const getTenant = (id: string) => loadTenant(deps, id, now);
     const bearer = bearerToken(request);
@@ -197,10 +286,10 @@ export function authenticate(deps: Deps, opts: AuthOptions = {}) {
       const claims = await verifySessionToken(deps.keyRing, bearer, deps.config.publicUrl, now);
       let found: Session | null;
       try {
-        found = await deps.sessionCache.getValid(claims.sid, now, opts.strict ?? false);
+        found = await deps.sessionCache.getValid(claims.sid, now, strict);
       } catch (err) {
         // Only here, with the store not answering, is the degradation policy looked at.
-        if (!(err instanceof StoreUnavailable) || opts.strict) throw err;
+        if (!(err instanceof StoreUnavailable) || strict) throw err;
         const served = servedStale(deps, claims.sid, now, request) ?? throwAgain(err);
         found = served.session;
         stale = served.tenant;
@@ -210,39 +299,25 @@ export function authenticate(deps: Deps, opts: AuthOptions = {}) {
     } else {
       const secret = readCookie(request, deps.config, 'sid');
       if (secret === null) throw new Unauthorized('unauthenticated', 'Log in first: no session token or cookie was sent.');
-      session = await fromCookie(deps, secret, getTenant, now, reply, originOf(request), opts.strict ?? false);
+      session = await fromCookie(deps, secret, getTenant, now, reply, originOf(request), strict);
       mode = 'cookie';
     }
-    const tenant = stale ?? (await getTenant(session.tenantId));
-    if (!tenant) throw new Unauthorized('session_ended', 'The session has ended.');
-
-    const ctx = request.ctx;
-    if (ctx.tenantId !== null && ctx.tenantId !== session.tenantId) {
-      throw new Forbidden('tenant_mismatch', 'X-Tenant-ID does not match the session.');
-    }
-    if (ctx.sessionId !== null && ctx.sessionId !== session.handle) {
-      throw new Forbidden('session_mismatch', 'X-Session-ID does not match the session.');
-    }
-    const missing = missingHeaders(ctx, requiredHeaders(tenant.profile, 'authenticated'));
-    if (missing.length > 0) {
-      const name = canonical(missing[0] as string);
-      throw new BadRequest('missing_header', `${name} is required for this tenant.`, { header: name });
-    }
-    if (mode === 'cookie' && !SAFE_METHODS.has(request.method)) {
-      checkRequestOrigin(deps, request);
-      const presented = request.headers['x-xsrf-token'];
-      if (!checkXsrf(deps, session, typeof presented === 'string' ? presented : undefined)) {
-        throw new Forbidden('csrf', 'X-XSRF-TOKEN is missing or does not match the session.');
+    admit(deps, request, reply, session, stale ?? (await getTenant(session.tenantId)), mode, opts, stale !== null);
+  }
+  function authenticator(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+  function authenticator(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void;
+  function authenticator(request: FastifyRequest, reply: FastifyReply, done?: (err?: Error) => void): Promise<void> | void {
+    if (done === undefined) return authenticateRequest(request, reply);
+    try {
+      if (!strict && authenticateFromMemory(deps, request, reply, opts)) {
+        done();
+        return;
       }
-    }
-    if (!opts.allowReauth && reauthMarkOf(session) !== null) {
-      throw new Unauthorized('reauth_required', 'Confirm your password (POST /api/v1/auth/reauth) to go on with this session.');
-    }
-    if (stale !== null) {
-      reply.header(DEGRADED_HEADER, 'stale-cache');
-      request.auth = { session, tenant, mode, degraded: 'stale-cache' };
+    } catch (err) {
+      done(err as Error);
       return;
     }
-    request.auth = { session, tenant, mode };
-  };
+    authenticateRequest(request, reply).then(() => done(), (err: unknown) => done(err as Error));
+  }
+  return authenticator;
 }

@@ -1,9 +1,10 @@
-// Cross-cutting hooks of the monitoring (docs/monitoring.md), registered on the root app so they
-// see every route: the client's coarse location on each request (trusted proxy headers or the GeoIP
-// database, see src/audit/location.ts), the request latency histogram, and the per-session request
-// count of the request_rate rule.
+// Cross-cutting steps of the monitoring (docs/monitoring.md), run for every route: the client's
+// coarse location on each request (trusted proxy headers or the GeoIP database, see
+// src/audit/location.ts), and, once the answer is out, the request latency histogram and the
+// per-session request count of the request_rate rule. app.ts runs them inside its single
+// onRequest and onResponse hooks.
 
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Location } from '../domain/session.ts';
 import { originOf } from './authenticate.ts';
 import type { Deps } from './deps.ts';
@@ -15,7 +16,14 @@ declare module 'fastify' {
   }
 }
 
-export function registerMonitoring(app: FastifyInstance, deps: Deps): void {
+export interface MonitoringSteps {
+  /** On each request, before authentication. */
+  onRequest: (request: FastifyRequest) => void;
+  /** Once the answer is sent; `route` is the matched route pattern or `unmatched`. */
+  onResponse: (request: FastifyRequest, reply: FastifyReply, route: string) => void;
+}
+
+export function registerMonitoring(app: FastifyInstance, deps: Deps): MonitoringSteps {
   const log = app.log;
   deps.monitor.useLogger({
     info: (obj, msg) => log.info(obj, msg),
@@ -23,12 +31,16 @@ export function registerMonitoring(app: FastifyInstance, deps: Deps): void {
     error: (obj, msg) => log.error(obj, msg),
   });
   app.decorateRequest('clientLocation', null);
-  app.addHook('onRequest', async (request) => {
-    request.clientLocation = deps.monitor.locator.locate({ peer: request.socket.remoteAddress, clientIp: request.ip, headers: request.headers });
-  });
-  app.addHook('onResponse', async (request, reply) => {
-    deps.monitor.observeRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
-    const auth = request.auth;
-    if (auth) deps.monitor.countRequest(auth.session, auth.tenant, deps.clock.now(), originOf(request));
-  });
+  const monitor = deps.monitor;
+  return {
+    onRequest: (request) => {
+      request.clientLocation = monitor.locator.locate({ peer: request.socket.remoteAddress, clientIp: request.ip, headers: request.headers });
+    },
+    onResponse: (request, reply, route) => {
+      monitor.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+      const auth = request.auth;
+      // The origin (request ids, address, location) is only built when the count trips the rule.
+      if (auth) monitor.countRequest(auth.session, auth.tenant, deps.clock.now(), () => originOf(request));
+    },
+  };
 }

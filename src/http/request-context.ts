@@ -18,34 +18,33 @@ declare module 'fastify' {
   }
 }
 
-function single(request: FastifyRequest, name: string): string | undefined {
-  const v = request.headers[name];
-  if (Array.isArray(v)) throw new BadRequest('invalid_header', `${name} must appear once`, { header: name });
-  return v === undefined || v === '' ? undefined : v;
-}
+/** What most requests send: none of the ids (shared; a ReadonlySet is never added to). */
+const NONE_SENT: ReadonlySet<TraceHeader> = new Set();
 
 export function readContext(request: FastifyRequest, now: number): RequestContext {
-  const sent = new Set<TraceHeader>();
+  const headers = request.headers;
+  let sent: Set<TraceHeader> | null = null;
   const values: Partial<Record<TraceHeader, string>> = {};
   for (const name of TRACE_HEADERS) {
-    const v = single(request, name);
-    if (v === undefined) continue;
+    const v = headers[name];
+    if (v === undefined || v === '') continue;
+    if (Array.isArray(v)) throw new BadRequest('invalid_header', `${name} must appear once`, { header: name });
     if (!HEADER_RULES[name].test(v)) {
       throw new BadRequest('invalid_header', `${canonical(name)} must be ${HEADER_RULES[name].expected}`, {
         header: canonical(name),
       });
     }
-    sent.add(name);
+    (sent ??= new Set()).add(name);
     values[name] = v;
   }
-  const ua = request.headers['user-agent'];
+  const ua = headers['user-agent'];
   return {
     requestId: values['x-request-id'] ?? randomUUID(),
     correlationId: values['x-correlation-id'] ?? randomUUID(),
     activityId: values['x-activity-id'] ?? null,
     tenantId: values['x-tenant-id'] ?? null,
     sessionId: values['x-session-id'] ?? null,
-    sent,
+    sent: sent ?? NONE_SENT,
     startedAt: now,
     ip: request.ip,
     userAgent: typeof ua === 'string' ? cleanUserAgent(ua) : null,
@@ -60,8 +59,15 @@ export const USER_AGENT_MAX = 256;
  * else becomes `?`), at most USER_AGENT_MAX characters.
  */
 export function cleanUserAgent(ua: string): string {
-  return ua.slice(0, USER_AGENT_MAX).replace(/[^\x20-\x7E]/g, '?');
+  // A client sends the same agent on every request: the last one's cleaned form is kept.
+  if (ua === lastAgent) return lastCleaned;
+  const cleaned = ua.slice(0, USER_AGENT_MAX).replace(/[^\x20-\x7E]/g, '?');
+  lastAgent = ua;
+  lastCleaned = cleaned;
+  return cleaned;
 }
+let lastAgent = '';
+let lastCleaned = '';
 
 /** `x-tenant-id` → `X-Tenant-ID`, for messages. */
 export function canonical(name: string): string {
@@ -71,9 +77,17 @@ export function canonical(name: string): string {
     .join('-');
 }
 
-export function registerRequestContext(app: FastifyInstance, now: () => number): void {
+/**
+ * The first hook of every request (one synchronous hook, not several async ones: each hook and
+ * each promise is a measurable share of the session check). It sets the headers every answer
+ * carries — `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`, which a route may
+ * replace (e.g. a cacheable asset) — reads the context, echoes its ids, and runs `then` (the
+ * monitoring's per-request step). A malformed id header is a 400 that still carries ids.
+ */
+export function registerRequestContext(app: FastifyInstance, now: () => number, then?: (request: FastifyRequest) => void): void {
   app.decorateRequest('ctx', null as unknown as RequestContext);
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', function requestContext(request, reply, done) {
+    void reply.header('x-content-type-options', 'nosniff').header('cache-control', 'no-store');
     try {
       request.ctx = readContext(request, now());
     } catch (err) {
@@ -90,8 +104,11 @@ export function registerRequestContext(app: FastifyInstance, now: () => number):
         userAgent: null,
       };
       void reply.header('x-request-id', request.ctx.requestId).header('x-correlation-id', request.ctx.correlationId);
-      throw err;
+      done(err as Error);
+      return;
     }
     void reply.header('x-request-id', request.ctx.requestId).header('x-correlation-id', request.ctx.correlationId);
+    if (then !== undefined) then(request);
+    done();
   });
 }

@@ -86,3 +86,24 @@ export function sessionJson(s: Session, now: number, currentHandle?: string, ema
 }
 
 export const SessionPageSchema = PageOf(SessionViewSchema, 'SessionPage');
+
+/**
+ * The answer of GET /api/v1/session as JSON text, remembered per session record. A client asks
+ * for its session again and again, and the record it gets back is the same object each time
+ * (records are never changed in place: a change replaces the record in the session cache), so
+ * the view is built and serialised once — by the route's own response serialiser — and the text
+ * is sent from then on. What else goes into the answer is checked on every use: the effective
+ * status at `now` (active turns expired) and the XSRF token (cookie mode). Entries go with
+ * their records (a WeakMap).
+ */
+const currentViews = new WeakMap<Session, { status: string; xsrfToken: string | undefined; text: string }>();
+
+export function currentSessionText(s: Session, now: number, xsrfToken: string | undefined, serialize: (view: object) => string): string {
+  const status = effectiveStatus(s, now);
+  const hit = currentViews.get(s);
+  if (hit !== undefined && hit.status === status && hit.xsrfToken === xsrfToken) return hit.text;
+  const view = sessionJson(s, now);
+  const text = serialize(xsrfToken === undefined ? view : { ...view, xsrfToken });
+  currentViews.set(s, { status, xsrfToken, text });
+  return text;
+}

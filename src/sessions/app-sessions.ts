@@ -17,6 +17,7 @@ import type { Store } from '../store/port.ts';
 import type { DerivedKeys } from '../tokens/derived-keys.ts';
 import type { KeyRing } from '../tokens/key-ring.ts';
 import type { SessionCache } from './session-cache.ts';
+import { loadTenant } from './tenant-cache.ts';
 import type { CreateLimit } from '../store/port.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
 import { deterministicJti, signSessionToken } from '../tokens/session-token.ts';
@@ -216,7 +217,8 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
   const presentedHash = hashSecret(presented);
   const known = await deps.store.getRefreshToken(presentedHash);
   if (!known) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
-  const tenant = await deps.store.getTenant(known.tenantId);
+  // The tenant from the process's short-lived cache (tenant-cache.ts), as the session check has it.
+  const tenant = await loadTenant(deps, known.tenantId, now);
   const user = tenant ? await deps.store.getUser(known.tenantId, known.userId) : null;
   if (!tenant || !user) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
 

@@ -69,7 +69,8 @@ export interface Monitoring {
    */
   screenNewSession(session: Session, tenant: Tenant, now: number, origin?: Origin): Promise<Session | null>;
   /** Counts an authenticated request of a session (request_rate); acts in the background. */
-  countRequest(session: Session, tenant: Tenant, now: number, origin: Origin): void;
+  /** Counts a request of the session for the request_rate rule; `origin` is asked for only when the rule trips. */
+  countRequest(session: Session, tenant: Tenant, now: number, origin: () => Origin): void;
   observeRequest(method: string, route: string, status: number, seconds: number): void;
   /** Audit records as they are appended (by any process), filtered; returns the unsubscribe. */
   watch(filter: LiveFilter, listener: (record: AuditRecord) => void): () => void;
@@ -185,7 +186,7 @@ export async function startMonitoring(deps: MonitoringDeps, opts: MonitoringOpti
   const counts = new Map<string, { window: number; count: number }>();
   /** Policy actions running after their response was sent (request_rate). */
   const actions = new Set<Promise<void>>();
-  function countRequest(session: Session, tenant: Tenant, now: number, origin: Origin): void {
+  function countRequest(session: Session, tenant: Tenant, now: number, originOf: () => Origin): void {
     const window = Math.floor(now / t.requestWindowMs);
     let c = counts.get(session.handle);
     if (c === undefined || c.window !== window) {
@@ -197,6 +198,7 @@ export async function startMonitoring(deps: MonitoringDeps, opts: MonitoringOpti
     c.count += 1;
     const finding = requestRate(c.count, t);
     if (finding === null) return;
+    const origin = originOf();
     const action = report([finding], session, tenant, now, origin);
     const pending = act(action, [finding], session, now, origin)
       .then(() => undefined)

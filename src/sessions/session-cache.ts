@@ -230,21 +230,35 @@ export class SessionCache {
   }
 
   /**
+   * What `getValid` (not strict) answers from memory alone, without a promise: the valid cached
+   * session, null when it is known to have ended, undefined when only the store can tell. Counts
+   * nothing; a caller that serves the answer counts the hit (`hits`).
+   */
+  peekValid(handle: string, now: number): Session | null | undefined {
+    if (!this.live) return undefined;
+    if (this.ended.has(handle)) return null;
+    const cached = this.entries.get(handle);
+    // A cached record that looks expired may only be stale (another process slid its idle
+    // expiry): ask the store then.
+    return cached && isValid(cached, now) ? cached : undefined;
+  }
+
+  /** `peekValid` by the hash of a cookie session's secret (undefined until the link is known). */
+  peekValidBySecretHash(secretHash: string, now: number): Session | null | undefined {
+    const handle = this.handleOfSecret.get(secretHash);
+    return handle === undefined ? undefined : this.peekValid(handle, now);
+  }
+
+  /**
    * The session if it is valid at `now`, else null. Without a live feed, or with `strict`, it
    * always reads the store.
    */
   async getValid(handle: string, now: number, strict = false): Promise<Session | null> {
-    if (!strict && this.live) {
-      if (this.ended.has(handle)) {
+    if (!strict) {
+      const known = this.peekValid(handle, now);
+      if (known !== undefined) {
         this.hits += 1;
-        return null;
-      }
-      const cached = this.entries.get(handle);
-      // A cached record that looks expired may only be stale (another process slid its idle
-      // expiry): ask the store then.
-      if (cached && isValid(cached, now)) {
-        this.hits += 1;
-        return cached;
+        return known;
       }
     }
     this.misses += 1;

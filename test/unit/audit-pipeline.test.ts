@@ -156,3 +156,47 @@ describe('the audit pipeline', () => {
     expect(gaugeChangeOf(ev(1, { type: 'session.expired' }))).toEqual({ activeDelta: { kind: 'app', delta: -1 } });
   });
 });
+
+describe('the request latency histogram', () => {
+  it('exposes what a plain prom-client histogram fed the same observations does, across a reset', async () => {
+    const { Histogram, Registry } = await import('prom-client');
+    const m = metrics();
+    const plain = new Histogram({
+      name: 'tessera_http_request_duration_seconds',
+      help: 'HTTP request latency, by route pattern',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [new Registry()],
+    });
+    const observations: Array<[string, string, number, number]> = [
+      ['GET', '/api/v1/session', 200, 0.0004],
+      ['GET', '/api/v1/session', 200, 0.001],
+      ['GET', '/api/v1/session', 200, 0.0031],
+      ['GET', '/api/v1/session', 401, 0.02],
+      ['POST', '/api/v1/auth/login', 200, 0.3],
+      ['POST', '/api/v1/auth/login', 200, 7],
+      ['GET', 'unmatched', 404, 0.0001],
+    ];
+    const lines = async () => (await m.text()).split('\n').filter((l) => l.startsWith('tessera_http_request_duration_seconds'));
+    for (const [method, route, status, seconds] of observations) {
+      m.observeRequest(method, route, status, seconds);
+      plain.observe({ method, route, status: String(status) }, seconds);
+    }
+    const mine = await lines();
+    const reg = new Registry();
+    reg.registerMetric(plain);
+    const plainLines = (await reg.metrics()).split('\n').filter((l) => l.startsWith('tessera_http_request_duration_seconds'));
+    expect(mine).toEqual(plainLines);
+    expect(mine).toContain('tessera_http_request_duration_seconds_bucket{le="0.001",method="GET",route="/api/v1/session",status="200"} 2');
+    expect(mine).toContain('tessera_http_request_duration_seconds_count{method="POST",route="/api/v1/auth/login",status="200"} 2');
+
+    // After the registry is reset, observing starts from zero again and still shows.
+    m.registry.resetMetrics();
+    plain.reset();
+    m.observeRequest('GET', '/api/v1/session', 200, 0.002);
+    plain.observe({ method: 'GET', route: '/api/v1/session', status: '200' }, 0.002);
+    const after = await lines();
+    expect(after).toEqual((await reg.metrics()).split('\n').filter((l) => l.startsWith('tessera_http_request_duration_seconds')));
+    expect(after).toContain('tessera_http_request_duration_seconds_count{method="GET",route="/api/v1/session",status="200"} 1');
+  });
+});

@@ -1,6 +1,7 @@
 // The user's own sessions (docs/api.md §Cookie mode): the current one, the list, ending one or all
 // others, and changing the password.
 
+import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../auth/password.ts';
 import { NotFound } from '../../domain/errors.ts';
@@ -11,7 +12,7 @@ import { authenticate, originOf, renewableSessionOf } from '../authenticate.ts';
 import { clearCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';
 import { BearerSecurity, problems } from '../schemas.ts';
-import { SessionPageSchema, SessionViewSchema, sessionJson } from '../session-json.ts';
+import { currentSessionText, SessionPageSchema, SessionViewSchema, sessionJson } from '../session-json.ts';
 
 const Handle = Type.String({ minLength: 1, maxLength: 64 });
 const Cursor = Type.String({ maxLength: 256, pattern: '^[A-Za-z0-9_-]*$' });
@@ -43,13 +44,17 @@ export async function selfServiceRoutes(app: App, deps: Deps): Promise<void> {
         },
       },
     },
-    async (request) => {
+    // Synchronous, and the JSON text is remembered per session record (session-json.ts): the
+    // session check's hot path. An answer under the degradation policy is built afresh.
+    (request, reply) => {
       const { session, mode, degraded } = request.auth!;
-      return {
-        ...sessionJson(session, deps.clock.now()),
-        ...(mode === 'cookie' ? { xsrfToken: xsrfTokenOf(deps, session.handle) } : {}),
-        ...(degraded ? { degraded } : {}),
-      };
+      const now = deps.clock.now();
+      const xsrfToken = mode === 'cookie' ? xsrfTokenOf(deps, session.handle) : undefined;
+      const text = degraded
+        ? (reply.serialize({ ...sessionJson(session, now), ...(xsrfToken !== undefined ? { xsrfToken } : {}), degraded }) as string)
+        : currentSessionText(session, now, xsrfToken, (view) => reply.serialize(view) as string);
+      // Text with a JSON content type is sent as it is (the schema's serialiser made it).
+      void (reply as unknown as FastifyReply).header('content-type', 'application/json; charset=utf-8').send(text);
     },
   );
 

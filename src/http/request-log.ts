@@ -1,0 +1,103 @@
+// The one JSON line per request (SPEC 3 ids, route, status, timing — never a query string,
+// header value or body that could hold a secret).
+//
+// The line is built here from those fields only, so it needs neither the root logger's
+// redaction pass nor pino's generic object walk: when the logger is a plain pino instance (no
+// mixin, log formatter, stream hook, message prefix or serializer for these fields — Tessera's
+// own logger is one), the line is assembled from pino's own pieces (level prefix, time, bindings,
+// message key, line end) and handed to its destination, byte for byte what
+// `logger.info(fields, 'request')` would write. Any other logger gets exactly that call.
+
+import type { FastifyBaseLogger } from 'fastify';
+import { pino } from 'pino';
+
+export interface RequestLine {
+  method: string;
+  route: string;
+  path: string;
+  status: number;
+  ms: number;
+  requestId?: string | undefined;
+  correlationId?: string | undefined;
+  activityId?: string | undefined;
+  tenantId?: string | undefined;
+  sessionId?: string | undefined;
+  ip?: string | undefined;
+  userAgent?: string | undefined;
+}
+
+const FIELDS: readonly (keyof RequestLine)[] = [
+  'method',
+  'route',
+  'path',
+  'status',
+  'ms',
+  'requestId',
+  'correlationId',
+  'activityId',
+  'tenantId',
+  'sessionId',
+  'ip',
+  'userAgent',
+];
+
+const MESSAGE = 'request';
+
+type PinoInternals = Record<symbol, unknown> & { levelVal: number; levels: { values: Record<string, number> } };
+
+/** A writer of request lines into `logger` (a child without redaction). */
+export function requestLineWriter(logger: FastifyBaseLogger): (line: RequestLine) => void {
+  const slow = (line: RequestLine) => logger.info(line, MESSAGE);
+  const s = pino.symbols;
+  const l = logger as unknown as PinoInternals;
+  const stream = l[s.streamSym] as { write?: (chunk: string) => unknown; [k: symbol]: unknown } | undefined;
+  const formatters = l[s.formattersSym] as { log?: unknown } | undefined;
+  const hooks = l[s.hooksSym] as { streamWrite?: unknown } | undefined;
+  const serializers = (l[s.serializersSym] ?? {}) as Record<string, unknown>;
+  const stringifiers = (l[s.stringifiersSym] ?? {}) as Record<string | symbol, unknown>;
+  const lsCache = l[s.lsCacheSym] as Record<number, string> | undefined;
+  const time = l[s.timeSym] as (() => string) | undefined;
+  const messageKey = l[s.messageKeySym];
+  const end = l[s.endSym];
+  const info = l.levels?.values?.info;
+  const plain =
+    stream !== undefined &&
+    typeof stream.write === 'function' &&
+    stream[s.needsMetadataGsym] !== true &&
+    !l[s.mixinSym] &&
+    !(logger as unknown as { msgPrefix?: string }).msgPrefix &&
+    formatters?.log === undefined &&
+    hooks?.streamWrite === undefined &&
+    FIELDS.every((f) => serializers[f] === undefined && stringifiers[f] === undefined) &&
+    stringifiers[s.wildcardFirstSym] === undefined &&
+    typeof messageKey === 'string' &&
+    typeof end === 'string' &&
+    typeof time === 'function' &&
+    typeof info === 'number' &&
+    typeof lsCache?.[info] === 'string';
+  if (!plain) return slow;
+  const level = info;
+  const prefix = lsCache[level] as string;
+  const tail = `,${JSON.stringify(messageKey)}:${JSON.stringify(MESSAGE)}${end}`;
+  const str = (k: string, v: string | undefined) => (v === undefined ? '' : `,"${k}":${JSON.stringify(v)}`);
+  return (line) => {
+    // The level can change at run time (it is read per line, as pino's methods are swapped).
+    if (l.levelVal > level) return;
+    // The chindings are read per line too: bindings may be added to the logger later.
+    const text =
+      prefix +
+      time.call(logger) +
+      (l[s.chindingsSym] as string) +
+      `,"method":${JSON.stringify(line.method)},"route":${JSON.stringify(line.route)},"path":${JSON.stringify(line.path)}` +
+      `,"status":${line.status},"ms":${Number.isFinite(line.ms) ? line.ms : null}` +
+      str('requestId', line.requestId) +
+      str('correlationId', line.correlationId) +
+      str('activityId', line.activityId) +
+      str('tenantId', line.tenantId) +
+      str('sessionId', line.sessionId) +
+      str('ip', line.ip) +
+      str('userAgent', line.userAgent) +
+      tail;
+    (stream.write as (chunk: string) => unknown).call(stream, text);
+  };
+}

@@ -1,0 +1,41 @@
+// Tenants change rarely; each process keeps the ones it reads for a few seconds, so the session
+// check and refresh-token rotation need no store read for them. An update or deletion through
+// this process forgets the entry at once (the admin routes call forgetTenant); another process's
+// change is seen within TENANT_CACHE_MS.
+
+import type { Tenant } from '../domain/tenant.ts';
+
+export const TENANT_CACHE_MS = 5000;
+
+interface TenantReader {
+  store: { getTenant(id: string): Promise<Tenant | null> };
+}
+
+/** Per runtime (its Deps object), so that servers in one process (tests) keep their own. */
+const caches = new WeakMap<object, Map<string, { tenant: Tenant; until: number }>>();
+
+/** The tenant when this process read it within the last few seconds, else undefined (no store read). */
+export function cachedTenant(deps: object, id: string, now: number): Tenant | undefined {
+  const hit = caches.get(deps)?.get(id);
+  return hit !== undefined && hit.until > now ? hit.tenant : undefined;
+}
+
+export async function loadTenant(deps: TenantReader, id: string, now: number): Promise<Tenant | null> {
+  const cached = cachedTenant(deps, id, now);
+  if (cached !== undefined) return cached;
+  let m = caches.get(deps);
+  if (!m) caches.set(deps, (m = new Map<string, { tenant: Tenant; until: number }>()));
+  const t = await deps.store.getTenant(id);
+  if (t) m.set(id, { tenant: t, until: now + TENANT_CACHE_MS });
+  else m.delete(id);
+  return t;
+}
+
+/** The tenant as this process last read it, however long ago (the degradation policy only). */
+export function lastKnownTenant(deps: object, id: string): Tenant | null {
+  return caches.get(deps)?.get(id)?.tenant ?? null;
+}
+
+export function forgetTenant(deps: object, id: string): void {
+  caches.get(deps)?.delete(id);
+}

@@ -1,0 +1,74 @@
+// The request line's fast path (src/http/request-log.ts) writes exactly what
+// `logger.info(fields, 'request')` would, and falls back to that call for loggers it cannot
+// mirror.
+
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { requestLineWriter, type RequestLine } from '../../src/http/request-log.ts';
+
+function capture(opts: pino.LoggerOptions = {}) {
+  const lines: string[] = [];
+  const stream = { write: (s: string) => void lines.push(s) };
+  const root = pino({ base: { service: 'tessera' }, timestamp: () => ',"time":"2026-12-07T00:00:00.000Z"', ...opts }, stream);
+  return { lines, logger: root.child({}, { redact: { paths: [], censor: '' } }) };
+}
+
+const LINES: RequestLine[] = [
+  { method: 'GET', route: '/api/v1/session', path: '/api/v1/session', status: 200, ms: 0.4, requestId: 'r-1', correlationId: 'c-1', ip: '127.0.0.1' },
+  {
+    method: 'POST',
+    route: 'unmatched',
+    path: '/a"b\\c\u0001é\ud800',
+    status: 404,
+    ms: 12,
+    requestId: 'r-2',
+    correlationId: 'c-2',
+    activityId: '3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b',
+    tenantId: 'acme',
+    sessionId: 'h-1',
+    ip: '::1',
+    userAgent: 'Mozilla/5.0 "quoted" \\ agent',
+  },
+  { method: 'GET', route: '/x', path: '/x', status: 500, ms: Number.NaN, ip: undefined },
+];
+
+describe('request lines', () => {
+  it('are byte for byte what pino writes for the same fields', () => {
+    const fast = capture();
+    const slow = capture();
+    const write = requestLineWriter(fast.logger);
+    for (const line of LINES) {
+      write(line);
+      slow.logger.info(line, 'request');
+    }
+    expect(fast.lines).toHaveLength(LINES.length);
+    expect(fast.lines).toEqual(slow.lines);
+    for (const l of fast.lines) expect(JSON.parse(l)).toMatchObject({ level: 30, service: 'tessera', msg: 'request' });
+  });
+
+  it('follow the logger level as it changes', () => {
+    const { lines, logger } = capture();
+    const write = requestLineWriter(logger);
+    logger.level = 'warn';
+    write(LINES[0] as RequestLine);
+    expect(lines).toHaveLength(0);
+    logger.level = 'info';
+    write(LINES[0] as RequestLine);
+    expect(lines).toHaveLength(1);
+  });
+
+  it('go through pino itself where the logger transforms lines (mixin, formatter, message key)', () => {
+    for (const opts of [
+      { mixin: () => ({ extra: 1 }) },
+      { formatters: { log: (o: Record<string, unknown>) => ({ ...o, formatted: true }) } },
+      { messageKey: 'message' },
+      { serializers: { path: () => '[path]' } },
+    ] as pino.LoggerOptions[]) {
+      const fast = capture(opts);
+      const slow = capture(opts);
+      requestLineWriter(fast.logger)(LINES[1] as RequestLine);
+      slow.logger.info(LINES[1], 'request');
+      expect(fast.lines).toEqual(slow.lines);
+    }
+  });
+});
