@@ -1,0 +1,181 @@
+// npm run bench:cpu — the session check's CPU cost per request, Tessera beside a Fastify hello
+// world in the same run. Throughput on a shared machine says more about the neighbours than about
+// the server; the CPU time the server process spends per request (user + system, from /proc) over
+// a fixed number of requests does not depend on how often it was scheduled, so this is the figure
+// to compare while other work runs. Every server is pinned to core 0, the load generator
+// (autocannon, a fixed `amount` of requests) to core 1; rounds are interleaved and the median
+// round of each scenario is reported with all of them.
+// Environment: CPU_REQUESTS (default 20000), CPU_ROUNDS (3), BENCH_CONNECTIONS (50),
+// BENCH_REDIS_URL, CPU_ONLY (comma-separated scenario names' substrings, e.g. "hello,sqlite"),
+// CPU_REF (another checkout of Tessera, e.g. the main branch's: its servers are measured in the
+// same interleaved rounds, rows marked "[ref]" — an A/B comparison of a change on a busy machine).
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000);
+const ROUNDS = Number(process.env.CPU_ROUNDS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const ONLY = process.env.CPU_ONLY?.split(',') ?? null;
+const REF = process.env.CPU_REF ?? null;
+const NODE = process.execPath;
+const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+const run = randomBytes(4).toString('hex');
+const dir = mkdtempSync(join(tmpdir(), 'tessera-cpu-'));
+const children: ChildProcess[] = [];
+const prefixes: string[] = [];
+
+const pinned = (core: number, args: string[]): [string, string[]] =>
+  hasTaskset ? ['taskset', ['-c', String(core), ...args]] : [args[0] as string, args.slice(1)];
+
+function cpuSeconds(pid: number | undefined): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+async function waitFor(url: string, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if (child.exitCode !== null) throw new Error(`${url}: server exited ${child.exitCode}`);
+    try {
+      await fetch(url);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+interface Server { url: string; pid: number | undefined }
+
+async function startHello(): Promise<Server & { headers: Record<string, string> }> {
+  const port = await freePort();
+  const [cmd, args] = pinned(0, [NODE, join(ROOT, 'bench/peer-baselines.ts')]);
+  const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PEER: 'hello' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(`${url}/api/v1/session`, child);
+  return { url, pid: child.pid, headers: {} };
+}
+
+async function startTessera(store: string, root = ROOT): Promise<Server & { login(mode: 'token' | 'cookie'): Promise<Record<string, string>> }> {
+  const port = await freePort();
+  const admin = randomBytes(24).toString('hex');
+  const prefix = `bench-cpu-${run}-${randomBytes(3).toString('hex')}:`;
+  prefixes.push(prefix);
+  const [cmd, args] = pinned(0, [NODE, join(root, 'src/cli.ts'), 'start']);
+  const child = spawn(cmd, args, {
+    cwd: dir,
+    env: {
+      PATH: process.env.PATH ?? '',
+      TESSERA_PORT: String(port),
+      TESSERA_STORE: store,
+      TESSERA_REDIS_PREFIX: prefix,
+      TESSERA_ADMIN_TOKEN: admin,
+      COOKIE_SECRET_SIGN_KEY: randomBytes(32).toString('base64url'),
+      TESSERA_LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(`${url}/healthz`, child);
+  const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+  const ok = async (r: Response) => {
+    if (!r.ok && r.status !== 409) throw new Error(`${r.url}: ${r.status} ${await r.text()}`);
+    return r;
+  };
+  await ok(await fetch(`${url}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, body: '{"profile":"integration"}' }));
+  await ok(await fetch(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email: 'b@example.com', password: 'bench password' }) }));
+  const login = async (mode: 'token' | 'cookie'): Promise<Record<string, string>> => {
+    const res = await ok(
+      await fetch(`${url}/api/v1/auth/login`, {
+        method: 'POST',
+        headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json', 'x-auth-mode': mode },
+        body: JSON.stringify({ email: 'b@example.com', password: 'bench password' }),
+      }),
+    );
+    return mode === 'token'
+      ? { authorization: `Bearer ${((await res.json()) as { userSessionToken: string }).userSessionToken}` }
+      : { cookie: (res.headers.get('set-cookie') ?? '').split(';')[0] as string };
+  };
+  return { url, pid: child.pid, login };
+}
+
+interface Row { us: number; p99: number; non2xx: number }
+
+function measureOnce(s: Server, headers: Record<string, string>): Row {
+  const c0 = cpuSeconds(s.pid);
+  const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), JSON.stringify({ url: `${s.url}/api/v1/session`, connections: CONNECTIONS, amount: REQUESTS, headers })]);
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`load generator failed: ${r.stderr}`);
+  const f = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { requests: number; p99: number; non2xx: number; errors: number };
+  return { us: ((cpuSeconds(s.pid) - c0) * 1e6) / Math.max(1, f.requests), p99: f.p99, non2xx: f.non2xx + f.errors };
+}
+
+try {
+  const hello = await startHello();
+  const scenarios: [string, Server, Record<string, string>][] = [['fastify hello world', hello, hello.headers]];
+  const want = (name: string) => ONLY === null || ONLY.some((o) => name.includes(o));
+  for (const [root, mark] of REF === null ? [[ROOT, '']] : [[ROOT, ''], [REF, ' [ref]']]) {
+    for (const [label, spec] of [['sqlite', `sqlite:${join(dir, `cpu${mark ? '-ref' : ''}.db`)}`], ['redis', REDIS_URL]] as const) {
+      if (!['token', 'cookie'].some((m) => want(`tessera ${m} (${label})`))) continue;
+      const t = await startTessera(spec, root);
+      for (const mode of ['token', 'cookie'] as const) {
+        const name = `tessera ${mode} (${label})${mark}`;
+        if (want(`tessera ${mode} (${label})`)) scenarios.push([name, t, await t.login(mode)]);
+      }
+    }
+  }
+  // Warm every server up (JIT, caches) before the first measured round.
+  for (const [, s, headers] of scenarios) {
+    const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), JSON.stringify({ url: `${s.url}/api/v1/session`, connections: CONNECTIONS, amount: Math.min(5000, REQUESTS), headers })]);
+    spawnSync(cmd, args, { encoding: 'utf8', timeout: 600_000 });
+  }
+  const rows = new Map<string, Row[]>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, s, headers] of scenarios) rows.set(name, [...(rows.get(name) ?? []), measureOnce(s, headers)]);
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  const helloUs = median(rows.get('fastify hello world')!.map((r) => r.us));
+  console.log(`\n# npm run bench:cpu — ${new Date().toISOString()}, Node ${process.version}, ${REQUESTS} requests × ${ROUNDS} round(s), ${CONNECTIONS} connections\n`);
+  console.log('| server | CPU µs/req (median) | rounds | hello CPU / CPU | p99 ms (rounds) | non-2xx |');
+  console.log('|---|---:|---|---:|---|---:|');
+  for (const [name, rs] of rows) {
+    const us = median(rs.map((r) => r.us));
+    console.log(
+      `| ${name} | ${us.toFixed(1)} | ${rs.map((r) => r.us.toFixed(0)).join(' / ')} | ${(helloUs / us).toFixed(2)}× | ${rs.map((r) => r.p99).join(' / ')} | ${rs.reduce((a, r) => a + r.non2xx, 0)} |`,
+    );
+  }
+} finally {
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null) return resolve();
+          c.once('exit', () => resolve());
+          c.kill('SIGTERM');
+          setTimeout(() => c.kill('SIGKILL'), 5000).unref();
+        }),
+    ),
+  );
+  for (const p of prefixes) spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);
+  rmSync(dir, { recursive: true, force: true });
+}

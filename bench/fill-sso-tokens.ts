@@ -1,0 +1,70 @@
+// Stores N finished SSO logins, each as the callback of a real one leaves it (SPEC 8.2: an `idp`
+// session, a `pending` app session below it, the one-time token), through Tessera's own
+// createSsoSessions on the same store and cookie key as the server under test — so that
+// bench/run.ts can measure the exchange (POST /api/v1/sso/token) without an identity provider.
+// The tokens live 60 s: make them right before the measurement.
+// argv[2]: JSON { store: "redis://…" | "sqlite:<path>", prefix, cookieKey, tenantId, email, count, budgetS, out }:
+// at most `count` logins, and none started after `budgetS` seconds (the first tokens must still be
+// valid when the last are used).
+// Writes the raw tokens, one per line, to `out`; prints one JSON line { stored, seconds }.
+
+import { writeFileSync } from 'node:fs';
+import { loadConfig } from '../src/config/config.ts';
+import { systemClock } from '../src/domain/clock.ts';
+import type { Organization } from '../src/domain/organization.ts';
+import { createSsoSessions } from '../src/flows/sso/sessions.ts';
+import { normaliseEmail } from '../src/domain/user.ts';
+import { createRuntime } from '../src/runtime.ts';
+import { openStore } from '../src/store/open.ts';
+
+const o = JSON.parse(process.argv[2] ?? '{}') as { store: string; prefix: string; cookieKey: string; tenantId: string; email: string; count: number; budgetS?: number; out: string };
+const config = loadConfig({ TESSERA_STORE: o.store, TESSERA_REDIS_PREFIX: o.prefix, COOKIE_SECRET_SIGN_KEY: o.cookieKey, TESSERA_LOG_LEVEL: 'warn' });
+const store = await openStore(config);
+const deps = await createRuntime({ ...config, cookieSecret: o.cookieKey }, store, systemClock, { adminTokenHash: null });
+const started = performance.now();
+const tenant = await store.getTenant(o.tenantId);
+const user = await store.findUserByEmail(o.tenantId, normaliseEmail(o.email));
+if (!tenant || !user) throw new Error(`no tenant ${o.tenantId} or no user ${o.email}`);
+const org = { slug: 'bench-idp', protocol: 'oidc', tenantId: o.tenantId } as unknown as Organization;
+const device = { userAgent: 'Mozilla/5.0 (X11; Linux x86_64) bench', ip: '127.0.0.1' };
+const tokens: string[] = [];
+const BATCH = 20;
+/** A store too busy to answer in time (a loaded machine): the login is made again, a few times. */
+async function retried<T>(f: () => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await f();
+    } catch (err) {
+      if (i >= 4 || (err as { code?: string }).code !== 'store_unavailable') throw err;
+    }
+  }
+}
+const budgetMs = (o.budgetS ?? 20) * 1000;
+for (let i = 0; i < o.count && performance.now() - started < budgetMs; i += BATCH) {
+  const n = Math.min(BATCH, o.count - i);
+  const made = await Promise.all(
+    Array.from({ length: n }, (_, j) =>
+      retried(() => createSsoSessions(
+        deps,
+        {
+          tenant,
+          user,
+          org,
+          profile: { issuer: 'https://idp.bench.invalid', subject: `s${i + j}`, email: o.email, emailVerified: true },
+          device,
+          adminLogin: false,
+          binding: { flowBindingHash: 'bench', codeChallenge: null },
+        },
+        Date.now(),
+        { headers: { requestId: 'bench', correlationId: 'bench', activityId: null, tenantId: o.tenantId, sessionId: null }, ip: '127.0.0.1', userAgent: null, location: null },
+      )),
+    ),
+  );
+  for (const m of made) tokens.push(m.token);
+}
+writeFileSync(o.out, tokens.join('\n') + '\n');
+const seconds = (performance.now() - started) / 1000;
+await deps.monitor.stop();
+await deps.sessionCache.stop();
+await store.close();
+process.stdout.write(JSON.stringify({ stored: tokens.length, seconds }) + '\n');

@@ -1,0 +1,57 @@
+// Load generator for the SSO token exchange (POST /api/v1/sso/token), run as its own process
+// (pinned to the load core by bench/run.ts): `connections` workers share the one-time tokens in
+// the file `tokens` (one per line), each exchanged exactly once in token mode, until all are
+// used or `seconds` pass. argv[2]: JSON { url, connections, seconds, tokens }.
+// Prints one JSON line with the figures (the same shape as bench/load.ts).
+
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+
+const opts = JSON.parse(process.argv[2] ?? '{}') as { url: string; connections: number; seconds: number; tokens: string };
+const tokens = readFileSync(opts.tokens, 'utf8').split('\n').filter(Boolean);
+const target = new URL(opts.url);
+const agent = new Agent({ keepAlive: true, maxSockets: opts.connections });
+const latencies: number[] = [];
+let non2xx = 0;
+let errors = 0;
+let next = 0;
+const deadline = performance.now() + opts.seconds * 1000;
+
+function exchange(token: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({ token });
+    const req = request(
+      { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function worker(): Promise<void> {
+  while (next < tokens.length && performance.now() < deadline) {
+    const token = tokens[next++] as string;
+    const t0 = performance.now();
+    try {
+      const status = await exchange(token);
+      latencies.push(performance.now() - t0);
+      if (status !== 200) non2xx++;
+    } catch {
+      errors++;
+    }
+  }
+}
+
+const started = performance.now();
+await Promise.all(Array.from({ length: opts.connections }, worker));
+const elapsed = (performance.now() - started) / 1000;
+agent.destroy();
+latencies.sort((a, b) => a - b);
+const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0);
+process.stdout.write(
+  JSON.stringify({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 }) + '\n',
+);
