@@ -9,6 +9,23 @@ import { issueSession } from '../src/domain/session.ts';
 import { openStore } from '../src/store/open.ts';
 import { parseStoreSpec } from './store-spec.ts';
 
+/**
+ * The shared Redis of a busy machine can stall past the store's command timeout; a write that
+ * timed out may have happened, so a retry that finds it there (`done`) counts as stored.
+ */
+async function retried<T>(op: () => Promise<T>, done: string): Promise<T | null> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await op();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (attempt > 1 && code === done) return null;
+      if (code !== 'store_unavailable' || attempt === 5) throw err;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
+
 const o = JSON.parse(process.argv[2] ?? '{}') as { store: string; prefix: string; tenantId: string; count: number; lifetimeS?: number };
 const store = await openStore({ store: parseStoreSpec(o.store), redisPrefix: o.prefix });
 const life = o.lifetimeS ?? 86_400;
@@ -32,9 +49,9 @@ for (let i = 0; i < o.count; i += BATCH) {
         },
         now,
       );
-      const r = await store.createSession(session, now);
-      if (!r.ok) throw new Error('limit');
-      await store.addRefreshToken({
+      const r = await retried(() => store.createSession(session, now), 'session_exists');
+      if (r !== null && !r.ok) throw new Error('limit');
+      await retried(() => store.addRefreshToken({
         tokenHash: hashSecret(newSecret()),
         sessionHandle: session.handle,
         tenantId: o.tenantId,
@@ -42,7 +59,7 @@ for (let i = 0; i < o.count; i += BATCH) {
         createdAt: now,
         rotatedAt: null,
         successorHash: null,
-      });
+      }), 'refresh_token_exists');
     }),
   );
 }

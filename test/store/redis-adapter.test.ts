@@ -1,6 +1,7 @@
 // What only the Redis adapter has, beyond the conformance matrix (test/store/targets.ts): its URL
-// forms, its key layout (one hash slot per user in a Cluster), key TTLs, prefix cleanup, and its
-// behaviour when Redis is missing, dies, hangs or returns.
+// forms, its key layout (one hash slot per user in a Cluster, one value per slot), key TTLs, the
+// sweeper's purge, prefix cleanup, and its behaviour when Redis is missing, dies, hangs or
+// returns.
 
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -215,47 +216,52 @@ describe.skipIf(sharedSkip)(`standalone specifics (${shared.url})`, () => {
     expect(a.kind).toBe('redis');
   });
 
-  it('gives every key of a session the TTL (absoluteExpiresAt - now) + retention', async () => {
+  it("gives the slot's key the TTL (absoluteExpiresAt - now) + 2 × retention, never shortened", async () => {
     const s = await created(a, session('t-ttl', 'u-ttl'));
     const t = token(s);
     await a.addRefreshToken(t);
     const conn = await openConnection(parseRedisUrl(shared.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
     try {
-      const tag = userTag('t-ttl', 'u-ttl');
-      const expected = s.absoluteExpiresAt - T0 + 60_000;
-      for (const key of [
-        `${prefix}{${tag}}:s:${s.handle}`,
-        `${prefix}{${tag}}:us`,
-        `${prefix}{${tag}}:sh:${s.secretHash}`,
-        `${prefix}{${tag}}:rt:${t.tokenHash}`,
-        `${prefix}sh:${s.secretHash}`,
-        `${prefix}th:${t.tokenHash}`,
-      ]) {
-        const ttl = Number(await conn.send(key, ['PTTL', key]));
-        expect(ttl, key).toBeGreaterThan(expected - 10_000);
-        expect(ttl, key).toBeLessThanOrEqual(expected);
-      }
+      const key = `${prefix}{${userTag('t-ttl', 'u-ttl')}}:s`;
+      const expected = s.absoluteExpiresAt - T0 + 2 * 60_000;
+      const ttl = Number(await conn.send(key, ['PTTL', key]));
+      expect(ttl).toBeGreaterThan(expected - 10_000);
+      expect(ttl).toBeLessThanOrEqual(expected);
+      // A shorter-lived session of the same user does not shorten it.
+      await created(a, { ...session('t-ttl', 'u-ttl', 'flow'), handle: session('t-ttl', 'u-ttl').handle, userId: 'u-ttl' });
+      expect(Number(await conn.send(key, ['PTTL', key]))).toBeGreaterThan(expected - 10_000);
     } finally {
       await conn.close();
     }
   });
 
-  it('takes a session out of the tenant listing once its record has outlived the retention', async () => {
+  it('purges a record, its routes and its listing entry once it has outlived the retention', async () => {
     const own = testPrefix('gc');
     const store = await openRedisStore(shared.url, { prefix: own, retentionMs: 60_000 });
     const conn = await openConnection(parseRedisUrl(shared.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
+    const routeOf = async (hash: string): Promise<unknown> => conn.send(`${own}r:${hash.slice(0, 2)}`, ['HGET', `${own}r:${hash.slice(0, 2)}`, hash.slice(2, 18)]);
     try {
-      const s = await created(store, session('t-gc', 'u-gc', 'flow'));
+      const s = await created(store, session('t-gc', 'u-gc'));
+      const t = token(s);
+      await store.addRefreshToken(t);
       const listing = `${own}t:t-gc:s`;
       expect(await conn.send(listing, ['ZSCORE', listing, s.handle])).not.toBeNull();
-      // Expired, but still within the retention: it stays listed.
+      expect(await routeOf(s.secretHash)).toBe(userTag('t-gc', 'u-gc'));
+      expect(await routeOf(t.tokenHash)).toBe(userTag('t-gc', 'u-gc'));
+      // Expired, but still within the retention: it stays listed and readable.
       expect(handlesOf(await store.sweepExpired(s.absoluteExpiresAt + 1, 10))).toStrictEqual([s.handle]);
       expect(await conn.send(listing, ['ZSCORE', listing, s.handle])).not.toBeNull();
       expect((await store.listSessions({ tenantId: 't-gc', now: s.absoluteExpiresAt + 1, limit: 10 })).items).toHaveLength(1);
-      // Past absoluteExpiresAt + retention, the sweeper takes it out.
-      await store.sweepExpired(s.absoluteExpiresAt + 60_000, 10);
+      expect(await store.getRefreshToken(t.tokenHash)).toStrictEqual(t);
+      // Past absoluteExpiresAt + retention, the sweeper takes it out with everything leading to it.
+      expect(await store.sweepExpired(s.absoluteExpiresAt + 60_000, 10)).toStrictEqual([]);
+      expect(await store.getSessionByHandle(s.handle)).toBeNull();
+      expect(await store.getRefreshToken(t.tokenHash)).toBeNull();
       expect(await conn.send(listing, ['ZSCORE', listing, s.handle])).toBeNull();
-      expect(await conn.send(`${own}gc`, ['ZCARD', `${own}gc`])).toBe(0);
+      expect(await routeOf(s.secretHash)).toBeNull();
+      expect(await routeOf(t.tokenHash)).toBeNull();
+      expect(await conn.send(`${own}{due}`, ['ZCARD', `${own}{due}`])).toBe(0);
+      expect(await conn.send(`${own}{${userTag('t-gc', 'u-gc')}}:s`, ['EXISTS', `${own}{${userTag('t-gc', 'u-gc')}}:s`])).toBe(0);
     } finally {
       await conn.close();
       await store.close();
@@ -390,27 +396,14 @@ describe.skipIf(serverSkip)('Cluster specifics (3 masters started here)', () => 
       const tag = userTag(tenantId, userId);
       const idp = await created(store, session(tenantId, userId, 'idp'));
       const app = await created(store, session(tenantId, userId, 'app', idp));
-      const redirect = await created(store, session(tenantId, userId, 'redirect', app));
+      await created(store, session(tenantId, userId, 'redirect', app));
       const t = token(app);
       await store.addRefreshToken(t);
       const h1 = hashSecret(newSecret());
       expect((await store.rotateRefreshToken(t.tokenHash, h1, T0 + 1, 1000, null)).outcome).toBe('rotated');
       await store.createUser({ id: userId, tenantId, email: `${userId}@example.com`, passwordHash: null, roles: [], createdAt: T0, updatedAt: T0 });
       const base = `${prefix}{${tag}}:`;
-      expectedKeys.set(tag, [
-        `${base}s:${idp.handle}`,
-        `${base}s:${app.handle}`,
-        `${base}s:${redirect.handle}`,
-        `${base}us`,
-        `${base}c:${idp.handle}`,
-        `${base}c:${app.handle}`,
-        `${base}sh:${idp.secretHash}`,
-        `${base}sh:${app.secretHash}`,
-        `${base}sh:${redirect.secretHash}`,
-        `${base}rt:${t.tokenHash}`,
-        `${base}rt:${h1}`,
-        `${base}u:${userId}`,
-      ]);
+      expectedKeys.set(tag, [`${base}s`, `${base}u:${userId}`]);
     }
     // A flow session gets a random tag of its own.
     const flow = await created(store, session(tenantId, null, 'flow'));
@@ -429,15 +422,22 @@ describe.skipIf(serverSkip)('Cluster specifics (3 masters started here)', () => 
       expect(found.filter((f) => f.key.includes(`{${tag}}`)).map((f) => f.key).sort()).toStrictEqual([...keys].sort());
     }
     expect(mastersUsed.size).toBeGreaterThan(1);
-    expect(byKey.has(`${prefix}{${flow.handle.slice(0, 12)}}:s:${flow.handle}`)).toBe(true);
+    expect(byKey.has(`${prefix}{${flow.handle.slice(0, 12)}}:s`)).toBe(true);
 
-    // The global keys: routing indexes, tenant listing, expiry index, email index.
+    // The global keys: route buckets, tenant listing, email index; the due index in slot {due}.
     const globals = found.filter((f) => !f.key.includes('{')).map((f) => f.key.slice(prefix.length));
     expect(globals).toContain(`t:${tenantId}:s`);
-    expect(globals).toContain('exp');
     expect(globals).toContain(`ue:${tenantId}:u-0@example.com`);
-    expect(globals.filter((k) => k.startsWith('sh:'))).toHaveLength(12 * 3 + 1);
-    expect(globals.filter((k) => k.startsWith('th:'))).toHaveLength(12 * 2);
+    expect(found.filter((f) => f.key.startsWith(`${prefix}{due}`)).length).toBeGreaterThan(1);
+    expect(new Set(found.filter((f) => f.key.startsWith(`${prefix}{due}`)).map((f) => f.slot)).size).toBe(1);
+    const conn = await openConnection(parseRedisUrl(cluster.url), { connectTimeoutMs: 2000, commandTimeoutMs: 2000 });
+    try {
+      let routes = 0;
+      for (const k of globals.filter((g) => g.startsWith('r:'))) routes += Number(await conn.send(prefix + k, ['HLEN', prefix + k]));
+      expect(routes).toBe(12 * 3 + 1 + 12 * 2); // every secret hash and every refresh-token hash
+    } finally {
+      await conn.close();
+    }
   });
 
   it('ping checks every master', async () => {
@@ -454,7 +454,7 @@ describe.skipIf(serverSkip)('Cluster specifics (3 masters started here)', () => 
     }
     const before = (await keysByMaster()).length;
     const deleted = await purgePrefix(cluster.url, mine);
-    expect(deleted).toBeGreaterThanOrEqual(10 * 4);
+    expect(deleted).toBeGreaterThanOrEqual(10 + 2); // ten slot keys, the tenant listing, the due directory (and buckets)
     expect((await keysByMaster()).length).toBe(before); // the other prefix is untouched
     const conn = await openConnection(parseRedisUrl(cluster.url), { connectTimeoutMs: 2000, commandTimeoutMs: 2000 });
     try {

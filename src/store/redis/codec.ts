@@ -1,16 +1,19 @@
-// How records are laid out inside Redis hashes.
-//
-// A session is a HASH, not a JSON document, because Lua's cjson is lossy: it prints numbers with
-// 14 significant digits and cannot tell an empty array from an empty object. So:
+// How session and refresh-token records travel between Node and the slot scripts: as flat
+// name/value lists (the shape of an HGETALL reply), in both directions. The scripts keep them in
+// their own compact form (slot-lua.ts); these names are only the interface. Not JSON, because
+// Lua's cjson is lossy: it prints numbers with 14 significant digits and cannot tell an empty
+// array from an empty object. So:
 // - every field a script reads or writes (status, kind, expiries, createdAt, lastSeenAt, parent,
-//   successor, endedAt, revokeReason, secretHash, tenantId, userId) is its own hash field, a
-//   decimal string for numbers; scripts copy the strings they were given and only compare numbers;
-// - `device` is one JSON string that Lua never looks into;
+//   successor, endedAt, revokeReason, secretHash, tenantId, userId) is its own field, a decimal
+//   string for numbers; scripts compare numbers and print them only with %d;
+// - the device is up to three fields `dev:userAgent`, `dev:ip`, `dev:location` (JSON);
 // - `data` is spread over fields `d:<key>`, each holding JSON.stringify of that top-level value, so
-//   updateSessionData merges in Lua (HSET / HDEL per key) without decoding anything;
+//   updateSessionData merges in Lua (per key) without decoding anything;
 // - a null field is an absent field.
+//
+// (Layout 1 kept these very fields in one Redis hash per session; migrate.ts reads them.)
 
-import type { Device, RevokeReason, Session, SessionKind, SessionStatus } from '../../domain/session.ts';
+import type { Device, Location, RevokeReason, Session, SessionKind, SessionStatus } from '../../domain/session.ts';
 import type { RefreshToken } from '../port.ts';
 
 const DATA = 'd:';
@@ -25,9 +28,12 @@ export function sessionToFields(s: Session): string[] {
     'lastSeenAt', num(s.lastSeenAt),
     'absoluteExpiresAt', num(s.absoluteExpiresAt),
     'authMethod', s.authMethod,
-    'device', JSON.stringify(s.device ?? {}),
     'status', s.status,
   ];
+  const d = s.device ?? {};
+  if (d.userAgent !== undefined) f.push('dev:userAgent', d.userAgent);
+  if (d.ip !== undefined) f.push('dev:ip', d.ip);
+  if (d.location !== undefined) f.push('dev:location', JSON.stringify(d.location));
   if (s.userId !== null) f.push('userId', s.userId);
   if (s.parentHandle !== null) f.push('parentHandle', s.parentHandle);
   if (s.idleExpiresAt !== null) f.push('idleExpiresAt', num(s.idleExpiresAt));
@@ -82,13 +88,27 @@ export function sessionFromReply(reply: unknown): Session | null {
     absoluteExpiresAt: Number(str(m, 'absoluteExpiresAt')),
     authMethod: str(m, 'authMethod'),
     clientId: m.get('clientId') ?? null,
-    device: JSON.parse(m.get('device') ?? '{}') as Device,
+    device: deviceOf(m),
     status: str(m, 'status') as SessionStatus,
     endedAt: optNum(m, 'endedAt'),
     revokeReason: (m.get('revokeReason') ?? null) as RevokeReason | null,
     successorHandle: m.get('successorHandle') ?? null,
     data,
   };
+}
+
+function deviceOf(m: Map<string, string>): Device {
+  // Layout 1 stored the device as one JSON field (migrate.ts reads old records through here).
+  const legacy = m.get('device');
+  if (legacy !== undefined) return JSON.parse(legacy) as Device;
+  const d: Device = {};
+  const ua = m.get('dev:userAgent');
+  const ip = m.get('dev:ip');
+  const loc = m.get('dev:location');
+  if (ua !== undefined) d.userAgent = ua;
+  if (ip !== undefined) d.ip = ip;
+  if (loc !== undefined) d.location = JSON.parse(loc) as Location;
+  return d;
 }
 
 /** A script reply that is a list of HGETALL replies. */

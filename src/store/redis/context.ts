@@ -55,7 +55,7 @@ export class RedisContext {
       this.unreplicatedWrites += 1;
       return;
     }
-    const routes = [...new Set(tags)].map((t) => this.keys.userSessions(t));
+    const routes = [...new Set(tags)].map((t) => this.keys.slotSessions(t));
     const acked = await Promise.all(routes.map((r) => this.#waitOn(r)));
     if (acked.every((n) => n >= replicas)) return;
     const info = String(await this.send(routes[0] as string, ['INFO', 'replication']));
@@ -119,10 +119,14 @@ export class RedisContext {
     return this.conn.send(key, args, readonly);
   }
 
-  /** Runs a slot script (scripts.ts convention) on the slot of `tag`. */
-  runSlot(script: LuaScript, tag: string, now: number, args: string[]): Promise<unknown> {
+  /**
+   * Runs a slot script (slot-lua.ts convention) on the slot of `tag`; `ttl` (ms) is the least TTL
+   * the slot's key must keep after it, when the script stores a session.
+   */
+  runSlot(script: LuaScript, tag: string, now: number, args: string[], ttl?: number): Promise<unknown> {
     const base = this.keys.slotBase(tag);
-    return evalScript(this.conn, script, this.keys.userSessions(tag), [base, num(now), this.keys.endsChannel(), ...args]);
+    const keep = ttl === undefined ? '' : String(ttl);
+    return evalScript(this.conn, script, this.keys.slotSessions(tag), [base, num(now), this.keys.endsChannel(), keep, ...args]);
   }
 
   /** The routing tag a session's keys live under; it must match the session's user. */
@@ -140,9 +144,19 @@ export class RedisContext {
     return Math.ceil(Math.max(0, absoluteExpiresAt - now) + this.retentionMs);
   }
 
-  /** The tag a routing entry (hash -> tag) names, or null. */
-  async route(routeKey: string): Promise<string | null> {
-    const tag = (await this.send(routeKey, ['GET', routeKey], true)) as string | null;
+  /**
+   * The TTL of a slot's key when it stores a record: one retention longer than the record's own
+   * purge time, so that the sweeper, not Redis, takes the record out with its global entries
+   * (keys.ts); Redis drops the key only when no sweeper ran for that long.
+   */
+  keyTtl(absoluteExpiresAt: number, now: number): number {
+    return this.ttl(absoluteExpiresAt, now) + this.retentionMs;
+  }
+
+  /** The tag the route of a secret or refresh-token hash names, or null. */
+  async route(hash: string): Promise<string | null> {
+    const key = this.keys.route(hash);
+    const tag = (await this.send(key, ['HGET', key, this.keys.routeField(hash)], true)) as string | null;
     return tag !== null && /^[A-Za-z0-9_-]{12}$/.test(tag) ? tag : null;
   }
 }

@@ -1,28 +1,31 @@
 // The Redis key layout of the session store. `P` is the configurable prefix (opts.prefix, e.g.
 // `tessera:`); `T` is a routing tag of 12 base64url characters.
 //
+// Layout 2 (this one; `P meta:layout` = 2, see migrate.ts for the upgrade from layout 1).
+//
 // Per-user keys — all in the Cluster hash slot of `{T}`, T = userTag(tenantId, userId), so every
 // script over one user's data runs atomically on one node:
 //
-//   P{T}:s:<handle>       HASH   one session (see codec.ts for the fields)
-//   P{T}:us               ZSET   the user's session handles, score createdAt (member order breaks ties)
-//   P{T}:c:<handle>       SET    handles of the session's direct children
-//   P{T}:sh:<secretHash>  STRING handle of the session with that secret (authoritative, in-slot)
-//   P{T}:rt:<tokenHash>   HASH   one refresh token
+//   P{T}:s                STRING every session of the slot with its refresh tokens, children and
+//                                secret hash: one MessagePack value (slot-lua.ts has the layout).
+//                                TTL: that of its longest-living record (absoluteExpiresAt - now
+//                                + retention, never shortened); records are taken out one by one
+//                                by the sweeper when their own time is up.
 //   P{T}:u:<userId>       STRING the user record (JSON)
 //
 // A handle is `<T>.<random>`, so an operation by handle goes straight to the slot. A flow
-// session (no user yet) carries a random T of its own and has no `us` zset.
+// session (no user yet) carries a random T of its own.
 //
-// Routing indexes — lookups that start from something other than a handle need a key in some
-// other slot that says where to go. They are hints, never the truth: each is written BEFORE the
-// record it leads to, and readers verify what they find.
+// Global indexes — lookups that start from something other than a handle, and listings. They
+// are hints, never the truth: each is written BEFORE the record it leads to, and readers verify
+// what they find.
 //
-//   P sh:<secretHash>     STRING T of the session with that secret. Immutable once written
-//                                (SET NX); the in-slot `P{T}:sh:` key then names the handle, so
-//                                concurrent renewals that agree on a secret but not on a handle
-//                                still resolve to the one successor that was stored.
-//   P th:<tokenHash>      STRING T of the refresh token's session (SET NX, immutable).
+//   P r:<h[0..2]>         HASH   routes: field h[2..18] of a secret or refresh-token hash h →
+//                                T of its session (HSETNX: immutable; 4,096 small hashes, so
+//                                each stays a compact listpack up to ~250,000 sessions with the
+//                                default hash-max-listpack-entries). Removed by the sweeper when
+//                                the record is purged. The slot script then finds the session
+//                                holding that full hash.
 //   P ue:<tenant>:<email> STRING userId: (tenant, email) uniqueness by SET NX, then the record.
 //   P tu:<tenant>         ZSET   user listing: members `<email> <userId>`, all score 0 (lexical
 //                                order, so an email prefix is a ZRANGEBYLEX range). Added before
@@ -30,13 +33,19 @@
 //                                only members whose record has that email.
 //   P tenants             ZSET   tenant ids, score 0; added before the record, removed after it.
 //   P t:<tenant>:s        ZSET   tenant listing: handles by createdAt. Added before the create
-//                                script, removed if the create is refused; readers skip handles
-//                                whose record is gone and prune those older than the retention.
-//   P exp                 ZSET   expiry index: handle scored by its (earliest known) expiry time,
-//                                read by sweepExpired.
-//   P gc                  ZSET   `<tenant> <handle>` scored by absoluteExpiresAt + retention: when
-//                                the record is gone, sweepExpired takes the handle out of the
-//                                tenant listing (the one index without a TTL of its own).
+//                                script, removed if the create is refused or when the sweeper
+//                                purges the record; readers skip handles whose record is gone.
+//   P{due}                ZSET   due index, directory: bucket id → the earliest score in it.
+//   P{due}:<b>            ZSET   due index, bucket b (the first two characters of the handle's
+//                                random part): handle → when the sweeper must look at it next —
+//                                its expiry while it is active, then its purge time (absolute
+//                                expiry + retention), when its record and global entries go.
+//                                4,096 buckets keep each a listpack; all in the slot {due}, so
+//                                the directory is kept exact by small scripts (due-index.ts).
+//
+// Layout 1 (read only by migrate.ts): P{T}:s:<handle> HASH, P{T}:us ZSET, P{T}:c:<handle> SET,
+// P{T}:sh:<secretHash>, P{T}:rt:<tokenHash> HASH, P sh:<secretHash>, P th:<tokenHash>, P exp,
+// P gc.
 //
 // Per-tenant listings of records that live under global keys (written before the record,
 // readers keep only members whose record still names the tenant; backfilled at open for data
@@ -71,29 +80,19 @@ export class RedisKeys {
   slotBase(tag: string): string {
     return `${this.prefix}{${tag}}:`;
   }
-  session(tag: string, handle: string): string {
-    return `${this.slotBase(tag)}s:${handle}`;
-  }
-  userSessions(tag: string): string {
-    return `${this.slotBase(tag)}us`;
-  }
-  children(tag: string, handle: string): string {
-    return `${this.slotBase(tag)}c:${handle}`;
-  }
-  slotSecret(tag: string, secretHash: string): string {
-    return `${this.slotBase(tag)}sh:${secretHash}`;
-  }
-  refreshToken(tag: string, tokenHash: string): string {
-    return `${this.slotBase(tag)}rt:${tokenHash}`;
+  /** The slot's sessions (layout 2). */
+  slotSessions(tag: string): string {
+    return `${this.slotBase(tag)}s`;
   }
   user(tag: string, userId: string): string {
     return `${this.slotBase(tag)}u:${userId}`;
   }
-  secretRoute(secretHash: string): string {
-    return `${this.prefix}sh:${secretHash}`;
+  /** The route bucket of a secret or refresh-token hash; routeField names its entry there. */
+  route(hash: string): string {
+    return `${this.prefix}r:${hash.slice(0, 2)}`;
   }
-  tokenRoute(tokenHash: string): string {
-    return `${this.prefix}th:${tokenHash}`;
+  routeField(hash: string): string {
+    return hash.slice(2, 18);
   }
   email(tenantId: string, normalisedEmail: string): string {
     return `${this.prefix}ue:${tenantId}:${normalisedEmail}`;
@@ -107,11 +106,12 @@ export class RedisKeys {
   tenantSessions(tenantId: string): string {
     return `${this.prefix}t:${tenantId}:s`;
   }
-  expiry(): string {
-    return `${this.prefix}exp`;
+  /** The due index's directory; dueBucket(handle) its bucket of a handle (same slot). */
+  dueDirectory(): string {
+    return `${this.prefix}{due}`;
   }
-  listingGc(): string {
-    return `${this.prefix}gc`;
+  dueBucket(handle: string): string {
+    return `${this.prefix}{due}:${handle.slice(13, 15)}`;
   }
   tenant(tenantId: string): string {
     return `${this.prefix}tenant:${tenantId}`;

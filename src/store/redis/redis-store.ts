@@ -1,24 +1,26 @@
 // SessionStore (and Coordination) over Redis — standalone, Sentinel or Cluster behind one URL —
 // composed of one adapter per aggregate: sessions.ts (with refresh-tokens.ts, session-index.ts,
-// scripts.ts), accounts.ts, meta.ts, coordination.ts, and the sub-stores consents.ts,
+// due-index.ts, sweep.ts, scripts.ts, slot-lua.ts; migrate.ts upgrades layout 1), accounts.ts, meta.ts, coordination.ts, and the sub-stores consents.ts,
 // federation.ts, oidc.ts, audit.ts. See keys.ts for the key layout, codec.ts for the record
 // format, lua.ts for how scripts are sent, connection.ts for timeouts and the failure policy,
 // url.ts for the URL forms.
 //
 // Design in short:
-// - All keys of one user share a Cluster hash slot through the hash tag `{userTag}`; a handle
-//   carries that tag, so an operation by handle goes straight to its slot, and every multi-key
-//   operation on a user's data is one Lua script there (atomic across processes).
-// - Lookups by secret hash or refresh-token hash go through a routing index in another slot
-//   (hash -> tag). The index is written first and is only a hint: the script then reads the
-//   authoritative in-slot key and the record, and verifies the hash.
-// - Tenant listing and expiry sweeping use global sorted sets written before the record and
-//   cleaned when a create is refused; readers skip members whose record does not exist.
-// - Key TTLs free memory: every record lives (absoluteExpiresAt - now) + retention (24 h by
-//   default), so ended sessions stay readable for the retention. The TTL is relative to the `now`
-//   passed in (PEXPIRE, not PEXPIREAT), so an injected clock — tests run in 2026 or in 2031 —
-//   cannot make Redis drop a record early; in production `now` is the wall clock and this equals
-//   PEXPIREAT absoluteExpiresAt + retention.
+// - All sessions of one user (with their refresh tokens) are one value in a Cluster hash slot of
+//   the hash tag `{userTag}`; a handle carries that tag, so an operation by handle goes straight
+//   to its slot, and every operation on a user's sessions is one Lua script there (atomic across
+//   processes).
+// - Lookups by secret hash or refresh-token hash go through a route in another slot (hash ->
+//   tag). The route is written first and is only a hint: the script then finds the record with
+//   that full hash in the slot.
+// - Tenant listing and the due index (expiry, then purge) are global sorted sets written before
+//   the record and cleaned when a create is refused; readers skip members whose record does not
+//   exist.
+// - Records stay readable for the retention (24 h by default) after their absolute expiry; then
+//   the sweeper purges them with their routes and listing entries. The slot's key has a TTL one
+//   retention longer than its longest-living record, relative to the `now` passed in (PEXPIRE,
+//   not PEXPIREAT), so an injected clock — tests run in 2026 or in 2031 — cannot make Redis drop
+//   a record early.
 // - Connection failures and timeouts surface as StoreUnavailable (connection.ts).
 // - Every script that ends sessions publishes their handles on `P ends` in the same atomic step;
 //   subscribeSessionEnds listens there (Coordination, for the per-process session cache).
@@ -41,6 +43,7 @@ import { RedisCoordination } from './coordination.ts';
 import { RedisFederationStore } from './federation.ts';
 import { RedisKeys } from './keys.ts';
 import { RedisMeta } from './meta.ts';
+import { migrateLayout1 } from './migrate.ts';
 import { RedisOidcStore } from './oidc.ts';
 import { RedisSessions } from './sessions.ts';
 import { parseRedisUrl } from './url.ts';
@@ -87,6 +90,8 @@ export async function openRedisStore(url: string, opts: RedisStoreOptions): Prom
   try {
     // Listings that records written by older versions are missing from (indexes.ts): once.
     await backfillListings(conn, keys);
+    // Layout 1 → 2 before anything is answered (migrate.ts); one EXISTS when there is nothing to do.
+    await migrateLayout1(conn, keys, retentionMs);
   } catch (err) {
     await conn.close().catch(() => undefined);
     throw toStoreError(err);

@@ -1,26 +1,33 @@
-// The refresh-token scripts of the Redis sessions adapter; calling convention and prelude as in
-// scripts.ts (they run on the slot of the token's session).
+// The refresh-token scripts of the Redis sessions adapter; calling convention, record layout and
+// prelude as in slot-lua.ts. A session's refresh tokens are part of its record, so these run on
+// the session's slot and a reuse revokes the subtree in the same step.
 
-import { script } from './scripts.ts';
+import { script } from './slot-lua.ts';
 
 /**
  * add refresh token. Races closed: a token added for a session that is disappearing, and a
  * duplicated add resetting a token that has already been rotated (which would make a stolen,
  * rotated token current again) — an existing token is never overwritten. The token lives as long
- * as its session record.
- * ARGV[4] token hash, ARGV[5..] token fields. Reply: {'ok', TTL ms} | {'no_session'} | {'exists'}
+ * as its session record (it is part of it).
+ * ARGV[5..] token fields (codec.ts refreshTokenToFields). Reply: {'ok'} | {'no_session'} | {'exists'}
  */
 export const ADD_REFRESH = script(
   'add-refresh',
   `
-local rk = base .. 'rt:' .. ARGV[4]
-local f, list = readFields(5)
-local ttl = redis.call('PTTL', skey(f['sessionHandle']))
-if ttl == -2 then return { 'no_session' } end
-if redis.call('EXISTS', rk) == 1 then return { 'exists' } end
-redis.call('HSET', rk, unpack(list))
-if ttl > 0 then redis.call('PEXPIRE', rk, ttl) end
-return { 'ok', ttl }
+local f = readFields(5)
+local rec, r = get(f['sessionHandle'])
+if not rec then return { 'no_session' } end
+local hb = h2b(f['tokenHash'])
+if findToken(hb) then return { 'exists' } end
+local toks = rec[TOK] or {}
+local rotated = false
+if f['rotatedAt'] then rotated = tonumber(f['rotatedAt']) end
+local succ = false
+if f['successorHash'] then succ = h2b(f['successorHash']) end
+toks[#toks + 1] = { hb, tonumber(f['createdAt']), rotated, succ }
+rec[TOK] = toks
+dirty = true
+return finish({ 'ok' })
 `,
 );
 
@@ -30,43 +37,59 @@ return { 'ok', ttl }
  * successor; and a thief replaying a rotated token after the grace window while the legitimate
  * client refreshes — the reuse revokes the session subtree in the same step, so neither side can
  * rotate again afterwards.
- * ARGV[4] presented hash, ARGV[5] successor hash, ARGV[6] grace ms, ARGV[7] new idle expiry ('' = none).
- * Reply: {'rotated', session, successor token, previous idle or '', TTL ms}
+ * ARGV[5] presented hash, ARGV[6] successor hash, ARGV[7] grace ms, ARGV[8] new idle expiry ('' = none).
+ * Reply: {'rotated', session, successor token, previous idle or ''}
  *      | {'grace', session, presented token}
  *      | {'reused', session, {revoked records}} | {'inactive', session} | {'unknown'} | {'successor_exists'}
  */
 export const ROTATE = script(
   'rotate',
   `
-local rk = base .. 'rt:' .. ARGV[4]
-local t = redis.call('HMGET', rk, 'sessionHandle', 'rotatedAt', 'successorHash', 'tenantId', 'userId')
-if not t[1] then return { 'unknown' } end
-local sk = skey(t[1])
-if redis.call('EXISTS', sk) == 0 then return { 'unknown' } end
+local r, rec, t = findToken(h2b(ARGV[5]))
+if not r then return { 'unknown' } end
 -- An ended session answers inactive whatever token is shown: after a reuse revoked it, the
 -- whole token family is dead and nothing more is revoked or reported.
-if not isValid(sk) then return { 'inactive', redis.call('HGETALL', sk) } end
-if not t[2] then
-  local nk = base .. 'rt:' .. ARGV[5]
-  if redis.call('EXISTS', nk) == 1 then return { 'successor_exists' } end
-  redis.call('HSET', rk, 'rotatedAt', nowS, 'successorHash', ARGV[5])
-  redis.call('HSET', nk, 'tokenHash', ARGV[5], 'sessionHandle', t[1], 'tenantId', t[4], 'userId', t[5], 'createdAt', nowS)
-  local ttl = redis.call('PTTL', sk)
-  if ttl > 0 then redis.call('PEXPIRE', nk, ttl) end
-  local before = redis.call('HGET', sk, 'idleExpiresAt')
+if not isValid(rec) then return { 'inactive', pairsOf(r, rec) } end
+if not t[3] then
+  local nb = h2b(ARGV[6])
+  if findToken(nb) then return { 'successor_exists' } end
+  t[3] = now
+  t[4] = nb
+  local nt = { nb, now, false, false }
+  rec[TOK][#rec[TOK] + 1] = nt
+  local before = rec[IDLE]
   -- The idle expiry never passes the absolute expiry (the same cap as SQLite's).
-  local idle = ARGV[7]
-  local abs = redis.call('HGET', sk, 'absoluteExpiresAt')
-  if idle ~= '' and abs and tonumber(idle) > tonumber(abs) then idle = abs end
-  if idle == '' then redis.call('HDEL', sk, 'idleExpiresAt') else redis.call('HSET', sk, 'idleExpiresAt', idle) end
-  redis.call('HSET', sk, 'lastSeenAt', nowS)
-  return { 'rotated', redis.call('HGETALL', sk), redis.call('HGETALL', nk), before or '', ttl }
+  if ARGV[8] == '' then
+    rec[IDLE] = false
+  else
+    local idle = tonumber(ARGV[8])
+    if idle > rec[ABS] then idle = rec[ABS] end
+    rec[IDLE] = idle
+  end
+  rec[SEEN] = now
+  dirty = true
+  local prev = ''
+  if before then prev = fmt(before) end
+  return finish({ 'rotated', pairsOf(r, rec), tokenPairs(r, rec, nt), prev })
 end
-if now <= tonumber(t[2]) + tonumber(ARGV[6]) then
-  return { 'grace', redis.call('HGETALL', sk), redis.call('HGETALL', rk) }
+if now <= t[3] + tonumber(ARGV[7]) then
+  return { 'grace', pairsOf(r, rec), tokenPairs(r, rec, t) }
 end
 local out = {}
-revokeTree(t[1], 'refresh_reuse', 'parent_revoked', out, nil)
-return finish({ 'reused', redis.call('HGETALL', sk), out })
+revokeTree(r, 'refresh_reuse', 'parent_revoked', out, nil)
+return finish({ 'reused', pairsOf(r, rec), out })
+`,
+);
+
+/**
+ * Read a refresh token by hash. No race to close: a read.
+ * ARGV[5] token hash. Reply: token | nil
+ */
+export const GET_REFRESH = script(
+  'get-refresh',
+  `
+local r, rec, t = findToken(h2b(ARGV[5]))
+if not r then return false end
+return tokenPairs(r, rec, t)
 `,
 );

@@ -1,12 +1,13 @@
-// The refresh tokens of the Redis sessions adapter (sessions.ts): one unit with the sessions —
-// the rotate script runs on the session's slot and revokes its subtree on reuse atomically.
+// The refresh tokens of the Redis sessions adapter (sessions.ts): part of their session's record
+// (slot-lua.ts), so the rotate script runs on the session's slot and revokes its subtree on reuse
+// atomically. A route (session-index.ts) leads from each token hash to the slot.
 
 import { Conflict, NotFound } from '../../domain/errors.ts';
 import { tagOfHandle } from '../../domain/secrets.ts';
 import type { RefreshToken, RotateResult } from '../sessions-port.ts';
 import { mustSession, mustToken, num, refreshTokenFromReply, refreshTokenToFields, sessionsFromReply } from './codec.ts';
 import type { RedisContext } from './context.ts';
-import { ADD_REFRESH, ROTATE } from './refresh-scripts.ts';
+import { ADD_REFRESH, GET_REFRESH, ROTATE } from './refresh-scripts.ts';
 import type { SessionIndex } from './session-index.ts';
 
 export class RedisRefreshTokens {
@@ -22,20 +23,20 @@ export class RedisRefreshTokens {
     return this.ctx.guard(async () => {
       const tag = tagOfHandle(token.sessionHandle);
       if (tag === null) throw new NotFound('session_not_found', `No session ${token.sessionHandle} for this refresh token.`);
-      const route = this.ctx.keys.tokenRoute(token.tokenHash);
-      const routeWritten = await this.index.claimRoute(route, tag, this.ctx.retentionMs);
-      const reply = (await this.ctx.runSlot(ADD_REFRESH, tag, 0, [token.tokenHash, ...refreshTokenToFields(token)])) as unknown[];
-      if (reply[0] === 'ok') {
-        const ms = Number(reply[1]);
-        if (ms > 0) await this.ctx.send(route, ['PEXPIRE', route, String(ms)]);
-        return;
-      }
-      if (routeWritten) await this.ctx.send(route, ['DEL', route]);
+      const routeWritten = await this.index.claimRoute(token.tokenHash, tag);
+      const reply = (await this.ctx.runSlot(ADD_REFRESH, tag, 0, refreshTokenToFields(token))) as unknown[];
+      if (reply[0] === 'ok') return;
+      if (routeWritten) await this.index.dropRoutes([token.tokenHash]);
       if (reply[0] === 'no_session') throw new NotFound('session_not_found', `No session ${token.sessionHandle} for this refresh token.`);
       throw new Conflict('refresh_token_exists', 'This refresh token is already stored.');
     });
   }
 
+  /**
+   * Three commands: the route of the presented token, the successor's route (written before the
+   * token it leads to), the rotate script. Then the due index only if the expiry moved earlier,
+   * and the replica wait when one is configured.
+   */
   async rotateRefreshToken(
     presentedHash: string,
     successorHash: string,
@@ -44,22 +45,21 @@ export class RedisRefreshTokens {
     idleExpiresAt: number | null,
   ): Promise<RotateResult> {
     return this.ctx.guard(async () => {
-      const tag = await this.ctx.route(this.ctx.keys.tokenRoute(presentedHash));
+      const tag = await this.ctx.route(presentedHash);
       if (tag === null) return { outcome: 'unknown' };
-      const successorRoute = this.ctx.keys.tokenRoute(successorHash);
-      await this.index.claimRoute(successorRoute, tag, this.ctx.retentionMs);
-      const reply = (await this.ctx.runSlot(ROTATE, tag, now, [
-        presentedHash,
-        successorHash,
-        num(graceMs),
-        idleExpiresAt === null ? '' : num(idleExpiresAt),
-      ])) as unknown[];
+      const routeWritten = await this.index.claimRoute(successorHash, tag);
+      const reply = (await this.ctx
+        .runSlot(ROTATE, tag, now, [presentedHash, successorHash, num(graceMs), idleExpiresAt === null ? '' : num(idleExpiresAt)])
+        .catch(async (err: unknown) => {
+          if (routeWritten) await this.index.dropRoutes([successorHash]).catch(() => undefined);
+          throw err;
+        })) as unknown[];
+      // Only a rotation stores the successor: any other outcome takes back the route it would need.
+      if (reply[0] !== 'rotated' && routeWritten) await this.index.dropRoutes([successorHash]);
       switch (reply[0]) {
         case 'rotated': {
           const session = mustSession(reply[1]);
           const successor = mustToken(reply[2]);
-          const ttl = Number(reply[4]);
-          if (ttl > 0) await this.ctx.send(successorRoute, ['PEXPIRE', successorRoute, String(ttl)]);
           await this.index.expiryMayHaveMovedEarlier(session, String(reply[3]));
           await this.ctx.replicated([tag]);
           return { outcome: 'rotated', session, successor };
@@ -69,7 +69,6 @@ export class RedisRefreshTokens {
           return { outcome: 'grace', session: mustSession(reply[1]), token: mustToken(reply[2]) };
         case 'reused': {
           const revoked = sessionsFromReply(reply[2]);
-          await this.index.forgetExpiries(revoked);
           await this.ctx.replicated([tag]);
           return { outcome: 'reused', session: mustSession(reply[1]), revoked };
         }
@@ -87,10 +86,9 @@ export class RedisRefreshTokens {
 
   async getRefreshToken(tokenHash: string): Promise<RefreshToken | null> {
     return this.ctx.guard(async () => {
-      const tag = await this.ctx.route(this.ctx.keys.tokenRoute(tokenHash));
+      const tag = await this.ctx.route(tokenHash);
       if (tag === null) return null;
-      const key = this.ctx.keys.refreshToken(tag, tokenHash);
-      const t = refreshTokenFromReply(await this.ctx.send(key, ['HGETALL', key], true));
+      const t = refreshTokenFromReply(await this.ctx.runSlot(GET_REFRESH, tag, 0, [tokenHash]));
       return t !== null && t.tokenHash === tokenHash ? t : null;
     });
   }

@@ -1,7 +1,8 @@
 // The global indexes of the Redis sessions adapter, which live outside a user's hash slot and so
 // outside its Lua scripts (keys.ts): the routes from a secret or token hash to a user's tag, the
-// tenant listings, the expiry index and the garbage list of the listings. They are written before
-// a record and taken back when a create is refused; readers skip members without a record.
+// tenant listings and the due index (due-index.ts). They are written before a record and taken
+// back when a create is refused; readers skip members without a record; the sweeper removes
+// them with the record they lead to.
 
 import type { Session } from '../../domain/session.ts';
 import { expiresAt } from '../../domain/session.ts';
@@ -9,6 +10,7 @@ import { Conflict } from '../../domain/errors.ts';
 import { num } from './codec.ts';
 import { toStoreError } from './connection.ts';
 import type { RedisContext } from './context.ts';
+import { DueIndex } from './due-index.ts';
 
 /** Members fetched per ZRANGE while listing, revoking a tenant or sweeping. */
 export const PAGE = 200;
@@ -21,45 +23,52 @@ export interface ListPosition {
 
 export class SessionIndex {
   private readonly ctx: RedisContext;
+  readonly due: DueIndex;
 
   constructor(ctx: RedisContext) {
     this.ctx = ctx;
+    this.due = new DueIndex(ctx);
   }
 
   /**
-   * Writes an immutable routing entry (hash -> tag). Returns whether this call wrote it. An entry
-   * that exists with another tag means two sessions share a secret hash: refuse.
+   * Writes an immutable route (hash -> tag). Returns whether this call wrote it. A route that
+   * exists with another tag means two sessions share a secret hash: refuse.
    */
-  async claimRoute(routeKey: string, tag: string, ttl: number): Promise<boolean> {
-    const set = await this.ctx.send(routeKey, ['SET', routeKey, tag, 'NX', 'PX', String(ttl)]);
-    if (set !== null) return true;
-    const existing = await this.ctx.send(routeKey, ['GET', routeKey]);
+  async claimRoute(hash: string, tag: string): Promise<boolean> {
+    const key = this.ctx.keys.route(hash);
+    const field = this.ctx.keys.routeField(hash);
+    if (Number(await this.ctx.send(key, ['HSETNX', key, field, tag])) === 1) return true;
+    const existing = await this.ctx.send(key, ['HGET', key, field]);
     if (existing !== null && existing !== tag) throw secretInUse();
     return false;
   }
 
+  /** Removes routes (the sweeper's purge, or a refused write taking back its own). */
+  async dropRoutes(hashes: readonly string[]): Promise<void> {
+    const byKey = new Map<string, string[]>();
+    for (const h of hashes) {
+      const key = this.ctx.keys.route(h);
+      byKey.set(key, [...(byKey.get(key) ?? []), this.ctx.keys.routeField(h)]);
+    }
+    await Promise.all([...byKey].map(([key, fields]) => this.ctx.send(key, ['HDEL', key, ...fields])));
+  }
+
   /**
    * The global index entries of a new session, written before its record (see keys.ts): secret
-   * route, tenant listing, expiry index, and the entry that later takes it out of the tenant
-   * listing. Reports what this call added, so that a refusal takes back exactly that.
+   * route, tenant listing and due index. Reports what this call added, so that a refusal takes
+   * back exactly that.
    */
-  async indexBeforeWrite(s: Session, tag: string, ttl: number): Promise<IndexWrites> {
+  async indexBeforeWrite(s: Session, tag: string): Promise<IndexWrites> {
     const tenantKey = this.ctx.keys.tenantSessions(s.tenantId);
-    const exp = this.ctx.keys.expiry();
-    const gc = this.ctx.keys.listingGc();
-    const [claim, added] = await Promise.all([
-      this.claimRoute(this.ctx.keys.secretRoute(s.secretHash), tag, ttl).then(
+    const [claim, t, d] = await Promise.all([
+      this.claimRoute(s.secretHash, tag).then(
         (written) => ({ written, err: null }),
         (err: unknown) => ({ written: false, err: toStoreError(err) }),
       ),
-      Promise.all([
-        this.ctx.send(tenantKey, ['ZADD', tenantKey, 'NX', num(s.createdAt), s.handle]),
-        this.ctx.send(exp, ['ZADD', exp, 'NX', num(expiresAt(s)), s.handle]),
-        this.ctx.send(gc, ['ZADD', gc, 'NX', num(s.absoluteExpiresAt + this.ctx.retentionMs), gcMember(s)]),
-      ]),
+      this.ctx.send(tenantKey, ['ZADD', tenantKey, 'NX', num(s.createdAt), s.handle]),
+      this.due.add('NX', [{ handle: s.handle, at: expiresAt(s) }]),
     ]);
-    const [t, e, g] = added as [number, number, number];
-    const writes: IndexWrites = { route: claim.written, tenant: t === 1, expiry: e === 1, gc: g === 1 };
+    const writes: IndexWrites = { route: claim.written, tenant: Number(t) === 1, due: d === 1 };
     if (claim.err !== null) {
       await this.undoIndex(s, writes);
       throw claim.err;
@@ -69,58 +78,34 @@ export class SessionIndex {
 
   async undoIndex(s: Session, w: IndexWrites): Promise<void> {
     const tenantKey = this.ctx.keys.tenantSessions(s.tenantId);
-    const exp = this.ctx.keys.expiry();
-    const gc = this.ctx.keys.listingGc();
-    const route = this.ctx.keys.secretRoute(s.secretHash);
     await Promise.all([
       w.tenant ? this.ctx.send(tenantKey, ['ZREM', tenantKey, s.handle]) : null,
-      w.expiry ? this.ctx.send(exp, ['ZREM', exp, s.handle]) : null,
-      w.gc ? this.ctx.send(gc, ['ZREM', gc, gcMember(s)]) : null,
-      w.route ? this.ctx.send(route, ['DEL', route]) : null,
+      w.due ? this.due.settle([{ op: 'remove', handle: s.handle }]) : null,
+      w.route ? this.dropRoutes([s.secretHash]) : null,
     ]);
   }
 
-  /**
-   * Takes sessions whose records have outlived their retention out of the tenant listings (the
-   * only index without a TTL of its own), at most `max` per call. Part of sweepExpired.
-   */
-  async collectListingGarbage(now: number, max: number): Promise<void> {
-    const gc = this.ctx.keys.listingGc();
-    const due = (await this.ctx.send(gc, ['ZRANGEBYSCORE', gc, '-inf', num(now), 'LIMIT', '0', String(max)], true)) as string[];
-    if (due.length === 0) return;
+  /** Takes purged sessions out of their tenant listings. */
+  async dropFromListings(entries: ReadonlyArray<{ tenantId: string; handle: string }>): Promise<void> {
     const byTenant = new Map<string, string[]>();
-    for (const member of due) {
-      const [tenantId, handle] = member.split(' ') as [string, string];
-      byTenant.set(tenantId, [...(byTenant.get(tenantId) ?? []), handle]);
-    }
+    for (const { tenantId, handle } of entries) byTenant.set(tenantId, [...(byTenant.get(tenantId) ?? []), handle]);
     await Promise.all(
       [...byTenant].map(([tenantId, handles]) => {
         const key = this.ctx.keys.tenantSessions(tenantId);
         return this.ctx.send(key, ['ZREM', key, ...handles]);
       }),
     );
-    await this.ctx.send(gc, ['ZREM', gc, ...due]);
-  }
-
-  /** Ended sessions need no sweeping; dropping them keeps the index small (best effort). */
-  async forgetExpiries(ended: Session[]): Promise<void> {
-    if (ended.length === 0) return;
-    const exp = this.ctx.keys.expiry();
-    await this.ctx.send(exp, ['ZREM', exp, ...ended.map((s) => s.handle)]).catch(() => undefined);
   }
 
   /**
-   * The expiry index must never hold a score later than the real expiry, or the sweeper would
+   * The due index must never hold a score later than the real expiry, or the sweeper would
    * find the session late. A touch usually slides the expiry forward (the stale, earlier score is
    * fixed when the sweeper looks); only when it moved earlier is the score lowered here.
    */
   async expiryMayHaveMovedEarlier(s: Session, previousIdle: string): Promise<void> {
     const before = expiresAt({ idleExpiresAt: previousIdle === '' ? null : Number(previousIdle), absoluteExpiresAt: s.absoluteExpiresAt });
     const after = expiresAt(s);
-    if (after < before) {
-      const exp = this.ctx.keys.expiry();
-      await this.ctx.send(exp, ['ZADD', exp, 'LT', num(after), s.handle]);
-    }
+    if (after < before) await this.due.add('LT', [{ handle: s.handle, at: after }]);
   }
 
   /**
@@ -152,16 +137,10 @@ export class SessionIndex {
   }
 }
 
-interface IndexWrites {
+export interface IndexWrites {
   route: boolean;
   tenant: boolean;
-  expiry: boolean;
-  gc: boolean;
-}
-
-/** Tenant ids and handles contain no spaces (TENANT_ID_PATTERN, base64url). */
-function gcMember(s: Session): string {
-  return `${s.tenantId} ${s.handle}`;
+  due: boolean;
 }
 
 export function secretInUse(): Conflict {

@@ -1,8 +1,9 @@
 // The Redis adapter of the sessions aggregate (sessions-port.ts): sessions here, their refresh
-// tokens in refresh-tokens.ts, the global indexes in session-index.ts, the Lua scripts in
-// scripts.ts. All keys of one user share a Cluster hash slot through the hash tag `{userTag}`; a
+// tokens in refresh-tokens.ts, the global indexes in session-index.ts and due-index.ts, the sweep
+// in sweep.ts, the Lua scripts in scripts.ts (prelude and record layout: slot-lua.ts). All
+// sessions of one user are one value in the Cluster hash slot of the hash tag `{userTag}`; a
 // handle carries that tag, so an operation by handle goes straight to its slot, and every
-// multi-key operation on a user's data is one Lua script there (atomic across processes). Every
+// operation on a user's sessions is one Lua script there (atomic across processes). Every
 // script that ends sessions publishes their handles on `P ends` in the same atomic step.
 
 import { Conflict } from '../../domain/errors.ts';
@@ -23,8 +24,9 @@ import {
 import { mustSession, num, patchToFields, sessionFromReply, sessionsFromReply, sessionToFields } from './codec.ts';
 import type { RedisContext } from './context.ts';
 import { RedisRefreshTokens } from './refresh-tokens.ts';
-import { BY_SECRET, CONSUME, CREATE, EXPIRE_IF_DUE, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
-import { PAGE, secretInUse, SessionIndex, type ListPosition } from './session-index.ts';
+import { BY_SECRET, CONSUME, CREATE, GET, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
+import { secretInUse, SessionIndex, type ListPosition } from './session-index.ts';
+import { sweepExpired } from './sweep.ts';
 
 export class RedisSessions implements SessionsStore {
   private readonly ctx: RedisContext;
@@ -41,20 +43,17 @@ export class RedisSessions implements SessionsStore {
     return this.ctx.guard(async () => {
       const tag = this.ctx.tagOfSession(session);
       if (session.parentHandle !== null && tagOfHandle(session.parentHandle) !== tag) throw parentInvalid();
-      const ttl = this.ctx.ttl(session.absoluteExpiresAt, now);
-      const pre = await this.index.indexBeforeWrite(session, tag, ttl);
-      const reply = (await this.ctx.runSlot(CREATE, tag, now, [
-        session.handle,
-        String(ttl),
-        limit?.kind ?? '',
-        limit ? String(limit.max) : '0',
-        limit?.policy ?? '',
-        ...sessionToFields(session),
-      ])) as unknown[];
+      const pre = await this.index.indexBeforeWrite(session, tag);
+      const reply = (await this.ctx.runSlot(
+        CREATE,
+        tag,
+        now,
+        [session.handle, limit?.kind ?? '', limit ? String(limit.max) : '0', limit?.policy ?? '', ...sessionToFields(session)],
+        this.ctx.keyTtl(session.absoluteExpiresAt, now),
+      )) as unknown[];
       const outcome = reply[0];
       if (outcome === 'ok') {
         const evicted = sessionsFromReply(reply[2]);
-        await this.index.forgetExpiries(evicted);
         if (evicted.length > 0) await this.ctx.replicated([tag]);
         return { ok: true, session: mustSession(reply[1]), evicted };
       }
@@ -72,15 +71,15 @@ export class RedisSessions implements SessionsStore {
     return this.ctx.guard(async () => {
       const tag = tagOfHandle(handle);
       if (tag === null) return null;
-      const key = this.ctx.keys.session(tag, handle);
-      const s = sessionFromReply(await this.ctx.send(key, ['HGETALL', key], true));
+      const reply = (await this.ctx.runSlot(GET, tag, 0, [handle])) as unknown[];
+      const s = sessionFromReply(reply[0]);
       return s !== null && s.handle === handle ? s : null;
     });
   }
 
   async getSessionBySecretHash(secretHash: string): Promise<Session | null> {
     return this.ctx.guard(async () => {
-      const tag = await this.ctx.route(this.ctx.keys.secretRoute(secretHash));
+      const tag = await this.ctx.route(secretHash);
       if (tag === null) return null;
       const s = sessionFromReply(await this.ctx.runSlot(BY_SECRET, tag, 0, [secretHash]));
       return s !== null && s.secretHash === secretHash ? s : null;
@@ -115,7 +114,6 @@ export class RedisSessions implements SessionsStore {
       const tag = tagOfHandle(handle);
       if (tag === null) return [];
       const revoked = sessionsFromReply(await this.ctx.runSlot(REVOKE, tag, now, [handle, reason]));
-      await this.index.forgetExpiries(revoked);
       await this.ctx.replicated([tag]);
       return revoked;
     });
@@ -133,7 +131,6 @@ export class RedisSessions implements SessionsStore {
       const revoked = sessionsFromReply(
         await this.ctx.runSlot(REVOKE_USER, tag, now, [tenantId, userId, reason, opts?.exceptHandle ?? '']),
       );
-      await this.index.forgetExpiries(revoked);
       await this.ctx.replicated([tag]);
       return revoked;
     });
@@ -156,7 +153,6 @@ export class RedisSessions implements SessionsStore {
           [...byTag].map(([tag, handles]) => this.ctx.runSlot(REVOKE_HANDLES, tag, now, [tenantId, reason, ...handles])),
         );
         const revoked = replies.flatMap(sessionsFromReply);
-        await this.index.forgetExpiries(revoked);
         await this.ctx.replicated([...byTag.keys()]);
         out.push(...revoked);
       }
@@ -170,42 +166,23 @@ export class RedisSessions implements SessionsStore {
       checkLimit(limit, SESSION_LIST_MAX);
       const position = decodeCursor(query.cursor);
       const after: ListPosition | null = position === null ? null : { createdAt: position.createdAt, handle: position.key };
-      const byUser = query.userId !== undefined;
-      const zkey = byUser
-        ? this.ctx.keys.userSessions(userTag(query.tenantId, query.userId as string))
-        : this.ctx.keys.tenantSessions(query.tenantId);
+      const wanted = (s: Session): boolean =>
+        s.tenantId === query.tenantId &&
+        (query.userId === undefined || s.userId === query.userId) &&
+        (query.kind === undefined || s.kind === query.kind) &&
+        (query.status === undefined || effectiveStatus(s, query.now) === query.status);
       const items: Session[] = [];
       let more = false;
-      outer: for await (const page of this.index.zsetPages(zkey, after)) {
-        const records = await Promise.all(
-          page.map(async ({ handle }) => {
-            const tag = tagOfHandle(handle);
-            if (tag === null) return null;
-            const key = this.ctx.keys.session(tag, handle);
-            return sessionFromReply(await this.ctx.send(key, ['HGETALL', key], true));
-          }),
-        );
-        const stale: string[] = [];
-        for (const [i, s] of records.entries()) {
-          const entry = page[i] as { handle: string; score: number };
-          if (s === null) {
-            // Gone after its retention (or a create still in flight, or refused): skip it, and
-            // forget it once it is certainly not in flight any more.
-            if (!byUser && entry.score < query.now - this.ctx.retentionMs) stale.push(entry.handle);
-            continue;
-          }
-          if (s.tenantId !== query.tenantId) continue;
-          if (byUser && s.userId !== query.userId) continue;
-          if (query.kind !== undefined && s.kind !== query.kind) continue;
-          if (query.status !== undefined && effectiveStatus(s, query.now) !== query.status) continue;
+      for await (const page of query.userId !== undefined ? this.userPages(query.tenantId, query.userId, after) : this.tenantPages(query, after)) {
+        for (const s of page) {
+          if (!wanted(s)) continue;
           if (items.length === limit) {
             more = true;
             break;
           }
           items.push(s);
         }
-        if (stale.length > 0) await this.ctx.send(zkey, ['ZREM', zkey, ...stale]);
-        if (more) break outer;
+        if (more) break;
       }
       const last = items[items.length - 1];
       return {
@@ -215,15 +192,42 @@ export class RedisSessions implements SessionsStore {
     });
   }
 
+  /** A user's sessions after `after` in (createdAt, handle) order: the slot's value, read once. */
+  private async *userPages(tenantId: string, userId: string, after: ListPosition | null): AsyncGenerator<Session[]> {
+    const all = sessionsFromReply(await this.ctx.runSlot(GET, userTag(tenantId, userId), 0, []));
+    all.sort((a, b) => a.createdAt - b.createdAt || (a.handle < b.handle ? -1 : a.handle > b.handle ? 1 : 0));
+    yield all.filter((s) => after === null || s.createdAt > after.createdAt || (s.createdAt === after.createdAt && s.handle > after.handle));
+  }
+
+  /** A tenant's sessions after `after` in (createdAt, handle) order, from its listing, page by page. */
+  private async *tenantPages(query: ListSessionsQuery, after: ListPosition | null): AsyncGenerator<Session[]> {
+    const zkey = this.ctx.keys.tenantSessions(query.tenantId);
+    for await (const page of this.index.zsetPages(zkey, after)) {
+      const byTag = new Map<string, string[]>();
+      for (const { handle } of page) {
+        const tag = tagOfHandle(handle);
+        if (tag !== null) byTag.set(tag, [...(byTag.get(tag) ?? []), handle]);
+      }
+      const found = new Map<string, Session>();
+      await Promise.all(
+        [...byTag].map(async ([tag, handles]) => {
+          for (const s of sessionsFromReply(await this.ctx.runSlot(GET, tag, 0, handles))) found.set(s.handle, s);
+        }),
+      );
+      // Gone after its retention (or a create still in flight, or refused): skip it, and forget
+      // it once it is certainly not in flight any more.
+      const stale = page.filter((e) => !found.has(e.handle) && e.score < query.now - this.ctx.retentionMs).map((e) => e.handle);
+      if (stale.length > 0) await this.ctx.send(zkey, ['ZREM', zkey, ...stale]);
+      yield page.flatMap((e) => found.get(e.handle) ?? []);
+    }
+  }
+
   async consumeSession(secretHash: string, now: number): Promise<Session | null> {
     return this.ctx.guard(async () => {
-      const tag = await this.ctx.route(this.ctx.keys.secretRoute(secretHash));
+      const tag = await this.ctx.route(secretHash);
       if (tag === null) return null;
       const reply = await this.ctx.runSlot(CONSUME, tag, now, [secretHash]);
-      if (reply === null) return null;
-      const s = mustSession(reply);
-      await this.index.forgetExpiries([s]);
-      return s;
+      return reply === null ? null : mustSession(reply);
     });
   }
 
@@ -235,18 +239,16 @@ export class RedisSessions implements SessionsStore {
         throw new Error('renewAfterExpiry: the successor must belong to the predecessor’s user (its handle carries another routing tag)');
       }
       if (successor.parentHandle !== null && tagOfHandle(successor.parentHandle) !== tag) throw parentInvalid();
-      const ttl = this.ctx.ttl(successor.absoluteExpiresAt, now);
-      const pre = await this.index.indexBeforeWrite(successor, tag, ttl);
-      const reply = (await this.ctx.runSlot(RENEW, tag, now, [
-        predecessorHandle,
-        String(ttl),
-        limit?.kind ?? '',
-        limit ? String(limit.max) : '0',
-        limit?.policy ?? '',
-        ...sessionToFields(successor),
-      ])) as unknown[];
+      const pre = await this.index.indexBeforeWrite(successor, tag);
+      const reply = (await this.ctx.runSlot(
+        RENEW,
+        tag,
+        now,
+        [predecessorHandle, limit?.kind ?? '', limit ? String(limit.max) : '0', limit?.policy ?? '', ...sessionToFields(successor)],
+        this.ctx.keyTtl(successor.absoluteExpiresAt, now),
+      )) as unknown[];
       const outcome = reply[0];
-      const result = ((): RenewResult => {
+      const decide = (): RenewResult => {
         switch (outcome) {
           case 'renewed':
             return { outcome: 'renewed', session: mustSession(reply[1]), created: Number(reply[2]) === 1, evicted: sessionsFromReply(reply[3]) };
@@ -269,14 +271,21 @@ export class RedisSessions implements SessionsStore {
           default:
             throw new Error(`unexpected reply from the renew script: ${String(outcome)}`);
         }
-      })();
+      };
+      let result: RenewResult;
+      try {
+        result = decide();
+      } catch (err) {
+        await this.index.undoIndex(successor, pre);
+        throw err;
+      }
       // Another caller's successor won (or none was needed): take back this call's index entries.
-      // The secret route stays: concurrent renewals agree on the secret, so it may be the winner's.
+      // The secret route stays when a successor exists: concurrent renewals agree on the secret,
+      // so it may be the winner's.
       if (!(result.outcome === 'renewed' && result.session.handle === successor.handle)) {
-        await this.index.undoIndex(successor, { ...pre, route: false });
+        await this.index.undoIndex(successor, { ...pre, route: pre.route && result.outcome !== 'renewed' });
       }
       if (result.outcome === 'renewed') {
-        await this.index.forgetExpiries(result.evicted);
         if (result.evicted.length > 0) await this.ctx.replicated([tagOfHandle(successor.handle) ?? '']);
       }
       return result;
@@ -305,41 +314,8 @@ export class RedisSessions implements SessionsStore {
 
   // ---------------------------------------------------------------- expiry
 
-  async sweepExpired(now: number, max: number): Promise<Session[]> {
-    return this.ctx.guard(async () => {
-      const exp = this.ctx.keys.expiry();
-      const out: Session[] = [];
-      // Bounded: every round removes or re-scores (above `now`) each handle it took.
-      for (let round = 0; out.length < max && round < 100; round++) {
-        const want = Math.min(PAGE, max - out.length);
-        const due = (await this.ctx.send(exp, ['ZRANGEBYSCORE', exp, '-inf', num(now), 'LIMIT', '0', String(want)], true)) as string[];
-        if (due.length === 0) break;
-        const results = await Promise.all(
-          due.map(async (handle) => {
-            const tag = tagOfHandle(handle);
-            if (tag === null) return { handle, reply: ['gone'] as unknown[] };
-            return { handle, reply: (await this.ctx.runSlot(EXPIRE_IF_DUE, tag, now, [handle])) as unknown[] };
-          }),
-        );
-        const remove: string[] = [];
-        const rescore: string[] = [];
-        for (const { handle, reply } of results) {
-          if (reply[0] === 'expired') {
-            out.push(mustSession(reply[1]));
-            remove.push(handle);
-          } else if (reply[0] === 'notdue') {
-            rescore.push(String(reply[1]), handle);
-          } else {
-            remove.push(handle);
-          }
-        }
-        // XX: never re-add a handle that a concurrent sweeper has just removed.
-        if (rescore.length > 0) await this.ctx.send(exp, ['ZADD', exp, 'XX', ...rescore]);
-        if (remove.length > 0) await this.ctx.send(exp, ['ZREM', exp, ...remove]);
-      }
-      await this.index.collectListingGarbage(now, Math.max(max, PAGE));
-      return out;
-    });
+  sweepExpired(now: number, max: number): Promise<Session[]> {
+    return this.ctx.guard(() => sweepExpired(this.ctx, this.index, now, max));
   }
 }
 

@@ -1,0 +1,135 @@
+// The upgrade from Redis layout 1 (a hash per session, a hash per refresh token, in-slot and
+// global index keys; keys.ts lists them) to layout 2 (one value per slot). Run by openRedisStore
+// before the store answers anything, so no live session is lost:
+//
+// - Layout 1 always has `P gc` while any of its records can still exist (every session put an
+//   entry there, removed only after the record's TTL), and `P exp` while a session is active.
+//   Neither there: nothing to do (one EXISTS per start).
+// - Otherwise every master is scanned once for the layout-1 keys of this prefix; each session
+//   is read, written into its slot's value by MIGRATE (skipped when the slot already has it, so
+//   concurrent starts, and sessions changed since by the new layout, are safe), with its routes
+//   and due entry written first, as for a new session; then its refresh tokens (ADD_REFRESH never
+//   overwrites a token). The old keys are deleted after their record was written; `P gc` and
+//   `P exp` last.
+// - Old processes must be stopped first: a session they write after a new process started is
+//   migrated at the next start of a new process (while `P gc` exists), not before.
+
+import type { Session } from '../../domain/session.ts';
+import { expiresAt } from '../../domain/session.ts';
+import { refreshTokenFromReply, refreshTokenToFields, sessionFromReply, sessionToFields } from './codec.ts';
+import type { RedisConnection } from './connection.ts';
+import { RedisContext } from './context.ts';
+import type { RedisKeys } from './keys.ts';
+import { ADD_REFRESH } from './refresh-scripts.ts';
+import { SessionIndex } from './session-index.ts';
+import { script } from './slot-lua.ts';
+
+/**
+ * migrate one layout-1 session. Race closed: two starting processes migrating the same session,
+ * or a migration arriving after the new layout already changed it — a record that is there is
+ * never overwritten. Links the session to its parent and its children already migrated.
+ * ARGV[5..] session fields. Reply: 1 written | 0 already there
+ */
+const MIGRATE = script(
+  'migrate',
+  `
+local f = readFields(5)
+local r = rOf(f['handle'])
+local all = sessions()
+if not r or all[r] then return 0 end
+local rec = recordOf(f)
+writeSession(r, rec)
+for c, crec in pairs(all) do
+  if xget(crec, PAR) == r then
+    local kids = xget(rec, KIDS) or {}
+    kids[#kids + 1] = c
+    xset(rec, KIDS, kids)
+  end
+end
+return finish(1)
+`,
+);
+
+const BATCH = 100;
+
+export interface MigrationReport {
+  sessions: number;
+  tokens: number;
+}
+
+export async function migrateLayout1(conn: RedisConnection, keys: RedisKeys, retentionMs: number, now = Date.now()): Promise<MigrationReport> {
+  const gc = `${keys.prefix}gc`;
+  const exp = `${keys.prefix}exp`;
+  const [g, e] = await Promise.all([conn.send(gc, ['EXISTS', gc]), conn.send(exp, ['EXISTS', exp])]);
+  if (Number(g) === 0 && Number(e) === 0) return { sessions: 0, tokens: 0 };
+
+  const ctx = new RedisContext(conn, keys, retentionMs);
+  const index = new SessionIndex(ctx);
+  const sessionKeys: string[] = [];
+  const tokenKeys: string[] = [];
+  const pattern = `${keys.prefix.replace(/[*?[\]\\]/g, '\\$&')}{*}:*`;
+  const shape = /^\{([A-Za-z0-9_-]{12})\}:(s|rt):(.+)$/;
+  for (const send of await conn.masters()) {
+    let cursor = '0';
+    do {
+      const [next, found] = (await send(['SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000'])) as [string, string[]];
+      for (const key of found) {
+        const m = shape.exec(key.slice(keys.prefix.length));
+        if (m?.[2] === 's') sessionKeys.push(key);
+        else if (m?.[2] === 'rt') tokenKeys.push(key);
+      }
+      cursor = next;
+    } while (cursor !== '0');
+  }
+
+  const report: MigrationReport = { sessions: 0, tokens: 0 };
+  const tags = new Set<string>();
+  for (let i = 0; i < sessionKeys.length; i += BATCH) {
+    await Promise.all(
+      sessionKeys.slice(i, i + BATCH).map(async (key) => {
+        const tag = (shape.exec(key.slice(keys.prefix.length)) as RegExpExecArray)[1] as string;
+        const s = sessionFromReply(await conn.send(key, ['HGETALL', key]));
+        if (s !== null) {
+          tags.add(tag);
+          if (await migrateSession(ctx, index, tag, s, now)) report.sessions++;
+          const old = [`${keys.slotBase(tag)}sh:${s.secretHash}`, `${keys.slotBase(tag)}c:${s.handle}`];
+          await conn.send(key, ['DEL', key, ...old]);
+          await conn.send(`${keys.prefix}sh:${s.secretHash}`, ['DEL', `${keys.prefix}sh:${s.secretHash}`]);
+        }
+      }),
+    );
+  }
+  for (let i = 0; i < tokenKeys.length; i += BATCH) {
+    await Promise.all(
+      tokenKeys.slice(i, i + BATCH).map(async (key) => {
+        const tag = (shape.exec(key.slice(keys.prefix.length)) as RegExpExecArray)[1] as string;
+        const t = refreshTokenFromReply(await conn.send(key, ['HGETALL', key]));
+        if (t !== null) {
+          const written = await index.claimRoute(t.tokenHash, tag).catch(() => false);
+          const reply = (await ctx.runSlot(ADD_REFRESH, tag, 0, refreshTokenToFields(t))) as unknown[];
+          if (reply[0] === 'ok') report.tokens++;
+          else if (reply[0] === 'no_session' && written) await index.dropRoutes([t.tokenHash]);
+          await conn.send(`${keys.prefix}th:${t.tokenHash}`, ['DEL', `${keys.prefix}th:${t.tokenHash}`]);
+        }
+        await conn.send(key, ['DEL', key]);
+      }),
+    );
+  }
+  await Promise.all([...tags].map((tag) => conn.send(`${keys.slotBase(tag)}us`, ['DEL', `${keys.slotBase(tag)}us`])));
+  await conn.send(gc, ['DEL', gc]);
+  await conn.send(exp, ['DEL', exp]);
+  return report;
+}
+
+/** A session's global entries (as for a new one), then its record. */
+async function migrateSession(ctx: RedisContext, index: SessionIndex, tag: string, s: Session, now: number): Promise<boolean> {
+  await index.claimRoute(s.secretHash, tag).catch(() => false);
+  const tenantKey = ctx.keys.tenantSessions(s.tenantId);
+  const purgeAt = s.absoluteExpiresAt + ctx.retentionMs;
+  await Promise.all([
+    ctx.send(tenantKey, ['ZADD', tenantKey, 'NX', String(s.createdAt), s.handle]),
+    index.due.add('NX', [{ handle: s.handle, at: s.status === 'active' ? expiresAt(s) : purgeAt }]),
+  ]);
+  const written = await ctx.runSlot(MIGRATE, tag, now, sessionToFields(s), ctx.keyTtl(s.absoluteExpiresAt, now));
+  return Number(written) === 1;
+}

@@ -1,0 +1,448 @@
+// The prelude of every slot script (scripts.ts, refresh-scripts.ts): the record layout of the
+// slot's sessions and the rules shared by the scripts.
+//
+// Calling convention: KEYS[1] is the slot's session key (it routes the call in a Cluster);
+// ARGV[1] is the slot's key base `P{tag}:`; ARGV[2] is `now` in epoch milliseconds; ARGV[3] the
+// pub/sub channel on which the handles of sessions the call ended are published; ARGV[4] the TTL
+// (ms) the slot's key must keep at least ('' = leave it). The rest is per script.
+//
+// Layout (layout 2, see keys.ts): ALL sessions of one slot (one user, or one flow session and
+// its children) are ONE string value `P{tag}:s`: a MessagePack map from the handle's random part
+// (the 22 characters after `<tag>.`) to the session's record, a MessagePack array:
+//
+//   1 tenantId   2 userId|false   3 kind (0 idp, 1 app, 2 flow, 3 redirect)   4 createdAt
+//   5 lastSeenAt  6 idleExpiresAt|false  7 absoluteExpiresAt  (5-7 stored as createdAt + delta)
+//   8 authMethod  9 device {userAgent|false, ip|false, location JSON|false}|false
+//   10 status (a, r, e)  11 secretHash (32 bytes when it is canonical base64url, see h2b)
+//   12 data {key = JSON}|false   13 refresh tokens {{hash, createdAt, rotatedAt|false,
+//   successorHash|false}, ...}|false   14 the rarely set rest {clientId, parent, successor,
+//   endedAt, revokeReason, children}|false
+//
+// One key per slot instead of a hash per session, its indexes and its tokens: the fixed cost of
+// a Redis key (about 90 bytes) is paid once per user. A script decodes the value once, works on
+// Lua tables and writes it back once (finish). Numbers are MessagePack integers (exact up to
+// 2^53) and are printed with %d, never with Lua's 14-digit tostring. Replies are flat
+// name/value lists in the shape of HGETALL, so codec.ts reads them as it read the hashes.
+
+import { luaScript, type LuaScript } from './lua.ts';
+
+export const PRELUDE = `
+local base = ARGV[1]
+local nowS = ARGV[2]
+local now = tonumber(nowS)
+local channel = ARGV[3]
+local keepTtl = tonumber(ARGV[4])
+local tag = string.match(base, '{([A-Za-z0-9_-]+)}')
+local skey = base .. 's'
+
+local TEN, USR, KIND, CRE, SEEN, IDLE, ABS, AUTH, DEV, ST, SEC, DATA, TOK, X = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
+local CLI, PAR, SUCC, ENDT, WHY, KIDS = 1, 2, 3, 4, 5, 6
+local KINDS = { [0] = 'idp', [1] = 'app', [2] = 'flow', [3] = 'redirect' }
+local KINDCODE = { idp = 0, app = 1, flow = 2, redirect = 3 }
+local A, RV, EX = 0, 1, 2
+local STATUS = { [0] = 'active', [1] = 'revoked', [2] = 'expired' }
+local STATUSCODE = { active = A, revoked = RV, expired = EX }
+local AUTHS = { [0] = 'password', [1] = 'oidc', [2] = 'oauth', [3] = 'renewed', [4] = 'redirect' }
+local AUTHCODE = { password = 0, oidc = 1, oauth = 2, renewed = 3, redirect = 4 }
+
+local function fmt(n)
+  if n == math.floor(n) and n > -1e15 and n < 1e15 then return string.format('%d', n) end
+  return string.format('%.17g', n)
+end
+
+-- base64url text <-> bytes, four characters (three bytes) at a time; b64dec answers nil unless
+-- s is the canonical encoding of its bytes. (No lookup table: building one costs every call.)
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+local function b64dec(s)
+  local out = {}
+  for i = 1, #s, 4 do
+    local chunk = string.sub(s, i, i + 3)
+    local n, k = 0, #chunk
+    for j = 1, k do
+      local v = string.find(B64, string.sub(chunk, j, j), 1, true)
+      if not v then return nil end
+      n = n * 64 + v - 1
+    end
+    if k == 4 then
+      out[#out + 1] = string.char(math.floor(n / 65536), math.floor(n / 256) % 256, n % 256)
+    elseif k == 3 then
+      if n % 4 ~= 0 then return nil end
+      n = n / 4
+      out[#out + 1] = string.char(math.floor(n / 256), n % 256)
+    elseif k == 2 then
+      if n % 16 ~= 0 then return nil end
+      out[#out + 1] = string.char(n / 16)
+    else
+      return nil
+    end
+  end
+  return table.concat(out)
+end
+local function b64enc(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local d1, d2, d3, d4 = math.floor(n / 262144), math.floor(n / 4096) % 64, math.floor(n / 64) % 64, n % 64
+    if c then
+      out[#out + 1] = string.sub(B64, d1 + 1, d1 + 1) .. string.sub(B64, d2 + 1, d2 + 1) .. string.sub(B64, d3 + 1, d3 + 1) .. string.sub(B64, d4 + 1, d4 + 1)
+    elseif b then
+      out[#out + 1] = string.sub(B64, d1 + 1, d1 + 1) .. string.sub(B64, d2 + 1, d2 + 1) .. string.sub(B64, d3 + 1, d3 + 1)
+    else
+      out[#out + 1] = string.sub(B64, d1 + 1, d1 + 1) .. string.sub(B64, d2 + 1, d2 + 1)
+    end
+  end
+  return table.concat(out)
+end
+-- A compact form of a text that is usually base64url of n bytes (a secret or token hash: 43
+-- characters, 32 bytes; a handle's random part: 22 characters, 16 bytes): those n bytes, or
+-- else the text behind a 0 byte (padded so that it is never n bytes long).
+local function packText(s, n)
+  if #s == math.ceil(n * 4 / 3) then
+    local b = b64dec(s)
+    if b and #b == n then return b end
+  end
+  local t = '\0' .. s
+  if #t == n then t = t .. '\0' end
+  return t
+end
+local function unpackText(s, n)
+  if #s == n then return b64enc(s) end
+  local t = string.sub(s, 2)
+  if #s == n + 1 and string.byte(t, #t) == 0 then t = string.sub(t, 1, #t - 1) end
+  return t
+end
+local function h2b(s) return packText(s, 32) end
+local function b2h(s) return unpackText(s, 32) end
+-- An IPv4 address in dotted form as its 4 bytes; any other text behind a 0 byte when it could
+-- be taken for that (4 bytes long, or starting with a 0 byte).
+local function ip2b(s)
+  local a, b, c, d = string.match(s, '^(%d+)%.(%d+)%.(%d+)%.(%d+)$')
+  if a then
+    local parts, ok = { a, b, c, d }, true
+    for i = 1, 4 do
+      local n = tonumber(parts[i])
+      if n > 255 or tostring(n) ~= parts[i] then ok = false end
+      parts[i] = n
+    end
+    if ok then return string.char(parts[1], parts[2], parts[3], parts[4]) end
+  end
+  if #s == 4 or string.byte(s, 1) == 0 then return '\0' .. s end
+  return s
+end
+local function b2ip(s)
+  if #s == 4 then return string.format('%d.%d.%d.%d', string.byte(s, 1, 4)) end
+  if string.byte(s, 1) == 0 then return string.sub(s, 2) end
+  return s
+end
+
+-- The slot's sessions, decoded on first use; written back by finish when changed.
+local S, dirty, ttlWanted = nil, false, keepTtl
+local function decode(st)
+  local c = st[CRE]
+  st[SEEN] = c + st[SEEN]
+  if st[IDLE] then st[IDLE] = c + st[IDLE] end
+  st[ABS] = c + st[ABS]
+  if st[TOK] then
+    for _, t in ipairs(st[TOK]) do
+      t[2] = c + t[2]
+      if t[3] then t[3] = c + t[3] end
+    end
+  end
+  if st[X] and st[X][ENDT] then st[X][ENDT] = c + st[X][ENDT] end
+  return st
+end
+local function encode(r)
+  local c = r[CRE]
+  local st = {}
+  for i = 1, 14 do st[i] = r[i] end
+  st[SEEN] = r[SEEN] - c
+  if r[IDLE] then st[IDLE] = r[IDLE] - c end
+  st[ABS] = r[ABS] - c
+  if r[TOK] then
+    local ts = {}
+    for j, t in ipairs(r[TOK]) do
+      ts[j] = { t[1], t[2] - c }
+      if t[3] or t[4] then ts[j][3] = t[3] and (t[3] - c) or false; ts[j][4] = t[4] or false end
+    end
+    st[TOK] = ts
+  end
+  if r[X] then
+    local x = {}
+    for i = 1, 6 do x[i] = r[X][i] or false end
+    if x[ENDT] then x[ENDT] = x[ENDT] - c end
+    st[X] = x
+  end
+  -- Trailing nulls are left out (a missing position reads as null).
+  local n = 14
+  while n > 0 and not st[n] do
+    st[n] = nil
+    n = n - 1
+  end
+  return st
+end
+local function sessions()
+  if not S then
+    S = {}
+    local raw = redis.call('GET', skey)
+    if raw then
+      for r, st in pairs(cmsgpack.unpack(raw)) do S[r] = decode(st) end
+    end
+  end
+  return S
+end
+local function save()
+  if dirty then
+    if next(S) == nil then
+      redis.call('DEL', skey)
+    else
+      local out = {}
+      for r, rec in pairs(S) do out[r] = encode(rec) end
+      redis.call('SET', skey, cmsgpack.pack(out), 'KEEPTTL')
+    end
+  end
+  -- Never shortens the TTL: the key lives as long as its longest-living record.
+  if ttlWanted and next(sessions()) ~= nil then
+    local cur = redis.call('PTTL', skey)
+    if cur == -1 or cur < ttlWanted then redis.call('PEXPIRE', skey, ttlWanted) end
+  end
+end
+
+-- Handles of the sessions this call ended; published in the same atomic step (see finish), so
+-- no Tessera process can miss an end that was committed.
+local ended = {}
+local function finish(reply)
+  save()
+  if #ended > 0 and channel ~= '' then redis.call('PUBLISH', channel, table.concat(ended, ' ')) end
+  return reply
+end
+
+-- The random part of a handle of this slot, or nil (another slot's handle or no handle).
+-- (Its packed form, 16 bytes for a handle newHandle made: the key of its record in the value.)
+local prefixT = tag .. '.'
+local function rOf(h)
+  if type(h) == 'string' and #h == 35 and string.sub(h, 1, 13) == prefixT then return packText(string.sub(h, 14), 16) end
+  return nil
+end
+local handles = {}
+local function handleOf(r)
+  local h = handles[r]
+  if not h then
+    h = prefixT .. unpackText(r, 16)
+    handles[r] = h
+  end
+  return h
+end
+-- Handle order (the order of the handles' text, as in the listings): createdAt, then handle.
+local function older(all)
+  return function(a, b)
+    if all[a][CRE] ~= all[b][CRE] then return all[a][CRE] < all[b][CRE] end
+    return handleOf(a) < handleOf(b)
+  end
+end
+local function get(h)
+  local r = rOf(h)
+  if not r then return nil, nil end
+  return sessions()[r], r
+end
+local function xget(rec, i) return rec[X] and rec[X][i] or nil end
+local function xset(rec, i, v)
+  if not rec[X] then rec[X] = { false, false, false, false, false, false } end
+  rec[X][i] = v
+  dirty = true
+end
+
+-- A record as HGETALL-shaped name/value pairs (what codec.ts reads).
+local function pairsOf(r, rec)
+  local out = { 'handle', handleOf(r), 'secretHash', b2h(rec[SEC]), 'tenantId', rec[TEN], 'kind', KINDS[rec[KIND]],
+    'createdAt', fmt(rec[CRE]), 'lastSeenAt', fmt(rec[SEEN]), 'absoluteExpiresAt', fmt(rec[ABS]),
+    'authMethod', AUTHS[rec[AUTH]] or rec[AUTH], 'status', STATUS[rec[ST]] }
+  local function add(n, v) out[#out + 1] = n; out[#out + 1] = v end
+  if rec[USR] then add('userId', rec[USR]) end
+  if rec[IDLE] then add('idleExpiresAt', fmt(rec[IDLE])) end
+  local d = rec[DEV]
+  if d then
+    if d[1] then add('dev:userAgent', d[1]) end
+    if d[2] then add('dev:ip', b2ip(d[2])) end
+    if d[3] then add('dev:location', d[3]) end
+  end
+  if rec[DATA] then for k, v in pairs(rec[DATA]) do add('d:' .. k, v) end end
+  local x = rec[X]
+  if x then
+    if x[CLI] then add('clientId', x[CLI]) end
+    if x[PAR] then add('parentHandle', handleOf(x[PAR])) end
+    if x[SUCC] then add('successorHandle', handleOf(x[SUCC])) end
+    if x[ENDT] then add('endedAt', fmt(x[ENDT])) end
+    if x[WHY] then add('revokeReason', x[WHY]) end
+  end
+  return out
+end
+
+-- A refresh token of rec as HGETALL-shaped pairs.
+local function tokenPairs(r, rec, t)
+  local out = { 'tokenHash', b2h(t[1]), 'sessionHandle', handleOf(r), 'tenantId', rec[TEN], 'userId', rec[USR] or '',
+    'createdAt', fmt(t[2]) }
+  if t[3] then out[#out + 1] = 'rotatedAt'; out[#out + 1] = fmt(t[3]) end
+  if t[4] then out[#out + 1] = 'successorHash'; out[#out + 1] = b2h(t[4]) end
+  return out
+end
+
+-- The session of this slot holding the token with hash hb (binary form), and the token.
+local function findToken(hb)
+  for r, rec in pairs(sessions()) do
+    if rec[TOK] then
+      for _, t in ipairs(rec[TOK]) do
+        if t[1] == hb then return r, rec, t end
+      end
+    end
+  end
+  return nil, nil, nil
+end
+
+-- The session of this slot with secret hash hb (binary form).
+local function findSecret(hb)
+  for r, rec in pairs(sessions()) do
+    if rec[SEC] == hb then return r, rec end
+  end
+  return nil, nil
+end
+
+-- Valid = stored status active and now before the earlier of idle and absolute expiry.
+local function isValid(rec)
+  if not rec or rec[ST] ~= A then return false end
+  local e = rec[ABS]
+  if rec[IDLE] and rec[IDLE] < e then e = rec[IDLE] end
+  return now < e
+end
+
+-- Endable = not revoked and now before the absolute expiry: valid, or idle-expired and still
+-- renewable after a consent return (docs/api.md §Consent redirects, "The session after a return").
+-- A revocation makes either final.
+local function isEndable(rec)
+  if not rec or rec[ST] == RV then return false end
+  return now < rec[ABS]
+end
+
+local function revokeOne(r, rec, reason)
+  rec[ST] = RV
+  xset(rec, ENDT, now)
+  xset(rec, WHY, reason)
+  ended[#ended + 1] = handleOf(r)
+end
+
+-- Revokes every session of the subtree under root (a random part) that is endable at now (the
+-- root with reason, the others with childReason, except those in keep), appending each updated
+-- record to out, root first (breadth first). Ended sessions are left as they are, but the walk
+-- goes on below them: a child can outlive a parent whose absolute lifetime is over.
+local function revokeTree(root, reason, childReason, out, keep)
+  local all = sessions()
+  local queue, seen, i = { root }, {}, 1
+  while i <= #queue do
+    local r = queue[i]
+    i = i + 1
+    if not seen[r] and not (keep and keep[r]) then
+      seen[r] = true
+      local rec = all[r]
+      if rec then
+        if isEndable(rec) then
+          local why = childReason
+          if r == root then why = reason end
+          revokeOne(r, rec, why)
+          out[#out + 1] = pairsOf(r, rec)
+        end
+        local kids = xget(rec, KIDS)
+        if kids then for _, c in ipairs(kids) do queue[#queue + 1] = c end end
+      end
+    end
+  end
+end
+
+-- The name/value pairs ARGV[from..] as a table.
+local function readFields(from)
+  local f = {}
+  for i = from, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
+  return f
+end
+
+-- A new record from session fields (codec.ts sessionToFields).
+local function recordOf(f)
+  local data = false
+  local dev = false
+  for k, v in pairs(f) do
+    if string.sub(k, 1, 2) == 'd:' then
+      data = data or {}
+      data[string.sub(k, 3)] = v
+    end
+  end
+  if f['dev:userAgent'] or f['dev:ip'] or f['dev:location'] then
+    dev = { f['dev:userAgent'] or false, f['dev:ip'] and ip2b(f['dev:ip']) or false, f['dev:location'] or false }
+    while #dev > 0 and not dev[#dev] do dev[#dev] = nil end
+  end
+  local rec = { f['tenantId'], f['userId'] or false, KINDCODE[f['kind']], tonumber(f['createdAt']), tonumber(f['lastSeenAt']),
+    f['idleExpiresAt'] and tonumber(f['idleExpiresAt']) or false, tonumber(f['absoluteExpiresAt']), AUTHCODE[f['authMethod']] or f['authMethod'], dev,
+    STATUSCODE[f['status']], h2b(f['secretHash']), data, false, false }
+  if f['clientId'] then xset(rec, CLI, f['clientId']) end
+  if f['parentHandle'] then xset(rec, PAR, rOf(f['parentHandle']) or false) end
+  if f['successorHandle'] then xset(rec, SUCC, rOf(f['successorHandle']) or false) end
+  if f['endedAt'] then xset(rec, ENDT, tonumber(f['endedAt'])) end
+  if f['revokeReason'] then xset(rec, WHY, f['revokeReason']) end
+  return rec
+end
+
+local function parentOk(f)
+  local p = f['parentHandle']
+  if not p then return true end
+  local rec = get(p)
+  return rec ~= nil and rec[TEN] == f['tenantId'] and isValid(rec)
+end
+
+-- Stores a new session under its random part r, and links it into its parent's children.
+local function writeSession(r, rec)
+  local all = sessions()
+  all[r] = rec
+  dirty = true
+  local p = xget(rec, PAR)
+  if p and all[p] then
+    local kids = xget(all[p], KIDS) or {}
+    kids[#kids + 1] = r
+    xset(all[p], KIDS, kids)
+  end
+end
+
+-- The per-user limit for a new session f (kind '' = none): returns the count of valid sessions
+-- when policy reject_new refuses it, else nil after evicting the oldest (records appended to
+-- evicted). Counting, evicting and the caller's write are one step.
+local function applyLimit(f, kind, maxText, policy, evicted)
+  if kind == '' or not f['userId'] then return nil end
+  local max = tonumber(maxText)
+  local code = KINDCODE[kind]
+  local all = sessions()
+  local active = {}
+  for r, rec in pairs(all) do
+    if rec[KIND] == code and rec[USR] and isValid(rec) then active[#active + 1] = r end
+  end
+  if #active + 1 <= max then return nil end
+  if policy == 'reject_new' then return #active end
+  -- Oldest first (createdAt, then handle). Recount after each eviction: an evicted subtree may
+  -- hold other sessions of the same kind.
+  table.sort(active, older(all))
+  local function stillValid()
+    local n = 0
+    for _, r in ipairs(active) do
+      if isValid(all[r]) then n = n + 1 end
+    end
+    return n
+  end
+  local i = 1
+  while i <= #active and stillValid() + 1 > max do
+    if isValid(all[active[i]]) then revokeTree(active[i], 'limit_evicted', 'parent_revoked', evicted, nil) end
+    i = i + 1
+  end
+  return nil
+end
+`;
+
+/** A slot script: the prelude (the calling convention above), then `body`. */
+export function script(name: string, body: string): LuaScript {
+  return luaScript(`-- tessera:${name}\n${PRELUDE}\n${body}`);
+}

@@ -1,0 +1,115 @@
+// The upgrade of a running deployment: sessions that the previous Redis layout (layout 1, one hash
+// per session and per refresh token with their index keys) holds are all there, unchanged and
+// fully usable after a process with layout 2 starts on the same prefix (src/store/redis/migrate.ts).
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
+import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
+import type { RefreshToken } from '../../src/store/port.ts';
+import { openConnection, type RedisConnection } from '../../src/store/redis/connection.ts';
+import { openRedisStore, parseRedisUrl, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
+import { Layout1Writer } from '../support/redis-layout1.ts';
+import { purgePrefix, redisUrlForTests, requireOrSkip, testPrefix } from '../support/redis.ts';
+
+const redis = await redisUrlForTests();
+const skip = requireOrSkip(redis.unavailable);
+const T0 = Date.now();
+const MIN = 60_000;
+const RETENTION = 3_600_000;
+
+describe.skipIf(skip)('Redis upgrade from layout 1', () => {
+  const prefix = testPrefix('upgrade');
+  let conn: RedisConnection;
+  let old: Layout1Writer;
+  let store: RedisSessionStore;
+  const tenantId = 't-upgrade';
+  const issue = (userId: string | null, kind: Session['kind'], at: number, extra: Partial<Session> = {}): Session => ({
+    ...issueSession({ tenantId, userId, kind, lifetime: DEFAULT_LIFETIMES[kind], authMethod: 'password' }, at).session,
+    ...extra,
+  });
+  // One user's tree: an idp session with an app child (rotated refresh token), a revoked app
+  // session, and a flow session of nobody.
+  const idp = issue('u1', 'idp', T0, {
+    device: { userAgent: 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0', ip: '203.0.113.7', location: { country: 'DE', city: 'Köln', lat: 50.9375, lon: 6.9603 } },
+    data: { xsrf: 'x'.repeat(70), nested: { a: [1, 2, {}], b: null }, n: 1234567890123.5 },
+  });
+  const app = issue('u1', 'app', T0 + 1, { parentHandle: idp.handle, clientId: 'portal', device: { ip: '::1' }, data: { mode: 'token' } });
+  const ended = issue('u1', 'app', T0 + 2, { status: 'revoked', endedAt: T0 + 3, revokeReason: 'logout' });
+  const flow = issue(null, 'flow', T0 + 4, { data: { state: 's', nonce: 'n' } });
+  const h1 = hashSecret(newSecret());
+  const t0: RefreshToken = { tokenHash: hashSecret(newSecret()), sessionHandle: app.handle, tenantId, userId: 'u1', createdAt: T0 + 1, rotatedAt: T0 + 5, successorHash: h1 };
+  const t1: RefreshToken = { tokenHash: h1, sessionHandle: app.handle, tenantId, userId: 'u1', createdAt: T0 + 5, rotatedAt: null, successorHash: null };
+
+  beforeAll(async () => {
+    conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 1000, commandTimeoutMs: 2000 });
+    old = new Layout1Writer(conn, prefix, RETENTION);
+    for (const s of [idp, app, ended, flow]) await old.session(s, T0);
+    await old.token(t0, app, T0);
+    await old.token(t1, app, T0);
+    store = await openRedisStore(redis.url, { prefix, retentionMs: RETENTION });
+  });
+  afterAll(async () => {
+    await store?.close();
+    await conn?.close();
+    await purgePrefix(redis.url, prefix);
+  });
+
+  it('reads every session and refresh token exactly as layout 1 stored it', async () => {
+    for (const s of [idp, app, ended, flow]) {
+      expect(await store.getSessionByHandle(s.handle)).toStrictEqual(s);
+      expect(await store.getSessionBySecretHash(s.secretHash)).toStrictEqual(s);
+    }
+    expect(await store.getRefreshToken(t0.tokenHash)).toStrictEqual(t0);
+    expect(await store.getRefreshToken(t1.tokenHash)).toStrictEqual(t1);
+    const byUser = await store.listSessions({ tenantId, userId: 'u1', now: T0 + 10, limit: 10 });
+    expect(byUser.items.map((s) => s.handle)).toStrictEqual([idp.handle, app.handle, ended.handle]);
+    const byTenant = await store.listSessions({ tenantId, now: T0 + 10, limit: 10 });
+    expect(byTenant.items.map((s) => s.handle)).toStrictEqual([idp.handle, app.handle, ended.handle, flow.handle]);
+  });
+
+  it('leaves no layout-1 key behind', async () => {
+    const left: string[] = [];
+    for (const send of await conn.masters()) {
+      let cursor = '0';
+      do {
+        const [next, keys] = (await send(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000'])) as [string, string[]];
+        left.push(...keys.map((k) => k.slice(prefix.length)));
+        cursor = next;
+      } while (cursor !== '0');
+    }
+    expect(left.filter((k) => /^(sh:|th:|exp$|gc$)|\}:(s:|rt:|sh:|c:|us$)/.test(k))).toStrictEqual([]);
+    expect(left.filter((k) => k.endsWith('}:s')).length).toBe(2); // the user's slot and the flow's
+  });
+
+  it('rotates, detects reuse and cascades along the migrated tree, and sweeps', async () => {
+    const h2 = hashSecret(newSecret());
+    const rotated = await store.rotateRefreshToken(t1.tokenHash, h2, T0 + MIN, 0, T0 + 15 * MIN);
+    expect(rotated).toMatchObject({ outcome: 'rotated', successor: { tokenHash: h2, rotatedAt: null } });
+    const reused = await store.rotateRefreshToken(t0.tokenHash, hashSecret(newSecret()), T0 + 2 * MIN, 0, null);
+    expect(reused.outcome).toBe('reused');
+    const revoked = await store.revokeSession(idp.handle, 'logout', T0 + 3 * MIN);
+    expect(revoked.map((s) => s.handle)).toStrictEqual([idp.handle]); // the app child went with the reuse
+    expect(await store.consumeSession(flow.secretHash, T0 + 3 * MIN)).toMatchObject({ handle: flow.handle, status: 'revoked', revokeReason: 'consumed' });
+    // Past every purge time the sweeper takes them all out, with their routes and listing entries.
+    await store.sweepExpired(T0 + 13 * 3_600_000 + RETENTION, 100);
+    expect(await store.getSessionByHandle(app.handle)).toBeNull();
+    expect(await store.getRefreshToken(h2)).toBeNull();
+    expect((await store.listSessions({ tenantId, now: T0 + 14 * 3_600_000 + RETENTION, limit: 10 })).items).toStrictEqual([]);
+  });
+
+  it('never overwrites a migrated session that layout 2 has changed since (a second start, or an old process writing again)', async () => {
+    const s = issue('u2', 'app', T0);
+    await old.session(s, T0);
+    const again = await openRedisStore(redis.url, { prefix, retentionMs: RETENTION });
+    try {
+      expect(await again.getSessionByHandle(s.handle)).toStrictEqual(s);
+      await again.revokeSession(s.handle, 'logout', T0 + 1);
+      await old.session(s, T0); // the old record once more, as a straggling old process would
+      const third = await openRedisStore(redis.url, { prefix, retentionMs: RETENTION });
+      await third.close();
+      expect(await again.getSessionByHandle(s.handle)).toMatchObject({ status: 'revoked', revokeReason: 'logout' });
+    } finally {
+      await again.close();
+    }
+  });
+});
