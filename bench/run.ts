@@ -475,7 +475,14 @@ try {
       const sizes = await Promise.all(batch.map((k) => redis.memoryUsage(k, { SAMPLES: 0 })));
       batch.forEach((k, i) => {
         // `{tag}:s:<handle>` → `{…}:s:…`: one row per kind of key.
-        const g = k.slice(t.prefix.length).replace(/\{[^}]*\}/g, '{…}').replace(/:[^:{}]{12,}$/, ':…').replace(/^(\w+):[^:{}]+:/, '$1:…:');
+        // `r:<2 chars>` route buckets and `{due}:<2 chars>` due buckets: one row each.
+        const g = k
+          .slice(t.prefix.length)
+          .replace(/\{[^}]*\}/g, '{…}')
+          .replace(/:[^:{}]{12,}$/, ':…')
+          .replace(/^(\w+):[^:{}]+:/, '$1:…:')
+          .replace(/^r:[^:]{2}$/, 'r:<bucket>')
+          .replace(/^\{…\}:[^:]{2}$/, '{due}:<bucket>');
         const e = groups.get(g) ?? { keys: 0, bytes: 0 };
         e.keys++;
         e.bytes += Number(sizes[i] ?? 0);

@@ -15,6 +15,9 @@ export interface ReplicaWait {
   timeoutMs: number;
 }
 
+/** Routes remembered per process (RedisContext.route): about 1 MB at most. */
+const ROUTE_CACHE_MAX = 10_000;
+
 export class RedisContext {
   readonly conn: RedisConnection;
   readonly keys: RedisKeys;
@@ -153,10 +156,32 @@ export class RedisContext {
     return this.ttl(absoluteExpiresAt, now) + this.retentionMs;
   }
 
+  /**
+   * Routes this process has read or written, hash → tag. A route never changes while it exists
+   * (HSETNX), so a remembered one is never wrong; one removed since (a purge) leads to a slot
+   * that no longer holds the hash, which the script answers as "not found", as without a route.
+   * It spares a refresh the route lookups: getRefreshToken then rotate read the same route, and
+   * the next refresh presents the successor whose route this process wrote.
+   */
+  readonly #routes = new Map<string, string>();
+
+  rememberRoute(hash: string, tag: string): void {
+    if (this.#routes.size >= ROUTE_CACHE_MAX) this.#routes.delete(this.#routes.keys().next().value as string);
+    this.#routes.set(hash, tag);
+  }
+
+  forgetRoute(hash: string): void {
+    this.#routes.delete(hash);
+  }
+
   /** The tag the route of a secret or refresh-token hash names, or null. */
   async route(hash: string): Promise<string | null> {
+    const known = this.#routes.get(hash);
+    if (known !== undefined) return known;
     const key = this.keys.route(hash);
     const tag = (await this.send(key, ['HGET', key, this.keys.routeField(hash)], true)) as string | null;
-    return tag !== null && /^[A-Za-z0-9_-]{12}$/.test(tag) ? tag : null;
+    if (tag === null || !/^[A-Za-z0-9_-]{12}$/.test(tag)) return null;
+    this.rememberRoute(hash, tag);
+    return tag;
   }
 }

@@ -1,12 +1,24 @@
 // The due index of the Redis sessions adapter (keys.ts): when the sweeper must look at a session
-// next — its expiry while it is active, then its purge time. One entry per session, in 4,096
-// small buckets (the first two characters of the handle's random part) so that each stays a
-// compact listpack, and a directory of the buckets by their earliest score. All of it lives in
-// the hash slot {due}, so the scripts below keep the directory exact with their bucket.
+// next — its expiry while it is active, then its purge time. One entry per session, in 2,048
+// small buckets (from the first two characters of the handle's random part: 64 × 32) so that
+// each stays a compact listpack (up to about 200,000 sessions with Redis's default
+// zset-max-listpack-entries of 128), and a directory of the buckets by their earliest score. All
+// of it lives in the hash slot {due}, so the scripts below keep the directory exact with their
+// bucket.
 
 import { num } from './codec.ts';
 import type { RedisContext } from './context.ts';
 import { evalScript, luaScript } from './lua.ts';
+
+/** The bucket of handle h (Lua, for the scripts below): its random part's first character and half the second's. */
+const BUCKET = `
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+local function bucketOf(h)
+  local i = (string.find(B64, string.sub(h, 15, 15), 1, true) or 1) - 1
+  local j = math.floor(i / 2) + 1
+  return string.sub(h, 14, 14) .. string.sub(B64, j, j)
+end
+`;
 
 /**
  * add. Races closed: none beyond a bucket and its directory entry changing together.
@@ -14,10 +26,11 @@ import { evalScript, luaScript } from './lua.ts';
  * only earlier), ARGV[3..] pairs handle, score. Reply: how many entries were added.
  */
 const DUE_ADD = luaScript(`-- tessera:due-add
+${BUCKET}
 local added = 0
 for i = 3, #ARGV, 2 do
   local h = ARGV[i]
-  local b = string.sub(h, 14, 15)
+  local b = bucketOf(h)
   local bk = ARGV[1] .. b
   added = added + redis.call('ZADD', bk, ARGV[2], ARGV[i + 1], h)
   local s = redis.call('ZSCORE', bk, h)
@@ -53,10 +66,11 @@ return out
  * ARGV[2..] triples: op ('r' remove, 's' re-score if still there), handle, score.
  */
 const DUE_SETTLE = luaScript(`-- tessera:due-settle
+${BUCKET}
 local touched = {}
 for i = 2, #ARGV, 3 do
   local h = ARGV[i + 1]
-  local b = string.sub(h, 14, 15)
+  local b = bucketOf(h)
   local bk = ARGV[1] .. b
   if ARGV[i] == 'r' then redis.call('ZREM', bk, h) else redis.call('ZADD', bk, 'XX', ARGV[i + 2], h) end
   touched[b] = true

@@ -36,12 +36,12 @@
 //                                script, removed if the create is refused or when the sweeper
 //                                purges the record; readers skip handles whose record is gone.
 //   P{due}                ZSET   due index, directory: bucket id → the earliest score in it.
-//   P{due}:<b>            ZSET   due index, bucket b (the first two characters of the handle's
-//                                random part): handle → when the sweeper must look at it next —
-//                                its expiry while it is active, then its purge time (absolute
-//                                expiry + retention), when its record and global entries go.
-//                                4,096 buckets keep each a listpack; all in the slot {due}, so
-//                                the directory is kept exact by small scripts (due-index.ts).
+//   P{due}:<b>            ZSET   due index, bucket b (from the first two characters of the
+//                                handle's random part, 2,048 buckets): handle → when the sweeper
+//                                must look at it next — its expiry while it is active, then its
+//                                purge time (absolute expiry + retention), when its record and
+//                                global entries go. Small buckets stay listpacks; all in the slot
+//                                {due}, so small scripts keep the directory exact (due-index.ts).
 //
 // Layout 1 (read only by migrate.ts): P{T}:s:<handle> HASH, P{T}:us ZSET, P{T}:c:<handle> SET,
 // P{T}:sh:<secretHash>, P{T}:rt:<tokenHash> HASH, P sh:<secretHash>, P th:<tokenHash>, P exp,
@@ -106,12 +106,9 @@ export class RedisKeys {
   tenantSessions(tenantId: string): string {
     return `${this.prefix}t:${tenantId}:s`;
   }
-  /** The due index's directory; dueBucket(handle) its bucket of a handle (same slot). */
+  /** The due index's directory; its buckets are `<directory>:<bucket>` (same slot, due-index.ts). */
   dueDirectory(): string {
     return `${this.prefix}{due}`;
-  }
-  dueBucket(handle: string): string {
-    return `${this.prefix}{due}:${handle.slice(13, 15)}`;
   }
   tenant(tenantId: string): string {
     return `${this.prefix}tenant:${tenantId}`;

@@ -33,9 +33,10 @@ export class RedisRefreshTokens {
   }
 
   /**
-   * Three commands: the route of the presented token, the successor's route (written before the
-   * token it leads to), the rotate script. Then the due index only if the expiry moved earlier,
-   * and the replica wait when one is configured.
+   * At most three commands: the route of the presented token (none when this process knows it —
+   * RedisContext.route), the successor's route (written before the token it leads to), the rotate
+   * script. Then the due index only if the expiry moved earlier, and the replica wait when one is
+   * configured.
    */
   async rotateRefreshToken(
     presentedHash: string,

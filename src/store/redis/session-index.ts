@@ -37,7 +37,10 @@ export class SessionIndex {
   async claimRoute(hash: string, tag: string): Promise<boolean> {
     const key = this.ctx.keys.route(hash);
     const field = this.ctx.keys.routeField(hash);
-    if (Number(await this.ctx.send(key, ['HSETNX', key, field, tag])) === 1) return true;
+    if (Number(await this.ctx.send(key, ['HSETNX', key, field, tag])) === 1) {
+      this.ctx.rememberRoute(hash, tag);
+      return true;
+    }
     const existing = await this.ctx.send(key, ['HGET', key, field]);
     if (existing !== null && existing !== tag) throw secretInUse();
     return false;
@@ -47,6 +50,7 @@ export class SessionIndex {
   async dropRoutes(hashes: readonly string[]): Promise<void> {
     const byKey = new Map<string, string[]>();
     for (const h of hashes) {
+      this.ctx.forgetRoute(h);
       const key = this.ctx.keys.route(h);
       byKey.set(key, [...(byKey.get(key) ?? []), this.ctx.keys.routeField(h)]);
     }
