@@ -2,7 +2,8 @@
 // record with its indexes and its first refresh token), straight through the store port — no
 // HTTP and no argon2, so that a million take minutes, not hours. One user per session, like N
 // people each signed in once. Used by bench/run.ts for the memory and the size-flatness figures.
-// argv[2]: JSON { store: "redis://…" | "sqlite:<path>", prefix, tenantId, count, lifetimeS }.
+// argv[2]: JSON { store: "redis://…" | "sqlite:<path>", prefix, tenantId, count, lifetimeS,
+// userAgent } (userAgent: the sessions' User-Agent, a short one by default).
 
 import { hashSecret, newSecret } from '../src/domain/secrets.ts';
 import { issueSession } from '../src/domain/session.ts';
@@ -26,7 +27,7 @@ async function retried<T>(op: () => Promise<T>, done: string): Promise<T | null>
   }
 }
 
-const o = JSON.parse(process.argv[2] ?? '{}') as { store: string; prefix: string; tenantId: string; count: number; lifetimeS?: number };
+const o = JSON.parse(process.argv[2] ?? '{}') as { store: string; prefix: string; tenantId: string; count: number; lifetimeS?: number; userAgent?: string };
 const store = await openStore({ store: parseStoreSpec(o.store), redisPrefix: o.prefix });
 const life = o.lifetimeS ?? 86_400;
 const BATCH = 500;
@@ -44,7 +45,7 @@ for (let i = 0; i < o.count; i += BATCH) {
           kind: 'app',
           lifetime: { idle: life, absolute: life },
           authMethod: 'password',
-          device: { userAgent: 'Mozilla/5.0 (X11; Linux x86_64) bench', ip: '127.0.0.1' },
+          device: { userAgent: o.userAgent ?? 'Mozilla/5.0 (X11; Linux x86_64) bench', ip: '127.0.0.1' },
           data: { mode: 'token' },
         },
         now,
