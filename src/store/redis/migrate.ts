@@ -50,7 +50,7 @@ return finish(1)
 `,
 );
 
-const BATCH = 100;
+const BATCH = 1000;
 
 export interface MigrationReport {
   sessions: number;
