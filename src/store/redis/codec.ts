@@ -31,7 +31,7 @@ export function sessionToFields(s: Session): string[] {
     'status', s.status,
   ];
   const d = s.device ?? {};
-  if (d.userAgent !== undefined) f.push('dev:userAgent', d.userAgent);
+  if (d.userAgent !== undefined) f.push('dev:userAgent', packUserAgent(d.userAgent));
   if (d.ip !== undefined) f.push('dev:ip', d.ip);
   if (d.location !== undefined) f.push('dev:location', JSON.stringify(d.location));
   if (s.userId !== null) f.push('userId', s.userId);
@@ -97,6 +97,46 @@ export function sessionFromReply(reply: unknown): Session | null {
   };
 }
 
+// A User-Agent is most of a session's record, and most of it is one of a few phrases every
+// browser repeats. Each phrase below is stored as one control character (which no HTTP header
+// value holds); a User-Agent that holds a control character itself is stored as it is behind a
+// NUL. Lossless for any string. The table is part of the stored format: never change or reorder
+// an entry, only append (codes 1–8, then 11, 12, 14–31; tab, line feed and carriage return are
+// left out).
+const UA_PHRASES: ReadonlyArray<readonly [string, string]> = [
+  ['\u0013', 'Windows NT 10.0; Win64; x64; '],
+  ['\u0001', 'Mozilla/5.0 ('],
+  ['\u0002', 'Windows NT 10.0; Win64; x64'],
+  ['\u0003', ') AppleWebKit/537.36 (KHTML, like Gecko) Chrome/'],
+  ['\u0004', ' Safari/537.36'],
+  ['\u0005', 'Macintosh; Intel Mac OS X 10_15_7'],
+  ['\u0006', 'X11; Linux x86_64'],
+  ['\u0007', ') Gecko/20100101 Firefox/'],
+  ['\u0008', 'iPhone; CPU iPhone OS '],
+  ['\u000b', ' like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/'],
+  ['\u000c', ' Mobile/15E148 Safari/604.1'],
+  ['\u000e', 'Linux; Android 10; K'],
+  ['\u000f', ') AppleWebKit/605.1.15 (KHTML, like Gecko) Version/'],
+  ['\u0010', ' Mobile Safari/537.36'],
+  ['\u0011', ' Edg/'],
+  ['\u0012', ' Safari/605.1.15'],
+];
+
+export function packUserAgent(ua: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f]/.test(ua)) return `\u0000${ua}`;
+  let out = ua;
+  for (const [code, phrase] of UA_PHRASES) out = out.split(phrase).join(code);
+  return out;
+}
+
+export function unpackUserAgent(stored: string): string {
+  if (stored.startsWith('\u0000')) return stored.slice(1);
+  let out = stored;
+  for (const [code, phrase] of UA_PHRASES) out = out.split(code).join(phrase);
+  return out;
+}
+
 function deviceOf(m: Map<string, string>): Device {
   // Layout 1 stored the device as one JSON field (migrate.ts reads old records through here).
   const legacy = m.get('device');
@@ -105,7 +145,7 @@ function deviceOf(m: Map<string, string>): Device {
   const ua = m.get('dev:userAgent');
   const ip = m.get('dev:ip');
   const loc = m.get('dev:location');
-  if (ua !== undefined) d.userAgent = ua;
+  if (ua !== undefined) d.userAgent = unpackUserAgent(ua);
   if (ip !== undefined) d.ip = ip;
   if (loc !== undefined) d.location = JSON.parse(loc) as Location;
   return d;

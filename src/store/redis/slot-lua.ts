@@ -63,34 +63,37 @@ local function decode(st)
   if st[X] and st[X][ENDT] then st[X][ENDT] = c + st[X][ENDT] end
   return st
 end
+-- To the stored form, in place (the value is written once, at the end of the script).
 local function encode(r)
   local c = r[CRE]
-  local st = {}
-  for i = 1, 14 do st[i] = r[i] end
-  st[SEEN] = r[SEEN] - c
-  if r[IDLE] then st[IDLE] = r[IDLE] - c end
-  st[ABS] = r[ABS] - c
+  r[SEEN] = r[SEEN] - c
+  if r[IDLE] then r[IDLE] = r[IDLE] - c end
+  r[ABS] = r[ABS] - c
   if r[TOK] then
-    local ts = {}
-    for j, t in ipairs(r[TOK]) do
-      ts[j] = { t[1], t[2] - c }
-      if t[3] or t[4] then ts[j][3] = t[3] and (t[3] - c) or false; ts[j][4] = t[4] or false end
+    for _, t in ipairs(r[TOK]) do
+      t[2] = t[2] - c
+      if t[3] then t[3] = t[3] - c end
+      if t[3] or t[4] then
+        t[3] = t[3] or false
+        t[4] = t[4] or false
+      else
+        t[3], t[4] = nil, nil
+      end
     end
-    st[TOK] = ts
   end
-  if r[X] then
-    local x = {}
-    for i = 1, 6 do x[i] = r[X][i] or false end
+  local x = r[X]
+  if x then
+    for i = 1, 6 do x[i] = x[i] or false end
     if x[ENDT] then x[ENDT] = x[ENDT] - c end
-    st[X] = x
   end
   -- Trailing nulls are left out (a missing position reads as null).
+  for i = 1, 14 do r[i] = r[i] or false end
   local n = 14
-  while n > 0 and not st[n] do
-    st[n] = nil
+  while n > 0 and not r[n] do
+    r[n] = nil
     n = n - 1
   end
-  return st
+  return r
 end
 local function sessions()
   if not S then
@@ -107,9 +110,8 @@ local function save()
     if next(S) == nil then
       redis.call('DEL', skey)
     else
-      local out = {}
-      for r, rec in pairs(S) do out[r] = encode(rec) end
-      redis.call('SET', skey, cmsgpack.pack(out), 'KEEPTTL')
+      for _, rec in pairs(S) do encode(rec) end
+      redis.call('SET', skey, cmsgpack.pack(S), 'KEEPTTL')
     end
   end
   -- Never shortens the TTL: the key lives as long as its longest-living record.
