@@ -14,6 +14,10 @@ import { systemClock } from '../src/domain/clock.ts';
 import type { Organization } from '../src/domain/organization.ts';
 import { createSsoSessions } from '../src/flows/sso/sessions.ts';
 import { normaliseEmail } from '../src/domain/user.ts';
+import { hashSecret } from '../src/domain/secrets.ts';
+
+/** The verifier of every bench login's challenge (bench/load-sso.ts sends it). */
+const SSO_BENCH_VERIFIER = 'bench-verifier-' + 'v'.repeat(40);
 import { createRuntime } from '../src/runtime.ts';
 import { openStore } from '../src/store/open.ts';
 
@@ -53,7 +57,9 @@ for (let i = 0; i < o.count && performance.now() - started < budgetMs; i += BATC
           profile: { issuer: 'https://idp.bench.invalid', subject: `s${i + j}`, email: o.email, emailVerified: true },
           device,
           adminLogin: false,
-          binding: { flowBindingHash: 'bench', codeChallenge: null },
+          // A command-line login's (its S256 challenge; bench/load-sso.ts sends the verifier):
+          // a browser login's token is redeemed only with that browser's flow cookie.
+          binding: { flowBindingHash: 'bench', codeChallenge: hashSecret(SSO_BENCH_VERIFIER) },
         },
         Date.now(),
         { headers: { requestId: 'bench', correlationId: 'bench', activityId: null, tenantId: o.tenantId, sessionId: null }, ip: '127.0.0.1', userAgent: null, location: null },

@@ -7,6 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 
+/** bench/fill-sso-tokens.ts's SSO_BENCH_VERIFIER (not imported: that module opens a store when loaded). */
+const VERIFIER = 'bench-verifier-' + 'v'.repeat(40);
+
 const opts = JSON.parse(process.argv[2] ?? '{}') as { url: string; connections: number; seconds: number; tokens: string };
 const tokens = readFileSync(opts.tokens, 'utf8').split('\n').filter(Boolean);
 const target = new URL(opts.url);
@@ -17,14 +20,21 @@ let errors = 0;
 let next = 0;
 const deadline = performance.now() + opts.seconds * 1000;
 
+let firstRefusal: string | null = null;
+
 function exchange(token: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ token });
+    const body = JSON.stringify({ token, codeVerifier: VERIFIER });
     const req = request(
       { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
       (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (data += c));
+        res.on('end', () => {
+          if (res.statusCode !== 200 && firstRefusal === null) firstRefusal = `${res.statusCode} ${data.slice(0, 300)}`;
+          resolve(res.statusCode ?? 0);
+        });
       },
     );
     req.on('error', reject);
@@ -51,6 +61,7 @@ await Promise.all(Array.from({ length: opts.connections }, worker));
 const elapsed = (performance.now() - started) / 1000;
 agent.destroy();
 latencies.sort((a, b) => a - b);
+if (firstRefusal !== null) process.stderr.write(`first refusal: ${firstRefusal}\n`);
 const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0);
 process.stdout.write(
   JSON.stringify({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 }) + '\n',

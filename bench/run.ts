@@ -112,6 +112,7 @@ function runLoad(script: string, opts: unknown): Figures {
   const [cmd, args] = pinned(1, [NODE, join(ROOT, script), JSON.stringify(opts)]);
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: (SECONDS + 60) * 1000 });
   if (r.status !== 0) throw new Error(`load generator failed: ${r.stderr}`);
+  if (r.stderr.trim() !== '') console.log(`(${script}: ${r.stderr.trim()})`);
   return JSON.parse(r.stdout.trim().split('\n').pop() as string) as Figures;
 }
 
