@@ -20,7 +20,7 @@ let errors = 0;
 let next = 0;
 const deadline = performance.now() + opts.seconds * 1000;
 
-let firstRefusal: string | null = null;
+let firstRefusal = null as string | null;
 
 function exchange(token: string): Promise<number> {
   return new Promise((resolve, reject) => {
