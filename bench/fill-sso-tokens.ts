@@ -1,6 +1,7 @@
-// Stores N finished SSO logins, each as the callback of a real one leaves it (SPEC 8.2: an `idp`
-// session, a `pending` app session below it, the one-time token), through Tessera's own
-// createSsoSessions on the same store and cookie key as the server under test — so that
+// Stores N finished SSO logins, each as the callback of a real one leaves it (docs/api.md §Single
+// sign-on, step 2: an `idp` session, a `pending` app session below it, the one-time token),
+// through Tessera's own createSsoSessions on the same store and cookie key as the server under
+// test — so that
 // bench/run.ts can measure the exchange (POST /api/v1/sso/token) without an identity provider.
 // The tokens live 60 s: make them right before the measurement.
 // argv[2]: JSON { store: "redis://…" | "sqlite:<path>", prefix, cookieKey, tenantId, email, count, budgetS, out }:

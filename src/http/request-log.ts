@@ -1,5 +1,5 @@
-// The one JSON line per request (SPEC 3 ids, route, status, timing — never a query string,
-// header value or body that could hold a secret).
+// The one JSON line per request (the ids of docs/api.md §Request headers, route, status, timing —
+// never a query string, header value or body that could hold a secret).
 //
 // The line is built here from those fields only, so it needs neither the root logger's
 // redaction pass nor pino's generic object walk: when the logger is a plain pino instance (no
