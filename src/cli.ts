@@ -6,19 +6,17 @@ import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hashPassword, MIN_PASSWORD_LENGTH } from './auth/password.ts';
-import { ConfigError, loadConfig, type Config } from './config/config.ts';
+import { ConfigError, loadConfig } from './config/config.ts';
 import { TesseraError } from './domain/errors.ts';
 import { buildTenant, PLATFORM_TENANT, PROFILES, type Profile } from './domain/tenant.ts';
-import { ensurePlatformTenant } from './runtime.ts';
+import { ensurePlatformTenant, serverSecretOf, withStore } from './runtime.ts';
 import { normaliseEmail } from './domain/user.ts';
 import { SESSION_STATUSES, type SessionStatus } from './domain/session.ts';
-import { loadOrCreateSecret } from './config/secrets-on-disk.ts';
 import { sessionJson } from './http/session-json.ts';
 import { KeyRing } from './tokens/key-ring.ts';
 import { WrongServerSecret } from './tokens/sealing.ts';
 import { startServer } from './server.ts';
 import { LOGIN_USAGE, loginCommand } from './client/cli-login.ts';
-import { openStore } from './store/open.ts';
 import { migrateStore } from './store/migrate.ts';
 import { AUDIT_USAGE, auditCommand } from './audit/audit-cli.ts';
 import { TRANSFER_USAGE, transferCommand } from './flows/transfer-cli.ts';
@@ -82,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
     case 'migrate':
       return migrateCommand(rest);
     case 'audit':
-      return withStore((_config, store) =>
+      return withStore(loadConfig(), (store) =>
         auditCommand(rest, store.audit, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') }),
       );
     case 'bank-simulator':
@@ -173,8 +171,7 @@ async function start(): Promise<number> {
     // On SQLite a credential is generated into the data folder; a shared store has no such place
     // that every server sees, so without a platform administrator in the store nobody could
     // create the first tenant.
-    const store = await openStore(config);
-    try {
+    await withStore(config, async (store) => {
       const admins = await store.listUsers({ tenantId: PLATFORM_TENANT, limit: 1 });
       if (admins.items.length === 0) {
         throw new ConfigError(
@@ -182,9 +179,7 @@ async function start(): Promise<number> {
           `is required: the store has no platform administrator yet (set a random value of at least 32 characters, e.g. openssl rand -base64 32, or create one with tessera users add --tenant platform --admin)`,
         );
       }
-    } finally {
-      await store.close();
-    }
+    });
   }
   const server = await startServer(config);
   let signals = 0;
@@ -251,16 +246,6 @@ async function backupOrRestore(command: 'backup' | 'restore', args: string[]): P
   return 0;
 }
 
-async function withStore<T>(fn: (config: Config, store: Awaited<ReturnType<typeof openStore>>) => Promise<T>): Promise<T> {
-  const config = loadConfig();
-  const store = await openStore(config);
-  try {
-    return await fn(config, store);
-  } finally {
-    await store.close();
-  }
-}
-
 async function migrateCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { 'dry-run': { type: 'boolean' } } });
   const dryRun = values['dry-run'] === true;
@@ -283,7 +268,7 @@ async function tenants(args: string[]): Promise<number> {
   if (!id || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) throw new UsageError('a tenant id (letters, digits, . _ -) is required');
   const profile = (values.profile ?? 'production') as Profile;
   if (!PROFILES.includes(profile)) throw new UsageError(`--profile must be one of ${PROFILES.join(', ')}`);
-  return withStore(async (_config, store) => {
+  return withStore(loadConfig(), async (store) => {
     const previous = await store.getTenant(id);
     const tenant = await store.putTenant(buildTenant(id, { profile }, Date.now(), previous ?? undefined));
     process.stdout.write(JSON.stringify({ id: tenant.id, profile: tenant.profile }) + '\n');
@@ -311,7 +296,7 @@ async function users(args: string[]): Promise<number> {
   if (password.length < MIN_PASSWORD_LENGTH) throw new UsageError(`the password must have at least ${MIN_PASSWORD_LENGTH} characters`);
   const tenantId = values.tenant;
   const email = values.email;
-  return withStore(async (_config, store) => {
+  return withStore(loadConfig(), async (store) => {
     // The reserved tenant may not exist yet when the first platform administrator is made before the first start.
     if (tenantId === PLATFORM_TENANT) await ensurePlatformTenant(store, Date.now());
     if (!(await store.getTenant(tenantId))) {
@@ -340,8 +325,9 @@ async function transfer(command: 'export' | 'import', args: string[]): Promise<n
 
 async function keys(args: string[]): Promise<number> {
   if (args[0] !== 'rotate') throw new UsageError('expected: tessera keys rotate');
-  return withStore(async (config, store) => {
-    const secret = config.cookieSecret ?? loadOrCreateSecret(config.dataDir, 'cookie-secret').value;
+  const config = loadConfig();
+  return withStore(config, async (store) => {
+    const secret = serverSecretOf(config);
     const ring = new KeyRing(store, secret);
     await ring.load(Date.now()); // creates the first key if there is none, checks the secret
     const { kid, retired } = await KeyRing.rotate(store, secret, Date.now());
@@ -360,7 +346,7 @@ async function sessions(args: string[]): Promise<number> {
   const status = values.status as SessionStatus | undefined;
   if (status !== undefined && !SESSION_STATUSES.includes(status)) throw new UsageError(`--status must be one of ${SESSION_STATUSES.join(', ')}`);
   const tenantId = values.tenant;
-  return withStore(async (_config, store) => {
+  return withStore(loadConfig(), async (store) => {
     let cursor: string | null = null;
     const now = Date.now();
     do {

@@ -1,17 +1,15 @@
-// Starts Tessera: configuration → secrets → store → HTTP app → sweeper, and stops it gracefully
-// (stop accepting, finish in-flight requests, stop the sweeper, close the store).
+// Starts Tessera: configuration → secrets → store → runtime (src/runtime.ts) → HTTP app →
+// runtime.start → listen. Stopping is the runtime's `stop`: drain, close the listener, stop the
+// background work and the feeds, close the store, flush the log.
 
 import { pino, type Logger } from 'pino';
 import type { Config } from './config/config.ts';
-import { loadOrCreateSecret } from './config/secrets-on-disk.ts';
 import { systemClock, type Clock } from './domain/clock.ts';
-import { hashSecret } from './domain/secrets.ts';
 import type { EventBus } from './events/bus.ts';
 import { buildApp } from './http/app.ts';
 import type { App, Deps } from './http/deps.ts';
-import { startExpirySweeper, type Sweeper } from './sessions/expiry-sweeper.ts';
-import { startBankWorker } from './flows/consent-lifecycle.ts';
-import { createRuntime } from './runtime.ts';
+import type { Sweeper } from './sessions/expiry-sweeper.ts';
+import { adminTokenHashOf, createRuntime, serverSecretOf, type Runtime } from './runtime.ts';
 import type { Coordination } from './store/coordination-port.ts';
 import { openStore } from './store/open.ts';
 import type { SessionStore } from './store/port.ts';
@@ -138,101 +136,39 @@ export function createLogger(config: Pick<Config, 'logLevel'>, dest: number | st
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.logger ?? createLogger(config);
   const clock = opts.clock ?? systemClock;
-  const embedded = config.store.kind === 'sqlite';
-
-  let cookieSecret = config.cookieSecret;
-  if (cookieSecret === null) {
-    // Only reachable in embedded mode: config refuses a Redis store without the variable.
-    const s = loadOrCreateSecret(config.dataDir, 'cookie-secret');
-    cookieSecret = s.value;
-    log.info({ path: s.path, created: s.created }, 'cookie signing key loaded from the data folder');
-  }
-
-  let adminTokenHash: string | null = config.adminToken === null ? null : hashSecret(config.adminToken);
-  if (adminTokenHash === null && embedded) {
-    const s = loadOrCreateSecret(config.dataDir, 'admin-token');
-    adminTokenHash = hashSecret(s.value);
-    log.info(
-      { path: s.path, created: s.created },
-      `bootstrap admin credential is in ${s.path} (mode 0600); use it as "Authorization: Bearer <contents>"`,
-    );
-  }
+  const cookieSecret = serverSecretOf(config, log);
+  const adminTokenHash = adminTokenHashOf(config, log);
 
   const store = opts.store ?? (await openStore(config));
-  let deps: Deps;
-  let app: App;
+  let runtime: Runtime;
   try {
-    deps = await createRuntime({ ...config, cookieSecret }, store, clock, { adminTokenHash, processMetrics: true });
-    app = await buildApp(deps, { logger: log });
+    runtime = await createRuntime({ ...config, cookieSecret }, store, clock, { adminTokenHash, processMetrics: true, log });
   } catch (err) {
     await store.close();
     throw err;
   }
-  const bus = deps.bus;
-
-  const sweeper = startExpirySweeper(store, bus, clock, config.sweepIntervalMs, (err) =>
-    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'expiry sweep failed'),
-  );
-
-  // Pending consents asked of their banks, terminations retried, ended consents purged.
-  const bankWorker = startBankWorker(deps, Math.max(config.sweepIntervalMs, 1000), (err) =>
-    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'bank work failed'),
-  );
-
+  let app: App;
   let address: string;
   try {
+    app = await buildApp(runtime.deps, { logger: log });
+    runtime.serve(app);
+    await runtime.start();
     address = await app.listen({ host: config.host, port: config.port });
   } catch (err) {
-    await bankWorker.stop();
-    await sweeper.stop();
-    await store.close();
+    await runtime.stop();
     throw err;
   }
   log.info({ address, store: store.kind }, 'tessera listening');
   if (config.devAllowHttpLoopback) log.warn('TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1: plain-HTTP loopback identity providers and SSO redirect URIs are allowed (development only)');
 
-  let stopping: Promise<void> | null = null;
   return {
     app,
-    deps,
-    bus,
-    sweeper,
+    deps: runtime.deps,
+    bus: runtime.deps.bus,
+    sweeper: runtime.sweeper as Sweeper,
     url: address,
-    stop() {
-      stopping ??= (async () => {
-        // 1. Readiness turns 503 while requests are still served, so that load balancers stop
-        //    sending new ones here (TESSERA_SHUTDOWN_DELAY_MS; 0 skips the wait).
-        deps.lifecycle.draining = true;
-        if (config.shutdownDelayMs > 0) {
-          log.info({ delayMs: config.shutdownDelayMs }, 'draining: /readyz answers 503, requests still served');
-          await new Promise((r) => setTimeout(r, config.shutdownDelayMs));
-        }
-        // 2. Stop accepting; in-flight requests finish (a request arriving on a kept-alive
-        //    connection now is answered 503 with "Connection: close"). A keep-alive connection
-        //    that turns idle only after close() began would hold the server open, so idle ones
-        //    are closed as they appear, and after TESSERA_SHUTDOWN_TIMEOUT_MS everything is.
-        const closing = app.close();
-        const idle = setInterval(() => app.server.closeIdleConnections(), 50);
-        const deadline = setTimeout(() => {
-          log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown: requests still running at the deadline; closing their connections');
-          app.server.closeAllConnections();
-        }, config.shutdownTimeoutMs);
-        try {
-          await closing;
-        } finally {
-          clearInterval(idle);
-          clearTimeout(deadline);
-        }
-        // 3. Background work and the store.
-        await sweeper.stop();
-        await bankWorker.stop();
-        await deps.monitor.stop();
-        await deps.sessionCache.stop();
-        await store.close();
-        log.info('tessera stopped');
-        log.flush();
-      })();
-      return stopping;
-    },
+    // The shutdown order lives in the runtime (src/runtime.ts `stop`): drain, listener,
+    // background work, feeds, store, log.
+    stop: () => runtime.stop(),
   };
 }

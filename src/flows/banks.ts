@@ -9,8 +9,22 @@ import { bankOutboundPolicy } from '../banks/bank-outbound.ts';
 import { BerlinGroupClient } from '../banks/berlin-group.ts';
 import type { Bank } from '../domain/bank.ts';
 import { BadRequest, TesseraError } from '../domain/errors.ts';
-import type { Deps } from '../runtime.ts';
+import type { Clock } from '../domain/clock.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { OutboundPolicy as UrlPolicy } from '../net/outbound-policy.ts';
+import type { Store } from '../store/port.ts';
+import type { DerivedKeys } from '../tokens/derived-keys.ts';
 import { unseal } from '../tokens/sealing.ts';
+
+/** What calls to banks use, declared here (src/runtime.ts's `Deps` has all of it). */
+export interface BankDeps {
+  store: Pick<Store, 'banks'>;
+  /** The outbound URL rules, which a bank connection narrows (banks/bank-outbound.ts). */
+  outbound: UrlPolicy;
+  keys: Pick<DerivedKeys, 'bankKeys'>;
+  bus: EventBus;
+  clock: Clock;
+}
 
 /** 502 (the bank failed or answered nonsense) or 504 (it did not answer in time). */
 export class BankUnavailable extends TesseraError {
@@ -19,12 +33,12 @@ export class BankUnavailable extends TesseraError {
   }
 }
 
-export async function findBank(deps: Deps, tenantId: string, bankId: string): Promise<Bank | null> {
+export async function findBank(deps: Pick<BankDeps, 'store'>, tenantId: string, bankId: string): Promise<Bank | null> {
   return deps.store.banks.getBank(tenantId, bankId);
 }
 
 /** The tenant's bank, or 400 `unknown_bank` (another tenant's bank is unknown here too). */
-export async function requireBank(deps: Deps, tenantId: string, bankId: string): Promise<Bank> {
+export async function requireBank(deps: Pick<BankDeps, 'store'>, tenantId: string, bankId: string): Promise<Bank> {
   const bank = await findBank(deps, tenantId, bankId);
   if (bank === null) throw new BadRequest('unknown_bank', `No bank "${bankId}" is registered for this tenant.`, { field: 'bankId' });
   return bank;
@@ -34,7 +48,7 @@ export async function requireBank(deps: Deps, tenantId: string, bankId: string):
  * A bank's base URL as an administrator registers it: the shared outbound rules (scheme, and the
  * addresses its host resolves to now) and no query or fragment. The bank itself is not called.
  */
-export async function checkBankUrl(deps: Pick<Deps, 'outbound'>, value: string, field: string): Promise<URL> {
+export async function checkBankUrl(deps: Pick<BankDeps, 'outbound'>, value: string, field: string): Promise<URL> {
   const url = await deps.outbound.check(value, field);
   if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
     throw new BadRequest('insecure_url', `${field} must not carry a query, fragment or credentials.`, { field });
@@ -42,7 +56,7 @@ export async function checkBankUrl(deps: Pick<Deps, 'outbound'>, value: string, 
   return url;
 }
 
-export function bankClient(deps: Deps, bank: Bank, policy: OutboundPolicy = bankOutboundPolicy(deps.outbound)): BerlinGroupClient {
+export function bankClient(deps: Pick<BankDeps, 'outbound' | 'keys'>, bank: Bank, policy: OutboundPolicy = bankOutboundPolicy(deps.outbound)): BerlinGroupClient {
   const tls = bank.tls;
   return new BerlinGroupClient(
     {
@@ -86,7 +100,7 @@ export function bankCallFailed(bank: Bank, ctx: BankCallContext, failure: string
  * Runs one bank call. A BankCallError becomes `bank.call_failed` (audited, logged with its
  * low-level message) and a BankUnavailable for the client; other errors pass through.
  */
-export async function atBank<T>(deps: Deps, bank: Bank, ctx: BankCallContext, call: (client: BerlinGroupClient) => Promise<T>, origin?: Origin): Promise<T> {
+export async function atBank<T>(deps: BankDeps, bank: Bank, ctx: BankCallContext, call: (client: BerlinGroupClient) => Promise<T>, origin?: Origin): Promise<T> {
   try {
     return await call(bankClient(deps, bank));
   } catch (err) {

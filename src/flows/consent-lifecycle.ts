@@ -13,9 +13,18 @@ import type { BankVerdict } from '../banks/berlin-group.ts';
 import { ConsentRefusedByBank, type BankAccount } from '../banks/berlin-group.ts';
 import { effectiveConsentStatus, type Consent } from '../domain/consent.ts';
 import { Conflict, Forbidden, NotFound } from '../domain/errors.ts';
-import type { Deps } from '../runtime.ts';
+import type { Config } from '../config/config.ts';
 import type { BankWork, ClaimedWork } from '../store/bank-port.ts';
-import { atBank, BankUnavailable, findBank, requireBank } from './banks.ts';
+import type { Store } from '../store/port.ts';
+import { atBank, BankUnavailable, findBank, requireBank, type BankDeps } from './banks.ts';
+
+/** What a consent's life uses, declared here (src/runtime.ts's `Deps` has all of it). */
+export interface ConsentLifecycleDeps extends BankDeps {
+  store: Pick<Store, 'banks' | 'consents'>;
+  config: Pick<Config, 'consentRetentionSeconds'>;
+}
+
+type Deps = ConsentLifecycleDeps;
 
 /** How often the background re-check asks the bank about a pending consent. */
 export const STATUS_CHECK_INTERVAL_MS = 30_000;

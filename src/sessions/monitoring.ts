@@ -79,6 +79,11 @@ export interface Monitoring {
   useLogger(log: MonitorLog): void;
   /** Resolves when every policy action under way is done and every event emitted so far is in the audit log. */
   flush(): Promise<void>;
+  /**
+   * Subscribes to the store's audit feed (live streams, re-authentication marks from other
+   * processes) and starts the retention pruning. Called by the runtime's `start` (src/runtime.ts).
+   */
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -93,7 +98,11 @@ export interface MonitoringOptions {
   processMetrics?: boolean;
 }
 
-export async function startMonitoring(deps: MonitoringDeps, opts: MonitoringOptions = {}): Promise<Monitoring> {
+/**
+ * The audit pipeline and the anomaly rules, listening on the bus from now on (so no event emitted
+ * while the process starts is lost). The store's audit feed is subscribed by `start`.
+ */
+export function createMonitoring(deps: MonitoringDeps, opts: MonitoringOptions = {}): Monitoring {
   const { config, store, clock, bus, sessionCache } = deps;
   const settings = config.monitoring;
   const t = settings.thresholds;
@@ -235,39 +244,44 @@ export async function startMonitoring(deps: MonitoringDeps, opts: MonitoringOpti
   });
 
   const watchers = new Set<{ filter: LiveFilter; listener: (r: AuditRecord) => void }>();
-  const feed = await store.audit.subscribe(
-    (r) => {
-      // Another process marked or cleared a session for re-authentication: read it again.
-      if (r.sessionId !== null && ((r.type === 'anomaly.detected' && r.details.action === 'reauth') || r.type === 'session.reauthenticated')) {
-        sessionCache.invalidate([r.sessionId]);
-      }
-      for (const w of watchers) {
-        if (w.filter.tenantId !== undefined && w.filter.tenantId !== r.tenantId) continue;
-        if (!typeMatches(r.type, w.filter.types)) continue;
-        try {
-          w.listener(r);
-        } catch {
-          // one broken stream must not stop the others
+  const subscribeFeed = () =>
+    store.audit.subscribe(
+      (r) => {
+        // Another process marked or cleared a session for re-authentication: read it again.
+        if (r.sessionId !== null && ((r.type === 'anomaly.detected' && r.details.action === 'reauth') || r.type === 'session.reauthenticated')) {
+          sessionCache.invalidate([r.sessionId]);
         }
-      }
-    },
-    // Re-authentication marks come through this feed: while it is down, trust no cached record.
-    (change) => sessionCache.feedChanged('audit', change),
-  );
+        for (const w of watchers) {
+          if (w.filter.tenantId !== undefined && w.filter.tenantId !== r.tenantId) continue;
+          if (!typeMatches(r.type, w.filter.types)) continue;
+          try {
+            w.listener(r);
+          } catch {
+            // one broken stream must not stop the others
+          }
+        }
+      },
+      // Re-authentication marks come through this feed: while it is down, trust no cached record.
+      (change) => sessionCache.feedChanged('audit', change),
+    );
 
   const retentionMs = settings.auditRetentionDays * 24 * 3_600_000;
   const keepNewest = settings.auditRetentionRecords > 0 ? settings.auditRetentionRecords : undefined;
-  const pruneTimer =
-    retentionMs > 0 || keepNewest !== undefined
-      ? setInterval(() => {
-          // Age 0 means "keep whatever the count bound keeps": nothing is older than time 0.
-          store.audit.prune(retentionMs > 0 ? clock.now() - retentionMs : 0, 10_000, keepNewest).catch((err: unknown) => {
-            log.warn({ err: err instanceof Error ? err.message : String(err) }, 'audit retention pruning failed');
-          });
-        }, PRUNE_EVERY_MS)
-      : null;
-  pruneTimer?.unref();
+  function startPruning(): ReturnType<typeof setInterval> | null {
+    if (retentionMs <= 0 && keepNewest === undefined) return null;
+    const timer = setInterval(() => {
+      // Age 0 means "keep whatever the count bound keeps": nothing is older than time 0.
+      store.audit.prune(retentionMs > 0 ? clock.now() - retentionMs : 0, 10_000, keepNewest).catch((err: unknown) => {
+        log.warn({ err: err instanceof Error ? err.message : String(err) }, 'audit retention pruning failed');
+      });
+    }, PRUNE_EVERY_MS);
+    timer.unref();
+    return timer;
+  }
 
+  let feed: { close(): Promise<void> } | null = null;
+  let pruneTimer: ReturnType<typeof setInterval> | null = null;
+  let started: Promise<void> | null = null;
   let stopped: Promise<void> | null = null;
   return {
     metrics,
@@ -291,13 +305,21 @@ export async function startMonitoring(deps: MonitoringDeps, opts: MonitoringOpti
       await Promise.all([...actions]);
       await audit.flush();
     },
+    start() {
+      started ??= (async () => {
+        feed = await subscribeFeed();
+        pruneTimer = startPruning();
+      })();
+      return started;
+    },
     stop() {
       stopped ??= (async () => {
         unsubscribeBus();
+        await started?.catch(() => undefined);
         if (pruneTimer) clearInterval(pruneTimer);
         await audit.stop(SHUTDOWN_FLUSH_MS);
         watchers.clear();
-        await feed.close();
+        await feed?.close();
       })();
       return stopped;
     },

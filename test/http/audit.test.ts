@@ -23,7 +23,7 @@ import { hashSecret } from '../../src/domain/secrets.ts';
 import { buildApp } from '../../src/http/app.ts';
 import type { App, Deps } from '../../src/http/deps.ts';
 import { liveStreamSettings } from '../../src/http/routes/admin-audit.ts';
-import { createRuntime } from '../../src/runtime.ts';
+import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import type { Store } from '../../src/store/open.ts';
 import { openConnection, type RedisConnection } from '../../src/store/redis/connection.ts';
 import { parseRedisUrl } from '../../src/store/redis/url.ts';
@@ -53,6 +53,7 @@ function cookieOf(res: Res, name: string): string | null {
 describe.each(storeChoices())('the audit trail on %s', (choice: StoreChoice) => {
   let app: App;
   let deps: Deps;
+  let runtime: Runtime;
   let store: Store;
   let cleanup: () => Promise<void>;
   let storeEnv: Record<string, string>;
@@ -76,18 +77,18 @@ describe.each(storeChoices())('the audit trail on %s', (choice: StoreChoice) => 
       TESSERA_PUBLIC_URL: 'https://tessera.test',
       TESSERA_TRUSTED_PROXIES: '127.0.0.1',
     });
-    deps = await createRuntime({ ...config, cookieSecret: COOKIE_SECRET }, store, clock, {
+    runtime = await createRuntime({ ...config, cookieSecret: COOKIE_SECRET }, store, clock, {
       adminTokenHash: hashSecret(ADMIN_TOKEN),
       throttle: { accountFailures: 50, ipFailures: 500, windowMs: 60_000 },
     });
+    deps = runtime.deps;
     const logger = pino({ level: 'info', base: { service: 'tessera' } }, { write: (line: string) => void logLines.push(line) });
     app = await buildApp(deps, { logger });
+    runtime.serve(app);
+    await runtime.start();
   });
   afterAll(async () => {
-    await app?.close();
-    await deps?.monitor.stop();
-    await deps?.sessionCache.stop();
-    await store?.close();
+    await runtime?.stop(); // the listener, the background work, the feeds, the store
     await cleanup?.();
   });
 

@@ -395,9 +395,7 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
         expect((await sim.requests()).length).toBe(before);
         expect((await strict.store.consents.listConsents({ tenantId: tid, userId: uid, limit: 5 })).items).toHaveLength(0);
       } finally {
-        await strict.app.close();
-        await strict.deps.monitor.stop();
-        await strict.deps.sessionCache.stop();
+        await strict.close(); // the shared store stays open
       }
     });
   });
@@ -466,9 +464,7 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
           const started = await strict.app.inject({ method: 'POST', url: '/api/v1/consents', headers: { cookie: cookieHeader(b), 'x-xsrf-token': b.xsrf, origin: PUBLIC }, payload: { type: 'ais', bankId: 'local-tls' } });
           expect(started.statusCode, started.body).toBe(202);
         } finally {
-          await strict.app.close();
-          await strict.deps.monitor.stop();
-          await strict.deps.sessionCache.stop();
+          await strict.close(); // the shared store stays open
         }
       }
     });

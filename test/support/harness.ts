@@ -11,7 +11,7 @@ import { ManualClock } from '../../src/domain/clock.ts';
 import { hashSecret } from '../../src/domain/secrets.ts';
 import { buildApp, type BuildOptions } from '../../src/http/app.ts';
 import type { App, Deps } from '../../src/http/deps.ts';
-import { createRuntime } from '../../src/runtime.ts';
+import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import { openStore, type Store } from '../../src/store/open.ts';
 import type { ThrottlePolicy } from '../../src/auth/throttle.ts';
 import type { LookupFn } from '../../src/net/outbound-policy.ts';
@@ -28,6 +28,8 @@ export type StoreChoice = 'sqlite' | 'redis' | 'postgres' | 'redis-cluster';
 export interface TestServer {
   app: App;
   deps: Deps;
+  /** The composition root, started: its `sweeper.sweepOnce()` runs an expiry sweep now. */
+  runtime: Runtime;
   clock: ManualClock;
   store: Store;
   close(): Promise<void>;
@@ -86,27 +88,40 @@ export async function startTestServer(opts: HarnessOptions = {}): Promise<TestSe
     COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET,
     TESSERA_ADMIN_TOKEN: ADMIN_TOKEN,
     TESSERA_PUBLIC_URL: 'https://tessera.test',
+    // The runtime starts the expiry sweeper and the bank worker as a server does, on their real
+    // timer; at the longest interval neither fires during a test, so a test sweeps or runs the
+    // bank work itself, at the moment its ManualClock says (runtime.sweeper.sweepOnce(),
+    // runBankWork). A test may still set a shorter interval.
+    TESSERA_SWEEP_INTERVAL_MS: '3600000',
     ...opts.env,
   });
-  const deps = await createRuntime({ ...config, cookieSecret: COOKIE_SECRET }, opened.store, clock, {
+  const runtime = await createRuntime({ ...config, cookieSecret: COOKIE_SECRET }, opened.store, clock, {
     adminTokenHash: hashSecret(ADMIN_TOKEN),
     ...(opts.throttle ? { throttle: opts.throttle } : {}),
     ...(opts.lookup ? { lookup: opts.lookup } : {}),
+    // A shared store belongs to the test that opened it.
+    closeStore: !opts.sharedStore,
   });
-  const app = await buildApp(deps, opts.onRoute ? { onRoute: opts.onRoute } : {});
+  let app: App;
+  try {
+    app = await buildApp(runtime.deps, opts.onRoute ? { onRoute: opts.onRoute } : {});
+    runtime.serve(app);
+    await runtime.start();
+  } catch (err) {
+    await runtime.stop();
+    await opened.cleanup();
+    throw err;
+  }
   return {
     app,
-    deps,
+    deps: runtime.deps,
+    runtime,
     clock,
     store: opened.store,
     async close() {
-      await app.close();
-      await deps.monitor.stop();
-      await deps.sessionCache.stop();
-      if (!opts.sharedStore) {
-        await opened.store.close();
-        await opened.cleanup();
-      }
+      // The shutdown order is the server's (src/runtime.ts `stop`); then the test's own store.
+      await runtime.stop();
+      await opened.cleanup();
     },
   };
 }
