@@ -11,7 +11,9 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 /**
  * Which folders (or root files) of src/ each one may import, besides itself. `type:` entries
  * may be imported with `import type` only (shapes, no behaviour). Dependencies point down:
- * routes (http) → flows → sessions/auth/tokens/audit → store → domain.
+ * routes (http) → flows → sessions/auth/tokens/audit → store → domain. Only the composition root
+ * (runtime.ts, server.ts, cli.ts) and http may import runtime.ts; every other module declares the
+ * dependencies it uses (e.g. `SessionDeps` in sessions/app-sessions.ts).
  */
 export const LAYERS = {
   domain: [],
@@ -24,7 +26,7 @@ export const LAYERS = {
   banks: ['domain', 'auth', 'net'],
   audit: ['domain', 'config', 'type:events', 'type:store'],
   sessions: ['domain', 'events', 'store', 'tokens', 'audit', 'type:config'],
-  flows: ['domain', 'events', 'store', 'tokens', 'audit', 'auth', 'banks', 'net', 'sessions', 'type:config', 'type:runtime.ts'],
+  flows: ['domain', 'events', 'store', 'tokens', 'audit', 'auth', 'banks', 'net', 'sessions', 'type:config'],
   http: ['domain', 'events', 'store', 'tokens', 'audit', 'auth', 'net', 'banks', 'sessions', 'flows', 'type:config', 'type:runtime.ts'],
   client: ['domain'],
   /** The bank simulator for demos and tests: stands alone (only cli.ts starts it). */

@@ -23,11 +23,19 @@ import { constantTimeEqual, hashSecret } from '../domain/secrets.ts';
 import { isValid, type Device, type Session } from '../domain/session.ts';
 import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
 import { sessionEvent, emit, type Origin } from '../events/bus.ts';
-import type { Deps } from '../runtime.ts';
-import { announceEnded, appSessionLimit, idleSecondsOf, xsrfTokenOf } from '../sessions/app-sessions.ts';
+import type { Clock } from '../domain/clock.ts';
+import { announceEnded, appSessionLimit, idleSecondsOf, xsrfTokenOf, type SessionDeps } from '../sessions/app-sessions.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
 import { atBank, requireBank } from './banks.ts';
-import { askBankForStatus, consentEvent, scheduleStatusCheck } from './consent-lifecycle.ts';
+import { askBankForStatus, consentEvent, scheduleStatusCheck, type ConsentLifecycleDeps } from './consent-lifecycle.ts';
+
+/** What consent redirects use, declared here (src/runtime.ts's `Deps` has all of it). */
+export interface ConsentRedirectDeps extends Omit<SessionDeps, 'config'>, Omit<ConsentLifecycleDeps, 'config' | 'store' | 'keys'> {
+  config: SessionDeps['config'] & ConsentLifecycleDeps['config'];
+  clock: Clock;
+}
+
+type Deps = ConsentRedirectDeps;
 
 /** How long a new AIS consent is asked for (its `validUntil`), days. */
 export const AIS_CONSENT_DAYS = 90;

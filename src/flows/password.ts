@@ -4,13 +4,12 @@
 // re-check of a signed-in user's password.
 
 import { hashPassword, verifyPassword } from '../auth/password.ts';
-import { accountKey, ipKey, throttledAttempt } from '../auth/throttle.ts';
+import { accountKey, ipKey, throttledAttempt, type ThrottlePolicy } from '../auth/throttle.ts';
 import { Forbidden, TooManyRequests, Unauthorized } from '../domain/errors.ts';
 import type { Session } from '../domain/session.ts';
 import type { Tenant } from '../domain/tenant.ts';
 import { normaliseEmail, type User } from '../domain/user.ts';
 import { emit, sessionEvent, type Origin } from '../events/bus.ts';
-import type { Deps } from '../runtime.ts';
 import {
   endUserSessions,
   firstRefreshToken,
@@ -18,9 +17,17 @@ import {
   startAppSession,
   tokenPair,
   type AuthMode,
+  type SessionDeps,
   type TokenPair,
 } from '../sessions/app-sessions.ts';
 import { reauthMarkOf } from '../sessions/monitoring.ts';
+
+/** What the password flows use, declared here (src/runtime.ts's `Deps` has all of it). */
+export interface PasswordDeps extends SessionDeps {
+  throttle: ThrottlePolicy;
+}
+
+type Deps = PasswordDeps;
 
 const INVALID_LOGIN = 'The email or password is wrong.';
 

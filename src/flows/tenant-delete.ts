@@ -7,8 +7,7 @@
 // calling it again — the tenant record, gone last, keeps the tenant findable until then.
 
 import type { Origin } from '../events/bus.ts';
-import type { Deps } from '../runtime.ts';
-import { endTenantSessions } from '../sessions/app-sessions.ts';
+import { endTenantSessions, type SessionDeps } from '../sessions/app-sessions.ts';
 
 export interface TenantRemoval {
   revoked: number;
@@ -21,6 +20,9 @@ export interface TenantRemoval {
 }
 
 const PAGE = 200;
+
+/** What removing a tenant uses, declared here (src/runtime.ts's `Deps` has all of it): the session manager's. */
+type Deps = SessionDeps;
 
 export async function removeTenant(deps: Deps, tenantId: string, now: number, origin?: Origin): Promise<TenantRemoval> {
   const store = deps.store;

@@ -4,7 +4,7 @@
 // key keeps verifying until every token it signed has expired, so rotation logs nobody out.
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import type { SessionStore } from '../store/port.ts';
+import type { MetaStore } from '../store/meta-port.ts';
 import { deriveKey, seal, unseal, WrongServerSecret } from './sealing.ts';
 
 export const KEY_RING_META = 'signing-keys';
@@ -42,13 +42,13 @@ function newStoredKey(sealKey: KeyObject, now: number): StoredKey {
 }
 
 export class KeyRing {
-  private readonly store: SessionStore;
+  private readonly store: MetaStore;
   private readonly sealKey: KeyObject;
   private keys: LoadedKey[] = [];
   private lastLoad = 0;
   private reloading: Promise<void> | null = null;
 
-  constructor(store: SessionStore, serverSecret: string) {
+  constructor(store: MetaStore, serverSecret: string) {
     this.store = store;
     this.sealKey = deriveKey(serverSecret, 'seal-signing-keys');
   }
@@ -112,7 +112,7 @@ export class KeyRing {
    * Adds a new signing key, retires the current one, and drops keys retired long enough ago that
    * nothing they signed can still be valid. Returns the new kid.
    */
-  static async rotate(store: SessionStore, serverSecret: string, now: number): Promise<{ kid: string; retired: string[] }> {
+  static async rotate(store: MetaStore, serverSecret: string, now: number): Promise<{ kid: string; retired: string[] }> {
     const sealKey = deriveKey(serverSecret, 'seal-signing-keys');
     const ring = ((await store.getMeta(KEY_RING_META)) as StoredKey[] | null) ?? [];
     const retired: string[] = [];

@@ -1,6 +1,7 @@
 // The layering rules are lint errors: the project's own ESLint configuration, run on fixture
 // files (test/fixtures/lint/src, laid out like src/), reports a layer violation, a value import
-// of the composition root and an import cycle — and nothing on files that follow the rules.
+// of the composition root, a flow importing it at all and an import cycle — and nothing on files
+// that follow the rules.
 
 import { fileURLToPath } from 'node:url';
 import { ESLint } from 'eslint';
@@ -35,10 +36,22 @@ describe('lint: layering and cycles', () => {
     expect(await messagesOf('domain/uses-http.ts')).toEqual(['tessera/layers: src/domain may not import src/http (docs/architecture.md §1).']);
   });
 
-  it('refuses a value import of the composition root where only `import type` is allowed', async () => {
-    expect(await messagesOf('flows/runtime-value.ts')).toEqual([
-      'tessera/layers: src/flows may not import src/runtime.ts except with `import type` (docs/architecture.md §1).',
+  it('refuses a value import of the composition root where only `import type` is allowed (http)', async () => {
+    expect(await messagesOf('http/runtime-value.ts')).toEqual([
+      'tessera/layers: src/http may not import src/runtime.ts except with `import type` (docs/architecture.md §1).',
     ]);
+  });
+
+  it('refuses any import of the composition root below http, types included: a flow declares what it uses', async () => {
+    expect(await messagesOf('flows/runtime-type.ts')).toEqual(['tessera/layers: src/flows may not import src/runtime.ts (docs/architecture.md §1).']);
+  });
+
+  it('lets only the composition root (runtime.ts, server.ts, cli.ts) and http import runtime.ts', () => {
+    const importers = Object.entries(LAYERS)
+      .filter(([, allowed]) => allowed === '*' || allowed.includes('runtime.ts') || allowed.includes('type:runtime.ts'))
+      .map(([layer]) => layer)
+      .sort();
+    expect(importers).toEqual(['cli.ts', 'http', 'runtime.ts', 'server.ts']);
   });
 
   it('refuses an import cycle, type-only imports included', async () => {

@@ -10,14 +10,26 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { judgeUrl } from '../../auth/federation/url-policy.ts';
-import { UNREACHABLE } from '../../net/outbound-policy.ts';
+import { UNREACHABLE, type OutboundPolicy } from '../../net/outbound-policy.ts';
 import type { Session } from '../../domain/session.ts';
-import { emit, type Origin } from '../../events/bus.ts';
-import type { Deps } from '../../runtime.ts';
+import { emit, type EventBus, type Origin } from '../../events/bus.ts';
+import type { Config } from '../../config/config.ts';
+import type { Store } from '../../store/port.ts';
 import { DEFAULT_OIDC_SIGNING_ALG, signingKeyFor, type OidcSigningKey } from './keys.ts';
 
 export const LOGOUT_TOKEN_LIFETIME_S = 120;
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+/** What back-channel logout uses, declared here (src/runtime.ts's `Deps` has all of it). */
+export interface BackchannelDeps {
+  config: Pick<Config, 'devAllowHttpLoopback'>;
+  /** Also the key under which the provider registers its signer (one per runtime). */
+  store: Pick<Store, 'oidc' | 'getSessionByHandle'>;
+  bus: EventBus;
+  outbound: Pick<OutboundPolicy, 'fetch'>;
+}
+
+type Deps = BackchannelDeps;
+
 const RETRY_DELAYS_MS = [0, 500, 2000];
 const ATTEMPT_TIMEOUT_MS = 5000;
 

@@ -9,7 +9,7 @@
 // Separate from the session-token ring: another audience, other algorithms, rotated on their own.
 
 import { createPrivateKey, generateKeyPairSync, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
-import type { SessionStore } from '../../store/port.ts';
+import type { MetaStore } from '../../store/meta-port.ts';
 import { deriveKey, seal, unseal, WrongServerSecret } from '../../tokens/sealing.ts';
 
 export const OIDC_SIGNING_ALGS = ['RS256', 'ES256'] as const;
@@ -51,7 +51,7 @@ function newKey(sealKey: KeyObject, alg: OidcSigningAlg, now: number): StoredOid
  * when there is none (race-safe). Newest first within an algorithm: oidc-provider signs with the
  * first key of `jwks` that fits the algorithm.
  */
-export async function loadOidcSigningKeys(store: SessionStore, serverSecret: string, now: number): Promise<OidcSigningKey[]> {
+export async function loadOidcSigningKeys(store: MetaStore, serverSecret: string, now: number): Promise<OidcSigningKey[]> {
   const sealKey = deriveKey(serverSecret, 'seal-signing-keys');
   const out: OidcSigningKey[] = [];
   for (const alg of OIDC_SIGNING_ALGS) {

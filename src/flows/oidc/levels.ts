@@ -13,9 +13,16 @@ import { issueSession, isValid, slideIdleExpiry, type RevokeReason, type Session
 import { lifetimeOf } from '../../domain/tenant.ts';
 import { sessionEvent, emit, type Origin } from '../../events/bus.ts';
 import { CookieSigner, cookieName } from '../../tokens/cookies.ts';
-import type { Deps } from '../../runtime.ts';
-import { announceEnded, endSession } from '../../sessions/app-sessions.ts';
+import type { Config } from '../../config/config.ts';
+import { announceEnded, endSession, type SessionDeps } from '../../sessions/app-sessions.ts';
 import { deriveKey } from '../../tokens/sealing.ts';
+
+/** What the session levels use, declared here (src/runtime.ts's `Deps` has all of it). */
+export interface OidcLevelsDeps extends SessionDeps {
+  config: Pick<Config, 'publicUrl' | 'insecureCookies'> & { cookieSecret: string };
+}
+
+type Deps = OidcLevelsDeps;
 
 const signers = new WeakMap<object, CookieSigner>();
 

@@ -22,14 +22,22 @@ import Provider, { errors, interactionPolicy, type Adapter, type AdapterPayload,
 import { unsealClientSecret } from '../../auth/federation/relying-party.ts';
 import { judgeUrl } from '../../auth/federation/url-policy.ts';
 import type { Origin } from '../../events/bus.ts';
-import type { Deps } from '../../runtime.ts';
+import type { Clock } from '../../domain/clock.ts';
 import type { PlatformApp } from '../../store/oidc-port.ts';
 import { keyedDigest, deriveKey } from '../../tokens/sealing.ts';
-import { followSessionEnds, registerLogoutSigner } from './backchannel.ts';
+import { followSessionEnds, registerLogoutSigner, type BackchannelDeps } from './backchannel.ts';
 import { DEFAULT_OIDC_SIGNING_ALG, loadOidcSigningKeys, OIDC_SIGNING_ALGS } from './keys.ts';
 import { openRecord, recordKeys, sealRecord, storedGrantId, storedId, storedUid } from './records.ts';
 import { cookieName } from '../../tokens/cookies.ts';
-import { endSessionsAndNotify, ensureAppSession, touchIdpSession, validIdpSession } from './levels.ts';
+import { endSessionsAndNotify, ensureAppSession, touchIdpSession, validIdpSession, type OidcLevelsDeps } from './levels.ts';
+
+/** What the OpenID provider uses, declared here (src/runtime.ts's `Deps` has all of it). */
+export interface OidcProviderDeps extends OidcLevelsDeps, Omit<BackchannelDeps, 'config' | 'store'> {
+  config: OidcLevelsDeps['config'] & BackchannelDeps['config'];
+  clock: Clock;
+}
+
+type Deps = OidcProviderDeps;
 
 export const OIDC_PREFIX = '/oidc';
 

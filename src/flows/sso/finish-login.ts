@@ -27,10 +27,17 @@ import { hashSecret } from '../../domain/secrets.ts';
 import type { Device } from '../../domain/session.ts';
 import { emailFromVerifiedSource, type User } from '../../domain/user.ts';
 import { emit, type Origin } from '../../events/bus.ts';
-import type { Deps } from '../../runtime.ts';
+import type { OutboundPolicy } from '../../net/outbound-policy.ts';
 import type { FlowRecord } from '../../store/federation-port.ts';
-import { createIdpSession, createSsoSessions } from './sessions.ts';
+import { createIdpSession, createSsoSessions, type SsoSessionDeps } from './sessions.ts';
 import { checkStateParameter, loadOrganization, loginErrorTarget, loginTarget, stateMismatch } from './steps.ts';
+
+/** What finishing an SSO login uses, declared here (src/runtime.ts's `Deps` has all of it). */
+export interface SsoFinishDeps extends SsoSessionDeps {
+  outbound: OutboundPolicy;
+}
+
+type Deps = SsoFinishDeps;
 
 export interface FinishLogin {
   protocol: FederationProtocol;

@@ -16,9 +16,11 @@ import { isValid, type Session } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
 import { emit, type Origin } from '../../events/bus.ts';
-import type { Deps } from '../../runtime.ts';
-import { firstRefreshToken, idleSecondsOf, scopeOf, tokenPair, xsrfTokenOf, type AuthMode, type TokenPair } from '../../sessions/app-sessions.ts';
+import { firstRefreshToken, idleSecondsOf, scopeOf, tokenPair, xsrfTokenOf, type AuthMode, type SessionDeps, type TokenPair } from '../../sessions/app-sessions.ts';
 import { appSecretOf, SSO_TOKEN_PURPOSE } from './sessions.ts';
+
+/** What redeeming an SSO token uses, declared here (src/runtime.ts's `Deps` has all of it). */
+type Deps = SessionDeps;
 
 export type Redeemed =
   | { mode: 'token'; session: Session; pair: TokenPair }

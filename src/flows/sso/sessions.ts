@@ -15,11 +15,15 @@ import { issueSession, type Device, type Session } from '../../domain/session.ts
 import { lifetimeOf, type Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
 import { sessionEvent, emit, type Origin } from '../../events/bus.ts';
-import type { Deps } from '../../runtime.ts';
-import { announceEnded, idleSecondsOf } from '../../sessions/app-sessions.ts';
+import { announceEnded, idleSecondsOf, type SessionDeps } from '../../sessions/app-sessions.ts';
 import { keyedDigest } from '../../tokens/sealing.ts';
 import { externalSessionKeys } from '../oidc/levels.ts';
 import { SSO_TOKEN_LIFETIME_S } from './steps.ts';
+
+/** What the SSO sessions use, declared here (src/runtime.ts's `Deps` has all of it). */
+export type SsoSessionDeps = Pick<SessionDeps, 'store' | 'bus' | 'keys' | 'sessionCache' | 'monitor'>;
+
+type Deps = SsoSessionDeps;
 
 export const SSO_TOKEN_PURPOSE = 'sso_token';
 

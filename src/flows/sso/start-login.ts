@@ -12,9 +12,24 @@ import type { FederationProtocol } from '../../domain/organization.ts';
 import { hashSecret, newSecret } from '../../domain/secrets.ts';
 import type { Device } from '../../domain/session.ts';
 import { emit, type Origin } from '../../events/bus.ts';
-import type { Deps } from '../../runtime.ts';
+import type { Config } from '../../config/config.ts';
+import type { EventBus } from '../../events/bus.ts';
+import type { OutboundPolicy } from '../../net/outbound-policy.ts';
+import type { Store } from '../../store/port.ts';
+import type { DerivedKeys } from '../../tokens/derived-keys.ts';
 import type { FlowRecord } from '../../store/federation-port.ts';
 import { checkCliLogin, checkFlowRate, checkOwnRedirectUri, checkProtocol, loadOrganization, MAX_FLOW_LIFETIME_S, newFlow, redirectUriOf } from './steps.ts';
+
+/** What starting an SSO login uses, declared here (src/runtime.ts's `Deps` has all of it). */
+export interface SsoStartDeps {
+  config: Pick<Config, 'publicUrl' | 'devAllowHttpLoopback'>;
+  store: Pick<Store, 'federation' | 'getTenant' | 'hitCounter'>;
+  keys: Pick<DerivedKeys, 'clientSecrets'>;
+  outbound: OutboundPolicy;
+  bus: EventBus;
+}
+
+type Deps = SsoStartDeps;
 
 export interface StartLogin {
   protocol: FederationProtocol;

@@ -190,7 +190,7 @@ export function stateMismatch(detail: string): Forbidden {
 }
 
 /** check_rate: at most FLOW_STARTS_PER_IP_PER_MINUTE new flows per client address (shared counter). */
-export async function checkFlowRate(store: Coordination, ip: string | undefined, now: number): Promise<void> {
+export async function checkFlowRate(store: Pick<Coordination, 'hitCounter'>, ip: string | undefined, now: number): Promise<void> {
   const key = `sso:start:${createHash('sha256').update(ip ?? '').digest('base64url').slice(0, 32)}`;
   const c = await store.hitCounter(key, 60_000, now);
   if (c.count > FLOW_STARTS_PER_IP_PER_MINUTE) {
