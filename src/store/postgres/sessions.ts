@@ -1,10 +1,10 @@
 // Sessions and refresh tokens on PostgreSQL (sessions-port.ts): one aggregate, because rotation
 // revokes a subtree. Which lock closes which race is said at each operation and in
-// docs/architecture.md (section 3, PostgreSQL).
+// docs/architecture.md (section 3, PostgreSQL). This file holds the session operations; the
+// in-transaction steps they share are in session-tree.ts, the refresh tokens in
+// refresh-tokens.ts, the sweep in sweep.ts.
 
-import { Conflict, NotFound } from '../../domain/errors.ts';
-import { isValid, sessionsToEvict } from '../../domain/session.ts';
-import type { RevokeReason, Session, SessionStatus } from '../../domain/session.ts';
+import { isValid, type RevokeReason, type Session, type SessionStatus } from '../../domain/session.ts';
 import { checkLimit, decodeCursor, pageOf, type Page } from '../page.ts';
 import {
   SESSION_LIST_MAX,
@@ -16,29 +16,14 @@ import {
   type RotateResult,
   type SessionsStore,
 } from '../sessions-port.ts';
-import type { PgDriver, Sql } from './driver.ts';
+import type { PgDriver } from './driver.ts';
 import { lockOwner, lockTenantExclusive, lockTenantShared } from './locks.ts';
-import {
-  FOREIGN_KEY_VIOLATION,
-  INSERT_SESSION,
-  refreshTokenFromRow,
-  sessionFromRow,
-  sessionValues,
-  sqlState,
-  UNIQUE_VIOLATION,
-} from './rows.ts';
-import type { RefreshTokenRow, SessionRow } from './rows.ts';
+import { addRefreshToken, getRefreshToken, rotateRefreshToken } from './refresh-tokens.ts';
+import { applyLimit, assertValidParent, byCreatedThenHandle, ENDABLE, insertSession, revokeSubtree, sessionByHandle, VALID } from './session-tree.ts';
+import { sweepExpired } from './sweep.ts';
+import { sessionFromRow, type SessionRow } from './rows.ts';
 
-/** Ended sessions are kept this long after their absolute expiry, then purged (as Redis's key TTL). */
-export const SESSION_RETENTION_MS = 24 * 3600 * 1000;
-
-const VALID = "status = 'active' AND expires_at > $2";
-/**
- * What a revocation ends: valid, or idle-expired within the absolute lifetime (still renewable
- * after a consent return, docs/api.md §Consent redirects, "The session after a return") — a
- * revocation makes either final, so no renewal brings it back.
- */
-const ENDABLE = "status <> 'revoked' AND absolute_expires_at > $2";
+export { SESSION_RETENTION_MS } from './sweep.ts';
 
 /** Effective status at `now` (parameter `$n`): an `active` row past its expiry reads as `expired`. */
 function statusCondition(status: SessionStatus, n: number): string {
@@ -283,237 +268,23 @@ export class PostgresSessions implements SessionsStore {
     });
   }
 
-  // ---- refresh tokens -------------------------------------------------------------------------
+  // ---- refresh tokens (refresh-tokens.ts) ----------------------------------------------------
 
-  async addRefreshToken(token: RefreshToken): Promise<void> {
-    try {
-      await this.driver.execute(
-        `INSERT INTO refresh_tokens (token_hash, session_handle, tenant_id, user_id, created_at, rotated_at, successor_hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [token.tokenHash, token.sessionHandle, token.tenantId, token.userId, token.createdAt, token.rotatedAt, token.successorHash],
-      );
-    } catch (err) {
-      // The foreign key: no such session.
-      if (sqlState(err) === FOREIGN_KEY_VIOLATION) {
-        throw new NotFound('session_not_found', `No session ${token.sessionHandle} for this refresh token.`);
-      }
-      if (sqlState(err) === UNIQUE_VIOLATION) throw new Conflict('refresh_token_exists', 'This refresh token is already stored.');
-      throw err;
-    }
+  addRefreshToken(token: RefreshToken): Promise<void> {
+    return addRefreshToken(this.driver, token);
   }
 
-  rotateRefreshToken(
-    presentedHash: string,
-    successorHash: string,
-    now: number,
-    graceMs: number,
-    idleExpiresAt: number | null,
-  ): Promise<RotateResult> {
-    // Race: several tabs refresh with the same token at once. The token is read FOR UPDATE under
-    // the owner's lock: exactly one finds it current and rotates it; the others find it rotated
-    // a moment ago (within the grace window) and get the same successor. Reuse after the grace
-    // window revokes the subtree under the same lock.
-    return this.driver.transaction(async (tx): Promise<RotateResult> => {
-      const [first] = await tx.query<RefreshTokenRow>('SELECT * FROM refresh_tokens WHERE token_hash = $1', [presentedHash]);
-      if (!first) return { outcome: 'unknown' };
-      const [owner] = await tx.query<{ tenant_id: string; user_id: string | null }>(
-        'SELECT tenant_id, user_id FROM sessions WHERE handle = $1',
-        [first.session_handle],
-      );
-      if (!owner) return { outcome: 'unknown' };
-      await lockTenantShared(tx, owner.tenant_id);
-      await lockOwner(tx, owner.tenant_id, owner.user_id, first.session_handle);
-      const [tokenRow] = await tx.query<RefreshTokenRow>('SELECT * FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE', [
-        presentedHash,
-      ]);
-      if (!tokenRow) return { outcome: 'unknown' };
-      const token = refreshTokenFromRow(tokenRow);
-      const session = await sessionByHandle(tx, token.sessionHandle, true);
-      if (session === null) return { outcome: 'unknown' };
-      if (!isValid(session, now)) return { outcome: 'inactive', session };
-
-      if (token.rotatedAt === null) {
-        await tx.execute('UPDATE refresh_tokens SET rotated_at = $2, successor_hash = $3 WHERE token_hash = $1 AND rotated_at IS NULL', [
-          presentedHash,
-          now,
-          successorHash,
-        ]);
-        const successor: RefreshToken = {
-          tokenHash: successorHash,
-          sessionHandle: token.sessionHandle,
-          tenantId: token.tenantId,
-          userId: token.userId,
-          createdAt: now,
-          rotatedAt: null,
-          successorHash: null,
-        };
-        try {
-          await tx.execute(
-            `INSERT INTO refresh_tokens (token_hash, session_handle, tenant_id, user_id, created_at, rotated_at, successor_hash)
-             VALUES ($1, $2, $3, $4, $5, NULL, NULL)`,
-            [successor.tokenHash, successor.sessionHandle, successor.tenantId, successor.userId, successor.createdAt],
-          );
-        } catch (err) {
-          if (sqlState(err) === UNIQUE_VIOLATION) throw new Conflict('refresh_token_exists', 'This refresh token is already stored.');
-          throw err;
-        }
-        const [touched] = await tx.query<SessionRow>(
-          `UPDATE sessions SET
-             last_seen_at = $2,
-             idle_expires_at = CASE WHEN $3::bigint IS NULL THEN NULL ELSE least($3::bigint, absolute_expires_at) END,
-             expires_at = least($3::bigint, absolute_expires_at)
-           WHERE handle = $1 AND ${VALID}
-           RETURNING *`,
-          [session.handle, now, idleExpiresAt],
-        );
-        return { outcome: 'rotated', session: touched ? sessionFromRow(touched) : session, successor };
-      }
-      if (now - token.rotatedAt <= graceMs) return { outcome: 'grace', session, token };
-
-      // A rotated token after the grace window: someone kept a copy (RFC 9700 4.14.2).
-      const revoked = await revokeSubtree(tx, session.handle, 'refresh_reuse', now);
-      return { outcome: 'reused', session: revoked[0] ?? session, revoked };
-    });
+  rotateRefreshToken(presentedHash: string, successorHash: string, now: number, graceMs: number, idleExpiresAt: number | null): Promise<RotateResult> {
+    return rotateRefreshToken(this.driver, presentedHash, successorHash, now, graceMs, idleExpiresAt);
   }
 
-  async getRefreshToken(tokenHash: string): Promise<RefreshToken | null> {
-    const [row] = await this.driver.query<RefreshTokenRow>('SELECT * FROM refresh_tokens WHERE token_hash = $1', [tokenHash]);
-    return row ? refreshTokenFromRow(row) : null;
+  getRefreshToken(tokenHash: string): Promise<RefreshToken | null> {
+    return getRefreshToken(this.driver, tokenHash);
   }
 
-  // ---- housekeeping ---------------------------------------------------------------------------
+  // ---- housekeeping (sweep.ts) ----------------------------------------------------------------
 
-  async sweepExpired(now: number, max: number): Promise<Session[]> {
-    // Race: several sweepers (processes) pick the same expired session and each emits
-    // session.expired. One UPDATE over a sub-select FOR UPDATE SKIP LOCKED, re-checking
-    // `status = 'active'`: a row is changed by exactly one sweeper, the others skip it.
-    await this.driver.execute('DELETE FROM counters WHERE reset_at <= $1', [now]);
-    const cutoff = now - SESSION_RETENTION_MS;
-    // Retention, as in Redis (absolute expiry + 24 h): ended sessions without remaining children,
-    // a batch at a time; parents go in a later sweep, after their children.
-    await this.driver.execute(
-      `WITH picked AS MATERIALIZED (
-         SELECT s.handle FROM sessions s
-         WHERE s.status <> 'active' AND s.absolute_expires_at < $1
-           AND NOT EXISTS (SELECT 1 FROM sessions c WHERE c.parent_handle = s.handle)
-         LIMIT 500
-       )
-       DELETE FROM refresh_tokens t USING picked WHERE t.session_handle = picked.handle`,
-      [cutoff],
-    );
-    await this.driver.execute(
-      `WITH picked AS MATERIALIZED (
-         SELECT s.handle FROM sessions s
-         WHERE s.status <> 'active' AND s.absolute_expires_at < $1
-           AND NOT EXISTS (SELECT 1 FROM sessions c WHERE c.parent_handle = s.handle)
-           AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_handle = s.handle)
-         LIMIT 500
-         FOR UPDATE SKIP LOCKED
-       )
-       DELETE FROM sessions s USING picked WHERE s.handle = picked.handle`,
-      [cutoff],
-    );
-    if (max < 1) return [];
-    // The pick is a MATERIALIZED CTE: evaluated once, so LIMIT holds (a sub-select under IN may
-    // be run again by the planner and pick further rows).
-    const rows = await this.driver.query<SessionRow>(
-      `WITH picked AS MATERIALIZED (
-         SELECT handle FROM sessions WHERE status = 'active' AND expires_at <= $1
-         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
-       )
-       UPDATE sessions s SET status = 'expired', ended_at = s.expires_at
-       FROM picked WHERE s.handle = picked.handle AND s.status = 'active' AND s.expires_at <= $1
-       RETURNING s.*`,
-      [now, Math.floor(max)],
-    );
-    return rows.map(sessionFromRow).sort((a, b) => (a.endedAt ?? 0) - (b.endedAt ?? 0) || byCreatedThenHandle(a, b));
+  sweepExpired(now: number, max: number): Promise<Session[]> {
+    return sweepExpired(this.driver, now, max);
   }
-}
-
-// ---- inside a transaction -----------------------------------------------------------------------
-
-// ---- inside a transaction -----------------------------------------------------------------------
-
-async function sessionByHandle(tx: Sql, handle: string, forUpdate = false): Promise<Session | null> {
-  const [row] = await tx.query<SessionRow>(`SELECT * FROM sessions WHERE handle = $1${forUpdate ? ' FOR UPDATE' : ''}`, [handle]);
-  return row ? sessionFromRow(row) : null;
-}
-
-/**
- * The per-user limit for a new session, inside the caller's transaction and under its owner's
- * lock: refuse, or evict the oldest valid sessions of the kind (with their subtrees).
- */
-async function applyLimit(
-  tx: Sql,
-  session: Session,
-  now: number,
-  limit: CreateLimit | undefined,
-): Promise<{ ok: true; evicted: Session[] } | { ok: false; active: number }> {
-  const evicted: Session[] = [];
-  if (limit === undefined || session.userId === null) return { ok: true, evicted };
-  const active = (
-    await tx.query<SessionRow>(
-      `SELECT * FROM sessions WHERE tenant_id = $1 AND user_id = $3 AND kind = $4 AND ${VALID} ORDER BY created_at, handle`,
-      [session.tenantId, now, session.userId, limit.kind],
-    )
-  ).map(sessionFromRow);
-  if (limit.policy === 'reject_new') {
-    if (active.length + 1 > limit.max) return { ok: false, active: active.length };
-  } else {
-    for (const victim of sessionsToEvict(active, limit.max)) {
-      evicted.push(...(await revokeSubtree(tx, victim.handle, 'limit_evicted', now)));
-    }
-  }
-  return { ok: true, evicted };
-}
-
-/** A parent must be a valid session of the same tenant at `now`; read FOR SHARE (see createSession). */
-async function assertValidParent(tx: Sql, child: Session, now: number): Promise<void> {
-  const [row] = await tx.query<SessionRow>('SELECT * FROM sessions WHERE handle = $1 FOR SHARE', [child.parentHandle]);
-  const parent = row ? sessionFromRow(row) : null;
-  if (parent === null || parent.tenantId !== child.tenantId || !isValid(parent, now)) {
-    throw new Conflict('invalid_parent', `The parent session ${child.parentHandle} is not a valid session of this tenant.`);
-  }
-}
-
-async function insertSession(tx: Sql, session: Session): Promise<Session> {
-  try {
-    const [row] = await tx.query<SessionRow>(INSERT_SESSION, sessionValues(session));
-    return sessionFromRow(row!);
-  } catch (err) {
-    if (sqlState(err) === UNIQUE_VIOLATION) throw new Conflict('session_exists', 'A session with this handle or secret exists.');
-    if (sqlState(err) === FOREIGN_KEY_VIOLATION) {
-      throw new Conflict('invalid_parent', `The parent session ${session.parentHandle} is not a valid session of this tenant.`);
-    }
-    throw err;
-  }
-}
-
-/**
- * Revokes the endable sessions (ENDABLE) of `rootHandle`'s subtree in one statement: the root
- * with `reason`, descendants with `parent_revoked`. Walks through ended sessions too (a valid
- * redirect below an expired app session still ends with its idp). Returns the changed sessions,
- * root first, by depth.
- */
-async function revokeSubtree(tx: Sql, rootHandle: string, reason: RevokeReason, now: number): Promise<Session[]> {
-  const rows = await tx.query<SessionRow & { depth: number }>(
-    `WITH RECURSIVE subtree (handle, depth) AS (
-       SELECT handle, 0 FROM sessions WHERE handle = $1
-       UNION ALL
-       SELECT s.handle, subtree.depth + 1 FROM sessions s JOIN subtree ON s.parent_handle = subtree.handle
-     )
-     UPDATE sessions s SET status = 'revoked', ended_at = $2,
-       revoke_reason = CASE WHEN s.handle = $1 THEN $3 ELSE 'parent_revoked' END
-     FROM subtree
-     WHERE s.handle = subtree.handle AND s.status <> 'revoked' AND s.absolute_expires_at > $2
-     RETURNING s.*, subtree.depth AS depth`,
-    [rootHandle, now, reason],
-  );
-  return rows
-    .sort((a, b) => a.depth - b.depth || a.created_at - b.created_at || (a.handle < b.handle ? -1 : a.handle > b.handle ? 1 : 0))
-    .map(sessionFromRow);
-}
-
-function byCreatedThenHandle(a: Session, b: Session): number {
-  return a.createdAt - b.createdAt || (a.handle < b.handle ? -1 : a.handle > b.handle ? 1 : 0);
 }

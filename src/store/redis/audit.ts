@@ -10,6 +10,7 @@
 //   P{a:<tenant>}:active     HASH    kind -> active sessions, moved by the appended events
 //   P{T}:ah                  HASH    a user's anomaly history, in the user's slot (T = userTag):
 //                                    n, h:<hour>, d:<device>, l:<location> (ms last seen), last
+//                                    (audit-history.ts)
 //   P audit:tenants          SET     tenants that have an audit log (written before the first append)
 //   channel P audit                  every appended record's JSON (the live feed)
 //
@@ -19,14 +20,12 @@
 // anomaly to its stream and publishes the record — all in one atomic step. The hash is SHA-256,
 // computed by the caller (Lua has only SHA-1); when another process appended first the script
 // answers with the new head and the caller numbers the record again. Retention (`prune`) is one
-// script per tenant too: it trims the oldest entries and moves the anchor together.
+// script per tenant too: it trims the oldest entries and moves the anchor together. Listings
+// read the streams through audit-scan.ts.
 
 import { chainRecord, type AuditEventInput, type AuditRecord, type ChainPoint } from '../../domain/audit-chain.ts';
 import { StoreUnavailable } from '../../domain/errors.ts';
-import { userTag } from '../../domain/secrets.ts';
 import {
-  emptyHistory,
-  MAX_KNOWN,
   recordMatches,
   AUDIT_LIST_MAX,
   type ActiveCount,
@@ -35,20 +34,17 @@ import {
   type AuditQuery,
   type AuditStore,
   type ChainState,
-  type LocatedPoint,
   type LoginObservation,
   type UserHistory,
 } from '../audit-port.ts';
 import type { FeedChange } from '../coordination-port.ts';
-import { checkLimit, invalidCursor, isFirstPage, type Page } from '../page.ts';
+import { checkLimit, type Page } from '../page.ts';
 import { toStoreError, type RedisConnection } from './connection.ts';
 import type { RedisKeys } from './keys.ts';
+import { historyKey, readUserHistory, recordUserLogin } from './audit-history.ts';
+import { scanStream } from './audit-scan.ts';
 import { evalScript, luaScript, type LuaScript } from './lua.ts';
 
-/** How long a user's anomaly history lives after their last login. */
-export const HISTORY_TTL_MS = 180 * 24 * 3600 * 1000;
-/** Stream entries a listing reads at most per call before it answers with a cursor. */
-const SCAN_BUDGET = 5000;
 /** Allowance for records whose entry id was raised above their time (a clock behind). */
 const SKEW_MS = 60_000;
 const MAX_APPEND_ATTEMPTS = 50;
@@ -106,39 +102,6 @@ redis.call('XTRIM', base .. 'anomalies', 'MINID', minId)
 return n
 `);
 
-// KEYS[1] = the user's history hash. ARGV: hour, device key, location key, time (ms),
-// last located JSON ('' = none), max known, ttl ms. Same merge as mergeLogin in audit-port.ts.
-const RECORD_LOGIN = script(`
-local k = KEYS[1]
-local time = ARGV[4]
-local max = tonumber(ARGV[6])
-redis.call('HINCRBY', k, 'n', 1)
-redis.call('HINCRBY', k, 'h:' .. ARGV[1], 1)
-local function remember(prefix, key)
-  if key == '' then return end
-  local f = prefix .. key
-  local cur = redis.call('HGET', k, f)
-  if (not cur) or tonumber(cur) < tonumber(time) then redis.call('HSET', k, f, time) end
-  if cur then return end
-  local all = redis.call('HGETALL', k)
-  local items = {}
-  for i = 1, #all, 2 do
-    if string.sub(all[i], 1, #prefix) == prefix then items[#items + 1] = { all[i], tonumber(all[i + 1]) } end
-  end
-  if #items <= max then return end
-  table.sort(items, function(a, b)
-    if a[2] ~= b[2] then return a[2] < b[2] end
-    return a[1] < b[1]
-  end)
-  for i = 1, #items - max do redis.call('HDEL', k, items[i][1]) end
-end
-remember('d:', ARGV[2])
-remember('l:', ARGV[3])
-if ARGV[5] ~= '' then redis.call('HSET', k, 'last', ARGV[5]) end
-redis.call('PEXPIRE', k, ARGV[7])
-return 1
-`);
-
 interface Head {
   point: ChainPoint | null;
   ms: number;
@@ -167,7 +130,7 @@ export class RedisAuditStore implements AuditStore {
     return `${this.#prefix}audit`;
   }
   #historyKey(tenantId: string, userId: string): string {
-    return `${this.#prefix}{${userTag(tenantId, userId)}}:ah`;
+    return historyKey(this.#prefix, tenantId, userId);
   }
 
   append(input: AuditEventInput, opts: AppendOptions = {}): Promise<AuditRecord> {
@@ -223,7 +186,7 @@ export class RedisAuditStore implements AuditStore {
       const log = `${this.#base(q.tenantId)}log`;
       const lo = q.from !== undefined ? `${Math.max(0, Math.floor(q.from))}-0` : '-';
       const hi = q.to !== undefined ? `${Math.max(0, Math.floor(q.to)) + SKEW_MS}-18446744073709551615` : '+';
-      return this.#scan(log, q.order, lo, hi, q.cursor, q.limit, (r) => recordMatches(r, q));
+      return scanStream(this.#conn, log, q.order, lo, hi, q.cursor, q.limit, (r) => recordMatches(r, q));
     });
   }
 
@@ -231,7 +194,7 @@ export class RedisAuditStore implements AuditStore {
     return this.#guard(async () => {
       checkLimit(q.limit, AUDIT_LIST_MAX);
       const stream = `${this.#base(q.tenantId)}anomalies`;
-      return this.#scan(stream, 'desc', '-', '+', q.cursor, q.limit, (r) =>
+      return scanStream(this.#conn, stream, 'desc', '-', '+', q.cursor, q.limit, (r) =>
         (q.userId === undefined || r.userId === q.userId) && (q.reason === undefined || r.details.reason === q.reason),
       );
     });
@@ -283,36 +246,11 @@ export class RedisAuditStore implements AuditStore {
   }
 
   userHistory(tenantId: string, userId: string): Promise<UserHistory> {
-    return this.#guard(async () => {
-      const key = this.#historyKey(tenantId, userId);
-      const flat = (await this.#send(key, ['HGETALL', key], true)) as string[];
-      const h = emptyHistory();
-      for (let i = 0; i + 1 < flat.length; i += 2) {
-        const field = flat[i] as string;
-        const value = flat[i + 1] as string;
-        if (field === 'n') h.logins = Number(value);
-        else if (field === 'last') h.lastLocated = JSON.parse(value) as LocatedPoint;
-        else if (field.startsWith('h:')) h.hours[Number(field.slice(2))] = Number(value);
-        else if (field.startsWith('d:')) h.devices[field.slice(2)] = Number(value);
-        else if (field.startsWith('l:')) h.locations[field.slice(2)] = Number(value);
-      }
-      return h;
-    });
+    return this.#guard(() => readUserHistory(this.#conn, this.#historyKey(tenantId, userId)));
   }
 
   recordLogin(tenantId: string, userId: string, o: LoginObservation): Promise<void> {
-    return this.#guard(async () => {
-      const key = this.#historyKey(tenantId, userId);
-      await this.#eval(RECORD_LOGIN, key, [
-        String(o.hour),
-        o.deviceKey ?? '',
-        o.locationKey ?? '',
-        String(Math.floor(o.time)),
-        o.located ? JSON.stringify(o.located) : '',
-        String(MAX_KNOWN),
-        String(HISTORY_TTL_MS),
-      ]);
-    });
+    return this.#guard(() => recordUserLogin(this.#conn, this.#historyKey(tenantId, userId), o));
   }
 
   subscribe(listener: (r: AuditRecord) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }> {
@@ -342,68 +280,6 @@ export class RedisAuditStore implements AuditStore {
     return { point: { seq: Number(seq), hash }, ms: Number(ms ?? 0) };
   }
 
-  /**
-   * Reads a stream in id order from the cursor, keeps what `keep` accepts, and stops at `limit`
-   * items or after SCAN_BUDGET entries (answering with a cursor either way).
-   */
-  async #scan(
-    key: string,
-    order: 'asc' | 'desc',
-    lo: string,
-    hi: string,
-    cursor: string | null | undefined,
-    limit: number,
-    keep: (r: AuditRecord) => boolean,
-  ): Promise<Page<AuditRecord>> {
-    let position: string | null = null;
-    if (!isFirstPage(cursor)) {
-      if (!/^\d{1,20}-\d{1,20}$/.test(cursor)) throw invalidCursor();
-      position = cursor;
-    }
-    const items: AuditRecord[] = [];
-    let scanned = 0;
-    let lastId: string | null = null;
-    for (;;) {
-      const batch = Math.min(Math.max(limit * 2, 100), 1000);
-      let start = order === 'asc' ? lo : hi;
-      const end = order === 'asc' ? hi : lo;
-      if (position !== null) start = `(${position}`;
-      const args = order === 'asc' ? ['XRANGE', key, start, end, 'COUNT', String(batch)] : ['XREVRANGE', key, start, end, 'COUNT', String(batch)];
-      let entries: Array<[string, string[]]>;
-      try {
-        entries = (await this.#send(key, args, true)) as Array<[string, string[]]>;
-      } catch (err) {
-        // A cursor Redis cannot use as a stream id (out of range, or nothing before `0-0`).
-        if (position !== null && err instanceof Error && /stream id|start id|end id/i.test(err.message)) {
-          throw invalidCursor();
-        }
-        throw err;
-      }
-      for (const [id, fields] of entries) {
-        scanned += 1;
-        position = id;
-        const json = fieldOf(fields, 'r');
-        if (json === null) continue;
-        const r = JSON.parse(json) as AuditRecord;
-        if (!keep(r)) continue;
-        items.push(r);
-        lastId = id;
-        if (items.length === limit) break;
-      }
-      if (items.length === limit) {
-        // Is there anything after the last item? Answer a cursor only if so.
-        const more = (await this.#send(
-          key,
-          order === 'asc' ? ['XRANGE', key, `(${lastId}`, hi, 'COUNT', '1'] : ['XREVRANGE', key, `(${lastId}`, lo, 'COUNT', '1'],
-          true,
-        )) as unknown[];
-        return { items, nextCursor: more.length > 0 ? lastId : null };
-      }
-      if (entries.length < batch) return { items, nextCursor: null };
-      if (scanned >= SCAN_BUDGET) return { items, nextCursor: position };
-    }
-  }
-
   #send(key: string, args: string[], readonly = false): Promise<unknown> {
     return this.#conn.send(key, args, readonly);
   }
@@ -420,9 +296,3 @@ export class RedisAuditStore implements AuditStore {
     }
   }
 }
-
-function fieldOf(fields: string[], name: string): string | null {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1] as string;
-  return null;
-}
-
