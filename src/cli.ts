@@ -9,7 +9,7 @@ import { hashPassword, MIN_PASSWORD_LENGTH } from './auth/password.ts';
 import { ConfigError, loadConfig } from './config/config.ts';
 import { TesseraError } from './domain/errors.ts';
 import { buildTenant, PLATFORM_TENANT, PROFILES, type Profile } from './domain/tenant.ts';
-import { ensurePlatformTenant, serverSecretOf, withStore } from './runtime.ts';
+import { ensurePlatformTenant, openCommandStore, serverSecretOf, withStore } from './runtime.ts';
 import { normaliseEmail } from './domain/user.ts';
 import { SESSION_STATUSES, type SessionStatus } from './domain/session.ts';
 import { sessionJson } from './http/session-json.ts';
@@ -319,8 +319,8 @@ async function users(args: string[]): Promise<number> {
 
 async function transfer(command: 'export' | 'import', args: string[]): Promise<number> {
   const config = loadConfig();
-  const serverSecret = config.cookieSecret ?? loadOrCreateSecret(config.dataDir, 'cookie-secret').value;
-  return transferCommand(command, args, { serverSecret, open: () => openStore(config) }, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') });
+  const serverSecret = serverSecretOf(config);
+  return transferCommand(command, args, { serverSecret, open: () => openCommandStore(config) }, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') });
 }
 
 async function keys(args: string[]): Promise<number> {

@@ -133,11 +133,17 @@ export function adminTokenHashOf(config: Pick<Config, 'adminToken' | 'dataDir' |
 
 /**
  * The smaller factory, for the CLI's one-shot commands (tenants put, users add, keys rotate,
- * sessions list, audit, the start-up check for an administrator): the configured store alone —
- * no caches, feeds or background work — closed when `fn` settles.
+ * sessions list, audit, export, import, the start-up check for an administrator): the configured
+ * store alone — no caches, feeds or background work. The caller closes it; `withStore` below
+ * closes it when its function settles.
  */
+export function openCommandStore(config: Config): Promise<Store> {
+  return openStore(config);
+}
+
+/** `fn` with the store of `openCommandStore`, closed when `fn` settles. */
 export async function withStore<T>(config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(config);
+  const store = await openCommandStore(config);
   try {
     return await fn(store);
   } finally {
