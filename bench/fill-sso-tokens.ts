@@ -25,7 +25,9 @@ import { openStore } from '../src/store/open.ts';
 const o = JSON.parse(process.argv[2] ?? '{}') as { store: string; prefix: string; cookieKey: string; tenantId: string; email: string; count: number; budgetS?: number; out: string };
 const config = loadConfig({ TESSERA_STORE: o.store, TESSERA_REDIS_PREFIX: o.prefix, COOKIE_SECRET_SIGN_KEY: o.cookieKey, TESSERA_LOG_LEVEL: 'warn' });
 const store = await openStore(config);
-const deps = await createRuntime({ ...config, cookieSecret: o.cookieKey }, store, systemClock, { adminTokenHash: null });
+// Not started: this process only writes sessions (no feeds, sweeper or bank worker needed).
+const runtime = await createRuntime({ ...config, cookieSecret: o.cookieKey }, store, systemClock, { adminTokenHash: null });
+const deps = runtime.deps;
 const started = performance.now();
 const tenant = await store.getTenant(o.tenantId);
 const user = await store.findUserByEmail(o.tenantId, normaliseEmail(o.email));
@@ -71,7 +73,5 @@ for (let i = 0; i < o.count && performance.now() - started < budgetMs; i += BATC
 }
 writeFileSync(o.out, tokens.join('\n') + '\n');
 const seconds = (performance.now() - started) / 1000;
-await deps.monitor.stop();
-await deps.sessionCache.stop();
-await store.close();
+await runtime.stop(); // the audit queue written out, then the store closed
 process.stdout.write(JSON.stringify({ stored: tokens.length, seconds }) + '\n');

@@ -47,9 +47,16 @@ async function tessera(root: string, label: string): Promise<Variant[]> {
     COOKIE_SECRET_SIGN_KEY: cookieSecret,
     TESSERA_ADMIN_TOKEN: ADMIN,
     TESSERA_LOG_LEVEL: 'info',
+    // No sweep or bank round during the measurement.
+    TESSERA_SWEEP_INTERVAL_MS: '3600000',
   }, dir);
   const store = await openStore(config);
-  const deps = await createRuntime({ ...config, cookieSecret }, store, { now: () => Date.now() }, { adminTokenHash: hashSecret(ADMIN) });
+  const made = await createRuntime({ ...config, cookieSecret }, store, { now: () => Date.now() }, { adminTokenHash: hashSecret(ADMIN) });
+  // createRuntime returns { deps, start, stop }, started here so that the session cache serves from
+  // memory as in a server; an older checkout's returned the deps themselves, already subscribed.
+  const runtime = made as Partial<RuntimeModule.Runtime>;
+  if (runtime.start) await runtime.start();
+  const deps = runtime.deps ?? (made as unknown as RuntimeModule.Deps);
   // The production logger, its lines going to /dev/null instead of stdout.
   const log = createLogger(config, '/dev/null');
   const app = (await buildApp(deps, { logger: log })) as unknown as Injectable;
