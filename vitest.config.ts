@@ -6,6 +6,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // vitest's default is one worker fewer than the cores: one at a time on a 2-core machine, where
+    // most of a file's time is spent waiting on servers, browsers and stores. Two files at a time.
+    maxWorkers: 2,
     reporters: ['default'],
   },
 });
