@@ -865,9 +865,13 @@ describe.each(storeChoices())('item 11 (/oidc records): no live credential in th
     // Interaction ids are no credentials (oidc-provider wants its signed interaction cookie too,
     // and they are in URLs anyway), but oidc-provider's records must not be keyed by them
     // either. Tessera's own SSO flow and idp session name the interaction they belong to
-    // (`oidcInteraction`): those mentions are taken out before looking.
+    // (`oidcInteraction`, docs/security.md item 11): those mentions are taken out before looking,
+    // and only those — the id right after the field name, separated either by JSON punctuation
+    // (SQLite, PostgreSQL) or, in the Redis session value (MessagePack), by a str8 header (a
+    // type byte, which is not ASCII, and a length byte, which can be any character: `-` for the
+    // 45 bytes of the JSON-quoted id) and the opening quote.
     const withoutReferences = (dump: string) =>
-      interactions.reduce((d, uid) => d.replace(new RegExp(`oidcInteraction[^A-Za-z0-9_-]{0,12}${uid}`, 'g'), 'oidcInteraction'), dump);
+      interactions.reduce((d, uid) => d.replace(new RegExp(`oidcInteraction(?:[^A-Za-z0-9_-]{0,12}|[^\\x00-\\x7f][\\s\\S]\\\\?")${uid}`, 'g'), 'oidcInteraction'), dump);
     // The code is read from the store before it is redeemed, and the token after.
     const beforeRedemption = withoutReferences(await dumpStore(world.storeConfig, world.redisPrefix));
     const tokens = await oidc.authorizationCodeGrant(config, new URL(at.url), { pkceCodeVerifier: verifier, expectedState: state, idTokenExpected: true });
