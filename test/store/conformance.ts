@@ -926,6 +926,25 @@ export function describeStoreConformance(
         expect((await store.rotateRefreshToken(t0.tokenHash, h1, at1 + GRACE + 1, GRACE, null)).outcome).toBe('reused');
       });
 
+      it('treats a rotated token as reuse within the grace window once its successor has rotated in its turn', async () => {
+        // E.g. a token rotated at one site, its successor rotated at a second site after a
+        // switch-over, then the old token shown there a few seconds later (second-site.test.ts).
+        const ids = fresh();
+        const s = await make(ids, 'app');
+        const t0 = firstToken(s);
+        await store.addRefreshToken(t0);
+        const h1 = hashSecret(newSecret());
+        const h2 = hashSecret(newSecret());
+        const at1 = T0 + MINUTE;
+        outcome(await store.rotateRefreshToken(t0.tokenHash, h1, at1, GRACE, at1 + 15 * MINUTE), 'rotated');
+        outcome(await store.rotateRefreshToken(h1, h2, at1 + SECOND, GRACE, at1 + 15 * MINUTE), 'rotated');
+        // The successor itself within its own grace window still converges (tabs racing on h1).
+        expect((await store.rotateRefreshToken(h1, h2, at1 + 2 * SECOND, GRACE, null)).outcome).toBe('grace');
+        const reused = outcome(await store.rotateRefreshToken(t0.tokenHash, h1, at1 + 3 * SECOND, GRACE, null), 'reused');
+        expect(reused.session).toMatchObject({ handle: s.handle, status: 'revoked', revokeReason: 'refresh_reuse' });
+        expect((await store.rotateRefreshToken(h2, hashSecret(newSecret()), at1 + 4 * SECOND, GRACE, null)).outcome).toBe('inactive');
+      });
+
       it('of 20 concurrent rotations of one token exactly one rotates, the rest get grace', async () => {
         const ids = fresh();
         const s = await make(ids, 'app');

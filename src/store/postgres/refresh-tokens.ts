@@ -94,7 +94,15 @@ export function rotateRefreshToken(
       );
       return { outcome: 'rotated', session: touched ? sessionFromRow(touched) : session, successor };
     }
-    if (now - token.rotatedAt <= graceMs) return { outcome: 'grace', session, token };
+    // Grace only while the successor is still current: once it was rotated in its turn, the
+    // pair a grace answer would repeat is spent, and the old token coming back is reuse.
+    if (now - token.rotatedAt <= graceMs) {
+      const [next] =
+        token.successorHash === null
+          ? []
+          : await tx.query<{ rotated_at: unknown }>('SELECT rotated_at FROM refresh_tokens WHERE token_hash = $1', [token.successorHash]);
+      if (next === undefined || next.rotated_at === null) return { outcome: 'grace', session, token };
+    }
 
     // A rotated token after the grace window: someone kept a copy (RFC 9700 4.14.2).
     const revoked = await revokeSubtree(tx, session.handle, 'refresh_reuse', now);

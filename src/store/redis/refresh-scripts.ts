@@ -34,8 +34,8 @@ return finish({ 'ok' })
 /**
  * rotate refresh token (RFC 9700 4.14.2). Races closed: several tabs refreshing with the same token
  * at once — exactly one rotates it, the others land in the grace window and get the same
- * successor; and a thief replaying a rotated token after the grace window while the legitimate
- * client refreshes — the reuse revokes the session subtree in the same step, so neither side can
+ * successor; and a thief replaying a rotated token after the grace window (or after its
+ * successor was rotated in its turn) while the legitimate client refreshes — the reuse revokes the session subtree in the same step, so neither side can
  * rotate again afterwards.
  * ARGV[5] presented hash, ARGV[6] successor hash, ARGV[7] grace ms, ARGV[8] new idle expiry ('' = none).
  * Reply: {'rotated', session, successor token, previous idle or ''}
@@ -72,7 +72,15 @@ if not t[3] then
   if before then prev = fmt(before) end
   return finish({ 'rotated', pairsOf(r, rec), tokenPairs(r, rec, nt), prev })
 end
-if now <= t[3] + tonumber(ARGV[7]) then
+-- Grace only while the successor is still current: once it has been rotated in its turn, the
+-- pair a grace answer would repeat is spent, and the old token coming back is reuse.
+local successorRotated = false
+if t[4] then
+  for _, x in ipairs(rec[TOK]) do
+    if x[1] == t[4] then successorRotated = x[3] and true or false end
+  end
+end
+if now <= t[3] + tonumber(ARGV[7]) and not successorRotated then
   return { 'grace', pairsOf(r, rec), tokenPairs(r, rec, t) }
 end
 local out = {}

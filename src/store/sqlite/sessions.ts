@@ -280,12 +280,20 @@ export class SqliteSessions implements SessionsStore {
         const touched = this.ctx.one<SessionRow>(this.stmt.touch, { handle: session.handle, now, idle: idleExpiresAt });
         return { outcome: 'rotated', session: touched ? sessionFromRow(touched) : session, successor };
       }
-      if (now - token.rotatedAt <= graceMs) return { outcome: 'grace', session, token };
+      // Grace only while the successor is still current: once it was rotated in its turn, the
+      // pair a grace answer would repeat is spent, and the old token coming back is reuse.
+      if (now - token.rotatedAt <= graceMs && !this.successorRotated(token)) return { outcome: 'grace', session, token };
 
       // A rotated token after the grace window: someone kept a copy (RFC 9700 4.14.2).
       const revoked = this.revokeSubtree(session.handle, 'refresh_reuse', now);
       return { outcome: 'reused', session: revoked[0] ?? session, revoked };
     });
+  }
+
+  private successorRotated(token: RefreshToken): boolean {
+    if (token.successorHash === null) return false;
+    const row = this.ctx.one<RefreshTokenRow>(this.stmt.refreshTokenByHash, { token_hash: token.successorHash });
+    return row !== undefined && refreshTokenFromRow(row).rotatedAt !== null;
   }
 
   getRefreshToken(tokenHash: string): Promise<RefreshToken | null> {
