@@ -128,7 +128,7 @@ describe('chaos: SIGTERM reaches the server however it was started', () => {
         }
         child.kill('SIGKILL');
       }
-    });
+    }, 120_000); // room for the waits above (60 s to serve, 20 s to stop); npx resolves slowly on a busy machine
   }
 });
 
