@@ -16,6 +16,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, waitFor } from './server-process.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000);
@@ -40,29 +41,6 @@ function cpuSeconds(pid: number | undefined): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
-async function waitFor(url: string, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) throw new Error(`${url}: server exited ${child.exitCode}`);
-    try {
-      await fetch(url);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`${url} did not come up`);
-}
-
 interface Server { url: string; pid: number | undefined }
 
 async function startHello(): Promise<Server & { headers: Record<string, string> }> {
@@ -71,7 +49,7 @@ async function startHello(): Promise<Server & { headers: Record<string, string> 
   const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PEER: 'hello' }, stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(`${url}/api/v1/session`, child);
+  await waitFor(`${url}/api/v1/session`, child, 600);
   return { url, pid: child.pid, headers: {} };
 }
 
@@ -96,7 +74,7 @@ async function startTessera(store: string, root = ROOT): Promise<Server & { logi
   });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(`${url}/healthz`, child);
+  await waitFor(`${url}/healthz`, child, 600);
   const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
   const ok = async (r: Response) => {
     if (!r.ok && r.status !== 409) throw new Error(`${r.url}: ${r.status} ${await r.text()}`);

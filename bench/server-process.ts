@@ -1,0 +1,27 @@
+// Shared by the benchmark scripts that start servers as child processes: a free port and a wait
+// until the server answers (or has exited).
+import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+/** Polls `url` every 50 ms until it answers, for at most `attempts` polls. */
+export async function waitFor(url: string, child: ChildProcess, attempts = 400): Promise<void> {
+  for (let i = 0; i < attempts; i++) {
+    if (child.exitCode !== null) throw new Error(`${url}: server exited ${child.exitCode}`);
+    try {
+      await fetch(url);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`${url} did not come up`);
+}
