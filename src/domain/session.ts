@@ -201,3 +201,13 @@ export function subtreeOf(rootHandle: string, candidates: readonly Session[]): s
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/**
+ * A rotated refresh token presented again gets the grace answer (the same pair again, for tabs
+ * refreshing at once) only within the grace window and while its successor is still current;
+ * once the successor was rotated in its turn the pair is spent, and the old token is reuse.
+ * The Redis script applies the same rule in Lua (store/redis/refresh-scripts.ts).
+ */
+export function refreshGraceApplies(rotatedAt: number, successorRotated: boolean, now: number, graceMs: number): boolean {
+  return now - rotatedAt <= graceMs && !successorRotated;
+}

@@ -3,7 +3,7 @@
 // subtree in the same transaction (session-tree.ts). Called by PostgresSessions (sessions.ts).
 
 import { Conflict, NotFound } from '../../domain/errors.ts';
-import { isValid } from '../../domain/session.ts';
+import { isValid, refreshGraceApplies } from '../../domain/session.ts';
 import type { RefreshToken, RotateResult } from '../sessions-port.ts';
 import type { PgDriver } from './driver.ts';
 import { lockOwner, lockTenantShared } from './locks.ts';
@@ -94,15 +94,12 @@ export function rotateRefreshToken(
       );
       return { outcome: 'rotated', session: touched ? sessionFromRow(touched) : session, successor };
     }
-    // Grace only while the successor is still current: once it was rotated in its turn, the
-    // pair a grace answer would repeat is spent, and the old token coming back is reuse.
-    if (now - token.rotatedAt <= graceMs) {
-      const [next] =
-        token.successorHash === null
-          ? []
-          : await tx.query<{ rotated_at: unknown }>('SELECT rotated_at FROM refresh_tokens WHERE token_hash = $1', [token.successorHash]);
-      if (next === undefined || next.rotated_at === null) return { outcome: 'grace', session, token };
-    }
+    const [next] =
+      token.successorHash === null
+        ? []
+        : await tx.query<{ rotated_at: unknown }>('SELECT rotated_at FROM refresh_tokens WHERE token_hash = $1', [token.successorHash]);
+    const successorRotated = next !== undefined && next.rotated_at !== null;
+    if (refreshGraceApplies(token.rotatedAt, successorRotated, now, graceMs)) return { outcome: 'grace', session, token };
 
     // A rotated token after the grace window: someone kept a copy (RFC 9700 4.14.2).
     const revoked = await revokeSubtree(tx, session.handle, 'refresh_reuse', now);

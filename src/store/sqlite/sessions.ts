@@ -10,7 +10,7 @@
 
 import type { SQLInputValue, StatementSync } from 'node:sqlite';
 import { Conflict, NotFound } from '../../domain/errors.ts';
-import { isValid, sessionsToEvict } from '../../domain/session.ts';
+import { isValid, refreshGraceApplies, sessionsToEvict } from '../../domain/session.ts';
 import type { RevokeReason, Session } from '../../domain/session.ts';
 import { checkLimit, decodeCursor, pageOf, type Page } from '../page.ts';
 import {
@@ -280,9 +280,7 @@ export class SqliteSessions implements SessionsStore {
         const touched = this.ctx.one<SessionRow>(this.stmt.touch, { handle: session.handle, now, idle: idleExpiresAt });
         return { outcome: 'rotated', session: touched ? sessionFromRow(touched) : session, successor };
       }
-      // Grace only while the successor is still current: once it was rotated in its turn, the
-      // pair a grace answer would repeat is spent, and the old token coming back is reuse.
-      if (now - token.rotatedAt <= graceMs && !this.successorRotated(token)) return { outcome: 'grace', session, token };
+      if (refreshGraceApplies(token.rotatedAt, this.successorRotated(token), now, graceMs)) return { outcome: 'grace', session, token };
 
       // A rotated token after the grace window: someone kept a copy (RFC 9700 4.14.2).
       const revoked = this.revokeSubtree(session.handle, 'refresh_reuse', now);
