@@ -32,6 +32,7 @@ function refresh(token: string): Promise<{ status: number; body: string }> {
 
 async function chain(first: string): Promise<void> {
   let token = first;
+  let rotations = 0;
   while (performance.now() < deadline) {
     const t0 = performance.now();
     try {
@@ -39,11 +40,15 @@ async function chain(first: string): Promise<void> {
       latencies.push(performance.now() - t0);
       if (r.status !== 200) {
         non2xx++;
+        // Every refusal is named (run.ts prints this stream): a chain of legitimate use must get none.
+        process.stderr.write(`refused: ${r.status} ${r.body.slice(0, 300)} (chain ${opts.tokens.indexOf(first)}, after ${rotations} rotations)\n`);
         return;
       }
       token = (JSON.parse(r.body) as { refreshToken: string }).refreshToken;
-    } catch {
+      rotations++;
+    } catch (err) {
       errors++;
+      process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)} (chain ${opts.tokens.indexOf(first)}, after ${rotations} rotations)\n`);
       return;
     }
   }

@@ -389,7 +389,12 @@ try {
 
   if (ONLY.has('rotation')) {
     section('rotation');
-    const chains = await Promise.all(Array.from({ length: 50 }, (_, i) => tr.login('token', `rot${i}@example.com`)));
+    // Logged in five at a time: every connection this process leaves open (fetch keeps them
+    // alive for a few seconds) counts against the server's per-address cap
+    // (TESSERA_MAX_CONNECTIONS_PER_IP, 100) beside the load generator's 50, and 50 logins at once
+    // left enough open for the server to refuse a few of the chains' first connections.
+    const chains: { refreshToken: string }[] = [];
+    for (let i = 0; i < 50; i += 5) chains.push(...(await Promise.all([0, 1, 2, 3, 4].map((j) => tr.login('token', `rot${i + j}@example.com`)))));
     const pid = serverPids.get(tr.url);
     const [cpu0, cmds0] = [cpuSeconds(pid), redisCommands()];
     const f = runLoad('bench/load-refresh.ts', { url: `${tr.url}/api/v1/auth/token/refresh`, seconds: SECONDS, tokens: chains.map((c) => c.refreshToken) });
@@ -398,7 +403,7 @@ try {
     const rows = new Map([['tessera refresh rotation (redis)', { f, all: [Math.round(f.rps)] }]]);
     if (!helloFigures) helloFigures = measure([['fastify hello world', hello.url, hello.headers]]).get('fastify hello world')!.f;
     table('Refresh-token rotation (POST /api/v1/auth/token/refresh), 50 chains', rows, helloFigures);
-    goal(`rotation on Redis ≥ 0.2× hello (${(f.rps / helloFigures.rps).toFixed(2)}×)`, f.rps >= 0.2 * helloFigures.rps && f.non2xx === 0);
+    goal(`rotation on Redis ≥ 0.2× hello (${(f.rps / helloFigures.rps).toFixed(2)}×)`, f.rps >= 0.2 * helloFigures.rps && f.non2xx + f.errors === 0);
   }
 
   if (ONLY.has('sso')) {
