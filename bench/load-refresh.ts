@@ -1,9 +1,13 @@
 // Load generator for refresh-token rotation, run as its own process (pinned to the load core by
 // bench/run.ts). Each of the given refresh tokens is one chain: a connection refreshes it, takes
 // the successor, and refreshes again, for the duration. argv[2]: JSON { url, seconds, tokens }.
-// Prints one JSON line with the figures (the same shape as bench/load.ts).
+// Prints one JSON line with the figures (the same shape as bench/load.ts). A request that fails
+// (a connection reset) is counted as an error and the chain goes on with the same token — within
+// the refresh grace the server answers it with the same successor — and gives up after three
+// failures in a row; nothing ends the process (bench/load-errors.ts).
 
 import { Agent, request } from 'node:http';
+import { report } from './load-errors.ts';
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as { url: string; seconds: number; tokens: string[] };
 const target = new URL(opts.url);
@@ -22,6 +26,7 @@ function refresh(token: string): Promise<{ status: number; body: string }> {
         let data = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (data += c));
+        res.on('error', reject);
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
       },
     );
@@ -33,6 +38,7 @@ function refresh(token: string): Promise<{ status: number; body: string }> {
 async function chain(first: string): Promise<void> {
   let token = first;
   let rotations = 0;
+  let failures = 0;
   while (performance.now() < deadline) {
     const t0 = performance.now();
     try {
@@ -46,10 +52,11 @@ async function chain(first: string): Promise<void> {
       }
       token = (JSON.parse(r.body) as { refreshToken: string }).refreshToken;
       rotations++;
+      failures = 0;
     } catch (err) {
       errors++;
       process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)} (chain ${opts.tokens.indexOf(first)}, after ${rotations} rotations)\n`);
-      return;
+      if (++failures === 3) return;
     }
   }
 }
@@ -60,6 +67,4 @@ const elapsed = (performance.now() - started) / 1000;
 agent.destroy();
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0);
-process.stdout.write(
-  JSON.stringify({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 }) + '\n',
-);
+report({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 });

@@ -2,10 +2,12 @@
 // (pinned to the load core by bench/run.ts): `connections` workers share the one-time tokens in
 // the file `tokens` (one per line), each exchanged exactly once in token mode, until all are
 // used or `seconds` pass. argv[2]: JSON { url, connections, seconds, tokens }.
-// Prints one JSON line with the figures (the same shape as bench/load.ts).
+// Prints one JSON line with the figures (the same shape as bench/load.ts); a failed request (a
+// connection reset) is counted as an error, never fatal (bench/load-errors.ts).
 
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { report } from './load-errors.ts';
 
 /** bench/fill-sso-tokens.ts's SSO_BENCH_VERIFIER (not imported: that module opens a store when loaded). */
 const VERIFIER = 'bench-verifier-' + 'v'.repeat(40);
@@ -31,6 +33,7 @@ function exchange(token: string): Promise<number> {
         let data = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (data += c));
+        res.on('error', reject);
         res.on('end', () => {
           if (res.statusCode !== 200 && firstRefusal === null) firstRefusal = `${res.statusCode} ${data.slice(0, 300)}`;
           resolve(res.statusCode ?? 0);
@@ -63,6 +66,4 @@ agent.destroy();
 latencies.sort((a, b) => a - b);
 if (firstRefusal !== null) process.stderr.write(`first refusal: ${firstRefusal}\n`);
 const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0);
-process.stdout.write(
-  JSON.stringify({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 }) + '\n',
-);
+report({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 });

@@ -22,7 +22,8 @@ if (peer === 'hello') {
   const client = createClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
   client.on('error', () => {}); // reconnects by itself; a dropped proxy connection is not fatal
   await client.connect();
-  app.addHook('onClose', async () => void (await client.quit()));
+  // quit() rejects when the connection is already gone (a delay proxy stopped first): not fatal.
+  app.addHook('onClose', async () => void (await client.quit().catch(() => undefined)));
   app.post('/login', async (_req, reply) => {
     const sid = randomBytes(16).toString('base64url');
     await client.set(`${prefix}${sid}`, JSON.stringify({ userId: 'u-1', tenantId: 'bench' }), { EX: 900 });
@@ -55,4 +56,4 @@ if (peer === 'hello') {
 
 const address = await app.listen({ host: '127.0.0.1', port });
 process.stdout.write(`listening ${address}\n`);
-process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
+process.on('SIGTERM', () => void app.close().catch(() => undefined).finally(() => process.exit(0)));
