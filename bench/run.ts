@@ -224,26 +224,37 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
   const prefix = opts.prefix ?? `bench-tessera-${run}-${randomBytes(3).toString('hex')}:`;
   if (!prefixes.includes(prefix)) prefixes.push(prefix);
   const [cmd, args] = pinned(opts.core ?? 0, [NODE, join(ROOT, 'src/cli.ts'), 'start']);
-  const child = started(
-    spawn(cmd, args, {
-      cwd: dir,
-      env: {
-        PATH: process.env.PATH ?? '',
-        TESSERA_PORT: String(port),
-        TESSERA_STORE: store,
-        TESSERA_REDIS_PREFIX: prefix,
-        TESSERA_ADMIN_TOKEN: admin,
-        COOKIE_SECRET_SIGN_KEY: COOKIE_KEY,
-        TESSERA_LOG_LEVEL: 'info',
-        // Processes that share a store must agree on the issuer of their tokens.
-        ...(opts.publicUrl ? { TESSERA_PUBLIC_URL: opts.publicUrl } : {}),
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    }),
-  );
   const url = `http://127.0.0.1:${port}`;
-  serverPids.set(url, child.pid);
-  await waitFor(`${url}/healthz`, child);
+  let child: ChildProcess;
+  // A server that exits while starting (a busy shared store not answering its first connection
+  // within the start-up deadline) is started again, twice at most.
+  for (let attempt = 1; ; attempt++) {
+    child = started(
+      spawn(cmd, args, {
+        cwd: dir,
+        env: {
+          PATH: process.env.PATH ?? '',
+          TESSERA_PORT: String(port),
+          TESSERA_STORE: store,
+          TESSERA_REDIS_PREFIX: prefix,
+          TESSERA_ADMIN_TOKEN: admin,
+          COOKIE_SECRET_SIGN_KEY: COOKIE_KEY,
+          TESSERA_LOG_LEVEL: 'info',
+          // Processes that share a store must agree on the issuer of their tokens.
+          ...(opts.publicUrl ? { TESSERA_PUBLIC_URL: opts.publicUrl } : {}),
+        },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }),
+    );
+    serverPids.set(url, child.pid);
+    try {
+      await waitFor(`${url}/healthz`, child);
+      break;
+    } catch (err) {
+      if (child.exitCode === null || attempt === 3) throw err;
+      console.log(`(a Tessera server on ${store.split(':')[0]} exited while starting; started again)`);
+    }
+  }
   const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
   await fetch(`${url}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, body: '{"profile":"integration"}' }).then(async (r) => {
     if (!r.ok) throw new Error(`tenant: ${r.status} ${await r.text()}`);
