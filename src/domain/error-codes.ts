@@ -79,6 +79,7 @@ export const ERROR_CODES = [
   'consent_ended',
   'consent_exists',
   'consent_not_pending',
+  'consent_return_url_unset',
   'flow_exists',
   'invalid_parent',
   'org_changed',

@@ -59,7 +59,8 @@ export interface Tenant {
   anomalyPolicy: AnomalyPolicy;
   /**
    * Where the return from a bank's consent UI sends the browser (303, docs/api.md §Consent
-   * redirects): an absolute http(s) URL or a path on Tessera. null: the demo page (`/demo/`).
+   * redirects): an absolute http(s) URL or a path on Tessera. null: none — the demo page
+   * (`/demo/`) in demo mode, otherwise consent redirects are refused (`consentReturnTarget`).
    */
   consentReturnUrl: string | null;
   /** Absent in tenants stored before it existed: read it with `degradationOf`. */
@@ -160,6 +161,18 @@ function isReturnUrl(value: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Where a bank return goes when the tenant names no `consentReturnUrl` and demo mode is on. */
+export const DEMO_RETURN_PAGE = '/demo/';
+
+/**
+ * Where a consent redirect of this tenant returns the browser: its `consentReturnUrl`, or in demo
+ * mode (which serves it) the demo page. null: nowhere — outside demo mode there is no page to fall
+ * back on (`/demo/` would be a 404), so a start is refused until the tenant names one.
+ */
+export function consentReturnTarget(t: Tenant | null, demo: boolean): string | null {
+  return t?.consentReturnUrl ?? (demo ? DEMO_RETURN_PAGE : null);
 }
 
 /** The tenant's degradation policy (the default for tenants stored before it existed). */

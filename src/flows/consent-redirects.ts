@@ -21,7 +21,8 @@ import { Conflict, Forbidden, TesseraError, Unauthorized } from '../domain/error
 import { buildSuccessorSession, issueRedirectSession, redirectReturnPath } from '../domain/redirect.ts';
 import { constantTimeEqual, hashSecret } from '../domain/secrets.ts';
 import { isValid, type Device, type Session } from '../domain/session.ts';
-import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
+import { consentReturnTarget, lifetimeOf, type Tenant } from '../domain/tenant.ts';
+import type { Config } from '../config/config.ts';
 import { sessionEvent, emit, type Origin } from '../events/bus.ts';
 import type { Clock } from '../domain/clock.ts';
 import { announceEnded, appSessionLimit, idleSecondsOf, xsrfTokenOf, type SessionDeps } from '../sessions/app-sessions.ts';
@@ -31,7 +32,7 @@ import { askBankForStatus, consentEvent, scheduleStatusCheck, type ConsentLifecy
 
 /** What consent redirects use, declared here (src/runtime.ts's `Deps` has all of it). */
 export interface ConsentRedirectDeps extends Omit<SessionDeps, 'config'>, Omit<ConsentLifecycleDeps, 'config' | 'store' | 'keys'> {
-  config: SessionDeps['config'] & ConsentLifecycleDeps['config'];
+  config: SessionDeps['config'] & ConsentLifecycleDeps['config'] & Pick<Config, 'demo'>;
   clock: Clock;
 }
 
@@ -67,6 +68,9 @@ export interface StartedRedirect {
 export async function startConsentRedirect(deps: Deps, input: StartRedirectInput, now: number, origin?: Origin): Promise<StartedRedirect> {
   const { tenant, session } = input;
   const bank = await requireBank(deps, session.tenantId, input.bankId);
+  // The return must have somewhere to send the browser: refused before the bank is asked or
+  // anything is written, not discovered after the user has been to the bank.
+  requireReturnTarget(deps, tenant);
   const consentId = newConsentId();
   const issued = issueRedirectSession(
     { parent: session, lifetime: lifetimeOf(tenant, 'redirect'), consentId, device: input.device, browserBinding: input.browserBinding },
@@ -122,6 +126,20 @@ export async function startConsentRedirect(deps: Deps, input: StartRedirectInput
   emit(deps, sessionEvent('session.created', redirect, now, { consentId }), origin);
   emit(deps, sessionEvent('redirect.started', redirect, now, { consentId, consentType: consent.type, bankId: consent.bankId, parent: session.handle }), origin);
   return { consent, redirect, secret: issued.secret, location: atTheBank.scaRedirect };
+}
+
+/** Where this tenant's bank returns go (docs/api.md §Consent redirects), or 409 `consent_return_url_unset`. */
+export function requireReturnTarget(deps: Pick<Deps, 'config'>, tenant: Tenant | null, extra: Record<string, unknown> = {}): string {
+  const target = consentReturnTarget(tenant, deps.config.demo);
+  if (target === null) {
+    throw new TesseraError(
+      409,
+      'consent_return_url_unset',
+      `Tenant ${tenant?.id ?? '(deleted)'} has no consentReturnUrl: an administrator sets it (PUT /api/v1/admin/tenants/{id}) before consent redirects can run.`,
+      extra,
+    );
+  }
+  return target;
 }
 
 export type SessionAfterReturn =

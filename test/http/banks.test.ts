@@ -32,6 +32,10 @@ function expectProblem(res: Res, status: number, code: string) {
   expect(res.json()).toMatchObject({ status, code });
 }
 
+/** The tenant of these tests (no demo mode here: a tenant names where bank returns go). */
+const TENANT = { profile: 'integration', lifetimes: { appIdle: 600 }, consentReturnUrl: '/app/after-bank' };
+const RETURN_PAGE = `${PUBLIC}/app/after-bank`;
+
 interface Browser {
   sid: string;
   xsrf: string;
@@ -58,9 +62,9 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
     s.app.inject({ method: 'PUT', url: `/api/v1/admin/banks/${bankId}`, headers, payload: { name: 'Simulated Bank', protocol: 'berlin-group', ...payload } });
 
   /** A tenant with a user and the simulator as its bank `bankId`. */
-  async function world(bank: Record<string, unknown> = {}, bankId = 'sim'): Promise<{ tid: string; uid: string; b: Browser; bankId: string }> {
+  async function world(bank: Record<string, unknown> = {}, bankId = 'sim', tenant: Record<string, unknown> = {}): Promise<{ tid: string; uid: string; b: Browser; bankId: string }> {
     const tid = uniqueTenant();
-    const uid = await provision(s.app, tid, EMAIL, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 600 } });
+    const uid = await provision(s.app, tid, EMAIL, PASSWORD, { ...TENANT, ...tenant });
     const put = await putBank(bankId, { tenantId: tid, baseUrl: sim.url, ...bank });
     expect(put.statusCode, put.body).toBe(201);
     return { tid, uid, b: await login(tid), bankId };
@@ -183,17 +187,44 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
     });
   });
 
+  describe('where a return goes, outside demo mode', () => {
+    it('a tenant without consentReturnUrl cannot start a redirect (409 consent_return_url_unset, nothing stored, the bank not asked)', async () => {
+      const { b, bankId } = await world({}, 'sim', { consentReturnUrl: null });
+      const before = (await sim.requests()).length;
+      for (const res of [await startRaw(b, { type: 'ais', bankId }), await startRaw(b, { bankId, ...PAYMENT }, '/api/v1/payments')]) {
+        expectProblem(res, 409, 'consent_return_url_unset');
+        expect(res.headers['set-cookie']).toBeUndefined();
+      }
+      expect((await sim.requests()).length).toBe(before);
+      const listed = await s.app.inject({ url: '/api/v1/consents', headers: { cookie: cookieHeader(b) } });
+      expect(listed.json()).toMatchObject({ items: [] });
+    });
+
+    it('cleared while a redirect is at the bank: the return settles the consent and answers 409 with its id and status, never /demo/', async () => {
+      const { tid, b, bankId } = await world();
+      const ais = await start(b, bankId);
+      const cleared = await s.app.inject({ method: 'PUT', url: `/api/v1/admin/tenants/${tid}`, headers: admin, payload: { ...TENANT, consentReturnUrl: null } });
+      expect(cleared.statusCode, cleared.body).toBe(200);
+      await sim.decide(ais.location, 'approve');
+      const res = await returnTo(b, ais);
+      expectProblem(res, 409, 'consent_return_url_unset');
+      expect(res.json()).toMatchObject({ consentId: ais.consentId, consentStatus: 'confirmed' });
+      expect(res.headers.location).toBeUndefined();
+      expect((await consent(b, ais.consentId)).body).toMatchObject({ status: 'confirmed' });
+    });
+  });
+
   describe('the bank decides', () => {
     it('AIS approved: confirmed from the bank; PIS denied: rejected', async () => {
       const { b, bankId } = await world();
       const ais = await start(b, bankId);
       expect((await sim.decide(ais.location, 'approve')).status).toBe(303);
       const r1 = await returnTo(b, ais);
-      expect(r1.headers.location).toBe(`${PUBLIC}/demo/?consentId=${ais.consentId}&status=confirmed`);
+      expect(r1.headers.location).toBe(`${RETURN_PAGE}?consentId=${ais.consentId}&status=confirmed`);
       const pis = await start(b, bankId, 'pis');
       expect((await sim.decide(pis.location, 'deny')).status).toBe(303);
       const r2 = await returnTo(b, pis, '?result=nok');
-      expect(r2.headers.location).toBe(`${PUBLIC}/demo/?consentId=${pis.consentId}&status=rejected`);
+      expect(r2.headers.location).toBe(`${RETURN_PAGE}?consentId=${pis.consentId}&status=rejected`);
       const statusReads = (await sim.requests()).filter((r) => r.path === `/v1/payments/sepa-credit-transfers/${bankIdOf(pis.location)}/status`);
       expect(statusReads.length).toBeGreaterThanOrEqual(1);
       expect((await consent(b, pis.consentId)).body).toMatchObject({ status: 'rejected', type: 'pis', payment: PAYMENT });
@@ -204,13 +235,13 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
       const denied = await start(b, bankId);
       await sim.decide(denied.location, 'deny');
       const r1 = await returnTo(b, denied, '?result=ok');
-      expect(r1.headers.location).toBe(`${PUBLIC}/demo/?consentId=${denied.consentId}&status=rejected`);
+      expect(r1.headers.location).toBe(`${RETURN_PAGE}?consentId=${denied.consentId}&status=rejected`);
 
       const unfinished = await start(b, bankId, 'pis');
       const before = (await sim.requests()).length;
       const r2 = await returnTo(b, unfinished, '?result=ok');
       expect(r2.statusCode).toBe(303);
-      expect(r2.headers.location).toBe(`${PUBLIC}/demo/?consentId=${unfinished.consentId}&status=pending`);
+      expect(r2.headers.location).toBe(`${RETURN_PAGE}?consentId=${unfinished.consentId}&status=pending`);
       // Asked once and again three times, then given up for now: bounded.
       const reads = (await sim.requests()).slice(before).filter((r) => r.path.endsWith('/status'));
       expect(reads).toHaveLength(4);
@@ -226,13 +257,13 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
         const soon = await start(b, bankId);
         await sim.decide(soon.location, 'approve');
         const r = await returnTo(b, soon);
-        expect(r.headers.location).toBe(`${PUBLIC}/demo/?consentId=${soon.consentId}&status=confirmed`);
+        expect(r.headers.location).toBe(`${RETURN_PAGE}?consentId=${soon.consentId}&status=confirmed`);
 
         await sim.behave({ pendingReads: 6 });
         const late = await start(b, bankId, 'pis');
         await sim.decide(late.location, 'approve');
         const r2 = await returnTo(b, late);
-        expect(r2.headers.location).toBe(`${PUBLIC}/demo/?consentId=${late.consentId}&status=pending`);
+        expect(r2.headers.location).toBe(`${RETURN_PAGE}?consentId=${late.consentId}&status=pending`);
         // Reading it asks once more (still not final at the bank).
         expect((await consent(b, late.consentId)).body).toMatchObject({ status: 'pending' });
         // The background re-check asks until it is final.
@@ -384,7 +415,7 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
       const strict = await startTestServer({ sharedStore: s.store, env: {} });
       try {
         const tid = uniqueTenant();
-        const uid = await provision(strict.app, tid, EMAIL, PASSWORD, { profile: 'integration' });
+        const uid = await provision(strict.app, tid, EMAIL, PASSWORD, TENANT);
         // Stored directly (as a bank registered when the rules were looser would be).
         await strict.store.banks.putBank({ tenantId: tid, bankId: 'local', name: 'L', protocol: 'berlin-group', baseUrl: sim.url, timeoutMs: 2000, tls: null, createdAt: 0, updatedAt: 0 });
         const res = await strict.app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': tid, 'x-auth-mode': 'cookie', origin: PUBLIC }, payload: { email: EMAIL, password: PASSWORD } });
@@ -413,7 +444,7 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
 
     it('with the client certificate from the test CA the flow works; without it, or with another CA’s, the bank refuses', async () => {
       const tid = uniqueTenant();
-      const uid = await provision(s.app, tid, EMAIL, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 600 } });
+      const uid = await provision(s.app, tid, EMAIL, PASSWORD, TENANT);
       const put = (bankId: string, tls: Record<string, unknown>) => putBank(bankId, { tenantId: tid, baseUrl: tlsSim.url, tls });
       expect((await put('mtls', { clientCertificate: pki.client.cert, clientKey: pki.client.key, caCertificate: pki.ca })).statusCode).toBe(201);
       expect((await put('no-cert', { caCertificate: pki.ca })).statusCode).toBe(201);
@@ -424,7 +455,7 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
       const ais = await start(b, 'mtls');
       expect(ais.location.startsWith(`${tlsSim.url}/sca/consents/`)).toBe(true);
       expect((await tlsSim.decide(ais.location, 'approve')).status).toBe(303);
-      expect((await returnTo(b, ais)).headers.location).toBe(`${PUBLIC}/demo/?consentId=${ais.consentId}&status=confirmed`);
+      expect((await returnTo(b, ais)).headers.location).toBe(`${RETURN_PAGE}?consentId=${ais.consentId}&status=confirmed`);
       expect((await accounts(b, 'mtls')).statusCode).toBe(200);
       const reqs = await tlsSim.requests();
       expect(reqs.length).toBeGreaterThan(0);
@@ -447,7 +478,7 @@ describe.each(storeChoices())('banks on %s', (choice: StoreChoice) => {
         const strict = await startTestServer({ sharedStore: s.store, env: allow === null ? {} : { TESSERA_OUTBOUND_ALLOW: allow } });
         try {
           const tid = uniqueTenant();
-          await provision(strict.app, tid, EMAIL, PASSWORD, { profile: 'integration' });
+          await provision(strict.app, tid, EMAIL, PASSWORD, TENANT);
           const put = await strict.app.inject({
             method: 'PUT',
             url: '/api/v1/admin/banks/local-tls',

@@ -300,7 +300,7 @@ describe.each(storeChoices())('cookie sessions and consent returns (%s)', (choic
   it('item 2: logout of an idle-expired session ends it and its redirects; the pending bank return renews nothing', async () => {
     const tenantId = uniqueTenant();
     const email = 'shared-device@example.com';
-    const userId = await provision(s.app, tenantId, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 60 } });
+    const userId = await provision(s.app, tenantId, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 60 }, consentReturnUrl: '/app/after-bank' });
     const b = await cookieLogin(s, tenantId, email);
     const pending = await startConsent(s, b);
     s.clock.advance(61_000);
@@ -325,7 +325,7 @@ describe.each(storeChoices())('cookie sessions and consent returns (%s)', (choic
   it('item 2: "log out everywhere" with an idle-expired session ends every session of the user, and no return renews one', async () => {
     const tenantId = uniqueTenant();
     const email = 'everywhere@example.com';
-    const userId = await provision(s.app, tenantId, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 60 } });
+    const userId = await provision(s.app, tenantId, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 60 }, consentReturnUrl: '/app/after-bank' });
     const laptop = await cookieLogin(s, tenantId, email);
     const pending = await startConsent(s, laptop);
     s.clock.advance(30_000);
@@ -344,7 +344,7 @@ describe.each(storeChoices())('cookie sessions and consent returns (%s)', (choic
   it('item 2: an administrator ending an idle-expired session makes it final: a late bank return renews nothing', async () => {
     const tenantId = uniqueTenant();
     const email = 'admin-ended@example.com';
-    const userId = await provision(s.app, tenantId, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 60 } });
+    const userId = await provision(s.app, tenantId, email, PASSWORD, { profile: 'integration', lifetimes: { appIdle: 60 }, consentReturnUrl: '/app/after-bank' });
     const b = await cookieLogin(s, tenantId, email);
     const pending = await startConsent(s, b);
     s.clock.advance(61_000);
@@ -372,6 +372,7 @@ describe.each(storeChoices())('session limits and renewals (%s)', (choice: Store
       profile: 'integration',
       lifetimes: { appIdle: 60 },
       sessionLimit: { max: 1, policy: 'reject_new' },
+      consentReturnUrl: '/app/after-bank',
     });
     const first = await cookieLogin(s, tenantId, email);
     const pending = await startConsent(s, first);

@@ -9,7 +9,7 @@ import { Forbidden, NotFound, TooManyRequests } from '../../domain/errors.ts';
 import { redirectCookiePath } from '../../domain/redirect.ts';
 import { hashSecret, newSecret } from '../../domain/secrets.ts';
 import { askBankForStatus, readAccounts, withdrawConsent } from '../../flows/consent-lifecycle.ts';
-import { returnFromRedirect, startConsentRedirect } from '../../flows/consent-redirects.ts';
+import { requireReturnTarget, returnFromRedirect, startConsentRedirect } from '../../flows/consent-redirects.ts';
 import { authenticate, loadTenant, originOf, type Authenticated } from '../authenticate.ts';
 import { clearCookie, readCookie, setCookie } from '../cookies.ts';
 import type { App, Deps } from '../deps.ts';
@@ -128,12 +128,12 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
         tags: ['consents'],
         summary: 'Start a consent (AIS, or PIS with a payment) and its redirect to the bank',
         description:
-          'Cookie mode only (X-XSRF-TOKEN). Creates a pending consent and a `redirect` session, sets `__Secure-rid` for that redirect\'s return path (SameSite=Lax) and leaves the session cookie alone. Send the browser to `location`.',
+          'Cookie mode only (X-XSRF-TOKEN). Refused with 409 `consent_return_url_unset` when the tenant names no `consentReturnUrl` (outside demo mode). Creates a pending consent and a `redirect` session, sets `__Secure-rid` for that redirect\'s return path (SameSite=Lax) and leaves the session cookie alone. Send the browser to `location`.',
         body: Type.Object(
           { type: Type.Union([Type.Literal('ais'), Type.Literal('pis')]), bankId: BankId, payment: Type.Optional(PaymentSchema) },
           { additionalProperties: false },
         ),
-        response: { 202: StartedSchema, ...problems(400, 401, 403, 429, 502, 504) },
+        response: { 202: StartedSchema, ...problems(400, 401, 403, 409, 429, 502, 504) },
       },
     },
     async (request, reply) => start(request, reply, request.body.type, request.body.bankId, request.body.payment ?? null),
@@ -157,7 +157,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
           },
           { additionalProperties: false },
         ),
-        response: { 202: StartedSchema, ...problems(400, 401, 403, 429, 502, 504) },
+        response: { 202: StartedSchema, ...problems(400, 401, 403, 409, 429, 502, 504) },
       },
     },
     async (request, reply) => {
@@ -292,7 +292,7 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
         tags: ['consents'],
         summary: 'Return from the bank (top-level navigation): settle the consent, keep or renew the session, 303 to the app',
         description:
-          'Needs this redirect\'s `__Secure-rid` cookie (single use). Asks the bank for the consent\'s status (never believes `result`), settles the consent and clears the cookie. If the session that started the redirect has expired meanwhile, sets a new `__Host-sid` — the same one for every return from that session. Answers 303 to the tenant\'s `consentReturnUrl` (default: the demo page) with `consentId` and `status` (`pending` when the bank is not final yet).',
+          'Needs this redirect\'s `__Secure-rid` cookie (single use). Asks the bank for the consent\'s status (never believes `result`), settles the consent and clears the cookie. If the session that started the redirect has expired meanwhile, sets a new `__Host-sid` — the same one for every return from that session. Answers 303 to the tenant\'s `consentReturnUrl` (unset: the demo page in demo mode, else 409 `consent_return_url_unset` carrying `consentId` and `consentStatus`) with `consentId` and `status` (`pending` when the bank is not final yet).',
         params: Type.Object({ redirectId: RedirectId }),
         querystring: Type.Object({ result: Type.Optional(Type.Union([Type.Literal('ok'), Type.Literal('nok')])) }),
         response: problems(400, 403, 409),
@@ -326,9 +326,12 @@ export async function consentRoutes(app: App, deps: Deps): Promise<void> {
           sameSite: 'strict',
         });
       }
-      const target = new URL(r.tenant?.consentReturnUrl ?? '/demo/', deps.config.publicUrl);
+      const status = effectiveConsentStatus(r.consent, deps.clock.now());
+      // Unset only when an administrator cleared it after this redirect started (a start is
+      // refused without it): the consent is settled all the same, and the problem says how.
+      const target = new URL(requireReturnTarget(deps, r.tenant, { consentId: r.consent.id, consentStatus: status }), deps.config.publicUrl);
       target.searchParams.set('consentId', r.consent.id);
-      target.searchParams.set('status', effectiveConsentStatus(r.consent, deps.clock.now()));
+      target.searchParams.set('status', status);
       return reply.redirect(target.toString(), 303);
     },
   );
