@@ -8,7 +8,9 @@
 // Environment: CPU_REQUESTS (default 20000), CPU_ROUNDS (3), BENCH_CONNECTIONS (50),
 // BENCH_REDIS_URL, CPU_ONLY (comma-separated scenario names' substrings, e.g. "hello,sqlite"),
 // CPU_REF (another checkout of Tessera, e.g. the main branch's: its servers are measured in the
-// same interleaved rounds, rows marked "[ref]" — an A/B comparison of a change on a busy machine).
+// same interleaved rounds, rows marked "[ref]" — an A/B comparison of a change on a busy machine),
+// CPU_MODE (check | refresh: refresh-token rotation on Redis instead of the check — each round
+// logs 50 new users in and rotates their 50 chains CPU_REQUESTS times in all, bench/load-refresh.ts).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +27,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ONLY = process.env.CPU_ONLY?.split(',') ?? null;
 const REF = process.env.CPU_REF ?? null;
+const MODE = process.env.CPU_MODE ?? 'check';
 const NODE = process.execPath;
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
@@ -53,7 +56,13 @@ async function startHello(): Promise<Server & { headers: Record<string, string> 
   return { url, pid: child.pid, headers: {} };
 }
 
-async function startTessera(store: string, root = ROOT): Promise<Server & { login(mode: 'token' | 'cookie'): Promise<Record<string, string>> }> {
+interface Tessera extends Server {
+  login(mode: 'token' | 'cookie'): Promise<Record<string, string>>;
+  /** Refresh tokens of `n` users created and logged in now (token mode), five at a time. */
+  chains(n: number): Promise<string[]>;
+}
+
+async function startTessera(store: string, root = ROOT): Promise<Tessera> {
   const port = await freePort();
   const admin = randomBytes(24).toString('hex');
   const prefix = `bench-cpu-${run}-${randomBytes(3).toString('hex')}:`;
@@ -94,10 +103,37 @@ async function startTessera(store: string, root = ROOT): Promise<Server & { logi
       ? { authorization: `Bearer ${((await res.json()) as { userSessionToken: string }).userSessionToken}` }
       : { cookie: (res.headers.get('set-cookie') ?? '').split(';')[0] as string };
   };
-  return { url, pid: child.pid, login };
+  let users = 0;
+  const chains = async (n: number): Promise<string[]> => {
+    const out: string[] = [];
+    for (let i = 0; i < n; i += 5) {
+      const batch = Array.from({ length: Math.min(5, n - i) }, async () => {
+        const email = `r${users++}@example.com`;
+        await ok(await fetch(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email, password: 'bench password' }) }));
+        const res = await ok(
+          await fetch(`${url}/api/v1/auth/login`, { method: 'POST', headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json' }, body: JSON.stringify({ email, password: 'bench password' }) }),
+        );
+        return ((await res.json()) as { refreshToken: string }).refreshToken;
+      });
+      out.push(...(await Promise.all(batch)));
+    }
+    return out;
+  };
+  return { url, pid: child.pid, login, chains };
 }
 
 interface Row { us: number; p99: number; non2xx: number }
+
+async function measureRotation(t: Tessera, amount: number): Promise<Row> {
+  const tokens = await t.chains(CONNECTIONS);
+  const c0 = cpuSeconds(t.pid);
+  const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load-refresh.ts'), JSON.stringify({ url: `${t.url}/api/v1/auth/token/refresh`, seconds: 600, tokens, amount })]);
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 700_000 });
+  if (r.status !== 0) throw new Error(`load generator failed: ${r.stderr}`);
+  if (r.stderr.trim() !== '') console.log(`(load-refresh: ${r.stderr.trim()})`);
+  const f = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { requests: number; p99: number; non2xx: number; errors: number };
+  return { us: ((cpuSeconds(t.pid) - c0) * 1e6) / Math.max(1, f.requests), p99: f.p99, non2xx: f.non2xx + f.errors };
+}
 
 function measureOnce(s: Server, headers: Record<string, string>): Row {
   const c0 = cpuSeconds(s.pid);
@@ -111,8 +147,16 @@ function measureOnce(s: Server, headers: Record<string, string>): Row {
 try {
   const hello = await startHello();
   const scenarios: [string, Server, Record<string, string>][] = [['fastify hello world', hello, hello.headers]];
+  const rotations = new Map<string, Tessera>();
   const want = (name: string) => ONLY === null || ONLY.some((o) => name.includes(o));
   for (const [root, mark] of REF === null ? [[ROOT, '']] : [[ROOT, ''], [REF, ' [ref]']]) {
+    if (MODE === 'refresh') {
+      const t = await startTessera(REDIS_URL, root);
+      const name = `tessera rotation (redis)${mark}`;
+      rotations.set(name, t);
+      scenarios.push([name, t, {}]);
+      continue;
+    }
     for (const [label, spec] of [['sqlite', `sqlite:${join(dir, `cpu${mark ? '-ref' : ''}.db`)}`], ['redis', REDIS_URL]] as const) {
       if (!['token', 'cookie'].some((m) => want(`tessera ${m} (${label})`))) continue;
       const t = await startTessera(spec, root);
@@ -123,13 +167,21 @@ try {
     }
   }
   // Warm every server up (JIT, caches) before the first measured round.
-  for (const [, s, headers] of scenarios) {
+  for (const [name, s, headers] of scenarios) {
+    const t = rotations.get(name);
+    if (t !== undefined) {
+      await measureRotation(t, Math.min(5000, REQUESTS));
+      continue;
+    }
     const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), JSON.stringify({ url: `${s.url}/api/v1/session`, connections: CONNECTIONS, amount: Math.min(5000, REQUESTS), headers })]);
     spawnSync(cmd, args, { encoding: 'utf8', timeout: 600_000 });
   }
   const rows = new Map<string, Row[]>();
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, s, headers] of scenarios) rows.set(name, [...(rows.get(name) ?? []), measureOnce(s, headers)]);
+    for (const [name, s, headers] of scenarios) {
+      const t = rotations.get(name);
+      rows.set(name, [...(rows.get(name) ?? []), t !== undefined ? await measureRotation(t, REQUESTS) : measureOnce(s, headers)]);
+    }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const helloUs = median(rows.get('fastify hello world')!.map((r) => r.us));

@@ -1,6 +1,7 @@
 // Load generator for refresh-token rotation, run as its own process (pinned to the load core by
 // bench/run.ts). Each of the given refresh tokens is one chain: a connection refreshes it, takes
-// the successor, and refreshes again, for the duration. argv[2]: JSON { url, seconds, tokens }.
+// the successor, and refreshes again, for the duration (or until `amount` rotations in all, when
+// given: bench/cpu.ts measures a fixed amount of work). argv[2]: JSON { url, seconds, tokens, amount? }.
 // Prints one JSON line with the figures (the same shape as bench/load.ts). A request that fails
 // (a connection reset) is counted as an error and the chain goes on with the same token — within
 // the refresh grace the server answers it with the same successor — and gives up after three
@@ -9,7 +10,8 @@
 import { Agent, request } from 'node:http';
 import { report } from './load-errors.ts';
 
-const opts = JSON.parse(process.argv[2] ?? '{}') as { url: string; seconds: number; tokens: string[] };
+const opts = JSON.parse(process.argv[2] ?? '{}') as { url: string; seconds: number; tokens: string[]; amount?: number };
+const amount = opts.amount ?? Infinity;
 const target = new URL(opts.url);
 const agent = new Agent({ keepAlive: true, maxSockets: opts.tokens.length });
 const latencies: number[] = [];
@@ -39,7 +41,7 @@ async function chain(first: string): Promise<void> {
   let token = first;
   let rotations = 0;
   let failures = 0;
-  while (performance.now() < deadline) {
+  while (performance.now() < deadline && latencies.length < amount) {
     const t0 = performance.now();
     try {
       const r = await refresh(token);

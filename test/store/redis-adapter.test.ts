@@ -4,13 +4,13 @@
 // returns.
 
 import { createServer } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
 import { hashSecret, newSecret, userTag } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession } from '../../src/domain/session.ts';
 import type { Session } from '../../src/domain/session.ts';
 import type { RefreshToken } from '../../src/store/port.ts';
-import { openConnection } from '../../src/store/redis/connection.ts';
+import { Deadlines, openConnection } from '../../src/store/redis/connection.ts';
 import { InvalidRedisUrl, openRedisStore, parseRedisUrl } from '../../src/store/redis/redis-store.ts';
 import type { RedisSessionStore } from '../../src/store/redis/redis-store.ts';
 import {
@@ -177,6 +177,54 @@ describe('parseRedisUrl', () => {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Sends commands through a connection and counts the AbortSignal timers armed meanwhile:
+ * node-redis arms one per command unless its own timeout is off (the adapter keeps its deadline).
+ */
+async function abortTimersPerCommand(url: string, prefix: string): Promise<number> {
+  const conn = await openConnection(parseRedisUrl(url), { connectTimeoutMs: 2000, commandTimeoutMs: 2000 });
+  const spy = vi.spyOn(AbortSignal, 'timeout');
+  try {
+    const key = `${prefix}abort-timers`;
+    await Promise.all(Array.from({ length: 20 }, (_, i) => conn.send(key, ['HSET', key, `f${i}`, '1'])));
+    expect(await conn.send(key, ['HLEN', key], true)).toBe(20);
+    await conn.send(key, ['DEL', key]);
+    return spy.mock.calls.length / 22;
+  } finally {
+    spy.mockRestore();
+    await conn.close();
+  }
+}
+
+describe('Deadlines (one timer for the commands of a connection)', () => {
+  it('rejects what has not settled in time with StoreUnavailable, oldest first, and passes on the rest', async () => {
+    vi.useFakeTimers();
+    try {
+      const d = new Deadlines(1000);
+      const hangs = d.track(new Promise<never>(() => undefined), 'GET');
+      let answer!: (v: string) => void;
+      const answered = d.track(new Promise<string>((r) => (answer = r)), 'SET');
+      const failed = d.track(Promise.reject(new Error('WRONGTYPE')), 'HGET');
+      await expect(failed).rejects.toThrow('WRONGTYPE');
+      vi.advanceTimersByTime(500);
+      const later = d.track(new Promise<never>(() => undefined), 'EVALSHA');
+      answer('OK');
+      await expect(answered).resolves.toBe('OK');
+      vi.advanceTimersByTime(500);
+      await expect(hangs).rejects.toBeInstanceOf(StoreUnavailable);
+      await expect(hangs).rejects.toThrow('did not answer GET within 1000 ms');
+      expect(d.pending).toBe(1);
+      vi.advanceTimersByTime(499);
+      expect(d.pending).toBe(1);
+      vi.advanceTimersByTime(1);
+      await expect(later).rejects.toThrow('did not answer EVALSHA within 1000 ms');
+      expect(d.pending).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
 describe('when nothing listens', () => {
   it.each([
     ['redis', (p: number) => `redis://127.0.0.1:${p}`],
@@ -214,6 +262,10 @@ describe.skipIf(sharedSkip)(`standalone specifics (${shared.url})`, () => {
 
   it('says it is redis', () => {
     expect(a.kind).toBe('redis');
+  });
+
+  it("arms no node-redis AbortSignal timer per command (the adapter's own deadline covers it)", async () => {
+    expect(await abortTimersPerCommand(shared.url, prefix)).toBe(0);
   });
 
   it("gives the slot's key the TTL (absoluteExpiresAt - now) + 2 × retention, never shortened", async () => {
@@ -442,6 +494,10 @@ describe.skipIf(serverSkip)('Cluster specifics (3 masters started here)', () => 
 
   it('ping checks every master', async () => {
     await expect(store.ping()).resolves.toBeUndefined();
+  });
+
+  it("arms no node-redis AbortSignal timer per command (the adapter's own deadline covers it)", async () => {
+    expect(await abortTimersPerCommand(cluster.url, prefix)).toBe(0);
   });
 
   it('purgePrefix deletes exactly the keys under the prefix, on every master', async () => {

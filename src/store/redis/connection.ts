@@ -11,7 +11,16 @@
 // - Every command has a deadline (`commandTimeoutMs`). node-redis' own `timeout` option only
 //   covers a command that has not been written yet, so the deadline is enforced here: the caller
 //   gets StoreUnavailable in time even if a server accepted the command and then hung. (A write
-//   that times out may still have happened; the caller was told 503 and retries.)
+//   that times out may still have happened; the caller was told 503 and retries.) node-redis'
+//   own per-command timeout is switched off: it armed an `AbortSignal.timeout` for every command
+//   (5 s by default), each of which fired later and built a DOMException — about 5 % of a
+//   refresh-token rotation's CPU — for a deadline this one already enforces. What it also did,
+//   bound how long an unwritten command waits in node-redis' queue (a socket that accepts no
+//   more data), is done by `commandsQueueMaxLength`: past COMMAND_QUEUE_MAX waiting commands a
+//   new one fails at once (503) instead of queueing behind a server that does not read.
+//   The deadlines of one connection are all `commandTimeoutMs` long, so they expire in the order
+//   the commands were sent: one timer for the oldest (Deadlines) instead of a timer and a
+//   Promise.race per command.
 // - RESP2 is used on these connections: replies (HGETALL, script tables) are flat arrays.
 
 import { randomBytes } from 'node:crypto';
@@ -207,6 +216,81 @@ export function toStoreError(err: unknown): Error {
   return new StoreUnavailable(`The session store is unavailable: ${message}`, err);
 }
 
+/** Commands waiting in node-redis' queue (unwritten or unanswered) per connection, at most. */
+export const COMMAND_QUEUE_MAX = 100_000;
+
+/** node-redis' own per-command timeout off (see the top: the deadline is enforced here). */
+const NO_CLIENT_TIMEOUT = { timeout: 0 };
+
+interface Pending {
+  until: number;
+  what: string;
+  settled: boolean;
+  reject: (err: Error) => void;
+}
+
+/**
+ * Deadlines of one length for many commands. Deadlines of equal length expire in the order they
+ * were set, so the pending ones are kept in that order (a Set iterates in insertion order) and
+ * one timer waits for the oldest: per command a Set entry instead of a timer, a Promise.race and
+ * a finally.
+ */
+export class Deadlines {
+  readonly #ms: number;
+  readonly #pending = new Set<Pending>();
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(ms: number) {
+    this.#ms = ms;
+  }
+
+  /** How many commands are waiting for an answer (for tests). */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /** `promise`, or StoreUnavailable once `ms` passed without it settling. */
+  track<T>(promise: Promise<T>, what: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const p: Pending = { until: Date.now() + this.#ms, what, settled: false, reject };
+      this.#pending.add(p);
+      if (this.#timer === null) this.#arm(this.#ms);
+      promise.then(
+        (v) => {
+          if (p.settled) return;
+          p.settled = true;
+          this.#pending.delete(p);
+          resolve(v);
+        },
+        (err: Error) => {
+          if (p.settled) return;
+          p.settled = true;
+          this.#pending.delete(p);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(() => this.#expire(), Math.max(1, ms));
+  }
+
+  #expire(): void {
+    this.#timer = null;
+    const now = Date.now();
+    for (const p of this.#pending) {
+      if (p.until > now) {
+        this.#arm(p.until - now);
+        return;
+      }
+      this.#pending.delete(p);
+      p.settled = true;
+      p.reject(new StoreUnavailable(`The session store did not answer ${p.what} within ${this.#ms} ms.`));
+    }
+  }
+}
+
 export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -242,7 +326,9 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
     ...(target.username !== undefined ? { username: target.username } : {}),
     ...(target.password !== undefined ? { password: target.password } : {}),
   };
-  const deadline = <T>(p: Promise<T>, what: string) => withDeadline(p, opts.commandTimeoutMs, what);
+  const deadlines = new Deadlines(opts.commandTimeoutMs);
+  const deadline = <T>(p: Promise<T>, what: string) => deadlines.track(p, what);
+  const queue = { commandsQueueMaxLength: COMMAND_QUEUE_MAX, commandOptions: NO_CLIENT_TIMEOUT };
 
   let conn: RedisConnection;
   let connect: () => Promise<unknown>;
@@ -255,6 +341,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
         socket: { host: target.host.host, port: target.host.port, ...socket, ...(target.tls ? { tls: true as const } : {}) },
         database: target.database,
         disableOfflineQueue: true,
+        ...queue,
         ...creds,
       });
       client.on('error', onError);
@@ -276,7 +363,8 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
       const cluster = createCluster({
         RESP: 2,
         rootNodes: target.seeds.map((h: RedisHost) => ({ socket: { host: h.host, port: h.port, connectTimeout: opts.connectTimeoutMs } })),
-        defaults: { socket, disableOfflineQueue: true, ...creds },
+        defaults: { socket, disableOfflineQueue: true, ...queue, ...creds },
+        commandOptions: NO_CLIENT_TIMEOUT,
         useReplicas: false,
       });
       cluster.on('error', onError);
@@ -310,7 +398,8 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
         RESP: 2,
         name: target.masterName,
         sentinelRootNodes: target.sentinels,
-        nodeClientOptions: { socket, disableOfflineQueue: true, ...creds },
+        nodeClientOptions: { socket, disableOfflineQueue: true, ...queue, ...creds },
+        commandOptions: NO_CLIENT_TIMEOUT,
         sentinelClientOptions: { socket },
         masterPoolSize: 1,
         passthroughClientErrorEvents: true,

@@ -1,0 +1,125 @@
+// node bench/rotation-ab.ts [<other checkout>] — the JavaScript cost of refresh-token rotation
+// (POST /api/v1/auth/token/refresh) on Redis inside one process, for comparing two versions of
+// the code on a busy machine (as bench/hotpath-ab.ts does for the session check). Each variant is
+// a real Tessera app on Redis (its own key prefix, the production logger writing to /dev/null)
+// driven through Fastify's `inject`: no HTTP sockets, so what is measured is the route, the
+// rotation, the token signing, the store client and the audit pipeline. A slice runs 50 chains
+// at once (as the bench's rotation section does), each rotating its own user's refresh token in
+// turn, and counts this process's CPU time until the slice's audit events are appended too. The
+// variants are interleaved for many rounds and the median slice of each is reported. Redis's own
+// CPU is not in these figures. Environment: AB_ROUNDS (default 15), AB_SLICE (rotations per
+// slice, default 2000), BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type * as ConfigModule from '../src/config/config.ts';
+import type * as SecretsModule from '../src/domain/secrets.ts';
+import type * as AppModule from '../src/http/app.ts';
+import type * as RuntimeModule from '../src/runtime.ts';
+import type * as ServerModule from '../src/server.ts';
+import type * as StoreModule from '../src/store/open.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROUNDS = Number(process.env.AB_ROUNDS ?? 15);
+const SLICE = Number(process.env.AB_SLICE ?? 2000);
+const CHAINS = 50;
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const dir = mkdtempSync(join(tmpdir(), 'tessera-rot-ab-'));
+const ADMIN = 'ab-admin-token-' + 'x'.repeat(32);
+const prefixes: string[] = [];
+
+interface Injectable {
+  inject(opts: { method: string; url: string; headers?: Record<string, string>; payload?: unknown }): Promise<{ statusCode: number; body: string; json(): unknown }>;
+}
+interface Variant {
+  name: string;
+  app: Injectable;
+  tokens: string[];
+  /** Resolves once every event emitted so far is in the audit log. */
+  flush(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function tessera(root: string, label: string): Promise<Variant> {
+  // Another checkout's modules: typed as this one's (the same shapes).
+  const src = <T>(p: string) => import(join(root, 'src', p)) as Promise<T>;
+  const { loadConfig } = await src<typeof ConfigModule>('config/config.ts');
+  const { createLogger } = await src<typeof ServerModule>('server.ts');
+  const { createRuntime } = await src<typeof RuntimeModule>('runtime.ts');
+  const { buildApp } = await src<typeof AppModule>('http/app.ts');
+  const { openStore } = await src<typeof StoreModule>('store/open.ts');
+  const { hashSecret } = await src<typeof SecretsModule>('domain/secrets.ts');
+  const cookieSecret = 'ab-cookie-secret-' + 'y'.repeat(32);
+  const prefix = `bench-rot-ab-${randomBytes(4).toString('hex')}:`;
+  prefixes.push(prefix);
+  const config = loadConfig(
+    {
+      TESSERA_STORE: REDIS_URL,
+      TESSERA_REDIS_PREFIX: prefix,
+      COOKIE_SECRET_SIGN_KEY: cookieSecret,
+      TESSERA_ADMIN_TOKEN: ADMIN,
+      TESSERA_LOG_LEVEL: 'info',
+      // No sweep or bank round during the measurement.
+      TESSERA_SWEEP_INTERVAL_MS: '3600000',
+    },
+    dir,
+  );
+  const store = await openStore(config);
+  const runtime = await createRuntime({ ...config, cookieSecret }, store, { now: () => Date.now() }, { adminTokenHash: hashSecret(ADMIN) });
+  await runtime.start();
+  const log = createLogger(config, '/dev/null');
+  const app = (await buildApp(runtime.deps, { logger: log })) as unknown as Injectable;
+  const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
+  await app.inject({ method: 'PUT', url: '/api/v1/admin/tenants/bench', headers: h, payload: { profile: 'integration' } });
+  const tokens: string[] = [];
+  for (let i = 0; i < CHAINS; i++) {
+    const email = `rot${i}@example.com`;
+    await app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: h, payload: { tenantId: 'bench', email, password: 'bench password' } });
+    const r = await app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json' }, payload: { email, password: 'bench password' } });
+    if (r.statusCode !== 200) throw new Error(`login ${r.statusCode} ${r.body}`);
+    tokens.push((r.json() as { refreshToken: string }).refreshToken);
+  }
+  return { name: `tessera rotation ${label}`, app, tokens, flush: () => runtime.deps.monitor.flush(), stop: () => runtime.stop() };
+}
+
+async function slice(v: Variant, n: number): Promise<number> {
+  const per = Math.ceil(n / CHAINS);
+  const c0 = process.cpuUsage();
+  await Promise.all(
+    v.tokens.map(async (_, i) => {
+      for (let k = 0; k < per; k++) {
+        const r = await v.app.inject({ method: 'POST', url: '/api/v1/auth/token/refresh', headers: { 'content-type': 'application/json' }, payload: { refreshToken: v.tokens[i] } });
+        if (r.statusCode !== 200) throw new Error(`${v.name}: ${r.statusCode} ${r.body}`);
+        v.tokens[i] = (r.json() as { refreshToken: string }).refreshToken;
+      }
+    }),
+  );
+  await v.flush();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / (per * CHAINS);
+}
+
+const variants: Variant[] = [await tessera(ROOT, '(this)')];
+if (process.argv[2]) variants.push(await tessera(resolve(process.argv[2]), '(other)'));
+try {
+  for (const v of variants) await slice(v, SLICE); // warm-up
+  const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const v of variants) samples.get(v.name)!.push(await slice(v, SLICE));
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor(p * (xs.length - 1))] as number;
+  console.log(`\n# bench/rotation-ab.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${SLICE} rotations per variant, ${CHAINS} chains (inject, one process)\n`);
+  console.log('| variant | CPU µs/rotation (median) | p25–p75 |');
+  console.log('|---|---:|---:|');
+  for (const [name, xs] of samples) console.log(`| ${name} | ${median(xs).toFixed(1)} | ${q(xs, 0.25).toFixed(1)}–${q(xs, 0.75).toFixed(1)} |`);
+} finally {
+  for (const v of variants) await v.stop().catch(() => undefined);
+  for (const p of prefixes) spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);
+  rmSync(dir, { recursive: true, force: true });
+}
+process.exit(0);
