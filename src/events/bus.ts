@@ -34,7 +34,9 @@ export type EventType =
   | 'user.enabled'
   | 'user.password_reset'
   | 'user.deleted'
-  | 'tenant.deleted';
+  | 'tenant.deleted'
+  /** Written by `tessera import` straight to the tenant's audit chain (src/store/transfer.ts), never emitted. */
+  | 'tenant.imported';
 
 export interface EventHeaders {
   requestId?: string | null;

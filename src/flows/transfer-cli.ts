@@ -16,7 +16,8 @@ export const TRANSFER_USAGE = `  export --out <file> [--tenant <id>]...
   import <file>                  Write the file's records that this store lacks (any store kind);
                                  the same COOKIE_SECRET_SIGN_KEY as the source is required. Equal
                                  records are skipped; any record that exists with other content
-                                 refuses the whole import (exit 2, nothing written)`;
+                                 refuses the whole import (exit 2, nothing written). Each tenant
+                                 that gets records has a tenant.imported audit record (counts)`;
 
 export interface TransferIo {
   out(line: string): void;
@@ -94,7 +95,7 @@ export async function transferCommand(
   const store = await env.open();
   try {
     await new KeyRing(store, env.serverSecret).load(Date.now());
-    const result = await importStore(store, file, keyCheck);
+    const result = await importStore(store, file, keyCheck, Date.now());
     io.out(JSON.stringify({ imported: path, into: store.kind, written: result.written, unchanged: result.unchanged }));
     return 0;
   } catch (err) {

@@ -16,10 +16,16 @@
 // what the target holds under its key. Equal records are skipped; a record that exists with other
 // content (a user id or email taken by another record, a slug or client id of another tenant, a
 // tenant with other settings) is a conflict, and any conflict refuses the whole import before the
-// first write (`TransferConflict`). Only then are the missing records written, tenants first. A
-// store failure in the middle of the writes leaves a prefix of them; running the import again
-// completes it (what was written is now equal and skipped).
+// first write (`TransferConflict`). Only then are the missing records written, one tenant at a
+// time (the tenant first: everything else names it). A store failure in the middle of the writes
+// leaves a prefix of them; running the import again completes it (what was written is now equal
+// and skipped).
+//
+// Every tenant that got at least one record appends `tenant.imported` to its own audit chain
+// (through the port's append, so the chain still verifies), once its records are written: the
+// counts written and unchanged, the file's source and export time — never a record's content.
 
+import type { AuditEventInput } from '../domain/audit-chain.ts';
 import type { Bank } from '../domain/bank.ts';
 import type { FederatedIdentity, Organization } from '../domain/organization.ts';
 import { degradationOf, type Tenant } from '../domain/tenant.ts';
@@ -211,32 +217,72 @@ export interface ImportResult {
   unchanged: TransferCounts;
 }
 
+/** The audit event of an import, per tenant that got records (docs/reliability.md); in EventType (src/events/bus.ts). */
+export const TENANT_IMPORTED = 'tenant.imported';
+
+/** Records by kind, as a file holds them. */
+type Records = Pick<TransferFile, keyof TransferCounts>;
+
+const noRecords = (): Records => ({ tenants: [], users: [], organizations: [], apps: [], banks: [], identities: [] });
+
+/** The records of one tenant. */
+function recordsOf(r: Records, tenantId: string): Records {
+  const mine = <T extends { tenantId: string }>(xs: T[]) => xs.filter((x) => x.tenantId === tenantId);
+  return {
+    tenants: r.tenants.filter((t) => t.id === tenantId),
+    users: mine(r.users),
+    organizations: mine(r.organizations),
+    apps: mine(r.apps),
+    banks: mine(r.banks),
+    identities: mine(r.identities),
+  };
+}
+
+/** `tenant.imported`: what one import wrote into (and found already in) one tenant. Counts only. */
+function importedEvent(tenantId: string, file: TransferFile, written: Records, unchanged: Records, now: number): AuditEventInput {
+  return {
+    time: now,
+    tenantId,
+    type: TENANT_IMPORTED,
+    userId: null,
+    sessionId: null,
+    kind: null,
+    headers: { requestId: null, correlationId: null, activityId: null, tenantId: null, sessionId: null },
+    ip: null,
+    userAgent: null,
+    location: null,
+    details: {
+      by: 'tessera import',
+      // As the exporting Tessera wrote them into the file: bounded, for people.
+      source: file.source.slice(0, 64),
+      exportedAt: file.exportedAt.slice(0, 64),
+      written: countsOf(written),
+      unchanged: countsOf(unchanged),
+    },
+  };
+}
+
 /**
- * Writes the file's records that the target lacks. Throws TransferKeyMismatch when `keyCheck`
- * (the target's, computed by the caller) is not the file's, TransferConflict when any record
- * exists with other content — both before the first write.
+ * Writes the file's records that the target lacks, and per tenant that got any, its
+ * `tenant.imported` audit record (at `now`). Throws TransferKeyMismatch when `keyCheck` (the
+ * target's, computed by the caller) is not the file's, TransferConflict when any record exists
+ * with other content — both before the first write.
  */
-export async function importStore(store: SessionStore, file: TransferFile, keyCheck: string): Promise<ImportResult> {
+export async function importStore(store: SessionStore, file: TransferFile, keyCheck: string, now: number): Promise<ImportResult> {
   if (file.keyCheck !== keyCheck) {
     throw new TransferKeyMismatch();
   }
   const conflicts: string[] = [];
-  const zero = (): TransferCounts => ({ tenants: 0, users: 0, organizations: 0, apps: 0, banks: 0, identities: 0 });
-  const unchanged = zero();
-  const todo: { tenants: Tenant[]; users: User[]; organizations: Organization[]; apps: PlatformApp[]; banks: Bank[]; identities: FederatedIdentity[] } = {
-    tenants: [],
-    users: [],
-    organizations: [],
-    apps: [],
-    banks: [],
-    identities: [],
-  };
+  /** Missing in the target: to write. */
+  const todo = noRecords();
+  /** In the target with the same content: skipped. */
+  const kept = noRecords();
 
   // 1. Compare everything; write nothing.
   for (const t of file.tenants) {
     const have = await store.getTenant(t.id);
     if (have === null) todo.tenants.push(t);
-    else if (tenantSettings(have) === tenantSettings(t)) unchanged.tenants += 1;
+    else if (tenantSettings(have) === tenantSettings(t)) kept.tenants.push(t);
     else conflicts.push(`tenant "${t.id}" exists with other settings`);
   }
   const emails = new Set<string>();
@@ -247,42 +293,47 @@ export async function importStore(store: SessionStore, file: TransferFile, keyCh
     const have = await store.getUser(u.tenantId, u.id);
     const byEmail = await store.findUserByEmail(u.tenantId, u.email);
     if (have === null && byEmail === null) todo.users.push(u);
-    else if (have !== null && userRecord(have) === userRecord(u)) unchanged.users += 1;
+    else if (have !== null && userRecord(have) === userRecord(u)) kept.users.push(u);
     else if (byEmail !== null && byEmail.id !== u.id) conflicts.push(`user ${u.email} of tenant "${u.tenantId}" exists with another id`);
     else conflicts.push(`user ${u.id} of tenant "${u.tenantId}" exists with other content`);
   }
   for (const o of file.organizations) {
     const have = await store.federation.getOrganization(o.slug);
     if (have === null) todo.organizations.push(o);
-    else if (canonical(have) === canonical(o)) unchanged.organizations += 1;
+    else if (canonical(have) === canonical(o)) kept.organizations.push(o);
     else conflicts.push(`organization "${o.slug}" exists ${have.tenantId === o.tenantId ? 'with other content' : `in tenant "${have.tenantId}"`}`);
   }
   for (const a of file.apps) {
     const have = await store.oidc.getApp(a.clientId);
     if (have === null) todo.apps.push(a);
-    else if (appRecord(have) === appRecord(a)) unchanged.apps += 1;
+    else if (appRecord(have) === appRecord(a)) kept.apps.push(a);
     else conflicts.push(`application "${a.clientId}" exists ${have.tenantId === a.tenantId ? 'with other content' : `in tenant "${have.tenantId}"`}`);
   }
   for (const b of file.banks) {
     const have = await store.banks.getBank(b.tenantId, b.bankId);
     if (have === null) todo.banks.push(b);
-    else if (canonical(have) === canonical(b)) unchanged.banks += 1;
+    else if (canonical(have) === canonical(b)) kept.banks.push(b);
     else conflicts.push(`bank "${b.bankId}" of tenant "${b.tenantId}" exists with other content`);
   }
   for (const i of file.identities) {
     const have = await store.federation.findIdentity(i.tenantId, i.issuer, i.subject);
     if (have === null) todo.identities.push(i);
-    else if (have.userId === i.userId) unchanged.identities += 1;
+    else if (have.userId === i.userId) kept.identities.push(i);
     else conflicts.push(`the identity ${i.subject} of ${i.issuer} in tenant "${i.tenantId}" is linked to another user`);
   }
   if (conflicts.length > 0) throw new TransferConflict(conflicts);
 
-  // 2. Write what is missing, tenants first (everything else names one).
-  for (const t of todo.tenants) await store.putTenant(t);
-  for (const u of todo.users) await store.createUser(u);
-  for (const o of todo.organizations) await store.federation.putOrganization(o, null);
-  for (const a of todo.apps) await store.oidc.putApp(a);
-  for (const b of todo.banks) await store.banks.putBank(b);
-  for (const i of todo.identities) await store.federation.linkIdentity(i);
-  return { written: countsOf(todo), unchanged };
+  // 2. Write what is missing, tenant by tenant: the tenant first (everything else names it), the
+  // identity links after the users they name; then that tenant's audit record.
+  for (const t of file.tenants) {
+    const w = recordsOf(todo, t.id);
+    for (const x of w.tenants) await store.putTenant(x);
+    for (const u of w.users) await store.createUser(u);
+    for (const o of w.organizations) await store.federation.putOrganization(o, null);
+    for (const a of w.apps) await store.oidc.putApp(a);
+    for (const b of w.banks) await store.banks.putBank(b);
+    for (const i of w.identities) await store.federation.linkIdentity(i);
+    if (Object.values(countsOf(w)).some((n) => n > 0)) await store.audit.append(importedEvent(t.id, file, w, recordsOf(kept, t.id), now));
+  }
+  return { written: countsOf(todo), unchanged: countsOf(kept) };
 }

@@ -169,6 +169,11 @@ describe.skipIf(skip)('export and import across store kinds', () => {
       .poll(async () => ((await dst.call('GET', `/api/v1/admin/audit/verify?tenantId=${TENANT}`)).json.tenants as Array<{ records: number }>)[0]?.records ?? 0, { timeout: 15_000 })
       .toBeGreaterThan(0);
     expect((await dst.call('GET', `/api/v1/admin/audit/verify?tenantId=${TENANT}`)).json).toMatchObject({ ok: true });
+    // The import itself is in that chain, once (the second import wrote nothing): counts only.
+    const importAudit = (await dst.call('GET', `/api/v1/admin/audit?tenantId=${TENANT}&type=tenant.imported`)).json.items as Array<{ details: Record<string, unknown> }>;
+    expect(importAudit.map((r) => r.details)).toEqual([
+      expect.objectContaining({ by: 'tessera import', source: 'sqlite', written: { tenants: 1, users: 2, organizations: 1, apps: 1, banks: 1, identities: 0 } }),
+    ]);
 
     // 6. A conflict refuses the whole import, the new records of the file included.
     const bobId = (users.json.items as Array<{ id: string; email: string }>).find((u) => u.email === 'bob@example.com')!.id;
