@@ -3,7 +3,7 @@
 // written on exit) and prints the functions with the most self time and the share of time per
 // module group, as shares and as µs of CPU per request over the load window only (start-up, log-in
 // and warm-up excluded). Environment: PROFILE_STORE (sqlite | redis | hello: the Fastify hello world), PROFILE_MODE (token | cookie | refresh: rotation
-// chains instead of the check).
+// chains instead of the check; sso: one-time SSO tokens exchanged, bench/fill-sso-tokens.ts, Redis only).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -23,6 +23,7 @@ const port = 20000 + Math.floor(Math.random() * 20000);
 const admin = randomBytes(24).toString('hex');
 const prefix = `profile-${randomBytes(4).toString('hex')}:`;
 const HELLO = STORE === 'hello';
+const cookieKey = randomBytes(32).toString('base64url');
 const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250', join(ROOT, HELLO ? 'bench/peer-baselines.ts' : 'src/cli.ts'), ...(HELLO ? [] : ['start'])], {
   cwd: dir,
   env: {
@@ -33,7 +34,7 @@ const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '-
     TESSERA_STORE: STORE === 'redis' ? REDIS_URL : `sqlite:${join(dir, 'p.db')}`,
     TESSERA_REDIS_PREFIX: prefix,
     TESSERA_ADMIN_TOKEN: admin,
-    COOKIE_SECRET_SIGN_KEY: randomBytes(32).toString('base64url'),
+    COOKIE_SECRET_SIGN_KEY: cookieKey,
     TESSERA_LOG_LEVEL: process.env.TESSERA_LOG_LEVEL ?? 'info',
   },
   stdio: ['ignore', 'ignore', 'inherit'],
@@ -69,8 +70,16 @@ let r;
 spawnSync(process.execPath, [join(ROOT, 'bench/load.ts'), JSON.stringify({ url: `${url}/api/v1/session`, connections: 50, amount: 3000, headers })], { encoding: 'utf8' });
 // The samples counted are those between these two instants (both CLOCK_MONOTONIC, as the
 // profile's timestamps are), so start-up, log-in and warm-up stay out of the figures.
-const windowStart = Number(process.hrtime.bigint() / 1000n);
-if (MODE === 'refresh') {
+let windowStart = Number(process.hrtime.bigint() / 1000n);
+if (MODE === 'sso') {
+  // One-time tokens of SSO logins, each of a user of its own, made by another process (outside
+  // the window), then each exchanged once in token mode.
+  const tokens = join(dir, 'sso-tokens.txt');
+  const fill = spawnSync(process.execPath, [join(ROOT, 'bench/fill-sso-tokens.ts'), JSON.stringify({ store: REDIS_URL, prefix, cookieKey, tenantId: 'bench', count: Number(process.env.PROFILE_SSO_TOKENS ?? 5000), budgetS: 15, out: tokens })], { encoding: 'utf8', cwd: dir });
+  if (fill.status !== 0) throw new Error(`SSO fill failed: ${fill.stderr}`);
+  windowStart = Number(process.hrtime.bigint() / 1000n);
+  r = spawnSync(process.execPath, [join(ROOT, 'bench/load-sso.ts'), JSON.stringify({ url: `${url}/api/v1/sso/token`, connections: 50, seconds: SECONDS, tokens })], { encoding: 'utf8' });
+} else if (MODE === 'refresh') {
   // 50 rotation chains, each its own user's session.
   const tokens: string[] = [];
   for (let i = 0; i < 50; i++) {

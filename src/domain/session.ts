@@ -211,3 +211,14 @@ function cmp(a: string, b: string): number {
 export function refreshGraceApplies(rotatedAt: number, successorRotated: boolean, now: number, graceMs: number): boolean {
   return now - rotatedAt <= graceMs && !successorRotated;
 }
+
+/**
+ * May a single-use session just consumed be exchanged for `target` (the session it stands for)?
+ * Only for a valid session of the same tenant and user whose data holds every `expected` entry
+ * (e.g. an SSO login's app session still `pending`). The Redis script applies the same rule in Lua
+ * (store/redis/scripts.ts, REDEEM).
+ */
+export function redeemableInto(target: Session, consumed: Session, expected: Record<string, string | number | boolean>, now: number): boolean {
+  if (!isValid(target, now) || target.tenantId !== consumed.tenantId || target.userId !== consumed.userId) return false;
+  return Object.entries(expected).every(([k, v]) => target.data[k] === v);
+}

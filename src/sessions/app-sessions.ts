@@ -18,7 +18,7 @@ import type { DerivedKeys } from '../tokens/derived-keys.ts';
 import type { KeyRing } from '../tokens/key-ring.ts';
 import type { SessionCache } from './session-cache.ts';
 import { loadTenant } from './tenant-cache.ts';
-import type { CreateLimit } from '../store/port.ts';
+import type { CreateLimit, RefreshToken } from '../store/port.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
 import { deterministicJti, signSessionToken } from '../tokens/session-token.ts';
 
@@ -194,17 +194,15 @@ export async function tokenPair(
 
 /** The first refresh token of a token-mode session. */
 export async function firstRefreshToken(deps: Deps, session: Session, now: number): Promise<string> {
-  const raw = newSecret();
-  await deps.store.addRefreshToken({
-    tokenHash: hashSecret(raw),
-    sessionHandle: session.handle,
-    tenantId: session.tenantId,
-    userId: session.userId as string,
-    createdAt: now,
-    rotatedAt: null,
-    successorHash: null,
-  });
+  const { raw, token } = newRefreshToken(session.tenantId, session.userId as string, session.handle, now);
+  await deps.store.addRefreshToken(token);
   return raw;
+}
+
+/** A new first refresh token of a session (raw, and as stored), for the caller to store. */
+export function newRefreshToken(tenantId: string, userId: string, sessionHandle: string, now: number): { raw: string; token: RefreshToken } {
+  const raw = newSecret();
+  return { raw, token: { tokenHash: hashSecret(raw), sessionHandle, tenantId, userId, createdAt: now, rotatedAt: null, successorHash: null } };
 }
 
 /**

@@ -83,6 +83,30 @@ export type RotateResult =
   | { outcome: 'inactive'; session: Session }
   | { outcome: 'unknown' };
 
+/** What redeemSession does to the session a single-use secret stands for (see there). */
+export interface RedeemTarget {
+  handle: string;
+  /** Entries the target's data must hold, each equal to the value given (e.g. `{ mode: 'pending' }`). */
+  expectData: Record<string, string | number | boolean>;
+  /** Merged into the target's data as updateSessionData merges (a null value removes the key). */
+  patch: Record<string, unknown>;
+  /** The target's new idle expiry (capped at its absolute expiry); `lastSeenAt` becomes `now`. */
+  idleExpiresAt: number | null;
+  /** Stored as a refresh token of the target (`sessionHandle` must be the target's handle), or null. */
+  refreshToken: RefreshToken | null;
+}
+
+export type RedeemResult =
+  /** Consumed, and the target activated: `consumed` as consumeSession returns it, `session` the target as updated. */
+  | { outcome: 'redeemed'; consumed: Session; session: Session }
+  /**
+   * Consumed, but the target is missing, not valid at `now`, of another tenant or user than the
+   * consumed session, or without the expected data: it was not changed.
+   */
+  | { outcome: 'target_unusable'; consumed: Session }
+  /** No session valid at `now` has this secret hash (unknown, already used, expired): nothing changed. */
+  | { outcome: 'not_consumed' };
+
 export interface SessionsStore {
   /**
    * Stores a new session. With `limit`, counts the user's valid sessions of `limit.kind` at `now`
@@ -139,6 +163,18 @@ export interface SessionsStore {
   consumeSession(secretHash: string, now: number): Promise<Session | null>;
 
   /**
+   * A single-use secret exchanged for the session it stands for, in ONE atomic step (the SSO
+   * token exchange, docs/api.md §Single sign-on): consumes the session with `secretHash` exactly
+   * as consumeSession does and, only when this call consumed it, applies `target` to the session
+   * it names — a valid session of the same tenant and user holding `expectData` — at once:
+   * the data patch, the activity (as touchSession) and the first refresh token. Of many
+   * concurrent callers exactly one gets `redeemed` or `target_unusable`; the others get
+   * `not_consumed`. A refresh token whose hash is already stored: Conflict
+   * refresh_token_exists, and nothing changed.
+   */
+  redeemSession(secretHash: string, target: RedeemTarget, now: number): Promise<RedeemResult>;
+
+  /**
    * Renew-once-after-expiry (docs/api.md §Consent redirects, "The session after a return"): when
    * the predecessor has expired, store `successor` and link it, unless a successor was already
    * linked, in which case that one is returned. Many concurrent callers with the same expired
@@ -175,6 +211,13 @@ export interface SessionsStore {
   sweepExpired(now: number, max: number): Promise<Session[]>;
 }
 
+/** A refresh token given to redeemSession must be the target's (a programming error otherwise). */
+export function checkRedeemTarget(target: RedeemTarget): void {
+  if (target.refreshToken !== null && target.refreshToken.sessionHandle !== target.handle) {
+    throw new Error('redeemSession: the refresh token must belong to the target session');
+  }
+}
+
 /** Every operation of SessionsStore, for composites and proxies that forward them. */
 export const SESSIONS_OPERATIONS = [
   'createSession',
@@ -187,6 +230,7 @@ export const SESSIONS_OPERATIONS = [
   'revokeTenantSessions',
   'listSessions',
   'consumeSession',
+  'redeemSession',
   'renewAfterExpiry',
   'addRefreshToken',
   'rotateRefreshToken',

@@ -744,6 +744,123 @@ export function describeStoreConformance(
       });
     });
 
+    // ---- single use, then activation (the SSO token exchange) ------------------------------
+
+    describe('redeemSession', () => {
+      /** An SSO login as its callback leaves it: an idp session, a pending app session below it, the one-time token. */
+      async function ssoLogin(ids: Ids, o: { appData?: Record<string, unknown> } = {}): Promise<{ idp: Session; app: Session; token: Session }> {
+        const idp = await make(ids, 'idp');
+        const app = await make(ids, 'app', { parent: idp, data: o.appData ?? { mode: 'pending', orgSlug: 'acme' } });
+        const token = await make(ids, 'flow', { userId: ids.userId, data: { purpose: 'sso_token', appHandle: app.handle } });
+        return { idp, app, token };
+      }
+
+      function target(app: Session, now: number, refreshToken: RefreshToken | null = firstToken(app)) {
+        return { handle: app.handle, expectData: { mode: 'pending' }, patch: { mode: 'token', orgSlug: null, xsrfHash: 'x' }, idleExpiresAt: now + 15 * MINUTE, refreshToken };
+      }
+
+      it('consumes the secret and, in the same step, patches and touches the target and stores its first refresh token', async () => {
+        const ids = fresh();
+        const { app, token } = await ssoLogin(ids);
+        const now = T0 + MINUTE;
+        const t = { ...firstToken(app), createdAt: now };
+        const r = outcome(await store.redeemSession(token.secretHash, target(app, now, t), now), 'redeemed');
+        const consumed = { ...token, status: 'revoked', revokeReason: 'consumed', endedAt: now };
+        expect(r.consumed).toStrictEqual(consumed);
+        const activated = { ...app, data: { mode: 'token', xsrfHash: 'x' }, lastSeenAt: now, idleExpiresAt: now + 15 * MINUTE };
+        expect(r.session).toStrictEqual(activated);
+        expect(await stored(app.handle)).toStrictEqual(activated);
+        expect(await stored(token.handle)).toStrictEqual(consumed);
+        expect(await store.getRefreshToken(t.tokenHash)).toStrictEqual(t);
+        // Once: the secret is spent, and the target stays as the first exchange left it.
+        expect(await store.redeemSession(token.secretHash, target(app, now + SECOND), now + SECOND)).toStrictEqual({ outcome: 'not_consumed' });
+        expect(await stored(app.handle)).toStrictEqual(activated);
+      });
+
+      it('caps the idle expiry at the absolute expiry; a null idle expiry clears it', async () => {
+        const ids = fresh();
+        const a = await ssoLogin(ids);
+        const now = T0 + MINUTE;
+        const r = outcome(await store.redeemSession(a.token.secretHash, { ...target(a.app, now), idleExpiresAt: a.app.absoluteExpiresAt + HOUR }, now), 'redeemed');
+        expect(r.session.idleExpiresAt).toBe(a.app.absoluteExpiresAt);
+        const b = await ssoLogin(ids);
+        const r2 = outcome(await store.redeemSession(b.token.secretHash, { ...target(b.app, now, null), idleExpiresAt: null }, now), 'redeemed');
+        expect(r2.session.idleExpiresAt).toBeNull();
+        expect(isValid(await stored(b.app.handle), now + HOUR)).toBe(true);
+      });
+
+      it('of 20 concurrent exchanges of one secret exactly one redeems, and only its refresh token is stored', async () => {
+        const ids = fresh();
+        const { app, token } = await ssoLogin(ids);
+        const now = T0 + MINUTE;
+        const tokens = Array.from({ length: 20 }, () => firstToken(app));
+        const results = await Promise.all(tokens.map((t) => store.redeemSession(token.secretHash, target(app, now, t), now)));
+        expect(results.filter((r) => r.outcome === 'redeemed')).toHaveLength(1);
+        expect(results.filter((r) => r.outcome === 'not_consumed')).toHaveLength(19);
+        const stores = await Promise.all(tokens.map((t) => store.getRefreshToken(t.tokenHash)));
+        expect(stores.filter((t) => t !== null)).toHaveLength(1);
+        expect(stores[results.findIndex((r) => r.outcome === 'redeemed')]).not.toBeNull();
+      });
+
+      it('consumes the secret but leaves alone a target that ended, is another user\'s, lacks the expected data or does not exist', async () => {
+        const ids = fresh();
+        const check = async (login: { app: Session; token: Session }, targetHandle: string, unchanged: Session, now = T0 + MINUTE): Promise<void> => {
+          const t = { ...firstToken(login.app), sessionHandle: targetHandle };
+          const r = outcome(await store.redeemSession(login.token.secretHash, { ...target(login.app, now, t), handle: targetHandle }, now), 'target_unusable');
+          expect(r.consumed).toStrictEqual({ ...login.token, status: 'revoked', revokeReason: 'consumed', endedAt: now });
+          expect(await stored(login.token.handle)).toStrictEqual(r.consumed);
+          expect(await stored(unchanged.handle)).toStrictEqual(unchanged);
+          expect(await store.getRefreshToken(t.tokenHash)).toBeNull();
+        };
+        const ended = await ssoLogin(ids);
+        const [revokedApp] = await store.revokeSession(ended.app.handle, 'logout', T0 + SECOND);
+        await check(ended, ended.app.handle, revokedApp!);
+        // Idle-expired: the app's 15 idle minutes are over at T0 + 16 min; a token made at T0 + 10 min is still valid.
+        const idle = await ssoLogin(ids);
+        const late = await make(ids, 'flow', { at: T0 + 10 * MINUTE, userId: ids.userId, data: { purpose: 'sso_token' } });
+        await check({ app: idle.app, token: late }, idle.app.handle, idle.app, T0 + 16 * MINUTE);
+        const mode = await ssoLogin(ids, { appData: { mode: 'token' } });
+        await check(mode, mode.app.handle, mode.app);
+        const other = await ssoLogin(ids);
+        const stranger = await make({ tenantId: ids.tenantId, userId: `u-${randomUUID()}` }, 'app', { data: { mode: 'pending' } });
+        await check(other, stranger.handle, stranger);
+        const gone = await ssoLogin(ids);
+        await check(gone, `${gone.app.handle.slice(0, 13)}${'A'.repeat(22)}`, gone.app);
+      });
+
+      it('changes nothing for a secret that is unknown, expired or already consumed', async () => {
+        const ids = fresh();
+        const { app, token } = await ssoLogin(ids);
+        expect(await store.redeemSession(hashSecret(newSecret()), target(app, T0 + MINUTE), T0 + MINUTE)).toStrictEqual({ outcome: 'not_consumed' });
+        const late = T0 + 11 * MINUTE; // the token's 10 minutes are over, the app's idle 15 are not
+        const t = firstToken(app);
+        expect(await store.redeemSession(token.secretHash, target(app, late, t), late)).toStrictEqual({ outcome: 'not_consumed' });
+        expect(await stored(token.handle)).toStrictEqual(token);
+        expect(await stored(app.handle)).toStrictEqual(app);
+        expect(await store.getRefreshToken(t.tokenHash)).toBeNull();
+        const used = await ssoLogin(ids);
+        expect(await store.consumeSession(used.token.secretHash, T0 + MINUTE)).not.toBeNull();
+        expect(await store.redeemSession(used.token.secretHash, target(used.app, T0 + MINUTE), T0 + MINUTE)).toStrictEqual({ outcome: 'not_consumed' });
+        expect(await stored(used.app.handle)).toStrictEqual(used.app);
+      });
+
+      it('refuses a refresh token that is already stored, and changes nothing', async () => {
+        const ids = fresh();
+        const { app, token } = await ssoLogin(ids);
+        const other = await make(ids, 'app');
+        const t = firstToken(other);
+        await store.addRefreshToken(t);
+        const now = T0 + MINUTE;
+        await expect(store.redeemSession(token.secretHash, target(app, now, { ...t, sessionHandle: app.handle }), now)).rejects.toMatchObject({
+          code: 'refresh_token_exists',
+          status: 409,
+        });
+        expect(await stored(token.handle)).toStrictEqual(token);
+        expect(await stored(app.handle)).toStrictEqual(app);
+        expect(await store.getRefreshToken(t.tokenHash)).toStrictEqual(t);
+      });
+    });
+
     // ---- renew once after expiry ----------------------------------------------------------
 
     describe('renewAfterExpiry', () => {

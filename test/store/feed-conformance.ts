@@ -176,6 +176,18 @@ export function describeFeedConformance(name: string, target: StoreTarget): void
       await heard([flow.handle]);
     });
 
+    it('redeemSession publishes the single-use session it consumed, not the target it activated', async () => {
+      const ids = fresh();
+      const app = await make(ids, 'app');
+      const once = issueSession({ tenantId: ids.tenantId, userId: ids.userId, kind: 'flow', lifetime: DEFAULT_LIFETIMES.flow, authMethod: 'oidc' }, T0).session;
+      expect((await writer.createSession(once, T0)).ok).toBe(true);
+      const r = await writer.redeemSession(once.secretHash, { handle: app.handle, expectData: {}, patch: { mode: 'token' }, idleExpiresAt: T0 + 60_000, refreshToken: null }, T0 + 1);
+      expect(r.outcome).toBe('redeemed');
+      await heard([once.handle]);
+      await marker(ids);
+      expect(reader.ends()).not.toContain(app.handle);
+    });
+
     it('refresh-token reuse publishes the session tree it revokes', async () => {
       const ids = fresh();
       const app = await make(ids, 'app');

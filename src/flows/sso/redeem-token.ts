@@ -12,11 +12,12 @@
 
 import { Forbidden, Unauthorized } from '../../domain/errors.ts';
 import { constantTimeEqual, hashSecret } from '../../domain/secrets.ts';
-import { isValid, type Session } from '../../domain/session.ts';
+import type { Session } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
 import { emit, type Origin } from '../../events/bus.ts';
-import { firstRefreshToken, idleSecondsOf, scopeOf, tokenPair, xsrfTokenOf, type AuthMode, type SessionDeps, type TokenPair } from '../../sessions/app-sessions.ts';
+import { idleSecondsOf, newRefreshToken, scopeOf, tokenPair, xsrfTokenOf, type AuthMode, type SessionDeps, type TokenPair } from '../../sessions/app-sessions.ts';
+import { loadTenant } from '../../sessions/tenant-cache.ts';
 import { appSecretOf, SSO_TOKEN_PURPOSE } from './sessions.ts';
 
 /** What redeeming an SSO token uses, declared here (src/runtime.ts's `Deps` has all of it). */
@@ -69,23 +70,31 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
   if (!seen || seen.kind !== 'flow' || seen.data.purpose !== SSO_TOKEN_PURPOSE) throw new Unauthorized('invalid_sso_token', INVALID);
   if (tenantId !== null && tenantId !== seen.tenantId) throw new Forbidden('tenant_mismatch', 'X-Tenant-ID does not match the sign-in.');
   checkTokenBinding(seen, input, mode);
-  const used = await deps.store.consumeSession(tokenHash, now);
-  if (!used) throw new Unauthorized('invalid_sso_token', INVALID);
 
-  const appHandle = typeof used.data.appHandle === 'string' ? used.data.appHandle : '';
-  const app = await deps.store.getSessionByHandle(appHandle);
-  const tenant = app ? await deps.store.getTenant(app.tenantId) : null;
-  const user = app && tenant ? await deps.store.getUser(app.tenantId, app.userId as string) : null;
-  if (!app || !tenant || !user || !isValid(app, now) || app.data.mode !== 'pending') {
+  // The tenant from the process's short-lived cache (tenant-cache.ts), as the check and rotation have it.
+  const tenant = await loadTenant(deps, seen.tenantId, now);
+  const user = tenant && seen.userId !== null ? await deps.store.getUser(seen.tenantId, seen.userId) : null;
+  if (!tenant || !user) {
+    // The token is spent all the same, as by any exchange that got this far.
+    await deps.store.consumeSession(tokenHash, now);
     throw new Unauthorized('session_ended', 'The session of this sign-in has ended; sign in again.');
   }
-
+  const appHandle = typeof seen.data.appHandle === 'string' ? seen.data.appHandle : '';
   const patch: Record<string, unknown> = { mode };
-  const xsrfToken = xsrfTokenOf(deps, app.handle);
+  const xsrfToken = xsrfTokenOf(deps, appHandle);
   if (mode === 'cookie') patch.xsrfHash = hashSecret(xsrfToken);
-  const patched = await deps.store.updateSessionData(app.handle, patch, now);
-  const session = patched ? await deps.store.touchSession(app.handle, now, now + idleSecondsOf(tenant, mode) * 1000) : null;
-  if (!session) throw new Unauthorized('session_ended', 'The session of this sign-in has ended; sign in again.');
+  const refresh = mode === 'token' ? newRefreshToken(seen.tenantId, seen.userId as string, appHandle, now) : null;
+  // One atomic step (sessions-port.ts redeemSession): the token consumed once, and only then the
+  // app session — still valid, the same user's and still pending — switched to `mode`, touched,
+  // and given its first refresh token in token mode.
+  const r = await deps.store.redeemSession(
+    tokenHash,
+    { handle: appHandle, expectData: { mode: 'pending' }, patch, idleExpiresAt: now + idleSecondsOf(tenant, mode) * 1000, refreshToken: refresh?.token ?? null },
+    now,
+  );
+  if (r.outcome === 'not_consumed') throw new Unauthorized('invalid_sso_token', INVALID);
+  if (r.outcome === 'target_unusable') throw new Unauthorized('session_ended', 'The session of this sign-in has ended; sign in again.');
+  const { session } = r;
   deps.sessionCache.remember(session);
   emit(
     deps,
@@ -93,10 +102,10 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
     origin,
   );
 
-  if (mode === 'cookie') {
+  if (refresh === null) {
+    // Cookie mode (token mode always has its refresh token).
     const expiresIn = Math.floor(((session.idleExpiresAt ?? session.absoluteExpiresAt) - now) / 1000);
-    return { mode, session, user, tenant, cookieSecret: appSecretOf(deps, token), xsrfToken, expiresIn };
+    return { mode: 'cookie', session, user, tenant, cookieSecret: appSecretOf(deps, token), xsrfToken, expiresIn };
   }
-  const refreshToken = await firstRefreshToken(deps, session, now);
-  return { mode, session, pair: await tokenPair(deps, session, tenant, scopeOf(user), refreshToken, now) };
+  return { mode: 'token', session, pair: await tokenPair(deps, session, tenant, scopeOf(user), refresh.raw, now) };
 }

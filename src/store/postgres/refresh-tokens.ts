@@ -5,14 +5,15 @@
 import { Conflict, NotFound } from '../../domain/errors.ts';
 import { isValid, refreshGraceApplies } from '../../domain/session.ts';
 import type { RefreshToken, RotateResult } from '../sessions-port.ts';
-import type { PgDriver } from './driver.ts';
+import type { PgDriver, Sql } from './driver.ts';
 import { lockOwner, lockTenantShared } from './locks.ts';
 import { FOREIGN_KEY_VIOLATION, refreshTokenFromRow, sessionFromRow, sqlState, UNIQUE_VIOLATION, type RefreshTokenRow, type SessionRow } from './rows.ts';
 import { revokeSubtree, sessionByHandle, VALID } from './session-tree.ts';
 
-export async function addRefreshToken(driver: PgDriver, token: RefreshToken): Promise<void> {
+/** On the pool, or inside a transaction (`sql` a transaction's). */
+export async function addRefreshToken(sql: Sql, token: RefreshToken): Promise<void> {
   try {
-    await driver.execute(
+    await sql.execute(
       `INSERT INTO refresh_tokens (token_hash, session_handle, tenant_id, user_id, created_at, rotated_at, successor_hash)
        VALUES ($1, $2, $3, $4, $5, $6, $7)`,
       [token.tokenHash, token.sessionHandle, token.tenantId, token.userId, token.createdAt, token.rotatedAt, token.successorHash],

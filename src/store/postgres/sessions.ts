@@ -4,19 +4,22 @@
 // in-transaction steps they share are in session-tree.ts, the refresh tokens in
 // refresh-tokens.ts, the sweep in sweep.ts.
 
-import { isValid, type RevokeReason, type Session, type SessionStatus } from '../../domain/session.ts';
+import { isValid, redeemableInto, type RevokeReason, type Session, type SessionStatus } from '../../domain/session.ts';
 import { checkLimit, decodeCursor, pageOf, type Page } from '../page.ts';
 import {
   SESSION_LIST_MAX,
+  checkRedeemTarget,
   type CreateLimit,
   type CreateSessionResult,
   type ListSessionsQuery,
+  type RedeemResult,
+  type RedeemTarget,
   type RefreshToken,
   type RenewResult,
   type RotateResult,
   type SessionsStore,
 } from '../sessions-port.ts';
-import type { PgDriver } from './driver.ts';
+import type { PgDriver, Sql } from './driver.ts';
 import { lockOwner, lockTenantExclusive, lockTenantShared } from './locks.ts';
 import { addRefreshToken, getRefreshToken, rotateRefreshToken } from './refresh-tokens.ts';
 import { applyLimit, assertValidParent, byCreatedThenHandle, ENDABLE, insertSession, revokeSubtree, sessionByHandle, VALID } from './session-tree.ts';
@@ -218,22 +221,39 @@ export class PostgresSessions implements SessionsStore {
     // cookie, a replayed callback). "Still valid" and the revocation are one UPDATE: the second
     // caller waits for the first's row lock, then READ COMMITTED re-checks the WHERE on the
     // revoked row and gets nothing. Its subtree ends with it under the owner's lock.
-    return this.driver.transaction(async (tx) => {
-      const [owner] = await tx.query<{ tenant_id: string; user_id: string | null; handle: string }>(
-        'SELECT tenant_id, user_id, handle FROM sessions WHERE secret_hash = $1',
-        [secretHash],
-      );
-      if (!owner) return null;
-      await lockTenantShared(tx, owner.tenant_id);
-      await lockOwner(tx, owner.tenant_id, owner.user_id, owner.handle);
+    return this.driver.transaction((tx) => consumeIn(tx, secretHash, now));
+  }
+
+  redeemSession(secretHash: string, target: RedeemTarget, now: number): Promise<RedeemResult> {
+    checkRedeemTarget(target);
+    // Race: two clients exchanging one single-use secret (an SSO token) at once, and the exchange
+    // with an end of the target. The consumption takes the owner's lock (consumeIn) and the
+    // target — the same owner's — is read FOR UPDATE: the check and every change to it are one
+    // transaction after the one consumption; a refresh token that exists already rolls it all back.
+    return this.driver.transaction(async (tx): Promise<RedeemResult> => {
+      const consumed = await consumeIn(tx, secretHash, now);
+      if (consumed === null) return { outcome: 'not_consumed' };
+      const current = await sessionByHandle(tx, target.handle, true);
+      if (current === null || !redeemableInto(current, consumed, target.expectData, now)) return { outcome: 'target_unusable', consumed };
+      const data: Record<string, unknown> = { ...current.data };
+      for (const [key, value] of Object.entries(target.patch)) {
+        if (value === null) delete data[key];
+        else data[key] = value;
+      }
+      // The data and the touch (as touchSession's UPDATE) in one statement.
       const [row] = await tx.query<SessionRow>(
-        `UPDATE sessions SET status = 'revoked', ended_at = $2, revoke_reason = 'consumed'
-         WHERE secret_hash = $1 AND ${VALID} RETURNING *`,
-        [secretHash, now],
+        `UPDATE sessions SET
+           data = $3,
+           last_seen_at = $2,
+           idle_expires_at = CASE WHEN $4::bigint IS NULL THEN NULL ELSE least($4::bigint, absolute_expires_at) END,
+           expires_at = least($4::bigint, absolute_expires_at)
+         WHERE handle = $1
+         RETURNING *`,
+        [current.handle, now, JSON.stringify(data), target.idleExpiresAt],
       );
-      if (!row) return null;
-      await revokeSubtree(tx, row.handle, 'parent_revoked', now);
-      return sessionFromRow(row);
+      if (!row) throw new Error(`redeemSession: ${current.handle} was read and could not be updated`);
+      if (target.refreshToken !== null) await addRefreshToken(tx, target.refreshToken);
+      return { outcome: 'redeemed', consumed, session: sessionFromRow(row) };
     });
   }
 
@@ -287,4 +307,26 @@ export class PostgresSessions implements SessionsStore {
   sweepExpired(now: number, max: number): Promise<Session[]> {
     return sweepExpired(this.driver, now, max);
   }
+}
+
+/**
+ * consumeSession's step inside the caller's transaction: "still valid" and the revocation are one
+ * UPDATE under the owner's lock; the subtree ends with it.
+ */
+async function consumeIn(tx: Sql, secretHash: string, now: number): Promise<Session | null> {
+  const [owner] = await tx.query<{ tenant_id: string; user_id: string | null; handle: string }>(
+    'SELECT tenant_id, user_id, handle FROM sessions WHERE secret_hash = $1',
+    [secretHash],
+  );
+  if (!owner) return null;
+  await lockTenantShared(tx, owner.tenant_id);
+  await lockOwner(tx, owner.tenant_id, owner.user_id, owner.handle);
+  const [row] = await tx.query<SessionRow>(
+    `UPDATE sessions SET status = 'revoked', ended_at = $2, revoke_reason = 'consumed'
+     WHERE secret_hash = $1 AND ${VALID} RETURNING *`,
+    [secretHash, now],
+  );
+  if (!row) return null;
+  await revokeSubtree(tx, row.handle, 'parent_revoked', now);
+  return sessionFromRow(row);
 }

@@ -223,6 +223,67 @@ return finish(out[1])
 );
 
 /**
+ * redeem: consume-once and the activation of the session the secret stands for, in one step
+ * (the SSO token exchange). Races closed: two clients exchanging one token at once — exactly one
+ * consumes it and activates the target, the other finds it consumed; and an end of the target
+ * (a revoke, an eviction) during the exchange — the target is checked and changed in the same step.
+ * A refresh token that exists already refuses before anything changes.
+ * ARGV[5] secret hash, ARGV[6] target handle, ARGV[7] new idle expiry ('' = none), ARGV[8]
+ * refresh-token hash ('' = none), ARGV[9] its createdAt, ARGV[10] n, ARGV[11..10+2n] expected
+ * data (field `d:<key>`, JSON), then the patch (field `d:<key>`, JSON or '' = remove).
+ * Reply: {'redeemed', consumed record, target record, previous idle or ''}
+ *      | {'unusable', consumed record} | {'not_consumed'} | {'token_exists'}
+ * The target rule is domain/session.ts redeemableInto's.
+ */
+export const REDEEM = script(
+  'redeem',
+  `
+local r, rec = findSecret(h2b(ARGV[5]))
+if not r or not isValid(rec) then return { 'not_consumed' } end
+local hb = false
+if ARGV[8] ~= '' then
+  hb = h2b(ARGV[8])
+  if findToken(hb) then return { 'token_exists' } end
+end
+local out = {}
+revokeTree(r, 'consumed', 'parent_revoked', out, nil)
+local t, tr = get(ARGV[6])
+local ok = t ~= nil and isValid(t) and t[TEN] == rec[TEN] and t[USR] == rec[USR]
+local n = tonumber(ARGV[10])
+local d = (t and t[DATA]) or {}
+for i = 11, 10 + 2 * n, 2 do
+  if not ok then break end
+  ok = d[string.sub(ARGV[i], 3)] == ARGV[i + 1]
+end
+if not ok then return finish({ 'unusable', out[1] }) end
+for i = 11 + 2 * n, #ARGV, 2 do
+  local k = string.sub(ARGV[i], 3)
+  if ARGV[i + 1] == '' then d[k] = nil else d[k] = ARGV[i + 1] end
+end
+if next(d) == nil then d = false end
+t[DATA] = d
+local before = t[IDLE]
+if ARGV[7] == '' then
+  t[IDLE] = false
+else
+  local idle = tonumber(ARGV[7])
+  if idle > t[ABS] then idle = t[ABS] end
+  t[IDLE] = idle
+end
+t[SEEN] = now
+if hb then
+  local toks = t[TOK] or {}
+  toks[#toks + 1] = { hb, tonumber(ARGV[9]), false, false }
+  t[TOK] = toks
+end
+dirty = true
+local prev = ''
+if before then prev = fmt(before) end
+return finish({ 'redeemed', out[1], pairsOf(tr, t), prev })
+`,
+);
+
+/**
  * Read by secret hash (the record of the slot with that hash). No race to close: a script so
  * that the slot's value is read and searched in one step.
  * ARGV[5] secret hash. Reply: record | nil

@@ -13,9 +13,12 @@ import type { RevokeReason, Session } from '../../domain/session.ts';
 import { checkLimit, decodeCursor, encodeCursor, type Page } from '../page.ts';
 import {
   SESSION_LIST_MAX,
+  checkRedeemTarget,
   type CreateLimit,
   type CreateSessionResult,
   type ListSessionsQuery,
+  type RedeemResult,
+  type RedeemTarget,
   type RefreshToken,
   type RenewResult,
   type RotateResult,
@@ -24,7 +27,7 @@ import {
 import { mustSession, num, patchToFields, sessionFromReply, sessionsFromReply, sessionToFields } from './codec.ts';
 import type { RedisContext } from './context.ts';
 import { RedisRefreshTokens } from './refresh-tokens.ts';
-import { BY_SECRET, CONSUME, CREATE, GET, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
+import { BY_SECRET, CONSUME, CREATE, GET, REDEEM, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
 import { secretInUse, SessionIndex, type ListPosition } from './session-index.ts';
 import { sweepExpired } from './sweep.ts';
 
@@ -228,6 +231,52 @@ export class RedisSessions implements SessionsStore {
       if (tag === null) return null;
       const reply = await this.ctx.runSlot(CONSUME, tag, now, [secretHash]);
       return reply === null ? null : mustSession(reply);
+    });
+  }
+
+  async redeemSession(secretHash: string, target: RedeemTarget, now: number): Promise<RedeemResult> {
+    checkRedeemTarget(target);
+    return this.ctx.guard(async () => {
+      const tag = await this.ctx.route(secretHash);
+      if (tag === null) return { outcome: 'not_consumed' };
+      const token = target.refreshToken;
+      // The refresh token's route, written before the token it leads to (session-index.ts);
+      // taken back unless the token was stored. The target must be in the secret's slot (the same
+      // user): another slot's handle is not found there and counts as unusable.
+      const routeWritten = token !== null && tagOfHandle(target.handle) === tag ? await this.index.claimRoute(token.tokenHash, tag) : false;
+      const expected = patchToFields(target.expectData);
+      const args = [
+        secretHash,
+        target.handle,
+        target.idleExpiresAt === null ? '' : num(target.idleExpiresAt),
+        token?.tokenHash ?? '',
+        token === null ? '' : num(token.createdAt),
+        String(expected.length / 2),
+        ...expected,
+        ...patchToFields(target.patch),
+      ];
+      const reply = (await this.ctx.runSlot(REDEEM, tag, now, args).catch(async (err: unknown) => {
+        if (routeWritten && token !== null) await this.index.dropRoutes([token.tokenHash]).catch(() => undefined);
+        throw err;
+      })) as unknown[];
+      if (reply[0] !== 'redeemed' && routeWritten && token !== null) await this.index.dropRoutes([token.tokenHash]);
+      switch (reply[0]) {
+        case 'redeemed': {
+          const session = mustSession(reply[2]);
+          await this.index.expiryMayHaveMovedEarlier(session, String(reply[3]));
+          // An end (the consumption) and a session's first credential: as a rotation, kept by a failover.
+          await this.ctx.replicated([tag]);
+          return { outcome: 'redeemed', consumed: mustSession(reply[1]), session };
+        }
+        case 'unusable':
+          return { outcome: 'target_unusable', consumed: mustSession(reply[1]) };
+        case 'not_consumed':
+          return { outcome: 'not_consumed' };
+        case 'token_exists':
+          throw new Conflict('refresh_token_exists', 'This refresh token is already stored.');
+        default:
+          throw new Error(`unexpected reply from the redeem script: ${String(reply[0])}`);
+      }
     });
   }
 

@@ -10,14 +10,17 @@
 
 import type { SQLInputValue, StatementSync } from 'node:sqlite';
 import { Conflict, NotFound } from '../../domain/errors.ts';
-import { isValid, refreshGraceApplies, sessionsToEvict } from '../../domain/session.ts';
+import { isValid, redeemableInto, refreshGraceApplies, sessionsToEvict } from '../../domain/session.ts';
 import type { RevokeReason, Session } from '../../domain/session.ts';
 import { checkLimit, decodeCursor, pageOf, type Page } from '../page.ts';
 import {
   SESSION_LIST_MAX,
   type CreateLimit,
   type CreateSessionResult,
+  checkRedeemTarget,
   type ListSessionsQuery,
+  type RedeemResult,
+  type RedeemTarget,
   type RefreshToken,
   type RenewResult,
   type RotateResult,
@@ -102,14 +105,19 @@ export class SqliteSessions implements SessionsStore {
     return this.ctx.write(() => {
       const current = this.sessionByHandle(handle);
       if (current === null || !isValid(current, now)) return null;
-      const data: Record<string, unknown> = { ...current.data };
-      for (const [key, value] of Object.entries(patch)) {
-        if (value === null) delete data[key];
-        else data[key] = value;
-      }
-      const row = this.ctx.one<SessionRow>(this.stmt.setData, { handle, data: JSON.stringify(data) });
-      return row ? sessionFromRow(row) : null;
+      return this.mergeData(current, patch);
     });
+  }
+
+  /** Inside the caller's write: `patch` merged into the session's data. */
+  private mergeData(current: Session, patch: Record<string, unknown>): Session | null {
+    const data: Record<string, unknown> = { ...current.data };
+    for (const [key, value] of Object.entries(patch)) {
+      if (value === null) delete data[key];
+      else data[key] = value;
+    }
+    const row = this.ctx.one<SessionRow>(this.stmt.setData, { handle: current.handle, data: JSON.stringify(data) });
+    return row ? sessionFromRow(row) : null;
   }
 
   revokeSession(handle: string, reason: RevokeReason, now: number): Promise<Session[]> {
@@ -199,16 +207,39 @@ export class SqliteSessions implements SessionsStore {
     // Closes the double use of a single-use session (two tabs returning from the bank with one
     // redirect cookie, a replayed OIDC callback): the check "still active" and the revocation
     // are one UPDATE under the write lock, so exactly one caller gets the row back.
-    return this.ctx.write(() => {
-      const row = this.ctx.one<SessionRow>(this.stmt.consume, { secret_hash: secretHash, now });
-      if (!row) return null;
-      // Ending a session ends its subtree; single-use kinds normally have none.
-      for (const child of this.ctx.all<{ handle: string }>(this.stmt.subtreeHandles, { handle: row.handle })) {
-        if (child.handle !== row.handle) {
-          this.ctx.one<SessionRow>(this.stmt.revokeIfValid, { handle: child.handle, now, reason: 'parent_revoked' });
-        }
+    return this.ctx.write(() => this.consumeIn(secretHash, now));
+  }
+
+  /** Inside the caller's write: consumeSession's step. */
+  private consumeIn(secretHash: string, now: number): Session | null {
+    const row = this.ctx.one<SessionRow>(this.stmt.consume, { secret_hash: secretHash, now });
+    if (!row) return null;
+    // Ending a session ends its subtree; single-use kinds normally have none.
+    for (const child of this.ctx.all<{ handle: string }>(this.stmt.subtreeHandles, { handle: row.handle })) {
+      if (child.handle !== row.handle) {
+        this.ctx.one<SessionRow>(this.stmt.revokeIfValid, { handle: child.handle, now, reason: 'parent_revoked' });
       }
-      return sessionFromRow(row);
+    }
+    return sessionFromRow(row);
+  }
+
+  redeemSession(secretHash: string, target: RedeemTarget, now: number): Promise<RedeemResult> {
+    checkRedeemTarget(target);
+    // Closes the double exchange of one single-use secret (two clients racing with one SSO
+    // token) and its race with an end of the target: under the write lock the consumption, the
+    // target's check and every change to it are one step; a refresh token that exists already
+    // rolls the whole step back.
+    return this.ctx.write((): RedeemResult => {
+      const consumed = this.consumeIn(secretHash, now);
+      if (consumed === null) return { outcome: 'not_consumed' };
+      const current = this.sessionByHandle(target.handle);
+      if (current === null || !redeemableInto(current, consumed, target.expectData, now)) return { outcome: 'target_unusable', consumed };
+      this.mergeData(current, target.patch);
+      const idle = target.idleExpiresAt;
+      const touched = this.ctx.one<SessionRow>(this.stmt.touch, { handle: current.handle, now, idle });
+      if (!touched) throw new Error(`redeemSession: ${current.handle} was valid and could not be touched`);
+      if (target.refreshToken !== null) this.insertRefreshToken(target.refreshToken);
+      return { outcome: 'redeemed', consumed, session: sessionFromRow(touched) };
     });
   }
 
