@@ -24,6 +24,8 @@ export interface Config {
   redisPrefix: string;
   /** Ends, evictions and rotations wait for this many replicas (WAIT), at most timeoutMs. */
   redisWait: { replicas: number; timeoutMs: number };
+  /** Redis: the most live sessions one user may hold (TESSERA_REDIS_USER_SESSIONS_MAX; 0 = no cap). */
+  redisUserSessionsMax: number;
   /** Where the embedded mode keeps its database, generated keys and bootstrap credential. */
   dataDir: string;
   /** null: generated and persisted in embedded mode (see src/config/secrets-on-disk.ts). */
@@ -190,6 +192,7 @@ function parseConfig(env: Env, cwd: string): Config {
       // Below the 1 s command deadline, so that WAIT itself never times out as a command.
       timeoutMs: intVar(env, 'TESSERA_REDIS_WAIT_TIMEOUT_MS', 500, 10, 900),
     },
+    redisUserSessionsMax: intVar(env, 'TESSERA_REDIS_USER_SESSIONS_MAX', 500, 0, 100_000),
     dataDir,
     cookieSecret,
     adminToken,

@@ -7,7 +7,7 @@ import type { SessionStore } from './port.ts';
 export type Store = SessionStore & Coordination;
 
 export async function openStore(
-  config: Pick<Config, 'store' | 'redisPrefix'> & Partial<Pick<Config, 'storePoolSize' | 'storeStatementTimeoutMs' | 'redisWait'>>,
+  config: Pick<Config, 'store' | 'redisPrefix'> & Partial<Pick<Config, 'storePoolSize' | 'storeStatementTimeoutMs' | 'redisWait' | 'redisUserSessionsMax'>>,
 ): Promise<Store> {
   if (config.store.kind === 'sqlite') {
     const { openSqliteStore } = await import('./sqlite/sqlite-store.ts');
@@ -21,5 +21,9 @@ export async function openStore(
     });
   }
   const { openRedisStore } = await import('./redis/redis-store.ts');
-  return (await openRedisStore(config.store.url, { prefix: config.redisPrefix, ...(config.redisWait ? { replicaWait: config.redisWait } : {}) }));
+  return await openRedisStore(config.store.url, {
+    prefix: config.redisPrefix,
+    ...(config.redisUserSessionsMax === undefined ? {} : { maxLiveSessionsPerUser: config.redisUserSessionsMax }),
+    ...(config.redisWait ? { replicaWait: config.redisWait } : {}),
+  });
 }

@@ -3,7 +3,7 @@
 // fully usable after a process with layout 2 starts on the same prefix (src/store/redis/migrate.ts).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
+import { hashSecret, newSecret, userTag } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
 import type { RefreshToken } from '../../src/store/port.ts';
 import { openConnection, type RedisConnection } from '../../src/store/redis/connection.ts';
@@ -112,4 +112,70 @@ describe.skipIf(skip)('Redis upgrade from layout 1', () => {
       await again.close();
     }
   }, 120_000);
+});
+
+// Layout 2 before its live/ended split kept ended records in the user's one value until their
+// purge (docs/performance.md, "One user with many sessions"). Such a value is upgraded where it
+// lies: the first script that reads it moves the revoked records to the ended ones.
+describe.skipIf(skip)('Redis layout 2: a value written before the live/ended split', () => {
+  const prefix = testPrefix('split');
+  let conn: RedisConnection;
+  let store: RedisSessionStore;
+  const tenantId = 't-split';
+  const userId = 'u-split';
+  const sessions: Session[] = Array.from({ length: 30 }, (_, i) => ({
+    ...issueSession({ tenantId, userId, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password' }, T0 + i).session,
+    device: { userAgent: 'Mozilla/5.0 (X11; Linux x86_64) test', ip: '192.0.2.1' },
+    data: { mode: 'token' },
+  }));
+  const tag = userTag(tenantId, userId);
+  const liveKey = (): string => `${prefix}{${tag}}:s`;
+  const endedKey = (): string => `${prefix}{${tag}}:e`;
+  // What the previous script version's revoke left: status revoked, endedAt and reason set, the
+  // record still in the one value (positions as in slot-lua.ts: 10 status, 14 the rest).
+  const OLD_REVOKE = `
+local v = cmsgpack.unpack(redis.call('GET', KEYS[1]))
+for r, rec in pairs(v) do
+  if rec[4] < tonumber(ARGV[1]) then
+    for i = 1, 14 do rec[i] = rec[i] or false end
+    rec[10] = 1
+    local x = rec[14] or {}
+    for i = 1, 6 do x[i] = x[i] or false end
+    x[4] = 5
+    x[5] = 'logout'
+    rec[14] = x
+  end
+end
+redis.call('SET', KEYS[1], cmsgpack.pack(v), 'KEEPTTL')
+return 1`;
+
+  beforeAll(async () => {
+    conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 1000, commandTimeoutMs: 2000 });
+    store = await openRedisStore(redis.url, { prefix, retentionMs: RETENTION });
+    for (const s of sessions) expect((await store.createSession(s, s.createdAt)).ok).toBe(true);
+    await conn.send(liveKey(), ['EVAL', OLD_REVOKE, '1', liveKey(), String(T0 + 28)]);
+  });
+  afterAll(async () => {
+    await store?.close();
+    await conn?.close();
+    await purgePrefix(redis.url, prefix);
+  });
+
+  it('moves the revoked records out of the live value on the first read, and reads every record as it was', async () => {
+    const before = Number(await conn.send(liveKey(), ['STRLEN', liveKey()]));
+    expect(Number(await conn.send(endedKey(), ['EXISTS', endedKey()]))).toBe(0);
+    const first = sessions[0] as Session;
+    const revoked = { ...first, status: 'revoked', endedAt: first.createdAt + 5, revokeReason: 'logout' };
+    expect(await store.getSessionByHandle(first.handle)).toStrictEqual(revoked);
+    const after = Number(await conn.send(liveKey(), ['STRLEN', liveKey()]));
+    expect(after).toBeLessThan(before / 10);
+    expect(Number(await conn.send(endedKey(), ['HLEN', endedKey()]))).toBe(28 * 2);
+    expect(Number(await conn.send(endedKey(), ['PTTL', endedKey()]))).toBeGreaterThan(0);
+    expect(await store.getSessionBySecretHash(first.secretHash)).toStrictEqual(revoked);
+    const listed = await store.listSessions({ tenantId, userId, now: T0 + 30, limit: 50 });
+    expect(listed.items.map((s) => s.handle)).toStrictEqual(sessions.map((s) => s.handle));
+    expect(listed.items.filter((s) => s.status === 'active')).toHaveLength(2);
+    const ended = await store.revokeUserSessions(tenantId, userId, 'logout', T0 + 31);
+    expect(ended.map((s) => s.handle)).toStrictEqual(sessions.slice(28).map((s) => s.handle));
+  });
 });

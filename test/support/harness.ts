@@ -52,7 +52,7 @@ export function redisTestUrl(): string {
   return process.env.TESSERA_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 }
 
-export async function openTestStore(choice: StoreChoice): Promise<{ store: Store; config: Config; cleanup: () => Promise<void> }> {
+export async function openTestStore(choice: StoreChoice, env: Record<string, string> = {}): Promise<{ store: Store; config: Config; cleanup: () => Promise<void> }> {
   if (choice === 'sqlite') {
     const dir = mkdtempSync(join(tmpdir(), 'tessera-test-'));
     const config = loadConfig({ TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}`, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN }, dir);
@@ -72,7 +72,9 @@ export async function openTestStore(choice: StoreChoice): Promise<{ store: Store
   }
   const prefix = `tessera-test:${randomBytes(6).toString('hex')}:`;
   const url = choice === 'redis-cluster' ? (await fileCluster()).url : redisTestUrl();
-  const config = loadConfig({ TESSERA_STORE: url, TESSERA_REDIS_PREFIX: prefix, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN });
+  // The Redis store's own settings of the test's env (the per-user cap) reach the store.
+  const redisEnv = Object.fromEntries(Object.entries(env).filter(([k]) => k === 'TESSERA_REDIS_USER_SESSIONS_MAX'));
+  const config = loadConfig({ TESSERA_STORE: url, TESSERA_REDIS_PREFIX: prefix, COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN, ...redisEnv });
   const store = await openStore(config);
   // The test Redis is shared with other runs: delete exactly this test's keys, nothing else.
   return { store, config, cleanup: async () => void (await purgePrefix(url, prefix)) };
@@ -82,7 +84,7 @@ export async function startTestServer(opts: HarnessOptions = {}): Promise<TestSe
   const clock = opts.clock ?? new ManualClock(Date.UTC(2026, 10, 23, 9, 0, 0));
   const opened = opts.sharedStore
     ? { store: opts.sharedStore, config: null, cleanup: async () => {} }
-    : await openTestStore(opts.store ?? 'sqlite');
+    : await openTestStore(opts.store ?? 'sqlite', opts.env);
   const config = loadConfig({
     TESSERA_STORE: opened.config?.store.url ?? 'sqlite::memory:',
     COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET,

@@ -18,11 +18,20 @@ export interface ReplicaWait {
 /** Routes remembered per process (RedisContext.route): about 1 MB at most. */
 const ROUTE_CACHE_MAX = 10_000;
 
+/**
+ * The default cap on one user's live sessions in Redis (TESSERA_REDIS_USER_SESSIONS_MAX): every
+ * script on a user's sessions reads and writes that user's live value, so its size bounds the
+ * Redis time of each (docs/performance.md, "One user with many sessions").
+ */
+export const DEFAULT_LIVE_MAX = 500;
+
 export class RedisContext {
   readonly conn: RedisConnection;
   readonly keys: RedisKeys;
   /** How long a record stays readable after its absolute expiry. */
   readonly retentionMs: number;
+  /** The most live records one user's slot keeps (slot-lua.ts); 0 = no cap. */
+  readonly liveMax: number;
   readonly #wait: ReplicaWait;
   /** Until when the master is known to have no replica at all (checked again after that). */
   #noReplicaUntil = 0;
@@ -31,11 +40,18 @@ export class RedisContext {
   unreplicatedWrites = 0;
   #closed = false;
 
-  constructor(conn: RedisConnection, keys: RedisKeys, retentionMs: number, replicaWait: ReplicaWait = { replicas: 0, timeoutMs: 0 }) {
+  constructor(
+    conn: RedisConnection,
+    keys: RedisKeys,
+    retentionMs: number,
+    replicaWait: ReplicaWait = { replicas: 0, timeoutMs: 0 },
+    liveMax: number = DEFAULT_LIVE_MAX,
+  ) {
     this.conn = conn;
     this.keys = keys;
     this.retentionMs = retentionMs;
     this.#wait = replicaWait;
+    this.liveMax = liveMax;
   }
 
   /**

@@ -6,11 +6,18 @@
 // Per-user keys — all in the Cluster hash slot of `{T}`, T = userTag(tenantId, userId), so every
 // script over one user's data runs atomically on one node:
 //
-//   P{T}:s                STRING every session of the slot with its refresh tokens, children and
-//                                secret hash: one MessagePack value (slot-lua.ts has the layout).
+//   P{T}:s                STRING the slot's live sessions (active, or expired and still renewable)
+//                                with their refresh tokens, children and secret hash: one
+//                                MessagePack value (slot-lua.ts has the layout), at most the
+//                                per-user cap of records (RedisContext.liveMax).
 //                                TTL: that of its longest-living record (absoluteExpiresAt - now
-//                                + retention, never shortened); records are taken out one by one
-//                                by the sweeper when their own time is up.
+//                                + 2 × retention, never shortened); records are taken out one by
+//                                one by the sweeper when their own time is up.
+//   P{T}:e                HASH   the slot's ended records (revoked, or expired past the absolute
+//                                expiry), moved there by the script that ended them: 'r'<r> → the
+//                                record, 'h'<hash> → r for its secret and refresh-token hashes,
+//                                so each is read alone. TTL: at least the live key's; emptied
+//                                field by field by the sweeper's purge.
 //   P{T}:u:<userId>       STRING the user record (JSON)
 //
 // A handle is `<T>.<random>`, so an operation by handle goes straight to the slot. A flow

@@ -35,8 +35,8 @@ const MIGRATE = script(
   `
 local f = readFields(5)
 local r = rOf(f['handle'])
+if not r or recOf(r) then return 0 end
 local all = sessions()
-if not r or all[r] then return 0 end
 local rec = recordOf(f)
 writeSession(r, rec)
 for c, crec in pairs(all) do

@@ -70,6 +70,12 @@ export interface RedisStoreOptions {
    * answer only once this many replicas have them (WAIT), or after `timeoutMs`. 0 replicas: off.
    */
   replicaWait?: ReplicaWait;
+  /**
+   * The most live sessions (active, or expired and still renewable) one user may hold; a new one
+   * over it is refused (Conflict session_capacity_reached). Bounds the Redis time of every
+   * operation on that user's sessions. Default DEFAULT_LIVE_MAX (500); 0 = no cap.
+   */
+  maxLiveSessionsPerUser?: number;
 }
 
 /**
@@ -96,7 +102,12 @@ export async function openRedisStore(url: string, opts: RedisStoreOptions): Prom
     await conn.close().catch(() => undefined);
     throw toStoreError(err);
   }
-  return composeRedisStore(conn, { keys, retentionMs, ...(opts.replicaWait ? { replicaWait: opts.replicaWait } : {}) });
+  return composeRedisStore(conn, {
+    keys,
+    retentionMs,
+    ...(opts.replicaWait ? { replicaWait: opts.replicaWait } : {}),
+    ...(opts.maxLiveSessionsPerUser !== undefined ? { maxLiveSessionsPerUser: opts.maxLiveSessionsPerUser } : {}),
+  });
 }
 
 export interface RedisStoreSettings {
@@ -104,6 +115,8 @@ export interface RedisStoreSettings {
   /** How long a record stays readable after its absolute expiry. */
   retentionMs: number;
   replicaWait?: ReplicaWait;
+  /** See RedisStoreOptions. */
+  maxLiveSessionsPerUser?: number;
 }
 
 /** The Redis store: the aggregates' operations of its adapters, and the sub-stores. */
@@ -115,7 +128,7 @@ export type RedisSessionStore = SessionStore &
   };
 
 export function composeRedisStore(conn: RedisConnection, settings: RedisStoreSettings): RedisSessionStore {
-  const ctx = new RedisContext(conn, settings.keys, settings.retentionMs, settings.replicaWait);
+  const ctx = new RedisContext(conn, settings.keys, settings.retentionMs, settings.replicaWait, settings.maxLiveSessionsPerUser);
   return {
     kind: conn.kind,
     ...operationsOf(new RedisSessions(ctx), SESSIONS_OPERATIONS),

@@ -26,7 +26,7 @@ local succ = false
 if f['successorHash'] then succ = h2b(f['successorHash']) end
 toks[#toks + 1] = { hb, tonumber(f['createdAt']), rotated, succ }
 rec[TOK] = toks
-dirty = true
+changed(rec)
 return finish({ 'ok' })
 `,
 );

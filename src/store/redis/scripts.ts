@@ -15,23 +15,26 @@ import { script } from './slot-lua.ts';
  * sessions and all getting in, so that N + k sessions exist under a limit of N (or two evicting
  * the same oldest session and both keeping theirs). Counting, evicting (with subtrees) and
  * storing are one step, so the limit holds however many logins race.
- * ARGV[5] handle, ARGV[6] limit kind ('' = no limit), ARGV[7] max, ARGV[8] policy,
- * ARGV[9..] session fields.
- * Reply: {'ok', record, {evicted records}} | {'limit', activeCount} | {'exists'} | {'secret_exists'}
- *      | {'parent_invalid'}
+ * The per-user cap on live records (slot-lua.ts) is checked in the same step, after the limit's
+ * evictions; a refusal saves nothing.
+ * ARGV[5] handle, ARGV[6] limit kind ('' = no limit), ARGV[7] max, ARGV[8] policy, ARGV[9] cap
+ * ('0' = none), ARGV[10..] session fields.
+ * Reply: {'ok', record, {evicted records}} | {'limit', activeCount} | {'full', liveCount} | {'exists'}
+ *      | {'secret_exists'} | {'parent_invalid'}
  */
 export const CREATE = script(
   'create',
   `
 local r = rOf(ARGV[5])
-local all = sessions()
-if all[r] then return { 'exists' } end
-local f = readFields(9)
+if recOf(r) then return { 'exists' } end
+local f = readFields(10)
 if findSecret(h2b(f['secretHash'])) then return { 'secret_exists' } end
 if not parentOk(f) then return { 'parent_invalid' } end
 local evicted = {}
 local refused = applyLimit(f, ARGV[6], ARGV[7], ARGV[8], evicted)
 if refused then return { 'limit', refused } end
+local full = overCap(ARGV[9])
+if full then return { 'full', full } end
 local rec = recordOf(f)
 writeSession(r, rec)
 return finish({ 'ok', pairsOf(r, rec), evicted })
@@ -45,34 +48,36 @@ return finish({ 'ok', pairsOf(r, rec), evicted })
  * concurrent call finds the link and gets that same successor.
  * The successor counts against the user's limit like a login (applyLimit, same step).
  * ARGV[5] predecessor handle, ARGV[6] limit kind ('' = none), ARGV[7] max, ARGV[8] policy,
- * ARGV[9..] successor fields.
+ * ARGV[9] cap ('0' = none), ARGV[10..] successor fields.
  * Reply: {'renewed', record, 1|0, {evicted records}} | {'still_valid', record} | {'revoked', record}
- *        | {'missing'} | {'limit', activeCount} | {'exists'} | {'secret_exists'} | {'parent_invalid'}
- *        | {'mismatch'}
+ *        | {'missing'} | {'limit', activeCount} | {'full', liveCount} | {'exists'} | {'secret_exists'}
+ *        | {'parent_invalid'} | {'mismatch'}
  */
 export const RENEW = script(
   'renew',
   `
 local p, pr = get(ARGV[5])
 if not p then return { 'missing' } end
-local all = sessions()
 local linked = xget(p, SUCC)
 if linked then
-  if all[linked] then return { 'renewed', pairsOf(linked, all[linked]), 0, {} } end
+  local lrec = recOf(linked)
+  if lrec then return { 'renewed', pairsOf(linked, lrec), 0, {} } end
   return { 'missing' }
 end
 if p[ST] == RV then return { 'revoked', pairsOf(pr, p) } end
 if isValid(p) then return { 'still_valid', pairsOf(pr, p) } end
-local f = readFields(9)
+local f = readFields(10)
 if p[TEN] ~= f['tenantId'] or p[USR] ~= f['userId'] then return { 'mismatch' } end
 local r = rOf(f['handle'])
 if not r then return { 'mismatch' } end
-if all[r] then return { 'exists' } end
+if recOf(r) then return { 'exists' } end
 if findSecret(h2b(f['secretHash'])) then return { 'secret_exists' } end
 if not parentOk(f) then return { 'parent_invalid' } end
 local evicted = {}
 local refused = applyLimit(f, ARGV[6], ARGV[7], ARGV[8], evicted)
 if refused then return { 'limit', refused } end
+local full = overCap(ARGV[9])
+if full then return { 'full', full } end
 local rec = recordOf(f)
 writeSession(r, rec)
 xset(p, SUCC, r)
@@ -159,26 +164,32 @@ if kr then
     i = i + 1
     if not keep[r] then
       keep[r] = true
-      local kids = all[r] and xget(all[r], KIDS)
+      local rec = recOf(r)
+      local kids = rec and xget(rec, KIDS)
       if kids then for _, c in ipairs(kids) do queue[#queue + 1] = c end end
     end
   end
   -- Its ancestors stay too: revoking the idp parent of the kept app session would leave that
   -- session active under an ended parent (the same rule as SQLite's).
-  local p = all[kr] and xget(all[kr], PAR)
+  local krec = recOf(kr)
+  local p = krec and xget(krec, PAR)
   while p and not keep[p] do
     keep[p] = true
-    p = all[p] and xget(all[p], PAR)
+    local prec = recOf(p)
+    p = prec and xget(prec, PAR)
   end
 end
+-- Only live records can be ended: the ended ones (slot-lua.ts) are never read here.
 local order = {}
 for r, rec in pairs(all) do
   if rec[USR] then order[#order + 1] = r end
 end
 table.sort(order, older(all))
 local out = {}
+local recs = {}
+for _, r in ipairs(order) do recs[r] = all[r] end
 for _, r in ipairs(order) do
-  local rec = all[r]
+  local rec = recs[r]
   if not keep[r] and rec[TEN] == ARGV[5] and rec[USR] == ARGV[6] and isEndable(rec) then
     revokeOne(r, rec, ARGV[7])
     out[#out + 1] = pairsOf(r, rec)
@@ -292,8 +303,8 @@ export const BY_SECRET = script(
   'by-secret',
   `
 local r, rec = findSecret(h2b(ARGV[5]))
-if not r then return false end
-return pairsOf(r, rec)
+if not r then return finish(false) end
+return finish(pairsOf(r, rec))
 `,
 );
 
@@ -307,13 +318,26 @@ export const GET = script(
 local out = {}
 if #ARGV < 5 then
   for r, rec in pairs(sessions()) do out[#out + 1] = pairsOf(r, rec) end
-  return out
+  -- The ended records too (a listing of the user reads them all; by handle, one at a time).
+  local stored = redis.call('HGETALL', ekey)
+  for i = 1, #stored, 2 do
+    local f = stored[i]
+    if string.sub(f, 1, 1) == 'r' then
+      local r = string.sub(f, 2)
+      if C[r] == nil then out[#out + 1] = pairsOf(r, decode(cmsgpack.unpack(stored[i + 1]))) end
+    end
+  end
+  -- Those this call has in hand (moved here by the first read of the value).
+  for r, rec in pairs(C) do
+    if rec then out[#out + 1] = pairsOf(r, rec) end
+  end
+  return finish(out)
 end
 for i = 5, #ARGV do
   local rec, r = get(ARGV[i])
   if rec then out[#out + 1] = pairsOf(r, rec) else out[#out + 1] = false end
 end
-return out
+return finish(out)
 `,
 );
 
@@ -332,7 +356,6 @@ export const SWEEP = script(
   'sweep',
   `
 local retention = tonumber(ARGV[5])
-local all = sessions()
 local out = {}
 for i = 6, #ARGV do
   local rec, r = get(ARGV[i])
@@ -347,24 +370,23 @@ for i = 6, #ARGV do
       rec[ST] = EX
       xset(rec, ENDT, e)
       ended[#ended + 1] = handleOf(r)
-      out[#out + 1] = { 'expired', pairsOf(r, rec), fmt(rec[ABS] + retention) }
+      -- Idle-expired: still renewable, so live until its absolute expiry (looked at again then).
+      local nextAt = rec[ABS]
+      if now >= rec[ABS] then
+        toCold(r, rec)
+        nextAt = rec[ABS] + retention
+      end
+      out[#out + 1] = { 'expired', pairsOf(r, rec), fmt(nextAt) }
     end
   elseif now < rec[ABS] + retention then
-    out[#out + 1] = { 'later', fmt(rec[ABS] + retention) }
+    local nextAt = rec[ABS] + retention
+    if now < rec[ABS] and rec[ST] == EX then nextAt = rec[ABS] else toCold(r, rec) end
+    out[#out + 1] = { 'later', fmt(nextAt) }
   else
     local gone = { 'purged', rec[TEN], b2h(rec[SEC]) }
     if rec[TOK] then for _, t in ipairs(rec[TOK]) do gone[#gone + 1] = b2h(t[1]) end end
-    local p = xget(rec, PAR)
-    if p and all[p] then
-      local kids = {}
-      for _, c in ipairs(xget(all[p], KIDS) or {}) do
-        if c ~= r then kids[#kids + 1] = c end
-      end
-      if #kids == 0 then kids = false end
-      xset(all[p], KIDS, kids)
-    end
-    all[r] = nil
-    dirty = true
+    unlink(r, rec)
+    drop(r, rec)
     out[#out + 1] = gone
   end
 end

@@ -51,7 +51,7 @@ export class RedisSessions implements SessionsStore {
         CREATE,
         tag,
         now,
-        [session.handle, limit?.kind ?? '', limit ? String(limit.max) : '0', limit?.policy ?? '', ...sessionToFields(session)],
+        [session.handle, limit?.kind ?? '', limit ? String(limit.max) : '0', limit?.policy ?? '', String(this.ctx.liveMax), ...sessionToFields(session)],
         this.ctx.keyTtl(session.absoluteExpiresAt, now),
       )) as unknown[];
       const outcome = reply[0];
@@ -64,6 +64,7 @@ export class RedisSessions implements SessionsStore {
       await this.index.undoIndex(session, pre);
       if (outcome === 'exists') throw new Conflict('session_exists', `A session with the handle ${session.handle} already exists.`);
       if (outcome === 'limit') return { ok: false, reason: 'limit_reached', active: Number(reply[1]) };
+      if (outcome === 'full') throw capacityReached(Number(reply[1]));
       if (outcome === 'secret_exists') throw secretInUse();
       if (outcome === 'parent_invalid') throw parentInvalid();
       throw new Error(`unexpected reply from the create script: ${String(outcome)}`);
@@ -293,7 +294,7 @@ export class RedisSessions implements SessionsStore {
         RENEW,
         tag,
         now,
-        [predecessorHandle, limit?.kind ?? '', limit ? String(limit.max) : '0', limit?.policy ?? '', ...sessionToFields(successor)],
+        [predecessorHandle, limit?.kind ?? '', limit ? String(limit.max) : '0', limit?.policy ?? '', String(this.ctx.liveMax), ...sessionToFields(successor)],
         this.ctx.keyTtl(successor.absoluteExpiresAt, now),
       )) as unknown[];
       const outcome = reply[0];
@@ -303,6 +304,8 @@ export class RedisSessions implements SessionsStore {
             return { outcome: 'renewed', session: mustSession(reply[1]), created: Number(reply[2]) === 1, evicted: sessionsFromReply(reply[3]) };
           case 'limit':
             return { outcome: 'limit_reached', active: Number(reply[1]) };
+          case 'full':
+            throw capacityReached(Number(reply[1]));
           case 'still_valid':
             return { outcome: 'still_valid', session: mustSession(reply[1]) };
           case 'revoked':
@@ -366,6 +369,14 @@ export class RedisSessions implements SessionsStore {
   sweepExpired(now: number, max: number): Promise<Session[]> {
     return this.ctx.guard(() => sweepExpired(this.ctx, this.index, now, max));
   }
+}
+
+/** The per-user cap on live sessions (RedisContext.liveMax; docs/sessions.md). */
+function capacityReached(live: number): Conflict {
+  return new Conflict(
+    'session_capacity_reached',
+    `This account already holds ${live} live sessions, the most the session store keeps for one account; sign out of some (or everywhere) first.`,
+  );
 }
 
 function parentInvalid(): Conflict {

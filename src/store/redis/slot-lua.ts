@@ -20,7 +20,18 @@
 //
 // One key per slot instead of a hash per session, its indexes and its tokens: the fixed cost of
 // a Redis key (about 90 bytes) is paid once per user. A script decodes the value once, works on
-// Lua tables and writes it back once (finish). Numbers are MessagePack integers (exact up to
+// Lua tables and writes it back once (finish).
+//
+// That value holds only the slot's LIVE records — active ones, and expired ones still before
+// their absolute expiry (renewable after a consent return) — so that its size, and with it the
+// cost of every script, is bounded by the per-user cap (CREATE and RENEW refuse the record over
+// it) whatever the user's history. A record that ends for good (revoked, or expired and past its
+// absolute expiry) moves in the same step to the slot's ended records `P{tag}:e`, a HASH read one
+// record at a time: field 'r'..r → the record (the same array), 'h'..hash → r for its secret
+// hash and for each of its refresh-token hashes. Records revoked before this split are moved
+// when a script next reads the value. A revoked record is also taken out of its parent's
+// children (nothing below it can still be ended: its subtree was revoked with it, and no child
+// is ever created under an ended parent), so a cascade walks live records only. Numbers are MessagePack integers (exact up to
 // 2^53) and are printed with %d, never with Lua's 14-digit tostring. Replies are flat
 // name/value lists in the shape of HGETALL, so codec.ts reads them as it read the hashes.
 
@@ -47,8 +58,12 @@ local AUTHS = { [0] = 'password', [1] = 'oidc', [2] = 'oauth', [3] = 'renewed', 
 local AUTHCODE = { password = 0, oidc = 1, oauth = 2, renewed = 3, redirect = 4 }
 
 ${LUA_CODEC}
--- The slot's sessions, decoded on first use; written back by finish when changed.
+-- The slot's live sessions, decoded on first use; written back by finish when changed.
 local S, dirty, ttlWanted = nil, false, keepTtl
+-- The slot's ended records (P{tag}:e), each read on first use: C[r] = record | false; coldR maps
+-- a loaded record to its r; coldDirty the records to write back, coldGone the fields to delete.
+local ekey = base .. 'e'
+local C, coldR, coldDirty, coldGone, coldTouched = {}, {}, {}, {}, false
 local function decode(st)
   local c = st[CRE]
   st[SEEN] = c + st[SEEN]
@@ -95,17 +110,84 @@ local function encode(r)
   end
   return r
 end
+-- Moves a live record to the ended ones (in this call's tables; save writes both keys).
+local function toCold(r, rec)
+  if coldR[rec] then return end
+  S[r] = nil
+  dirty = true
+  C[r] = rec
+  coldR[rec] = r
+  coldDirty[r] = true
+  coldTouched = true
+end
+-- Whether a live record has ended for good (it belongs with the ended ones). A call without a
+-- clock (now = 0, the reads) only moves revoked ones.
+local function over(rec)
+  return rec[ST] == RV or (rec[ST] == EX and now > 0 and now >= rec[ABS])
+end
 local function sessions()
   if not S then
     S = {}
     local raw = redis.call('GET', skey)
     if raw then
-      for r, st in pairs(cmsgpack.unpack(raw)) do S[r] = decode(st) end
+      local moved = {}
+      for r, st in pairs(cmsgpack.unpack(raw)) do
+        local rec = decode(st)
+        S[r] = rec
+        if over(rec) then moved[#moved + 1] = r end
+      end
+      -- Ended records a value written before the split still holds: moved on this first read.
+      for _, r in ipairs(moved) do toCold(r, S[r]) end
     end
   end
   return S
 end
+local function coldGet(r)
+  local rec = C[r]
+  if rec == nil then
+    local raw = redis.call('HGET', ekey, 'r' .. r)
+    rec = false
+    if raw then
+      rec = decode(cmsgpack.unpack(raw))
+      coldR[rec] = r
+    end
+    C[r] = rec
+  end
+  return rec or nil
+end
+-- The record with random part r, live or ended; nil when the slot has none.
+local function recOf(r)
+  return sessions()[r] or coldGet(r)
+end
+-- Marks rec (live or ended) as changed, to be written back by save.
+local function changed(rec)
+  local r = coldR[rec]
+  if r then
+    coldDirty[r] = true
+    coldTouched = true
+  else
+    dirty = true
+  end
+end
+-- Takes a record out of the slot for good (the sweeper's purge).
+local function drop(r, rec)
+  if coldR[rec] then
+    local f = { 'r' .. r, 'h' .. rec[SEC] }
+    if rec[TOK] then for _, t in ipairs(rec[TOK]) do f[#f + 1] = 'h' .. t[1] end end
+    coldGone[#coldGone + 1] = f
+    coldDirty[r] = nil
+    coldR[rec] = nil
+    C[r] = false
+    coldTouched = true
+  else
+    sessions()[r] = nil
+    dirty = true
+  end
+end
 local function save()
+  -- The ended records' key lives at least as long as the live one (read before it may go).
+  local liveTtl = -2
+  if coldTouched then liveTtl = redis.call('PTTL', skey) end
   if dirty then
     if next(S) == nil then
       redis.call('DEL', skey)
@@ -118,6 +200,27 @@ local function save()
   if ttlWanted and next(sessions()) ~= nil then
     local cur = redis.call('PTTL', skey)
     if cur == -1 or cur < ttlWanted then redis.call('PEXPIRE', skey, ttlWanted) end
+  end
+  if coldTouched then
+    for _, f in ipairs(coldGone) do redis.call('HDEL', ekey, unpack(f)) end
+    for r in pairs(coldDirty) do
+      local rec = C[r]
+      local args = { 'r' .. r, false, 'h' .. rec[SEC], r }
+      if rec[TOK] then
+        for _, t in ipairs(rec[TOK]) do
+          args[#args + 1] = 'h' .. t[1]
+          args[#args + 1] = r
+        end
+      end
+      args[2] = cmsgpack.pack(encode(rec))
+      redis.call('HSET', ekey, unpack(args))
+    end
+    local want = liveTtl
+    if ttlWanted and ttlWanted > want then want = ttlWanted end
+    if want > 0 then
+      local cur = redis.call('PTTL', ekey)
+      if cur ~= -2 and (cur == -1 or cur < want) then redis.call('PEXPIRE', ekey, want) end
+    end
   end
 end
 
@@ -156,13 +259,13 @@ end
 local function get(h)
   local r = rOf(h)
   if not r then return nil, nil end
-  return sessions()[r], r
+  return recOf(r), r
 end
 local function xget(rec, i) return rec[X] and rec[X][i] or nil end
 local function xset(rec, i, v)
   if not rec[X] then rec[X] = { false, false, false, false, false, false } end
   rec[X][i] = v
-  dirty = true
+  changed(rec)
 end
 
 -- A record as HGETALL-shaped name/value pairs (what codec.ts reads).
@@ -200,6 +303,13 @@ local function tokenPairs(r, rec, t)
   return out
 end
 
+-- The ended record whose secret or refresh-token hash is hb (binary form), by its index field.
+local function coldByHash(hb)
+  local r = redis.call('HGET', ekey, 'h' .. hb)
+  if not r then return nil, nil end
+  return r, coldGet(r)
+end
+
 -- The session of this slot holding the token with hash hb (binary form), and the token.
 local function findToken(hb)
   for r, rec in pairs(sessions()) do
@@ -207,6 +317,12 @@ local function findToken(hb)
       for _, t in ipairs(rec[TOK]) do
         if t[1] == hb then return r, rec, t end
       end
+    end
+  end
+  local r, rec = coldByHash(hb)
+  if rec and rec[TOK] then
+    for _, t in ipairs(rec[TOK]) do
+      if t[1] == hb then return r, rec, t end
     end
   end
   return nil, nil, nil
@@ -217,6 +333,8 @@ local function findSecret(hb)
   for r, rec in pairs(sessions()) do
     if rec[SEC] == hb then return r, rec end
   end
+  local r, rec = coldByHash(hb)
+  if rec and rec[SEC] == hb then return r, rec end
   return nil, nil
 end
 
@@ -236,11 +354,26 @@ local function isEndable(rec)
   return now < rec[ABS]
 end
 
+-- Takes r out of its parent's children (a revocation, or the purge).
+local function unlink(r, rec)
+  local p = xget(rec, PAR)
+  local prec = p and recOf(p)
+  if not prec then return end
+  local kids = {}
+  for _, c in ipairs(xget(prec, KIDS) or {}) do
+    if c ~= r then kids[#kids + 1] = c end
+  end
+  if #kids == 0 then kids = false end
+  xset(prec, KIDS, kids)
+end
+
 local function revokeOne(r, rec, reason)
   rec[ST] = RV
   xset(rec, ENDT, now)
   xset(rec, WHY, reason)
   ended[#ended + 1] = handleOf(r)
+  unlink(r, rec)
+  toCold(r, rec)
 end
 
 -- Revokes every session of the subtree under root (a random part) that is endable at now (the
@@ -248,14 +381,13 @@ end
 -- record to out, root first (breadth first). Ended sessions are left as they are, but the walk
 -- goes on below them: a child can outlive a parent whose absolute lifetime is over.
 local function revokeTree(root, reason, childReason, out, keep)
-  local all = sessions()
   local queue, seen, i = { root }, {}, 1
   while i <= #queue do
     local r = queue[i]
     i = i + 1
     if not seen[r] and not (keep and keep[r]) then
       seen[r] = true
-      local rec = all[r]
+      local rec = recOf(r)
       if rec then
         if isEndable(rec) then
           local why = childReason
@@ -311,15 +443,26 @@ end
 
 -- Stores a new session under its random part r, and links it into its parent's children.
 local function writeSession(r, rec)
-  local all = sessions()
-  all[r] = rec
+  sessions()[r] = rec
   dirty = true
   local p = xget(rec, PAR)
-  if p and all[p] then
-    local kids = xget(all[p], KIDS) or {}
+  local prec = p and recOf(p)
+  if prec then
+    local kids = xget(prec, KIDS) or {}
     kids[#kids + 1] = r
-    xset(all[p], KIDS, kids)
+    xset(prec, KIDS, kids)
   end
+end
+
+-- The per-user cap (ARGV capText, '0' = none): the count of live records when one more would
+-- pass it, else nil. Checked after the limit's evictions, which the refusal leaves unsaved.
+local function overCap(capText)
+  local cap = tonumber(capText) or 0
+  if cap <= 0 then return nil end
+  local n = 0
+  for _ in pairs(sessions()) do n = n + 1 end
+  if n + 1 > cap then return n end
+  return nil
 end
 
 -- The per-user limit for a new session f (kind '' = none): returns the count of valid sessions

@@ -1,0 +1,171 @@
+// One user with many sessions on Redis (docs/performance.md, "One user with many sessions"): every
+// script on a user's sessions reads and writes that user's live value, so its size is what each
+// operation costs Redis. These tests assert the structure that bounds it — the live value holds
+// only live records, ended ones are reached one field at a time, and the per-user cap refuses the
+// record over it — not a time.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Conflict } from '../../src/domain/errors.ts';
+import { hashSecret, newSecret, userTag } from '../../src/domain/secrets.ts';
+import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
+import type { RefreshToken } from '../../src/store/port.ts';
+import { openConnection, type RedisConnection } from '../../src/store/redis/connection.ts';
+import { openRedisStore, parseRedisUrl, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
+import { purgePrefix, redisUrlForTests, requireOrSkip, testPrefix } from '../support/redis.ts';
+
+const redis = await redisUrlForTests();
+const skip = requireOrSkip(redis.unavailable);
+const T0 = Date.now();
+const RETENTION = 1000;
+const UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+/** A generous size for one live record of these tests (each is about 150–200 bytes). */
+const RECORD_BYTES = 400;
+
+function app(tenantId: string, userId: string, at: number): Session {
+  return {
+    ...issueSession({ tenantId, userId, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password' }, at).session,
+    device: { userAgent: UA, ip: '203.0.113.9' },
+    data: { mode: 'token' },
+  };
+}
+
+function tokenOf(s: Session): RefreshToken {
+  return { tokenHash: hashSecret(newSecret()), sessionHandle: s.handle, tenantId: s.tenantId, userId: s.userId as string, createdAt: s.createdAt, rotatedAt: null, successorHash: null };
+}
+
+describe.skipIf(skip)('Redis: one user with many sessions', () => {
+  const prefix = testPrefix('bound');
+  let store: RedisSessionStore;
+  let conn: RedisConnection;
+  const live = (tenantId: string, userId: string): string => `${prefix}{${userTag(tenantId, userId)}}:s`;
+  const ended = (tenantId: string, userId: string): string => `${prefix}{${userTag(tenantId, userId)}}:e`;
+  const strlen = async (key: string): Promise<number> => Number(await conn.send(key, ['STRLEN', key]));
+  const hlen = async (key: string): Promise<number> => Number(await conn.send(key, ['HLEN', key]));
+
+  beforeAll(async () => {
+    conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 1000, commandTimeoutMs: 5000 });
+    store = await openRedisStore(redis.url, { prefix, retentionMs: RETENTION, maxLiveSessionsPerUser: 20, commandTimeoutMs: 5000 });
+  });
+  afterAll(async () => {
+    await store?.close();
+    await conn?.close();
+    await purgePrefix(redis.url, prefix);
+  });
+
+  it('5,000 logins of one user (limit 3, evict_oldest): the live value stays at 3 records, every ended one is still there', async () => {
+    const tenantId = 't-bound';
+    const userId = 'u-many';
+    const limit = { kind: 'app' as const, max: 3, policy: 'evict_oldest' as const };
+    const N = 5000;
+    const first: Session[] = [];
+    const tokens: RefreshToken[] = [];
+    const sizes: number[] = [];
+    for (let i = 0; i < N; i += 100) {
+      // In order of createdAt, so the oldest is evicted: batches of 100 concurrent logins.
+      const batch = Array.from({ length: 100 }, (_, j) => app(tenantId, userId, T0 + i + j));
+      const results = await Promise.all(batch.map((s) => store.createSession(s, s.createdAt, limit)));
+      expect(results.every((r) => r.ok)).toBe(true);
+      if (i === 0) {
+        first.push(...batch.slice(0, 10));
+        for (const s of first) {
+          const t = tokenOf(s);
+          await store.addRefreshToken(t);
+          tokens.push(t);
+        }
+      }
+      sizes.push(await strlen(live(tenantId, userId)));
+    }
+    const now = T0 + N + 1;
+    // What every script on this user reads and writes: the live value, bounded by the live records.
+    const listing = await store.listSessions({ tenantId, userId, status: 'active', now, limit: 100 });
+    expect(listing.items).toHaveLength(3);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(3 * RECORD_BYTES);
+    // Every ended record is a field of its own (its record, its secret's and its tokens' index).
+    expect(await hlen(ended(tenantId, userId))).toBe((N - 3) * 2 + tokens.length);
+    // Redis drops the ended records' key no earlier than the live one (the sweeper purges first).
+    const [liveTtl, endedTtl] = await Promise.all([live(tenantId, userId), ended(tenantId, userId)].map(async (k) => Number(await conn.send(k, ['PTTL', k]))));
+    expect(endedTtl).toBeGreaterThan((liveTtl as number) - 60_000);
+
+    // Ended records read one at a time, exactly as before.
+    const oldest = first[0] as Session;
+    const byHandle = await store.getSessionByHandle(oldest.handle);
+    expect(byHandle).toMatchObject({ handle: oldest.handle, status: 'revoked', revokeReason: 'limit_evicted', device: oldest.device, data: oldest.data });
+    expect(await store.getSessionBySecretHash(oldest.secretHash)).toStrictEqual(byHandle);
+    expect(await store.getRefreshToken((tokens[0] as RefreshToken).tokenHash)).toStrictEqual(tokens[0]);
+    const rotate = await store.rotateRefreshToken((tokens[1] as RefreshToken).tokenHash, hashSecret(newSecret()), now, 10_000, null);
+    expect(rotate.outcome).toBe('inactive');
+    expect(await store.revokeSession(oldest.handle, 'logout', now)).toStrictEqual([]);
+    const page = await store.listSessions({ tenantId, userId, now, limit: 10 });
+    expect(page.items.map((s) => s.handle)).toStrictEqual(first.map((s) => s.handle));
+    const sizeBefore = await strlen(live(tenantId, userId));
+    expect(sizeBefore).toBeLessThanOrEqual(3 * RECORD_BYTES);
+
+    // Log out everywhere: the 3 live ones; the ended ones are not even read.
+    const all = await store.revokeUserSessions(tenantId, userId, 'logout', now);
+    expect(all).toHaveLength(3);
+    expect(await conn.send(live(tenantId, userId), ['EXISTS', live(tenantId, userId)])).toBe(0);
+    expect(await hlen(ended(tenantId, userId))).toBe(N * 2 + tokens.length);
+
+    // The purge takes every record out, field by field, and the keys go with the last.
+    const later = oldest.absoluteExpiresAt + N + RETENTION + 1;
+    for (let round = 0; round < 50; round++) {
+      await store.sweepExpired(later, 1000);
+      if (Number(await conn.send(ended(tenantId, userId), ['EXISTS', ended(tenantId, userId)])) === 0) break;
+    }
+    expect(await conn.send(ended(tenantId, userId), ['EXISTS', ended(tenantId, userId)])).toBe(0);
+    expect(await store.getSessionByHandle(oldest.handle)).toBeNull();
+    expect(await store.getRefreshToken((tokens[0] as RefreshToken).tokenHash)).toBeNull();
+  }, 180_000);
+
+  it('refuses the live session over the cap (409 session_capacity_reached), stores nothing of it, and takes one again once another ended', async () => {
+    const tenantId = 't-cap';
+    const userId = 'u-cap';
+    const made: Session[] = [];
+    for (let i = 0; i < 20; i++) {
+      const s = app(tenantId, userId, T0 + i);
+      expect((await store.createSession(s, s.createdAt)).ok).toBe(true);
+      made.push(s);
+    }
+    const over = app(tenantId, userId, T0 + 20);
+    const err = await store.createSession(over, over.createdAt).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Conflict);
+    expect(err).toMatchObject({ status: 409, code: 'session_capacity_reached' });
+    expect(await store.getSessionByHandle(over.handle)).toBeNull();
+    expect(await store.getSessionBySecretHash(over.secretHash)).toBeNull();
+    const tenantPage = await store.listSessions({ tenantId, now: T0 + 21, limit: 100 });
+    expect(tenantPage.items.map((s) => s.handle)).not.toContain(over.handle);
+    expect(await strlen(live(tenantId, userId))).toBeLessThanOrEqual(20 * RECORD_BYTES);
+
+    // A renewal over the cap is refused the same way.
+    const idle = made[0] as Session;
+    const successor = app(tenantId, userId, (idle.idleExpiresAt as number) + 1);
+    await expect(store.renewAfterExpiry(idle.handle, successor, successor.createdAt)).rejects.toMatchObject({ code: 'session_capacity_reached' });
+
+    // One logout makes room.
+    await store.revokeSession((made[1] as Session).handle, 'logout', T0 + 22);
+    const again = app(tenantId, userId, T0 + 23);
+    expect((await store.createSession(again, again.createdAt)).ok).toBe(true);
+  });
+
+  it('keeps an idle-expired session live (renewable) until its absolute expiry, then moves it to the ended records', async () => {
+    const tenantId = 't-idle';
+    const userId = 'u-idle';
+    const s = app(tenantId, userId, T0);
+    await store.createSession(s, T0);
+    const idleAt = s.idleExpiresAt as number;
+    const expired = await store.sweepExpired(idleAt + 1, 100);
+    expect(expired.map((x) => x.handle)).toContain(s.handle);
+    expect(await strlen(live(tenantId, userId))).toBeGreaterThan(0);
+    expect(Number(await conn.send(ended(tenantId, userId), ['EXISTS', ended(tenantId, userId)]))).toBe(0);
+    // Still renewable after a consent return.
+    const successor = app(tenantId, userId, idleAt + 2);
+    const renewed = await store.renewAfterExpiry(s.handle, successor, idleAt + 2);
+    expect(renewed).toMatchObject({ outcome: 'renewed', created: true });
+    // Past its absolute expiry the sweeper moves it: one record in the live value (the successor).
+    await store.sweepExpired(s.absoluteExpiresAt + 1, 100);
+    expect(await hlen(ended(tenantId, userId))).toBe(2);
+    expect(await store.getSessionByHandle(s.handle)).toMatchObject({ status: 'expired', successorHandle: successor.handle });
+    const list = await store.listSessions({ tenantId, userId, now: s.absoluteExpiresAt + 1, limit: 10 });
+    expect(list.items.map((x) => x.handle)).toStrictEqual([s.handle, successor.handle]);
+  });
+});
