@@ -58,11 +58,23 @@ export function sendProblem(
   return reply.code(status).type('application/problem+json').send(body);
 }
 
+/** The `maximum` of the route's `limit` query parameter (every listing declares one). */
+function listingMaxOf(request: FastifyRequest | undefined): number | undefined {
+  const qs = request?.routeOptions.schema?.querystring as { properties?: { limit?: { maximum?: unknown } } } | undefined;
+  const max = qs?.properties?.limit?.maximum;
+  return typeof max === 'number' ? max : undefined;
+}
+
 /** Maps Fastify's own error codes to stable Tessera codes. */
-function fromFastifyError(err: FastifyError): { status: number; code: ErrorCode; detail: string } | null {
+function fromFastifyError(err: FastifyError, request?: FastifyRequest): { status: number; code: ErrorCode; detail: string } | null {
   if (err.validation) {
     const first = err.validation[0];
     const where = err.validationContext ?? 'request';
+    if (where === 'querystring' && first?.instancePath === '/limit') {
+      // A listing's page size out of its range: the documented code, as the stores answer it.
+      const max = listingMaxOf(request);
+      return { status: 400, code: 'invalid_limit', detail: max === undefined ? `limit ${first.message ?? 'is invalid'}` : `limit must be an integer from 1 to ${max}.` };
+    }
     const path = first?.instancePath ? `${where}${first.instancePath.replaceAll('/', '.')}` : where;
     let detail = `${path} ${first?.message ?? 'is invalid'}`;
     if (first?.keyword === 'additionalProperties') {
@@ -103,7 +115,7 @@ export function registerProblemHandlers(app: FastifyInstance): void {
       if (err.status >= 500) request.log.warn({ code: err.code, err: err.message }, 'request failed');
       return sendProblem(request, reply, err.status, err.code, err.message, err.extra, err.retryAfter);
     }
-    const mapped = fromFastifyError(err);
+    const mapped = fromFastifyError(err, request);
     if (mapped) return sendProblem(request, reply, mapped.status, mapped.code, mapped.detail);
     request.log.error({ err }, 'unexpected error');
     return sendProblem(request, reply, 500, 'internal_error', 'An unexpected error occurred.');

@@ -1,5 +1,5 @@
 // The accounts aggregate of the storage port: tenants and their users. Conventions as in
-// sessions-port.ts; refusals: user_exists, user_not_found, invalid_cursor.
+// sessions-port.ts; refusals: user_exists, user_not_found, invalid_cursor, invalid_limit.
 
 import type { Tenant } from '../domain/tenant.ts';
 import type { User } from '../domain/user.ts';
@@ -10,9 +10,12 @@ export interface ListUsersQuery {
   /** Normalised (lower-case) prefix of the email. */
   emailPrefix?: string;
   cursor?: string | null;
-  /** 1..500 */
+  /** 1..USER_LIST_MAX; anything else is BadRequest('invalid_limit'), on every store. */
   limit: number;
 }
+
+/** Maximum `limit` of the users listing (as SESSION_LIST_MAX of the sessions listing). */
+export const USER_LIST_MAX = 500;
 
 export interface AccountsStore {
   /** Throws Conflict('user_exists') when (tenantId, email) is taken. */
@@ -26,7 +29,8 @@ export interface AccountsStore {
   updateUser(user: User): Promise<User>;
   /**
    * A tenant's users ordered by email (then id); with `emailPrefix`, those whose normalised email
-   * starts with it. `cursor` continues after the last item of the previous page.
+   * starts with it. `cursor` continues after the last item of the previous page. Throws
+   * BadRequest('invalid_limit') for a limit outside 1..USER_LIST_MAX, before reading anything.
    */
   listUsers(query: ListUsersQuery): Promise<Page<User>>;
   /** Removes the user record (its password hash with it) and its email claim; false when absent. */

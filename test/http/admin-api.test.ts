@@ -263,7 +263,10 @@ describe.each(storeChoices({ cluster: true }))('admin API on %s', (store) => {
     it('refuses bad input with a problem document and changes nothing', async () => {
       const id = await userId(home, 'plain@example.com');
       const bad: Array<[string, string, unknown, number, string]> = [
-        ['GET', `/api/v1/admin/users?tenantId=${home}&limit=0`, undefined, 400, 'invalid_request'],
+        ['GET', `/api/v1/admin/users?tenantId=${home}&limit=0`, undefined, 400, 'invalid_limit'],
+        ['GET', `/api/v1/admin/users?tenantId=${home}&limit=501`, undefined, 400, 'invalid_limit'],
+        ['GET', `/api/v1/admin/users?tenantId=${home}&limit=1.5`, undefined, 400, 'invalid_limit'],
+        ['GET', `/api/v1/admin/users?tenantId=${home}&limit=ten`, undefined, 400, 'invalid_limit'],
         ['GET', `/api/v1/admin/users?tenantId=${home}&cursor=not*a*cursor`, undefined, 400, 'invalid_request'],
         ['GET', `/api/v1/admin/users?tenantId=${home}&cursor=bm9wZQ`, undefined, 400, 'invalid_cursor'],
         ['GET', '/api/v1/admin/users', undefined, 400, 'invalid_request'], // the bootstrap credential must name a tenant
@@ -282,6 +285,18 @@ describe.each(storeChoices({ cluster: true }))('admin API on %s', (store) => {
         expect(r.statusCode, `${method} ${url} ${JSON.stringify(payload)}: ${r.body}`).toBe(status);
         expect(r.headers['content-type']).toContain('application/problem+json');
         expect(r.json()).toMatchObject({ code });
+      }
+      // Every admin listing refuses a page size past its documented maximum the same way.
+      for (const [path, max] of [
+        ['/api/v1/admin/users', 500],
+        ['/api/v1/admin/sessions', 500],
+        ['/api/v1/admin/audit', 1000],
+        ['/api/v1/admin/anomalies', 1000],
+      ] as const) {
+        const over = await s.app.inject({ url: `${path}?tenantId=${home}&limit=${max + 1}`, headers: admin });
+        expect(over.statusCode, `${path}: ${over.body}`).toBe(400);
+        expect(over.json()).toMatchObject({ code: 'invalid_limit', detail: `limit must be an integer from 1 to ${max}.` });
+        expect((await s.app.inject({ url: `${path}?tenantId=${home}&limit=${max}`, headers: admin })).statusCode, path).toBe(200);
       }
       const still = await s.app.inject({ url: `/api/v1/admin/users/${id}?tenantId=${home}`, headers: admin });
       expect(still.json()).toMatchObject({ email: 'plain@example.com', disabled: false, roles: [] });

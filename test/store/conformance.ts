@@ -18,6 +18,7 @@ import { DEFAULT_LIFETIMES, effectiveStatus, isValid, issueSession } from '../..
 import type { Lifetime, Session, SessionKind } from '../../src/domain/session.ts';
 import { buildTenant } from '../../src/domain/tenant.ts';
 import type { User } from '../../src/domain/user.ts';
+import { USER_LIST_MAX } from '../../src/store/accounts-port.ts';
 import type { Coordination } from '../../src/store/coordination-port.ts';
 import type { CreateLimit, CreateSessionResult, Page, RefreshToken, RotateResult, SessionStore } from '../../src/store/port.ts';
 
@@ -1244,6 +1245,16 @@ export function describeStoreConformance(
         expect(rest.items.map((x) => x.email)).toEqual(['anna@x.example', 'anne@y.example']);
         expect((await store.listUsers({ tenantId, emailPrefix: 'zz', limit: 5 })).items).toEqual([]);
         await expect(store.listUsers({ tenantId, limit: 5, cursor: '!!' })).rejects.toMatchObject({ code: 'invalid_cursor' });
+      });
+
+      it('refuses a users limit out of range (invalid_limit, 1..USER_LIST_MAX) as the other listings do', async () => {
+        const { tenantId } = fresh();
+        await store.createUser(newUser(tenantId, `${randomUUID()}@example.com`));
+        for (const limit of [0, -1, 1.5, USER_LIST_MAX + 1, Number.MAX_SAFE_INTEGER]) {
+          await expect(store.listUsers({ tenantId, limit }), String(limit)).rejects.toMatchObject({ code: 'invalid_limit', status: 400 });
+        }
+        expect((await store.listUsers({ tenantId, limit: USER_LIST_MAX })).items).toHaveLength(1);
+        expect((await store.listUsers({ tenantId, limit: 1 })).items).toHaveLength(1);
       });
 
       it('deletes a user: record and email claim gone, listing without it; a second delete answers false', async () => {

@@ -12,6 +12,7 @@ import type { RevokeReason } from '../../domain/session.ts';
 import { normaliseEmail, type User } from '../../domain/user.ts';
 import { emit } from '../../events/bus.ts';
 import { endUserSessions } from '../../sessions/app-sessions.ts';
+import { USER_LIST_MAX } from '../../store/accounts-port.ts';
 import { actorOf, assertAdminOf, requireAdmin, tenantOfListing } from '../admin-auth.ts';
 import { originOf } from '../authenticate.ts';
 import type { App, Deps } from '../deps.ts';
@@ -119,7 +120,7 @@ export async function adminUserRoutes(app: App, deps: Deps): Promise<void> {
             tenantId: Type.Optional(TenantId),
             q: Type.Optional(Type.String({ maxLength: 254 })),
             cursor: Type.Optional(Cursor),
-            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: USER_LIST_MAX })),
           },
           { additionalProperties: false },
         ),

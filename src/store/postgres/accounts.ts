@@ -3,8 +3,8 @@
 import { Conflict, NotFound } from '../../domain/errors.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
-import type { AccountsStore, ListUsersQuery } from '../accounts-port.ts';
-import { invalidCursor, isFirstPage, type Page } from '../page.ts';
+import { USER_LIST_MAX, type AccountsStore, type ListUsersQuery } from '../accounts-port.ts';
+import { checkLimit, invalidCursor, isFirstPage, type Page } from '../page.ts';
 import type { PgDriver } from './driver.ts';
 import { sqlState, UNIQUE_VIOLATION, userFromRow, userValues } from './rows.ts';
 import type { UserRow } from './rows.ts';
@@ -62,6 +62,7 @@ export class PostgresAccounts implements AccountsStore {
   }
 
   async listUsers(query: ListUsersQuery): Promise<Page<User>> {
+    checkLimit(query.limit, USER_LIST_MAX);
     const after = query.cursor ? decodeUserCursor(query.cursor) : null;
     const prefix = query.emailPrefix ?? '';
     // A range over the prefix instead of LIKE (no wildcards to escape); byte order (COLLATE "C").

@@ -4,8 +4,8 @@ import { Conflict, NotFound } from '../../domain/errors.ts';
 import { userTag } from '../../domain/secrets.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
-import type { AccountsStore, ListUsersQuery } from '../accounts-port.ts';
-import { invalidCursor, isFirstPage, type Page } from '../page.ts';
+import { USER_LIST_MAX, type AccountsStore, type ListUsersQuery } from '../accounts-port.ts';
+import { checkLimit, invalidCursor, isFirstPage, type Page } from '../page.ts';
 import type { RedisContext } from './context.ts';
 
 export class RedisAccounts implements AccountsStore {
@@ -90,6 +90,7 @@ export class RedisAccounts implements AccountsStore {
 
   async listUsers(query: ListUsersQuery): Promise<Page<User>> {
     return this.ctx.guard(async () => {
+      checkLimit(query.limit, USER_LIST_MAX);
       const listKey = this.ctx.keys.tenantUsers(query.tenantId);
       const prefix = query.emailPrefix ?? '';
       let from = prefix === '' ? '-' : `[${prefix}`;

@@ -4,8 +4,8 @@ import type { DatabaseSync } from 'node:sqlite';
 import { Conflict, NotFound } from '../../domain/errors.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
-import type { AccountsStore, ListUsersQuery } from '../accounts-port.ts';
-import { invalidCursor, isFirstPage, type Page } from '../page.ts';
+import { USER_LIST_MAX, type AccountsStore, type ListUsersQuery } from '../accounts-port.ts';
+import { checkLimit, invalidCursor, isFirstPage, type Page } from '../page.ts';
 import { userFromRow, userParams } from './rows.ts';
 import type { UserRow } from './rows.ts';
 import { isUniqueViolation, type SqliteContext } from './transactions.ts';
@@ -65,6 +65,7 @@ export class SqliteAccounts implements AccountsStore {
 
   listUsers(query: ListUsersQuery): Promise<Page<User>> {
     return this.ctx.run(() => {
+      checkLimit(query.limit, USER_LIST_MAX);
       const after = decodeUserCursor(query.cursor);
       const prefix = query.emailPrefix ?? '';
       const rows = this.ctx.all<UserRow>(this.stmt.listUsers, {
