@@ -1,5 +1,5 @@
 // Tenants change rarely; each process keeps the ones it reads for a few seconds, so the session
-// check and refresh-token rotation need no store read for them. An update or deletion through
+// check, refresh-token rotation and the SSO token exchange need no store read for them. An update or deletion through
 // this process forgets the entry at once (the admin routes call forgetTenant); another process's
 // change is seen within TENANT_CACHE_MS.
 

@@ -81,8 +81,8 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
   }
   const appHandle = typeof seen.data.appHandle === 'string' ? seen.data.appHandle : '';
   const patch: Record<string, unknown> = { mode };
-  const xsrfToken = xsrfTokenOf(deps, appHandle);
-  if (mode === 'cookie') patch.xsrfHash = hashSecret(xsrfToken);
+  const xsrfToken = mode === 'cookie' ? xsrfTokenOf(deps, appHandle) : null;
+  if (xsrfToken !== null) patch.xsrfHash = hashSecret(xsrfToken);
   const refresh = mode === 'token' ? newRefreshToken(seen.tenantId, seen.userId as string, appHandle, now) : null;
   // One atomic step (sessions-port.ts redeemSession): the token consumed once, and only then the
   // app session — still valid, the same user's and still pending — switched to `mode`, touched,
@@ -102,10 +102,10 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
     origin,
   );
 
-  if (refresh === null) {
-    // Cookie mode (token mode always has its refresh token).
+  if (xsrfToken !== null) {
     const expiresIn = Math.floor(((session.idleExpiresAt ?? session.absoluteExpiresAt) - now) / 1000);
     return { mode: 'cookie', session, user, tenant, cookieSecret: appSecretOf(deps, token), xsrfToken, expiresIn };
   }
+  if (refresh === null) throw new Error('a token-mode exchange without its refresh token');
   return { mode: 'token', session, pair: await tokenPair(deps, session, tenant, scopeOf(user), refresh.raw, now) };
 }
