@@ -287,7 +287,7 @@ if hb then
   toks[#toks + 1] = { hb, tonumber(ARGV[9]), false, false }
   t[TOK] = toks
 end
-dirty = true
+changed(t)
 local prev = ''
 if before then prev = fmt(before) end
 return finish({ 'redeemed', out[1], pairsOf(tr, t), prev })
