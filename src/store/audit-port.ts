@@ -9,6 +9,8 @@
 //   script on the tenant's audit slot (a compare-and-set on the head; the caller retries when
 //   another process appended first). Appends of one tenant are therefore totally ordered, from
 //   any number of processes.
+// - `appendMany` (optional; Redis has it) appends several records of one tenant, in order, as one
+//   such step: the audit pipeline hands it what queued up while the previous append was under way.
 // - `prune` (retention) removes the oldest records and moves the chain's anchor in the same step,
 //   so what remains still verifies.
 // - `recordLogin` merges one login into the user's history in one step (no lost update).
@@ -136,9 +138,21 @@ export function recordMatches(r: AuditRecord, q: Pick<AuditQuery, 'userId' | 'ty
   return true;
 }
 
+/** One record to append, with the gauge change it stands for. */
+export interface AuditAppend {
+  input: AuditEventInput;
+  opts?: AppendOptions;
+}
+
 export interface AuditStore {
   /** Appends to the tenant's chain (see the header). Resolves to the stored record. */
   append(input: AuditEventInput, opts?: AppendOptions): Promise<AuditRecord>;
+  /**
+   * Appends records of ONE tenant to its chain in the given order, all or none, in one atomic
+   * step (the caller keeps batches small: the pipeline's BATCH_MAX). Resolves to the stored
+   * records. Adapters without it get `append` once per record.
+   */
+  appendMany?(entries: readonly AuditAppend[]): Promise<AuditRecord[]>;
   /** Records of one tenant by query; cursors are opaque. Throws BadRequest('invalid_cursor'). */
   list(query: AuditQuery): Promise<Page<AuditRecord>>;
   /** `anomaly.detected` records of one tenant, newest first. */

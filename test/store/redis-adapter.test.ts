@@ -5,6 +5,8 @@
 
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { verifyChain } from '../../src/audit/verify.ts';
+import type { AuditEventInput, AuditRecord } from '../../src/domain/audit-chain.ts';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
 import { hashSecret, newSecret, userTag } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession } from '../../src/domain/session.ts';
@@ -196,6 +198,59 @@ async function abortTimersPerCommand(url: string, prefix: string): Promise<numbe
   }
 }
 
+/**
+ * appendMany from two store instances at once, interleaved with single appends: one chain without
+ * gaps or forks that verifies, the gauge moved by every record, each anomaly in its stream, and
+ * every record on the feed once, in chain order.
+ */
+async function appendManyKeepsOneChain(x: RedisSessionStore, y: RedisSessionStore): Promise<void> {
+  const t = `audit-many-${newSecret().slice(0, 8)}`;
+  const heard: AuditRecord[] = [];
+  const feed = await y.audit.subscribe((r) => {
+    if (r.tenantId === t) heard.push(r);
+  }, () => undefined);
+  try {
+    const input = (i: number, type = 'session.created'): AuditEventInput => ({
+      time: T0 + i,
+      tenantId: t,
+      type,
+      userId: `u${i % 3}`,
+      sessionId: null,
+      kind: 'app',
+      headers: { requestId: null, correlationId: null, activityId: null, tenantId: t, sessionId: null },
+      ip: null,
+      userAgent: null,
+      location: null,
+      details: { n: i },
+    });
+    const batches = await Promise.all(
+      Array.from({ length: 12 }, (_, b) => {
+        const store = b % 2 === 0 ? x : y;
+        if (b % 3 === 2) return store.audit.append(input(b * 10)).then((r) => [r]);
+        return store.audit.appendMany!(
+          Array.from({ length: 7 }, (_, i) => ({
+            input: input(b * 10 + i, i === 3 ? 'anomaly.detected' : 'session.created'),
+            opts: { activeDelta: { kind: 'app', delta: 1 } },
+          })),
+        );
+      }),
+    );
+    const total = 8 * 7 + 4;
+    // Each batch holds consecutive numbers: nothing of another append came in between.
+    for (const recs of batches) for (let i = 1; i < recs.length; i++) expect((recs[i] as AuditRecord).seq).toBe((recs[i - 1] as AuditRecord).seq + 1);
+    expect(batches.flat().map((r) => r.seq).sort((m, n) => m - n)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    const report = await verifyChain(x.audit, t);
+    expect(report).toMatchObject({ ok: true });
+    expect((await x.audit.chainState(t)).head?.seq).toBe(total);
+    expect((await x.audit.activeSessions()).find((c) => c.tenantId === t)).toEqual({ tenantId: t, kind: 'app', count: 8 * 7 });
+    expect((await x.audit.listAnomalies({ tenantId: t, limit: 100 })).items).toHaveLength(8);
+    await waitUntil('every record on the feed', 5000, async () => heard.length === total);
+    expect(heard.map((r) => r.seq)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+  } finally {
+    await feed.close();
+  }
+}
+
 describe('Deadlines (one timer for the commands of a connection)', () => {
   it('rejects what has not settled in time with StoreUnavailable, oldest first, and passes on the rest', async () => {
     vi.useFakeTimers();
@@ -266,6 +321,10 @@ describe.skipIf(sharedSkip)(`standalone specifics (${shared.url})`, () => {
 
   it("arms no node-redis AbortSignal timer per command (the adapter's own deadline covers it)", async () => {
     expect(await abortTimersPerCommand(shared.url, prefix)).toBe(0);
+  });
+
+  it('appendMany: several records in one step, from two instances at once, in one chain that verifies', async () => {
+    await appendManyKeepsOneChain(a, b);
   });
 
   it("gives the slot's key the TTL (absoluteExpiresAt - now) + 2 × retention, never shortened", async () => {
@@ -498,6 +557,10 @@ describe.skipIf(serverSkip)('Cluster specifics (3 masters started here)', () => 
 
   it("arms no node-redis AbortSignal timer per command (the adapter's own deadline covers it)", async () => {
     expect(await abortTimersPerCommand(cluster.url, prefix)).toBe(0);
+  });
+
+  it('appendMany: several records in one step, from two instances at once, in one chain that verifies', async () => {
+    await appendManyKeepsOneChain(store, other);
   });
 
   it('purgePrefix deletes exactly the keys under the prefix, on every master', async () => {

@@ -39,6 +39,35 @@ function fakeAudit(failFirst = 0, writtenAnyway = false) {
   return { audit, appended, setOnAppend: (f: () => void) => (onAppend = f) };
 }
 
+/**
+ * An audit store with appendMany (as Redis has): records each call's events; the first
+ * `failFirst` calls fail (having written their records anyway with `writtenAnyway`).
+ */
+function batchingAudit(failFirst = 0, writtenAnyway = false, failTenant?: string) {
+  const calls: Array<{ tenant: string; ids: Array<string | null>; deltas?: number[] }> = [];
+  const stored: AuditEventInput[] = [];
+  let failures = failFirst;
+  const audit = {
+    append: () => Promise.reject(new Error('append is not used when appendMany is there')),
+    appendMany(entries: ReadonlyArray<{ input: AuditEventInput; opts?: AppendOptions }>): Promise<AuditRecord[]> {
+      const tenant = entries[0]!.input.tenantId;
+      calls.push({ tenant, ids: entries.map((e) => e.input.sessionId), ...(entries.some((e) => e.opts?.activeDelta) ? { deltas: entries.map((e) => e.opts?.activeDelta?.delta ?? 0) } : {}) });
+      if (failures > 0 && (failTenant === undefined || failTenant === tenant)) {
+        failures -= 1;
+        if (writtenAnyway) stored.push(...entries.map((e) => e.input));
+        return Promise.reject(new StoreUnavailable('down'));
+      }
+      stored.push(...entries.map((e) => e.input));
+      return Promise.resolve(entries.map((e) => chainRecord(null, e.input)));
+    },
+    list(q: AuditQuery): Promise<Page<AuditRecord>> {
+      const items = stored.map((i) => chainRecord(null, i)).filter((r) => r.tenantId === q.tenantId && (!q.types || q.types.includes(r.type)) && (q.from === undefined || r.time >= q.from) && (q.to === undefined || r.time <= q.to));
+      return Promise.resolve({ items: items.reverse().slice(0, q.limit), nextCursor: null });
+    },
+  } as unknown as AuditStore;
+  return { audit, calls, stored };
+}
+
 function logSink() {
   const lines: Array<{ level: string; obj: Record<string, unknown>; msg: string }> = [];
   const log: PipelineLog = {
@@ -93,6 +122,35 @@ describe('the audit pipeline', () => {
     await p.flush();
     expect(f.appended.map((a) => a.input.sessionId)).toEqual(['h1', 'h2']);
     expect(p.backlog).toBe(0);
+  });
+
+  it('appends the events of one turn as one appendMany per tenant, in emit order, with their gauge changes', async () => {
+    const f = batchingAudit();
+    const m = metrics();
+    const p = new AuditPipeline({ audit: f.audit, metrics: m, tenantExists: async () => true, maxQueue: 100, log: () => logSink().log });
+    for (let i = 1; i <= 5; i++) p.push(ev(i, { tenantId: i % 2 === 1 ? 't1' : 't2', ...(i === 3 ? { type: 'session.revoked' } : {}) }));
+    await p.flush();
+    expect(f.calls).toEqual([
+      { tenant: 't1', ids: ['h1', 'h3', 'h5'], deltas: [1, -1, 1] },
+      { tenant: 't2', ids: ['h2', 'h4'], deltas: [1, 1] },
+    ]);
+    // What queued while those were under way goes in the next one.
+    p.push(ev(6));
+    p.push(ev(7));
+    await p.flush();
+    expect(f.calls.slice(2)).toEqual([{ tenant: 't1', ids: ['h6', 'h7'], deltas: [1, 1] }]);
+    expect((await m.registry.getSingleMetric('tessera_audit_events_appended_total')?.get())?.values[0]?.value).toBe(7);
+  });
+
+  it('retries a failed appendMany without writing any of its events twice, and without touching the tenants that succeeded', async () => {
+    const f = batchingAudit(2, true, 't2');
+    const p = new AuditPipeline({ audit: f.audit, metrics: metrics(), tenantExists: async () => true, maxQueue: 100, log: () => logSink().log });
+    for (let i = 1; i <= 4; i++) p.push(ev(i, { tenantId: i <= 2 ? 't1' : 't2' }));
+    await p.flush();
+    expect(f.stored.map((e) => e.sessionId)).toEqual(['h1', 'h2', 'h3', 'h4']);
+    // t1 once; t2 failed twice (written all the same the first time), then found in the log.
+    expect(f.calls.filter((c) => c.tenant === 't1')).toHaveLength(1);
+    expect(f.calls.filter((c) => c.tenant === 't2').map((c) => c.ids)).toEqual([['h3', 'h4']]);
   });
 
   it('retries the same event while the store fails, keeping order and losing nothing', async () => {

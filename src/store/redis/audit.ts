@@ -16,8 +16,9 @@
 //
 // Every key of one tenant's log shares the Cluster hash slot of `{a:<tenant>}`, so an append is
 // one script on one node: it checks that the head is still the one the caller numbered the
-// record after (compare-and-set), adds the entry, moves the head and the gauge, copies an
-// anomaly to its stream and publishes the record — all in one atomic step. The hash is SHA-256,
+// records after (compare-and-set), adds the entries — one, or the several of an appendMany —
+// moves the head and the gauge, copies an anomaly to its stream and publishes each record — all
+// in one atomic step. The hash is SHA-256,
 // computed by the caller (Lua has only SHA-1); when another process appended first the script
 // answers with the new head and the caller numbers the record again. Retention (`prune`) is one
 // script per tenant too: it trims the oldest entries and moves the anchor together. Listings
@@ -31,6 +32,7 @@ import {
   type ActiveCount,
   type AnomalyQuery,
   type AppendOptions,
+  type AuditAppend,
   type AuditQuery,
   type AuditStore,
   type ChainState,
@@ -51,25 +53,32 @@ const MAX_APPEND_ATTEMPTS = 50;
 
 const script = luaScript;
 
-// KEYS[1] = the log (routing). ARGV: base, expected head seq ('0' = empty), seq, ms, hash,
-// record JSON, gauge kind ('' = none), gauge delta, '1' when an anomaly, channel ('' = none).
+// KEYS[1] = the log (routing). ARGV: base, expected head seq ('0' = empty), channel ('' = none),
+// n, then n groups of 7: seq, ms, hash, record JSON, gauge kind ('' = none), gauge delta, '1' when
+// an anomaly. The records follow each other (seq + 1, ms never lower), the first one the head.
 const APPEND = script(`
 local base = ARGV[1]
 local headKey = base .. 'head'
 local h = redis.call('HMGET', headKey, 'seq', 'hash', 'ms')
 local curSeq = h[1] or '0'
-if curSeq ~= ARGV[2] or (h[3] and tonumber(ARGV[4]) < tonumber(h[3])) then
+if curSeq ~= ARGV[2] or (h[3] and tonumber(ARGV[6]) < tonumber(h[3])) then
   return {'conflict', curSeq, h[2] or '', h[3] or '0'}
 end
-local id = ARGV[4] .. '-' .. ARGV[3]
-redis.call('XADD', base .. 'log', id, 'r', ARGV[6])
-redis.call('HSET', headKey, 'seq', ARGV[3], 'hash', ARGV[5], 'ms', ARGV[4])
-if ARGV[7] ~= '' and ARGV[8] ~= '0' then
-  local n = redis.call('HINCRBY', base .. 'active', ARGV[7], ARGV[8])
-  if n < 0 then redis.call('HSET', base .. 'active', ARGV[7], '0') end
+local log, anomalies, active, channel = base .. 'log', base .. 'anomalies', base .. 'active', ARGV[3]
+local o = 4
+for _ = 1, tonumber(ARGV[4]) do
+  local id = ARGV[o + 2] .. '-' .. ARGV[o + 1]
+  redis.call('XADD', log, id, 'r', ARGV[o + 4])
+  if ARGV[o + 5] ~= '' and ARGV[o + 6] ~= '0' then
+    local n = redis.call('HINCRBY', active, ARGV[o + 5], ARGV[o + 6])
+    if n < 0 then redis.call('HSET', active, ARGV[o + 5], '0') end
+  end
+  if ARGV[o + 7] == '1' then redis.call('XADD', anomalies, id, 'r', ARGV[o + 4]) end
+  if channel ~= '' then redis.call('PUBLISH', channel, ARGV[o + 4]) end
+  o = o + 7
 end
-if ARGV[9] == '1' then redis.call('XADD', base .. 'anomalies', id, 'r', ARGV[6]) end
-if ARGV[10] ~= '' then redis.call('PUBLISH', ARGV[10], ARGV[6]) end
+o = o - 7
+redis.call('HSET', headKey, 'seq', ARGV[o + 1], 'hash', ARGV[o + 3], 'ms', ARGV[o + 2])
 return {'ok'}
 `);
 
@@ -134,45 +143,58 @@ export class RedisAuditStore implements AuditStore {
   }
 
   append(input: AuditEventInput, opts: AppendOptions = {}): Promise<AuditRecord> {
+    return this.appendMany([{ input, opts }]).then((r) => r[0] as AuditRecord);
+  }
+
+  appendMany(entries: readonly AuditAppend[]): Promise<AuditRecord[]> {
+    const tenantId = entries[0]?.input.tenantId;
+    if (tenantId === undefined) return Promise.resolve([]);
+    if (entries.some((e) => e.input.tenantId !== tenantId)) return Promise.reject(new Error('appendMany takes the records of one tenant'));
     // Appends of one tenant through this instance go one at a time (they would only collide on
     // the head); the compare-and-set orders them against other processes.
-    const previous = this.#queues.get(input.tenantId) ?? Promise.resolve();
-    const mine = previous.then(() => this.#append(input, opts));
+    const previous = this.#queues.get(tenantId) ?? Promise.resolve();
+    const mine = previous.then(() => this.#append(tenantId, entries));
     const tail = mine.catch(() => undefined);
-    this.#queues.set(input.tenantId, tail);
+    this.#queues.set(tenantId, tail);
     void tail.then(() => {
-      if (this.#queues.get(input.tenantId) === tail) this.#queues.delete(input.tenantId);
+      if (this.#queues.get(tenantId) === tail) this.#queues.delete(tenantId);
     });
     return mine;
   }
 
-  #append(input: AuditEventInput, opts: AppendOptions): Promise<AuditRecord> {
+  /** One script for the records: numbered after the head, again after another process's append. */
+  #append(tenantId: string, entries: readonly AuditAppend[]): Promise<AuditRecord[]> {
     return this.#guard(async () => {
-      const tenantId = input.tenantId;
       const base = this.#base(tenantId);
       const log = `${base}log`;
       let head = this.#heads.get(tenantId) ?? (await this.#readHead(tenantId));
       for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt++) {
-        const record = chainRecord(head.point, input);
-        const ms = Math.max(Math.max(0, Math.floor(record.time)), head.ms);
-        if (head.point === null) await this.#send(this.#tenantsKey(), ['SADD', this.#tenantsKey(), tenantId]);
-        const reply = (await this.#eval(APPEND, log, [
-          base,
-          String(head.point?.seq ?? 0),
-          String(record.seq),
-          String(ms),
-          record.hash,
-          JSON.stringify(record),
-          opts.activeDelta?.kind ?? '',
-          String(opts.activeDelta?.delta ?? 0),
-          record.type === 'anomaly.detected' ? '1' : '0',
-          this.#channel(),
-        ])) as string[];
-        if (reply[0] === 'ok') {
-          this.#heads.set(tenantId, { point: { seq: record.seq, hash: record.hash }, ms });
-          return record;
+        const records: AuditRecord[] = [];
+        const args = [base, String(head.point?.seq ?? 0), this.#channel(), String(entries.length)];
+        let point = head.point;
+        let ms = head.ms;
+        for (const { input, opts } of entries) {
+          const record = chainRecord(point, input);
+          ms = Math.max(Math.max(0, Math.floor(record.time)), ms);
+          args.push(
+            String(record.seq),
+            String(ms),
+            record.hash,
+            JSON.stringify(record),
+            opts?.activeDelta?.kind ?? '',
+            String(opts?.activeDelta?.delta ?? 0),
+            record.type === 'anomaly.detected' ? '1' : '0',
+          );
+          records.push(record);
+          point = { seq: record.seq, hash: record.hash };
         }
-        // Another process appended first: number the record after the head it wrote.
+        if (head.point === null) await this.#send(this.#tenantsKey(), ['SADD', this.#tenantsKey(), tenantId]);
+        const reply = (await this.#eval(APPEND, log, args)) as string[];
+        if (reply[0] === 'ok') {
+          this.#heads.set(tenantId, { point, ms });
+          return records;
+        }
+        // Another process appended first: number the records after the head it wrote.
         head = reply[1] === '0' ? { point: null, ms: 0 } : { point: { seq: Number(reply[1]), hash: String(reply[2]) }, ms: Number(reply[3]) };
       }
       this.#heads.delete(tenantId);
