@@ -1,7 +1,8 @@
 // Deleting a tenant and everything of it (DELETE /api/v1/admin/tenants/{id}): its sessions are
 // ended through the session manager (announced, dropped from every process's cache), then its
-// users with their consents, its identity links, organizations, applications and banks go, and
-// the tenant record last. Audit records stay (the chain of a deleted tenant still verifies).
+// users with their consents, its queued bank work (status checks, terminations, purges of those
+// consents), its identity links, organizations, applications and banks go, and the tenant record
+// last. Audit records stay (the chain of a deleted tenant still verifies).
 //
 // Each step is idempotent: a delete that fails half-way (store unavailable) is finished by
 // calling it again — the tenant record, gone last, keeps the tenant findable until then.
@@ -17,6 +18,8 @@ export interface TenantRemoval {
   appsDeleted: number;
   banksDeleted: number;
   identitiesDeleted: number;
+  /** Queued bank work items of the tenant that were dropped. */
+  bankWorkDropped: number;
 }
 
 const PAGE = 200;
@@ -35,6 +38,7 @@ export async function removeTenant(deps: Deps, tenantId: string, now: number, or
     appsDeleted: 0,
     banksDeleted: 0,
     identitiesDeleted: 0,
+    bankWorkDropped: 0,
   };
   // Always the first page: what was deleted is no longer in it.
   for (;;) {
@@ -53,6 +57,9 @@ export async function removeTenant(deps: Deps, tenantId: string, now: number, or
     out.usersDeleted += removed;
     if (page.nextCursor === null || removed === 0) break;
   }
+  // After the consents: nothing is left for the work to act on, and no bank of the tenant to ask.
+  // (An item a worker holds at this moment and puts back finds no consent and ends when due.)
+  out.bankWorkDropped = await store.banks.dropTenantWork(tenantId);
   out.identitiesDeleted = await store.federation.deleteIdentities(tenantId);
   for (const org of await store.federation.listOrganizations(tenantId)) {
     if (await store.federation.deleteOrganization(org.slug, tenantId)) out.organizationsDeleted += 1;

@@ -7,6 +7,8 @@
 
 import type { Bank } from '../domain/bank.ts';
 
+export const BANK_WORK_KINDS = ['check', 'terminate', 'purge'] as const;
+
 export type BankWorkKind =
   /** Ask the bank for the status of a pending consent. */
   | 'check'
@@ -49,6 +51,12 @@ export interface BankStore {
   claimWork(now: number, max: number, leaseMs: number): Promise<ClaimedWork[]>;
   /** Removes the work (done, or no longer needed). */
   finishWork(work: BankWork): Promise<void>;
+  /**
+   * Removes every queued item of the tenant, due or not, claimed or not (deleting a tenant:
+   * src/flows/tenant-delete.ts). Resolves to how many there were. Items of other tenants stay,
+   * whatever their ids share with this one.
+   */
+  dropTenantWork(tenantId: string): Promise<number>;
 }
 
 /** One stable text per work item (the queue's member / primary key). */
@@ -56,10 +64,19 @@ export function workKey(w: BankWork): string {
   return JSON.stringify([w.kind, w.tenantId, w.userId, w.consentId]);
 }
 
+/**
+ * The beginnings of the keys of a tenant's items, one per kind: every key of the tenant starts
+ * with one of them and no key of another tenant does (the tenant id is a whole JSON string,
+ * closed by its quote and the comma).
+ */
+export function tenantWorkPrefixes(tenantId: string): string[] {
+  return BANK_WORK_KINDS.map((kind) => `${JSON.stringify([kind, tenantId]).slice(0, -1)},`);
+}
+
 export function workFromKey(key: string): BankWork | null {
   try {
     const v = JSON.parse(key) as unknown;
-    if (Array.isArray(v) && v.length === 4 && v.every((x) => typeof x === 'string') && ['check', 'terminate', 'purge'].includes(v[0] as string)) {
+    if (Array.isArray(v) && v.length === 4 && v.every((x) => typeof x === 'string') && (BANK_WORK_KINDS as readonly string[]).includes(v[0] as string)) {
       return { kind: v[0] as BankWorkKind, tenantId: v[1] as string, userId: v[2] as string, consentId: v[3] as string };
     }
   } catch {

@@ -379,7 +379,7 @@ describe.each(storeChoices({ cluster: true }))('admin API on %s', (store) => {
       const listed = await s.app.inject({ url: '/api/v1/admin/tenants', headers: admin });
       expect((listed.json() as { items: Array<{ id: string }> }).items.map((x) => x.id)).not.toContain(t);
       const deleted = await auditTypes(t, 'tenant.deleted');
-      expect(deleted[0]?.details).toMatchObject({ force: true, usersDeleted: 2, sessionsEnded: 1, actor: { by: 'user', tenantId: 'platform' } });
+      expect(deleted[0]?.details).toMatchObject({ force: true, usersDeleted: 2, sessionsEnded: 1, bankWorkDropped: 0, actor: { by: 'user', tenantId: 'platform' } });
 
       const empty = uniqueTenant();
       expect((await s.app.inject({ method: 'PUT', url: `/api/v1/admin/tenants/${empty}`, headers: admin, payload: {} })).statusCode).toBe(200);
@@ -391,7 +391,7 @@ describe.each(storeChoices({ cluster: true }))('admin API on %s', (store) => {
       expect(reserved.json()).toMatchObject({ code: 'tenant_reserved' });
     });
 
-    it('force deletes everything of the tenant — sessions, users, consents, identities, organizations, apps, banks — and keeps its audit records', async () => {
+    it('force deletes everything of the tenant — sessions, users, consents, queued bank work, identities, organizations, apps, banks — and keeps its audit records', async () => {
       const t = uniqueTenant();
       await provision(s.app, t, 'owner@example.com', PASSWORD);
       const owner = await loggedIn(t, 'owner@example.com');
@@ -413,13 +413,26 @@ describe.each(storeChoices({ cluster: true }))('admin API on %s', (store) => {
       const now = Date.now();
       const consent = await s.store.consents.createConsent(newConsent({ tenantId: t, userId: ownerId, type: 'ais', bankId: 'acme', expiresAt: now + 600_000 }, now));
       await s.store.federation.linkIdentity({ tenantId: t, issuer: 'https://gh.example', subject: 'gh-1', userId: ownerId, createdAt: now });
+      // Queued bank work for that consent, as the consent lifecycle queues it: a status check due
+      // soon, a termination retried later, a purge months ahead.
+      const farAhead = now + 400 * 86_400_000;
+      for (const [kind, dueAt] of [['check', now + 30_000], ['terminate', now + 3_600_000], ['purge', now + 90 * 86_400_000]] as const) {
+        await s.store.banks.scheduleWork({ kind, tenantId: t, userId: ownerId, consentId: consent.id }, dueAt);
+      }
+      const othersWork = { kind: 'purge' as const, tenantId: other, userId: 'u-of-other', consentId: `c-${t}` };
+      await s.store.banks.scheduleWork(othersWork, farAhead - 1);
       // Another tenant's records of the same kinds stay.
       const otherBank = await s.app.inject({ method: 'PUT', url: '/api/v1/admin/banks/acme', headers: admin, payload: { tenantId: other, name: 'Acme', protocol: 'berlin-group', baseUrl: 'https://xs2a.acme-bank.example/psd2' } });
       expect(otherBank.statusCode).toBeLessThan(300);
 
       const r = await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/tenants/${t}?force=true`, headers: asPlatform() });
       expect(r.statusCode, r.body).toBe(200);
-      expect(r.json()).toEqual({ revoked: 1, usersDeleted: 1, consentsDeleted: 1, organizationsDeleted: 1, appsDeleted: 1, banksDeleted: 1, identitiesDeleted: 1 });
+      expect(r.json()).toEqual({ revoked: 1, usersDeleted: 1, consentsDeleted: 1, organizationsDeleted: 1, appsDeleted: 1, banksDeleted: 1, identitiesDeleted: 1, bankWorkDropped: 3 });
+      // The queue holds nothing of the tenant any more, due or not; the other tenant's item stays.
+      const queued = await s.store.banks.claimWork(farAhead, 100_000, 60_000);
+      expect(queued.filter((w) => w.tenantId === t)).toEqual([]);
+      expect(queued.filter((w) => w.tenantId === other && w.consentId === othersWork.consentId)).toHaveLength(1);
+      await s.store.banks.finishWork(othersWork);
 
       // Nothing of the tenant remains, through the API and in the store.
       expect((await s.app.inject({ url: '/api/v1/session', headers: { authorization: `Bearer ${owner.userSessionToken}` } })).statusCode).toBe(401);

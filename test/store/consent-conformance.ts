@@ -351,6 +351,25 @@ export function describeConsentConformance(name: string, open: () => Promise<Ope
         await store.banks.finishWork(items[0]!);
         expect(mine(await store.banks.claimWork(base + 10_000_000, 1000, 60_000))).toHaveLength(0);
       });
+
+      it("bank work of a deleted tenant: dropTenantWork removes all of that tenant's items, due or not, claimed or not, and nothing of other tenants", async () => {
+        const gone = `t_${randomUUID()}`;
+        // Ids that share a beginning with the dropped tenant's, or would match it as a LIKE pattern (`_`).
+        const others = [`${gone}x`, gone.replace('_', 'a'), `${gone.slice(0, -1)}`];
+        const base = T0 + 730 * 86_400_000 + Math.floor(Math.random() * 1_000_000);
+        const of = (tenantId: string) => (['check', 'terminate', 'purge'] as const).map((kind, i) => ({ kind, tenantId, userId: 'u1', consentId: `c${i}` }));
+        for (const w of [gone, ...others].flatMap(of)) await store.banks.scheduleWork(w, base);
+        await store.banks.scheduleWork({ kind: 'purge', tenantId: gone, userId: 'u2', consentId: 'later' }, base + 90 * 86_400_000);
+        // One item is held by a worker (claimed, under lease).
+        expect((await store.banks.claimWork(base, 1000, 60_000)).filter((w) => w.tenantId === gone)).toHaveLength(3);
+        expect(await store.banks.dropTenantWork(gone)).toBe(4);
+        expect(await store.banks.dropTenantWork(gone)).toBe(0);
+        const later = await store.banks.claimWork(base + 100 * 86_400_000, 100_000, 60_000);
+        expect(later.filter((w) => w.tenantId === gone)).toEqual([]);
+        const kept = later.filter((w) => others.includes(w.tenantId));
+        expect(kept).toHaveLength(others.length * 3);
+        for (const w of kept) await store.banks.finishWork(w);
+      });
     });
   });
 }

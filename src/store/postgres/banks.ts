@@ -4,7 +4,7 @@
 // concurrent workers never get the same item.
 
 import type { Bank } from '../../domain/bank.ts';
-import { workFromKey, workKey, type BankStore, type BankWork, type ClaimedWork } from '../bank-port.ts';
+import { tenantWorkPrefixes, workFromKey, workKey, type BankStore, type BankWork, type ClaimedWork } from '../bank-port.ts';
 import type { PgDriver } from './driver.ts';
 
 export class PostgresBankStore implements BankStore {
@@ -63,5 +63,10 @@ export class PostgresBankStore implements BankStore {
 
   async finishWork(work: BankWork): Promise<void> {
     await this.#driver.execute('DELETE FROM bank_work WHERE work = $1', [workKey(work)]);
+  }
+
+  async dropTenantWork(tenantId: string): Promise<number> {
+    // starts_with, not LIKE: `_` in a tenant id is no wildcard here.
+    return this.#driver.execute('DELETE FROM bank_work WHERE starts_with(work, $1) OR starts_with(work, $2) OR starts_with(work, $3)', tenantWorkPrefixes(tenantId));
   }
 }

@@ -3,7 +3,7 @@
 // HASH of attempts in one slot of their own (`P{bankwork}:`), claimed by one Lua script.
 
 import type { Bank } from '../../domain/bank.ts';
-import { workFromKey, workKey, type BankStore, type BankWork, type ClaimedWork } from '../bank-port.ts';
+import { tenantWorkPrefixes, workFromKey, workKey, type BankStore, type BankWork, type ClaimedWork } from '../bank-port.ts';
 import { toStoreError, type RedisConnection } from './connection.ts';
 import type { RedisKeys } from './keys.ts';
 import { evalScript, luaScript } from './lua.ts';
@@ -89,6 +89,34 @@ export class RedisBankStore implements BankStore {
 
   async finishWork(work: BankWork): Promise<void> {
     return this.#guard(async () => this.#remove(workKey(work)));
+  }
+
+  async dropTenantWork(tenantId: string): Promise<number> {
+    return this.#guard(async () => {
+      const q = this.#keys.bankWorkQueue();
+      const prefixes = tenantWorkPrefixes(tenantId);
+      // The queue is ordered by due time, not by tenant: scanned whole (a rare administrative
+      // step), the tenant's members picked by the beginning of their key.
+      const mine = new Set<string>();
+      let cursor = '0';
+      do {
+        const [next, flat] = (await this.#conn.send(q, ['ZSCAN', q, cursor, 'COUNT', '1000'])) as [string, string[]];
+        for (let i = 0; i < flat.length; i += 2) {
+          const member = flat[i] as string;
+          if (prefixes.some((p) => member.startsWith(p))) mine.add(member);
+        }
+        cursor = String(next);
+      } while (cursor !== '0');
+      let dropped = 0;
+      const members = [...mine];
+      for (let i = 0; i < members.length; i += 500) {
+        const batch = members.slice(i, i + 500);
+        dropped += Number(await this.#conn.send(q, ['ZREM', q, ...batch]));
+        const n = this.#keys.bankWorkAttempts();
+        await this.#conn.send(n, ['HDEL', n, ...batch]);
+      }
+      return dropped;
+    });
   }
 
   async #remove(member: string): Promise<void> {

@@ -3,7 +3,7 @@
 
 import type { DatabaseSync } from 'node:sqlite';
 import type { Bank } from '../../domain/bank.ts';
-import { workFromKey, workKey, type BankStore, type BankWork, type ClaimedWork } from '../bank-port.ts';
+import { tenantWorkPrefixes, workFromKey, workKey, type BankStore, type BankWork, type ClaimedWork } from '../bank-port.ts';
 import { inWriteTransaction, settle } from './transactions.ts';
 
 export class SqliteBankStore implements BankStore {
@@ -64,6 +64,14 @@ export class SqliteBankStore implements BankStore {
       this.stmt.finish.run({ work: workKey(work) });
     });
   }
+
+  dropTenantWork(tenantId: string): Promise<number> {
+    return inWriteTransaction(this.db, () => {
+      let dropped = 0;
+      for (const prefix of tenantWorkPrefixes(tenantId)) dropped += Number(this.stmt.dropPrefix.run({ prefix }).changes);
+      return dropped;
+    });
+  }
 }
 
 function prepare(db: DatabaseSync) {
@@ -80,5 +88,7 @@ function prepare(db: DatabaseSync) {
     due: db.prepare('SELECT work, attempts FROM bank_work WHERE due_at <= $now ORDER BY due_at, work LIMIT $max'),
     lease: db.prepare('UPDATE bank_work SET due_at = $due_at, attempts = attempts + 1 WHERE work = $work'),
     finish: db.prepare('DELETE FROM bank_work WHERE work = $work'),
+    // A comparison of the beginning, not LIKE: `_` in a tenant id is no wildcard here.
+    dropPrefix: db.prepare('DELETE FROM bank_work WHERE substr(work, 1, length($prefix)) = $prefix'),
   };
 }
