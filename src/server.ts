@@ -53,15 +53,18 @@ interface Destination {
   flushSync(): void;
 }
 
+/** Characters of log lines collected before they are handed to the destination in one piece. */
+const LOG_HANDOVER_CHARS = 16 * 1024;
+
 /**
- * Log lines appended to one string and handed to the destination once per turn of the event
- * loop: under load a turn answers dozens of requests, and each destination write costs more than
- * the line itself (SonicBoom measures its whole pending buffer on every write). Every line goes
- * through here, so their order is kept. Lines of the turn under way are handed over at exit too.
+ * Log lines appended to one string and handed to the destination in pieces of about 16 KiB (or
+ * when the LOG_FLUSH_MS timer, a flush or the exit comes first): each destination write costs
+ * more than a line (SonicBoom measures its whole pending buffer on every write, and every
+ * piece it writes is one write(2) on libuv's thread pool and a callback back on the event
+ * loop). Every line goes through here, so their order is kept.
  */
-class TurnBatcher implements Destination {
+class LineBatcher implements Destination {
   #pending = '';
-  #scheduled = false;
   readonly #dest: Destination;
   constructor(dest: Destination) {
     this.#dest = dest;
@@ -69,14 +72,10 @@ class TurnBatcher implements Destination {
   }
   write(chunk: string): boolean {
     this.#pending += chunk;
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(this.drain);
-    }
+    if (this.#pending.length >= LOG_HANDOVER_CHARS) this.drain();
     return true;
   }
   readonly drain = (): void => {
-    this.#scheduled = false;
     if (this.#pending === '') return;
     const lines = this.#pending;
     this.#pending = '';
@@ -91,7 +90,7 @@ class TurnBatcher implements Destination {
     this.#dest.flushSync();
   }
 }
-const batchers = new Set<TurnBatcher>();
+const batchers = new Set<LineBatcher>();
 process.once('exit', () => {
   for (const b of batchers) {
     try {
@@ -104,13 +103,13 @@ process.once('exit', () => {
 
 /** `dest`: a file descriptor or path for the lines (standard output by default). */
 export function createLogger(config: Pick<Config, 'logLevel'>, dest: number | string = 1): Logger {
-  // Buffered, asynchronous writes: one write(2) per 4 KiB of lines (or every LOG_FLUSH_MS)
+  // Buffered, asynchronous writes: one write(2) per ~16 KiB of lines (or every LOG_FLUSH_MS)
   // instead of one per request line — that write was a tenth of the session check's CPU time
-  // (docs/performance.md) — and lines handed to the buffer once per event-loop turn
-  // (TurnBatcher). pino flushes the buffer synchronously when the process exits and stop()
-  // flushes it too, so only a crash can lose lines: at most the last 100 ms of them.
+  // (docs/performance.md) — the lines collected by LineBatcher and handed over in one piece.
+  // pino flushes the buffer synchronously when the process exits and stop() flushes it too, so
+  // only a crash can lose lines: at most the last 100 ms of them.
   const sonic = pino.destination({ dest, sync: false, minLength: 4096 });
-  const destination = new TurnBatcher(sonic);
+  const destination = new LineBatcher(sonic);
   setInterval(() => {
     try {
       destination.flush();

@@ -38,6 +38,8 @@ interface HistogramRecord {
 type RequestSeries = (seconds: number) => void;
 
 const REQUEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+/** The buckets' property names in prom-client's record (String(bound)), made once, not per request. */
+const REQUEST_BUCKET_KEYS = REQUEST_BUCKETS.map(String);
 
 /** An observer of one series that updates prom-client's record of it in place (as its `observe` does). */
 function seriesOf(h: Histogram<'method' | 'route' | 'status'>, records: Record<string, HistogramRecord>, labels: Record<'method' | 'route' | 'status', string>): RequestSeries {
@@ -52,9 +54,11 @@ function seriesOf(h: Histogram<'method' | 'route' | 'status'>, records: Record<s
     record.sum += v;
     record.count += 1;
     // A value above the last bound counts only in +Inf (sum and count), as prom-client does.
-    for (const bound of REQUEST_BUCKETS) {
-      if (v <= bound) {
-        record.bucketValues[bound] = (record.bucketValues[bound] ?? 0) + 1;
+    const values = record.bucketValues as Record<string, number>;
+    for (let i = 0; i < REQUEST_BUCKETS.length; i++) {
+      if (v <= (REQUEST_BUCKETS[i] as number)) {
+        const key = REQUEST_BUCKET_KEYS[i] as string;
+        values[key] = (values[key] ?? 0) + 1;
         break;
       }
     }

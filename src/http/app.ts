@@ -39,6 +39,12 @@ import { registerValidation } from './validation.ts';
 
 const QUIET_LEVELS = new Set(['warn', 'error', 'fatal', 'silent']);
 
+/** The URL without its query string (which may hold a secret, so never logged). */
+export function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
 export interface BuildOptions {
   /** A pino logger; none (silent) in tests by default. */
   logger?: FastifyBaseLogger;
@@ -178,7 +184,7 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
       writeRequestLine({
         method: request.method,
         route,
-        path: request.url.split('?')[0] as string,
+        path: pathOf(request.url),
         status: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
         requestId: ctx?.requestId,

@@ -72,3 +72,12 @@ describe('request lines', () => {
     }
   });
 });
+
+describe('the logged path', () => {
+  it('is the URL up to its first "?", as before (never the query string)', async () => {
+    const { pathOf } = await import('../../src/http/app.ts');
+    for (const url of ['/api/v1/session', '/a?b=c', '/a?b?c', '?x', '/', '', '/a/b?', '/%3F?token=secret']) {
+      expect(pathOf(url)).toBe(url.split('?')[0]);
+    }
+  });
+});
