@@ -13,9 +13,10 @@ import { sessionEvent, emit, type Origin } from '../events/bus.ts';
 import { checkXsrf, idleSecondsOf, type AuthMode } from '../sessions/app-sessions.ts';
 import { reauthMarkOf } from '../sessions/monitoring.ts';
 import { cachedTenant, lastKnownTenant, loadTenant } from '../sessions/tenant-cache.ts';
-import { verifiedSessionToken, verifySessionToken } from '../tokens/session-token.ts';
+import type { KeyRing } from '../tokens/key-ring.ts';
+import { stillVerified, verifiedSessionToken, verifySessionToken, type SessionTokenClaims } from '../tokens/session-token.ts';
 import { bearerToken } from './bearer.ts';
-import { readCookie, setCookie } from './cookies.ts';
+import { cookieName, readCookie, setCookie } from './cookies.ts';
 import type { Deps } from './deps.ts';
 import { canonical } from './request-context.ts';
 
@@ -223,6 +224,51 @@ function admit(
 }
 
 /**
+ * What the last request on a connection presented and what it came to: its Authorization header
+ * and the claims of the verified token in it, its session cookie's value and the hash of the
+ * secret in it. A client sends the same credential on every request of a keep-alive connection;
+ * an equal header then gives the same answer, so the fast path below skips parsing the header,
+ * hashing the whole token text for the verified-token lookup (a few hundred characters), and the
+ * cookie's unsigning and SHA-256 — the answer is checked (issuer, expiry, session) as before.
+ * Per socket (a WeakMap: gone with the connection); only answers that came from memory are kept.
+ */
+interface ConnectionMemo {
+  authorization: string | undefined;
+  ring: KeyRing | undefined;
+  claims: SessionTokenClaims | undefined;
+  cookie: string | undefined;
+  cookieDeps: Deps | undefined;
+  secretHash: string | undefined;
+}
+const connectionMemos = new WeakMap<object, ConnectionMemo>();
+
+function connectionMemo(request: FastifyRequest): ConnectionMemo | undefined {
+  const socket = request.raw.socket as object | null | undefined;
+  if (socket === null || socket === undefined) return undefined;
+  let memo = connectionMemos.get(socket);
+  if (memo === undefined) {
+    memo = { authorization: undefined, ring: undefined, claims: undefined, cookie: undefined, cookieDeps: undefined, secretHash: undefined };
+    connectionMemos.set(socket, memo);
+  }
+  return memo;
+}
+
+/** The hash of the secret in the request's verified session cookie, or null (readCookie's rules). */
+function cookieSecretHash(deps: Deps, request: FastifyRequest, memo: ConnectionMemo | undefined): string | null {
+  const raw = request.cookies[cookieName(deps.config, 'sid')];
+  if (memo !== undefined && raw !== undefined && memo.cookie === raw && memo.cookieDeps === deps) return memo.secretHash as string;
+  const secret = readCookie(request, deps.config, 'sid');
+  if (secret === null) return null;
+  const hash = hashSecret(secret);
+  if (memo !== undefined && raw !== undefined) {
+    memo.cookie = raw;
+    memo.cookieDeps = deps;
+    memo.secretHash = hash;
+  }
+  return hash;
+}
+
+/**
  * The check from what this process already holds in memory — a token it verified before, the
  * session cache (kept exact by the store's feed), the tenant read in the last few seconds —
  * without a promise: true when the request was authenticated (or an error thrown, exactly as
@@ -232,20 +278,36 @@ function admit(
  */
 function authenticateFromMemory(deps: Deps, request: FastifyRequest, reply: FastifyReply, opts: AuthOptions): boolean {
   const now = deps.clock.now();
-  const bearer = bearerToken(request);
+  const memo = connectionMemo(request);
   let session: Session;
   let mode: AuthMode;
-  if (bearer !== null) {
-    const claims = verifiedSessionToken(deps.keyRing, bearer, deps.config.publicUrl, now);
+  // The claims of the bearer token, when the header holds one this process verified before.
+  let claims: SessionTokenClaims | undefined;
+  const header = request.headers.authorization;
+  if (memo !== undefined && typeof header === 'string' && memo.authorization === header && memo.ring === deps.keyRing && memo.claims !== undefined) {
+    claims = stillVerified(memo.claims, deps.config.publicUrl, now);
     if (claims === undefined) return false;
+  } else {
+    const bearer = bearerToken(request);
+    if (bearer !== null) {
+      claims = verifiedSessionToken(deps.keyRing, bearer, deps.config.publicUrl, now);
+      if (claims === undefined) return false;
+      if (memo !== undefined && typeof header === 'string') {
+        memo.authorization = header;
+        memo.ring = deps.keyRing;
+        memo.claims = claims;
+      }
+    }
+  }
+  if (claims !== undefined) {
     const known = deps.sessionCache.peekValid(claims.sid, now);
     if (known === undefined) return false;
     session = ownSession(known, claims);
     mode = 'token';
   } else {
-    const secret = readCookie(request, deps.config, 'sid');
-    if (secret === null) throw new Unauthorized('unauthenticated', 'Log in first: no session token or cookie was sent.');
-    const known = deps.sessionCache.peekValidBySecretHash(hashSecret(secret), now);
+    const secretHash = cookieSecretHash(deps, request, memo);
+    if (secretHash === null) throw new Unauthorized('unauthenticated', 'Log in first: no session token or cookie was sent.');
+    const known = deps.sessionCache.peekValidBySecretHash(secretHash, now);
     if (known === undefined) return false;
     session = usableCookieSession(known, now);
     const t = cachedTenant(deps, session.tenantId, now);

@@ -81,7 +81,15 @@ function rememberVerified(ring: KeyRing, token: string, claims: SessionTokenClai
  */
 export function verifiedSessionToken(ring: KeyRing, token: string, issuer: string, now: number): SessionTokenClaims | undefined {
   const known = verified.get(ring)?.get(token);
-  if (known === undefined || known.iss !== issuer) return undefined;
+  return known === undefined ? undefined : stillVerified(known, issuer, now);
+}
+
+/**
+ * `verifiedSessionToken`'s answer for claims it gave before (a caller that remembered them):
+ * the same issuer and expiry checks, on every use.
+ */
+export function stillVerified(known: SessionTokenClaims, issuer: string, now: number): SessionTokenClaims | undefined {
+  if (known.iss !== issuer) return undefined;
   if (now >= known.exp * 1000) throw new Unauthorized('invalid_token', 'The token is invalid or has expired.');
   return known;
 }
