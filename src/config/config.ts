@@ -192,7 +192,7 @@ function parseConfig(env: Env, cwd: string): Config {
       // Below the 1 s command deadline, so that WAIT itself never times out as a command.
       timeoutMs: intVar(env, 'TESSERA_REDIS_WAIT_TIMEOUT_MS', 500, 10, 900),
     },
-    redisUserSessionsMax: intVar(env, 'TESSERA_REDIS_USER_SESSIONS_MAX', 500, 0, 100_000),
+    redisUserSessionsMax: intVar(env, 'TESSERA_REDIS_USER_SESSIONS_MAX', 200, 0, 100_000),
     dataDir,
     cookieSecret,
     adminToken,

@@ -23,7 +23,7 @@ const ROUTE_CACHE_MAX = 10_000;
  * script on a user's sessions reads and writes that user's live value, so its size bounds the
  * Redis time of each (docs/performance.md, "One user with many sessions").
  */
-export const DEFAULT_LIVE_MAX = 500;
+export const DEFAULT_LIVE_MAX = 200;
 
 export class RedisContext {
   readonly conn: RedisConnection;

@@ -73,7 +73,7 @@ export interface RedisStoreOptions {
   /**
    * The most live sessions (active, or expired and still renewable) one user may hold; a new one
    * over it is refused (Conflict session_capacity_reached). Bounds the Redis time of every
-   * operation on that user's sessions. Default DEFAULT_LIVE_MAX (500); 0 = no cap.
+   * operation on that user's sessions. Default DEFAULT_LIVE_MAX (200); 0 = no cap.
    */
   maxLiveSessionsPerUser?: number;
 }
