@@ -47,6 +47,8 @@ const ONLY = new Set((process.argv.find((a) => a.startsWith('--only='))?.slice(7
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 3 : 10));
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3));
+/** The remote section's seconds per run: quick mode trims its eight runs to 2 s each (latency and throughput, no ratio goal). */
+const REMOTE_SECONDS = QUICK ? Math.min(2, SECONDS) : SECONDS;
 /** Sessions added for the size comparison (goal 4): `--large=N`, else a million (quick: 20,000). */
 const LARGE = Number(process.argv.find((a) => a.startsWith('--large='))?.slice(8) ?? (QUICK ? 20_000 : 1_000_000));
 const FILL_TIMEOUT_S = Number(process.env.BENCH_FILL_TIMEOUT_S ?? 1800);
@@ -57,6 +59,15 @@ const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
 function pinned(core: number, args: string[]): [string, string[]] {
   return hasTaskset ? ['taskset', ['-c', String(core), ...args]] : [args[0] as string, args.slice(1)];
+}
+
+/**
+ * A server is started on any core (servers started together share both cores while they load
+ * their modules; nothing is measured then) and pinned, every thread of it, to its core once it
+ * answers, before any request of the run. Threads it makes later inherit the pinning.
+ */
+function pinNow(pid: number | undefined, core: number): void {
+  if (hasTaskset && pid !== undefined) spawnSync('taskset', ['-a', '-p', '-c', String(core), String(pid)], { stdio: 'ignore' });
 }
 
 /** fetch, once more on a connection the server had just closed (keep-alive race after a long pause). */
@@ -120,7 +131,11 @@ function redisCommands(): number {
  * process die all the same, the row reports it (no requests, one error) and the run goes on.
  */
 function runLoad(script: string, opts: unknown): Figures {
-  const [cmd, args] = pinned(1, [NODE, join(ROOT, script), JSON.stringify(opts)]);
+  const [cmd, args] =
+    script === 'bench/load.ts' && loadSocket !== null
+      ? ['curl', ['-sS', '--unix-socket', loadSocket, '-H', 'content-type: application/json', '--data-binary', JSON.stringify(opts), 'http://load/']]
+      : pinned(1, [NODE, join(ROOT, script), JSON.stringify(opts)]);
+  if (cmd === 'curl') loadRuns++;
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: (SECONDS + 60) * 1000 });
   const lines = r.stderr.trim() === '' ? [] : r.stderr.trim().split('\n');
   if (lines.length > 0) console.log(`(${script}: ${lines.slice(0, 20).join('\n')}${lines.length > 20 ? `\n… ${lines.length - 20} more lines` : ''})`);
@@ -131,6 +146,28 @@ function runLoad(script: string, opts: unknown): Figures {
     console.log(`(${script} gave no figures (${(err as Error).message}): its row counts one error and no requests)`);
     return { requests: 0, rps: 0, p50: 0, p99: 0, non2xx: 0, errors: 1 };
   }
+}
+
+/**
+ * The Unix socket of the long-lived load generator (bench/load-server.ts, on the load core), once
+ * started: runLoad then asks it through curl instead of starting bench/load.ts for every run.
+ * Null until then, or where curl is missing.
+ */
+let loadSocket: string | null = null;
+/** Load runs made through it (printed with the wall time). */
+let loadRuns = 0;
+const hasCurl = spawnSync('curl', ['--version']).status === 0;
+
+async function startLoadServer(): Promise<void> {
+  if (!hasCurl) return;
+  const path = join(dir, 'load.sock');
+  const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load-server.ts'), path]);
+  const child = started(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] }));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('exit', (c) => reject(new Error(`load generator exited ${c}`)));
+  });
+  loadSocket = path;
 }
 
 /** CPU seconds (user + system) a process has used so far, or NaN where /proc is missing. */
@@ -145,11 +182,11 @@ function cpuSeconds(pid: number | undefined): number {
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 const serverPids = new Map<string, number | undefined>();
 
-function load(url: string, headers: Record<string, string>): Figures {
+function load(url: string, headers: Record<string, string>, seconds = SECONDS): Figures {
   const pid = serverPids.get(new URL(url).origin);
   const before = redisCommands();
   const cpu0 = cpuSeconds(pid);
-  const figures = runLoad('bench/load.ts', { url, connections: CONNECTIONS, duration: SECONDS, headers });
+  const figures = runLoad('bench/load.ts', { url, connections: CONNECTIONS, duration: seconds, headers });
   figures.cpuUsPerRequest = ((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, figures.requests);
   // The INFO call itself counts one command.
   figures.redisPerRequest = (redisCommands() - before - 1) / Math.max(1, figures.requests);
@@ -181,7 +218,8 @@ async function createBenchDatabase(): Promise<{ url: string; drop(): Promise<voi
   }
   return { url: at(name), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
-let pgDatabase: { url: string; drop(): Promise<void> } | null = null;
+// (Assigned in the start-up's promise chain: typed by the assertion, so that it is not narrowed to null.)
+let pgDatabase = null as { url: string; drop(): Promise<void> } | null;
 
 const children: ChildProcess[] = [];
 const prefixes: string[] = [];
@@ -223,7 +261,7 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
   const admin = randomBytes(24).toString('hex');
   const prefix = opts.prefix ?? `bench-tessera-${run}-${randomBytes(3).toString('hex')}:`;
   if (!prefixes.includes(prefix)) prefixes.push(prefix);
-  const [cmd, args] = pinned(opts.core ?? 0, [NODE, join(ROOT, 'src/cli.ts'), 'start']);
+  const [cmd, args] = [NODE, [join(ROOT, 'src/cli.ts'), 'start']];
   const url = `http://127.0.0.1:${port}`;
   let child: ChildProcess;
   // A server that exits while starting (a busy shared store not answering its first connection
@@ -249,6 +287,7 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
     serverPids.set(url, child.pid);
     try {
       await waitFor(`${url}/healthz`, child);
+      pinNow(child.pid, opts.core ?? 0);
       break;
     } catch (err) {
       if (child.exitCode === null || attempt === 3) throw err;
@@ -283,11 +322,12 @@ async function startBaseline(peer: 'hello' | 'redis-get' | 'jose' | 'session', r
   const prefix = `bench-peer-${run}-${peer}:`;
   if (!prefixes.includes(prefix)) prefixes.push(prefix);
   const script = peer === 'session' ? 'bench/peer-fastify-session.ts' : 'bench/peer-baselines.ts';
-  const [cmd, args] = pinned(0, [NODE, join(ROOT, script)]);
+  const [cmd, args] = [NODE, [join(ROOT, script)]];
   const child = started(spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PREFIX: prefix, REDIS_URL: redisUrl, PEER: peer }, stdio: ['ignore', 'ignore', 'inherit'] }));
   const url = `http://127.0.0.1:${port}`;
   serverPids.set(url, child.pid);
   await waitFor(`${url}/api/v1/session`, child);
+  pinNow(child.pid, 0);
   const res = await fetch(`${url}/login`, { method: 'POST' });
   const body = (await res.json()) as { token?: string };
   const headers: Record<string, string> = body.token ? { authorization: `Bearer ${body.token}` } : {};
@@ -309,15 +349,64 @@ async function startDelayProxy(delayMs: number): Promise<{ child: ChildProcess; 
   return { child, url: `redis://127.0.0.1:${port}` };
 }
 
-function fill(t: Tessera, count: number): number {
-  const r = spawnSync(NODE, [join(ROOT, 'bench/fill-sessions.ts'), JSON.stringify({ store: t.store, prefix: t.prefix, tenantId: 'bench', count })], {
-    encoding: 'utf8',
-    cwd: dir,
-    timeout: FILL_TIMEOUT_S * 1000,
+/**
+ * Stores `count` idle token-mode sessions in `t`'s store (bench/fill-sessions.ts, its own process,
+ * through the store port); resolves with the seconds it took. Several fills run at once when
+ * nothing is being measured. Its progress lines (large fills) are printed as they come.
+ */
+function fill(t: Tessera, count: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(NODE, [join(ROOT, 'bench/fill-sessions.ts'), JSON.stringify({ store: t.store, prefix: t.prefix, tenantId: 'bench', count })], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      err += c;
+      if (c.startsWith('fill ')) process.stdout.write(`(${c.trim()})\n`);
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), FILL_TIMEOUT_S * 1000);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (signal === 'SIGKILL') return reject(new Error(`fill of ${count.toLocaleString('en')} sessions did not finish within BENCH_FILL_TIMEOUT_S=${FILL_TIMEOUT_S}`));
+      if (code !== 0) return reject(new Error(`fill failed: ${err}`));
+      resolve((JSON.parse(out.trim().split('\n').pop() as string) as { seconds: number }).seconds);
+    });
   });
-  if (r.error) throw new Error(`fill of ${count.toLocaleString('en')} sessions did not finish within BENCH_FILL_TIMEOUT_S=${FILL_TIMEOUT_S}`);
-  if (r.status !== 0) throw new Error(`fill failed: ${r.stderr}`);
-  return (JSON.parse(r.stdout.trim().split('\n').pop() as string) as { seconds: number }).seconds;
+}
+
+/**
+ * Redis bytes per session under `prefix`: `MEMORY USAGE … SAMPLES 0` summed over every key of the
+ * prefix, divided by `n`; prints the table by kind of key under `title`.
+ */
+async function redisMemory(prefix: string, n: number, title: string): Promise<number> {
+  const groups = new Map<string, { keys: number; bytes: number }>();
+  let total = 0;
+  for await (const keys of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) {
+    const batch = keys;
+    const sizes = await Promise.all(batch.map((k) => redis.memoryUsage(k, { SAMPLES: 0 })));
+    batch.forEach((k, i) => {
+      // `{tag}:s:<handle>` → `{…}:s:…`: one row per kind of key.
+      // `r:<2 chars>` route buckets and `{due}:<2 chars>` due buckets: one row each.
+      const g = k
+        .slice(prefix.length)
+        .replace(/\{[^}]*\}/g, '{…}')
+        .replace(/:[^:{}]{12,}$/, ':…')
+        .replace(/^(\w+):[^:{}]+:/, '$1:…:')
+        .replace(/^r:[^:]{2}$/, 'r:<bucket>')
+        .replace(/^\{…\}:[^:]{2}$/, '{due}:<bucket>');
+      const e = groups.get(g) ?? { keys: 0, bytes: 0 };
+      e.keys++;
+      e.bytes += Number(sizes[i] ?? 0);
+      groups.set(g, e);
+      total += Number(sizes[i] ?? 0);
+    });
+  }
+  console.log(`\n### ${title}\n`);
+  console.log('| key pattern | keys | bytes per session |');
+  console.log('|---|---:|---:|');
+  for (const [g, e] of [...groups].sort((a, b) => b[1].bytes - a[1].bytes)) console.log(`| \`${g}\` | ${e.keys} | ${(e.bytes / n).toFixed(0)} |`);
+  console.log(`| **total** | | **${(total / n).toFixed(0)}** |`);
+  return total / n;
 }
 
 type Scenario = [name: string, url: string, headers: Record<string, string>];
@@ -335,10 +424,10 @@ function warmUp(scenarios: Scenario[], path = '/api/v1/session'): void {
 }
 
 /** Interleaved rounds; the round with the median throughput stands for each scenario. */
-function measure(scenarios: Scenario[], path = '/api/v1/session'): Map<string, { f: Figures; all: number[] }> {
+function measure(scenarios: Scenario[], path = '/api/v1/session', seconds = SECONDS): Map<string, { f: Figures; all: number[] }> {
   const samples = new Map<string, Figures[]>();
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, url, headers] of scenarios) samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers)]);
+    for (const [name, url, headers] of scenarios) samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers, seconds)]);
   }
   const out = new Map<string, { f: Figures; all: number[] }>();
   for (const [name, fs] of samples) {
@@ -387,11 +476,17 @@ let helloFigures: Figures | null = null;
 const redis = createClient({ url: REDIS_URL });
 await redis.connect();
 try {
-  const tr = await startTessera(REDIS_URL);
-  const ts = await startTessera(`sqlite:${join(dir, 'bench.db')}`);
-  pgDatabase = await createBenchDatabase();
-  const tp = pgDatabase === null ? null : await startTessera(pgDatabase.url);
-  const hello = await startBaseline('hello');
+  // The servers every section uses, and the load generator, start at once.
+  const [tr, ts, tp, hello] = await Promise.all([
+    startTessera(REDIS_URL),
+    startTessera(`sqlite:${join(dir, 'bench.db')}`),
+    createBenchDatabase().then((db) => {
+      pgDatabase = db;
+      return db === null ? null : startTessera(db.url);
+    }),
+    startBaseline('hello'),
+    startLoadServer(),
+  ]);
   const checkScenarios = async (withPostgres = true): Promise<Scenario[]> => {
     const [rt, rc, st, sc] = [await tr.login('token'), await tr.login('cookie'), await ts.login('token'), await ts.login('cookie')];
     const out: Scenario[] = [
@@ -410,16 +505,17 @@ try {
   if (ONLY.has('check') || ONLY.has('size')) {
     section(ONLY.has('check') ? 'check' : 'size');
     // 1,000 sessions stored in each before the first measurement (the "small" size).
-    fill(tr, 1000);
-    fill(ts, 1000);
-    if (tp !== null && ONLY.has('check')) fill(tp, 1000);
+    // The fills and the baselines' start-up at once (set-up, nothing measured yet).
+    const [, , , [rg, jo, peer] = []] = await Promise.all([
+      fill(tr, 1000),
+      fill(ts, 1000),
+      tp !== null && ONLY.has('check') ? fill(tp, 1000) : null,
+      ONLY.has('check') ? Promise.all([startBaseline('redis-get'), startBaseline('jose'), startBaseline('session')]) : undefined,
+    ]);
     const tessera = await checkScenarios(ONLY.has('check'));
     // `--only=size` (goal 4 on its own): hello world and Tessera's rows only.
     const baselines: Scenario[] = [];
-    if (ONLY.has('check')) {
-      const rg = await startBaseline('redis-get');
-      const jo = await startBaseline('jose');
-      const peer = await startBaseline('session');
+    if (rg && jo && peer) {
       baselines.push(
         ['fastify + one Redis GET', rg.url, rg.headers],
         ['fastify + jose JWT verify', jo.url, jo.headers],
@@ -447,8 +543,11 @@ try {
       // through the store port; bounded by BENCH_FILL_TIMEOUT_S; the keys and the database go
       // with the run's clean-up). Compared as × hello and as CPU per request, beside the
       // run-to-run spread of the same rows (which needs BENCH_ROUNDS ≥ 2).
-      const secs = [fill(tr, LARGE), fill(ts, LARGE)];
-      console.log(`\n(filled ${LARGE.toLocaleString('en')} more sessions: Redis ${secs[0]!.toFixed(0)} s, SQLite ${secs[1]!.toFixed(0)} s)`);
+      const [redisSecs, sqliteSecs] = await Promise.all([fill(tr, LARGE), fill(ts, LARGE)]);
+      console.log(`\n(filled ${LARGE.toLocaleString('en')} more sessions, the two fills at once: Redis ${redisSecs.toFixed(0)} s, SQLite ${sqliteSecs.toFixed(0)} s)`);
+      // Redis memory per session at this size too (goal 3's measure at goal 4's size): every
+      // key of the server's prefix, its 1,000 small-size sessions, logins and tenant included.
+      await redisMemory(tr.prefix, LARGE + 1000, `Redis memory at the large size, ${(LARGE + 1000).toLocaleString('en')} sessions (every key of the Redis server's prefix: the fill's idle token-mode sessions, the 1,000 of the small size, the bench's logins, the tenant and its audit)`);
       const big = await checkScenarios(false);
       for (const [, url, headers] of big) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
       const bigScenarios: Scenario[] = [['fastify hello world', hello.url, hello.headers], ...big];
@@ -539,35 +638,9 @@ try {
     const n = QUICK ? 10_000 : 100_000;
     const t = { ...tr, prefix: `bench-mem-${run}:` };
     prefixes.push(t.prefix);
-    fill(t, n);
-    const groups = new Map<string, { keys: number; bytes: number }>();
-    let total = 0;
-    for await (const keys of redis.scanIterator({ MATCH: `${t.prefix}*`, COUNT: 1000 })) {
-      const batch = keys;
-      const sizes = await Promise.all(batch.map((k) => redis.memoryUsage(k, { SAMPLES: 0 })));
-      batch.forEach((k, i) => {
-        // `{tag}:s:<handle>` → `{…}:s:…`: one row per kind of key.
-        // `r:<2 chars>` route buckets and `{due}:<2 chars>` due buckets: one row each.
-        const g = k
-          .slice(t.prefix.length)
-          .replace(/\{[^}]*\}/g, '{…}')
-          .replace(/:[^:{}]{12,}$/, ':…')
-          .replace(/^(\w+):[^:{}]+:/, '$1:…:')
-          .replace(/^r:[^:]{2}$/, 'r:<bucket>')
-          .replace(/^\{…\}:[^:]{2}$/, '{due}:<bucket>');
-        const e = groups.get(g) ?? { keys: 0, bytes: 0 };
-        e.keys++;
-        e.bytes += Number(sizes[i] ?? 0);
-        groups.set(g, e);
-        total += Number(sizes[i] ?? 0);
-      });
-    }
-    console.log(`\n### Redis memory, ${n.toLocaleString('en')} idle token-mode sessions (MEMORY USAGE … SAMPLES 0 over every key of the prefix)\n`);
-    console.log('| key pattern | keys | bytes per session |');
-    console.log('|---|---:|---:|');
-    for (const [g, e] of [...groups].sort((a, b) => b[1].bytes - a[1].bytes)) console.log(`| \`${g}\` | ${e.keys} | ${(e.bytes / n).toFixed(0)} |`);
-    console.log(`| **total** | | **${(total / n).toFixed(0)}** |`);
-    goal(3, `Redis bytes per idle token-mode session ≤ 600, at ${n.toLocaleString('en')} sessions${QUICK ? ' (quick; the goal is stated at 100,000: the full run)' : ''}`, `${(total / n).toFixed(0)} B`, total / n <= 600);
+    await fill(t, n);
+    const perSession = await redisMemory(t.prefix, n, `Redis memory, ${n.toLocaleString('en')} idle token-mode sessions (MEMORY USAGE … SAMPLES 0 over every key of the prefix)`);
+    goal(3, `Redis bytes per idle token-mode session ≤ 600, at ${n.toLocaleString('en')} sessions${QUICK ? ' (quick; the goal is stated at 100,000: the full run)' : ''}`, `${perSession.toFixed(0)} B`, perSession <= 600);
     goal(3, 'audit and anomaly streams bounded per tenant, configurable', 'TESSERA_AUDIT_RETENTION_DAYS / TESSERA_AUDIT_RETENTION_RECORDS', null, 'configuration, not measured here');
   }
 
@@ -591,8 +664,8 @@ try {
     );
     for (const { delay, scenarios } of setups) {
       for (const [, url, headers] of scenarios) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
-      const rows = measure(scenarios);
-      table(`Redis ${delay} ms away each way (TCP delay proxy)`, rows, helloFigures);
+      const rows = measure(scenarios, '/api/v1/session', REMOTE_SECONDS);
+      table(`Redis ${delay} ms away each way (TCP delay proxy)${REMOTE_SECONDS !== SECONDS ? `, ${REMOTE_SECONDS} s per run` : ''}`, rows, helloFigures);
       const show = (name: string) => {
         const f = rows.get(name)!.f;
         return `${name.replace('(redis)', '').trim()} ${Math.round(f.rps)} req/s, p50 ${f.p50} / p99 ${f.p99} ms${f.errors + f.non2xx > 0 ? `, ${f.non2xx} non-2xx / ${f.errors} errors` : ''}`;
@@ -678,7 +751,7 @@ try {
     if (pgDatabase === null) {
       console.log('\n(PostgreSQL does not answer: the driver comparison is skipped)');
     } else {
-      const r = spawnSync(NODE, [join(ROOT, 'bench/pg-drivers.ts'), JSON.stringify({ server: POSTGRES_URL, seconds: SECONDS, connections: CONNECTIONS, suite: !QUICK })], {
+      const r = spawnSync(NODE, [join(ROOT, 'bench/pg-drivers.ts'), JSON.stringify({ server: POSTGRES_URL, seconds: QUICK ? Math.min(2, SECONDS) : SECONDS, connections: CONNECTIONS, suite: !QUICK, rounds: QUICK ? 1 : 2 })], {
         encoding: 'utf8',
         cwd: ROOT,
         timeout: 30 * 60 * 1000,
@@ -699,7 +772,7 @@ try {
 
 const ends = [...sectionTimes.slice(1).map(([, t]) => t), performance.now()];
 console.log(
-  `\n(wall time ${((performance.now() - runStarted) / 1000).toFixed(0)} s: start-up ${(((sectionTimes[0]?.[1] ?? performance.now()) - runStarted) / 1000).toFixed(0)} s, ${sectionTimes.map(([n, t], i) => `${n} ${(((ends[i] as number) - t) / 1000).toFixed(0)} s`).join(', ')}; clean-up included in the last)`,
+  `\n(wall time ${((performance.now() - runStarted) / 1000).toFixed(0)} s: start-up ${(((sectionTimes[0]?.[1] ?? performance.now()) - runStarted) / 1000).toFixed(0)} s, ${sectionTimes.map(([n, t], i) => `${n} ${(((ends[i] as number) - t) / 1000).toFixed(0)} s`).join(', ')}; clean-up included in the last; ${loadRuns} load runs through the long-lived load generator)`,
 );
 printGoals(summary);
 if (GOALS_OUT) writeFileSync(GOALS_OUT, JSON.stringify({ wallSeconds: (performance.now() - runStarted) / 1000, goals: summary }));
