@@ -3,7 +3,9 @@
 // HTTP and no argon2, so that a million take minutes, not hours. One user per session, like N
 // people each signed in once. Used by bench/run.ts for the memory and the size-flatness figures.
 // argv[2]: JSON { store: "redis://…" | "sqlite:<path>", prefix, tenantId, count, lifetimeS,
-// userAgent } (userAgent: the sessions' User-Agent, a short one by default).
+// userAgent, concurrency, firstUser } (userAgent: the sessions' User-Agent, a short one by default;
+// concurrency: sessions in flight, 500; firstUser: the number of the first user, 0 — a second fill
+// into the same store starts after the first one's users).
 
 import { hashSecret, newSecret } from '../src/domain/secrets.ts';
 import { issueSession } from '../src/domain/session.ts';
@@ -27,7 +29,7 @@ async function retried<T>(op: () => Promise<T>, done: string): Promise<T | null>
   }
 }
 
-const o = JSON.parse(process.argv[2] ?? '{}') as { store: string; prefix: string; tenantId: string; count: number; lifetimeS?: number; userAgent?: string; concurrency?: number };
+const o = JSON.parse(process.argv[2] ?? '{}') as { store: string; prefix: string; tenantId: string; count: number; lifetimeS?: number; userAgent?: string; concurrency?: number; firstUser?: number };
 const store = await openStore({ store: parseStoreSpec(o.store), redisPrefix: o.prefix });
 const life = o.lifetimeS ?? 86_400;
 /**
@@ -44,7 +46,7 @@ let done = 0;
 const step = Math.max(1, Math.round(o.count / 10));
 
 async function one(i: number): Promise<void> {
-  const userId = `u${i.toString(36)}`;
+  const userId = `u${(i + (o.firstUser ?? 0)).toString(36)}`;
   const { session } = issueSession(
     {
       tenantId: o.tenantId,
