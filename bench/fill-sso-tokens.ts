@@ -10,7 +10,7 @@
 // argv[2]: JSON { store: "redis://…" | "sqlite:<path>", prefix, cookieKey, tenantId, count, budgetS, out }:
 // at most `count` logins, and none started after `budgetS` seconds (the first tokens must still be
 // valid when the last are used).
-// Writes the raw tokens, one per line, to `out`; prints one JSON line { stored, seconds }.
+// Writes the raw tokens, one per line, to `out`; prints one JSON line { stored, failed, seconds }.
 
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -69,34 +69,45 @@ async function userFor(i: number, now: number): Promise<User> {
 
 const budgetMs = (o.budgetS ?? 20) * 1000;
 const tokens: string[] = [];
+/** Logins that failed even when retried (a store too busy): left out, counted, the first one named. */
+let failed = 0;
 let next = 0;
 async function worker(): Promise<void> {
   while (next < o.count && performance.now() - started < budgetMs) {
     const i = next++;
-    const user = await userFor(i, Date.now());
-    const made = await retried(() =>
-      createSsoSessions(
-        deps,
-        {
-          tenant: tenant!,
-          user,
-          org,
-          profile: { issuer: 'https://idp.bench.invalid', subject: user.id, email: user.email, emailVerified: true },
-          device,
-          adminLogin: false,
-          // A command-line login's (its S256 challenge; bench/load-sso.ts sends the verifier):
-          // a browser login's token is redeemed only with that browser's flow cookie.
-          binding: { flowBindingHash: 'bench', codeChallenge: hashSecret(SSO_BENCH_VERIFIER) },
-        },
-        Date.now(),
-        origin,
-      ),
-    );
-    tokens.push(made.token);
+    try {
+      tokens.push(await login(i));
+    } catch (err) {
+      if (failed++ === 0) process.stderr.write(`an SSO login of the fill failed: ${(err as Error).message}\n`);
+    }
   }
 }
+
+async function login(i: number): Promise<string> {
+  const user = await userFor(i, Date.now());
+  const made = await retried(() =>
+    createSsoSessions(
+      deps,
+      {
+        tenant: tenant!,
+        user,
+        org,
+        profile: { issuer: 'https://idp.bench.invalid', subject: user.id, email: user.email, emailVerified: true },
+        device,
+        adminLogin: false,
+        // A command-line login's (its S256 challenge; bench/load-sso.ts sends the verifier):
+        // a browser login's token is redeemed only with that browser's flow cookie.
+        binding: { flowBindingHash: 'bench', codeChallenge: hashSecret(SSO_BENCH_VERIFIER) },
+      },
+      Date.now(),
+      origin,
+    ),
+  );
+  return made.token;
+}
 await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+if (tokens.length === 0) throw new Error(`no SSO login of the fill succeeded (${failed} failed)`);
 const seconds = (performance.now() - started) / 1000;
 writeFileSync(o.out, tokens.join('\n') + '\n');
 await runtime.stop(); // the audit queue written out, then the store closed
-process.stdout.write(JSON.stringify({ stored: tokens.length, seconds }) + '\n');
+process.stdout.write(JSON.stringify({ stored: tokens.length, failed, seconds }) + '\n');

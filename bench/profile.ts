@@ -76,7 +76,12 @@ if (MODE === 'sso') {
   // the window), then each exchanged once in token mode.
   const tokens = join(dir, 'sso-tokens.txt');
   const fill = spawnSync(process.execPath, [join(ROOT, 'bench/fill-sso-tokens.ts'), JSON.stringify({ store: REDIS_URL, prefix, cookieKey, tenantId: 'bench', count: Number(process.env.PROFILE_SSO_TOKENS ?? 5000), budgetS: 15, out: tokens })], { encoding: 'utf8', cwd: dir });
-  if (fill.status !== 0) throw new Error(`SSO fill failed: ${fill.stderr}`);
+  if (fill.status !== 0) {
+    child.kill('SIGTERM');
+    spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink`]);
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`SSO fill failed: ${fill.stderr}`);
+  }
   windowStart = Number(process.hrtime.bigint() / 1000n);
   r = spawnSync(process.execPath, [join(ROOT, 'bench/load-sso.ts'), JSON.stringify({ url: `${url}/api/v1/sso/token`, connections: 50, seconds: SECONDS, tokens })], { encoding: 'utf8' });
 } else if (MODE === 'refresh') {
