@@ -1,8 +1,9 @@
 // Deleting a tenant and everything of it (DELETE /api/v1/admin/tenants/{id}): its sessions are
 // ended through the session manager (announced, dropped from every process's cache), then its
 // users with their consents, its queued bank work (status checks, terminations, purges of those
-// consents), its identity links, organizations, applications and banks go, and the tenant record
-// last. Audit records stay (the chain of a deleted tenant still verifies).
+// consents), its identity links, organizations, applications and banks go; the caller removes
+// the tenant record last (`store.deleteTenant`), once the deletion is audited. Audit records stay
+// (the chain of a deleted tenant still verifies).
 //
 // Each step is idempotent: a delete that fails half-way (store unavailable) is finished by
 // calling it again — the tenant record, gone last, keeps the tenant findable until then.
@@ -27,6 +28,7 @@ const PAGE = 200;
 /** What removing a tenant uses, declared here (src/runtime.ts's `Deps` has all of it): the session manager's. */
 type Deps = SessionDeps;
 
+/** Everything of the tenant but its record (see the top). */
 export async function removeTenant(deps: Deps, tenantId: string, now: number, origin?: Origin): Promise<TenantRemoval> {
   const store = deps.store;
   const ended = await endTenantSessions(deps, tenantId, 'tenant_deleted', now, origin);
@@ -70,6 +72,5 @@ export async function removeTenant(deps: Deps, tenantId: string, now: number, or
   for (const bank of await store.banks.listBanks(tenantId)) {
     if (await store.banks.deleteBank(tenantId, bank.bankId)) out.banksDeleted += 1;
   }
-  await store.deleteTenant(tenantId);
   return out;
 }

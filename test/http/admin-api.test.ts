@@ -385,10 +385,34 @@ describe.each(storeChoices({ cluster: true }))('admin API on %s', (store) => {
       expect((await s.app.inject({ method: 'PUT', url: `/api/v1/admin/tenants/${empty}`, headers: admin, payload: {} })).statusCode).toBe(200);
       const plain = await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/tenants/${empty}`, headers: admin });
       expect(plain.json()).toMatchObject({ revoked: 0, usersDeleted: 0 });
+      // A tenant with no audit record before its deletion still gets this one.
+      expect((await auditTypes(empty, 'tenant.deleted')).map((e) => e.details)).toEqual([expect.objectContaining({ force: false, usersDeleted: 0 })]);
       expect((await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/tenants/${empty}`, headers: admin })).statusCode).toBe(404);
       const reserved = await s.app.inject({ method: 'DELETE', url: '/api/v1/admin/tenants/platform?force=true', headers: admin });
       expect(reserved.statusCode).toBe(409);
       expect(reserved.json()).toMatchObject({ code: 'tenant_reserved' });
+    });
+
+    it('a process that never saw the tenant before audits its deletion and the sessions it ended', async () => {
+      const t = uniqueTenant();
+      await provision(s.app, t, 'a@example.com', PASSWORD);
+      await loggedIn(t, 'a@example.com');
+      const uid = await userId(t, 'a@example.com');
+      await s.deps.monitor.flush();
+      // Another server on the same store (a restart, or the next process behind the balancer).
+      const fresh = await startTestServer({ sharedStore: s.store });
+      try {
+        const r = await fresh.app.inject({ method: 'DELETE', url: `/api/v1/admin/tenants/${t}?force=true`, headers: admin });
+        expect(r.statusCode, r.body).toBe(200);
+        await fresh.deps.monitor.flush();
+      } finally {
+        await fresh.close();
+      }
+      expect((await auditTypes(t, 'tenant.deleted')).map((e) => e.details)).toEqual([expect.objectContaining({ force: true, sessionsEnded: 1, usersDeleted: 1 })]);
+      const revoked = await auditTypes(t, 'session.revoked');
+      expect(revoked.filter((e) => e.details.reason === 'tenant_deleted' && e.userId === uid)).toHaveLength(1);
+      const verified = await s.app.inject({ url: `/api/v1/admin/audit/verify?tenantId=${t}`, headers: admin });
+      expect(verified.json()).toMatchObject({ ok: true });
     });
 
     it('force deletes everything of the tenant — sessions, users, consents, queued bank work, identities, organizations, apps, banks — and keeps its audit records', async () => {

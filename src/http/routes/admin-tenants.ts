@@ -115,7 +115,7 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
         operationId: 'deleteTenant',
         summary: 'Delete a tenant',
         description:
-          'Platform administrators only. While the tenant has users the answer is 409 `tenant_not_empty`, unless `force=true`, which ends every session of the tenant and deletes its users (with their consents) first. Then its queued bank work (status checks, terminations, purges), identity links, organizations, applications and banks go, and the tenant last. The reserved tenant `platform` cannot be deleted (409 `tenant_reserved`). Audit records stay; the event is `tenant.deleted`.',
+          'Platform administrators only. While the tenant has users the answer is 409 `tenant_not_empty`, unless `force=true`, which ends every session of the tenant and deletes its users (with their consents) first. Then its queued bank work (status checks, terminations, purges), identity links, organizations, applications and banks go, and the tenant record last, once the audit log has this deletion\'s events (waiting at most 5 s). The reserved tenant `platform` cannot be deleted (409 `tenant_reserved`). Audit records stay; the event is `tenant.deleted`.',
         security: BearerSecurity,
         params,
         querystring: Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
@@ -151,7 +151,6 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       const origin = originOf(request);
       const removed = await removeTenant(deps, id, now, origin);
-      forgetTenant(deps, id);
       emit(
         deps,
         {
@@ -173,7 +172,26 @@ export async function adminTenantRoutes(app: App, deps: Deps): Promise<void> {
         },
         origin,
       );
+      // The audit pipeline appends events only of tenants it finds in the store (it must not open
+      // chains for any tenant id a request names). So the tenant record goes only once this
+      // deletion's events — its sessions' ends, tenant.deleted — are appended, or after a bounded
+      // wait (a store too slow to append them would also fail this delete).
+      await within(AUDIT_WAIT_MS, deps.monitor.flush());
+      await deps.store.deleteTenant(id);
+      forgetTenant(deps, id);
       return removed;
     },
   );
+}
+
+/** How long deleting a tenant waits for its audit records before the tenant record goes. */
+const AUDIT_WAIT_MS = 5000;
+
+async function within(ms: number, work: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
