@@ -30,6 +30,18 @@ const LINES: RequestLine[] = [
     userAgent: 'Mozilla/5.0 "quoted" \\ agent',
   },
   { method: 'GET', route: '/x', path: '/x', status: 500, ms: Number.NaN, ip: undefined },
+  // Repeats and near-repeats of earlier lines (the writer keeps the last fragments it built);
+  // fields in the order app.ts gives them.
+  { method: 'GET', route: '/x', path: '/x', status: 200, ms: 1, ip: undefined },
+  { method: 'GET', route: '/x', path: '/x?', status: 200, ms: 1, ip: '::1' },
+  { method: 'POST', route: '/x', path: '/x?', status: 200, ms: 1, ip: '::1', userAgent: 'a' },
+  { method: 'POST', route: '/y', path: '/x?', status: 200, ms: 1, ip: '::1', userAgent: 'b' },
+  { method: 'POST', route: '/y', path: '/x?', status: 200, ms: 1, tenantId: 't', ip: '::2', userAgent: 'b' },
+  { method: 'POST', route: '/y', path: '/x?', status: 200, ms: 1, sessionId: 's', ip: '::2', userAgent: 'b' },
+  { method: 'POST', route: '/y', path: '/x?', status: 200, ms: 1, activityId: 'a', ip: '::2', userAgent: undefined },
+  { method: 'POST', route: '/y', path: '/x?', status: 200, ms: 1, ip: '::2', userAgent: undefined },
+  { method: 'GET', route: '/api/v1/session', path: '/api/v1/session', status: 200, ms: 0.4, requestId: 'r-1', correlationId: 'c-1', ip: '127.0.0.1' },
+  { method: 'GET', route: '/api/v1/session', path: '/api/v1/session', status: 200, ms: 0.5, requestId: 'r-3', correlationId: 'c-3', ip: '127.0.0.1' },
 ];
 
 describe('request lines', () => {
