@@ -163,6 +163,25 @@ describe.each(storeChoices({ cluster: true }))('SSO over HTTP (%s)', (storeChoic
     expect(results.filter((r) => r.status === 401)).toHaveLength(9);
   });
 
+  it('a token whose app session ended meanwhile: 401 session_ended, the token spent, the session left ended and pending', async () => {
+    const browser = new MiniBrowser();
+    const token = tokenOf(await signIn(browser));
+    const store = world.server.store;
+    const oneTime = await store.getSessionBySecretHash(hashSecret(token));
+    const appHandle = oneTime?.data.appHandle as string;
+    expect(await store.getSessionByHandle(appHandle)).toMatchObject({ status: 'active', data: { mode: 'pending' } });
+    await store.revokeSession(appHandle, 'logout', world.clock.now());
+    const r = await redeem(token, 'token', { browser });
+    expect(r.status).toBe(401);
+    expect(((await r.json()) as Problem).code).toBe('session_ended');
+    expect((await store.getSessionBySecretHash(hashSecret(token)))?.status).toBe('revoked');
+    const again = await redeem(token, 'token', { browser });
+    expect(((await again.json()) as Problem).code).toBe('invalid_sso_token');
+    const app = await store.getSessionByHandle(appHandle);
+    expect(app).toMatchObject({ status: 'revoked', revokeReason: 'logout', data: { mode: 'pending' } });
+    expect(events.some((e) => e.type === 'sso.token_redeemed' && e.sessionHandle === appHandle)).toBe(false);
+  });
+
   it('logs in (cookie mode): the session cookie, an xsrf token, and no bearer tokens', async () => {
     const browser = new MiniBrowser();
     const token = tokenOf(await signIn(browser));
