@@ -310,15 +310,32 @@ return finish(pairsOf(r, rec))
 
 /**
  * Read by handles (all of one slot). No race to close: a read.
- * ARGV[5..] handles. Reply: {record | nil per handle}; with no handle, every record of the slot.
+ * ARGV[5..] handles. Reply: {record | nil per handle}
  */
 export const GET = script(
   'get',
   `
 local out = {}
-if #ARGV < 5 then
-  for r, rec in pairs(sessions()) do out[#out + 1] = pairsOf(r, rec) end
-  -- The ended records too (a listing of the user reads them all; by handle, one at a time).
+for i = 5, #ARGV do
+  local rec, r = get(ARGV[i])
+  if rec then out[#out + 1] = pairsOf(r, rec) else out[#out + 1] = false end
+end
+return finish(out)
+`,
+);
+
+/**
+ * A slot's records for a listing of its user. No race to close: a read.
+ * ARGV[5] 'live': the live records only (enough for a listing of active sessions: an ended record
+ * is never active), read from the one value whatever the user's history; 'all': the ended ones
+ * too (every field of P{tag}:e). Reply: {record...}
+ */
+export const LIST = script(
+  'list',
+  `
+local out = {}
+for r, rec in pairs(sessions()) do out[#out + 1] = pairsOf(r, rec) end
+if ARGV[5] == 'all' then
   local stored = redis.call('HGETALL', ekey)
   for i = 1, #stored, 2 do
     local f = stored[i]
@@ -331,11 +348,6 @@ if #ARGV < 5 then
   for r, rec in pairs(C) do
     if rec then out[#out + 1] = pairsOf(r, rec) end
   end
-  return finish(out)
-end
-for i = 5, #ARGV do
-  local rec, r = get(ARGV[i])
-  if rec then out[#out + 1] = pairsOf(r, rec) else out[#out + 1] = false end
 end
 return finish(out)
 `,

@@ -27,7 +27,7 @@ import {
 import { mustSession, num, patchToFields, sessionFromReply, sessionsFromReply, sessionToFields } from './codec.ts';
 import type { RedisContext } from './context.ts';
 import { RedisRefreshTokens } from './refresh-tokens.ts';
-import { BY_SECRET, CONSUME, CREATE, GET, REDEEM, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
+import { BY_SECRET, CONSUME, CREATE, GET, LIST, REDEEM, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
 import { secretInUse, SessionIndex, type ListPosition } from './session-index.ts';
 import { sweepExpired } from './sweep.ts';
 
@@ -177,7 +177,7 @@ export class RedisSessions implements SessionsStore {
         (query.status === undefined || effectiveStatus(s, query.now) === query.status);
       const items: Session[] = [];
       let more = false;
-      for await (const page of query.userId !== undefined ? this.userPages(query.tenantId, query.userId, after) : this.tenantPages(query, after)) {
+      for await (const page of query.userId !== undefined ? this.userPages(query.tenantId, query.userId, after, query.status === 'active') : this.tenantPages(query, after)) {
         for (const s of page) {
           if (!wanted(s)) continue;
           if (items.length === limit) {
@@ -196,9 +196,13 @@ export class RedisSessions implements SessionsStore {
     });
   }
 
-  /** A user's sessions after `after` in (createdAt, handle) order: the slot's value, read once. */
-  private async *userPages(tenantId: string, userId: string, after: ListPosition | null): AsyncGenerator<Session[]> {
-    const all = sessionsFromReply(await this.ctx.runSlot(GET, userTag(tenantId, userId), 0, []));
+  /**
+   * A user's sessions after `after` in (createdAt, handle) order, read once: only the live ones
+   * for a listing of active sessions (the screening of every new session makes one), else the
+   * ended ones too (slot-lua.ts).
+   */
+  private async *userPages(tenantId: string, userId: string, after: ListPosition | null, liveOnly: boolean): AsyncGenerator<Session[]> {
+    const all = sessionsFromReply(await this.ctx.runSlot(LIST, userTag(tenantId, userId), 0, [liveOnly ? 'live' : 'all']));
     all.sort((a, b) => a.createdAt - b.createdAt || (a.handle < b.handle ? -1 : a.handle > b.handle ? 1 : 0));
     yield all.filter((s) => after === null || s.createdAt > after.createdAt || (s.createdAt === after.createdAt && s.handle > after.handle));
   }
