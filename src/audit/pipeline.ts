@@ -47,6 +47,8 @@ interface Item {
   event: TesseraEvent;
   counted: boolean;
   known: boolean | null;
+  /** Whether its tenant exists, asked when the event was pushed (a deletion may follow soon). */
+  asked: Promise<boolean> | null;
   /** An append of it was sent and failed: it may have happened all the same. */
   uncertain: boolean;
   /** In the log (its batch's other tenants may still have to be retried). */
@@ -125,7 +127,11 @@ export class AuditPipeline {
       this.#drop([event], 'queue_full');
       return;
     }
-    this.#queue.push({ event, counted: false, known: null, uncertain: false, appended: false });
+    // The tenant is looked up now, not when the worker gets to the event: a tenant deleted in
+    // the meantime (its `tenant.deleted` event included) must not lose the records of its end.
+    const asked = this.#opts.tenantExists(event.tenantId);
+    asked.catch(() => undefined); // awaited (and so reported) by the worker
+    this.#queue.push({ event, counted: false, known: null, asked, uncertain: false, appended: false });
     if (!this.#draining) {
       // Set synchronously, and cleared synchronously when the worker finds the queue empty, so an
       // event pushed at any moment is either seen by the running worker or starts a new one. It
@@ -211,7 +217,11 @@ export class AuditPipeline {
       try {
         const tenants = new Map<string, Item[]>();
         for (const item of batch) {
-          item.known ??= await this.#opts.tenantExists(item.event.tenantId);
+          if (item.known === null) {
+            const asked = item.asked ?? this.#opts.tenantExists(item.event.tenantId);
+            item.asked = null; // asked again on a retry
+            item.known = await asked;
+          }
           if (!item.counted) {
             this.#opts.metrics.observeEvent(item.event, item.known ? item.event.tenantId : UNKNOWN_TENANT);
             item.counted = true;

@@ -8,7 +8,7 @@
 // What it cannot see is an attacker who rewrites the whole rest of the chain and the head as
 // well; publishing the head hash elsewhere (the verify answer prints it) closes that too.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Location } from './session.ts';
 
 export interface AuditHeaders {
@@ -53,7 +53,7 @@ export interface ChainPoint {
 
 /** The link of a tenant's first record: binds the chain to its tenant. */
 export function genesisHash(tenantId: string): string {
-  return createHash('sha256').update(`tessera-audit-genesis\u0000${tenantId}`, 'utf8').digest('hex');
+  return hash('sha256', `tessera-audit-genesis\u0000${tenantId}`, 'hex');
 }
 
 /**
@@ -114,7 +114,7 @@ export function hashOf(r: Omit<AuditRecord, 'id' | 'hash'>): string {
     details: r.details,
     prevHash: r.prevHash,
   };
-  return createHash('sha256').update(canonicalJson(content), 'utf8').digest('hex');
+  return hash('sha256', canonicalJson(content), 'hex');
 }
 
 /** The next record of a chain whose head is `head` (null: the chain is empty). */

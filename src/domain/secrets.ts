@@ -1,15 +1,18 @@
 // Secrets, their hashes and public handles. Node's crypto is the CSPRNG; nothing here does I/O.
 
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** 256 bits from the CSPRNG, base64url (43 characters). */
 export function newSecret(): string {
   return randomBytes(32).toString('base64url');
 }
 
-/** SHA-256 of a secret, base64url. The only form in which a secret reaches a store. */
+/**
+ * SHA-256 of a secret, base64url. The only form in which a secret reaches a store. (node:crypto's
+ * one-shot `hash`: several times cheaper than a Hash object for a short input.)
+ */
 export function hashSecret(secret: string): string {
-  return createHash('sha256').update(secret, 'utf8').digest('base64url');
+  return hash('sha256', secret, 'base64url');
 }
 
 /** Compares two strings in time that depends only on their length. */
@@ -29,7 +32,7 @@ export function constantTimeEqual(a: string, b: string): boolean {
  * tag, so that limits and cascades over a user's sessions run in one atomic script.
  */
 export function userTag(tenantId: string, userId: string): string {
-  return createHash('sha256').update(`${tenantId}\u0000${userId}`, 'utf8').digest('base64url').slice(0, 12);
+  return hash('sha256', `${tenantId}\u0000${userId}`, 'base64url').slice(0, 12);
 }
 
 /**

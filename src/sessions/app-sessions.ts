@@ -206,15 +206,38 @@ export function newRefreshToken(tenantId: string, userId: string, sessionHandle:
   return { raw, token: { tokenHash: hashSecret(raw), sessionHandle, tenantId, userId, createdAt: now, rotatedAt: null, successorHash: null } };
 }
 
+/** Whose a refresh token is: what a rotation needs to know before it asks the store to rotate. */
+interface TokenOwner {
+  tenantId: string;
+  userId: string;
+}
+
+/** Owners remembered per runtime (its Deps object), by token hash: about 2 MB at most. */
+const OWNERS_MAX = 10_000;
+const owners = new WeakMap<object, Map<string, TokenOwner>>();
+
+function rememberOwner(deps: object, tokenHash: string, owner: TokenOwner): void {
+  let m = owners.get(deps);
+  if (!m) owners.set(deps, (m = new Map<string, TokenOwner>()));
+  if (m.size >= OWNERS_MAX) m.delete(m.keys().next().value as string);
+  m.set(tokenHash, { tenantId: owner.tenantId, userId: owner.userId });
+}
+
 /**
  * Refresh with rotation (RFC 9700 4.14.2). The successor is derived from the presented token
  * with a server key, so every caller racing with the same token computes the same successor and
  * the store only has to decide who rotates; the others get the same pair (grace window).
+ *
+ * The token's tenant and user (which never change) are read from the store only when this
+ * process does not know them: it remembers them for the successor of every rotation it made, so
+ * a client that keeps refreshing through the same process costs the rotation alone. A token the
+ * store no longer holds is refused by the rotation itself ('unknown'), as by the read.
  */
 export async function refreshTokenPair(deps: Deps, presented: string, now: number, origin?: Origin): Promise<TokenPair> {
   const successor = keyedDigest(deps.keys.refresh, presented);
   const presentedHash = hashSecret(presented);
-  const known = await deps.store.getRefreshToken(presentedHash);
+  const successorHash = hashSecret(successor);
+  const known = owners.get(deps)?.get(presentedHash) ?? (await deps.store.getRefreshToken(presentedHash));
   if (!known) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
   // The tenant from the process's short-lived cache (tenant-cache.ts), as the session check has it.
   const tenant = await loadTenant(deps, known.tenantId, now);
@@ -223,14 +246,15 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
 
   const mode: AuthMode = 'token';
   const idleExpiresAt = now + idleSecondsOf(tenant, mode) * 1000;
-  const r = await deps.store.rotateRefreshToken(presentedHash, hashSecret(successor), now, tenant.lifetimes.refreshGrace * 1000, idleExpiresAt);
+  const r = await deps.store.rotateRefreshToken(presentedHash, successorHash, now, tenant.lifetimes.refreshGrace * 1000, idleExpiresAt);
   switch (r.outcome) {
     case 'rotated':
+      rememberOwner(deps, successorHash, r.successor);
       deps.sessionCache.remember(r.session);
       emit(deps, sessionEvent('session.refreshed', r.session, now), origin);
       return tokenPair(deps, r.session, tenant, scopeOf(user), successor, now);
     case 'grace':
-      if (r.token.successorHash === null || !constantTimeEqual(r.token.successorHash, hashSecret(successor))) {
+      if (r.token.successorHash === null || !constantTimeEqual(r.token.successorHash, successorHash)) {
         throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
       }
       return tokenPair(deps, r.session, tenant, scopeOf(user), successor, r.token.rotatedAt ?? now);

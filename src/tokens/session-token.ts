@@ -3,7 +3,7 @@
 // the same claims again yields the same token — which is how a refresh inside the grace window
 // returns the very same pair.
 
-import { createHash, sign } from 'node:crypto';
+import { hash, sign } from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { Unauthorized } from '../domain/errors.ts';
 import type { KeyRing } from './key-ring.ts';
@@ -21,7 +21,7 @@ export interface SessionTokenClaims {
 
 /** A jti that depends only on what it names, so re-signing reproduces the token. */
 export function deterministicJti(...parts: string[]): string {
-  return createHash('sha256').update(parts.join('\u0000')).digest('base64url').slice(0, 22);
+  return hash('sha256', parts.join('\u0000'), 'base64url').slice(0, 22);
 }
 
 export async function signSessionToken(ring: KeyRing, claims: SessionTokenClaims): Promise<string> {

@@ -4,7 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { KeyRing } from '../../src/tokens/key-ring.ts';
 import { admin, COOKIE_SECRET, provision, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from '../support/harness.ts';
 import { storeChoices } from '../support/store-choices.ts';
@@ -160,6 +160,27 @@ describe.each(storeChoices({ cluster: true }))('sessions on %s', (choice: StoreC
       const next = await refresh(successor);
       expect(next.statusCode).toBe(200);
       expect((await me((next.json() as Record<string, string>).userSessionToken as string)).statusCode).toBe(200);
+    });
+
+    it('a chain refreshed through one process reads its token from the store once; a token it never saw is read, and refused when unknown', async () => {
+      const reads = vi.spyOn(s.deps.store, 'getRefreshToken');
+      try {
+        let pair = (await login()).json() as Record<string, string>;
+        for (let i = 0; i < 4; i++) {
+          const r = await refresh(pair.refreshToken as string);
+          expect(r.statusCode).toBe(200);
+          pair = r.json() as Record<string, string>;
+        }
+        // The login's token was read; the successors' owners were known from their rotations.
+        expect(reads).toHaveBeenCalledTimes(1);
+        expect((await me(pair.userSessionToken as string)).statusCode).toBe(200);
+        const unknown = await refresh('x'.repeat(43));
+        expect(unknown.statusCode).toBe(401);
+        expect(unknown.json()).toMatchObject({ code: 'invalid_grant' });
+        expect(reads).toHaveBeenCalledTimes(2);
+      } finally {
+        reads.mockRestore();
+      }
     });
 
     it('never outlives the session: after the absolute lifetime the refresh token is refused', async () => {
