@@ -182,6 +182,61 @@ describe.each(storeChoices({ cluster: true }))('SSO over HTTP (%s)', (storeChoic
     expect(events.some((e) => e.type === 'sso.token_redeemed' && e.sessionHandle === appHandle)).toBe(false);
   });
 
+  it('a user disabled between the callback and the exchange: 403 user_disabled in both modes, the token spent, no active session, audited', async () => {
+    const store = world.server.store;
+    const BOB = { login: 'bob', password: 'builder' };
+    const tokenBrowser = new MiniBrowser();
+    const tokenModeToken = tokenOf(await signIn(tokenBrowser, BOB));
+    const cookieBrowser = new MiniBrowser();
+    const cookieModeToken = tokenOf(await signIn(cookieBrowser, BOB));
+    const sessionsOf = async (token: string) => {
+      const app = await store.getSessionByHandle((await store.getSessionBySecretHash(hashSecret(token)))?.data.appHandle as string);
+      return { app: app?.handle as string, idp: app?.parentHandle as string, userId: app?.userId as string };
+    };
+    const signIns = [await sessionsOf(tokenModeToken), await sessionsOf(cookieModeToken)];
+    const userId = signIns[0]?.userId as string;
+    // Disabled in the store alone, as when the disable's end of the user's sessions ran before
+    // the callback created these: the pending app sessions are still there.
+    const bob = await store.getUser(world.tenantId, userId);
+    if (!bob) throw new Error('no user for bob');
+    await store.updateUser({ ...bob, disabled: true });
+    const eventsBefore = events.length;
+    try {
+      const refusals = [await redeem(tokenModeToken, 'token', { browser: tokenBrowser }), await redeem(cookieModeToken, 'cookie', { browser: cookieBrowser })];
+      for (const r of refusals) {
+        expect(r.status).toBe(403);
+        expect(((await r.json()) as Problem).code).toBe('user_disabled');
+        expect(r.headers.getSetCookie().some((c) => c.startsWith('__Host-sid='))).toBe(false);
+      }
+      expect(cookieBrowser.cookies.has('__Host-sid')).toBe(false);
+      // Spent: a second exchange finds no token.
+      for (const [token, browser] of [[tokenModeToken, tokenBrowser], [cookieModeToken, cookieBrowser]] as const) {
+        expect((await store.getSessionBySecretHash(hashSecret(token)))?.status).toBe('revoked');
+        expect(((await (await redeem(token, 'token', { browser })).json()) as Problem).code).toBe('invalid_sso_token');
+      }
+      // The sign-ins' sessions ended (the app session still pending: it never got a credential).
+      for (const s of signIns) {
+        expect(await store.getSessionByHandle(s.app)).toMatchObject({ status: 'revoked', revokeReason: 'user_disabled', data: { mode: 'pending' } });
+        expect(await store.getSessionByHandle(s.idp)).toMatchObject({ status: 'revoked', revokeReason: 'user_disabled' });
+      }
+      const active = await store.listSessions({ tenantId: world.tenantId, userId, status: 'active', now: world.clock.now(), limit: 100 });
+      expect(active.items).toEqual([]);
+      // Audited like the callback's refusal of a disabled user: sso.failed with the code, and the ends.
+      const after = events.slice(eventsBefore);
+      expect(after.filter((e) => e.type === 'sso.token_redeemed')).toEqual([]);
+      for (const s of signIns) {
+        const failed = after.filter((e) => e.type === 'sso.failed' && e.sessionHandle === s.app);
+        expect(failed).toHaveLength(1);
+        expect(failed[0]).toMatchObject({ tenantId: world.tenantId, userId, kind: 'app', details: { reason: 'user_disabled' } });
+        for (const handle of [s.app, s.idp]) {
+          expect(after.some((e) => e.type === 'session.revoked' && e.sessionHandle === handle && e.details.reason === 'user_disabled')).toBe(true);
+        }
+      }
+    } finally {
+      await store.updateUser(bob);
+    }
+  });
+
   it('logs in (cookie mode): the session cookie, an xsrf token, and no bearer tokens', async () => {
     const browser = new MiniBrowser();
     const token = tokenOf(await signIn(browser));

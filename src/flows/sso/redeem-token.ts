@@ -16,7 +16,7 @@ import type { Session } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
 import { emit, type Origin } from '../../events/bus.ts';
-import { idleSecondsOf, newRefreshToken, scopeOf, tokenPair, xsrfTokenOf, type AuthMode, type SessionDeps, type TokenPair } from '../../sessions/app-sessions.ts';
+import { endSession, idleSecondsOf, newRefreshToken, scopeOf, tokenPair, xsrfTokenOf, type AuthMode, type SessionDeps, type TokenPair } from '../../sessions/app-sessions.ts';
 import { loadTenant } from '../../sessions/tenant-cache.ts';
 import { appSecretOf, SSO_TOKEN_PURPOSE } from './sessions.ts';
 
@@ -28,6 +28,7 @@ export type Redeemed =
   | { mode: 'cookie'; session: Session; user: User; tenant: Tenant; cookieSecret: string; xsrfToken: string; expiresIn: number };
 
 const INVALID = 'The sign-in token is unknown, expired or already used; sign in again.';
+const DISABLED = 'This account is disabled; ask an administrator.';
 
 export interface RedeemInput {
   token: string;
@@ -60,6 +61,29 @@ function checkTokenBinding(oneTime: Session, input: RedeemInput, mode: AuthMode)
   }
 }
 
+/**
+ * check_user_enabled: a user disabled after the callback (within the token's 60 s) gets no session,
+ * as a disabled user's password or SSO login gets none: 403 `user_disabled`. The token is spent
+ * like by any exchange that got this far, and the sign-in's sessions end — its idp session and the
+ * pending app session below it, which never got a credential — audited as `sso.failed` (reason
+ * `user_disabled`, as the callback's refusal of a disabled user) and `session.revoked`.
+ */
+async function refuseDisabled(deps: Deps, tokenHash: string, appHandle: string, user: User, now: number, origin: Origin): Promise<never> {
+  // Only the exchange that spends the token ends the sign-in; a used token stays a plain refusal.
+  if ((await deps.store.consumeSession(tokenHash, now)) === null) throw new Unauthorized('invalid_sso_token', INVALID);
+  const app = await deps.store.getSessionByHandle(appHandle);
+  if (app !== null && app.userId === user.id) {
+    await endSession(deps, app.handle, 'user_disabled', now, origin);
+    if (app.parentHandle !== null) await endSession(deps, app.parentHandle, 'user_disabled', now, origin);
+  }
+  emit(
+    deps,
+    { type: 'sso.failed', time: now, tenantId: user.tenantId, userId: user.id, sessionHandle: appHandle, kind: 'app', details: { reason: 'user_disabled', detail: DISABLED } },
+    origin,
+  );
+  throw new Forbidden('user_disabled', DISABLED);
+}
+
 /** `tenantId`: the request's X-Tenant-ID, when it sent one; it must be the token's tenant. */
 export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthMode, tenantId: string | null, now: number, origin: Origin): Promise<Redeemed> {
   const { token } = input;
@@ -80,6 +104,7 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
     throw new Unauthorized('session_ended', 'The session of this sign-in has ended; sign in again.');
   }
   const appHandle = typeof seen.data.appHandle === 'string' ? seen.data.appHandle : '';
+  if (user.disabled === true) await refuseDisabled(deps, tokenHash, appHandle, user, now, origin);
   const patch: Record<string, unknown> = { mode };
   const xsrfToken = mode === 'cookie' ? xsrfTokenOf(deps, appHandle) : null;
   if (xsrfToken !== null) patch.xsrfHash = hashSecret(xsrfToken);

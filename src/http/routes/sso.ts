@@ -246,7 +246,7 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
         tags: ['sso'],
         summary: 'Exchange the one-time sign-in token for a session',
         description:
-          'Single use, within 60 s. Token mode by default (a token pair as from /api/v1/auth/login); with `X-Auth-Mode: cookie` the `__Host-sid` cookie is set instead. A browser sign-in\'s token is redeemed, in either mode, only by the browser that started the sign-in (its `__Host-flow` cookie); the token of a command-line sign-in needs `codeVerifier`, the verifier of the `codeChallenge` it started with.',
+          'Single use, within 60 s. Token mode by default (a token pair as from /api/v1/auth/login); with `X-Auth-Mode: cookie` the `__Host-sid` cookie is set instead. A browser sign-in\'s token is redeemed, in either mode, only by the browser that started the sign-in (its `__Host-flow` cookie); the token of a command-line sign-in needs `codeVerifier`, the verifier of the `codeChallenge` it started with. A user disabled since the callback gets no session: 403 `user_disabled`, the token spent and the sign-in\'s sessions ended.',
         headers: Type.Object({ 'x-auth-mode': Type.Optional(Type.Union([Type.Literal('token'), Type.Literal('cookie')])) }),
         body: Type.Object(
           {
