@@ -400,6 +400,41 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
     await server?.stop();
   });
 
+  it('a rotation whose token route this process knows is one command: the script writes the successor route itself', async () => {
+    const s = await created(store, session('t-rot', 'u-rot'));
+    const t0 = token(s);
+    await store.addRefreshToken(t0);
+    const [h1, h2, h3] = [hashSecret(newSecret()), hashSecret(newSecret()), hashSecret(newSecret())];
+    expect((await store.rotateRefreshToken(t0.tokenHash, h1, T0 + 1000, 10_000, T0 + HOUR)).outcome).toBe('rotated');
+    const conn = await openConnection(parseRedisUrl(server.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
+    try {
+      // Calls per command (INFO commandstats), the INFO calls themselves left out.
+      const commands = async () => {
+        const out = new Map<string, number>();
+        for (const [, name, calls] of String(await conn.send(undefined, ['INFO', 'commandstats'])).matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) {
+          if (name !== 'info') out.set(name as string, Number(calls));
+        }
+        return out;
+      };
+      const before = await commands();
+      expect((await store.rotateRefreshToken(h1, h2, T0 + 2000, 10_000, T0 + HOUR)).outcome).toBe('rotated');
+      const after = await commands();
+      const sent = [...after].filter(([name, n]) => n !== (before.get(name) ?? 0)).map(([name, n]) => [name, n - (before.get(name) ?? 0)]);
+      // The rotation's EVALSHA (and the commands its script ran); no route lookup or route write of its own.
+      expect(sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'pttl', 'pexpire', 'publish'].includes(name as string))).toEqual([['evalsha', 1]]);
+    } finally {
+      await conn.close();
+    }
+    // The successor's route is in Redis: a process that never saw it rotates it.
+    const other = await openRedisStore(server.url, { prefix, commandTimeoutMs: 300, connectTimeoutMs: 500 });
+    try {
+      expect((await other.rotateRefreshToken(h2, h3, T0 + 3000, 10_000, T0 + HOUR)).outcome).toBe('rotated');
+      expect((await other.getRefreshToken(h3))?.sessionHandle).toBe(s.handle);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('fails fast with StoreUnavailable while Redis is down, and resumes by itself when it returns', async () => {
     const s = await created(store, session('t-rec', 'u-rec'));
     let resets = 0;

@@ -37,10 +37,14 @@ return finish({ 'ok' })
  * successor; and a thief replaying a rotated token after the grace window (or after its
  * successor was rotated in its turn) while the legitimate client refreshes — the reuse revokes the session subtree in the same step, so neither side can
  * rotate again afterwards.
- * ARGV[5] presented hash, ARGV[6] successor hash, ARGV[7] grace ms, ARGV[8] new idle expiry ('' = none).
+ * ARGV[5] presented hash, ARGV[6] successor hash, ARGV[7] grace ms, ARGV[8] new idle expiry ('' = none),
+ * ARGV[9] the successor's route key and ARGV[10] its field, when the script writes the route
+ * itself ('' = the caller wrote it: in a Cluster the route lives in another slot). A rotation
+ * writes it before the successor, in the same atomic step; no other outcome writes it.
  * Reply: {'rotated', session, successor token, previous idle or ''}
  *      | {'grace', session, presented token}
  *      | {'reused', session, {revoked records}} | {'inactive', session} | {'unknown'} | {'successor_exists'}
+ *      | {'route_taken'} (the successor's route names another slot: nothing was changed)
  */
 export const ROTATE = script(
   'rotate',
@@ -53,6 +57,11 @@ if not isValid(rec) then return { 'inactive', pairsOf(r, rec) } end
 if not t[3] then
   local nb = h2b(ARGV[6])
   if findToken(nb) then return { 'successor_exists' } end
+  if ARGV[9] ~= '' then
+    local routed = redis.call('HGET', ARGV[9], ARGV[10])
+    if routed and routed ~= tag then return { 'route_taken' } end
+    if not routed then redis.call('HSET', ARGV[9], ARGV[10], tag) end
+  end
   t[3] = now
   t[4] = nb
   local nt = { nb, now, false, false }

@@ -8,7 +8,7 @@ import type { RefreshToken, RotateResult } from '../sessions-port.ts';
 import { mustSession, mustToken, num, refreshTokenFromReply, refreshTokenToFields, sessionsFromReply } from './codec.ts';
 import type { RedisContext } from './context.ts';
 import { ADD_REFRESH, GET_REFRESH, ROTATE } from './refresh-scripts.ts';
-import type { SessionIndex } from './session-index.ts';
+import { secretInUse, type SessionIndex } from './session-index.ts';
 
 export class RedisRefreshTokens {
   private readonly ctx: RedisContext;
@@ -33,10 +33,11 @@ export class RedisRefreshTokens {
   }
 
   /**
-   * At most three commands: the route of the presented token (none when this process knows it —
-   * RedisContext.route), the successor's route (written before the token it leads to), the rotate
-   * script. Then the due index only if the expiry moved earlier, and the replica wait when one is
-   * configured.
+   * One command when this process knows the presented token's route (RedisContext.route; else
+   * one more to read it): the rotate script, which also writes the successor's route (before the
+   * token it leads to, in the same step). In a Cluster the route lives in another slot, so it is
+   * written first, by its own command, and taken back when the script does not rotate. Then the
+   * due index only if the expiry moved earlier, and the replica wait when one is configured.
    */
   async rotateRefreshToken(
     presentedHash: string,
@@ -48,9 +49,11 @@ export class RedisRefreshTokens {
     return this.ctx.guard(async () => {
       const tag = await this.ctx.route(presentedHash);
       if (tag === null) return { outcome: 'unknown' };
-      const routeWritten = await this.index.claimRoute(successorHash, tag);
+      const inScript = this.ctx.conn.kind !== 'redis-cluster';
+      const routeWritten = inScript ? false : await this.index.claimRoute(successorHash, tag);
+      const route = inScript ? [this.ctx.keys.route(successorHash), this.ctx.keys.routeField(successorHash)] : ['', ''];
       const reply = (await this.ctx
-        .runSlot(ROTATE, tag, now, [presentedHash, successorHash, num(graceMs), idleExpiresAt === null ? '' : num(idleExpiresAt)])
+        .runSlot(ROTATE, tag, now, [presentedHash, successorHash, num(graceMs), idleExpiresAt === null ? '' : num(idleExpiresAt), ...route])
         .catch(async (err: unknown) => {
           if (routeWritten) await this.index.dropRoutes([successorHash]).catch(() => undefined);
           throw err;
@@ -59,6 +62,7 @@ export class RedisRefreshTokens {
       if (reply[0] !== 'rotated' && routeWritten) await this.index.dropRoutes([successorHash]);
       switch (reply[0]) {
         case 'rotated': {
+          if (inScript) this.ctx.rememberRoute(successorHash, tag);
           const session = mustSession(reply[1]);
           const successor = mustToken(reply[2]);
           await this.index.expiryMayHaveMovedEarlier(session, String(reply[3]));
@@ -79,6 +83,8 @@ export class RedisRefreshTokens {
           return { outcome: 'unknown' };
         case 'successor_exists':
           throw new Conflict('refresh_token_exists', 'The successor refresh token is already stored.');
+        case 'route_taken':
+          throw secretInUse();
         default:
           throw new Error(`unexpected reply from the rotate script: ${String(reply[0])}`);
       }
