@@ -137,6 +137,12 @@ function runLoad(script: string, opts: unknown): Figures {
       : pinned(1, [NODE, join(ROOT, script), JSON.stringify(opts)]);
   if (cmd === 'curl') loadRuns++;
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: (SECONDS + 60) * 1000 });
+  if (cmd === 'curl' && r.status !== 0) {
+    // The long-lived generator is gone or did not answer: this run and the rest the old way.
+    console.log(`(the long-lived load generator did not answer (curl: ${r.stderr.trim() || `exit ${r.status ?? r.signal}`}): bench/load.ts is started for each run from here on)`);
+    loadSocket = null;
+    return runLoad(script, opts);
+  }
   const lines = r.stderr.trim() === '' ? [] : r.stderr.trim().split('\n');
   if (lines.length > 0) console.log(`(${script}: ${lines.slice(0, 20).join('\n')}${lines.length > 20 ? `\n… ${lines.length - 20} more lines` : ''})`);
   try {
