@@ -426,6 +426,17 @@ export function describeStoreConformance(
         expect(t2).toMatchObject({ lastSeenAt: T0 + 20 * MINUTE, idleExpiresAt: T0 + 35 * MINUTE, status: 'active' });
       });
 
+      it('caps the new idle expiry at the absolute expiry', async () => {
+        const ids = fresh();
+        const s = await make(ids, 'app', { lifetime: { idle: 900, absolute: 1800 } }); // absolute expiry T0 + 30 min
+        const t = await store.touchSession(s.handle, T0 + 10 * MINUTE, T0 + 35 * MINUTE);
+        expect(t).toStrictEqual({ ...s, lastSeenAt: T0 + 10 * MINUTE, idleExpiresAt: T0 + 30 * MINUTE });
+        expect(await stored(s.handle)).toStrictEqual(t);
+        // Nothing outlives the absolute expiry: past it the session is expired, not idle-valid.
+        expect(effectiveStatus(await stored(s.handle), T0 + 31 * MINUTE)).toBe('expired');
+        expect(await store.touchSession(s.handle, T0 + 31 * MINUTE, T0 + 46 * MINUTE)).toBeNull();
+      });
+
       it('refuses an expired session and changes nothing', async () => {
         const ids = fresh();
         const s = await make(ids, 'app');

@@ -88,7 +88,8 @@ return finish({ 'renewed', pairsOf(r, rec), 1, evicted })
 /**
  * touch. Race closed: activity recorded on a session that a concurrent revoke, eviction or
  * expiry has just ended — check and write are one step, so an ended session never gets its idle
- * expiry pushed forward (it would read as active again).
+ * expiry pushed forward (it would read as active again). The new idle expiry is capped at the
+ * absolute expiry, as SQLite's and PostgreSQL's touch (and REDEEM here) cap it.
  * ARGV[5] handle, ARGV[6] new idle expiry ('' = none). Reply: {record, previous idle or ''} | nil
  */
 export const TOUCH = script(
@@ -97,7 +98,7 @@ export const TOUCH = script(
 local rec, r = get(ARGV[5])
 if not isValid(rec) then return false end
 local before = rec[IDLE]
-if ARGV[6] == '' then rec[IDLE] = false else rec[IDLE] = tonumber(ARGV[6]) end
+if ARGV[6] == '' then rec[IDLE] = false else rec[IDLE] = math.min(tonumber(ARGV[6]), rec[ABS]) end
 rec[SEEN] = now
 dirty = true
 local prev = ''
