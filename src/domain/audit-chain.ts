@@ -76,7 +76,9 @@ export function canonicalJson(value: unknown): string {
 
 /** Normalises an input to exactly what is stored (JSON round trip, canonical field set). */
 export function normaliseInput(e: AuditEventInput): AuditEventInput {
-  const plain = JSON.parse(canonicalJson(e)) as Partial<AuditEventInput>;
+  // Only location and details can hold more than strings and numbers: they alone take the round
+  // trip (what the whole input's would give them, key order included).
+  const plain = { location: JSON.parse(canonicalJson(e.location)) as unknown, details: JSON.parse(canonicalJson(e.details)) as unknown } as Partial<AuditEventInput>;
   return {
     time: e.time,
     tenantId: e.tenantId,

@@ -32,7 +32,7 @@ export async function signSessionToken(ring: KeyRing, claims: SessionTokenClaims
 export function signSessionTokenSync(ring: KeyRing, claims: SessionTokenClaims): string {
   const { kid, key } = ring.signing();
   // Fixed claim order: the same claims always give the same bytes.
-  const payload = JSON.stringify({
+  const signed: SessionTokenClaims = {
     iss: claims.iss,
     sub: claims.sub,
     tid: claims.tid,
@@ -41,14 +41,15 @@ export function signSessionTokenSync(ring: KeyRing, claims: SessionTokenClaims):
     iat: claims.iat,
     exp: claims.exp,
     jti: claims.jti,
-  });
+  };
+  const payload = JSON.stringify(signed);
   // A compact JWS written out (what jose's CompactSign produces byte for byte, a test checks):
   // node:crypto signs synchronously, where jose goes through WebCrypto's thread pool and two
   // promises — a measurable share of every rotation and login.
   const input = `${b64url(JSON.stringify({ alg: 'EdDSA', typ: 'JWT', kid }))}.${b64url(payload)}`;
   const token = `${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`;
   // Signed here, so known good: its first check in this process needs no Ed25519 verification.
-  rememberVerified(ring, token, JSON.parse(payload) as SessionTokenClaims);
+  rememberVerified(ring, token, signed);
   return token;
 }
 

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { TesseraMetrics } from '../../src/audit/metrics.ts';
 import { auditInputOf, AuditPipeline, gaugeChangeOf, type PipelineLog } from '../../src/audit/pipeline.ts';
-import { chainRecord, type AuditEventInput, type AuditRecord } from '../../src/domain/audit-chain.ts';
+import { canonicalJson, chainRecord, normaliseInput, type AuditEventInput, type AuditRecord } from '../../src/domain/audit-chain.ts';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
 import type { TesseraEvent } from '../../src/events/bus.ts';
 import type { AppendOptions, AuditQuery, AuditStore } from '../../src/store/audit-port.ts';
@@ -206,6 +206,27 @@ describe('the audit pipeline', () => {
     await p.flush();
     expect(f.appended.map((a) => a.input.tenantId)).toEqual(['t1']);
     expect(await m.text()).toContain('tessera_login_failures_total{tenant="_unknown",reason="invalid_credentials"} 1');
+  });
+
+  it('normalises an input as the JSON round trip of the whole input did (location and details alone take it now)', () => {
+    const whole = (e: AuditEventInput) => {
+      const plain = JSON.parse(canonicalJson(e)) as Partial<AuditEventInput>;
+      return { ...normaliseInput({ ...e, location: null, details: {} }), location: plain.location ?? null, details: plain.details ?? {} };
+    };
+    const base = auditInputOf(ev(1));
+    const inputs: AuditEventInput[] = [
+      base,
+      { ...base, details: { z: 1, a: { y: [1, undefined, 'x', { q: NaN, b: Infinity }], x: undefined }, d: new Date(0) } },
+      { ...base, location: { country: 'CH', city: 'Bern', lat: 46.9, lon: 7.4 } as unknown as AuditEventInput['location'] },
+      { ...base, location: undefined as unknown as null, details: undefined as unknown as Record<string, unknown> },
+      { ...base, details: null as unknown as Record<string, unknown>, userId: undefined as unknown as null },
+    ];
+    for (const e of inputs) {
+      const got = normaliseInput(e);
+      expect(got).toStrictEqual(whole(e));
+      expect(canonicalJson(got)).toBe(canonicalJson(whole(e)));
+      expect(JSON.stringify(got)).toBe(JSON.stringify(whole(e)));
+    }
   });
 
   it('keeps secrets out of the record even when an emitter put one in the details', () => {
