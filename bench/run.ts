@@ -580,7 +580,7 @@ try {
           `| ${name} | ${small.toFixed(2)}× | ${large.toFixed(2)}× | ${pct(change)} | ${pct(spread(rows.get(name)!.all))} / ${pct(spread(rowsBig.get(name)!.all))} | ${rows.get(name)!.f.cpuUsPerRequest?.toFixed(0)} / ${rowsBig.get(name)!.f.cpuUsPerRequest?.toFixed(0)} |`,
         );
         // One round (--quick) has no spread to compare with: not judged in the run; --runs=N
-        // judges it across the runs (bench/runs.ts), from each run's two ratios.
+        // judges it across the runs (bench/goals.ts), from each run's two ratios.
         goal(4, `${name}: 1,000 vs ${(LARGE + 1000).toLocaleString('en')} stored, change within the run-to-run noise`, `${small.toFixed(2)}× → ${large.toFixed(2)}×: ${pct(change)} vs noise ${pct(noise)}`, Number.isNaN(noise) ? null : Math.abs(change) <= noise, Number.isNaN(noise) ? 'not judged: one round, no spread (--runs=N judges across runs)' : undefined, { small, large });
       }
     }
