@@ -203,7 +203,9 @@ export class TesseraMetrics {
    * so the map stays small. Should the record not be where prom-client 15 keeps it (a reset, or
    * another version), the series falls back to `labels().observe`.
    */
-  readonly #requestSeries = new Map<string, RequestSeries>();
+  // route → method → status → series: the route and method strings are the same few objects on
+  // every request (their hashes are kept), where a joined key would be a new string to hash.
+  readonly #requestSeries = new Map<string, Map<string, Map<number, RequestSeries>>>();
   #requestRecords: unknown = null;
 
   observeRequest(method: string, route: string, status: number, seconds: number): void {
@@ -213,11 +215,14 @@ export class TesseraMetrics {
       this.#requestSeries.clear();
       this.#requestRecords = records;
     }
-    const key = `${method} ${status} ${route}`;
-    let series = this.#requestSeries.get(key);
+    let byMethod = this.#requestSeries.get(route);
+    if (byMethod === undefined) this.#requestSeries.set(route, (byMethod = new Map<string, Map<number, RequestSeries>>()));
+    let byStatus = byMethod.get(method);
+    if (byStatus === undefined) byMethod.set(method, (byStatus = new Map<number, RequestSeries>()));
+    let series = byStatus.get(status);
     if (series === undefined) {
       series = seriesOf(this.#requests, records, { method, route, status: String(status) });
-      this.#requestSeries.set(key, series);
+      byStatus.set(status, series);
     }
     series(seconds);
   }

@@ -34,7 +34,11 @@ export function registerMonitoring(app: FastifyInstance, deps: Deps): Monitoring
   const monitor = deps.monitor;
   return {
     onRequest: (request) => {
-      request.clientLocation = monitor.locator.locate({ peer: request.socket.remoteAddress, clientIp: request.ip, headers: request.headers });
+      const locator = monitor.locator;
+      // Without trusted proxies or a GeoIP database there is nothing to locate by (locate answers
+      // null): the input is not even built. `clientLocation` is null by default.
+      if (locator.source === 'none') return;
+      request.clientLocation = locator.locate({ peer: request.socket.remoteAddress, clientIp: request.ip, headers: request.headers });
     },
     onResponse: (request, reply, route) => {
       monitor.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);

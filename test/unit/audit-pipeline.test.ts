@@ -255,6 +255,9 @@ describe('the request latency histogram', () => {
       ['POST', '/api/v1/auth/login', 200, 0.3],
       ['POST', '/api/v1/auth/login', 200, 7],
       ['GET', 'unmatched', 404, 0.0001],
+      // The same route and status under another method, and the first series again.
+      ['DELETE', '/api/v1/session', 200, 0.004],
+      ['GET', '/api/v1/session', 200, 0.004],
     ];
     const lines = async () => (await m.text()).split('\n').filter((l) => l.startsWith('tessera_http_request_duration_seconds'));
     for (const [method, route, status, seconds] of observations) {
