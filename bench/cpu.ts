@@ -104,14 +104,22 @@ async function startTessera(store: string, root = ROOT): Promise<Tessera> {
       : { cookie: (res.headers.get('set-cookie') ?? '').split(';')[0] as string };
   };
   let users = 0;
+  /** fetch, once more on a connection the server closed meanwhile (an idle keep-alive between rounds). */
+  const fetchRetry = async (u: string, init?: RequestInit): Promise<Response> => {
+    try {
+      return await globalThis.fetch(u, init);
+    } catch {
+      return globalThis.fetch(u, init);
+    }
+  };
   const chains = async (n: number): Promise<string[]> => {
     const out: string[] = [];
     for (let i = 0; i < n; i += 5) {
       const batch = Array.from({ length: Math.min(5, n - i) }, async () => {
         const email = `r${users++}@example.com`;
-        await ok(await fetch(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email, password: 'bench password' }) }));
+        await ok(await fetchRetry(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email, password: 'bench password' }) }));
         const res = await ok(
-          await fetch(`${url}/api/v1/auth/login`, { method: 'POST', headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json' }, body: JSON.stringify({ email, password: 'bench password' }) }),
+          await fetchRetry(`${url}/api/v1/auth/login`, { method: 'POST', headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json' }, body: JSON.stringify({ email, password: 'bench password' }) }),
         );
         return ((await res.json()) as { refreshToken: string }).refreshToken;
       });
