@@ -231,7 +231,9 @@ function rememberOwner(deps: object, tokenHash: string, owner: TokenOwner): void
  * The token's tenant and user (which never change) are read from the store only when this
  * process does not know them: it remembers them for the successor of every rotation it made, so
  * a client that keeps refreshing through the same process costs the rotation alone. A token the
- * store no longer holds is refused by the rotation itself ('unknown'), as by the read.
+ * store no longer holds is refused by the rotation itself ('unknown'), as by the read. The user
+ * record (for the scope) comes with the rotation where the store reads it in the same step; a
+ * user that no longer exists gets invalid_grant, and its session no new pair.
  */
 export async function refreshTokenPair(deps: Deps, presented: string, now: number, origin?: Origin): Promise<TokenPair> {
   const successor = keyedDigest(deps.keys.refresh, presented);
@@ -241,23 +243,33 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
   if (!known) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
   // The tenant from the process's short-lived cache (tenant-cache.ts), as the session check has it.
   const tenant = await loadTenant(deps, known.tenantId, now);
-  const user = tenant ? await deps.store.getUser(known.tenantId, known.userId) : null;
-  if (!tenant || !user) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+  if (!tenant) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+  /**
+   * The user as stored now (its roles make the token's scope, so a role change reaches the next
+   * refresh): from the rotation's own step where the store reads it there (Redis), else read.
+   */
+  const userOf = async (read: User | null | undefined): Promise<User> => {
+    const user = read !== undefined ? read : await deps.store.getUser(known.tenantId, known.userId);
+    if (!user) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+    return user;
+  };
 
   const mode: AuthMode = 'token';
   const idleExpiresAt = now + idleSecondsOf(tenant, mode) * 1000;
   const r = await deps.store.rotateRefreshToken(presentedHash, successorHash, now, tenant.lifetimes.refreshGrace * 1000, idleExpiresAt);
   switch (r.outcome) {
-    case 'rotated':
+    case 'rotated': {
+      const user = await userOf(r.user);
       rememberOwner(deps, successorHash, r.successor);
       deps.sessionCache.remember(r.session);
       emit(deps, sessionEvent('session.refreshed', r.session, now), origin);
       return tokenPair(deps, r.session, tenant, scopeOf(user), successor, now);
+    }
     case 'grace':
       if (r.token.successorHash === null || !constantTimeEqual(r.token.successorHash, successorHash)) {
         throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
       }
-      return tokenPair(deps, r.session, tenant, scopeOf(user), successor, r.token.rotatedAt ?? now);
+      return tokenPair(deps, r.session, tenant, scopeOf(await userOf(r.user)), successor, r.token.rotatedAt ?? now);
     case 'reused':
       emit(deps, sessionEvent('refresh_token.reused', r.session, now, { revoked: r.revoked.map((s) => s.handle) }), origin);
       announceEnded(deps, r.revoked, now, origin);

@@ -19,6 +19,7 @@
 
 import type { RevokeReason, Session, SessionKind, SessionStatus } from '../domain/session.ts';
 import type { LimitPolicy } from '../domain/tenant.ts';
+import type { User } from '../domain/user.ts';
 import type { Page } from './page.ts';
 
 export interface CreateLimit {
@@ -70,13 +71,18 @@ export interface RefreshToken {
 }
 
 export type RotateResult =
-  /** First use: the token is now rotated and `successor` is the new current token. */
-  | { outcome: 'rotated'; session: Session; successor: RefreshToken }
+  /**
+   * First use: the token is now rotated and `successor` is the new current token. `user`: the
+   * session's user as stored, where the adapter reads it in the same step (Redis: the user's
+   * record lives in the session's slot; null when there is none) — absent elsewhere.
+   */
+  | { outcome: 'rotated'; session: Session; successor: RefreshToken; user?: User | null }
   /**
    * Used again within the grace window (now - rotatedAt <= graceMs): `token` is the presented
-   * token, whose `successorHash` names the successor the caller answers with again.
+   * token, whose `successorHash` names the successor the caller answers with again. `user` as
+   * for 'rotated'.
    */
-  | { outcome: 'grace'; session: Session; token: RefreshToken }
+  | { outcome: 'grace'; session: Session; token: RefreshToken; user?: User | null }
   /** Used again after the grace window: the session and its subtree are now revoked. */
   | { outcome: 'reused'; session: Session; revoked: Session[] }
   /** The token's session has ended. Takes precedence over grace and reuse. */

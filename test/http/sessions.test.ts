@@ -164,8 +164,10 @@ describe.each(storeChoices({ cluster: true }))('sessions on %s', (choice: StoreC
 
     it('a chain refreshed through one process reads its token from the store once; a token it never saw is read, and refused when unknown', async () => {
       const reads = vi.spyOn(s.deps.store, 'getRefreshToken');
+      const userReads = vi.spyOn(s.deps.store, 'getUser');
       try {
         let pair = (await login()).json() as Record<string, string>;
+        userReads.mockClear();
         for (let i = 0; i < 4; i++) {
           const r = await refresh(pair.refreshToken as string);
           expect(r.statusCode).toBe(200);
@@ -173,6 +175,8 @@ describe.each(storeChoices({ cluster: true }))('sessions on %s', (choice: StoreC
         }
         // The login's token was read; the successors' owners were known from their rotations.
         expect(reads).toHaveBeenCalledTimes(1);
+        // On Redis the rotate script reads the user (same slot) in its step; elsewhere one read each.
+        expect(userReads).toHaveBeenCalledTimes(choice.startsWith('redis') ? 0 : 4);
         expect((await me(pair.userSessionToken as string)).statusCode).toBe(200);
         const unknown = await refresh('x'.repeat(43));
         expect(unknown.statusCode).toBe(401);
@@ -180,7 +184,28 @@ describe.each(storeChoices({ cluster: true }))('sessions on %s', (choice: StoreC
         expect(reads).toHaveBeenCalledTimes(2);
       } finally {
         reads.mockRestore();
+        userReads.mockRestore();
       }
+    });
+
+    it("a refresh's scope follows the user's roles as stored at that refresh, within the grace window too", async () => {
+      const who = `roles-${uniqueTenant()}@example.com`;
+      const made = await s.app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: admin, payload: { tenantId, email: who, password: PASSWORD } });
+      expect(made.statusCode, made.body).toBe(201);
+      const id = (made.json() as { id: string }).id;
+      const first = (await login(tenantId, {}, { email: who, password: PASSWORD })).json() as Record<string, string>;
+      expect(first.scope).toBe('session');
+      const patched = await s.app.inject({ method: 'PATCH', url: `/api/v1/admin/users/${id}?tenantId=${tenantId}`, headers: admin, payload: { roles: ['auditor'] } });
+      expect(patched.statusCode, patched.body).toBe(200);
+      const r1 = await refresh(first.refreshToken as string);
+      expect(r1.json()).toMatchObject({ scope: 'session role:auditor' });
+      expect(decodeJwt((r1.json() as Record<string, string>).userSessionToken as string).scope).toBe('session role:auditor');
+      const again = await refresh(first.refreshToken as string);
+      expect(again.json()).toEqual(r1.json());
+      // A user deleted since: no new pair.
+      expect((await s.app.inject({ method: 'DELETE', url: `/api/v1/admin/users/${id}?tenantId=${tenantId}`, headers: admin })).statusCode).toBeLessThan(300);
+      const gone = await refresh((r1.json() as Record<string, string>).refreshToken as string);
+      expect(gone.statusCode).toBe(401);
     });
 
     it('never outlives the session: after the absolute lifetime the refresh token is refused', async () => {

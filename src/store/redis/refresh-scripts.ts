@@ -41,14 +41,19 @@ return finish({ 'ok' })
  * ARGV[9] the successor's route key and ARGV[10] its field, when the script writes the route
  * itself ('' = the caller wrote it: in a Cluster the route lives in another slot). A rotation
  * writes it before the successor, in the same atomic step; no other outcome writes it.
- * Reply: {'rotated', session, successor token, previous idle or ''}
- *      | {'grace', session, presented token}
+ * Reply: {'rotated', session, successor token, previous idle or '', user JSON or nil}
+ *      | {'grace', session, presented token, user JSON or nil}
+ * (the session's user record, `P{tag}:u:<userId>`, in the same slot: read in the same step)
  *      | {'reused', session, {revoked records}} | {'inactive', session} | {'unknown'} | {'successor_exists'}
  *      | {'route_taken'} (the successor's route names another slot: nothing was changed)
  */
 export const ROTATE = script(
   'rotate',
   `
+local function userOf(rec)
+  if not rec[USR] then return false end
+  return redis.call('GET', base .. 'u:' .. rec[USR])
+end
 local r, rec, t = findToken(h2b(ARGV[5]))
 if not r then return { 'unknown' } end
 -- An ended session answers inactive whatever token is shown: after a reuse revoked it, the
@@ -79,7 +84,7 @@ if not t[3] then
   dirty = true
   local prev = ''
   if before then prev = fmt(before) end
-  return finish({ 'rotated', pairsOf(r, rec), tokenPairs(r, rec, nt), prev })
+  return finish({ 'rotated', pairsOf(r, rec), tokenPairs(r, rec, nt), prev, userOf(rec) })
 end
 -- Grace only while the successor is still current: once it has been rotated in its turn, the
 -- pair a grace answer would repeat is spent, and the old token coming back is reuse.
@@ -90,7 +95,7 @@ if t[4] then
   end
 end
 if now <= t[3] + tonumber(ARGV[7]) and not successorRotated then
-  return { 'grace', pairsOf(r, rec), tokenPairs(r, rec, t) }
+  return { 'grace', pairsOf(r, rec), tokenPairs(r, rec, t), userOf(rec) }
 end
 local out = {}
 revokeTree(r, 'refresh_reuse', 'parent_revoked', out, nil)

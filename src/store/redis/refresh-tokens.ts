@@ -4,11 +4,20 @@
 
 import { Conflict, NotFound } from '../../domain/errors.ts';
 import { tagOfHandle } from '../../domain/secrets.ts';
+import type { Session } from '../../domain/session.ts';
+import type { User } from '../../domain/user.ts';
 import type { RefreshToken, RotateResult } from '../sessions-port.ts';
 import { mustSession, mustToken, num, refreshTokenFromReply, refreshTokenToFields, sessionsFromReply } from './codec.ts';
 import type { RedisContext } from './context.ts';
 import { ADD_REFRESH, GET_REFRESH, ROTATE } from './refresh-scripts.ts';
 import { secretInUse, type SessionIndex } from './session-index.ts';
+
+/** The user record the rotate script read (accounts.ts writes it as JSON), if it is the session's. */
+function userOf(raw: unknown, s: Session): User | null {
+  if (typeof raw !== 'string') return null;
+  const u = JSON.parse(raw) as User;
+  return u.tenantId === s.tenantId && u.id === s.userId ? u : null;
+}
 
 export class RedisRefreshTokens {
   private readonly ctx: RedisContext;
@@ -67,11 +76,13 @@ export class RedisRefreshTokens {
           const successor = mustToken(reply[2]);
           await this.index.expiryMayHaveMovedEarlier(session, String(reply[3]));
           await this.ctx.replicated([tag]);
-          return { outcome: 'rotated', session, successor };
+          return { outcome: 'rotated', session, successor, user: userOf(reply[4], session) };
         }
-        case 'grace':
+        case 'grace': {
           // The presented token as stored: its successorHash names the pair the first caller got.
-          return { outcome: 'grace', session: mustSession(reply[1]), token: mustToken(reply[2]) };
+          const session = mustSession(reply[1]);
+          return { outcome: 'grace', session, token: mustToken(reply[2]), user: userOf(reply[3], session) };
+        }
         case 'reused': {
           const revoked = sessionsFromReply(reply[2]);
           await this.ctx.replicated([tag]);
