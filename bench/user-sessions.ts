@@ -5,14 +5,16 @@
 // (INFO commandstats, usec_per_call of EVALSHA — Redis CPU, not the client's wait). Use a Redis of
 // its own (nothing else must run scripts there): the stats are reset before each operation.
 // `code`: the checkout whose store is measured (an A/B against an older one: its root).
-// argv[2]: JSON { url, code?, count, live, ops?, cap? } — `cap` the store's per-user cap
-// (maxLiveSessionsPerUser; ignored by a checkout without one).
+// argv[2]: JSON { url, code?, count, live, ops?, cap?, rotations? } — `cap` the store's per-user cap
+// (maxLiveSessionsPerUser; ignored by a checkout without one); `rotations` how often the newest
+// session's refresh token is rotated before the measurement (a long-lived session: one rotation
+// every 15 minutes for 30 days is about 2,900).
 // Prints one JSON line: bytes of the user's keys, and µs per call for each operation.
 
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-const o = JSON.parse(process.argv[2] ?? '{}') as { url: string; code?: string; count: number; live: number; ops?: number; cap?: number };
+const o = JSON.parse(process.argv[2] ?? '{}') as { url: string; code?: string; count: number; live: number; ops?: number; cap?: number; rotations?: number };
 const root = resolve(o.code ?? join(import.meta.dirname, '..'));
 const load = async <T>(rel: string): Promise<T> => (await import(pathToFileURL(join(root, rel)).href)) as T;
 
@@ -68,6 +70,14 @@ async function scriptMicros(op: () => Promise<unknown>, n: number): Promise<numb
 
 const ops = o.ops ?? 200;
 const newest = (): { handle: string; secretHash: string; token: string } => made[made.length - 1] as { handle: string; secretHash: string; token: string };
+let chain = newest().token;
+async function rotate(): Promise<void> {
+  const next = hashSecret(newSecret());
+  const r = await store.rotateRefreshToken(chain, next, now, 0, now + 3_600_000);
+  if (r.outcome !== 'rotated') throw new Error(`rotate: ${r.outcome}`);
+  chain = next;
+}
+for (let i = 0; i < (o.rotations ?? 0); i++) await rotate();
 const tag = userTag(tenantId, userId);
 const liveKey = `${prefix}{${tag}}:s`;
 const endedKey = `${prefix}{${tag}}:e`;
@@ -77,15 +87,9 @@ const result: Record<string, number> = {};
 result.touch = await scriptMicros(() => store.touchSession(newest().handle, now, now + 3_600_000), ops);
 result.bySecret = await scriptMicros(() => store.getSessionBySecretHash(newest().secretHash), ops);
 result.byHandle = await scriptMicros(() => store.getSessionByHandle(newest().handle), ops);
-let chain = newest().token;
-result.rotate = await scriptMicros(async () => {
-  const next = hashSecret(newSecret());
-  const r = await store.rotateRefreshToken(chain, next, now, 0, now + 3_600_000);
-  if (r.outcome !== 'rotated') throw new Error(`rotate: ${r.outcome}`);
-  chain = next;
-}, Math.min(ops, 50)); // each rotation keeps the rotated token in the record: few, so that it barely grows
+result.rotate = await scriptMicros(rotate, Math.min(ops, 50)); // few, so that a checkout keeping spent tokens in the record barely grows
 // A login: the create script (with the limit's eviction) and the first token's script.
 result.login = await scriptMicros(login, Math.min(ops, 50));
-process.stdout.write(JSON.stringify({ code: root, count: o.count, live: o.live, ...sizes, usPerScript: Object.fromEntries(Object.entries(result).map(([k, v]) => [k, Math.round(v)])) }) + '\n');
+process.stdout.write(JSON.stringify({ code: root, count: o.count, live: o.live, rotations: o.rotations ?? 0, ...sizes, usPerScript: Object.fromEntries(Object.entries(result).map(([k, v]) => [k, Math.round(v)])) }) + '\n');
 await store.close();
 await conn.close();

@@ -29,6 +29,10 @@ function app(tenantId: string, userId: string, at: number): Session {
   };
 }
 
+function hashHere(): string {
+  return hashSecret(newSecret());
+}
+
 function tokenOf(s: Session): RefreshToken {
   return { tokenHash: hashSecret(newSecret()), sessionHandle: s.handle, tenantId: s.tenantId, userId: s.userId as string, createdAt: s.createdAt, rotatedAt: null, successorHash: null };
 }
@@ -130,6 +134,94 @@ describe.skipIf(skip)('Redis: one user with many sessions', () => {
     expect(await store.getSessionByHandle(oldest.handle)).toBeNull();
     expect(await store.getRefreshToken((tokens[0] as RefreshToken).tokenHash)).toBeNull();
   }, 180_000);
+
+  it('1,000 rotations of one session: the live value stays flat, every spent token is still reuse, the grace rule holds, the purge takes all', async () => {
+    const tenantId = 't-rot';
+    const userId = 'u-rot';
+    const s = app(tenantId, userId, T0);
+    expect((await store.createSession(s, T0)).ok).toBe(true);
+    const N = 1000;
+    const hashes = Array.from({ length: N + 1 }, () => hashSecret(newSecret()));
+    await store.addRefreshToken({ ...tokenOf(s), tokenHash: hashes[0] as string });
+    const sizes: number[] = [];
+    // One millisecond apart, so that every rotated token is still inside the 10 s grace window
+    // by time: only the rule (its successor was rotated) makes it reuse.
+    for (let i = 0; i < N; i++) {
+      const res = await store.rotateRefreshToken(hashes[i] as string, hashes[i + 1] as string, T0 + i + 1, 10_000, T0 + i + 1 + 3_600_000);
+      expect(res.outcome).toBe('rotated');
+      if (i % 100 === 9) sizes.push(await strlen(live(tenantId, userId)));
+    }
+    // The live value does not grow with the rotations (its current token and the grace one; a
+    // few bytes more as its time offsets need wider integers). Each spent token kept in it was
+    // about 80 bytes.
+    expect(Math.max(...sizes) - Math.min(...sizes)).toBeLessThanOrEqual(8);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(RECORD_BYTES);
+    // The spent tokens are index fields of the ended records' key, one each.
+    expect(await hlen(ended(tenantId, userId))).toBe(N - 1);
+    const now = T0 + N + 1;
+    // Every token reads as before: rotated at its turn, with its successor.
+    for (let i = 0; i < N; i++) {
+      expect(await store.getRefreshToken(hashes[i] as string)).toStrictEqual({ ...tokenOf(s), tokenHash: hashes[i], createdAt: T0 + i, rotatedAt: T0 + i + 1, successorHash: hashes[i + 1] });
+    }
+    // The grace rule for the token just rotated away: the same successor again.
+    const grace = await store.rotateRefreshToken(hashes[N - 1] as string, hashHere(), now, 10_000, null);
+    expect(grace).toMatchObject({ outcome: 'grace', token: { tokenHash: hashes[N - 1], successorHash: hashes[N] } });
+    // A spent token (the oldest, moved out 999 rotations ago) is reuse: the family is revoked.
+    const reuse = await store.rotateRefreshToken(hashes[0] as string, hashHere(), now, 10_000, null);
+    expect(reuse.outcome).toBe('reused');
+    expect(await store.getSessionByHandle(s.handle)).toMatchObject({ status: 'revoked', revokeReason: 'refresh_reuse' });
+    // And every other token of the family is still recognised (the session is over: inactive).
+    for (let i = 1; i <= N; i++) {
+      expect((await store.rotateRefreshToken(hashes[i] as string, hashHere(), now, 10_000, null)).outcome).toBe('inactive');
+    }
+    const routes = async (): Promise<number> => {
+      let n = 0;
+      for (const h of hashes) {
+        const key = `${prefix}r:${h.slice(0, 2)}`;
+        if ((await conn.send(key, ['HGET', key, h.slice(2, 18)])) !== null) n++;
+      }
+      return n;
+    };
+    expect(await routes()).toBe(N + 1);
+
+    // The purge takes the record, its spent tokens' fields and every token's route.
+    await store.sweepExpired(s.absoluteExpiresAt + RETENTION + 1, 1000);
+    expect(await conn.send(ended(tenantId, userId), ['EXISTS', ended(tenantId, userId)])).toBe(0);
+    expect(await conn.send(live(tenantId, userId), ['EXISTS', live(tenantId, userId)])).toBe(0);
+    expect(await routes()).toBe(0);
+    expect(await store.getRefreshToken(hashes[0] as string)).toBeNull();
+  }, 120_000);
+
+  it('a record written with spent tokens in it (before they moved out) sheds them on its first read, and they stay reuse', async () => {
+    const tenantId = 't-old-rot';
+    const userId = 'u-old-rot';
+    const s = app(tenantId, userId, T0);
+    expect((await store.createSession(s, T0)).ok).toBe(true);
+    const hashes = Array.from({ length: 6 }, () => hashSecret(newSecret()));
+    for (const h of hashes) await store.addRefreshToken({ ...tokenOf(s), tokenHash: h });
+    // As the rotate script left them before: every rotated token kept in the record (the tokens
+    // 1..5 rotated at T0 + i, each to the next; stored times are offsets from createdAt).
+    const key = live(tenantId, userId);
+    await conn.send(key, [
+      'EVAL',
+      `local v = cmsgpack.unpack(redis.call('GET', KEYS[1]))
+       for _, rec in pairs(v) do
+         local toks = rec[13]
+         for i = 1, #toks - 1 do toks[i][3] = i; toks[i][4] = toks[i + 1][1] end
+       end
+       redis.call('SET', KEYS[1], cmsgpack.pack(v), 'KEEPTTL')`,
+      '1',
+      key,
+    ]);
+    const before = await strlen(live(tenantId, userId));
+    expect(await hlen(ended(tenantId, userId))).toBe(0);
+    await store.getSessionByHandle(s.handle);
+    expect(await strlen(live(tenantId, userId))).toBeLessThan(before);
+    expect(await hlen(ended(tenantId, userId))).toBe(4);
+    expect(await store.getRefreshToken(hashes[0] as string)).toMatchObject({ rotatedAt: T0 + 1, successorHash: hashes[1] });
+    expect((await store.rotateRefreshToken(hashes[4] as string, hashHere(), T0 + 7, 10_000, null)).outcome).toBe('grace');
+    expect((await store.rotateRefreshToken(hashes[2] as string, hashHere(), T0 + 7, 10_000, null)).outcome).toBe('reused');
+  });
 
   it('refuses the live session over the cap (409 session_capacity_reached), stores nothing of it, and takes one again once another ended', async () => {
     const tenantId = 't-cap';

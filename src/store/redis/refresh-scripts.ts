@@ -82,14 +82,16 @@ if not t[3] then
   end
   rec[SEEN] = now
   dirty = true
+  -- The token whose successor was t is spent now: out of the live record (slot-lua.ts, shed).
+  shed(r, rec)
   local prev = ''
   if before then prev = fmt(before) end
   return finish({ 'rotated', pairsOf(r, rec), tokenPairs(r, rec, nt), prev, userOf(rec) })
 end
 -- Grace only while the successor is still current: once it has been rotated in its turn, the
 -- pair a grace answer would repeat is spent, and the old token coming back is reuse.
-local successorRotated = false
-if t[4] then
+local successorRotated = t[5] or false
+if t[4] and not successorRotated then
   for _, x in ipairs(rec[TOK]) do
     if x[1] == t[4] then successorRotated = x[3] and true or false end
   end

@@ -399,7 +399,7 @@ for i = 6, #ARGV do
     local gone = { 'purged', rec[TEN], b2h(rec[SEC]) }
     if rec[TOK] then for _, t in ipairs(rec[TOK]) do gone[#gone + 1] = b2h(t[1]) end end
     unlink(r, rec)
-    drop(r, rec)
+    for _, h in ipairs(drop(r, rec)) do gone[#gone + 1] = b2h(h) end
     out[#out + 1] = gone
   end
 end

@@ -16,7 +16,8 @@
 //   10 status (a, r, e)  11 secretHash (32 bytes when it is canonical base64url, see h2b)
 //   12 data {key = JSON}|false   13 refresh tokens {{hash, createdAt, rotatedAt|false,
 //   successorHash|false}, ...}|false   14 the rarely set rest {clientId, parent, successor,
-//   endedAt, revokeReason, children}|false
+//   endedAt, revokeReason, children}|false   15 the hash of the record's last spent refresh
+//   token|false (see below)
 //
 // One key per slot instead of a hash per session, its indexes and its tokens: the fixed cost of
 // a Redis key (about 90 bytes) is paid once per user. A script decodes the value once, works on
@@ -31,7 +32,18 @@
 // hash and for each of its refresh-token hashes. Records revoked before this split are moved
 // when a script next reads the value. A revoked record is also taken out of its parent's
 // children (nothing below it can still be ended: its subtree was revoked with it, and no child
-// is ever created under an ended parent), so a cascade walks live records only. Numbers are MessagePack integers (exact up to
+// is ever created under an ended parent), so a cascade walks live records only.
+//
+// Spent refresh tokens leave the live record too: a rotated token whose successor has been
+// rotated in its turn can no longer get a grace answer (domain/session.ts refreshGraceApplies),
+// only be recognised as reuse, so when it becomes spent (ROTATE; a value written before, on its
+// first read) it moves to P{tag}:e as field 'h'..hash → MessagePack {r, createdAt, rotatedAt,
+// successorHash, previous spent hash|false} — a record keeps at most its current token and the
+// one whose grace can still apply per family, however often it was rotated. findToken falls
+// back to that field and answers the token as spent (reuse, or inactive for an ended session);
+// the record's position 15 heads the chain of its spent tokens, which the purge walks to delete
+// them (and their routes). An index value of a spent token is never 16 bytes nor starts with a 0
+// byte, so it is never taken for a plain r. Numbers are MessagePack integers (exact up to
 // 2^53) and are printed with %d, never with Lua's 14-digit tostring. Replies are flat
 // name/value lists in the shape of HGETALL, so codec.ts reads them as it read the hashes.
 
@@ -47,7 +59,7 @@ local keepTtl = tonumber(ARGV[4])
 local tag = string.match(base, '{([A-Za-z0-9_-]+)}')
 local skey = base .. 's'
 
-local TEN, USR, KIND, CRE, SEEN, IDLE, ABS, AUTH, DEV, ST, SEC, DATA, TOK, X = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
+local TEN, USR, KIND, CRE, SEEN, IDLE, ABS, AUTH, DEV, ST, SEC, DATA, TOK, X, SPENT = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
 local CLI, PAR, SUCC, ENDT, WHY, KIDS = 1, 2, 3, 4, 5, 6
 local KINDS = { [0] = 'idp', [1] = 'app', [2] = 'flow', [3] = 'redirect' }
 local KINDCODE = { idp = 0, app = 1, flow = 2, redirect = 3 }
@@ -64,6 +76,8 @@ local S, dirty, ttlWanted = nil, false, keepTtl
 -- a loaded record to its r; coldDirty the records to write back, coldGone the fields to delete.
 local ekey = base .. 'e'
 local C, coldR, coldDirty, coldGone, coldTouched = {}, {}, {}, {}, false
+-- Index fields of spent refresh tokens to write: field → value (see shed).
+local spentNew, spentAny = {}, false
 local function decode(st)
   local c = st[CRE]
   st[SEEN] = c + st[SEEN]
@@ -102,8 +116,8 @@ local function encode(r)
     if x[ENDT] then x[ENDT] = x[ENDT] - c end
   end
   -- Trailing nulls are left out (a missing position reads as null).
-  for i = 1, 14 do r[i] = r[i] or false end
-  local n = 14
+  for i = 1, 15 do r[i] = r[i] or false end
+  local n = 15
   while n > 0 and not r[n] do
     r[n] = nil
     n = n - 1
@@ -125,6 +139,27 @@ end
 local function over(rec)
   return rec[ST] == RV or (rec[ST] == EX and now > 0 and now >= rec[ABS])
 end
+-- Moves the spent refresh tokens of the live record rec (random part r) to the ended records'
+-- key: a rotated token whose successor, in the same record, has been rotated too.
+local function shed(r, rec)
+  local toks = rec[TOK]
+  if not toks or #toks < 3 then return end
+  local rotated = {}
+  for _, t in ipairs(toks) do rotated[t[1]] = t[3] and true or false end
+  local keep = {}
+  for _, t in ipairs(toks) do
+    if t[3] and t[4] and rotated[t[4]] then
+      spentNew['h' .. t[1]] = cmsgpack.pack({ r, t[2], t[3], t[4], rec[SPENT] or false })
+      spentAny = true
+      rec[SPENT] = t[1]
+      coldTouched = true
+      dirty = true
+    else
+      keep[#keep + 1] = t
+    end
+  end
+  rec[TOK] = keep
+end
 local function sessions()
   if not S then
     S = {}
@@ -134,7 +169,7 @@ local function sessions()
       for r, st in pairs(cmsgpack.unpack(raw)) do
         local rec = decode(st)
         S[r] = rec
-        if over(rec) then moved[#moved + 1] = r end
+        if over(rec) then moved[#moved + 1] = r else shed(r, rec) end
       end
       -- Ended records a value written before the split still holds: moved on this first read.
       for _, r in ipairs(moved) do toCold(r, S[r]) end
@@ -169,8 +204,27 @@ local function changed(rec)
     dirty = true
   end
 end
--- Takes a record out of the slot for good (the sweeper's purge).
+-- The hashes of rec's spent refresh tokens (its chain in the ended records' key), newest first.
+local function spentOf(rec)
+  local out, h = {}, rec[SPENT]
+  while h do
+    local v = spentNew['h' .. h] or redis.call('HGET', ekey, 'h' .. h)
+    if not v then break end
+    out[#out + 1] = h
+    h = cmsgpack.unpack(v)[5]
+  end
+  return out
+end
+-- Takes a record out of the slot for good (the sweeper's purge), with its spent tokens' index
+-- fields; answers those tokens' hashes.
 local function drop(r, rec)
+  local spent = spentOf(rec)
+  for i = 1, #spent, 500 do
+    local f = {}
+    for j = i, math.min(i + 499, #spent) do f[#f + 1] = 'h' .. spent[j] end
+    coldGone[#coldGone + 1] = f
+    coldTouched = true
+  end
   if coldR[rec] then
     local f = { 'r' .. r, 'h' .. rec[SEC] }
     if rec[TOK] then for _, t in ipairs(rec[TOK]) do f[#f + 1] = 'h' .. t[1] end end
@@ -183,6 +237,7 @@ local function drop(r, rec)
     sessions()[r] = nil
     dirty = true
   end
+  return spent
 end
 local function save()
   -- The ended records' key lives at least as long as the live one (read before it may go).
@@ -202,6 +257,18 @@ local function save()
     if cur == -1 or cur < ttlWanted then redis.call('PEXPIRE', skey, ttlWanted) end
   end
   if coldTouched then
+    if spentAny then
+      local args = {}
+      for f, v in pairs(spentNew) do
+        args[#args + 1] = f
+        args[#args + 1] = v
+        if #args >= 1000 then
+          redis.call('HSET', ekey, unpack(args))
+          args = {}
+        end
+      end
+      if #args > 0 then redis.call('HSET', ekey, unpack(args)) end
+    end
     for _, f in ipairs(coldGone) do redis.call('HDEL', ekey, unpack(f)) end
     for r in pairs(coldDirty) do
       local rec = C[r]
@@ -303,14 +370,21 @@ local function tokenPairs(r, rec, t)
   return out
 end
 
+-- Whether an index value of P{tag}:e is a spent token's entry (else it is a plain r).
+local function isSpentEntry(v)
+  return #v ~= 16 and string.byte(v, 1) ~= 0
+end
+
 -- The ended record whose secret or refresh-token hash is hb (binary form), by its index field.
 local function coldByHash(hb)
   local r = redis.call('HGET', ekey, 'h' .. hb)
-  if not r then return nil, nil end
+  if not r or isSpentEntry(r) then return nil, nil end
   return r, coldGet(r)
 end
 
--- The session of this slot holding the token with hash hb (binary form), and the token.
+-- The session of this slot holding the token with hash hb (binary form), and the token. A spent
+-- token (moved out of its record, see shed) is answered as {hash, createdAt, rotatedAt,
+-- successorHash, true}: its 5th position says that its successor has been rotated.
 local function findToken(hb)
   for r, rec in pairs(sessions()) do
     if rec[TOK] then
@@ -319,7 +393,15 @@ local function findToken(hb)
       end
     end
   end
-  local r, rec = coldByHash(hb)
+  local v = redis.call('HGET', ekey, 'h' .. hb)
+  if not v then return nil, nil, nil end
+  if isSpentEntry(v) then
+    local e = cmsgpack.unpack(v)
+    local rec = recOf(e[1])
+    if not rec then return nil, nil, nil end
+    return e[1], rec, { hb, e[2], e[3], e[4], true }
+  end
+  local r, rec = v, coldGet(v)
   if rec and rec[TOK] then
     for _, t in ipairs(rec[TOK]) do
       if t[1] == hb then return r, rec, t end
