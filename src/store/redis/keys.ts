@@ -7,7 +7,7 @@
 // script over one user's data runs atomically on one node:
 //
 //   P{T}:s                STRING the slot's live sessions (active, or expired and still renewable)
-//                                with their refresh tokens, children and secret hash: one
+//                                with their current refresh tokens, children and secret hash: one
 //                                MessagePack value (slot-lua.ts has the layout), at most the
 //                                per-user cap of records (RedisContext.liveMax).
 //                                TTL: that of its longest-living record (absoluteExpiresAt - now
@@ -16,8 +16,10 @@
 //   P{T}:e                HASH   the slot's ended records (revoked, or expired past the absolute
 //                                expiry), moved there by the script that ended them: 'r'<r> → the
 //                                record, 'h'<hash> → r for its secret and refresh-token hashes,
-//                                so each is read alone. TTL: at least the live key's; emptied
-//                                field by field by the sweeper's purge.
+//                                so each is read alone; and the spent refresh tokens of live and
+//                                ended records, 'h'<hash> → {r, times, successor, previous spent}
+//                                (slot-lua.ts, shed), so reuse is still recognised. TTL: at least
+//                                the live key's; emptied field by field by the sweeper's purge.
 //   P{T}:u:<userId>       STRING the user record (JSON)
 //
 // A handle is `<T>.<random>`, so an operation by handle goes straight to the slot. A flow
