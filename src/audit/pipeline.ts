@@ -18,9 +18,12 @@
 // - `shutdown`: events still waiting when a graceful stop gave up after its deadline;
 // - a crash of the process loses what is in its queue (the window is the append latency).
 // An append that failed may still have happened (a command that timed out on a paused or slow
-// store is executed when the store resumes): before such an event is appended again, the newest
-// records of its tenant with its type and time are read, and an identical one counts as appended —
-// so a retry never writes an event twice.
+// store is executed when the store resumes): before such events are appended again, the log is
+// asked once per failed call — an `appendMany` is all or nothing, so its last event stands for all
+// of them — whether the newest records of the tenant with that event's type and time hold an
+// identical one; if so, the whole call counts as appended — so a retry never writes an event twice
+// (not even when one call held more same-type, same-ms events than that page, as a tenant
+// revocation does).
 // Events that name a tenant that does not exist (a failed login with a made-up X-Tenant-ID) are
 // counted but not appended: an unknown tenant gets no chain, so clients cannot create chains.
 
@@ -49,8 +52,11 @@ interface Item {
   known: boolean | null;
   /** Whether its tenant exists, asked when the event was pushed (a deletion may follow soon). */
   asked: Promise<boolean> | null;
-  /** An append of it was sent and failed: it may have happened all the same. */
-  uncertain: boolean;
+  /**
+   * The events (in order, this one among them) of the last append call that carried it and
+   * failed: that call may have happened all the same, for all of them or for none.
+   */
+  failedCall: Item[] | null;
   /** In the log (its batch's other tenants may still have to be retried). */
   appended: boolean;
 }
@@ -131,7 +137,7 @@ export class AuditPipeline {
     // the meantime (its `tenant.deleted` event included) must not lose the records of its end.
     const asked = this.#opts.tenantExists(event.tenantId);
     asked.catch(() => undefined); // awaited (and so reported) by the worker
-    this.#queue.push({ event, counted: false, known: null, asked, uncertain: false, appended: false });
+    this.#queue.push({ event, counted: false, known: null, asked, failedCall: null, appended: false });
     if (!this.#draining) {
       // Set synchronously, and cleared synchronously when the worker finds the queue empty, so an
       // event pushed at any moment is either seen by the running worker or starts a new one. It
@@ -180,26 +186,35 @@ export class AuditPipeline {
   /** Appends the not yet appended events of one tenant, in order (see the top). */
   async #appendTenant(items: Item[]): Promise<void> {
     const todo: Item[] = [];
+    const happened = new Map<Item[], boolean>();
     for (const item of items) {
-      if (item.uncertain && (await this.#alreadyAppended(auditInputOf(item.event)))) {
-        item.appended = true;
-        this.#opts.metrics.auditAppended.inc();
-      } else {
-        todo.push(item);
+      const call = item.failedCall;
+      if (call !== null) {
+        let done = happened.get(call);
+        if (done === undefined) {
+          done = await this.#alreadyAppended(auditInputOf(call[call.length - 1]!.event));
+          happened.set(call, done);
+        }
+        if (done) {
+          item.appended = true;
+          this.#opts.metrics.auditAppended.inc();
+          continue;
+        }
       }
+      todo.push(item);
     }
     if (todo.length === 0) return;
     const audit = this.#opts.audit;
     if (audit.appendMany === undefined) {
       for (const item of todo) {
-        item.uncertain = true;
+        item.failedCall = [item];
         await audit.append(auditInputOf(item.event), gaugeChangeOf(item.event));
         item.appended = true;
         this.#opts.metrics.auditAppended.inc();
       }
       return;
     }
-    for (const item of todo) item.uncertain = true;
+    for (const item of todo) item.failedCall = todo;
     await audit.appendMany(todo.map((i) => ({ input: auditInputOf(i.event), opts: gaugeChangeOf(i.event) })));
     for (const item of todo) item.appended = true;
     this.#opts.metrics.auditAppended.inc(todo.length);

@@ -46,7 +46,13 @@ function fakeAudit(failFirst = 0, writtenAnyway = false) {
 function batchingAudit(failFirst = 0, writtenAnyway = false, failTenant?: string) {
   const calls: Array<{ tenant: string; ids: Array<string | null>; deltas?: number[] }> = [];
   const stored: AuditEventInput[] = [];
+  /** The active-session gauge as the applied appends moved it. */
+  const gauge = { value: 0 };
   let failures = failFirst;
+  const apply = (entries: ReadonlyArray<{ input: AuditEventInput; opts?: AppendOptions }>) => {
+    stored.push(...entries.map((e) => e.input));
+    for (const e of entries) gauge.value += e.opts?.activeDelta?.delta ?? 0;
+  };
   const audit = {
     append: () => Promise.reject(new Error('append is not used when appendMany is there')),
     appendMany(entries: ReadonlyArray<{ input: AuditEventInput; opts?: AppendOptions }>): Promise<AuditRecord[]> {
@@ -54,10 +60,10 @@ function batchingAudit(failFirst = 0, writtenAnyway = false, failTenant?: string
       calls.push({ tenant, ids: entries.map((e) => e.input.sessionId), ...(entries.some((e) => e.opts?.activeDelta) ? { deltas: entries.map((e) => e.opts?.activeDelta?.delta ?? 0) } : {}) });
       if (failures > 0 && (failTenant === undefined || failTenant === tenant)) {
         failures -= 1;
-        if (writtenAnyway) stored.push(...entries.map((e) => e.input));
+        if (writtenAnyway) apply(entries);
         return Promise.reject(new StoreUnavailable('down'));
       }
-      stored.push(...entries.map((e) => e.input));
+      apply(entries);
       return Promise.resolve(entries.map((e) => chainRecord(null, e.input)));
     },
     list(q: AuditQuery): Promise<Page<AuditRecord>> {
@@ -65,7 +71,7 @@ function batchingAudit(failFirst = 0, writtenAnyway = false, failTenant?: string
       return Promise.resolve({ items: items.reverse().slice(0, q.limit), nextCursor: null });
     },
   } as unknown as AuditStore;
-  return { audit, calls, stored };
+  return { audit, calls, stored, gauge };
 }
 
 function logSink() {
@@ -151,6 +157,20 @@ describe('the audit pipeline', () => {
     // t1 once; t2 failed twice (written all the same the first time), then found in the log.
     expect(f.calls.filter((c) => c.tenant === 't1')).toHaveLength(1);
     expect(f.calls.filter((c) => c.tenant === 't2').map((c) => c.ids)).toEqual([['h3', 'h4']]);
+  });
+
+  it('retries a failed appendMany of more than a page of same-type, same-ms events (a tenant revocation) without writing any twice', async () => {
+    // The first appendMany is applied (all of it: it is one atomic step) and then reported failed.
+    const f = batchingAudit(1, true);
+    const m = metrics();
+    const p = new AuditPipeline({ audit: f.audit, metrics: m, tenantExists: async () => true, maxQueue: 1000, log: () => logSink().log });
+    const n = 150;
+    for (let i = 0; i < n; i++) p.push(ev(i, { type: 'session.revoked', time: 5_000, details: { reason: 'tenant' } }));
+    await p.flush();
+    expect(f.stored.map((e) => e.sessionId)).toEqual(Array.from({ length: n }, (_, i) => `h${i}`));
+    expect(f.gauge.value).toBe(-n);
+    expect(f.calls).toHaveLength(1);
+    expect((await m.registry.getSingleMetric('tessera_audit_events_appended_total')?.get())?.values[0]?.value).toBe(n);
   });
 
   it('retries the same event while the store fails, keeping order and losing nothing', async () => {
