@@ -20,7 +20,8 @@
 //   new one fails at once (503) instead of queueing behind a server that does not read.
 //   The deadlines of one connection are all `commandTimeoutMs` long, so they expire in the order
 //   the commands were sent: one timer for the oldest (Deadlines) instead of a timer and a
-//   Promise.race per command.
+//   Promise.race per command. Deadlines are kept on the monotonic clock (performance.now), so a
+//   wall clock stepped back or forward neither holds them off nor fires them early.
 // - RESP2 is used on these connections: replies (HGETALL, script tables) are flat arrays.
 
 import { randomBytes } from 'node:crypto';
@@ -185,14 +186,14 @@ async function sendThroughSlotMoves(cluster: ClusterClient, key: string | undefi
       try {
         return await owner.sendCommand(args);
       } catch (err) {
-        if (!(err instanceof ErrorReply) || !err.message.startsWith('MOVED') || Date.now() >= until) throw err;
+        if (!(err instanceof ErrorReply) || !err.message.startsWith('MOVED') || performance.now() >= until) throw err;
         // The move is over: a keyed command through the cluster client follows the MOVED and
         // reads the slot map again; the script then goes to the new owner.
         await cluster.sendCommand(key, true, ['PTTL', key]);
         continue;
       }
     } catch (err) {
-      if (!(err instanceof ErrorReply) || !SLOT_MOVING.test(err.message) || Date.now() >= until) throw err;
+      if (!(err instanceof ErrorReply) || !SLOT_MOVING.test(err.message) || performance.now() >= until) throw err;
       await new Promise((r) => setTimeout(r, Math.min(50, 5 * 2 ** attempt)));
     }
   }
@@ -252,7 +253,7 @@ export class Deadlines {
   /** `promise`, or StoreUnavailable once `ms` passed without it settling. */
   track<T>(promise: Promise<T>, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const p: Pending = { until: Date.now() + this.#ms, what, settled: false, reject };
+      const p: Pending = { until: performance.now() + this.#ms, what, settled: false, reject };
       this.#pending.add(p);
       if (this.#timer === null) this.#arm(this.#ms);
       promise.then(
@@ -278,7 +279,7 @@ export class Deadlines {
 
   #expire(): void {
     this.#timer = null;
-    const now = Date.now();
+    const now = performance.now();
     for (const p of this.#pending) {
       if (p.until > now) {
         this.#arm(p.until - now);
@@ -359,7 +360,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
     }
     case 'cluster': {
       const sendOnCluster = (key: string | undefined, args: string[], readonly: boolean) =>
-        sendThroughSlotMoves(cluster, key, args, readonly, Date.now() + opts.commandTimeoutMs - 50);
+        sendThroughSlotMoves(cluster, key, args, readonly, performance.now() + opts.commandTimeoutMs - 50);
       const cluster = createCluster({
         RESP: 2,
         rootNodes: target.seeds.map((h: RedisHost) => ({ socket: { host: h.host, port: h.port, connectTimeout: opts.connectTimeoutMs } })),
