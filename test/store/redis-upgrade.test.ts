@@ -7,6 +7,7 @@ import { hashSecret, newSecret, userTag } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
 import type { RefreshToken } from '../../src/store/port.ts';
 import { openConnection, type RedisConnection } from '../../src/store/redis/connection.ts';
+import { LAYOUT, RedisLayoutTooNew } from '../../src/store/redis/migrate.ts';
 import { openRedisStore, parseRedisUrl, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
 import { Layout1Writer } from '../support/redis-layout1.ts';
 import { purgePrefix, redisUrlForTests, requireOrSkip, testPrefix } from '../support/redis.ts';
@@ -177,5 +178,90 @@ return 1`;
     expect(listed.items.filter((s) => s.status === 'active')).toHaveLength(2);
     const ended = await store.revokeUserSessions(tenantId, userId, 'logout', T0 + 31);
     expect(ended.map((s) => s.handle)).toStrictEqual(sessions.slice(28).map((s) => s.handle));
+  });
+});
+
+// The layout mark (src/store/redis/migrate.ts): a start records layout 3 (2 → 3 rewrites nothing),
+// and code that knows a lower layout than the store's mark refuses to start against it.
+describe.skipIf(skip)('Redis layout mark', () => {
+  const prefix = testPrefix('layout');
+  const mark = `${prefix}meta:layout`;
+  let conn: RedisConnection;
+
+  beforeAll(async () => {
+    conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 1000, commandTimeoutMs: 2000 });
+  });
+  afterAll(async () => {
+    await conn?.close();
+    await purgePrefix(redis.url, prefix);
+  });
+
+  it('upgrades a store marked layout 2 to layout 3, and marks a store that has no mark', async () => {
+    expect(LAYOUT).toBe(3);
+    await conn.send(mark, ['SET', mark, '2']);
+    const upgraded = await openRedisStore(redis.url, { prefix, retentionMs: RETENTION });
+    await upgraded.close();
+    expect(await conn.send(mark, ['GET', mark])).toBe('3');
+    await conn.send(mark, ['DEL', mark]);
+    const fresh = await openRedisStore(redis.url, { prefix, retentionMs: RETENTION });
+    await fresh.close();
+    expect(await conn.send(mark, ['GET', mark])).toBe('3');
+  });
+
+  it('refuses a store marked with a layout higher than it knows, and leaves the mark as it was', async () => {
+    await conn.send(mark, ['SET', mark, '4']);
+    const opened = openRedisStore(redis.url, { prefix, retentionMs: RETENTION });
+    await expect(opened).rejects.toBeInstanceOf(RedisLayoutTooNew);
+    await expect(opened).rejects.toThrow(/layout 4.*knows layouts up to 3/);
+    expect(await conn.send(mark, ['GET', mark])).toBe('4');
+    await conn.send(mark, ['SET', mark, '3']);
+  });
+});
+
+// A value written before the split still holds its spent refresh tokens in the record; the first
+// script reading it sheds them, and a script that does not save (the token read, a rotation's
+// 'unknown') must find them in the same call: a thief replaying the oldest token is reuse.
+describe.skipIf(skip)('Redis layout 2: a spent refresh token in a value written before the split', () => {
+  const prefix = testPrefix('spentlegacy');
+  let conn: RedisConnection;
+  let store: RedisSessionStore;
+  const tenantId = 't-spent';
+  const userId = 'u-spent';
+  const s = issueSession({ tenantId, userId, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password' }, T0).session;
+  const [h0, h1, h2] = [hashSecret(newSecret()), hashSecret(newSecret()), hashSecret(newSecret())];
+  // t0 → t1 → t2: t0 is spent (its successor t1 was rotated in its turn), t2 is current.
+  const t0: RefreshToken = { tokenHash: h0, sessionHandle: s.handle, tenantId, userId, createdAt: T0, rotatedAt: T0 + 5, successorHash: h1 };
+  const t1: RefreshToken = { tokenHash: h1, sessionHandle: s.handle, tenantId, userId, createdAt: T0 + 5, rotatedAt: T0 + 6, successorHash: h2 };
+  const t2: RefreshToken = { tokenHash: h2, sessionHandle: s.handle, tenantId, userId, createdAt: T0 + 6, rotatedAt: null, successorHash: null };
+  const endedKey = `${prefix}{${userTag(tenantId, userId)}}:e`;
+
+  beforeAll(async () => {
+    conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 1000, commandTimeoutMs: 2000 });
+    store = await openRedisStore(redis.url, { prefix, retentionMs: RETENTION });
+    expect((await store.createSession(s, T0)).ok).toBe(true);
+    // Adding a token sheds nothing (only a value read with three or more tokens does): after the
+    // third add the live value holds the whole chain, as one written before the split does.
+    for (const t of [t0, t1, t2]) await store.addRefreshToken(t);
+    expect(Number(await conn.send(endedKey, ['EXISTS', endedKey]))).toBe(0);
+  });
+  afterAll(async () => {
+    await store?.close();
+    await conn?.close();
+    await purgePrefix(redis.url, prefix);
+  });
+
+  it('answers a replay of the oldest token as reuse: the family is revoked, the latest token is then inactive', async () => {
+    // The read the refresh flow does first (app-sessions.ts refreshTokenPair) does not save.
+    expect(await store.getRefreshToken(h0)).toStrictEqual(t0);
+    expect(Number(await conn.send(endedKey, ['EXISTS', endedKey]))).toBe(0);
+    // The replay: 'reused' is what the flow emits refresh_token.reused for and revokes on.
+    const replay = await store.rotateRefreshToken(h0, hashSecret(newSecret()), T0 + MIN, 0, T0 + 15 * MIN);
+    expect(replay.outcome).toBe('reused');
+    if (replay.outcome !== 'reused') return;
+    expect(replay.revoked.map((x) => x.handle)).toStrictEqual([s.handle]);
+    expect(await store.getSessionByHandle(s.handle)).toMatchObject({ status: 'revoked', revokeReason: 'refresh_reuse' });
+    // The reuse saved the spent token where it now lives: a second replay finds the ended family.
+    expect((await store.rotateRefreshToken(h0, hashSecret(newSecret()), T0 + 2 * MIN, 0, null)).outcome).toBe('inactive');
+    expect((await store.rotateRefreshToken(h2, hashSecret(newSecret()), T0 + 2 * MIN, 0, null)).outcome).toBe('inactive');
   });
 });

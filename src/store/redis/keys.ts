@@ -1,7 +1,8 @@
 // The Redis key layout of the session store. `P` is the configurable prefix (opts.prefix, e.g.
 // `tessera:`); `T` is a routing tag of 12 base64url characters.
 //
-// Layout 2 (this one; `P meta:layout` = 2, see migrate.ts for the upgrade from layout 1).
+// Layout 3 (this one: layout 2 with the live/ended split; `P meta:layout` = 3, see migrate.ts for
+// the upgrade from layouts 1 and 2 and the refusal of a higher mark).
 //
 // Per-user keys — all in the Cluster hash slot of `{T}`, T = userTag(tenantId, userId), so every
 // script over one user's data runs atomically on one node:

@@ -13,6 +13,15 @@
 //   `P exp` last.
 // - Old processes must be stopped first: a session they write after a new process started is
 //   migrated at the next start of a new process (while `P gc` exists), not before.
+//
+// The layout mark `P meta:layout` (checkLayout, recordLayout): 3 is layout 2 with its live/ended
+// split (a user's ended records and spent refresh tokens in P{T}:e, keys.ts). Layout 2 → 3
+// rewrites nothing (a value written before the split is shed by the first script that reads it,
+// slot-lua.ts) but is recorded, so that code knowing a lower layout can refuse the store: a
+// start against a mark higher than LAYOUT fails with RedisLayoutTooNew before anything is read
+// or written. The releases before the mark (layouts 1 and 2) never read it: they do not refuse,
+// so every process of such a version must be stopped before one of this version starts, and
+// none may be started again on the same prefix (no downgrade).
 
 import type { Session } from '../../domain/session.ts';
 import { expiresAt } from '../../domain/session.ts';
@@ -51,6 +60,49 @@ return finish(1)
 );
 
 const BATCH = 1000;
+
+/** The Redis layout this code reads and writes (see the top). */
+export const LAYOUT = 3;
+
+/** The store was marked by a newer version with a layout this code does not know. */
+export class RedisLayoutTooNew extends Error {
+  readonly found: number;
+  constructor(found: number, prefix: string) {
+    super(
+      `The Redis store under prefix "${prefix}" has layout ${found}, written by a newer Tessera version; ` +
+        `this version knows layouts up to ${LAYOUT} and does not start against it (no downgrade: run the newer version).`,
+    );
+    this.name = 'RedisLayoutTooNew';
+    this.found = found;
+  }
+}
+
+function layoutKey(keys: RedisKeys): string {
+  return keys.meta('layout');
+}
+
+/** Refuses (RedisLayoutTooNew) a store marked with a layout higher than LAYOUT. One GET. */
+export async function checkLayout(conn: RedisConnection, keys: RedisKeys): Promise<void> {
+  const key = layoutKey(keys);
+  const found = Number((await conn.send(key, ['GET', key])) ?? 0);
+  if (found > LAYOUT) throw new RedisLayoutTooNew(found, keys.prefix);
+}
+
+/**
+ * Records LAYOUT as the store's layout once the upgrade to it is done, never lowering a mark: a
+ * newer process that marked a higher one meanwhile wins, and this start is refused.
+ */
+const RECORD_LAYOUT = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if cur > tonumber(ARGV[1]) then return cur end
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return cur`;
+
+export async function recordLayout(conn: RedisConnection, keys: RedisKeys): Promise<void> {
+  const key = layoutKey(keys);
+  const found = Number(await conn.send(key, ['EVAL', RECORD_LAYOUT, '1', key, String(LAYOUT)]));
+  if (found > LAYOUT) throw new RedisLayoutTooNew(found, keys.prefix);
+}
 
 export interface MigrationReport {
   sessions: number;

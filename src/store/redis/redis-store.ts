@@ -43,7 +43,7 @@ import { RedisCoordination } from './coordination.ts';
 import { RedisFederationStore } from './federation.ts';
 import { RedisKeys } from './keys.ts';
 import { RedisMeta } from './meta.ts';
-import { migrateLayout1 } from './migrate.ts';
+import { checkLayout, migrateLayout1, recordLayout, RedisLayoutTooNew } from './migrate.ts';
 import { RedisOidcStore } from './oidc.ts';
 import { RedisSessions } from './sessions.ts';
 import { parseRedisUrl } from './url.ts';
@@ -94,13 +94,17 @@ export async function openRedisStore(url: string, opts: RedisStoreOptions): Prom
     ...(opts.onError ? { onError: opts.onError } : {}),
   });
   try {
+    // A store a newer version marked with a layout this code does not know: refused (migrate.ts).
+    await checkLayout(conn, keys);
     // Listings that records written by older versions are missing from (indexes.ts): once.
     await backfillListings(conn, keys);
     // Layout 1 → 2 before anything is answered (migrate.ts); one EXISTS when there is nothing to do.
     await migrateLayout1(conn, keys, retentionMs);
+    // Then the mark: layout 3 (2 → 3 rewrites nothing, values are shed as they are read).
+    await recordLayout(conn, keys);
   } catch (err) {
     await conn.close().catch(() => undefined);
-    throw toStoreError(err);
+    throw err instanceof RedisLayoutTooNew ? err : toStoreError(err);
   }
   return composeRedisStore(conn, {
     keys,

@@ -393,7 +393,9 @@ local function findToken(hb)
       end
     end
   end
-  local v = redis.call('HGET', ekey, 'h' .. hb)
+  -- A token spent in this call (shed from a value written before the split, on its first read)
+  -- is not in P{tag}:e until the call saves: found in spentNew first.
+  local v = spentNew['h' .. hb] or redis.call('HGET', ekey, 'h' .. hb)
   if not v then return nil, nil, nil end
   if isSpentEntry(v) then
     local e = cmsgpack.unpack(v)
