@@ -115,6 +115,24 @@ describe.skipIf(skip)('Redis upgrade from layout 1', () => {
   }, 120_000);
 });
 
+// What the previous script version's revoke left: status revoked, endedAt and reason set, the
+// record still in the one value (positions as in slot-lua.ts: 10 status, 14 the rest).
+const OLD_REVOKE = `
+local v = cmsgpack.unpack(redis.call('GET', KEYS[1]))
+for r, rec in pairs(v) do
+if rec[4] < tonumber(ARGV[1]) then
+  for i = 1, 14 do rec[i] = rec[i] or false end
+  rec[10] = 1
+  local x = rec[14] or {}
+  for i = 1, 6 do x[i] = x[i] or false end
+  x[4] = 5
+  x[5] = 'logout'
+  rec[14] = x
+end
+end
+redis.call('SET', KEYS[1], cmsgpack.pack(v), 'KEEPTTL')
+return 1`;
+
 // Layout 2 before its live/ended split kept ended records in the user's one value until their
 // purge (docs/performance.md, "One user with many sessions"). Such a value is upgraded where it
 // lies: the first script that reads it moves the revoked records to the ended ones.
@@ -132,23 +150,6 @@ describe.skipIf(skip)('Redis layout 2: a value written before the live/ended spl
   const tag = userTag(tenantId, userId);
   const liveKey = (): string => `${prefix}{${tag}}:s`;
   const endedKey = (): string => `${prefix}{${tag}}:e`;
-  // What the previous script version's revoke left: status revoked, endedAt and reason set, the
-  // record still in the one value (positions as in slot-lua.ts: 10 status, 14 the rest).
-  const OLD_REVOKE = `
-local v = cmsgpack.unpack(redis.call('GET', KEYS[1]))
-for r, rec in pairs(v) do
-  if rec[4] < tonumber(ARGV[1]) then
-    for i = 1, 14 do rec[i] = rec[i] or false end
-    rec[10] = 1
-    local x = rec[14] or {}
-    for i = 1, 6 do x[i] = x[i] or false end
-    x[4] = 5
-    x[5] = 'logout'
-    rec[14] = x
-  end
-end
-redis.call('SET', KEYS[1], cmsgpack.pack(v), 'KEEPTTL')
-return 1`;
 
   beforeAll(async () => {
     conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 1000, commandTimeoutMs: 2000 });
@@ -263,5 +264,47 @@ describe.skipIf(skip)('Redis layout 2: a spent refresh token in a value written 
     // The reuse saved the spent token where it now lives: a second replay finds the ended family.
     expect((await store.rotateRefreshToken(h0, hashSecret(newSecret()), T0 + 2 * MIN, 0, null)).outcome).toBe('inactive');
     expect((await store.rotateRefreshToken(h2, hashSecret(newSecret()), T0 + 2 * MIN, 0, null)).outcome).toBe('inactive');
+  });
+});
+
+// The first read of a value written before the split moves its revoked records to the ended ones;
+// until that call saves they have no index field in P{T}:e, and must still be found by hash.
+describe.skipIf(skip)('Redis layout 2: a revoked record of a value written before the split, on the first read', () => {
+  const prefix = testPrefix('movedread');
+  let conn: RedisConnection;
+  let store: RedisSessionStore;
+  const tenantId = 't-moved';
+  const userId = 'u-moved';
+  const issued = (at: number): Session => issueSession({ tenantId, userId, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password' }, at).session;
+  const [gone, live] = [issued(T0), issued(T0 + 10)];
+  const tok: RefreshToken = { tokenHash: hashSecret(newSecret()), sessionHandle: gone.handle, tenantId, userId, createdAt: T0, rotatedAt: null, successorHash: null };
+  const liveKey = `${prefix}{${userTag(tenantId, userId)}}:s`;
+  const endedKey = `${prefix}{${userTag(tenantId, userId)}}:e`;
+
+  beforeAll(async () => {
+    conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 1000, commandTimeoutMs: 2000 });
+    store = await openRedisStore(redis.url, { prefix, retentionMs: RETENTION });
+    for (const s of [gone, live]) expect((await store.createSession(s, s.createdAt)).ok).toBe(true);
+    await store.addRefreshToken(tok);
+    await conn.send(liveKey, ['EVAL', OLD_REVOKE, '1', liveKey, String(T0 + 5)]);
+  });
+  afterAll(async () => {
+    await store?.close();
+    await conn?.close();
+    await purgePrefix(redis.url, prefix);
+  });
+
+  it('reads its refresh token and its secret hash before anything saved the split', async () => {
+    const revoked = { ...gone, status: 'revoked', endedAt: gone.createdAt + 5, revokeReason: 'logout' };
+    // The token read does not save: the value is still unsplit afterwards.
+    expect(await store.getRefreshToken(tok.tokenHash)).toStrictEqual(tok);
+    expect(Number(await conn.send(endedKey, ['EXISTS', endedKey]))).toBe(0);
+    expect((await store.rotateRefreshToken(tok.tokenHash, hashSecret(newSecret()), T0 + MIN, 0, null)).outcome).toBe('inactive');
+    expect(Number(await conn.send(endedKey, ['EXISTS', endedKey]))).toBe(0);
+    // The first read by secret splits the value and answers the record it has just moved.
+    expect(await store.getSessionBySecretHash(gone.secretHash)).toStrictEqual(revoked);
+    expect(Number(await conn.send(endedKey, ['EXISTS', endedKey]))).toBe(1);
+    expect(await store.getSessionBySecretHash(gone.secretHash)).toStrictEqual(revoked);
+    expect(await store.getRefreshToken(tok.tokenHash)).toStrictEqual(tok);
   });
 });

@@ -375,10 +375,28 @@ local function isSpentEntry(v)
   return #v ~= 16 and string.byte(v, 1) ~= 0
 end
 
+-- A record moved to the ended ones in this call (one a value written before the split held) has
+-- no index field until the call saves: the one whose secret or token hash is hb, and the token.
+local function movedByHash(hb)
+  for r in pairs(coldDirty) do
+    local rec = C[r]
+    if rec[SEC] == hb then return r, rec, nil end
+    if rec[TOK] then
+      for _, t in ipairs(rec[TOK]) do
+        if t[1] == hb then return r, rec, t end
+      end
+    end
+  end
+  return nil, nil, nil
+end
 -- The ended record whose secret or refresh-token hash is hb (binary form), by its index field.
 local function coldByHash(hb)
   local r = redis.call('HGET', ekey, 'h' .. hb)
-  if not r or isSpentEntry(r) then return nil, nil end
+  if not r then
+    local mr, rec = movedByHash(hb)
+    return mr, rec
+  end
+  if isSpentEntry(r) then return nil, nil end
   return r, coldGet(r)
 end
 
@@ -396,7 +414,11 @@ local function findToken(hb)
   -- A token spent in this call (shed from a value written before the split, on its first read)
   -- is not in P{tag}:e until the call saves: found in spentNew first.
   local v = spentNew['h' .. hb] or redis.call('HGET', ekey, 'h' .. hb)
-  if not v then return nil, nil, nil end
+  if not v then
+    local r, rec, t = movedByHash(hb)
+    if not t then return nil, nil, nil end
+    return r, rec, t
+  end
   if isSpentEntry(v) then
     local e = cmsgpack.unpack(v)
     local rec = recOf(e[1])
