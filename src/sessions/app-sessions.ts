@@ -233,7 +233,7 @@ function rememberOwner(deps: object, tokenHash: string, owner: TokenOwner): void
  * a client that keeps refreshing through the same process costs the rotation alone. A token the
  * store no longer holds is refused by the rotation itself ('unknown'), as by the read. The user
  * record (for the scope) comes with the rotation where the store reads it in the same step; a
- * user that no longer exists gets invalid_grant, and its session no new pair.
+ * user that no longer exists or is disabled gets invalid_grant, and its session no new pair.
  */
 export async function refreshTokenPair(deps: Deps, presented: string, now: number, origin?: Origin): Promise<TokenPair> {
   const successor = keyedDigest(deps.keys.refresh, presented);
@@ -250,7 +250,9 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
    */
   const userOf = async (read: User | null | undefined): Promise<User> => {
     const user = read !== undefined ? read : await deps.store.getUser(known.tenantId, known.userId);
-    if (!user) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+    // A disabled user's sessions are ended when the user is disabled; should that end have failed
+    // (or not reached this session yet), the refresh is refused all the same.
+    if (!user || user.disabled === true) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
     return user;
   };
 

@@ -207,6 +207,29 @@ describe.each(storeChoices({ cluster: true }))('admin API on %s', (store) => {
       expect((await login(home, 'leaver@example.com')).statusCode).toBe(200);
     });
 
+    it('a user disabled whose sessions were not ended (the end failed) cannot refresh; PATCH disabled=true again ends the sessions', async () => {
+      expect((await createUser(admin, home, 'halfway@example.com')).statusCode).toBe(201);
+      const id = await userId(home, 'halfway@example.com');
+      const live = await loggedIn(home, 'halfway@example.com');
+      // What a PATCH leaves when the user was stored disabled and the end of the sessions failed.
+      const u = await s.store.getUser(home, id);
+      await s.store.updateUser({ ...u!, disabled: true, updatedAt: u!.updatedAt + 1 });
+      const refresh = await s.app.inject({ method: 'POST', url: '/api/v1/auth/token/refresh', payload: { refreshToken: live.refreshToken } });
+      expect(refresh.statusCode, refresh.body).toBe(401);
+      expect(refresh.json()).toMatchObject({ code: 'invalid_grant' });
+      // The session itself is still live until the retried PATCH ends it.
+      expect((await s.app.inject({ url: '/api/v1/session', headers: { authorization: `Bearer ${live.userSessionToken}` } })).statusCode).toBe(200);
+      const r = await s.app.inject({ method: 'PATCH', url: `/api/v1/admin/users/${id}`, headers: asHome(), payload: { disabled: true } });
+      expect(r.statusCode, r.body).toBe(200);
+      expect(r.json()).toMatchObject({ disabled: true });
+      expect((await s.app.inject({ url: '/api/v1/session', headers: { authorization: `Bearer ${live.userSessionToken}` } })).statusCode).toBe(401);
+      const events = await auditTypes(home, 'user.disabled');
+      expect(events.filter((e) => e.userId === id).map((e) => e.details.sessionsEnded)).toEqual([1]);
+      // Once nothing is left to end, another disabled=true records nothing more.
+      expect((await s.app.inject({ method: 'PATCH', url: `/api/v1/admin/users/${id}`, headers: asHome(), payload: { disabled: true } })).statusCode).toBe(200);
+      expect((await auditTypes(home, 'user.disabled')).filter((e) => e.userId === id)).toHaveLength(1);
+    });
+
     it("an administrator's password reset ends the sessions; the new password works, the old does not", async () => {
       expect((await createUser(admin, home, 'forgetful@example.com')).statusCode).toBe(201);
       const id = await userId(home, 'forgetful@example.com');

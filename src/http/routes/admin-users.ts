@@ -169,7 +169,7 @@ export async function adminUserRoutes(app: App, deps: Deps): Promise<void> {
         operationId: 'updateUser',
         summary: 'Change a user: email, roles, disabled, or reset the password',
         description:
-          'Disabling a user or resetting the password ends all of the user’s sessions; a disabled user’s login answers 403 `user_disabled`. Audit events: `user.updated` (the changed fields, never the password), `user.disabled`, `user.enabled`, `user.password_reset`.',
+          'Disabling a user or resetting the password ends all of the user’s sessions; a disabled user’s login answers 403 `user_disabled` and their refresh 401 `invalid_grant`; `disabled: true` on a user disabled already ends what is left of the sessions (a retried PATCH). Audit events: `user.updated` (the changed fields, never the password), `user.disabled`, `user.enabled`, `user.password_reset`.',
         security: BearerSecurity,
         ...oneUser,
         body: Type.Object(
@@ -195,14 +195,18 @@ export async function adminUserRoutes(app: App, deps: Deps): Promise<void> {
         next.roles = body.roles;
         changed.push('roles');
       }
-      const disabling = body.disabled === true && before.disabled !== true;
+      // disabled=true ends the user's sessions even when the user is stored disabled already: a
+      // PATCH retried after its end of the sessions failed must still end them.
+      const disable = body.disabled === true;
+      const disabling = disable && before.disabled !== true;
       const enabling = body.disabled === false && before.disabled === true;
       if (disabling) next.disabled = true;
       if (enabling) delete next.disabled;
       if (body.password !== undefined) next.passwordHash = await hashPassword(body.password);
-      if (changed.length === 0 && !disabling && !enabling && body.password === undefined) return userJson(before);
+      const writing = changed.length > 0 || disabling || enabling || body.password !== undefined;
+      if (!writing && !disable) return userJson(before);
 
-      const stored = await deps.store.updateUser(next);
+      const stored = writing ? await deps.store.updateUser(next) : before;
       if (changed.length > 0) {
         userEvent(deps, request, 'user.updated', stored, now, {
           fields: changed,
@@ -210,14 +214,14 @@ export async function adminUserRoutes(app: App, deps: Deps): Promise<void> {
           ...(changed.includes('roles') ? { rolesBefore: before.roles, roles: stored.roles } : {}),
         });
       }
-      if (disabling) {
+      if (disable) {
         const revoked = await endSessionsOf(deps, request, stored, 'user_disabled', now);
-        userEvent(deps, request, 'user.disabled', stored, now, { sessionsEnded: revoked });
+        if (disabling || revoked > 0) userEvent(deps, request, 'user.disabled', stored, now, { sessionsEnded: revoked });
       } else if (body.password !== undefined) {
         const revoked = await endSessionsOf(deps, request, stored, 'password_changed', now);
         userEvent(deps, request, 'user.password_reset', stored, now, { sessionsEnded: revoked });
       }
-      if (disabling && body.password !== undefined) userEvent(deps, request, 'user.password_reset', stored, now, { sessionsEnded: 0 });
+      if (disable && body.password !== undefined) userEvent(deps, request, 'user.password_reset', stored, now, { sessionsEnded: 0 });
       if (enabling) userEvent(deps, request, 'user.enabled', stored, now, {});
       return userJson(stored);
     },
