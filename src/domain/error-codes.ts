@@ -84,7 +84,6 @@ export const ERROR_CODES = [
   'invalid_parent',
   'org_changed',
   'refresh_token_exists',
-  'session_capacity_reached',
   'session_exists',
   'session_limit_reached',
   'sso_email_conflict',

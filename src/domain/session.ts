@@ -16,6 +16,7 @@ export const REVOKE_REASONS = [
   'user', // the user ended it (self-service)
   'parent_revoked', // an ancestor in the tree ended
   'limit_evicted', // pushed out by the per-user session limit
+  'user_capacity', // pushed out by the Redis store's cap on one user's live sessions (TESSERA_REDIS_USER_SESSIONS_MAX)
   'refresh_reuse', // a rotated refresh token came back after the grace window
   'password_changed',
   'consumed', // a single-use session (flow, redirect, one-time token) was used

@@ -114,6 +114,8 @@ export async function startConsentRedirect(deps: Deps, input: StartRedirectInput
     const created = await deps.store.createSession(issued.session, now);
     if (!created.ok) throw new Error('a redirect session is created without a limit');
     redirect = created.session;
+    // On Redis, room made under the per-user cap (sessions the cap ended).
+    announceEnded(deps, created.evicted, now, origin);
   } catch (err) {
     // The app session ended between authentication and here (a logout in another tab). The
     // consent stays pending and expires with the redirect that never was.

@@ -17,7 +17,6 @@ import type { Store } from '../store/port.ts';
 import type { DerivedKeys } from '../tokens/derived-keys.ts';
 import type { KeyRing } from '../tokens/key-ring.ts';
 import type { SessionCache } from './session-cache.ts';
-import { auditedAtCapacity } from './capacity.ts';
 import { loadTenant } from './tenant-cache.ts';
 import type { CreateLimit, RefreshToken } from '../store/port.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
@@ -128,7 +127,7 @@ export async function startAppSession(deps: Deps, input: StartAppSession, now: n
     now,
   );
   if (mode === 'cookie') issued.session.data.xsrfHash = hashSecret(xsrfTokenOf(deps, issued.session.handle));
-  const result = await auditedAtCapacity(deps, issued.session, now, origin, () => deps.store.createSession(issued.session, now, appSessionLimit(tenant)));
+  const result = await deps.store.createSession(issued.session, now, appSessionLimit(tenant));
   if (!result.ok) {
     throw new Conflict(
       'session_limit_reached',

@@ -1,11 +1,10 @@
 // One user with many sessions on Redis (docs/performance.md, "One user with many sessions"): every
 // script on a user's sessions reads and writes that user's live value, so its size is what each
 // operation costs Redis. These tests assert the structure that bounds it — the live value holds
-// only live records, ended ones are reached one field at a time, and the per-user cap refuses the
-// record over it — not a time.
+// only live records, ended ones are reached one field at a time, and the per-user cap keeps it
+// bounded (by ending the oldest records, never by refusing a login) — not a time.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Conflict } from '../../src/domain/errors.ts';
 import { hashSecret, newSecret, userTag } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
 import type { RefreshToken } from '../../src/store/port.ts';
@@ -223,35 +222,105 @@ describe.skipIf(skip)('Redis: one user with many sessions', () => {
     expect((await store.rotateRefreshToken(hashes[2] as string, hashHere(), T0 + 7, 10_000, null)).outcome).toBe('reused');
   });
 
-  it('refuses the live session over the cap (409 session_capacity_reached), stores nothing of it, and takes one again once another ended', async () => {
-    const tenantId = 't-cap';
-    const userId = 'u-cap';
+  it('at the cap, a new login first moves the oldest records no longer valid (idle-expired) to the ended ones, and gets in', async () => {
+    const tenantId = 't-cap-idle';
+    const userId = 'u-cap-idle';
     const made: Session[] = [];
     for (let i = 0; i < 20; i++) {
       const s = app(tenantId, userId, T0 + i);
       expect((await store.createSession(s, s.createdAt)).ok).toBe(true);
       made.push(s);
     }
-    const over = app(tenantId, userId, T0 + 20);
-    const err = await store.createSession(over, over.createdAt).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(Conflict);
-    expect(err).toMatchObject({ status: 409, code: 'session_capacity_reached' });
-    expect(await store.getSessionByHandle(over.handle)).toBeNull();
-    expect(await store.getSessionBySecretHash(over.secretHash)).toBeNull();
-    const tenantPage = await store.listSessions({ tenantId, now: T0 + 21, limit: 100 });
-    expect(tenantPage.items.map((s) => s.handle)).not.toContain(over.handle);
+    // The first three are past their idle expiry (not valid), still before their absolute one.
+    const now = (made[2] as Session).idleExpiresAt as number;
+    expect(await hlen(ended(tenantId, userId))).toBe(0);
+    const next = app(tenantId, userId, now);
+    const r = await store.createSession(next, now);
+    expect(r).toMatchObject({ ok: true, evicted: [] });
+    // Only the oldest moved (record and secret index fields), as it is, and reads as expired.
+    expect(await hlen(ended(tenantId, userId))).toBe(2);
+    expect(await store.getSessionByHandle((made[0] as Session).handle)).toMatchObject({ handle: (made[0] as Session).handle, status: 'active', revokeReason: null });
+    const active = await store.listSessions({ tenantId, userId, status: 'active', now, limit: 100 });
+    expect(active.items.map((s) => s.handle).sort()).toStrictEqual([...made.slice(3), next].map((s) => s.handle).sort());
+    // Every valid one kept; the live value holds 20 records.
     expect(await strlen(live(tenantId, userId))).toBeLessThanOrEqual(20 * RECORD_BYTES);
-
-    // A renewal over the cap is refused the same way.
-    const idle = made[0] as Session;
-    const successor = app(tenantId, userId, (idle.idleExpiresAt as number) + 1);
-    await expect(store.renewAfterExpiry(idle.handle, successor, successor.createdAt)).rejects.toMatchObject({ code: 'session_capacity_reached' });
-
-    // One logout makes room.
-    await store.revokeSession((made[1] as Session).handle, 'logout', T0 + 22);
-    const again = app(tenantId, userId, T0 + 23);
-    expect((await store.createSession(again, again.createdAt)).ok).toBe(true);
+    // The moved record is still renewable after a consent return, and the sweeper still ends it.
+    const successor = app(tenantId, userId, now + 1);
+    expect(await store.renewAfterExpiry((made[0] as Session).handle, successor, now + 1)).toMatchObject({ outcome: 'renewed', created: true });
+    expect(await store.getSessionByHandle((made[0] as Session).handle)).toMatchObject({ successorHandle: successor.handle });
+    const swept = await store.sweepExpired(now + 2, 100);
+    expect(swept.map((x) => x.handle)).toContain((made[0] as Session).handle);
+    expect(await store.getSessionByHandle((made[0] as Session).handle)).toMatchObject({ status: 'expired', successorHandle: successor.handle });
   });
+
+  it('at the cap with every session valid, the oldest is revoked user_capacity (subtree too), announced on the feed, and the new one gets in', async () => {
+    const tenantId = 't-cap';
+    const userId = 'u-cap';
+    const listener = await openRedisStore(redis.url, { prefix, retentionMs: RETENTION, maxLiveSessionsPerUser: 20, commandTimeoutMs: 5000 });
+    const heard: string[] = [];
+    const sub = await listener.subscribeSessionEnds(
+      (handles) => heard.push(...handles),
+      () => {},
+    );
+    try {
+      const made: Session[] = [];
+      for (let i = 0; i < 19; i++) {
+        const s = app(tenantId, userId, T0 + i);
+        expect((await store.createSession(s, s.createdAt)).ok).toBe(true);
+        made.push(s);
+      }
+      // A child of the oldest: it goes with it.
+      const oldest = made[0] as Session;
+      const child = { ...app(tenantId, userId, T0 + 19), parentHandle: oldest.handle };
+      expect((await store.createSession(child, child.createdAt)).ok).toBe(true);
+      const next = app(tenantId, userId, T0 + 20);
+      const r = await store.createSession(next, next.createdAt);
+      expect(r.ok).toBe(true);
+      if (!r.ok) return;
+      expect(r.evicted.map((s) => [s.handle, s.status, s.revokeReason])).toStrictEqual([
+        [oldest.handle, 'revoked', 'user_capacity'],
+        [child.handle, 'revoked', 'parent_revoked'],
+      ]);
+      expect(await store.getSessionByHandle(oldest.handle)).toMatchObject({ status: 'revoked', revokeReason: 'user_capacity' });
+      expect(await store.getSessionByHandle(next.handle)).toMatchObject({ status: 'active' });
+      const active = await store.listSessions({ tenantId, userId, status: 'active', now: T0 + 21, limit: 100 });
+      expect(active.items).toHaveLength(19);
+      // Published on the feed of ends, for every process's cache.
+      for (let i = 0; i < 500 && !(heard.includes(oldest.handle) && heard.includes(child.handle)); i++) await new Promise((res) => setTimeout(res, 10));
+      expect(heard).toEqual(expect.arrayContaining([oldest.handle, child.handle]));
+      // A renewal (which counts against the cap like a login) still gets in.
+      const idle = made[1] as Session;
+      const successor = app(tenantId, userId, (idle.idleExpiresAt as number) + 1);
+      const renewed = await store.renewAfterExpiry(idle.handle, successor, successor.createdAt);
+      expect(renewed).toMatchObject({ outcome: 'renewed', created: true });
+      expect(await strlen(live(tenantId, userId))).toBeLessThanOrEqual(20 * RECORD_BYTES);
+    } finally {
+      await sub.close();
+      await listener.close();
+    }
+  });
+
+  it('5,000 logins of one user with no tenant limit: the cap keeps the live value at 20 records, every login gets in', async () => {
+    const tenantId = 't-cap-many';
+    const userId = 'u-cap-many';
+    const N = 5000;
+    let evicted = 0;
+    let maxSize = 0;
+    for (let i = 0; i < N; i += 50) {
+      const batch = Array.from({ length: 50 }, (_, j) => app(tenantId, userId, T0 + i + j));
+      const results = await Promise.all(batch.map((s) => store.createSession(s, s.createdAt)));
+      for (const r of results) {
+        expect(r.ok).toBe(true);
+        if (r.ok) evicted += r.evicted.length;
+      }
+      maxSize = Math.max(maxSize, await strlen(live(tenantId, userId)));
+    }
+    expect(maxSize).toBeLessThanOrEqual(20 * RECORD_BYTES);
+    expect(evicted).toBe(N - 20);
+    const active = await store.listSessions({ tenantId, userId, status: 'active', now: T0 + N + 1, limit: 100 });
+    expect(active.items).toHaveLength(20);
+    expect(await store.revokeUserSessions(tenantId, userId, 'logout', T0 + N + 1)).toHaveLength(20);
+  }, 180_000);
 
   it('keeps an idle-expired session live (renewable) until its absolute expiry, then moves it to the ended records', async () => {
     const tenantId = 't-idle';

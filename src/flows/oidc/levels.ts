@@ -15,7 +15,6 @@ import { sessionEvent, emit, type Origin } from '../../events/bus.ts';
 import { CookieSigner, cookieName } from '../../tokens/cookies.ts';
 import type { Config } from '../../config/config.ts';
 import { announceEnded, endSession, type SessionDeps } from '../../sessions/app-sessions.ts';
-import { auditedAtCapacity } from '../../sessions/capacity.ts';
 import { deriveKey } from '../../tokens/sealing.ts';
 
 /** What the session levels use, declared here (src/runtime.ts's `Deps` has all of it). */
@@ -110,7 +109,7 @@ export async function ensureAppSession(deps: Deps, idp: Session, clientId: strin
     now,
   );
   const limit = tenant.sessionLimit.max === null ? undefined : { kind: 'app' as const, max: tenant.sessionLimit.max, policy: tenant.sessionLimit.policy };
-  const r = await auditedAtCapacity(deps, session, now, origin, () => deps.store.createSession(session, now, limit));
+  const r = await deps.store.createSession(session, now, limit);
   if (!r.ok) throw new Conflict('session_limit_reached', `This account already has ${r.active} active sessions, the most the tenant allows; end one first.`);
   announceEnded(deps, r.evicted, now, origin);
   emit(deps, sessionEvent('session.created', r.session, now, { authMethod: 'oidc', clientId, renewed: existing.items.some((s) => s.clientId === clientId && s.parentHandle === idp.handle) }), origin);

@@ -8,7 +8,7 @@
 // Tessera ever storing it. Until redeemed the app session's mode is `pending`: no cookie, bearer
 // token or refresh token exists for it yet, so it cannot be used.
 
-import { Conflict, TesseraError, Unauthorized } from '../../domain/errors.ts';
+import { Conflict, Unauthorized } from '../../domain/errors.ts';
 import type { ExternalProfile, Organization } from '../../domain/organization.ts';
 import { hashSecret, newSecret } from '../../domain/secrets.ts';
 import { issueSession, type Device, type Session } from '../../domain/session.ts';
@@ -16,7 +16,6 @@ import { lifetimeOf, type Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
 import { sessionEvent, emit, type Origin } from '../../events/bus.ts';
 import { announceEnded, idleSecondsOf, type SessionDeps } from '../../sessions/app-sessions.ts';
-import { auditedAtCapacity } from '../../sessions/capacity.ts';
 import { keyedDigest } from '../../tokens/sealing.ts';
 import { externalSessionKeys } from '../oidc/levels.ts';
 import { SSO_TOKEN_LIFETIME_S } from './steps.ts';
@@ -66,8 +65,10 @@ export async function createIdpSession(
     },
     now,
   );
-  const storedIdp = await auditedAtCapacity(deps, issued.session, now, origin, () => deps.store.createSession(issued.session, now));
+  const storedIdp = await deps.store.createSession(issued.session, now);
   if (!storedIdp.ok) throw new Error('an idp session without a limit was refused');
+  // On Redis, room made under the per-user cap (sessions the cap ended).
+  announceEnded(deps, storedIdp.evicted, now, origin);
   emit(deps, sessionEvent('session.created', storedIdp.session, now, { authMethod, orgSlug: org.slug }), origin);
   for (const key of externalSessionKeys(profile.subject, profile.sessionId ?? null)) {
     await deps.store.oidc.linkExternalSession(
@@ -116,13 +117,7 @@ export async function createSsoSessions(
   ).session;
   app.secretHash = hashSecret(appSecretOf(deps, token));
   const limit = tenant.sessionLimit.max === null ? undefined : { kind: 'app' as const, max: tenant.sessionLimit.max, policy: tenant.sessionLimit.policy };
-  const storedApp = await auditedAtCapacity(deps, app, now, origin, () => deps.store.createSession(app, now, limit)).catch(async (err: unknown) => {
-    // The login cannot get an app session; its idp session must not outlive the refusal.
-    if (err instanceof TesseraError && err.code === 'session_capacity_reached') {
-      announceEnded(deps, await deps.store.revokeSession(idp.handle, 'limit_evicted', now), now, origin);
-    }
-    throw err;
-  });
+  const storedApp = await deps.store.createSession(app, now, limit);
   if (!storedApp.ok) {
     // The login cannot get an app session; its idp session must not outlive the refusal.
     announceEnded(deps, await deps.store.revokeSession(idp.handle, 'limit_evicted', now), now, origin);
@@ -162,5 +157,6 @@ export async function createSsoSessions(
   oneTime.secretHash = hashSecret(token);
   const storedToken = await deps.store.createSession(oneTime, now);
   if (!storedToken.ok) throw new Error('a one-time token session without a limit was refused');
+  announceEnded(deps, storedToken.evicted, now, origin);
   return { idp, app: storedApp.session, token };
 }

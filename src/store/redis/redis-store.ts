@@ -72,7 +72,8 @@ export interface RedisStoreOptions {
   replicaWait?: ReplicaWait;
   /**
    * The most live sessions (active, or expired and still renewable) one user may hold; a new one
-   * over it is refused (Conflict session_capacity_reached). Bounds the Redis time of every
+   * at it still gets in: the oldest no longer valid leave the live value, then the oldest valid is
+   * revoked `user_capacity` (slot-lua.ts makeRoom). Bounds the Redis time of every
    * operation on that user's sessions. Default DEFAULT_LIVE_MAX (200); 0 = no cap.
    */
   maxLiveSessionsPerUser?: number;

@@ -15,11 +15,12 @@ import { script } from './slot-lua.ts';
  * sessions and all getting in, so that N + k sessions exist under a limit of N (or two evicting
  * the same oldest session and both keeping theirs). Counting, evicting (with subtrees) and
  * storing are one step, so the limit holds however many logins race.
- * The per-user cap on live records (slot-lua.ts) is checked in the same step, after the limit's
- * evictions; a refusal saves nothing.
+ * The per-user cap on live records (slot-lua.ts makeRoom) is applied in the same step, after the
+ * limit's evictions: at the cap the oldest records no longer valid leave the live value, then the
+ * oldest valid sessions are revoked `user_capacity` (in the evicted records); never a refusal.
  * ARGV[5] handle, ARGV[6] limit kind ('' = no limit), ARGV[7] max, ARGV[8] policy, ARGV[9] cap
  * ('0' = none), ARGV[10..] session fields.
- * Reply: {'ok', record, {evicted records}} | {'limit', activeCount} | {'full', liveCount} | {'exists'}
+ * Reply: {'ok', record, {evicted records}} | {'limit', activeCount} | {'exists'}
  *      | {'secret_exists'} | {'parent_invalid'}
  */
 export const CREATE = script(
@@ -33,8 +34,7 @@ if not parentOk(f) then return { 'parent_invalid' } end
 local evicted = {}
 local refused = applyLimit(f, ARGV[6], ARGV[7], ARGV[8], evicted)
 if refused then return { 'limit', refused } end
-local full = overCap(ARGV[9])
-if full then return { 'full', full } end
+makeRoom(ARGV[9], f, evicted)
 local rec = recordOf(f)
 writeSession(r, rec)
 return finish({ 'ok', pairsOf(r, rec), evicted })
@@ -46,11 +46,11 @@ return finish({ 'ok', pairsOf(r, rec), evicted })
  * closed: several consent returns whose starting session expired at the bank each creating a new
  * session for the user. The first call links its successor to the predecessor; every later or
  * concurrent call finds the link and gets that same successor.
- * The successor counts against the user's limit like a login (applyLimit, same step).
+ * The successor counts against the user's limit and cap like a login (applyLimit, makeRoom, same step).
  * ARGV[5] predecessor handle, ARGV[6] limit kind ('' = none), ARGV[7] max, ARGV[8] policy,
  * ARGV[9] cap ('0' = none), ARGV[10..] successor fields.
  * Reply: {'renewed', record, 1|0, {evicted records}} | {'still_valid', record} | {'revoked', record}
- *        | {'missing'} | {'limit', activeCount} | {'full', liveCount} | {'exists'} | {'secret_exists'}
+ *        | {'missing'} | {'limit', activeCount} | {'exists'} | {'secret_exists'}
  *        | {'parent_invalid'} | {'mismatch'}
  */
 export const RENEW = script(
@@ -76,11 +76,11 @@ if not parentOk(f) then return { 'parent_invalid' } end
 local evicted = {}
 local refused = applyLimit(f, ARGV[6], ARGV[7], ARGV[8], evicted)
 if refused then return { 'limit', refused } end
-local full = overCap(ARGV[9])
-if full then return { 'full', full } end
+makeRoom(ARGV[9], f, evicted)
 local rec = recordOf(f)
 writeSession(r, rec)
 xset(p, SUCC, r)
+changed(p)
 return finish({ 'renewed', pairsOf(r, rec), 1, evicted })
 `,
 );
@@ -382,6 +382,7 @@ for i = 6, #ARGV do
     else
       rec[ST] = EX
       xset(rec, ENDT, e)
+      changed(rec)
       ended[#ended + 1] = handleOf(r)
       -- Idle-expired: still renewable, so live until its absolute expiry (looked at again then).
       local nextAt = rec[ABS]

@@ -64,7 +64,6 @@ export class RedisSessions implements SessionsStore {
       await this.index.undoIndex(session, pre);
       if (outcome === 'exists') throw new Conflict('session_exists', `A session with the handle ${session.handle} already exists.`);
       if (outcome === 'limit') return { ok: false, reason: 'limit_reached', active: Number(reply[1]) };
-      if (outcome === 'full') throw capacityReached(Number(reply[1]));
       if (outcome === 'secret_exists') throw secretInUse();
       if (outcome === 'parent_invalid') throw parentInvalid();
       throw new Error(`unexpected reply from the create script: ${String(outcome)}`);
@@ -308,8 +307,6 @@ export class RedisSessions implements SessionsStore {
             return { outcome: 'renewed', session: mustSession(reply[1]), created: Number(reply[2]) === 1, evicted: sessionsFromReply(reply[3]) };
           case 'limit':
             return { outcome: 'limit_reached', active: Number(reply[1]) };
-          case 'full':
-            throw capacityReached(Number(reply[1]));
           case 'still_valid':
             return { outcome: 'still_valid', session: mustSession(reply[1]) };
           case 'revoked':
@@ -373,14 +370,6 @@ export class RedisSessions implements SessionsStore {
   sweepExpired(now: number, max: number): Promise<Session[]> {
     return this.ctx.guard(() => sweepExpired(this.ctx, this.index, now, max));
   }
-}
-
-/** The per-user cap on live sessions (RedisContext.liveMax; docs/sessions.md). */
-function capacityReached(live: number): Conflict {
-  return new Conflict(
-    'session_capacity_reached',
-    `This account already holds ${live} live sessions, the most the session store keeps for one account; sign out of some (or everywhere) first.`,
-  );
 }
 
 function parentInvalid(): Conflict {

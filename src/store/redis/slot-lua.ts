@@ -471,6 +471,7 @@ local function unlink(r, rec)
   end
   if #kids == 0 then kids = false end
   xset(prec, KIDS, kids)
+  changed(prec)
 end
 
 local function revokeOne(r, rec, reason)
@@ -560,15 +561,72 @@ local function writeSession(r, rec)
   end
 end
 
--- The per-user cap (ARGV capText, '0' = none): the count of live records when one more would
--- pass it, else nil. Checked after the limit's evictions, which the refusal leaves unsaved.
-local function overCap(capText)
+-- The per-user cap (ARGV capText, '0' = none) on live records, for a new session f: bounds the
+-- value without ever locking the user out. When one more would pass it, in this same step:
+-- first the oldest live records that are no longer valid (idle-expired, expired and renewable, a
+-- flow past its expiry) move as they are to the ended ones (their expiry is the sweeper's to
+-- record); then pending SSO app sessions whose one-time token is over (no valid token names them
+-- and a token's lifetime, 60 s, has passed) are revoked 'user_capacity'; then, while still at the
+-- cap, the oldest valid top-level session is revoked 'user_capacity' with its subtree
+-- ('parent_revoked'), never the new session's own ancestors. Revoked records are appended to
+-- evicted (the caller's announcement); every end is published (finish).
+local function makeRoom(capText, f, evicted)
   local cap = tonumber(capText) or 0
-  if cap <= 0 then return nil end
+  if cap <= 0 then return end
+  local all = sessions()
   local n = 0
-  for _ in pairs(sessions()) do n = n + 1 end
-  if n + 1 > cap then return n end
-  return nil
+  for _ in pairs(all) do n = n + 1 end
+  if n + 1 <= cap then return end
+  local tokenFor = {}
+  for _, rec in pairs(all) do
+    if rec[KIND] == KINDCODE['flow'] and rec[DATA] and rec[DATA]['appHandle'] and isValid(rec) then
+      tokenFor[rec[DATA]['appHandle']] = true
+    end
+  end
+  local stale, pend = {}, {}
+  for r, rec in pairs(all) do
+    if not isValid(rec) then
+      stale[#stale + 1] = r
+    elseif rec[KIND] == KINDCODE['app'] and rec[DATA] and rec[DATA]['mode'] == '"pending"'
+      and now >= rec[CRE] + 60000 and not tokenFor['"' .. handleOf(r) .. '"'] then
+      pend[#pend + 1] = r
+    end
+  end
+  table.sort(stale, older(all))
+  for _, r in ipairs(stale) do
+    if n + 1 <= cap then return end
+    if all[r][ST] == A then ended[#ended + 1] = handleOf(r) end
+    toCold(r, all[r])
+    n = n - 1
+  end
+  local function count()
+    local c = 0
+    for _ in pairs(all) do c = c + 1 end
+    return c
+  end
+  table.sort(pend, older(all))
+  for _, r in ipairs(pend) do
+    if count() + 1 <= cap then return end
+    if all[r] and isValid(all[r]) then revokeTree(r, 'user_capacity', 'parent_revoked', evicted, nil) end
+  end
+  -- The new session's ancestors stay (it is about to be written under them).
+  local mine = {}
+  local p = f['parentHandle'] and rOf(f['parentHandle'])
+  while p and not mine[p] do
+    mine[p] = true
+    local prec = recOf(p)
+    p = prec and xget(prec, PAR) or nil
+  end
+  local top = {}
+  for r, rec in pairs(all) do
+    local par = xget(rec, PAR)
+    if isValid(rec) and not mine[r] and not (par and all[par]) then top[#top + 1] = r end
+  end
+  table.sort(top, older(all))
+  for _, r in ipairs(top) do
+    if count() + 1 <= cap then return end
+    if all[r] and isValid(all[r]) then revokeTree(r, 'user_capacity', 'parent_revoked', evicted, nil) end
+  end
 end
 
 -- The per-user limit for a new session f (kind '' = none): returns the count of valid sessions
