@@ -300,6 +300,44 @@ describe.skipIf(skip)('Redis: one user with many sessions', () => {
     }
   });
 
+  it('at the cap, a pending SSO app session whose one-time token is over goes before any valid top-level session', async () => {
+    const tenantId = 't-cap-pending';
+    const userId = 'u-cap-pending';
+    const idp = issueSession({ tenantId, userId, kind: 'idp', lifetime: DEFAULT_LIFETIMES.idp, authMethod: 'oidc' }, T0).session;
+    expect((await store.createSession(idp, T0)).ok).toBe(true);
+    const pending = { ...app(tenantId, userId, T0 + 1), parentHandle: idp.handle, authMethod: 'oidc', data: { mode: 'pending' } };
+    expect((await store.createSession(pending, pending.createdAt)).ok).toBe(true);
+    // Its one-time token, used up (consumed): nothing can redeem the pending session any more.
+    const token = {
+      ...issueSession({ tenantId, userId, kind: 'flow', lifetime: { idle: null, absolute: 60 }, authMethod: 'oidc' }, T0 + 2).session,
+      data: { appHandle: pending.handle },
+    };
+    expect((await store.createSession(token, token.createdAt)).ok).toBe(true);
+    await store.revokeSession(token.handle, 'consumed', T0 + 3);
+    for (let i = 0; i < 18; i++) expect((await store.createSession(app(tenantId, userId, T0 + 4 + i), T0 + 4 + i)).ok).toBe(true);
+    const now = T0 + 61_000;
+    const r = await store.createSession(app(tenantId, userId, now), now);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.evicted.map((s) => [s.handle, s.revokeReason])).toStrictEqual([[pending.handle, 'user_capacity']]);
+    expect(await store.getSessionByHandle(idp.handle)).toMatchObject({ status: 'active' });
+  });
+
+  it('at the cap, the new session\'s own parent is never the one evicted, even when it is the oldest', async () => {
+    const tenantId = 't-cap-parent';
+    const userId = 'u-cap-parent';
+    const idp = issueSession({ tenantId, userId, kind: 'idp', lifetime: DEFAULT_LIFETIMES.idp, authMethod: 'oidc' }, T0).session;
+    expect((await store.createSession(idp, T0)).ok).toBe(true);
+    const apps = Array.from({ length: 19 }, (_, i) => app(tenantId, userId, T0 + 1 + i));
+    for (const a of apps) expect((await store.createSession(a, a.createdAt)).ok).toBe(true);
+    const child = { ...app(tenantId, userId, T0 + 30), parentHandle: idp.handle };
+    const r = await store.createSession(child, child.createdAt);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.evicted.map((s) => [s.handle, s.revokeReason])).toStrictEqual([[(apps[0] as Session).handle, 'user_capacity']]);
+    expect(await store.getSessionByHandle(child.handle)).toMatchObject({ status: 'active', parentHandle: idp.handle });
+  });
+
   it('5,000 logins of one user with no tenant limit: the cap keeps the live value at 20 records, every login gets in', async () => {
     const tenantId = 't-cap-many';
     const userId = 'u-cap-many';
