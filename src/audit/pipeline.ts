@@ -25,7 +25,8 @@
 // (not even when one call held more same-type, same-ms events than that page, as a tenant
 // revocation does).
 // Events that name a tenant that does not exist (a failed login with a made-up X-Tenant-ID) are
-// counted but not appended: an unknown tenant gets no chain, so clients cannot create chains.
+// counted but not appended: an unknown tenant gets no chain, so clients cannot create chains
+// (#tenantKnown: a tenant deleted while the store failed its lookup keeps its last events).
 
 import { canonicalJson, normaliseInput, type AuditEventInput, type AuditRecord } from '../domain/audit-chain.ts';
 import type { TesseraEvent } from '../events/bus.ts';
@@ -52,6 +53,8 @@ interface Item {
   known: boolean | null;
   /** Whether its tenant exists, asked when the event was pushed (a deletion may follow soon). */
   asked: Promise<boolean> | null;
+  /** That first lookup failed (the store did not answer): a later "no" may mean "deleted since". */
+  askFailed: boolean;
   /**
    * The events (in order, this one among them) of the last append call that carried it and
    * failed: that call may have happened all the same, for all of them or for none.
@@ -137,7 +140,7 @@ export class AuditPipeline {
     // the meantime (its `tenant.deleted` event included) must not lose the records of its end.
     const asked = this.#opts.tenantExists(event.tenantId);
     asked.catch(() => undefined); // awaited (and so reported) by the worker
-    this.#queue.push({ event, counted: false, known: null, asked, failedCall: null, appended: false });
+    this.#queue.push({ event, counted: false, known: null, asked, askFailed: false, failedCall: null, appended: false });
     if (!this.#draining) {
       // Set synchronously, and cleared synchronously when the worker finds the queue empty, so an
       // event pushed at any moment is either seen by the running worker or starts a new one. It
@@ -174,6 +177,31 @@ export class AuditPipeline {
       { dropped: events.length, reason, types: [...new Set(events.map((e) => e.type))], tenants: [...new Set(events.map((e) => e.tenantId))].slice(0, 20) },
       'audit events dropped: they are not in the audit log',
     );
+  }
+
+  /**
+   * Whether the event's tenant gets it appended: the answer of the lookup made when it was pushed.
+   * When that lookup failed, the tenant is asked about again on the retry — by then a tenant being
+   * deleted may be gone (its deletion waits for its events for a bounded time only), so a "no"
+   * then counts as "yes" for a tenant that has an audit log: it existed, and the records of its
+   * end go in; a tenant id with no log (one a request made up) still gets none.
+   */
+  async #tenantKnown(item: Item): Promise<boolean> {
+    const first = item.asked;
+    if (first !== null) {
+      item.asked = null;
+      try {
+        return await first;
+      } catch (err) {
+        item.askFailed = true;
+        throw err;
+      }
+    }
+    const tenantId = item.event.tenantId;
+    if (await this.#opts.tenantExists(tenantId)) return true;
+    if (!item.askFailed) return false;
+    const chain = await this.#opts.audit.chainState(tenantId);
+    return chain.head !== null || chain.anchor !== null;
   }
 
   /** Whether the tenant's log already holds a record with exactly this content (see the top). */
@@ -232,11 +260,7 @@ export class AuditPipeline {
       try {
         const tenants = new Map<string, Item[]>();
         for (const item of batch) {
-          if (item.known === null) {
-            const asked = item.asked ?? this.#opts.tenantExists(item.event.tenantId);
-            item.asked = null; // asked again on a retry
-            item.known = await asked;
-          }
+          if (item.known === null) item.known = await this.#tenantKnown(item);
           if (!item.counted) {
             this.#opts.metrics.observeEvent(item.event, item.known ? item.event.tenantId : UNKNOWN_TENANT);
             item.counted = true;

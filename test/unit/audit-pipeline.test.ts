@@ -29,6 +29,10 @@ function fakeAudit(failFirst = 0, writtenAnyway = false) {
       onAppend?.();
       return Promise.resolve(chainRecord(null, input));
     },
+    chainState(tenantId: string) {
+      const mine = appended.filter((a) => a.input.tenantId === tenantId);
+      return Promise.resolve({ head: mine.length > 0 ? { seq: mine.length, hash: 'h' } : null, anchor: null });
+    },
     list(q: AuditQuery): Promise<Page<AuditRecord>> {
       const items = appended
         .map((a) => chainRecord(null, a.input))
@@ -226,6 +230,32 @@ describe('the audit pipeline', () => {
     await p.flush();
     expect(f.appended.map((a) => a.input.tenantId)).toEqual(['t1']);
     expect(await m.text()).toContain('tessera_login_failures_total{tenant="_unknown",reason="invalid_credentials"} 1');
+  });
+
+  it('keeps the events of a tenant deleted after its lookup at queue time failed; still opens no chain for an unknown tenant', async () => {
+    const f = fakeAudit();
+    const m = metrics();
+    const stored = new Set(['t1']);
+    let lookupsFail = false;
+    const tenantExists = async (id: string) => {
+      if (lookupsFail) throw new StoreUnavailable('down');
+      return stored.has(id);
+    };
+    const p = new AuditPipeline({ audit: f.audit, metrics: m, tenantExists, maxQueue: 100, log: () => logSink().log });
+    p.push(ev(1)); // the tenant's log exists
+    await p.flush();
+    // The deletion's events are queued while the store fails the lookup, and the tenant record is
+    // gone by the time the worker asks again (the deletion route waits for at most 5 s).
+    lookupsFail = true;
+    p.push(ev(2, { type: 'tenant.deleted', userId: null, sessionHandle: null, kind: undefined as unknown as string, details: {} }));
+    p.push(ev(3, { type: 'login.failed', tenantId: 'made-up', userId: null, sessionHandle: null, kind: undefined as unknown as string, details: { reason: 'invalid_credentials' } }));
+    stored.delete('t1');
+    lookupsFail = false;
+    await p.flush();
+    expect(f.appended.map((a) => [a.input.tenantId, a.input.type])).toEqual([
+      ['t1', 'session.created'],
+      ['t1', 'tenant.deleted'],
+    ]);
   });
 
   it('normalises an input as the JSON round trip of the whole input did (location and details alone take it now)', () => {
