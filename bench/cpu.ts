@@ -14,11 +14,11 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor } from './server-process.ts';
+import { freePort, waitFor, cpuSeconds } from './server-process.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000);
@@ -30,7 +30,6 @@ const REF = process.env.CPU_REF ?? null;
 const MODE = process.env.CPU_MODE ?? 'check';
 const NODE = process.execPath;
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 const run = randomBytes(4).toString('hex');
 const dir = mkdtempSync(join(tmpdir(), 'tessera-cpu-'));
 const children: ChildProcess[] = [];
@@ -39,10 +38,6 @@ const prefixes: string[] = [];
 const pinned = (core: number, args: string[]): [string, string[]] =>
   hasTaskset ? ['taskset', ['-c', String(core), ...args]] : [args[0] as string, args.slice(1)];
 
-function cpuSeconds(pid: number | undefined): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
 
 interface Server { url: string; pid: number | undefined }
 

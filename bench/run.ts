@@ -26,12 +26,12 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { printGoals, runMany, type Goal } from './goals.ts';
-import { freePort, waitFor } from './server-process.ts';
+import { freePort, waitFor, cpuSeconds } from './server-process.ts';
 import pg from 'pg';
 import { createClient } from 'redis';
 
@@ -176,16 +176,6 @@ async function startLoadServer(): Promise<void> {
   loadSocket = path;
 }
 
-/** CPU seconds (user + system) a process has used so far, or NaN where /proc is missing. */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
-}
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 const serverPids = new Map<string, number | undefined>();
 
 function load(url: string, headers: Record<string, string>, seconds = SECONDS): Figures {
