@@ -300,6 +300,67 @@ describe.each(storeChoices())('Tessera as OpenID provider (%s)', (storeChoice) =
     expect(ok.get('code')).toBeTruthy();
   });
 
+  it('a disabled user whose idp session is still valid gets nothing from /oidc: access_denied instead of a code, a code issued before refused at the token endpoint, an access token issued before at userinfo', async () => {
+    const browser = new MiniBrowser();
+    const config = await rp(clientA(), SECRET);
+    const { tokens } = await authorize(browser, config, redirectA, { expectProvider: 'login', account: ROOT });
+    const sub = tokens.claims()!.sub;
+    /** An authorization request in `browser` up to the application's redirect URI: what it was given there. */
+    const request = async (prompt?: 'none') => {
+      const verifier = oidc.randomPKCECodeVerifier();
+      const state = oidc.randomState();
+      const url = oidc.buildAuthorizationUrl(config, {
+        redirect_uri: redirectA,
+        scope: 'openid email',
+        code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        state,
+        ...(prompt ? { prompt } : {}),
+      });
+      const visited: string[] = [];
+      const at = await browser.follow(url.href, (u) => {
+        visited.push(u.href);
+        return u.href.startsWith(redirectA);
+      });
+      return { at: new URL(at.url), verifier, state, visited };
+    };
+    // A code the application was given while the user was enabled, not exchanged yet.
+    const pending = await request();
+    expect(pending.at.searchParams.get('code')).toBeTruthy();
+    const appSessions = async () => (await activeSessions(sub)).filter((x) => x.kind === 'app').length;
+    const before = await appSessions();
+    expect((await activeSessions(sub)).filter((x) => x.kind === 'idp')).toHaveLength(1);
+
+    // Stored disabled, its sessions not ended: what PATCH disabled=true leaves when its end of the
+    // sessions failed (a retried PATCH ends them).
+    const { store } = world.server.deps;
+    const user = (await store.getUser(world.tenantId, sub))!;
+    await store.updateUser({ ...user, disabled: true });
+    try {
+      for (const prompt of [undefined, 'none'] as const) {
+        const r = await request(prompt);
+        expect(r.at.href.startsWith(redirectA), r.at.href).toBe(true);
+        expect(r.at.searchParams.get('code'), `prompt=${prompt}`).toBeNull();
+        expect(r.at.searchParams.get('error'), `prompt=${prompt}`).toBe('access_denied');
+        expect(r.at.searchParams.get('state')).toBe(r.state);
+        // Refused from the idp session: the browser was not sent to the external provider.
+        expect(r.visited.some((u) => u.startsWith(world.idp.issuer))).toBe(false);
+      }
+      await expect(oidc.authorizationCodeGrant(config, pending.at, { pkceCodeVerifier: pending.verifier, expectedState: pending.state, idTokenExpected: true })).rejects.toMatchObject({ error: 'invalid_grant' });
+      const info = await fetch(config.serverMetadata().userinfo_endpoint!, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+      expect(info.status).toBe(401);
+      expect(info.headers.get('www-authenticate')).toContain('invalid_token');
+      expect(await info.text()).not.toContain('root@example.com');
+      // No app session was made for the disabled user.
+      expect(await appSessions()).toBe(before);
+    } finally {
+      const { disabled: _, ...enabled } = (await store.getUser(world.tenantId, sub))!;
+      await store.updateUser(enabled);
+    }
+    // Enabled again: the same idp session gives a code.
+    expect((await request()).at.searchParams.get('code')).toBeTruthy();
+  });
+
   it('the Fastify plugin accepts only valid, fresh, unused logout tokens of Tessera for itself', async () => {
     const plug = await startPlatformApp(world, 'plug', { confidential: false });
     try {

@@ -24,6 +24,7 @@ import { judgeUrl } from '../../auth/federation/url-policy.ts';
 import type { Origin } from '../../events/bus.ts';
 import type { Clock } from '../../domain/clock.ts';
 import type { PlatformApp } from '../../store/oidc-port.ts';
+import type { User } from '../../domain/user.ts';
 import { keyedDigest, deriveKey } from '../../tokens/sealing.ts';
 import { followSessionEnds, registerLogoutSigner, type BackchannelDeps } from './backchannel.ts';
 import { DEFAULT_OIDC_SIGNING_ALG, loadOidcSigningKeys, OIDC_SIGNING_ALGS } from './keys.ts';
@@ -111,6 +112,12 @@ function adapterFactory(deps: Deps) {
   };
 }
 
+/** Why /oidc gives this user nothing (no code, no token, no claims), or null when it may: a user gone or disabled. */
+function accountRefusal(user: User | null): string | null {
+  if (user === null) return 'This account no longer exists.';
+  return user.disabled === true ? 'This account is disabled; ask an administrator.' : null;
+}
+
 /**
  * The application's `app` session under the valid idp session of the person who is being given a
  * code; throws an oidc-provider error (sent to the application) when there is none.
@@ -167,6 +174,11 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
       const now = deps.clock.now();
       const idp = app ? await validIdpSession(deps, ctx.get('cookie'), now, app.tenantId) : null;
       if (!idp || idp.userId !== ctx.oidc.session?.accountId) return interactionPolicy.Check.REQUEST_PROMPT;
+      // A user disabled (or deleted) whose idp session was not ended yet gets no code: the
+      // application is told access_denied at its redirect URI (prompt=none included), as an
+      // identity provider answers for an account it will not sign in (docs/api.md).
+      const refusal = accountRefusal(await deps.store.getUser(idp.tenantId, idp.userId));
+      if (refusal !== null) throw new errors.AccessDenied(refusal);
       await touchIdpSession(deps, idp, now);
       return interactionPolicy.Check.NO_NEED_TO_PROMPT;
     }),
@@ -242,7 +254,9 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
     findAccount: async (ctx, sub) => {
       const app = ctx.oidc.client ? await deps.store.oidc.getApp(ctx.oidc.client.clientId) : null;
       const user = app ? await deps.store.getUser(app.tenantId, sub) : null;
-      if (!user) return undefined;
+      // No account for a disabled user: a code issued before is refused at the token endpoint
+      // (invalid_grant), an access token issued before at userinfo (invalid_token).
+      if (!user || accountRefusal(user) !== null) return undefined;
       const realEmail = !user.email.endsWith('.invalid');
       return {
         accountId: sub,
