@@ -7,6 +7,7 @@
 
 import autocannon from 'autocannon';
 import { createServer } from 'node:http';
+import { Latencies } from './latency.ts';
 import { stray } from './load-errors.ts';
 
 const server = createServer((req, res) => {
@@ -19,8 +20,11 @@ const server = createServer((req, res) => {
       let figures;
       try {
         const opts = JSON.parse(body) as autocannon.Options;
-        const r = await autocannon({ ...opts });
-        figures = { requests: r.requests.total, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts };
+        // Without a callback autocannon returns its instance: an event emitter that is also a promise.
+        const instance = autocannon({ ...opts });
+        const latencies = Latencies.of(instance as unknown as Parameters<typeof Latencies.of>[0]);
+        const r = await instance;
+        figures = { requests: r.requests.total, rps: r.requests.average, ...latencies.percentiles(), non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts };
       } catch (err) {
         process.stderr.write(`autocannon failed: ${(err as Error).message}\n`);
         figures = { requests: 0, rps: 0, p50: 0, p99: 0, non2xx: 0, errors: 1, timeouts: 0 };

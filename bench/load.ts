@@ -3,16 +3,19 @@
 // resets included) are counted in them, never fatal (bench/load-errors.ts).
 
 import autocannon from 'autocannon';
+import { Latencies } from './latency.ts';
 import { report } from './load-errors.ts';
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as autocannon.Options;
 try {
-  const result = await autocannon({ ...opts });
+  // Without a callback autocannon returns its instance: an event emitter that is also a promise.
+  const instance = autocannon({ ...opts });
+  const latencies = Latencies.of(instance as unknown as Parameters<typeof Latencies.of>[0]);
+  const result = await instance;
   report({
     requests: result.requests.total,
     rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
+    ...latencies.percentiles(),
     non2xx: result.non2xx,
     errors: result.errors,
     timeouts: result.timeouts,
