@@ -16,6 +16,7 @@ import { createOutboundPolicy, type LookupFn, type OutboundPolicy } from './net/
 import { buildTenant, PLATFORM_TENANT } from './domain/tenant.ts';
 import { startExpirySweeper, type Sweeper } from './sessions/expiry-sweeper.ts';
 import { createMonitoring, type Monitoring } from './sessions/monitoring.ts';
+import { PeerAcks } from './sessions/peer-acks.ts';
 import { SessionCache } from './sessions/session-cache.ts';
 import type { Coordination } from './store/coordination-port.ts';
 import { openStore, type Store } from './store/open.ts';
@@ -37,6 +38,8 @@ export interface Deps {
   keyRing: KeyRing;
   keys: DerivedKeys;
   sessionCache: SessionCache;
+  /** The other Tessera processes on the store: presence, and acknowledgements of ends. */
+  peers: PeerAcks;
   throttle: ThrottlePolicy;
   /** Audit pipeline, metrics, locations, anomaly screening, live feed (src/sessions/monitoring.ts). */
   monitor: Monitoring;
@@ -162,6 +165,9 @@ export async function createRuntime(
   await keyRing.load(clock.now());
   await ensurePlatformTenant(store, clock.now());
   const sessionCache = new SessionCache(store, 100_000, () => clock.now());
+  const peers = new PeerAcks(store, sessionCache, {
+    onError: (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'a message to the other processes was not sent'),
+  });
   const bus = new EventBus();
   const monitor = createMonitoring({ config, store, clock, bus, sessionCache }, { processMetrics: opts.processMetrics ?? false });
   const deps: Deps = {
@@ -180,6 +186,7 @@ export async function createRuntime(
       bankKeys: deriveKey(config.cookieSecret, 'seal-bank-keys'),
     },
     sessionCache,
+    peers,
     throttle: opts.throttle ?? DEFAULT_THROTTLE,
     monitor,
     outbound: createOutboundPolicy({
@@ -229,6 +236,8 @@ export async function createRuntime(
       starting ??= (async () => {
         await monitor.start();
         await sessionCache.start(store);
+        // Known to the other processes before serving (src/sessions/peer-acks.ts).
+        await peers.start();
         sweeper = startExpirySweeper(store, bus, clock, config.sweepIntervalMs, warn('expiry sweep failed'));
         // Pending consents asked of their banks, terminations retried, ended consents purged.
         bankWorker = startBankWorker(deps, Math.max(config.sweepIntervalMs, 1000), warn('bank work failed'));
@@ -253,6 +262,7 @@ export async function createRuntime(
         // 4. Monitoring writes out what is queued for the audit log and closes the audit feed;
         //    the session cache closes the feed of ends.
         await monitor.stop();
+        await peers.stop();
         await sessionCache.stop();
         // 5. The store, then the log.
         if (opts.closeStore !== false) await store.close();

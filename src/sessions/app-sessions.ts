@@ -16,6 +16,7 @@ import type { Config } from '../config/config.ts';
 import type { Store } from '../store/port.ts';
 import type { DerivedKeys } from '../tokens/derived-keys.ts';
 import type { KeyRing } from '../tokens/key-ring.ts';
+import type { PeerAcks } from './peer-acks.ts';
 import type { SessionCache } from './session-cache.ts';
 import { loadTenant } from './tenant-cache.ts';
 import type { CreateLimit, RefreshToken } from '../store/port.ts';
@@ -35,6 +36,8 @@ export interface SessionDeps {
   keyRing: KeyRing;
   keys: DerivedKeys;
   sessionCache: SessionCache;
+  /** The other Tessera processes on the store, which acknowledge ends (src/sessions/peer-acks.ts). */
+  peers: Pick<PeerAcks, 'confirmEnded'>;
   /** Anomaly screening of a new session (src/sessions/monitoring.ts). */
   monitor: { screenNewSession(session: Session, tenant: Tenant, now: number, origin?: Origin): Promise<Session | null> };
 }
@@ -282,20 +285,27 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
   }
 }
 
-/** How long an explicit end waits for the store's feed to echo it (see SessionCache.waitForFeed). */
+/**
+ * How long an explicit end waits, at most, for its own echo through the feed and for the other
+ * processes' acknowledgements (endedEverywhere). Both normally take a few milliseconds; the bound
+ * is only reached when a message was lost or a process died without saying bye (for at most
+ * PEER_FORGET_AFTER_MS after it), and is what such a logout then costs.
+ */
 export const FEED_ECHO_TIMEOUT_MS = 250;
 
 /**
- * Waits until the ended sessions have come back through the store's feed, which every Tessera
- * process follows: when an explicit end (logout, revoke, admin) answers, the very next request to
- * any server is refused. Bounded: a lost message costs at most FEED_ECHO_TIMEOUT_MS here, and
- * the other processes reset their caches when their feed reconnects.
+ * Waits until every other live Tessera process on the store has acknowledged that it forgot the
+ * ended sessions (peer-acks.ts), and the ends have come back through this process's own
+ * subscription to the feed: when an explicit end (logout, revoke, admin) answers, the very next
+ * request to any server is refused. Bounded by `timeoutMs`: a lost message costs at most that
+ * here, and a process whose feed or channel broke serves nothing from memory until it is back.
+ * Resolves to whether everything came back in time.
  */
-export async function endedEverywhere(deps: Pick<Deps, 'sessionCache'>, ended: readonly Session[]): Promise<void> {
-  await deps.sessionCache.waitForFeed(
-    ended.map((s) => s.handle),
-    FEED_ECHO_TIMEOUT_MS,
-  );
+export async function endedEverywhere(deps: Pick<Deps, 'sessionCache' | 'peers'>, ended: readonly Session[], timeoutMs = FEED_ECHO_TIMEOUT_MS): Promise<boolean> {
+  if (ended.length === 0) return true;
+  const handles = ended.map((s) => s.handle);
+  const [echoed, acknowledged] = await Promise.all([deps.sessionCache.waitForFeed(handles, timeoutMs), deps.peers.confirmEnded(handles, timeoutMs)]);
+  return echoed && acknowledged;
 }
 
 /** Ends a session and its subtree, announces it, and answers once every server knows. */

@@ -1,7 +1,8 @@
 // The part of the storage port that coordinates Tessera processes rather than holding sessions:
 // shared counters for throttling, and the feed of session ends that keeps every process's local
 // session cache exact (docs/api.md §Storage and scale: no store round trip per request, yet a
-// revocation anywhere is honoured everywhere within a measured bound).
+// revocation anywhere is honoured everywhere within a measured bound), and a broadcast channel
+// between the processes (their presence, and their acknowledgements that they forgot ended sessions).
 
 export interface CounterState {
   count: number;
@@ -33,7 +34,41 @@ export interface Coordination {
    * from now on arrive again (those published in between are lost).
    */
   subscribeSessionEnds(listener: (handles: string[]) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }>;
+
+  /**
+   * Broadcasts `messages` to every subscriber of `subscribePeers` on this store, in every process
+   * (this one included), each once, in no promised order (identical messages of one call may
+   * arrive once; a Redis Cluster was seen to deliver the messages of one call out of order). The
+   * channel between the Tessera processes on one store (src/sessions/peer-acks.ts: presence and
+   * acknowledgements of ends); what a message says is the caller's. Fire-and-forget: a
+   * subscriber whose connection is down misses what is sent meanwhile, and nothing is kept for
+   * later; resolves once the store took the messages. Each message is at most
+   * PEER_MESSAGE_MAX_BYTES of UTF-8, has no NUL character and does not start with a control
+   * character (the Redis feed's probes do); a RangeError otherwise, before anything is sent.
+   */
+  publishToPeers(messages: readonly string[]): Promise<void>;
+  /**
+   * Calls `listener` with each message published to the peers from now on, from any process.
+   * `onReset` as for subscribeSessionEnds: 'down' when messages may be lost from now on, 'up'
+   * when they arrive again.
+   */
+  subscribePeers(listener: (message: string) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }>;
+}
+
+/**
+ * The largest peer message, in bytes of UTF-8: well under PostgreSQL's NOTIFY payload limit
+ * (8000 bytes), the tightest of the stores.
+ */
+export const PEER_MESSAGE_MAX_BYTES = 4000;
+
+/** Throws a RangeError for a message that no store is required to carry (see publishToPeers). */
+export function checkPeerMessages(messages: readonly string[]): void {
+  for (const m of messages) {
+    if (m.includes('\u0000') || m.charCodeAt(0) < 0x20 || Buffer.byteLength(m, 'utf8') > PEER_MESSAGE_MAX_BYTES) {
+      throw new RangeError(`A peer message is at most ${PEER_MESSAGE_MAX_BYTES} bytes of UTF-8, without NUL, and starts with no control character.`);
+    }
+  }
 }
 
 /** Every operation of Coordination, for composites and proxies that forward them. */
-export const COORDINATION_OPERATIONS = ['hitCounter', 'peekCounter', 'resetCounter', 'subscribeSessionEnds'] as const satisfies readonly (keyof Coordination)[];
+export const COORDINATION_OPERATIONS = ['hitCounter', 'peekCounter', 'resetCounter', 'subscribeSessionEnds', 'publishToPeers', 'subscribePeers'] as const satisfies readonly (keyof Coordination)[];

@@ -1,11 +1,12 @@
 // Coordination on PostgreSQL (coordination-port.ts): fixed-window counters in a table, and the
 // feed of session ends — a trigger NOTIFYs each end (migration 1), a LISTEN connection per store
-// instance hears them (feed.ts).
+// instance hears them (feed.ts) — and the channel between the processes, NOTIFY on PEERS_CHANNEL
+// heard on that same connection.
 
-import type { Coordination, CounterState, FeedChange } from '../coordination-port.ts';
+import { checkPeerMessages, type Coordination, type CounterState, type FeedChange } from '../coordination-port.ts';
 import type { PgDriver } from './driver.ts';
 import type { NotifyFeed } from './feed.ts';
-import { SESSION_ENDS_CHANNEL } from './migrations.ts';
+import { PEERS_CHANNEL, SESSION_ENDS_CHANNEL } from './migrations.ts';
 
 export class PostgresCoordination implements Coordination {
   private readonly driver: PgDriver;
@@ -47,5 +48,20 @@ export class PostgresCoordination implements Coordination {
     onReset: (change: FeedChange) => void,
   ): Promise<{ close(): Promise<void>; isLive(): boolean }> {
     return this.#feed.subscribe(SESSION_ENDS_CHANNEL, (handle) => listener([handle]), onReset);
+  }
+
+  /**
+   * One statement: the NOTIFYs of one transaction are delivered after its commit to every connection that LISTENs on the database (this store's own included);
+   * identical messages of one call are delivered once (NOTIFY folds them). The messages go as
+   * one JSON text parameter, which every driver passes as it is.
+   */
+  async publishToPeers(messages: readonly string[]): Promise<void> {
+    checkPeerMessages(messages);
+    if (messages.length === 0) return;
+    await this.driver.query('SELECT pg_notify($1, m) FROM json_array_elements_text($2::json) AS t(m)', [PEERS_CHANNEL, JSON.stringify(messages)]);
+  }
+
+  subscribePeers(listener: (message: string) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void>; isLive(): boolean }> {
+    return this.#feed.subscribe(PEERS_CHANNEL, listener, onReset);
   }
 }

@@ -23,6 +23,8 @@ export const MIGRATION_LOCK = 7_370_001;
 /** The channels of NOTIFY (see the triggers below). */
 export const SESSION_ENDS_CHANNEL = 'tessera_session_ends';
 export const AUDIT_CHANNEL = 'tessera_audit';
+/** Between the Tessera processes on the database (Coordination.publishToPeers): no trigger, no table. */
+export const PEERS_CHANNEL = 'tessera_peers';
 
 export const migrations: readonly Migration[] = [
   {

@@ -17,7 +17,8 @@
 // them, so what a transaction reads after taking a lock is current.
 //
 // The feed of session ends is a trigger that NOTIFYs each end (migration 1) and a LISTEN
-// connection per store instance (feed.ts).
+// connection per store instance (feed.ts); the same connection hears the audit feed and the
+// channel between the processes (publishToPeers: pg_notify, no table).
 
 
 import { ACCOUNTS_OPERATIONS } from '../accounts-port.ts';
@@ -35,7 +36,7 @@ import type { PgDriver, PoolOptions } from './driver.ts';
 import { NotifyFeed } from './feed.ts';
 import { PostgresFederationStore } from './federation.ts';
 import { PostgresMeta } from './meta.ts';
-import { AUDIT_CHANNEL, migrate, SESSION_ENDS_CHANNEL } from './migrations.ts';
+import { AUDIT_CHANNEL, migrate, PEERS_CHANNEL, SESSION_ENDS_CHANNEL } from './migrations.ts';
 import { PostgresOidcStore } from './oidc.ts';
 import { openPgDriver } from './pg-driver.ts';
 import { PostgresSessions } from './sessions.ts';
@@ -81,7 +82,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
 }
 
 function composePostgresStore(driver: PgDriver): PostgresSessionStore {
-  const feed = new NotifyFeed(driver, [SESSION_ENDS_CHANNEL, AUDIT_CHANNEL]);
+  const feed = new NotifyFeed(driver, [SESSION_ENDS_CHANNEL, AUDIT_CHANNEL, PEERS_CHANNEL]);
   const coordination = new PostgresCoordination(driver, feed);
   return {
     kind: 'postgres',

@@ -1,8 +1,10 @@
 // The Redis adapter of Coordination (coordination-port.ts): counters as small hashes with a TTL,
 // and the feed of session ends as the pub/sub channel `P ends` that every script ending sessions
-// publishes on (reconnects call onReset: messages may have been lost meanwhile).
+// publishes on (reconnects call onReset: messages may have been lost meanwhile), and the channel
+// between the processes as the pub/sub channel `P peers` (classic PUBLISH: in a Cluster it reaches
+// every node, so a subscriber anywhere hears it; through Sentinel it goes to the master).
 
-import type { Coordination, CounterState, FeedChange } from '../coordination-port.ts';
+import { checkPeerMessages, type Coordination, type CounterState, type FeedChange } from '../coordination-port.ts';
 import { num } from './codec.ts';
 import type { RedisContext } from './context.ts';
 import { evalScript, luaScript } from './lua.ts';
@@ -75,5 +77,21 @@ export class RedisCoordination implements Coordination {
         onReset,
       ),
     );
+  }
+
+  /**
+   * One PUBLISH per message, sent back to back (node-redis pipelines them). PUBLISH answers once
+   * the message is in the output buffer of every subscriber of that server (in a Cluster, the
+   * other nodes get it over the cluster bus).
+   */
+  async publishToPeers(messages: readonly string[]): Promise<void> {
+    checkPeerMessages(messages);
+    if (messages.length === 0) return;
+    const channel = this.ctx.keys.peersChannel();
+    await this.ctx.guard(() => Promise.all(messages.map((m) => this.ctx.send(channel, ['PUBLISH', channel, m]))));
+  }
+
+  async subscribePeers(listener: (message: string) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }> {
+    return this.ctx.guard(() => this.ctx.conn.subscribe(this.ctx.keys.peersChannel(), listener, onReset));
   }
 }

@@ -159,4 +159,8 @@ export class RedisKeys {
   endsChannel(): string {
     return `${this.prefix}ends`;
   }
+  /** The pub/sub channel between the Tessera processes on this prefix (Coordination.publishToPeers). */
+  peersChannel(): string {
+    return `${this.prefix}peers`;
+  }
 }

@@ -1,8 +1,9 @@
 // The SQLite adapter of Coordination (coordination-port.ts) for the embedded mode: counters in a
-// table, and the feed of session ends from a log that a trigger on `sessions` fills (migration 2).
+// table, the feed of session ends from a log that a trigger on `sessions` fills (migration 2), and
+// the channel between the processes on the file, a log of messages (migration 11) read with it.
 
 import type { DatabaseSync } from 'node:sqlite';
-import type { Coordination, CounterState, FeedChange } from '../coordination-port.ts';
+import { checkPeerMessages, type Coordination, type CounterState, type FeedChange } from '../coordination-port.ts';
 import type { SqliteContext } from './transactions.ts';
 
 /**
@@ -13,6 +14,18 @@ export const FEED_POLL_MS = 20;
 
 /** Ends older than this are pruned from the log by the expiry sweep (wall clock; housekeeping). */
 export const FEED_RETENTION_MS = 10 * 60_000;
+
+/**
+ * Messages between the processes older than this are pruned by the expiry sweep: they are
+ * fire-and-forget, and a process that has not read one within a minute no longer needs it.
+ */
+export const PEER_MESSAGE_RETENTION_MS = 60_000;
+
+interface PeersSubscription {
+  /** The seq of the last message delivered. */
+  last: number;
+  listener: (message: string) => void;
+}
 
 interface EndsSubscription {
   /** The seq of the last end delivered. */
@@ -26,6 +39,7 @@ export class SqliteCoordination implements Coordination {
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private readonly feedPollMs: number;
   private readonly subscriptions = new Set<EndsSubscription>();
+  private readonly peerSubscriptions = new Set<PeersSubscription>();
   private pollTimer: NodeJS.Timeout | null = null;
 
   constructor(ctx: SqliteContext, feedPollMs = FEED_POLL_MS) {
@@ -35,10 +49,12 @@ export class SqliteCoordination implements Coordination {
     // Ends written through this connection reach its subscribers before the writer resumes.
     ctx.afterCommit(() => {
       if (this.subscriptions.size > 0) this.deliverEnds();
+      if (this.peerSubscriptions.size > 0) this.deliverPeerMessages();
     });
     ctx.onHousekeeping((now) => {
       this.stmt.pruneCounters.run({ now });
       this.stmt.pruneEnds.run({ before: Date.now() - FEED_RETENTION_MS });
+      this.stmt.prunePeerMessages.run({ before: Date.now() - PEER_MESSAGE_RETENTION_MS });
     });
   }
 
@@ -80,18 +96,83 @@ export class SqliteCoordination implements Coordination {
       const top = this.ctx.one<{ seq: number }>(this.stmt.endsHighWater, {});
       const sub: EndsSubscription = { last: top?.seq ?? 0, listener, onReset };
       this.subscriptions.add(sub);
-      if (this.pollTimer === null) {
-        this.pollTimer = setInterval(() => this.deliverEnds(), this.feedPollMs);
-        this.pollTimer.unref();
-      }
+      this.startPolling();
       return {
         close: () => {
           this.subscriptions.delete(sub);
-          if (this.subscriptions.size === 0) this.stopPolling();
+          this.stopPollingWhenIdle();
           return Promise.resolve();
         },
       };
     });
+  }
+
+  /** One row per message, in one write transaction; delivered to this instance's subscribers on commit. */
+  async publishToPeers(messages: readonly string[]): Promise<void> {
+    checkPeerMessages(messages);
+    if (messages.length === 0) return;
+    await this.ctx.write(() => {
+      const at = Date.now();
+      for (const message of messages) this.stmt.insertPeerMessage.run({ message, at });
+    });
+  }
+
+  /**
+   * Delivers the messages published from now on: at once for those published through this
+   * instance, within `feedPollMs` (with the ends) for those of other connections. A subscriber
+   * that fell behind the pruning misses what was pruned, and is not told (fire-and-forget);
+   * `onReset` is never called.
+   */
+  subscribePeers(listener: (message: string) => void, _onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }> {
+    return this.ctx.run(() => {
+      const top = this.ctx.one<{ seq: number }>(this.stmt.peerHighWater, {});
+      const sub: PeersSubscription = { last: top?.seq ?? 0, listener };
+      this.peerSubscriptions.add(sub);
+      this.startPolling();
+      return {
+        close: () => {
+          this.peerSubscriptions.delete(sub);
+          this.stopPollingWhenIdle();
+          return Promise.resolve();
+        },
+      };
+    });
+  }
+
+  private startPolling(): void {
+    if (this.pollTimer !== null) return;
+    this.pollTimer = setInterval(() => {
+      if (this.subscriptions.size > 0) this.deliverEnds();
+      if (this.peerSubscriptions.size > 0) this.deliverPeerMessages();
+    }, this.feedPollMs);
+    this.pollTimer.unref();
+  }
+
+  private stopPollingWhenIdle(): void {
+    if (this.subscriptions.size === 0 && this.peerSubscriptions.size === 0) this.stopPolling();
+  }
+
+  /** Reads the log of messages from each subscriber's last seq and hands it the new ones, in order. */
+  private deliverPeerMessages(): void {
+    if (!this.ctx.db.isOpen) return;
+    for (const sub of this.peerSubscriptions) {
+      let rows: { seq: number; message: string }[];
+      try {
+        rows = this.ctx.all<{ seq: number; message: string }>(this.stmt.peerMessagesAfter, { after: sub.last });
+      } catch {
+        return; // the next poll tries again from the same seq
+      }
+      const lastRow = rows[rows.length - 1];
+      if (lastRow === undefined) continue;
+      sub.last = lastRow.seq;
+      for (const r of rows) {
+        try {
+          sub.listener(r.message);
+        } catch {
+          // A failing listener must not fail the store operation that triggered the delivery.
+        }
+      }
+    }
   }
 
   // ---- the feed of session ends ---------------------------------------------------------------
@@ -130,6 +211,7 @@ export class SqliteCoordination implements Coordination {
 
   close(): void {
     this.subscriptions.clear();
+    this.peerSubscriptions.clear();
     this.stopPolling();
   }
 }
@@ -150,5 +232,9 @@ function prepareStatements(db: DatabaseSync) {
     endsHighWater: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'session_ends'"),
     endsAfter: db.prepare('SELECT seq, handle FROM session_ends WHERE seq > $after ORDER BY seq LIMIT 10000'),
     pruneEnds: db.prepare('DELETE FROM session_ends WHERE recorded_at < $before'),
+    insertPeerMessage: db.prepare('INSERT INTO peer_messages (message, recorded_at) VALUES ($message, $at)'),
+    peerHighWater: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'peer_messages'"),
+    peerMessagesAfter: db.prepare('SELECT seq, message FROM peer_messages WHERE seq > $after ORDER BY seq LIMIT 10000'),
+    prunePeerMessages: db.prepare('DELETE FROM peer_messages WHERE recorded_at < $before'),
   };
 }

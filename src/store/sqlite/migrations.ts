@@ -216,6 +216,20 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX bank_work_by_due ON bank_work (due_at);
     `,
   },
+  {
+    version: 11,
+    description: 'coordination: the log of messages between the processes on the file (presence, acknowledgements)',
+    sql: `
+      -- Coordination.publishToPeers: every process reads it from its last seq on, with the log of
+      -- session ends. Fire-and-forget, so only recent rows matter; the expiry sweep prunes it.
+      CREATE TABLE peer_messages (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        message     TEXT NOT NULL,
+        recorded_at INTEGER NOT NULL -- wall clock, only for pruning
+      ) STRICT;
+      CREATE INDEX peer_messages_by_time ON peer_messages (recorded_at);
+    `,
+  },
 ];
 
 /**

@@ -1,0 +1,272 @@
+// Acknowledgements from the other Tessera processes on one store: an explicit end (logout,
+// revocation, admin) answers only once every other live process has said that it will refuse the
+// ended sessions — or after a bounded wait (FEED_ECHO_TIMEOUT_MS in app-sessions.ts).
+//
+// The race it closes. Every process caches sessions and drops them when the store's feed of ends
+// tells it (session-cache.ts). An end used to answer once it came back through this process's own
+// subscription to that feed, on the assumption that the others heard it at the same moment. On
+// Redis one PUBLISH writes to every subscriber at once, so that held in practice; on PostgreSQL
+// each LISTEN connection reads the notification queue on its own schedule, and on a SQLite file
+// shared by several processes the others poll the log of ends every 20 ms — so process B could
+// still answer the ended session from memory to a request made after the end had answered on A
+// (seen in CI: once in 20 trials on PostgreSQL). Now A also asks every process it knows of, over
+// the store's channel between the processes (Coordination.publishToPeers), to forget the ended
+// sessions, and each of them answers only after it has dropped them from its cache: when A has
+// every answer, no other process serves them from memory any more.
+//
+// The messages (text, fields separated by one space; `<id>` a process's random id):
+//   hello <id>                  I am here: at start (before serving), every PEER_HEARTBEAT_MS,
+//                               and at once in reply to a hello from a process not known yet
+//   bye <id>                    I stop (or can no longer hear this channel): do not wait for me
+//   end <id> <n> <handle>...    request n: forget these ended sessions and acknowledge
+//   ack <id> <to>.<n>...        I have forgotten the sessions of request n of process <to>
+// A process not heard from for PEER_FORGET_AFTER_MS is forgotten (it died without a bye). The
+// channel is fire-and-forget: a lost request or answer costs the waiting end its bounded wait.
+//
+// What is not guaranteed, and why it is small: a process that started a moment ago may not be
+// known yet to a process ending sessions (its hello is on its way); it has cached only what it
+// served since, and the end is still on its feed. A process that cannot hear this channel says
+// bye and serves nothing from memory until it hears again (its session cache counts the channel
+// as one of its feeds), so nobody needs its answer meanwhile.
+
+import { randomBytes } from 'node:crypto';
+import { PEER_MESSAGE_MAX_BYTES, type Coordination, type FeedChange } from '../store/coordination-port.ts';
+
+/** How often a process says hello (and forgets the processes it has not heard from). */
+export const PEER_HEARTBEAT_MS = 2_000;
+/** A process not heard from for this long (three heartbeats) is no longer waited for. */
+export const PEER_FORGET_AFTER_MS = 3 * PEER_HEARTBEAT_MS;
+/** At most this many other processes are known at once (a bound against a flood of ids). */
+const MAX_PEERS = 1_000;
+
+const ID = /^[0-9a-f]{16}$/;
+const REQUEST = /^[0-9]{1,15}$/;
+
+/** What of the session cache the channel needs: dropping ended sessions, and being a feed of it. */
+export interface PeerCache {
+  forget(handles: Iterable<string>): void;
+  feedChanged(feed: string, change: FeedChange): void;
+}
+
+export interface PeerAcksOptions {
+  heartbeatMs?: number;
+  forgetAfterMs?: number;
+  /** A monotonic clock, ms (default performance.now): liveness, not session time. */
+  now?: () => number;
+  /** Publishing failed (the store is down): the waits concerned run into their timeout. */
+  onError?: (err: unknown) => void;
+}
+
+interface Request {
+  /** The processes that have not acknowledged yet. */
+  awaiting: Set<string>;
+  /** Everyone asked has acknowledged (or left). */
+  done: () => void;
+  /** The process stops: the wait ends unanswered. */
+  abandon: () => void;
+}
+
+export class PeerAcks {
+  /** This process's id on the channel. */
+  readonly id = randomBytes(8).toString('hex');
+  readonly #channel: Pick<Coordination, 'publishToPeers' | 'subscribePeers'>;
+  readonly #cache: PeerCache;
+  readonly #heartbeatMs: number;
+  readonly #forgetAfterMs: number;
+  readonly #now: () => number;
+  readonly #onError: (err: unknown) => void;
+  /** Other processes → when last heard from. */
+  readonly #peers = new Map<string, number>();
+  readonly #requests = new Map<number, Request>();
+  #nextRequest = 0;
+  #subscription: { close(): Promise<void> } | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  /** Acknowledgements not sent yet (`<to>.<n>`), sent together once the current delivery is handled. */
+  #acks: string[] = [];
+  #hearing = true;
+
+  constructor(channel: Pick<Coordination, 'publishToPeers' | 'subscribePeers'>, cache: PeerCache, opts: PeerAcksOptions = {}) {
+    this.#channel = channel;
+    this.#cache = cache;
+    this.#heartbeatMs = opts.heartbeatMs ?? PEER_HEARTBEAT_MS;
+    this.#forgetAfterMs = opts.forgetAfterMs ?? PEER_FORGET_AFTER_MS;
+    this.#now = opts.now ?? (() => performance.now());
+    this.#onError = opts.onError ?? (() => undefined);
+  }
+
+  /** Subscribes and says hello (published before this resolves, so before the process serves). */
+  async start(): Promise<void> {
+    if (this.#subscription !== null) return;
+    this.#subscription = await this.#channel.subscribePeers(
+      (message) => this.#receive(message),
+      (change) => this.#changed(change),
+    );
+    await this.#publish([`hello ${this.id}`]);
+    this.#timer = setInterval(() => this.heartbeat(), this.#heartbeatMs);
+    this.#timer.unref();
+  }
+
+  /** Says bye and unsubscribes; waits in progress resolve (false) at once. */
+  async stop(): Promise<void> {
+    if (this.#subscription === null) return;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#publish([`bye ${this.id}`]);
+    const sub = this.#subscription;
+    this.#subscription = null;
+    await sub.close();
+    this.#peers.clear();
+    for (const r of [...this.#requests.values()]) r.abandon();
+    this.#requests.clear();
+  }
+
+  /** The other processes known now. */
+  get peers(): string[] {
+    return [...this.#peers.keys()];
+  }
+
+  /** Forgets the processes not heard from for a while, and says hello. */
+  heartbeat(): void {
+    const now = this.#now();
+    for (const [peer, heard] of this.#peers) {
+      if (now - heard > this.#forgetAfterMs) this.#drop(peer);
+    }
+    if (this.#hearing) void this.#publish([`hello ${this.id}`]);
+  }
+
+  /**
+   * Asks every other live process to forget `handles` (sessions this process has just ended) and
+   * resolves once each has acknowledged all of them (true), or after `timeoutMs` (false). With no
+   * other process known it resolves at once.
+   */
+  confirmEnded(handles: readonly string[], timeoutMs: number): Promise<boolean> {
+    if (this.#subscription === null || handles.length === 0) return Promise.resolve(true);
+    const now = this.#now();
+    for (const [peer, heard] of this.#peers) {
+      if (now - heard > this.#forgetAfterMs) this.#drop(peer);
+    }
+    if (this.#peers.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const pending = new Set<number>();
+      const giveUp = () => {
+        clearTimeout(timer);
+        for (const n of pending) this.#requests.delete(n);
+        pending.clear();
+        resolve(false);
+      };
+      const timer = setTimeout(giveUp, timeoutMs);
+      const messages: string[] = [];
+      for (const chunk of chunks(handles, (n) => `end ${this.id} ${n}`, () => this.#nextRequest++)) {
+        pending.add(chunk.n);
+        this.#requests.set(chunk.n, {
+          awaiting: new Set(this.#peers.keys()),
+          done: () => {
+            this.#requests.delete(chunk.n);
+            pending.delete(chunk.n);
+            if (pending.size > 0) return;
+            clearTimeout(timer);
+            resolve(true);
+          },
+          abandon: giveUp,
+        });
+        messages.push(chunk.message);
+      }
+      void this.#publish(messages);
+    });
+  }
+
+  #receive(message: string): void {
+    const parts = message.split(' ');
+    const kind = parts[0];
+    const from = parts[1];
+    if (from === undefined || from === this.id || !ID.test(from)) return;
+    if (kind === 'bye') {
+      this.#drop(from);
+      return;
+    }
+    if (kind === 'end' && !REQUEST.test(parts[2] ?? '')) return;
+    if (kind !== 'hello' && kind !== 'end' && kind !== 'ack') return;
+    const known = this.#peers.has(from);
+    if (!known && this.#peers.size >= MAX_PEERS) return;
+    this.#peers.set(from, this.#now());
+    switch (kind) {
+      case 'hello':
+        // A newcomer learns of this process at once, not at its next heartbeat.
+        if (!known && this.#hearing) void this.#publish([`hello ${this.id}`]);
+        return;
+      case 'end':
+        // Forgotten first: the acknowledgement means "this process refuses them from now on".
+        this.#cache.forget(parts.slice(3).filter((h) => h !== ''));
+        if (this.#acks.length === 0) setImmediate(() => this.#sendAcks());
+        this.#acks.push(`${from}.${parts[2]}`);
+        return;
+      case 'ack':
+        for (const key of parts.slice(2)) {
+          const dot = key.indexOf('.');
+          if (dot < 0 || key.slice(0, dot) !== this.id) continue;
+          const request = this.#requests.get(Number(key.slice(dot + 1)));
+          if (request === undefined) continue;
+          request.awaiting.delete(from);
+          if (request.awaiting.size === 0) request.done();
+        }
+        return;
+    }
+  }
+
+  /** The channel went down or came back: while it is down this process is deaf to requests. */
+  #changed(change: FeedChange): void {
+    this.#hearing = change === 'up';
+    // Nothing from memory while requests to forget may be missed (session-cache.ts).
+    this.#cache.feedChanged('peers', change);
+    // Down: the others need not wait for this process (it serves nothing from memory); if the bye
+    // is lost they wait until they forget it. Up: known again at once.
+    void this.#publish([`${change === 'up' ? 'hello' : 'bye'} ${this.id}`]);
+  }
+
+  #sendAcks(): void {
+    const acks = this.#acks;
+    this.#acks = [];
+    if (acks.length === 0 || this.#subscription === null) return;
+    void this.#publish(chunks(acks, () => `ack ${this.id}`, () => 0).map((c) => c.message));
+  }
+
+  /** A process that left (bye) or went silent: no wait waits for it any more. */
+  #drop(peer: string): void {
+    if (!this.#peers.delete(peer)) return;
+    for (const r of [...this.#requests.values()]) {
+      if (r.awaiting.delete(peer) && r.awaiting.size === 0) r.done();
+    }
+  }
+
+  async #publish(messages: string[]): Promise<void> {
+    try {
+      await this.#channel.publishToPeers(messages);
+    } catch (err) {
+      this.#onError(err);
+    }
+  }
+}
+
+/** `items` after a head, in messages of at most PEER_MESSAGE_MAX_BYTES (each a request `n`). */
+function chunks(items: readonly string[], head: (n: number) => string, next: () => number): { n: number; message: string }[] {
+  const out: { n: number; message: string }[] = [];
+  let n = next();
+  let message = head(n);
+  let bytes = Buffer.byteLength(message);
+  let count = 0;
+  for (const item of items) {
+    const size = 1 + Buffer.byteLength(item);
+    if (count > 0 && bytes + size > PEER_MESSAGE_MAX_BYTES) {
+      out.push({ n, message });
+      n = next();
+      message = head(n);
+      bytes = Buffer.byteLength(message);
+      count = 0;
+    }
+    message += ` ${item}`;
+    bytes += size;
+    count += 1;
+  }
+  if (count > 0) out.push({ n, message });
+  return out;
+}

@@ -1,0 +1,229 @@
+// The channel between the Tessera processes (src/sessions/peer-acks.ts) on a channel whose
+// deliveries the test makes one by one, so every interleaving is chosen, none timed: presence
+// (hello, the reply to a newcomer, bye, forgetting the silent), a request answered only after the
+// cache forgot the sessions, long requests in several messages, and a process that cannot hear
+// the channel saying bye and serving nothing from memory.
+
+import { describe, expect, it } from 'vitest';
+import { PeerAcks, type PeerCache } from '../../src/sessions/peer-acks.ts';
+import { PEER_MESSAGE_MAX_BYTES, checkPeerMessages, type FeedChange } from '../../src/store/coordination-port.ts';
+
+interface Subscriber {
+  listener: (m: string) => void;
+  onReset: (c: FeedChange) => void;
+  inbox: string[];
+}
+
+/** A broadcast channel that queues each message for each subscriber until `deliver`. */
+class ManualChannel {
+  readonly subscribers = new Set<Subscriber>();
+  readonly published: string[] = [];
+
+  publishToPeers(messages: readonly string[]): Promise<void> {
+    checkPeerMessages(messages);
+    for (const m of messages) {
+      this.published.push(m);
+      for (const s of this.subscribers) s.inbox.push(m);
+    }
+    return Promise.resolve();
+  }
+
+  subscribePeers(listener: (m: string) => void, onReset: (c: FeedChange) => void): Promise<{ close(): Promise<void> }> {
+    const sub: Subscriber = { listener, onReset, inbox: [] };
+    this.subscribers.add(sub);
+    return Promise.resolve({ close: () => Promise.resolve(void this.subscribers.delete(sub)) });
+  }
+
+  /** Hands every queued message to its subscriber (those the handling publishes, too). */
+  async deliverAll(): Promise<void> {
+    for (let rounds = 0; rounds < 100; rounds++) {
+      let any = false;
+      for (const s of this.subscribers) {
+        for (const m of s.inbox.splice(0)) {
+          any = true;
+          s.listener(m);
+        }
+      }
+      // Acknowledgements are sent after the current delivery (setImmediate).
+      await new Promise((r) => setImmediate(r));
+      if (!any && [...this.subscribers].every((s) => s.inbox.length === 0)) return;
+    }
+  }
+}
+
+/** A cache that records what it was told, in order. */
+function recordingCache(log: string[]): PeerCache & { forgotten: Set<string> } {
+  const forgotten = new Set<string>();
+  return {
+    forgotten,
+    forget(handles) {
+      for (const h of handles) {
+        forgotten.add(h);
+        log.push(`forget ${h}`);
+      }
+    },
+    feedChanged(feed, change) {
+      log.push(`${feed} ${change}`);
+    },
+  };
+}
+
+async function twoProcesses(channel = new ManualChannel(), clock = { t: 0 }) {
+  const logA: string[] = [];
+  const logB: string[] = [];
+  const cacheA = recordingCache(logA);
+  const cacheB = recordingCache(logB);
+  const opts = { now: () => clock.t, heartbeatMs: 3_600_000 };
+  const a = new PeerAcks(channel, cacheA, opts);
+  const b = new PeerAcks(channel, cacheB, opts);
+  await a.start();
+  await b.start();
+  await channel.deliverAll();
+  return { channel, clock, a, b, cacheA, cacheB, logA, logB };
+}
+
+/** Whether the promise has settled, and with what, without waiting on any timer. */
+async function settled<T>(p: Promise<T>): Promise<{ done: boolean; value?: T }> {
+  const marker = Symbol('pending');
+  const v = await Promise.race([p, new Promise<typeof marker>((r) => setImmediate(() => r(marker)))]);
+  return v === marker ? { done: false } : { done: true, value: v as T };
+}
+
+describe('PeerAcks: presence', () => {
+  it('a newcomer knows the processes already there once its hello is answered, and they know it', async () => {
+    const { channel, a, b } = await twoProcesses();
+    expect(a.peers).toStrictEqual([b.id]);
+    expect(b.peers).toStrictEqual([a.id]);
+    // A was there first: it heard B's hello and answered at once, not at its next heartbeat.
+    expect(channel.published.filter((m) => m === `hello ${a.id}`)).toHaveLength(2);
+    await a.stop();
+    await b.stop();
+  });
+
+  it('bye: the process is forgotten at once, and a wait for it ends', async () => {
+    const { channel, a, b } = await twoProcesses();
+    const waiting = a.confirmEnded(['h1'], 3_600_000);
+    await b.stop();
+    await channel.deliverAll();
+    expect(a.peers).toStrictEqual([]);
+    // B said bye without having read A's request: nobody is left to wait for.
+    expect(await settled(waiting)).toStrictEqual({ done: true, value: true });
+    await a.stop();
+  });
+
+  it('a process not heard from for PEER_FORGET_AFTER_MS is forgotten by the next heartbeat; one that speaks stays', async () => {
+    const { channel, clock, a, b } = await twoProcesses();
+    clock.t += 5_000;
+    b.heartbeat(); // B says hello
+    await channel.deliverAll();
+    clock.t += 5_000;
+    a.heartbeat();
+    expect(a.peers).toStrictEqual([b.id]); // heard 5 s ago
+    clock.t += 1_001;
+    a.heartbeat();
+    expect(a.peers).toStrictEqual([]); // 6.001 s of silence
+    await a.stop();
+    await b.stop();
+  });
+});
+
+describe('PeerAcks: an end waits for every other process to forget the sessions', () => {
+  it('resolves true only after each other process forgot the handles and acknowledged', async () => {
+    const channel = new ManualChannel();
+    const { a, b, cacheB, logB } = await twoProcesses(channel);
+    const logC: string[] = [];
+    const cacheC = recordingCache(logC);
+    const c = new PeerAcks(channel, cacheC, { heartbeatMs: 3_600_000 });
+    await c.start();
+    await channel.deliverAll();
+    expect(new Set(a.peers)).toStrictEqual(new Set([b.id, c.id]));
+
+    const waiting = a.confirmEnded(['h1', 'h2'], 3_600_000);
+    expect(await settled(waiting)).toStrictEqual({ done: false });
+    // Only B reads the request: B forgets and answers; A still waits for C.
+    const [aSub, bSub] = [...channel.subscribers] as [Subscriber, Subscriber, Subscriber];
+    for (const m of bSub.inbox.splice(0)) bSub.listener(m);
+    expect(cacheB.forgotten).toStrictEqual(new Set(['h1', 'h2']));
+    // Forgotten before the answer went out: the answer is sent after the delivery is handled.
+    expect(channel.published.some((m) => m.startsWith(`ack ${b.id} `))).toBe(false);
+    expect(logB.filter((l) => l.startsWith('forget'))).toStrictEqual(['forget h1', 'forget h2']);
+    await new Promise((r) => setImmediate(r));
+    expect(channel.published.filter((m) => m.startsWith(`ack ${b.id} `))).toStrictEqual([`ack ${b.id} ${a.id}.0`]);
+    // A reads its inbox (its own request, B's answer); C has not read the request.
+    for (const m of aSub.inbox.splice(0)) aSub.listener(m);
+    expect(await settled(waiting)).toStrictEqual({ done: false });
+    expect(cacheC.forgotten.size).toBe(0);
+
+    await channel.deliverAll(); // C reads the request, forgets, answers; A hears it
+    expect(cacheC.forgotten).toStrictEqual(new Set(['h1', 'h2']));
+    expect(await settled(waiting)).toStrictEqual({ done: true, value: true });
+    await Promise.all([a.stop(), b.stop(), c.stop()]);
+  });
+
+  it('a request too long for one message goes in several, each within the limit, and all must be acknowledged', async () => {
+    const { channel, a, b, cacheB } = await twoProcesses();
+    const handles = Array.from({ length: 1000 }, (_, i) => `handle-${String(i).padStart(4, '0')}-${'x'.repeat(30)}`);
+    const waiting = a.confirmEnded(handles, 3_600_000);
+    const requests = channel.published.filter((m) => m.startsWith(`end ${a.id} `));
+    expect(requests.length).toBeGreaterThan(1);
+    for (const m of requests) expect(Buffer.byteLength(m)).toBeLessThanOrEqual(PEER_MESSAGE_MAX_BYTES);
+    expect(requests.flatMap((m) => m.split(' ').slice(3))).toStrictEqual(handles);
+    // All but the last request read and acknowledged: still waiting.
+    const bSub = [...channel.subscribers][1]!;
+    const last = bSub.inbox.splice(bSub.inbox.indexOf(requests.at(-1)!), 1);
+    await channel.deliverAll();
+    expect(await settled(waiting)).toStrictEqual({ done: false });
+    bSub.inbox.push(...last);
+    await channel.deliverAll();
+    expect(cacheB.forgotten).toStrictEqual(new Set(handles));
+    expect(await settled(waiting)).toStrictEqual({ done: true, value: true });
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('with no other process it resolves at once, and a lost answer costs the timeout (false)', async () => {
+    const channel = new ManualChannel();
+    const alone = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000 });
+    await alone.start();
+    await channel.deliverAll();
+    expect(await settled(alone.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: true, value: true });
+    await alone.stop();
+
+    const { a, b } = await twoProcesses(channel);
+    // B never reads A's request: the wait gives up after its timeout.
+    expect(await a.confirmEnded(['h'], 20)).toBe(false);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('a process whose channel goes down serves nothing from memory and says bye; back up, it says hello', async () => {
+    const { channel, a, b, logB } = await twoProcesses();
+    const bSub = [...channel.subscribers][1]!; // A subscribed first
+    bSub.onReset('down');
+    expect(logB.at(-1)).toBe('peers down');
+    await channel.deliverAll();
+    expect(a.peers).toStrictEqual([]); // nobody waits for a process that cannot hear
+    expect(await settled(a.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: true, value: true });
+    bSub.onReset('up');
+    expect(logB.at(-1)).toBe('peers up');
+    await channel.deliverAll();
+    expect(a.peers).toStrictEqual([b.id]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('a wait in progress when the process stops ends unanswered (false)', async () => {
+    const { a, b } = await twoProcesses();
+    const waiting = a.confirmEnded(['h'], 3_600_000);
+    expect(await settled(waiting)).toStrictEqual({ done: false });
+    await a.stop();
+    expect(await settled(waiting)).toStrictEqual({ done: true, value: false });
+    await b.stop();
+  });
+
+  it('ignores what is not a message of the protocol, and its own messages', async () => {
+    const { channel, a, b, cacheB } = await twoProcesses();
+    await channel.publishToPeers(['hello', 'hello not-an-id', `end ${'f'.repeat(16)} x h`, `ack ${b.id}`, 'junk', `end ${b.id} 1 mine`]);
+    await channel.deliverAll();
+    expect(cacheB.forgotten.size).toBe(0);
+    expect(new Set(a.peers)).toStrictEqual(new Set([b.id]));
+    await Promise.all([a.stop(), b.stop()]);
+  });
+});
