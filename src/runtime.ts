@@ -167,6 +167,7 @@ export async function createRuntime(
   const sessionCache = new SessionCache(store, 100_000, () => clock.now());
   const peers = new PeerAcks(store, sessionCache, {
     onError: (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'a message to the other processes was not sent'),
+    onUnanswered: (peers) => log.warn({ peers }, 'an explicit end answered before these processes acknowledged it (waited FEED_ECHO_TIMEOUT_MS)'),
   });
   const bus = new EventBus();
   const monitor = createMonitoring({ config, store, clock, bus, sessionCache }, { processMetrics: opts.processMetrics ?? false });

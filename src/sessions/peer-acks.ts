@@ -55,6 +55,12 @@ export interface PeerAcksOptions {
   now?: () => number;
   /** Publishing failed (the store is down): the waits concerned run into their timeout. */
   onError?: (err: unknown) => void;
+  /**
+   * A wait ran into its timeout: the end answered before these processes acknowledged it, so
+   * for them "refused by the very next request" was not proven (a lost message, a process that
+   * died without bye or too loaded to answer in time).
+   */
+  onUnanswered?: (peers: string[]) => void;
 }
 
 interface Request {
@@ -75,6 +81,7 @@ export class PeerAcks {
   readonly #forgetAfterMs: number;
   readonly #now: () => number;
   readonly #onError: (err: unknown) => void;
+  readonly #onUnanswered: (peers: string[]) => void;
   /** Other processes → when last heard from. */
   readonly #peers = new Map<string, number>();
   readonly #requests = new Map<number, Request>();
@@ -92,6 +99,7 @@ export class PeerAcks {
     this.#forgetAfterMs = opts.forgetAfterMs ?? PEER_FORGET_AFTER_MS;
     this.#now = opts.now ?? (() => performance.now());
     this.#onError = opts.onError ?? (() => undefined);
+    this.#onUnanswered = opts.onUnanswered ?? (() => undefined);
   }
 
   /** Subscribes and says hello (published before this resolves, so before the process serves). */
@@ -154,7 +162,12 @@ export class PeerAcks {
         pending.clear();
         resolve(false);
       };
-      const timer = setTimeout(giveUp, timeoutMs);
+      const timer = setTimeout(() => {
+        const silent = new Set<string>();
+        for (const n of pending) for (const peer of this.#requests.get(n)?.awaiting ?? []) silent.add(peer);
+        giveUp();
+        if (silent.size > 0) this.#onUnanswered([...silent]);
+      }, timeoutMs);
       const messages: string[] = [];
       for (const chunk of chunks(handles, (n) => `end ${this.id} ${n}`, () => this.#nextRequest++)) {
         pending.add(chunk.n);

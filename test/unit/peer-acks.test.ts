@@ -188,9 +188,15 @@ describe('PeerAcks: an end waits for every other process to forget the sessions'
     expect(await settled(alone.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: true, value: true });
     await alone.stop();
 
-    const { a, b } = await twoProcesses(channel);
-    // B never reads A's request: the wait gives up after its timeout.
+    const unanswered: string[][] = [];
+    const a = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000, onUnanswered: (peers) => unanswered.push(peers) });
+    const b = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000 });
+    await a.start();
+    await b.start();
+    await channel.deliverAll();
+    // B never reads A's request: the wait gives up after its timeout, and says who did not answer.
     expect(await a.confirmEnded(['h'], 20)).toBe(false);
+    expect(unanswered).toStrictEqual([[b.id]]);
     await Promise.all([a.stop(), b.stop()]);
   });
 
