@@ -1,6 +1,7 @@
 // What only the SQLite adapter has, beyond the conformance matrix (test/store/targets.ts, which
 // runs every suite on one connection and on connections in worker threads): files, schema
-// versions, locks, purging, the end log's local delivery and pruning.
+// versions, locks, purging, the end log's local delivery and pruning, the pruning of the log of
+// messages between the processes.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
 import { DEFAULT_LIFETIMES, issueSession } from '../../src/domain/session.ts';
 import { buildTenant } from '../../src/domain/tenant.ts';
+import { PEER_MESSAGE_RETENTION_MS } from '../../src/store/sqlite/coordination.ts';
 import { migrations } from '../../src/store/sqlite/migrations.ts';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 
@@ -292,6 +294,27 @@ describe('SQLite store specifics', () => {
       await sub.close();
       await a.close();
       await b.close();
+    }
+  });
+
+  it('prunes messages between the processes older than PEER_MESSAGE_RETENTION_MS with the expiry sweep, and keeps the newer', async () => {
+    const path = join(tempDir(), 'peers.db');
+    const store = await openSqliteStore(path);
+    try {
+      await store.publishToPeers(['old one', 'old two', 'recent']);
+      const raw = new DatabaseSync(path);
+      try {
+        const old = Date.now() - PEER_MESSAGE_RETENTION_MS - 1_000;
+        raw.prepare("UPDATE peer_messages SET recorded_at = ? WHERE message LIKE 'old %'").run(old);
+        const messages = () => (raw.prepare('SELECT message FROM peer_messages ORDER BY seq').all() as { message: string }[]).map((r) => r.message);
+        expect(messages()).toStrictEqual(['old one', 'old two', 'recent']);
+        await store.sweepExpired(T0, 100); // housekeeping rides along
+        expect(messages()).toStrictEqual(['recent']);
+      } finally {
+        raw.close();
+      }
+    } finally {
+      await store.close();
     }
   });
 });
