@@ -1,6 +1,7 @@
 // Each Tessera process keeps the sessions it has seen in memory, so checking a bearer token's
 // session needs no store round trip. The cache is kept exact by the store's feed of session ends
-// (Redis pub/sub, or the SQLite end log): a revocation in any process drops the entry here, and
+// (Redis pub/sub, PostgreSQL NOTIFY, or the SQLite end log) and, for explicit ends, by the other
+// processes' requests to forget (peer-acks.ts): a revocation in any process drops the entry here, and
 // the next request reads the store again. When a feed may be losing messages (its connection
 // failed, or its own probes stopped coming back), the whole cache is forgotten and every check
 // reads the store until the feed is proven to deliver again — a revocation made during the gap
@@ -118,10 +119,11 @@ export class SessionCache {
   }
 
   /**
-   * Resolves once every handle has come back through the store's feed — which every other
-   * process subscribes to as well — or after `timeoutMs`. Logout waits for this, so that when
-   * it answers, the other servers have (in practice) already been told. Resolves to whether all
-   * handles were seen.
+   * Resolves once every handle has come back through this process's own subscription to the
+   * store's feed, or after `timeoutMs`; to whether all handles were seen. Only half of what an
+   * explicit end waits for: the other processes read the feed on their own schedule (a
+   * PostgreSQL LISTEN connection, a SQLite poll), so endedEverywhere (app-sessions.ts) also waits
+   * for their acknowledgements (peer-acks.ts).
    */
   waitForFeed(handles: readonly string[], timeoutMs: number): Promise<boolean> {
     const awaited = handles.filter((h) => !this.fromFeed.has(h));
