@@ -4,9 +4,10 @@
 // A goal is named by its `id` the same way in every run; `ok` is null where a run cannot judge it
 // (the verdict says why). Goal 4 in one-round runs (--quick) has no spread between rounds to
 // compare its change with, so each run leaves it unjudged and the summary judges it across the
-// runs: the change of each scenario's ratio (× hello world) from 1,000 to the large size, median
-// over the runs, against the run-to-run noise of that ratio — the largest spread (max − min over
-// the mean) of the N runs' ratios at either size.
+// runs: the change of each scenario's ratio (its req/s over that of its control, a server of the
+// same store left at 1,000 sessions and measured in the same round) from 1,000 to the large size,
+// median over the runs, against the run-to-run noise of that ratio — the largest spread (max − min
+// over the mean) of the N runs' ratios at either size.
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,7 +21,7 @@ export interface Goal {
   measured: string;
   ok: boolean | null;
   verdict: string;
-  /** Goal 4: the scenario's × hello at 1,000 sessions and at the large size. */
+  /** Goal 4: the scenario's req/s over its control's at 1,000 sessions and at the large size. */
   data?: { small: number; large: number };
 }
 

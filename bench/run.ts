@@ -11,7 +11,9 @@
 //   sso         POST /api/v1/sso/token: one-time tokens of finished SSO logins exchanged on Redis.
 //   argon2      the cost of one password check, and what that caps logins at per core.
 //   memory      Redis bytes per idle token-mode session, every key of the prefix included.
-//   size        the check again with 1,000,000 (quick: 20,000) more sessions stored.
+//   size        the check again with 1,000,000 (quick: 20,000) more sessions stored, beside a
+//               control server per store (Redis, SQLite) left at 1,000 and measured in the same
+//               rounds: goal 4 compares the filled server's req/s over its control's at both sizes.
 //   remote      Redis behind a TCP proxy adding 0.5 ms and 2 ms each way: Tessera vs the peer.
 //   revocation  two Tessera processes on one Redis; the check at full speed on B while A ends
 //               sessions one by one: time from the logout's start until B refuses.
@@ -425,15 +427,22 @@ function warmUp(scenarios: Scenario[], path = '/api/v1/session'): void {
   for (const [, url, headers] of scenarios) runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: WARM_UP, headers });
 }
 
+/** A scenario's rounds: the median round (`f`), every round's req/s rounded (`all`), and every round's figures in round order. */
+interface Measured {
+  f: Figures;
+  all: number[];
+  rounds: Figures[];
+}
+
 /** Interleaved rounds; the round with the median throughput stands for each scenario. */
-function measure(scenarios: Scenario[], path = '/api/v1/session', seconds = SECONDS): Map<string, { f: Figures; all: number[] }> {
+function measure(scenarios: Scenario[], path = '/api/v1/session', seconds = SECONDS): Map<string, Measured> {
   const samples = new Map<string, Figures[]>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, url, headers] of scenarios) samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers, seconds)]);
   }
-  const out = new Map<string, { f: Figures; all: number[] }>();
+  const out = new Map<string, Measured>();
   for (const [name, fs] of samples) {
-    out.set(name, { f: [...fs].sort((a, b) => a.rps - b.rps)[Math.floor(fs.length / 2)] as Figures, all: fs.map((x) => Math.round(x.rps)) });
+    out.set(name, { f: [...fs].sort((a, b) => a.rps - b.rps)[Math.floor(fs.length / 2)] as Figures, all: fs.map((x) => Math.round(x.rps)), rounds: fs });
   }
   return out;
 }
@@ -479,7 +488,10 @@ const redis = createClient({ url: REDIS_URL });
 await redis.connect();
 try {
   // The servers every section uses, and the load generator, start at once.
-  const [tr, ts, tp, hello] = await Promise.all([
+  // `size` adds a control server per store (its own Redis prefix, its own SQLite file) that stays
+  // at 1,000 sessions while the other is filled: goal 4 compares the filled server with it in the
+  // same rounds (see the size section).
+  const [tr, ts, tp, hello, , trc, tsc] = await Promise.all([
     startTessera(REDIS_URL),
     startTessera(`sqlite:${join(dir, 'bench.db')}`),
     createBenchDatabase().then((db) => {
@@ -488,21 +500,31 @@ try {
     }),
     startBaseline('hello'),
     startLoadServer(),
+    ONLY.has('size') ? startTessera(REDIS_URL) : null,
+    ONLY.has('size') ? startTessera(`sqlite:${join(dir, 'control.db')}`) : null,
   ]);
-  const checkScenarios = async (withPostgres = true): Promise<Scenario[]> => {
-    const [rt, rc, st, sc] = [await tr.login('token'), await tr.login('cookie'), await ts.login('token'), await ts.login('cookie')];
-    const out: Scenario[] = [
-      ['tessera token (redis)', tr.url, { authorization: `Bearer ${rt.token}` }],
-      ['tessera cookie (redis)', tr.url, { cookie: rc.cookie }],
-      ['tessera token (sqlite)', ts.url, { authorization: `Bearer ${st.token}` }],
-      ['tessera cookie (sqlite)', ts.url, { cookie: sc.cookie }],
+  /** A server's token and cookie rows (a new login of each mode), named `tessera <mode> (<store>)<suffix>`. */
+  const rowsOf = async (t: Tessera, store: string, suffix = ''): Promise<Scenario[]> => {
+    const [tok, ck] = [await t.login('token'), await t.login('cookie')];
+    return [
+      [`tessera token (${store})${suffix}`, t.url, { authorization: `Bearer ${tok.token}` }],
+      [`tessera cookie (${store})${suffix}`, t.url, { cookie: ck.cookie }],
     ];
-    if (tp !== null && withPostgres) {
-      const [pt, pc] = [await tp.login('token'), await tp.login('cookie')];
-      out.push(['tessera token (postgres)', tp.url, { authorization: `Bearer ${pt.token}` }], ['tessera cookie (postgres)', tp.url, { cookie: pc.cookie }]);
-    }
+  };
+  const checkScenarios = async (withPostgres = true): Promise<Scenario[]> => {
+    const out: Scenario[] = [...(await rowsOf(tr, 'redis')), ...(await rowsOf(ts, 'sqlite'))];
+    if (tp !== null && withPostgres) out.push(...(await rowsOf(tp, 'postgres')));
     return out;
   };
+  const CONTROL = ' [control]';
+  /** The control servers' rows, in the order of `checkScenarios`' Redis and SQLite rows. */
+  const controlScenarios = async (): Promise<Scenario[]> => (trc && tsc ? [...(await rowsOf(trc, 'redis', CONTROL)), ...(await rowsOf(tsc, 'sqlite', CONTROL))] : []);
+  /** Each row followed by its control's (when it has one): a pair is measured back to back in every round. */
+  const paired = (rows: Scenario[], controls: Scenario[]): Scenario[] =>
+    rows.flatMap((r) => {
+      const c = controls.find(([n]) => n === `${r[0]}${CONTROL}`);
+      return c ? [r, c] : [r];
+    });
 
   if (ONLY.has('check') || ONLY.has('size')) {
     section(ONLY.has('check') ? 'check' : 'size');
@@ -513,8 +535,11 @@ try {
       fill(ts, 1000),
       tp !== null && ONLY.has('check') ? fill(tp, 1000) : null,
       ONLY.has('check') ? Promise.all([startBaseline('redis-get'), startBaseline('jose'), startBaseline('session')]) : undefined,
+      trc ? fill(trc, 1000) : null,
+      tsc ? fill(tsc, 1000) : null,
     ]);
     const tessera = await checkScenarios(ONLY.has('check'));
+    const controls = await controlScenarios();
     // `--only=size` (goal 4 on its own): hello world and Tessera's rows only.
     const baselines: Scenario[] = [];
     if (rg && jo && peer) {
@@ -524,12 +549,12 @@ try {
         ['@fastify/session + connect-redis', peer.url, peer.headers],
       );
     }
-    const scenarios: Scenario[] = [['fastify hello world', hello.url, hello.headers], ...baselines, ...tessera];
+    const scenarios: Scenario[] = [['fastify hello world', hello.url, hello.headers], ...baselines, ...paired(tessera, controls)];
     for (const [, url, headers] of scenarios) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
     warmUp(scenarios);
     const rows = measure(scenarios);
     helloFigures = rows.get('fastify hello world')!.f;
-    table('The session check (GET /api/v1/session), 1,000 sessions stored', rows, helloFigures);
+    table(`The session check (GET /api/v1/session), 1,000 sessions stored${controls.length > 0 ? ' (the [control] rows: the size section\'s servers that stay at 1,000)' : ''}`, rows, helloFigures);
     if (ONLY.has('check')) {
       for (const [name] of tessera) {
         const f = rows.get(name)!.f;
@@ -545,37 +570,65 @@ try {
       if (ONLY.has('check')) section('size');
       // Goal 4: the same check after LARGE more sessions were stored (bench/fill-sessions.ts,
       // through the store port; bounded by BENCH_FILL_TIMEOUT_S; the keys and the database go
-      // with the run's clean-up). Compared as × hello and as CPU per request, beside the
-      // run-to-run spread of the same rows (which needs BENCH_ROUNDS ≥ 2).
+      // with the run's clean-up), beside a control server per store left at 1,000 sessions and
+      // measured in the same rounds, back to back with the filled one, at both sizes. Throughput
+      // on a shared machine moves between the two measurements by more than the store size could
+      // explain (hello world itself, and an untouched server); the filled server's req/s over its
+      // control's in the same round does not carry that drift, and comparing that ratio at the
+      // two sizes also cancels what differs between the two processes.
       const [redisSecs, sqliteSecs] = await Promise.all([fill(tr, LARGE, 1000), fill(ts, LARGE, 1000)]);
-      console.log(`\n(filled ${LARGE.toLocaleString('en')} more sessions, the two fills at once: Redis ${redisSecs.toFixed(0)} s, SQLite ${sqliteSecs.toFixed(0)} s)`);
+      console.log(`\n(filled ${LARGE.toLocaleString('en')} more sessions, the two fills at once: Redis ${redisSecs.toFixed(0)} s, SQLite ${sqliteSecs.toFixed(0)} s; the control servers stay at 1,000)`);
       // Redis memory per session at this size too (goal 3's measure at goal 4's size): every
       // key of the server's prefix, its 1,000 small-size sessions, logins and tenant included.
       await redisMemory(tr.prefix, LARGE + 1000, `Redis memory at the large size, ${(LARGE + 1000).toLocaleString('en')} sessions (every key of the Redis server's prefix: the fill's idle token-mode sessions, the 1,000 of the small size, the bench's logins, the tenant and its audit)`);
       const big = await checkScenarios(false);
-      for (const [, url, headers] of big) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
-      const bigScenarios: Scenario[] = [['fastify hello world', hello.url, hello.headers], ...big];
+      const bigControls = await controlScenarios();
+      const bigScenarios: Scenario[] = [['fastify hello world', hello.url, hello.headers], ...paired(big, bigControls)];
+      for (const [, url, headers] of bigScenarios) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
       warmUp(bigScenarios);
       const rowsBig = measure(bigScenarios);
-      table(`The session check with ${(LARGE + 1000).toLocaleString('en')} sessions stored`, rowsBig, rowsBig.get('fastify hello world')!.f);
-      console.log('\n| scenario | × hello at 1,000 | × hello at the large size | change | spread between rounds (1,000 / large) | CPU µs/req at 1,000 / large |');
-      console.log('|---|---:|---:|---:|---:|---:|');
+      table(`The session check with ${(LARGE + 1000).toLocaleString('en')} sessions stored (the [control] rows: servers left at 1,000)`, rowsBig, rowsBig.get('fastify hello world')!.f);
+      console.log(
+        `\n| scenario | × hello at 1,000 / large (control: 1,000 / 1,000) | filled ÷ control req/s per round, at 1,000 | at ${(LARGE + 1000).toLocaleString('en')} | change | spread between rounds (1,000 / large) | CPU µs/req at 1,000 / large (control) | CPU per request filled ÷ control, 1,000 → large (change) |`,
+      );
+      console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
       const hBig = rowsBig.get('fastify hello world')!.f;
-      const spread = (all: number[]) => (all.length < 2 ? NaN : (Math.max(...all) - Math.min(...all)) / ((Math.max(...all) + Math.min(...all)) / 2));
+      const spread = (xs: number[]) => (xs.length < 2 ? NaN : (Math.max(...xs) - Math.min(...xs)) / ((Math.max(...xs) + Math.min(...xs)) / 2));
+      const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] as number;
+      const pct = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(x * 100).toFixed(0)} %`);
+      /** The filled row's req/s over its control's, round by round (NaN for a round the control served nothing). */
+      const perRound = (at: Map<string, Measured>, name: string, of: (f: Figures) => number = (f) => f.rps) => {
+        const [f, c] = [at.get(name)!.rounds, at.get(`${name}${CONTROL}`)!.rounds];
+        return f.map((x, i) => (of(c[i]!) > 0 ? of(x) / of(c[i]!) : NaN));
+      };
+      /** The same for the server CPU per request (beside the verdict: the figure least disturbed by neighbours). */
+      const cpuRatio = (at: Map<string, Measured>, name: string) => median(perRound(at, name, (f) => f.cpuUsPerRequest ?? NaN));
+      const cpu = (m: Measured) => m.f.cpuUsPerRequest?.toFixed(0) ?? 'n/a';
       for (const [name] of big) {
-        const small = rows.get(name)!.f.rps / helloFigures.rps;
-        const large = rowsBig.get(name)!.f.rps / hBig.rps;
+        const x = (at: Map<string, Measured>, n: string, h: Figures) => `${(at.get(n)!.f.rps / h.rps).toFixed(2)}×`;
+        const [rs, rl] = [perRound(rows, name), perRound(rowsBig, name)];
+        const [small, large] = [median(rs), median(rl)];
         const change = (large - small) / small;
-        const noise = Math.max(spread(rows.get(name)!.all), spread(rowsBig.get(name)!.all));
-        const pct = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(x * 100).toFixed(0)} %`);
+        const noise = Math.max(spread(rs), spread(rl));
+        const list = (xs: number[]) => xs.map((v) => v.toFixed(2)).join(' / ');
         console.log(
-          `| ${name} | ${small.toFixed(2)}× | ${large.toFixed(2)}× | ${pct(change)} | ${pct(spread(rows.get(name)!.all))} / ${pct(spread(rowsBig.get(name)!.all))} | ${rows.get(name)!.f.cpuUsPerRequest?.toFixed(0)} / ${rowsBig.get(name)!.f.cpuUsPerRequest?.toFixed(0)} |`,
+          `| ${name} | ${x(rows, name, helloFigures)} / ${x(rowsBig, name, hBig)} (${x(rows, name + CONTROL, helloFigures)} / ${x(rowsBig, name + CONTROL, hBig)}) | ${list(rs)} | ${list(rl)} | ${pct(change)} | ${pct(spread(rs))} / ${pct(spread(rl))} | ${cpu(rows.get(name)!)} / ${cpu(rowsBig.get(name)!)} (${cpu(rows.get(name + CONTROL)!)} / ${cpu(rowsBig.get(name + CONTROL)!)}) | ${cpuRatio(rows, name).toFixed(2)} → ${cpuRatio(rowsBig, name).toFixed(2)} (${pct((cpuRatio(rowsBig, name) - cpuRatio(rows, name)) / cpuRatio(rows, name))}) |`,
         );
         // One round (--quick) has no spread to compare with: not judged in the run; --runs=N
-        // judges it across the runs (bench/goals.ts), from each run's two ratios.
-        goal(4, `${name}: 1,000 vs ${(LARGE + 1000).toLocaleString('en')} stored, change within the run-to-run noise`, `${small.toFixed(2)}× → ${large.toFixed(2)}×: ${pct(change)} vs noise ${pct(noise)}`, Number.isNaN(noise) ? null : Math.abs(change) <= noise, Number.isNaN(noise) ? 'not judged: one round, no spread (--runs=N judges across runs)' : undefined, { small, large });
+        // judges it across the runs (bench/goals.ts), from each run's two ratios to the control.
+        goal(
+          4,
+          `${name}: 1,000 vs ${(LARGE + 1000).toLocaleString('en')} stored, against a 1,000-session control in the same rounds, change within the noise`,
+          `÷ control ${small.toFixed(2)} → ${large.toFixed(2)}: ${pct(change)} vs noise ${pct(noise)} (× hello ${x(rows, name, helloFigures)} → ${x(rowsBig, name, hBig)}, control ${x(rows, name + CONTROL, helloFigures)} → ${x(rowsBig, name + CONTROL, hBig)})`,
+          Number.isNaN(noise) ? null : Math.abs(change) <= noise,
+          Number.isNaN(noise) ? 'not judged: one round, no spread (--runs=N judges across runs)' : undefined,
+          { small, large },
+        );
       }
     }
+    // The controls' work is done: stopped, so that no idle server beyond the usual ones shares
+    // core 0 with the sections after this one.
+    await stopAll([trc, tsc].flatMap((t) => (t ? [t.child] : [])));
   }
 
   if (ONLY.has('rotation')) {
