@@ -10,11 +10,14 @@
 // CPU_REF (another checkout of Tessera, e.g. the main branch's: its servers are measured in the
 // same interleaved rounds, rows marked "[ref]" — an A/B comparison of a change on a busy machine),
 // CPU_MODE (check | refresh: refresh-token rotation on Redis instead of the check — each round
-// logs 50 new users in and rotates their 50 chains CPU_REQUESTS times in all, bench/load-refresh.ts).
+// logs 50 new users in and rotates their 50 chains CPU_REQUESTS times in all, bench/load-refresh.ts;
+// sso: the SSO token exchange on Redis — each round stores CPU_REQUESTS finished SSO logins through
+// the server's own checkout's bench/fill-sso-tokens.ts, in another process and before the CPU is
+// read, then exchanges each one-time token once, bench/load-sso.ts).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +55,9 @@ async function startHello(): Promise<Server & { headers: Record<string, string> 
 }
 
 interface Tessera extends Server {
+  root: string;
+  prefix: string;
+  cookieKey: string;
   login(mode: 'token' | 'cookie'): Promise<Record<string, string>>;
   /** Refresh tokens of `n` users created and logged in now (token mode), five at a time. */
   chains(n: number): Promise<string[]>;
@@ -62,6 +68,7 @@ async function startTessera(store: string, root = ROOT): Promise<Tessera> {
   const admin = randomBytes(24).toString('hex');
   const prefix = `bench-cpu-${run}-${randomBytes(3).toString('hex')}:`;
   prefixes.push(prefix);
+  const cookieKey = randomBytes(32).toString('base64url');
   const [cmd, args] = pinned(0, [NODE, join(root, 'src/cli.ts'), 'start']);
   const child = spawn(cmd, args, {
     cwd: dir,
@@ -71,7 +78,7 @@ async function startTessera(store: string, root = ROOT): Promise<Tessera> {
       TESSERA_STORE: store,
       TESSERA_REDIS_PREFIX: prefix,
       TESSERA_ADMIN_TOKEN: admin,
-      COOKIE_SECRET_SIGN_KEY: randomBytes(32).toString('base64url'),
+      COOKIE_SECRET_SIGN_KEY: cookieKey,
       TESSERA_LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -122,7 +129,7 @@ async function startTessera(store: string, root = ROOT): Promise<Tessera> {
     }
     return out;
   };
-  return { url, pid: child.pid, login, chains };
+  return { url, pid: child.pid, root, prefix, cookieKey, login, chains };
 }
 
 interface Row { us: number; p99: number; non2xx: number }
@@ -135,6 +142,26 @@ async function measureRotation(t: Tessera, amount: number): Promise<Row> {
   if (r.status !== 0) throw new Error(`load generator failed: ${r.stderr}`);
   if (r.stderr.trim() !== '') console.log(`(load-refresh: ${r.stderr.trim()})`);
   const f = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { requests: number; p99: number; non2xx: number; errors: number };
+  return { us: ((cpuSeconds(t.pid) - c0) * 1e6) / Math.max(1, f.requests), p99: f.p99, non2xx: f.non2xx + f.errors };
+}
+
+/**
+ * One round of SSO token exchanges: `amount` finished SSO logins (each of a user of its own) stored
+ * by another process (not counted), then each one-time token exchanged once in token mode; CPU
+ * per exchange of the server process only.
+ */
+function measureSso(t: Tessera, amount: number): Row {
+  const out = join(dir, `sso-${randomBytes(3).toString('hex')}.txt`);
+  const fill = spawnSync(NODE, [join(t.root, 'bench/fill-sso-tokens.ts'), JSON.stringify({ store: REDIS_URL, prefix: t.prefix, cookieKey: t.cookieKey, tenantId: 'bench', count: amount, budgetS: 30, out })], { encoding: 'utf8', cwd: dir, timeout: 120_000 });
+  if (fill.status !== 0) throw new Error(`SSO fill failed: ${fill.stderr}`);
+  const filled = readFileSync(out, 'utf8').split('\n').filter(Boolean).length;
+  const c0 = cpuSeconds(t.pid);
+  const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load-sso.ts'), JSON.stringify({ url: `${t.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: 600, tokens: out })]);
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 700_000 });
+  if (r.status !== 0) throw new Error(`load generator failed: ${r.stderr}`);
+  if (r.stderr.trim() !== '') console.log(`(load-sso: ${r.stderr.trim()})`);
+  const f = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { requests: number; p99: number; non2xx: number; errors: number };
+  if (f.requests !== filled) console.log(`(sso: ${filled} tokens stored, ${f.requests} exchanged)`);
   return { us: ((cpuSeconds(t.pid) - c0) * 1e6) / Math.max(1, f.requests), p99: f.p99, non2xx: f.non2xx + f.errors };
 }
 
@@ -151,8 +178,16 @@ try {
   const hello = await startHello();
   const scenarios: [string, Server, Record<string, string>][] = [['fastify hello world', hello, hello.headers]];
   const rotations = new Map<string, Tessera>();
+  const exchanges = new Map<string, Tessera>();
   const want = (name: string) => ONLY === null || ONLY.some((o) => name.includes(o));
   for (const [root, mark] of REF === null ? [[ROOT, '']] : [[ROOT, ''], [REF, ' [ref]']]) {
+    if (MODE === 'sso') {
+      const t = await startTessera(REDIS_URL, root);
+      const name = `tessera SSO exchange (redis)${mark}`;
+      exchanges.set(name, t);
+      scenarios.push([name, t, {}]);
+      continue;
+    }
     if (MODE === 'refresh') {
       const t = await startTessera(REDIS_URL, root);
       const name = `tessera rotation (redis)${mark}`;
@@ -176,6 +211,11 @@ try {
       await measureRotation(t, Math.min(5000, REQUESTS));
       continue;
     }
+    const x = exchanges.get(name);
+    if (x !== undefined) {
+      measureSso(x, Math.min(3000, REQUESTS));
+      continue;
+    }
     const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), JSON.stringify({ url: `${s.url}/api/v1/session`, connections: CONNECTIONS, amount: Math.min(5000, REQUESTS), headers })]);
     spawnSync(cmd, args, { encoding: 'utf8', timeout: 600_000 });
   }
@@ -183,7 +223,8 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, s, headers] of scenarios) {
       const t = rotations.get(name);
-      rows.set(name, [...(rows.get(name) ?? []), t !== undefined ? await measureRotation(t, REQUESTS) : measureOnce(s, headers)]);
+      const x = exchanges.get(name);
+      rows.set(name, [...(rows.get(name) ?? []), t !== undefined ? await measureRotation(t, REQUESTS) : x !== undefined ? measureSso(x, REQUESTS) : measureOnce(s, headers)]);
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
