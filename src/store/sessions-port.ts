@@ -113,6 +113,13 @@ export type RedeemResult =
   /** No session valid at `now` has this secret hash (unknown, already used, expired): nothing changed. */
   | { outcome: 'not_consumed' };
 
+/** A session read together with its user (getSessionWithUserBySecretHash). */
+export interface SessionWithUser {
+  session: Session;
+  /** The session's user as stored: null when the session has no user or the user is not stored. */
+  user: User | null;
+}
+
 export interface SessionsStore {
   /**
    * Stores a new session. With `limit`, counts the user's valid sessions of `limit.kind` at `now`
@@ -128,6 +135,14 @@ export interface SessionsStore {
   getSessionByHandle(handle: string): Promise<Session | null>;
   /** The stored record whatever its status, or null. */
   getSessionBySecretHash(secretHash: string): Promise<Session | null>;
+  /**
+   * getSessionBySecretHash and, in the same call, the session's user (getUser of its tenant and
+   * user): the SSO token exchange's look-up, which needs both before it may consume anything (its
+   * binding checks and the user's `disabled`). A read: no race to close (the exchange's
+   * redeemSession checks the target again in its own atomic step). Null when no session has
+   * this secret hash. On Redis one command where the secret's route is on the same node.
+   */
+  getSessionWithUserBySecretHash(secretHash: string): Promise<SessionWithUser | null>;
 
   /**
    * Records activity: sets `lastSeenAt = now` and `idleExpiresAt` (the caller computes it, capped
@@ -229,6 +244,7 @@ export const SESSIONS_OPERATIONS = [
   'createSession',
   'getSessionByHandle',
   'getSessionBySecretHash',
+  'getSessionWithUserBySecretHash',
   'touchSession',
   'updateSessionData',
   'revokeSession',

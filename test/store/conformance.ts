@@ -274,6 +274,29 @@ export function describeStoreConformance(
       it('returns null for an unknown handle or secret hash', async () => {
         expect(await store.getSessionByHandle(`nope.${randomUUID()}`)).toBeNull();
         expect(await store.getSessionBySecretHash(hashSecret(newSecret()))).toBeNull();
+        expect(await store.getSessionWithUserBySecretHash(hashSecret(newSecret()))).toBeNull();
+      });
+
+      it('getSessionWithUserBySecretHash: the record by secret hash whatever its status, with its user as stored', async () => {
+        const ids = fresh();
+        const user = await store.createUser(newUser(ids.tenantId, `${randomUUID()}@example.com`, { id: ids.userId, roles: ['admin'] }));
+        // The same user id in another tenant is another user: never answered for this one.
+        await store.createUser(newUser(`t-${randomUUID()}`, `${randomUUID()}@example.com`, { id: ids.userId }));
+        const app = await make(ids, 'app');
+        const token = await make(ids, 'flow', { userId: ids.userId, data: { purpose: 'sso_token', appHandle: app.handle } });
+        expect(await store.getSessionWithUserBySecretHash(token.secretHash)).toStrictEqual({ session: token, user });
+        expect(await store.getSessionWithUserBySecretHash(app.secretHash)).toStrictEqual({ session: app, user });
+        // The user as it is now (a disabled one too), and the session ended as it is stored.
+        const disabled = await store.updateUser({ ...user, disabled: true, updatedAt: T0 + MINUTE });
+        const [revoked] = await store.revokeSession(token.handle, 'admin', T0 + MINUTE);
+        expect(await store.getSessionWithUserBySecretHash(token.secretHash)).toStrictEqual({ session: revoked, user: disabled });
+        // A user not stored (or deleted), and a session without a user: user null.
+        const orphan = await make(fresh(), 'app');
+        expect(await store.getSessionWithUserBySecretHash(orphan.secretHash)).toStrictEqual({ session: orphan, user: null });
+        const flow = await make(ids, 'flow');
+        expect(await store.getSessionWithUserBySecretHash(flow.secretHash)).toStrictEqual({ session: flow, user: null });
+        expect(await store.deleteUser(ids.tenantId, ids.userId)).toBe(true);
+        expect(await store.getSessionWithUserBySecretHash(app.secretHash)).toStrictEqual({ session: await stored(app.handle), user: null });
       });
 
       it('stores a child below a valid parent of the same tenant', async () => {

@@ -435,6 +435,66 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
     }
   });
 
+  it("an SSO exchange of a token another process made is two commands: the look-up reads the route and the user in its script, the redeem writes the refresh token's route in its own", async () => {
+    const [tenantId, userId] = ['t-sso', `u-sso-${newSecret().slice(0, 8)}`];
+    const user = await store.createUser({ id: userId, tenantId, email: `${userId}@example.com`, passwordHash: null, roles: [], createdAt: T0, updatedAt: T0 });
+    const login = async () => {
+      const idp = await created(store, session(tenantId, userId, 'idp'));
+      const app = await created(store, { ...session(tenantId, userId, 'app', idp), data: { mode: 'pending' } });
+      const once = await created(store, { ...session(tenantId, null, 'flow'), handle: session(tenantId, userId).handle, userId, data: { purpose: 'sso_token', appHandle: app.handle } });
+      return { app, once };
+    };
+    const target = (app: Session, t: RefreshToken) => ({ handle: app.handle, expectData: { mode: 'pending' }, patch: { mode: 'token' }, idleExpiresAt: T0 + HOUR, refreshToken: t });
+    // Another process: it has seen neither route of a login `store` makes.
+    const other = await openRedisStore(server.url, { prefix, commandTimeoutMs: 300, connectTimeoutMs: 500 });
+    const conn = await openConnection(parseRedisUrl(server.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
+    try {
+      // A first exchange loads the scripts (EVAL once on a server that did not know them).
+      const first = await login();
+      await other.getSessionWithUserBySecretHash(first.once.secretHash);
+      expect((await other.redeemSession(first.once.secretHash, target(first.app, token(first.app)), T0 + 1000)).outcome).toBe('redeemed');
+      const { app, once } = await login();
+      const commands = async () => {
+        const out = new Map<string, number>();
+        for (const [, name, calls] of String(await conn.send(undefined, ['INFO', 'commandstats'])).matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) {
+          if (name !== 'info') out.set(name as string, Number(calls));
+        }
+        return out;
+      };
+      const before = await commands();
+      expect(await other.getSessionWithUserBySecretHash(once.secretHash)).toStrictEqual({ session: once, user });
+      const t = { ...token(app), createdAt: T0 + 1000 };
+      const r = await other.redeemSession(once.secretHash, target(app, t), T0 + 1000);
+      expect(r.outcome).toBe('redeemed');
+      const after = await commands();
+      const sent = [...after].filter(([name, n]) => n !== (before.get(name) ?? 0)).map(([name, n]) => [name, n - (before.get(name) ?? 0)]);
+      // Two EVALSHA (and what their scripts ran): no route read, user read or route write of their own.
+      expect(sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'pttl', 'pexpire', 'publish'].includes(name as string))).toEqual([['evalsha', 2]]);
+      // The refresh token's route is in Redis: a process that never saw it finds the token.
+      expect(await store.getRefreshToken(t.tokenHash)).toStrictEqual(t);
+      // Unknown secrets, routed or not: null.
+      expect(await other.getSessionWithUserBySecretHash(hashSecret(newSecret()))).toBeNull();
+
+      // A refresh token whose route names another slot: refused before anything changes.
+      const second = await login();
+      const taken = token(second.app);
+      const bucket = `${prefix}r:${taken.tokenHash.slice(0, 2)}`;
+      await conn.send(bucket, ['HSET', bucket, taken.tokenHash.slice(2, 18), userTag(tenantId, 'someone-else')]);
+      await expect(other.redeemSession(second.once.secretHash, target(second.app, taken), T0 + 1000)).rejects.toMatchObject({ code: 'session_exists', status: 409 });
+      expect(await store.getSessionByHandle(second.once.handle)).toStrictEqual(second.once);
+      expect(await store.getSessionByHandle(second.app.handle)).toStrictEqual(second.app);
+      expect(await conn.send(bucket, ['HGET', bucket, taken.tokenHash.slice(2, 18)])).toBe(userTag(tenantId, 'someone-else'));
+      // A redeem that does not redeem (the token spent) writes no route.
+      const spent = token(app);
+      expect(await other.redeemSession(once.secretHash, target(app, spent), T0 + 2000)).toStrictEqual({ outcome: 'not_consumed' });
+      const spentBucket = `${prefix}r:${spent.tokenHash.slice(0, 2)}`;
+      expect(await conn.send(spentBucket, ['HGET', spentBucket, spent.tokenHash.slice(2, 18)])).toBeNull();
+    } finally {
+      await conn.close();
+      await other.close();
+    }
+  });
+
   it('fails fast with StoreUnavailable while Redis is down, and resumes by itself when it returns', async () => {
     const s = await created(store, session('t-rec', 'u-rec'));
     let resets = 0;

@@ -89,15 +89,17 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
   const { token } = input;
   const tokenHash = hashSecret(token);
   // Only one-time tokens are redeemable here: a look first, so that no other single-use secret
-  // (a redirect cookie, a session cookie) can be consumed through this endpoint.
-  const seen = await deps.store.getSessionBySecretHash(tokenHash);
-  if (!seen || seen.kind !== 'flow' || seen.data.purpose !== SSO_TOKEN_PURPOSE) throw new Unauthorized('invalid_sso_token', INVALID);
+  // (a redirect cookie, a session cookie) can be consumed through this endpoint. The token's
+  // user (its roles are the token's scope; a disabled one is refused) comes in the same call.
+  const found = await deps.store.getSessionWithUserBySecretHash(tokenHash);
+  const seen = found?.session;
+  if (!found || !seen || seen.kind !== 'flow' || seen.data.purpose !== SSO_TOKEN_PURPOSE) throw new Unauthorized('invalid_sso_token', INVALID);
   if (tenantId !== null && tenantId !== seen.tenantId) throw new Forbidden('tenant_mismatch', 'X-Tenant-ID does not match the sign-in.');
   checkTokenBinding(seen, input, mode);
 
   // The tenant from the process's short-lived cache (tenant-cache.ts), as the check and rotation have it.
   const tenant = await loadTenant(deps, seen.tenantId, now);
-  const user = tenant && seen.userId !== null ? await deps.store.getUser(seen.tenantId, seen.userId) : null;
+  const user = tenant ? found.user : null;
   if (!tenant || !user) {
     // The token is spent all the same, as by any exchange that got this far.
     await deps.store.consumeSession(tokenHash, now);

@@ -18,13 +18,14 @@ import {
   type RenewResult,
   type RotateResult,
   type SessionsStore,
+  type SessionWithUser,
 } from '../sessions-port.ts';
 import type { PgDriver, Sql } from './driver.ts';
 import { lockOwner, lockTenantExclusive, lockTenantShared } from './locks.ts';
 import { addRefreshToken, getRefreshToken, rotateRefreshToken } from './refresh-tokens.ts';
 import { applyLimit, assertValidParent, byCreatedThenHandle, ENDABLE, insertSession, revokeSubtree, sessionByHandle, VALID } from './session-tree.ts';
 import { sweepExpired } from './sweep.ts';
-import { sessionFromRow, type SessionRow } from './rows.ts';
+import { sessionFromRow, userFromRow, type SessionRow, type UserRow } from './rows.ts';
 
 export { SESSION_RETENTION_MS } from './sweep.ts';
 
@@ -73,6 +74,15 @@ export class PostgresSessions implements SessionsStore {
   async getSessionBySecretHash(secretHash: string): Promise<Session | null> {
     const [row] = await this.driver.query<SessionRow>('SELECT * FROM sessions WHERE secret_hash = $1', [secretHash]);
     return row ? sessionFromRow(row) : null;
+  }
+
+  async getSessionWithUserBySecretHash(secretHash: string): Promise<SessionWithUser | null> {
+    const [row] = await this.driver.query<SessionRow>('SELECT * FROM sessions WHERE secret_hash = $1', [secretHash]);
+    if (!row) return null;
+    const session = sessionFromRow(row);
+    if (session.userId === null) return { session, user: null };
+    const [user] = await this.driver.query<UserRow>('SELECT * FROM users WHERE tenant_id = $1 AND id = $2', [session.tenantId, session.userId]);
+    return { session, user: user ? userFromRow(user) : null };
   }
 
   async touchSession(handle: string, now: number, idleExpiresAt: number | null): Promise<Session | null> {

@@ -190,6 +190,24 @@ export class RedisContext {
     this.#routes.delete(hash);
   }
 
+  /**
+   * Runs a routed slot script (slot-lua.ts routedScript) on the slot the route of `hash` names;
+   * `args` are the script's own, from ARGV[8]. On standalone and Sentinel, when this process
+   * does not know the route, one command that reads the route itself — and the route is not
+   * remembered: a one-time secret's route (the SSO token's, the only one looked up this way) is
+   * never needed again, and remembering it would push out routes that are (rotation's). In a
+   * Cluster, the route first (route(), remembered). Null when there is no route.
+   */
+  async runRouted(script: LuaScript, hash: string, now: number, args: string[]): Promise<unknown> {
+    const known = this.#routes.get(hash);
+    if (known === undefined && this.conn.kind !== 'redis-cluster') {
+      return evalScript(this.conn, script, this.keys.route(hash), ['', num(now), this.keys.endsChannel(), '', hash, this.keys.routeField(hash), this.keys.prefix, ...args]);
+    }
+    const tag = known ?? (await this.route(hash));
+    if (tag === null) return null;
+    return this.runSlot(script, tag, now, [hash, '', '', ...args]);
+  }
+
   /** The tag the route of a secret or refresh-token hash names, or null. */
   async route(hash: string): Promise<string | null> {
     const known = this.#routes.get(hash);

@@ -13,7 +13,7 @@ import { ADD_REFRESH, GET_REFRESH, ROTATE } from './refresh-scripts.ts';
 import { secretInUse, type SessionIndex } from './session-index.ts';
 
 /** The user record the rotate script read (accounts.ts writes it as JSON), if it is the session's. */
-function userOf(raw: unknown, s: Session): User | null {
+export function userOf(raw: unknown, s: Session): User | null {
   if (typeof raw !== 'string') return null;
   const u = JSON.parse(raw) as User;
   return u.tenantId === s.tenantId && u.id === s.userId ? u : null;

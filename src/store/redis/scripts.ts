@@ -8,7 +8,7 @@
 // touched by a script; session-index.ts writes them before the script and cleans up after a
 // refusal.
 
-import { script } from './slot-lua.ts';
+import { routedScript, script } from './slot-lua.ts';
 
 /**
  * create-with-limit. Race closed: simultaneous logins of one user each counting the same N valid
@@ -240,52 +240,65 @@ return finish(out[1])
  * consumes it and activates the target, the other finds it consumed; and an end of the target
  * (a revoke, an eviction) during the exchange — the target is checked and changed in the same step.
  * A refresh token that exists already refuses before anything changes.
- * ARGV[5] secret hash, ARGV[6] target handle, ARGV[7] new idle expiry ('' = none), ARGV[8]
- * refresh-token hash ('' = none), ARGV[9] its createdAt, ARGV[10] n, ARGV[11..10+2n] expected
- * data (field `d:<key>`, JSON), then the patch (field `d:<key>`, JSON or '' = remove).
+ * Routed (slot-lua.ts routedScript): ARGV[5] the secret hash, ARGV[6] and ARGV[7] its route's
+ * field and the key prefix when called by route; no route: false (nothing consumed).
+ * ARGV[8] target handle, ARGV[9] new idle expiry ('' = none), ARGV[10] refresh-token hash
+ * ('' = none), ARGV[11] its createdAt, ARGV[12] the refresh token's route key and ARGV[13] its
+ * field, when the script writes the route itself ('' = the caller wrote it: in a Cluster the
+ * route lives in another slot) — written, before the token it leads to, only when the exchange
+ * redeems; ARGV[14] n, ARGV[15..14+2n] expected data (field `d:<key>`, JSON), then the patch
+ * (field `d:<key>`, JSON or '' = remove).
  * Reply: {'redeemed', consumed record, target record, previous idle or ''}
  *      | {'unusable', consumed record} | {'not_consumed'} | {'token_exists'}
+ *      | {'route_taken'} (the refresh token's route names another slot: nothing was changed)
+ *      | false (called by route: the secret has none)
  * The target rule is domain/session.ts redeemableInto's.
  */
-export const REDEEM = script(
+export const REDEEM = routedScript(
   'redeem',
   `
 local r, rec = findSecret(h2b(ARGV[5]))
 if not r or not isValid(rec) then return { 'not_consumed' } end
 local hb = false
-if ARGV[8] ~= '' then
-  hb = h2b(ARGV[8])
+local routed = false
+if ARGV[10] ~= '' then
+  hb = h2b(ARGV[10])
   if findToken(hb) then return { 'token_exists' } end
+  if ARGV[12] ~= '' then
+    routed = redis.call('HGET', ARGV[12], ARGV[13])
+    if routed and routed ~= tag then return { 'route_taken' } end
+  end
 end
 local out = {}
 revokeTree(r, 'consumed', 'parent_revoked', out, nil)
-local t, tr = get(ARGV[6])
+local t, tr = get(ARGV[8])
 local ok = t ~= nil and isValid(t) and t[TEN] == rec[TEN] and t[USR] == rec[USR]
-local n = tonumber(ARGV[10])
+local n = tonumber(ARGV[14])
 local d = (t and t[DATA]) or {}
-for i = 11, 10 + 2 * n, 2 do
+for i = 15, 14 + 2 * n, 2 do
   if not ok then break end
   ok = d[string.sub(ARGV[i], 3)] == ARGV[i + 1]
 end
 if not ok then return finish({ 'unusable', out[1] }) end
-for i = 11 + 2 * n, #ARGV, 2 do
+if hb and ARGV[12] ~= '' and not routed then redis.call('HSET', ARGV[12], ARGV[13], tag) end
+for i = 15 + 2 * n, #ARGV, 2 do
   local k = string.sub(ARGV[i], 3)
   if ARGV[i + 1] == '' then d[k] = nil else d[k] = ARGV[i + 1] end
 end
 if next(d) == nil then d = false end
 t[DATA] = d
 local before = t[IDLE]
-if ARGV[7] == '' then
+if ARGV[9] == '' then
   t[IDLE] = false
 else
-  local idle = tonumber(ARGV[7])
+  local idle = tonumber(ARGV[9])
   if idle > t[ABS] then idle = t[ABS] end
   t[IDLE] = idle
 end
 t[SEEN] = now
 if hb then
   local toks = t[TOK] or {}
-  toks[#toks + 1] = { hb, tonumber(ARGV[9]), false, false }
+  toks[#toks + 1] = { hb, tonumber(ARGV[11]), false, false }
   t[TOK] = toks
 end
 changed(t)
@@ -306,6 +319,25 @@ export const BY_SECRET = script(
 local r, rec = findSecret(h2b(ARGV[5]))
 if not r then return finish(false) end
 return finish(pairsOf(r, rec))
+`,
+);
+
+/**
+ * Read by secret hash with the session's user (getSessionWithUserBySecretHash): the record of the
+ * slot with that hash and its user's record `P{tag}:u:<userId>` (accounts.ts writes it as JSON),
+ * which lives in the same slot. No race to close: a read, in one step so that one command answers
+ * both (and, called by route, finds the slot too: slot-lua.ts routedScript).
+ * ARGV[5] secret hash (ARGV[6], ARGV[7]: its route, when called by route).
+ * Reply: {record, user JSON | false} | false
+ */
+export const BY_SECRET_WITH_USER = routedScript(
+  'by-secret-with-user',
+  `
+local r, rec = findSecret(h2b(ARGV[5]))
+if not r then return finish(false) end
+local user = false
+if rec[USR] then user = redis.call('GET', base .. 'u:' .. rec[USR]) end
+return finish({ pairsOf(r, rec), user })
 `,
 );
 

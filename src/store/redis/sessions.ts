@@ -23,11 +23,12 @@ import {
   type RenewResult,
   type RotateResult,
   type SessionsStore,
+  type SessionWithUser,
 } from '../sessions-port.ts';
 import { mustSession, num, patchToFields, sessionFromReply, sessionsFromReply, sessionToFields } from './codec.ts';
 import type { RedisContext } from './context.ts';
-import { RedisRefreshTokens } from './refresh-tokens.ts';
-import { BY_SECRET, CONSUME, CREATE, GET, LIST, REDEEM, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
+import { RedisRefreshTokens, userOf } from './refresh-tokens.ts';
+import { BY_SECRET, BY_SECRET_WITH_USER, CONSUME, CREATE, GET, LIST, REDEEM, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
 import { secretInUse, SessionIndex, type ListPosition } from './session-index.ts';
 import { sweepExpired } from './sweep.ts';
 
@@ -86,6 +87,21 @@ export class RedisSessions implements SessionsStore {
       if (tag === null) return null;
       const s = sessionFromReply(await this.ctx.runSlot(BY_SECRET, tag, 0, [secretHash]));
       return s !== null && s.secretHash === secretHash ? s : null;
+    });
+  }
+
+  /**
+   * One command on standalone and Sentinel (the script reads the secret's route itself when this
+   * process does not know it: RedisContext.runRouted); in a Cluster, the route's HGET first when
+   * it is not known.
+   */
+  async getSessionWithUserBySecretHash(secretHash: string): Promise<SessionWithUser | null> {
+    return this.ctx.guard(async () => {
+      const reply = await this.ctx.runRouted(BY_SECRET_WITH_USER, secretHash, 0, []);
+      if (!Array.isArray(reply)) return null;
+      const session = sessionFromReply(reply[0]);
+      if (session === null || session.secretHash !== secretHash) return null;
+      return { session, user: session.userId === null ? null : userOf(reply[1], session) };
     });
   }
 
@@ -238,35 +254,50 @@ export class RedisSessions implements SessionsStore {
     });
   }
 
+  /**
+   * One command on standalone and Sentinel: the redeem script reads the secret's route itself
+   * when this process does not know it (RedisContext.runRouted) and writes the refresh token's
+   * route, before the token it leads to, only when it redeems. In a Cluster (the routes live in
+   * other slots) the secret's route is read first when not known, and the refresh token's route
+   * written first, by its own command, and taken back unless the token was stored.
+   */
   async redeemSession(secretHash: string, target: RedeemTarget, now: number): Promise<RedeemResult> {
     checkRedeemTarget(target);
     return this.ctx.guard(async () => {
-      const tag = await this.ctx.route(secretHash);
-      if (tag === null) return { outcome: 'not_consumed' };
       const token = target.refreshToken;
-      // The refresh token's route, written before the token it leads to (session-index.ts);
-      // taken back unless the token was stored. The target must be in the secret's slot (the same
-      // user): another slot's handle is not found there and counts as unusable.
-      const routeWritten = token !== null && tagOfHandle(target.handle) === tag ? await this.index.claimRoute(token.tokenHash, tag) : false;
+      const inScript = this.ctx.conn.kind !== 'redis-cluster';
+      let routeWritten = false;
+      if (!inScript) {
+        const tag = await this.ctx.route(secretHash);
+        if (tag === null) return { outcome: 'not_consumed' };
+        // The target must be in the secret's slot (the same user): another slot's handle is not
+        // found there and counts as unusable.
+        routeWritten = token !== null && tagOfHandle(target.handle) === tag ? await this.index.claimRoute(token.tokenHash, tag) : false;
+      }
+      const route = inScript && token !== null ? [this.ctx.keys.route(token.tokenHash), this.ctx.keys.routeField(token.tokenHash)] : ['', ''];
       const expected = patchToFields(target.expectData);
       const args = [
-        secretHash,
         target.handle,
         target.idleExpiresAt === null ? '' : num(target.idleExpiresAt),
         token?.tokenHash ?? '',
         token === null ? '' : num(token.createdAt),
+        ...route,
         String(expected.length / 2),
         ...expected,
         ...patchToFields(target.patch),
       ];
-      const reply = (await this.ctx.runSlot(REDEEM, tag, now, args).catch(async (err: unknown) => {
+      const reply = (await this.ctx.runRouted(REDEEM, secretHash, now, args).catch(async (err: unknown) => {
         if (routeWritten && token !== null) await this.index.dropRoutes([token.tokenHash]).catch(() => undefined);
         throw err;
-      })) as unknown[];
+      })) as unknown[] | null;
+      if (reply === null) return { outcome: 'not_consumed' };
       if (reply[0] !== 'redeemed' && routeWritten && token !== null) await this.index.dropRoutes([token.tokenHash]);
       switch (reply[0]) {
         case 'redeemed': {
           const session = mustSession(reply[2]);
+          // The target was found in the secret's slot: its handle names that slot.
+          const tag = this.ctx.tagOfSession(session);
+          if (inScript && token !== null) this.ctx.rememberRoute(token.tokenHash, tag);
           await this.index.expiryMayHaveMovedEarlier(session, String(reply[3]));
           // An end (the consumption) and a session's first credential: as a rotation, kept by a failover.
           await this.ctx.replicated([tag]);
@@ -278,6 +309,8 @@ export class RedisSessions implements SessionsStore {
           return { outcome: 'not_consumed' };
         case 'token_exists':
           throw new Conflict('refresh_token_exists', 'This refresh token is already stored.');
+        case 'route_taken':
+          throw secretInUse();
         default:
           throw new Error(`unexpected reply from the redeem script: ${String(reply[0])}`);
       }

@@ -666,3 +666,24 @@ end
 export function script(name: string, body: string): LuaScript {
   return luaScript(`-- tessera:${name}\n${PRELUDE}\n${body}`);
 }
+
+/**
+ * A slot script that may also be called by route: with ARGV[1] = '', it first reads the route of
+ * a secret or token hash (session-index.ts) and runs on the slot that route names — one command
+ * instead of the route's HGET and then the script. Only on standalone and Sentinel, where a
+ * script may reach a key that is not in KEYS; in a Cluster the route lives in another slot and is
+ * read by its own command (RedisContext.route), then the script is called as any slot script.
+ * Routed call: KEYS[1] the route's bucket, ARGV[5] the hash, ARGV[6] its field in the bucket,
+ * ARGV[7] the key prefix; no route (or not a tag): the reply is false and nothing is read.
+ * Called on a slot (ARGV[1] its base): ARGV[5] the hash, ARGV[6] and ARGV[7] unused.
+ * Either way the body's own arguments start at ARGV[8], and the body reads `tag` as usual.
+ */
+export function routedScript(name: string, body: string): LuaScript {
+  const route = `
+if ARGV[1] == '' then
+  local routed = redis.call('HGET', KEYS[1], ARGV[6])
+  if not routed or #routed ~= 12 or not string.match(routed, '^[A-Za-z0-9_-]+$') then return false end
+  ARGV[1] = ARGV[7] .. '{' .. routed .. '}:'
+end`;
+  return luaScript(`-- tessera:${name}\n${route}\n${PRELUDE}\n${body}`);
+}

@@ -22,6 +22,7 @@ export function prepareSessionStatements(db: DatabaseSync) {
       RETURNING *`),
     sessionByHandle: db.prepare('SELECT * FROM sessions WHERE handle = $handle'),
     sessionBySecretHash: db.prepare('SELECT * FROM sessions WHERE secret_hash = $secret_hash'),
+    userById: db.prepare('SELECT * FROM users WHERE tenant_id = $tenant_id AND id = $id'),
     validOfUserAndKind: db.prepare(`
       SELECT * FROM sessions
       WHERE tenant_id = $tenant_id AND user_id = $user_id AND kind = $kind AND status = 'active' AND expires_at > $now

@@ -25,9 +25,10 @@ import {
   type RenewResult,
   type RotateResult,
   type SessionsStore,
+  type SessionWithUser,
 } from '../sessions-port.ts';
-import { refreshTokenFromRow, sessionFromRow, sessionParams } from './rows.ts';
-import type { RefreshTokenRow, SessionRow } from './rows.ts';
+import { refreshTokenFromRow, sessionFromRow, sessionParams, userFromRow } from './rows.ts';
+import type { RefreshTokenRow, SessionRow, UserRow } from './rows.ts';
 import { prepareSessionStatements, STATUS_CONDITION } from './sessions-sql.ts';
 import { isUniqueViolation, type SqliteContext } from './transactions.ts';
 
@@ -87,6 +88,16 @@ export class SqliteSessions implements SessionsStore {
     return this.ctx.run(() => {
       const row = this.ctx.one<SessionRow>(this.stmt.sessionBySecretHash, { secret_hash: secretHash });
       return row ? sessionFromRow(row) : null;
+    });
+  }
+
+  getSessionWithUserBySecretHash(secretHash: string): Promise<SessionWithUser | null> {
+    return this.ctx.run(() => {
+      const row = this.ctx.one<SessionRow>(this.stmt.sessionBySecretHash, { secret_hash: secretHash });
+      if (!row) return null;
+      const session = sessionFromRow(row);
+      const user = session.userId === null ? undefined : this.ctx.one<UserRow>(this.stmt.userById, { tenant_id: session.tenantId, id: session.userId });
+      return { session, user: user ? userFromRow(user) : null };
     });
   }
 
