@@ -130,11 +130,18 @@ export function packUserAgent(ua: string): string {
   return out;
 }
 
+/** The phrase of each code, by its character code. */
+const UA_EXPANSIONS: ReadonlyMap<string, string> = new Map(UA_PHRASES);
+// eslint-disable-next-line no-control-regex
+const UA_CODES = /[\u0001-\u001f]/g;
+
+/**
+ * In one pass (every read of a session decodes its User-Agent): no phrase holds a control
+ * character, so expanding every code at once is what expanding them one phrase after another was.
+ */
 export function unpackUserAgent(stored: string): string {
   if (stored.startsWith('\u0000')) return stored.slice(1);
-  let out = stored;
-  for (const [code, phrase] of UA_PHRASES) out = out.split(code).join(phrase);
-  return out;
+  return stored.replace(UA_CODES, (code) => UA_EXPANSIONS.get(code) ?? code);
 }
 
 function deviceOf(m: Map<string, string>): Device {

@@ -1,0 +1,62 @@
+// The Redis adapter's compact User-Agent form (src/store/redis/codec.ts): lossless for any string,
+// and its one-pass expansion the same as expanding the phrases one after another (the stored
+// format: values written by any earlier release read back unchanged).
+
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { packUserAgent, unpackUserAgent } from '../../src/store/redis/codec.ts';
+
+/** The stored format's table (codec.ts UA_PHRASES), code and phrase, in its order. */
+const TABLE: ReadonlyArray<readonly [string, string]> = [
+  ['\u0013', 'Windows NT 10.0; Win64; x64; '],
+  ['\u0001', 'Mozilla/5.0 ('],
+  ['\u0002', 'Windows NT 10.0; Win64; x64'],
+  ['\u0003', ') AppleWebKit/537.36 (KHTML, like Gecko) Chrome/'],
+  ['\u0004', ' Safari/537.36'],
+  ['\u0005', 'Macintosh; Intel Mac OS X 10_15_7'],
+  ['\u0006', 'X11; Linux x86_64'],
+  ['\u0007', ') Gecko/20100101 Firefox/'],
+  ['\u0008', 'iPhone; CPU iPhone OS '],
+  ['\u000b', ' like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/'],
+  ['\u000c', ' Mobile/15E148 Safari/604.1'],
+  ['\u000e', 'Linux; Android 10; K'],
+  ['\u000f', ') AppleWebKit/605.1.15 (KHTML, like Gecko) Version/'],
+  ['\u0010', ' Mobile Safari/537.36'],
+  ['\u0011', ' Edg/'],
+  ['\u0012', ' Safari/605.1.15'],
+];
+const PHRASES = TABLE.map(([, phrase]) => phrase);
+
+/** The expansion as it was written before (one split/join per phrase, in table order). */
+function unpackPhraseByPhrase(stored: string): string {
+  if (stored.startsWith('\u0000')) return stored.slice(1);
+  let out = stored;
+  for (const [code, phrase] of TABLE) out = out.split(code).join(phrase);
+  return out;
+}
+
+describe('the compact User-Agent form', () => {
+  it('expands each code into its phrase', () => {
+    for (const [code, phrase] of TABLE) expect(unpackUserAgent(`a${code}b`)).toBe(`a${phrase}b`);
+  });
+
+  it('round-trips real User-Agents and any string, control characters included', () => {
+    const real = [
+      'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0',
+      'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1',
+      'Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0',
+      'curl/8.5.0',
+      'tab\there',
+      '',
+    ];
+    for (const ua of real) expect(unpackUserAgent(packUserAgent(ua))).toBe(ua);
+    const pieces = fc.oneof(fc.constantFrom(...PHRASES), fc.string(), fc.constantFrom('\u0000', '\u0001', '\t', '\u001f'));
+    fc.assert(fc.property(fc.array(pieces, { maxLength: 8 }), (parts) => unpackUserAgent(packUserAgent(parts.join(''))) === parts.join('')));
+  });
+
+  it('expands stored values exactly as the phrase-by-phrase expansion did', () => {
+    const stored = fc.array(fc.oneof(fc.constantFrom(...TABLE.map(([code]) => code)), fc.string(), fc.constantFrom('\t', '\n', '\r', '\u0014', '\u001f')), { maxLength: 10 });
+    fc.assert(fc.property(stored, (parts) => unpackUserAgent(parts.join('')) === unpackPhraseByPhrase(parts.join(''))));
+    expect(unpackUserAgent('\u0000\u0001raw')).toBe('\u0001raw');
+  });
+});
