@@ -1,0 +1,134 @@
+// node bench/sso-ab.ts [<other checkout>] — the JavaScript cost of the SSO token exchange
+// (POST /api/v1/sso/token, token mode) on Redis inside one process, for comparing two versions of
+// the code on a busy machine (as bench/rotation-ab.ts does for rotation). Each variant is a real
+// Tessera app on Redis (its own key prefix, the production logger writing to /dev/null) driven
+// through Fastify's `inject`: no HTTP sockets, so what is measured is the route, the flow, its
+// store calls, the token signing and the audit pipeline. Before each slice, that variant's own
+// bench/fill-sso-tokens.ts stores AB_SLICE finished SSO logins in ANOTHER process (as a real
+// callback on another server would: this process has not seen their routes), outside the
+// measurement; then the slice exchanges each one-time token once, 50 at a time, and counts this
+// process's CPU time until the slice's audit events are appended too. Variants are interleaved
+// for many rounds and the median slice of each is reported. Redis's own CPU is not in these
+// figures. Environment: AB_ROUNDS (default 9), AB_SLICE (exchanges per slice, default 2000),
+// BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+
+import { randomBytes } from 'node:crypto';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type * as ConfigModule from '../src/config/config.ts';
+import type * as SecretsModule from '../src/domain/secrets.ts';
+import type * as AppModule from '../src/http/app.ts';
+import type * as RuntimeModule from '../src/runtime.ts';
+import type * as ServerModule from '../src/server.ts';
+import type * as StoreModule from '../src/store/open.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROUNDS = Number(process.env.AB_ROUNDS ?? 9);
+const SLICE = Number(process.env.AB_SLICE ?? 2000);
+const CONCURRENCY = 50;
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const dir = mkdtempSync(join(tmpdir(), 'tessera-sso-ab-'));
+const ADMIN = 'ab-admin-token-' + 'x'.repeat(32);
+/** bench/fill-sso-tokens.ts's verifier (bench/load-sso.ts sends it too). */
+const VERIFIER = 'bench-verifier-' + 'v'.repeat(40);
+const prefixes: string[] = [];
+
+interface Injectable {
+  inject(opts: { method: string; url: string; headers?: Record<string, string>; payload?: unknown }): Promise<{ statusCode: number; body: string }>;
+}
+interface Variant {
+  name: string;
+  root: string;
+  prefix: string;
+  cookieSecret: string;
+  app: Injectable;
+  flush(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function tessera(root: string, label: string): Promise<Variant> {
+  // Another checkout's modules: typed as this one's (the same shapes).
+  const src = <T>(p: string) => import(join(root, 'src', p)) as Promise<T>;
+  const { loadConfig } = await src<typeof ConfigModule>('config/config.ts');
+  const { createLogger } = await src<typeof ServerModule>('server.ts');
+  const { createRuntime } = await src<typeof RuntimeModule>('runtime.ts');
+  const { buildApp } = await src<typeof AppModule>('http/app.ts');
+  const { openStore } = await src<typeof StoreModule>('store/open.ts');
+  const { hashSecret } = await src<typeof SecretsModule>('domain/secrets.ts');
+  const cookieSecret = randomBytes(32).toString('base64url');
+  const prefix = `bench-sso-ab-${randomBytes(4).toString('hex')}:`;
+  prefixes.push(prefix);
+  const config = loadConfig(
+    {
+      TESSERA_STORE: REDIS_URL,
+      TESSERA_REDIS_PREFIX: prefix,
+      COOKIE_SECRET_SIGN_KEY: cookieSecret,
+      TESSERA_ADMIN_TOKEN: ADMIN,
+      TESSERA_LOG_LEVEL: 'info',
+      // No sweep or bank round during the measurement.
+      TESSERA_SWEEP_INTERVAL_MS: '3600000',
+    },
+    dir,
+  );
+  const store = await openStore(config);
+  const runtime = await createRuntime({ ...config, cookieSecret }, store, { now: () => Date.now() }, { adminTokenHash: hashSecret(ADMIN) });
+  await runtime.start();
+  const log = createLogger(config, '/dev/null');
+  const app = (await buildApp(runtime.deps, { logger: log })) as unknown as Injectable;
+  const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
+  await app.inject({ method: 'PUT', url: '/api/v1/admin/tenants/bench', headers: h, payload: { profile: 'integration' } });
+  return { name: `tessera SSO exchange ${label}`, root, prefix, cookieSecret, app, flush: () => runtime.deps.monitor.flush(), stop: () => runtime.stop() };
+}
+
+/** `n` one-time tokens made by another process (that variant's own fill), awaited without blocking this one's event loop. */
+async function fill(v: Variant, n: number): Promise<string[]> {
+  const out = join(dir, `tokens-${randomBytes(3).toString('hex')}.txt`);
+  const child = spawn(process.execPath, [join(v.root, 'bench/fill-sso-tokens.ts'), JSON.stringify({ store: REDIS_URL, prefix: v.prefix, cookieKey: v.cookieSecret, tenantId: 'bench', count: n, budgetS: 40, out })], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] });
+  const code = await new Promise<number | null>((res) => child.once('exit', res));
+  if (code !== 0) throw new Error(`${v.name}: the fill exited ${code}`);
+  // Let this process take in what the fill published (its audit records, on the live feed) before measuring.
+  await new Promise((r) => setTimeout(r, 500));
+  return readFileSync(out, 'utf8').split('\n').filter(Boolean);
+}
+
+async function slice(v: Variant, n: number): Promise<number> {
+  const tokens = await fill(v, n);
+  let next = 0;
+  const c0 = process.cpuUsage();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < tokens.length) {
+        const token = tokens[next++] as string;
+        const r = await v.app.inject({ method: 'POST', url: '/api/v1/sso/token', headers: { 'content-type': 'application/json' }, payload: { token, codeVerifier: VERIFIER } });
+        if (r.statusCode !== 200) throw new Error(`${v.name}: ${r.statusCode} ${r.body}`);
+      }
+    }),
+  );
+  await v.flush();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / tokens.length;
+}
+
+const variants: Variant[] = [await tessera(ROOT, '(this)')];
+if (process.argv[2]) variants.push(await tessera(resolve(process.argv[2]), '(other)'));
+try {
+  for (const v of variants) await slice(v, Math.min(SLICE, 1000)); // warm-up
+  const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const v of round % 2 === 0 ? variants : [...variants].reverse()) samples.get(v.name)!.push(await slice(v, SLICE));
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor(p * (xs.length - 1))] as number;
+  console.log(`\n# bench/sso-ab.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${SLICE} exchanges per variant, ${CONCURRENCY} at a time (inject, one process)\n`);
+  console.log('| variant | CPU µs/exchange (median) | p25–p75 | rounds |');
+  console.log('|---|---:|---:|---|');
+  for (const [name, xs] of samples) console.log(`| ${name} | ${median(xs).toFixed(1)} | ${q(xs, 0.25).toFixed(1)}–${q(xs, 0.75).toFixed(1)} | ${xs.map((x) => x.toFixed(0)).join(' / ')} |`);
+} finally {
+  for (const v of variants) await v.stop().catch(() => undefined);
+  for (const p of prefixes) spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);
+  rmSync(dir, { recursive: true, force: true });
+}
+process.exit(0);
