@@ -4,7 +4,8 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { packUserAgent, unpackUserAgent } from '../../src/store/redis/codec.ts';
+import { DEFAULT_LIFETIMES, issueSession } from '../../src/domain/session.ts';
+import { packUserAgent, sessionFromReply, sessionToFields, unpackUserAgent } from '../../src/store/redis/codec.ts';
 
 /** The stored format's table (codec.ts UA_PHRASES), code and phrase, in its order. */
 const TABLE: ReadonlyArray<readonly [string, string]> = [
@@ -58,5 +59,39 @@ describe('the compact User-Agent form', () => {
     const stored = fc.array(fc.oneof(fc.constantFrom(...TABLE.map(([code]) => code)), fc.string(), fc.constantFrom('\t', '\n', '\r', '\u0014', '\u001f')), { maxLength: 10 });
     fc.assert(fc.property(stored, (parts) => unpackUserAgent(parts.join('')) === unpackPhraseByPhrase(parts.join(''))));
     expect(unpackUserAgent('\u0000\u0001raw')).toBe('\u0001raw');
+  });
+});
+
+describe('a session from its name/value reply', () => {
+  const session = {
+    ...issueSession({ tenantId: 't', userId: 'u', kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'oidc', device: { userAgent: 'Mozilla/5.0 (X11; Linux x86_64) x', ip: '10.0.0.1', location: { country: 'CH' } } }, 1_700_000_000_000).session,
+    data: { mode: 'token', nested: { a: [1, {}] } },
+  };
+
+  it('reads back what sessionToFields wrote, in any field order', () => {
+    const fields = sessionToFields(session);
+    expect(sessionFromReply(fields)).toStrictEqual(session);
+    const pairs = Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]]).reverse();
+    expect(sessionFromReply(pairs.flat())).toStrictEqual(session);
+  });
+
+  it('keeps the last value of a name given twice; null without handle or status; throws without another required field', () => {
+    expect(sessionFromReply([...sessionToFields(session), 'status', 'revoked', 'd:mode', '"cookie"'])).toMatchObject({ status: 'revoked', data: { mode: 'cookie' } });
+    const without = (name: string) => {
+      const f = sessionToFields(session);
+      const i = f.indexOf(name);
+      f.splice(i, 2);
+      return f;
+    };
+    expect(sessionFromReply(without('handle'))).toBeNull();
+    expect(sessionFromReply(without('status'))).toBeNull();
+    expect(sessionFromReply([])).toBeNull();
+    expect(() => sessionFromReply(without('tenantId'))).toThrow('stored record lacks the field "tenantId"');
+    expect(() => sessionFromReply(without('absoluteExpiresAt'))).toThrow('"absoluteExpiresAt"');
+  });
+
+  it('reads a layout-1 record whose device is one JSON field', () => {
+    const f = sessionToFields({ ...session, device: {} });
+    expect(sessionFromReply([...f, 'device', JSON.stringify(session.device)])?.device).toStrictEqual(session.device);
   });
 });

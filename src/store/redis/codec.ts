@@ -65,36 +65,74 @@ export function fieldMap(reply: unknown): Map<string, string> | null {
   return m;
 }
 
+/**
+ * A session from its name/value reply, in one pass over the reply (no intermediate map: every
+ * store call that returns sessions decodes them, the SSO exchange three). As a map would: a name
+ * given twice keeps its last value and its first position; null without `handle` or `status`; a
+ * record without another required field throws.
+ */
 export function sessionFromReply(reply: unknown): Session | null {
-  const m = fieldMap(reply);
-  if (m === null || !m.has('handle') || !m.has('status')) return null;
+  if (!Array.isArray(reply) || reply.length === 0) return null;
+  let handle, secretHash, tenantId, userId, kind, parentHandle, createdAt, lastSeenAt, idleExpiresAt, absoluteExpiresAt;
+  let authMethod, clientId, status, endedAt, revokeReason, successorHandle, legacyDevice, userAgent, ip, location;
   const data: Record<string, unknown> = {};
-  for (const [k, v] of m) {
-    // defineProperty: a key named __proto__ stays an own property, as JSON.parse would make it.
-    if (k.startsWith(DATA)) {
-      Object.defineProperty(data, k.slice(DATA.length), { value: JSON.parse(v) as unknown, enumerable: true, writable: true, configurable: true });
+  for (let i = 0; i + 1 < reply.length; i += 2) {
+    const name = String(reply[i]);
+    const value = String(reply[i + 1]);
+    switch (name) {
+      case 'handle': handle = value; break;
+      case 'secretHash': secretHash = value; break;
+      case 'tenantId': tenantId = value; break;
+      case 'userId': userId = value; break;
+      case 'kind': kind = value; break;
+      case 'parentHandle': parentHandle = value; break;
+      case 'createdAt': createdAt = value; break;
+      case 'lastSeenAt': lastSeenAt = value; break;
+      case 'idleExpiresAt': idleExpiresAt = value; break;
+      case 'absoluteExpiresAt': absoluteExpiresAt = value; break;
+      case 'authMethod': authMethod = value; break;
+      case 'clientId': clientId = value; break;
+      case 'status': status = value; break;
+      case 'endedAt': endedAt = value; break;
+      case 'revokeReason': revokeReason = value; break;
+      case 'successorHandle': successorHandle = value; break;
+      case 'device': legacyDevice = value; break;
+      case 'dev:userAgent': userAgent = value; break;
+      case 'dev:ip': ip = value; break;
+      case 'dev:location': location = value; break;
+      default:
+        // defineProperty: a key named __proto__ stays an own property, as JSON.parse would make it.
+        if (name.startsWith(DATA)) {
+          Object.defineProperty(data, name.slice(DATA.length), { value: JSON.parse(value) as unknown, enumerable: true, writable: true, configurable: true });
+        }
     }
   }
+  if (handle === undefined || status === undefined) return null;
   return {
-    handle: str(m, 'handle'),
-    secretHash: str(m, 'secretHash'),
-    tenantId: str(m, 'tenantId'),
-    userId: m.get('userId') ?? null,
-    kind: str(m, 'kind') as SessionKind,
-    parentHandle: m.get('parentHandle') ?? null,
-    createdAt: Number(str(m, 'createdAt')),
-    lastSeenAt: Number(str(m, 'lastSeenAt')),
-    idleExpiresAt: optNum(m, 'idleExpiresAt'),
-    absoluteExpiresAt: Number(str(m, 'absoluteExpiresAt')),
-    authMethod: str(m, 'authMethod'),
-    clientId: m.get('clientId') ?? null,
-    device: deviceOf(m),
-    status: str(m, 'status') as SessionStatus,
-    endedAt: optNum(m, 'endedAt'),
-    revokeReason: (m.get('revokeReason') ?? null) as RevokeReason | null,
-    successorHandle: m.get('successorHandle') ?? null,
+    handle,
+    secretHash: required(secretHash, 'secretHash'),
+    tenantId: required(tenantId, 'tenantId'),
+    userId: userId ?? null,
+    kind: required(kind, 'kind') as SessionKind,
+    parentHandle: parentHandle ?? null,
+    createdAt: Number(required(createdAt, 'createdAt')),
+    lastSeenAt: Number(required(lastSeenAt, 'lastSeenAt')),
+    idleExpiresAt: idleExpiresAt === undefined ? null : Number(idleExpiresAt),
+    absoluteExpiresAt: Number(required(absoluteExpiresAt, 'absoluteExpiresAt')),
+    authMethod: required(authMethod, 'authMethod'),
+    clientId: clientId ?? null,
+    device: deviceOf(legacyDevice, userAgent, ip, location),
+    status: status as SessionStatus,
+    endedAt: endedAt === undefined ? null : Number(endedAt),
+    revokeReason: (revokeReason ?? null) as RevokeReason | null,
+    successorHandle: successorHandle ?? null,
     data,
   };
+}
+
+function required(v: string | undefined, field: string): string {
+  if (v === undefined) throw new Error(`stored record lacks the field "${field}"`);
+  return v;
 }
 
 // A User-Agent is most of a session's record, and most of it is one of a few phrases every
@@ -144,14 +182,10 @@ export function unpackUserAgent(stored: string): string {
   return stored.replace(UA_CODES, (code) => UA_EXPANSIONS.get(code) ?? code);
 }
 
-function deviceOf(m: Map<string, string>): Device {
+function deviceOf(legacy: string | undefined, ua: string | undefined, ip: string | undefined, loc: string | undefined): Device {
   // Layout 1 stored the device as one JSON field (migrate.ts reads old records through here).
-  const legacy = m.get('device');
   if (legacy !== undefined) return JSON.parse(legacy) as Device;
   const d: Device = {};
-  const ua = m.get('dev:userAgent');
-  const ip = m.get('dev:ip');
-  const loc = m.get('dev:location');
   if (ua !== undefined) d.userAgent = unpackUserAgent(ua);
   if (ip !== undefined) d.ip = ip;
   if (loc !== undefined) d.location = JSON.parse(loc) as Location;
