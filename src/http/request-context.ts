@@ -1,10 +1,10 @@
 // Request context from the request headers (docs/api.md §Request headers): validated, generated
 // when absent, echoed on every response, and carried into logs and audit events.
 
-import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequest } from '../domain/errors.ts';
 import { HEADER_RULES, TRACE_HEADERS, type RequestIds, type TraceHeader } from '../domain/request-headers.ts';
+import { randomRequestId } from './request-id.ts';
 
 export interface RequestContext extends RequestIds {
   startedAt: number;
@@ -39,8 +39,8 @@ export function readContext(request: FastifyRequest, now: number): RequestContex
   ) {
     const ua = headers['user-agent'];
     return {
-      requestId: randomUUID(),
-      correlationId: randomUUID(),
+      requestId: randomRequestId(),
+      correlationId: randomRequestId(),
       activityId: null,
       tenantId: null,
       sessionId: null,
@@ -66,8 +66,8 @@ export function readContext(request: FastifyRequest, now: number): RequestContex
   }
   const ua = headers['user-agent'];
   return {
-    requestId: values['x-request-id'] ?? randomUUID(),
-    correlationId: values['x-correlation-id'] ?? randomUUID(),
+    requestId: values['x-request-id'] ?? randomRequestId(),
+    correlationId: values['x-correlation-id'] ?? randomRequestId(),
     activityId: values['x-activity-id'] ?? null,
     tenantId: values['x-tenant-id'] ?? null,
     sessionId: values['x-session-id'] ?? null,
@@ -120,8 +120,8 @@ export function registerRequestContext(app: FastifyInstance, now: () => number, 
     } catch (err) {
       // Still give the error response ids to echo.
       request.ctx = {
-        requestId: randomUUID(),
-        correlationId: randomUUID(),
+        requestId: randomRequestId(),
+        correlationId: randomRequestId(),
         activityId: null,
         tenantId: null,
         sessionId: null,
