@@ -7,6 +7,7 @@ import { resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hashPassword, MIN_PASSWORD_LENGTH } from './auth/password.ts';
 import { ConfigError, loadConfig } from './config/config.ts';
+import { execWithStartFlags } from './config/node-flags.ts';
 import { TesseraError } from './domain/errors.ts';
 import { buildTenant, PLATFORM_TENANT, PROFILES, type Profile } from './domain/tenant.ts';
 import { ensurePlatformTenant, openCommandStore, serverSecretOf, withStore } from './runtime.ts';
@@ -167,6 +168,8 @@ async function bankSimulator(args: string[]): Promise<number> {
 
 async function start(): Promise<number> {
   const config = loadConfig();
+  // With the young generation's size, unless the operator gave one (src/config/node-flags.ts).
+  execWithStartFlags(config.semiSpaceMb);
   if (config.store.kind !== 'sqlite' && config.adminToken === null) {
     // On SQLite a credential is generated into the data folder; a shared store has no such place
     // that every server sees, so without a platform administrator in the store nobody could

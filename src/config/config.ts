@@ -63,6 +63,11 @@ export interface Config {
   shutdownDelayMs: number;
   /** On SIGTERM: how long in-flight requests may take after the listener closed; then connections are cut. */
   shutdownTimeoutMs: number;
+  /**
+   * The V8 semi-space `tessera start` keeps at least, MB (TESSERA_SEMI_SPACE_MB; 0: V8's own
+   * sizing): src/config/node-flags.ts, docs/performance.md "The check's p99 tail".
+   */
+  semiSpaceMb: number;
   /** Serves the demo bank and fintech pages (issue: consent redirects). */
   demo: boolean;
   /** How long an ended consent is kept before it is purged, seconds (TESSERA_CONSENT_RETENTION). */
@@ -210,12 +215,16 @@ function parseConfig(env: Env, cwd: string): Config {
     maxConnectionsPerIp: intVar(env, 'TESSERA_MAX_CONNECTIONS_PER_IP', 100, 1, 100_000),
     shutdownDelayMs: intVar(env, 'TESSERA_SHUTDOWN_DELAY_MS', 0, 0, 600_000),
     shutdownTimeoutMs: intVar(env, 'TESSERA_SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
+    semiSpaceMb: intVar(env, 'TESSERA_SEMI_SPACE_MB', DEFAULT_SEMI_SPACE_MB, 0, 1024),
     demo: boolVar(env, 'TESSERA_DEMO'),
     consentRetentionSeconds: intVar(env, 'TESSERA_CONSENT_RETENTION', 90 * 86_400, 0, 10 * 365 * 86_400),
     monitoring: loadMonitoringConfig(env, cwd),
     demoBankUrl: originVar(env, 'TESSERA_DEMO_BANK_URL', 'http://127.0.0.1:8090'),
   };
 }
+
+/** The semi-space `tessera start` keeps by default, MB (src/config/node-flags.ts). */
+export const DEFAULT_SEMI_SPACE_MB = 16;
 
 function parseStore(url: string, cwd: string): Config['store'] {
   if (url.startsWith('sqlite:')) {

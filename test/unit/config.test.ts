@@ -22,6 +22,9 @@ describe('configuration from the environment', () => {
     expect(c.cookieSecret).toBeNull();
     expect(c.adminToken).toBeNull();
     expect(c.insecureCookies).toBe(false);
+    expect(c.semiSpaceMb).toBe(16);
+    expect(loadConfig({ TESSERA_SEMI_SPACE_MB: '0' }, '/srv').semiSpaceMb).toBe(0);
+    expect(loadConfig({ TESSERA_SEMI_SPACE_MB: '32' }, '/srv').semiSpaceMb).toBe(32);
   });
 
   it.each([
@@ -52,6 +55,9 @@ describe('configuration from the environment', () => {
     [{ TESSERA_TRUSTED_PROXIES: '10.0.0.0/33' }, 'TESSERA_TRUSTED_PROXIES'],
     [{ TESSERA_LOG_LEVEL: 'loud' }, 'TESSERA_LOG_LEVEL'],
     [{ TESSERA_PUBLIC_URL: 'ftp://x' }, 'TESSERA_PUBLIC_URL'],
+    [{ TESSERA_SEMI_SPACE_MB: '-1' }, 'TESSERA_SEMI_SPACE_MB'],
+    [{ TESSERA_SEMI_SPACE_MB: '2048' }, 'TESSERA_SEMI_SPACE_MB'],
+    [{ TESSERA_SEMI_SPACE_MB: 'big' }, 'TESSERA_SEMI_SPACE_MB'],
   ])('refuses %o naming %s', (env, variable) => {
     const err = errorOf({ ...base, ...env });
     expect(err.variable).toBe(variable);
