@@ -13,7 +13,7 @@ for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
 }
 
 /** Prints the figures line (the last line of stdout, read by bench/run.ts) and any stray error. */
-export function report(figures: { requests: number; rps: number; p50: number; p99: number; non2xx: number; errors: number; timeouts: number }): void {
+export function report(figures: { requests: number; rps: number; p50: number; p99: number; non2xx: number; errors: number; timeouts: number }, extra: Record<string, unknown> = {}): void {
   if (stray.first !== null) process.stderr.write(`${stray.count} error(s) outside a request, counted as errors; the first: ${stray.first}\n`);
-  process.stdout.write(JSON.stringify({ ...figures, errors: figures.errors + stray.count }) + '\n');
+  process.stdout.write(JSON.stringify({ ...figures, errors: figures.errors + stray.count, ...extra }) + '\n');
 }

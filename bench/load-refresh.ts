@@ -5,7 +5,10 @@
 // Prints one JSON line with the figures (the same shape as bench/load.ts). A request that fails
 // (a connection reset) is counted as an error and the chain goes on with the same token — within
 // the refresh grace the server answers it with the same successor — and gives up after three
-// failures in a row; nothing ends the process (bench/load-errors.ts).
+// failures in a row; nothing ends the process (bench/load-errors.ts). The figures line also holds
+// `tokens`: each chain's token to go on with (the last successor it got, or the one it stopped
+// on), so that a warm-up run and the measured run after it, or a counting run after that, make
+// one chain each without new logins.
 
 import { Agent, request } from 'node:http';
 import { report } from './load-errors.ts';
@@ -37,7 +40,10 @@ function refresh(token: string): Promise<{ status: number; body: string }> {
   });
 }
 
-async function chain(first: string): Promise<void> {
+/** Each chain's token to go on with, in the order of opts.tokens. */
+const next = [...opts.tokens];
+
+async function chain(first: string, index: number): Promise<void> {
   let token = first;
   let rotations = 0;
   let failures = 0;
@@ -53,6 +59,7 @@ async function chain(first: string): Promise<void> {
         return;
       }
       token = (JSON.parse(r.body) as { refreshToken: string }).refreshToken;
+      next[index] = token;
       rotations++;
       failures = 0;
     } catch (err) {
@@ -64,9 +71,9 @@ async function chain(first: string): Promise<void> {
 }
 
 const started = performance.now();
-await Promise.all(opts.tokens.map(chain));
+await Promise.all(opts.tokens.map((t, i) => chain(t, i)));
 const elapsed = (performance.now() - started) / 1000;
 agent.destroy();
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0);
-report({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 });
+report({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 }, { tokens: next });
