@@ -68,10 +68,16 @@ export function canonicalJson(value: unknown): string {
   }
   if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
   const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj)
-    .filter((k) => obj[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+  // One pass over the sorted keys (no filtered and mapped copies: every audited request hashes
+  // a record through here).
+  const keys = Object.keys(obj).sort();
+  let out = '';
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    out += `${out === '' ? '{' : ','}${JSON.stringify(k)}:${canonicalJson(v)}`;
+  }
+  return out === '' ? '{}' : `${out}}`;
 }
 
 /** Normalises an input to exactly what is stored (JSON round trip, canonical field set). */
@@ -101,22 +107,38 @@ export function normaliseInput(e: AuditEventInput): AuditEventInput {
 }
 
 export function hashOf(r: Omit<AuditRecord, 'id' | 'hash'>): string {
-  const content = {
-    seq: r.seq,
-    tenantId: r.tenantId,
-    time: r.time,
-    type: r.type,
-    userId: r.userId,
-    sessionId: r.sessionId,
-    kind: r.kind,
-    headers: r.headers,
-    ip: r.ip,
-    userAgent: r.userAgent,
-    location: r.location,
-    details: r.details,
-    prevHash: r.prevHash,
+  return hash('sha256', contentJson(r), 'hex');
+}
+
+/**
+ * The canonical JSON of what a record's hash covers — exactly `canonicalJson` of the object
+ * { seq, tenantId, time, type, userId, sessionId, kind, headers, ip, userAgent, location, details,
+ * prevHash } — written member by member in sorted key order instead of building that object and
+ * sorting its keys: the same text (a test compares the two on many records, stored ones with
+ * missing or odd members among them) at about half the cost, and every audited request pays it.
+ * A member that is undefined is left out, as canonicalJson leaves it out.
+ */
+export function contentJson(r: Omit<AuditRecord, 'id' | 'hash'>): string {
+  let out = '';
+  const member = (key: string, value: unknown) => {
+    if (value === undefined) return;
+    out += `${out === '' ? '{' : ','}"${key}":${canonicalJson(value)}`;
   };
-  return hash('sha256', canonicalJson(content), 'hex');
+  // Sorted by UTF-16 code units, as Array.prototype.sort orders canonicalJson's keys.
+  member('details', r.details);
+  member('headers', r.headers);
+  member('ip', r.ip);
+  member('kind', r.kind);
+  member('location', r.location);
+  member('prevHash', r.prevHash);
+  member('seq', r.seq);
+  member('sessionId', r.sessionId);
+  member('tenantId', r.tenantId);
+  member('time', r.time);
+  member('type', r.type);
+  member('userAgent', r.userAgent);
+  member('userId', r.userId);
+  return out === '' ? '{}' : `${out}}`;
 }
 
 /** The next record of a chain whose head is `head` (null: the chain is empty). */
