@@ -105,9 +105,16 @@ await new Promise<void>((resolve) => { child.once('exit', () => resolve()); chil
 if (STORE === 'redis') spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink`]);
 
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
-const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-if (!file) throw new Error('no profile written');
-const raw = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[]; startTime: number };
+// `tessera start` replaces itself once at start (src/config/node-flags.ts), and Node writes the
+// first image's profile then: two files, start-up only in the first. The one that ends last is
+// the server's whole run.
+const profiles = readdirSync(dir)
+  .filter((f) => f.endsWith('.cpuprofile'))
+  .map((file) => ({ file, ...(JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number }) }))
+  .sort((a, b) => a.endTime - b.endTime);
+const raw = profiles.pop();
+if (raw === undefined) throw new Error('no profile written');
+const file = raw.file;
 // Keep the samples taken inside the load window; each stands for the time until the next one.
 const prof = { nodes: raw.nodes, samples: [] as number[] };
 let usInWindow = 0;
