@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { purgePrefix, redisUrlForTests, requireOrSkip, testPrefix } from '../support/redis.ts';
 import { CLI, freePort, PROJECT_ROOT } from '../support/tessera-process.ts';
+import { isAddrInUse, startOnFreePort } from '../support/ports.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -58,6 +59,47 @@ function exited(child: ChildProcess): Promise<{ code: number | null; signal: Nod
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 }
 
+/**
+ * Spawns a server for a free port and waits until it serves /readyz. One that exits because it
+ * lost the port before binding (EADDRINUSE in its output) is spawned again for another port
+ * (test/support/ports.ts); one that exits otherwise fails at once, with its output.
+ */
+async function serving(
+  what: string,
+  timeoutMs: number,
+  spawnFor: (port: number) => ChildProcess,
+): Promise<{ child: ChildProcess; port: number; url: string; output: () => string }> {
+  return startOnFreePort(async (port) => {
+    const child = spawnFor(port);
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    const url = `http://127.0.0.1:${port}`;
+    let gone = false;
+    await until(`${what} to serve`, timeoutMs, async () => {
+      gone = child.exitCode !== null || child.signalCode !== null;
+      return gone || (await status(`${url}/readyz`)) === 200;
+    }).catch((err: unknown) => {
+      for (const p of descendants(child.pid as number)) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      child.kill('SIGKILL');
+      throw new Error(`${(err as Error).message} (${out})`);
+    });
+    if (gone) {
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 2000))]);
+      const err = new Error(`${what} exited (${child.exitCode ?? child.signalCode}) before serving: ${out}`);
+      throw isAddrInUse(out) ? Object.assign(err, { code: 'EADDRINUSE' }) : err;
+    }
+    return { child, port, url, output: () => out };
+  });
+}
+
 /** Children of a process (Linux /proc). */
 function childrenOf(pid: number): number[] {
   try {
@@ -95,15 +137,11 @@ describe('chaos: SIGTERM reaches the server however it was started', () => {
     const skip = l.command === 'unshare' && !unshareWorks;
     it.skipIf(skip)(`${l.name}: SIGTERM to the launcher stops the server, which exits 0`, async () => {
       const dir = tempDir();
-      const port = await freePort();
-      const child = spawn(l.command, l.args(port), { cwd: PROJECT_ROOT, env: envFor(dir, port), stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-      child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-      const url = `http://127.0.0.1:${port}`;
+      const { child, url, output } = await serving(l.name, 60_000, (port) =>
+        spawn(l.command, l.args(port), { cwd: PROJECT_ROOT, env: envFor(dir, port), stdio: ['ignore', 'pipe', 'pipe'] }),
+      );
       let tree: number[] = [];
       try {
-        await until(`${l.name} to serve (${out})`, 60_000, async () => (await status(`${url}/readyz`)) === 200);
         tree = descendants(child.pid as number);
         expect(tree.length).toBeGreaterThan(0);
         if (l.command === 'unshare') {
@@ -116,7 +154,7 @@ describe('chaos: SIGTERM reaches the server however it was started', () => {
         }
         await until('every process of the tree to end', 20_000, () => tree.every((p) => !alive(p)));
         expect(await status(`${url}/healthz`)).toBe('refused');
-        expect(out).not.toMatch(/shutdown failed|did not finish in time/);
+        expect(output()).not.toMatch(/shutdown failed|did not finish in time/);
         if (l.command === 'unshare') expect((await exited(child)).code).toBe(0); // unshare passes PID 1's exit code on
       } finally {
         for (const p of [...tree, ...descendants(child.pid as number)]) {
@@ -135,16 +173,14 @@ describe('chaos: SIGTERM reaches the server however it was started', () => {
 describe('chaos: draining on SIGTERM', () => {
   it('readiness 503 first while requests are served; then new connections refused, the request in flight finishes, exit 0', async () => {
     const dir = tempDir();
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
-    const child = spawn(process.execPath, [CLI, 'start'], {
-      cwd: PROJECT_ROOT,
-      env: envFor(dir, port, { TESSERA_SHUTDOWN_DELAY_MS: '1500', TESSERA_SHUTDOWN_TIMEOUT_MS: '10000' }),
-      stdio: 'ignore',
-    });
+    const { child, port, url } = await serving('the server', 30_000, (p) =>
+      spawn(process.execPath, [CLI, 'start'], {
+        cwd: PROJECT_ROOT,
+        env: envFor(dir, p, { TESSERA_SHUTDOWN_DELAY_MS: '1500', TESSERA_SHUTDOWN_TIMEOUT_MS: '10000' }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     try {
-      await until('the server to serve', 30_000, async () => (await status(`${url}/readyz`)) === 200);
-
       // A request in flight: headers and half the body sent, the rest only after the listener closed.
       const body = JSON.stringify({ tenant: 'nobody', email: 'nobody@example.com', password: 'x'.repeat(20) });
       const socket = connect(port, '127.0.0.1');
@@ -236,13 +272,11 @@ describe('chaos: configuration mistakes exit 2 with one line naming the variable
         encoding: 'utf8',
       });
       expect(add.status, add.stderr).toBe(0);
-      const child = spawn(process.execPath, [CLI, 'start'], { cwd: PROJECT_ROOT, env, stdio: 'ignore' });
-      try {
-        await until('the server to serve', 30_000, async () => (await status(`http://127.0.0.1:${port}/readyz`)) === 200);
-      } finally {
-        child.kill('SIGTERM');
-        await exited(child);
-      }
+      const { child } = await serving('the server', 30_000, (p) =>
+        spawn(process.execPath, [CLI, 'start'], { cwd: PROJECT_ROOT, env: { ...env, TESSERA_PORT: String(p) }, stdio: ['ignore', 'pipe', 'pipe'] }),
+      );
+      child.kill('SIGTERM');
+      await exited(child);
     } finally {
       await purgePrefix(redis.url, prefix);
     }

@@ -18,7 +18,7 @@ import { launchChromium, skipWithoutBrowser } from '../support/chromium.ts';
 import { redisTestUrl } from '../support/harness.ts';
 import { purgePrefix, testPrefix } from '../support/redis.ts';
 import { redisReachable } from '../support/store-choices.ts';
-import { freePort, PROJECT_ROOT, startTessera, type TesseraProcess } from '../support/tessera-process.ts';
+import { PROJECT_ROOT, startTessera, type TesseraProcess } from '../support/tessera-process.ts';
 
 const skip = skipWithoutBrowser();
 const SHOTS = join(PROJECT_ROOT, '.tessera-test', 'screenshots');
@@ -68,15 +68,15 @@ describe.skipIf(skip)('admin console (Chromium)', () => {
       if (!existsSync(join(PROJECT_ROOT, 'web', 'admin', 'dist', 'index.html'))) throw new Error('The console is not built: run npm install (or npm run build -w web/admin).');
       mkdirSync(SHOTS, { recursive: true });
       dir = mkdtempSync(join(tmpdir(), 'tessera-console-'));
-      const port = await freePort();
-      base = `http://localhost:${port}`;
-      tessera = await startTessera({
-        TESSERA_PORT: String(port),
-        ...(store === 'redis' ? { TESSERA_STORE: redisTestUrl(), TESSERA_REDIS_PREFIX: prefix } : { TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}` }),
-        COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET,
-        TESSERA_ADMIN_TOKEN: ADMIN_TOKEN,
-        TESSERA_PUBLIC_URL: base,
-        TESSERA_LOG_LEVEL: 'warn',
+      tessera = await startTessera((port) => {
+        base = `http://localhost:${port}`;
+        return {
+          ...(store === 'redis' ? { TESSERA_STORE: redisTestUrl(), TESSERA_REDIS_PREFIX: prefix } : { TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}` }),
+          COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET,
+          TESSERA_ADMIN_TOKEN: ADMIN_TOKEN,
+          TESSERA_PUBLIC_URL: base,
+          TESSERA_LOG_LEVEL: 'warn',
+        };
       });
       for (const [t, body] of [
         [acme, { profile: 'integration', sessionLimit: { max: 7, policy: 'reject_new' } }],

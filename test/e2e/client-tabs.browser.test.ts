@@ -10,13 +10,14 @@
 // Skipped without /usr/bin/chromium (or TESSERA_CHROMIUM) unless TESSERA_REQUIRE_BROWSER=1.
 
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, skipWithoutBrowser } from '../support/chromium.ts';
-import { freePort, PROJECT_ROOT, startTessera, type TesseraProcess } from '../support/tessera-process.ts';
+import { listenLoopback } from '../support/ports.ts';
+import { PROJECT_ROOT, startTessera, type TesseraProcess } from '../support/tessera-process.ts';
 
 const skip = skipWithoutBrowser();
 const ADMIN_TOKEN = 'client-tabs-admin-' + 'a'.repeat(32);
@@ -164,8 +165,10 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tessera-client-tabs-'));
-    const port = await freePort();
-    origin = `http://127.0.0.1:${port}`;
+    // The tabs' site is bound first: its origin goes into Tessera's configuration.
+    const listening = await listenLoopback();
+    site = listening.server;
+    origin = listening.url;
     tessera = await startTessera({
       TESSERA_ALLOWED_ORIGINS: origin, // cookie mode: the tabs' origin may log in and change state
       TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}`,
@@ -176,7 +179,7 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
     // The tabs' origin: the page, the bundle, and everything else forwarded to Tessera.
     const bundle = readFileSync(BUNDLE);
     const target = new URL(tessera.url);
-    site = createServer((req, res) => {
+    site.on('request', (req: IncomingMessage, res: ServerResponse) => {
       if (req.url?.startsWith('/tab.html')) return res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE);
       if (req.url === '/client/index.js') return res.writeHead(200, { 'content-type': 'text/javascript' }).end(bundle);
       const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
@@ -186,7 +189,6 @@ describe.skipIf(skip)('@tessera/client: five tabs of one browser (Chromium, dist
       up.on('error', () => res.writeHead(502).end());
       req.pipe(up);
     });
-    await new Promise<void>((r) => site.listen(port, '127.0.0.1', r));
     browser = await launchChromium();
   });
 

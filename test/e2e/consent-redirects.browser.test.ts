@@ -25,7 +25,7 @@ import { chromium, type Browser, type BrowserContext, type Page, type Response }
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Session } from '../../src/domain/session.ts';
 import { openSqliteStore, type SqliteSessionStore } from '../../src/store/sqlite/sqlite-store.ts';
-import { freePort, PROJECT_ROOT, startTessera, type TesseraProcess } from '../support/tessera-process.ts';
+import { PROJECT_ROOT, startTessera, type TesseraProcess } from '../support/tessera-process.ts';
 import { startSimulator, type SimulatorProcess } from '../support/bank-simulator.ts';
 
 const CHROMIUM = process.env.TESSERA_CHROMIUM ?? '/usr/bin/chromium';
@@ -62,21 +62,21 @@ describe.skipIf(browserMissing && !required)('consent redirects in several tabs 
     if (browserMissing) throw new Error(`TESSERA_REQUIRE_BROWSER=1 but ${CHROMIUM} is not installed (apt-get install chromium)`);
     mkdirSync(SHOTS, { recursive: true });
     dir = mkdtempSync(join(tmpdir(), 'tessera-browser-'));
-    const port = await freePort();
-    app = `http://localhost:${port}`;
     sim = await startSimulator();
     bank = sim.url;
-    tessera = await startTessera({
-      TESSERA_PORT: String(port),
-      TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}`,
-      COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET,
-      TESSERA_ADMIN_TOKEN: ADMIN_TOKEN,
-      TESSERA_PUBLIC_URL: app,
-      TESSERA_DEMO: '1',
-      TESSERA_DEMO_BANK_URL: bank,
-      TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1',
-      TESSERA_SWEEP_INTERVAL_MS: '200',
-      TESSERA_LOG_LEVEL: 'warn',
+    tessera = await startTessera((port) => {
+      app = `http://localhost:${port}`;
+      return {
+        TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}`,
+        COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET,
+        TESSERA_ADMIN_TOKEN: ADMIN_TOKEN,
+        TESSERA_PUBLIC_URL: app,
+        TESSERA_DEMO: '1',
+        TESSERA_DEMO_BANK_URL: bank,
+        TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1',
+        TESSERA_SWEEP_INTERVAL_MS: '200',
+        TESSERA_LOG_LEVEL: 'warn',
+      };
     });
     // The test reads the same file (several processes on one SQLite file are supported).
     store = await openSqliteStore(join(dir, 'tessera.db'));

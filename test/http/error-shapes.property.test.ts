@@ -11,8 +11,7 @@
 import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestServer, type TestServer } from '../support/harness.ts';
-import { freePort } from '../support/tessera-process.ts';
+import { startListeningTestServer, type TestServer } from '../support/harness.ts';
 
 interface Route {
   method: string;
@@ -114,14 +113,17 @@ describe('every error is a problem document (fast-check, raw HTTP, every route)'
   const routes: Route[] = [];
 
   beforeAll(async () => {
-    port = await freePort();
-    s = await startTestServer({
-      env: { TESSERA_PUBLIC_URL: `http://127.0.0.1:${port}`, TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1' },
-      onRoute: (r) => {
-        for (const method of Array.isArray(r.method) ? r.method : [r.method]) routes.push({ method, url: r.url });
-      },
+    const listening = await startListeningTestServer((url) => {
+      routes.length = 0; // a start again on another port registers every route again
+      return {
+        env: { TESSERA_PUBLIC_URL: url, TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1' },
+        onRoute: (r) => {
+          for (const method of Array.isArray(r.method) ? r.method : [r.method]) routes.push({ method, url: r.url });
+        },
+      };
     });
-    await s.app.listen({ host: '127.0.0.1', port });
+    s = listening;
+    port = Number(new URL(listening.url).port);
   });
   afterAll(async () => {
     await s?.close();

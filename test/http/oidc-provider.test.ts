@@ -4,7 +4,7 @@
 // validated; the session levels (idp, app) and the logout cascade with back-channel logout
 // tokens; a back-channel logout from the external provider. On SQLite and Redis.
 
-import { createServer, type Server } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { Session } from '../../src/domain/session.ts';
 import * as oidc from 'openid-client';
@@ -15,7 +15,7 @@ import { admin, COOKIE_SECRET, provision, startTestServer, uniqueTenant } from '
 import { startPlatformApp } from '../support/platform-app.ts';
 import { loginAtProvider, MiniBrowser, startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
 import { storeChoices } from '../support/store-choices.ts';
-import { freePort } from '../support/tessera-process.ts';
+import { closeServer, listenLoopback } from '../support/ports.ts';
 
 const ALICE = { login: 'alice', password: 'wonderland' };
 const BOB = { login: 'bob', password: 'builder' };
@@ -31,9 +31,9 @@ interface Receiver {
 }
 
 async function backchannelReceiver(): Promise<Receiver> {
-  const port = await freePort();
-  const r: Receiver = { url: `http://127.0.0.1:${port}/backchannel`, tokens: [], failNext: 0, close: async () => void (await new Promise((res) => server.close(res))) };
-  const server: Server = createServer((req, res) => {
+  const { server, url } = await listenLoopback();
+  const r: Receiver = { url: `${url}/backchannel`, tokens: [], failNext: 0, close: () => closeServer(server) };
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
@@ -48,7 +48,6 @@ async function backchannelReceiver(): Promise<Receiver> {
       res.end();
     });
   });
-  await new Promise<void>((res) => server.listen(port, '127.0.0.1', res));
   return r;
 }
 

@@ -5,11 +5,10 @@
 // AUTH_URL is not set). Auth.js serves /auth/* (sign-in page, callback, session, sign-out); `/`
 // shows the session (its `user` with the email from Tessera's ID token) or says nobody is signed in.
 
-import { createServer, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import express from 'express';
 import { admin, type TestServer } from './harness.ts';
-import { freePort } from './tessera-process.ts';
+import { closeServer, listenLoopback } from './ports.ts';
 
 // @auth/express's type declarations pull in Preact's JSX types, which reference the DOM library
 // and so change the global fetch types of the whole program; the module is therefore loaded by a
@@ -27,8 +26,8 @@ export interface AuthJsApp {
 }
 
 export async function startAuthJsApp(tessera: { server: TestServer; tesseraUrl: string; tenantId: string; orgSlug: string }, name: string): Promise<AuthJsApp> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  // Bound first: its URL goes into the registration at Tessera.
+  const { server, url } = await listenLoopback();
   const clientId = `${name}-${tessera.tenantId}`;
   const clientSecret = randomBytes(32).toString('base64url');
   const reg = await tessera.server.app.inject({
@@ -37,7 +36,10 @@ export async function startAuthJsApp(tessera: { server: TestServer; tesseraUrl: 
     headers: admin,
     payload: { tenantId: tessera.tenantId, redirectUris: [`${url}/auth/callback/tessera`], orgSlug: tessera.orgSlug, clientSecret },
   });
-  if (reg.statusCode !== 200) throw new Error(`registration: ${reg.statusCode} ${reg.body}`);
+  if (reg.statusCode !== 200) {
+    await closeServer(server);
+    throw new Error(`registration: ${reg.statusCode} ${reg.body}`);
+  }
 
   const { ExpressAuth, getSession } = (await import(AUTH_EXPRESS)) as AuthExpress;
   const config = {
@@ -58,7 +60,6 @@ export async function startAuthJsApp(tessera: { server: TestServer; tesseraUrl: 
     }
     res.type('html').send(`<!doctype html><title>Auth.js</title><pre id="user">${JSON.stringify(session.user).replace(/</g, '\\u003c')}</pre><p id="who">signed in</p>`);
   });
-  const server: Server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return { clientId, url, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  server.on('request', app);
+  return { clientId, url, close: () => closeServer(server) };
 }

@@ -13,12 +13,11 @@
 // Every page needs a signed-in user (EOC's default `authRequired`); `/` shows the ID token's
 // claims; `/login-again` and `/login-max-age` sign in again with `prompt=login` and `max_age=0`.
 
-import { createServer, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import express from 'express';
 import { auth, type ConfigParams } from 'express-openid-connect';
 import { admin, type TestServer } from './harness.ts';
-import { freePort } from './tessera-process.ts';
+import { closeServer, listenLoopback } from './ports.ts';
 
 export interface EocApp {
   clientId: string;
@@ -47,8 +46,8 @@ class MapStore {
 }
 
 export async function startEocApp(tessera: { server: TestServer; tesseraUrl: string; tenantId: string; orgSlug: string }, name: string): Promise<EocApp> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  // Bound first: its URL goes into the registration at Tessera and into EOC's configuration.
+  const { server, url } = await listenLoopback();
   const clientId = `${name}-${tessera.tenantId}`;
   const clientSecret = randomBytes(32).toString('base64url');
   const reg = await tessera.server.app.inject({
@@ -64,7 +63,10 @@ export async function startEocApp(tessera: { server: TestServer; tesseraUrl: str
       clientSecret,
     },
   });
-  if (reg.statusCode !== 200) throw new Error(`registration: ${reg.statusCode} ${reg.body}`);
+  if (reg.statusCode !== 200) {
+    await closeServer(server);
+    throw new Error(`registration: ${reg.statusCode} ${reg.body}`);
+  }
 
   const store = new MapStore();
   const config: ConfigParams = {
@@ -85,12 +87,11 @@ export async function startEocApp(tessera: { server: TestServer; tesseraUrl: str
   });
   app.get('/login-again', (_req, res) => res.oidc.login({ returnTo: '/', authorizationParams: { prompt: 'login' } }));
   app.get('/login-max-age', (_req, res) => res.oidc.login({ returnTo: '/', authorizationParams: { max_age: 0 } }));
-  const server: Server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  server.on('request', app);
   return {
     clientId,
     url,
     loggedOut: store.map,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () => closeServer(server),
   };
 }

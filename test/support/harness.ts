@@ -18,6 +18,7 @@ import type { LookupFn } from '../../src/net/outbound-policy.ts';
 import { createTestDatabase } from './postgres.ts';
 import { fileCluster } from './file-cluster.ts';
 import { purgePrefix } from './redis.ts';
+import { startOnFreePort } from './ports.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-' + 'x'.repeat(32);
 export const COOKIE_SECRET = 'test-cookie-secret-' + 'y'.repeat(32);
@@ -126,6 +127,26 @@ export async function startTestServer(opts: HarnessOptions = {}): Promise<TestSe
       await opened.cleanup();
     },
   };
+}
+
+/**
+ * A test server listening on 127.0.0.1, for tests whose configuration names the server's own URL
+ * (TESSERA_PUBLIC_URL, redirect URIs at a provider): the app is built for a free port and, when
+ * that port was taken before the listen (EADDRINUSE), closed and built again for another one
+ * (test/support/ports.ts).
+ */
+export async function startListeningTestServer(opts: (url: string) => HarnessOptions): Promise<TestServer & { url: string }> {
+  return startOnFreePort(async (port) => {
+    const url = `http://127.0.0.1:${port}`;
+    const server = await startTestServer(opts(url));
+    try {
+      await server.app.listen({ host: '127.0.0.1', port });
+    } catch (err) {
+      await server.close();
+      throw err;
+    }
+    return { ...server, url };
+  });
 }
 
 export const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };

@@ -1,17 +1,17 @@
 // An external identity provider for tests: the real `oidc-provider` (panva) on 127.0.0.1 and a
-// free port, with test accounts and interactions a browser can complete — a login form that
-// checks a password, and a consent form with "Allow" and "Deny". Interactions are ours (the
-// package's devInteractions accept any login and are off here), as a production provider would
-// have them.
+// port the kernel chose (bound before the provider is configured with its issuer URL), with test
+// accounts and interactions a browser can complete — a login form that checks a password, and a
+// consent form with "Allow" and "Deny". Interactions are ours (the package's devInteractions
+// accept any login and are off here), as a production provider would have them.
 //
 // Test switches on the token endpoint (`tamper`): rewrite the ID token in the token response,
 // either breaking its signature or re-signing it with the provider's own key and another nonce.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeJwt, decodeProtectedHeader, importJWK, SignJWT } from 'jose';
 import Provider from 'oidc-provider';
-import { freePort } from './tessera-process.ts';
+import { closeServer, listenLoopback } from './ports.ts';
 
 export interface TestAccount {
   password: string;
@@ -111,8 +111,8 @@ function memoryAdapter() {
 }
 
 export async function startTestIdp(opts: IdpOptions): Promise<TestIdp> {
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
+  // Bound first: the issuer URL (with its port) goes into the provider's configuration.
+  const { server, url: issuer } = await listenLoopback();
   const accounts = opts.accounts ?? DEFAULT_ACCOUNTS;
   const clientId = 'tessera-test';
   const clientSecret = randomBytes(24).toString('base64url');
@@ -172,7 +172,7 @@ export async function startTestIdp(opts: IdpOptions): Promise<TestIdp> {
         .setProtectedHeader({ alg: 'RS256', kid: 'idp-key-1', typ: 'logout+jwt' })
         .sign(signingKey),
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closeServer(server);
     },
   };
 
@@ -266,7 +266,7 @@ export async function startTestIdp(opts: IdpOptions): Promise<TestIdp> {
     return JSON.stringify(json);
   }
 
-  const server: Server = createServer((req, res) => {
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', issuer);
     const m = /^\/interaction\/([A-Za-z0-9_-]+)(\/abort)?$/.exec(url.pathname);
     if (m) {
@@ -293,6 +293,5 @@ export async function startTestIdp(opts: IdpOptions): Promise<TestIdp> {
     }
     void callback(req, res);
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return idp;
 }

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import Fastify from 'fastify';
 import { MemoryAppSessionStore, tesseraApp } from '@tessera/node';
 import { admin, type TestServer } from './harness.ts';
-import { freePort } from './tessera-process.ts';
+import { closeServer, listenLoopback } from './ports.ts';
 
 export interface PlatformApp {
   name: string;
@@ -22,8 +22,9 @@ export async function startPlatformApp(
   name: string,
   opts: { confidential: boolean },
 ): Promise<PlatformApp> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  // Bound first: its URL goes into the registration at Tessera and into the plugin's options;
+  // Fastify serves on that listening server (serverFactory) instead of listening itself.
+  const { server, url } = await listenLoopback();
   const clientId = `${name}-${tessera.tenantId}`;
   const clientSecret = opts.confidential ? randomBytes(32).toString('base64url') : undefined;
   const reg = await tessera.server.app.inject({
@@ -38,10 +39,19 @@ export async function startPlatformApp(
       ...(clientSecret ? { clientSecret } : {}),
     },
   });
-  if (reg.statusCode !== 200) throw new Error(`app registration: ${reg.statusCode} ${reg.body}`);
+  if (reg.statusCode !== 200) {
+    await closeServer(server);
+    throw new Error(`app registration: ${reg.statusCode} ${reg.body}`);
+  }
 
   const sessions = new MemoryAppSessionStore();
-  const app = Fastify({ logger: false });
+  const app = Fastify({
+    logger: false,
+    serverFactory: (handler) => {
+      server.on('request', handler);
+      return server;
+    },
+  });
   await app.register(tesseraApp, {
     issuer: `${tessera.tesseraUrl}/oidc`,
     clientId,
@@ -62,6 +72,16 @@ export async function startPlatformApp(
   app.get('/signed-out', async (_request, reply) =>
     reply.type('text/html').send(`<!doctype html><html><head><title>${name}</title></head><body><h1 id="signed-out-of-app">Signed out of ${name}</h1></body></html>`),
   );
-  await app.listen({ host: '127.0.0.1', port });
-  return { name, clientId, url, sessions, close: () => app.close() };
+  await app.ready();
+  return {
+    name,
+    clientId,
+    url,
+    sessions,
+    // Fastify closes only a server it made listen: this one is closed here, after the app.
+    close: async () => {
+      await app.close();
+      await closeServer(server);
+    },
+  };
 }

@@ -1,5 +1,8 @@
 // Redis for tests: the shared standalone server, a throw-away 3-master Cluster and a throw-away
 // Sentinel set-up, each on free ports in a temp dir, plus cleanup of a test's own key prefix.
+// A throw-away server that loses its port to another process before it binds is started again on
+// another port (test/support/ports.ts), and a server counts as up only when the one answering on
+// its port is that process.
 //
 // A test that needs Redis and cannot get it SKIPS — unless TESSERA_REQUIRE_REDIS=1 (CI sets it),
 // in which case it FAILS: requireOrSkip() is the one place that rule lives.
@@ -10,13 +13,14 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openConnection } from '../../src/store/redis/connection.ts';
 import { parseRedisUrl } from '../../src/store/redis/url.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
+import { startOnFreePort } from './ports.ts';
 
 // ------------------------------------------------------------------ skip-or-fail rule
 
@@ -182,6 +186,43 @@ async function waitFor(what: string, timeoutMs: number, check: () => Promise<boo
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? ` (${lastError.message})` : ''}${log}`);
 }
 
+/**
+ * Starts redis-server with `args` and waits until the server answering on `port` is this process
+ * (INFO's process_id): a PONG from whoever else took the port must not pass for it. A process that
+ * exits because the port (or its cluster bus port) was taken — its log says "Address already in
+ * use" — throws an EADDRINUSE error, which startOnFreePort answers with another port.
+ */
+async function launch(port: number, args: string[], dir: string, name: string, logFile: string, timeoutMs = 10_000): Promise<ChildProcess> {
+  const logFrom = existsSync(logFile) ? statSync(logFile).size : 0;
+  const newLog = () => {
+    try {
+      return readFileSync(logFile).subarray(logFrom).toString('utf8');
+    } catch {
+      return '';
+    }
+  };
+  const child = startProcess(args, dir, name);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      const log = newLog();
+      const err = new Error(`${name} exited (${child.exitCode ?? child.signalCode}) before serving on port ${port}\n--- ${logFile} ---\n${log.split('\n').slice(-20).join('\n')}`);
+      throw log.includes('Address already in use') ? Object.assign(err, { code: 'EADDRINUSE' }) : err;
+    }
+    try {
+      const pid = /process_id:(\d+)/.exec(await cli(['-p', String(port), 'INFO', 'server'], 2000))?.[1];
+      if (pid !== undefined && Number(pid) === child.pid) return child;
+    } catch {
+      // not serving yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${name} on port ${port}\n--- ${logFile} (tail) ---\n${newLog().split('\n').slice(-20).join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function stopAll(children: ChildProcess[], dir: string): Promise<void> {
   await Promise.all(
     children.map(
@@ -210,26 +251,34 @@ function once(fn: () => Promise<void>): () => Promise<void> {
  * Starts one throw-away standalone redis-server on a free port (for tests that stop, pause or
  * restart the server). `restart` starts it again on the same port after `kill`. With `aof`, the
  * append-only file is on with that `appendfsync`, so a restart (even after SIGKILL) reloads it.
- * With `replicaOf`, it starts as a replica of the server on that port (a second site).
+ * With `replicaOf`, it starts as a replica of the server on that port (a second site). `pick`
+ * chooses the candidate ports (a test makes the first one collide).
  */
-export async function startRedisStandalone(opts: { aof?: 'everysec' | 'always'; replicaOf?: number } = {}): Promise<
+export async function startRedisStandalone(opts: { aof?: 'everysec' | 'always'; replicaOf?: number; pick?: () => Promise<number> } = {}): Promise<
   StartedRedis & { port: number; kill(): Promise<void>; restart(): Promise<void>; pause(): void; resume(): void }
 > {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-redis-'));
-  const port = await freePort();
   const persistence = opts.aof ? ['--appendonly', 'yes', '--appendfsync', opts.aof] : ['--appendonly', 'no'];
   const replica = opts.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(opts.replicaOf)] : [];
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--logfile', join(dir, 'redis.log'), '--save', '', ...persistence, ...replica];
+  const logFile = join(dir, 'redis.log');
+  const args = (port: number) => ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--logfile', logFile, '--save', '', ...persistence, ...replica];
   const children: ChildProcess[] = [];
-  const launch = async () => {
-    const child = startProcess(args, dir, `redis ${port}`);
+  const launchOn = async (port: number) => {
+    const child = await launch(port, args(port), dir, `redis ${port}`, logFile);
     children.push(child);
-    await waitFor(`redis-server on port ${port}`, 10_000, async () => (await cli(['-p', String(port), 'PING'])).trim() === 'PONG', join(dir, 'redis.log'));
     return child;
   };
+  let port = 0;
   let current: ChildProcess;
   try {
-    current = await launch();
+    current = await startOnFreePort(
+      async (p) => {
+        const child = await launchOn(p);
+        port = p;
+        return child;
+      },
+      { pick: opts.pick ?? (() => freePort()) },
+    );
   } catch (err) {
     await stopAll(children, dir);
     throw err;
@@ -250,11 +299,36 @@ export async function startRedisStandalone(opts: { aof?: 'everysec' | 'always'; 
     kill,
     restart: async () => {
       await kill();
-      current = await launch();
+      // The same port: that is what a restart is (a test's clients know it).
+      current = await launchOn(port);
     },
     pause: () => void current.kill('SIGSTOP'),
     resume: () => void current.kill('SIGCONT'),
   };
+}
+
+/** Picks free ports none of which was handed out before (with `withBus`, nor their bus ports). */
+function distinctPorts(withBus = false): () => Promise<number> {
+  const taken = new Set<number>();
+  return async () => {
+    for (;;) {
+      const p = await freePort(withBus);
+      const clash = taken.has(p) || (withBus && (taken.has(p + 10000) || taken.has(p - 10000)));
+      if (!clash) {
+        taken.add(p);
+        return p;
+      }
+    }
+  };
+}
+
+/** Waits for every start; when one failed, stops those that started (pushed to `children`) and throws. */
+async function allStarted<T extends { child: ChildProcess }>(starts: Promise<T>[], children: ChildProcess[]): Promise<T[]> {
+  const settled = await Promise.allSettled(starts);
+  for (const s of settled) if (s.status === 'fulfilled') children.push(s.value.child);
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
 }
 
 /**
@@ -263,13 +337,10 @@ export async function startRedisStandalone(opts: { aof?: 'everysec' | 'always'; 
  */
 export async function startRedisCluster(): Promise<StartedRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-cluster-'));
-  const ports: number[] = [];
-  while (ports.length < 3) {
-    const p = await freePort(true);
-    if (!ports.includes(p)) ports.push(p);
-  }
-  const children = ports.map((port) =>
-    startProcess(
+  const pick = distinctPorts(true);
+  const node = (port: number) =>
+    launch(
+      port,
       [
         '--port', String(port),
         '--bind', '127.0.0.1',
@@ -283,13 +354,13 @@ export async function startRedisCluster(): Promise<StartedRedis> {
       ],
       dir,
       `cluster node ${port}`,
-    ),
-  );
+      join(dir, `${port}.log`),
+    ).then((child) => ({ port, child }));
+  const children: ChildProcess[] = [];
   const stop = once(() => stopAll(children, dir));
+  let ports: number[];
   try {
-    for (const port of ports) {
-      await waitFor(`redis-server on port ${port}`, 10_000, async () => (await cli(['-p', String(port), 'PING'])).trim() === 'PONG', join(dir, `${port}.log`));
-    }
+    ports = (await allStarted([1, 2, 3].map(() => startOnFreePort(node, { pick })), children)).map((n) => n.port);
     await cli(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], 30_000);
     for (const port of ports) {
       await waitFor(`cluster_state:ok on port ${port}`, 30_000, async () =>
@@ -303,39 +374,51 @@ export async function startRedisCluster(): Promise<StartedRedis> {
   return { url: `redis-cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`, ports, stop };
 }
 
+/** Starts a Sentinel on `port` from a configuration file written for that port. */
+function launchSentinel(port: number, dir: string, name: string, lines: string[]): Promise<ChildProcess> {
+  const conf = join(dir, `${name}-${port}.conf`);
+  const logFile = join(dir, `${name}.log`);
+  writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `logfile ${logFile}`, ...lines, ''].join('\n'));
+  return launch(port, [conf, '--sentinel'], dir, `${name} ${port}`, logFile);
+}
+
 /**
  * Starts one master redis-server and one Sentinel (`redis-server sentinel.conf --sentinel`)
  * monitoring it as `mymaster`, on free ports; waits until the Sentinel names the master.
  */
 export async function startRedisSentinel(): Promise<StartedRedis & { masterPort: number; sentinelPort: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-sentinel-'));
-  const masterPort = await freePort();
-  let sentinelPort = await freePort();
-  while (sentinelPort === masterPort) sentinelPort = await freePort();
-  const master = startProcess(
-    ['--port', String(masterPort), '--bind', '127.0.0.1', '--dir', dir, '--logfile', join(dir, 'master.log'), '--save', '', '--appendonly', 'no'],
-    dir,
-    'sentinel master',
-  );
-  const conf = join(dir, 'sentinel.conf');
-  writeFileSync(
-    conf,
-    [
-      `port ${sentinelPort}`,
-      'bind 127.0.0.1',
-      `dir ${dir}`,
-      `logfile ${join(dir, 'sentinel.log')}`,
-      `sentinel monitor mymaster 127.0.0.1 ${masterPort} 1`,
-      'sentinel down-after-milliseconds mymaster 5000',
-      'sentinel failover-timeout mymaster 10000',
-      '',
-    ].join('\n'),
-  );
-  const children = [master];
+  const pick = distinctPorts();
+  const children: ChildProcess[] = [];
   const stop = once(() => stopAll(children, dir));
+  let masterPort = 0;
+  let sentinelPort = 0;
   try {
-    await waitFor(`redis-server on port ${masterPort}`, 10_000, async () => (await cli(['-p', String(masterPort), 'PING'])).trim() === 'PONG', join(dir, 'master.log'));
-    children.push(startProcess([conf, '--sentinel'], dir, 'sentinel'));
+    const masterLog = join(dir, 'master.log');
+    children.push(
+      await startOnFreePort(
+        async (p) => {
+          const child = await launch(p, ['--port', String(p), '--bind', '127.0.0.1', '--dir', dir, '--logfile', masterLog, '--save', '', '--appendonly', 'no'], dir, 'sentinel master', masterLog);
+          masterPort = p;
+          return child;
+        },
+        { pick },
+      ),
+    );
+    children.push(
+      await startOnFreePort(
+        async (p) => {
+          const child = await launchSentinel(p, dir, 'sentinel', [
+            `sentinel monitor mymaster 127.0.0.1 ${masterPort} 1`,
+            'sentinel down-after-milliseconds mymaster 5000',
+            'sentinel failover-timeout mymaster 10000',
+          ]);
+          sentinelPort = p;
+          return child;
+        },
+        { pick },
+      ),
+    );
     await waitFor(
       `the Sentinel on port ${sentinelPort} to name mymaster`,
       15_000,
@@ -367,50 +450,50 @@ export async function startRedisSentinelSet(opts: { downAfterMs?: number } = {})
   }
 > {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-sentinels-'));
-  const taken = new Set<number>();
-  const port = async () => {
-    for (;;) {
-      const p = await freePort();
-      if (!taken.has(p)) {
-        taken.add(p);
-        return p;
-      }
-    }
-  };
-  const masterPort = await port();
-  const replicaPort = await port();
-  const sentinelPorts = [await port(), await port(), await port()];
+  const pick = distinctPorts();
   const common = (p: number, name: string) => ['--port', String(p), '--bind', '127.0.0.1', '--dir', dir, '--logfile', join(dir, `${name}.log`), '--save', '', '--appendonly', 'no', '--dbfilename', `${name}.rdb`];
-  const master = startProcess(common(masterPort, 'master'), dir, 'failover master');
-  const children: ChildProcess[] = [master];
+  const children: ChildProcess[] = [];
   let link: TcpProxy | null = null;
   const stop = once(async () => {
     await link?.close();
     await stopAll(children, dir);
   });
+  let masterPort = 0;
+  let replicaPort = 0;
+  let master: ChildProcess;
+  let sentinelPorts: number[];
   try {
-    await waitFor(`redis-server on port ${masterPort}`, 10_000, async () => (await cli(['-p', String(masterPort), 'PING'])).trim() === 'PONG');
+    master = await startOnFreePort(
+      async (p) => {
+        const child = await launch(p, common(p, 'master'), dir, 'failover master', join(dir, 'master.log'));
+        masterPort = p;
+        return child;
+      },
+      { pick },
+    );
+    children.push(master);
     link = await startTcpProxy(masterPort);
-    children.push(startProcess([...common(replicaPort, 'replica'), '--replicaof', '127.0.0.1', String(link.port), '--replica-announce-ip', '127.0.0.1'], dir, 'failover replica'));
+    const linkPort = link.port;
+    children.push(
+      await startOnFreePort(
+        async (p) => {
+          const args = [...common(p, 'replica'), '--replicaof', '127.0.0.1', String(linkPort), '--replica-announce-ip', '127.0.0.1'];
+          const child = await launch(p, args, dir, 'failover replica', join(dir, 'replica.log'));
+          replicaPort = p;
+          return child;
+        },
+        { pick },
+      ),
+    );
     await waitFor('the replica to be in sync', 15_000, async () => (await cli(['-p', String(replicaPort), 'INFO', 'replication'])).includes('master_link_status:up'));
-    for (const [i, sp] of sentinelPorts.entries()) {
-      const conf = join(dir, `sentinel-${i}.conf`);
-      writeFileSync(
-        conf,
-        [
-          `port ${sp}`,
-          'bind 127.0.0.1',
-          `dir ${dir}`,
-          `logfile ${join(dir, `sentinel-${i}.log`)}`,
-          `sentinel monitor mymaster 127.0.0.1 ${masterPort} 2`,
-          `sentinel down-after-milliseconds mymaster ${opts.downAfterMs ?? 1000}`,
-          'sentinel failover-timeout mymaster 5000',
-          'sentinel parallel-syncs mymaster 1',
-          '',
-        ].join('\n'),
-      );
-      children.push(startProcess([conf, '--sentinel'], dir, `sentinel ${i}`));
-    }
+    const sentinel = (i: number) => (p: number) =>
+      launchSentinel(p, dir, `sentinel-${i}`, [
+        `sentinel monitor mymaster 127.0.0.1 ${masterPort} 2`,
+        `sentinel down-after-milliseconds mymaster ${opts.downAfterMs ?? 1000}`,
+        'sentinel failover-timeout mymaster 5000',
+        'sentinel parallel-syncs mymaster 1',
+      ]).then((child) => ({ port: p, child }));
+    sentinelPorts = (await allStarted([0, 1, 2].map((i) => startOnFreePort(sentinel(i), { pick })), children)).map((s) => s.port);
     for (const sp of sentinelPorts) {
       await waitFor(`Sentinel ${sp} to know the replica and the other Sentinels`, 20_000, async () => {
         const info = await cli(['-p', String(sp), 'SENTINEL', 'master', 'mymaster']);

@@ -1,14 +1,13 @@
 // An SSO test world: the external identity provider (test/support/oidc-idp.ts) and Tessera
-// in-process, both listening on 127.0.0.1 (free ports), Tessera with
+// in-process, both listening on 127.0.0.1 (ports without races: test/support/ports.ts), Tessera with
 // TESSERA_DEV_ALLOW_HTTP_LOOPBACK=1 and a tenant with an OIDC organization and an OAuth 2.0
 // organization on that provider. Plus a tiny cookie-keeping HTTP client that walks redirects
 // one at a time, for tests that do not need a real browser.
 
 import type { Config } from '../../src/config/config.ts';
 import { ManualClock } from '../../src/domain/clock.ts';
-import { admin, openTestStore, startTestServer, uniqueTenant, type StoreChoice, type TestServer } from './harness.ts';
+import { admin, openTestStore, startListeningTestServer, uniqueTenant, type StoreChoice, type TestServer } from './harness.ts';
 import { startTestIdp, type TestIdp } from './oidc-idp.ts';
-import { freePort } from './tessera-process.ts';
 
 export const OAUTH_PROVIDER = 'testidp';
 
@@ -30,19 +29,19 @@ export interface SsoWorld {
 }
 
 export async function startSsoWorld(opts: { store?: StoreChoice; env?: Record<string, string> } = {}): Promise<SsoWorld> {
-  const port = await freePort();
-  const tesseraUrl = `http://127.0.0.1:${port}`;
+  const clock = new ManualClock(Date.now());
+  const opened = await openTestStore(opts.store ?? 'sqlite');
+  // Tessera first: its URL is in its own configuration; the provider, bound first itself, learns
+  // Tessera's callbacks as its client's redirect URIs.
+  const server = await startListeningTestServer((url) => ({
+    sharedStore: opened.store,
+    clock,
+    env: { TESSERA_PUBLIC_URL: url, TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1', ...opts.env },
+  }));
+  const tesseraUrl = server.url;
   const idp = await startTestIdp({
     redirectUris: [`${tesseraUrl}/api/v1/sso/oidc/callback`, `${tesseraUrl}/api/v1/sso/oauth/${OAUTH_PROVIDER}/callback`],
   });
-  const clock = new ManualClock(Date.now());
-  const opened = await openTestStore(opts.store ?? 'sqlite');
-  const server = await startTestServer({
-    sharedStore: opened.store,
-    clock,
-    env: { TESSERA_PUBLIC_URL: tesseraUrl, TESSERA_DEV_ALLOW_HTTP_LOOPBACK: '1', ...opts.env },
-  });
-  await server.app.listen({ host: '127.0.0.1', port });
 
   const tenantId = uniqueTenant();
   const t = await server.app.inject({ method: 'PUT', url: `/api/v1/admin/tenants/${tenantId}`, headers: admin, payload: { profile: 'integration' } });

@@ -64,17 +64,19 @@ const opts = (o: Partial<VerifyOptions> = {}): VerifyOptions => ({ baseUrl: base
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tessera-node-'));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  env = {
-    TESSERA_PORT: String(port),
-    TESSERA_PUBLIC_URL: base,
-    TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}`,
-    COOKIE_SECRET_SIGN_KEY: 'node-verify-cookie-' + 'c'.repeat(32),
-    TESSERA_ADMIN_TOKEN: ADMIN_TOKEN,
-    TESSERA_LOG_LEVEL: 'warn',
-  };
-  server = await startTessera(env);
+  // The port the first start got stays in `env`: the key rotation test restarts on it.
+  server = await startTessera((port) => {
+    base = `http://127.0.0.1:${port}`;
+    env = {
+      TESSERA_PORT: String(port),
+      TESSERA_PUBLIC_URL: base,
+      TESSERA_STORE: `sqlite:${join(dir, 'tessera.db')}`,
+      COOKIE_SECRET_SIGN_KEY: 'node-verify-cookie-' + 'c'.repeat(32),
+      TESSERA_ADMIN_TOKEN: ADMIN_TOKEN,
+      TESSERA_LOG_LEVEL: 'warn',
+    };
+    return env;
+  });
   for (const [tenant, token] of [
     [ACME, 3600],
     [OTHER, 3600],
@@ -174,7 +176,7 @@ describe('verifySessionToken against a real Tessera', () => {
     expect(err).toBeInstanceOf(Error);
     expect(err).not.toBeInstanceOf(TesseraAuthError);
     expect((err as Error).message).toMatch(/401 invalid_client/);
-    const closed = `http://127.0.0.1:${await freePort()}/api/v1/auth/introspect`;
+    const closed = `http://127.0.0.1:${await freePort()}/api/v1/auth/introspect`; // nothing is to listen there
     const down = await refused(verifySessionToken(pair.userSessionToken, opts({ introspection: { ...wrong, endpoint: closed } })));
     expect(down.code).toBe('tessera_unavailable');
     expect(down.status).toBe(503);
