@@ -224,6 +224,7 @@ describe('chaos: configuration mistakes exit 2 with one line naming the variable
     return { status: r.status, stderr: r.stderr };
   }
 
+  // These runs stop at the configuration check, before any listen: freePort() only fills in a port.
   it('an unknown TESSERA_* variable, with a did-you-mean', async () => {
     const dir = tempDir();
     const r = run(envFor(dir, await freePort(), { TESSERA_KEY_PREFIX: 'mine:' }));

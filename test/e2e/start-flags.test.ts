@@ -8,18 +8,25 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, freePort } from '../support/tessera-process.ts';
+import { CLI } from '../support/tessera-process.ts';
+import { isAddrInUse, startOnFreePort } from '../support/ports.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-/** Starts `node <nodeArgs> src/cli.ts start` on SQLite, waits until ready; its command line then, and how it exited on SIGTERM. */
+/**
+ * Starts `node <nodeArgs> src/cli.ts start` on SQLite, waits until ready; its command line then, and how it exited on SIGTERM.
+ * A start that lost its port before binding (EADDRINUSE) runs again on another (test/support/ports.ts).
+ */
 async function startAndRead(nodeArgs: string[], env: Record<string, string>): Promise<{ cmdline: string[]; exit: number | null }> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-flags-'));
   dirs.push(dir);
-  const port = await freePort();
+  return startOnFreePort((port) => startOnPort(port, dir, nodeArgs, env));
+}
+
+async function startOnPort(port: number, dir: string, nodeArgs: string[], env: Record<string, string>): Promise<{ cmdline: string[]; exit: number | null }> {
   const child = spawn(process.execPath, [...nodeArgs, CLI, 'start'], {
     cwd: dir,
     env: { PATH: process.env.PATH ?? '', TESSERA_PORT: String(port), TESSERA_LOG_LEVEL: 'warn', ...env },
@@ -28,10 +35,15 @@ async function startAndRead(nodeArgs: string[], env: Record<string, string>): Pr
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
   try {
     const deadline = Date.now() + 60_000;
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`tessera exited with ${child.exitCode}: ${err}`);
+      if (child.exitCode !== null) {
+        await Promise.race([closed, new Promise((r) => setTimeout(r, 2000))]);
+        const e = new Error(`tessera exited with ${child.exitCode}: ${err}`);
+        throw isAddrInUse(err) ? Object.assign(e, { code: 'EADDRINUSE' }) : e;
+      }
       const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
       if (ok) break;
       if (Date.now() > deadline) throw new Error(`tessera did not become ready: ${err}`);
