@@ -297,16 +297,18 @@ interface Tessera {
 const COOKIE_KEY = randomBytes(32).toString('base64url');
 
 async function startTessera(store: string, opts: { prefix?: string; core?: number; publicUrl?: string } = {}): Promise<Tessera> {
-  const port = await freePort();
   const admin = randomBytes(24).toString('hex');
   const prefix = opts.prefix ?? `bench-tessera-${run}-${randomBytes(3).toString('hex')}:`;
   if (!prefixes.includes(prefix)) prefixes.push(prefix);
   const [cmd, args] = [NODE, [join(ROOT, 'src/cli.ts'), 'start']];
-  const url = `http://127.0.0.1:${port}`;
+  let url: string;
   let child: ChildProcess;
   // A server that exits while starting (a busy shared store not answering its first connection
-  // within the start-up deadline) is started again, twice at most.
+  // within the start-up deadline, or its port taken by another process between freePort and its
+  // listen) is started again, on a fresh port, twice at most.
   for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
     child = started(
       spawn(cmd, args, {
         cwd: dir,
