@@ -7,6 +7,7 @@
 
 import { emit, sessionEvent, type EventBus, type Origin } from '../events/bus.ts';
 import { Conflict, Unauthorized } from '../domain/errors.ts';
+import { makeRoom } from '../domain/bounded-map.ts';
 import { hashSecret, newSecret } from '../domain/secrets.ts';
 import { issueSession, type Device, type RevokeReason, type Session } from '../domain/session.ts';
 import { lifetimeOf, type Tenant } from '../domain/tenant.ts';
@@ -75,10 +76,7 @@ export function xsrfTokenOf(deps: Pick<Deps, 'keys'>, handle: string): string {
   let token = memo.get(handle);
   if (token === undefined) {
     token = keyedDigest(deps.keys.xsrf, handle);
-    if (memo.size >= 50_000) {
-      const first = memo.keys().next();
-      if (!first.done) memo.delete(first.value);
-    }
+    makeRoom(memo, 50_000);
     memo.set(handle, token);
   }
   return token;
@@ -221,7 +219,7 @@ const owners = new WeakMap<object, Map<string, TokenOwner>>();
 function rememberOwner(deps: object, tokenHash: string, owner: TokenOwner): void {
   let m = owners.get(deps);
   if (!m) owners.set(deps, (m = new Map<string, TokenOwner>()));
-  if (m.size >= OWNERS_MAX) m.delete(m.keys().next().value as string);
+  makeRoom(m, OWNERS_MAX);
   m.set(tokenHash, { tenantId: owner.tenantId, userId: owner.userId });
 }
 

@@ -6,6 +6,7 @@
 import { hash, sign } from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { Unauthorized } from '../domain/errors.ts';
+import { makeRoom } from '../domain/bounded-map.ts';
 import type { KeyRing } from './key-ring.ts';
 
 export interface SessionTokenClaims {
@@ -67,10 +68,7 @@ const VERIFIED_MAX = 50_000;
 function rememberVerified(ring: KeyRing, token: string, claims: SessionTokenClaims): void {
   let m = verified.get(ring);
   if (!m) verified.set(ring, (m = new Map<string, SessionTokenClaims>()));
-  if (m.size >= VERIFIED_MAX) {
-    const first = m.keys().next();
-    if (!first.done) m.delete(first.value);
-  }
+  makeRoom(m, VERIFIED_MAX);
   m.set(token, claims);
 }
 

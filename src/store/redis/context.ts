@@ -1,6 +1,7 @@
 // What the Redis aggregate adapters share: the connection, the key layout, the retention, and
 // the calling convention of the slot scripts (scripts.ts).
 
+import { makeRoom } from '../../domain/bounded-map.ts';
 import { tagOfHandle, userTag } from '../../domain/secrets.ts';
 import type { Session } from '../../domain/session.ts';
 import { StoreUnavailable } from '../../domain/errors.ts';
@@ -182,7 +183,7 @@ export class RedisContext {
   readonly #routes = new Map<string, string>();
 
   rememberRoute(hash: string, tag: string): void {
-    if (this.#routes.size >= ROUTE_CACHE_MAX) this.#routes.delete(this.#routes.keys().next().value as string);
+    makeRoom(this.#routes, ROUTE_CACHE_MAX);
     this.#routes.set(hash, tag);
   }
 
