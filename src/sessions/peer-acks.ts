@@ -20,6 +20,9 @@
 //   bye <id>                    I stop (or can no longer hear this channel): do not wait for me
 //   end <id> <n> <handle>...    request n: forget these ended sessions and acknowledge
 //   ack <id> <to>.<n>...        I have forgotten the sessions of request n of process <to>
+// Only a hello makes a process known (an end or ack from an unknown id is handled but does not
+// add it: a process that said bye is not brought back by what it still publishes). Hellos and
+// byes go out in the order said, each after the one before was published.
 // A process not heard from for PEER_FORGET_AFTER_MS is forgotten (it died without a bye). The
 // channel is fire-and-forget: a lost request or answer costs the waiting end its bounded wait.
 //
@@ -91,6 +94,14 @@ export class PeerAcks {
   /** Acknowledgements not sent yet (`<to>.<n>`), sent together once the current delivery is handled. */
   #acks: string[] = [];
   #hearing = true;
+  /** stop() began: no hello and no acknowledgement goes out any more (the bye is the last word). */
+  #left = false;
+  /**
+   * The hellos and byes, published one after the other in the order said: a hello still in
+   * flight (on PostgreSQL, on another pool connection) cannot commit after the bye that followed
+   * it and bring a process that left back for PEER_FORGET_AFTER_MS.
+   */
+  #presence: Promise<void> = Promise.resolve();
 
   constructor(channel: Pick<Coordination, 'publishToPeers' | 'subscribePeers'>, cache: PeerCache, opts: PeerAcksOptions = {}) {
     this.#channel = channel;
@@ -105,11 +116,12 @@ export class PeerAcks {
   /** Subscribes and says hello (published before this resolves, so before the process serves). */
   async start(): Promise<void> {
     if (this.#subscription !== null) return;
+    this.#left = false;
     this.#subscription = await this.#channel.subscribePeers(
       (message) => this.#receive(message),
       (change) => this.#changed(change),
     );
-    await this.#publish([`hello ${this.id}`]);
+    await this.#say('hello');
     this.#timer = setInterval(() => this.heartbeat(), this.#heartbeatMs);
     this.#timer.unref();
   }
@@ -117,9 +129,10 @@ export class PeerAcks {
   /** Says bye and unsubscribes; waits in progress resolve (false) at once. */
   async stop(): Promise<void> {
     if (this.#subscription === null) return;
+    this.#left = true;
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    await this.#publish([`bye ${this.id}`]);
+    await this.#say('bye');
     const sub = this.#subscription;
     this.#subscription = null;
     await sub.close();
@@ -139,16 +152,23 @@ export class PeerAcks {
     for (const [peer, heard] of this.#peers) {
       if (now - heard > this.#forgetAfterMs) this.#drop(peer);
     }
-    if (this.#hearing) void this.#publish([`hello ${this.id}`]);
+    if (this.#hearing && !this.#left) void this.#say('hello');
   }
 
   /**
    * Asks every other live process to forget `handles` (sessions this process has just ended) and
    * resolves once each has acknowledged all of them (true), or after `timeoutMs` (false). With no
-   * other process known it resolves at once.
+   * other process known it resolves at once. While this process cannot hear the channel (or is
+   * stopping) it resolves false at once: no answer could reach it, the others are asked all the
+   * same (best effort), and it serves nothing from memory meanwhile (its cache counts the channel
+   * as a feed).
    */
   confirmEnded(handles: readonly string[], timeoutMs: number): Promise<boolean> {
     if (this.#subscription === null || handles.length === 0) return Promise.resolve(true);
+    if (!this.#hearing || this.#left) {
+      if (!this.#left) void this.#publish(chunks(handles, (n) => `end ${this.id} ${n}`, () => this.#nextRequest++).map((c) => c.message));
+      return Promise.resolve(false);
+    }
     const now = this.#now();
     for (const [peer, heard] of this.#peers) {
       if (now - heard > this.#forgetAfterMs) this.#drop(peer);
@@ -200,12 +220,14 @@ export class PeerAcks {
     if (kind === 'end' && !REQUEST.test(parts[2] ?? '')) return;
     if (kind !== 'hello' && kind !== 'end' && kind !== 'ack') return;
     const known = this.#peers.has(from);
-    if (!known && this.#peers.size >= MAX_PEERS) return;
-    this.#peers.set(from, this.#now());
+    // Only a hello makes a process known: an end or ack from one that said bye (it can still
+    // publish but no longer hear, or the message was in flight when it left) must not bring it
+    // back to be waited for. From a known process any message says it is alive.
+    if (known || (kind === 'hello' && this.#peers.size < MAX_PEERS)) this.#peers.set(from, this.#now());
     switch (kind) {
       case 'hello':
         // A newcomer learns of this process at once, not at its next heartbeat.
-        if (!known && this.#hearing) void this.#publish([`hello ${this.id}`]);
+        if (!known && this.#hearing && !this.#left) void this.#say('hello');
         return;
       case 'end':
         // Forgotten first: the acknowledgement means "this process refuses them from now on".
@@ -233,13 +255,13 @@ export class PeerAcks {
     this.#cache.feedChanged('peers', change);
     // Down: the others need not wait for this process (it serves nothing from memory); if the bye
     // is lost they wait until they forget it. Up: known again at once.
-    void this.#publish([`${change === 'up' ? 'hello' : 'bye'} ${this.id}`]);
+    if (!this.#left) void this.#say(change === 'up' ? 'hello' : 'bye');
   }
 
   #sendAcks(): void {
     const acks = this.#acks;
     this.#acks = [];
-    if (acks.length === 0 || this.#subscription === null) return;
+    if (acks.length === 0 || this.#subscription === null || this.#left) return;
     void this.#publish(chunks(acks, () => `ack ${this.id}`, () => 0).map((c) => c.message));
   }
 
@@ -249,6 +271,18 @@ export class PeerAcks {
     for (const r of [...this.#requests.values()]) {
       if (r.awaiting.delete(peer) && r.awaiting.size === 0) r.done();
     }
+  }
+
+  /**
+   * Says hello or bye after what was said before has been published (or failed). A hello is
+   * dropped if, by its turn, this process left or cannot hear.
+   */
+  #say(kind: 'hello' | 'bye'): Promise<void> {
+    this.#presence = this.#presence.then(() => {
+      if (kind === 'hello' && (this.#left || !this.#hearing)) return;
+      return this.#publish([`${kind} ${this.id}`]);
+    });
+    return this.#presence;
   }
 
   async #publish(messages: string[]): Promise<void> {

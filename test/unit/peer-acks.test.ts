@@ -18,14 +18,35 @@ interface Subscriber {
 class ManualChannel {
   readonly subscribers = new Set<Subscriber>();
   readonly published: string[] = [];
+  /** While set, a publish is held (in flight) until `release` — a commit on another connection. */
+  hold = false;
+  readonly held: (() => void)[] = [];
 
   publishToPeers(messages: readonly string[]): Promise<void> {
     checkPeerMessages(messages);
+    if (this.hold) {
+      return new Promise((resolve) => {
+        this.held.push(() => {
+          this.#broadcast(messages);
+          resolve();
+        });
+      });
+    }
+    this.#broadcast(messages);
+    return Promise.resolve();
+  }
+
+  /** Lets the held publish `i` (in the order made) commit. */
+  release(i: number): void {
+    const [commit] = this.held.splice(i, 1);
+    commit?.();
+  }
+
+  #broadcast(messages: readonly string[]): void {
     for (const m of messages) {
       this.published.push(m);
       for (const s of this.subscribers) s.inbox.push(m);
     }
-    return Promise.resolve();
   }
 
   subscribePeers(listener: (m: string) => void, onReset: (c: FeedChange) => void): Promise<{ close(): Promise<void> }> {
@@ -231,5 +252,62 @@ describe('PeerAcks: an end waits for every other process to forget the sessions'
     expect(cacheB.forgotten.size).toBe(0);
     expect(new Set(a.peers)).toStrictEqual(new Set([b.id]));
     await Promise.all([a.stop(), b.stop()]);
+  });
+});
+
+describe('PeerAcks: a process that left stays gone', () => {
+  it('an end or ack from a process that said bye does not bring it back to be waited for; its hello does', async () => {
+    const { channel, a, b, cacheA } = await twoProcesses();
+    const bSub = [...channel.subscribers][1]!;
+    bSub.onReset('down'); // B can no longer hear: it says bye
+    await channel.deliverAll();
+    expect(a.peers).toStrictEqual([]);
+    // What B can still publish: an end of its own and an answer. A forgets the sessions all the same.
+    await channel.publishToPeers([`end ${b.id} 7 h-from-b`, `ack ${b.id} ${a.id}.0`]);
+    await channel.deliverAll();
+    expect(cacheA.forgotten).toStrictEqual(new Set(['h-from-b']));
+    expect(a.peers).toStrictEqual([]);
+    expect(await settled(a.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: true, value: true });
+    bSub.onReset('up'); // hello
+    await channel.deliverAll();
+    expect(a.peers).toStrictEqual([b.id]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('a process that cannot hear resolves its own ends false at once (nobody could answer it), and still asks the others', async () => {
+    const { channel, a, b, cacheA } = await twoProcesses();
+    [...channel.subscribers][1]!.onReset('down');
+    await channel.deliverAll();
+    expect(await settled(b.confirmEnded(['h1'], 3_600_000))).toStrictEqual({ done: true, value: false });
+    await channel.deliverAll();
+    expect(cacheA.forgotten).toStrictEqual(new Set(['h1']));
+    expect(a.peers).toStrictEqual([]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('a hello still in flight when the process stops is published before its bye, and nothing follows the bye', async () => {
+    const { channel, a, b } = await twoProcesses();
+    channel.hold = true;
+    b.heartbeat(); // B's hello, in flight (e.g. on another PostgreSQL pool connection)
+    await new Promise((r) => setImmediate(r));
+    expect(channel.held).toHaveLength(1);
+    const stopping = b.stop();
+    await new Promise((r) => setImmediate(r));
+    expect(channel.held).toHaveLength(1); // the bye waits for the hello
+    channel.release(0);
+    await new Promise((r) => setImmediate(r));
+    expect(channel.held).toHaveLength(1);
+    channel.release(0);
+    channel.hold = false;
+    await stopping;
+    expect(channel.published.slice(-2)).toStrictEqual([`hello ${b.id}`, `bye ${b.id}`]);
+    await channel.deliverAll();
+    expect(a.peers).toStrictEqual([]);
+    b.heartbeat();
+    await channel.publishToPeers([`end ${a.id} 5 h`]);
+    await channel.deliverAll();
+    expect(channel.published.at(-1)).toBe(`end ${a.id} 5 h`); // no hello, no ack from B after its bye
+    expect(a.peers).toStrictEqual([]);
+    await a.stop();
   });
 });
