@@ -16,7 +16,8 @@ import { SESSION_STATUSES, type SessionStatus } from './domain/session.ts';
 import { sessionJson } from './http/session-json.ts';
 import { KeyRing } from './tokens/key-ring.ts';
 import { WrongServerSecret } from './tokens/sealing.ts';
-import { startServer } from './server.ts';
+import { createLogger, startServer } from './server.ts';
+import type { Logger } from 'pino';
 import { LOGIN_USAGE, loginCommand } from './client/cli-login.ts';
 import { migrateStore } from './store/migrate.ts';
 import { AUDIT_USAGE, auditCommand } from './audit/audit-cli.ts';
@@ -169,7 +170,10 @@ async function bankSimulator(args: string[]): Promise<number> {
 async function start(): Promise<number> {
   const config = loadConfig();
   // With the young generation's size, unless the operator gave one (src/config/node-flags.ts).
-  execWithStartFlags(config.semiSpaceMb);
+  // Where the process cannot replace itself it starts as it is, after a warn line in the log
+  // the server then writes to.
+  let log: Logger | undefined;
+  execWithStartFlags(config.semiSpaceMb, { warn: (fields, msg) => (log ??= createLogger(config)).warn(fields, msg) });
   if (config.store.kind !== 'sqlite' && config.adminToken === null) {
     // On SQLite a credential is generated into the data folder; a shared store has no such place
     // that every server sees, so without a platform administrator in the store nobody could
@@ -184,7 +188,7 @@ async function start(): Promise<number> {
       }
     });
   }
-  const server = await startServer(config);
+  const server = await startServer(config, log !== undefined ? { logger: log } : {});
   let signals = 0;
   const shutdown = (reason: string) => {
     signals += 1;

@@ -10,7 +10,22 @@
 // it, so `tessera start` replaces itself (same process id, `process.execve`) with the same
 // command plus the flag, before it opens anything. Not done where the operator chose the young
 // generation's size (a semi-space flag on the command line or in NODE_OPTIONS), with
-// TESSERA_SEMI_SPACE_MB=0, or where `process.execve` does not exist (Windows).
+// TESSERA_SEMI_SPACE_MB=0, where `process.execve` is missing (Node before 22.15) or refuses the
+// platform (Windows and IBM i, where it exists but throws ERR_FEATURE_UNAVAILABLE_ON_PLATFORM).
+//
+// When the replacement cannot happen the server starts without the flag, after one warn line
+// (the error's code only: Node's messages for a bad argument quote the environment). A Node
+// that aborts the process when execve(2) itself fails (Node 24 does: "process.execve failed
+// with error code …", SIGABRT) would end the start there, so the executable is first checked
+// the way execve(2) checks it (access X_OK: missing, no permission, a noexec mount). What that
+// cannot foresee — a seccomp filter that forbids execve, E2BIG — still aborts such a Node;
+// TESSERA_SEMI_SPACE_MB=0 or the operator's own flag avoids the replacement altogether.
+//
+// The replaced image starts over: a NODE_OPTIONS `--require`/`--import` preload runs again in
+// it (the environment is passed on) and `--inspect-brk` stops twice; operators who preload an
+// agent that must not start twice set TESSERA_SEMI_SPACE_MB=0 or give the flag themselves.
+
+import { accessSync, constants } from 'node:fs';
 
 /** A flag that sizes the young generation, spelt with dashes or underscores. */
 const SEMI_SPACE_FLAG = /^--(?:min|max)[-_]semi[-_]space[-_]size(?:=|$)/;
@@ -27,13 +42,72 @@ export function startFlags(semiSpaceMb: number, execArgv: readonly string[], nod
   return [`--min-semi-space-size=${semiSpaceMb}`];
 }
 
+/** Platforms where `process.execve` exists but throws ERR_FEATURE_UNAVAILABLE_ON_PLATFORM. */
+const NO_EXECVE_PLATFORMS: ReadonlySet<string> = new Set(['win32', 'os400']);
+
+/** What `execWithStartFlags` takes from its process (the real one by default; tests give their own). */
+export interface StartProcess {
+  platform: string;
+  execPath: string;
+  execArgv: readonly string[];
+  argv: readonly string[];
+  env: NodeJS.ProcessEnv;
+  /** `process.execve`; undefined where Node has none. Returns only by throwing. */
+  execve: ((file: string, args: string[], env: NodeJS.ProcessEnv) => void) | undefined;
+  /** Throws (with a `code`) when this process may not execute `path`. */
+  checkExecutable: (path: string) => void;
+  /** One warn log line; `fields` never carry a secret or an environment value. */
+  warn: (fields: Record<string, string>, msg: string) => void;
+}
+
+/**
+ * How a start went on without being replaced: no flag to add, a platform without execve, or
+ * the replacement refused (warned about).
+ */
+export type StartFlagsOutcome = 'no-flags' | 'unavailable' | 'failed';
+
+function realProcess(): Omit<StartProcess, 'warn'> {
+  return {
+    platform: process.platform,
+    execPath: process.execPath,
+    execArgv: process.execArgv,
+    argv: process.argv,
+    env: process.env,
+    execve: typeof process.execve === 'function' ? process.execve.bind(process) : undefined,
+    checkExecutable: (path) => accessSync(path, constants.X_OK),
+  };
+}
+
+/** The error's code (`EACCES`, `ERR_FEATURE_UNAVAILABLE_ON_PLATFORM`), never its message. */
+function codeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code) ? code : 'unknown';
+}
+
 /**
  * Replaces this process with the same command plus `startFlags` when there are any (never
- * returns then); otherwise returns. Called first thing by `tessera start`, after its
- * configuration was read and before anything is opened.
+ * returns then); otherwise returns how the start goes on. Called first thing by `tessera
+ * start`, after its configuration was read and before anything is opened.
  */
-export function execWithStartFlags(semiSpaceMb: number): void {
-  const flags = startFlags(semiSpaceMb, process.execArgv, process.env.NODE_OPTIONS);
-  if (flags.length === 0 || typeof process.execve !== 'function') return;
-  process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, ...process.argv.slice(1)], process.env);
+export function execWithStartFlags(semiSpaceMb: number, proc: Partial<StartProcess> & Pick<StartProcess, 'warn'>): StartFlagsOutcome {
+  const p: StartProcess = { ...realProcess(), ...proc };
+  const flags = startFlags(semiSpaceMb, p.execArgv, p.env.NODE_OPTIONS);
+  if (flags.length === 0) return 'no-flags';
+  if (p.execve === undefined || NO_EXECVE_PLATFORMS.has(p.platform)) return 'unavailable';
+  const refused = (err: unknown): StartFlagsOutcome => {
+    p.warn({ flag: flags.join(' '), code: codeOf(err) }, 'starting without the young generation flag: this process could not replace itself (set TESSERA_SEMI_SPACE_MB=0 to skip the attempt, or pass the flag to node)');
+    return 'failed';
+  };
+  try {
+    p.checkExecutable(p.execPath);
+  } catch (err) {
+    return refused(err);
+  }
+  try {
+    p.execve(p.execPath, [p.execPath, ...flags, ...p.execArgv, ...p.argv.slice(1)], p.env);
+  } catch (err) {
+    return refused(err);
+  }
+  // A execve that returns did not replace the process: carry on as it is.
+  return refused(undefined);
 }
