@@ -4,6 +4,7 @@
 
 import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Config } from '../config/config.ts';
+import { makeRoom } from '../domain/bounded-map.ts';
 
 /**
  * Signs cookie values as `<value>.<HMAC-SHA256 base64url>` with a key derived from the cookie
@@ -27,10 +28,7 @@ export class CookieSigner {
     const expected = Buffer.from(createHmac('sha256', this.key).update(value).digest('base64url'));
     const given = Buffer.from(input.slice(dot + 1));
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { valid: false, renew: false, value: null };
-    if (this.verified.size >= 50_000) {
-      const first = this.verified.keys().next();
-      if (!first.done) this.verified.delete(first.value);
-    }
+    makeRoom(this.verified, 50_000);
     this.verified.set(input, value);
     return { valid: true, renew: false, value };
   };
