@@ -166,7 +166,13 @@ export async function createRuntime(
   await ensurePlatformTenant(store, clock.now());
   const sessionCache = new SessionCache(store, 100_000, () => clock.now());
   const peers = new PeerAcks(store, sessionCache, {
-    onError: (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'a message to the other processes was not sent'),
+    // Both at most once a minute (PEER_LOG_INTERVAL_MS), with the count of those not logged.
+    onError: (err, suppressed) =>
+      log.warn({ err: err instanceof Error ? err.message : String(err), suppressed }, 'a message to the other processes was not sent'),
+    onChannel: (change, reason, suppressed) =>
+      change === 'down'
+        ? log.warn({ reason, suppressed }, 'the channel between the processes is down for this process: sessions are not served from memory, explicit ends here do not wait for the others')
+        : log.info({ reason }, 'the channel between the processes is up again'),
     onUnanswered: (peers) => log.warn({ peers }, 'an explicit end answered before these processes acknowledged it (waited FEED_ECHO_TIMEOUT_MS)'),
   });
   const bus = new EventBus();

@@ -15,15 +15,27 @@
 // every answer, no other process serves them from memory any more.
 //
 // The messages (text, fields separated by one space; `<id>` a process's random id):
-//   hello <id>                  I am here: at start (before serving), every PEER_HEARTBEAT_MS,
+//   hello <id> <k>              I am here: at start (before serving), every PEER_HEARTBEAT_MS,
 //                               and at once in reply to a hello from a process not known yet
+//   probe <id> <k>              (instead of hello while this process's channel is down) ignored
+//                               by the others
 //   bye <id>                    I stop (or can no longer hear this channel): do not wait for me
 //   end <id> <n> <handle>...    request n: forget these ended sessions and acknowledge
 //   ack <id> <to>.<n>...        I have forgotten the sessions of request n of process <to>
 // Only a hello makes a process known (an end or ack from an unknown id is handled but does not
 // add it: a process that said bye is not brought back by what it still publishes). Hellos and
 // byes go out in the order said, each after the one before was published.
-// A process not heard from for PEER_FORGET_AFTER_MS is forgotten (it died without a bye). The
+// A process not heard from for PEER_FORGET_AFTER_MS is forgotten (it died without a bye).
+//
+// Self-echo: each process must hear its own hellos come back (k numbers them; a process of an
+// older release ignores it). If one cannot be published, or the one of a heartbeat is not back by
+// the next heartbeat (PEER_HEARTBEAT_MS, well within the PEER_FORGET_AFTER_MS after which the
+// others forget it), the channel counts as down for this process exactly as when the store
+// reports it down: it serves nothing from memory, says bye, and probes (`probe`, which makes it
+// known to nobody) until one published after the trouble comes back — then hello. Without that,
+// a process that can hear but not publish (PostgreSQL pool exhausted, SQLITE_BUSY) would be
+// forgotten by the others while it still served from memory, and a SQLite reader whose reads
+// fail (the adapter reports no 'down') would miss requests to forget. The
 // channel is fire-and-forget: a lost request or answer costs the waiting end its bounded wait.
 //
 // What is not guaranteed, and why it is small: a process that started a moment ago may not be
@@ -44,6 +56,8 @@ const MAX_PEERS = 1_000;
 
 const ID = /^[0-9a-f]{16}$/;
 const REQUEST = /^[0-9]{1,15}$/;
+/** A failure of the channel is logged at most once in this long (with how many were not). */
+export const PEER_LOG_INTERVAL_MS = 60_000;
 
 /** What of the session cache the channel needs: dropping ended sessions, and being a feed of it. */
 export interface PeerCache {
@@ -56,8 +70,16 @@ export interface PeerAcksOptions {
   forgetAfterMs?: number;
   /** A monotonic clock, ms (default performance.now): liveness, not session time. */
   now?: () => number;
-  /** Publishing failed (the store is down): the waits concerned run into their timeout. */
-  onError?: (err: unknown) => void;
+  /**
+   * Publishing failed (the store is down): the waits concerned run into their timeout. At most
+   * once per PEER_LOG_INTERVAL_MS; `suppressed` failures were not reported since the last call.
+   */
+  onError?: (err: unknown, suppressed: number) => void;
+  /**
+   * The channel went down or came back for this process (store report or self-echo); `reason`
+   * says which. Down is reported at most once per PEER_LOG_INTERVAL_MS (up after a reported down).
+   */
+  onChannel?: (change: FeedChange, reason: string, suppressed: number) => void;
   /**
    * A wait ran into its timeout: the end answered before these processes acknowledged it, so
    * for them "refused by the very next request" was not proven (a lost message, a process that
@@ -83,7 +105,12 @@ export class PeerAcks {
   readonly #heartbeatMs: number;
   readonly #forgetAfterMs: number;
   readonly #now: () => number;
-  readonly #onError: (err: unknown) => void;
+  readonly #onError: (err: unknown, suppressed: number) => void;
+  readonly #onChannel: (change: FeedChange, reason: string, suppressed: number) => void;
+  readonly #errorLog: RateLimit;
+  readonly #downLog: RateLimit;
+  /** The last down was reported (so its up is too). */
+  #downReported = false;
   readonly #onUnanswered: (peers: string[]) => void;
   /** Other processes → when last heard from. */
   readonly #peers = new Map<string, number>();
@@ -93,7 +120,20 @@ export class PeerAcks {
   #timer: NodeJS.Timeout | null = null;
   /** Acknowledgements not sent yet (`<to>.<n>`), sent together once the current delivery is handled. */
   #acks: string[] = [];
+  /** The store reports the channel up (onReset). */
   #hearing = true;
+  /** This process's own hellos come back (self-echo). */
+  #echoing = true;
+  /** hearing && echoing, as last told to the cache and the others. */
+  #live = true;
+  /** The number of the last hello or probe sent, and the highest of them heard back. */
+  #probeSent = 0;
+  #probeHeard = 0;
+  /** The probe of the last heartbeat, to be heard back by the next one (0: none; -1: not published yet). */
+  #probeDue = 0;
+  #beats = 0;
+  /** Probes up to this number were sent before the channel was found down: they do not bring it up. */
+  #probeDownAt = 0;
   /** stop() began: no hello and no acknowledgement goes out any more (the bye is the last word). */
   #left = false;
   /**
@@ -110,6 +150,9 @@ export class PeerAcks {
     this.#forgetAfterMs = opts.forgetAfterMs ?? PEER_FORGET_AFTER_MS;
     this.#now = opts.now ?? (() => performance.now());
     this.#onError = opts.onError ?? (() => undefined);
+    this.#onChannel = opts.onChannel ?? (() => undefined);
+    this.#errorLog = new RateLimit(PEER_LOG_INTERVAL_MS, this.#now);
+    this.#downLog = new RateLimit(PEER_LOG_INTERVAL_MS, this.#now);
     this.#onUnanswered = opts.onUnanswered ?? (() => undefined);
   }
 
@@ -121,7 +164,7 @@ export class PeerAcks {
       (message) => this.#receive(message),
       (change) => this.#changed(change),
     );
-    await this.#say('hello');
+    this.#probeDue = await this.#say('hello');
     this.#timer = setInterval(() => this.heartbeat(), this.#heartbeatMs);
     this.#timer.unref();
   }
@@ -146,13 +189,23 @@ export class PeerAcks {
     return [...this.#peers.keys()];
   }
 
-  /** Forgets the processes not heard from for a while, and says hello. */
+  /**
+   * Forgets the processes not heard from for a while; finds the channel down if the last
+   * heartbeat's hello has not come back; says hello (probe while down).
+   */
   heartbeat(): void {
     const now = this.#now();
     for (const [peer, heard] of this.#peers) {
       if (now - heard > this.#forgetAfterMs) this.#drop(peer);
     }
-    if (this.#hearing && !this.#left) void this.#say('hello');
+    if (!this.#hearing || this.#left) return;
+    if (this.#probeDue === -1) this.#echoLost('own hello not published within a heartbeat');
+    else if (this.#probeDue > this.#probeHeard) this.#echoLost('own hello not heard back within a heartbeat');
+    const beat = ++this.#beats;
+    this.#probeDue = -1;
+    void this.#say('hello').then((k) => {
+      if (this.#beats === beat) this.#probeDue = k;
+    });
   }
 
   /**
@@ -165,7 +218,7 @@ export class PeerAcks {
    */
   confirmEnded(handles: readonly string[], timeoutMs: number): Promise<boolean> {
     if (this.#subscription === null || handles.length === 0) return Promise.resolve(true);
-    if (!this.#hearing || this.#left) {
+    if (!this.#live || this.#left) {
       if (!this.#left) void this.#publish(chunks(handles, (n) => `end ${this.id} ${n}`, () => this.#nextRequest++).map((c) => c.message));
       return Promise.resolve(false);
     }
@@ -212,7 +265,11 @@ export class PeerAcks {
     const parts = message.split(' ');
     const kind = parts[0];
     const from = parts[1];
-    if (from === undefined || from === this.id || !ID.test(from)) return;
+    if (from === undefined || !ID.test(from)) return;
+    if (from === this.id) {
+      if ((kind === 'hello' || kind === 'probe') && REQUEST.test(parts[2] ?? '')) this.#echoHeard(Number(parts[2]));
+      return;
+    }
     if (kind === 'bye') {
       this.#drop(from);
       return;
@@ -227,7 +284,7 @@ export class PeerAcks {
     switch (kind) {
       case 'hello':
         // A newcomer learns of this process at once, not at its next heartbeat.
-        if (!known && this.#hearing && !this.#left) void this.#say('hello');
+    if (!known && this.#live && !this.#left) void this.#say('hello');
         return;
       case 'end':
         // Forgotten first: the acknowledgement means "this process refuses them from now on".
@@ -248,14 +305,48 @@ export class PeerAcks {
     }
   }
 
-  /** The channel went down or came back: while it is down this process is deaf to requests. */
+  /** The store reports the channel down or back: while it is down this process is deaf to requests. */
   #changed(change: FeedChange): void {
     this.#hearing = change === 'up';
+    if (change === 'up') this.#probeDue = 0; // its own probes (Redis) proved it delivers again
+    this.#update(change === 'up' ? 'the store reports the channel up' : 'the store reports the channel down');
+  }
+
+  /** A hello or probe of this process's came back. */
+  #echoHeard(k: number): void {
+    if (k > this.#probeHeard) this.#probeHeard = k;
+    if (!this.#echoing && k > this.#probeDownAt) {
+      this.#echoing = true;
+      this.#update('own probe heard back');
+    }
+  }
+
+  /** A hello or probe could not be published, or did not come back in time. */
+  #echoLost(reason: string): void {
+    if (!this.#echoing) return;
+    this.#echoing = false;
+    this.#probeDownAt = this.#probeSent;
+    this.#update(reason);
+  }
+
+  /** Tells the cache and the others when the channel went down or came back for this process. */
+  #update(reason: string): void {
+    const live = this.#hearing && this.#echoing;
+    if (live === this.#live) return;
+    this.#live = live;
     // Nothing from memory while requests to forget may be missed (session-cache.ts).
-    this.#cache.feedChanged('peers', change);
+    this.#cache.feedChanged('peers', live ? 'up' : 'down');
+    if (!live) {
+      const suppressed = this.#downLog.take();
+      this.#downReported = suppressed !== null;
+      if (suppressed !== null) this.#onChannel('down', reason, suppressed);
+    } else if (this.#downReported) {
+      this.#downReported = false;
+      this.#onChannel('up', reason, 0);
+    }
     // Down: the others need not wait for this process (it serves nothing from memory); if the bye
     // is lost they wait until they forget it. Up: known again at once.
-    if (!this.#left) void this.#say(change === 'up' ? 'hello' : 'bye');
+    if (!this.#left) void this.#say(live ? 'hello' : 'bye');
   }
 
   #sendAcks(): void {
@@ -274,23 +365,62 @@ export class PeerAcks {
   }
 
   /**
-   * Says hello or bye after what was said before has been published (or failed). A hello is
-   * dropped if, by its turn, this process left or cannot hear.
+   * Says hello or bye after what was said before has been published (or failed); resolves to
+   * the number of the hello (0: none sent). By its turn, a hello is dropped if this process left
+   * or the store reports the channel down, and goes as a probe while its own hellos do not come
+   * back; one that cannot be published finds the channel down.
    */
-  #say(kind: 'hello' | 'bye'): Promise<void> {
-    this.#presence = this.#presence.then(() => {
-      if (kind === 'hello' && (this.#left || !this.#hearing)) return;
-      return this.#publish([`${kind} ${this.id}`]);
+  #say(kind: 'hello' | 'bye'): Promise<number> {
+    const said = this.#presence.then(async () => {
+      if (kind === 'bye') {
+        await this.#publish([`bye ${this.id}`]);
+        return 0;
+      }
+      if (this.#left || !this.#hearing) return 0;
+      const k = ++this.#probeSent;
+      if (!(await this.#publish([`${this.#live ? 'hello' : 'probe'} ${this.id} ${k}`]))) this.#echoLost('own hello could not be published');
+      return k;
     });
-    return this.#presence;
+    this.#presence = said.then(() => undefined);
+    return said;
   }
 
-  async #publish(messages: string[]): Promise<void> {
+  /** Publishes; false (reported, rate-limited) if the store refused. */
+  async #publish(messages: string[]): Promise<boolean> {
     try {
       await this.#channel.publishToPeers(messages);
+      return true;
     } catch (err) {
-      this.#onError(err);
+      const suppressed = this.#errorLog.take();
+      if (suppressed !== null) this.#onError(err, suppressed);
+      return false;
     }
+  }
+}
+
+/** At most one report per interval; counts the others. */
+class RateLimit {
+  readonly #intervalMs: number;
+  readonly #now: () => number;
+  #last = -Infinity;
+  #suppressed = 0;
+
+  constructor(intervalMs: number, now: () => number) {
+    this.#intervalMs = intervalMs;
+    this.#now = now;
+  }
+
+  /** How many were suppressed since the last report, if this one may be reported; else null. */
+  take(): number | null {
+    const now = this.#now();
+    if (now - this.#last < this.#intervalMs) {
+      this.#suppressed += 1;
+      return null;
+    }
+    this.#last = now;
+    const suppressed = this.#suppressed;
+    this.#suppressed = 0;
+    return suppressed;
   }
 }
 

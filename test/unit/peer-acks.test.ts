@@ -5,7 +5,7 @@
 // the channel saying bye and serving nothing from memory.
 
 import { describe, expect, it } from 'vitest';
-import { PeerAcks, type PeerCache } from '../../src/sessions/peer-acks.ts';
+import { PEER_LOG_INTERVAL_MS, PeerAcks, type PeerCache } from '../../src/sessions/peer-acks.ts';
 import { PEER_MESSAGE_MAX_BYTES, checkPeerMessages, type FeedChange } from '../../src/store/coordination-port.ts';
 
 interface Subscriber {
@@ -116,7 +116,7 @@ describe('PeerAcks: presence', () => {
     expect(a.peers).toStrictEqual([b.id]);
     expect(b.peers).toStrictEqual([a.id]);
     // A was there first: it heard B's hello and answered at once, not at its next heartbeat.
-    expect(channel.published.filter((m) => m === `hello ${a.id}`)).toHaveLength(2);
+    expect(channel.published.filter((m) => m.startsWith(`hello ${a.id} `))).toHaveLength(2);
     await a.stop();
     await b.stop();
   });
@@ -140,6 +140,7 @@ describe('PeerAcks: presence', () => {
     clock.t += 5_000;
     a.heartbeat();
     expect(a.peers).toStrictEqual([b.id]); // heard 5 s ago
+    await channel.deliverAll(); // B does not speak, A hears its own hello
     clock.t += 1_001;
     a.heartbeat();
     expect(a.peers).toStrictEqual([]); // 6.001 s of silence
@@ -300,7 +301,7 @@ describe('PeerAcks: a process that left stays gone', () => {
     channel.release(0);
     channel.hold = false;
     await stopping;
-    expect(channel.published.slice(-2)).toStrictEqual([`hello ${b.id}`, `bye ${b.id}`]);
+    expect(channel.published.slice(-2).map((m) => m.replace(/ [0-9]+$/, ''))).toStrictEqual([`hello ${b.id}`, `bye ${b.id}`]);
     await channel.deliverAll();
     expect(a.peers).toStrictEqual([]);
     b.heartbeat();
@@ -309,5 +310,112 @@ describe('PeerAcks: a process that left stays gone', () => {
     expect(channel.published.at(-1)).toBe(`end ${a.id} 5 h`); // no hello, no ack from B after its bye
     expect(a.peers).toStrictEqual([]);
     await a.stop();
+  });
+});
+
+describe('PeerAcks: a process must hear its own hellos (self-echo)', () => {
+  /** A and B on one channel; B publishes through a switch that can make its publishes fail. */
+  async function withFailingB() {
+    const channel = new ManualChannel();
+    const clock = { t: 0 };
+    const logA: string[] = [];
+    const logB: string[] = [];
+    const errors: { err: unknown; suppressed: number }[] = [];
+    const reports: string[] = [];
+    const b_ = { fail: false };
+    const bChannel = {
+      publishToPeers: (m: readonly string[]) => (b_.fail ? Promise.reject(new Error('pool exhausted')) : channel.publishToPeers(m)),
+      subscribePeers: channel.subscribePeers.bind(channel),
+    };
+    const opts = { now: () => clock.t, heartbeatMs: 3_600_000 };
+    const a = new PeerAcks(channel, recordingCache(logA), opts);
+    await a.start();
+    const b = new PeerAcks(bChannel, recordingCache(logB), {
+      ...opts,
+      onError: (err, suppressed) => errors.push({ err, suppressed }),
+      onChannel: (change, reason, suppressed) => reports.push(`${change} ${suppressed}: ${reason}`),
+    });
+    await b.start();
+    await channel.deliverAll();
+    return { channel, clock, a, b, logB, errors, reports, b_ };
+  }
+
+  it('a hello that cannot be published takes the channel down for that process at once; a probe heard back brings it up', async () => {
+    const { channel, clock, a, b, logB, errors, reports, b_ } = await withFailingB();
+    expect(a.peers).toStrictEqual([b.id]);
+    b_.fail = true;
+    clock.t += 2_000;
+    b.heartbeat();
+    await channel.deliverAll();
+    expect(logB.at(-1)).toBe('peers down'); // serves nothing from memory: the others will forget it
+    expect(reports).toStrictEqual(['down 0: own hello could not be published']);
+    expect(errors).toHaveLength(1);
+    // Its own ends cannot be answered either.
+    expect(await settled(b.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: true, value: false });
+    b_.fail = false;
+    clock.t += 2_000;
+    b.heartbeat(); // a probe: not a hello, so nobody starts waiting for B before it is back
+    await new Promise((r) => setImmediate(r));
+    expect(channel.published.at(-1)).toMatch(new RegExp(`^probe ${b.id} [0-9]+$`));
+    expect(logB.at(-1)).toBe('peers down');
+    await channel.deliverAll();
+    expect(logB.at(-1)).toBe('peers up');
+    expect(reports.at(-1)).toBe('up 0: own probe heard back');
+    expect(a.peers).toStrictEqual([b.id]); // B said hello once back
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('a process that publishes but does not hear its own hello by the next heartbeat says bye and serves nothing from memory', async () => {
+    const { channel, clock, a, b, logB, reports } = await withFailingB();
+    const bSub = [...channel.subscribers][1]!;
+    clock.t += 2_000;
+    b.heartbeat();
+    // B's subscriber reads nothing (a SQLite read that keeps failing; a silent connection).
+    const deaf = bSub.listener;
+    bSub.listener = () => undefined;
+    await channel.deliverAll();
+    expect(logB).toStrictEqual([]); // not down yet: the hello has until the next heartbeat
+    expect(a.peers).toStrictEqual([b.id]);
+    clock.t += 2_000;
+    b.heartbeat();
+    expect(logB.at(-1)).toBe('peers down');
+    expect(reports).toStrictEqual(['down 0: own hello not heard back within a heartbeat']);
+    await channel.deliverAll();
+    expect(a.peers).toStrictEqual([]); // its bye
+    expect(channel.published.filter((m) => m.startsWith(`probe ${b.id} `))).toHaveLength(1); // its probes make it known to nobody
+    expect(await settled(a.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: true, value: true });
+    // Deaf for another heartbeat: still down, still not known; a down already reported is not reported again.
+    clock.t += 2_000;
+    b.heartbeat();
+    await channel.deliverAll();
+    expect(a.peers).toStrictEqual([]);
+    expect(reports).toHaveLength(1);
+    // It hears again: the next probe comes back, and it is known again.
+    bSub.listener = deaf;
+    clock.t += 2_000;
+    b.heartbeat();
+    await channel.deliverAll();
+    expect(logB.at(-1)).toBe('peers up');
+    expect(a.peers).toStrictEqual([b.id]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('failures to publish are reported at most once per PEER_LOG_INTERVAL_MS, with the count of those not reported', async () => {
+    const { channel, clock, a, b, errors, b_ } = await withFailingB();
+    b_.fail = true;
+    for (let i = 0; i < 5; i++) {
+      clock.t += 2_000;
+      b.heartbeat();
+      await channel.deliverAll();
+    }
+    expect(errors.map((e) => e.suppressed)).toStrictEqual([0]);
+    const before = errors.length;
+    clock.t += PEER_LOG_INTERVAL_MS;
+    b.heartbeat();
+    await channel.deliverAll();
+    expect(errors.length).toBe(before + 1);
+    expect(errors.at(-1)!.suppressed).toBeGreaterThan(0);
+    b_.fail = false;
+    await Promise.all([a.stop(), b.stop()]);
   });
 });

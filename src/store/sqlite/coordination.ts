@@ -121,7 +121,8 @@ export class SqliteCoordination implements Coordination {
    * Delivers the messages published from now on: at once for those published through this
    * instance, within `feedPollMs` (with the ends) for those of other connections. A subscriber
    * that fell behind the pruning misses what was pruned, and is not told (fire-and-forget);
-   * `onReset` is never called.
+   * `onReset` is never called, and a failed read is tried again at the next poll: PeerAcks finds
+   * a subscriber that stopped delivering by its own hellos not coming back (self-echo).
    */
   subscribePeers(listener: (message: string) => void, _onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }> {
     return this.ctx.run(() => {
