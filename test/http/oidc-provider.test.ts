@@ -360,6 +360,103 @@ describe.each(storeChoices())('Tessera as OpenID provider (%s)', (storeChoice) =
     expect((await request()).at.searchParams.get('code')).toBeTruthy();
   });
 
+  it("a disabled user's idp session asked to authenticate again (prompt=login, max_age=0), or without oidc-provider's own session (prompt=none too), or disabled while the interaction waits: access_denied at the redirect URI, no trip to the external provider, the idp session not extended", async () => {
+    const browser = new MiniBrowser();
+    const config = await rp(clientA(), SECRET);
+    const { tokens } = await authorize(browser, config, redirectA, { expectProvider: 'login', account: ROOT });
+    const sub = tokens.claims()!.sub;
+    // This browser's idp session (earlier tests may have left others of the same user).
+    const [mine] = (await activeSessions(sub)).filter((x) => x.kind === 'app' && x.data.oidcSid === tokens.claims()!.sid);
+    const idpSession = async () => {
+      const idp = (await activeSessions(sub)).filter((x) => x.kind === 'idp' && x.handle === mine!.parentHandle);
+      expect(idp).toHaveLength(1);
+      return idp[0]!;
+    };
+    /** The same person's browser in another tab: its cookies, without oidc-provider's session cookie unless `oidcSession`. */
+    const tab = (oidcSession: boolean) => {
+      const b = new MiniBrowser();
+      for (const [k, v] of browser.cookies) if (oidcSession || k !== 'tessera_oidc_session') b.cookies.set(k, v);
+      expect(b.cookies.has('__Host-idp')).toBe(true);
+      return b;
+    };
+    /** An authorization request in `b` until the redirect URI (or until `stopAt`): where it ended, and every URL on the way. */
+    const request = async (b: MiniBrowser, extra: Record<string, string>, stopAt: (u: URL) => boolean = () => false) => {
+      const state = oidc.randomState();
+      const url = oidc.buildAuthorizationUrl(config, {
+        redirect_uri: redirectA,
+        scope: 'openid email',
+        code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
+        code_challenge_method: 'S256',
+        state,
+        ...extra,
+      });
+      const visited: string[] = [];
+      const at = await b.follow(url.href, (u) => {
+        visited.push(u.href);
+        return u.href.startsWith(redirectA) || stopAt(u);
+      });
+      return { at: new URL(at.url), state, visited };
+    };
+    const refused = (r: { at: URL; state: string; visited: string[] }, what: string) => {
+      expect.soft(r.at.href.startsWith(redirectA), `${what}: ended at ${r.at.href}`).toBe(true);
+      expect.soft(r.at.searchParams.get('error'), what).toBe('access_denied');
+      expect.soft(r.at.searchParams.get('code'), what).toBeNull();
+      expect.soft(r.at.searchParams.get('state'), what).toBe(r.state);
+      expect.soft(r.visited.filter((u) => u.startsWith(world.idp.issuer)), what).toEqual([]);
+    };
+    // Interactions started while the user was enabled (the ones that would go to the external
+    // provider, and the one answered from the idp session), left waiting at Tessera's
+    // interaction page.
+    const atInteraction = (u: URL) => u.pathname.startsWith('/oidc/interaction/');
+    const waiting = [];
+    for (const [what, b, extra] of [
+      ['prompt=login, disabled while the interaction waits', tab(true), { prompt: 'login' }],
+      ["no oidc-provider session, disabled while the interaction waits", tab(false), {}],
+    ] as const) {
+      const r = await request(b, extra, atInteraction);
+      expect(atInteraction(r.at), `${what}: ${r.at.href}`).toBe(true);
+      waiting.push({ what, b, r });
+    }
+
+    const { store } = world.server.deps;
+    const user = (await store.getUser(world.tenantId, sub))!;
+    await store.updateUser({ ...user, disabled: true });
+    try {
+      const idpBefore = await idpSession();
+      for (const [what, b, extra] of [
+        ['prompt=login', tab(true), { prompt: 'login' }],
+        ['max_age=0', tab(true), { max_age: '0' }],
+        ["without oidc-provider's session", tab(false), {}],
+        ["prompt=none without oidc-provider's session", tab(false), { prompt: 'none' }],
+      ] as const) {
+        // Long enough after the last activity that a touch would slide the idle expiry.
+        world.clock.advance(2 * 60_000);
+        refused(await request(b, extra), what);
+      }
+      for (const w of waiting) {
+        world.clock.advance(2 * 60_000);
+        const visited: string[] = [];
+        const at = await w.b.follow(w.r.at.href, (u) => {
+          visited.push(u.href);
+          return u.href.startsWith(redirectA);
+        });
+        refused({ at: new URL(at.url), state: w.r.state, visited }, w.what);
+      }
+      // Not extended by any of these.
+      const idpAfter = await idpSession();
+      expect.soft({ lastSeenAt: idpAfter.lastSeenAt, idleExpiresAt: idpAfter.idleExpiresAt }).toEqual({ lastSeenAt: idpBefore.lastSeenAt, idleExpiresAt: idpBefore.idleExpiresAt });
+    } finally {
+      const { disabled: _, ...enabled } = (await store.getUser(world.tenantId, sub))!;
+      await store.updateUser(enabled);
+    }
+    // Enabled again: the same idp session gives a code, and is extended by it.
+    const before = await idpSession();
+    const ok = await request(tab(false), {});
+    expect(ok.at.searchParams.get('code'), ok.at.href).toBeTruthy();
+    expect(ok.visited.filter((u) => u.startsWith(world.idp.issuer))).toEqual([]);
+    expect((await idpSession()).idleExpiresAt).toBeGreaterThan(before.idleExpiresAt!);
+  });
+
   it('the Fastify plugin accepts only valid, fresh, unused logout tokens of Tessera for itself', async () => {
     const plug = await startPlatformApp(world, 'plug', { confidential: false });
     try {

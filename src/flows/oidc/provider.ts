@@ -113,7 +113,7 @@ function adapterFactory(deps: Deps) {
 }
 
 /** Why /oidc gives this user nothing (no code, no token, no claims), or null when it may: a user gone or disabled. */
-function accountRefusal(user: User | null): string | null {
+export function accountRefusal(user: User | null): string | null {
   if (user === null) return 'This account no longer exists.';
   return user.disabled === true ? 'This account is disabled; ask an administrator.' : null;
 }
@@ -173,12 +173,18 @@ export async function createOidcProvider(deps: Deps): Promise<OidcProvider> {
       const app = ctx.oidc.client ? await deps.store.oidc.getApp(ctx.oidc.client.clientId) : null;
       const now = deps.clock.now();
       const idp = app ? await validIdpSession(deps, ctx.get('cookie'), now, app.tenantId) : null;
-      if (!idp || idp.userId !== ctx.oidc.session?.accountId) return interactionPolicy.Check.REQUEST_PROMPT;
+      if (!idp) return interactionPolicy.Check.REQUEST_PROMPT;
       // A user disabled (or deleted) whose idp session was not ended yet gets no code: the
-      // application is told access_denied at its redirect URI (prompt=none included), as an
-      // identity provider answers for an account it will not sign in (docs/api.md).
-      const refusal = accountRefusal(await deps.store.getUser(idp.tenantId, idp.userId));
+      // application is told access_denied at its redirect URI, as an identity provider answers
+      // for an account it will not sign in (docs/api.md). Decided before anything else about
+      // the request — whether oidc-provider has a session of its own (none yet: prompt=none
+      // would otherwise be login_required, and an interaction would follow), prompt=login or
+      // max_age (an interaction that would send the person to the external provider) — and
+      // before the idp session is touched. oidc-provider runs the login checks together, so
+      // this refusal wins over whichever of them asks for a prompt.
+      const refusal = accountRefusal(await deps.store.getUser(idp.tenantId, idp.userId as string));
       if (refusal !== null) throw new errors.AccessDenied(refusal);
+      if (idp.userId !== ctx.oidc.session?.accountId) return interactionPolicy.Check.REQUEST_PROMPT;
       await touchIdpSession(deps, idp, now);
       return interactionPolicy.Check.NO_NEED_TO_PROMPT;
     }),

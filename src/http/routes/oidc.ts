@@ -25,7 +25,7 @@ import type { Device } from '../../domain/session.ts';
 import { emit } from '../../events/bus.ts';
 import { BACKCHANNEL_EVENT } from '../../flows/oidc/backchannel.ts';
 import { endSessionsAndNotify, validIdpSession, touchIdpSession } from '../../flows/oidc/levels.ts';
-import { createOidcProvider, issuerVerdict, OIDC_PREFIX } from '../../flows/oidc/provider.ts';
+import { accountRefusal, createOidcProvider, issuerVerdict, OIDC_PREFIX } from '../../flows/oidc/provider.ts';
 import { startSsoLogin } from '../../flows/sso/start-login.ts';
 import { loadOidcSigningKeys } from '../../flows/oidc/keys.ts';
 import { endSession } from '../../sessions/app-sessions.ts';
@@ -114,6 +114,19 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
       const platformApp = await deps.store.oidc.getApp(clientId);
       if (!platformApp) throw new NotFound('app_not_found', `No application "${clientId}".`);
       const idp = await validIdpSession(deps, request.headers.cookie, now, platformApp.tenantId);
+      if (idp) {
+        // The user was disabled (or deleted) after this interaction began (the authorization
+        // endpoint refuses such a user before any interaction): access_denied to the
+        // application's redirect URI — not a touch of the idp session, not a trip to the
+        // external provider (docs/api.md). Disabled after this read: the policy check that runs
+        // again when the authorization resumes refuses it, and findAccount has no account.
+        const refusal = accountRefusal(await deps.store.getUser(idp.tenantId, idp.userId as string));
+        if (refusal !== null) {
+          reply.hijack();
+          await provider.interactionFinished(asPublicRequest(request, publicUrl), reply.raw, { error: 'access_denied', error_description: refusal }, { mergeWithLastSubmission: false });
+          return;
+        }
+      }
       // prompt=login or an exceeded max_age: only an authentication made for this very
       // interaction counts (the idp session the external provider's login created for it).
       const reasons = details.prompt.name === 'login' ? details.prompt.reasons : [];
