@@ -38,9 +38,11 @@
 // fail (the adapter reports no 'down') would miss requests to forget. The
 // channel is fire-and-forget: a lost request or answer costs the waiting end its bounded wait.
 //
-// What is not guaranteed, and why it is small: a process that started a moment ago may not be
-// known yet to a process ending sessions (its hello is on its way); it has cached only what it
-// served since, and the end is still on its feed. A process that cannot hear this channel says
+// What is not guaranteed, and why it is small: a process starts serving once its own hello came
+// back and PEER_START_SETTLE_MS more passed for the others' replies (start); one whose reply
+// takes longer is not waited for by its ends until the reply arrives (nor waits for it, if it
+// has not heard the hello yet) — the newcomer
+// has cached only what it served since, and the end is still on its feed. A process that cannot hear this channel says
 // bye and serves nothing from memory until it hears again (its session cache counts the channel
 // as one of its feeds), so nobody needs its answer meanwhile.
 
@@ -51,6 +53,14 @@ import { PEER_MESSAGE_MAX_BYTES, type Coordination, type FeedChange } from '../s
 export const PEER_HEARTBEAT_MS = 2_000;
 /** A process not heard from for this long (three heartbeats) is no longer waited for. */
 export const PEER_FORGET_AFTER_MS = 3 * PEER_HEARTBEAT_MS;
+/**
+ * At start, after its own hello has come back, a process waits this long for the others' replies
+ * before it serves: they heard the hello about when it did (one Redis PUBLISH reaches every
+ * subscriber at once; PostgreSQL LISTEN connections read it within a round trip; other processes
+ * on a SQLite file within a 20 ms poll), and each answers with one publish, which reaches it
+ * within one more delivery (SQLite: 2 × FEED_POLL_MS and a write, with margin).
+ */
+export const PEER_START_SETTLE_MS = 100;
 /** At most this many other processes are known at once (a bound against a flood of ids). */
 const MAX_PEERS = 1_000;
 
@@ -67,6 +77,10 @@ export interface PeerCache {
 
 export interface PeerAcksOptions {
   heartbeatMs?: number;
+  /** The wait for the others' replies at start (PEER_START_SETTLE_MS). */
+  settleMs?: number;
+  /** How the start waits `settleMs` (tests make it a step of their own). */
+  sleep?: (ms: number) => Promise<void>;
   forgetAfterMs?: number;
   /** A monotonic clock, ms (default performance.now): liveness, not session time. */
   now?: () => number;
@@ -103,6 +117,10 @@ export class PeerAcks {
   readonly #channel: Pick<Coordination, 'publishToPeers' | 'subscribePeers'>;
   readonly #cache: PeerCache;
   readonly #heartbeatMs: number;
+  readonly #settleMs: number;
+  readonly #sleep: (ms: number) => Promise<void>;
+  /** start() waits for its own hello to come back: resolved by #echoHeard. */
+  #echoWait: { k: number; resolve: () => void } | null = null;
   readonly #forgetAfterMs: number;
   readonly #now: () => number;
   readonly #onError: (err: unknown, suppressed: number) => void;
@@ -147,6 +165,8 @@ export class PeerAcks {
     this.#channel = channel;
     this.#cache = cache;
     this.#heartbeatMs = opts.heartbeatMs ?? PEER_HEARTBEAT_MS;
+    this.#settleMs = opts.settleMs ?? PEER_START_SETTLE_MS;
+    this.#sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     this.#forgetAfterMs = opts.forgetAfterMs ?? PEER_FORGET_AFTER_MS;
     this.#now = opts.now ?? (() => performance.now());
     this.#onError = opts.onError ?? (() => undefined);
@@ -156,7 +176,14 @@ export class PeerAcks {
     this.#onUnanswered = opts.onUnanswered ?? (() => undefined);
   }
 
-  /** Subscribes and says hello (published before this resolves, so before the process serves). */
+  /**
+   * Subscribes, says hello, and resolves — so the process serves — once the others have had the
+   * time to answer: its own hello has come back (bounded by one heartbeat; not back by then, the
+   * channel counts as down for this process, see heartbeat) and PEER_START_SETTLE_MS more have
+   * passed. Each process whose reply arrived by then knows this one (it answered after adding
+   * it), and this one waits for it in its explicit ends; without the wait, the ends of a process
+   * that had just started waited for nobody.
+   */
   async start(): Promise<void> {
     if (this.#subscription !== null) return;
     this.#left = false;
@@ -164,7 +191,20 @@ export class PeerAcks {
       (message) => this.#receive(message),
       (change) => this.#changed(change),
     );
-    this.#probeDue = await this.#say('hello');
+    const k = await this.#say('hello');
+    this.#probeDue = k;
+    if (k > 0 && this.#probeHeard < k && this.#live) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.#echoWait = { k, resolve };
+        timer = setTimeout(resolve, this.#heartbeatMs);
+        timer.unref();
+      });
+      clearTimeout(timer);
+      this.#echoWait = null;
+      if (this.#probeHeard < k) this.#echoLost('own hello not heard back at start');
+    }
+    if (this.#live) await this.#sleep(this.#settleMs);
     this.#timer = setInterval(() => this.heartbeat(), this.#heartbeatMs);
     this.#timer.unref();
   }
@@ -315,6 +355,7 @@ export class PeerAcks {
   /** A hello or probe of this process's came back. */
   #echoHeard(k: number): void {
     if (k > this.#probeHeard) this.#probeHeard = k;
+    if (this.#echoWait !== null && k >= this.#echoWait.k) this.#echoWait.resolve();
     if (!this.#echoing && k > this.#probeDownAt) {
       this.#echoing = true;
       this.#update('own probe heard back');

@@ -94,13 +94,20 @@ async function twoProcesses(channel = new ManualChannel(), clock = { t: 0 }) {
   const logB: string[] = [];
   const cacheA = recordingCache(logA);
   const cacheB = recordingCache(logB);
-  const opts = { now: () => clock.t, heartbeatMs: 3_600_000 };
+  const opts = { now: () => clock.t, heartbeatMs: 3_600_000, settleMs: 0 };
   const a = new PeerAcks(channel, cacheA, opts);
   const b = new PeerAcks(channel, cacheB, opts);
-  await a.start();
-  await b.start();
+  await started(channel, a);
+  await started(channel, b);
   await channel.deliverAll();
   return { channel, clock, a, b, cacheA, cacheB, logA, logB };
+}
+
+/** Starts `p` while the channel delivers (start waits for its own hello to come back). */
+async function started(channel: ManualChannel, p: PeerAcks): Promise<void> {
+  const starting = p.start();
+  await channel.deliverAll();
+  await starting;
 }
 
 /** Whether the promise has settled, and with what, without waiting on any timer. */
@@ -155,8 +162,8 @@ describe('PeerAcks: an end waits for every other process to forget the sessions'
     const { a, b, cacheB, logB } = await twoProcesses(channel);
     const logC: string[] = [];
     const cacheC = recordingCache(logC);
-    const c = new PeerAcks(channel, cacheC, { heartbeatMs: 3_600_000 });
-    await c.start();
+    const c = new PeerAcks(channel, cacheC, { heartbeatMs: 3_600_000, settleMs: 0 });
+    await started(channel, c);
     await channel.deliverAll();
     expect(new Set(a.peers)).toStrictEqual(new Set([b.id, c.id]));
 
@@ -204,17 +211,17 @@ describe('PeerAcks: an end waits for every other process to forget the sessions'
 
   it('with no other process it resolves at once, and a lost answer costs the timeout (false)', async () => {
     const channel = new ManualChannel();
-    const alone = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000 });
-    await alone.start();
+    const alone = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000, settleMs: 0 });
+    await started(channel, alone);
     await channel.deliverAll();
     expect(await settled(alone.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: true, value: true });
     await alone.stop();
 
     const unanswered: string[][] = [];
-    const a = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000, onUnanswered: (peers) => unanswered.push(peers) });
-    const b = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000 });
-    await a.start();
-    await b.start();
+    const a = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000, settleMs: 0, onUnanswered: (peers) => unanswered.push(peers) });
+    const b = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000, settleMs: 0 });
+    await started(channel, a);
+    await started(channel, b);
     await channel.deliverAll();
     // B never reads A's request: the wait gives up after its timeout, and says who did not answer.
     expect(await a.confirmEnded(['h'], 20)).toBe(false);
@@ -327,15 +334,15 @@ describe('PeerAcks: a process must hear its own hellos (self-echo)', () => {
       publishToPeers: (m: readonly string[]) => (b_.fail ? Promise.reject(new Error('pool exhausted')) : channel.publishToPeers(m)),
       subscribePeers: channel.subscribePeers.bind(channel),
     };
-    const opts = { now: () => clock.t, heartbeatMs: 3_600_000 };
+    const opts = { now: () => clock.t, heartbeatMs: 3_600_000, settleMs: 0 };
     const a = new PeerAcks(channel, recordingCache(logA), opts);
-    await a.start();
+    await started(channel, a);
     const b = new PeerAcks(bChannel, recordingCache(logB), {
       ...opts,
       onError: (err, suppressed) => errors.push({ err, suppressed }),
       onChannel: (change, reason, suppressed) => reports.push(`${change} ${suppressed}: ${reason}`),
     });
-    await b.start();
+    await started(channel, b);
     await channel.deliverAll();
     return { channel, clock, a, b, logB, errors, reports, b_ };
   }
@@ -417,5 +424,50 @@ describe('PeerAcks: a process must hear its own hellos (self-echo)', () => {
     expect(errors.at(-1)!.suppressed).toBeGreaterThan(0);
     b_.fail = false;
     await Promise.all([a.stop(), b.stop()]);
+  });
+});
+
+describe('PeerAcks: a process that starts serves only once the others could answer its hello', () => {
+  it('start resolves only after its own hello came back and the settle wait for replies; by then it knows who answered', async () => {
+    const channel = new ManualChannel();
+    const a = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000, settleMs: 0 });
+    await started(channel, a);
+    const naps: (() => void)[] = [];
+    const n = new PeerAcks(channel, recordingCache([]), { heartbeatMs: 3_600_000, settleMs: 100, sleep: () => new Promise((r) => naps.push(() => r())) });
+    const starting = n.start();
+    await new Promise((r) => setImmediate(r)); // its hello is published
+    expect(channel.published.at(-1)).toMatch(new RegExp(`^hello ${n.id} `));
+    expect(await settled(starting)).toStrictEqual({ done: false }); // its own hello is not back
+    const [aSub, nSub] = [...channel.subscribers] as [Subscriber, Subscriber];
+    for (const m of nSub.inbox.splice(0)) nSub.listener(m);
+    await new Promise((r) => setImmediate(r));
+    expect(naps).toHaveLength(1); // back: now the wait for the replies
+    expect(await settled(starting)).toStrictEqual({ done: false });
+    for (const m of aSub.inbox.splice(0)) aSub.listener(m); // A hears the newcomer and answers
+    await new Promise((r) => setImmediate(r));
+    for (const m of nSub.inbox.splice(0)) nSub.listener(m);
+    naps[0]!();
+    await starting;
+    expect(n.peers).toStrictEqual([a.id]);
+    expect(a.peers).toStrictEqual([n.id]);
+    // Its first explicit end waits for A.
+    expect(await settled(n.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: false });
+    await Promise.all([a.stop(), n.stop()]);
+  });
+
+  it('a process whose own hello does not come back at start starts with the channel down (nothing from memory)', async () => {
+    const channel = new ManualChannel();
+    const log: string[] = [];
+    const n = new PeerAcks(channel, recordingCache(log), { heartbeatMs: 3_600_000, settleMs: 0 });
+    const original = channel.subscribePeers.bind(channel);
+    // Subscribed, but this subscriber never delivers (reads that fail): the wait is bounded by a heartbeat.
+    const deaf = { subscribePeers: (_l: (m: string) => void, r: (c: FeedChange) => void) => original(() => undefined, r), publishToPeers: channel.publishToPeers.bind(channel) };
+    const m = new PeerAcks(deaf, recordingCache(log), { heartbeatMs: 1, settleMs: 0 });
+    await started(channel, n);
+    await m.start();
+    expect(log).toStrictEqual(['peers down']);
+    await channel.deliverAll();
+    expect(n.peers).toStrictEqual([]); // M said bye and probes only
+    await Promise.all([m.stop(), n.stop()]);
   });
 });
