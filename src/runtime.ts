@@ -16,7 +16,7 @@ import { createOutboundPolicy, type LookupFn, type OutboundPolicy } from './net/
 import { buildTenant, PLATFORM_TENANT } from './domain/tenant.ts';
 import { startExpirySweeper, type Sweeper } from './sessions/expiry-sweeper.ts';
 import { createMonitoring, type Monitoring } from './sessions/monitoring.ts';
-import { PeerAcks } from './sessions/peer-acks.ts';
+import { PeerAcks, peerTiming } from './sessions/peer-acks.ts';
 import { SessionCache } from './sessions/session-cache.ts';
 import type { Coordination } from './store/coordination-port.ts';
 import { openStore, type Store } from './store/open.ts';
@@ -166,6 +166,8 @@ export async function createRuntime(
   await ensurePlatformTenant(store, clock.now());
   const sessionCache = new SessionCache(store, 100_000, () => clock.now());
   const peers = new PeerAcks(store, sessionCache, {
+    // Less often on SQLite, where each hello writes the file (src/sessions/peer-acks.ts).
+    ...peerTiming(store.kind),
     // Both at most once a minute (PEER_LOG_INTERVAL_MS), with the count of those not logged.
     onError: (err, suppressed) =>
       log.warn({ err: err instanceof Error ? err.message : String(err), suppressed }, 'a message to the other processes was not sent'),

@@ -54,6 +54,19 @@ export const PEER_HEARTBEAT_MS = 2_000;
 /** A process not heard from for this long (three heartbeats) is no longer waited for. */
 export const PEER_FORGET_AFTER_MS = 3 * PEER_HEARTBEAT_MS;
 /**
+ * On a SQLite file each hello is a write (BEGIN IMMEDIATE): every 10 s there, not every 2 s, so an
+ * idle server does not write its file every 2 s. The price: a process killed without bye is
+ * waited for (FEED_ECHO_TIMEOUT_MS per explicit end) for up to 30 s instead of 6 s, and one that
+ * stops hearing its own hellos is found out within 10–20 s.
+ */
+export const SQLITE_PEER_HEARTBEAT_MS = 10_000;
+
+/** The heartbeat and the forget-after bound for a store (`SessionStore.kind`). */
+export function peerTiming(storeKind: string): { heartbeatMs: number; forgetAfterMs: number } {
+  const heartbeatMs = storeKind === 'sqlite' ? SQLITE_PEER_HEARTBEAT_MS : PEER_HEARTBEAT_MS;
+  return { heartbeatMs, forgetAfterMs: 3 * heartbeatMs };
+}
+/**
  * At start, after its own hello has come back, a process waits this long for the others' replies
  * before it serves: they heard the hello about when it did (one Redis PUBLISH reaches every
  * subscriber at once; PostgreSQL LISTEN connections read it within a round trip; other processes
@@ -178,7 +191,7 @@ export class PeerAcks {
 
   /**
    * Subscribes, says hello, and resolves — so the process serves — once the others have had the
-   * time to answer: its own hello has come back (bounded by one heartbeat; not back by then, the
+   * time to answer: its own hello has come back (bounded by one heartbeat, at most PEER_HEARTBEAT_MS; not back by then, the
    * channel counts as down for this process, see heartbeat) and PEER_START_SETTLE_MS more have
    * passed. Each process whose reply arrived by then knows this one (it answered after adding
    * it), and this one waits for it in its explicit ends; without the wait, the ends of a process
@@ -197,7 +210,7 @@ export class PeerAcks {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         this.#echoWait = { k, resolve };
-        timer = setTimeout(resolve, this.#heartbeatMs);
+        timer = setTimeout(resolve, Math.min(this.#heartbeatMs, PEER_HEARTBEAT_MS));
         timer.unref();
       });
       clearTimeout(timer);

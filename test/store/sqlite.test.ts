@@ -297,6 +297,28 @@ describe('SQLite store specifics', () => {
     }
   });
 
+  it("reads the log of peer messages after a commit only if it wrote some: other processes' messages come with the poll, not after every write", async () => {
+    const path = join(tempDir(), 'peers-commit.db');
+    const a = await openSqliteStore(path, { feedPollMs: 60_000 });
+    const b = await openSqliteStore(path, { feedPollMs: 60_000 });
+    const heard: string[] = [];
+    const sub = await a.subscribePeers(
+      (m) => heard.push(m),
+      () => undefined,
+    );
+    try {
+      await b.publishToPeers(['from-b']);
+      await a.putMeta('any-write', true); // no peer message in it: the log is not read
+      expect(heard).toStrictEqual([]);
+      await a.publishToPeers(['from-a']); // its own, at once — with what came before it, in order
+      expect(heard).toStrictEqual(['from-b', 'from-a']);
+    } finally {
+      await sub.close();
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('prunes messages between the processes older than PEER_MESSAGE_RETENTION_MS with the expiry sweep, and keeps the newer', async () => {
     const path = join(tempDir(), 'peers.db');
     const store = await openSqliteStore(path);

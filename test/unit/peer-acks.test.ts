@@ -5,7 +5,7 @@
 // the channel saying bye and serving nothing from memory.
 
 import { describe, expect, it } from 'vitest';
-import { PEER_LOG_INTERVAL_MS, PeerAcks, type PeerCache } from '../../src/sessions/peer-acks.ts';
+import { PEER_HEARTBEAT_MS, PEER_LOG_INTERVAL_MS, PeerAcks, SQLITE_PEER_HEARTBEAT_MS, peerTiming, type PeerCache } from '../../src/sessions/peer-acks.ts';
 import { PEER_MESSAGE_MAX_BYTES, checkPeerMessages, type FeedChange } from '../../src/store/coordination-port.ts';
 
 interface Subscriber {
@@ -469,5 +469,20 @@ describe('PeerAcks: a process that starts serves only once the others could answ
     await channel.deliverAll();
     expect(n.peers).toStrictEqual([]); // M said bye and probes only
     await Promise.all([m.stop(), n.stop()]);
+  });
+});
+
+describe('PeerAcks: timing per store', () => {
+  it('SQLite says hello less often (each is a write of the file), and forgets after three of its heartbeats', () => {
+    expect(peerTiming('sqlite')).toStrictEqual({ heartbeatMs: SQLITE_PEER_HEARTBEAT_MS, forgetAfterMs: 3 * SQLITE_PEER_HEARTBEAT_MS });
+    expect(SQLITE_PEER_HEARTBEAT_MS).toBeGreaterThan(PEER_HEARTBEAT_MS);
+    for (const kind of ['redis', 'redis-sentinel', 'redis-cluster', 'postgres']) {
+      expect(peerTiming(kind)).toStrictEqual({ heartbeatMs: PEER_HEARTBEAT_MS, forgetAfterMs: 3 * PEER_HEARTBEAT_MS });
+    }
+    // A process that stops hearing itself finds out within two heartbeats: before the others forget it.
+    for (const kind of ['sqlite', 'redis']) {
+      const t = peerTiming(kind);
+      expect(2 * t.heartbeatMs).toBeLessThan(t.forgetAfterMs);
+    }
   });
 });

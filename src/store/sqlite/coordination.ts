@@ -41,15 +41,22 @@ export class SqliteCoordination implements Coordination {
   private readonly subscriptions = new Set<EndsSubscription>();
   private readonly peerSubscriptions = new Set<PeersSubscription>();
   private pollTimer: NodeJS.Timeout | null = null;
+  /** A commit through this instance is writing peer messages (they are delivered on its commit). */
+  private peerMessagesWritten = false;
 
   constructor(ctx: SqliteContext, feedPollMs = FEED_POLL_MS) {
     this.ctx = ctx;
     this.stmt = prepareStatements(ctx.db);
     this.feedPollMs = feedPollMs;
-    // Ends written through this connection reach its subscribers before the writer resumes.
+    // Ends written through this connection reach its subscribers before the writer resumes; so
+    // do peer messages, but the log of those is read only after a commit that wrote some (not
+    // after every session write): the other processes' messages come with the poll, as before.
     ctx.afterCommit(() => {
       if (this.subscriptions.size > 0) this.deliverEnds();
-      if (this.peerSubscriptions.size > 0) this.deliverPeerMessages();
+      if (this.peerMessagesWritten) {
+        this.peerMessagesWritten = false;
+        if (this.peerSubscriptions.size > 0) this.deliverPeerMessages();
+      }
     });
     ctx.onHousekeeping((now) => {
       this.stmt.pruneCounters.run({ now });
@@ -114,6 +121,7 @@ export class SqliteCoordination implements Coordination {
     await this.ctx.write(() => {
       const at = Date.now();
       for (const message of messages) this.stmt.insertPeerMessage.run({ message, at });
+      this.peerMessagesWritten = true;
     });
   }
 
