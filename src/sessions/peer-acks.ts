@@ -215,9 +215,11 @@ export class PeerAcks {
       });
       clearTimeout(timer);
       this.#echoWait = null;
+      if (this.#left) return; // stopped meanwhile
       if (this.#probeHeard < k) this.#echoLost('own hello not heard back at start');
     }
     if (this.#live) await this.#sleep(this.#settleMs);
+    if (this.#left) return;
     this.#timer = setInterval(() => this.heartbeat(), this.#heartbeatMs);
     this.#timer.unref();
   }
@@ -226,6 +228,7 @@ export class PeerAcks {
   async stop(): Promise<void> {
     if (this.#subscription === null) return;
     this.#left = true;
+    this.#echoWait?.resolve(); // a start still waiting for its hello ends (and starts nothing)
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
     await this.#say('bye');
@@ -244,9 +247,16 @@ export class PeerAcks {
 
   /**
    * Forgets the processes not heard from for a while; finds the channel down if the last
-   * heartbeat's hello has not come back; says hello (probe while down).
+   * heartbeat's hello has not come back; says hello (probe while down). The work runs in the
+   * check phase (setImmediate), after the I/O already waiting: a heartbeat that fires late after
+   * a busy event loop (timers run before the sockets are read) first hears what arrived meanwhile
+   * — its own hello, the others' — instead of finding it missing.
    */
   heartbeat(): void {
+    setImmediate(() => this.#beat());
+  }
+
+  #beat(): void {
     const now = this.#now();
     for (const [peer, heard] of this.#peers) {
       if (now - heard > this.#forgetAfterMs) this.#drop(peer);

@@ -103,6 +103,12 @@ async function twoProcesses(channel = new ManualChannel(), clock = { t: 0 }) {
   return { channel, clock, a, b, cacheA, cacheB, logA, logB };
 }
 
+/** A heartbeat (its work runs in the check phase, after the I/O already waiting). */
+async function beat(p: PeerAcks): Promise<void> {
+  p.heartbeat();
+  await new Promise((r) => setImmediate(r));
+}
+
 /** Starts `p` while the channel delivers (start waits for its own hello to come back). */
 async function started(channel: ManualChannel, p: PeerAcks): Promise<void> {
   const starting = p.start();
@@ -142,14 +148,14 @@ describe('PeerAcks: presence', () => {
   it('a process not heard from for PEER_FORGET_AFTER_MS is forgotten by the next heartbeat; one that speaks stays', async () => {
     const { channel, clock, a, b } = await twoProcesses();
     clock.t += 5_000;
-    b.heartbeat(); // B says hello
+    await beat(b); // B says hello
     await channel.deliverAll();
     clock.t += 5_000;
-    a.heartbeat();
+    await beat(a);
     expect(a.peers).toStrictEqual([b.id]); // heard 5 s ago
     await channel.deliverAll(); // B does not speak, A hears its own hello
     clock.t += 1_001;
-    a.heartbeat();
+    await beat(a);
     expect(a.peers).toStrictEqual([]); // 6.001 s of silence
     await a.stop();
     await b.stop();
@@ -296,7 +302,7 @@ describe('PeerAcks: a process that left stays gone', () => {
   it('a hello still in flight when the process stops is published before its bye, and nothing follows the bye', async () => {
     const { channel, a, b } = await twoProcesses();
     channel.hold = true;
-    b.heartbeat(); // B's hello, in flight (e.g. on another PostgreSQL pool connection)
+    await beat(b); // B's hello, in flight (e.g. on another PostgreSQL pool connection)
     await new Promise((r) => setImmediate(r));
     expect(channel.held).toHaveLength(1);
     const stopping = b.stop();
@@ -311,7 +317,7 @@ describe('PeerAcks: a process that left stays gone', () => {
     expect(channel.published.slice(-2).map((m) => m.replace(/ [0-9]+$/, ''))).toStrictEqual([`hello ${b.id}`, `bye ${b.id}`]);
     await channel.deliverAll();
     expect(a.peers).toStrictEqual([]);
-    b.heartbeat();
+    await beat(b);
     await channel.publishToPeers([`end ${a.id} 5 h`]);
     await channel.deliverAll();
     expect(channel.published.at(-1)).toBe(`end ${a.id} 5 h`); // no hello, no ack from B after its bye
@@ -352,7 +358,7 @@ describe('PeerAcks: a process must hear its own hellos (self-echo)', () => {
     expect(a.peers).toStrictEqual([b.id]);
     b_.fail = true;
     clock.t += 2_000;
-    b.heartbeat();
+    await beat(b);
     await channel.deliverAll();
     expect(logB.at(-1)).toBe('peers down'); // serves nothing from memory: the others will forget it
     expect(reports).toStrictEqual(['down 0: own hello could not be published']);
@@ -361,7 +367,7 @@ describe('PeerAcks: a process must hear its own hellos (self-echo)', () => {
     expect(await settled(b.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: true, value: false });
     b_.fail = false;
     clock.t += 2_000;
-    b.heartbeat(); // a probe: not a hello, so nobody starts waiting for B before it is back
+    await beat(b); // a probe: not a hello, so nobody starts waiting for B before it is back
     await new Promise((r) => setImmediate(r));
     expect(channel.published.at(-1)).toMatch(new RegExp(`^probe ${b.id} [0-9]+$`));
     expect(logB.at(-1)).toBe('peers down');
@@ -376,7 +382,7 @@ describe('PeerAcks: a process must hear its own hellos (self-echo)', () => {
     const { channel, clock, a, b, logB, reports } = await withFailingB();
     const bSub = [...channel.subscribers][1]!;
     clock.t += 2_000;
-    b.heartbeat();
+    await beat(b);
     // B's subscriber reads nothing (a SQLite read that keeps failing; a silent connection).
     const deaf = bSub.listener;
     bSub.listener = () => undefined;
@@ -384,7 +390,7 @@ describe('PeerAcks: a process must hear its own hellos (self-echo)', () => {
     expect(logB).toStrictEqual([]); // not down yet: the hello has until the next heartbeat
     expect(a.peers).toStrictEqual([b.id]);
     clock.t += 2_000;
-    b.heartbeat();
+    await beat(b);
     expect(logB.at(-1)).toBe('peers down');
     expect(reports).toStrictEqual(['down 0: own hello not heard back within a heartbeat']);
     await channel.deliverAll();
@@ -393,17 +399,34 @@ describe('PeerAcks: a process must hear its own hellos (self-echo)', () => {
     expect(await settled(a.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: true, value: true });
     // Deaf for another heartbeat: still down, still not known; a down already reported is not reported again.
     clock.t += 2_000;
-    b.heartbeat();
+    await beat(b);
     await channel.deliverAll();
     expect(a.peers).toStrictEqual([]);
     expect(reports).toHaveLength(1);
     // It hears again: the next probe comes back, and it is known again.
     bSub.listener = deaf;
     clock.t += 2_000;
-    b.heartbeat();
+    await beat(b);
     await channel.deliverAll();
     expect(logB.at(-1)).toBe('peers up');
     expect(a.peers).toStrictEqual([b.id]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('a heartbeat that comes while its own hello waits to be read hears it first (no false down after a busy event loop)', async () => {
+    const { channel, clock, a, b, logB } = await withFailingB();
+    const bSub = [...channel.subscribers][1]!;
+    clock.t += 2_000;
+    await beat(b); // B's hello, published; B has not read it yet
+    expect(bSub.inbox.some((m) => m.startsWith(`hello ${b.id} `))).toBe(true);
+    // Its delivery is I/O already waiting when the late heartbeat's timer fires.
+    setImmediate(() => {
+      for (const m of bSub.inbox.splice(0)) bSub.listener(m);
+    });
+    clock.t += 2_000;
+    await beat(b);
+    expect(logB).toStrictEqual([]);
+    await channel.deliverAll();
     await Promise.all([a.stop(), b.stop()]);
   });
 
@@ -412,13 +435,13 @@ describe('PeerAcks: a process must hear its own hellos (self-echo)', () => {
     b_.fail = true;
     for (let i = 0; i < 5; i++) {
       clock.t += 2_000;
-      b.heartbeat();
+      await beat(b);
       await channel.deliverAll();
     }
     expect(errors.map((e) => e.suppressed)).toStrictEqual([0]);
     const before = errors.length;
     clock.t += PEER_LOG_INTERVAL_MS;
-    b.heartbeat();
+    await beat(b);
     await channel.deliverAll();
     expect(errors.length).toBe(before + 1);
     expect(errors.at(-1)!.suppressed).toBeGreaterThan(0);
@@ -453,6 +476,20 @@ describe('PeerAcks: a process that starts serves only once the others could answ
     // Its first explicit end waits for A.
     expect(await settled(n.confirmEnded(['h'], 3_600_000))).toStrictEqual({ done: false });
     await Promise.all([a.stop(), n.stop()]);
+  });
+
+  it('a stop while the start waits for its own hello ends the start at once, which then starts nothing', async () => {
+    const channel = new ManualChannel();
+    const log: string[] = [];
+    const n = new PeerAcks(channel, recordingCache(log), { heartbeatMs: 3_600_000, settleMs: 0 });
+    const starting = n.start();
+    await new Promise((r) => setImmediate(r)); // hello published, not delivered
+    await n.stop();
+    expect(await settled(starting)).toStrictEqual({ done: true, value: undefined });
+    expect(log).toStrictEqual([]); // not taken down after its stop
+    await beat(n);
+    await new Promise((r) => setImmediate(r));
+    expect(channel.published.map((m) => m.split(' ')[0])).toStrictEqual(['hello', 'bye']);
   });
 
   it('a process whose own hello does not come back at start starts with the channel down (nothing from memory)', async () => {
