@@ -191,9 +191,9 @@ export class PeerAcks {
 
   /**
    * Subscribes, says hello, and resolves — so the process serves — once the others have had the
-   * time to answer: its own hello has come back (bounded by one heartbeat, at most PEER_HEARTBEAT_MS; not back by then, the
-   * channel counts as down for this process, see heartbeat) and PEER_START_SETTLE_MS more have
-   * passed. Each process whose reply arrived by then knows this one (it answered after adding
+   * time to answer: its own hello has come back (bounded by one heartbeat, at most
+   * PEER_HEARTBEAT_MS; not back by then, the channel counts as down for this process, see
+   * heartbeat) and PEER_START_SETTLE_MS more have passed. Each process whose reply arrived by then knows this one (it answered after adding
    * it), and this one waits for it in its explicit ends; without the wait, the ends of a process
    * that had just started waited for nobody.
    */
@@ -210,8 +210,9 @@ export class PeerAcks {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         this.#echoWait = { k, resolve };
+        // Not unref'd: bounded, and the start must not be left hanging when nothing else holds
+        // the event loop (the SQLite poll timer is unref'd).
         timer = setTimeout(resolve, Math.min(this.#heartbeatMs, PEER_HEARTBEAT_MS));
-        timer.unref();
       });
       clearTimeout(timer);
       this.#echoWait = null;

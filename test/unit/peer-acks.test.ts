@@ -4,6 +4,7 @@
 // cache forgot the sessions, long requests in several messages, and a process that cannot hear
 // the channel saying bye and serving nothing from memory.
 
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { PEER_HEARTBEAT_MS, PEER_LOG_INTERVAL_MS, PeerAcks, SQLITE_PEER_HEARTBEAT_MS, peerTiming, type PeerCache } from '../../src/sessions/peer-acks.ts';
 import { PEER_MESSAGE_MAX_BYTES, checkPeerMessages, type FeedChange } from '../../src/store/coordination-port.ts';
@@ -490,6 +491,20 @@ describe('PeerAcks: a process that starts serves only once the others could answ
     await beat(n);
     await new Promise((r) => setImmediate(r));
     expect(channel.published.map((m) => m.split(' ')[0])).toStrictEqual(['hello', 'bye']);
+  });
+
+  it('the bounded wait for its own hello holds the process open: a start with nothing else alive still finishes', () => {
+    // A channel that never delivers and holds nothing open (like a SQLite store, whose poll timer is unref'd).
+    const script = `
+      import { PeerAcks } from ${JSON.stringify(new URL('../../src/sessions/peer-acks.ts', import.meta.url).href)};
+      const channel = { publishToPeers: async () => {}, subscribePeers: async () => ({ close: async () => {} }) };
+      const peers = new PeerAcks(channel, { forget() {}, feedChanged: (f, c) => console.log(f, c) }, { heartbeatMs: 50, settleMs: 0 });
+      await peers.start();
+      console.log('started');
+      await peers.stop();`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(child.stdout.trim().split('\n')).toStrictEqual(['peers down', 'started']);
+    expect(child.status).toBe(0);
   });
 
   it('a process whose own hello does not come back at start starts with the channel down (nothing from memory)', async () => {
