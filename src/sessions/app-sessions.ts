@@ -287,7 +287,8 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
  * How long an explicit end waits, at most, for its own echo through the feed and for the other
  * processes' acknowledgements (endedEverywhere). Both normally take a few milliseconds; the bound
  * is only reached when a message was lost or a process died without saying bye (for at most
- * PEER_FORGET_AFTER_MS after it), and is what such a logout then costs.
+ * three heartbeats after it: PEER_FORGET_AFTER_MS, 6 s, or 30 s on SQLite — peerTiming in
+ * peer-acks.ts), and is what such a logout then costs.
  */
 export const FEED_ECHO_TIMEOUT_MS = 250;
 
