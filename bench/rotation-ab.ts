@@ -16,12 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type * as ConfigModule from '../src/config/config.ts';
-import type * as SecretsModule from '../src/domain/secrets.ts';
-import type * as AppModule from '../src/http/app.ts';
-import type * as RuntimeModule from '../src/runtime.ts';
-import type * as ServerModule from '../src/server.ts';
-import type * as StoreModule from '../src/store/open.ts';
+import { startInProcessTessera, type Injectable } from './inprocess-tessera.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 15);
@@ -32,9 +27,6 @@ const dir = mkdtempSync(join(tmpdir(), 'tessera-rot-ab-'));
 const ADMIN = 'ab-admin-token-' + 'x'.repeat(32);
 const prefixes: string[] = [];
 
-interface Injectable {
-  inject(opts: { method: string; url: string; headers?: Record<string, string>; payload?: unknown }): Promise<{ statusCode: number; body: string; json(): unknown }>;
-}
 interface Variant {
   name: string;
   app: Injectable;
@@ -45,36 +37,11 @@ interface Variant {
 }
 
 async function tessera(root: string, label: string): Promise<Variant> {
-  // Another checkout's modules: typed as this one's (the same shapes).
-  const src = <T>(p: string) => import(join(root, 'src', p)) as Promise<T>;
-  const { loadConfig } = await src<typeof ConfigModule>('config/config.ts');
-  const { createLogger } = await src<typeof ServerModule>('server.ts');
-  const { createRuntime } = await src<typeof RuntimeModule>('runtime.ts');
-  const { buildApp } = await src<typeof AppModule>('http/app.ts');
-  const { openStore } = await src<typeof StoreModule>('store/open.ts');
-  const { hashSecret } = await src<typeof SecretsModule>('domain/secrets.ts');
   const cookieSecret = 'ab-cookie-secret-' + 'y'.repeat(32);
   const prefix = `bench-rot-ab-${randomBytes(4).toString('hex')}:`;
   prefixes.push(prefix);
-  const config = loadConfig(
-    {
-      TESSERA_STORE: REDIS_URL,
-      TESSERA_REDIS_PREFIX: prefix,
-      COOKIE_SECRET_SIGN_KEY: cookieSecret,
-      TESSERA_ADMIN_TOKEN: ADMIN,
-      TESSERA_LOG_LEVEL: 'info',
-      // No sweep or bank round during the measurement.
-      TESSERA_SWEEP_INTERVAL_MS: '3600000',
-    },
-    dir,
-  );
-  const store = await openStore(config);
-  const runtime = await createRuntime({ ...config, cookieSecret }, store, { now: () => Date.now() }, { adminTokenHash: hashSecret(ADMIN) });
-  await runtime.start();
-  const log = createLogger(config, '/dev/null');
-  const app = (await buildApp(runtime.deps, { logger: log })) as unknown as Injectable;
+  const { app, flush, stop } = await startInProcessTessera({ root, redisUrl: REDIS_URL, prefix, cookieSecret, adminToken: ADMIN, dir });
   const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
-  await app.inject({ method: 'PUT', url: '/api/v1/admin/tenants/bench', headers: h, payload: { profile: 'integration' } });
   const tokens: string[] = [];
   for (let i = 0; i < CHAINS; i++) {
     const email = `rot${i}@example.com`;
@@ -83,7 +50,7 @@ async function tessera(root: string, label: string): Promise<Variant> {
     if (r.statusCode !== 200) throw new Error(`login ${r.statusCode} ${r.body}`);
     tokens.push((r.json() as { refreshToken: string }).refreshToken);
   }
-  return { name: `tessera rotation ${label}`, app, tokens, flush: () => runtime.deps.monitor.flush(), stop: () => runtime.stop() };
+  return { name: `tessera rotation ${label}`, app, tokens, flush, stop };
 }
 
 async function slice(v: Variant, n: number): Promise<number> {

@@ -18,12 +18,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type * as ConfigModule from '../src/config/config.ts';
-import type * as SecretsModule from '../src/domain/secrets.ts';
-import type * as AppModule from '../src/http/app.ts';
-import type * as RuntimeModule from '../src/runtime.ts';
-import type * as ServerModule from '../src/server.ts';
-import type * as StoreModule from '../src/store/open.ts';
+import { startInProcessTessera, type Injectable } from './inprocess-tessera.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 9);
@@ -36,9 +31,6 @@ const ADMIN = 'ab-admin-token-' + 'x'.repeat(32);
 const VERIFIER = 'bench-verifier-' + 'v'.repeat(40);
 const prefixes: string[] = [];
 
-interface Injectable {
-  inject(opts: { method: string; url: string; headers?: Record<string, string>; payload?: unknown }): Promise<{ statusCode: number; body: string }>;
-}
 interface Variant {
   name: string;
   root: string;
@@ -50,37 +42,11 @@ interface Variant {
 }
 
 async function tessera(root: string, label: string): Promise<Variant> {
-  // Another checkout's modules: typed as this one's (the same shapes).
-  const src = <T>(p: string) => import(join(root, 'src', p)) as Promise<T>;
-  const { loadConfig } = await src<typeof ConfigModule>('config/config.ts');
-  const { createLogger } = await src<typeof ServerModule>('server.ts');
-  const { createRuntime } = await src<typeof RuntimeModule>('runtime.ts');
-  const { buildApp } = await src<typeof AppModule>('http/app.ts');
-  const { openStore } = await src<typeof StoreModule>('store/open.ts');
-  const { hashSecret } = await src<typeof SecretsModule>('domain/secrets.ts');
   const cookieSecret = randomBytes(32).toString('base64url');
   const prefix = `bench-sso-ab-${randomBytes(4).toString('hex')}:`;
   prefixes.push(prefix);
-  const config = loadConfig(
-    {
-      TESSERA_STORE: REDIS_URL,
-      TESSERA_REDIS_PREFIX: prefix,
-      COOKIE_SECRET_SIGN_KEY: cookieSecret,
-      TESSERA_ADMIN_TOKEN: ADMIN,
-      TESSERA_LOG_LEVEL: 'info',
-      // No sweep or bank round during the measurement.
-      TESSERA_SWEEP_INTERVAL_MS: '3600000',
-    },
-    dir,
-  );
-  const store = await openStore(config);
-  const runtime = await createRuntime({ ...config, cookieSecret }, store, { now: () => Date.now() }, { adminTokenHash: hashSecret(ADMIN) });
-  await runtime.start();
-  const log = createLogger(config, '/dev/null');
-  const app = (await buildApp(runtime.deps, { logger: log })) as unknown as Injectable;
-  const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
-  await app.inject({ method: 'PUT', url: '/api/v1/admin/tenants/bench', headers: h, payload: { profile: 'integration' } });
-  return { name: `tessera SSO exchange ${label}`, root, prefix, cookieSecret, app, flush: () => runtime.deps.monitor.flush(), stop: () => runtime.stop() };
+  const { app, flush, stop } = await startInProcessTessera({ root, redisUrl: REDIS_URL, prefix, cookieSecret, adminToken: ADMIN, dir });
+  return { name: `tessera SSO exchange ${label}`, root, prefix, cookieSecret, app, flush, stop };
 }
 
 /** `n` one-time tokens made by another process (that variant's own fill), awaited without blocking this one's event loop. */

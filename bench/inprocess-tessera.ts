@@ -1,0 +1,61 @@
+// One Tessera in this process, from any checkout's sources (root), on Redis, served through
+// Fastify's inject (no sockets): the in-process A/B benches (rotation-ab.ts, sso-ab.ts) start
+// one per checkout they compare, with a tenant "bench" of the integration profile.
+
+import { join } from 'node:path';
+import type * as ConfigModule from '../src/config/config.ts';
+import type * as SecretsModule from '../src/domain/secrets.ts';
+import type * as AppModule from '../src/http/app.ts';
+import type * as RuntimeModule from '../src/runtime.ts';
+import type * as ServerModule from '../src/server.ts';
+import type * as StoreModule from '../src/store/open.ts';
+
+export interface Injectable {
+  inject(opts: { method: string; url: string; headers?: Record<string, string>; payload?: unknown }): Promise<{ statusCode: number; body: string; json(): unknown }>;
+}
+
+export interface InProcessTessera {
+  app: Injectable;
+  /** Resolves once every event emitted so far is in the audit log. */
+  flush: () => Promise<void>;
+  stop: () => Promise<void>;
+}
+
+export async function startInProcessTessera(opts: {
+  root: string;
+  redisUrl: string;
+  prefix: string;
+  cookieSecret: string;
+  adminToken: string;
+  /** A folder for the files the configuration wants (none are written on Redis). */
+  dir: string;
+}): Promise<InProcessTessera> {
+  // Another checkout's modules: typed as this one's (the same shapes).
+  const src = <T>(p: string) => import(join(opts.root, 'src', p)) as Promise<T>;
+  const { loadConfig } = await src<typeof ConfigModule>('config/config.ts');
+  const { createLogger } = await src<typeof ServerModule>('server.ts');
+  const { createRuntime } = await src<typeof RuntimeModule>('runtime.ts');
+  const { buildApp } = await src<typeof AppModule>('http/app.ts');
+  const { openStore } = await src<typeof StoreModule>('store/open.ts');
+  const { hashSecret } = await src<typeof SecretsModule>('domain/secrets.ts');
+  const config = loadConfig(
+    {
+      TESSERA_STORE: opts.redisUrl,
+      TESSERA_REDIS_PREFIX: opts.prefix,
+      COOKIE_SECRET_SIGN_KEY: opts.cookieSecret,
+      TESSERA_ADMIN_TOKEN: opts.adminToken,
+      TESSERA_LOG_LEVEL: 'info',
+      // No sweep or bank round during the measurement.
+      TESSERA_SWEEP_INTERVAL_MS: '3600000',
+    },
+    opts.dir,
+  );
+  const store = await openStore(config);
+  const runtime = await createRuntime({ ...config, cookieSecret: opts.cookieSecret }, store, { now: () => Date.now() }, { adminTokenHash: hashSecret(opts.adminToken) });
+  await runtime.start();
+  const log = createLogger(config, '/dev/null');
+  const app = (await buildApp(runtime.deps, { logger: log })) as unknown as Injectable;
+  const h = { authorization: `Bearer ${opts.adminToken}`, 'content-type': 'application/json' };
+  await app.inject({ method: 'PUT', url: '/api/v1/admin/tenants/bench', headers: h, payload: { profile: 'integration' } });
+  return { app, flush: () => runtime.deps.monitor.flush(), stop: () => runtime.stop() };
+}
