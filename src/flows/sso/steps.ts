@@ -189,9 +189,15 @@ export function stateMismatch(detail: string): Forbidden {
   return new Forbidden('sso_state_mismatch', detail);
 }
 
-/** check_rate: at most FLOW_STARTS_PER_IP_PER_MINUTE new flows per client address (shared counter). */
-export async function checkFlowRate(store: Pick<Coordination, 'hitCounter'>, ip: string | undefined, now: number): Promise<void> {
-  const key = `sso:start:${createHash('sha256').update(ip ?? '').digest('base64url').slice(0, 32)}`;
+/**
+ * check_rate: at most FLOW_STARTS_PER_IP_PER_MINUTE new flows per client address (shared counter).
+ * `counter` names what is counted: 'start' (SSO flows, here) or 'oidc-auth' (authorization
+ * requests to Tessera's own OpenID provider, each of which stores an interaction record): two
+ * counters, so that one browser sign-in through /oidc — an authorization request, then the SSO
+ * flow its interaction starts — counts once against each.
+ */
+export async function checkFlowRate(store: Pick<Coordination, 'hitCounter'>, ip: string | undefined, now: number, counter: 'start' | 'oidc-auth' = 'start'): Promise<void> {
+  const key = `sso:${counter}:${createHash('sha256').update(ip ?? '').digest('base64url').slice(0, 32)}`;
   const c = await store.hitCounter(key, 60_000, now);
   if (c.count > FLOW_STARTS_PER_IP_PER_MINUTE) {
     throw new TooManyRequests(Math.max(1, Math.ceil((c.resetAt - now) / 1000)), 'sso_throttled', 'Too many sign-ins were started from this address; try again shortly.');

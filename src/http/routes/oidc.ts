@@ -27,6 +27,7 @@ import { BACKCHANNEL_EVENT } from '../../flows/oidc/backchannel.ts';
 import { endSessionsAndNotify, validIdpSession, touchIdpSession } from '../../flows/oidc/levels.ts';
 import { accountRefusal, createOidcProvider, issuerVerdict, OIDC_PREFIX } from '../../flows/oidc/provider.ts';
 import { startSsoLogin } from '../../flows/sso/start-login.ts';
+import { checkFlowRate } from '../../flows/sso/steps.ts';
 import { loadOidcSigningKeys } from '../../flows/oidc/keys.ts';
 import { endSession } from '../../sessions/app-sessions.ts';
 import { originOf } from '../authenticate.ts';
@@ -54,6 +55,12 @@ function asPublicRequest(request: FastifyRequest, publicUrl: URL): IncomingMessa
   delete req.headers['x-forwarded-host'];
   delete req.headers.forwarded;
   return req;
+}
+
+/** `/oidc/auth` with or without a query: oidc-provider's authorization endpoint (not `/oidc/auth/<uid>`, the resume). */
+function isAuthorizationRequest(url: string): boolean {
+  const q = url.indexOf('?');
+  return (q === -1 ? url : url.slice(0, q)) === `${OIDC_PREFIX}/auth`;
 }
 
 /** Per runtime (its outbound policy): organizations' JWKS, fetched through the policy. */
@@ -90,6 +97,12 @@ export async function oidcRoutes(app: App, deps: Deps): Promise<void> {
     raw.addContentTypeParser('*', (_request, _payload, done) => done(null));
     // No HEAD: some GETs (the resume of an interaction) consume single-use state.
     raw.route({ method: ['GET', 'POST', 'OPTIONS'], url: `${OIDC_PREFIX}/*`, schema: { hide: true }, handler: async (request, reply) => {
+      // An authorization request stores an interaction record (600 s) before anyone has signed
+      // in: limited per client address like every SSO start (docs/security.md, Decisions), and
+      // refused with a problem document before oidc-provider sees it.
+      if (request.method !== 'OPTIONS' && isAuthorizationRequest(request.url)) {
+        await checkFlowRate(deps.store, request.ip, deps.clock.now(), 'oidc-auth');
+      }
       reply.hijack();
       const req = asPublicRequest(request, publicUrl) as IncomingMessage & { originalUrl?: string };
       req.originalUrl = req.url;
