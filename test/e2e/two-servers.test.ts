@@ -1,10 +1,14 @@
 // Revocation everywhere (issue 3): two Tessera processes share one Redis — or one PostgreSQL
-// database (LISTEN/NOTIFY feed). A logout on A must be
+// database (LISTEN/NOTIFY feed), or one SQLite file (the polled feed and the peers' message log,
+// docs/architecture.md §5). A logout on A must be
 // honoured by the very next request on B with the same token, although B checks tokens against
 // its local cache (no store round trip per request). The time from the logout request until B
 // refuses is measured and printed.
 
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisTestUrl } from '../support/harness.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
@@ -13,12 +17,13 @@ import { storeChoices } from '../support/store-choices.ts';
 import { startTessera, type TesseraProcess } from '../support/tessera-process.ts';
 
 const ADMIN = 'admin-' + randomBytes(24).toString('hex');
-const shared = storeChoices().filter((c) => c !== 'sqlite');
+const shared = storeChoices();
 
 describe.each(shared)('two Tessera processes on one %s store', (choice) => {
   let a: TesseraProcess;
   let b: TesseraProcess;
   let db: TestDatabase | null = null;
+  let dir: string | null = null;
   const tenant = 't-' + randomBytes(4).toString('hex');
   const env = {
     TESSERA_STORE: redisTestUrl(),
@@ -34,6 +39,9 @@ describe.each(shared)('two Tessera processes on one %s store', (choice) => {
     if (choice === 'postgres') {
       db = await createTestDatabase('e2e');
       env.TESSERA_STORE = db.url;
+    } else if (choice === 'sqlite') {
+      dir = mkdtempSync(join(tmpdir(), 'tessera-two-'));
+      env.TESSERA_STORE = `sqlite:${join(dir, 'tessera.db')}`;
     }
     [a, b] = await Promise.all([startTessera(env), startTessera(env)]);
     const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
@@ -49,6 +57,7 @@ describe.each(shared)('two Tessera processes on one %s store', (choice) => {
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
     if (db !== null) await db.drop();
+    else if (dir !== null) rmSync(dir, { recursive: true, force: true });
     else await purgePrefix(redisTestUrl(), env.TESSERA_REDIS_PREFIX);
   });
 
