@@ -129,6 +129,39 @@ function servedStale(deps: Deps, handle: string, now: number, request: FastifyRe
   return { session: hit.session, tenant };
 }
 
+/** The slides under way in this process, per runtime: session handle → the touch's outcome. */
+const slidesUnderWay = new WeakMap<Deps, Map<string, Promise<Session | null>>>();
+
+/**
+ * Slides a cookie session's idle expiry: one `touchSession`, the record remembered, one
+ * `session.extended`. The requests that find the same slide due while it is under way — every
+ * connection of a browser whose requests arrive within the store's round trip — wait for it and
+ * share its outcome instead of writing the same row again each (with a `session.extended` each):
+ * on PostgreSQL, where the write is a round trip, 50 connections sharing a cookie made 50 writes of
+ * the one row, serialised by its lock, and 50 audit records, at every slide.
+ */
+function slide(deps: Deps, stored: Session, idle: number, now: number, origin: Origin): Promise<Session | null> {
+  let underWay = slidesUnderWay.get(deps);
+  if (underWay === undefined) slidesUnderWay.set(deps, (underWay = new Map<string, Promise<Session | null>>()));
+  const joined = underWay.get(stored.handle);
+  if (joined !== undefined) return joined;
+  const own = underWay;
+  const touch = (async () => {
+    const touched = await deps.store.touchSession(stored.handle, now, slideIdleExpiry(stored, idle, now));
+    if (touched) {
+      deps.sessionCache.remember(touched);
+      emit(deps, sessionEvent('session.extended', touched, now, { idleExpiresAt: touched.idleExpiresAt }), origin);
+    }
+    return touched;
+  })();
+  own.set(stored.handle, touch);
+  const done = () => {
+    if (own.get(stored.handle) === touch) own.delete(stored.handle);
+  };
+  touch.then(done, done);
+  return touch;
+}
+
 async function fromCookie(
   deps: Deps,
   secret: string,
@@ -144,10 +177,8 @@ async function fromCookie(
   const t = await tenant(stored.tenantId);
   const idle = t ? idleSecondsOf(t, 'cookie') : null;
   if (slideDue(stored, idle, now)) {
-    const touched = await deps.store.touchSession(stored.handle, now, slideIdleExpiry(stored, idle, now));
+    const touched = await slide(deps, stored, idle, now, origin);
     if (!touched) throw new Unauthorized('session_ended', 'The session has ended.');
-    deps.sessionCache.remember(touched);
-    emit(deps, sessionEvent('session.extended', touched, now, { idleExpiresAt: touched.idleExpiresAt }), origin);
     const maxAge = ((touched.idleExpiresAt ?? touched.absoluteExpiresAt) - now) / 1000;
     setCookie(reply, deps.config, { name: 'sid', value: secret, maxAgeSeconds: maxAge, sameSite: 'strict' });
     return touched;

@@ -315,6 +315,51 @@ describe.each(storeChoices({ cluster: true }))('sessions on %s', (choice: StoreC
       s.clock.advance(900_001);
       expect((await s.app.inject({ url: '/api/v1/session', headers: { cookie } })).statusCode).toBe(401);
     });
+
+    it('slides once for the requests that find the slide due together: one write, one session.extended, every answer with the slid cookie', async () => {
+      const res = await cookieLogin();
+      const cookie = `__Host-sid=${cookieOf(res, '__Host-sid')!.value}`;
+      const handle = (res.json() as { sessionId: string }).sessionId;
+      const extended: string[] = [];
+      const unsubscribe = s.deps.bus.subscribe((e) => {
+        if (e.type === 'session.extended' && e.sessionHandle === handle) extended.push(handle);
+      });
+      // The write held back a moment (as a PostgreSQL round trip is), so that the other requests
+      // find the slide due while it is under way.
+      const store = s.deps.store;
+      const touch = store.touchSession.bind(store);
+      const spy = vi.spyOn(store, 'touchSession').mockImplementation(async (...args) => {
+        await new Promise((r) => setTimeout(r, 50));
+        return touch(...args);
+      });
+      try {
+        for (let round = 0; round < 2; round++) {
+          s.clock.advance(600_000);
+          const answers = await Promise.all(Array.from({ length: 10 }, () => s.app.inject({ url: '/api/v1/session', headers: { cookie } })));
+          for (const a of answers) {
+            expect(a.statusCode).toBe(200);
+            expect(cookieOf(a, '__Host-sid')?.attrs).toMatch(/Max-Age=900/);
+            expect((a.json() as { lastSeenAt: string }).lastSeenAt).toBe(new Date(s.clock.now()).toISOString());
+          }
+          // One write and one event per slide (the next slide, 10 min later, writes again).
+          expect(spy.mock.calls.filter(([h]) => h === handle)).toHaveLength(round + 1);
+          await s.deps.monitor.flush();
+          expect(extended).toHaveLength(round + 1);
+        }
+        // A slide that finds the session ended answers every request that waited for it 401.
+        spy.mockImplementation(async () => {
+          await new Promise((r) => setTimeout(r, 50));
+          return null;
+        });
+        s.clock.advance(600_000);
+        const refused = await Promise.all(Array.from({ length: 5 }, () => s.app.inject({ url: '/api/v1/session', headers: { cookie } })));
+        expect(refused.map((a) => (a.json() as { code: string }).code)).toEqual(Array(5).fill('session_ended'));
+        expect(spy.mock.calls.filter(([h]) => h === handle)).toHaveLength(3);
+      } finally {
+        spy.mockRestore();
+        unsubscribe();
+      }
+    });
   });
 
   describe('revocation, introspection, JWT tampering', () => {
