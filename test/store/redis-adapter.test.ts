@@ -420,8 +420,8 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
       expect((await store.rotateRefreshToken(h1, h2, T0 + 2000, 10_000, T0 + HOUR)).outcome).toBe('rotated');
       const after = await commands();
       const sent = [...after].filter(([name, n]) => n !== (before.get(name) ?? 0)).map(([name, n]) => [name, n - (before.get(name) ?? 0)]);
-      // The rotation's EVALSHA (and the commands its script ran); no route lookup or route write of its own.
-      expect(sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'pttl', 'pexpire', 'publish'].includes(name as string))).toEqual([['evalsha', 1]]);
+      // The rotation's FCALL (and the commands its script ran); no route lookup or route write of its own.
+      expect(sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'pttl', 'pexpire', 'publish'].includes(name as string))).toEqual([['fcall', 1]]);
     } finally {
       await conn.close();
     }
@@ -468,8 +468,8 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
       expect(r.outcome).toBe('redeemed');
       const after = await commands();
       const sent = [...after].filter(([name, n]) => n !== (before.get(name) ?? 0)).map(([name, n]) => [name, n - (before.get(name) ?? 0)]);
-      // Two EVALSHA (and what their scripts ran): no route read, user read or route write of their own.
-      expect(sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'pttl', 'pexpire', 'publish'].includes(name as string))).toEqual([['evalsha', 2]]);
+      // Two FCALLs (and what their scripts ran): no route read, user read or route write of their own.
+      expect(sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'pttl', 'pexpire', 'publish'].includes(name as string))).toEqual([['fcall', 2]]);
       // The refresh token's route is in Redis: a process that never saw it finds the token.
       expect(await store.getRefreshToken(t.tokenHash)).toStrictEqual(t);
       // Unknown secrets, routed or not: null.
@@ -518,12 +518,12 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
       // The feed says it may have lost messages, so caches are dropped.
       await waitUntil('the feed to report the outage', 2000, () => resets > 0);
 
-      await server.restart(); // empty: no data, no script cache
+      await server.restart(); // empty: no data, no script cache, no Functions
       await waitUntil('the store to answer again', 10_000, async () => {
         await store.ping();
         return true;
       });
-      // Scripts are loaded again on demand (EVALSHA → NOSCRIPT → EVAL).
+      // Scripts are loaded again on demand (FCALL → "Function not found" → FUNCTION LOAD → FCALL).
       const again = await created(store, session('t-rec', 'u-rec'));
       expect(await store.revokeSession(again.handle, 'logout', T0 + 1)).toHaveLength(1);
     } finally {

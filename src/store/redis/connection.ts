@@ -161,7 +161,7 @@ async function subscribeOn(
 /**
  * A hash slot being moved between masters (CLUSTER SETSLOT MIGRATING/IMPORTING + MIGRATE, as
  * `redis-cli --cluster reshard` does). Plain commands follow node-redis's ASK and MOVED
- * redirects. A script (EVALSHA/EVAL) must not: it reads and writes more keys of its slot than
+ * redirects. A script (FCALL/EVALSHA/EVAL) must not: it reads and writes more keys of its slot than
  * the routing key it declares, so run on the importing node it would miss the keys still on the
  * source, and run on the source it fails on a key already moved ("non local key"). So a script
  * goes to the slot's owner only; an ASK, a TRYAGAIN or a "non local key" error means the slot is
@@ -178,7 +178,7 @@ interface ClusterClient {
 }
 
 async function sendThroughSlotMoves(cluster: ClusterClient, key: string | undefined, args: string[], readonly: boolean, until: number): Promise<unknown> {
-  const script = key !== undefined && (args[0] === 'EVALSHA' || args[0] === 'EVAL');
+  const script = key !== undefined && (args[0] === 'FCALL' || args[0] === 'EVALSHA' || args[0] === 'EVAL');
   for (let attempt = 0; ; attempt++) {
     try {
       if (!script) return await cluster.sendCommand(key, readonly, args);

@@ -2,73 +2,127 @@
 // exact printing of numbers, base64url hashes and handle parts as bytes, IPv4 addresses as bytes.
 // Every helper maps a value it cannot compact to a form that can never be mistaken for a
 // compacted one, so any text survives the round trip.
+//
+// The prelude is the top level of a Redis Function library (lua.ts): it runs once per load, when
+// the Lua globals (string, math, table, cmsgpack) are NOT reachable — only `redis` is. So the
+// library functions used per call are taken into locals by LUA_CODEC_INIT, which the per-call
+// set-up (slot-lua.ts reset) runs when they are still nil: once per load of the library, and on
+// every call when the script is sent as EVAL. The base64url tables are literal table
+// constructors (no library call), built once per load too.
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+/** byte code → its 6-bit value, for the 64 base64url characters. */
+const DECODE_TABLE = `{ ${[...B64].map((ch, i) => `[${ch.charCodeAt(0)}] = ${i}`).join(', ')} }`;
+/** `n` zeros, for a table constructor of that size. */
+const zeros = (n: number) => Array.from({ length: n }, () => '0').join(', ');
+/** 6-bit value → the byte code of its character. */
+const ENCODE_TABLE = `{ [0] = ${[...B64].map((ch) => ch.charCodeAt(0)).join(', ')} }`;
+
+/** The library functions the codec and the prelude use, as locals (see the top). */
+export const LUA_CODEC_INIT = `
+  sbyte, schar, ssub, sformat, smatch, floor, concat, unpack_, mpack, munpack, tonum, tostr =
+    string.byte, string.char, string.sub, string.format, string.match, math.floor, table.concat, unpack,
+    cmsgpack.pack, cmsgpack.unpack, tonumber, tostring
+`;
 
 export const LUA_CODEC = `
+local sbyte, schar, ssub, sformat, smatch, floor, concat, unpack_, mpack, munpack, tonum, tostr
 local function fmt(n)
-  if n == math.floor(n) and n > -1e15 and n < 1e15 then return string.format('%d', n) end
-  return string.format('%.17g', n)
+  if n == floor(n) and n > -1e15 and n < 1e15 then return sformat('%d', n) end
+  return sformat('%.17g', n)
 end
 
--- base64url text <-> bytes, four characters (three bytes) at a time; b64dec answers nil unless
--- s is the canonical encoding of its bytes. (No lookup table: building one costs every call.)
-local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+-- base64url text <-> bytes by table (B64D: byte code -> 6-bit value, B64E: value -> byte code),
+-- four characters (three bytes) at a time; b64dec answers nil unless s is the canonical encoding
+-- of its bytes. Only ever called on 16 or 32 bytes (22 or 43 characters).
+local B64D = ${DECODE_TABLE}
+local B64E = ${ENCODE_TABLE}
+-- Shifts are exact arithmetic on Lua's doubles ((v - v % 16) / 16 is v >> 4): VM operations only.
+-- The output tables are created at their full size (a table grown one element at a time is
+-- rehashed at every power of two, which cost more than the conversion itself).
 local function b64dec(s)
-  local out = {}
-  for i = 1, #s, 4 do
-    local chunk = string.sub(s, i, i + 3)
-    local n, k = 0, #chunk
-    for j = 1, k do
-      local v = string.find(B64, string.sub(chunk, j, j), 1, true)
-      if not v then return nil end
-      n = n * 64 + v - 1
-    end
-    if k == 4 then
-      out[#out + 1] = string.char(math.floor(n / 65536), math.floor(n / 256) % 256, n % 256)
-    elseif k == 3 then
-      if n % 4 ~= 0 then return nil end
-      n = n / 4
-      out[#out + 1] = string.char(math.floor(n / 256), n % 256)
-    elseif k == 2 then
-      if n % 16 ~= 0 then return nil end
-      out[#out + 1] = string.char(n / 16)
-    else
-      return nil
-    end
+  local n = #s
+  local rest = n % 4
+  if rest == 1 then return nil end
+  local out = { ${zeros(33)} }
+  local k = 0
+  for i = 1, n - rest, 4 do
+    local p, q, r, t = sbyte(s, i, i + 3)
+    local a, b, d, e = B64D[p], B64D[q], B64D[r], B64D[t]
+    if not (a and b and d and e) then return nil end
+    local b4, d2 = b % 16, d % 4
+    out[k + 1], out[k + 2], out[k + 3] = a * 4 + (b - b4) / 16, b4 * 16 + (d - d2) / 4, d2 * 64 + e
+    k = k + 3
   end
-  return table.concat(out)
+  if rest == 3 then
+    local p, q, r = sbyte(s, n - 2, n)
+    local a, b, d = B64D[p], B64D[q], B64D[r]
+    if not (a and b and d) or d % 4 ~= 0 then return nil end
+    local b4 = b % 16
+    out[k + 1], out[k + 2] = a * 4 + (b - b4) / 16, b4 * 16 + d / 4
+    k = k + 2
+  elseif rest == 2 then
+    local p, q = sbyte(s, n - 1, n)
+    local a, b = B64D[p], B64D[q]
+    if not (a and b) or b % 16 ~= 0 then return nil end
+    out[k + 1] = a * 4 + b / 16
+    k = k + 1
+  end
+  return schar(unpack_(out, 1, k))
 end
 local function b64enc(s)
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = string.byte(s, i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local d1, d2, d3, d4 = math.floor(n / 262144), math.floor(n / 4096) % 64, math.floor(n / 64) % 64, n % 64
-    if c then
-      out[#out + 1] = string.sub(B64, d1 + 1, d1 + 1) .. string.sub(B64, d2 + 1, d2 + 1) .. string.sub(B64, d3 + 1, d3 + 1) .. string.sub(B64, d4 + 1, d4 + 1)
-    elseif b then
-      out[#out + 1] = string.sub(B64, d1 + 1, d1 + 1) .. string.sub(B64, d2 + 1, d2 + 1) .. string.sub(B64, d3 + 1, d3 + 1)
-    else
-      out[#out + 1] = string.sub(B64, d1 + 1, d1 + 1) .. string.sub(B64, d2 + 1, d2 + 1)
-    end
+  local n = #s
+  local out = { ${zeros(44)} }
+  local k = 0
+  local full = n - n % 3
+  for i = 1, full, 3 do
+    local x, y, z = sbyte(s, i, i + 2)
+    local x2, y4, z6 = x % 4, y % 16, z % 64
+    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = B64E[(x - x2) / 4], B64E[x2 * 16 + (y - y4) / 16], B64E[y4 * 4 + (z - z6) / 64], B64E[z6]
+    k = k + 4
   end
-  return table.concat(out)
+  if n - full == 2 then
+    local x, y = sbyte(s, n - 1, n)
+    local x2, y4 = x % 4, y % 16
+    out[k + 1], out[k + 2], out[k + 3] = B64E[(x - x2) / 4], B64E[x2 * 16 + (y - y4) / 16], B64E[y4 * 4]
+    k = k + 3
+  elseif n - full == 1 then
+    local x = sbyte(s, n)
+    local x2 = x % 4
+    out[k + 1], out[k + 2] = B64E[(x - x2) / 4], B64E[x2 * 16]
+    k = k + 2
+  end
+  return schar(unpack_(out, 1, k))
 end
+-- The texts this call has packed, by their bytes: unpacking one of them again (a hash the
+-- caller sent, answered in the reply) is a look-up. Reset per call (slot-lua.ts reset).
+local packed = {}
 -- A compact form of a text that is usually base64url of n bytes (a secret or token hash: 43
 -- characters, 32 bytes; a handle's random part: 22 characters, 16 bytes): those n bytes, or
 -- else the text behind a 0 byte (padded so that it is never n bytes long).
 local function packText(s, n)
-  if #s == math.ceil(n * 4 / 3) then
+  if #s == (n == 32 and 43 or n == 16 and 22 or -1) then
     local b = b64dec(s)
-    if b and #b == n then return b end
+    if b and #b == n then
+      packed[b] = s
+      return b
+    end
   end
   local t = '\\0' .. s
   if #t == n then t = t .. '\\0' end
   return t
 end
 local function unpackText(s, n)
-  if #s == n then return b64enc(s) end
-  local t = string.sub(s, 2)
-  if #s == n + 1 and string.byte(t, #t) == 0 then t = string.sub(t, 1, #t - 1) end
+  if #s == n then
+    local t = packed[s]
+    if not t then
+      t = b64enc(s)
+      packed[s] = t
+    end
+    return t
+  end
+  local t = ssub(s, 2)
+  if #s == n + 1 and sbyte(t, #t) == 0 then t = ssub(t, 1, #t - 1) end
   return t
 end
 local function h2b(s) return packText(s, 32) end
@@ -76,22 +130,22 @@ local function b2h(s) return unpackText(s, 32) end
 -- An IPv4 address in dotted form as its 4 bytes; any other text behind a 0 byte when it could
 -- be taken for that (4 bytes long, or starting with a 0 byte).
 local function ip2b(s)
-  local a, b, c, d = string.match(s, '^(%d+)%.(%d+)%.(%d+)%.(%d+)$')
+  local a, b, c, d = smatch(s, '^(%d+)%.(%d+)%.(%d+)%.(%d+)$')
   if a then
     local parts, ok = { a, b, c, d }, true
     for i = 1, 4 do
-      local n = tonumber(parts[i])
-      if n > 255 or tostring(n) ~= parts[i] then ok = false end
+      local n = tonum(parts[i])
+      if n > 255 or tostr(n) ~= parts[i] then ok = false end
       parts[i] = n
     end
-    if ok then return string.char(parts[1], parts[2], parts[3], parts[4]) end
+    if ok then return schar(parts[1], parts[2], parts[3], parts[4]) end
   end
-  if #s == 4 or string.byte(s, 1) == 0 then return '\\0' .. s end
+  if #s == 4 or sbyte(s, 1) == 0 then return '\\0' .. s end
   return s
 end
 local function b2ip(s)
-  if #s == 4 then return string.format('%d.%d.%d.%d', string.byte(s, 1, 4)) end
-  if string.byte(s, 1) == 0 then return string.sub(s, 2) end
+  if #s == 4 then return sformat('%d.%d.%d.%d', sbyte(s, 1, 4)) end
+  if sbyte(s, 1) == 0 then return ssub(s, 2) end
   return s
 end
 `;

@@ -1,6 +1,29 @@
-// The one way a Lua script reaches Redis: EVALSHA, and EVAL when the server does not know the
-// script yet (its script cache is empty after a restart or a failover). Every script takes its
-// routing key as KEYS[1], which sends the call to that key's hash slot in a Cluster.
+// The one way a Lua script reaches Redis. Every script takes its routing key as KEYS[1], which
+// sends the call to that key's hash slot in a Cluster.
+//
+// A plain script (luaScript) goes as EVALSHA, and as EVAL when the server does not know it yet
+// (its script cache is empty after a restart or a failover).
+//
+// A script with a set-up of its own (luaFunctionScript: the slot scripts, whose prelude defines
+// ~60 helpers and tables) is a Redis Function (Redis ≥ 7.0): a library of one function whose top
+// level — the set-up — runs once, when the library is loaded, instead of on every call; each call
+// is an FCALL. Its library and function are named `tessera_<script>_<hash of the source>`, so two
+// versions of Tessera on one Redis (a rolling upgrade) each call their own and never replace the
+// other's. The library is loaded on demand, by the caller that gets "Function not found" (a server
+// that never had it, restarted without persistence, a new Cluster master or a failover to a
+// replica that missed it), on the node the call was routed to, and the call is made again. Loads
+// of one library through one connection are shared by the calls waiting for them. Libraries of
+// older versions stay on the server until it restarts (tens of kB each) or an operator deletes
+// them (FUNCTION DELETE); a version whose library was deleted loads it again.
+//
+// Fallbacks to EVALSHA/EVAL (the same script text, with its set-up on every call):
+// - an ACL user that may not run FCALL or FUNCTION LOAD (or a server without them): from then on
+//   for the whole connection — the scripts work as they did before Functions, only slower;
+// - an OOM answer (maxmemory reached): for that call — an unflagged Function is refused outright
+//   when the server is over maxmemory, where a script is refused only at its first write, so
+//   reads keep working as they did;
+// - the function still missing right after its load (a Cluster slot moving under the call): for
+//   that call.
 
 import { createHash } from 'node:crypto';
 import { ErrorReply } from 'redis';
@@ -9,8 +32,11 @@ import type { RedisConnection } from './connection.ts';
 export interface LuaScript {
   /** From the source's first line `-- tessera:<name>`, for logs; `script` otherwise. */
   readonly name: string;
+  /** The script as EVAL runs it. */
   readonly source: string;
   readonly sha1: string;
+  /** The same script as a Redis Function (luaFunctionScript): its name and its library's code. */
+  readonly fn?: { readonly name: string; readonly library: string };
 }
 
 export function luaScript(source: string): LuaScript {
@@ -18,14 +44,91 @@ export function luaScript(source: string): LuaScript {
   return { name, source, sha1: createHash('sha1').update(source, 'utf8').digest('hex') };
 }
 
+/**
+ * A script in two parts: `top`, definitions only (locals, functions, table constructors; it may
+ * not call a Lua library function nor read KEYS or ARGV: a library's top level runs where only
+ * `redis` is defined), and `call`, run on every call with KEYS and ARGV. As EVAL: `top` then
+ * `call` in one chunk. As a Function: `top` is the library's top level, `call` the function body.
+ */
+export function luaFunctionScript(name: string, top: string, call: string): LuaScript {
+  const source = `-- tessera:${name}\n${top}\n${call}`;
+  const sha1 = createHash('sha1').update(source, 'utf8').digest('hex');
+  const fnName = `tessera_${name.replace(/[^A-Za-z0-9]/g, '_')}_${sha1.slice(0, 20)}`;
+  const library = `#!lua name=${fnName}\n${top}\nredis.register_function('${fnName}', function(KEYS, ARGV)\n${call}\nend)\n`;
+  return { name, source, sha1, fn: { name: fnName, library } };
+}
+
+type Conn = Pick<RedisConnection, 'send'>;
+
+/** Connections whose user may not use Functions (or whose server has none): EVALSHA only. */
+const evalOnly = new WeakSet<Conn>();
+/** Library loads under way, per connection and library name. */
+const loads = new WeakMap<Conn, Map<string, Promise<boolean>>>();
+
+/** Why an error sends a Function call to EVALSHA instead, or null when it does not. */
+function fallbackOf(err: unknown): 'missing' | 'no-functions' | 'oom' | null {
+  if (!(err instanceof ErrorReply)) return null;
+  const m = err.message;
+  if (m.startsWith('ERR Function not found')) return 'missing';
+  if (m.startsWith('OOM')) return 'oom';
+  if (/^NOPERM\b.*'(fcall|function\|load)'/i.test(m) || /^ERR unknown (sub)?command ['`](fcall|function|load)['`]/i.test(m)) return 'no-functions';
+  return null;
+}
+
+/** Loads `fn`'s library through `conn` (on `key`'s node); false when Functions are not for this connection. */
+function load(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): Promise<boolean> {
+  let mine = loads.get(conn);
+  if (mine === undefined) {
+    mine = new Map();
+    loads.set(conn, mine);
+  }
+  const pending = mine.get(fn.name);
+  if (pending !== undefined) return pending;
+  const started = conn
+    .send(key, ['FUNCTION', 'LOAD', fn.library])
+    .then(
+      () => true,
+      (err: unknown) => {
+        // Loaded meanwhile by another caller or process: the same code (the name is its hash).
+        if (err instanceof ErrorReply && /^ERR Library '.*' already exists/.test(err.message)) return true;
+        const why = fallbackOf(err);
+        if (why === 'no-functions') evalOnly.add(conn);
+        if (why !== null) return false;
+        throw err;
+      },
+    )
+    .finally(() => mine.delete(fn.name));
+  mine.set(fn.name, started);
+  return started;
+}
+
+const USE_EVAL = Symbol('eval');
+
+async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string, tail: string[]): Promise<unknown> {
+  try {
+    return await conn.send(key, ['FCALL', fn.name, ...tail]);
+  } catch (err) {
+    const why = fallbackOf(err);
+    if (why === null) throw err;
+    if (why === 'no-functions') evalOnly.add(conn);
+    if (why !== 'missing') return USE_EVAL;
+  }
+  if (!(await load(conn, fn, key))) return USE_EVAL;
+  try {
+    return await conn.send(key, ['FCALL', fn.name, ...tail]);
+  } catch (err) {
+    if (fallbackOf(err) === null) throw err;
+    return USE_EVAL;
+  }
+}
+
 /** Runs `script` with KEYS[1] = `key` and ARGV = `args`. */
-export async function evalScript(
-  conn: Pick<RedisConnection, 'send'>,
-  script: LuaScript,
-  key: string,
-  args: readonly string[],
-): Promise<unknown> {
+export async function evalScript(conn: Conn, script: LuaScript, key: string, args: readonly string[]): Promise<unknown> {
   const tail = ['1', key, ...args];
+  if (script.fn !== undefined && !evalOnly.has(conn)) {
+    const reply = await callFunction(conn, script.fn, key, tail);
+    if (reply !== USE_EVAL) return reply;
+  }
   try {
     return await conn.send(key, ['EVALSHA', script.sha1, ...tail]);
   } catch (err) {

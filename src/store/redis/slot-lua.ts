@@ -47,17 +47,12 @@
 // 2^53) and are printed with %d, never with Lua's 14-digit tostring. Replies are flat
 // name/value lists in the shape of HGETALL, so codec.ts reads them as it read the hashes.
 
-import { LUA_CODEC } from './lua-codec.ts';
-import { luaScript, type LuaScript } from './lua.ts';
+import { LUA_CODEC, LUA_CODEC_INIT } from './lua-codec.ts';
+import { luaFunctionScript, type LuaScript } from './lua.ts';
 
 export const PRELUDE = `
-local base = ARGV[1]
-local nowS = ARGV[2]
-local now = tonumber(nowS)
-local channel = ARGV[3]
-local keepTtl = tonumber(ARGV[4])
-local tag = string.match(base, '{([A-Za-z0-9_-]+)}')
-local skey = base .. 's'
+-- Per call (set by reset): the slot's key base, now, the ends channel, the TTL to keep, the tag.
+local base, now, channel, keepTtl, tag, skey
 
 local TEN, USR, KIND, CRE, SEEN, IDLE, ABS, AUTH, DEV, ST, SEC, DATA, TOK, X, SPENT = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
 local CLI, PAR, SUCC, ENDT, WHY, KIDS = 1, 2, 3, 4, 5, 6
@@ -71,13 +66,13 @@ local AUTHCODE = { password = 0, oidc = 1, oauth = 2, renewed = 3, redirect = 4 
 
 ${LUA_CODEC}
 -- The slot's live sessions, decoded on first use; written back by finish when changed.
-local S, dirty, ttlWanted = nil, false, keepTtl
+local S, dirty, ttlWanted
 -- The slot's ended records (P{tag}:e), each read on first use: C[r] = record | false; coldR maps
 -- a loaded record to its r; coldDirty the records to write back, coldGone the fields to delete.
-local ekey = base .. 'e'
-local C, coldR, coldDirty, coldGone, coldTouched = {}, {}, {}, {}, false
+local ekey
+local C, coldR, coldDirty, coldGone, coldTouched
 -- Index fields of spent refresh tokens to write: field → value (see shed).
-local spentNew, spentAny = {}, false
+local spentNew, spentAny
 local function decode(st)
   local c = st[CRE]
   st[SEEN] = c + st[SEEN]
@@ -149,7 +144,7 @@ local function shed(r, rec)
   local keep = {}
   for _, t in ipairs(toks) do
     if t[3] and t[4] and rotated[t[4]] then
-      spentNew['h' .. t[1]] = cmsgpack.pack({ r, t[2], t[3], t[4], rec[SPENT] or false })
+      spentNew['h' .. t[1]] = mpack({ r, t[2], t[3], t[4], rec[SPENT] or false })
       spentAny = true
       rec[SPENT] = t[1]
       coldTouched = true
@@ -166,7 +161,7 @@ local function sessions()
     local raw = redis.call('GET', skey)
     if raw then
       local moved = {}
-      for r, st in pairs(cmsgpack.unpack(raw)) do
+      for r, st in pairs(munpack(raw)) do
         local rec = decode(st)
         S[r] = rec
         if over(rec) then moved[#moved + 1] = r else shed(r, rec) end
@@ -183,7 +178,7 @@ local function coldGet(r)
     local raw = redis.call('HGET', ekey, 'r' .. r)
     rec = false
     if raw then
-      rec = decode(cmsgpack.unpack(raw))
+      rec = decode(munpack(raw))
       coldR[rec] = r
     end
     C[r] = rec
@@ -211,7 +206,7 @@ local function spentOf(rec)
     local v = spentNew['h' .. h] or redis.call('HGET', ekey, 'h' .. h)
     if not v then break end
     out[#out + 1] = h
-    h = cmsgpack.unpack(v)[5]
+    h = munpack(v)[5]
   end
   return out
 end
@@ -248,7 +243,7 @@ local function save()
       redis.call('DEL', skey)
     else
       for _, rec in pairs(S) do encode(rec) end
-      redis.call('SET', skey, cmsgpack.pack(S), 'KEEPTTL')
+      redis.call('SET', skey, mpack(S), 'KEEPTTL')
     end
   end
   -- Never shortens the TTL: the key lives as long as its longest-living record.
@@ -279,7 +274,7 @@ local function save()
           args[#args + 1] = r
         end
       end
-      args[2] = cmsgpack.pack(encode(rec))
+      args[2] = mpack(encode(rec))
       redis.call('HSET', ekey, unpack(args))
     end
     local want = liveTtl
@@ -293,21 +288,21 @@ end
 
 -- Handles of the sessions this call ended; published in the same atomic step (see finish), so
 -- no Tessera process can miss an end that was committed.
-local ended = {}
+local ended
 local function finish(reply)
   save()
-  if #ended > 0 and channel ~= '' then redis.call('PUBLISH', channel, table.concat(ended, ' ')) end
+  if #ended > 0 and channel ~= '' then redis.call('PUBLISH', channel, concat(ended, ' ')) end
   return reply
 end
 
 -- The random part of a handle of this slot, or nil (another slot's handle or no handle).
 -- (Its packed form, 16 bytes for a handle newHandle made: the key of its record in the value.)
-local prefixT = tag .. '.'
+local prefixT
 local function rOf(h)
-  if type(h) == 'string' and #h == 35 and string.sub(h, 1, 13) == prefixT then return packText(string.sub(h, 14), 16) end
+  if type(h) == 'string' and #h == 35 and ssub(h, 1, 13) == prefixT then return packText(ssub(h, 14), 16) end
   return nil
 end
-local handles = {}
+local handles
 local function handleOf(r)
   local h = handles[r]
   if not h then
@@ -372,7 +367,7 @@ end
 
 -- Whether an index value of P{tag}:e is a spent token's entry (else it is a plain r).
 local function isSpentEntry(v)
-  return #v ~= 16 and string.byte(v, 1) ~= 0
+  return #v ~= 16 and sbyte(v, 1) ~= 0
 end
 
 -- A record moved to the ended ones in this call (one a value written before the split held) has
@@ -420,7 +415,7 @@ local function findToken(hb)
     return r, rec, t
   end
   if isSpentEntry(v) then
-    local e = cmsgpack.unpack(v)
+    local e = munpack(v)
     local rec = recOf(e[1])
     if not rec then return nil, nil, nil end
     return e[1], rec, { hb, e[2], e[3], e[4], true }
@@ -509,10 +504,11 @@ local function revokeTree(root, reason, childReason, out, keep)
   end
 end
 
--- The name/value pairs ARGV[from..] as a table.
+-- The name/value pairs ARGV[from..] as a table (args: this call's ARGV, set by reset).
+local callArgs
 local function readFields(from)
   local f = {}
-  for i = from, #ARGV, 2 do f[ARGV[i]] = ARGV[i + 1] end
+  for i = from, #callArgs, 2 do f[callArgs[i]] = callArgs[i + 1] end
   return f
 end
 
@@ -660,11 +656,36 @@ local function applyLimit(f, kind, maxText, policy, evicted)
   end
   return nil
 end
+
+-- The per-call set-up: every call starts from the same state (as a fresh script would), whether
+-- the prelude ran just before it (EVAL) or once when its library was loaded (a Redis Function).
+local function reset(keys, argv)
+  if not sbyte then ${LUA_CODEC_INIT} end
+  callArgs = argv
+  base = argv[1]
+  now = tonum(argv[2])
+  channel = argv[3]
+  keepTtl = tonum(argv[4])
+  tag = smatch(base, '{([A-Za-z0-9_-]+)}')
+  skey = base .. 's'
+  S, dirty, ttlWanted = nil, false, keepTtl
+  ekey = base .. 'e'
+  C, coldR, coldDirty, coldGone, coldTouched = {}, {}, {}, {}, false
+  spentNew, spentAny = {}, false
+  ended = {}
+  prefixT = tag .. '.'
+  handles = {}
+  packed = {}
+end
 `;
 
-/** A slot script: the prelude (the calling convention above), then `body`. */
+/**
+ * A slot script: the prelude (the calling convention above), then `body`. Called as a Redis
+ * Function (lua.ts): the prelude is its library's top level, run once per load, and each call
+ * runs reset and the body.
+ */
 export function script(name: string, body: string): LuaScript {
-  return luaScript(`-- tessera:${name}\n${PRELUDE}\n${body}`);
+  return luaFunctionScript(name, PRELUDE, `reset(KEYS, ARGV)\n${body}`);
 }
 
 /**
@@ -685,5 +706,5 @@ if ARGV[1] == '' then
   if not routed or #routed ~= 12 or not string.match(routed, '^[A-Za-z0-9_-]+$') then return false end
   ARGV[1] = ARGV[7] .. '{' .. routed .. '}:'
 end`;
-  return luaScript(`-- tessera:${name}\n${route}\n${PRELUDE}\n${body}`);
+  return luaFunctionScript(name, PRELUDE, `${route}\nreset(KEYS, ARGV)\n${body}`);
 }

@@ -1,0 +1,245 @@
+// How the slot scripts reach Redis as Functions (src/store/redis/lua.ts): the library loaded on
+// demand and again when the server lost it, one load for the calls waiting on it, two versions
+// side by side, and the fallbacks to EVALSHA — a user without Function rights, a server over its
+// maxmemory. Also the Lua codec of the compact record form (lua-codec.ts) against Node's
+// base64url.
+
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
+import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
+import { openConnection, type RedisConnection } from '../../src/store/redis/connection.ts';
+import { LUA_CODEC, LUA_CODEC_INIT } from '../../src/store/redis/lua-codec.ts';
+import { evalScript, luaFunctionScript } from '../../src/store/redis/lua.ts';
+import { openRedisStore, parseRedisUrl, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
+import { CREATE } from '../../src/store/redis/scripts.ts';
+import { purgePrefix, redisBinariesMissing, redisUrlForTests, requireOrSkip, startRedisStandalone, testPrefix } from '../support/redis.ts';
+
+const T0 = Date.now();
+const HOUR = 3_600_000;
+
+function session(tenantId: string, userId: string): Session {
+  return issueSession({ tenantId, userId, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password' }, T0).session;
+}
+
+async function create(store: RedisSessionStore, userId: string): Promise<Session> {
+  const r = await store.createSession(session('t-fn', userId), T0);
+  if (!r.ok) throw new Error('not created');
+  return r.session;
+}
+
+/** Calls per command (INFO commandstats): the ones run, failed ones included, and the ones refused (an ACL). */
+async function commandCounts(conn: RedisConnection): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const stats = String(await conn.send(undefined, ['INFO', 'commandstats']));
+  for (const [, name, calls, rejected] of stats.matchAll(/cmdstat_([a-z|_]+):calls=(\d+),.*?rejected_calls=(\d+)/g)) out.set(name as string, Number(calls) + Number(rejected));
+  return out;
+}
+function delta(before: Map<string, number>, after: Map<string, number>, name: string): number {
+  return (after.get(name) ?? 0) - (before.get(name) ?? 0);
+}
+
+const redis = await redisUrlForTests();
+const skipShared = requireOrSkip(redis.unavailable);
+
+describe.skipIf(skipShared)('the Lua codec (lua-codec.ts)', () => {
+  let conn: RedisConnection;
+  beforeAll(async () => {
+    conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 2000, commandTimeoutMs: 5000 });
+  });
+  afterAll(async () => {
+    await conn?.close();
+  });
+
+  // Bytes travel as hex (the client reads replies as UTF-8).
+  const HEX = `local function hex(s) return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end)) end
+local function unhex(h) return (string.gsub(h, '..', function(x) return string.char(tonumber(x, 16)) end)) end`;
+  // ARGV[1] is n; for each text ARGV[i]: packText(s, n) in hex, and unpackText of that (the round trip).
+  const PACK = `${LUA_CODEC}\n${LUA_CODEC_INIT}\n${HEX}\nlocal n = tonumber(ARGV[1])\nlocal out = {}\nfor i = 2, #ARGV do\n  local b = packText(ARGV[i], n)\n  out[#out + 1] = hex(b)\n  out[#out + 1] = unpackText(b, n)\nend\nreturn out`;
+  // For each ARGV[i] (bytes in hex): b64enc, and b64dec of that in hex.
+  const ENC = `${LUA_CODEC}\n${LUA_CODEC_INIT}\n${HEX}\nlocal out = {}\nfor i = 1, #ARGV do\n  local t = b64enc(unhex(ARGV[i]))\n  out[#out + 1] = t\n  out[#out + 1] = hex(b64dec(t))\nend\nreturn out`;
+
+  it('encodes bytes as Node does and decodes them back, for every length up to 40', async () => {
+    const inputs = Array.from({ length: 200 }, (_, i) => randomBytes(i % 41));
+    const reply = (await conn.send(undefined, ['EVAL', ENC, '0', ...inputs.map((b) => b.toString('hex'))])) as string[];
+    inputs.forEach((b, i) => {
+      expect(reply[2 * i]).toBe(b.toString('base64url'));
+      expect(reply[2 * i + 1]).toBe(b.toString('hex'));
+    });
+  });
+
+  it('packs canonical base64url of n bytes into those bytes, any other text so that it comes back unchanged', async () => {
+    const canonical32 = Array.from({ length: 50 }, () => randomBytes(32).toString('base64url'));
+    const canonical16 = Array.from({ length: 50 }, () => randomBytes(16).toString('base64url'));
+    // Not canonical (the last character carries bits the bytes do not have), not base64url, other
+    // lengths, texts of n bytes or n + 1 bytes behind a 0 byte, empty.
+    const odd = (len: number) => [
+      'A'.repeat(len - 1) + 'B',
+      'A'.repeat(len - 1) + '=',
+      '+'.repeat(len),
+      'A'.repeat(len - 1),
+      'A'.repeat(len + 1),
+      'x'.repeat(len === 43 ? 32 : 16),
+      'x'.repeat(len === 43 ? 31 : 15),
+      '\0' + 'x'.repeat(len === 43 ? 31 : 15),
+      '',
+      'ü'.repeat(11),
+    ];
+    for (const [n, texts] of [
+      [32, [...canonical32, ...odd(43)]],
+      [16, [...canonical16, ...odd(22)]],
+    ] as const) {
+      const reply = (await conn.send(undefined, ['EVAL', PACK, '0', String(n), ...texts])) as string[];
+      texts.forEach((t, i) => {
+        const packed = Buffer.from(reply[2 * i] as string, 'hex');
+        const isCanonical = t.length === (n === 32 ? 43 : 22) && Buffer.from(t, 'base64url').toString('base64url') === t;
+        if (isCanonical) expect(packed.equals(Buffer.from(t, 'base64url'))).toBe(true);
+        else expect(packed.length).not.toBe(n);
+        expect(reply[2 * i + 1]).toBe(t);
+      });
+    }
+  });
+});
+
+describe.skipIf(skipShared)('slot scripts as Redis Functions (shared server)', () => {
+  let store: RedisSessionStore;
+  let conn: RedisConnection;
+  const prefix = testPrefix('functions');
+  const libraryOf = async (name: string) => (await conn.send(undefined, ['FUNCTION', 'LIST', 'LIBRARYNAME', name])) as unknown[];
+
+  beforeAll(async () => {
+    store = await openRedisStore(redis.url, { prefix });
+    conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 2000, commandTimeoutMs: 5000 });
+  });
+  afterAll(async () => {
+    await store?.close();
+    await conn?.close();
+    await purgePrefix(redis.url, prefix);
+  });
+
+  it("names each library and function after the script and a hash of its source, so that two versions never replace each other's", () => {
+    const a = luaFunctionScript('x', 'local k = 1', 'return k');
+    const b = luaFunctionScript('x', 'local k = 2', 'return k');
+    expect(a.fn?.name).toMatch(/^tessera_x_[0-9a-f]{20}$/);
+    expect(a.fn?.name).not.toBe(b.fn?.name);
+    expect(a.fn?.library.startsWith(`#!lua name=${a.fn?.name}\n`)).toBe(true);
+    expect(CREATE.fn?.name).toMatch(/^tessera_create_[0-9a-f]{20}$/);
+  });
+
+  it('loads the library when the server does not have it (as after a restart without persistence), and the call succeeds', async () => {
+    const name = CREATE.fn?.name as string;
+    await create(store, 'u-load-1');
+    expect(await libraryOf(name)).toHaveLength(1);
+    // What a restart without persistence leaves: no library. Deleting this version's own library
+    // is safe on a shared server: any process of this version loads it again on its next call.
+    await conn.send(undefined, ['FUNCTION', 'DELETE', name]);
+    expect(await libraryOf(name)).toHaveLength(0);
+    const s = await create(store, 'u-load-2');
+    expect((await store.getSessionByHandle(s.handle))?.handle).toBe(s.handle);
+    expect(await libraryOf(name)).toHaveLength(1);
+  });
+
+  it('runs two versions of a script side by side on one server', async () => {
+    const key = `${prefix}{side}:x`;
+    const v1 = luaFunctionScript('side', "local v = 'one'", 'return v .. ARGV[1]');
+    const v2 = luaFunctionScript('side', "local v = 'two'", 'return v .. ARGV[1]');
+    try {
+      expect(await evalScript(conn, v1, key, ['!'])).toBe('one!');
+      expect(await evalScript(conn, v2, key, ['!'])).toBe('two!');
+      expect(await evalScript(conn, v1, key, ['?'])).toBe('one?');
+    } finally {
+      for (const s of [v1, v2]) await conn.send(undefined, ['FUNCTION', 'DELETE', s.fn?.name as string]).catch(() => undefined);
+    }
+  });
+
+  it('keeps no state from one call to the next: each call starts as a fresh script would', async () => {
+    const key = `${prefix}{fresh}:x`;
+    const s = luaFunctionScript('fresh', 'local n', 'if not n then n = 0 end\nn = n + 1\nreturn n');
+    const reset = luaFunctionScript('fresh2', 'local n\nlocal function reset() n = 0 end', 'reset()\nn = n + 1\nreturn n');
+    try {
+      // A plain top-level local does live on in a Function (why slot-lua.ts resets its state) …
+      expect([await evalScript(conn, s, key, []), await evalScript(conn, s, key, [])]).toEqual([1, 2]);
+      // … and a reset at the start of each call gives every call the same start.
+      expect([await evalScript(conn, reset, key, []), await evalScript(conn, reset, key, [])]).toEqual([1, 1]);
+    } finally {
+      for (const x of [s, reset]) await conn.send(undefined, ['FUNCTION', 'DELETE', x.fn?.name as string]).catch(() => undefined);
+    }
+  });
+});
+
+const binariesMissing = redisBinariesMissing();
+const serverSkip = requireOrSkip(binariesMissing);
+
+describe.skipIf(serverSkip)('slot scripts as Redis Functions (a throw-away redis-server)', () => {
+  let server: Awaited<ReturnType<typeof startRedisStandalone>>;
+  let admin: RedisConnection;
+  const prefix = testPrefix('fn-own');
+
+  beforeAll(async () => {
+    server = await startRedisStandalone();
+    admin = await openConnection(parseRedisUrl(server.url), { connectTimeoutMs: 2000, commandTimeoutMs: 5000 });
+  });
+  afterAll(async () => {
+    await admin?.close();
+    await server?.stop();
+  });
+
+  it('sends a slot script as FCALL, and loads its library once for calls that wait on it together', async () => {
+    const store = await openRedisStore(server.url, { prefix });
+    try {
+      await admin.send(undefined, ['FUNCTION', 'FLUSH']);
+      const before = await commandCounts(admin);
+      await Promise.all(Array.from({ length: 20 }, (_, i) => create(store, `u-many-${i}`)));
+      const after = await commandCounts(admin);
+      expect(delta(before, after, 'function|load')).toBe(1);
+      // 20 refused with "Function not found" before the load, then 20 that ran.
+      expect(delta(before, after, 'fcall')).toBe(40);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('works through EVALSHA for a user that may not use Functions, from then on without asking again', async () => {
+    const user = `tessera-nofn-${randomBytes(4).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    await admin.send(undefined, ['ACL', 'SETUSER', user, 'on', `>${password}`, '~*', '&*', '+@all', '-fcall', '-fcall_ro', '-function']);
+    const url = new URL(server.url);
+    url.username = user;
+    url.password = password;
+    const store = await openRedisStore(url.toString(), { prefix });
+    try {
+      await admin.send(undefined, ['FUNCTION', 'FLUSH']);
+      const before = await commandCounts(admin);
+      const s = await create(store, 'u-acl-1');
+      const t = { tokenHash: hashSecret(newSecret()), sessionHandle: s.handle, tenantId: s.tenantId, userId: s.userId as string, createdAt: T0, rotatedAt: null, successorHash: null };
+      await store.addRefreshToken(t);
+      expect((await store.rotateRefreshToken(t.tokenHash, hashSecret(newSecret()), T0 + 1000, 10_000, T0 + HOUR)).outcome).toBe('rotated');
+      const after = await commandCounts(admin);
+      // The three slot scripts through EVALSHA (and EVAL, the first time each); FCALL refused once (NOPERM)
+      // and never sent again on this connection.
+      expect(delta(before, after, 'evalsha')).toBeGreaterThanOrEqual(3);
+      expect(delta(before, after, 'fcall')).toBe(1);
+      expect(await admin.send(undefined, ['FUNCTION', 'LIST'])).toEqual([]);
+    } finally {
+      await store.close();
+      await admin.send(undefined, ['ACL', 'DELUSER', user]);
+    }
+  });
+
+  it('answers reads through EVALSHA when the server is over its maxmemory, as a script did', async () => {
+    const store = await openRedisStore(server.url, { prefix });
+    const s = await create(store, 'u-oom');
+    await admin.send(undefined, ['CONFIG', 'SET', 'maxmemory', '1']);
+    try {
+      const before = await commandCounts(admin);
+      expect((await store.getSessionByHandle(s.handle))?.handle).toBe(s.handle);
+      const after = await commandCounts(admin);
+      // The FCALL refused (OOM), then the script.
+      expect(delta(before, after, 'fcall')).toBe(1);
+      expect(delta(before, after, 'evalsha')).toBe(1);
+    } finally {
+      await admin.send(undefined, ['CONFIG', 'SET', 'maxmemory', '0']);
+      await store.close();
+    }
+  });
+});
