@@ -8,7 +8,8 @@
 // failures in a row; nothing ends the process (bench/load-errors.ts). The figures line also holds
 // `tokens`: each chain's token to go on with (the last successor it got, or the one it stopped
 // on), so that a warm-up run and the measured run after it, or a counting run after that, make
-// one chain each without new logins.
+// one chain each without new logins. `loadCpuS` and `loadWallS`: this process's CPU seconds and the
+// wall seconds of the load itself (its start-up left out), for the load core's share (bench/run.ts).
 
 import { Agent, request } from 'node:http';
 import { report } from './load-errors.ts';
@@ -71,9 +72,11 @@ async function chain(first: string, index: number): Promise<void> {
 }
 
 const started = performance.now();
+const cpu0 = process.cpuUsage();
 await Promise.all(opts.tokens.map((t, i) => chain(t, i)));
 const elapsed = (performance.now() - started) / 1000;
+const cpu = process.cpuUsage(cpu0);
 agent.destroy();
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0);
-report({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 }, { tokens: next });
+report({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 }, { tokens: next, loadCpuS: (cpu.user + cpu.system) / 1e6, loadWallS: elapsed });

@@ -3,7 +3,9 @@
 // the file `tokens` (one per line), each exchanged exactly once in token mode, until all are
 // used or `seconds` pass. argv[2]: JSON { url, connections, seconds, tokens }.
 // Prints one JSON line with the figures (the same shape as bench/load.ts); a failed request (a
-// connection reset) is counted as an error, never fatal (bench/load-errors.ts).
+// connection reset) is counted as an error, never fatal (bench/load-errors.ts). `loadCpuS` and
+// `loadWallS`: this process's CPU seconds and the wall seconds of the exchanges (its start-up and
+// the tokens' read left out), for the load core's share (bench/run.ts).
 
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -60,10 +62,12 @@ async function worker(): Promise<void> {
 }
 
 const started = performance.now();
+const cpu0 = process.cpuUsage();
 await Promise.all(Array.from({ length: opts.connections }, worker));
 const elapsed = (performance.now() - started) / 1000;
+const cpu = process.cpuUsage(cpu0);
 agent.destroy();
 latencies.sort((a, b) => a - b);
 if (firstRefusal !== null) process.stderr.write(`first refusal: ${firstRefusal}\n`);
 const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0);
-report({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 });
+report({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 }, { loadCpuS: (cpu.user + cpu.system) / 1e6, loadWallS: elapsed });

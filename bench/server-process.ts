@@ -38,3 +38,16 @@ export function cpuSeconds(pid: number | undefined): number {
     return NaN;
   }
 }
+
+/**
+ * CPU seconds (user + system) of this process's children that have exited and been waited for
+ * (/proc/self/stat's cutime + cstime): a spawnSync'd process is counted once it returns.
+ */
+export function reapedChildrenCpuSeconds(): number {
+  try {
+    const fields = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /, '').split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
