@@ -16,6 +16,8 @@ export interface Injectable {
 
 export interface InProcessTessera {
   app: Injectable;
+  /** The runtime's dependencies (for benches that call below the routes, rotation-direct.ts). */
+  deps: RuntimeModule.Deps;
   /** Resolves once every event emitted so far is in the audit log. */
   flush: () => Promise<void>;
   stop: () => Promise<void>;
@@ -57,5 +59,5 @@ export async function startInProcessTessera(opts: {
   const app = (await buildApp(runtime.deps, { logger: log })) as unknown as Injectable;
   const h = { authorization: `Bearer ${opts.adminToken}`, 'content-type': 'application/json' };
   await app.inject({ method: 'PUT', url: '/api/v1/admin/tenants/bench', headers: h, payload: { profile: 'integration' } });
-  return { app, flush: () => runtime.deps.monitor.flush(), stop: () => runtime.stop() };
+  return { app, deps: runtime.deps, flush: () => runtime.deps.monitor.flush(), stop: () => runtime.stop() };
 }

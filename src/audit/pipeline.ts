@@ -43,6 +43,11 @@ export interface PipelineOptions {
   metrics: TesseraMetrics;
   /** Whether the tenant exists (cached by the caller). May throw when the store is down. */
   tenantExists: (tenantId: string) => Promise<boolean>;
+  /**
+   * tenantExists's answer when the caller has it at hand (its cache), without a promise; undefined
+   * when it would have to ask the store. Optional: without it every event asks tenantExists.
+   */
+  tenantKnownNow?: (tenantId: string) => boolean | undefined;
   maxQueue: number;
   log: () => PipelineLog;
 }
@@ -138,9 +143,14 @@ export class AuditPipeline {
     }
     // The tenant is looked up now, not when the worker gets to the event: a tenant deleted in
     // the meantime (its `tenant.deleted` event included) must not lose the records of its end.
-    const asked = this.#opts.tenantExists(event.tenantId);
-    asked.catch(() => undefined); // awaited (and so reported) by the worker
-    this.#queue.push({ event, counted: false, known: null, asked, askFailed: false, failedCall: null, appended: false });
+    // The answer at hand when there is one (no promise, and no await per event in the worker).
+    const known = this.#opts.tenantKnownNow?.(event.tenantId);
+    let asked: Promise<boolean> | null = null;
+    if (known === undefined) {
+      asked = this.#opts.tenantExists(event.tenantId);
+      asked.catch(() => undefined); // awaited (and so reported) by the worker
+    }
+    this.#queue.push({ event, counted: false, known: known ?? null, asked, askFailed: false, failedCall: null, appended: false });
     if (!this.#draining) {
       // Set synchronously, and cleared synchronously when the worker finds the queue empty, so an
       // event pushed at any moment is either seen by the running worker or starts a new one. It

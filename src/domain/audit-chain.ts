@@ -84,7 +84,11 @@ export function canonicalJson(value: unknown): string {
 export function normaliseInput(e: AuditEventInput): AuditEventInput {
   // Only location and details can hold more than strings and numbers: they alone take the round
   // trip (what the whole input's would give them, key order included).
-  const plain = { location: JSON.parse(canonicalJson(e.location)) as unknown, details: JSON.parse(canonicalJson(e.details)) as unknown } as Partial<AuditEventInput>;
+  // (Without the round trip where it would change nothing: no location, details with no members.)
+  const plain = {
+    location: e.location === null || e.location === undefined ? null : (JSON.parse(canonicalJson(e.location)) as unknown),
+    details: isEmptyObject(e.details) ? {} : (JSON.parse(canonicalJson(e.details)) as unknown),
+  } as Partial<AuditEventInput>;
   return {
     time: e.time,
     tenantId: e.tenantId,
@@ -146,8 +150,69 @@ export function chainRecord(head: ChainPoint | null, input: AuditEventInput): Au
   const e = normaliseInput(input);
   const seq = (head?.seq ?? 0) + 1;
   const prevHash = head?.hash ?? genesisHash(e.tenantId);
-  const hash = hashOf({ ...e, seq, prevHash });
-  return { id: `${e.tenantId}:${seq}`, ...e, seq, prevHash, hash };
+  const recordHash = hash('sha256', normalisedContentJson(e, seq, prevHash), 'hex');
+  return { id: `${e.tenantId}:${seq}`, ...e, seq, prevHash, hash: recordHash };
+}
+
+/** JSON.stringify writes these exactly as canonicalJson does (non-finite numbers as null too). */
+function isScalar(v: unknown): boolean {
+  return v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+}
+
+/** No own enumerable member (what canonicalJson writes as `{}`). */
+function isEmptyObject(v: unknown): boolean {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  for (const k in v) if (Object.hasOwn(v, k)) return false;
+  return true;
+}
+
+/**
+ * Details whose JSON.stringify is their canonicalJson, once normalised: members that are scalars,
+ * under names that do not start with a digit. (normaliseInput's round trip leaves an object's
+ * members in sorted order — JSON.parse inserts them in the order of the canonical text — except
+ * names that are array indices, which every object lists first, in numeric order.)
+ */
+function isFlatSorted(d: Record<string, unknown>): boolean {
+  for (const k of Object.keys(d)) {
+    const c = k.charCodeAt(0);
+    if ((c >= 48 && c <= 57) || !isScalar(d[k])) return false;
+  }
+  return true;
+}
+
+/**
+ * contentJson of the record `chainRecord` makes of a normalised input: when every member is a
+ * scalar, the location null and the details flat (the usual event: a rotation's, a login's),
+ * one JSON.stringify of the members written in sorted order — the same text (a test compares
+ * them), without canonicalJson's key sorting at every level; else contentJson.
+ */
+function normalisedContentJson(e: AuditEventInput, seq: number, prevHash: string): string {
+  const h = e.headers;
+  if (
+    e.location !== null ||
+    !isFlatSorted(e.details) ||
+    !isScalar(e.time) || !isScalar(e.tenantId) || !isScalar(e.type) || !isScalar(e.userId) || !isScalar(e.sessionId) ||
+    !isScalar(e.kind) || !isScalar(e.ip) || !isScalar(e.userAgent) ||
+    !isScalar(h.activityId) || !isScalar(h.correlationId) || !isScalar(h.requestId) || !isScalar(h.sessionId) || !isScalar(h.tenantId)
+  ) {
+    return contentJson({ ...e, seq, prevHash });
+  }
+  // Members in canonicalJson's (sorted) order; keep in step with contentJson.
+  return JSON.stringify({
+    details: e.details,
+    headers: { activityId: h.activityId, correlationId: h.correlationId, requestId: h.requestId, sessionId: h.sessionId, tenantId: h.tenantId },
+    ip: e.ip,
+    kind: e.kind,
+    location: null,
+    prevHash,
+    seq,
+    sessionId: e.sessionId,
+    tenantId: e.tenantId,
+    time: e.time,
+    type: e.type,
+    userAgent: e.userAgent,
+    userId: e.userId,
+  });
 }
 
 export type ChainProblemKind =

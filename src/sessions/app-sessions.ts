@@ -19,10 +19,10 @@ import type { DerivedKeys } from '../tokens/derived-keys.ts';
 import type { KeyRing } from '../tokens/key-ring.ts';
 import type { PeerAcks } from './peer-acks.ts';
 import type { SessionCache } from './session-cache.ts';
-import { loadTenant } from './tenant-cache.ts';
+import { cachedTenant, loadTenant } from './tenant-cache.ts';
 import type { CreateLimit, RefreshToken } from '../store/port.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
-import { deterministicJti, signSessionToken } from '../tokens/session-token.ts';
+import { deterministicJti, signSessionTokenSync } from '../tokens/session-token.ts';
 
 export type AuthMode = 'token' | 'cookie';
 
@@ -169,9 +169,22 @@ export async function tokenPair(
   refreshToken: string,
   issuedAt: number,
 ): Promise<TokenPair> {
+  return tokenPairSync(deps, session, tenant, scope, refreshToken, hashSecret(refreshToken), issuedAt);
+}
+
+/** tokenPair without a promise, for a caller that has the refresh token's hash already. */
+function tokenPairSync(
+  deps: Pick<Deps, 'config' | 'keyRing'>,
+  session: Session,
+  tenant: Tenant,
+  scope: string,
+  refreshToken: string,
+  refreshTokenHash: string,
+  issuedAt: number,
+): TokenPair {
   const iat = Math.floor(issuedAt / 1000);
   const exp = Math.min(iat + tenant.lifetimes.token, Math.floor(session.absoluteExpiresAt / 1000));
-  const userSessionToken = await signSessionToken(deps.keyRing, {
+  const userSessionToken = signSessionTokenSync(deps.keyRing, {
     iss: deps.config.publicUrl,
     sub: session.userId as string,
     tid: session.tenantId,
@@ -179,7 +192,7 @@ export async function tokenPair(
     scope,
     iat,
     exp,
-    jti: deterministicJti(session.handle, hashSecret(refreshToken)),
+    jti: deterministicJti(session.handle, refreshTokenHash),
   });
   return {
     expires_in: Math.max(0, exp - iat),
@@ -241,37 +254,32 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
   const successorHash = hashSecret(successor);
   const known = owners.get(deps)?.get(presentedHash) ?? (await deps.store.getRefreshToken(presentedHash));
   if (!known) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
-  // The tenant from the process's short-lived cache (tenant-cache.ts), as the session check has it.
-  const tenant = await loadTenant(deps, known.tenantId, now);
+  // The tenant from the process's short-lived cache (tenant-cache.ts), as the session check has
+  // it: read without a promise when it is there (the usual case).
+  const tenant = cachedTenant(deps, known.tenantId, now) ?? (await loadTenant(deps, known.tenantId, now));
   if (!tenant) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
-  /**
-   * The user as stored now (its roles make the token's scope, so a role change reaches the next
-   * refresh): from the rotation's own step where the store reads it there (Redis), else read.
-   */
-  const userOf = async (read: User | null | undefined): Promise<User> => {
-    const user = read !== undefined ? read : await deps.store.getUser(known.tenantId, known.userId);
-    // A disabled user's sessions are ended when the user is disabled; should that end have failed
-    // (or not reached this session yet), the refresh is refused all the same.
-    if (!user || user.disabled === true) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
-    return user;
-  };
 
   const mode: AuthMode = 'token';
   const idleExpiresAt = now + idleSecondsOf(tenant, mode) * 1000;
   const r = await deps.store.rotateRefreshToken(presentedHash, successorHash, now, tenant.lifetimes.refreshGrace * 1000, idleExpiresAt);
   switch (r.outcome) {
     case 'rotated': {
-      const user = await userOf(r.user);
+      // The user as stored now (its roles make the token's scope, so a role change reaches the
+      // next refresh): from the rotation's own step where the store reads it there (Redis), else
+      // read — only then with a promise.
+      const user = usableUser(r.user !== undefined ? r.user : await deps.store.getUser(known.tenantId, known.userId));
       rememberOwner(deps, successorHash, r.successor);
       deps.sessionCache.remember(r.session);
       emit(deps, sessionEvent('session.refreshed', r.session, now), origin);
-      return tokenPair(deps, r.session, tenant, scopeOf(user), successor, now);
+      return tokenPairSync(deps, r.session, tenant, scopeOf(user), successor, successorHash, now);
     }
-    case 'grace':
+    case 'grace': {
       if (r.token.successorHash === null || !constantTimeEqual(r.token.successorHash, successorHash)) {
         throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
       }
-      return tokenPair(deps, r.session, tenant, scopeOf(await userOf(r.user)), successor, r.token.rotatedAt ?? now);
+      const user = usableUser(r.user !== undefined ? r.user : await deps.store.getUser(known.tenantId, known.userId));
+      return tokenPairSync(deps, r.session, tenant, scopeOf(user), successor, successorHash, r.token.rotatedAt ?? now);
+    }
     case 'reused':
       emit(deps, sessionEvent('refresh_token.reused', r.session, now, { revoked: r.revoked.map((s) => s.handle) }), origin);
       announceEnded(deps, r.revoked, now, origin);
@@ -281,6 +289,16 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
     case 'unknown':
       throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
   }
+}
+
+/**
+ * The user a refresh may issue a pair for. A disabled user's sessions are ended when the user is
+ * disabled; should that end have failed (or not reached this session yet), the refresh is refused
+ * all the same, as it is for a user that no longer exists.
+ */
+function usableUser(user: User | null): User {
+  if (!user || user.disabled === true) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+  return user;
 }
 
 /**

@@ -109,6 +109,11 @@ export function createMonitoring(deps: MonitoringDeps, opts: MonitoringOptions =
   let log: MonitorLog = SILENT;
 
   const tenants = new Map<string, { exists: boolean; until: number }>();
+  /** tenantExists's answer from the cache alone (undefined: it would ask the store). */
+  function tenantKnownNow(id: string): boolean | undefined {
+    const hit = tenants.get(id);
+    return hit && (hit.exists || hit.until > clock.now()) ? hit.exists : undefined;
+  }
   async function tenantExists(id: string): Promise<boolean> {
     const now = clock.now();
     const hit = tenants.get(id);
@@ -127,7 +132,7 @@ export function createMonitoring(deps: MonitoringDeps, opts: MonitoringOptions =
     now: () => clock.now(),
     ...(opts.processMetrics !== undefined ? { processMetrics: opts.processMetrics } : {}),
   });
-  pipeline = new AuditPipeline({ audit: store.audit, metrics, tenantExists, maxQueue: settings.auditQueueMax, log: () => log });
+  pipeline = new AuditPipeline({ audit: store.audit, metrics, tenantExists, tenantKnownNow, maxQueue: settings.auditQueueMax, log: () => log });
   const audit = pipeline;
 
   // ---- findings and actions -----------------------------------------------------------------

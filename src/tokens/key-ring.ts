@@ -45,6 +45,8 @@ export class KeyRing {
   private readonly store: MetaStore;
   private readonly sealKey: KeyObject;
   private keys: LoadedKey[] = [];
+  /** signing()'s answer for the loaded keys (every token signed asks for it). */
+  private active: { kid: string; key: KeyObject } | null = null;
   private lastLoad = 0;
   private reloading: Promise<void> | null = null;
 
@@ -74,6 +76,8 @@ export class KeyRing {
         publicKey: createPublicKey({ key: stored.publicJwk, format: 'jwk' }),
       };
     });
+    const newest = [...this.keys].reverse().find((k) => k.stored.retiredAt === null) ?? this.keys[this.keys.length - 1];
+    this.active = newest ? { kid: newest.stored.kid, key: newest.privateKey } : null;
     this.lastLoad = now;
   }
 
@@ -86,10 +90,10 @@ export class KeyRing {
     await this.reloading;
   }
 
+  /** The newest key not retired (else the newest), as of the last load. */
   signing(): { kid: string; key: KeyObject } {
-    const active = [...this.keys].reverse().find((k) => k.stored.retiredAt === null) ?? this.keys[this.keys.length - 1];
-    if (!active) throw new Error('key ring not loaded');
-    return { kid: active.stored.kid, key: active.privateKey };
+    if (this.active === null) throw new Error('key ring not loaded');
+    return this.active;
   }
 
   verification(kid: string, now: number): KeyObject | null {

@@ -47,7 +47,7 @@ export function signSessionTokenSync(ring: KeyRing, claims: SessionTokenClaims):
   // A compact JWS written out (what jose's CompactSign produces byte for byte, a test checks):
   // node:crypto signs synchronously, where jose goes through WebCrypto's thread pool and two
   // promises — a measurable share of every rotation and login.
-  const input = `${b64url(JSON.stringify({ alg: 'EdDSA', typ: 'JWT', kid }))}.${b64url(payload)}`;
+  const input = `${encodedHeader(kid)}.${b64url(payload)}`;
   const token = `${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`;
   // Signed here, so known good: its first check in this process needs no Ed25519 verification.
   rememberVerified(ring, token, signed);
@@ -55,6 +55,19 @@ export function signSessionTokenSync(ring: KeyRing, claims: SessionTokenClaims):
 }
 
 const b64url = (text: string) => Buffer.from(text).toString('base64url');
+
+/** The encoded protected header of each signing key: the same text for every token it signs. */
+const headers = new Map<string, string>();
+
+function encodedHeader(kid: string): string {
+  let h = headers.get(kid);
+  if (h === undefined) {
+    if (headers.size >= 16) headers.clear(); // a ring holds a few keys; never many
+    h = b64url(JSON.stringify({ alg: 'EdDSA', typ: 'JWT', kid }));
+    headers.set(kid, h);
+  }
+  return h;
+}
 
 /**
  * Tokens this process has already verified, by their exact text. A signature over the same bytes

@@ -102,6 +102,45 @@ describe('audit chain canonical text', () => {
     );
   });
 
+  it('records of scalar members, no location and flat details (the one-stringify path of chainRecord) hash as before', () => {
+    // Members a caller may pass, well formed or odd: the path must give canonicalJson's text for
+    // every one it takes, and leave the others to contentJson.
+    const scalar = fc.oneof(fc.string(), fc.constant(null), fc.double(), fc.integer(), fc.boolean(), fc.constantFrom(undefined, -0, Number.NaN, 'ü\u0000"\\\u2028'));
+    const key = fc.oneof(fc.string(), fc.constantFrom('10', '9', '0', '01', '-1', '__proto__', 'toString', 'é', 'B', 'a'));
+    const details = fc.oneof(
+      { weight: 3, arbitrary: fc.dictionary(key, scalar) },
+      { weight: 1, arbitrary: fc.dictionary(key, fc.jsonValue()) },
+      { weight: 1, arbitrary: fc.constant({}) },
+    );
+    const headers = fc.record({ requestId: scalar, correlationId: scalar, activityId: scalar, tenantId: scalar, sessionId: scalar }, { requiredKeys: [] });
+    fc.assert(
+      fc.property(
+        fc.record({ tenantId: fc.string(), type: fc.string(), userId: scalar, sessionId: scalar, kind: scalar, ip: scalar, userAgent: scalar, time: scalar }),
+        headers,
+        details,
+        fc.option(fc.constant({ country: 'DE', city: 'Berlin' }), { nil: null }),
+        fc.integer({ min: 0, max: 1e6 }),
+        (members, h, d, location, seq) => {
+          const head = seq === 0 ? null : { seq, hash: 'e'.repeat(64) };
+          const r = chainRecord(head, { ...input(), ...members, headers: h, details: d, location } as AuditEventInput);
+          expect(r.hash).toBe(hash('sha256', referenceContent(r), 'hex'));
+          expect(hashOf(r)).toBe(r.hash);
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('keeps the hashes the earlier code gave to records without location (the one-stringify path)', () => {
+    // Computed with the code before that path, from exactly these inputs.
+    const a = chainRecord(null, input({ location: null, details: {} }));
+    expect(a.hash).toBe('6cdd8d2c648c64c810ff38c675e8ab86feb133c57cdc3bee1eef453d60a7133c');
+    const b = chainRecord({ seq: a.seq, hash: a.hash }, input({ location: null, type: 'session.revoked', details: { reason: 'logout', n: 2, ok: true, '10': 'x', '9': null } }));
+    expect(b.hash).toBe('d422e445f609ceb3672290c28e610f7b2167f71970a7e02b5ba4f5085aaa9881');
+    const c = chainRecord({ seq: b.seq, hash: b.hash }, input({ location: null, details: { reason: 'logout', z: 'ü\u2028"', a: -0 } }));
+    expect(c.hash).toBe('d21f561a2de6a936bf2c6651f7dff24d246053f49debc86fb1b730adc7e31984');
+  });
+
   it('keeps the hashes the earlier code gave (chains already stored still verify)', () => {
     // Computed with the code before contentJson, from exactly these inputs.
     const first = chainRecord(null, input());

@@ -232,6 +232,31 @@ describe('the audit pipeline', () => {
     expect(await m.text()).toContain('tessera_login_failures_total{tenant="_unknown",reason="invalid_credentials"} 1');
   });
 
+  it('takes the tenant answer at hand when there is one: no lookup for those events, the same records and counts', async () => {
+    const f = fakeAudit();
+    const m = metrics();
+    const asked: string[] = [];
+    const tenantExists = async (id: string) => {
+      asked.push(id);
+      return id === 't1' || id === 't2';
+    };
+    // t1 known to exist, made-up known not to, t2 not in the cache (asked as before).
+    const tenantKnownNow = (id: string) => (id === 't1' ? true : id === 'made-up' ? false : undefined);
+    const p = new AuditPipeline({ audit: f.audit, metrics: m, tenantExists, tenantKnownNow, maxQueue: 100, log: () => logSink().log });
+    p.push(ev(1));
+    p.push(ev(2, { type: 'login.failed', tenantId: 'made-up', userId: null, sessionHandle: null, kind: undefined as unknown as string, details: { reason: 'invalid_credentials' } }));
+    p.push(ev(3, { tenantId: 't2' }));
+    p.push(ev(4, { type: 'session.refreshed' }));
+    await p.flush();
+    expect(asked).toEqual(['t2']);
+    expect(f.appended.map((a) => [a.input.tenantId, a.input.sessionId])).toEqual([
+      ['t1', 'h1'],
+      ['t2', 'h3'],
+      ['t1', 'h4'],
+    ]);
+    expect(await m.text()).toContain('tessera_login_failures_total{tenant="_unknown",reason="invalid_credentials"} 1');
+  });
+
   it('keeps the events of a tenant deleted after its lookup at queue time failed; still opens no chain for an unknown tenant', async () => {
     const f = fakeAudit();
     const m = metrics();

@@ -117,6 +117,11 @@ export class RedisContext {
     return state.queued;
   }
 
+  /** Whether writes wait for replicas (replicated() does something): hot paths skip the call otherwise. */
+  get waitsForReplicas(): boolean {
+    return this.#wait.replicas > 0;
+  }
+
   get closed(): boolean {
     return this.#closed;
   }
@@ -185,6 +190,11 @@ export class RedisContext {
   rememberRoute(hash: string, tag: string): void {
     makeRoom(this.#routes, ROUTE_CACHE_MAX);
     this.#routes.set(hash, tag);
+  }
+
+  /** The route of `hash` when this process knows it, without a promise (else route()). */
+  knownRoute(hash: string): string | undefined {
+    return this.#routes.get(hash);
   }
 
   forgetRoute(hash: string): void {

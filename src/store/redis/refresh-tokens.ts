@@ -56,7 +56,7 @@ export class RedisRefreshTokens {
     idleExpiresAt: number | null,
   ): Promise<RotateResult> {
     return this.ctx.guard(async () => {
-      const tag = await this.ctx.route(presentedHash);
+      const tag = this.ctx.knownRoute(presentedHash) ?? (await this.ctx.route(presentedHash));
       if (tag === null) return { outcome: 'unknown' };
       const inScript = this.ctx.conn.kind !== 'redis-cluster';
       const routeWritten = inScript ? false : await this.index.claimRoute(successorHash, tag);
@@ -74,8 +74,11 @@ export class RedisRefreshTokens {
           if (inScript) this.ctx.rememberRoute(successorHash, tag);
           const session = mustSession(reply[1]);
           const successor = mustToken(reply[2]);
-          await this.index.expiryMayHaveMovedEarlier(session, String(reply[3]));
-          await this.ctx.replicated([tag]);
+          // Each awaited only when it has something to do (a rotation usually moves the expiry
+          // later, and most deployments wait for no replica): no promise turns otherwise.
+          const moved = this.index.expiryMayHaveMovedEarlier(session, String(reply[3]));
+          if (moved !== null) await moved;
+          if (this.ctx.waitsForReplicas) await this.ctx.replicated([tag]);
           return { outcome: 'rotated', session, successor, user: userOf(reply[4], session) };
         }
         case 'grace': {

@@ -104,12 +104,13 @@ export class SessionIndex {
   /**
    * The due index must never hold a score later than the real expiry, or the sweeper would
    * find the session late. A touch usually slides the expiry forward (the stale, earlier score is
-   * fixed when the sweeper looks); only when it moved earlier is the score lowered here.
+   * fixed when the sweeper looks); only when it moved earlier is the score lowered here. Null
+   * when nothing is to be written (the usual case: a caller on a hot path then awaits nothing).
    */
-  async expiryMayHaveMovedEarlier(s: Session, previousIdle: string): Promise<void> {
+  expiryMayHaveMovedEarlier(s: Session, previousIdle: string): Promise<unknown> | null {
     const before = expiresAt({ idleExpiresAt: previousIdle === '' ? null : Number(previousIdle), absoluteExpiresAt: s.absoluteExpiresAt });
     const after = expiresAt(s);
-    if (after < before) await this.due.add('LT', [{ handle: s.handle, at: after }]);
+    return after < before ? this.due.add('LT', [{ handle: s.handle, at: after }]) : null;
   }
 
   /**

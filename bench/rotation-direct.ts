@@ -1,0 +1,131 @@
+// node bench/rotation-direct.ts [<other checkout>] — the CPU of refresh-token rotation *below
+// HTTP* on Redis, in one process: `refreshTokenPair` (src/sessions/app-sessions.ts) called
+// directly — the rotate call through the store and the Redis client, the successor's and the
+// presented token's hashes, the signed userSessionToken, the audit event and its batched append —
+// without Fastify, the body parse, the reply's serialisation or the request log (those are the
+// route's; bench/rotation-ab.ts measures the whole route by inject). Like rotation-ab.ts: each
+// variant is a Tessera runtime of its checkout on Redis (its own key prefix), 50 chains rotate at
+// once, each its own user's token in turn, a slice counts this process's CPU until the slice's
+// audit events are appended too, the variants are interleaved for many rounds. Redis's own CPU is
+// not in these figures. Environment: AB_ROUNDS (default 15), AB_SLICE (rotations per slice,
+// default 4000), BENCH_REDIS_URL (default redis://127.0.0.1:6379), AB_THREADS=1 (also print the
+// CPU per rotation by thread: the main thread, V8's helpers — GC and compilers).
+
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type * as AppSessionsModule from '../src/sessions/app-sessions.ts';
+import type { Origin } from '../src/events/bus.ts';
+import { startInProcessTessera, type InProcessTessera } from './inprocess-tessera.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROUNDS = Number(process.env.AB_ROUNDS ?? 15);
+const SLICE = Number(process.env.AB_SLICE ?? 4000);
+const CHAINS = 50;
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const dir = mkdtempSync(join(tmpdir(), 'tessera-rot-direct-'));
+const ADMIN = 'ab-admin-token-' + 'x'.repeat(32);
+const prefixes: string[] = [];
+
+interface Variant {
+  name: string;
+  t: InProcessTessera;
+  refresh: typeof AppSessionsModule.refreshTokenPair;
+  tokens: string[];
+}
+
+/** What a request's origin looks like to the rotation (originOf in src/http/authenticate.ts). */
+function originOf(i: number): Origin {
+  return {
+    headers: { requestId: `bench-${i}-${randomBytes(6).toString('hex')}`, correlationId: null, activityId: null, tenantId: null, sessionId: null },
+    ip: '127.0.0.1',
+    userAgent: 'bench/rotation-direct',
+    location: null,
+  };
+}
+
+async function tessera(root: string, label: string): Promise<Variant> {
+  const cookieSecret = 'ab-cookie-secret-' + 'y'.repeat(32);
+  const prefix = `bench-rot-direct-${randomBytes(4).toString('hex')}:`;
+  prefixes.push(prefix);
+  const t = await startInProcessTessera({ root, redisUrl: REDIS_URL, prefix, cookieSecret, adminToken: ADMIN, dir });
+  const { refreshTokenPair } = (await import(join(root, 'src', 'sessions', 'app-sessions.ts'))) as typeof AppSessionsModule;
+  const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
+  const tokens: string[] = [];
+  for (let i = 0; i < CHAINS; i++) {
+    const email = `rot${i}@example.com`;
+    await t.app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: h, payload: { tenantId: 'bench', email, password: 'bench password' } });
+    const r = await t.app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json' }, payload: { email, password: 'bench password' } });
+    if (r.statusCode !== 200) throw new Error(`login ${r.statusCode} ${r.body}`);
+    tokens.push((r.json() as { refreshToken: string }).refreshToken);
+  }
+  return { name: `rotation below HTTP ${label}`, t, refresh: refreshTokenPair, tokens };
+}
+
+/** This process's CPU by thread name (main, V8's compiler and GC helpers, libuv's pool), ms; Linux only. */
+function threadCpu(): Map<string, number> {
+  const tick = 10; // ms per clock tick (USER_HZ 100)
+  const byName = new Map<string, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    byName.set(comm, (byName.get(comm) ?? 0) + (Number(f[11]) + Number(f[12])) * tick);
+  }
+  return byName;
+}
+
+async function slice(v: Variant, n: number): Promise<number> {
+  const per = Math.ceil(n / CHAINS);
+  const origins = v.tokens.map((_, i) => originOf(i));
+  const c0 = process.cpuUsage();
+  await Promise.all(
+    v.tokens.map(async (_, i) => {
+      for (let k = 0; k < per; k++) {
+        const pair = await v.refresh(v.t.deps, v.tokens[i]!, Date.now(), origins[i]);
+        v.tokens[i] = pair.refreshToken;
+      }
+    }),
+  );
+  await v.t.flush();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / (per * CHAINS);
+}
+
+const variants: Variant[] = [await tessera(ROOT, '(this)')];
+if (process.argv[2]) variants.push(await tessera(resolve(process.argv[2]), '(other)'));
+try {
+  for (const v of variants) await slice(v, SLICE); // warm-up
+  const threads0 = process.env.AB_THREADS === '1' ? threadCpu() : null;
+  const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    // Alternate which variant goes first, so neither always follows the other's garbage.
+    const order = round % 2 === 0 ? variants : [...variants].reverse();
+    for (const v of order) samples.get(v.name)!.push(await slice(v, SLICE));
+  }
+  const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+  const q = (xs: number[], p: number) => sorted(xs)[Math.floor(p * (xs.length - 1))] as number;
+  console.log(`\n# bench/rotation-direct.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${SLICE} rotations per variant, ${CHAINS} chains (refreshTokenPair called directly, one process)\n`);
+  console.log('| variant | CPU µs/rotation (median) | p25–p75 | rounds in order |');
+  console.log('|---|---:|---:|---|');
+  for (const [name, xs] of samples) console.log(`| ${name} | ${q(xs, 0.5).toFixed(1)} | ${q(xs, 0.25).toFixed(1)}–${q(xs, 0.75).toFixed(1)} | ${xs.map((x) => x.toFixed(0)).join(' ')} |`);
+  if (threads0 !== null) {
+    const t1 = threadCpu();
+    const rotations = ROUNDS * Math.ceil(SLICE / CHAINS) * CHAINS * variants.length;
+    const rows = [...t1].map(([n, ms]) => [n, ms - (threads0.get(n) ?? 0)] as const).filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]);
+    console.log(`\nCPU by thread over the measured rounds, µs per rotation (all variants): ${rows.map(([n, ms]) => `${n} ${((ms * 1000) / rotations).toFixed(1)}`).join(', ')}`);
+  }
+  if (variants.length === 2) {
+    const [a, b] = [...samples.values()] as [number[], number[]];
+    const lower = a.filter((x, i) => x < (b[i] as number)).length;
+    console.log(`\n(this) lower than (other) in ${lower} of ${a.length} rounds`);
+  }
+} finally {
+  for (const v of variants) await v.t.stop().catch(() => undefined);
+  for (const p of prefixes) spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);
+  rmSync(dir, { recursive: true, force: true });
+}
+process.exit(0);
