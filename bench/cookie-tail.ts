@@ -84,15 +84,27 @@ let stallBusyMs = 0;
   }, 1).unref();
 }
 
-/** The store with every method call counted (by name) in `storeCalls`, `this` kept. */
-function counted<T extends object>(store: T, storeCalls: Map<string, number>): T {
+/**
+ * The store with every method call counted (by name) in `storeCalls`, `this` kept, and the
+ * longest synchronous part of a call of each method in `storeSyncMs` (on SQLite that is all of
+ * its work: node:sqlite runs on the event loop). Its audit log (`store.audit`) too, as `audit.*`.
+ */
+function counted<T extends object>(store: T, storeCalls: Map<string, number>, storeSyncMs: Map<string, number>, prefix = ''): T {
   return new Proxy(store, {
     get(target, key, receiver) {
       const v = Reflect.get(target, key, receiver) as unknown;
+      if (key === 'audit' && prefix === '' && typeof v === 'object' && v !== null) return counted(v, storeCalls, storeSyncMs, 'audit.');
       if (typeof v !== 'function' || typeof key !== 'string') return v;
+      const name = prefix + key;
       return function (this: unknown, ...args: unknown[]) {
-        storeCalls.set(key, (storeCalls.get(key) ?? 0) + 1);
-        return (v as (...a: unknown[]) => unknown).apply(this === receiver ? target : this, args);
+        storeCalls.set(name, (storeCalls.get(name) ?? 0) + 1);
+        const t0 = performance.now();
+        try {
+          return (v as (...a: unknown[]) => unknown).apply(this === receiver ? target : this, args);
+        } finally {
+          const ms = performance.now() - t0;
+          if (ms > (storeSyncMs.get(name) ?? 0)) storeSyncMs.set(name, ms);
+        }
       };
     },
   });
@@ -108,6 +120,8 @@ interface Sample {
   stalls3: number;
   stallBusyMs: number;
   calls: Record<string, number>;
+  /** The longest synchronous part of one call, per method called (ms). */
+  syncMs: Record<string, number>;
   events: Record<string, number>;
   setCookies: number;
   non2xx: number;
@@ -134,6 +148,7 @@ function load(url: string, headers: Record<string, string>): Promise<{ requests:
 interface Server {
   url: string;
   storeCalls: Map<string, number>;
+  storeSyncMs: Map<string, number>;
   events: Map<string, number>;
   setCookies: { n: number };
   login(mode: 'token' | 'cookie'): Promise<Record<string, string>>;
@@ -154,7 +169,8 @@ async function startServer(root: string, storeUrl: string, prefix: string): Prom
     dir,
   );
   const storeCalls = new Map<string, number>();
-  const store = counted(await openStore(config), storeCalls);
+  const storeSyncMs = new Map<string, number>();
+  const store = counted(await openStore(config), storeCalls, storeSyncMs);
   const runtime = await createRuntime({ ...config, cookieSecret }, store, { now: () => Date.now() }, { adminTokenHash: hashSecret(ADMIN) });
   await runtime.start();
   const events = new Map<string, number>();
@@ -193,6 +209,7 @@ async function startServer(root: string, storeUrl: string, prefix: string): Prom
   return {
     url: address,
     storeCalls,
+    storeSyncMs,
     events,
     setCookies,
     login,
@@ -205,6 +222,7 @@ async function startServer(root: string, storeUrl: string, prefix: string): Prom
 
 async function measure(s: Server, headers: Record<string, string>): Promise<Sample> {
   const calls0 = new Map(s.storeCalls);
+  s.storeSyncMs.clear();
   const events0 = new Map(s.events);
   const cookies0 = s.setCookies.n;
   gcCounts = {};
@@ -238,6 +256,7 @@ async function measure(s: Server, headers: Record<string, string>): Promise<Samp
     stalls3,
     stallBusyMs,
     calls: diff(s.storeCalls, calls0),
+    syncMs: Object.fromEntries(s.storeSyncMs),
     events: diff(s.events, events0),
     setCookies: s.setCookies.n - cookies0,
     non2xx: r.non2xx,
@@ -248,7 +267,7 @@ async function measure(s: Server, headers: Record<string, string>): Promise<Samp
 
 const per10k = (n: number, requests: number) => ((n * 10_000) / requests).toFixed(1);
 function line(store: string, mode: string, round: number, x: Sample): string {
-  const calls = Object.entries(x.calls).map(([k, v]) => `${k} ${v}`).join(', ') || '-';
+  const calls = Object.entries(x.calls).map(([k, v]) => `${k} ${v}${(x.syncMs[k] ?? 0) >= 0.1 ? ` (≤ ${(x.syncMs[k] as number).toFixed(1)} ms)` : ''}`).join(', ') || '-';
   const events = Object.entries(x.events).map(([k, v]) => `${k} ${v}`).join(', ') || '-';
   const gcs = Object.entries(x.gc).map(([k, v]) => `${k} ${per10k(v, x.requests)}`).join(', ');
   return `| ${store} | ${mode} | ${round} | ${x.requests} | ${x.cpuUs.toFixed(1)} | ${Math.round(x.allocB)} | ${gcs} (${x.gcMs.toFixed(1)} ms) | ${per10k(x.stalls1, x.requests)} / ${per10k(x.stalls3, x.requests)} (busy ${x.stallBusyMs.toFixed(0)} ms) | ${calls} | ${events} | ${x.setCookies} | ${x.non2xx + x.errors} | ${x.p99} |`;
