@@ -10,7 +10,9 @@
 // process's CPU time until the slice's audit events are appended too. Variants are interleaved
 // for many rounds and the median slice of each is reported. Redis's own CPU is not in these
 // figures. Environment: AB_ROUNDS (default 9), AB_SLICE (exchanges per slice, default 2000),
-// BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+// BENCH_REDIS_URL (default redis://127.0.0.1:6379), AB_FLOW=1 (call each checkout's
+// redeemSsoToken directly instead of the route through inject: the exchange below HTTP — the flow,
+// its two store calls, the token signing and the audit pipeline — without Fastify's share).
 
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
@@ -18,12 +20,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type * as RedeemModule from '../src/flows/sso/redeem-token.ts';
 import { startInProcessTessera, type Injectable } from './inprocess-tessera.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 9);
 const SLICE = Number(process.env.AB_SLICE ?? 2000);
 const CONCURRENCY = 50;
+const FLOW = process.env.AB_FLOW === '1';
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const dir = mkdtempSync(join(tmpdir(), 'tessera-sso-ab-'));
 const ADMIN = 'ab-admin-token-' + 'x'.repeat(32);
@@ -37,6 +41,8 @@ interface Variant {
   prefix: string;
   cookieSecret: string;
   app: Injectable;
+  /** One exchange of a token, through the route (inject) or the flow function (AB_FLOW=1). */
+  exchange(token: string): Promise<void>;
   flush(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -45,8 +51,20 @@ async function tessera(root: string, label: string): Promise<Variant> {
   const cookieSecret = randomBytes(32).toString('base64url');
   const prefix = `bench-sso-ab-${randomBytes(4).toString('hex')}:`;
   prefixes.push(prefix);
-  const { app, flush, stop } = await startInProcessTessera({ root, redisUrl: REDIS_URL, prefix, cookieSecret, adminToken: ADMIN, dir });
-  return { name: `tessera SSO exchange ${label}`, root, prefix, cookieSecret, app, flush, stop };
+  const { app, deps, flush, stop } = await startInProcessTessera({ root, redisUrl: REDIS_URL, prefix, cookieSecret, adminToken: ADMIN, dir });
+  // Another checkout's flow module: typed as this one's (the same shape).
+  const { redeemSsoToken } = (await import(join(root, 'src/flows/sso/redeem-token.ts'))) as typeof RedeemModule;
+  const origin = { headers: { requestId: 'ab', correlationId: 'ab', activityId: null, tenantId: null, sessionId: null }, ip: '127.0.0.1', userAgent: null, location: null };
+  const exchange = FLOW
+    ? async (token: string) => {
+        const r = await redeemSsoToken(deps, { token, codeVerifier: VERIFIER, binding: null }, 'token', null, Date.now(), origin);
+        if (r.mode !== 'token') throw new Error(`${label}: not a token pair`);
+      }
+    : async (token: string) => {
+        const r = await app.inject({ method: 'POST', url: '/api/v1/sso/token', headers: { 'content-type': 'application/json' }, payload: { token, codeVerifier: VERIFIER } });
+        if (r.statusCode !== 200) throw new Error(`${label}: ${r.statusCode} ${r.body}`);
+      };
+  return { name: `tessera SSO exchange ${label}`, root, prefix, cookieSecret, app, exchange, flush, stop };
 }
 
 /** `n` one-time tokens made by another process (that variant's own fill), awaited without blocking this one's event loop. */
@@ -67,9 +85,7 @@ async function slice(v: Variant, n: number): Promise<number> {
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (next < tokens.length) {
-        const token = tokens[next++] as string;
-        const r = await v.app.inject({ method: 'POST', url: '/api/v1/sso/token', headers: { 'content-type': 'application/json' }, payload: { token, codeVerifier: VERIFIER } });
-        if (r.statusCode !== 200) throw new Error(`${v.name}: ${r.statusCode} ${r.body}`);
+        await v.exchange(tokens[next++] as string);
       }
     }),
   );
@@ -88,7 +104,7 @@ try {
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor(p * (xs.length - 1))] as number;
-  console.log(`\n# bench/sso-ab.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${SLICE} exchanges per variant, ${CONCURRENCY} at a time (inject, one process)\n`);
+  console.log(`\n# bench/sso-ab.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${SLICE} exchanges per variant, ${CONCURRENCY} at a time (${FLOW ? 'the flow function called' : 'inject'}, one process)\n`);
   console.log('| variant | CPU µs/exchange (median) | p25–p75 | rounds |');
   console.log('|---|---:|---:|---|');
   for (const [name, xs] of samples) console.log(`| ${name} | ${median(xs).toFixed(1)} | ${q(xs, 0.25).toFixed(1)}–${q(xs, 0.75).toFixed(1)} | ${xs.map((x) => x.toFixed(0)).join(' / ')} |`);

@@ -103,8 +103,13 @@ export interface RedeemTarget {
 }
 
 export type RedeemResult =
-  /** Consumed, and the target activated: `consumed` as consumeSession returns it, `session` the target as updated. */
-  | { outcome: 'redeemed'; consumed: Session; session: Session }
+  /**
+   * Consumed (as consumeSession consumes: the session with the secret hash is now revoked,
+   * `consumed`), and the target activated: `session` the target as updated. The consumed record
+   * is not returned — the caller read it to decide on the exchange, and on Redis sending it back
+   * was a third record to encode and decode per SSO exchange.
+   */
+  | { outcome: 'redeemed'; session: Session }
   /**
    * Consumed, but the target is missing, not valid at `now`, of another tenant or user than the
    * consumed session, or without the expected data: it was not changed.

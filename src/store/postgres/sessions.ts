@@ -263,7 +263,7 @@ export class PostgresSessions implements SessionsStore {
       );
       if (!row) throw new Error(`redeemSession: ${current.handle} was read and could not be updated`);
       if (target.refreshToken !== null) await addRefreshToken(tx, target.refreshToken);
-      return { outcome: 'redeemed', consumed, session: sessionFromRow(row) };
+      return { outcome: 'redeemed', session: sessionFromRow(row) };
     });
   }
 

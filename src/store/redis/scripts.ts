@@ -248,7 +248,8 @@ return finish(out[1])
  * route lives in another slot) — written, before the token it leads to, only when the exchange
  * redeems; ARGV[14] n, ARGV[15..14+2n] expected data (field `d:<key>`, JSON), then the patch
  * (field `d:<key>`, JSON or '' = remove).
- * Reply: {'redeemed', consumed record, target record, previous idle or ''}
+ * Reply: {'redeemed', target record, previous idle or ''} (the consumed record is not sent back:
+ *      the caller has it from its look-up)
  *      | {'unusable', consumed record} | {'not_consumed'} | {'token_exists'}
  *      | {'route_taken'} (the refresh token's route names another slot: nothing was changed)
  *      | false (called by route: the secret has none)
@@ -304,7 +305,7 @@ end
 changed(t)
 local prev = ''
 if before then prev = fmt(before) end
-return finish({ 'redeemed', out[1], pairsOf(tr, t), prev })
+return finish({ 'redeemed', pairsOf(tr, t), prev })
 `,
 );
 

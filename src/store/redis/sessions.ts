@@ -294,14 +294,14 @@ export class RedisSessions implements SessionsStore {
       if (reply[0] !== 'redeemed' && routeWritten && token !== null) await this.index.dropRoutes([token.tokenHash]);
       switch (reply[0]) {
         case 'redeemed': {
-          const session = mustSession(reply[2]);
+          const session = mustSession(reply[1]);
           // The target was found in the secret's slot: its handle names that slot.
           const tag = this.ctx.tagOfSession(session);
           if (inScript && token !== null) this.ctx.rememberRoute(token.tokenHash, tag);
-          await this.index.expiryMayHaveMovedEarlier(session, String(reply[3]));
+          await this.index.expiryMayHaveMovedEarlier(session, String(reply[2]));
           // An end (the consumption) and a session's first credential: as a rotation, kept by a failover.
           await this.ctx.replicated([tag]);
-          return { outcome: 'redeemed', consumed: mustSession(reply[1]), session };
+          return { outcome: 'redeemed', session };
         }
         case 'unusable':
           return { outcome: 'target_unusable', consumed: mustSession(reply[1]) };

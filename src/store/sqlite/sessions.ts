@@ -250,7 +250,7 @@ export class SqliteSessions implements SessionsStore {
       const touched = this.ctx.one<SessionRow>(this.stmt.touch, { handle: current.handle, now, idle });
       if (!touched) throw new Error(`redeemSession: ${current.handle} was valid and could not be touched`);
       if (target.refreshToken !== null) this.insertRefreshToken(target.refreshToken);
-      return { outcome: 'redeemed', consumed, session: sessionFromRow(touched) };
+      return { outcome: 'redeemed', session: sessionFromRow(touched) };
     });
   }
 
