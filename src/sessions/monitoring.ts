@@ -249,6 +249,8 @@ export function createMonitoring(deps: MonitoringDeps, opts: MonitoringOptions =
   });
 
   const watchers = new Set<{ filter: LiveFilter; listener: (r: AuditRecord) => void }>();
+  /** The record types the session cache acts on (the listener below). */
+  const CACHE_FEED_TYPES: ReadonlySet<string> = new Set(['anomaly.detected', 'session.reauthenticated']);
   const subscribeFeed = () =>
     store.audit.subscribe(
       (r) => {
@@ -268,6 +270,9 @@ export function createMonitoring(deps: MonitoringDeps, opts: MonitoringOptions =
       },
       // Re-authentication marks come through this feed: while it is down, trust no cached record.
       (change) => sessionCache.feedChanged('audit', change),
+      // With no live stream open, only the re-authentication marks above are wanted: on Redis the
+      // other records (one per SSO exchange, rotation, login… of every process) are not parsed.
+      () => (watchers.size > 0 ? null : CACHE_FEED_TYPES),
     );
 
   const retentionMs = settings.auditRetentionDays * 24 * 3_600_000;

@@ -176,9 +176,16 @@ export interface AuditStore {
    * tenant: at once for appends through this instance, within a short poll (SQLite) or a
    * pub/sub message (Redis) for the others. `onReset`: records may be missed from 'down' to 'up'
    * (as for Coordination.subscribeSessionEnds).
+   * `wants`, asked for each record, is a hint: the types the listener wants at that moment (null:
+   * every record). An adapter may leave out records of other types — Redis does, without parsing
+   * them, since every process receives every process's records — so the listener must still check
+   * what it gets, and must not rely on getting the others.
    */
-  subscribe(listener: (record: AuditRecord) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }>;
+  subscribe(listener: (record: AuditRecord) => void, onReset: (change: FeedChange) => void, wants?: AuditFeedWants): Promise<{ close(): Promise<void> }>;
 }
+
+/** AuditStore.subscribe's hint: the record types wanted now, or null for every record. */
+export type AuditFeedWants = () => ReadonlySet<string> | null;
 
 /** Maximum `limit` of the audit and anomaly listings. */
 export const AUDIT_LIST_MAX = 1000;

@@ -327,6 +327,40 @@ describe.skipIf(sharedSkip)(`standalone specifics (${shared.url})`, () => {
     await appendManyKeepsOneChain(a, b);
   });
 
+  it("the audit feed leaves out, unparsed, the records of types its subscriber's hint does not want, and follows the hint record by record", async () => {
+    const t = `audit-wants-${newSecret().slice(0, 8)}`;
+    const heard: AuditRecord[] = [];
+    let wanted: ReadonlySet<string> | null = new Set(['anomaly.detected', 'session.reauthenticated']);
+    const parse = vi.spyOn(JSON, 'parse');
+    const feed = await b.audit.subscribe((r) => {
+      if (r.tenantId === t) heard.push(r);
+    }, () => undefined, () => wanted);
+    try {
+      const input = (i: number, type: string, details: Record<string, unknown> = {}): AuditEventInput => ({
+        time: T0 + i, tenantId: t, type, userId: 'u', sessionId: null, kind: 'app',
+        headers: { requestId: null, correlationId: null, activityId: null, tenantId: t, sessionId: null },
+        ip: null, userAgent: null, location: null, details,
+      });
+      await a.audit.append(input(1, 'sso.token_redeemed'));
+      await a.audit.append(input(2, 'anomaly.detected', { action: 'reauth' }));
+      // Another type whose details hold a member "type" of a wanted one: parsed and delivered (the
+      // hint only rules out records that cannot be of a wanted type; the listener still checks).
+      await a.audit.append(input(3, 'session.revoked', { type: 'session.reauthenticated' }));
+      await a.audit.append(input(4, 'session.reauthenticated'));
+      await waitUntil('the wanted records on the feed', 5000, async () => heard.length === 3);
+      // A subscriber that wants everything again (a live stream opened) hears every type.
+      wanted = null;
+      await a.audit.append(input(5, 'refresh_token.rotated'));
+      await waitUntil('the next record on the feed', 5000, async () => heard.length === 4);
+      expect(heard.map((r) => [r.seq, r.type])).toEqual([[2, 'anomaly.detected'], [3, 'session.revoked'], [4, 'session.reauthenticated'], [5, 'refresh_token.rotated']]);
+      // The left-out record was never parsed in this process.
+      expect(parse.mock.calls.some(([text]) => typeof text === 'string' && text.includes('"type":"sso.token_redeemed"'))).toBe(false);
+    } finally {
+      parse.mockRestore();
+      await feed.close();
+    }
+  });
+
   it("gives the slot's key the TTL (absoluteExpiresAt - now) + 2 × retention, never shortened", async () => {
     const s = await created(a, session('t-ttl', 'u-ttl'));
     const t = token(s);
