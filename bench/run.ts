@@ -42,7 +42,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { printGoals, runMany, type Goal } from './goals.ts';
-import { freePort, waitFor, cpuSeconds, reapedChildrenCpuSeconds } from './server-process.ts';
+import { freePort, waitFor, cpuSeconds, reapedChildrenCpuSeconds, waitSeconds } from './server-process.ts';
 import { coreBusy, describePlacement, loadCoreShare, parseRedisInfo, readProcStat, redisPlacement, startOwnRedis, type OwnRedis } from './bench-redis.ts';
 import pg from 'pg';
 import { createClient } from 'redis';
@@ -158,6 +158,9 @@ interface Figures {
   loadCore?: { share: number; bound: boolean };
   /** Each core's busy share over the run, every process on it (neighbours included): /proc/stat. */
   coresBusy?: Map<number, number>;
+  /** Per request, the time the server's and Redis's main threads were runnable but waited for a core (schedstat). */
+  serverWaitUsPerRequest?: number;
+  redisWaitUsPerRequest?: number;
   requests: number;
   rps: number;
   p50: number;
@@ -182,6 +185,9 @@ interface Snapshot {
   redis: { cpuS: number; commands: number };
   load: number;
   stat: ReturnType<typeof readProcStat>;
+  /** Seconds the server's and Redis's main threads waited for a core so far. */
+  serverWait: number;
+  redisWait: number;
 }
 
 /** The load generator's CPU so far: the long-lived one's and every exited child's (the per-run generators). */
@@ -190,12 +196,12 @@ const loadCpuSeconds = () => (loadServerPid === undefined ? 0 : cpuSeconds(loadS
 /** Before a run: INFO first, so that its redis-cli is not counted as load. */
 function before(pid: number | undefined): Snapshot {
   const redis = redisInfo();
-  return { t: performance.now(), server: cpuSeconds(pid), redis, load: loadCpuSeconds(), stat: readProcStat() };
+  return { t: performance.now(), server: cpuSeconds(pid), redis, load: loadCpuSeconds(), stat: readProcStat(), serverWait: waitSeconds(pid), redisWait: waitSeconds(ownRedis?.child.pid) };
 }
 
 /** After a run: INFO last. Sets the figures' per-request CPU (server, Redis, load), commands and the load core's share. */
 function after(f: Figures, pid: number | undefined, a: Snapshot): Figures {
-  const [t, server, load, stat] = [performance.now(), cpuSeconds(pid), loadCpuSeconds(), readProcStat()];
+  const [t, server, load, stat, serverWait, redisWait] = [performance.now(), cpuSeconds(pid), loadCpuSeconds(), readProcStat(), waitSeconds(pid), waitSeconds(ownRedis?.child.pid)];
   const redis = redisInfo();
   const n = Math.max(1, f.requests);
   f.cpuUsPerRequest = ((server - a.server) * 1e6) / n;
@@ -207,6 +213,8 @@ function after(f: Figures, pid: number | undefined, a: Snapshot): Figures {
   // Redis's CPU over the whole window against the load's wall time: nothing but the load's requests keeps it busy meanwhile.
   f.loadCore = loadCoreShare({ loadCpuS, redisCpuS: redis.cpuS - a.redis.cpuS, wallS, redisOnLoadCore: REDIS_ON_LOAD_CORE });
   f.coresBusy = coreBusy(a.stat, stat);
+  f.serverWaitUsPerRequest = ((serverWait - a.serverWait) * 1e6) / n;
+  f.redisWaitUsPerRequest = ((redisWait - a.redisWait) * 1e6) / n;
   return f;
 }
 
@@ -220,7 +228,8 @@ function costs(f: Figures): string {
   const lc = f.loadCore;
   const share = lc === undefined || Number.isNaN(lc.share) ? 'n/a' : `${(lc.share * 100).toFixed(0)} %`;
   const cores = f.coresBusy && f.coresBusy.size > 0 ? ` (all processes: ${[...f.coresBusy].map(([c, b]) => `core ${c} ${(b * 100).toFixed(0)} %`).join(', ')})` : '';
-  return `server ${us(f.cpuUsPerRequest)} µs/op, Redis ${us(f.redisCpuUsPerRequest)} µs/op, load ${us(f.loadCpuUsPerRequest)} µs/op; core 1 ${share} busy with load${REDIS_ON_LOAD_CORE ? ' + Redis' : ''}${cores}${lc?.bound ? ' — core 1 saturated: the load side bound the figure' : ''}`;
+  const waited = ownRedis === null ? `server ${us(f.serverWaitUsPerRequest)}` : `server ${us(f.serverWaitUsPerRequest)}, Redis ${us(f.redisWaitUsPerRequest)}`;
+  return `server ${us(f.cpuUsPerRequest)} µs/op, Redis ${us(f.redisCpuUsPerRequest)} µs/op, load ${us(f.loadCpuUsPerRequest)} µs/op; waiting for a core ${waited} µs/op; core 1 ${share} busy with load${REDIS_ON_LOAD_CORE ? ' + Redis' : ''}${cores}${lc?.bound ? ' — core 1 saturated: the load side bound the figure' : ''}`;
 }
 
 /**

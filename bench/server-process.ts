@@ -29,11 +29,28 @@ export async function waitFor(url: string, child: ChildProcess, attempts = 400):
 
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
+/** The fields of /proc/<pid>/stat after the command's name (the first is the state), or null. */
+function statFields(pid: number | 'self' | undefined): string[] | null {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  } catch {
+    return null;
+  }
+}
+
 /** CPU seconds (user + system) a process has used so far, or NaN where /proc is missing. */
 export function cpuSeconds(pid: number | undefined): number {
+  const fields = statFields(pid);
+  return fields === null ? NaN : (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/**
+ * Seconds a process's main thread has spent runnable but waiting for a core so far
+ * (/proc/<pid>/task/<pid>/schedstat's second field), or NaN where it is missing.
+ */
+export function waitSeconds(pid: number | undefined): number {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
   } catch {
     return NaN;
   }
@@ -44,10 +61,6 @@ export function cpuSeconds(pid: number | undefined): number {
  * (/proc/self/stat's cutime + cstime): a spawnSync'd process is counted once it returns.
  */
 export function reapedChildrenCpuSeconds(): number {
-  try {
-    const fields = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /, '').split(' ');
-    return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
+  const fields = statFields('self');
+  return fields === null ? NaN : (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
 }
