@@ -15,6 +15,8 @@ const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const DECODE_TABLE = `{ ${[...B64].map((ch, i) => `[${ch.charCodeAt(0)}] = ${i}`).join(', ')} }`;
 /** `n` zeros, for a table constructor of that size. */
 const zeros = (n: number) => Array.from({ length: n }, () => '0').join(', ');
+/** `n` empty strings, for a table constructor of that size. */
+const empties = (n: number) => Array.from({ length: n }, () => "''").join(', ');
 /** 6-bit value → the byte code of its character. */
 const ENCODE_TABLE = `{ [0] = ${[...B64].map((ch) => ch.charCodeAt(0)).join(', ')} }`;
 
@@ -23,6 +25,12 @@ export const LUA_CODEC_INIT = `
   sbyte, schar, ssub, sformat, smatch, floor, concat, unpack_, mpack, munpack, tonum, tostr =
     string.byte, string.char, string.sub, string.format, string.match, math.floor, table.concat, unpack,
     cmsgpack.pack, cmsgpack.unpack, tonumber, tostring
+`;
+
+/** Per call, after LUA_CODEC_INIT: counts the calls of this library and warms it at the second. */
+export const LUA_CODEC_CALL = `
+  calls = calls + 1
+  if calls == 2 then warm() end
 `;
 
 export const LUA_CODEC = `
@@ -34,24 +42,25 @@ end
 
 -- base64url text <-> bytes by table (B64D: byte code -> 6-bit value, B64E: value -> byte code),
 -- four characters (three bytes) at a time; b64dec answers nil unless s is the canonical encoding
--- of its bytes. Only ever called on 16 or 32 bytes (22 or 43 characters).
+-- of its bytes. Only ever called on 16 or 32 bytes (22 or 43 characters); nil beyond 33 bytes.
 local B64D = ${DECODE_TABLE}
 local B64E = ${ENCODE_TABLE}
 -- Shifts are exact arithmetic on Lua's doubles ((v - v % 16) / 16 is v >> 4): VM operations only.
--- The output tables are created at their full size (a table grown one element at a time is
--- rehashed at every power of two, which cost more than the conversion itself).
+-- The byte codes go into one scratch table made at its full size once (per load of a library):
+-- a table grown one element at a time is rehashed at every power of two, and a new one per call
+-- is garbage the collector pays for, both costing more than the conversion itself.
+local buf = { ${zeros(44)} }
 local function b64dec(s)
   local n = #s
   local rest = n % 4
-  if rest == 1 then return nil end
-  local out = { ${zeros(33)} }
+  if rest == 1 or n > 44 then return nil end
   local k = 0
   for i = 1, n - rest, 4 do
     local p, q, r, t = sbyte(s, i, i + 3)
     local a, b, d, e = B64D[p], B64D[q], B64D[r], B64D[t]
     if not (a and b and d and e) then return nil end
     local b4, d2 = b % 16, d % 4
-    out[k + 1], out[k + 2], out[k + 3] = a * 4 + (b - b4) / 16, b4 * 16 + (d - d2) / 4, d2 * 64 + e
+    buf[k + 1], buf[k + 2], buf[k + 3] = a * 4 + (b - b4) / 16, b4 * 16 + (d - d2) / 4, d2 * 64 + e
     k = k + 3
   end
   if rest == 3 then
@@ -59,40 +68,74 @@ local function b64dec(s)
     local a, b, d = B64D[p], B64D[q], B64D[r]
     if not (a and b and d) or d % 4 ~= 0 then return nil end
     local b4 = b % 16
-    out[k + 1], out[k + 2] = a * 4 + (b - b4) / 16, b4 * 16 + d / 4
+    buf[k + 1], buf[k + 2] = a * 4 + (b - b4) / 16, b4 * 16 + d / 4
     k = k + 2
   elseif rest == 2 then
     local p, q = sbyte(s, n - 1, n)
     local a, b = B64D[p], B64D[q]
     if not (a and b) or b % 16 ~= 0 then return nil end
-    out[k + 1] = a * 4 + b / 16
+    buf[k + 1] = a * 4 + b / 16
     k = k + 1
   end
-  return schar(unpack_(out, 1, k))
+  return schar(unpack_(buf, 1, k))
+end
+-- Once a library has run a second call (it lives on: see warm), every pair of characters by its
+-- 12 bits, so that encoding takes two look-ups per three bytes: E12 (4,096 two-character
+-- strings, ~200 kB per library), the 64 single characters B64C. As EVAL, where building them
+-- would cost every call more than they save, they stay nil.
+local E12, B64C
+local calls = 0
+local sbuf = { ${empties(24)} }
+local function warm()
+  B64C, E12 = {}, {}
+  for i = 0, 63 do B64C[i] = schar(B64E[i]) end
+  for i = 0, 63 do
+    for j = 0, 63 do E12[i * 64 + j] = B64C[i] .. B64C[j] end
+  end
 end
 local function b64enc(s)
   local n = #s
-  local out = { ${zeros(44)} }
+  if n > 33 then return nil end
   local k = 0
   local full = n - n % 3
+  if E12 then
+    for i = 1, full, 3 do
+      local x, y, z = sbyte(s, i, i + 2)
+      local y4 = y % 16
+      sbuf[k + 1], sbuf[k + 2] = E12[x * 16 + (y - y4) / 16], E12[y4 * 256 + z]
+      k = k + 2
+    end
+    if n - full == 2 then
+      local x, y = sbyte(s, n - 1, n)
+      local y4 = y % 16
+      sbuf[k + 1], sbuf[k + 2] = E12[x * 16 + (y - y4) / 16], B64C[y4 * 4]
+      k = k + 2
+    elseif n - full == 1 then
+      local x = sbyte(s, n)
+      local x2 = x % 4
+      sbuf[k + 1] = E12[(x - x2) / 4 * 64 + x2 * 16]
+      k = k + 1
+    end
+    return concat(sbuf, '', 1, k)
+  end
   for i = 1, full, 3 do
     local x, y, z = sbyte(s, i, i + 2)
     local x2, y4, z6 = x % 4, y % 16, z % 64
-    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = B64E[(x - x2) / 4], B64E[x2 * 16 + (y - y4) / 16], B64E[y4 * 4 + (z - z6) / 64], B64E[z6]
+    buf[k + 1], buf[k + 2], buf[k + 3], buf[k + 4] = B64E[(x - x2) / 4], B64E[x2 * 16 + (y - y4) / 16], B64E[y4 * 4 + (z - z6) / 64], B64E[z6]
     k = k + 4
   end
   if n - full == 2 then
     local x, y = sbyte(s, n - 1, n)
     local x2, y4 = x % 4, y % 16
-    out[k + 1], out[k + 2], out[k + 3] = B64E[(x - x2) / 4], B64E[x2 * 16 + (y - y4) / 16], B64E[y4 * 4]
+    buf[k + 1], buf[k + 2], buf[k + 3] = B64E[(x - x2) / 4], B64E[x2 * 16 + (y - y4) / 16], B64E[y4 * 4]
     k = k + 3
   elseif n - full == 1 then
     local x = sbyte(s, n)
     local x2 = x % 4
-    out[k + 1], out[k + 2] = B64E[(x - x2) / 4], B64E[x2 * 16]
+    buf[k + 1], buf[k + 2] = B64E[(x - x2) / 4], B64E[x2 * 16]
     k = k + 2
   end
-  return schar(unpack_(out, 1, k))
+  return schar(unpack_(buf, 1, k))
 end
 -- The texts this call has packed, by their bytes: unpacking one of them again (a hash the
 -- caller sent, answered in the reply) is a look-up. Reset per call (slot-lua.ts reset).

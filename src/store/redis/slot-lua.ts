@@ -47,7 +47,7 @@
 // 2^53) and are printed with %d, never with Lua's 14-digit tostring. Replies are flat
 // name/value lists in the shape of HGETALL, so codec.ts reads them as it read the hashes.
 
-import { LUA_CODEC, LUA_CODEC_INIT } from './lua-codec.ts';
+import { LUA_CODEC, LUA_CODEC_CALL, LUA_CODEC_INIT } from './lua-codec.ts';
 import { luaFunctionScript, type LuaScript } from './lua.ts';
 
 export const PRELUDE = `
@@ -330,28 +330,29 @@ local function xset(rec, i, v)
   changed(rec)
 end
 
--- A record as HGETALL-shaped name/value pairs (what codec.ts reads).
+-- A record as HGETALL-shaped name/value pairs (what codec.ts reads). (No helper closure: one
+-- made per call is garbage.)
 local function pairsOf(r, rec)
   local out = { 'handle', handleOf(r), 'secretHash', b2h(rec[SEC]), 'tenantId', rec[TEN], 'kind', KINDS[rec[KIND]],
     'createdAt', fmt(rec[CRE]), 'lastSeenAt', fmt(rec[SEEN]), 'absoluteExpiresAt', fmt(rec[ABS]),
     'authMethod', AUTHS[rec[AUTH]] or rec[AUTH], 'status', STATUS[rec[ST]] }
-  local function add(n, v) out[#out + 1] = n; out[#out + 1] = v end
-  if rec[USR] then add('userId', rec[USR]) end
-  if rec[IDLE] then add('idleExpiresAt', fmt(rec[IDLE])) end
+  local n = 18
+  if rec[USR] then out[n + 1], out[n + 2], n = 'userId', rec[USR], n + 2 end
+  if rec[IDLE] then out[n + 1], out[n + 2], n = 'idleExpiresAt', fmt(rec[IDLE]), n + 2 end
   local d = rec[DEV]
   if d then
-    if d[1] then add('dev:userAgent', d[1]) end
-    if d[2] then add('dev:ip', b2ip(d[2])) end
-    if d[3] then add('dev:location', d[3]) end
+    if d[1] then out[n + 1], out[n + 2], n = 'dev:userAgent', d[1], n + 2 end
+    if d[2] then out[n + 1], out[n + 2], n = 'dev:ip', b2ip(d[2]), n + 2 end
+    if d[3] then out[n + 1], out[n + 2], n = 'dev:location', d[3], n + 2 end
   end
-  if rec[DATA] then for k, v in pairs(rec[DATA]) do add('d:' .. k, v) end end
+  if rec[DATA] then for k, v in pairs(rec[DATA]) do out[n + 1], out[n + 2], n = 'd:' .. k, v, n + 2 end end
   local x = rec[X]
   if x then
-    if x[CLI] then add('clientId', x[CLI]) end
-    if x[PAR] then add('parentHandle', handleOf(x[PAR])) end
-    if x[SUCC] then add('successorHandle', handleOf(x[SUCC])) end
-    if x[ENDT] then add('endedAt', fmt(x[ENDT])) end
-    if x[WHY] then add('revokeReason', x[WHY]) end
+    if x[CLI] then out[n + 1], out[n + 2], n = 'clientId', x[CLI], n + 2 end
+    if x[PAR] then out[n + 1], out[n + 2], n = 'parentHandle', handleOf(x[PAR]), n + 2 end
+    if x[SUCC] then out[n + 1], out[n + 2], n = 'successorHandle', handleOf(x[SUCC]), n + 2 end
+    if x[ENDT] then out[n + 1], out[n + 2], n = 'endedAt', fmt(x[ENDT]), n + 2 end
+    if x[WHY] then out[n + 1], out[n + 2], n = 'revokeReason', x[WHY], n + 2 end
   end
   return out
 end
@@ -360,8 +361,11 @@ end
 local function tokenPairs(r, rec, t)
   local out = { 'tokenHash', b2h(t[1]), 'sessionHandle', handleOf(r), 'tenantId', rec[TEN], 'userId', rec[USR] or '',
     'createdAt', fmt(t[2]) }
-  if t[3] then out[#out + 1] = 'rotatedAt'; out[#out + 1] = fmt(t[3]) end
-  if t[4] then out[#out + 1] = 'successorHash'; out[#out + 1] = b2h(t[4]) end
+  if t[3] then out[11], out[12] = 'rotatedAt', fmt(t[3]) end
+  if t[4] then
+    local n = #out
+    out[n + 1], out[n + 2] = 'successorHash', b2h(t[4])
+  end
   return out
 end
 
@@ -661,6 +665,7 @@ end
 -- the prelude ran just before it (EVAL) or once when its library was loaded (a Redis Function).
 local function reset(keys, argv)
   if not sbyte then ${LUA_CODEC_INIT} end
+  ${LUA_CODEC_CALL}
   callArgs = argv
   base = argv[1]
   now = tonum(argv[2])
