@@ -233,7 +233,9 @@ function rememberOwner(deps: object, tokenHash: string, owner: TokenOwner): void
   let m = owners.get(deps);
   if (!m) owners.set(deps, (m = new Map<string, TokenOwner>()));
   makeRoom(m, OWNERS_MAX);
-  m.set(tokenHash, { tenantId: owner.tenantId, userId: owner.userId });
+  // The record itself (a rotation's successor token, which nothing changes afterwards): its
+  // strings are held by the caches anyway, and no copy is made per rotation.
+  m.set(tokenHash, owner);
 }
 
 /**

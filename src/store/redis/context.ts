@@ -16,6 +16,10 @@ export interface ReplicaWait {
   timeoutMs: number;
 }
 
+function rethrowAsStoreError(err: unknown): never {
+  throw toStoreError(err);
+}
+
 /** Routes remembered per process (RedisContext.route): about 1 MB at most. */
 const ROUTE_CACHE_MAX = 10_000;
 
@@ -130,14 +134,20 @@ export class RedisContext {
     this.#closed = true;
   }
 
-  /** Runs an operation: StoreUnavailable once closed, and every failure mapped by toStoreError. */
-  async guard<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#closed) throw new StoreUnavailable('The session store has been closed.');
+  /**
+   * Runs an operation: StoreUnavailable once closed, and every failure mapped by toStoreError.
+   * (One promise on top of the operation's, not an async function's and an await's: every store
+   * call goes through here.)
+   */
+  guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new StoreUnavailable('The session store has been closed.'));
+    let running: Promise<T>;
     try {
-      return await fn();
+      running = fn();
     } catch (err) {
-      throw toStoreError(err);
+      return Promise.reject(toStoreError(err));
     }
+    return running.catch(rethrowAsStoreError);
   }
 
   send(key: string, args: string[], readonly = false): Promise<unknown> {
