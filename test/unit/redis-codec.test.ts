@@ -5,7 +5,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LIFETIMES, issueSession } from '../../src/domain/session.ts';
-import { packUserAgent, sessionFromReply, sessionToFields, unpackUserAgent } from '../../src/store/redis/codec.ts';
+import { packUserAgent, refreshTokenFromReply, refreshTokenToFields, sessionFromReply, sessionToFields, unpackUserAgent } from '../../src/store/redis/codec.ts';
+import type { RefreshToken } from '../../src/store/port.ts';
 
 /** The stored format's table (codec.ts UA_PHRASES), code and phrase, in its order. */
 const TABLE: ReadonlyArray<readonly [string, string]> = [
@@ -90,8 +91,75 @@ describe('a session from its name/value reply', () => {
     expect(() => sessionFromReply(without('absoluteExpiresAt'))).toThrow('"absoluteExpiresAt"');
   });
 
+  it('keeps data keys that name Object.prototype members as own properties, as JSON.parse would', () => {
+    const data = JSON.parse('{"__proto__":{"polluted":1},"constructor":"c","toString":2,"hasOwnProperty":null,"mode":"token"}') as Record<string, unknown>;
+    const read = sessionFromReply(sessionToFields({ ...session, data }));
+    expect(read?.data).toStrictEqual(data);
+    expect(Object.getPrototypeOf(read?.data)).toBe(Object.prototype);
+    expect(Object.keys(read?.data ?? {})).toEqual(Object.keys(data));
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
   it('reads a layout-1 record whose device is one JSON field', () => {
     const f = sessionToFields({ ...session, device: {} });
     expect(sessionFromReply([...f, 'device', JSON.stringify(session.device)])?.device).toStrictEqual(session.device);
+  });
+});
+
+/** refreshTokenFromReply as first written: the reply as a Map, read back. */
+function referenceToken(reply: unknown): RefreshToken | null {
+  if (!Array.isArray(reply) || reply.length === 0) return null;
+  const m = new Map<string, string>();
+  for (let i = 0; i + 1 < reply.length; i += 2) m.set(String(reply[i]), String(reply[i + 1]));
+  if (!m.has('tokenHash')) return null;
+  const str = (f: string) => {
+    const v = m.get(f);
+    if (v === undefined) throw new Error(`stored record lacks the field "${f}"`);
+    return v;
+  };
+  return {
+    tokenHash: str('tokenHash'),
+    sessionHandle: str('sessionHandle'),
+    tenantId: str('tenantId'),
+    userId: str('userId'),
+    createdAt: Number(str('createdAt')),
+    rotatedAt: m.get('rotatedAt') === undefined ? null : Number(m.get('rotatedAt')),
+    successorHash: m.get('successorHash') ?? null,
+  };
+}
+
+describe('a refresh token from its name/value reply', () => {
+  const token: RefreshToken = { tokenHash: 'th', sessionHandle: 'abcdefghijkl.abcdefghijklmnopqrstuv', tenantId: 't', userId: 'u', createdAt: 1_700_000_000_000, rotatedAt: 1_700_000_001_000, successorHash: 'sh' };
+
+  it('reads back what refreshTokenToFields wrote, in any field order', () => {
+    for (const t of [token, { ...token, rotatedAt: null, successorHash: null }]) {
+      const fields = refreshTokenToFields(t);
+      expect(refreshTokenFromReply(fields)).toStrictEqual(t);
+      const pairs = Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]]).reverse();
+      expect(refreshTokenFromReply(pairs.flat())).toStrictEqual(t);
+    }
+  });
+
+  it('decodes any reply as the map-based definition did: last value of a repeated name, null without tokenHash, the same error without another field', () => {
+    const name = fc.constantFrom('tokenHash', 'sessionHandle', 'tenantId', 'userId', 'createdAt', 'rotatedAt', 'successorHash', 'other', '');
+    const value = fc.oneof(fc.string(), fc.integer().map(String), fc.constant('1700000000000'));
+    const reply = fc.oneof(
+      fc.array(fc.tuple(name, value), { maxLength: 12 }).map((pairs) => pairs.flat()),
+      fc.constant(refreshTokenToFields(token)).chain((f) => fc.subarray(f.map((v, i) => [i, v] as const)).map((sub) => sub.map(([, v]) => v))),
+      fc.constantFrom(null, 'x', [], ['tokenHash']),
+    );
+    fc.assert(
+      fc.property(reply, (r) => {
+        let expected: RefreshToken | null | Error;
+        try {
+          expected = referenceToken(r);
+        } catch (err) {
+          expected = err as Error;
+        }
+        if (expected instanceof Error) expect(() => refreshTokenFromReply(r)).toThrow(expected.message);
+        else expect(refreshTokenFromReply(r)).toStrictEqual(expected);
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -101,9 +101,13 @@ export function sessionFromReply(reply: unknown): Session | null {
       case 'dev:ip': ip = value; break;
       case 'dev:location': location = value; break;
       default:
-        // defineProperty: a key named __proto__ stays an own property, as JSON.parse would make it.
+        // defineProperty for a key named __proto__, so that it stays an own property, as JSON.parse
+        // would make it (an assignment would set the prototype); any other key is assigned, which
+        // makes the same own, enumerable, writable, configurable property.
         if (name.startsWith(DATA)) {
-          Object.defineProperty(data, name.slice(DATA.length), { value: JSON.parse(value) as unknown, enumerable: true, writable: true, configurable: true });
+          const key = name.slice(DATA.length);
+          if (key === '__proto__') Object.defineProperty(data, key, { value: JSON.parse(value) as unknown, enumerable: true, writable: true, configurable: true });
+          else data[key] = JSON.parse(value) as unknown;
         }
     }
   }
@@ -211,17 +215,35 @@ export function refreshTokenToFields(t: RefreshToken): string[] {
   return f;
 }
 
+/**
+ * A refresh token from its name/value reply, in one pass (no intermediate map: every rotation
+ * decodes its successor). As a map would: a name given twice keeps its last value; null without
+ * `tokenHash`; a record without another required field throws.
+ */
 export function refreshTokenFromReply(reply: unknown): RefreshToken | null {
-  const m = fieldMap(reply);
-  if (m === null || !m.has('tokenHash')) return null;
+  if (!Array.isArray(reply) || reply.length === 0) return null;
+  let tokenHash, sessionHandle, tenantId, userId, createdAt, rotatedAt, successorHash;
+  for (let i = 0; i + 1 < reply.length; i += 2) {
+    const value = String(reply[i + 1]);
+    switch (String(reply[i])) {
+      case 'tokenHash': tokenHash = value; break;
+      case 'sessionHandle': sessionHandle = value; break;
+      case 'tenantId': tenantId = value; break;
+      case 'userId': userId = value; break;
+      case 'createdAt': createdAt = value; break;
+      case 'rotatedAt': rotatedAt = value; break;
+      case 'successorHash': successorHash = value; break;
+    }
+  }
+  if (tokenHash === undefined) return null;
   return {
-    tokenHash: str(m, 'tokenHash'),
-    sessionHandle: str(m, 'sessionHandle'),
-    tenantId: str(m, 'tenantId'),
-    userId: str(m, 'userId'),
-    createdAt: Number(str(m, 'createdAt')),
-    rotatedAt: optNum(m, 'rotatedAt'),
-    successorHash: m.get('successorHash') ?? null,
+    tokenHash,
+    sessionHandle: required(sessionHandle, 'sessionHandle'),
+    tenantId: required(tenantId, 'tenantId'),
+    userId: required(userId, 'userId'),
+    createdAt: Number(required(createdAt, 'createdAt')),
+    rotatedAt: rotatedAt === undefined ? null : Number(rotatedAt),
+    successorHash: successorHash ?? null,
   };
 }
 
@@ -229,17 +251,6 @@ export function refreshTokenFromReply(reply: unknown): RefreshToken | null {
 export function num(n: number): string {
   if (!Number.isFinite(n)) throw new TypeError(`not a finite number: ${n}`);
   return String(n);
-}
-
-function str(m: Map<string, string>, field: string): string {
-  const v = m.get(field);
-  if (v === undefined) throw new Error(`stored record lacks the field "${field}"`);
-  return v;
-}
-
-function optNum(m: Map<string, string>, field: string): number | null {
-  const v = m.get(field);
-  return v === undefined ? null : Number(v);
 }
 
 export function mustSession(reply: unknown): Session {
