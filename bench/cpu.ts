@@ -21,7 +21,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor, cpuSeconds } from './server-process.ts';
+import { freePort, waitFor, cpuSeconds, pinned, stopChild, unlinkPrefixes } from './server-process.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000);
@@ -32,14 +32,11 @@ const ONLY = process.env.CPU_ONLY?.split(',') ?? null;
 const REF = process.env.CPU_REF ?? null;
 const MODE = process.env.CPU_MODE ?? 'check';
 const NODE = process.execPath;
-const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 const run = randomBytes(4).toString('hex');
 const dir = mkdtempSync(join(tmpdir(), 'tessera-cpu-'));
 const children: ChildProcess[] = [];
 const prefixes: string[] = [];
 
-const pinned = (core: number, args: string[]): [string, string[]] =>
-  hasTaskset ? ['taskset', ['-c', String(core), ...args]] : [args[0] as string, args.slice(1)];
 
 
 interface Server { url: string; pid: number | undefined }
@@ -239,17 +236,7 @@ try {
     );
   }
 } finally {
-  await Promise.all(
-    children.map(
-      (c) =>
-        new Promise<void>((resolve) => {
-          if (c.exitCode !== null) return resolve();
-          c.once('exit', () => resolve());
-          c.kill('SIGTERM');
-          setTimeout(() => c.kill('SIGKILL'), 5000).unref();
-        }),
-    ),
-  );
-  for (const p of prefixes) spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);
+  await Promise.all(children.map((c) => stopChild(c)));
+  unlinkPrefixes(REDIS_URL, prefixes);
   rmSync(dir, { recursive: true, force: true });
 }

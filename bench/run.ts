@@ -42,7 +42,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { printGoals, runMany, type Goal } from './goals.ts';
-import { freePort, waitFor, cpuSeconds, reapedChildrenCpuSeconds, waitSeconds } from './server-process.ts';
+import { freePort, waitFor, cpuSeconds, hasTaskset, pinNow, pinned, reapedChildrenCpuSeconds, stopChild, unlinkPrefixes, waitSeconds } from './server-process.ts';
 import { coreBusy, describePlacement, loadCoreShare, parseRedisInfo, readProcStat, redisPlacement, startOwnRedis, type OwnRedis } from './bench-redis.ts';
 import pg from 'pg';
 import { createClient } from 'redis';
@@ -81,20 +81,9 @@ const FILL_TIMEOUT_S = Number(process.env.BENCH_FILL_TIMEOUT_S ?? 1800);
 const PLACEMENT = redisPlacement(process.env);
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432';
 const NODE = process.execPath;
-const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
-
-function pinned(core: number, args: string[]): [string, string[]] {
-  return hasTaskset ? ['taskset', ['-c', String(core), ...args]] : [args[0] as string, args.slice(1)];
-}
-
-/**
- * A server is started on any core (servers started together share both cores while they load
- * their modules; nothing is measured then) and pinned, every thread of it, to its core once it
- * answers, before any request of the run. Threads it makes later inherit the pinning.
- */
-function pinNow(pid: number | undefined, core: number): void {
-  if (hasTaskset && pid !== undefined) spawnSync('taskset', ['-a', '-p', '-c', String(core), String(pid)], { stdio: 'ignore' });
-}
+// A server is started on any core (servers started together share both cores while they load
+// their modules; nothing is measured then) and pinned, every thread of it, to its core once it
+// answers (pinNow), before any request of the run. Threads it makes later inherit the pinning.
 
 /** fetch, once more on a connection the server had just closed (keep-alive race after a long pause). */
 async function fetchRetry(url: string, init?: RequestInit): Promise<Response> {
@@ -125,14 +114,7 @@ async function pooled<T>(count: number, fn: (i: number) => Promise<T>, width = 4
   return out;
 }
 
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-  });
-}
+const stop = (child: ChildProcess) => stopChild(child);
 
 interface Figures {
   /** Commands Redis processed per request (INFO's total_commands_processed): those run inside scripts included. */
@@ -1057,11 +1039,7 @@ try {
   await stopAll([...children]);
   if (pgDatabase !== null) await pgDatabase.drop().catch(() => undefined);
   // The bench's own Redis goes with its keys; on an external one, the run's prefixes are removed.
-  if (ownRedis === null) {
-    for (const p of prefixes) {
-      spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);
-    }
-  }
+  if (ownRedis === null) unlinkPrefixes(REDIS_URL, prefixes);
   await redis.quit();
   await ownRedis?.stop();
   rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,6 @@
-// Shared by the benchmark scripts that start servers as child processes: a free port and a wait
-// until the server answers (or has exited).
+// Shared by the benchmark scripts that start servers as child processes (bench/run.ts, cpu.ts,
+// tail.ts): a free port, a wait until the server answers (or has exited), the pinning to a core,
+// stopping, a prefix's keys removed, and a process's CPU from /proc.
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -11,6 +12,34 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
     });
   });
+}
+
+/** Whether `taskset` is there to pin processes to a core (without it nothing is pinned). */
+export const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+
+/** `args` (a command and its arguments) as started on `core`: under `taskset -c`, where it is there. */
+export function pinned(core: number, args: string[]): [string, string[]] {
+  return hasTaskset ? ['taskset', ['-c', String(core), ...args]] : [args[0] as string, args.slice(1)];
+}
+
+/** Pins a running process, every thread of it, to `core` (threads it makes later inherit it). */
+export function pinNow(pid: number | undefined, core: number): void {
+  if (hasTaskset && pid !== undefined) spawnSync('taskset', ['-a', '-p', '-c', String(core), String(pid)], { stdio: 'ignore' });
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the child has exited. */
+export function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), graceMs).unref();
+  });
+}
+
+/** Removes every key under each of `prefixes` from the Redis at `redisUrl` (SCAN, then UNLINK in batches). */
+export function unlinkPrefixes(redisUrl: string, prefixes: Iterable<string>): void {
+  for (const p of prefixes) spawnSync('sh', ['-c', `redis-cli -u ${redisUrl} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${redisUrl} unlink >/dev/null`]);
 }
 
 /** Polls `url` every 50 ms until it answers, for at most `attempts` polls. */

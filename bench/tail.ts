@@ -20,7 +20,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor, cpuSeconds } from './server-process.ts';
+import { freePort, waitFor, cpuSeconds, pinNow, pinned, stopChild, unlinkPrefixes } from './server-process.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.TAIL_ROUNDS ?? 6);
@@ -33,15 +33,11 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const NODE = process.execPath;
 const PROBE = join(ROOT, 'bench/tail-probe.ts');
-const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 const run = randomBytes(4).toString('hex');
 const dir = mkdtempSync(join(tmpdir(), 'tessera-tail-'));
 const children: ChildProcess[] = [];
 const prefixes: string[] = [];
 
-const pin = (pid: number | undefined, core: number) => {
-  if (hasTaskset && pid !== undefined) spawnSync('taskset', ['-a', '-p', '-c', String(core), String(pid)], { stdio: 'ignore' });
-};
 const probeEnv = (name: string) => ({ TAIL_PROBE_OUT: join(dir, `probe-${name}`) });
 
 interface Server {
@@ -60,7 +56,7 @@ async function startHello(): Promise<Server> {
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await waitFor(`${url}/api/v1/session`, child, 600);
-  pin(child.pid, 0);
+  pinNow(child.pid, 0);
   return { name: 'hello', url, pid: child.pid, probe: `probe-hello.${child.pid}.json` };
 }
 
@@ -91,7 +87,7 @@ async function startTessera(store: string, label: string, flags: string): Promis
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await waitFor(`${url}/healthz`, child, 600);
-  pin(child.pid, 0);
+  pinNow(child.pid, 0);
   const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
   const ok = async (r: Response) => {
     if (!r.ok && r.status !== 409) throw new Error(`${r.url}: ${r.status} ${await r.text()}`);
@@ -146,7 +142,7 @@ const q = (sorted: ArrayLike<number>, p: number) => sorted[Math.min(sorted.lengt
 function load(server: Server, headers: Record<string, string>, opts: { amount?: number; duration?: number }): Omit<RunFigures, 'scenario' | 'round' | 'server'> {
   const out = join(dir, `load-${randomBytes(4).toString('hex')}.json`);
   const args = [NODE, '--import', PROBE, join(ROOT, 'bench/tail-load.ts'), JSON.stringify({ url: `${server.url}/api/v1/session`, connections: CONNECTIONS, headers, out, ...opts })];
-  const [cmd, argv] = hasTaskset ? ['taskset', ['-c', '1', ...args]] : [args[0] as string, args.slice(1)];
+  const [cmd, argv] = pinned(1, args);
   const c0 = cpuSeconds(server.pid);
   // The server's probe counts the bytes it allocates from one signal to the next; each is given
   // a moment to arrive, so that two do not merge into one (the server is idle then).
@@ -233,17 +229,7 @@ try {
     }
   }
   // Stop the servers: their probes write on exit.
-  await Promise.all(
-    children.map(
-      (c) =>
-        new Promise<void>((resolve) => {
-          if (c.exitCode !== null) return resolve();
-          c.once('exit', () => resolve());
-          c.kill('SIGTERM');
-          setTimeout(() => c.kill('SIGKILL'), 8000).unref();
-        }),
-    ),
-  );
+  await Promise.all(children.map((c) => stopChild(c, 8000)));
   const probes = new Map<Server, Probe>();
   for (const s of servers) probes.set(s, JSON.parse(readFileSync(join(dir, s.probe), 'utf8')) as Probe);
 
@@ -311,6 +297,6 @@ try {
   if (process.env.TAIL_JSON) writeFileSync(process.env.TAIL_JSON, JSON.stringify(json));
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  for (const p of prefixes) spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);
+  unlinkPrefixes(REDIS_URL, prefixes);
   rmSync(dir, { recursive: true, force: true });
 }
