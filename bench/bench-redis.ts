@@ -45,10 +45,31 @@ export function loadCoreShare(x: { loadCpuS: number; redisCpuS: number; wallS: n
   return { share, bound: share >= 0.9 };
 }
 
-/** used_cpu_user + used_cpu_sys and total_commands_processed from the text of `INFO cpu stats`. */
-export function parseRedisInfo(text: string): { cpuS: number; commands: number } {
+export type CommandStats = Map<string, { calls: number; usec: number }>;
+
+/**
+ * used_cpu_user + used_cpu_sys, total_commands_processed and the per-command calls and µs from the
+ * text of `INFO cpu stats commandstats` (commandstats empty when the section is missing).
+ */
+export function parseRedisInfo(text: string): { cpuS: number; commands: number; commandstats: CommandStats } {
   const n = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(text)?.[1] ?? NaN);
-  return { cpuS: n('used_cpu_user') + n('used_cpu_sys'), commands: n('total_commands_processed') };
+  const commandstats: CommandStats = new Map();
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) commandstats.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) });
+  return { cpuS: n('used_cpu_user') + n('used_cpu_sys'), commands: n('total_commands_processed'), commandstats };
+}
+
+/**
+ * The `n` commands that took Redis the most time between two `commandstats`, per operation of
+ * `ops`: "fcall 1.00/op × 52 µs". A script's (FCALL, EVALSHA) time includes the commands it runs,
+ * which are counted under their own names too.
+ */
+export function topCommands(a: CommandStats, b: CommandStats, ops: number, n = 3): string {
+  const rows = [...b]
+    .map(([cmd, x]) => ({ cmd, calls: x.calls - (a.get(cmd)?.calls ?? 0), usec: x.usec - (a.get(cmd)?.usec ?? 0) }))
+    .filter((r) => r.calls > 0 && r.cmd !== 'info')
+    .sort((x, y) => y.usec - x.usec)
+    .slice(0, n);
+  return rows.map((r) => `${r.cmd} ${(r.calls / Math.max(1, ops)).toFixed(2)}/op × ${(r.usec / r.calls).toFixed(0)} µs`).join(', ');
 }
 
 /** Per-core busy and total jiffies from /proc/stat's text (`cpuN` lines; busy = all but idle and iowait). */

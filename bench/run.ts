@@ -43,7 +43,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { printGoals, runMany, type Goal } from './goals.ts';
 import { freePort, waitFor, cpuSeconds, hasTaskset, pinNow, pinned, reapedChildrenCpuSeconds, stopChild, unlinkPrefixes, waitSeconds } from './server-process.ts';
-import { coreBusy, describePlacement, loadCoreShare, parseRedisInfo, readProcStat, redisPlacement, startOwnRedis, type OwnRedis } from './bench-redis.ts';
+import { coreBusy, describePlacement, loadCoreShare, parseRedisInfo, readProcStat, redisPlacement, startOwnRedis, topCommands, type OwnRedis } from './bench-redis.ts';
 import pg from 'pg';
 import { createClient } from 'redis';
 
@@ -143,6 +143,8 @@ interface Figures {
   /** Per request, the time the server's and Redis's main threads were runnable but waited for a core (schedstat). */
   serverWaitUsPerRequest?: number;
   redisWaitUsPerRequest?: number;
+  /** The commands that took Redis the most time over the run, per request (INFO commandstats). */
+  redisTop?: string;
   requests: number;
   rps: number;
   p50: number;
@@ -156,15 +158,15 @@ interface Figures {
  * process) and the commands it processed (INFO stats), in one INFO call (itself one command).
  * Every client of that Redis counts: on a shared Redis, others' work is in it.
  */
-function redisInfo(): { cpuS: number; commands: number } {
-  return parseRedisInfo(spawnSync('redis-cli', ['-u', REDIS_URL, 'INFO', 'cpu', 'stats'], { encoding: 'utf8' }).stdout ?? '');
+function redisInfo(): ReturnType<typeof parseRedisInfo> {
+  return parseRedisInfo(spawnSync('redis-cli', ['-u', REDIS_URL, 'INFO', 'cpu', 'stats', 'commandstats'], { encoding: 'utf8' }).stdout ?? '');
 }
 
 /** The counters a measured run is framed by (the server's CPU, Redis's, the load generator's, each core's). */
 interface Snapshot {
   t: number;
   server: number;
-  redis: { cpuS: number; commands: number };
+  redis: ReturnType<typeof parseRedisInfo>;
   load: number;
   stat: ReturnType<typeof readProcStat>;
   /** Seconds the server's and Redis's main threads waited for a core so far. */
@@ -197,6 +199,7 @@ function after(f: Figures, pid: number | undefined, a: Snapshot): Figures {
   f.coresBusy = coreBusy(a.stat, stat);
   f.serverWaitUsPerRequest = ((serverWait - a.serverWait) * 1e6) / n;
   f.redisWaitUsPerRequest = ((redisWait - a.redisWait) * 1e6) / n;
+  f.redisTop = topCommands(a.redis.commandstats, redis.commandstats, f.requests);
   return f;
 }
 
@@ -794,6 +797,7 @@ try {
     table('Refresh-token rotation (POST /api/v1/auth/token/refresh), 50 chains', rows, helloFigures);
     console.log(`\nWarmed up with ${warm.requests.toLocaleString('en')} rotations first (${warm.non2xx} non-2xx / ${warm.errors} errors).`);
     console.log(`CPU per rotation over the measured run: ${costs(f)}. (Redis's from INFO cpu: every client of this Redis counted.)`);
+    console.log(`Redis's time by command over the measured run (INFO commandstats; a script's time includes the commands it runs, counted under their own names too): ${f.redisTop || 'n/a'}.`);
     if (counted && counted.f.requests > 0) {
       console.log(
         `Redis commands per rotation by source (MONITOR over ${counted.f.requests.toLocaleString('en')} further rotations): ${(counted.sent / counted.f.requests).toFixed(2)} sent by the server (round trips: the rotate script, a share of a batched audit append), ${(counted.inScripts / counted.f.requests).toFixed(2)} run inside its scripts; "Redis cmds/req" counts both.`,
@@ -838,6 +842,7 @@ try {
     );
     console.log('\n(Redis cmds/req counts every command Redis ran in the window, those the Lua scripts run included — `INFO stats` counts them too; the commands a client sends are fewer: docs/performance.md.)');
     console.log(`CPU per exchange over the measured run: ${costs(f)}.`);
+    console.log(`Redis's time by command over the measured run (INFO commandstats; a script's time includes the commands it runs, counted under their own names too): ${f.redisTop || 'n/a'}.`);
     goal(2, 'SSO token exchange on Redis ≥ 0.2× hello, no non-2xx', `${(f.rps / helloFigures.rps).toFixed(2)}×, ${f.non2xx} non-2xx / ${f.errors} errors; ${costs(f)}`, f.rps >= 0.2 * helloFigures.rps && f.non2xx === 0);
   }
 

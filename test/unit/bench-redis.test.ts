@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { coreBusy, describePlacement, loadCoreShare, parseProcStat, parseRedisInfo, redisPlacement } from '../../bench/bench-redis.ts';
+import { coreBusy, describePlacement, loadCoreShare, parseProcStat, parseRedisInfo, redisPlacement, topCommands } from '../../bench/bench-redis.ts';
 
 // Where the benchmark's Redis runs (bench/bench-redis.ts) and the figures read around a run.
 describe('bench Redis placement', () => {
@@ -34,7 +34,7 @@ describe('bench load-core share', () => {
 
   it('reads Redis CPU seconds and commands from INFO cpu stats', () => {
     const info = '# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:2.500000\r\nused_cpu_sys_children:9.0\r\n# Stats\r\ntotal_connections_received:7\r\ntotal_commands_processed:12345\r\n';
-    expect(parseRedisInfo(info)).toEqual({ cpuS: 3.75, commands: 12345 });
+    expect(parseRedisInfo(info)).toEqual({ cpuS: 3.75, commands: 12345, commandstats: new Map() });
     expect(parseRedisInfo('').cpuS).toBeNaN();
   });
 
@@ -46,5 +46,18 @@ describe('bench load-core share', () => {
     const busy = coreBusy(a, b);
     expect(busy.get(0)).toBeCloseTo(0.8);
     expect(busy.get(1)).toBeCloseTo(0.2);
+  });
+});
+
+describe('bench Redis command stats', () => {
+  it('reads INFO commandstats and names the commands that took Redis the most time, per operation', () => {
+    const before = parseRedisInfo('# Commandstats\r\ncmdstat_fcall:calls=100,usec=5000,usec_per_call=50.00,rejected_calls=0,failed_calls=0\r\ncmdstat_info:calls=3,usec=90,usec_per_call=30.00\r\n').commandstats;
+    const after = parseRedisInfo(
+      '# Commandstats\r\ncmdstat_fcall:calls=1100,usec=65000,usec_per_call=59.09\r\ncmdstat_hset:calls=2000,usec=4000,usec_per_call=2.00\r\ncmdstat_xadd:calls=50,usec=500,usec_per_call=10.00\r\ncmdstat_get:calls=10,usec=10,usec_per_call=1.00\r\ncmdstat_info:calls=4,usec=500000,usec_per_call=125000.00\r\n',
+    ).commandstats;
+    expect(after.get('hset')).toEqual({ calls: 2000, usec: 4000 });
+    // 1,000 operations: FCALL once each at 60 µs, HSET twice at 2 µs; INFO (the bench's own) left out; top 3 only.
+    expect(topCommands(before, after, 1000)).toBe('fcall 1.00/op × 60 µs, hset 2.00/op × 2 µs, xadd 0.05/op × 10 µs');
+    expect(topCommands(after, after, 1000)).toBe('');
   });
 });
