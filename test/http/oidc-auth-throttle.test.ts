@@ -1,7 +1,8 @@
 // Unauthenticated authorization requests to Tessera's own OpenID provider (/oidc/auth) make
 // oidc-provider store an interaction record each (600 s): they are limited per client address
-// like every SSO start (120 a minute, 429 `sso_throttled` with Retry-After), and a refused one
-// stores nothing (docs/security.md, Decisions). The resume path /oidc/auth/<uid> is not counted.
+// like every SSO start (120 a minute, 429 `sso_throttled` with Retry-After), whatever path
+// spelling oidc-provider's router takes for it, and a refused one stores nothing
+// (docs/security.md, Decisions). The resume path /oidc/auth/<uid> is not counted.
 // Over HTTP with the real external provider, on SQLite.
 
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -34,7 +35,7 @@ describe('authorization requests to /oidc/auth, per client address', () => {
     await world?.close();
   });
 
-  const authorize = (n: number) => {
+  const authorize = (n: number, path = '/oidc/auth') => {
     const q = new URLSearchParams({
       client_id: clientId,
       redirect_uri: redirectUri,
@@ -44,7 +45,7 @@ describe('authorization requests to /oidc/auth, per client address', () => {
       code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
       code_challenge_method: 'S256',
     });
-    return fetch(`${world.tesseraUrl}/oidc/auth?${q.toString()}`, { redirect: 'manual' });
+    return fetch(`${world.tesseraUrl}${path}?${q.toString()}`, { redirect: 'manual' });
   };
 
   it(`answers the first ${FLOW_STARTS_PER_IP_PER_MINUTE} in a minute, then 429 sso_throttled with Retry-After, storing nothing; a minute later again`, async () => {
@@ -68,6 +69,14 @@ describe('authorization requests to /oidc/auth, per client address', () => {
       expect(retryAfter).toBeLessThanOrEqual(60);
       expect(((await refused.json()) as Problem).code).toBe('sso_throttled');
       expect(refused.headers.get('set-cookie')).toBeNull();
+      expect(interactions()).toBe(FLOW_STARTS_PER_IP_PER_MINUTE);
+      // The paths oidc-provider's router also takes for its authorization endpoint (case-
+      // insensitive, one trailing slash dropped) are the same request.
+      for (const path of ['/oidc/auth/', '/oidc/AUTH', '/oidc/Auth/']) {
+        const variant = await authorize(FLOW_STARTS_PER_IP_PER_MINUTE, path);
+        expect(variant.status, path).toBe(429);
+        expect(((await variant.json()) as Problem).code, path).toBe('sso_throttled');
+      }
       expect(interactions()).toBe(FLOW_STARTS_PER_IP_PER_MINUTE);
       // A POSTed authorization request is the same request.
       const posted = await fetch(`${world.tesseraUrl}/oidc/auth`, {

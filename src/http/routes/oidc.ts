@@ -57,10 +57,19 @@ function asPublicRequest(request: FastifyRequest, publicUrl: URL): IncomingMessa
   return req;
 }
 
-/** `/oidc/auth` with or without a query: oidc-provider's authorization endpoint (not `/oidc/auth/<uid>`, the resume). */
+/**
+ * Whether oidc-provider will route this request to its authorization endpoint `/auth` (not
+ * `/auth/<uid>`, the resume). Matched as its router matches (oidc-provider's
+ * lib/helpers/router.js): the path without the query, case-insensitively, and, failing that,
+ * without one trailing slash — so `/oidc/auth/`, `/oidc/AUTH` and `/oidc/Auth/` count too.
+ * (Its case folding leaves every non-ASCII character that would fold to ASCII as it is, so an
+ * ASCII comparison of the upper-cased path finds every path it routes there.)
+ */
 function isAuthorizationRequest(url: string): boolean {
   const q = url.indexOf('?');
-  return (q === -1 ? url : url.slice(0, q)) === `${OIDC_PREFIX}/auth`;
+  const path = (q === -1 ? url : url.slice(0, q)).slice(OIDC_PREFIX.length);
+  const is = (p: string) => p.length === 5 && p.toUpperCase() === '/AUTH';
+  return is(path) || (path.length > 1 && path.endsWith('/') && is(path.slice(0, -1)));
 }
 
 /** Per runtime (its outbound policy): organizations' JWKS, fetched through the policy. */
