@@ -1,0 +1,36 @@
+// The Fastify floor for bench/post-shell.ts: a hello world answering GET /api/v1/session, and a
+// POST /refresh with the refresh route's body and response schemas answering a constant pair.
+// Environment: PORT.
+
+import Fastify from 'fastify';
+
+const app = Fastify({ logger: false });
+const pair = {
+  expires_in: 900,
+  token_type: 'Bearer',
+  scope: 'openid',
+  customerId: 'u-0123456789abcdef',
+  tenantId: 'bench',
+  userSessionToken: `eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.${'e'.repeat(260)}.${'s'.repeat(86)}`,
+  refreshToken: 'r'.repeat(43),
+  sessionId: 's'.repeat(22),
+};
+const str = { type: 'string' };
+app.get('/api/v1/session', async () => ({ hello: 'world' }));
+app.post(
+  '/refresh',
+  {
+    schema: {
+      body: { type: 'object', properties: { refreshToken: { type: 'string', minLength: 1, maxLength: 512 } }, required: ['refreshToken'], additionalProperties: false },
+      response: {
+        200: {
+          type: 'object',
+          properties: { expires_in: { type: 'integer' }, token_type: str, scope: str, customerId: str, tenantId: str, userSessionToken: str, refreshToken: str, sessionId: str },
+        },
+      },
+    },
+  },
+  async () => pair,
+);
+await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT ?? 0) });
+process.on('SIGTERM', () => void app.close().finally(() => process.exit(0)));
