@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
 import { openConnection, type RedisConnection } from '../../src/store/redis/connection.ts';
-import { LUA_CODEC, LUA_CODEC_INIT } from '../../src/store/redis/lua-codec.ts';
+import { LUA_CODEC, LUA_CODEC_INIT, packedHash } from '../../src/store/redis/lua-codec.ts';
 import { evalScript, luaFunctionScript } from '../../src/store/redis/lua.ts';
 import { openRedisStore, parseRedisUrl, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
 import { CREATE } from '../../src/store/redis/scripts.ts';
@@ -105,6 +105,34 @@ local function unhex(h) return (string.gsub(h, '..', function(x) return string.c
   });
 });
 
+describe.skipIf(skipShared)('packed hashes made in Node (lua-codec.ts packedHash)', () => {
+  let conn: RedisConnection;
+  beforeAll(async () => {
+    conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 2000, commandTimeoutMs: 5000 });
+  });
+  afterAll(async () => {
+    await conn?.close();
+  });
+
+  it("are the bytes the scripts' h2b makes of the same text, whatever the text", async () => {
+    const texts = [
+      ...Array.from({ length: 40 }, () => hashSecret(newSecret())),
+      randomBytes(32).toString('base64url'),
+      'A'.repeat(42) + 'B', // not canonical: the last character has bits the 32 bytes lack
+      'A'.repeat(42) + '=',
+      '+'.repeat(43),
+      'x'.repeat(31), // 32 bytes behind the 0 byte: padded
+      'x'.repeat(32),
+      'ü'.repeat(15), // 30 bytes of UTF-8, 15 characters
+      'ü'.repeat(43),
+      '',
+    ];
+    const H2B = `${LUA_CODEC}\n${LUA_CODEC_INIT}\nlocal out = {}\nfor i = 1, #ARGV do out[i] = string.gsub(h2b(ARGV[i]), '.', function(c) return string.format('%02x', string.byte(c)) end) end\nreturn out`;
+    const reply = (await conn.send(undefined, ['EVAL', H2B, '0', ...texts])) as string[];
+    texts.forEach((t, i) => expect(packedHash(t).toString('hex')).toBe(reply[i]));
+  });
+});
+
 describe.skipIf(skipShared)('slot scripts as Redis Functions (shared server)', () => {
   let store: RedisSessionStore;
   let conn: RedisConnection;
@@ -131,16 +159,26 @@ describe.skipIf(skipShared)('slot scripts as Redis Functions (shared server)', (
   });
 
   it('loads the library when the server does not have it (as after a restart without persistence), and the call succeeds', async () => {
-    const name = CREATE.fn?.name as string;
-    await create(store, 'u-load-1');
-    expect(await libraryOf(name)).toHaveLength(1);
-    // What a restart without persistence leaves: no library. Deleting this version's own library
-    // is safe on a shared server: any process of this version loads it again on its next call.
-    await conn.send(undefined, ['FUNCTION', 'DELETE', name]);
-    expect(await libraryOf(name)).toHaveLength(0);
+    // A script of this test alone (other files share this server and the slot scripts' libraries).
+    const own = luaFunctionScript(`reload_${randomBytes(4).toString('hex')}`, 'local k = 41', 'return k + 1');
+    const name = own.fn?.name as string;
+    const key = `${prefix}{reload}:x`;
+    try {
+      expect(await libraryOf(name)).toHaveLength(0);
+      expect(await evalScript(conn, own, key, [])).toBe(42);
+      expect(await libraryOf(name)).toHaveLength(1);
+      // What a restart without persistence leaves: no library.
+      await conn.send(undefined, ['FUNCTION', 'DELETE', name]);
+      expect(await libraryOf(name)).toHaveLength(0);
+      expect(await evalScript(conn, own, key, [])).toBe(42);
+      expect(await libraryOf(name)).toHaveLength(1);
+    } finally {
+      await conn.send(undefined, ['FUNCTION', 'DELETE', name]).catch(() => undefined);
+    }
+    // And the store's own scripts through the store.
     const s = await create(store, 'u-load-2');
     expect((await store.getSessionByHandle(s.handle))?.handle).toBe(s.handle);
-    expect(await libraryOf(name)).toHaveLength(1);
+    expect(await libraryOf(CREATE.fn?.name as string)).toHaveLength(1);
   });
 
   it('runs two versions of a script side by side on one server', async () => {

@@ -39,12 +39,15 @@ export interface ConnectionOptions {
   onError?: (err: unknown) => void;
 }
 
+/** A command's words; a Buffer is sent as its bytes (a script's packed hash, lua-codec.ts). */
+export type CommandArgs = Array<string | Buffer>;
+
 export type Send = (args: string[]) => Promise<unknown>;
 
 export interface RedisConnection {
   readonly kind: RedisStoreKind;
   /** Sends one command. `routingKey` picks the node in a cluster; elsewhere it is ignored. */
-  send(routingKey: string | undefined, args: string[], readonly?: boolean): Promise<unknown>;
+  send(routingKey: string | undefined, args: CommandArgs, readonly?: boolean): Promise<unknown>;
   /** A sender for every master (one for standalone and Sentinel, all masters of a cluster). */
   masters(): Promise<Send[]>;
   /**
@@ -173,11 +176,11 @@ async function subscribeOn(
 const SLOT_MOVING = /^(TRYAGAIN|ASK)\b|non local key/;
 
 interface ClusterClient {
-  sendCommand(key: string | undefined, readonly: boolean, args: string[]): Promise<unknown>;
-  getNodeClientForKey(key: string): Promise<{ sendCommand(args: string[]): Promise<unknown> }>;
+  sendCommand(key: string | undefined, readonly: boolean, args: CommandArgs): Promise<unknown>;
+  getNodeClientForKey(key: string): Promise<{ sendCommand(args: CommandArgs): Promise<unknown> }>;
 }
 
-async function sendThroughSlotMoves(cluster: ClusterClient, key: string | undefined, args: string[], readonly: boolean, until: number): Promise<unknown> {
+async function sendThroughSlotMoves(cluster: ClusterClient, key: string | undefined, args: CommandArgs, readonly: boolean, until: number): Promise<unknown> {
   const script = key !== undefined && (args[0] === 'FCALL' || args[0] === 'EVALSHA' || args[0] === 'EVAL');
   for (let attempt = 0; ; attempt++) {
     try {
@@ -359,7 +362,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
       break;
     }
     case 'cluster': {
-      const sendOnCluster = (key: string | undefined, args: string[], readonly: boolean) =>
+      const sendOnCluster = (key: string | undefined, args: CommandArgs, readonly: boolean) =>
         sendThroughSlotMoves(cluster, key, args, readonly, performance.now() + opts.commandTimeoutMs - 50);
       const cluster = createCluster({
         RESP: 2,

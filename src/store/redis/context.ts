@@ -9,6 +9,7 @@ import { num } from './codec.ts';
 import { toStoreError, type RedisConnection } from './connection.ts';
 import type { RedisKeys } from './keys.ts';
 import { evalScript, type LuaScript } from './lua.ts';
+import { packedHash } from './lua-codec.ts';
 
 /** How many replicas must have a write that a failover must not lose, and how long to wait. */
 export interface ReplicaWait {
@@ -158,7 +159,7 @@ export class RedisContext {
    * Runs a slot script (slot-lua.ts convention) on the slot of `tag`; `ttl` (ms) is the least TTL
    * the slot's key must keep after it, when the script stores a session.
    */
-  runSlot(script: LuaScript, tag: string, now: number, args: string[], ttl?: number): Promise<unknown> {
+  runSlot(script: LuaScript, tag: string, now: number, args: ReadonlyArray<string | Buffer>, ttl?: number): Promise<unknown> {
     const base = this.keys.slotBase(tag);
     const keep = ttl === undefined ? '' : String(ttl);
     return evalScript(this.conn, script, this.keys.slotSessions(tag), [base, num(now), this.keys.endsChannel(), keep, ...args]);
@@ -217,16 +218,17 @@ export class RedisContext {
    * does not know the route, one command that reads the route itself — and the route is not
    * remembered: a one-time secret's route (the SSO token's, the only one looked up this way) is
    * never needed again, and remembering it would push out routes that are (rotation's). In a
-   * Cluster, the route first (route(), remembered). Null when there is no route.
+   * Cluster, the route first (route(), remembered). Null when there is no route. The hash goes
+   * as ARGV[5] in its packed form (lua-codec.ts packedHash).
    */
-  async runRouted(script: LuaScript, hash: string, now: number, args: string[]): Promise<unknown> {
+  async runRouted(script: LuaScript, hash: string, now: number, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
     const known = this.#routes.get(hash);
     if (known === undefined && this.conn.kind !== 'redis-cluster') {
-      return evalScript(this.conn, script, this.keys.route(hash), ['', num(now), this.keys.endsChannel(), '', hash, this.keys.routeField(hash), this.keys.prefix, ...args]);
+      return evalScript(this.conn, script, this.keys.route(hash), ['', num(now), this.keys.endsChannel(), '', packedHash(hash), this.keys.routeField(hash), this.keys.prefix, ...args]);
     }
     const tag = known ?? (await this.route(hash));
     if (tag === null) return null;
-    return this.runSlot(script, tag, now, [hash, '', '', ...args]);
+    return this.runSlot(script, tag, now, [packedHash(hash), '', '', ...args]);
   }
 
   /** The tag the route of a secret or refresh-token hash names, or null. */

@@ -27,7 +27,7 @@
 
 import { createHash } from 'node:crypto';
 import { ErrorReply } from 'redis';
-import type { RedisConnection } from './connection.ts';
+import type { CommandArgs, RedisConnection } from './connection.ts';
 
 export interface LuaScript {
   /** From the source's first line `-- tessera:<name>`, for logs; `script` otherwise. */
@@ -104,7 +104,7 @@ function load(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): Promis
 
 const USE_EVAL = Symbol('eval');
 
-async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string, tail: string[]): Promise<unknown> {
+async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string, tail: CommandArgs): Promise<unknown> {
   try {
     return await conn.send(key, ['FCALL', fn.name, ...tail]);
   } catch (err) {
@@ -122,9 +122,9 @@ async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: s
   }
 }
 
-/** Runs `script` with KEYS[1] = `key` and ARGV = `args`. */
-export async function evalScript(conn: Conn, script: LuaScript, key: string, args: readonly string[]): Promise<unknown> {
-  const tail = ['1', key, ...args];
+/** Runs `script` with KEYS[1] = `key` and ARGV = `args` (a Buffer goes as its bytes). */
+export async function evalScript(conn: Conn, script: LuaScript, key: string, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
+  const tail: CommandArgs = ['1', key, ...args];
   if (script.fn !== undefined && !evalOnly.has(conn)) {
     const reply = await callFunction(conn, script.fn, key, tail);
     if (reply !== USE_EVAL) return reply;

@@ -37,10 +37,12 @@ return finish({ 'ok' })
  * successor; and a thief replaying a rotated token after the grace window (or after its
  * successor was rotated in its turn) while the legitimate client refreshes — the reuse revokes the session subtree in the same step, so neither side can
  * rotate again afterwards.
- * ARGV[5] presented hash, ARGV[6] successor hash, ARGV[7] grace ms, ARGV[8] new idle expiry ('' = none),
- * ARGV[9] the successor's route key and ARGV[10] its field, when the script writes the route
- * itself ('' = the caller wrote it: in a Cluster the route lives in another slot). A rotation
- * writes it before the successor, in the same atomic step; no other outcome writes it.
+ * ARGV[5] presented hash and ARGV[6] successor hash, both packed (lua-codec.ts packedHash: the
+ * bytes h2b would make of them, sent as bytes), ARGV[7] grace ms, ARGV[8] new idle expiry ('' =
+ * none), ARGV[9] the successor's route key and ARGV[10] its field, when the script writes the
+ * route itself ('' = the caller wrote it: in a Cluster the route lives in another slot), ARGV[11]
+ * the successor hash's text (the reply's, so that it is not encoded again). A rotation writes the
+ * route before the successor, in the same atomic step; no other outcome writes it.
  * Reply: {'rotated', session, successor token, previous idle or '', user JSON or nil}
  *      | {'grace', session, presented token, user JSON or nil}
  * (the session's user record, `P{tag}:u:<userId>`, in the same slot: read in the same step)
@@ -54,13 +56,14 @@ local function userOf(rec)
   if not rec[USR] then return false end
   return redis.call('GET', base .. 'u:' .. rec[USR])
 end
-local r, rec, t = findToken(h2b(ARGV[5]))
+local r, rec, t = findToken(ARGV[5])
 if not r then return { 'unknown' } end
 -- An ended session answers inactive whatever token is shown: after a reuse revoked it, the
 -- whole token family is dead and nothing more is revoked or reported.
 if not isValid(rec) then return { 'inactive', pairsOf(r, rec) } end
 if not t[3] then
-  local nb = h2b(ARGV[6])
+  local nb = ARGV[6]
+  packed[nb] = ARGV[11]
   if findToken(nb) then return { 'successor_exists' } end
   if ARGV[9] ~= '' then
     local routed = redis.call('HGET', ARGV[9], ARGV[10])

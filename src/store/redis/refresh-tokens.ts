@@ -9,6 +9,7 @@ import type { User } from '../../domain/user.ts';
 import type { RefreshToken, RotateResult } from '../sessions-port.ts';
 import { mustSession, mustToken, num, refreshTokenFromReply, refreshTokenToFields, sessionsFromReply } from './codec.ts';
 import type { RedisContext } from './context.ts';
+import { packedHash } from './lua-codec.ts';
 import { ADD_REFRESH, GET_REFRESH, ROTATE } from './refresh-scripts.ts';
 import { secretInUse, type SessionIndex } from './session-index.ts';
 
@@ -62,7 +63,7 @@ export class RedisRefreshTokens {
       const routeWritten = inScript ? false : await this.index.claimRoute(successorHash, tag);
       const route = inScript ? [this.ctx.keys.route(successorHash), this.ctx.keys.routeField(successorHash)] : ['', ''];
       const reply = (await this.ctx
-        .runSlot(ROTATE, tag, now, [presentedHash, successorHash, num(graceMs), idleExpiresAt === null ? '' : num(idleExpiresAt), ...route])
+        .runSlot(ROTATE, tag, now, [packedHash(presentedHash), packedHash(successorHash), num(graceMs), idleExpiresAt === null ? '' : num(idleExpiresAt), ...route, successorHash])
         .catch(async (err: unknown) => {
           if (routeWritten) await this.index.dropRoutes([successorHash]).catch(() => undefined);
           throw err;

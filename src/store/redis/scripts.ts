@@ -240,10 +240,10 @@ return finish(out[1])
  * consumes it and activates the target, the other finds it consumed; and an end of the target
  * (a revoke, an eviction) during the exchange — the target is checked and changed in the same step.
  * A refresh token that exists already refuses before anything changes.
- * Routed (slot-lua.ts routedScript): ARGV[5] the secret hash, ARGV[6] and ARGV[7] its route's
- * field and the key prefix when called by route; no route: false (nothing consumed).
- * ARGV[8] target handle, ARGV[9] new idle expiry ('' = none), ARGV[10] refresh-token hash
- * ('' = none), ARGV[11] its createdAt, ARGV[12] the refresh token's route key and ARGV[13] its
+ * Routed (slot-lua.ts routedScript): ARGV[5] the secret hash (packed), ARGV[6] and ARGV[7] its
+ * route's field and the key prefix when called by route; no route: false (nothing consumed).
+ * ARGV[8] target handle, ARGV[9] new idle expiry ('' = none), ARGV[10] refresh-token hash in its
+ * packed form (lua-codec.ts packedHash, sent as bytes; '' = none), ARGV[11] its createdAt, ARGV[12] the refresh token's route key and ARGV[13] its
  * field, when the script writes the route itself ('' = the caller wrote it: in a Cluster the
  * route lives in another slot) — written, before the token it leads to, only when the exchange
  * redeems; ARGV[14] n, ARGV[15..14+2n] expected data (field `d:<key>`, JSON), then the patch
@@ -258,20 +258,21 @@ return finish(out[1])
 export const REDEEM = routedScript(
   'redeem',
   `
-local r, rec = findSecret(h2b(ARGV[5]))
+local r, rec = findSecret(ARGV[5])
 if not r or not isValid(rec) then return { 'not_consumed' } end
 local hb = false
 local routed = false
 if ARGV[10] ~= '' then
-  hb = h2b(ARGV[10])
+  hb = ARGV[10]
   if findToken(hb) then return { 'token_exists' } end
   if ARGV[12] ~= '' then
     routed = redis.call('HGET', ARGV[12], ARGV[13])
     if routed and routed ~= tag then return { 'route_taken' } end
   end
 end
-local out = {}
-revokeTree(r, 'consumed', 'parent_revoked', out, nil)
+-- The consumed record's pairs are built only for an unusable answer (pairsOf below: the same
+-- record as revokeTree would have appended, the root, revoked first).
+revokeTree(r, 'consumed', 'parent_revoked', nil, nil)
 local t, tr = get(ARGV[8])
 local ok = t ~= nil and isValid(t) and t[TEN] == rec[TEN] and t[USR] == rec[USR]
 local n = tonumber(ARGV[14])
@@ -280,7 +281,7 @@ for i = 15, 14 + 2 * n, 2 do
   if not ok then break end
   ok = d[string.sub(ARGV[i], 3)] == ARGV[i + 1]
 end
-if not ok then return finish({ 'unusable', out[1] }) end
+if not ok then return finish({ 'unusable', pairsOf(r, rec) }) end
 if hb and ARGV[12] ~= '' and not routed then redis.call('HSET', ARGV[12], ARGV[13], tag) end
 for i = 15 + 2 * n, #ARGV, 2 do
   local k = string.sub(ARGV[i], 3)
@@ -328,13 +329,13 @@ return finish(pairsOf(r, rec))
  * slot with that hash and its user's record `P{tag}:u:<userId>` (accounts.ts writes it as JSON),
  * which lives in the same slot. No race to close: a read, in one step so that one command answers
  * both (and, called by route, finds the slot too: slot-lua.ts routedScript).
- * ARGV[5] secret hash (ARGV[6], ARGV[7]: its route, when called by route).
+ * ARGV[5] secret hash, packed (ARGV[6], ARGV[7]: its route, when called by route).
  * Reply: {record, user JSON | false} | false
  */
 export const BY_SECRET_WITH_USER = routedScript(
   'by-secret-with-user',
   `
-local r, rec = findSecret(h2b(ARGV[5]))
+local r, rec = findSecret(ARGV[5])
 if not r then return finish(false) end
 local user = false
 if rec[USR] then user = redis.call('GET', base .. 'u:' .. rec[USR]) end

@@ -27,6 +27,7 @@ import {
 } from '../sessions-port.ts';
 import { mustSession, num, patchToFields, sessionFromReply, sessionsFromReply, sessionToFields } from './codec.ts';
 import type { RedisContext } from './context.ts';
+import { packedHash } from './lua-codec.ts';
 import { RedisRefreshTokens, userOf } from './refresh-tokens.ts';
 import { BY_SECRET, BY_SECRET_WITH_USER, CONSUME, CREATE, GET, LIST, REDEEM, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
 import { secretInUse, SessionIndex, type ListPosition } from './session-index.ts';
@@ -279,7 +280,7 @@ export class RedisSessions implements SessionsStore {
       const args = [
         target.handle,
         target.idleExpiresAt === null ? '' : num(target.idleExpiresAt),
-        token?.tokenHash ?? '',
+        token === null ? '' : packedHash(token.tokenHash),
         token === null ? '' : num(token.createdAt),
         ...route,
         String(expected.length / 2),

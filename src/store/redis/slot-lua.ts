@@ -484,7 +484,7 @@ end
 
 -- Revokes every session of the subtree under root (a random part) that is endable at now (the
 -- root with reason, the others with childReason, except those in keep), appending each updated
--- record to out, root first (breadth first). Ended sessions are left as they are, but the walk
+-- record to out, root first (breadth first; out nil: the records are not wanted, none is built). Ended sessions are left as they are, but the walk
 -- goes on below them: a child can outlive a parent whose absolute lifetime is over.
 local function revokeTree(root, reason, childReason, out, keep)
   local queue, seen, i = { root }, {}, 1
@@ -499,7 +499,7 @@ local function revokeTree(root, reason, childReason, out, keep)
           local why = childReason
           if r == root then why = reason end
           revokeOne(r, rec, why)
-          out[#out + 1] = pairsOf(r, rec)
+          if out then out[#out + 1] = pairsOf(r, rec) end
         end
         local kids = xget(rec, KIDS)
         if kids then for _, c in ipairs(kids) do queue[#queue + 1] = c end end
@@ -699,9 +699,10 @@ export function script(name: string, body: string): LuaScript {
  * instead of the route's HGET and then the script. Only on standalone and Sentinel, where a
  * script may reach a key that is not in KEYS; in a Cluster the route lives in another slot and is
  * read by its own command (RedisContext.route), then the script is called as any slot script.
- * Routed call: KEYS[1] the route's bucket, ARGV[5] the hash, ARGV[6] its field in the bucket,
- * ARGV[7] the key prefix; no route (or not a tag): the reply is false and nothing is read.
- * Called on a slot (ARGV[1] its base): ARGV[5] the hash, ARGV[6] and ARGV[7] unused.
+ * Routed call: KEYS[1] the route's bucket, ARGV[5] the hash in its packed form (as h2b gives it,
+ * sent as bytes: lua-codec.ts packedHash), ARGV[6] its field in the bucket, ARGV[7] the key
+ * prefix; no route (or not a tag): the reply is false and nothing is read.
+ * Called on a slot (ARGV[1] its base): ARGV[5] the packed hash, ARGV[6] and ARGV[7] unused.
  * Either way the body's own arguments start at ARGV[8], and the body reads `tag` as usual.
  */
 export function routedScript(name: string, body: string): LuaScript {
