@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Coordination } from '../store/coordination-port.ts';
+import { addressKey } from '../domain/client-address.ts';
 
 export interface ThrottlePolicy {
   /** Failures per account and client address within `windowMs`. */
@@ -57,8 +58,9 @@ export function accountKey(tenantId: string, email: string): string {
   return key('acct', `${tenantId}\u0000${email}`);
 }
 
+/** An IPv4 address, or an IPv6 address's /64 (domain/client-address.ts). */
 export function ipKey(ip: string): string {
-  return key('ip', ip);
+  return key('ip', addressKey(ip));
 }
 
 /** The per-process argon2 budget: a token bucket per policy (one policy per runtime). */

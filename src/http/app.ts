@@ -36,6 +36,7 @@ import { demoRoutes } from './demo/routes.ts';
 import { nameComponentSchemas, operationIdOf } from './openapi.ts';
 import { ProblemSchema } from './schemas.ts';
 import { registerValidation } from './validation.ts';
+import { addressKey } from '../domain/client-address.ts';
 
 const QUIET_LEVELS = new Set(['warn', 'error', 'fatal', 'silent']);
 
@@ -53,8 +54,9 @@ export interface BuildOptions {
 }
 
 /**
- * At most `maxConnectionsPerIp` open connections per client address (the socket's peer; trusted
- * proxies, which carry many clients, are exempt): one address cannot take every socket.
+ * At most `maxConnectionsPerIp` open connections per client address (the socket's peer, an IPv6
+ * one by its /64; trusted proxies, which carry many clients, are exempt): one address cannot take
+ * every socket.
  */
 function limitConnectionsPerIp(app: App, deps: Deps): void {
   const max = deps.config.maxConnectionsPerIp;
@@ -67,9 +69,11 @@ function limitConnectionsPerIp(app: App, deps: Deps): void {
   }
   const open = new Map<string, number>();
   app.server.on('connection', (socket: Socket) => {
-    const ip = socket.remoteAddress;
-    if (ip === undefined) return;
-    if (proxies.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4')) return;
+    const peer = socket.remoteAddress;
+    if (peer === undefined) return;
+    if (proxies.check(peer, isIP(peer) === 6 ? 'ipv6' : 'ipv4')) return;
+    // An IPv6 peer counts by its /64 (domain/client-address.ts).
+    const ip = addressKey(peer);
     const n = (open.get(ip) ?? 0) + 1;
     if (n > max) {
       socket.destroy();

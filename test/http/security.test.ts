@@ -425,6 +425,28 @@ describe.each(storeChoices())('login throttle (%s)', (choice: StoreChoice) => {
     }
   });
 
+  it('item 13: an IPv6 client counts by its /64 — guesses from many of its addresses lock the /64 out, not the next /64', async () => {
+    const s = await startTestServer({ store: choice, throttle: { accountFailures: 100, ipFailures: 3, windowMs: 60_000, accountFailuresAnyAddress: 100 } });
+    try {
+      const tenantId = uniqueTenant();
+      const email = 'v6@example.com';
+      await provision(s.app, tenantId, email, PASSWORD);
+      // Three addresses of one /64, as a client with privacy addresses picks them at will.
+      for (const ip of ['2001:db8:1:2::a1', '2001:db8:1:2:0:0:0:a2', '2001:db8:1:2:1234:5678:9abc:def0']) {
+        expect((await loginFrom(s, tenantId, email, 'wrong pass', ip)).statusCode, ip).toBe(401);
+      }
+      const sameNet = await loginFrom(s, tenantId, email, PASSWORD, '2001:0db8:0001:0002:ffff:ffff:ffff:ffff');
+      expect(sameNet.statusCode).toBe(429);
+      expect(sameNet.json()).toMatchObject({ code: 'login_throttled' });
+      expect((await loginFrom(s, tenantId, email, PASSWORD, '2001:db8:1:3::1')).statusCode).toBe(200);
+      // An IPv4 peer reported by a dual-stack socket as IPv4-mapped IPv6 is that IPv4 address.
+      for (let i = 0; i < 3; i++) expect((await loginFrom(s, tenantId, email, 'wrong pass', '::ffff:203.0.113.7')).statusCode).toBe(401);
+      expect((await loginFrom(s, tenantId, email, PASSWORD, '203.0.113.7')).statusCode).toBe(429);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('item 13: guesses spread over many addresses hit the per-account limit; a known address still gets in', async () => {
     const s = await startTestServer({ store: choice, throttle: { accountFailures: 3, ipFailures: 1000, windowMs: 60_000, accountFailuresAnyAddress: 6 } });
     try {

@@ -13,6 +13,7 @@ import { issueSession, type Device, type Lifetime } from '../../domain/session.t
 import type { Tenant } from '../../domain/tenant.ts';
 import type { Coordination } from '../../store/coordination-port.ts';
 import type { FlowData, FlowRecord } from '../../store/federation-port.ts';
+import { addressKey } from '../../domain/client-address.ts';
 
 /** docs/api.md §Single sign-on, step 3: the one-time token lives 60 s and is used once. */
 export const SSO_TOKEN_LIFETIME_S = 60;
@@ -190,14 +191,15 @@ export function stateMismatch(detail: string): Forbidden {
 }
 
 /**
- * check_rate: at most FLOW_STARTS_PER_IP_PER_MINUTE new flows per client address (shared counter).
+ * check_rate: at most FLOW_STARTS_PER_IP_PER_MINUTE new flows per client address (shared counter;
+ * an IPv6 address counts by its /64, domain/client-address.ts).
  * `counter` names what is counted: 'start' (SSO flows, here) or 'oidc-auth' (authorization
  * requests to Tessera's own OpenID provider, each of which stores an interaction record): two
  * counters, so that one browser sign-in through /oidc — an authorization request, then the SSO
  * flow its interaction starts — counts once against each.
  */
 export async function checkFlowRate(store: Pick<Coordination, 'hitCounter'>, ip: string | undefined, now: number, counter: 'start' | 'oidc-auth' = 'start'): Promise<void> {
-  const key = `sso:${counter}:${createHash('sha256').update(ip ?? '').digest('base64url').slice(0, 32)}`;
+  const key = `sso:${counter}:${createHash('sha256').update(addressKey(ip ?? '')).digest('base64url').slice(0, 32)}`;
   const c = await store.hitCounter(key, 60_000, now);
   if (c.count > FLOW_STARTS_PER_IP_PER_MINUTE) {
     throw new TooManyRequests(Math.max(1, Math.ceil((c.resetAt - now) / 1000)), 'sso_throttled', 'Too many sign-ins were started from this address; try again shortly.');
