@@ -10,12 +10,14 @@
 // to core 0, the load generator (autocannon, 50 connections, a fixed number of requests) to core
 // 1; CPU per request from /proc (user + system, all threads) over each round. With path
 // arguments, the Tessera of each of those checkouts is measured beside this one: an A/B of a
-// change. Environment: SHELL_REQUESTS (per round, default 20000), SHELL_ROUNDS (default 5),
+// change. Beside each figure, the part of it spent on V8's GC threads ("V8Worker": parallel
+// scavenging and marking): a process whose request path V8 tenured shows several µs there
+// (docs/performance.md, "The POST routes' HTTP shell"). Environment: SHELL_REQUESTS (per round, default 20000), SHELL_ROUNDS (default 5),
 // SHELL_WARMUP (requests per scenario before the first round, default 15000), SHELL_ONLY
 // (refresh | sso: one of the two routes).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +35,26 @@ const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 const pinned = (core: number, args: string[]): [string, string[]] =>
   hasTaskset ? ['taskset', ['-c', String(core), ...args]] : [args[0] as string, args.slice(1)];
 const children: ChildProcess[] = [];
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU seconds the process's V8 worker threads (GC, concurrent compilation) have used so far. */
+function gcThreadSeconds(pid: number | undefined): number {
+  let ticks = 0;
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        if (readFileSync(`/proc/${pid}/task/${task}/comm`, 'utf8').trim() !== 'V8Worker') continue;
+        const fields = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+        ticks += Number(fields[11]) + Number(fields[12]);
+      } catch {
+        // The thread ended meanwhile.
+      }
+    }
+  } catch {
+    return NaN;
+  }
+  return ticks / CLOCK_TICKS;
+}
 
 interface Server { name: string; url: string; pid: number | undefined }
 async function start(name: string, args: string[], env: Record<string, string>, probe: string): Promise<Server> {
@@ -69,14 +91,16 @@ for (const [i, [root, mark]] of roots.entries()) {
 }
 if (process.argv.length > 2) console.log(roots.map(([r, m]) => `${m || '[this]'} ${r}`).join('\n'));
 
-function load(s: Scenario, amount: number): { us: number; non2xx: number } {
+function load(s: Scenario, amount: number): { us: number; gcUs: number; non2xx: number } {
   const c0 = cpuSeconds(s.server.pid);
+  const g0 = gcThreadSeconds(s.server.pid);
   const opts = { url: s.server.url + s.path, method: s.method, headers: s.headers, body: s.body, connections: 50, amount };
   const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), JSON.stringify(opts)]);
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 300_000 });
   if (r.status !== 0) throw new Error(`load generator failed: ${r.stderr}`);
   const f = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { requests: number; non2xx: number; errors: number };
-  return { us: ((cpuSeconds(s.server.pid) - c0) * 1e6) / Math.max(1, f.requests), non2xx: f.non2xx + f.errors };
+  const n = Math.max(1, f.requests);
+  return { us: ((cpuSeconds(s.server.pid) - c0) * 1e6) / n, gcUs: ((gcThreadSeconds(s.server.pid) - g0) * 1e6) / n, non2xx: f.non2xx + f.errors };
 }
 
 try {
@@ -84,16 +108,17 @@ try {
     const w = load(s, WARMUP);
     if (w.non2xx > 0) throw new Error(`${s.name}: ${w.non2xx} non-2xx answers or errors in the warm-up`);
   }
-  const rows = new Map<string, { us: number; non2xx: number }[]>();
+  const rows = new Map<string, { us: number; gcUs: number; non2xx: number }[]>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const s of scenarios) rows.set(s.name, [...(rows.get(s.name) ?? []), load(s, REQUESTS)]);
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   console.log(`\n# bench/post-shell.ts — ${new Date().toISOString()}, Node ${process.version}, ${REQUESTS} requests × ${ROUNDS} rounds, 50 connections\n`);
-  console.log('| scenario | server CPU µs/req (median) | rounds | non-2xx |');
-  console.log('|---|---:|---|---:|');
+  console.log('| scenario | server CPU µs/req (median) | rounds | of which V8 worker threads, rounds | non-2xx |');
+  console.log('|---|---:|---|---|---:|');
   for (const [name, rs] of rows) {
-    console.log(`| ${name} | ${median(rs.map((r) => r.us)).toFixed(1)} | ${rs.map((r) => r.us.toFixed(0)).join(' / ')} | ${rs.reduce((a, r) => a + r.non2xx, 0)} |`);
+    const each = (k: 'us' | 'gcUs') => rs.map((r) => r[k].toFixed(0)).join(' / ');
+    console.log(`| ${name} | ${median(rs.map((r) => r.us)).toFixed(1)} | ${each('us')} | ${each('gcUs')} | ${rs.reduce((a, r) => a + r.non2xx, 0)} |`);
   }
 } finally {
   await Promise.all(
