@@ -173,7 +173,7 @@ export async function tokenPair(
 }
 
 /** tokenPair without a promise, for a caller that has the refresh token's hash already. */
-function tokenPairSync(
+export function tokenPairSync(
   deps: Pick<Deps, 'config' | 'keyRing'>,
   session: Session,
   tenant: Tenant,

@@ -11,6 +11,7 @@ import { hashSecret } from '../../src/domain/secrets.ts';
 import type { TesseraEvent } from '../../src/events/bus.ts';
 import { openConnection } from '../../src/store/redis/connection.ts';
 import { parseRedisUrl } from '../../src/store/redis/url.ts';
+import { deterministicJti } from '../../src/tokens/session-token.ts';
 import { admin, redisTestUrl, startTestServer } from '../support/harness.ts';
 import { storeChoices } from '../support/store-choices.ts';
 import { loginAtProvider, MiniBrowser, OAUTH_PROVIDER, startSsoWorld, type SsoWorld } from '../support/sso-world.ts';
@@ -104,6 +105,11 @@ describe.each(storeChoices({ cluster: true }))('SSO over HTTP (%s)', (storeChoic
     expect(r.headers.get('cache-control')).toBe('no-store');
     const pair = (await r.json()) as { userSessionToken: string; refreshToken: string; sessionId: string; customerId: string; tenantId: string };
     expect(pair.tenantId).toBe(world.tenantId);
+    // The token's jti is the session's and its refresh token's (as every pair's: a grace answer of
+    // the first rotation signs the same one), from the hash the exchange made once.
+    const claims = JSON.parse(Buffer.from(pair.userSessionToken.split('.')[1] as string, 'base64url').toString('utf8')) as { jti: string; sid: string };
+    expect(claims.sid).toBe(pair.sessionId);
+    expect(claims.jti).toBe(deterministicJti(pair.sessionId, hashSecret(pair.refreshToken)));
     const me = await fetch(`${world.tesseraUrl}/api/v1/session`, { headers: { authorization: `Bearer ${pair.userSessionToken}` } });
     expect(me.status).toBe(200);
     const store = world.server.store;

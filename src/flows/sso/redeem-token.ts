@@ -16,8 +16,8 @@ import type { Session } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
 import { emit, type Origin } from '../../events/bus.ts';
-import { endSession, idleSecondsOf, newRefreshToken, scopeOf, tokenPair, xsrfTokenOf, type AuthMode, type SessionDeps, type TokenPair } from '../../sessions/app-sessions.ts';
-import { loadTenant } from '../../sessions/tenant-cache.ts';
+import { endSession, idleSecondsOf, newRefreshToken, scopeOf, tokenPairSync, xsrfTokenOf, type AuthMode, type SessionDeps, type TokenPair } from '../../sessions/app-sessions.ts';
+import { cachedTenant, loadTenant } from '../../sessions/tenant-cache.ts';
 import { appSecretOf, SSO_TOKEN_PURPOSE } from './sessions.ts';
 
 /** What redeeming an SSO token uses, declared here (src/runtime.ts's `Deps` has all of it). */
@@ -97,8 +97,9 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
   if (tenantId !== null && tenantId !== seen.tenantId) throw new Forbidden('tenant_mismatch', 'X-Tenant-ID does not match the sign-in.');
   checkTokenBinding(seen, input, mode);
 
-  // The tenant from the process's short-lived cache (tenant-cache.ts), as the check and rotation have it.
-  const tenant = await loadTenant(deps, seen.tenantId, now);
+  // The tenant from the process's short-lived cache (tenant-cache.ts), as the check and rotation
+  // have it; no promise to wait for when it is there.
+  const tenant = cachedTenant(deps, seen.tenantId, now) ?? (await loadTenant(deps, seen.tenantId, now));
   const user = tenant ? found.user : null;
   if (!tenant || !user) {
     // The token is spent all the same, as by any exchange that got this far.
@@ -134,5 +135,6 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
     return { mode: 'cookie', session, user, tenant, cookieSecret: appSecretOf(deps, token), xsrfToken, expiresIn };
   }
   if (refresh === null) throw new Error('a token-mode exchange without its refresh token');
-  return { mode: 'token', session, pair: await tokenPair(deps, session, tenant, scopeOf(user), refresh.raw, now) };
+  // The refresh token's hash (its jti's input) as newRefreshToken made it: not hashed again.
+  return { mode: 'token', session, pair: tokenPairSync(deps, session, tenant, scopeOf(user), refresh.raw, refresh.token.tokenHash, now) };
 }

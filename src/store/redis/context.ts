@@ -221,14 +221,14 @@ export class RedisContext {
    * Cluster, the route first (route(), remembered). Null when there is no route. The hash goes
    * as ARGV[5] in its packed form (lua-codec.ts packedHash).
    */
-  async runRouted(script: LuaScript, hash: string, now: number, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
+  runRouted(script: LuaScript, hash: string, now: number, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
+    // Not an async function: the script's own promise is returned, not wrapped in another one.
     const known = this.#routes.get(hash);
     if (known === undefined && this.conn.kind !== 'redis-cluster') {
       return evalScript(this.conn, script, this.keys.route(hash), ['', num(now), this.keys.endsChannel(), '', packedHash(hash), this.keys.routeField(hash), this.keys.prefix, ...args]);
     }
-    const tag = known ?? (await this.route(hash));
-    if (tag === null) return null;
-    return this.runSlot(script, tag, now, [packedHash(hash), '', '', ...args]);
+    if (known !== undefined) return this.runSlot(script, known, now, [packedHash(hash), '', '', ...args]);
+    return this.route(hash).then((tag) => (tag === null ? null : this.runSlot(script, tag, now, [packedHash(hash), '', '', ...args])));
   }
 
   /** The tag the route of a secret or refresh-token hash names, or null. */

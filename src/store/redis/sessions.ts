@@ -296,8 +296,9 @@ export class RedisSessions implements SessionsStore {
       switch (reply[0]) {
         case 'redeemed': {
           const session = mustSession(reply[1]);
-          // The target was found in the secret's slot: its handle names that slot.
-          const tag = this.ctx.tagOfSession(session);
+          // The target was found in the secret's slot: its handle names that slot (no need to
+          // check it against the user's tag, a SHA-256, as tagOfSession does).
+          const tag = tagOfHandle(session.handle) ?? this.ctx.tagOfSession(session);
           if (inScript && token !== null) this.ctx.rememberRoute(token.tokenHash, tag);
           await this.index.expiryMayHaveMovedEarlier(session, String(reply[2]));
           // An end (the consumption) and a session's first credential: as a rotation, kept by a failover.
