@@ -33,8 +33,6 @@ export function packedHash(text: string): Buffer {
 const DECODE_TABLE = `{ ${[...B64].map((ch, i) => `[${ch.charCodeAt(0)}] = ${i}`).join(', ')} }`;
 /** `n` zeros, for a table constructor of that size. */
 const zeros = (n: number) => Array.from({ length: n }, () => '0').join(', ');
-/** `n` empty strings, for a table constructor of that size. */
-const empties = (n: number) => Array.from({ length: n }, () => "''").join(', ');
 /** 6-bit value → the byte code of its character. */
 const ENCODE_TABLE = `{ [0] = ${[...B64].map((ch) => ch.charCodeAt(0)).join(', ')} }`;
 
@@ -45,11 +43,6 @@ export const LUA_CODEC_INIT = `
     cmsgpack.pack, cmsgpack.unpack, tonumber, tostring
 `;
 
-/** Per call, after LUA_CODEC_INIT: counts the calls of this library and warms it at the second. */
-export const LUA_CODEC_CALL = `
-  calls = calls + 1
-  if calls == 2 then warm() end
-`;
 
 export const LUA_CODEC = `
 local sbyte, schar, ssub, sformat, smatch, floor, concat, unpack_, mpack, munpack, tonum, tostr
@@ -97,45 +90,11 @@ local function b64dec(s)
   end
   return schar(unpack_(buf, 1, k))
 end
--- Once a library has run a second call (it lives on: see warm), every pair of characters by its
--- 12 bits, so that encoding takes two look-ups per three bytes: E12 (4,096 two-character
--- strings, ~200 kB per library), the 64 single characters B64C. As EVAL, where building them
--- would cost every call more than they save, they stay nil.
-local E12, B64C
-local calls = 0
-local sbuf = { ${empties(24)} }
-local function warm()
-  B64C, E12 = {}, {}
-  for i = 0, 63 do B64C[i] = schar(B64E[i]) end
-  for i = 0, 63 do
-    for j = 0, 63 do E12[i * 64 + j] = B64C[i] .. B64C[j] end
-  end
-end
 local function b64enc(s)
   local n = #s
   if n > 33 then return nil end
   local k = 0
   local full = n - n % 3
-  if E12 then
-    for i = 1, full, 3 do
-      local x, y, z = sbyte(s, i, i + 2)
-      local y4 = y % 16
-      sbuf[k + 1], sbuf[k + 2] = E12[x * 16 + (y - y4) / 16], E12[y4 * 256 + z]
-      k = k + 2
-    end
-    if n - full == 2 then
-      local x, y = sbyte(s, n - 1, n)
-      local y4 = y % 16
-      sbuf[k + 1], sbuf[k + 2] = E12[x * 16 + (y - y4) / 16], B64C[y4 * 4]
-      k = k + 2
-    elseif n - full == 1 then
-      local x = sbyte(s, n)
-      local x2 = x % 4
-      sbuf[k + 1] = E12[(x - x2) / 4 * 64 + x2 * 16]
-      k = k + 1
-    end
-    return concat(sbuf, '', 1, k)
-  end
   for i = 1, full, 3 do
     local x, y, z = sbyte(s, i, i + 2)
     local x2, y4, z6 = x % 4, y % 16, z % 64

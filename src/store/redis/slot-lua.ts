@@ -47,7 +47,7 @@
 // 2^53) and are printed with %d, never with Lua's 14-digit tostring. Replies are flat
 // name/value lists in the shape of HGETALL, so codec.ts reads them as it read the hashes.
 
-import { LUA_CODEC, LUA_CODEC_CALL, LUA_CODEC_INIT } from './lua-codec.ts';
+import { LUA_CODEC, LUA_CODEC_INIT } from './lua-codec.ts';
 import { luaFunctionScript, type LuaScript } from './lua.ts';
 
 export const PRELUDE = `
@@ -665,7 +665,6 @@ end
 -- the prelude ran just before it (EVAL) or once when its library was loaded (a Redis Function).
 local function reset(keys, argv)
   if not sbyte then ${LUA_CODEC_INIT} end
-  ${LUA_CODEC_CALL}
   callArgs = argv
   base = argv[1]
   now = tonum(argv[2])
