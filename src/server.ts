@@ -7,6 +7,7 @@ import type { Config } from './config/config.ts';
 import { systemClock, type Clock } from './domain/clock.ts';
 import type { EventBus } from './events/bus.ts';
 import { buildApp } from './http/app.ts';
+import { settleListenerArraySite } from './http/listener-site.ts';
 import type { App, Deps } from './http/deps.ts';
 import type { Sweeper } from './sessions/expiry-sweeper.ts';
 import { adminTokenHashOf, createRuntime, serverSecretOf, type Runtime } from './runtime.ts';
@@ -133,6 +134,9 @@ export function createLogger(config: Pick<Config, 'logLevel'>, dest: number | st
 }
 
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  // First, before anything makes emitters: V8 must never tenure events.js's listener arrays
+  // (src/http/listener-site.ts).
+  settleListenerArraySite();
   const log = opts.logger ?? createLogger(config);
   const clock = opts.clock ?? systemClock;
   const cookieSecret = serverSecretOf(config, log);

@@ -36,6 +36,7 @@ import { demoRoutes } from './demo/routes.ts';
 import { nameComponentSchemas, operationIdOf } from './openapi.ts';
 import { ProblemSchema } from './schemas.ts';
 import { registerValidation } from './validation.ts';
+import { settleListenerArraySite } from './listener-site.ts';
 import { addressKey } from '../domain/client-address.ts';
 
 const QUIET_LEVELS = new Set(['warn', 'error', 'fatal', 'silent']);
@@ -89,6 +90,8 @@ function limitConnectionsPerIp(app: App, deps: Deps): void {
 }
 
 export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App> {
+  // Before the first app serves, if its server did not already (listener-site.ts).
+  settleListenerArraySite();
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     // Fastify's own request lines would carry the URL with its query; ours (onResponse) do not.
