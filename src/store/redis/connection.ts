@@ -230,19 +230,45 @@ interface Pending {
   until: number;
   what: string;
   settled: boolean;
+  /** The deadline was moved once already because this process stalled (see Deadlines). */
+  extended: boolean;
   reject: (err: Error) => void;
 }
+
+/**
+ * A deadline timer that fires this much later than it was due shows that this process was
+ * stalled (a busy loop, a long GC pause, no core for it): see Deadlines.
+ */
+const STALL_MS = 25;
 
 /**
  * Deadlines of one length for many commands. Deadlines of equal length expire in the order they
  * were set, so the pending ones are kept in that order (a Set iterates in insertion order) and
  * one timer waits for the oldest: per command a Set entry instead of a timer, a Promise.race and
  * a finally.
+ *
+ * A deadline bounds how long Redis takes to answer, not this process's own stalls. Two things
+ * make a stall look like a silent Redis, and both are handled:
+ * - In an event-loop turn, timers run before the poll phase that reads the sockets: after a stall
+ *   the deadline timer would fire before the reply that arrived during the stall is read. So when
+ *   the timer fires late at all (over 1 ms), an expired command is rejected only in the check
+ *   phase (setImmediate), after that poll phase, and not if its reply was read meanwhile. (On
+ *   time, the loop was waiting for I/O until then: nothing arrived unread.)
+ * - node-redis writes a command in the check phase after it was sent (setImmediate): a command
+ *   sent just before a stall goes out only after it, when its deadline may already have passed.
+ *   So when the timer fires more than STALL_MS late, the deadlines it finds passed are not
+ *   enforced then: those commands get `ms` again from the end of the stall (once each; a second
+ *   stall does not move them again), and are rejected only when that passes without an answer.
+ * A Redis that does not answer is still found `ms` after the command (plus the stall, plus `ms`
+ * once when the process stalled past the deadline); a command is never failed because this
+ * process could not read the answer in time.
  */
 export class Deadlines {
   readonly #ms: number;
   readonly #pending = new Set<Pending>();
   #timer: NodeJS.Timeout | null = null;
+  /** When the timer is due (performance.now). */
+  #due = 0;
 
   constructor(ms: number) {
     this.#ms = ms;
@@ -256,7 +282,7 @@ export class Deadlines {
   /** `promise`, or StoreUnavailable once `ms` passed without it settling. */
   track<T>(promise: Promise<T>, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const p: Pending = { until: performance.now() + this.#ms, what, settled: false, reject };
+      const p: Pending = { until: performance.now() + this.#ms, what, settled: false, extended: false, reject };
       this.#pending.add(p);
       if (this.#timer === null) this.#arm(this.#ms);
       promise.then(
@@ -277,18 +303,44 @@ export class Deadlines {
   }
 
   #arm(ms: number): void {
-    this.#timer = setTimeout(() => this.#expire(), Math.max(1, ms));
+    const wait = Math.max(1, ms);
+    this.#due = performance.now() + wait;
+    this.#timer = setTimeout(() => this.#expire(), wait);
   }
 
   #expire(): void {
     this.#timer = null;
     const now = performance.now();
+    const stalled = now - this.#due > STALL_MS;
+    let expired: Pending[] | null = null;
+    let moved: Pending[] | null = null;
     for (const p of this.#pending) {
-      if (p.until > now) {
-        this.#arm(p.until - now);
-        return;
-      }
+      if (p.until > now) break;
       this.#pending.delete(p);
+      if (stalled && !p.extended) {
+        // The process was held past this deadline: the command's time starts again now.
+        p.extended = true;
+        p.until = now + this.#ms;
+        (moved ??= []).push(p);
+      } else {
+        (expired ??= []).push(p);
+      }
+    }
+    // Moved ones go to the end: their new deadline is the latest (Set order = deadline order).
+    if (moved !== null) for (const p of moved) this.#pending.add(p);
+    const next = this.#pending.values().next();
+    if (!next.done) this.#arm(next.value.until - now);
+    if (expired === null) return;
+    // On time, the loop was waiting for I/O until now: nothing arrived unread. Late, a reply may
+    // wait unread: reject after the poll phase of this turn, which reads it first.
+    const out = expired;
+    if (now - this.#due <= 1) this.#reject(out);
+    else setImmediate(() => this.#reject(out));
+  }
+
+  #reject(expired: Pending[]): void {
+    for (const p of expired) {
+      if (p.settled) continue;
       p.settled = true;
       p.reject(new StoreUnavailable(`The session store did not answer ${p.what} within ${this.#ms} ms.`));
     }
