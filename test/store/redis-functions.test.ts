@@ -5,6 +5,8 @@
 // base64url.
 
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
@@ -277,6 +279,53 @@ describe.skipIf(serverSkip)('slot scripts as Redis Functions (a throw-away redis
       expect(delta(before, after, 'evalsha')).toBe(1);
     } finally {
       await admin.send(undefined, ['CONFIG', 'SET', 'maxmemory', '0']);
+      await store.close();
+    }
+  });
+
+  // A Function without flags counts as a write: Redis refuses it outright where it refuses writes,
+  // and a script only at its first write. Reads keep working (EVALSHA), writes are 503s.
+  it('answers reads through EVALSHA after a failed RDB save (MISCONF), and refuses writes with StoreUnavailable', async () => {
+    // A server of this test alone: its directory is deleted under it, so that its saves fail.
+    const own = await startRedisStandalone();
+    const ownAdmin = await openConnection(parseRedisUrl(own.url), { connectTimeoutMs: 2000, commandTimeoutMs: 5000 });
+    const store = await openRedisStore(own.url, { prefix });
+    try {
+      const s = await create(store, 'u-misconf');
+      const dir = String(((await ownAdmin.send(undefined, ['CONFIG', 'GET', 'dir'])) as string[])[1]);
+      await ownAdmin.send(undefined, ['CONFIG', 'SET', 'save', '3600 1']);
+      rmSync(dir, { recursive: true, force: true });
+      await ownAdmin.send(undefined, ['BGSAVE']);
+      for (let i = 0; i < 200 && !/rdb_last_bgsave_status:err/.test(String(await ownAdmin.send(undefined, ['INFO', 'persistence']))); i++) await sleep(25);
+      await expect(ownAdmin.send(undefined, ['SET', `${prefix}probe`, '1'])).rejects.toThrow(/^MISCONF/);
+      const before = await commandCounts(ownAdmin);
+      expect((await store.getSessionByHandle(s.handle))?.handle).toBe(s.handle);
+      const after = await commandCounts(ownAdmin);
+      // The FCALL refused (MISCONF), then the script, which only reads.
+      expect(delta(before, after, 'fcall')).toBe(1);
+      expect(delta(before, after, 'evalsha')).toBe(1);
+      await expect(store.createSession(session('t-fn', 'u-misconf-2'), T0)).rejects.toMatchObject({ code: 'store_unavailable', status: 503 });
+    } finally {
+      await ownAdmin.send(undefined, ['CONFIG', 'SET', 'save', '']).catch(() => undefined);
+      await store.close();
+      await ownAdmin.close();
+      await own.stop();
+    }
+  });
+
+  it('answers reads through EVALSHA without the replicas min-replicas-to-write asks for (NOREPLICAS), and refuses writes with StoreUnavailable', async () => {
+    const store = await openRedisStore(server.url, { prefix });
+    const s = await create(store, 'u-norepl');
+    await admin.send(undefined, ['CONFIG', 'SET', 'min-replicas-to-write', '1']);
+    try {
+      const before = await commandCounts(admin);
+      expect((await store.getSessionByHandle(s.handle))?.handle).toBe(s.handle);
+      const after = await commandCounts(admin);
+      expect(delta(before, after, 'fcall')).toBe(1);
+      expect(delta(before, after, 'evalsha')).toBe(1);
+      await expect(store.createSession(session('t-fn', 'u-norepl-2'), T0)).rejects.toMatchObject({ code: 'store_unavailable', status: 503 });
+    } finally {
+      await admin.send(undefined, ['CONFIG', 'SET', 'min-replicas-to-write', '0']);
       await store.close();
     }
   });

@@ -202,8 +202,12 @@ async function sendThroughSlotMoves(cluster: ClusterClient, key: string | undefi
   }
 }
 
-/** Server replies that mean "not now" rather than "your command is wrong". */
-const TRANSIENT_REPLY = /^(CLUSTERDOWN|LOADING|READONLY|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK|NOAUTH|WRONGPASS|NOPERM)\b/;
+/**
+ * Server replies that mean "not now" rather than "your command is wrong". MISCONF: writes are
+ * refused until an RDB save succeeds again (stop-writes-on-bgsave-error) — an operator's disk
+ * problem, which ends by itself once a save works.
+ */
+const TRANSIENT_REPLY = /^(CLUSTERDOWN|LOADING|READONLY|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MISCONF|MOVED|ASK|NOAUTH|WRONGPASS|NOPERM)\b/;
 
 /**
  * Maps anything a command can throw to the error the caller should see: connection trouble and

@@ -19,9 +19,11 @@
 // Fallbacks to EVALSHA/EVAL (the same script text, with its set-up on every call):
 // - an ACL user that may not run FCALL or FUNCTION LOAD (or a server without them): from then on
 //   for the whole connection — the scripts work as they did before Functions, only slower;
-// - an OOM answer (maxmemory reached): for that call — an unflagged Function is refused outright
-//   when the server is over maxmemory, where a script is refused only at its first write, so
-//   reads keep working as they did;
+// - an answer that the server refuses writes — OOM (maxmemory reached), MISCONF (the last RDB
+//   save failed, with stop-writes-on-bgsave-error), NOREPLICAS (fewer replicas than
+//   min-replicas-to-write): for that call — an unflagged Function is refused outright then, where
+//   a script is refused only at its first write, so reads keep working as they did (a write is
+//   refused by its script: MISCONF and NOREPLICAS are 503s, connection.ts);
 // - the function still missing right after its load (a Cluster slot moving under the call): for
 //   that call.
 
@@ -65,12 +67,19 @@ const evalOnly = new WeakSet<Conn>();
 /** Library loads under way, per connection and library name. */
 const loads = new WeakMap<Conn, Map<string, Promise<boolean>>>();
 
+/**
+ * Answers with which Redis refuses a command that may write before running it, where a script is
+ * refused only at its first write: over maxmemory (OOM), after a failed RDB save with
+ * stop-writes-on-bgsave-error (MISCONF), fewer replicas than min-replicas-to-write (NOREPLICAS).
+ */
+const WRITES_REFUSED = /^(OOM|MISCONF|NOREPLICAS)\b/;
+
 /** Why an error sends a Function call to EVALSHA instead, or null when it does not. */
-function fallbackOf(err: unknown): 'missing' | 'no-functions' | 'oom' | null {
+function fallbackOf(err: unknown): 'missing' | 'no-functions' | 'refused' | null {
   if (!(err instanceof ErrorReply)) return null;
   const m = err.message;
   if (m.startsWith('ERR Function not found')) return 'missing';
-  if (m.startsWith('OOM')) return 'oom';
+  if (WRITES_REFUSED.test(m)) return 'refused';
   if (/^NOPERM\b.*'(fcall|function\|load)'/i.test(m) || /^ERR unknown (sub)?command ['`](fcall|function|load)['`]/i.test(m)) return 'no-functions';
   return null;
 }
