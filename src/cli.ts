@@ -24,6 +24,7 @@ import { AUDIT_USAGE, auditCommand } from './audit/audit-cli.ts';
 import { TRANSFER_USAGE, transferCommand } from './flows/transfer-cli.ts';
 import { startBankSimulator } from './bank-simulator/simulator.ts';
 import { promoteReplica, PromoteRefused } from './store/redis/dr.ts';
+import { pruneFunctions } from './store/redis/functions-prune.ts';
 
 const USAGE = `Usage: tessera <command> [options]
 
@@ -45,6 +46,9 @@ ${TRANSFER_USAGE}
                                  Switch to the second site: pause writes on the old primary
                                  (--from), wait until the replica (--to) has them, promote it,
                                  and fence the old one as its replica (docs/reliability.md)
+  redis-functions prune [--url <redis url>] [--dry-run]
+                                 Delete the Redis Function libraries of other Tessera releases
+                                 (run it once every process is on this release)
   sessions list --tenant <id> [--user <id>] [--status active|revoked|expired]
                                  List sessions as JSON lines
 ${AUDIT_USAGE}
@@ -81,6 +85,8 @@ async function main(argv: string[]): Promise<number> {
       return dr(rest);
     case 'migrate':
       return migrateCommand(rest);
+    case 'redis-functions':
+      return redisFunctions(rest);
     case 'audit':
       return withStore(loadConfig(), (store) =>
         auditCommand(rest, store.audit, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') }),
@@ -250,6 +256,20 @@ async function backupOrRestore(command: 'backup' | 'restore', args: string[]): P
       ? await backupSqlite(config.store.sqlitePath, target)
       : await restoreSqlite(target, config.store.sqlitePath, values.force);
   process.stdout.write(JSON.stringify({ [command === 'backup' ? 'backup' : 'restored']: command === 'backup' ? target : config.store.sqlitePath, pages }) + '\n');
+  return 0;
+}
+
+async function redisFunctions(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'prune') throw new UsageError('usage: tessera redis-functions prune [--url <redis url>] [--dry-run]');
+  const { values } = parseArgs({ args: rest, options: { 'dry-run': { type: 'boolean' }, url: { type: 'string' } } });
+  const dryRun = values['dry-run'] === true;
+  // The store's URL alone: the rest of the server's configuration is not needed here.
+  const url = values.url ?? process.env.TESSERA_STORE?.trim() ?? '';
+  if (!/^(redis|rediss|redis-sentinel|redis-cluster):\/\//.test(url)) throw new UsageError('redis-functions prune needs a Redis store: --url <redis url>, or TESSERA_STORE');
+  const report = await pruneFunctions(url, { dryRun });
+  for (const name of report.deleted) process.stdout.write(`${dryRun ? 'would delete' : 'deleted'} ${name}\n`);
+  process.stdout.write(`${report.deleted.length} ${dryRun ? 'to delete' : 'deleted'}, ${report.kept.length} of this release kept\n`);
   return 0;
 }
 

@@ -12,9 +12,11 @@
 // other's. The library is loaded on demand, by the caller that gets "Function not found" (a server
 // that never had it, restarted without persistence, a new Cluster master or a failover to a
 // replica that missed it), on the node the call was routed to, and the call is made again. Loads
-// of one library through one connection are shared by the calls waiting for them. Libraries of
-// older versions stay on the server until it restarts (tens of kB each) or an operator deletes
-// them (FUNCTION DELETE); a version whose library was deleted loads it again.
+// of one library through one connection are shared by the calls waiting for them. Functions are
+// kept in RDB and AOF like data, so libraries of older versions stay — across restarts too, with
+// persistence — until they are deleted: `tessera redis-functions prune` (functions-prune.ts)
+// deletes the `tessera_*` libraries not of this release; a version whose library was deleted
+// loads it again.
 //
 // Fallbacks to EVALSHA/EVAL (the same script text, with its set-up on every call):
 // - an ACL user that may not run FCALL or FUNCTION LOAD (or a server without them): from then on
@@ -46,6 +48,17 @@ export function luaScript(source: string): LuaScript {
   return { name, source, sha1: createHash('sha1').update(source, 'utf8').digest('hex') };
 }
 
+/** The names of the libraries made by luaFunctionScript in this process (this release's). */
+const libraries = new Set<string>();
+
+/** Library names of Tessera's form (`tessera_<script>_<20 hex>`), of any release. */
+export const TESSERA_LIBRARY = /^tessera_[A-Za-z0-9_]+_[0-9a-f]{20}$/;
+
+/** This release's library names — of the scripts defined so far (import their modules first). */
+export function functionLibraries(): ReadonlySet<string> {
+  return libraries;
+}
+
 /**
  * A script in two parts: `top`, definitions only (locals, functions, table constructors; it may
  * not call a Lua library function nor read KEYS or ARGV: a library's top level runs where only
@@ -56,6 +69,7 @@ export function luaFunctionScript(name: string, top: string, call: string): LuaS
   const source = `-- tessera:${name}\n${top}\n${call}`;
   const sha1 = createHash('sha1').update(source, 'utf8').digest('hex');
   const fnName = `tessera_${name.replace(/[^A-Za-z0-9]/g, '_')}_${sha1.slice(0, 20)}`;
+  libraries.add(fnName);
   const library = `#!lua name=${fnName}\n${top}\nredis.register_function('${fnName}', function(KEYS, ARGV)\n${call}\nend)\n`;
   return { name, source, sha1, fn: { name: fnName, library } };
 }
