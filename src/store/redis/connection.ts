@@ -25,7 +25,7 @@
 // - RESP2 is used on these connections: replies (HGETALL, script tables) are flat arrays.
 
 import { randomBytes } from 'node:crypto';
-import { createClient, createCluster, createSentinel, ErrorReply } from 'redis';
+import { createClient, createCluster, createSentinel, ErrorReply, RESP_TYPES } from 'redis';
 import { StoreUnavailable, TesseraError } from '../../domain/errors.ts';
 import type { FeedChange } from '../coordination-port.ts';
 import type { RedisHost, RedisTarget } from './url.ts';
@@ -46,8 +46,11 @@ export type Send = (args: string[]) => Promise<unknown>;
 
 export interface RedisConnection {
   readonly kind: RedisStoreKind;
-  /** Sends one command. `routingKey` picks the node in a cluster; elsewhere it is ignored. */
-  send(routingKey: string | undefined, args: CommandArgs, readonly?: boolean): Promise<unknown>;
+  /**
+   * Sends one command. `routingKey` picks the node in a cluster; elsewhere it is ignored.
+   * `binary`: the reply's bulk strings as Buffers, not UTF-8 text (a packed record, slot-lua.ts).
+   */
+  send(routingKey: string | undefined, args: CommandArgs, readonly?: boolean, binary?: boolean): Promise<unknown>;
   /** A sender for every master (one for standalone and Sentinel, all masters of a cluster). */
   masters(): Promise<Send[]>;
   /**
@@ -175,19 +178,22 @@ async function subscribeOn(
  */
 const SLOT_MOVING = /^(TRYAGAIN|ASK)\b|non local key/;
 
+/** The command options of a `binary` send: bulk strings as Buffers. */
+const BINARY = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
+
 interface ClusterClient {
-  sendCommand(key: string | undefined, readonly: boolean, args: CommandArgs): Promise<unknown>;
-  getNodeClientForKey(key: string): Promise<{ sendCommand(args: CommandArgs): Promise<unknown> }>;
+  sendCommand(key: string | undefined, readonly: boolean, args: CommandArgs, options?: typeof BINARY): Promise<unknown>;
+  getNodeClientForKey(key: string): Promise<{ sendCommand(args: CommandArgs, options?: typeof BINARY): Promise<unknown> }>;
 }
 
-async function sendThroughSlotMoves(cluster: ClusterClient, key: string | undefined, args: CommandArgs, readonly: boolean, until: number): Promise<unknown> {
+async function sendThroughSlotMoves(cluster: ClusterClient, key: string | undefined, args: CommandArgs, readonly: boolean, until: number, binary = false): Promise<unknown> {
   const script = key !== undefined && (args[0] === 'FCALL' || args[0] === 'EVALSHA' || args[0] === 'EVAL');
   for (let attempt = 0; ; attempt++) {
     try {
-      if (!script) return await cluster.sendCommand(key, readonly, args);
+      if (!script) return await (binary ? cluster.sendCommand(key, readonly, args, BINARY) : cluster.sendCommand(key, readonly, args));
       const owner = await cluster.getNodeClientForKey(key);
       try {
-        return await owner.sendCommand(args);
+        return await (binary ? owner.sendCommand(args, BINARY) : owner.sendCommand(args));
       } catch (err) {
         if (!(err instanceof ErrorReply) || !err.message.startsWith('MOVED') || performance.now() >= until) throw err;
         // The move is over: a keyed command through the cluster client follows the MOVED and
@@ -409,7 +415,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
       destroy = () => client.destroy();
       conn = {
         kind: 'redis',
-        send: (_key, args) => deadline(client.sendCommand(args), args[0] as string),
+        send: (_key, args, _readonly, binary) => deadline(binary === true ? client.sendCommand(args, BINARY) : client.sendCommand(args), args[0] as string),
         masters: () => Promise.resolve([(args: string[]) => deadline(client.sendCommand(args), args[0] as string)]),
         subscribe: (channel, onMessage, onReset) =>
           subscribeOn(client.duplicate(), channel, (m) => deadline(client.sendCommand(['PUBLISH', channel, m]), 'PUBLISH'), onMessage, onReset, opts),
@@ -418,8 +424,8 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
       break;
     }
     case 'cluster': {
-      const sendOnCluster = (key: string | undefined, args: CommandArgs, readonly: boolean) =>
-        sendThroughSlotMoves(cluster, key, args, readonly, performance.now() + opts.commandTimeoutMs - 50);
+      const sendOnCluster = (key: string | undefined, args: CommandArgs, readonly: boolean, binary?: boolean) =>
+        sendThroughSlotMoves(cluster, key, args, readonly, performance.now() + opts.commandTimeoutMs - 50, binary);
       const cluster = createCluster({
         RESP: 2,
         rootNodes: target.seeds.map((h: RedisHost) => ({ socket: { host: h.host, port: h.port, connectTimeout: opts.connectTimeoutMs } })),
@@ -433,7 +439,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
       destroy = () => cluster.destroy();
       conn = {
         kind: 'redis-cluster',
-        send: (key, args, readonly = false) => deadline(sendOnCluster(key, args, readonly), args[0] as string),
+        send: (key, args, readonly = false, binary) => deadline(sendOnCluster(key, args, readonly, binary), args[0] as string),
         masters: async () => {
           const clients = await Promise.all(cluster.masters.map((m) => cluster.nodeClient(m)));
           return clients.map((c) => (args: string[]) => deadline(c.sendCommand(args), args[0] as string));
@@ -469,7 +475,8 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
       destroy = () => void sentinel.destroy().catch(onError);
       conn = {
         kind: 'redis-sentinel',
-        send: (_key, args, readonly = false) => deadline(sentinel.sendCommand(readonly, args), args[0] as string),
+        send: (_key, args, readonly = false, binary) =>
+          deadline(binary === true ? sentinel.sendCommand(readonly, args, BINARY) : sentinel.sendCommand(readonly, args), args[0] as string),
         masters: () => Promise.resolve([(args: string[]) => deadline(sentinel.sendCommand(false, args), args[0] as string)]),
         subscribe: (channel, onMessage, onReset) =>
           subscribeOn(sentinel.duplicate(), channel, (m) => deadline(sentinel.sendCommand(false, ['PUBLISH', channel, m]), 'PUBLISH'), onMessage, onReset, opts),

@@ -41,6 +41,8 @@ export interface LuaScript {
   readonly sha1: string;
   /** The same script as a Redis Function (luaFunctionScript): its name and its library's code. */
   readonly fn?: { readonly name: string; readonly library: string };
+  /** Its reply's bulk strings come as Buffers (a packed record: slot-lua.ts packedOf). */
+  readonly binary?: boolean;
 }
 
 export function luaScript(source: string): LuaScript {
@@ -127,9 +129,9 @@ function load(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): Promis
 
 const USE_EVAL = Symbol('eval');
 
-async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string, tail: CommandArgs): Promise<unknown> {
+async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string, tail: CommandArgs, binary: boolean): Promise<unknown> {
   try {
-    return await conn.send(key, ['FCALL', fn.name, ...tail]);
+    return await conn.send(key, ['FCALL', fn.name, ...tail], false, binary);
   } catch (err) {
     const why = fallbackOf(err);
     if (why === null) throw err;
@@ -138,7 +140,7 @@ async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: s
   }
   if (!(await load(conn, fn, key))) return USE_EVAL;
   try {
-    return await conn.send(key, ['FCALL', fn.name, ...tail]);
+    return await conn.send(key, ['FCALL', fn.name, ...tail], false, binary);
   } catch (err) {
     if (fallbackOf(err) === null) throw err;
     return USE_EVAL;
@@ -148,14 +150,15 @@ async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: s
 /** Runs `script` with KEYS[1] = `key` and ARGV = `args` (a Buffer goes as its bytes). */
 export async function evalScript(conn: Conn, script: LuaScript, key: string, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
   const tail: CommandArgs = ['1', key, ...args];
+  const binary = script.binary === true;
   if (script.fn !== undefined && !evalOnly.has(conn)) {
-    const reply = await callFunction(conn, script.fn, key, tail);
+    const reply = await callFunction(conn, script.fn, key, tail, binary);
     if (reply !== USE_EVAL) return reply;
   }
   try {
-    return await conn.send(key, ['EVALSHA', script.sha1, ...tail]);
+    return await conn.send(key, ['EVALSHA', script.sha1, ...tail], false, binary);
   } catch (err) {
     if (!(err instanceof ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw err;
-    return conn.send(key, ['EVAL', script.source, ...tail]);
+    return conn.send(key, ['EVAL', script.source, ...tail], false, binary);
   }
 }

@@ -43,8 +43,10 @@ return finish({ 'ok' })
  * route itself ('' = the caller wrote it: in a Cluster the route lives in another slot), ARGV[11]
  * the successor hash's text (the reply's, so that it is not encoded again). A rotation writes the
  * route before the successor, in the same atomic step; no other outcome writes it.
- * Reply: {'rotated', session, successor token, previous idle or '', user JSON or nil}
- *      | {'grace', session, presented token, user JSON or nil}
+ * Reply: {'rotated', session and successor token (packed), previous idle or '', user JSON or nil}
+ *      | {'grace', session and presented token (packed), user JSON or nil}
+ * (packed: one string, slot-lua.ts packedOf; the other records are name/value lists; every bulk
+ * string of the reply comes to Node as a Buffer)
  * (the session's user record, `P{tag}:u:<userId>`, in the same slot: read in the same step)
  *      | {'reused', session, {revoked records}} | {'inactive', session} | {'unknown'} | {'successor_exists'}
  *      | {'route_taken'} (the successor's route names another slot: nothing was changed)
@@ -89,7 +91,7 @@ if not t[3] then
   shed(r, rec)
   local prev = ''
   if before then prev = fmt(before) end
-  return finish({ 'rotated', pairsOf(r, rec), tokenPairs(r, rec, nt), prev, userOf(rec) })
+  return finish({ 'rotated', packedOf(r, rec, tokenAt(rec, nt)), prev, userOf(rec) })
 end
 -- Grace only while the successor is still current: once it has been rotated in its turn, the
 -- pair a grace answer would repeat is spent, and the old token coming back is reuse.
@@ -100,12 +102,13 @@ if t[4] and not successorRotated then
   end
 end
 if now <= t[3] + tonumber(ARGV[7]) and not successorRotated then
-  return { 'grace', pairsOf(r, rec), tokenPairs(r, rec, t), userOf(rec) }
+  return { 'grace', packedOf(r, rec, tokenAt(rec, t)), userOf(rec) }
 end
 local out = {}
 revokeTree(r, 'refresh_reuse', 'parent_revoked', out, nil)
 return finish({ 'reused', pairsOf(r, rec), out })
 `,
+  true,
 );
 
 /**

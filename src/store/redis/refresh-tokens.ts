@@ -7,16 +7,19 @@ import { tagOfHandle } from '../../domain/secrets.ts';
 import type { Session } from '../../domain/session.ts';
 import type { User } from '../../domain/user.ts';
 import type { RefreshToken, RotateResult } from '../sessions-port.ts';
-import { mustSession, mustToken, num, refreshTokenFromReply, refreshTokenToFields, sessionsFromReply } from './codec.ts';
+import { mustPackedToken, mustSession, num, packedFromReply, refreshTokenFromReply, refreshTokenToFields, sessionsFromReply } from './codec.ts';
 import type { RedisContext } from './context.ts';
 import { packedHash } from './lua-codec.ts';
 import { ADD_REFRESH, GET_REFRESH, ROTATE } from './refresh-scripts.ts';
 import { secretInUse, type SessionIndex } from './session-index.ts';
 
-/** The user record the rotate script read (accounts.ts writes it as JSON), if it is the session's. */
+/**
+ * The user record the rotate script read (accounts.ts writes it as JSON; as a Buffer from a
+ * script whose reply comes as bytes), if it is the session's.
+ */
 export function userOf(raw: unknown, s: Session): User | null {
-  if (typeof raw !== 'string') return null;
-  const u = JSON.parse(raw) as User;
+  if (typeof raw !== 'string' && !Buffer.isBuffer(raw)) return null;
+  const u = JSON.parse(raw.toString()) as User;
   return u.tenantId === s.tenantId && u.id === s.userId ? u : null;
 }
 
@@ -68,24 +71,26 @@ export class RedisRefreshTokens {
           if (routeWritten) await this.index.dropRoutes([successorHash]).catch(() => undefined);
           throw err;
         })) as unknown[];
+      // The reply's strings come as Buffers (the script's reply is binary: a packed record).
+      const outcome = String(reply[0]);
       // Only a rotation stores the successor: any other outcome takes back the route it would need.
-      if (reply[0] !== 'rotated' && routeWritten) await this.index.dropRoutes([successorHash]);
-      switch (reply[0]) {
+      if (outcome !== 'rotated' && routeWritten) await this.index.dropRoutes([successorHash]);
+      switch (outcome) {
         case 'rotated': {
           if (inScript) this.ctx.rememberRoute(successorHash, tag);
-          const session = mustSession(reply[1]);
-          const successor = mustToken(reply[2]);
+          const { session, token } = packedFromReply(reply[1]);
+          const successor = mustPackedToken(token);
           // Each awaited only when it has something to do (a rotation usually moves the expiry
           // later, and most deployments wait for no replica): no promise turns otherwise.
-          const moved = this.index.expiryMayHaveMovedEarlier(session, String(reply[3]));
+          const moved = this.index.expiryMayHaveMovedEarlier(session, String(reply[2]));
           if (moved !== null) await moved;
           if (this.ctx.waitsForReplicas) await this.ctx.replicated([tag]);
-          return { outcome: 'rotated', session, successor, user: userOf(reply[4], session) };
+          return { outcome: 'rotated', session, successor, user: userOf(reply[3], session) };
         }
         case 'grace': {
           // The presented token as stored: its successorHash names the pair the first caller got.
-          const session = mustSession(reply[1]);
-          return { outcome: 'grace', session, token: mustToken(reply[2]), user: userOf(reply[3], session) };
+          const { session, token } = packedFromReply(reply[1]);
+          return { outcome: 'grace', session, token: mustPackedToken(token), user: userOf(reply[2], session) };
         }
         case 'reused': {
           const revoked = sessionsFromReply(reply[2]);
@@ -101,7 +106,7 @@ export class RedisRefreshTokens {
         case 'route_taken':
           throw secretInUse();
         default:
-          throw new Error(`unexpected reply from the rotate script: ${String(reply[0])}`);
+          throw new Error(`unexpected reply from the rotate script: ${outcome}`);
       }
     });
   }

@@ -248,9 +248,9 @@ return finish(out[1])
  * route lives in another slot) — written, before the token it leads to, only when the exchange
  * redeems; ARGV[14] n, ARGV[15..14+2n] expected data (field `d:<key>`, JSON), then the patch
  * (field `d:<key>`, JSON or '' = remove).
- * Reply: {'redeemed', target record, previous idle or ''} (the consumed record is not sent back:
- *      the caller has it from its look-up)
- *      | {'unusable', consumed record} | {'not_consumed'} | {'token_exists'}
+ * Reply: {'redeemed', target record (packed: slot-lua.ts packedOf), previous idle or ''} (the
+ *      consumed record is not sent back: the caller has it from its look-up)
+ *      | {'unusable', consumed record (packed)} | {'not_consumed'} | {'token_exists'}
  *      | {'route_taken'} (the refresh token's route names another slot: nothing was changed)
  *      | false (called by route: the secret has none)
  * The target rule is domain/session.ts redeemableInto's.
@@ -270,7 +270,7 @@ if ARGV[10] ~= '' then
     if routed and routed ~= tag then return { 'route_taken' } end
   end
 end
--- The consumed record's pairs are built only for an unusable answer (pairsOf below: the same
+-- The consumed record is packed only for an unusable answer (packedOf below: the same
 -- record as revokeTree would have appended, the root, revoked first).
 revokeTree(r, 'consumed', 'parent_revoked', nil, nil)
 local t, tr = get(ARGV[8])
@@ -281,7 +281,7 @@ for i = 15, 14 + 2 * n, 2 do
   if not ok then break end
   ok = d[string.sub(ARGV[i], 3)] == ARGV[i + 1]
 end
-if not ok then return finish({ 'unusable', pairsOf(r, rec) }) end
+if not ok then return finish({ 'unusable', packedOf(r, rec, 0) }) end
 if hb and ARGV[12] ~= '' and not routed then redis.call('HSET', ARGV[12], ARGV[13], tag) end
 for i = 15 + 2 * n, #ARGV, 2 do
   local k = string.sub(ARGV[i], 3)
@@ -306,8 +306,9 @@ end
 changed(t)
 local prev = ''
 if before then prev = fmt(before) end
-return finish({ 'redeemed', pairsOf(tr, t), prev })
+return finish({ 'redeemed', packedOf(tr, t, 0), prev })
 `,
+  true,
 );
 
 /**
@@ -330,7 +331,7 @@ return finish(pairsOf(r, rec))
  * which lives in the same slot. No race to close: a read, in one step so that one command answers
  * both (and, called by route, finds the slot too: slot-lua.ts routedScript).
  * ARGV[5] secret hash, packed (ARGV[6], ARGV[7]: its route, when called by route).
- * Reply: {record, user JSON | false} | false
+ * Reply: {record (packed: slot-lua.ts packedOf), user JSON | false} | false
  */
 export const BY_SECRET_WITH_USER = routedScript(
   'by-secret-with-user',
@@ -339,8 +340,9 @@ local r, rec = findSecret(ARGV[5])
 if not r then return finish(false) end
 local user = false
 if rec[USR] then user = redis.call('GET', base .. 'u:' .. rec[USR]) end
-return finish({ pairsOf(r, rec), user })
+return finish({ packedOf(r, rec, 0), user })
 `,
+  true,
 );
 
 /**

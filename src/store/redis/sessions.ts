@@ -25,7 +25,7 @@ import {
   type SessionsStore,
   type SessionWithUser,
 } from '../sessions-port.ts';
-import { mustSession, num, patchToFields, sessionFromReply, sessionsFromReply, sessionToFields } from './codec.ts';
+import { mustSession, num, packedFromReply, patchToFields, sessionFromReply, sessionsFromReply, sessionToFields } from './codec.ts';
 import type { RedisContext } from './context.ts';
 import { packedHash } from './lua-codec.ts';
 import { RedisRefreshTokens, userOf } from './refresh-tokens.ts';
@@ -100,8 +100,8 @@ export class RedisSessions implements SessionsStore {
     return this.ctx.guard(async () => {
       const reply = await this.ctx.runRouted(BY_SECRET_WITH_USER, secretHash, 0, []);
       if (!Array.isArray(reply)) return null;
-      const session = sessionFromReply(reply[0]);
-      if (session === null || session.secretHash !== secretHash) return null;
+      const { session } = packedFromReply(reply[0]);
+      if (session.secretHash !== secretHash) return null;
       return { session, user: session.userId === null ? null : userOf(reply[1], session) };
     });
   }
@@ -292,10 +292,12 @@ export class RedisSessions implements SessionsStore {
         throw err;
       })) as unknown[] | null;
       if (reply === null) return { outcome: 'not_consumed' };
-      if (reply[0] !== 'redeemed' && routeWritten && token !== null) await this.index.dropRoutes([token.tokenHash]);
-      switch (reply[0]) {
+      // The reply's strings come as Buffers (the script's reply is binary: a packed record).
+      const outcome = String(reply[0]);
+      if (outcome !== 'redeemed' && routeWritten && token !== null) await this.index.dropRoutes([token.tokenHash]);
+      switch (outcome) {
         case 'redeemed': {
-          const session = mustSession(reply[1]);
+          const { session } = packedFromReply(reply[1]);
           // The target was found in the secret's slot: its handle names that slot (no need to
           // check it against the user's tag, a SHA-256, as tagOfSession does).
           const tag = tagOfHandle(session.handle) ?? this.ctx.tagOfSession(session);
@@ -306,7 +308,7 @@ export class RedisSessions implements SessionsStore {
           return { outcome: 'redeemed', session };
         }
         case 'unusable':
-          return { outcome: 'target_unusable', consumed: mustSession(reply[1]) };
+          return { outcome: 'target_unusable', consumed: packedFromReply(reply[1]).session };
         case 'not_consumed':
           return { outcome: 'not_consumed' };
         case 'token_exists':
@@ -314,7 +316,7 @@ export class RedisSessions implements SessionsStore {
         case 'route_taken':
           throw secretInUse();
         default:
-          throw new Error(`unexpected reply from the redeem script: ${String(reply[0])}`);
+          throw new Error(`unexpected reply from the redeem script: ${outcome}`);
       }
     });
   }

@@ -45,7 +45,11 @@
 // them (and their routes). An index value of a spent token is never 16 bytes nor starts with a 0
 // byte, so it is never taken for a plain r. Numbers are MessagePack integers (exact up to
 // 2^53) and are printed with %d, never with Lua's 14-digit tostring. Replies are flat
-// name/value lists in the shape of HGETALL, so codec.ts reads them as it read the hashes.
+// name/value lists in the shape of HGETALL, so codec.ts reads them as it read the hashes —
+// except the records of the hot scripts' replies (ROTATE's rotated and grace, REDEEM,
+// BY_SECRET_WITH_USER): each is ONE string, MessagePack of (tag, r, the record as above with
+// absolute times, the position of the token the reply names), sent as bytes (packedOf below,
+// codec.ts packedFromReply).
 
 import { LUA_CODEC, LUA_CODEC_INIT } from './lua-codec.ts';
 import { luaFunctionScript, type LuaScript } from './lua.ts';
@@ -355,6 +359,31 @@ local function pairsOf(r, rec)
     if x[WHY] then out[n + 1], out[n + 2], n = 'revokeReason', x[WHY], n + 2 end
   end
   return out
+end
+
+-- A record in one string (the hot scripts' replies: ROTATE, REDEEM, BY_SECRET_WITH_USER):
+-- MessagePack of the slot's tag, r, the record as this call holds it (times absolute, hashes and
+-- handles' random parts as bytes, as above) and ti, the position in its refresh tokens of the
+-- token the reply names (0: none) — cmsgpack's work in C, instead of pairsOf's and tokenPairs'
+-- numbers printed and hashes and handles encoded in Lua. codec.ts packedFromReply makes of it
+-- what sessionFromReply and refreshTokenFromReply make of those pairs. The script's reply comes
+-- to Node as bytes (script(..., true): its bulk strings as Buffers). A position the call left nil
+-- is set false first (save's encode does the same), so that the record goes as an array, not as
+-- a map.
+local function packedOf(r, rec, ti)
+  for i = 1, 15 do
+    if rec[i] == nil then rec[i] = false end
+  end
+  return mpack(tag, r, rec, ti)
+end
+-- The position of token t in rec's refresh tokens (0: not there).
+local function tokenAt(rec, t)
+  if rec[TOK] then
+    for i, x in ipairs(rec[TOK]) do
+      if x == t then return i end
+    end
+  end
+  return 0
 end
 
 -- A refresh token of rec as HGETALL-shaped pairs.
@@ -686,10 +715,12 @@ end
 /**
  * A slot script: the prelude (the calling convention above), then `body`. Called as a Redis
  * Function (lua.ts): the prelude is its library's top level, run once per load, and each call
- * runs reset and the body.
+ * runs reset and the body. `binary`: its reply's bulk strings come to Node as Buffers (a script
+ * whose reply holds a packed record, packedOf).
  */
-export function script(name: string, body: string): LuaScript {
-  return luaFunctionScript(name, PRELUDE, `reset(KEYS, ARGV)\n${body}`);
+export function script(name: string, body: string, binary = false): LuaScript {
+  const s = luaFunctionScript(name, PRELUDE, `reset(KEYS, ARGV)\n${body}`);
+  return binary ? { ...s, binary } : s;
 }
 
 /**
@@ -704,12 +735,13 @@ export function script(name: string, body: string): LuaScript {
  * Called on a slot (ARGV[1] its base): ARGV[5] the packed hash, ARGV[6] and ARGV[7] unused.
  * Either way the body's own arguments start at ARGV[8], and the body reads `tag` as usual.
  */
-export function routedScript(name: string, body: string): LuaScript {
+export function routedScript(name: string, body: string, binary = false): LuaScript {
   const route = `
 if ARGV[1] == '' then
   local routed = redis.call('HGET', KEYS[1], ARGV[6])
   if not routed or #routed ~= 12 or not string.match(routed, '^[A-Za-z0-9_-]+$') then return false end
   ARGV[1] = ARGV[7] .. '{' .. routed .. '}:'
 end`;
-  return luaFunctionScript(name, PRELUDE, `${route}\nreset(KEYS, ARGV)\n${body}`);
+  const s = luaFunctionScript(name, PRELUDE, `${route}\nreset(KEYS, ARGV)\n${body}`);
+  return binary ? { ...s, binary } : s;
 }
