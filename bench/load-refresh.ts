@@ -10,48 +10,37 @@
 // on), so that a warm-up run and the measured run after it, or a counting run after that, make
 // one chain each without new logins. `loadCpuS` and `loadWallS`: this process's CPU seconds and the
 // wall seconds of the load itself (its start-up left out), for the load core's share (bench/run.ts).
+// Each chain has a keep-alive connection of its own on a raw socket (bench/raw-http.ts: as lean as
+// autocannon, so that the load core's CPU goes to Redis rather than to `node:http`); a connection
+// closed or reset is opened again by the chain's next request.
 
-import { Agent, request } from 'node:http';
 import { report } from './load-errors.ts';
+import { RawConnection, type RawResponse } from './raw-http.ts';
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as { url: string; seconds: number; tokens: string[]; amount?: number };
 const amount = opts.amount ?? Infinity;
-const target = new URL(opts.url);
-const agent = new Agent({ keepAlive: true, maxSockets: opts.tokens.length });
 const latencies: number[] = [];
 let non2xx = 0;
 let errors = 0;
 const deadline = performance.now() + opts.seconds * 1000;
 
-function refresh(token: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ refreshToken: token });
-    const req = request(
-      { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
-      (res) => {
-        let data = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (data += c));
-        res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+/** The request's body: JSON.stringify({ refreshToken: token }). */
+const refreshBody = (token: string) => `{"refreshToken":${JSON.stringify(token)}}`;
 
 /** Each chain's token to go on with, in the order of opts.tokens. */
 const next = [...opts.tokens];
+const connections: RawConnection[] = [];
 
 async function chain(first: string, index: number): Promise<void> {
+  const conn = RawConnection.to(opts.url);
+  connections.push(conn);
   let token = first;
   let rotations = 0;
   let failures = 0;
   while (performance.now() < deadline && latencies.length < amount) {
     const t0 = performance.now();
     try {
-      const r = await refresh(token);
+      const r: RawResponse = await conn.post(refreshBody(token));
       latencies.push(performance.now() - t0);
       if (r.status !== 200) {
         non2xx++;
@@ -76,7 +65,7 @@ const cpu0 = process.cpuUsage();
 await Promise.all(opts.tokens.map((t, i) => chain(t, i)));
 const elapsed = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpu0);
-agent.destroy();
+for (const c of connections) c.destroy();
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0);
 report({ requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors, timeouts: 0 }, { tokens: next, loadCpuS: (cpu.user + cpu.system) / 1e6, loadWallS: elapsed });

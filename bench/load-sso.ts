@@ -5,19 +5,20 @@
 // Prints one JSON line with the figures (the same shape as bench/load.ts); a failed request (a
 // connection reset) is counted as an error, never fatal (bench/load-errors.ts). `loadCpuS` and
 // `loadWallS`: this process's CPU seconds and the wall seconds of the exchanges (its start-up and
-// the tokens' read left out), for the load core's share (bench/run.ts).
+// the tokens' read left out), for the load core's share (bench/run.ts). Each worker has a
+// keep-alive connection of its own on a raw socket (bench/raw-http.ts: as lean as autocannon, so
+// that the load core's CPU goes to Redis rather than to `node:http`); a connection closed or reset
+// is opened again by the worker's next request.
 
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { report } from './load-errors.ts';
+import { RawConnection } from './raw-http.ts';
 
 /** bench/fill-sso-tokens.ts's SSO_BENCH_VERIFIER (not imported: that module opens a store when loaded). */
 const VERIFIER = 'bench-verifier-' + 'v'.repeat(40);
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as { url: string; connections: number; seconds: number; tokens: string };
 const tokens = readFileSync(opts.tokens, 'utf8').split('\n').filter(Boolean);
-const target = new URL(opts.url);
-const agent = new Agent({ keepAlive: true, maxSockets: opts.connections });
 const latencies: number[] = [];
 let non2xx = 0;
 let errors = 0;
@@ -26,33 +27,22 @@ const deadline = performance.now() + opts.seconds * 1000;
 
 let firstRefusal = null as string | null;
 
-function exchange(token: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ token, codeVerifier: VERIFIER });
-    const req = request(
-      { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
-      (res) => {
-        let data = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (data += c));
-        res.on('error', reject);
-        res.on('end', () => {
-          if (res.statusCode !== 200 && firstRefusal === null) firstRefusal = `${res.statusCode} ${data.slice(0, 300)}`;
-          resolve(res.statusCode ?? 0);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+async function exchange(conn: RawConnection, token: string): Promise<number> {
+  const r = await conn.post(`{"token":${JSON.stringify(token)},"codeVerifier":"${VERIFIER}"}`);
+  if (r.status !== 200 && firstRefusal === null) firstRefusal = `${r.status} ${r.body.slice(0, 300)}`;
+  return r.status;
 }
 
+const connections: RawConnection[] = [];
+
 async function worker(): Promise<void> {
+  const conn = RawConnection.to(opts.url);
+  connections.push(conn);
   while (next < tokens.length && performance.now() < deadline) {
     const token = tokens[next++] as string;
     const t0 = performance.now();
     try {
-      const status = await exchange(token);
+      const status = await exchange(conn, token);
       latencies.push(performance.now() - t0);
       if (status !== 200) non2xx++;
     } catch {
@@ -66,7 +56,7 @@ const cpu0 = process.cpuUsage();
 await Promise.all(Array.from({ length: opts.connections }, worker));
 const elapsed = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpu0);
-agent.destroy();
+for (const c of connections) c.destroy();
 latencies.sort((a, b) => a - b);
 if (firstRefusal !== null) process.stderr.write(`first refusal: ${firstRefusal}\n`);
 const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0);

@@ -1,0 +1,165 @@
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseResponse, RawConnection } from '../../bench/raw-http.ts';
+
+// The rotation and SSO load generators' HTTP client (bench/raw-http.ts): a keep-alive connection
+// on a raw socket and a strict response parser, in place of node:http's Agent.
+
+const ok = (body: string, extra = '') => `HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+
+/** Feeds `bytes` to the parser split at `at`: the first part alone must ask for more. */
+function splitAt(bytes: Buffer, at: number) {
+  expect(parseResponse(bytes.subarray(0, at))).toBeNull();
+  return parseResponse(bytes);
+}
+
+describe('parseResponse', () => {
+  it('reads a Content-Length response, and asks for more at every split point before its end', () => {
+    const bytes = Buffer.from(ok('{"refreshToken":"é-x"}'));
+    for (let at = 0; at < bytes.length; at++) {
+      const r = splitAt(bytes, at);
+      expect(r?.status).toBe(200);
+      expect(r?.body.toString('utf8')).toBe('{"refreshToken":"é-x"}');
+      expect(r?.end).toBe(bytes.length);
+      expect(r?.close).toBe(false);
+    }
+  });
+
+  it('reads a chunked response (extensions and an empty trailer), split anywhere', () => {
+    const bytes = Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\n{"a":\r\nb\r\n"0123456789\r\n1\r\n}\r\n0\r\n\r\n');
+    for (let at = 0; at < bytes.length; at++) {
+      const r = splitAt(bytes, at);
+      expect(r?.body.toString()).toBe('{"a":"0123456789}');
+      expect(r?.end).toBe(bytes.length);
+    }
+  });
+
+  it('reads a 4xx problem document with its body, and what follows it is left for the next', () => {
+    const problem = '{"type":"about:blank","title":"Unauthorized","status":401}';
+    const first = `HTTP/1.1 401 Unauthorized\r\nContent-Type: application/problem+json\r\nContent-Length: ${problem.length}\r\n\r\n${problem}`;
+    const bytes = Buffer.from(first + ok('{}'));
+    const r = parseResponse(bytes);
+    expect(r?.status).toBe(401);
+    expect(JSON.parse(r!.body.toString())).toMatchObject({ status: 401 });
+    expect(parseResponse(bytes, r!.end)?.body.toString()).toBe('{}');
+  });
+
+  it('takes Connection: close, and a body without a length up to the close only', () => {
+    expect(parseResponse(Buffer.from(ok('{}', 'Connection: close\r\n')))?.close).toBe(true);
+    const untilClose = Buffer.from('HTTP/1.1 503 Service Unavailable\r\n\r\nbusy');
+    expect(parseResponse(untilClose)).toBeNull();
+    expect(parseResponse(untilClose, 0, true)).toMatchObject({ status: 503, close: true });
+    expect(parseResponse(Buffer.from('HTTP/1.1 204 No Content\r\n\r\n'))?.end).toBe(27);
+  });
+
+  it('refuses what is not a well-formed response, and a close inside one', () => {
+    expect(() => parseResponse(Buffer.from('HTTP/2 200 OK\r\n\r\n'))).toThrow(/status line/);
+    expect(() => parseResponse(Buffer.from('HTTP/1.1 200 OK\r\nno colon\r\n\r\n'))).toThrow(/header line/);
+    expect(() => parseResponse(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n'))).toThrow(/content-length/);
+    expect(() => parseResponse(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n'))).toThrow(/content-length/);
+    expect(() => parseResponse(Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n'))).toThrow(/transfer-encoding/);
+    expect(() => parseResponse(Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'))).toThrow(/chunk size/);
+    expect(() => parseResponse(Buffer.from('HTTP/1.1 100 Continue\r\n\r\n'))).toThrow(/interim/);
+    expect(() => parseResponse(Buffer.from(ok('{"a":1}')).subarray(0, -2), 0, true)).toThrow(/closed inside a response body/);
+  });
+});
+
+describe('RawConnection', () => {
+  const servers: { close(): unknown }[] = [];
+  afterEach(() => {
+    for (const s of servers.splice(0)) s.close();
+  });
+
+  /** A raw TCP server answering each connection with `onConnection`. */
+  async function rawServer(onConnection: (socket: Socket, n: number) => void): Promise<{ server: Server; port: number }> {
+    let n = 0;
+    const server = createServer((s) => onConnection(s, n++));
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { server, port: (server.address() as AddressInfo).port };
+  }
+
+  it('sends well-formed POSTs that node:http reads, all on one kept-alive connection', async () => {
+    const seen: { method?: string; url?: string; type?: string; body: string; socket: unknown }[] = [];
+    const server = createHttpServer((req: IncomingMessage, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        seen.push({ method: req.method, url: req.url, type: req.headers['content-type'], body, socket: req.socket });
+        res.writeHead(seen.length === 2 ? 401 : 200, { 'content-type': 'application/json' });
+        // Chunked (no content-length) for the third: node:http's default for a streamed body.
+        if (seen.length === 3) res.write('{"n":');
+        res.end(seen.length === 3 ? '3}' : JSON.stringify({ n: seen.length }));
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const conn = RawConnection.to(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/auth/token/refresh?ignored=1`);
+    const replies = [];
+    for (const token of ['a', 'b', 'ü']) replies.push(await conn.post(JSON.stringify({ refreshToken: token })));
+    conn.destroy();
+    expect(replies).toEqual([
+      { status: 200, body: '{"n":1}' },
+      { status: 401, body: '{"n":2}' },
+      { status: 200, body: '{"n":3}' },
+    ]);
+    expect(seen.map((s) => [s.method, s.url, s.type, s.body])).toEqual(
+      ['a', 'b', 'ü'].map((t) => ['POST', '/api/v1/auth/token/refresh', 'application/json', JSON.stringify({ refreshToken: t })]),
+    );
+    expect(new Set(seen.map((s) => s.socket)).size).toBe(1);
+  });
+
+  it('fails the request on a reset mid-body, and the next request opens a new connection', async () => {
+    const { port } = await rawServer((socket, n) => {
+      socket.once('data', () => {
+        if (n === 0) {
+          // Head and half the body, then a reset.
+          socket.write('HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{"refreshTok', () => socket.resetAndDestroy());
+        } else socket.write(ok('{"refreshToken":"t2"}'));
+      });
+    });
+    const conn = RawConnection.to(`http://127.0.0.1:${port}/r`);
+    await expect(conn.post('{}')).rejects.toThrow(/ECONNRESET|socket hang up/);
+    await expect(conn.post('{}')).resolves.toEqual({ status: 200, body: '{"refreshToken":"t2"}' });
+    conn.destroy();
+  });
+
+  it('fails the request when the server closes before answering, and on a malformed response', async () => {
+    const { port } = await rawServer((socket, n) => {
+      socket.once('data', () => {
+        if (n === 0) socket.end();
+        else if (n === 1) socket.write('SPDY/3 200 OK\r\n\r\n');
+        else socket.write(ok('{}'));
+      });
+    });
+    const conn = RawConnection.to(`http://127.0.0.1:${port}/r`);
+    await expect(conn.post('{}')).rejects.toThrow(/socket hang up/);
+    await expect(conn.post('{}')).rejects.toThrow(/bad status line/);
+    await expect(conn.post('{}')).resolves.toEqual({ status: 200, body: '{}' });
+    conn.destroy();
+  });
+
+  it('opens a new connection after Connection: close and after an idle close', async () => {
+    const connections: Socket[] = [];
+    let idleClosed!: () => void;
+    const secondClosed = new Promise<void>((r) => (idleClosed = r));
+    const { port } = await rawServer((socket, n) => {
+      connections.push(socket);
+      if (n === 1) socket.on('close', () => idleClosed());
+      socket.on('data', () => {
+        socket.write(ok('{}', n === 0 ? 'Connection: close\r\n' : ''));
+        // The second connection is closed by the server once idle (a keep-alive timeout).
+        if (n === 1) setImmediate(() => socket.end());
+      });
+    });
+    const conn = RawConnection.to(`http://127.0.0.1:${port}/r`);
+    await conn.post('{}');
+    await conn.post('{}');
+    await secondClosed;
+    await expect(conn.post('{}')).resolves.toEqual({ status: 200, body: '{}' });
+    conn.destroy();
+    expect(connections.length).toBe(3);
+  });
+});
