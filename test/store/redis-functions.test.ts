@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ErrorReply } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
@@ -15,7 +16,7 @@ import { LUA_CODEC, LUA_CODEC_INIT, packedHash } from '../../src/store/redis/lua
 import { evalScript, luaFunctionScript } from '../../src/store/redis/lua.ts';
 import { openRedisStore, parseRedisUrl, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
 import { CREATE } from '../../src/store/redis/scripts.ts';
-import { purgePrefix, redisBinariesMissing, redisUrlForTests, requireOrSkip, startRedisStandalone, testPrefix } from '../support/redis.ts';
+import { purgePrefix, redisBinariesMissing, redisUrlForTests, requireOrSkip, startRedisCluster, startRedisStandalone, testPrefix } from '../support/redis.ts';
 
 const T0 = Date.now();
 const HOUR = 3_600_000;
@@ -326,6 +327,76 @@ describe.skipIf(serverSkip)('slot scripts as Redis Functions (a throw-away redis
       await expect(store.createSession(session('t-fn', 'u-norepl-2'), T0)).rejects.toMatchObject({ code: 'store_unavailable', status: 503 });
     } finally {
       await admin.send(undefined, ['CONFIG', 'SET', 'min-replicas-to-write', '0']);
+      await store.close();
+    }
+  });
+});
+
+describe('library loads per node (a Cluster stand-in)', () => {
+  it("does not share one master's load with a call that found the library missing on another", async () => {
+    // Two masters, A (keys a…) and B (keys b…); a load takes a while, so both calls find the
+    // library missing before either load is done.
+    const own = luaFunctionScript(`nodes_${randomBytes(4).toString('hex')}`, 'local k = 1', 'return k');
+    const name = own.fn?.name as string;
+    const node = (key: string) => (key.startsWith('a') ? 'A' : 'B');
+    const loaded = new Set<string>();
+    const masters = { A: {}, B: {} };
+    const sent: string[] = [];
+    const conn = {
+      send: async (key: string | undefined, args: Array<string | Buffer>) => {
+        const at = node(key as string);
+        sent.push(`${String(args[0])}@${at}`);
+        await sleep(1);
+        if (args[0] === 'FCALL') {
+          if (!loaded.has(at)) throw new ErrorReply(`ERR Function not found`);
+          return `fcall@${at}`;
+        }
+        if (args[0] === 'FUNCTION') {
+          await sleep(20);
+          loaded.add(at);
+          return name;
+        }
+        return `${String(args[0]).toLowerCase()}@${at}`;
+      },
+      nodeOf: (key: string) => Promise.resolve(masters[node(key)]),
+    };
+    expect(await Promise.all([evalScript(conn, own, 'a1', []), evalScript(conn, own, 'b1', []), evalScript(conn, own, 'a2', [])])).toEqual(['fcall@A', 'fcall@B', 'fcall@A']);
+    expect(sent.filter((c) => c.startsWith('FUNCTION')).sort()).toEqual(['FUNCTION@A', 'FUNCTION@B']);
+  });
+});
+
+describe.skipIf(serverSkip)('slot scripts as Redis Functions (a throw-away 3-master Cluster)', () => {
+  let cluster: Awaited<ReturnType<typeof startRedisCluster>>;
+  let nodes: RedisConnection[] = [];
+  const prefix = testPrefix('fn-cluster');
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+    nodes = await Promise.all(cluster.ports.map((p) => openConnection(parseRedisUrl(`redis://127.0.0.1:${p}`), { connectTimeoutMs: 2000, commandTimeoutMs: 5000 })));
+  });
+  afterAll(async () => {
+    for (const n of nodes) await n.close();
+    await cluster?.stop();
+  });
+
+  it('loads a library on every master its calls reach, not once for the whole Cluster', async () => {
+    const store = await openRedisStore(cluster.url, { prefix });
+    try {
+      for (const n of nodes) await n.send(undefined, ['FUNCTION', 'FLUSH']);
+      const before = await Promise.all(nodes.map(commandCounts));
+      // Users spread over the masters, their creates at once: each master answers "Function not found".
+      await Promise.all(Array.from({ length: 30 }, (_, i) => create(store, `u-spread-${i}`)));
+      const after = await Promise.all(nodes.map(commandCounts));
+      const reached = nodes.map((_, i) => delta(before[i] as Map<string, number>, after[i] as Map<string, number>, 'fcall') > 0);
+      expect(reached.filter(Boolean).length).toBeGreaterThan(1);
+      for (const [i, n] of nodes.entries()) {
+        // Every master reached loaded the library itself (a load on another master, shared, would
+        // leave this one without it and its calls on EVALSHA) …
+        expect(delta(before[i] as Map<string, number>, after[i] as Map<string, number>, 'function|load') > 0).toBe(reached[i]);
+        // … and has it now.
+        expect(await n.send(undefined, ['FUNCTION', 'LIST', 'LIBRARYNAME', CREATE.fn?.name as string])).toHaveLength(reached[i] ? 1 : 0);
+      }
+    } finally {
       await store.close();
     }
   });

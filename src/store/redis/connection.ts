@@ -54,6 +54,11 @@ export interface RedisConnection {
   /** A sender for every master (one for standalone and Sentinel, all masters of a cluster). */
   masters(): Promise<Send[]>;
   /**
+   * In a cluster, an object that stands for the master `routingKey`'s slot is on now (the same
+   * object for every key of that master, while the topology stays); absent elsewhere (one node).
+   */
+  nodeOf?(routingKey: string): Promise<object>;
+  /**
    * Subscribes a dedicated connection to `channel`. `onReset('down')` is called when messages
    * may be lost from then on (the subscriber's connection failed, the topology changed, or its
    * own probes stopped coming back); `onReset('up')` once a probe published after that arrives.
@@ -440,6 +445,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
       conn = {
         kind: 'redis-cluster',
         send: (key, args, readonly = false, binary) => deadline(sendOnCluster(key, args, readonly, binary), args[0] as string),
+        nodeOf: (key) => deadline(cluster.getNodeClientForKey(key), 'the node of a key'),
         masters: async () => {
           const clients = await Promise.all(cluster.masters.map((m) => cluster.nodeClient(m)));
           return clients.map((c) => (args: string[]) => deadline(c.sendCommand(args), args[0] as string));

@@ -12,7 +12,7 @@
 // other's. The library is loaded on demand, by the caller that gets "Function not found" (a server
 // that never had it, restarted without persistence, a new Cluster master or a failover to a
 // replica that missed it), on the node the call was routed to, and the call is made again. Loads
-// of one library through one connection are shared by the calls waiting for them. Functions are
+// of one library on one node (a Cluster master) are shared by the calls waiting for them there. Functions are
 // kept in RDB and AOF like data, so libraries of older versions stay — across restarts too, with
 // persistence — until they are deleted: `tessera redis-functions prune` (functions-prune.ts)
 // deletes the `tessera_*` libraries not of this release; a version whose library was deleted
@@ -76,12 +76,16 @@ export function luaFunctionScript(name: string, top: string, call: string): LuaS
   return { name, source, sha1, fn: { name: fnName, library } };
 }
 
-type Conn = Pick<RedisConnection, 'send'>;
+type Conn = Pick<RedisConnection, 'send' | 'nodeOf'>;
 
 /** Connections whose user may not use Functions (or whose server has none): EVALSHA only. */
 const evalOnly = new WeakSet<Conn>();
-/** Library loads under way, per connection and library name. */
-const loads = new WeakMap<Conn, Map<string, Promise<boolean>>>();
+/**
+ * Library loads under way, per node and library name: the connection itself stands for its one
+ * node, a Cluster's master stands for itself (conn.nodeOf) — a load shared across masters would
+ * reach only one of them.
+ */
+const loads = new WeakMap<object, Map<string, Promise<boolean>>>();
 
 /**
  * Answers with which Redis refuses a command that may write before running it, where a script is
@@ -101,11 +105,12 @@ function fallbackOf(err: unknown): 'missing' | 'no-functions' | 'refused' | null
 }
 
 /** Loads `fn`'s library through `conn` (on `key`'s node); false when Functions are not for this connection. */
-function load(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): Promise<boolean> {
-  let mine = loads.get(conn);
+async function load(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): Promise<boolean> {
+  const node = conn.nodeOf === undefined ? conn : await conn.nodeOf(key);
+  let mine = loads.get(node);
   if (mine === undefined) {
     mine = new Map();
-    loads.set(conn, mine);
+    loads.set(node, mine);
   }
   const pending = mine.get(fn.name);
   if (pending !== undefined) return pending;
