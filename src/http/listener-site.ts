@@ -38,6 +38,11 @@ function newSpaceUsed(): number {
   return getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_used_size ?? 0;
 }
 
+/** Whether this process has settled the site (tests: `startServer` does it first thing). */
+export function listenerArraySiteSettled(): boolean {
+  return settled;
+}
+
 /**
  * Shows V8 the two-listener array site of `events.js` with a low survival rate across one
  * scavenge, so that it never tenures it. Returns whether a scavenge was seen (the new space's

@@ -17,8 +17,10 @@ function run(mode: 'settle' | 'server' | 'none'): { settled: boolean | null; gre
 }
 
 describe('the events.js two-listener array site is never tenured', () => {
+  // Growth on a quiet and a loaded machine, 2 KB string payloads: without settling 20-36 MB
+  // (10 runs), settled under 0.01 MB (24 runs).
   it('without settling, the start-up tips it and request-like objects pile up in the old generation (the scenario is real)', () => {
-    expect(run('none').grewMb).toBeGreaterThan(50);
+    expect(run('none').grewMb).toBeGreaterThan(15);
   }, 60_000);
 
   it('settled first, the same start-up and work leave the old generation as it was', () => {
@@ -27,7 +29,11 @@ describe('the events.js two-listener array site is never tenured', () => {
     expect(r.grewMb).toBeLessThan(5);
   }, 60_000);
 
-  it('a server settles it first thing (startServer, before its store and runtime)', () => {
-    expect(run('server').grewMb).toBeLessThan(5);
+  // Whether a whole server then stays flat is not asserted: after a server's start and stop the
+  // same work grew the old generation by 2-55 MB (8 runs), more than settled alone — other
+  // objects of the server's are promoted too; the POST-shell bench is the evidence for servers
+  // (docs/performance.md, "The POST routes' HTTP shell").
+  it('a server settles it (startServer first thing, buildApp for apps built without it)', () => {
+    expect(run('server').settled).toBe(true);
   }, 60_000);
 });
