@@ -5,6 +5,7 @@
 // (docs/security.md, Decisions). The resume path /oidc/auth/<uid> is not counted.
 // Over HTTP with the real external provider, on SQLite.
 
+import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FLOW_STARTS_PER_IP_PER_MINUTE } from '../../src/flows/sso/steps.ts';
 import { admin } from '../support/harness.ts';
@@ -77,6 +78,17 @@ describe('authorization requests to /oidc/auth, per client address', () => {
         expect(variant.status, path).toBe(429);
         expect(((await variant.json()) as Problem).code, path).toBe('sso_throttled');
       }
+      // A request target with a fragment: Koa routes on the path before it.
+      const fragment = await new Promise<number>((resolve, reject) => {
+        const u = new URL(world.tesseraUrl);
+        const req = httpRequest({ host: u.hostname, port: u.port, path: '/oidc/auth#x', method: 'GET' }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(fragment).toBe(429);
       expect(interactions()).toBe(FLOW_STARTS_PER_IP_PER_MINUTE);
       // A POSTed authorization request is the same request.
       const posted = await fetch(`${world.tesseraUrl}/oidc/auth`, {

@@ -60,14 +60,16 @@ function asPublicRequest(request: FastifyRequest, publicUrl: URL): IncomingMessa
 /**
  * Whether oidc-provider will route this request to its authorization endpoint `/auth` (not
  * `/auth/<uid>`, the resume). Matched as its router matches (oidc-provider's
- * lib/helpers/router.js): the path without the query, case-insensitively, and, failing that,
- * without one trailing slash — so `/oidc/auth/`, `/oidc/AUTH` and `/oidc/Auth/` count too.
+ * lib/helpers/router.js): the path without the query or fragment, case-insensitively, and,
+ * failing that, without one trailing slash — so `/oidc/auth/`, `/oidc/AUTH`, `/oidc/Auth/` and
+ * `/oidc/auth#…` count too.
  * (Its case folding leaves every non-ASCII character that would fold to ASCII as it is, so an
  * ASCII comparison of the upper-cased path finds every path it routes there.)
  */
 function isAuthorizationRequest(url: string): boolean {
-  const q = url.indexOf('?');
-  const path = (q === -1 ? url : url.slice(0, q)).slice(OIDC_PREFIX.length);
+  // The path ends at the first '?' or '#', as Koa's (parseurl's) ctx.path does.
+  const end = url.search(/[?#]/);
+  const path = (end === -1 ? url : url.slice(0, end)).slice(OIDC_PREFIX.length);
   const is = (p: string) => p.length === 5 && p.toUpperCase() === '/AUTH';
   return is(path) || (path.length > 1 && path.endsWith('/') && is(path.slice(0, -1)));
 }
