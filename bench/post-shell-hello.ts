@@ -3,18 +3,9 @@
 // Environment: PORT.
 
 import Fastify from 'fastify';
+import { PAIR as pair } from './post-shell-stubs.ts';
 
 const app = Fastify({ logger: false });
-const pair = {
-  expires_in: 900,
-  token_type: 'Bearer',
-  scope: 'openid',
-  customerId: 'u-0123456789abcdef',
-  tenantId: 'bench',
-  userSessionToken: `eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.${'e'.repeat(260)}.${'s'.repeat(86)}`,
-  refreshToken: 'r'.repeat(43),
-  sessionId: 's'.repeat(22),
-};
 const str = { type: 'string' };
 app.get('/api/v1/session', async () => ({ hello: 'world' }));
 app.post(

@@ -65,7 +65,9 @@ if not r then return { 'unknown' } end
 if not isValid(rec) then return { 'inactive', pairsOf(r, rec) } end
 if not t[3] then
   local nb = ARGV[6]
-  packed[nb] = ARGV[11]
+  -- Remembered for the reply only when canonical (32 bytes): a packed text of another length
+  -- could be taken for a handle's 16 bytes by unpackText.
+  if #nb == 32 then packed[nb] = ARGV[11] end
   if findToken(nb) then return { 'successor_exists' } end
   if ARGV[9] ~= '' then
     local routed = redis.call('HGET', ARGV[9], ARGV[10])
