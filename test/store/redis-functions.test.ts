@@ -240,6 +240,28 @@ describe.skipIf(serverSkip)('slot scripts as Redis Functions (a throw-away redis
     }
   });
 
+  it("does not call a library of Tessera's name with other code (planted by a user allowed FUNCTION LOAD): EVALSHA instead", async () => {
+    const name = CREATE.fn?.name as string;
+    await admin.send(undefined, ['FUNCTION', 'FLUSH']);
+    await admin.send(undefined, ['FUNCTION', 'LOAD', `#!lua name=${name}\nredis.register_function('${name}', function(KEYS, ARGV) return redis.error_reply('planted') end)\n`]);
+    const store = await openRedisStore(server.url, { prefix });
+    try {
+      const before = await commandCounts(admin);
+      const made = await Promise.all(Array.from({ length: 3 }, (_, i) => create(store, `u-planted-${i}`)));
+      expect((await store.getSessionByHandle(made[0]?.handle as string))?.handle).toBe(made[0]?.handle);
+      const after = await commandCounts(admin);
+      // One check for the three creates and one for the get; the planted create never called
+      // (its three go by EVALSHA, beside the store's other scripts); get is Tessera's own:
+      // "not found", loaded, called.
+      expect(delta(before, after, 'function|list')).toBe(2);
+      expect(delta(before, after, 'fcall')).toBe(2);
+      expect(delta(before, after, 'evalsha')).toBeGreaterThanOrEqual(3);
+    } finally {
+      await store.close();
+      await admin.send(undefined, ['FUNCTION', 'FLUSH']);
+    }
+  });
+
   it('works through EVALSHA for a user that may not use Functions, from then on without asking again', async () => {
     const user = `tessera-nofn-${randomBytes(4).toString('hex')}`;
     const password = randomBytes(12).toString('hex');
@@ -344,6 +366,7 @@ describe('library loads per node (a Cluster stand-in)', () => {
     const sent: string[] = [];
     const conn = {
       send: async (key: string | undefined, args: Array<string | Buffer>) => {
+        if (args[0] === 'FUNCTION' && args[1] === 'LIST') return [];
         const at = node(key as string);
         sent.push(`${String(args[0])}@${at}`);
         await sleep(1);

@@ -27,7 +27,10 @@
 //   a script is refused only at its first write, so reads keep working as they did (a write is
 //   refused by its script: MISCONF and NOREPLICAS are 503s, connection.ts);
 // - the function still missing right after its load (a Cluster slot moving under the call): for
-//   that call.
+//   that call;
+// - a library of the function's name holding other code than this release's (a Function is
+//   found by name: a Redis user allowed FUNCTION LOAD could have put it there; checkLibrary,
+//   once per connection and library): for that script, for the whole connection.
 
 import { createHash } from 'node:crypto';
 import { ErrorReply } from 'redis';
@@ -76,7 +79,7 @@ export function luaFunctionScript(name: string, top: string, call: string): LuaS
   return { name, source, sha1, fn: { name: fnName, library } };
 }
 
-type Conn = Pick<RedisConnection, 'send' | 'nodeOf'>;
+type Conn = Pick<RedisConnection, 'send' | 'nodeOf'> & Partial<Pick<RedisConnection, 'masters'>>;
 
 /** Connections whose user may not use Functions (or whose server has none): EVALSHA only. */
 const evalOnly = new WeakSet<Conn>();
@@ -134,6 +137,64 @@ async function load(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): 
 
 const USE_EVAL = Symbol('eval');
 
+/**
+ * Whether the libraries a connection would call are Tessera's own code, per connection and library:
+ * a Function is found by name, and a Redis user allowed FUNCTION LOAD could have put other code
+ * under that name (security.md). Checked once, before the connection's first call of the library:
+ * FUNCTION LIST LIBRARYNAME <name> WITHCODE on every master; a library with other code anywhere
+ * sends the connection's calls of that script to EVALSHA (content-addressed) from then on; a
+ * library not there yet is fine (the call loads its own). A user that may not list functions is
+ * not checked (nothing to compare with). This does not see a REPLACE after the check: only the
+ * ACL stops that.
+ */
+const checks = new WeakMap<Conn, Map<string, boolean | Promise<boolean>>>();
+
+/** Library names and code in a FUNCTION LIST … WITHCODE reply (RESP2: flat field/value arrays). */
+function codeOf(reply: unknown, name: string): string[] {
+  if (!Array.isArray(reply)) return [];
+  const out: string[] = [];
+  for (const lib of reply) {
+    if (!Array.isArray(lib) || lib[lib.indexOf('library_name') + 1] !== name) continue;
+    out.push(String(lib[lib.indexOf('library_code') + 1]));
+  }
+  return out;
+}
+
+function checkLibrary(conn: Conn, fn: NonNullable<LuaScript['fn']>): boolean | Promise<boolean> {
+  let mine = checks.get(conn);
+  if (mine === undefined) {
+    mine = new Map();
+    checks.set(conn, mine);
+  }
+  const known = mine.get(fn.name);
+  if (known !== undefined) return known;
+  const list = ['FUNCTION', 'LIST', 'LIBRARYNAME', fn.name, 'WITHCODE'];
+  const started = (async () => {
+    const senders = conn.masters !== undefined ? await conn.masters() : [(args: string[]) => conn.send(undefined, args)];
+    for (const send of senders) {
+      const replies = await send(list);
+      if (codeOf(replies, fn.name).some((code) => code !== fn.library)) return false;
+    }
+    return true;
+  })().then(
+    (ours) => {
+      mine.set(fn.name, ours);
+      return ours;
+    },
+    (err: unknown) => {
+      if (err instanceof ErrorReply && /^(NOPERM\b|ERR unknown (sub)?command)/i.test(err.message)) {
+        // May not list functions (or no Functions at all): nothing to compare with.
+        mine.set(fn.name, true);
+        return true;
+      }
+      mine.delete(fn.name); // a store error: checked again by the next call
+      throw err;
+    },
+  );
+  mine.set(fn.name, started);
+  return started;
+}
+
 async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string, tail: CommandArgs, binary: boolean): Promise<unknown> {
   try {
     return await conn.send(key, ['FCALL', fn.name, ...tail], false, binary);
@@ -157,8 +218,12 @@ export async function evalScript(conn: Conn, script: LuaScript, key: string, arg
   const tail: CommandArgs = ['1', key, ...args];
   const binary = script.binary === true;
   if (script.fn !== undefined && !evalOnly.has(conn)) {
-    const reply = await callFunction(conn, script.fn, key, tail, binary);
-    if (reply !== USE_EVAL) return reply;
+    let ours = checkLibrary(conn, script.fn);
+    if (typeof ours !== 'boolean') ours = await ours;
+    if (ours) {
+      const reply = await callFunction(conn, script.fn, key, tail, binary);
+      if (reply !== USE_EVAL) return reply;
+    }
   }
   try {
     return await conn.send(key, ['EVALSHA', script.sha1, ...tail], false, binary);
