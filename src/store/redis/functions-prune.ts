@@ -5,9 +5,9 @@
 // library is deleted loads it again on its next call (one FUNCTION LOAD), so it is safe, only
 // not useful, while such processes run.
 
-import './scripts.ts';
-import './refresh-scripts.ts';
-import './migrate.ts';
+// The store as the server opens it: every module that defines a Function script is loaded, so
+// functionLibraries() names all of this release's libraries.
+import './redis-store.ts';
 import { functionLibraries, TESSERA_LIBRARY } from './lua.ts';
 import { openConnection } from './connection.ts';
 import { parseRedisUrl } from './url.ts';
