@@ -25,12 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import pg from 'pg';
-import type * as ConfigModule from '../src/config/config.ts';
-import type * as SecretsModule from '../src/domain/secrets.ts';
-import type * as AppModule from '../src/http/app.ts';
-import type * as RuntimeModule from '../src/runtime.ts';
-import type * as ServerModule from '../src/server.ts';
-import type * as StoreModule from '../src/store/open.ts';
+import { checkoutModules } from './inprocess-tessera.ts';
 
 const HERE = fileURLToPath(new URL('..', import.meta.url));
 /** The checkouts whose sources are measured, each with its own server per store, in the same alternated rounds. */
@@ -156,13 +151,7 @@ interface Server {
 }
 
 async function startServer(root: string, storeUrl: string, prefix: string): Promise<Server> {
-  const src = <T>(p: string) => import(join(root, 'src', p)) as Promise<T>;
-  const { loadConfig } = await src<typeof ConfigModule>('config/config.ts');
-  const { createLogger } = await src<typeof ServerModule>('server.ts');
-  const { createRuntime } = await src<typeof RuntimeModule>('runtime.ts');
-  const { buildApp } = await src<typeof AppModule>('http/app.ts');
-  const { openStore } = await src<typeof StoreModule>('store/open.ts');
-  const { hashSecret } = await src<typeof SecretsModule>('domain/secrets.ts');
+  const { loadConfig, createLogger, createRuntime, buildApp, openStore, hashSecret } = await checkoutModules(root);
   const cookieSecret = randomBytes(32).toString('base64url');
   const config = loadConfig(
     { TESSERA_STORE: storeUrl, TESSERA_REDIS_PREFIX: prefix, COOKIE_SECRET_SIGN_KEY: cookieSecret, TESSERA_ADMIN_TOKEN: ADMIN, TESSERA_LOG_LEVEL: 'info' },

@@ -14,12 +14,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
-import type * as ConfigModule from '../src/config/config.ts';
-import type * as SecretsModule from '../src/domain/secrets.ts';
-import type * as AppModule from '../src/http/app.ts';
 import type * as RuntimeModule from '../src/runtime.ts';
-import type * as ServerModule from '../src/server.ts';
-import type * as StoreModule from '../src/store/open.ts';
+import { checkoutModules } from './inprocess-tessera.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 40);
@@ -33,14 +29,7 @@ interface Injectable {
 type Variant = { name: string; app: Injectable; headers: Record<string, string> };
 
 async function tessera(root: string, label: string): Promise<Variant[]> {
-  // Another checkout's modules: typed as this one's (the same shapes).
-  const src = <T>(p: string) => import(join(root, 'src', p)) as Promise<T>;
-  const { loadConfig } = await src<typeof ConfigModule>('config/config.ts');
-  const { createLogger } = await src<typeof ServerModule>('server.ts');
-  const { createRuntime } = await src<typeof RuntimeModule>('runtime.ts');
-  const { buildApp } = await src<typeof AppModule>('http/app.ts');
-  const { openStore } = await src<typeof StoreModule>('store/open.ts');
-  const { hashSecret } = await src<typeof SecretsModule>('domain/secrets.ts');
+  const { loadConfig, createLogger, createRuntime, buildApp, openStore, hashSecret } = await checkoutModules(root);
   const cookieSecret = 'ab-cookie-secret-' + 'y'.repeat(32);
   const config = loadConfig({
     TESSERA_STORE: `sqlite:${join(dir, `${label.replace(/\W/g, '')}.db`)}`,

@@ -23,6 +23,21 @@ export interface InProcessTessera {
   stop: () => Promise<void>;
 }
 
+/**
+ * The modules an in-process Tessera is built from, loaded from a checkout's sources (`root`) —
+ * typed as this one's (the same shapes): for the A/B benches that compare two checkouts.
+ */
+export async function checkoutModules(root: string) {
+  const src = <T>(p: string) => import(join(root, 'src', p)) as Promise<T>;
+  const { loadConfig } = await src<typeof ConfigModule>('config/config.ts');
+  const { createLogger } = await src<typeof ServerModule>('server.ts');
+  const { createRuntime } = await src<typeof RuntimeModule>('runtime.ts');
+  const { buildApp } = await src<typeof AppModule>('http/app.ts');
+  const { openStore } = await src<typeof StoreModule>('store/open.ts');
+  const { hashSecret } = await src<typeof SecretsModule>('domain/secrets.ts');
+  return { loadConfig, createLogger, createRuntime, buildApp, openStore, hashSecret };
+}
+
 export async function startInProcessTessera(opts: {
   root: string;
   redisUrl: string;
@@ -32,14 +47,7 @@ export async function startInProcessTessera(opts: {
   /** A folder for the files the configuration wants (none are written on Redis). */
   dir: string;
 }): Promise<InProcessTessera> {
-  // Another checkout's modules: typed as this one's (the same shapes).
-  const src = <T>(p: string) => import(join(opts.root, 'src', p)) as Promise<T>;
-  const { loadConfig } = await src<typeof ConfigModule>('config/config.ts');
-  const { createLogger } = await src<typeof ServerModule>('server.ts');
-  const { createRuntime } = await src<typeof RuntimeModule>('runtime.ts');
-  const { buildApp } = await src<typeof AppModule>('http/app.ts');
-  const { openStore } = await src<typeof StoreModule>('store/open.ts');
-  const { hashSecret } = await src<typeof SecretsModule>('domain/secrets.ts');
+  const { loadConfig, createLogger, createRuntime, buildApp, openStore, hashSecret } = await checkoutModules(opts.root);
   const config = loadConfig(
     {
       TESSERA_STORE: opts.redisUrl,

@@ -18,12 +18,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import type * as ConfigModule from '../src/config/config.ts';
-import type * as SecretsModule from '../src/domain/secrets.ts';
-import type * as AppModule from '../src/http/app.ts';
-import type * as RuntimeModule from '../src/runtime.ts';
-import type * as ServerModule from '../src/server.ts';
-import type * as StoreModule from '../src/store/open.ts';
+import { checkoutModules } from './inprocess-tessera.ts';
 
 const HERE = fileURLToPath(new URL('..', import.meta.url));
 const ROOTS = [HERE, ...(process.env.CT_REF ? [resolve(process.env.CT_REF)] : [])];
@@ -62,13 +57,7 @@ const pgAdmin = async (sql: string) => {
 };
 
 async function start(root: string, store: string, tag: string, cleanups: (() => Promise<void>)[]): Promise<Variant> {
-  const src = <T>(p: string) => import(join(root, 'src', p)) as Promise<T>;
-  const { loadConfig } = await src<typeof ConfigModule>('config/config.ts');
-  const { createLogger } = await src<typeof ServerModule>('server.ts');
-  const { createRuntime } = await src<typeof RuntimeModule>('runtime.ts');
-  const { buildApp } = await src<typeof AppModule>('http/app.ts');
-  const { openStore } = await src<typeof StoreModule>('store/open.ts');
-  const { hashSecret } = await src<typeof SecretsModule>('domain/secrets.ts');
+  const { loadConfig, createLogger, createRuntime, buildApp, openStore, hashSecret } = await checkoutModules(root);
   let url: string;
   const prefix = `sb-${run}-${tag}:`;
   if (store === 'postgres') {
