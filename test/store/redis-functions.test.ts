@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorReply } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
+import { StoreUnavailable } from '../../src/domain/errors.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
 import { openConnection, type RedisConnection } from '../../src/store/redis/connection.ts';
 import { LUA_CODEC, LUA_CODEC_INIT, packedHash } from '../../src/store/redis/lua-codec.ts';
@@ -289,7 +290,7 @@ describe.skipIf(serverSkip)('slot scripts as Redis Functions (a throw-away redis
     }
   });
 
-  it('answers reads through EVALSHA when the server is over its maxmemory, as a script did', async () => {
+  it('answers reads through EVALSHA when the server is over its maxmemory, as a script did, and refuses writes with StoreUnavailable', async () => {
     const store = await openRedisStore(server.url, { prefix });
     const s = await create(store, 'u-oom');
     await admin.send(undefined, ['CONFIG', 'SET', 'maxmemory', '1']);
@@ -300,6 +301,8 @@ describe.skipIf(serverSkip)('slot scripts as Redis Functions (a throw-away redis
       // The FCALL refused (OOM), then the script.
       expect(delta(before, after, 'fcall')).toBe(1);
       expect(delta(before, after, 'evalsha')).toBe(1);
+      // A write is a 503 (store_unavailable, Retry-After), not an internal error.
+      await expect(create(store, 'u-oom-write')).rejects.toBeInstanceOf(StoreUnavailable);
     } finally {
       await admin.send(undefined, ['CONFIG', 'SET', 'maxmemory', '0']);
       await store.close();
@@ -385,6 +388,36 @@ describe('library loads per node (a Cluster stand-in)', () => {
     };
     expect(await Promise.all([evalScript(conn, own, 'a1', []), evalScript(conn, own, 'b1', []), evalScript(conn, own, 'a2', [])])).toEqual(['fcall@A', 'fcall@B', 'fcall@A']);
     expect(sent.filter((c) => c.startsWith('FUNCTION')).sort()).toEqual(['FUNCTION@A', 'FUNCTION@B']);
+  });
+
+  it('checks a library on the node a call goes to: a node that does not answer fails only its own calls', async () => {
+    const own = luaFunctionScript(`check_${randomBytes(4).toString('hex')}`, 'local k = 1', 'return k');
+    const node = (key: string) => (key.startsWith('a') ? 'A' : 'B');
+    const masters = { A: {}, B: {} };
+    let bDown = true;
+    const lists: string[] = [];
+    const conn = {
+      send: async (key: string | undefined, args: Array<string | Buffer>) => {
+        const at = node(key as string);
+        await sleep(1);
+        if (args[0] === 'FUNCTION' && args[1] === 'LIST') {
+          lists.push(at);
+          if (at === 'B' && bDown) throw new StoreUnavailable('The session store did not answer FUNCTION within 1000 ms.');
+          return [];
+        }
+        if (at === 'B' && bDown) throw new StoreUnavailable('The session store did not answer FCALL within 1000 ms.');
+        return `${String(args[0]).toLowerCase()}@${at}`;
+      },
+      nodeOf: (key: string) => Promise.resolve(masters[node(key)]),
+    };
+    const results = await Promise.allSettled([evalScript(conn, own, 'a1', []), evalScript(conn, own, 'b1', []), evalScript(conn, own, 'a2', [])]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(results.filter((r) => r.status === 'fulfilled').map((r) => r.value)).toEqual(['fcall@A', 'fcall@A']);
+    // A checked once; B asked, failed, not remembered: asked again once it answers.
+    bDown = false;
+    expect(await evalScript(conn, own, 'b2', [])).toBe('fcall@B');
+    expect(await evalScript(conn, own, 'a3', [])).toBe('fcall@A');
+    expect(lists.sort()).toEqual(['A', 'B', 'B']);
   });
 });
 

@@ -56,6 +56,14 @@ describe.skipIf(skipShared)('a Redis command across a stall of this process', ()
     }
   });
 
+  it('resolves when the loop is held only a little past its deadline (5 to 25 ms late: the window a review found)', async () => {
+    for (const over of [5, 10, 15, 20, 24, 5, 10, 15, 20, 24]) {
+      const p = settle(conn.send(undefined, ['PING']));
+      holdLoop(DEADLINE_MS + over);
+      expect(await p, `held ${DEADLINE_MS + over} ms`).toEqual({ ok: true, v: 'PONG' });
+    }
+  });
+
   it('resolves many commands in flight across one stall', async () => {
     const ps = Array.from({ length: 50 }, (_, i) => settle(conn.send(undefined, ['ECHO', String(i)])));
     holdLoop(DEADLINE_MS * 2);

@@ -218,7 +218,7 @@ async function sendThroughSlotMoves(cluster: ClusterClient, key: string | undefi
  * refused until an RDB save succeeds again (stop-writes-on-bgsave-error) — an operator's disk
  * problem, which ends by itself once a save works.
  */
-const TRANSIENT_REPLY = /^(CLUSTERDOWN|LOADING|READONLY|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MISCONF|MOVED|ASK|NOAUTH|WRONGPASS|NOPERM)\b/;
+const TRANSIENT_REPLY = /^(CLUSTERDOWN|LOADING|READONLY|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MISCONF|OOM|MOVED|ASK|NOAUTH|WRONGPASS|NOPERM)\b/;
 
 /**
  * Maps anything a command can throw to the error the caller should see: connection trouble and
@@ -251,10 +251,13 @@ interface Pending {
 }
 
 /**
- * A deadline timer that fires this much later than it was due shows that this process was
- * stalled (a busy loop, a long GC pause, no core for it): see Deadlines.
+ * A deadline timer that fires this much later than it was due shows that this process was held
+ * (a busy loop, a GC pause, no core for it): see Deadlines. Any lateness counts: with a threshold
+ * of 25 ms a command sent just before a stall of 5–25 ms past its deadline was still failed
+ * against a healthy Redis (a review probe: 1 of 3 to 3 of 8 PINGs across stalls of 305–324 ms with
+ * a 300 ms deadline), because node-redis writes it in the same check phase the rejection ran in.
  */
-const STALL_MS = 25;
+const STALL_MS = 1;
 
 /**
  * Deadlines of one length for many commands. Deadlines of equal length expire in the order they
@@ -271,12 +274,13 @@ const STALL_MS = 25;
  *   time, the loop was waiting for I/O until then: nothing arrived unread.)
  * - node-redis writes a command in the check phase after it was sent (setImmediate): a command
  *   sent just before a stall goes out only after it, when its deadline may already have passed.
- *   So when the timer fires more than STALL_MS late, the deadlines it finds passed are not
+ *   So when the timer fires late at all (more than STALL_MS), the deadlines it finds passed are not
  *   enforced then: those commands get `ms` again from the end of the stall (once each; a second
  *   stall does not move them again), and are rejected only when that passes without an answer.
  * A Redis that does not answer is still found `ms` after the command (plus the stall, plus `ms`
- * once when the process stalled past the deadline); a command is never failed because this
- * process could not read the answer in time.
+ * once when the process stalled past the deadline); a command is not failed because this process
+ * could not read the answer in time (left: a stall that ends within STALL_MS of the deadline, when
+ * the timer cannot tell it from firing on time).
  */
 export class Deadlines {
   readonly #ms: number;

@@ -7,7 +7,7 @@
 // A script with a set-up of its own (luaFunctionScript: the slot scripts, whose prelude defines
 // ~60 helpers and tables) is a Redis Function (Redis ≥ 7.0): a library of one function whose top
 // level — the set-up — runs once, when the library is loaded, instead of on every call; each call
-// is an FCALL. Its library and function are named `tessera_<script>_<hash of the source>`, so two
+// is an FCALL. Its library and function are named `tessera_<script>_<hash of the library text>`, so two
 // versions of Tessera on one Redis (a rolling upgrade) each call their own and never replace the
 // other's. The library is loaded on demand, by the caller that gets "Function not found" (a server
 // that never had it, restarted without persistence, a new Cluster master or a failover to a
@@ -30,7 +30,7 @@
 //   that call;
 // - a library of the function's name holding other code than this release's (a Function is
 //   found by name: a Redis user allowed FUNCTION LOAD could have put it there; checkLibrary,
-//   once per connection and library): for that script, for the whole connection.
+//   once per node and library): for that script's calls to that node.
 
 import { createHash } from 'node:crypto';
 import { ErrorReply } from 'redis';
@@ -73,13 +73,17 @@ export function functionLibraries(): ReadonlySet<string> {
 export function luaFunctionScript(name: string, top: string, call: string): LuaScript {
   const source = `-- tessera:${name}\n${top}\n${call}`;
   const sha1 = createHash('sha1').update(source, 'utf8').digest('hex');
-  const fnName = `tessera_${name.replace(/[^A-Za-z0-9]/g, '_')}_${sha1.slice(0, 20)}`;
+  // The name carries a hash of the whole library text (with a stand-in for the name itself), so a
+  // release that changes only the wrapper still gets names of its own.
+  const libraryOf = (n: string) => `#!lua name=${n}\n${top}\nredis.register_function('${n}', function(KEYS, ARGV)\n${call}\nend)\n`;
+  const hash = createHash('sha1').update(libraryOf('\0'), 'utf8').digest('hex');
+  const fnName = `tessera_${name.replace(/[^A-Za-z0-9]/g, '_')}_${hash.slice(0, 20)}`;
   libraries.add(fnName);
-  const library = `#!lua name=${fnName}\n${top}\nredis.register_function('${fnName}', function(KEYS, ARGV)\n${call}\nend)\n`;
+  const library = libraryOf(fnName);
   return { name, source, sha1, fn: { name: fnName, library } };
 }
 
-type Conn = Pick<RedisConnection, 'send' | 'nodeOf'> & Partial<Pick<RedisConnection, 'masters'>>;
+type Conn = Pick<RedisConnection, 'send' | 'nodeOf'>;
 
 /** Connections whose user may not use Functions (or whose server has none): EVALSHA only. */
 const evalOnly = new WeakSet<Conn>();
@@ -138,16 +142,19 @@ async function load(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): 
 const USE_EVAL = Symbol('eval');
 
 /**
- * Whether the libraries a connection would call are Tessera's own code, per connection and library:
- * a Function is found by name, and a Redis user allowed FUNCTION LOAD could have put other code
- * under that name (security.md). Checked once, before the connection's first call of the library:
- * FUNCTION LIST LIBRARYNAME <name> WITHCODE on every master; a library with other code anywhere
- * sends the connection's calls of that script to EVALSHA (content-addressed) from then on; a
- * library not there yet is fine (the call loads its own). A user that may not list functions is
- * not checked (nothing to compare with). This does not see a REPLACE after the check: only the
- * ACL stops that.
+ * Whether the library a call would reach is Tessera's own code, per node and library: a Function is
+ * found by name, and a Redis user allowed FUNCTION LOAD could have put other code under that name
+ * (security.md). Checked once per node, before the first call of the library that goes there:
+ * FUNCTION LIST LIBRARYNAME <name> WITHCODE, sent with the call's key, so to the node the call goes
+ * to (the connection itself stands for its one node, a Cluster's master for itself, as for loads —
+ * a master added later is checked at its first call). A library with other code sends that node's
+ * calls of the script to EVALSHA (content-addressed) from then on; a library not there yet is fine
+ * (the call loads its own). A user that may not list functions is not checked (nothing to compare
+ * with). A node that does not answer the check fails only the calls that go to it, as the call
+ * itself would, and is checked again by its next call. This does not see a REPLACE after the
+ * check: only the ACL stops that.
  */
-const checks = new WeakMap<Conn, Map<string, boolean | Promise<boolean>>>();
+const checks = new WeakMap<object, Map<string, boolean | Promise<boolean>>>();
 
 /** Library names and code in a FUNCTION LIST … WITHCODE reply (RESP2: flat field/value arrays). */
 function codeOf(reply: unknown, name: string): string[] {
@@ -160,24 +167,22 @@ function codeOf(reply: unknown, name: string): string[] {
   return out;
 }
 
-function checkLibrary(conn: Conn, fn: NonNullable<LuaScript['fn']>): boolean | Promise<boolean> {
-  let mine = checks.get(conn);
+function checkLibrary(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): boolean | Promise<boolean> {
+  if (conn.nodeOf === undefined) return checkOn(conn, conn, fn, key);
+  return conn.nodeOf(key).then((node) => checkOn(conn, node, fn, key));
+}
+
+function checkOn(conn: Conn, node: object, fn: NonNullable<LuaScript['fn']>, key: string): boolean | Promise<boolean> {
+  let mine = checks.get(node);
   if (mine === undefined) {
     mine = new Map();
-    checks.set(conn, mine);
+    checks.set(node, mine);
   }
   const known = mine.get(fn.name);
   if (known !== undefined) return known;
-  const list = ['FUNCTION', 'LIST', 'LIBRARYNAME', fn.name, 'WITHCODE'];
-  const started = (async () => {
-    const senders = conn.masters !== undefined ? await conn.masters() : [(args: string[]) => conn.send(undefined, args)];
-    for (const send of senders) {
-      const replies = await send(list);
-      if (codeOf(replies, fn.name).some((code) => code !== fn.library)) return false;
-    }
-    return true;
-  })().then(
-    (ours) => {
+  const started = conn.send(key, ['FUNCTION', 'LIST', 'LIBRARYNAME', fn.name, 'WITHCODE']).then(
+    (replies) => {
+      const ours = !codeOf(replies, fn.name).some((code) => code !== fn.library);
       mine.set(fn.name, ours);
       return ours;
     },
@@ -218,7 +223,7 @@ export async function evalScript(conn: Conn, script: LuaScript, key: string, arg
   const tail: CommandArgs = ['1', key, ...args];
   const binary = script.binary === true;
   if (script.fn !== undefined && !evalOnly.has(conn)) {
-    let ours = checkLibrary(conn, script.fn);
+    let ours = checkLibrary(conn, script.fn, key);
     if (typeof ours !== 'boolean') ours = await ours;
     if (ours) {
       const reply = await callFunction(conn, script.fn, key, tail, binary);
