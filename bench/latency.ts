@@ -16,7 +16,10 @@ export class Latencies {
   #values = new Float64Array(1 << 16);
   #n = 0;
 
-  /** Keeps the latency of every 2xx response of `instance` (what autocannon's own histogram counts). */
+  /**
+   * Keeps the latency of every 2xx response of `instance`. (autocannon's own histogram counts every
+   * response, non-2xx too, unless `excludeErrorStats`; the rows print non-2xx beside these figures.)
+   */
   static of(instance: Emitter): Latencies {
     const l = new Latencies();
     instance.on('response', (_client, statusCode, _bytes, ms) => {
