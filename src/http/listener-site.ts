@@ -20,7 +20,8 @@
 // else, this lets V8 see that site with a survival rate of one in five: 5,000 emitters each given
 // two listeners, one in five kept until a scavenge has run, which V8 takes as "don't tenure".
 // Nothing else is pinned: `--no-allocation-site-pretenuring` turns the judgement off for every
-// site, and the real refresh route measured worse with it (docs/performance.md).
+// site, and on the real refresh route and the check it made no difference over eight processes
+// each on a quiet machine (docs/performance.md, "Process-to-process spread").
 
 import { EventEmitter } from 'node:events';
 import { getHeapSpaceStatistics } from 'node:v8';
