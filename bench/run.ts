@@ -32,7 +32,8 @@
 // (unpinned and shared, as before). Each row gives Redis's CPU per request beside the server's; the
 // rotation and SSO rows say how busy the load core was (load generator + Redis over the wall time).
 // Environment: BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_WARMUP (requests per scenario before
-// `check` and `size` measure, default 15,000), BENCH_REDIS_URL, BENCH_REDIS_CORE, BENCH_POSTGRES_URL.
+// `check` and `size` measure, and rotations before `rotation` does, default 40,000), BENCH_REDIS_URL,
+// BENCH_REDIS_CORE, BENCH_POSTGRES_URL.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -545,7 +546,9 @@ type Scenario = [name: string, url: string, headers: Record<string, string>];
  * up to half again as much CPU per request, and the first scenario measured on each Tessera
  * process (token mode) paid for the one after it.
  */
-const WARM_UP = Number(process.env.BENCH_WARMUP ?? 15_000);
+// 40,000: a server of the check was still getting cheaper after 15,000 (docs/performance.md,
+// "Process-to-process spread" and "Warm-up 40,000").
+const WARM_UP = Number(process.env.BENCH_WARMUP ?? 40_000);
 function warmUp(scenarios: Scenario[], path = '/api/v1/session'): void {
   for (const [, url, headers] of scenarios) runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: WARM_UP, headers });
 }
