@@ -24,8 +24,9 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 import v8 from 'node:v8';
-import pg from 'pg';
 import { checkoutModules } from './inprocess-tessera.ts';
+import { createBenchDatabase } from './pg-database.ts';
+import { unlinkPrefixes } from './server-process.ts';
 
 const HERE = fileURLToPath(new URL('..', import.meta.url));
 /** The checkouts whose sources are measured, each with its own server per store, in the same alternated rounds. */
@@ -262,25 +263,6 @@ function line(store: string, mode: string, round: number, x: Sample): string {
   return `| ${store} | ${mode} | ${round} | ${x.requests} | ${x.cpuUs.toFixed(1)} | ${Math.round(x.allocB)} | ${gcs} (${x.gcMs.toFixed(1)} ms) | ${per10k(x.stalls1, x.requests)} / ${per10k(x.stalls3, x.requests)} (busy ${x.stallBusyMs.toFixed(0)} ms) | ${calls} | ${events} | ${x.setCookies} | ${x.non2xx + x.errors} | ${x.p99} |`;
 }
 
-async function postgresDatabase(tag: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `tessera_cookie_tail_${tag}`;
-  const at = (db: string) => {
-    const u = new URL(POSTGRES_URL);
-    u.pathname = `/${db}`;
-    return u.toString();
-  };
-  const admin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: at('postgres'), connectionTimeoutMillis: 2000 });
-    await c.connect();
-    try {
-      await c.query(sql);
-    } finally {
-      await c.end();
-    }
-  };
-  await admin(`CREATE DATABASE ${name}`);
-  return { url: at(name), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
-}
 
 console.log(`sources: ${ROOTS.join(' and [ref] ')}; ${REQUESTS} requests per round, ${CONNECTIONS} connections, tenant appIdle ${APP_IDLE} s; ${new Date().toISOString()}`);
 console.log('| store | mode | round | requests | CPU µs/req | bytes/req | GCs per 10,000 (total ms) | loop stalls > 1 / > 3 ms per 10,000 | store calls | events | Set-Cookie | non-2xx+errors | p99 ms (loaded) |');
@@ -296,19 +278,14 @@ try {
         if (store === 'sqlite') url = `sqlite:${join(dir, `${store}-${i}.db`)}`;
         else if (store === 'redis') url = REDIS_URL;
         else {
-          const db = await postgresDatabase(`${run}_${i}`);
+          const db = await createBenchDatabase(POSTGRES_URL, `tessera_cookie_tail_${run}_${i}`);
           cleanups.push(() => db.drop());
           url = db.url;
           prefix = '';
         }
         if (store === 'redis') {
-          cleanups.push(async () => {
-            const { createClient } = await import('redis');
-            const c = createClient({ url: REDIS_URL });
-            await c.connect();
-            for await (const keys of c.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) if (keys.length > 0) await c.del(keys);
-            await c.close();
-          });
+          const own = prefix;
+          cleanups.push(async () => unlinkPrefixes(REDIS_URL, [own]));
         }
         const s = await startServer(root, url, prefix);
         servers.push({ name: `${store}${i > 0 ? ' [ref]' : ''}`, s, creds: { token: await s.login('token'), cookie: await s.login('cookie') } });

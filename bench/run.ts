@@ -43,9 +43,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { printGoals, runMany, type Goal } from './goals.ts';
+import { createBenchDatabase, type BenchDatabase } from './pg-database.ts';
 import { freePort, waitFor, cpuSeconds, hasTaskset, pinNow, pinned, reapedChildrenCpuSeconds, stopChild, unlinkPrefixes, waitSeconds } from './server-process.ts';
 import { coreBusy, describePlacement, loadCoreShare, parseRedisInfo, readProcStat, redisPlacement, startOwnRedis, topCommands, type OwnRedis } from './bench-redis.ts';
-import pg from 'pg';
 import { createClient } from 'redis';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -314,32 +314,16 @@ function load(url: string, headers: Record<string, string>, seconds = SECONDS): 
 }
 
 /** A database of its own for the run's PostgreSQL server, or null when PostgreSQL does not answer. */
-async function createBenchDatabase(): Promise<{ url: string; drop(): Promise<void> } | null> {
-  const name = `tessera_bench_${run}`;
-  const at = (db: string) => {
-    const u = new URL(POSTGRES_URL);
-    u.pathname = `/${db}`;
-    return u.toString();
-  };
-  const admin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: at('postgres'), connectionTimeoutMillis: 2000 });
-    await c.connect();
-    try {
-      await c.query(sql);
-    } finally {
-      await c.end();
-    }
-  };
+async function benchDatabase(): Promise<BenchDatabase | null> {
   try {
-    await admin(`CREATE DATABASE ${name}`);
+    return await createBenchDatabase(POSTGRES_URL, `tessera_bench_${run}`);
   } catch (err) {
     console.log(`\n(PostgreSQL at ${POSTGRES_URL} does not answer — ${(err as Error).message}: its rows are skipped)`);
     return null;
   }
-  return { url: at(name), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
 // (Assigned in the start-up's promise chain: typed by the assertion, so that it is not narrowed to null.)
-let pgDatabase = null as { url: string; drop(): Promise<void> } | null;
+let pgDatabase = null as BenchDatabase | null;
 
 const children: ChildProcess[] = [];
 const prefixes: string[] = [];
@@ -645,7 +629,7 @@ try {
   const [tr, ts, tp, hello, , trc, tsc] = await Promise.all([
     startTessera(REDIS_URL),
     startTessera(`sqlite:${join(dir, 'bench.db')}`),
-    createBenchDatabase().then((db) => {
+    benchDatabase().then((db) => {
       pgDatabase = db;
       return db === null ? null : startTessera(db.url);
     }),

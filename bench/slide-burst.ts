@@ -17,8 +17,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
 import { checkoutModules } from './inprocess-tessera.ts';
+import { createBenchDatabase } from './pg-database.ts';
+import { unlinkPrefixes } from './server-process.ts';
 
 const HERE = fileURLToPath(new URL('..', import.meta.url));
 const ROOTS = [HERE, ...(process.env.CT_REF ? [resolve(process.env.CT_REF)] : [])];
@@ -45,37 +46,18 @@ interface Variant {
   stop(): Promise<void>;
 }
 
-const pgAdmin = async (sql: string) => {
-  const u = new URL(POSTGRES_URL);
-  const c = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 2000 });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-};
 
 async function start(root: string, store: string, tag: string, cleanups: (() => Promise<void>)[]): Promise<Variant> {
   const { loadConfig, createLogger, createRuntime, buildApp, openStore, hashSecret } = await checkoutModules(root);
   let url: string;
   const prefix = `sb-${run}-${tag}:`;
   if (store === 'postgres') {
-    const name = `tessera_slide_burst_${run}_${tag}`;
-    await pgAdmin(`CREATE DATABASE ${name}`);
-    cleanups.push(() => pgAdmin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-    const u = new URL(POSTGRES_URL);
-    u.pathname = `/${name}`;
-    url = u.toString();
+    const db = await createBenchDatabase(POSTGRES_URL, `tessera_slide_burst_${run}_${tag}`);
+    cleanups.push(() => db.drop());
+    url = db.url;
   } else if (store === 'redis') {
     url = REDIS_URL;
-    cleanups.push(async () => {
-      const { createClient } = await import('redis');
-      const c = createClient({ url: REDIS_URL });
-      await c.connect();
-      for await (const keys of c.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) if (keys.length > 0) await c.del(keys);
-      await c.close();
-    });
+    cleanups.push(async () => unlinkPrefixes(REDIS_URL, [prefix]));
   } else url = `sqlite:${join(dir, `${tag}.db`)}`;
   const cookieSecret = randomBytes(32).toString('base64url');
   const config = loadConfig(
