@@ -22,6 +22,7 @@ import type { Coordination } from './store/coordination-port.ts';
 import { openStore, type Store } from './store/open.ts';
 import type { SessionStore } from './store/port.ts';
 import type { DerivedKeys } from './tokens/derived-keys.ts';
+import { useEd25519 } from './tokens/ed25519.ts';
 import { KeyRing } from './tokens/key-ring.ts';
 import { deriveKey } from './tokens/sealing.ts';
 
@@ -161,6 +162,13 @@ export async function createRuntime(
   opts: RuntimeOptions,
 ): Promise<Runtime> {
   const log = opts.log ?? SILENT;
+  // Who signs the session tokens, for this process (src/tokens/ed25519.ts): logged once, with
+  // the reason when libsodium could not be used (no key material in it).
+  const ed25519 = useEd25519(config.ed25519);
+  log.info(
+    ed25519.fallbackReason === null ? { ed25519: ed25519.name } : { ed25519: ed25519.name, reason: ed25519.fallbackReason },
+    `session tokens are signed with ${ed25519.name === 'libsodium' ? 'libsodium (sodium-native)' : 'node:crypto'}`,
+  );
   const keyRing = new KeyRing(store, config.cookieSecret);
   await keyRing.load(clock.now());
   await ensurePlatformTenant(store, clock.now());

@@ -68,6 +68,11 @@ export interface Config {
    * sizing): src/config/node-flags.ts, docs/performance.md "The check's p99 tail".
    */
   semiSpaceMb: number;
+  /**
+   * Who computes the session tokens' Ed25519 signatures (TESSERA_ED25519): `auto`, libsodium
+   * where its addon loads, else node:crypto; `node`, node:crypto always (src/tokens/ed25519.ts).
+   */
+  ed25519: 'auto' | 'node';
   /** Serves the demo bank and fintech pages (issue: consent redirects). */
   demo: boolean;
   /** How long an ended consent is kept before it is purged, seconds (TESSERA_CONSENT_RETENTION). */
@@ -179,6 +184,10 @@ function parseConfig(env: Env, cwd: string): Config {
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('TESSERA_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   }
+  const ed25519 = env.TESSERA_ED25519?.trim() || 'auto';
+  if (ed25519 !== 'auto' && ed25519 !== 'node') {
+    throw new ConfigError('TESSERA_ED25519', `must be auto or node (got "${ed25519}")`);
+  }
   const redisPrefix = env.TESSERA_REDIS_PREFIX ?? 'tessera:';
   if (!/^[A-Za-z0-9:._-]{0,64}$/.test(redisPrefix)) {
     throw new ConfigError('TESSERA_REDIS_PREFIX', 'may hold only letters, digits and : . _ - (at most 64)');
@@ -216,6 +225,7 @@ function parseConfig(env: Env, cwd: string): Config {
     shutdownDelayMs: intVar(env, 'TESSERA_SHUTDOWN_DELAY_MS', 0, 0, 600_000),
     shutdownTimeoutMs: intVar(env, 'TESSERA_SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     semiSpaceMb: intVar(env, 'TESSERA_SEMI_SPACE_MB', DEFAULT_SEMI_SPACE_MB, 0, 1024),
+    ed25519,
     demo: boolVar(env, 'TESSERA_DEMO'),
     consentRetentionSeconds: intVar(env, 'TESSERA_CONSENT_RETENTION', 90 * 86_400, 0, 10 * 365 * 86_400),
     monitoring: loadMonitoringConfig(env, cwd),

@@ -3,11 +3,12 @@
 // the same claims again yields the same token — which is how a refresh inside the grace window
 // returns the very same pair.
 
-import { hash, sign } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { Unauthorized } from '../domain/errors.ts';
 import { makeRoom } from '../domain/bounded-map.ts';
 import type { KeyRing } from './key-ring.ts';
+import { ed25519 } from './ed25519.ts';
 
 export interface SessionTokenClaims {
   iss: string;
@@ -44,11 +45,12 @@ export function signSessionTokenSync(ring: KeyRing, claims: SessionTokenClaims):
     jti: claims.jti,
   };
   const payload = JSON.stringify(signed);
-  // A compact JWS written out (what jose's CompactSign produces byte for byte, a test checks):
-  // node:crypto signs synchronously, where jose goes through WebCrypto's thread pool and two
-  // promises — a measurable share of every rotation and login.
+  // A compact JWS written out (what jose's CompactSign produces byte for byte, a test checks),
+  // signed synchronously — by libsodium where it loads, else node:crypto (./ed25519.ts): jose
+  // goes through WebCrypto's thread pool and two promises, a measurable share of every rotation
+  // and login.
   const input = `${encodedHeader(kid)}.${b64url(payload)}`;
-  const token = `${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`;
+  const token = `${input}.${ed25519().sign(Buffer.from(input), key).toString('base64url')}`;
   // Signed here, so known good: its first check in this process needs no Ed25519 verification.
   rememberVerified(ring, token, signed);
   return token;

@@ -25,6 +25,9 @@ describe('configuration from the environment', () => {
     expect(c.semiSpaceMb).toBe(16);
     expect(loadConfig({ TESSERA_SEMI_SPACE_MB: '0' }, '/srv').semiSpaceMb).toBe(0);
     expect(loadConfig({ TESSERA_SEMI_SPACE_MB: '32' }, '/srv').semiSpaceMb).toBe(32);
+    expect(c.ed25519).toBe('auto');
+    expect(loadConfig({ TESSERA_ED25519: 'node' }, '/srv').ed25519).toBe('node');
+    expect(loadConfig({ TESSERA_ED25519: 'auto' }, '/srv').ed25519).toBe('auto');
   });
 
   it.each([
@@ -58,6 +61,7 @@ describe('configuration from the environment', () => {
     [{ TESSERA_SEMI_SPACE_MB: '-1' }, 'TESSERA_SEMI_SPACE_MB'],
     [{ TESSERA_SEMI_SPACE_MB: '2048' }, 'TESSERA_SEMI_SPACE_MB'],
     [{ TESSERA_SEMI_SPACE_MB: 'big' }, 'TESSERA_SEMI_SPACE_MB'],
+    [{ TESSERA_ED25519: 'libsodium' }, 'TESSERA_ED25519'],
   ])('refuses %o naming %s', (env, variable) => {
     const err = errorOf({ ...base, ...env });
     expect(err.variable).toBe(variable);
