@@ -9,11 +9,17 @@
 // audit events are appended too, the variants are interleaved for many rounds. Redis's own CPU is
 // not in these figures. Environment: AB_ROUNDS (default 15), AB_SLICE (rotations per slice,
 // default 4000), BENCH_REDIS_URL (default redis://127.0.0.1:6379), AB_THREADS=1 (also print the
-// CPU per rotation by thread: the main thread, V8's helpers — GC and compilers).
+// CPU per rotation by thread: the main thread, V8's helpers — GC and compilers), AB_PROFILE=<file>
+// (a CPU profile of the measured rounds only, set-up and warm-up left out: node:inspector's
+// Profiler, sampling every AB_PROFILE_US µs, default 100; the variants' functions are told apart
+// by their checkout's path), AB_HEAP_PROFILE=<file> (a sampling heap profile of the measured
+// rounds that keeps the objects garbage collection took too: what a rotation allocates, by the
+// function that allocated it).
 
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,6 +84,12 @@ function threadCpu(): Map<string, number> {
   return byName;
 }
 
+/** This process's read and write system calls so far (/proc/self/io); Linux only. */
+function syscalls(): { r: number; w: number } {
+  const io = readFileSync('/proc/self/io', 'utf8');
+  return { r: Number(/syscr: (\d+)/.exec(io)?.[1]), w: Number(/syscw: (\d+)/.exec(io)?.[1]) };
+}
+
 async function slice(v: Variant, n: number): Promise<number> {
   const per = Math.ceil(n / CHAINS);
   const origins = v.tokens.map((_, i) => originOf(i));
@@ -100,11 +112,32 @@ if (process.argv[2]) variants.push(await tessera(resolve(process.argv[2]), '(oth
 try {
   for (const v of variants) await slice(v, SLICE); // warm-up
   const threads0 = process.env.AB_THREADS === '1' ? threadCpu() : null;
+  const io0 = syscalls();
+  const profiler = process.env.AB_PROFILE || process.env.AB_HEAP_PROFILE ? new Session() : null;
+  if (profiler !== null && process.env.AB_HEAP_PROFILE) {
+    profiler.connect();
+    await profiler.post('HeapProfiler.enable');
+    await profiler.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  } else if (profiler !== null) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.setSamplingInterval', { interval: Number(process.env.AB_PROFILE_US ?? 100) });
+    await profiler.post('Profiler.start');
+  }
   const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
   for (let round = 0; round < ROUNDS; round++) {
     // Alternate which variant goes first, so neither always follows the other's garbage.
     const order = round % 2 === 0 ? variants : [...variants].reverse();
     for (const v of order) samples.get(v.name)!.push(await slice(v, SLICE));
+  }
+  if (profiler !== null && process.env.AB_HEAP_PROFILE) {
+    const { profile } = await profiler.post('HeapProfiler.stopSampling');
+    writeFileSync(process.env.AB_HEAP_PROFILE, JSON.stringify(profile));
+    profiler.disconnect();
+  } else if (profiler !== null) {
+    const { profile } = await profiler.post('Profiler.stop');
+    writeFileSync(process.env.AB_PROFILE as string, JSON.stringify(profile));
+    profiler.disconnect();
   }
   const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
   const q = (xs: number[], p: number) => sorted(xs)[Math.floor(p * (xs.length - 1))] as number;
@@ -117,6 +150,8 @@ try {
     const rotations = ROUNDS * Math.ceil(SLICE / CHAINS) * CHAINS * variants.length;
     const rows = [...t1].map(([n, ms]) => [n, ms - (threads0.get(n) ?? 0)] as const).filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]);
     console.log(`\nCPU by thread over the measured rounds, µs per rotation (all variants): ${rows.map(([n, ms]) => `${n} ${((ms * 1000) / rotations).toFixed(1)}`).join(', ')}`);
+    const io1 = syscalls();
+    console.log(`read / write system calls per rotation (all variants): ${((io1.r - io0.r) / rotations).toFixed(3)} / ${((io1.w - io0.w) / rotations).toFixed(3)}`);
   }
   if (variants.length === 2) {
     const [a, b] = [...samples.values()] as [number[], number[]];
