@@ -269,18 +269,23 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
       // The user as stored now (its roles make the token's scope, so a role change reaches the
       // next refresh): from the rotation's own step where the store reads it there (Redis), else
       // read — only then with a promise.
-      const user = usableUser(r.user !== undefined ? r.user : await deps.store.getUser(known.tenantId, known.userId));
-      rememberOwner(deps, successorHash, r.successor);
+      const fromStep = r.user !== undefined;
+      const user = usableUser(fromStep ? (r.user ?? null) : await deps.store.getUser(known.tenantId, known.userId));
+      // The presented token's owner stands for the successor's (one session, whose tenant and
+      // user never change): the object the cache holds already, not the decoded successor
+      // record, which the entry would keep alive into the old generation on every rotation.
+      rememberOwner(deps, successorHash, known.tenantId === r.successor.tenantId && known.userId === r.successor.userId ? known : r.successor);
       deps.sessionCache.remember(r.session);
       emit(deps, sessionEvent('session.refreshed', r.session, now), origin);
-      return tokenPairSync(deps, r.session, tenant, scopeOf(user), successor, successorHash, now);
+      return tokenPairSync(deps, r.session, tenant, fromStep ? rotationScopeOf(user) : scopeOf(user), successor, successorHash, now);
     }
     case 'grace': {
       if (r.token.successorHash === null || !constantTimeEqual(r.token.successorHash, successorHash)) {
         throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
       }
-      const user = usableUser(r.user !== undefined ? r.user : await deps.store.getUser(known.tenantId, known.userId));
-      return tokenPairSync(deps, r.session, tenant, scopeOf(user), successor, successorHash, r.token.rotatedAt ?? now);
+      const fromStep = r.user !== undefined;
+      const user = usableUser(fromStep ? (r.user ?? null) : await deps.store.getUser(known.tenantId, known.userId));
+      return tokenPairSync(deps, r.session, tenant, fromStep ? rotationScopeOf(user) : scopeOf(user), successor, successorHash, r.token.rotatedAt ?? now);
     }
     case 'reused':
       emit(deps, sessionEvent('refresh_token.reused', r.session, now, { revoked: r.revoked.map((s) => s.handle) }), origin);
@@ -291,6 +296,20 @@ export async function refreshTokenPair(deps: Deps, presented: string, now: numbe
     case 'unknown':
       throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
   }
+}
+
+/**
+ * scopeOf for the user a rotation got in the rotation's own step, remembered per user object:
+ * the Redis store hands the same (read-only) object to the rotations of an unchanged user
+ * (RotateResult), so its scope is joined once, not per rotation. (A user read by getUser is a
+ * new object every time: not remembered.)
+ */
+const scopes = new WeakMap<User, string>();
+
+function rotationScopeOf(user: User): string {
+  let scope = scopes.get(user);
+  if (scope === undefined) scopes.set(user, (scope = scopeOf(user)));
+  return scope;
 }
 
 /**

@@ -74,7 +74,8 @@ export type RotateResult =
   /**
    * First use: the token is now rotated and `successor` is the new current token. `user`: the
    * session's user as stored, where the adapter reads it in the same step (Redis: the user's
-   * record lives in the session's slot; null when there is none) — absent elsewhere.
+   * record lives in the session's slot; null when there is none) — absent elsewhere. Read
+   * only: an adapter may hand the same object to several calls while the stored user is the same.
    */
   | { outcome: 'rotated'; session: Session; successor: RefreshToken; user?: User | null }
   /**

@@ -120,6 +120,8 @@ describe.skipIf(skipShared)('packed hashes made in Node (lua-codec.ts packedHash
       randomBytes(32).toString('base64url'),
       'A'.repeat(42) + 'B', // not canonical: the last character has bits the 32 bytes lack
       'A'.repeat(42) + '=',
+      // Every last character after 42 of the alphabet: canonical only with the two low bits zero.
+      ...[...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].map((c) => 'b'.repeat(42) + c),
       '+'.repeat(43),
       'x'.repeat(31), // 32 bytes behind the 0 byte: padded
       'x'.repeat(32),

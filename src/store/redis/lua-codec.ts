@@ -14,6 +14,9 @@ const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
 const ZERO = Buffer.from([0]);
 
+/** The canonical base64url text of 32 bytes: 42 characters, then one whose value is a multiple of 4. */
+const CANONICAL_HASH = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+
 /**
  * The packed form h2b gives a secret or token hash (packText(s, 32) below), made here: the 32
  * bytes of a canonical base64url text of 32 bytes (what hashSecret makes), any other text behind
@@ -21,11 +24,10 @@ const ZERO = Buffer.from([0]);
  * form as an argument (sent as bytes) spares Redis the decode; Node's is native and cheap.
  */
 export function packedHash(text: string): Buffer {
-  if (text.length === 43) {
-    const b = Buffer.from(text, 'base64url');
-    // Node's decoder is lenient (other characters, padding): only the exact round trip counts.
-    if (b.length === 32 && b.toString('base64url') === text) return b;
-  }
+  // Node's decoder is lenient (other characters, padding): only a text that is exactly the
+  // encoding of its 32 bytes — 43 characters of the alphabet, the last one's two low bits (past
+  // the 256th) zero — is decoded, which the pattern tells without encoding the bytes again.
+  if (text.length === 43 && CANONICAL_HASH.test(text)) return Buffer.from(text, 'base64url');
   const t = Buffer.concat([ZERO, Buffer.from(text, 'utf8')]);
   return t.length === 32 ? Buffer.concat([t, ZERO]) : t;
 }

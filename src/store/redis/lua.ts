@@ -204,11 +204,16 @@ async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: s
   try {
     return await conn.send(key, ['FCALL', fn.name, ...tail], false, binary);
   } catch (err) {
-    const why = fallbackOf(err);
-    if (why === null) throw err;
-    if (why === 'no-functions') evalOnly.add(conn);
-    if (why !== 'missing') return USE_EVAL;
+    return retryFunction(conn, fn, key, tail, binary, err);
   }
+}
+
+/** After a failed FCALL: the load and the call again, or USE_EVAL (see the top), or the error. */
+async function retryFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string, tail: CommandArgs, binary: boolean, err: unknown): Promise<unknown> {
+  const why = fallbackOf(err);
+  if (why === null) throw err;
+  if (why === 'no-functions') evalOnly.add(conn);
+  if (why !== 'missing') return USE_EVAL;
   if (!(await load(conn, fn, key))) return USE_EVAL;
   try {
     return await conn.send(key, ['FCALL', fn.name, ...tail], false, binary);
@@ -218,8 +223,43 @@ async function callFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: s
   }
 }
 
-/** Runs `script` with KEYS[1] = `key` and ARGV = `args` (a Buffer goes as its bytes). */
-export async function evalScript(conn: Conn, script: LuaScript, key: string, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
+/**
+ * Runs `script` with KEYS[1] = `key` and ARGV = `args` (a Buffer goes as its bytes).
+ *
+ * The usual call — a Function whose library this node was checked for — is one FCALL and its
+ * promise (with a handler for the failures that send it on to the load or to EVALSHA, as
+ * callFunction's first try): no async frame and no copy of the arguments but the command's own,
+ * on every slot script of every request. Anything else goes through evalSlowly.
+ */
+export function evalScript(conn: Conn, script: LuaScript, key: string, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
+  const fn = script.fn;
+  // (One node, standalone or Sentinel: its check is at hand. A Cluster's goes through nodeOf.)
+  if (fn !== undefined && conn.nodeOf === undefined && !evalOnly.has(conn) && checkOn(conn, conn, fn, key) === true) {
+    const binary = script.binary === true;
+    const command: CommandArgs = ['FCALL', fn.name, '1', key];
+    for (let i = 0; i < args.length; i++) command.push(args[i] as string | Buffer);
+    return conn.send(key, command, false, binary).catch((err: unknown) => afterFailedCall(conn, script, fn, key, args, binary, err));
+  }
+  return evalSlowly(conn, script, key, args);
+}
+
+/** The rest of callFunction after its first FCALL failed with `err`, then EVALSHA as evalSlowly. */
+async function afterFailedCall(
+  conn: Conn,
+  script: LuaScript,
+  fn: NonNullable<LuaScript['fn']>,
+  key: string,
+  args: ReadonlyArray<string | Buffer>,
+  binary: boolean,
+  err: unknown,
+): Promise<unknown> {
+  const tail: CommandArgs = ['1', key, ...args];
+  const reply = await retryFunction(conn, fn, key, tail, binary, err);
+  if (reply !== USE_EVAL) return reply;
+  return evalScriptOnly(conn, script, tail, key, binary);
+}
+
+async function evalSlowly(conn: Conn, script: LuaScript, key: string, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
   const tail: CommandArgs = ['1', key, ...args];
   const binary = script.binary === true;
   if (script.fn !== undefined && !evalOnly.has(conn)) {
@@ -230,6 +270,11 @@ export async function evalScript(conn: Conn, script: LuaScript, key: string, arg
       if (reply !== USE_EVAL) return reply;
     }
   }
+  return evalScriptOnly(conn, script, tail, key, binary);
+}
+
+/** EVALSHA, and EVAL when the server does not know the script. */
+async function evalScriptOnly(conn: Conn, script: LuaScript, tail: CommandArgs, key: string, binary: boolean): Promise<unknown> {
   try {
     return await conn.send(key, ['EVALSHA', script.sha1, ...tail], false, binary);
   } catch (err) {

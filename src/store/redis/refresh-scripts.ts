@@ -40,9 +40,10 @@ return finish({ 'ok' })
  * ARGV[5] presented hash and ARGV[6] successor hash, both packed (lua-codec.ts packedHash: the
  * bytes h2b would make of them, sent as bytes), ARGV[7] grace ms, ARGV[8] new idle expiry ('' =
  * none), ARGV[9] the successor's route key and ARGV[10] its field, when the script writes the
- * route itself ('' = the caller wrote it: in a Cluster the route lives in another slot), ARGV[11]
- * the successor hash's text (the reply's, so that it is not encoded again). A rotation writes the
- * route before the successor, in the same atomic step; no other outcome writes it.
+ * route itself ('' = the caller wrote it: in a Cluster the route lives in another slot). A
+ * rotation writes the route before the successor, in the same atomic step; no other outcome
+ * writes it. (No reply of this script prints a token hash: the rotated and grace answers are
+ * packed, the others name sessions only.)
  * Reply: {'rotated', session and successor token (packed), previous idle or '', user JSON or nil}
  *      | {'grace', session and presented token (packed), user JSON or nil}
  * (packed: one string, slot-lua.ts packedOf; the other records are name/value lists; every bulk
@@ -65,9 +66,6 @@ if not r then return { 'unknown' } end
 if not isValid(rec) then return { 'inactive', pairsOf(r, rec) } end
 if not t[3] then
   local nb = ARGV[6]
-  -- Remembered for the reply only when canonical (32 bytes): a packed text of another length
-  -- could be taken for a handle's 16 bytes by unpackText.
-  if #nb == 32 then packed[nb] = ARGV[11] end
   if findToken(nb) then return { 'successor_exists' } end
   if ARGV[9] ~= '' then
     local routed = redis.call('HGET', ARGV[9], ARGV[10])

@@ -2,6 +2,7 @@
 // (slot-lua.ts), so the rotate script runs on the session's slot and revokes its subtree on reuse
 // atomically. A route (session-index.ts) leads from each token hash to the slot.
 
+import { makeRoom } from '../../domain/bounded-map.ts';
 import { Conflict, NotFound } from '../../domain/errors.ts';
 import { tagOfHandle } from '../../domain/secrets.ts';
 import type { Session } from '../../domain/session.ts';
@@ -23,9 +24,20 @@ export function userOf(raw: unknown, s: Session): User | null {
   return u.tenantId === s.tenantId && u.id === s.userId ? u : null;
 }
 
+/** Users remembered per store by the rotate script's replies (RedisRefreshTokens.#userOf). */
+const USERS_MAX = 10_000;
+
 export class RedisRefreshTokens {
   private readonly ctx: RedisContext;
   private readonly index: SessionIndex;
+  /**
+   * The last user record each session user's rotation read, as its bytes and as parsed, by
+   * tenant and user id: the next rotation of that user (the client keeps refreshing) gets the
+   * same bytes, almost always, and the same object without a JSON parse. Bytes that differ (the
+   * user was changed: roles, disabled) are parsed and remembered instead. Bounded (about 7 MB
+   * at most); the objects are read only (RotateResult).
+   */
+  readonly #users = new Map<string, { raw: Buffer; user: User | null }>();
 
   constructor(ctx: RedisContext, index: SessionIndex) {
     this.ctx = ctx;
@@ -64,9 +76,16 @@ export class RedisRefreshTokens {
       if (tag === null) return { outcome: 'unknown' };
       const inScript = this.ctx.conn.kind !== 'redis-cluster';
       const routeWritten = inScript ? false : await this.index.claimRoute(successorHash, tag);
-      const route = inScript ? [this.ctx.keys.route(successorHash), this.ctx.keys.routeField(successorHash)] : ['', ''];
+      const keys = this.ctx.keys;
       const reply = (await this.ctx
-        .runSlot(ROTATE, tag, now, [packedHash(presentedHash), packedHash(successorHash), num(graceMs), idleExpiresAt === null ? '' : num(idleExpiresAt), ...route, successorHash])
+        .runSlot(ROTATE, tag, now, [
+          packedHash(presentedHash),
+          packedHash(successorHash),
+          num(graceMs),
+          idleExpiresAt === null ? '' : num(idleExpiresAt),
+          inScript ? keys.route(successorHash) : '',
+          inScript ? keys.routeField(successorHash) : '',
+        ])
         .catch(async (err: unknown) => {
           if (routeWritten) await this.index.dropRoutes([successorHash]).catch(() => undefined);
           throw err;
@@ -85,12 +104,12 @@ export class RedisRefreshTokens {
           const moved = this.index.expiryMayHaveMovedEarlier(session, String(reply[2]));
           if (moved !== null) await moved;
           if (this.ctx.waitsForReplicas) await this.ctx.replicated([tag]);
-          return { outcome: 'rotated', session, successor, user: userOf(reply[3], session) };
+          return { outcome: 'rotated', session, successor, user: this.#userOf(reply[3], session) };
         }
         case 'grace': {
           // The presented token as stored: its successorHash names the pair the first caller got.
           const { session, token } = packedFromReply(reply[1]);
-          return { outcome: 'grace', session, token: mustPackedToken(token), user: userOf(reply[2], session) };
+          return { outcome: 'grace', session, token: mustPackedToken(token), user: this.#userOf(reply[2], session) };
         }
         case 'reused': {
           const revoked = sessionsFromReply(reply[2]);
@@ -109,6 +128,19 @@ export class RedisRefreshTokens {
           throw new Error(`unexpected reply from the rotate script: ${outcome}`);
       }
     });
+  }
+
+  /** userOf for a rotate reply's user bytes, through #users. */
+  #userOf(raw: unknown, s: Session): User | null {
+    if (!Buffer.isBuffer(raw) || s.userId === null) return userOf(raw, s);
+    const key = `${s.tenantId}\u0000${s.userId}`;
+    const known = this.#users.get(key);
+    if (known !== undefined && known.raw.equals(raw)) return known.user;
+    const user = userOf(raw, s);
+    makeRoom(this.#users, USERS_MAX);
+    // A copy: the reply's bytes may be a view of the whole socket read they came in.
+    this.#users.set(key, { raw: Buffer.from(raw), user });
+    return user;
   }
 
   async getRefreshToken(tokenHash: string): Promise<RefreshToken | null> {
