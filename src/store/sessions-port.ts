@@ -119,6 +119,77 @@ export type RedeemResult =
   /** No session valid at `now` has this secret hash (unknown, already used, expired): nothing changed. */
   | { outcome: 'not_consumed' };
 
+/**
+ * What lookUpAndRedeem redeems, stated before the record is read: the conditions the record with
+ * the secret hash must meet (`planHolds`), and the target's change as in RedeemTarget, its handle
+ * taken from the record's data.
+ */
+export interface RedeemPlan {
+  /** The record's kind and tenant must be these, */
+  kind: SessionKind;
+  tenantId: string;
+  /** its data must hold each entry equal to the value given, and not hold those given as null, */
+  expectSeen: Record<string, string | number | boolean | null>;
+  /** its data entry `targetField` names the target session (a string: its handle), */
+  targetField: string;
+  /** and its user must be stored and not disabled (`disabled` not true). */
+  target: Omit<RedeemTarget, 'handle' | 'refreshToken'>;
+  /** The target's first refresh token (its owner is the record's tenant, user and target), or null. */
+  refreshToken: { tokenHash: string; createdAt: number } | null;
+}
+
+export type LookUpAndRedeemResult =
+  /**
+   * No record has the secret hash (`found` null), or the plan does not hold for it: nothing
+   * changed, and `found` is what getSessionWithUserBySecretHash answers.
+   */
+  | { outcome: 'looked'; found: SessionWithUser | null }
+  /** The plan held, and redeemSession's outcomes followed; `user` the record's user. */
+  | { outcome: 'redeemed'; session: Session; user: User }
+  | { outcome: 'target_unusable'; consumed: Session }
+  | { outcome: 'not_consumed' };
+
+/** Whether a RedeemPlan holds for a record and its user (what lookUpAndRedeem checks). */
+export function planHolds(found: SessionWithUser, plan: RedeemPlan): boolean {
+  const { session: s, user } = found;
+  if (s.kind !== plan.kind || s.tenantId !== plan.tenantId || user === null || user.disabled === true) return false;
+  if (typeof s.data[plan.targetField] !== 'string') return false;
+  for (const [k, v] of Object.entries(plan.expectSeen)) {
+    if (v === null ? Object.hasOwn(s.data, k) : s.data[k] !== v) return false;
+  }
+  return true;
+}
+
+/** The RedeemTarget a plan makes for the record it held for. */
+export function targetOfPlan(seen: Session, plan: RedeemPlan): RedeemTarget {
+  const handle = seen.data[plan.targetField] as string;
+  const t = plan.refreshToken;
+  return {
+    handle,
+    ...plan.target,
+    refreshToken:
+      t === null ? null : { tokenHash: t.tokenHash, sessionHandle: handle, tenantId: seen.tenantId, userId: seen.userId as string, createdAt: t.createdAt, rotatedAt: null, successorHash: null },
+  };
+}
+
+/**
+ * lookUpAndRedeem as its two steps (getSessionWithUserBySecretHash, then redeemSession): for a
+ * store where a call is not a round trip, or not worth one script (SQLite, PostgreSQL). The
+ * redeem is atomic on its own; between the steps the record may change as between the exchange's
+ * two calls before.
+ */
+export async function lookUpAndRedeemInSteps(
+  store: Pick<SessionsStore, 'getSessionWithUserBySecretHash' | 'redeemSession'>,
+  secretHash: string,
+  plan: RedeemPlan,
+  now: number,
+): Promise<LookUpAndRedeemResult> {
+  const found = await store.getSessionWithUserBySecretHash(secretHash);
+  if (found === null || !planHolds(found, plan)) return { outcome: 'looked', found };
+  const r = await store.redeemSession(secretHash, targetOfPlan(found.session, plan), now);
+  return r.outcome === 'redeemed' ? { outcome: 'redeemed', session: r.session, user: found.user as User } : r;
+}
+
 /** A session read together with its user (getSessionWithUserBySecretHash). */
 export interface SessionWithUser {
   session: Session;
@@ -202,6 +273,18 @@ export interface SessionsStore {
   redeemSession(secretHash: string, target: RedeemTarget, now: number): Promise<RedeemResult>;
 
   /**
+   * getSessionWithUserBySecretHash and redeemSession in ONE atomic step when the caller can state
+   * in advance what it would redeem (the SSO token exchange): reads the record with `secretHash`
+   * and its user; when `plan` holds for them (planHolds), redeems as redeemSession with the target
+   * the plan names (targetOfPlan) — `redeemed` with the record's user, `target_unusable`, or
+   * `not_consumed` (the record is no longer valid); otherwise changes nothing and answers the
+   * look-up (`looked`), after which the caller decides, and may redeemSession, as before. On Redis
+   * one command where the secret's route is on the same node; elsewhere the two steps
+   * (lookUpAndRedeemInSteps).
+   */
+  lookUpAndRedeem(secretHash: string, plan: RedeemPlan, now: number): Promise<LookUpAndRedeemResult>;
+
+  /**
    * Renew-once-after-expiry (docs/api.md §Consent redirects, "The session after a return"): when
    * the predecessor has expired, store `successor` and link it, unless a successor was already
    * linked, in which case that one is returned. Many concurrent callers with the same expired
@@ -259,6 +342,7 @@ export const SESSIONS_OPERATIONS = [
   'listSessions',
   'consumeSession',
   'redeemSession',
+  'lookUpAndRedeem',
   'renewAfterExpiry',
   'addRefreshToken',
   'rotateRefreshToken',

@@ -895,6 +895,108 @@ export function describeStoreConformance(
         expect(await stored(app.handle)).toStrictEqual(app);
         expect(await store.getRefreshToken(t.tokenHash)).toStrictEqual(t);
       });
+
+      // lookUpAndRedeem: the look-up and the redeem in one step when the caller's plan holds.
+      /** An SSO login of a stored user, its token bound as a command-line login's (`codeChallenge`). */
+      async function planLogin(o: { user?: Partial<User> | null; tokenData?: Record<string, unknown> } = {}) {
+        const ids = fresh();
+        const user = o.user === null ? null : await store.createUser(newUser(ids.tenantId, `${randomUUID()}@example.com`, { id: ids.userId, roles: ['admin'], ...o.user }));
+        const login = await ssoLogin(ids);
+        const token = await make(ids, 'flow', { userId: ids.userId, data: o.tokenData ?? { purpose: 'sso_token', appHandle: login.app.handle, codeChallenge: 'c', flowBinding: 'b' } });
+        return { ids, user, app: login.app, token };
+      }
+      function plan(ids: Ids, now: number, o: { expectSeen?: Record<string, string | null>; tenantId?: string; kind?: SessionKind } = {}) {
+        return {
+          kind: o.kind ?? ('flow' as const),
+          tenantId: o.tenantId ?? ids.tenantId,
+          expectSeen: o.expectSeen ?? { purpose: 'sso_token', codeChallenge: 'c' },
+          targetField: 'appHandle',
+          target: { expectData: { mode: 'pending' }, patch: { mode: 'token', orgSlug: null }, idleExpiresAt: now + 15 * MINUTE },
+          refreshToken: { tokenHash: hashSecret(newSecret()), createdAt: now },
+        };
+      }
+
+      it('lookUpAndRedeem: when the plan holds, consumes and activates as redeemSession, with the user, in one step', async () => {
+        const { ids, user, app, token } = await planLogin();
+        const now = T0 + MINUTE;
+        const p = plan(ids, now);
+        const r = outcome(await store.lookUpAndRedeem(token.secretHash, p, now), 'redeemed');
+        const activated = { ...app, data: { mode: 'token' }, lastSeenAt: now, idleExpiresAt: now + 15 * MINUTE };
+        expect(r).toStrictEqual({ outcome: 'redeemed', session: activated, user });
+        expect(await stored(app.handle)).toStrictEqual(activated);
+        expect(await stored(token.handle)).toStrictEqual({ ...token, status: 'revoked', revokeReason: 'consumed', endedAt: now });
+        const t = { tokenHash: p.refreshToken.tokenHash, sessionHandle: app.handle, tenantId: ids.tenantId, userId: ids.userId, createdAt: now, rotatedAt: null, successorHash: null };
+        expect(await store.getRefreshToken(t.tokenHash)).toStrictEqual(t);
+        // Once: the plan still holds for the spent record, which is no longer valid.
+        const p2 = plan(ids, now + SECOND);
+        expect(await store.lookUpAndRedeem(token.secretHash, p2, now + SECOND)).toStrictEqual({ outcome: 'not_consumed' });
+        expect(await stored(app.handle)).toStrictEqual(activated);
+        expect(await store.getRefreshToken(p2.refreshToken.tokenHash)).toBeNull();
+        // A browser login's binding: a challenge expected absent, the binding present.
+        const b = await planLogin({ tokenData: undefined });
+        const browser = await make(b.ids, 'flow', { userId: b.ids.userId, data: { purpose: 'sso_token', appHandle: b.app.handle, flowBinding: 'b' } });
+        outcome(await store.lookUpAndRedeem(browser.secretHash, plan(b.ids, now, { expectSeen: { purpose: 'sso_token', codeChallenge: null, flowBinding: 'b' } }), now), 'redeemed');
+      });
+
+      it('lookUpAndRedeem: when the plan does not hold, changes nothing and answers the look-up', async () => {
+        const now = T0 + MINUTE;
+        const check = async (login: { app: Session; token: Session }, p: ReturnType<typeof plan>): Promise<void> => {
+          const r = outcome(await store.lookUpAndRedeem(login.token.secretHash, p, now), 'looked');
+          expect(r.found).toStrictEqual(await store.getSessionWithUserBySecretHash(login.token.secretHash));
+          expect(r.found?.session).toStrictEqual(login.token);
+          expect(await stored(login.token.handle)).toStrictEqual(login.token);
+          expect(await stored(login.app.handle)).toStrictEqual(login.app);
+          expect(await store.getRefreshToken(p.refreshToken.tokenHash)).toBeNull();
+        };
+        const a = await planLogin();
+        await check(a, plan(a.ids, now, { tenantId: `t-${randomUUID()}` }));
+        await check(a, plan(a.ids, now, { kind: 'app' }));
+        await check(a, plan(a.ids, now, { expectSeen: { purpose: 'sso_token', codeChallenge: 'd' } }));
+        await check(a, plan(a.ids, now, { expectSeen: { purpose: 'other', codeChallenge: 'c' } }));
+        await check(a, plan(a.ids, now, { expectSeen: { purpose: 'sso_token', codeChallenge: null, flowBinding: 'b' } }));
+        await check(a, plan(a.ids, now, { expectSeen: { purpose: 'sso_token', codeChallenge: 'c', missing: 'x' } }));
+        const disabled = await planLogin({ user: { disabled: true } });
+        await check(disabled, plan(disabled.ids, now));
+        const noUser = await planLogin({ user: null });
+        await check(noUser, plan(noUser.ids, now));
+        expect(outcome(await store.lookUpAndRedeem(noUser.token.secretHash, plan(noUser.ids, now), now), 'looked').found?.user).toBeNull();
+        const noTarget = await planLogin({ tokenData: { purpose: 'sso_token', codeChallenge: 'c' } });
+        await check(noTarget, plan(noTarget.ids, now));
+        const notString = await planLogin({ tokenData: { purpose: 'sso_token', codeChallenge: 'c', appHandle: 7 } });
+        await check(notString, plan(notString.ids, now));
+        // The same user id in another tenant is another user.
+        const elsewhere = fresh();
+        await store.createUser(newUser(elsewhere.tenantId, `${randomUUID()}@example.com`, { id: a.ids.userId }));
+        await check(a, plan(a.ids, now, { tenantId: elsewhere.tenantId }));
+        expect(await store.lookUpAndRedeem(hashSecret(newSecret()), plan(a.ids, now), now)).toStrictEqual({ outcome: 'looked', found: null });
+        // The plan holding after all these: redeemed.
+        outcome(await store.lookUpAndRedeem(a.token.secretHash, plan(a.ids, now), now), 'redeemed');
+      });
+
+      it('lookUpAndRedeem: a target that is not usable is left alone (the secret consumed); of 20 concurrent calls one redeems', async () => {
+        const now = T0 + MINUTE;
+        const a = await planLogin();
+        await store.updateSessionData(a.app.handle, { mode: 'token' }, T0 + SECOND);
+        const before = await stored(a.app.handle);
+        const p = plan(a.ids, now);
+        const r = outcome(await store.lookUpAndRedeem(a.token.secretHash, p, now), 'target_unusable');
+        expect(r.consumed).toStrictEqual({ ...a.token, status: 'revoked', revokeReason: 'consumed', endedAt: now });
+        expect(await stored(a.app.handle)).toStrictEqual(before);
+        expect(await store.getRefreshToken(p.refreshToken.tokenHash)).toBeNull();
+        const b = await planLogin();
+        const plans = Array.from({ length: 20 }, () => plan(b.ids, now));
+        const results = await Promise.all(plans.map((q) => store.lookUpAndRedeem(b.token.secretHash, q, now)));
+        expect(results.filter((x) => x.outcome === 'redeemed')).toHaveLength(1);
+        expect(results.filter((x) => x.outcome === 'not_consumed')).toHaveLength(19);
+        const tokens = await Promise.all(plans.map((q) => store.getRefreshToken(q.refreshToken.tokenHash)));
+        expect(tokens.filter((t) => t !== null)).toHaveLength(1);
+        // An expired token: not consumed, nothing changed.
+        const c = await planLogin();
+        const late = T0 + 11 * MINUTE;
+        expect(await store.lookUpAndRedeem(c.token.secretHash, plan(c.ids, late), late)).toStrictEqual({ outcome: 'not_consumed' });
+        expect(await stored(c.token.handle)).toStrictEqual(c.token);
+        expect(await stored(c.app.handle)).toStrictEqual(c.app);
+      });
     });
 
     // ---- renew once after expiry ----------------------------------------------------------

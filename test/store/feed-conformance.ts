@@ -188,6 +188,19 @@ export function describeFeedConformance(name: string, target: StoreTarget): void
       expect(reader.ends()).not.toContain(app.handle);
     });
 
+    it('lookUpAndRedeem publishes the single-use session it consumed, not the target it activated', async () => {
+      const ids = fresh();
+      await writer.createUser({ id: ids.userId as string, tenantId: ids.tenantId, email: `${ids.userId}@example.com`, passwordHash: null, roles: [], createdAt: T0, updatedAt: T0 });
+      const app = await make(ids, 'app');
+      const once = issueSession({ tenantId: ids.tenantId, userId: ids.userId, kind: 'flow', lifetime: DEFAULT_LIFETIMES.flow, authMethod: 'oidc', data: { appHandle: app.handle } }, T0).session;
+      expect((await writer.createSession(once, T0)).ok).toBe(true);
+      const plan = { kind: 'flow' as const, tenantId: ids.tenantId, expectSeen: {}, targetField: 'appHandle', target: { expectData: {}, patch: { mode: 'token' }, idleExpiresAt: T0 + 60_000 }, refreshToken: null };
+      expect((await writer.lookUpAndRedeem(once.secretHash, plan, T0 + 1)).outcome).toBe('redeemed');
+      await heard([once.handle]);
+      await marker(ids);
+      expect(reader.ends()).not.toContain(app.handle);
+    });
+
     it('refresh-token reuse publishes the session tree it revokes', async () => {
       const ids = fresh();
       const app = await make(ids, 'app');

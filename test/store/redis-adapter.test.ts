@@ -529,6 +529,76 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
     }
   });
 
+  it('lookUpAndRedeem of a token another process made is ONE command: the route, the record, the user, the redeem and the refresh token\'s route in one script', async () => {
+    const [tenantId, userId] = ['t-sso', `u-sso-${newSecret().slice(0, 8)}`];
+    const user = await store.createUser({ id: userId, tenantId, email: `${userId}@example.com`, passwordHash: null, roles: [], createdAt: T0, updatedAt: T0 });
+    const login = async () => {
+      const idp = await created(store, session(tenantId, userId, 'idp'));
+      const app = await created(store, { ...session(tenantId, userId, 'app', idp), data: { mode: 'pending' } });
+      const once = await created(store, { ...session(tenantId, null, 'flow'), handle: session(tenantId, userId).handle, userId, data: { purpose: 'sso_token', appHandle: app.handle, codeChallenge: 'c' } });
+      return { app, once };
+    };
+    const plan = (o: { tenantId?: string } = {}) => ({
+      kind: 'flow' as const,
+      tenantId: o.tenantId ?? tenantId,
+      expectSeen: { purpose: 'sso_token', codeChallenge: 'c' },
+      targetField: 'appHandle',
+      target: { expectData: { mode: 'pending' }, patch: { mode: 'token' }, idleExpiresAt: T0 + HOUR },
+      refreshToken: { tokenHash: hashSecret(newSecret()), createdAt: T0 + 1000 },
+    });
+    const other = await openRedisStore(server.url, { prefix, commandTimeoutMs: 300, connectTimeoutMs: 500 });
+    const conn = await openConnection(parseRedisUrl(server.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
+    const commands = async () => {
+      const out = new Map<string, number>();
+      for (const [, name, calls] of String(await conn.send(undefined, ['INFO', 'commandstats'])).matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) {
+        if (name !== 'info') out.set(name as string, Number(calls));
+      }
+      return out;
+    };
+    const sentDuring = async (f: () => Promise<unknown>) => {
+      const before = await commands();
+      await f();
+      const after = await commands();
+      const sent = [...after].filter(([name, n]) => n !== (before.get(name) ?? 0)).map(([name, n]) => [name, n - (before.get(name) ?? 0)]);
+      return sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'pttl', 'pexpire', 'publish'].includes(name as string));
+    };
+    try {
+      // A first exchange loads the script (EVAL once on a server that did not know it).
+      const first = await login();
+      expect((await other.lookUpAndRedeem(first.once.secretHash, plan(), T0 + 1000)).outcome).toBe('redeemed');
+      const { app, once } = await login();
+      const p = plan();
+      let r: unknown;
+      expect(await sentDuring(async () => (r = await other.lookUpAndRedeem(once.secretHash, p, T0 + 1000)))).toEqual([['fcall', 1]]);
+      expect(r).toMatchObject({ outcome: 'redeemed', user, session: { handle: app.handle, data: { mode: 'token' } } });
+      // The refresh token's route is in Redis: a process that never saw it finds the token.
+      expect(await store.getRefreshToken(p.refreshToken.tokenHash)).toStrictEqual({ tokenHash: p.refreshToken.tokenHash, sessionHandle: app.handle, tenantId, userId, createdAt: T0 + 1000, rotatedAt: null, successorHash: null });
+      // A plan that does not hold: the look-up's answer, in one command too, and nothing written.
+      const second = await login();
+      const q = plan({ tenantId: 't-other' });
+      expect(await sentDuring(async () => (r = await other.lookUpAndRedeem(second.once.secretHash, q, T0 + 1000)))).toEqual([['fcall', 1]]);
+      expect(r).toStrictEqual({ outcome: 'looked', found: { session: second.once, user } });
+      const qBucket = `${prefix}r:${q.refreshToken.tokenHash.slice(0, 2)}`;
+      expect(await conn.send(qBucket, ['HGET', qBucket, q.refreshToken.tokenHash.slice(2, 18)])).toBeNull();
+      expect(await other.lookUpAndRedeem(hashSecret(newSecret()), plan(), T0 + 1000)).toStrictEqual({ outcome: 'looked', found: null });
+      // A refresh token whose route names another slot: refused before anything changes.
+      const taken = plan();
+      const bucket = `${prefix}r:${taken.refreshToken.tokenHash.slice(0, 2)}`;
+      await conn.send(bucket, ['HSET', bucket, taken.refreshToken.tokenHash.slice(2, 18), userTag(tenantId, 'someone-else')]);
+      await expect(other.lookUpAndRedeem(second.once.secretHash, taken, T0 + 1000)).rejects.toMatchObject({ code: 'session_exists', status: 409 });
+      expect(await store.getSessionByHandle(second.once.handle)).toStrictEqual(second.once);
+      expect(await store.getSessionByHandle(second.app.handle)).toStrictEqual(second.app);
+      // Spent: not consumed again, and no route written.
+      const spent = plan();
+      expect(await other.lookUpAndRedeem(once.secretHash, spent, T0 + 2000)).toStrictEqual({ outcome: 'not_consumed' });
+      const spentBucket = `${prefix}r:${spent.refreshToken.tokenHash.slice(0, 2)}`;
+      expect(await conn.send(spentBucket, ['HGET', spentBucket, spent.refreshToken.tokenHash.slice(2, 18)])).toBeNull();
+    } finally {
+      await conn.close();
+      await other.close();
+    }
+  });
+
   it('fails fast with StoreUnavailable while Redis is down, and resumes by itself when it returns', async () => {
     const s = await created(store, session('t-rec', 'u-rec'));
     let resets = 0;

@@ -11,13 +11,14 @@
 // challenge it started with. A refusal leaves the token to its owner.
 
 import { Forbidden, Unauthorized } from '../../domain/errors.ts';
-import { constantTimeEqual, hashSecret } from '../../domain/secrets.ts';
+import { constantTimeEqual, hashSecret, newSecret } from '../../domain/secrets.ts';
 import type { Session } from '../../domain/session.ts';
 import type { Tenant } from '../../domain/tenant.ts';
 import type { User } from '../../domain/user.ts';
 import { emit, type Origin } from '../../events/bus.ts';
 import { endSession, idleSecondsOf, newRefreshToken, scopeOf, tokenPairSync, xsrfTokenOf, type AuthMode, type SessionDeps, type TokenPair } from '../../sessions/app-sessions.ts';
 import { cachedTenant, loadTenant } from '../../sessions/tenant-cache.ts';
+import type { RedeemPlan, SessionWithUser } from '../../store/sessions-port.ts';
 import { appSecretOf, SSO_TOKEN_PURPOSE } from './sessions.ts';
 
 /** What redeeming an SSO token uses, declared here (src/runtime.ts's `Deps` has all of it). */
@@ -84,14 +85,85 @@ async function refuseDisabled(deps: Deps, tokenHash: string, appHandle: string, 
   throw new Forbidden('user_disabled', DISABLED);
 }
 
+/** The tenant of the last token this process exchanged, per runtime (its Deps object): the plan's guess. */
+const lastTenant = new WeakMap<object, string>();
+
+interface Planned {
+  plan: RedeemPlan;
+  tenant: Tenant;
+  refreshRaw: string;
+}
+
+/**
+ * A token-mode exchange in one store call (lookUpAndRedeem), stated before the token's record is
+ * read: it redeems only when the record is what every check below would pass — a one-time token
+ * of the guessed tenant (the request's X-Tenant-ID, else the tenant of this process's last
+ * exchange, whose record the tenant cache holds), bound as checkTokenBinding requires for this
+ * input, naming its app session, its user stored and enabled — and changes the target as the
+ * redeem below would. Anything else (another tenant, a refusal to come, cookie mode, no guess)
+ * gets the look-up's answer and goes the steps below, as before. Null: no plan for this input.
+ */
+function planFor(deps: Deps, input: RedeemInput, mode: AuthMode, tenantId: string | null, now: number): Planned | null {
+  if (mode !== 'token') return null;
+  const guess = tenantId ?? lastTenant.get(deps);
+  const tenant = guess === undefined ? null : cachedTenant(deps, guess, now);
+  if (!tenant) return null;
+  // checkTokenBinding's two cases in token mode: a command-line login's challenge and its
+  // verifier, or a browser login's binding without a challenge.
+  let binding: Record<string, string | null>;
+  if (input.codeVerifier !== null) binding = { codeChallenge: hashSecret(input.codeVerifier) };
+  else if (input.binding !== null) binding = { codeChallenge: null, flowBinding: hashSecret(input.binding) };
+  else return null;
+  const refreshRaw = newSecret();
+  return {
+    tenant,
+    refreshRaw,
+    plan: {
+      kind: 'flow',
+      tenantId: tenant.id,
+      expectSeen: { purpose: SSO_TOKEN_PURPOSE, ...binding },
+      targetField: 'appHandle',
+      target: { expectData: { mode: 'pending' }, patch: { mode }, idleExpiresAt: now + idleSecondsOf(tenant, mode) * 1000 },
+      refreshToken: { tokenHash: hashSecret(refreshRaw), createdAt: now },
+    },
+  };
+}
+
+/** The exchange's end once redeemed: the session remembered, the event, the token pair. */
+function redeemedPair(deps: Deps, session: Session, user: User, tenant: Tenant, refreshRaw: string, refreshHash: string, now: number, origin: Origin): Redeemed {
+  lastTenant.set(deps, session.tenantId);
+  deps.sessionCache.remember(session);
+  emit(
+    deps,
+    { type: 'sso.token_redeemed', time: now, tenantId: session.tenantId, userId: user.id, sessionHandle: session.handle, kind: 'app', details: { mode: 'token' } },
+    origin,
+  );
+  // The refresh token's hash (its jti's input) as made for the store: not hashed again.
+  return { mode: 'token', session, pair: tokenPairSync(deps, session, tenant, scopeOf(user), refreshRaw, refreshHash, now) };
+}
+
 /** `tenantId`: the request's X-Tenant-ID, when it sent one; it must be the token's tenant. */
 export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthMode, tenantId: string | null, now: number, origin: Origin): Promise<Redeemed> {
   const { token } = input;
   const tokenHash = hashSecret(token);
   // Only one-time tokens are redeemable here: a look first, so that no other single-use secret
   // (a redirect cookie, a session cookie) can be consumed through this endpoint. The token's
-  // user (its roles are the token's scope; a disabled one is refused) comes in the same call.
-  const found = await deps.store.getSessionWithUserBySecretHash(tokenHash);
+  // user (its roles are the token's scope; a disabled one is refused) comes in the same call —
+  // and, when the plan holds (planFor), the redeem too.
+  const planned = planFor(deps, input, mode, tenantId, now);
+  let found: SessionWithUser | null;
+  if (planned !== null) {
+    const r = await deps.store.lookUpAndRedeem(tokenHash, planned.plan, now);
+    if (r.outcome === 'redeemed') {
+      const { tenant, refreshRaw, plan } = planned;
+      return redeemedPair(deps, r.session, r.user, tenant, refreshRaw, (plan.refreshToken as { tokenHash: string }).tokenHash, now, origin);
+    }
+    if (r.outcome === 'not_consumed') throw new Unauthorized('invalid_sso_token', INVALID);
+    if (r.outcome === 'target_unusable') throw new Unauthorized('session_ended', 'The session of this sign-in has ended; sign in again.');
+    found = r.found;
+  } else {
+    found = await deps.store.getSessionWithUserBySecretHash(tokenHash);
+  }
   const seen = found?.session;
   if (!found || !seen || seen.kind !== 'flow' || seen.data.purpose !== SSO_TOKEN_PURPOSE) throw new Unauthorized('invalid_sso_token', INVALID);
   if (tenantId !== null && tenantId !== seen.tenantId) throw new Forbidden('tenant_mismatch', 'X-Tenant-ID does not match the sign-in.');
@@ -123,18 +195,15 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
   if (r.outcome === 'not_consumed') throw new Unauthorized('invalid_sso_token', INVALID);
   if (r.outcome === 'target_unusable') throw new Unauthorized('session_ended', 'The session of this sign-in has ended; sign in again.');
   const { session } = r;
+  if (refresh !== null) return redeemedPair(deps, session, user, tenant, refresh.raw, refresh.token.tokenHash, now, origin);
+  lastTenant.set(deps, session.tenantId);
   deps.sessionCache.remember(session);
   emit(
     deps,
     { type: 'sso.token_redeemed', time: now, tenantId: session.tenantId, userId: user.id, sessionHandle: session.handle, kind: 'app', details: { mode } },
     origin,
   );
-
-  if (xsrfToken !== null) {
-    const expiresIn = Math.floor(((session.idleExpiresAt ?? session.absoluteExpiresAt) - now) / 1000);
-    return { mode: 'cookie', session, user, tenant, cookieSecret: appSecretOf(deps, token), xsrfToken, expiresIn };
-  }
-  if (refresh === null) throw new Error('a token-mode exchange without its refresh token');
-  // The refresh token's hash (its jti's input) as newRefreshToken made it: not hashed again.
-  return { mode: 'token', session, pair: tokenPairSync(deps, session, tenant, scopeOf(user), refresh.raw, refresh.token.tokenHash, now) };
+  if (xsrfToken === null) throw new Error('a cookie-mode exchange without its XSRF token');
+  const expiresIn = Math.floor(((session.idleExpiresAt ?? session.absoluteExpiresAt) - now) / 1000);
+  return { mode: 'cookie', session, user, tenant, cookieSecret: appSecretOf(deps, token), xsrfToken, expiresIn };
 }

@@ -9,9 +9,12 @@ import { checkLimit, decodeCursor, pageOf, type Page } from '../page.ts';
 import {
   SESSION_LIST_MAX,
   checkRedeemTarget,
+  lookUpAndRedeemInSteps,
   type CreateLimit,
   type CreateSessionResult,
   type ListSessionsQuery,
+  type LookUpAndRedeemResult,
+  type RedeemPlan,
   type RedeemResult,
   type RedeemTarget,
   type RefreshToken,
@@ -232,6 +235,11 @@ export class PostgresSessions implements SessionsStore {
     // caller waits for the first's row lock, then READ COMMITTED re-checks the WHERE on the
     // revoked row and gets nothing. Its subtree ends with it under the owner's lock.
     return this.driver.transaction((tx) => consumeIn(tx, secretHash, now));
+  }
+
+  /** The look-up, then the redeem (sessions-port.ts lookUpAndRedeemInSteps). */
+  lookUpAndRedeem(secretHash: string, plan: RedeemPlan, now: number): Promise<LookUpAndRedeemResult> {
+    return lookUpAndRedeemInSteps(this, secretHash, plan, now);
   }
 
   redeemSession(secretHash: string, target: RedeemTarget, now: number): Promise<RedeemResult> {

@@ -235,6 +235,69 @@ return finish(out[1])
 );
 
 /**
+ * The redeem's steps once the record with the secret hash is found and valid (Lua locals `r`,
+ * `rec`), shared by REDEEM and LOOK_UP_REDEEM: `handle` the Lua expression of the target's
+ * handle; `extra` more entries of the 'redeemed' reply. Its arguments start at the Lua local `a`:
+ * ARGV[a] new idle expiry ('' = none), ARGV[a + 1] refresh-token hash in its packed form
+ * (lua-codec.ts packedHash, sent as bytes; '' = none), ARGV[a + 2] its createdAt, ARGV[a + 3] the
+ * refresh token's route key and ARGV[a + 4] its field, when the script writes the route itself
+ * ('' = the caller wrote it: in a Cluster the route lives in another slot) — written, before the
+ * token it leads to, only when the exchange redeems; ARGV[a + 5] n, then n expected data entries
+ * (field `d:<key>`, JSON), then the patch (field `d:<key>`, JSON or '' = remove).
+ */
+function redeemSteps(handle: string, extra: string): string {
+  return `
+local hb = false
+local routed = false
+if ARGV[a + 1] ~= '' then
+  hb = ARGV[a + 1]
+  if findToken(hb) then return { 'token_exists' } end
+  if ARGV[a + 3] ~= '' then
+    routed = redis.call('HGET', ARGV[a + 3], ARGV[a + 4])
+    if routed and routed ~= tag then return { 'route_taken' } end
+  end
+end
+-- The consumed record is packed only for an unusable answer (packedOf below: the same
+-- record as revokeTree would have appended, the root, revoked first).
+revokeTree(r, 'consumed', 'parent_revoked', nil, nil)
+local t, tr = get(${handle})
+local ok = t ~= nil and isValid(t) and t[TEN] == rec[TEN] and t[USR] == rec[USR]
+local n = tonumber(ARGV[a + 5])
+local d = (t and t[DATA]) or {}
+for i = a + 6, a + 5 + 2 * n, 2 do
+  if not ok then break end
+  ok = d[string.sub(ARGV[i], 3)] == ARGV[i + 1]
+end
+if not ok then return finish({ 'unusable', packedOf(r, rec, 0) }) end
+if hb and ARGV[a + 3] ~= '' and not routed then redis.call('HSET', ARGV[a + 3], ARGV[a + 4], tag) end
+for i = a + 6 + 2 * n, #ARGV, 2 do
+  local k = string.sub(ARGV[i], 3)
+  if ARGV[i + 1] == '' then d[k] = nil else d[k] = ARGV[i + 1] end
+end
+if next(d) == nil then d = false end
+t[DATA] = d
+local before = t[IDLE]
+if ARGV[a] == '' then
+  t[IDLE] = false
+else
+  local idle = tonumber(ARGV[a])
+  if idle > t[ABS] then idle = t[ABS] end
+  t[IDLE] = idle
+end
+t[SEEN] = now
+if hb then
+  local toks = t[TOK] or {}
+  toks[#toks + 1] = { hb, tonumber(ARGV[a + 2]), false, false }
+  t[TOK] = toks
+end
+changed(t)
+local prev = ''
+if before then prev = fmt(before) end
+return finish({ 'redeemed', packedOf(tr, t, 0), prev${extra} })
+`;
+}
+
+/**
  * redeem: consume-once and the activation of the session the secret stands for, in one step
  * (the SSO token exchange). Races closed: two clients exchanging one token at once — exactly one
  * consumes it and activates the target, the other finds it consumed; and an end of the target
@@ -260,53 +323,8 @@ export const REDEEM = routedScript(
   `
 local r, rec = findSecret(ARGV[5])
 if not r or not isValid(rec) then return { 'not_consumed' } end
-local hb = false
-local routed = false
-if ARGV[10] ~= '' then
-  hb = ARGV[10]
-  if findToken(hb) then return { 'token_exists' } end
-  if ARGV[12] ~= '' then
-    routed = redis.call('HGET', ARGV[12], ARGV[13])
-    if routed and routed ~= tag then return { 'route_taken' } end
-  end
-end
--- The consumed record is packed only for an unusable answer (packedOf below: the same
--- record as revokeTree would have appended, the root, revoked first).
-revokeTree(r, 'consumed', 'parent_revoked', nil, nil)
-local t, tr = get(ARGV[8])
-local ok = t ~= nil and isValid(t) and t[TEN] == rec[TEN] and t[USR] == rec[USR]
-local n = tonumber(ARGV[14])
-local d = (t and t[DATA]) or {}
-for i = 15, 14 + 2 * n, 2 do
-  if not ok then break end
-  ok = d[string.sub(ARGV[i], 3)] == ARGV[i + 1]
-end
-if not ok then return finish({ 'unusable', packedOf(r, rec, 0) }) end
-if hb and ARGV[12] ~= '' and not routed then redis.call('HSET', ARGV[12], ARGV[13], tag) end
-for i = 15 + 2 * n, #ARGV, 2 do
-  local k = string.sub(ARGV[i], 3)
-  if ARGV[i + 1] == '' then d[k] = nil else d[k] = ARGV[i + 1] end
-end
-if next(d) == nil then d = false end
-t[DATA] = d
-local before = t[IDLE]
-if ARGV[9] == '' then
-  t[IDLE] = false
-else
-  local idle = tonumber(ARGV[9])
-  if idle > t[ABS] then idle = t[ABS] end
-  t[IDLE] = idle
-end
-t[SEEN] = now
-if hb then
-  local toks = t[TOK] or {}
-  toks[#toks + 1] = { hb, tonumber(ARGV[11]), false, false }
-  t[TOK] = toks
-end
-changed(t)
-local prev = ''
-if before then prev = fmt(before) end
-return finish({ 'redeemed', packedOf(tr, t, 0), prev })
+local a = 9
+${redeemSteps('ARGV[8]', '')}
 `,
   true,
 );
@@ -341,6 +359,54 @@ if not r then return finish(false) end
 local user = false
 if rec[USR] then user = redis.call('GET', base .. 'u:' .. rec[USR]) end
 return finish({ packedOf(r, rec, 0), user })
+`,
+  true,
+);
+
+/**
+ * look-up-and-redeem (sessions-port.ts lookUpAndRedeem): BY_SECRET_WITH_USER and REDEEM in one
+ * step, when the caller's plan holds for the record and its user (planHolds: the record's tenant
+ * and kind, data entries equal to the JSON given or absent, its data entry naming the target a
+ * string, its user stored — the user's record `P{tag}:u:<userId>`, JSON, of the record's tenant
+ * and user — and not disabled). The plan is checked before anything changes; when it does not
+ * hold the answer is the look-up's. Races closed: those of REDEEM (the record is read and
+ * consumed in the same step).
+ * Routed as BY_SECRET_WITH_USER (ARGV[5..7]). ARGV[8] the plan's tenant, ARGV[9] its kind,
+ * ARGV[10] the data key naming the target, ARGV[11] m, ARGV[12..11+2m] the expected entries
+ * (field `d:<key>`, JSON, or '' = absent), then REDEEM's arguments from the idle expiry on
+ * (redeemSteps, a = 12 + 2m).
+ * Reply: {'looked', record (packed), user JSON | false} (the plan does not hold: nothing changed)
+ *      | {'redeemed', target record (packed), previous idle or '', user JSON}
+ *      | REDEEM's other answers | false (no record with the hash, or no route)
+ */
+export const LOOK_UP_REDEEM = routedScript(
+  'look-up-redeem',
+  `
+local r, rec = findSecret(ARGV[5])
+if not r then return finish(false) end
+local user = false
+if rec[USR] then user = redis.call('GET', base .. 'u:' .. rec[USR]) end
+local m = tonumber(ARGV[11])
+local a = 12 + 2 * m
+local holds = user ~= false and rec[TEN] == ARGV[8] and rec[KIND] == KINDCODE[ARGV[9]]
+local data = rec[DATA] or {}
+if holds then
+  for i = 12, 11 + 2 * m, 2 do
+    local v = data[ssub(ARGV[i], 3)]
+    if ARGV[i + 1] == '' then holds = v == nil else holds = v == ARGV[i + 1] end
+    if not holds then break end
+  end
+end
+-- The target's handle: a JSON string without escapes (what a handle is).
+local th = holds and data[ARGV[10]]
+if th and smatch(th, '^"[^"\\\\]*"$') then th = ssub(th, 2, -2) else holds = false end
+if holds then
+  local ok, u = pcall(cjson.decode, user)
+  holds = ok and type(u) == 'table' and u.tenantId == rec[TEN] and u.id == rec[USR] and u.disabled ~= true
+end
+if not holds then return finish({ 'looked', packedOf(r, rec, 0), user }) end
+if not isValid(rec) then return finish({ 'not_consumed' }) end
+${redeemSteps('th', ', user')}
 `,
   true,
 );

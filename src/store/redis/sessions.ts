@@ -14,9 +14,12 @@ import { checkLimit, decodeCursor, encodeCursor, type Page } from '../page.ts';
 import {
   SESSION_LIST_MAX,
   checkRedeemTarget,
+  lookUpAndRedeemInSteps,
   type CreateLimit,
   type CreateSessionResult,
   type ListSessionsQuery,
+  type LookUpAndRedeemResult,
+  type RedeemPlan,
   type RedeemResult,
   type RedeemTarget,
   type RefreshToken,
@@ -29,7 +32,7 @@ import { mustSession, num, packedFromReply, patchToFields, sessionFromReply, ses
 import type { RedisContext } from './context.ts';
 import { packedHash } from './lua-codec.ts';
 import { RedisRefreshTokens, userOf } from './refresh-tokens.ts';
-import { BY_SECRET, BY_SECRET_WITH_USER, CONSUME, CREATE, GET, LIST, REDEEM, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
+import { BY_SECRET, BY_SECRET_WITH_USER, CONSUME, CREATE, GET, LIST, LOOK_UP_REDEEM, REDEEM, RENEW, REVOKE, REVOKE_HANDLES, REVOKE_USER, TOUCH, UPDATE_DATA } from './scripts.ts';
 import { secretInUse, SessionIndex, type ListPosition } from './session-index.ts';
 import { sweepExpired } from './sweep.ts';
 
@@ -317,6 +320,69 @@ export class RedisSessions implements SessionsStore {
           throw secretInUse();
         default:
           throw new Error(`unexpected reply from the redeem script: ${outcome}`);
+      }
+    });
+  }
+
+  /**
+   * One command on standalone and Sentinel (LOOK_UP_REDEEM, called by route when this process does
+   * not know the secret's; it writes the refresh token's route itself, as the redeem script). In a
+   * Cluster the routes live in other slots: the two steps, as there before.
+   */
+  async lookUpAndRedeem(secretHash: string, plan: RedeemPlan, now: number): Promise<LookUpAndRedeemResult> {
+    if (this.ctx.conn.kind === 'redis-cluster') return lookUpAndRedeemInSteps(this, secretHash, plan, now);
+    return this.ctx.guard(async () => {
+      const token = plan.refreshToken;
+      const seen = patchToFields(plan.expectSeen);
+      const expected = patchToFields(plan.target.expectData);
+      const args = [
+        plan.tenantId,
+        plan.kind,
+        plan.targetField,
+        String(seen.length / 2),
+        ...seen,
+        plan.target.idleExpiresAt === null ? '' : num(plan.target.idleExpiresAt),
+        token === null ? '' : packedHash(token.tokenHash),
+        token === null ? '' : num(token.createdAt),
+        token === null ? '' : this.ctx.keys.route(token.tokenHash),
+        token === null ? '' : this.ctx.keys.routeField(token.tokenHash),
+        String(expected.length / 2),
+        ...expected,
+        ...patchToFields(plan.target.patch),
+      ];
+      const reply = (await this.ctx.runRouted(LOOK_UP_REDEEM, secretHash, now, args)) as unknown[] | null | false;
+      if (!Array.isArray(reply)) return { outcome: 'looked', found: null };
+      // The reply's strings come as Buffers (the script's reply is binary: packed records).
+      const outcome = String(reply[0]);
+      switch (outcome) {
+        case 'looked': {
+          const { session } = packedFromReply(reply[1]);
+          if (session.secretHash !== secretHash) return { outcome: 'looked', found: null };
+          return { outcome: 'looked', found: { session, user: session.userId === null ? null : userOf(reply[2], session) } };
+        }
+        case 'redeemed': {
+          const { session } = packedFromReply(reply[1]);
+          const user = userOf(reply[3], session);
+          // The script checked the user as userOf does (planHolds); a disagreement is a bug.
+          if (user === null) throw new Error('lookUpAndRedeem: the script redeemed for a user that is not the session’s');
+          // The target was found in the secret's slot: its handle names that slot.
+          const tag = tagOfHandle(session.handle) ?? this.ctx.tagOfSession(session);
+          if (token !== null) this.ctx.rememberRoute(token.tokenHash, tag);
+          await this.index.expiryMayHaveMovedEarlier(session, String(reply[2]));
+          // An end (the consumption) and a session's first credential: as a rotation, kept by a failover.
+          await this.ctx.replicated([tag]);
+          return { outcome: 'redeemed', session, user };
+        }
+        case 'unusable':
+          return { outcome: 'target_unusable', consumed: packedFromReply(reply[1]).session };
+        case 'not_consumed':
+          return { outcome: 'not_consumed' };
+        case 'token_exists':
+          throw new Conflict('refresh_token_exists', 'This refresh token is already stored.');
+        case 'route_taken':
+          throw secretInUse();
+        default:
+          throw new Error(`unexpected reply from the look-up-and-redeem script: ${outcome}`);
       }
     });
   }

@@ -18,7 +18,10 @@ import {
   type CreateLimit,
   type CreateSessionResult,
   checkRedeemTarget,
+  lookUpAndRedeemInSteps,
   type ListSessionsQuery,
+  type LookUpAndRedeemResult,
+  type RedeemPlan,
   type RedeemResult,
   type RedeemTarget,
   type RefreshToken,
@@ -232,6 +235,11 @@ export class SqliteSessions implements SessionsStore {
       }
     }
     return sessionFromRow(row);
+  }
+
+  /** The look-up, then the redeem (sessions-port.ts lookUpAndRedeemInSteps). */
+  lookUpAndRedeem(secretHash: string, plan: RedeemPlan, now: number): Promise<LookUpAndRedeemResult> {
+    return lookUpAndRedeemInSteps(this, secretHash, plan, now);
   }
 
   redeemSession(secretHash: string, target: RedeemTarget, now: number): Promise<RedeemResult> {
