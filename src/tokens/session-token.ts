@@ -3,8 +3,8 @@
 // the same claims again yields the same token — which is how a refresh inside the grace window
 // returns the very same pair.
 
-import { hash } from 'node:crypto';
-import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { hash, type KeyObject } from 'node:crypto';
+import { decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { Unauthorized } from '../domain/errors.ts';
 import { makeRoom } from '../domain/bounded-map.ts';
 import type { KeyRing } from './key-ring.ts';
@@ -122,12 +122,13 @@ export async function verifySessionToken(ring: KeyRing, token: string, issuer: s
 
 async function verifyUncached(ring: KeyRing, token: string, issuer: string, now: number): Promise<SessionTokenClaims> {
   if (token.length > 4096 || token.split('.').length !== 3) throw new Unauthorized('invalid_token', 'The token is malformed.');
-  let kid: unknown;
+  let header: ProtectedHeaderParameters;
   try {
-    kid = decodeProtectedHeader(token).kid;
+    header = decodeProtectedHeader(token);
   } catch {
     throw new Unauthorized('invalid_token', 'The token is malformed.');
   }
+  const kid = header.kid;
   if (typeof kid !== 'string') throw new Unauthorized('invalid_token', 'The token has no key id.');
   let key = ring.verification(kid, now);
   if (key === null) {
@@ -135,21 +136,60 @@ async function verifyUncached(ring: KeyRing, token: string, issuer: string, now:
     key = ring.verification(kid, now);
   }
   if (key === null) throw new Unauthorized('invalid_token', 'The token was signed by an unknown key.');
-  let payload: JWTPayload;
-  try {
-    ({ payload } = await jwtVerify(token, key, {
-      algorithms: ['EdDSA'],
-      issuer,
-      currentDate: new Date(now),
-      clockTolerance: 0,
-      requiredClaims: ['sub', 'sid', 'tid', 'exp', 'iat', 'jti'],
-    }));
-  } catch {
-    throw new Unauthorized('invalid_token', 'The token is invalid or has expired.');
-  }
+  const payload = verifiedPayload(token, header, key, issuer, now);
+  if (payload === null) throw new Unauthorized('invalid_token', 'The token is invalid or has expired.');
   const c = payload as Partial<SessionTokenClaims>;
   if (typeof c.sid !== 'string' || typeof c.tid !== 'string' || typeof c.sub !== 'string') {
     throw new Unauthorized('invalid_token', 'The token lacks session claims.');
   }
   return c as SessionTokenClaims;
+}
+
+/** One base64url part of a compact JWS as our signer writes it: the URL alphabet, no padding. */
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+/** What `verifiedPayload` requires besides `iss` (what jose's jwtVerify was given as requiredClaims). */
+const REQUIRED_CLAIMS = ['iss', 'sub', 'sid', 'tid', 'exp', 'iat', 'jti'] as const;
+
+/**
+ * The claims of a compact JWS `token` (whose protected header is `header`) when its Ed25519
+ * signature by `key` holds and its claims pass jose's `jwtVerify` checks as this module used to
+ * ask for them (algorithms ['EdDSA'], the issuer, clockTolerance 0, the required claims above):
+ * every token jwtVerify refused is refused (a test compares them), and also a header with
+ * `crit` (our signer writes none; jose would accept `crit: ["b64"]` with `b64: true`) and
+ * base64url that our signer would not write (padding, white space, a signature whose last
+ * character has bits set that encode nothing). Null when refused. The signature is checked by
+ * ./ed25519.ts (libsodium where it loads): a first check costs ~70 µs of CPU where jose's
+ * (WebCrypto, on libuv's pool) cost ~170 (docs/performance.md "Ed25519 by libsodium").
+ */
+function verifiedPayload(token: string, header: ProtectedHeaderParameters, key: KeyObject, issuer: string, now: number): JWTPayload | null {
+  if (header.alg !== 'EdDSA' || header.crit !== undefined) return null;
+  const dot1 = token.indexOf('.');
+  const dot2 = token.indexOf('.', dot1 + 1);
+  const encodedPayload = token.slice(dot1 + 1, dot2);
+  const encodedSignature = token.slice(dot2 + 1);
+  if (!BASE64URL.test(token.slice(0, dot1)) || !BASE64URL.test(encodedPayload) || !BASE64URL.test(encodedSignature)) return null;
+  const signature = Buffer.from(encodedSignature, 'base64url');
+  if (signature.length !== 64 || signature.toString('base64url') !== encodedSignature) return null;
+  try {
+    if (!ed25519().verify(Buffer.from(token.slice(0, dot2), 'latin1'), signature, key)) return null;
+  } catch {
+    return null; // not an Ed25519 public key
+  }
+  let claims: unknown;
+  try {
+    claims = JSON.parse(strictUtf8.decode(Buffer.from(encodedPayload, 'base64url')));
+  } catch {
+    return null;
+  }
+  if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) return null;
+  const c = claims as Record<string, unknown>;
+  for (const name of REQUIRED_CLAIMS) if (!Object.hasOwn(c, name)) return null;
+  if (c.iss !== issuer) return null;
+  // jose's NumericDate checks: seconds, the current time rounded down.
+  const nowSeconds = Math.floor(now / 1000);
+  if (typeof c.iat !== 'number' || typeof c.exp !== 'number') return null;
+  if (c.nbf !== undefined && (typeof c.nbf !== 'number' || c.nbf > nowSeconds)) return null;
+  if (c.exp <= nowSeconds) return null;
+  return c;
 }
