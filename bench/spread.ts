@@ -12,12 +12,18 @@
 // the resident memory, and per request the main thread's voluntary context switches (waits in
 // epoll with nothing to do) and the process's read/write system calls (/proc/<pid>/io), the main
 // thread's involuntary context switches per 1,000 requests, and the CPU time core 0 gave to
-// other processes during the window, per request (/proc/stat less the server's own). Printed: every process's windows, then per variant min / median / max of
-// each process's median window.
+// other processes during the window, per request (/proc/stat less the server's own), and the
+// window's throughput (requests over the load generator's own wall time, first request to last
+// answer). Printed: every process's windows, then per variant min / median / max of each
+// process's median window (CPU per request, and req/s), and per variant after the first the
+// pairs in which it was lower (CPU) or higher (req/s) than the first variant's process of the pair.
 // Environment: SPREAD_MODE (rotation | cookie-sqlite | token-sqlite | cookie-redis; default
 // rotation), SPREAD_VARIANTS (`;`-separated variants, each a space-separated list of Node flags,
 // the empty string for the default; default ";--no-allocation-site-pretenuring"),
 // SPREAD_PROCESSES, SPREAD_WARMUP, SPREAD_WINDOWS, SPREAD_REQUESTS, BENCH_CONNECTIONS (50),
+// SPREAD_PIN_AT_START=1 (each server started under `taskset -c 0` rather than pinned once it
+// answers: it sees one core from its first instruction, `os.availableParallelism()` 1, as in a
+// one-CPU container — what src/config/node-flags.ts decides on),
 // SPREAD_OUT_DIR (each server's standard output — its log lines, and what `--trace-gc` and the
 // like print — to `<dir>/<n>.out` there instead of /dev/null: for traces, not for figures).
 
@@ -41,6 +47,7 @@ const REQUESTS = Number(process.env.SPREAD_REQUESTS ?? (MODE === 'rotation' ? 10
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const OUT_DIR = process.env.SPREAD_OUT_DIR ?? null;
 const SIDE_BY_SIDE = process.env.SPREAD_SIDE_BY_SIDE === '1';
+const PIN_AT_START = process.env.SPREAD_PIN_AT_START === '1';
 if (!['rotation', 'cookie-sqlite', 'token-sqlite', 'cookie-redis'].includes(MODE)) throw new Error(`SPREAD_MODE: ${MODE}?`);
 
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
@@ -72,11 +79,11 @@ function counters(pid: number): { rssMb: number; sleeps: number; preempted: numb
   };
 }
 
-function load(script: string, opts: unknown): { requests: number; non2xx: number; errors: number; tokens?: string[] } {
+function load(script: string, opts: unknown): { requests: number; non2xx: number; errors: number; loadWallS: number; tokens?: string[] } {
   const [cmd, args] = pinned(1, [NODE, join(ROOT, script), JSON.stringify(opts)]);
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 300_000 });
   if (r.status !== 0) throw new Error(`${script}: exit ${r.status ?? r.signal}: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop() as string) as { requests: number; non2xx: number; errors: number; tokens?: string[] };
+  return JSON.parse(r.stdout.trim().split('\n').pop() as string) as { requests: number; non2xx: number; errors: number; loadWallS: number; tokens?: string[] };
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'tessera-spread-'));
@@ -84,7 +91,7 @@ const run = randomBytes(4).toString('hex');
 const redis = await startOwnRedis(1, hasTaskset, dir);
 const cookieKey = randomBytes(32).toString('base64url');
 
-interface Window { us: number; threadsUs: number; rssMb: number; sleeps: number; syscalls: number; preempted: number; othersUs: number; bad: number }
+interface Window { us: number; rps: number; threadsUs: number; rssMb: number; sleeps: number; syscalls: number; preempted: number; othersUs: number; bad: number }
 
 interface Server { pid: number; window(): Window; stop(): Promise<void> }
 
@@ -94,7 +101,8 @@ async function startServer(flags: string[], n: number): Promise<Server> {
   const admin = randomBytes(24).toString('hex');
   const store = MODE.endsWith('sqlite') ? `sqlite:${join(dir, `s${n}.db`)}` : redis.url;
   const out = OUT_DIR === null ? 'ignore' : openSync(join(OUT_DIR, `${n}.out`), 'w');
-  const child: ChildProcess = spawn(NODE, [...flags, join(ROOT, 'src/cli.ts'), 'start'], {
+  const [command, args] = PIN_AT_START ? pinned(0, [NODE, ...flags, join(ROOT, 'src/cli.ts'), 'start']) : [NODE, [...flags, join(ROOT, 'src/cli.ts'), 'start']];
+  const child: ChildProcess = spawn(command, args, {
     cwd: dir,
     env: {
       PATH: process.env.PATH ?? '',
@@ -131,7 +139,7 @@ async function startServer(flags: string[], n: number): Promise<Server> {
         }),
       );
     };
-    let next: (amount: number) => { requests: number; non2xx: number; errors: number };
+    let next: (amount: number) => { requests: number; non2xx: number; errors: number; loadWallS: number };
     if (MODE === 'rotation') {
       // 50 chains, logged in five at a time (bench/run.ts), going on from where each run ended.
       let tokens: string[] = [];
@@ -159,6 +167,7 @@ async function startServer(flags: string[], n: number): Promise<Server> {
       const n = Math.max(1, f.requests);
       return {
         us: ((c1.all - c0.all) * 1e6) / n,
+        rps: f.requests / f.loadWallS,
         threadsUs: ((c1.all - c1.main - (c0.all - c0.main)) * 1e6) / n,
         rssMb: k1.rssMb - k0.rssMb,
         sleeps: (k1.sleeps - k0.sleeps) / n,
@@ -178,9 +187,10 @@ async function startServer(flags: string[], n: number): Promise<Server> {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const names = VARIANTS.map((v) => (v.length === 0 ? 'default' : v.join(' ')));
 const results = new Map<string, number[]>(names.map((n) => [n, []]));
-console.log(`# node bench/spread.ts — ${new Date().toISOString()}, Node ${process.version}, ${MODE}, ${PROCESSES} process(es) per variant, warm-up ${WARMUP}, ${WINDOWS} × ${REQUESTS} measured\n`);
-console.log('| pid | variant | µs per request, each window (V8 worker threads; RSS growth MB; main thread\'s sleeps and read/write syscalls per request; its preemptions per 1,000 requests; µs of core 0 used by other processes per request) | median |');
-console.log('|---:|---|---|---:|');
+const throughputs = new Map<string, number[]>(names.map((n) => [n, []]));
+console.log(`# node bench/spread.ts — ${new Date().toISOString()}, Node ${process.version}, ${MODE}, ${PROCESSES} process(es) per variant, warm-up ${WARMUP}, ${WINDOWS} × ${REQUESTS} measured${PIN_AT_START ? ', pinned from the start' : ''}\n`);
+console.log('| pid | variant | µs per request, each window (V8 worker threads; RSS growth MB; main thread\'s sleeps and read/write syscalls per request; its preemptions per 1,000 requests; µs of core 0 used by other processes per request; req/s) | median µs | median req/s |');
+console.log('|---:|---|---|---:|---:|');
 try {
   let n = 0;
   for (let i = 0; i < PROCESSES; i++) {
@@ -205,18 +215,29 @@ try {
     for (const k of order) {
       const ws = windows.get(k)!;
       const m = median(ws.map((w) => w.us));
+      const rps = median(ws.map((w) => w.rps));
       results.get(names[k] as string)!.push(m);
+      throughputs.get(names[k] as string)!.push(rps);
       const bad = ws.reduce((a, w) => a + w.bad, 0);
-      console.log(`| ${servers.get(k)!.pid} | ${names[k]} | ${ws.map((w) => `${w.us.toFixed(1)} (${w.threadsUs.toFixed(1)}; ${w.rssMb >= 0 ? '+' : ''}${w.rssMb.toFixed(0)}; ${w.sleeps.toFixed(2)}, ${w.syscalls.toFixed(2)}; ${w.preempted.toFixed(1)}; ${w.othersUs.toFixed(0)})`).join(' / ')}${bad ? ` — ${bad} failed or missing` : ''} | ${m.toFixed(1)} |`);
+      console.log(`| ${servers.get(k)!.pid} | ${names[k]} | ${ws.map((w) => `${w.us.toFixed(1)} (${w.threadsUs.toFixed(1)}; ${w.rssMb >= 0 ? '+' : ''}${w.rssMb.toFixed(0)}; ${w.sleeps.toFixed(2)}, ${w.syscalls.toFixed(2)}; ${w.preempted.toFixed(1)}; ${w.othersUs.toFixed(0)}; ${w.rps.toFixed(0)})`).join(' / ')}${bad ? ` — ${bad} failed or missing` : ''} | ${m.toFixed(1)} | ${rps.toFixed(0)} |`);
     }
   }
 } finally {
   await redis.stop();
   rmSync(dir, { recursive: true, force: true });
 }
-console.log('\n| variant | processes | min | median | max | each process (median window), in order |');
-console.log('|---|---:|---:|---:|---:|---|');
-for (const [name, xs] of results) {
-  const s = [...xs].sort((a, b) => a - b);
-  console.log(`| ${name} | ${xs.length} | ${s[0]?.toFixed(1)} | ${median(xs).toFixed(1)} | ${s[s.length - 1]?.toFixed(1)} | ${xs.map((x) => x.toFixed(0)).join(', ')} |`);
+const first = names[0] as string;
+/** In how many pairs `xs` was below (or, `higher`, above) the first variant's process of the pair. */
+const wins = (xs: number[], base: number[], higher: boolean) => xs.filter((x, i) => (higher ? x > (base[i] as number) : x < (base[i] as number))).length;
+for (const [what, table, higher, digits] of [
+  ['µs per request', results, false, 1],
+  ['req/s', throughputs, true, 0],
+] as const) {
+  console.log(`\n| variant | processes | ${what}: min | median | max | each process (median window), in order | ${higher ? 'higher' : 'lower'} than ${first} in the pair |`);
+  console.log('|---|---:|---:|---:|---:|---|---:|');
+  for (const [name, xs] of table) {
+    const s = [...xs].sort((a, b) => a - b);
+    const vs = name === first ? '' : `${wins(xs, table.get(first)!, higher)} of ${xs.length}`;
+    console.log(`| ${name} | ${xs.length} | ${s[0]?.toFixed(digits)} | ${median(xs).toFixed(digits)} | ${s[s.length - 1]?.toFixed(digits)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${vs} |`);
+  }
 }
