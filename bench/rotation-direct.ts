@@ -14,7 +14,8 @@
 // Profiler, sampling every AB_PROFILE_US µs, default 100; the variants' functions are told apart
 // by their checkout's path), AB_HEAP_PROFILE=<file> (a sampling heap profile of the measured
 // rounds that keeps the objects garbage collection took too: what a rotation allocates, by the
-// function that allocated it).
+// function that allocated it; with AB_HEAP_LIVE=1 only what is still alive at the end: what the
+// caches keep).
 
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -117,7 +118,7 @@ try {
   if (profiler !== null && process.env.AB_HEAP_PROFILE) {
     profiler.connect();
     await profiler.post('HeapProfiler.enable');
-    await profiler.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    await profiler.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: process.env.AB_HEAP_LIVE !== '1', includeObjectsCollectedByMinorGC: process.env.AB_HEAP_LIVE !== '1' });
   } else if (profiler !== null) {
     profiler.connect();
     await profiler.post('Profiler.enable');

@@ -197,6 +197,8 @@ export class SessionCache {
       const first = this.entries.keys().next();
       if (!first.done) this.entries.delete(first.value);
     }
+    const before = this.entries.get(session.handle);
+    if (before !== undefined && before !== session) shareStrings(session, before);
     this.entries.set(session.handle, session);
   }
 
@@ -271,4 +273,23 @@ export class SessionCache {
     if (this.stale !== null) this.refreshStale(handle, fresh);
     return fresh && isValid(fresh, now) ? fresh : null;
   }
+}
+
+/**
+ * Gives `fresh` the strings of `before` (the same session's record cached until now) where they
+ * are equal: a record read again (every refresh, every touch) is all new strings, and the cache
+ * would keep them and let the equal ones it held go — each move of a record into the old
+ * generation taking its handle, hashes, ids and User-Agent along. Equal strings are
+ * interchangeable: only which copy stays alive changes.
+ */
+function shareStrings(fresh: Session, before: Session): void {
+  if (fresh.handle === before.handle) fresh.handle = before.handle;
+  if (fresh.secretHash === before.secretHash) fresh.secretHash = before.secretHash;
+  if (fresh.tenantId === before.tenantId) fresh.tenantId = before.tenantId;
+  if (fresh.userId === before.userId) fresh.userId = before.userId;
+  if (fresh.authMethod === before.authMethod) fresh.authMethod = before.authMethod;
+  const d = fresh.device;
+  const b = before.device;
+  if (d.userAgent !== undefined && d.userAgent === b.userAgent) d.userAgent = b.userAgent;
+  if (d.ip !== undefined && d.ip === b.ip) d.ip = b.ip;
 }
