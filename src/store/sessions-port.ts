@@ -125,15 +125,15 @@ export type RedeemResult =
  * taken from the record's data.
  */
 export interface RedeemPlan {
-  /** The record's kind and tenant must be these, */
+  /** The record's kind must be this, its tenant one of these (each with the target's new idle expiry for it), */
   kind: SessionKind;
-  tenantId: string;
+  tenants: ReadonlyArray<{ tenantId: string; idleExpiresAt: number | null }>;
   /** its data must hold each entry equal to the value given, and not hold those given as null, */
   expectSeen: Record<string, string | number | boolean | null>;
   /** its data entry `targetField` names the target session (a string: its handle), */
   targetField: string;
   /** and its user must be stored and not disabled (`disabled` not true). */
-  target: Omit<RedeemTarget, 'handle' | 'refreshToken'>;
+  target: Omit<RedeemTarget, 'handle' | 'refreshToken' | 'idleExpiresAt'>;
   /** The target's first refresh token (its owner is the record's tenant, user and target), or null. */
   refreshToken: { tokenHash: string; createdAt: number } | null;
 }
@@ -152,7 +152,7 @@ export type LookUpAndRedeemResult =
 /** Whether a RedeemPlan holds for a record and its user (what lookUpAndRedeem checks). */
 export function planHolds(found: SessionWithUser, plan: RedeemPlan): boolean {
   const { session: s, user } = found;
-  if (s.kind !== plan.kind || s.tenantId !== plan.tenantId || user === null || user.disabled === true) return false;
+  if (s.kind !== plan.kind || !plan.tenants.some((t) => t.tenantId === s.tenantId) || user === null || user.disabled === true) return false;
   if (typeof s.data[plan.targetField] !== 'string') return false;
   for (const [k, v] of Object.entries(plan.expectSeen)) {
     if (v === null ? Object.hasOwn(s.data, k) : s.data[k] !== v) return false;
@@ -164,9 +164,12 @@ export function planHolds(found: SessionWithUser, plan: RedeemPlan): boolean {
 export function targetOfPlan(seen: Session, plan: RedeemPlan): RedeemTarget {
   const handle = seen.data[plan.targetField] as string;
   const t = plan.refreshToken;
+  const tenant = plan.tenants.find((x) => x.tenantId === seen.tenantId);
+  if (tenant === undefined) throw new Error('targetOfPlan: the record is not of a tenant of the plan');
   return {
     handle,
     ...plan.target,
+    idleExpiresAt: tenant.idleExpiresAt,
     refreshToken:
       t === null ? null : { tokenHash: t.tokenHash, sessionHandle: handle, tenantId: seen.tenantId, userId: seen.userId as string, createdAt: t.createdAt, rotatedAt: null, successorHash: null },
   };

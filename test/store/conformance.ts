@@ -908,10 +908,10 @@ export function describeStoreConformance(
       function plan(ids: Ids, now: number, o: { expectSeen?: Record<string, string | null>; tenantId?: string; kind?: SessionKind } = {}) {
         return {
           kind: o.kind ?? ('flow' as const),
-          tenantId: o.tenantId ?? ids.tenantId,
+          tenants: [{ tenantId: o.tenantId ?? ids.tenantId, idleExpiresAt: now + 15 * MINUTE }],
           expectSeen: o.expectSeen ?? { purpose: 'sso_token', codeChallenge: 'c' },
           targetField: 'appHandle',
-          target: { expectData: { mode: 'pending' }, patch: { mode: 'token', orgSlug: null }, idleExpiresAt: now + 15 * MINUTE },
+          target: { expectData: { mode: 'pending' }, patch: { mode: 'token', orgSlug: null } },
           refreshToken: { tokenHash: hashSecret(newSecret()), createdAt: now },
         };
       }
@@ -936,6 +936,13 @@ export function describeStoreConformance(
         const b = await planLogin({ tokenData: undefined });
         const browser = await make(b.ids, 'flow', { userId: b.ids.userId, data: { purpose: 'sso_token', appHandle: b.app.handle, flowBinding: 'b' } });
         outcome(await store.lookUpAndRedeem(browser.secretHash, plan(b.ids, now, { expectSeen: { purpose: 'sso_token', codeChallenge: null, flowBinding: 'b' } }), now), 'redeemed');
+        // Several tenants: the record's own, with the idle expiry given for it; null clears it.
+        const c = await planLogin();
+        const several = { ...plan(c.ids, now), tenants: [{ tenantId: `t-${randomUUID()}`, idleExpiresAt: now + MINUTE }, { tenantId: c.ids.tenantId, idleExpiresAt: now + 7 * MINUTE }, { tenantId: `t-${randomUUID()}`, idleExpiresAt: null }] };
+        expect(outcome(await store.lookUpAndRedeem(c.token.secretHash, several, now), 'redeemed').session.idleExpiresAt).toBe(now + 7 * MINUTE);
+        const d = await planLogin();
+        const cleared = { ...plan(d.ids, now), tenants: [{ tenantId: d.ids.tenantId, idleExpiresAt: null }] };
+        expect(outcome(await store.lookUpAndRedeem(d.token.secretHash, cleared, now), 'redeemed').session.idleExpiresAt).toBeNull();
       });
 
       it('lookUpAndRedeem: when the plan does not hold, changes nothing and answers the look-up', async () => {

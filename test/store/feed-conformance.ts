@@ -194,7 +194,7 @@ export function describeFeedConformance(name: string, target: StoreTarget): void
       const app = await make(ids, 'app');
       const once = issueSession({ tenantId: ids.tenantId, userId: ids.userId, kind: 'flow', lifetime: DEFAULT_LIFETIMES.flow, authMethod: 'oidc', data: { appHandle: app.handle } }, T0).session;
       expect((await writer.createSession(once, T0)).ok).toBe(true);
-      const plan = { kind: 'flow' as const, tenantId: ids.tenantId, expectSeen: {}, targetField: 'appHandle', target: { expectData: {}, patch: { mode: 'token' }, idleExpiresAt: T0 + 60_000 }, refreshToken: null };
+      const plan = { kind: 'flow' as const, tenants: [{ tenantId: ids.tenantId, idleExpiresAt: T0 + 60_000 }], expectSeen: {}, targetField: 'appHandle', target: { expectData: {}, patch: { mode: 'token' } }, refreshToken: null };
       expect((await writer.lookUpAndRedeem(once.secretHash, plan, T0 + 1)).outcome).toBe('redeemed');
       await heard([once.handle]);
       await marker(ids);

@@ -540,10 +540,10 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
     };
     const plan = (o: { tenantId?: string } = {}) => ({
       kind: 'flow' as const,
-      tenantId: o.tenantId ?? tenantId,
+      tenants: [{ tenantId: o.tenantId ?? tenantId, idleExpiresAt: T0 + HOUR }],
       expectSeen: { purpose: 'sso_token', codeChallenge: 'c' },
       targetField: 'appHandle',
-      target: { expectData: { mode: 'pending' }, patch: { mode: 'token' }, idleExpiresAt: T0 + HOUR },
+      target: { expectData: { mode: 'pending' }, patch: { mode: 'token' } },
       refreshToken: { tokenHash: hashSecret(newSecret()), createdAt: T0 + 1000 },
     });
     const other = await openRedisStore(server.url, { prefix, commandTimeoutMs: 300, connectTimeoutMs: 500 });

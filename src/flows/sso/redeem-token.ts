@@ -85,29 +85,48 @@ async function refuseDisabled(deps: Deps, tokenHash: string, appHandle: string, 
   throw new Forbidden('user_disabled', DISABLED);
 }
 
-/** The tenant of the last token this process exchanged, per runtime (its Deps object): the plan's guess. */
-const lastTenant = new WeakMap<object, string>();
+/** The tenants of the last tokens this process exchanged, most recent first, per runtime (its Deps object): the plan's guesses. */
+const recentTenants = new WeakMap<object, string[]>();
+/** How many: a deployment's busiest tenants (each costs the plan two arguments). */
+const RECENT_TENANTS = 4;
+
+function exchangedFor(deps: Deps, tenantId: string): void {
+  const recent = recentTenants.get(deps);
+  if (recent === undefined) {
+    recentTenants.set(deps, [tenantId]);
+    return;
+  }
+  if (recent[0] === tenantId) return;
+  const i = recent.indexOf(tenantId);
+  if (i >= 0) recent.splice(i, 1);
+  else if (recent.length >= RECENT_TENANTS) recent.pop();
+  recent.unshift(tenantId);
+}
 
 interface Planned {
   plan: RedeemPlan;
-  tenant: Tenant;
+  /** The plan's tenants (the one the record turns out to be of is the exchange's). */
+  tenants: Map<string, Tenant>;
   refreshRaw: string;
 }
 
 /**
  * A token-mode exchange in one store call (lookUpAndRedeem), stated before the token's record is
  * read: it redeems only when the record is what every check below would pass — a one-time token
- * of the guessed tenant (the request's X-Tenant-ID, else the tenant of this process's last
- * exchange, whose record the tenant cache holds), bound as checkTokenBinding requires for this
+ * of a guessed tenant (the request's X-Tenant-ID, else the tenants of this process's last
+ * exchanges, those the tenant cache holds), bound as checkTokenBinding requires for this
  * input, naming its app session, its user stored and enabled — and changes the target as the
  * redeem below would. Anything else (another tenant, a refusal to come, cookie mode, no guess)
  * gets the look-up's answer and goes the steps below, as before. Null: no plan for this input.
  */
 function planFor(deps: Deps, input: RedeemInput, mode: AuthMode, tenantId: string | null, now: number): Planned | null {
   if (mode !== 'token') return null;
-  const guess = tenantId ?? lastTenant.get(deps);
-  const tenant = guess === undefined ? null : cachedTenant(deps, guess, now);
-  if (!tenant) return null;
+  const tenants = new Map<string, Tenant>();
+  for (const id of tenantId !== null ? [tenantId] : (recentTenants.get(deps) ?? [])) {
+    const tenant = cachedTenant(deps, id, now);
+    if (tenant) tenants.set(id, tenant);
+  }
+  if (tenants.size === 0) return null;
   // checkTokenBinding's two cases in token mode: a command-line login's challenge and its
   // verifier, or a browser login's binding without a challenge.
   let binding: Record<string, string | null>;
@@ -116,14 +135,14 @@ function planFor(deps: Deps, input: RedeemInput, mode: AuthMode, tenantId: strin
   else return null;
   const refreshRaw = newSecret();
   return {
-    tenant,
+    tenants,
     refreshRaw,
     plan: {
       kind: 'flow',
-      tenantId: tenant.id,
+      tenants: [...tenants.values()].map((t) => ({ tenantId: t.id, idleExpiresAt: now + idleSecondsOf(t, mode) * 1000 })),
       expectSeen: { purpose: SSO_TOKEN_PURPOSE, ...binding },
       targetField: 'appHandle',
-      target: { expectData: { mode: 'pending' }, patch: { mode }, idleExpiresAt: now + idleSecondsOf(tenant, mode) * 1000 },
+      target: { expectData: { mode: 'pending' }, patch: { mode } },
       refreshToken: { tokenHash: hashSecret(refreshRaw), createdAt: now },
     },
   };
@@ -131,7 +150,7 @@ function planFor(deps: Deps, input: RedeemInput, mode: AuthMode, tenantId: strin
 
 /** The exchange's end once redeemed: the session remembered, the event, the token pair. */
 function redeemedPair(deps: Deps, session: Session, user: User, tenant: Tenant, refreshRaw: string, refreshHash: string, now: number, origin: Origin): Redeemed {
-  lastTenant.set(deps, session.tenantId);
+  exchangedFor(deps, session.tenantId);
   deps.sessionCache.remember(session);
   emit(
     deps,
@@ -155,7 +174,9 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
   if (planned !== null) {
     const r = await deps.store.lookUpAndRedeem(tokenHash, planned.plan, now);
     if (r.outcome === 'redeemed') {
-      const { tenant, refreshRaw, plan } = planned;
+      const { tenants, refreshRaw, plan } = planned;
+      const tenant = tenants.get(r.session.tenantId);
+      if (tenant === undefined) throw new Error('an exchange redeemed for a tenant outside its plan');
       return redeemedPair(deps, r.session, r.user, tenant, refreshRaw, (plan.refreshToken as { tokenHash: string }).tokenHash, now, origin);
     }
     if (r.outcome === 'not_consumed') throw new Unauthorized('invalid_sso_token', INVALID);
@@ -196,7 +217,7 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
   if (r.outcome === 'target_unusable') throw new Unauthorized('session_ended', 'The session of this sign-in has ended; sign in again.');
   const { session } = r;
   if (refresh !== null) return redeemedPair(deps, session, user, tenant, refresh.raw, refresh.token.tokenHash, now, origin);
-  lastTenant.set(deps, session.tenantId);
+  exchangedFor(deps, session.tenantId);
   deps.sessionCache.remember(session);
   emit(
     deps,

@@ -236,16 +236,16 @@ return finish(out[1])
 
 /**
  * The redeem's steps once the record with the secret hash is found and valid (Lua locals `r`,
- * `rec`), shared by REDEEM and LOOK_UP_REDEEM: `handle` the Lua expression of the target's
- * handle; `extra` more entries of the 'redeemed' reply. Its arguments start at the Lua local `a`:
- * ARGV[a] new idle expiry ('' = none), ARGV[a + 1] refresh-token hash in its packed form
+ * `rec`), shared by REDEEM and LOOK_UP_REDEEM: `handle` and `idle` the Lua expressions of the
+ * target's handle and of its new idle expiry ('' = none); `extra` more entries of the 'redeemed'
+ * reply. Its arguments start at the Lua local `a`: ARGV[a] (REDEEM's idle expiry), ARGV[a + 1] refresh-token hash in its packed form
  * (lua-codec.ts packedHash, sent as bytes; '' = none), ARGV[a + 2] its createdAt, ARGV[a + 3] the
  * refresh token's route key and ARGV[a + 4] its field, when the script writes the route itself
  * ('' = the caller wrote it: in a Cluster the route lives in another slot) — written, before the
  * token it leads to, only when the exchange redeems; ARGV[a + 5] n, then n expected data entries
  * (field `d:<key>`, JSON), then the patch (field `d:<key>`, JSON or '' = remove).
  */
-function redeemSteps(handle: string, extra: string): string {
+function redeemSteps(handle: string, idle: string, extra: string): string {
   return `
 local hb = false
 local routed = false
@@ -277,10 +277,10 @@ end
 if next(d) == nil then d = false end
 t[DATA] = d
 local before = t[IDLE]
-if ARGV[a] == '' then
+if ${idle} == '' then
   t[IDLE] = false
 else
-  local idle = tonumber(ARGV[a])
+  local idle = tonumber(${idle})
   if idle > t[ABS] then idle = t[ABS] end
   t[IDLE] = idle
 end
@@ -324,7 +324,7 @@ export const REDEEM = routedScript(
 local r, rec = findSecret(ARGV[5])
 if not r or not isValid(rec) then return { 'not_consumed' } end
 local a = 9
-${redeemSteps('ARGV[8]', '')}
+${redeemSteps('ARGV[8]', 'ARGV[a]', '')}
 `,
   true,
 );
@@ -366,15 +366,15 @@ return finish({ packedOf(r, rec, 0), user })
 /**
  * look-up-and-redeem (sessions-port.ts lookUpAndRedeem): BY_SECRET_WITH_USER and REDEEM in one
  * step, when the caller's plan holds for the record and its user (planHolds: the record's tenant
- * and kind, data entries equal to the JSON given or absent, its data entry naming the target a
+ * among those given and kind, data entries equal to the JSON given or absent, its data entry naming the target a
  * string, its user stored — the user's record `P{tag}:u:<userId>`, JSON, of the record's tenant
  * and user — and not disabled). The plan is checked before anything changes; when it does not
  * hold the answer is the look-up's. Races closed: those of REDEEM (the record is read and
  * consumed in the same step).
- * Routed as BY_SECRET_WITH_USER (ARGV[5..7]). ARGV[8] the plan's tenant, ARGV[9] its kind,
- * ARGV[10] the data key naming the target, ARGV[11] m, ARGV[12..11+2m] the expected entries
- * (field `d:<key>`, JSON, or '' = absent), then REDEEM's arguments from the idle expiry on
- * (redeemSteps, a = 12 + 2m).
+ * Routed as BY_SECRET_WITH_USER (ARGV[5..7]). ARGV[8] k, ARGV[9..8+2k] the plan's tenants, each
+ * with the target's new idle expiry for it ('' = none); then its kind, the data key naming the
+ * target, m, and m expected entries (field `d:<key>`, JSON, or '' = absent); then REDEEM's
+ * arguments from the refresh-token hash on (redeemSteps, ARGV[a + 1]: a = 11 + 2k + 2m).
  * Reply: {'looked', record (packed), user JSON | false} (the plan does not hold: nothing changed)
  *      | {'redeemed', target record (packed), previous idle or '', user JSON}
  *      | REDEEM's other answers | false (no record with the hash, or no route)
@@ -386,19 +386,28 @@ local r, rec = findSecret(ARGV[5])
 if not r then return finish(false) end
 local user = false
 if rec[USR] then user = redis.call('GET', base .. 'u:' .. rec[USR]) end
-local m = tonumber(ARGV[11])
-local a = 12 + 2 * m
-local holds = user ~= false and rec[TEN] == ARGV[8] and rec[KIND] == KINDCODE[ARGV[9]]
+local k = tonumber(ARGV[8])
+local idleText = false
+for i = 9, 8 + 2 * k, 2 do
+  if ARGV[i] == rec[TEN] then
+    idleText = ARGV[i + 1]
+    break
+  end
+end
+local p = 9 + 2 * k
+local m = tonumber(ARGV[p + 2])
+local a = p + 2 + 2 * m
+local holds = user ~= false and idleText ~= false and rec[KIND] == KINDCODE[ARGV[p]]
 local data = rec[DATA] or {}
 if holds then
-  for i = 12, 11 + 2 * m, 2 do
+  for i = p + 3, p + 2 + 2 * m, 2 do
     local v = data[ssub(ARGV[i], 3)]
     if ARGV[i + 1] == '' then holds = v == nil else holds = v == ARGV[i + 1] end
     if not holds then break end
   end
 end
 -- The target's handle: a JSON string without escapes (what a handle is).
-local th = holds and data[ARGV[10]]
+local th = holds and data[ARGV[p + 1]]
 if th and smatch(th, '^"[^"\\\\]*"$') then th = ssub(th, 2, -2) else holds = false end
 if holds then
   local ok, u = pcall(cjson.decode, user)
@@ -406,7 +415,7 @@ if holds then
 end
 if not holds then return finish({ 'looked', packedOf(r, rec, 0), user }) end
 if not isValid(rec) then return finish({ 'not_consumed' }) end
-${redeemSteps('th', ', user')}
+${redeemSteps('th', 'idleText', ', user')}
 `,
   true,
 );

@@ -335,13 +335,13 @@ export class RedisSessions implements SessionsStore {
       const token = plan.refreshToken;
       const seen = patchToFields(plan.expectSeen);
       const expected = patchToFields(plan.target.expectData);
-      const args = [
-        plan.tenantId,
+      const args: Array<string | Buffer> = [String(plan.tenants.length)];
+      for (const t of plan.tenants) args.push(t.tenantId, t.idleExpiresAt === null ? '' : num(t.idleExpiresAt));
+      args.push(
         plan.kind,
         plan.targetField,
         String(seen.length / 2),
         ...seen,
-        plan.target.idleExpiresAt === null ? '' : num(plan.target.idleExpiresAt),
         token === null ? '' : packedHash(token.tokenHash),
         token === null ? '' : num(token.createdAt),
         token === null ? '' : this.ctx.keys.route(token.tokenHash),
@@ -349,7 +349,7 @@ export class RedisSessions implements SessionsStore {
         String(expected.length / 2),
         ...expected,
         ...patchToFields(plan.target.patch),
-      ];
+      );
       const reply = (await this.ctx.runRouted(LOOK_UP_REDEEM, secretHash, now, args)) as unknown[] | null | false;
       if (!Array.isArray(reply)) return { outcome: 'looked', found: null };
       // The reply's strings come as Buffers (the script's reply is binary: packed records).
