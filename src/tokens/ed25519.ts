@@ -7,7 +7,7 @@
 // libsodium"). The choice is made once per process (TESSERA_ED25519, src/runtime.ts logs it).
 
 import { createRequire } from 'node:module';
-import { randomBytes, sign as nodeSign, verify as nodeVerify, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, randomInt, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 
 export type Ed25519Choice = 'auto' | 'node';
 
@@ -16,8 +16,11 @@ export interface Ed25519 {
   readonly name: 'libsodium' | 'node:crypto';
   /** Why libsodium is not used (null when it is, or when node:crypto was asked for). */
   readonly fallbackReason: string | null;
-  /** The 64-byte signature of `message` by an Ed25519 private key. */
-  sign(message: Uint8Array, privateKey: KeyObject): Buffer;
+  /**
+   * The 64-byte signature of `message` by an Ed25519 private key; `kid`, the key ring's id of
+   * that key, lets libsodium keep one secret-key copy per key across ring reloads.
+   */
+  sign(message: Uint8Array, privateKey: KeyObject, kid?: string): Buffer;
   /** Whether `signature` is a valid signature of `message` by an Ed25519 public key. */
   verify(message: Uint8Array, signature: Uint8Array, publicKey: KeyObject): boolean;
 }
@@ -27,6 +30,9 @@ export interface SodiumSign {
   crypto_sign_seed_keypair(pk: Uint8Array, sk: Uint8Array, seed: Uint8Array): void;
   crypto_sign_detached(sig: Uint8Array, m: Uint8Array, sk: Uint8Array): void;
   crypto_sign_verify_detached(sig: Uint8Array, m: Uint8Array, pk: Uint8Array): boolean;
+  /** A buffer in libsodium's guarded memory (guard pages, locked against swapping where the OS allows). */
+  sodium_malloc(size: number): Buffer;
+  sodium_memzero(buffer: Uint8Array): void;
 }
 
 const SIGNATURE_BYTES = 64;
@@ -38,38 +44,104 @@ const nodeEd25519 = (fallbackReason: string | null): Ed25519 => ({
   verify: (message, signature, publicKey) => signature.length === SIGNATURE_BYTES && nodeVerify(null, message, publicKey, signature),
 });
 
-function ed25519Jwk(key: KeyObject, type: 'private' | 'public'): { d?: string; x: string } {
+/** An Ed25519 private key's PKCS#8 DER: these 16 bytes, then the 32-byte seed (RFC 8410 §7). */
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+/** An Ed25519 public key's SPKI DER: these 12 bytes, then the 32-byte key. */
+const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+function requireEd25519(key: KeyObject, type: 'private' | 'public'): void {
   if (key.type !== type || key.asymmetricKeyType !== 'ed25519') throw new TypeError(`an Ed25519 ${type} key is required`);
-  return key.export({ format: 'jwk' }) as { d?: string; x: string };
 }
 
-function libsodiumEd25519(sodium: SodiumSign): Ed25519 {
-  // libsodium's secret key is the 32-byte seed followed by the 32-byte public key, both from
-  // the KeyObject's JWK (`d`, `x`); derived once per KeyObject. It lives in ordinary process
-  // memory, as the KeyObject's own copy does.
-  const secretKeys = new WeakMap<KeyObject, Buffer>();
+/** The 32 bytes of an Ed25519 key object's public key (of a private key: the one it pairs with). */
+function rawPublicKey(key: KeyObject): Buffer {
+  const spki = (key.type === 'private' ? createPublicKey(key) : key).export({ format: 'der', type: 'spki' });
+  if (spki.length !== SPKI_PREFIX.length + 32 || !spki.subarray(0, SPKI_PREFIX.length).equals(SPKI_PREFIX)) {
+    throw new TypeError('an Ed25519 key is required');
+  }
+  return spki.subarray(SPKI_PREFIX.length);
+}
+
+/** libsodium's secret key for one signing key: seed then public key, in sodium_malloc memory. */
+interface SecretKey {
+  readonly publicKey: Buffer;
+  readonly sk: Buffer;
+  /** False once zeroed (replaced or evicted): a key object that still maps here derives again. */
+  live: boolean;
+}
+
+/** At most this many secret keys are kept (a ring holds a few keys); the oldest is zeroed first. */
+const SECRET_KEYS_MAX = 16;
+
+interface LibsodiumEd25519 extends Ed25519 {
+  /** Zeroes and forgets the secret key derived for `privateKey` (the start-up check's throwaway key). */
+  discard(privateKey: KeyObject): void;
+}
+
+function libsodiumEd25519(sodium: SodiumSign): LibsodiumEd25519 {
+  if (typeof sodium.sodium_malloc !== 'function' || typeof sodium.sodium_memzero !== 'function') {
+    throw new Error('sodium-native lacks sodium_malloc or sodium_memzero');
+  }
+  // libsodium's secret key is the 32-byte seed followed by the 32-byte public key. One copy per
+  // signing key (by kid, and by the public key when no kid is given), in sodium_malloc memory;
+  // a key ring reload makes new key objects for the same keys, which find that copy by kid and
+  // public key instead of deriving another. The seed is read from a PKCS#8 DER export (a Buffer,
+  // zeroed at once), never from a JWK (a JS string nothing can zero). A copy is zeroed when its
+  // kid's key changes or when it is evicted.
+  const byName = new Map<string, SecretKey>();
+  const byKeyObject = new WeakMap<KeyObject, SecretKey>();
   const publicKeys = new WeakMap<KeyObject, Buffer>();
-  const secretKeyOf = (privateKey: KeyObject): Buffer => {
-    let sk = secretKeys.get(privateKey);
-    if (sk === undefined) {
-      const jwk = ed25519Jwk(privateKey, 'private');
-      const seed = Buffer.from(jwk.d ?? '', 'base64url');
-      if (seed.length !== 32) throw new TypeError('an Ed25519 private key is required');
+  const retire = (entry: SecretKey): void => {
+    entry.live = false;
+    sodium.sodium_memzero(entry.sk);
+  };
+  const derive = (privateKey: KeyObject, publicKey: Buffer): SecretKey => {
+    const der = privateKey.export({ format: 'der', type: 'pkcs8' });
+    try {
+      if (der.length !== PKCS8_PREFIX.length + 32 || !der.subarray(0, PKCS8_PREFIX.length).equals(PKCS8_PREFIX)) {
+        throw new TypeError('an Ed25519 private key is required');
+      }
       const pk = Buffer.alloc(32);
-      sk = Buffer.alloc(64);
-      sodium.crypto_sign_seed_keypair(pk, sk, seed);
-      seed.fill(0);
-      // The public key libsodium derives from the seed is the KeyObject's own.
-      if (pk.toString('base64url') !== jwk.x) throw new Error('libsodium derived another Ed25519 public key');
-      secretKeys.set(privateKey, sk);
+      const sk = sodium.sodium_malloc(64);
+      sodium.crypto_sign_seed_keypair(pk, sk, der.subarray(PKCS8_PREFIX.length));
+      // The public key libsodium derives from the seed is the key object's own.
+      if (!pk.equals(publicKey)) {
+        sodium.sodium_memzero(sk);
+        throw new Error('libsodium derived another Ed25519 public key');
+      }
+      return { publicKey, sk, live: true };
+    } finally {
+      sodium.sodium_memzero(der);
     }
-    return sk;
+  };
+  const secretKeyOf = (privateKey: KeyObject, kid: string | undefined): Buffer => {
+    const known = byKeyObject.get(privateKey);
+    if (known !== undefined && known.live) return known.sk;
+    requireEd25519(privateKey, 'private');
+    const publicKey = rawPublicKey(privateKey);
+    const name = kid === undefined ? `x:${publicKey.toString('base64url')}` : `kid:${kid}`;
+    let entry = byName.get(name);
+    if (entry === undefined || !entry.live || !entry.publicKey.equals(publicKey)) {
+      const fresh = derive(privateKey, publicKey);
+      if (entry !== undefined) {
+        retire(entry);
+        byName.delete(name);
+      }
+      while (byName.size >= SECRET_KEYS_MAX) {
+        const [oldest, evicted] = byName.entries().next().value as [string, SecretKey];
+        retire(evicted);
+        byName.delete(oldest);
+      }
+      byName.set(name, (entry = fresh));
+    }
+    byKeyObject.set(privateKey, entry);
+    return entry.sk;
   };
   const publicKeyOf = (publicKey: KeyObject): Buffer => {
     let pk = publicKeys.get(publicKey);
     if (pk === undefined) {
-      pk = Buffer.from(ed25519Jwk(publicKey, 'public').x, 'base64url');
-      if (pk.length !== 32) throw new TypeError('an Ed25519 public key is required');
+      requireEd25519(publicKey, 'public');
+      pk = rawPublicKey(publicKey);
       publicKeys.set(publicKey, pk);
     }
     return pk;
@@ -77,14 +149,22 @@ function libsodiumEd25519(sodium: SodiumSign): Ed25519 {
   return {
     name: 'libsodium',
     fallbackReason: null,
-    sign(message, privateKey) {
+    sign(message, privateKey, kid) {
       const signature = Buffer.allocUnsafe(SIGNATURE_BYTES);
-      sodium.crypto_sign_detached(signature, message, secretKeyOf(privateKey));
+      sodium.crypto_sign_detached(signature, message, secretKeyOf(privateKey, kid));
       return signature;
     },
     verify(message, signature, publicKey) {
       const pk = publicKeyOf(publicKey);
-      return signature.length === SIGNATURE_BYTES && sodium.crypto_sign_verify_detached(signature, message, pk);
+      // Only a boolean true is a yes (a substituted function answering anything else is a no).
+      return signature.length === SIGNATURE_BYTES && sodium.crypto_sign_verify_detached(signature, message, pk) === true;
+    },
+    discard(privateKey) {
+      const entry = byKeyObject.get(privateKey);
+      if (entry === undefined) return;
+      byKeyObject.delete(privateKey);
+      for (const [name, e] of byName) if (e === entry) byName.delete(name);
+      retire(entry);
     },
   };
 }
@@ -93,29 +173,50 @@ const requireHere = createRequire(import.meta.url);
 const loadSodiumNative = (): SodiumSign => requireHere('sodium-native') as SodiumSign;
 
 /**
- * libsodium's Ed25519, once it has given node:crypto's bytes for a fresh key and message and
- * each has verified the other's signature; node:crypto's when the addon does not load or that
- * check fails (`fallbackReason` says why; it holds no key material).
+ * libsodium's Ed25519, once it has passed a check against node:crypto with a fresh key and a
+ * random message: the same signature bytes, each verifies the other's signature, and libsodium
+ * refuses that signature with one bit flipped, under another message and under another key's
+ * public key (a verify that always said yes would accept forged tokens). node:crypto's when the
+ * addon does not load or any check fails (`fallbackReason` says which; it holds no key material).
  */
 export function loadLibsodium(load: () => SodiumSign = loadSodiumNative): Ed25519 {
-  let candidate: Ed25519;
+  let candidate: LibsodiumEd25519;
   try {
     candidate = libsodiumEd25519(load());
   } catch (err) {
     return nodeEd25519(`sodium-native did not load: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
   }
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   try {
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    const message = randomBytes(200);
-    const theirs = nodeSign(null, message, privateKey);
-    const mine = candidate.sign(message, privateKey);
-    if (!mine.equals(theirs) || !candidate.verify(message, theirs, publicKey) || !nodeVerify(null, message, publicKey, mine)) {
-      return nodeEd25519('libsodium and node:crypto gave different Ed25519 signatures');
-    }
+    const failure = selfTestFailure(candidate, privateKey, publicKey);
+    if (failure !== null) return nodeEd25519(failure);
   } catch (err) {
     return nodeEd25519(`libsodium's Ed25519 failed its check: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    candidate.discard(privateKey);
   }
   return candidate;
+}
+
+/** Why `candidate` may not be used (each check its own reason), or null when it passes. */
+function selfTestFailure(candidate: Ed25519, privateKey: KeyObject, publicKey: KeyObject): string | null {
+  const message = randomBytes(200);
+  const theirs = nodeSign(null, message, privateKey);
+  const mine = candidate.sign(message, privateKey);
+  if (!mine.equals(theirs)) return 'libsodium and node:crypto gave different Ed25519 signatures';
+  if (candidate.verify(message, theirs, publicKey) !== true) return "libsodium refused node:crypto's valid Ed25519 signature";
+  if (!nodeVerify(null, message, publicKey, mine)) return "node:crypto refused libsodium's Ed25519 signature";
+  const flipped = Buffer.from(theirs);
+  const bit = randomInt(SIGNATURE_BYTES * 8);
+  flipped[bit >> 3] = (flipped[bit >> 3] ?? 0) ^ (1 << (bit & 7));
+  if (candidate.verify(message, flipped, publicKey) !== false) return 'libsodium accepted an Ed25519 signature with one bit flipped';
+  const otherMessage = Buffer.from(message);
+  const at = randomInt(otherMessage.length);
+  otherMessage[at] = (otherMessage[at] ?? 0) ^ (1 << randomInt(8));
+  if (candidate.verify(otherMessage, theirs, publicKey) !== false) return 'libsodium accepted an Ed25519 signature for another message';
+  const otherKey = generateKeyPairSync('ed25519').publicKey;
+  if (candidate.verify(message, theirs, otherKey) !== false) return "libsodium accepted an Ed25519 signature under another key's public key";
+  return null;
 }
 
 /** The implementation for a choice: `node` forces node:crypto; `auto` prefers libsodium. */
@@ -134,7 +235,12 @@ export function ed25519(): Ed25519 {
   return (current ??= ed25519For('auto'));
 }
 
-/** Sets the process's implementation; returns it (the runtime logs its name). */
+/**
+ * Sets the process's implementation; returns it (the runtime logs its name). Process-wide: every
+ * runtime in the process signs and verifies with the last choice (createRuntime calls this, so
+ * with two runtimes in one process, as in tests, the later one's TESSERA_ED25519 wins for both).
+ * Either implementation gives the same bytes, so this changes CPU cost, never a result.
+ */
 export function useEd25519(choice: Ed25519Choice, load?: () => SodiumSign): Ed25519 {
   current = ed25519For(choice, load);
   return current;

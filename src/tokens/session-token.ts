@@ -50,7 +50,7 @@ export function signSessionTokenSync(ring: KeyRing, claims: SessionTokenClaims):
   // goes through WebCrypto's thread pool and two promises, a measurable share of every rotation
   // and login.
   const input = `${encodedHeader(kid)}.${b64url(payload)}`;
-  const token = `${input}.${ed25519().sign(Buffer.from(input), key).toString('base64url')}`;
+  const token = `${input}.${ed25519().sign(Buffer.from(input), key, kid).toString('base64url')}`;
   // Signed here, so known good: its first check in this process needs no Ed25519 verification.
   rememberVerified(ring, token, signed);
   return token;
@@ -103,9 +103,18 @@ export function verifiedSessionToken(ring: KeyRing, token: string, issuer: strin
  * the same issuer and expiry checks, on every use.
  */
 export function stillVerified(known: SessionTokenClaims, issuer: string, now: number): SessionTokenClaims | undefined {
+  refuseNonFiniteNow(now);
   if (known.iss !== issuer) return undefined;
   if (now >= known.exp * 1000) throw new Unauthorized('invalid_token', 'The token is invalid or has expired.');
   return known;
+}
+
+/**
+ * A `now` that is NaN or infinite makes every expiry comparison false, so an expired token would
+ * pass: refused as jose's jwtVerify refused it, with the expiry's error.
+ */
+function refuseNonFiniteNow(now: number): void {
+  if (!Number.isFinite(now)) throw new Unauthorized('invalid_token', 'The token is invalid or has expired.');
 }
 
 /**
@@ -113,6 +122,7 @@ export function stillVerified(known: SessionTokenClaims, issuer: string, now: nu
  * An unknown kid triggers one rate-limited reload of the ring (a key another process added).
  */
 export async function verifySessionToken(ring: KeyRing, token: string, issuer: string, now: number): Promise<SessionTokenClaims> {
+  refuseNonFiniteNow(now);
   const known = verifiedSessionToken(ring, token, issuer, now);
   if (known !== undefined) return known;
   const claims = await verifyUncached(ring, token, issuer, now);
@@ -157,8 +167,10 @@ const REQUIRED_CLAIMS = ['iss', 'sub', 'sid', 'tid', 'exp', 'iat', 'jti'] as con
  * ask for them (algorithms ['EdDSA'], the issuer, clockTolerance 0, the required claims above):
  * every token jwtVerify refused is refused (a test compares them), and also a header with
  * `crit` (our signer writes none; jose would accept `crit: ["b64"]` with `b64: true`) and
- * base64url that our signer would not write (padding, white space, a signature whose last
- * character has bits set that encode nothing). Null when refused. The signature is checked by
+ * base64url that our signer would not write: padding, white space, a part whose last character
+ * has bits set that encode nothing, or a stray last character (length 4k+1, which Buffer's
+ * decoder drops and jose's refused) — each part must be the canonical encoding of its bytes.
+ * Null when refused. The signature is checked by
  * ./ed25519.ts (libsodium where it loads): a first check costs ~70 µs of CPU where jose's
  * (WebCrypto, on libuv's pool) cost ~170 (docs/performance.md "Ed25519 by libsodium").
  */
@@ -166,11 +178,15 @@ function verifiedPayload(token: string, header: ProtectedHeaderParameters, key: 
   if (header.alg !== 'EdDSA' || header.crit !== undefined) return null;
   const dot1 = token.indexOf('.');
   const dot2 = token.indexOf('.', dot1 + 1);
+  const encodedHeader = token.slice(0, dot1);
   const encodedPayload = token.slice(dot1 + 1, dot2);
   const encodedSignature = token.slice(dot2 + 1);
-  if (!BASE64URL.test(token.slice(0, dot1)) || !BASE64URL.test(encodedPayload) || !BASE64URL.test(encodedSignature)) return null;
+  if (!BASE64URL.test(encodedHeader) || !BASE64URL.test(encodedPayload) || !BASE64URL.test(encodedSignature)) return null;
   const signature = Buffer.from(encodedSignature, 'base64url');
   if (signature.length !== 64 || signature.toString('base64url') !== encodedSignature) return null;
+  const payloadBytes = Buffer.from(encodedPayload, 'base64url');
+  if (payloadBytes.toString('base64url') !== encodedPayload) return null;
+  if (Buffer.from(encodedHeader, 'base64url').toString('base64url') !== encodedHeader) return null;
   try {
     if (!ed25519().verify(Buffer.from(token.slice(0, dot2), 'latin1'), signature, key)) return null;
   } catch {
@@ -178,7 +194,7 @@ function verifiedPayload(token: string, header: ProtectedHeaderParameters, key: 
   }
   let claims: unknown;
   try {
-    claims = JSON.parse(strictUtf8.decode(Buffer.from(encodedPayload, 'base64url')));
+    claims = JSON.parse(strictUtf8.decode(payloadBytes));
   } catch {
     return null;
   }

@@ -9,7 +9,7 @@ import { jwtVerify } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Unauthorized } from '../../src/domain/errors.ts';
 import { useEd25519 } from '../../src/tokens/ed25519.ts';
-import { signSessionTokenSync, verifySessionToken, type SessionTokenClaims } from '../../src/tokens/session-token.ts';
+import { signSessionTokenSync, stillVerified, verifiedSessionToken, verifySessionToken, type SessionTokenClaims } from '../../src/tokens/session-token.ts';
 import type { KeyRing } from '../../src/tokens/key-ring.ts';
 
 const ISS = 'https://tessera.test';
@@ -30,6 +30,12 @@ function jws(opts: { header?: object | string; payload?: object | string; encode
   const h = opts.encodedHeader ?? b64(typeof opts.header === 'string' ? opts.header : JSON.stringify(opts.header ?? { alg: 'EdDSA', typ: 'JWT', kid: KID }));
   const p = opts.encodedPayload ?? b64(typeof opts.payload === 'string' ? opts.payload : JSON.stringify(opts.payload ?? base));
   return `${h}.${p}.${sign(null, Buffer.from(`${h}.${p}`), opts.key ?? privateKey).toString('base64url')}`;
+}
+
+/** JSON text with trailing white space until its base64url has a length of 4k (no partial group). */
+function padTo4(text: string): string {
+  while (b64(text).length % 4 !== 0) text += ' ';
+  return text;
 }
 
 type Answer = { ok: true; claims: unknown } | { ok: false; message: string };
@@ -80,6 +86,9 @@ const agreeing: [string, string, number?][] = [
   ['a payload with a BOM', jws({ payload: `\ufeff${JSON.stringify(base)}` })],
   ['a payload with white space around', jws({ payload: ` ${JSON.stringify(base)}\n` })],
   ['non-ASCII in the payload part', (() => { const [h, , s] = jws({}).split('.'); return `${h}.é${b64(JSON.stringify(base))}.${s}`; })()],
+  ['a payload part of length 4k+1 (a stray last character)', jws({ encodedPayload: `${b64(padTo4(JSON.stringify(base)))}A` })],
+  ['a payload part with five stray characters', jws({ encodedPayload: `${b64(padTo4(JSON.stringify(base)))}AAAAA` })],
+  ['a payload part of length 4k+1 ending in a stray "_"', jws({ encodedPayload: `${b64(padTo4(JSON.stringify(base)))}_` })],
   ['another issuer', jws({ payload: { ...base, iss: 'https://evil.test' } })],
   ['the issuer with a trailing slash', jws({ payload: { ...base, iss: `${ISS}/` } })],
   ['an issuer array', jws({ payload: { ...base, iss: [ISS] } })],
@@ -126,6 +135,15 @@ describe('a session token’s first check', () => {
       const t = jws({});
       for (const now of [base.exp * 1000 - 1001, base.exp * 1000 - 1, base.exp * 1000, base.exp * 1000 + 1, base.exp * 1000 + 999]) {
         expect({ now, ...(await after(t, now)) }).toEqual({ now, ...(await before(t, now)) });
+      }
+      // A `now` that is not a finite number: every expiry comparison with it is false, and jose
+      // refused; so must the first check (it is not a time at which anything is valid).
+      const expired = jws({ payload: { ...base, exp: 1 } });
+      for (const now of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+        for (const token of [t, expired]) {
+          expect({ now, ...(await after(token, now)) }).toEqual({ now, ...(await before(token, now)) });
+          expect({ now, ...(await after(token, now)) }).toEqual({ now, ok: false, message: 'The token is invalid or has expired.' });
+        }
       }
       // Another issuer expected than the token's.
       expect(await after(t, NOW, 'https://other.test')).toEqual(await before(t, NOW, 'https://other.test'));
@@ -200,6 +218,28 @@ describe('a session token’s first check', () => {
       expect((await before(universal, NOW, ISS, weak)).ok).toBe(false);
     });
   }
+
+  it('refuses a non-finite now also for a token this process signed or verified before', async () => {
+    const signingRing = { signing: () => ({ kid: KID, key: privateKey }) } as unknown as KeyRing;
+    const expiredClaims: SessionTokenClaims = { ...base, sid: 's-expired', exp: 1 };
+    const token = signSessionTokenSync(signingRing, expiredClaims);
+    // Remembered as verified: at a real time it is refused as expired, at NaN it must be too.
+    await expect(verifySessionToken(signingRing, token, ISS, NOW)).rejects.toThrow('The token is invalid or has expired.');
+    for (const now of [Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => verifiedSessionToken(signingRing, token, ISS, now)).toThrow('The token is invalid or has expired.');
+      await expect(verifySessionToken(signingRing, token, ISS, now)).rejects.toThrow('The token is invalid or has expired.');
+      expect(() => stillVerified(expiredClaims, ISS, now)).toThrow('The token is invalid or has expired.');
+    }
+  });
+
+  it('refuses a header part of length 4k+1, as jose did', async () => {
+    const h = b64(padTo4(JSON.stringify({ alg: 'EdDSA', typ: 'JWT', kid: KID })));
+    for (const stray of ['A', 'Q', '_']) {
+      const token = jws({ encodedHeader: `${h}${stray}` });
+      expect((await before(token)).ok).toBe(false);
+      expect((await after(token)).ok).toBe(false);
+    }
+  });
 
   it('keeps the earlier refusals: malformed, no key id, unknown key', async () => {
     const t = jws({});
