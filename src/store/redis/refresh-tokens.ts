@@ -34,7 +34,7 @@ export class RedisRefreshTokens {
    * The last user record each session user's rotation read, as its bytes and as parsed, by
    * tenant and user id: the next rotation of that user (the client keeps refreshing) gets the
    * same bytes, almost always, and the same object without a JSON parse. Bytes that differ (the
-   * user was changed: roles, disabled) are parsed and remembered instead. Bounded (about 7 MB
+   * user was changed: roles, disabled) are parsed and remembered instead. Bounded (about 9 MB
    * at most); the objects are read only (RotateResult).
    */
   readonly #users = new Map<string, { raw: Buffer; user: User | null }>();
