@@ -161,6 +161,37 @@ export function describeAuditConformance(name: string, open: () => Promise<Audit
       ]);
     });
 
+    it('appendMany (where the store has it) leaves what one append per record would: chain, head, gauge in order, anomalies', async () => {
+      const many = a().audit.appendMany?.bind(a().audit);
+      if (many === undefined) return;
+      const t = tenant();
+      const finding = (i: number, userId: string, reason: string) =>
+        event(t, i, { type: 'anomaly.detected', userId, details: { reason, evidence: { i }, action: 'record' } });
+      await a().audit.append(event(t, 0), { activeDelta: { kind: 'app', delta: 1 } });
+      const made = await many([
+        { input: event(t, 1) },
+        { input: event(t, 2, { type: 'session.revoked' }), opts: { activeDelta: { kind: 'app', delta: -1 } } },
+        // Below zero: held at 0, so the +1 after it makes 1 (the order of the gauge's moves counts).
+        { input: event(t, 3, { type: 'session.revoked' }), opts: { activeDelta: { kind: 'app', delta: -1 } } },
+        { input: finding(4, 'u2', 'new_device') },
+        { input: event(t, 5), opts: { activeDelta: { kind: 'app', delta: 1 } } },
+        { input: finding(6, 'u1', 'unusual_hour'), opts: { activeDelta: { kind: 'idp', delta: 1 } } },
+        { input: event(t, 7) },
+      ]);
+      expect(made.map((r) => r.seq)).toEqual([2, 3, 4, 5, 6, 7, 8]);
+      const last = await b().audit.append(event(t, 8));
+      expect(last).toMatchObject({ seq: 9, prevHash: (made[6] as AuditRecord).hash });
+      const stored = await all(b(), t);
+      expect(stored.slice(1, 8)).toEqual(made);
+      expect(await a().audit.chainState(t)).toEqual({ head: { seq: 9, hash: last.hash }, anchor: null });
+      expect((await verifyChain(a().audit, t)).ok).toBe(true);
+      expect((await b().audit.listAnomalies({ tenantId: t, limit: 10 })).items.map((r) => r.seq)).toEqual([7, 5]);
+      expect((await b().audit.activeSessions()).filter((c) => c.tenantId === t)).toEqual([
+        { tenantId: t, kind: 'app', count: 1 },
+        { tenantId: t, kind: 'idp', count: 1 },
+      ]);
+    });
+
     it('prunes the oldest records for retention and the rest still verifies from the anchor', async () => {
       const t = tenant();
       const records: AuditRecord[] = [];

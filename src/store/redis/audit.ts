@@ -55,31 +55,44 @@ const MAX_APPEND_ATTEMPTS = 50;
 const script = luaScript;
 
 // KEYS[1] = the log (routing). ARGV: base, expected head seq ('0' = empty), channel ('' = none),
-// n, then n groups of 7: seq, ms, hash, record JSON, gauge kind ('' = none), gauge delta, '1' when
-// an anomaly. The records follow each other (seq + 1, ms never lower), the first one the head.
+// n, the last record's hash, m, then n pairs: ms, record JSON; then m groups of 4 for the records
+// that move the gauge or are anomalies (most move nothing): the record's place in the call
+// (1..n, ascending), gauge kind ('' = none), gauge delta, '1' when an anomaly. The records follow
+// each other: the first is numbered expected + 1 and each next one + 1, ms never lower; the head
+// becomes the last one (its seq, ms and the hash given).
 const APPEND = script(`
 local base = ARGV[1]
 local headKey = base .. 'head'
 local h = redis.call('HMGET', headKey, 'seq', 'hash', 'ms')
 local curSeq = h[1] or '0'
-if curSeq ~= ARGV[2] or (h[3] and tonumber(ARGV[6]) < tonumber(h[3])) then
+if curSeq ~= ARGV[2] or (h[3] and tonumber(ARGV[7]) < tonumber(h[3])) then
   return {'conflict', curSeq, h[2] or '', h[3] or '0'}
 end
 local log, anomalies, active, channel = base .. 'log', base .. 'anomalies', base .. 'active', ARGV[3]
-local o = 4
-for _ = 1, tonumber(ARGV[4]) do
-  local id = ARGV[o + 2] .. '-' .. ARGV[o + 1]
-  redis.call('XADD', log, id, 'r', ARGV[o + 4])
-  if ARGV[o + 5] ~= '' and ARGV[o + 6] ~= '0' then
-    local n = redis.call('HINCRBY', active, ARGV[o + 5], ARGV[o + 6])
-    if n < 0 then redis.call('HSET', active, ARGV[o + 5], '0') end
+local n, m = tonumber(ARGV[4]), tonumber(ARGV[6])
+local first = tonumber(ARGV[2])
+local x = 7 + 2 * n
+local nextAt = m > 0 and tonumber(ARGV[x]) or 0
+local seq, ms = '', ''
+for i = 1, n do
+  ms = ARGV[5 + 2 * i]
+  seq = string.format('%d', first + i)
+  local id = ms .. '-' .. seq
+  local json = ARGV[6 + 2 * i]
+  redis.call('XADD', log, id, 'r', json)
+  if i == nextAt then
+    if ARGV[x + 1] ~= '' and ARGV[x + 2] ~= '0' then
+      local c = redis.call('HINCRBY', active, ARGV[x + 1], ARGV[x + 2])
+      if c < 0 then redis.call('HSET', active, ARGV[x + 1], '0') end
+    end
+    if ARGV[x + 3] == '1' then redis.call('XADD', anomalies, id, 'r', json) end
+    x = x + 4
+    m = m - 1
+    nextAt = m > 0 and tonumber(ARGV[x]) or 0
   end
-  if ARGV[o + 7] == '1' then redis.call('XADD', anomalies, id, 'r', ARGV[o + 4]) end
-  if channel ~= '' then redis.call('PUBLISH', channel, ARGV[o + 4]) end
-  o = o + 7
+  if channel ~= '' then redis.call('PUBLISH', channel, json) end
 end
-o = o - 7
-redis.call('HSET', headKey, 'seq', ARGV[o + 1], 'hash', ARGV[o + 3], 'ms', ARGV[o + 2])
+redis.call('HSET', headKey, 'seq', seq, 'hash', ARGV[5], 'ms', ms)
 return {'ok'}
 `);
 
@@ -171,24 +184,25 @@ export class RedisAuditStore implements AuditStore {
       let head = this.#heads.get(tenantId) ?? (await this.#readHead(tenantId));
       for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt++) {
         const records: AuditRecord[] = [];
-        const args = [base, String(head.point?.seq ?? 0), this.#channel(), String(entries.length)];
+        const args = [base, String(head.point?.seq ?? 0), this.#channel(), String(entries.length), '', ''];
+        // The records that move the gauge or are anomalies, after the records (see APPEND).
+        let extras: string[] | null = null;
         let point = head.point;
         let ms = head.ms;
-        for (const { input, opts } of entries) {
+        for (let i = 0; i < entries.length; i++) {
+          const { input, opts } = entries[i] as AuditAppend;
           const record = chainRecord(point, input);
           ms = Math.max(Math.max(0, Math.floor(record.time)), ms);
-          args.push(
-            String(record.seq),
-            String(ms),
-            record.hash,
-            JSON.stringify(record),
-            opts?.activeDelta?.kind ?? '',
-            String(opts?.activeDelta?.delta ?? 0),
-            record.type === 'anomaly.detected' ? '1' : '0',
-          );
+          args.push(String(ms), JSON.stringify(record));
+          const delta = opts?.activeDelta;
+          const anomaly = record.type === 'anomaly.detected';
+          if (delta !== undefined || anomaly) (extras ??= []).push(String(i + 1), delta?.kind ?? '', String(delta?.delta ?? 0), anomaly ? '1' : '0');
           records.push(record);
           point = { seq: record.seq, hash: record.hash };
         }
+        args[4] = point?.hash ?? '';
+        args[5] = String(extras === null ? 0 : extras.length / 4);
+        if (extras !== null) for (const e of extras) args.push(e);
         if (head.point === null) await this.#send(this.#tenantsKey(), ['SADD', this.#tenantsKey(), tenantId]);
         const reply = (await this.#eval(APPEND, log, args)) as string[];
         if (reply[0] === 'ok') {
