@@ -288,8 +288,9 @@ function shareStrings(fresh: Session, before: Session): void {
   if (fresh.tenantId === before.tenantId) fresh.tenantId = before.tenantId;
   if (fresh.userId === before.userId) fresh.userId = before.userId;
   if (fresh.authMethod === before.authMethod) fresh.authMethod = before.authMethod;
-  const d = fresh.device;
-  const b = before.device;
+  const d = fresh.device as Session['device'] | undefined;
+  const b = before.device as Session['device'] | undefined;
+  if (d === undefined || b === undefined || d === b) return;
   if (d.userAgent !== undefined && d.userAgent === b.userAgent) d.userAgent = b.userAgent;
   if (d.ip !== undefined && d.ip === b.ip) d.ip = b.ip;
 }
