@@ -12,6 +12,7 @@
 // its bearer checks answered from it while the store does not answer (src/http/authenticate.ts).
 // Nothing reads it while the store answers; it is dropped when the feeds are live again.
 
+import { makeRoom } from '../domain/bounded-map.ts';
 import { isValid, type Session } from '../domain/session.ts';
 import type { Coordination, FeedChange } from '../store/coordination-port.ts';
 import type { SessionStore } from '../store/port.ts';
@@ -23,6 +24,9 @@ export interface StaleCache {
   /** Handles already served from it (each is audited once per outage). */
   readonly served: Set<string>;
 }
+
+/** How many handles heard on the feed are remembered (fromFeed). */
+const FROM_FEED_MAX = 10_000;
 
 export class SessionCache {
   private readonly store: SessionStore;
@@ -55,10 +59,7 @@ export class SessionCache {
       (handles) => {
         this.forget(handles);
         for (const h of handles) {
-          if (this.fromFeed.size >= 10_000) {
-            const first = this.fromFeed.values().next();
-            if (!first.done) this.fromFeed.delete(first.value);
-          }
+          if (!this.fromFeed.has(h)) makeRoom(this.fromFeed, FROM_FEED_MAX);
           this.fromFeed.add(h);
           const ws = this.waiters.get(h);
           if (!ws) continue;
@@ -160,10 +161,7 @@ export class SessionCache {
     for (const h of handles) {
       this.entries.delete(h);
       this.stale?.entries.delete(h);
-      if (this.ended.size >= this.maxEntries) {
-        const first = this.ended.values().next();
-        if (!first.done) this.ended.delete(first.value);
-      }
+      if (!this.ended.has(h)) makeRoom(this.ended, this.maxEntries);
       this.ended.add(h);
     }
   }
@@ -192,12 +190,9 @@ export class SessionCache {
       this.entries.delete(session.handle);
       return;
     }
-    if (this.entries.size >= this.maxEntries) {
-      // Drop the oldest insertion (Map keeps insertion order).
-      const first = this.entries.keys().next();
-      if (!first.done) this.entries.delete(first.value);
-    }
     const before = this.entries.get(session.handle);
+    // A new entry: the oldest go first (a sixteenth of the bound at once, bounded-map.ts).
+    if (before === undefined) makeRoom(this.entries, this.maxEntries);
     if (before !== undefined && before !== session) shareStrings(session, before);
     this.entries.set(session.handle, session);
   }
@@ -224,10 +219,7 @@ export class SessionCache {
     const generation = this.generation;
     const fresh = await this.store.getSessionBySecretHash(secretHash);
     if (!fresh) return null;
-    if (this.handleOfSecret.size >= this.maxEntries) {
-      const first = this.handleOfSecret.keys().next();
-      if (!first.done) this.handleOfSecret.delete(first.value);
-    }
+    if (!this.handleOfSecret.has(secretHash)) makeRoom(this.handleOfSecret, this.maxEntries);
     this.handleOfSecret.set(secretHash, fresh.handle);
     if (generation === this.generation) this.remember(fresh);
     return isValid(fresh, now) ? fresh : null;
