@@ -12,14 +12,23 @@
 // figures. Environment: AB_ROUNDS (default 9), AB_SLICE (exchanges per slice, default 2000),
 // BENCH_REDIS_URL (default redis://127.0.0.1:6379), AB_FLOW=1 (call each checkout's
 // redeemSsoToken directly instead of the route through inject: the exchange below HTTP — the flow,
-// its two store calls, the token signing and the audit pipeline — without Fastify's share).
+// its two store calls, the token signing and the audit pipeline — without Fastify's share),
+// AB_PROFILE=<file> (CPU profiles of the measured part of each measured slice — not its fill nor
+// the wait that takes in the fill's feed — as a JSON array of profiles, node:inspector's sampler,
+// every AB_PROFILE_US µs, default 100),
+// AB_HEAP_PROFILE=<file> (a sampling heap profile of the measured rounds, what GC took included;
+// with AB_HEAP_LIVE=1 only what is still alive at the end),
+// AB_THREADS=1 (also the CPU per exchange by thread over the measured slices: the main thread,
+// V8's helpers — GC and compilers —, libuv's pool; Linux, 10 ms ticks).
 
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Session } from 'node:inspector/promises';
+import { writeFileSync } from 'node:fs';
 import type * as RedeemModule from '../src/flows/sso/redeem-token.ts';
 import { startInProcessTessera, type Injectable } from './inprocess-tessera.ts';
 
@@ -78,9 +87,32 @@ async function fill(v: Variant, n: number): Promise<string[]> {
   return readFileSync(out, 'utf8').split('\n').filter(Boolean);
 }
 
+/** Each thread's CPU time so far in ms, by thread name (/proc/self/task; clock ticks of 10 ms). */
+function threadCpu(): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    byName.set(comm, (byName.get(comm) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+  }
+  return byName;
+}
+const THREADS = process.env.AB_THREADS === '1';
+/** AB_THREADS: ms by thread over the measured slices, and how many exchanges they made. */
+const byThread = new Map<string, number>();
+let measured = 0;
+let measuring = false;
+
+/** AB_PROFILE: the sampler, started for each measured slice only (not its fill), and its profiles. */
+let cpuProfiler: Session | null = null;
+const cpuProfiles: object[] = [];
+
 async function slice(v: Variant, n: number): Promise<number> {
   const tokens = await fill(v, n);
   let next = 0;
+  if (cpuProfiler !== null) await cpuProfiler.post('Profiler.start');
+  const t0 = THREADS && measuring ? threadCpu() : null;
   const c0 = process.cpuUsage();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
@@ -91,6 +123,11 @@ async function slice(v: Variant, n: number): Promise<number> {
   );
   await v.flush();
   const c = process.cpuUsage(c0);
+  if (t0 !== null) {
+    for (const [name, ms] of threadCpu()) byThread.set(name, (byThread.get(name) ?? 0) + ms - (t0.get(name) ?? 0));
+    measured += tokens.length;
+  }
+  if (cpuProfiler !== null) cpuProfiles.push((await cpuProfiler.post('Profiler.stop')).profile);
   return (c.user + c.system) / tokens.length;
 }
 
@@ -98,9 +135,29 @@ const variants: Variant[] = [await tessera(ROOT, '(this)')];
 if (process.argv[2]) variants.push(await tessera(resolve(process.argv[2]), '(other)'));
 try {
   for (const v of variants) await slice(v, Math.min(SLICE, 1000)); // warm-up
+  const profiler = process.env.AB_PROFILE || process.env.AB_HEAP_PROFILE ? new Session() : null;
+  if (profiler !== null && process.env.AB_HEAP_PROFILE) {
+    profiler.connect();
+    await profiler.post('HeapProfiler.enable');
+    await profiler.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: process.env.AB_HEAP_LIVE !== '1', includeObjectsCollectedByMinorGC: process.env.AB_HEAP_LIVE !== '1' });
+  } else if (profiler !== null) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.setSamplingInterval', { interval: Number(process.env.AB_PROFILE_US ?? 100) });
+    cpuProfiler = profiler;
+  }
   const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+  measuring = true;
   for (let round = 0; round < ROUNDS; round++) {
     for (const v of round % 2 === 0 ? variants : [...variants].reverse()) samples.get(v.name)!.push(await slice(v, SLICE));
+  }
+  if (profiler !== null && process.env.AB_HEAP_PROFILE) {
+    const { profile } = await profiler.post('HeapProfiler.stopSampling');
+    writeFileSync(process.env.AB_HEAP_PROFILE, JSON.stringify(profile));
+    profiler.disconnect();
+  } else if (profiler !== null) {
+    writeFileSync(process.env.AB_PROFILE as string, JSON.stringify(cpuProfiles));
+    profiler.disconnect();
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor(p * (xs.length - 1))] as number;
@@ -108,6 +165,14 @@ try {
   console.log('| variant | CPU µs/exchange (median) | p25–p75 | rounds |');
   console.log('|---|---:|---:|---|');
   for (const [name, xs] of samples) console.log(`| ${name} | ${median(xs).toFixed(1)} | ${q(xs, 0.25).toFixed(1)}–${q(xs, 0.75).toFixed(1)} | ${xs.map((x) => x.toFixed(0)).join(' / ')} |`);
+  if (THREADS) {
+    const rows = [...byThread].filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]);
+    console.log(`\nCPU by thread over the measured slices, µs per exchange (all variants): ${rows.map(([n, ms]) => `${n} ${((ms * 1000) / measured).toFixed(1)}`).join(', ')}`);
+  }
+  if (variants.length === 2) {
+    const [a, b] = [...samples.values()] as [number[], number[]];
+    console.log(`\n(this) lower than (other) in ${a.filter((x, i) => x < (b[i] as number)).length} of ${a.length} rounds`);
+  }
 } finally {
   for (const v of variants) await v.stop().catch(() => undefined);
   for (const p of prefixes) spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);

@@ -16,6 +16,7 @@ import { buildTenant } from '../../src/domain/tenant.ts';
 import { redeemSsoToken } from '../../src/flows/sso/redeem-token.ts';
 import { createSsoSessions } from '../../src/flows/sso/sessions.ts';
 import { createRuntime } from '../../src/runtime.ts';
+import { cachedTenant, forgetTenant } from '../../src/sessions/tenant-cache.ts';
 import { openStore } from '../../src/store/open.ts';
 import type { LookUpAndRedeemResult, RedeemPlan } from '../../src/store/sessions-port.ts';
 
@@ -82,5 +83,36 @@ describe('the SSO exchange plan', () => {
     expect(await exchange('plan-f')).toStrictEqual([{ tenants: ['plan-e', 'plan-d', 'plan-c', 'plan-b'], outcome: 'looked' }]);
     // The request names its tenant: that one alone.
     expect(await exchange('plan-a', 'plan-a')).toStrictEqual([{ tenants: ['plan-a'], outcome: 'redeemed' }]);
+  });
+
+  it('reads a guessed tenant again when its cache entry ran out, and still goes as one call', async () => {
+    // (The guesses so far: plan-a, then the other tenants of the test above.)
+    const redeemedFirst = (calls: Array<{ tenants: string[]; outcome: string }>) => {
+      expect(calls).toHaveLength(1);
+      expect(calls[0]?.outcome).toBe('redeemed');
+      expect(calls[0]?.tenants[0]).toBe('plan-a');
+    };
+    redeemedFirst(await exchange('plan-a'));
+    // The entry runs out (as every TENANT_CACHE_MS): read again before the plan, not the two steps.
+    forgetTenant(runtime.deps, 'plan-a');
+    redeemedFirst(await exchange('plan-a'));
+    forgetTenant(runtime.deps, 'plan-a');
+    expect(await exchange('plan-a', 'plan-a')).toStrictEqual([{ tenants: ['plan-a'], outcome: 'redeemed' }]);
+  });
+
+  it('never reads a tenant only named by X-Tenant-ID before the token is known, and drops a gone tenant from its guesses', async () => {
+    await exchange('plan-c');
+    // plan-e is not a tenant this process exchanged for lately (nor cached): no read, no plan.
+    forgetTenant(runtime.deps, 'plan-e');
+    for (const t of ['plan-a', 'plan-b', 'plan-c', 'plan-d']) await exchange(t);
+    forgetTenant(runtime.deps, 'plan-e');
+    expect(await exchange('plan-e', 'plan-e')).toStrictEqual([]);
+    // A guessed tenant deleted: its read finds nothing, the plan names the others, and the
+    // exchanges after it read it no more.
+    await exchange('plan-f');
+    await runtime.deps.store.deleteTenant('plan-d');
+    forgetTenant(runtime.deps, 'plan-d');
+    expect(await exchange('plan-f')).toStrictEqual([{ tenants: ['plan-f', 'plan-e', 'plan-c'], outcome: 'redeemed' }]);
+    expect(cachedTenant(runtime.deps, 'plan-d', Date.now())).toBeUndefined();
   });
 });

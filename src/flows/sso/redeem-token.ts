@@ -148,6 +148,34 @@ function planFor(deps: Deps, input: RedeemInput, mode: AuthMode, tenantId: strin
   };
 }
 
+/**
+ * The tenants a plan would guess (the request's X-Tenant-ID when this process exchanged for it
+ * lately, else those of its last exchanges) whose tenant-cache entry ran out: read again before
+ * the plan is made, so that the exchange still goes as one store call — without this, every
+ * exchange in flight when the entry runs out (every TENANT_CACHE_MS) went as the look-up, the
+ * tenant's read and the redeem. Each read is the tenant cache's own (one per tenant for all the
+ * exchanges waiting, and the read the steps below would make anyway for the token's tenant). A
+ * tenant that is gone, or a failed read, only leaves it out of the plan (the steps decide, as
+ * before); a gone tenant is dropped from the guesses, so that it is not read again per exchange.
+ * Only tenants this process exchanged for are read: a request's X-Tenant-ID alone never makes a
+ * read before its token is known. Null (no promise to wait for) when every guess is cached.
+ */
+function readGuessesAgain(deps: Deps, tenantId: string | null, now: number): Promise<unknown> | null {
+  const recent = recentTenants.get(deps);
+  if (recent === undefined) return null;
+  const ids = tenantId === null ? recent : recent.includes(tenantId) ? [tenantId] : [];
+  const ranOut = ids.filter((id) => cachedTenant(deps, id, now) === undefined);
+  if (ranOut.length === 0) return null;
+  return Promise.all(
+    ranOut.map(async (id) => {
+      const tenant = await loadTenant(deps, id, now).catch(() => undefined);
+      if (tenant !== null) return;
+      const i = recent.indexOf(id);
+      if (i >= 0) recent.splice(i, 1);
+    }),
+  );
+}
+
 /** The exchange's end once redeemed: the session remembered, the event, the token pair. */
 function redeemedPair(deps: Deps, session: Session, user: User, tenant: Tenant, refreshRaw: string, refreshHash: string, now: number, origin: Origin): Redeemed {
   exchangedFor(deps, session.tenantId);
@@ -169,6 +197,8 @@ export async function redeemSsoToken(deps: Deps, input: RedeemInput, mode: AuthM
   // (a redirect cookie, a session cookie) can be consumed through this endpoint. The token's
   // user (its roles are the token's scope; a disabled one is refused) comes in the same call —
   // and, when the plan holds (planFor), the redeem too.
+  const reading = mode === 'token' && (input.codeVerifier !== null || input.binding !== null) ? readGuessesAgain(deps, tenantId, now) : null;
+  if (reading !== null) await reading;
   const planned = planFor(deps, input, mode, tenantId, now);
   let found: SessionWithUser | null;
   if (planned !== null) {
