@@ -164,6 +164,13 @@ export function describeAuditConformance(name: string, open: () => Promise<Audit
     it('appendMany (where the store has it) leaves what one append per record would: chain, head, gauge in order, anomalies', async () => {
       const many = a().audit.appendMany?.bind(a().audit);
       if (many === undefined) return;
+      // A store behind a proxy (the SQLite worker threads) offers every method name: an empty
+      // call tells whether the store behind has this one.
+      const has = await many([]).then(
+        () => true,
+        () => false,
+      );
+      if (!has) return;
       const t = tenant();
       const finding = (i: number, userId: string, reason: string) =>
         event(t, i, { type: 'anomaly.detected', userId, details: { reason, evidence: { i }, action: 'record' } });
