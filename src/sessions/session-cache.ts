@@ -59,7 +59,7 @@ export class SessionCache {
       (handles) => {
         this.forget(handles);
         for (const h of handles) {
-          if (!this.fromFeed.has(h)) makeRoom(this.fromFeed, FROM_FEED_MAX);
+          if (this.fromFeed.size >= FROM_FEED_MAX && !this.fromFeed.has(h)) makeRoom(this.fromFeed, FROM_FEED_MAX);
           this.fromFeed.add(h);
           const ws = this.waiters.get(h);
           if (!ws) continue;
@@ -161,7 +161,8 @@ export class SessionCache {
     for (const h of handles) {
       this.entries.delete(h);
       this.stale?.entries.delete(h);
-      if (!this.ended.has(h)) makeRoom(this.ended, this.maxEntries);
+      // (The look-up only at the bound: below it there is nothing to make room for.)
+      if (this.ended.size >= this.maxEntries && !this.ended.has(h)) makeRoom(this.ended, this.maxEntries);
       this.ended.add(h);
     }
   }
@@ -219,7 +220,7 @@ export class SessionCache {
     const generation = this.generation;
     const fresh = await this.store.getSessionBySecretHash(secretHash);
     if (!fresh) return null;
-    if (!this.handleOfSecret.has(secretHash)) makeRoom(this.handleOfSecret, this.maxEntries);
+    if (this.handleOfSecret.size >= this.maxEntries && !this.handleOfSecret.has(secretHash)) makeRoom(this.handleOfSecret, this.maxEntries);
     this.handleOfSecret.set(secretHash, fresh.handle);
     if (generation === this.generation) this.remember(fresh);
     return isValid(fresh, now) ? fresh : null;
