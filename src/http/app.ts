@@ -136,7 +136,9 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   app.addSchema(ProblemSchema);
   app.decorateRequest('auth', null);
   app.decorateRequest('admin', null);
-  await app.register(fastifyCookie, { secret: new CookieSigner(deriveKey(deps.config.cookieSecret, 'cookie-signing')), hook: 'onRequest' });
+  // Without the plugin's parsing hook: a request's cookies are parsed when first read
+  // (requestCookies, cookies.ts), which most requests never do.
+  await app.register(fastifyCookie, { secret: new CookieSigner(deriveKey(deps.config.cookieSecret, 'cookie-signing')), hook: false });
   // Credentialed CORS for exactly the origins in TESSERA_ALLOWED_ORIGINS (docs/api.md §Cookie
   // mode); none otherwise.
   if (deps.config.allowedOrigins.length > 0) {

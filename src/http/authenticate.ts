@@ -16,7 +16,7 @@ import { cachedTenant, lastKnownTenant, loadTenant } from '../sessions/tenant-ca
 import type { KeyRing } from '../tokens/key-ring.ts';
 import { stillVerified, verifiedSessionToken, verifySessionToken, type SessionTokenClaims } from '../tokens/session-token.ts';
 import { bearerToken } from './bearer.ts';
-import { cookieName, readCookie, setCookie } from './cookies.ts';
+import { cookieName, readCookie, requestCookies, setCookie } from './cookies.ts';
 import type { Deps } from './deps.ts';
 import { canonical } from './request-context.ts';
 
@@ -286,7 +286,7 @@ function connectionMemo(request: FastifyRequest): ConnectionMemo | undefined {
 
 /** The hash of the secret in the request's verified session cookie, or null (readCookie's rules). */
 function cookieSecretHash(deps: Deps, request: FastifyRequest, memo: ConnectionMemo | undefined): string | null {
-  const raw = request.cookies[cookieName(deps.config, 'sid')];
+  const raw = requestCookies(request)[cookieName(deps.config, 'sid')];
   if (memo !== undefined && raw !== undefined && memo.cookie === raw && memo.cookieDeps === deps) return memo.secretHash as string;
   const secret = readCookie(request, deps.config, 'sid');
   if (secret === null) return null;

@@ -45,9 +45,26 @@ export function clearCookie(
   });
 }
 
+/**
+ * The request's cookies, parsed from its Cookie header on first use (@fastify/cookie's parser;
+ * the plugin is registered without its parsing hook, app.ts): most requests — every token-mode
+ * one — never read a cookie, and the hook's run, its object and its map were a share of each
+ * request's cost (docs/performance.md, "The POST routes' HTTP shell"). A cookie set on the reply
+ * parses them again (the plugin's own step), to the same values.
+ */
+export function requestCookies(request: FastifyRequest): { [name: string]: string | undefined } {
+  let cookies = request.cookies as FastifyRequest['cookies'] | null;
+  if (cookies === null || cookies === undefined) {
+    const header = request.headers.cookie;
+    cookies = header ? request.server.parseCookie(header) : {};
+    request.cookies = cookies;
+  }
+  return cookies;
+}
+
 /** The cookie's verified value, or null when it is absent, unsigned, forged or malformed. */
 export function readCookie(request: FastifyRequest, config: Pick<Config, 'insecureCookies'>, name: CookieName): string | null {
-  const raw = request.cookies[cookieName(config, name)];
+  const raw = requestCookies(request)[cookieName(config, name)];
   if (raw === undefined || raw === '' || raw.length > 512) return null;
   const r = request.unsignCookie(raw);
   if (!r.valid || r.value === null || !/^[A-Za-z0-9_-]{43}$/.test(r.value)) return null;

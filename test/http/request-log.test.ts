@@ -2,9 +2,10 @@
 // `logger.info(fields, 'request')` would, and falls back to that call for loggers it cannot
 // mirror.
 
+import fc from 'fast-check';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { requestLineWriter, type RequestLine } from '../../src/http/request-log.ts';
+import { jsonMs, requestLineWriter, type RequestLine } from '../../src/http/request-log.ts';
 
 function capture(opts: pino.LoggerOptions = {}) {
   const lines: string[] = [];
@@ -42,6 +43,10 @@ const LINES: RequestLine[] = [
   { method: 'POST', route: '/y', path: '/x?', status: 200, ms: 1, ip: '::2', userAgent: undefined },
   { method: 'GET', route: '/api/v1/session', path: '/api/v1/session', status: 200, ms: 0.4, requestId: 'r-1', correlationId: 'c-1', ip: '127.0.0.1' },
   { method: 'GET', route: '/api/v1/session', path: '/api/v1/session', status: 200, ms: 0.5, requestId: 'r-3', correlationId: 'c-3', ip: '127.0.0.1' },
+  // Durations written from their tenths (jsonMs), and the numbers that are not such.
+  ...[0, -0, 0.1, 0.3, 9.9, 10, 99.9, 100.1, 12345.6, 99999999.9, 1e8, 1.25, 0.05, -1, -0.5, 1e9, 123456789.1, 1e21, 1.5e-7, Infinity, -Infinity].map(
+    (ms): RequestLine => ({ method: 'GET', route: '/x', path: '/x', status: 200, ms, ip: '::1' }),
+  ),
 ];
 
 describe('request lines', () => {
@@ -81,6 +86,25 @@ describe('request lines', () => {
       requestLineWriter(fast.logger)(LINES[1] as RequestLine);
       slow.logger.info(LINES[1], 'request');
       expect(fast.lines).toEqual(slow.lines);
+    }
+  });
+});
+
+describe('the duration', () => {
+  it('is the text JSON gives any number (property)', () => {
+    const tenths = fc.integer({ min: -2e9, max: 2e9 }).map((t) => t / 10);
+    fc.assert(
+      fc.property(fc.oneof(tenths, fc.double(), fc.integer()), (ms) => {
+        expect(jsonMs(ms)).toBe(JSON.stringify(ms));
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it('is the text JSON gives every duration app.ts writes up to a day (rounded to 0.1 ms)', () => {
+    for (let t = 0; t <= 864_000_000; t += t < 100_000 ? 1 : 997) {
+      const ms = Math.round((t / 10) * 10) / 10;
+      if (jsonMs(ms) !== JSON.stringify(ms)) expect(jsonMs(ms)).toBe(JSON.stringify(ms));
     }
   });
 });
