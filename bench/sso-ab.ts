@@ -19,7 +19,10 @@
 // AB_HEAP_PROFILE=<file> (a sampling heap profile of the measured rounds, what GC took included;
 // with AB_HEAP_LIVE=1 only what is still alive at the end),
 // AB_THREADS=1 (also the CPU per exchange by thread over the measured slices: the main thread,
-// V8's helpers — GC and compilers —, libuv's pool; Linux, 10 ms ticks).
+// V8's helpers — GC and compilers —, libuv's pool; Linux, 10 ms ticks), AB_PREFILL=<n> (before
+// the warm-up, each variant's session cache is brought where a long-running process's is after
+// n sessions: n records remembered, n ended handles, n handles heard on its feed of session
+// ends — so that its bounds, 100,000 and 10,000, are full as they are after a day's sign-ins).
 
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
@@ -30,6 +33,8 @@ import { fileURLToPath } from 'node:url';
 import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
 import type * as RedeemModule from '../src/flows/sso/redeem-token.ts';
+import type * as SessionModule from '../src/domain/session.ts';
+import { createClient } from 'redis';
 import { startInProcessTessera, type Injectable } from './inprocess-tessera.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -73,7 +78,24 @@ async function tessera(root: string, label: string): Promise<Variant> {
         const r = await app.inject({ method: 'POST', url: '/api/v1/sso/token', headers: { 'content-type': 'application/json' }, payload: { token, codeVerifier: VERIFIER } });
         if (r.statusCode !== 200) throw new Error(`${label}: ${r.statusCode} ${r.body}`);
       };
+  if (PREFILL > 0) await prefill(root, deps, prefix, PREFILL);
   return { name: `tessera SSO exchange ${label}`, root, prefix, cookieSecret, app, exchange, flush, stop };
+}
+
+const PREFILL = Number(process.env.AB_PREFILL ?? 0);
+
+/** AB_PREFILL: `n` sessions remembered, `n` ended, `n` ends heard on the feed (published on the variant's channel). */
+async function prefill(root: string, deps: { sessionCache: { remember(s: unknown): void; forget(h: Iterable<string>): void } }, prefix: string, n: number): Promise<void> {
+  const { issueSession, DEFAULT_LIFETIMES } = (await import(join(root, 'src/domain/session.ts'))) as typeof SessionModule;
+  const now = Date.now();
+  const made = () => issueSession({ tenantId: 'bench', userId: 'prefill', kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'oidc', parentHandle: null }, now).session;
+  for (let i = 0; i < n; i++) deps.sessionCache.remember(made());
+  for (let i = 0; i < n; i++) deps.sessionCache.forget([made().handle]);
+  const client = createClient({ url: REDIS_URL });
+  await client.connect();
+  for (let i = 0; i < n; i += 1000) await client.publish(`${prefix}ends`, Array.from({ length: Math.min(1000, n - i) }, () => made().handle).join(' '));
+  await client.quit();
+  await new Promise((r) => setTimeout(r, 1000));
 }
 
 /** `n` one-time tokens made by another process (that variant's own fill), awaited without blocking this one's event loop. */
