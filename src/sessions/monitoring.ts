@@ -29,6 +29,7 @@ import type { Store } from '../store/port.ts';
 import type { SessionCache } from './session-cache.ts';
 import { typeMatches } from '../store/audit-port.ts';
 import { announceEnded } from './app-sessions.ts';
+import { RequestCounts, TenantPresence } from './monitoring-caches.ts';
 
 /** What monitoring uses, declared here rather than taken from the composition root. */
 export interface MonitoringDeps {
@@ -88,8 +89,10 @@ export interface Monitoring {
 }
 
 const SILENT: MonitorLog = { info() {}, warn() {}, error() {} };
-/** Sessions whose request counts are kept at once (oldest forgotten first). */
+/** Sessions whose request counts are kept at once (those whose window began longest ago forgotten first, a sixteenth at once: RequestCounts). */
 const MAX_COUNTED_SESSIONS = 100_000;
+/** Tenants whose existence is remembered at once (oldest first out, a sixteenth at once: TenantPresence). */
+const MAX_CACHED_TENANTS = 10_000;
 const TENANT_CACHE_MS = 5_000;
 const PRUNE_EVERY_MS = 3_600_000;
 const SHUTDOWN_FLUSH_MS = 5_000;
@@ -108,21 +111,9 @@ export function createMonitoring(deps: MonitoringDeps, opts: MonitoringOptions =
   const t = settings.thresholds;
   let log: MonitorLog = SILENT;
 
-  const tenants = new Map<string, { exists: boolean; until: number }>();
-  /** tenantExists's answer from the cache alone (undefined: it would ask the store). */
-  function tenantKnownNow(id: string): boolean | undefined {
-    const hit = tenants.get(id);
-    return hit && (hit.exists || hit.until > clock.now()) ? hit.exists : undefined;
-  }
-  async function tenantExists(id: string): Promise<boolean> {
-    const now = clock.now();
-    const hit = tenants.get(id);
-    if (hit && (hit.exists || hit.until > now)) return hit.exists;
-    const exists = (await store.getTenant(id)) !== null;
-    if (tenants.size >= 10_000) tenants.delete(tenants.keys().next().value as string);
-    tenants.set(id, { exists, until: now + TENANT_CACHE_MS });
-    return exists;
-  }
+  const tenants = new TenantPresence(MAX_CACHED_TENANTS, TENANT_CACHE_MS, () => clock.now(), async (id) => (await store.getTenant(id)) !== null);
+  const tenantKnownNow = (id: string): boolean | undefined => tenants.knownNow(id);
+  const tenantExists = (id: string): Promise<boolean> => tenants.exists(id);
 
   const locator = createLocator(config.trustedProxies, settings.geoHeaders, settings.geoipDbPath);
   let pipeline: AuditPipeline | null = null;
@@ -197,20 +188,12 @@ export function createMonitoring(deps: MonitoringDeps, opts: MonitoringOptions =
     return after;
   }
 
-  const counts = new Map<string, { window: number; count: number }>();
+  const counts = new RequestCounts(MAX_COUNTED_SESSIONS);
   /** Policy actions running after their response was sent (request_rate). */
   const actions = new Set<Promise<void>>();
   function countRequest(session: Session, tenant: Tenant, now: number, originOf: () => Origin): void {
-    const window = Math.floor(now / t.requestWindowMs);
-    let c = counts.get(session.handle);
-    if (c === undefined || c.window !== window) {
-      counts.delete(session.handle);
-      if (counts.size >= MAX_COUNTED_SESSIONS) counts.delete(counts.keys().next().value as string);
-      c = { window, count: 0 };
-      counts.set(session.handle, c);
-    }
-    c.count += 1;
-    const finding = requestRate(c.count, t);
+    const count = counts.add(session.handle, Math.floor(now / t.requestWindowMs));
+    const finding = requestRate(count, t);
     if (finding === null) return;
     const origin = originOf();
     const action = report([finding], session, tenant, now, origin);
