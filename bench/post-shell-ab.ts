@@ -212,6 +212,8 @@ if (process.argv[2] === '--worker') {
       process.send!({ main: (t1.user + t1.system) / msg.amount, all: (p1.user + p1.system) / msg.amount, bad });
     })();
   });
+  // The bench gone (finished or failed), the worker goes too.
+  process.once('disconnect', () => process.exit(0));
   process.send!({ ready: true });
 } else {
   const ROUNDS = Number(process.env.AB_ROUNDS ?? 15);
