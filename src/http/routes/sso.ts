@@ -126,6 +126,13 @@ const REDEEM_SCRIPT = `(async () => {
 
 const REDEEM_PAGE = page('Signing in…', '<h1>Single sign-on</h1><p id="status">Signing in…</p>', REDEEM_SCRIPT);
 
+type Serialise = (body: unknown) => string;
+
+/** A 200 body's serialiser, made by the route's serialiser compiler (as its response schemas are). */
+function serialiserOf(reply: { compileSerializationSchema: FastifyReply['compileSerializationSchema'] }, schema: object): Serialise {
+  return reply.compileSerializationSchema(schema as Record<string, unknown>, '200') as Serialise;
+}
+
 function deviceOf(request: FastifyRequest): Device {
   return { ip: request.ip, ...(request.ctx.userAgent ? { userAgent: request.ctx.userAgent } : {}) };
 }
@@ -239,6 +246,9 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
     async (request, reply) => callback('oauth', request.params.provider, request, reply),
   );
 
+  /** The exchange's 200 bodies, one serialiser per mode (compiled by the route's compiler on first use). */
+  let tokenPairText: Serialise | undefined;
+  let cookieLoginText: Serialise | undefined;
   app.post(
     '/api/v1/sso/token',
     {
@@ -270,10 +280,23 @@ export async function ssoRoutes(app: App, deps: Deps): Promise<void> {
         now,
         originOf(request),
       );
-      void reply.header('cache-control', 'no-store');
-      if (r.mode === 'token') return r.pair;
-      setCookie(reply, deps.config, { name: 'sid', value: r.cookieSecret, maxAgeSeconds: r.expiresIn, sameSite: 'strict' });
-      return { sessionId: r.session.handle, customerId: r.user.id, tenantId: r.tenant.id, xsrfToken: r.xsrfToken, expires_in: r.expiresIn };
+      // The 200 schema is a union of the two modes' bodies, which fast-json-stringify serialises by
+      // validating the body against each (ajv) on every response; the mode is known here, so its
+      // own schema's serialiser writes the same text, sent as it is (JSON content type).
+      let text: string;
+      if (r.mode === 'token') {
+        text = (tokenPairText ??= serialiserOf(reply, TokenPairSchema))(r.pair);
+      } else {
+        setCookie(reply, deps.config, { name: 'sid', value: r.cookieSecret, maxAgeSeconds: r.expiresIn, sameSite: 'strict' });
+        text = (cookieLoginText ??= serialiserOf(reply, CookieLoginSchema))({
+          sessionId: r.session.handle,
+          customerId: r.user.id,
+          tenantId: r.tenant.id,
+          xsrfToken: r.xsrfToken,
+          expires_in: r.expiresIn,
+        });
+      }
+      return (reply as unknown as FastifyReply).header('cache-control', 'no-store').header('content-type', 'application/json; charset=utf-8').send(text);
     },
   );
 
