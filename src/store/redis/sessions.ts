@@ -28,7 +28,7 @@ import {
   type SessionsStore,
   type SessionWithUser,
 } from '../sessions-port.ts';
-import { mustSession, num, packedFromReply, patchToFields, sessionFromReply, sessionsFromReply, sessionToFields } from './codec.ts';
+import { mustSession, num, packedFromReply, patchToFields, pushPatchFields, sessionFromReply, sessionsFromReply, sessionToFields } from './codec.ts';
 import type { RedisContext } from './context.ts';
 import { packedHash } from './lua-codec.ts';
 import { RedisRefreshTokens, userOf } from './refresh-tokens.ts';
@@ -278,18 +278,20 @@ export class RedisSessions implements SessionsStore {
         // found there and counts as unusable.
         routeWritten = token !== null && tagOfHandle(target.handle) === tag ? await this.index.claimRoute(token.tokenHash, tag) : false;
       }
-      const route = inScript && token !== null ? [this.ctx.keys.route(token.tokenHash), this.ctx.keys.routeField(token.tokenHash)] : ['', ''];
-      const expected = patchToFields(target.expectData);
-      const args = [
+      const routed = inScript && token !== null;
+      const args: Array<string | Buffer> = [
         target.handle,
         target.idleExpiresAt === null ? '' : num(target.idleExpiresAt),
         token === null ? '' : packedHash(token.tokenHash),
         token === null ? '' : num(token.createdAt),
-        ...route,
-        String(expected.length / 2),
-        ...expected,
-        ...patchToFields(target.patch),
+        routed ? this.ctx.keys.route(token.tokenHash) : '',
+        routed ? this.ctx.keys.routeField(token.tokenHash) : '',
+        '',
       ];
+      // The expected entries' count, then they, then the patch (patchToFields's pairs).
+      const expectedAt = args.length - 1;
+      args[expectedAt] = String(pushPatchFields(args, target.expectData));
+      pushPatchFields(args, target.patch);
       const reply = (await this.ctx.runRouted(REDEEM, secretHash, now, args).catch(async (err: unknown) => {
         if (routeWritten && token !== null) await this.index.dropRoutes([token.tokenHash]).catch(() => undefined);
         throw err;
@@ -333,23 +335,17 @@ export class RedisSessions implements SessionsStore {
     if (this.ctx.conn.kind === 'redis-cluster') return lookUpAndRedeemInSteps(this, secretHash, plan, now);
     return this.ctx.guard(async () => {
       const token = plan.refreshToken;
-      const seen = patchToFields(plan.expectSeen);
-      const expected = patchToFields(plan.target.expectData);
+      // Each group of data entries (patchToFields's pairs) after its count, pushed in place.
       const args: Array<string | Buffer> = [String(plan.tenants.length)];
       for (const t of plan.tenants) args.push(t.tenantId, t.idleExpiresAt === null ? '' : num(t.idleExpiresAt));
-      args.push(
-        plan.kind,
-        plan.targetField,
-        String(seen.length / 2),
-        ...seen,
-        token === null ? '' : packedHash(token.tokenHash),
-        token === null ? '' : num(token.createdAt),
-        token === null ? '' : this.ctx.keys.route(token.tokenHash),
-        token === null ? '' : this.ctx.keys.routeField(token.tokenHash),
-        String(expected.length / 2),
-        ...expected,
-        ...patchToFields(plan.target.patch),
-      );
+      args.push(plan.kind, plan.targetField, '');
+      const seenAt = args.length - 1;
+      args[seenAt] = String(pushPatchFields(args, plan.expectSeen));
+      if (token === null) args.push('', '', '', '', '');
+      else args.push(packedHash(token.tokenHash), num(token.createdAt), this.ctx.keys.route(token.tokenHash), this.ctx.keys.routeField(token.tokenHash), '');
+      const expectedAt = args.length - 1;
+      args[expectedAt] = String(pushPatchFields(args, plan.target.expectData));
+      pushPatchFields(args, plan.target.patch);
       const reply = (await this.ctx.runRouted(LOOK_UP_REDEEM, secretHash, now, args)) as unknown[] | null | false;
       if (!Array.isArray(reply)) return { outcome: 'looked', found: null };
       // The reply's strings come as Buffers (the script's reply is binary: packed records).
