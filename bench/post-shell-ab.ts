@@ -212,8 +212,10 @@ if (process.argv[2] === '--worker') {
       process.send!({ main: (t1.user + t1.system) / msg.amount, all: (p1.user + p1.system) / msg.amount, bad });
     })();
   });
-  // The bench gone (finished or failed), the worker goes too.
+  // The bench gone (finished or failed) or stopping it, the worker goes too — through exit, so
+  // that its folder is removed.
   process.once('disconnect', () => process.exit(0));
+  process.once('SIGTERM', () => process.exit(0));
   process.send!({ ready: true });
 } else {
   const ROUNDS = Number(process.env.AB_ROUNDS ?? 15);
