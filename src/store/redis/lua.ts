@@ -236,8 +236,13 @@ export function evalScript(conn: Conn, script: LuaScript, key: string, args: Rea
   // (One node, standalone or Sentinel: its check is at hand. A Cluster's goes through nodeOf.)
   if (fn !== undefined && conn.nodeOf === undefined && !evalOnly.has(conn) && checkOn(conn, conn, fn, key) === true) {
     const binary = script.binary === true;
-    const command: CommandArgs = ['FCALL', fn.name, '1', key];
-    for (let i = 0; i < args.length; i++) command.push(args[i] as string | Buffer);
+    // Made at its length (not grown by push, which reallocates it twice for the SSO exchange's).
+    const command: CommandArgs = new Array<string | Buffer>(4 + args.length);
+    command[0] = 'FCALL';
+    command[1] = fn.name;
+    command[2] = '1';
+    command[3] = key;
+    for (let i = 0; i < args.length; i++) command[4 + i] = args[i] as string | Buffer;
     return conn.send(key, command, false, binary).catch((err: unknown) => afterFailedCall(conn, script, fn, key, args, binary, err));
   }
   return evalSlowly(conn, script, key, args);
