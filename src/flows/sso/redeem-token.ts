@@ -121,26 +121,33 @@ interface Planned {
  */
 function planFor(deps: Deps, input: RedeemInput, mode: AuthMode, tenantId: string | null, now: number): Planned | null {
   if (mode !== 'token') return null;
-  const tenants = new Map<string, Tenant>();
-  for (const id of tenantId !== null ? [tenantId] : (recentTenants.get(deps) ?? [])) {
-    const tenant = cachedTenant(deps, id, now);
-    if (tenant) tenants.set(id, tenant);
-  }
-  if (tenants.size === 0) return null;
   // checkTokenBinding's two cases in token mode: a command-line login's challenge and its
   // verifier, or a browser login's binding without a challenge.
-  let binding: Record<string, string | null>;
-  if (input.codeVerifier !== null) binding = { codeChallenge: hashSecret(input.codeVerifier) };
-  else if (input.binding !== null) binding = { codeChallenge: null, flowBinding: hashSecret(input.binding) };
-  else return null;
+  if (input.codeVerifier === null && input.binding === null) return null;
+  const tenants = new Map<string, Tenant>();
+  const planTenants: RedeemPlan['tenants'][number][] = [];
+  const recent = tenantId !== null ? null : recentTenants.get(deps);
+  const count = tenantId !== null ? 1 : (recent?.length ?? 0);
+  for (let i = 0; i < count; i++) {
+    const id = recent ? (recent[i] as string) : (tenantId as string);
+    const tenant = cachedTenant(deps, id, now);
+    if (!tenant || tenants.has(id)) continue;
+    tenants.set(id, tenant);
+    planTenants.push({ tenantId: tenant.id, idleExpiresAt: now + idleSecondsOf(tenant, mode) * 1000 });
+  }
+  if (tenants.size === 0) return null;
+  const expectSeen: RedeemPlan['expectSeen'] =
+    input.codeVerifier !== null
+      ? { purpose: SSO_TOKEN_PURPOSE, codeChallenge: hashSecret(input.codeVerifier) }
+      : { purpose: SSO_TOKEN_PURPOSE, codeChallenge: null, flowBinding: hashSecret(input.binding as string) };
   const refreshRaw = newSecret();
   return {
     tenants,
     refreshRaw,
     plan: {
       kind: 'flow',
-      tenants: [...tenants.values()].map((t) => ({ tenantId: t.id, idleExpiresAt: now + idleSecondsOf(t, mode) * 1000 })),
-      expectSeen: { purpose: SSO_TOKEN_PURPOSE, ...binding },
+      tenants: planTenants,
+      expectSeen,
       targetField: 'appHandle',
       target: { expectData: { mode: 'pending' }, patch: { mode } },
       refreshToken: { tokenHash: hashSecret(refreshRaw), createdAt: now },
