@@ -15,6 +15,8 @@ export interface AuditPair {
   a: SessionStore;
   b: SessionStore;
   close(): Promise<void>;
+  /** Loses a tenant's records after `seq` and sets its head back to `seq`, below both (targets.ts StorePair). */
+  rewindAudit?: (tenantId: string, seq: number) => Promise<void>;
 }
 
 const T0 = Date.UTC(2026, 2, 1, 12, 0, 0);
@@ -91,6 +93,30 @@ export function describeAuditConformance(name: string, open: () => Promise<Audit
       expect(stored.map((r) => r.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
       for (let i = 1; i < stored.length; i++) expect((stored[i] as AuditRecord).prevHash).toBe((stored[i - 1] as AuditRecord).hash);
       expect((await verifyChain(a().audit, t)).ok).toBe(true);
+    });
+
+    it('links to the head that is there after a failover or restore lost the newest records, though an appender had cached a lost one', async (ctx) => {
+      const rewind = (pair as AuditPair).rewindAudit;
+      if (rewind === undefined) return ctx.skip();
+      const t = tenant();
+      // a appends 1..3 (and, where a store keeps one, caches head 3); 3 is lost.
+      for (let i = 0; i < 3; i++) await a().audit.append(event(t, i));
+      await rewind(t, 2);
+      // b, with nothing cached, appends the new 3; then a, whose cached head was the lost 3.
+      const fromB = await b().audit.append(event(t, 10));
+      const fromA = await a().audit.append(event(t, 11));
+      expect(fromB.seq).toBe(3);
+      expect(fromA.seq).toBe(4);
+      expect(fromA.prevHash).toBe(fromB.hash);
+      expect(await verifyChain(a().audit, t)).toMatchObject({ ok: true, records: 4, firstSeq: 1, lastSeq: 4, problems: [] });
+      // The same for an appendMany and a head of the same seq and another hash, twice over.
+      await rewind(t, 3);
+      const again = await b().audit.append(event(t, 12));
+      const many = (await a().audit.appendMany?.([{ input: event(t, 13) }, { input: event(t, 14) }])) ?? [await a().audit.append(event(t, 13)), await a().audit.append(event(t, 14))];
+      expect(again.seq).toBe(4);
+      expect(many.map((r) => r.seq)).toEqual([5, 6]);
+      expect(many[0]?.prevHash).toBe(again.hash);
+      expect(await verifyChain(a().audit, t)).toMatchObject({ ok: true, records: 6, lastSeq: 6, problems: [] });
     });
 
     it('lists newest first or oldest first, with filters on user, type (exact or prefix) and time, through cursors', async () => {

@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
+import pg from 'pg';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { isErrorCode } from '../../src/domain/error-codes.ts';
 import { Conflict, StoreUnavailable, TesseraError } from '../../src/domain/errors.ts';
@@ -70,6 +71,12 @@ export interface StorePair {
   a: Store;
   b: Store;
   close: () => Promise<void>;
+  /**
+   * Loses a tenant's audit records after `seq` and sets its chain head back to record `seq`, below
+   * both instances (they are not told): what a failover to a replica that missed the newest
+   * appends, or a restore from an older backup, leaves.
+   */
+  rewindAudit?: (tenantId: string, seq: number) => Promise<void>;
 }
 
 /** A writer and a reader on the same data, and a way to make the reader's feed lose ends. */
@@ -204,7 +211,7 @@ function sqliteTarget(): StoreTarget {
       const path = join(dirs.make(), `${label}.db`);
       const a = await openSqliteStore(path);
       const b = await openSqliteStore(path);
-      return { a, b, close: () => Promise.all([a.close(), b.close()]).then(() => undefined) };
+      return { a, b, close: () => Promise.all([a.close(), b.close()]).then(() => undefined), rewindAudit: (t, seq) => Promise.resolve(rewindSqliteAudit(path, t, seq)) };
     },
     async openFeedRig({ gap }) {
       const path = join(dirs.make(), 'feed.db');
@@ -413,9 +420,64 @@ function redisStores(url: () => string) {
         await b.close();
         await purgePrefix(url(), prefix);
       },
+      rewindAudit: (t, seq) => rewindRedisAudit(url(), prefix, t, seq),
     };
   }
   return { open, openPair };
+}
+
+/** StorePair.rewindAudit on Redis (key layout: src/store/redis/audit.ts). */
+async function rewindRedisAudit(url: string, prefix: string, tenantId: string, seq: number): Promise<void> {
+  const base = `${prefix}{a:${tenantId}}:`;
+  const conn = await openConnection(parseRedisUrl(url), { connectTimeoutMs: 2000, commandTimeoutMs: 5000 });
+  try {
+    const entries = (await conn.send(`${base}log`, ['XRANGE', `${base}log`, '-', '+'])) as Array<[string, string[]]>;
+    const seqOf = (id: string) => Number(id.split('-')[1]);
+    const kept = entries.find(([id]) => seqOf(id) === seq);
+    if (kept === undefined) throw new Error(`no audit record ${seq} of ${tenantId}`);
+    for (const [id] of entries.filter(([id]) => seqOf(id) > seq)) {
+      await conn.send(`${base}log`, ['XDEL', `${base}log`, id]);
+      await conn.send(`${base}anomalies`, ['XDEL', `${base}anomalies`, id]);
+    }
+    const record = JSON.parse(kept[1][1] as string) as { hash: string };
+    await conn.send(`${base}head`, ['HSET', `${base}head`, 'seq', String(seq), 'hash', record.hash, 'ms', kept[0].split('-')[0] as string]);
+  } finally {
+    await conn.close();
+  }
+}
+
+/** StorePair.rewindAudit on SQLite: past the append-only trigger, as a restore would be. */
+function rewindSqliteAudit(path: string, tenantId: string, seq: number): void {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec('PRAGMA busy_timeout = 5000');
+    db.exec('BEGIN IMMEDIATE');
+    const trigger = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'audit_events_no_delete'").get() as { sql: string };
+    db.exec('DROP TRIGGER audit_events_no_delete');
+    db.prepare('DELETE FROM audit_events WHERE tenant_id = ? AND seq > ?').run(tenantId, seq);
+    const { hash } = db.prepare('SELECT hash FROM audit_events WHERE tenant_id = ? AND seq = ?').get(tenantId, seq) as { hash: string };
+    db.prepare('UPDATE audit_chains SET head_seq = ?, head_hash = ? WHERE tenant_id = ?').run(seq, hash, tenantId);
+    db.exec(trigger.sql);
+    db.exec('COMMIT');
+  } finally {
+    db.close();
+  }
+}
+
+/** StorePair.rewindAudit on PostgreSQL: past the append-only triggers (a superuser's session), as a restore would be. */
+async function rewindPostgresAudit(url: string, tenantId: string, seq: number): Promise<void> {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  c.on('error', () => undefined);
+  await c.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query('SET LOCAL session_replication_role = replica');
+    await c.query('DELETE FROM audit_events WHERE tenant_id = $1 AND seq > $2', [tenantId, seq]);
+    await c.query('UPDATE audit_chains SET head_seq = $2, head_hash = (SELECT hash FROM audit_events WHERE tenant_id = $1 AND seq = $2) WHERE tenant_id = $1', [tenantId, seq]);
+    await c.query('COMMIT');
+  } finally {
+    await c.end().catch(() => undefined);
+  }
 }
 
 /** Ends every subscriber connection on these servers (started by the test: nobody else's). */
@@ -572,6 +634,7 @@ function postgresTarget(): StoreTarget {
         await b.close();
         await db.drop();
       },
+      rewindAudit: (t, seq) => rewindPostgresAudit(db.url, t, seq),
     };
   }
   return {

@@ -16,7 +16,7 @@
 //
 // Every key of one tenant's log shares the Cluster hash slot of `{a:<tenant>}`, so an append is
 // one script on one node: it checks that the head is still the one the caller numbered the
-// records after (compare-and-set), adds the entries — one, or the several of an appendMany —
+// records after — its seq and its hash (compare-and-set) — adds the entries — one, or the several of an appendMany —
 // moves the head and the gauge, copies an anomaly to its stream and publishes each record — all
 // in one atomic step. The hash is SHA-256,
 // computed by the caller (Lua has only SHA-1); when another process appended first the script
@@ -59,13 +59,18 @@ const script = luaScript;
 // that move the gauge or are anomalies (most move nothing): the record's place in the call
 // (1..n, ascending), gauge kind ('' = none), gauge delta, '1' when an anomaly. The records follow
 // each other: the first is numbered expected + 1 and each next one + 1, ms never lower; the head
-// becomes the last one (its seq, ms and the hash given).
+// becomes the last one (its seq, ms and the hash given). Last: the expected head's hash ('' =
+// empty). A head of another seq or another hash is a conflict, answered with the head: after a
+// failover or a restore that lost acknowledged appends, a process whose cached head is one of the
+// lost records may find the seq again once other appends bring the chain back to that number —
+// its record would link to a record that no longer exists (a broken link, for good); the hash
+// tells the two heads apart, and the retry links to the head that is there.
 const APPEND = script(`
 local base = ARGV[1]
 local headKey = base .. 'head'
 local h = redis.call('HMGET', headKey, 'seq', 'hash', 'ms')
 local curSeq = h[1] or '0'
-if curSeq ~= ARGV[2] or (h[3] and tonumber(ARGV[7]) < tonumber(h[3])) then
+if curSeq ~= ARGV[2] or (h[2] or '') ~= ARGV[#ARGV] or (h[3] and tonumber(ARGV[7]) < tonumber(h[3])) then
   return {'conflict', curSeq, h[2] or '', h[3] or '0'}
 end
 local log, anomalies, active, channel = base .. 'log', base .. 'anomalies', base .. 'active', ARGV[3]
@@ -203,13 +208,15 @@ export class RedisAuditStore implements AuditStore {
         args[4] = point?.hash ?? '';
         args[5] = String(extras === null ? 0 : extras.length / 4);
         if (extras !== null) for (const e of extras) args.push(e);
+        args.push(head.point?.hash ?? '');
         if (head.point === null) await this.#send(this.#tenantsKey(), ['SADD', this.#tenantsKey(), tenantId]);
         const reply = (await this.#eval(APPEND, log, args)) as string[];
         if (reply[0] === 'ok') {
           this.#heads.set(tenantId, { point, ms });
           return records;
         }
-        // Another process appended first: number the records after the head it wrote.
+        // Another process appended first (or the head is not the one cached: a failover or a
+        // restore lost records): number the records after the head that is there.
         head = reply[1] === '0' ? { point: null, ms: 0 } : { point: { seq: Number(reply[1]), hash: String(reply[2]) }, ms: Number(reply[3]) };
       }
       this.#heads.delete(tenantId);
