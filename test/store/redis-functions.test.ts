@@ -196,6 +196,19 @@ describe.skipIf(skipShared)('slot scripts as Redis Functions (shared server)', (
     }
   });
 
+  it('passes a head before the arguments (ARGV = head, then args), on its first call (the library loaded) and on the FCALL after', async () => {
+    const key = `${prefix}{head}:x`;
+    const s = luaFunctionScript(`head_${randomBytes(4).toString('hex')}`, '', "return table.concat(ARGV, ',')");
+    try {
+      expect(await evalScript(conn, s, key, ['c', 'd'], ['a', 'b'])).toBe('a,b,c,d');
+      expect(await evalScript(conn, s, key, ['c', 'd'], ['a', 'b'])).toBe('a,b,c,d');
+      expect(await evalScript(conn, s, key, [], ['a'])).toBe('a');
+      expect(await evalScript(conn, s, key, ['c'])).toBe('c');
+    } finally {
+      await conn.send(undefined, ['FUNCTION', 'DELETE', s.fn?.name as string]).catch(() => undefined);
+    }
+  });
+
   it('keeps no state from one call to the next: each call starts as a fresh script would', async () => {
     const key = `${prefix}{fresh}:x`;
     const s = luaFunctionScript('fresh', 'local n', 'if not n then n = 0 end\nn = n + 1\nreturn n');

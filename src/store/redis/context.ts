@@ -162,7 +162,7 @@ export class RedisContext {
   runSlot(script: LuaScript, tag: string, now: number, args: ReadonlyArray<string | Buffer>, ttl?: number): Promise<unknown> {
     const base = this.keys.slotBase(tag);
     const keep = ttl === undefined ? '' : String(ttl);
-    return evalScript(this.conn, script, this.keys.slotSessions(tag), [base, num(now), this.keys.endsChannel(), keep, ...args]);
+    return evalScript(this.conn, script, this.keys.slotSessions(tag), args, [base, num(now), this.keys.endsChannel(), keep]);
   }
 
   /** The routing tag a session's keys live under; it must match the session's user. */
@@ -225,10 +225,15 @@ export class RedisContext {
     // Not an async function: the script's own promise is returned, not wrapped in another one.
     const known = this.#routes.get(hash);
     if (known === undefined && this.conn.kind !== 'redis-cluster') {
-      return evalScript(this.conn, script, this.keys.route(hash), ['', num(now), this.keys.endsChannel(), '', packedHash(hash), this.keys.routeField(hash), this.keys.prefix, ...args]);
+      return evalScript(this.conn, script, this.keys.route(hash), args, ['', num(now), this.keys.endsChannel(), '', packedHash(hash), this.keys.routeField(hash), this.keys.prefix]);
     }
-    if (known !== undefined) return this.runSlot(script, known, now, [packedHash(hash), '', '', ...args]);
-    return this.route(hash).then((tag) => (tag === null ? null : this.runSlot(script, tag, now, [packedHash(hash), '', '', ...args])));
+    if (known !== undefined) return this.#runRoutedOn(script, known, hash, now, args);
+    return this.route(hash).then((tag) => (tag === null ? null : this.#runRoutedOn(script, tag, hash, now, args)));
+  }
+
+  /** runSlot(script, tag, now, [packedHash(hash), '', '', ...args]) without that array's copy of `args`. */
+  #runRoutedOn(script: LuaScript, tag: string, hash: string, now: number, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
+    return evalScript(this.conn, script, this.keys.slotSessions(tag), args, [this.keys.slotBase(tag), num(now), this.keys.endsChannel(), '', packedHash(hash), '', '']);
   }
 
   /** The tag the route of a secret or refresh-token hash names, or null. */

@@ -224,28 +224,36 @@ async function retryFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: 
 }
 
 /**
- * Runs `script` with KEYS[1] = `key` and ARGV = `args` (a Buffer goes as its bytes).
+ * Runs `script` with KEYS[1] = `key` and ARGV = `head` then `args` (a Buffer goes as its bytes;
+ * `head`, when given, spares a caller that puts its own arguments first a copy of `args`).
  *
  * The usual call — a Function whose library this node was checked for — is one FCALL and its
  * promise (with a handler for the failures that send it on to the load or to EVALSHA, as
  * callFunction's first try): no async frame and no copy of the arguments but the command's own,
- * on every slot script of every request. Anything else goes through evalSlowly.
+ * made at its length, on every slot script of every request. Anything else goes through evalSlowly.
  */
-export function evalScript(conn: Conn, script: LuaScript, key: string, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
+export function evalScript(
+  conn: Conn,
+  script: LuaScript,
+  key: string,
+  args: ReadonlyArray<string | Buffer>,
+  head?: ReadonlyArray<string | Buffer>,
+): Promise<unknown> {
   const fn = script.fn;
   // (One node, standalone or Sentinel: its check is at hand. A Cluster's goes through nodeOf.)
   if (fn !== undefined && conn.nodeOf === undefined && !evalOnly.has(conn) && checkOn(conn, conn, fn, key) === true) {
     const binary = script.binary === true;
-    // Made at its length (not grown by push, which reallocates it twice for the SSO exchange's).
-    const command: CommandArgs = new Array<string | Buffer>(4 + args.length);
+    const h = head === undefined ? 0 : head.length;
+    const command: CommandArgs = new Array<string | Buffer>(4 + h + args.length);
     command[0] = 'FCALL';
     command[1] = fn.name;
     command[2] = '1';
     command[3] = key;
-    for (let i = 0; i < args.length; i++) command[4 + i] = args[i] as string | Buffer;
-    return conn.send(key, command, false, binary).catch((err: unknown) => afterFailedCall(conn, script, fn, key, args, binary, err));
+    for (let i = 0; i < h; i++) command[4 + i] = (head as ReadonlyArray<string | Buffer>)[i] as string | Buffer;
+    for (let i = 0; i < args.length; i++) command[4 + h + i] = args[i] as string | Buffer;
+    return conn.send(key, command, false, binary).catch((err: unknown) => afterFailedCall(conn, script, fn, key, head === undefined ? args : [...head, ...args], binary, err));
   }
-  return evalSlowly(conn, script, key, args);
+  return evalSlowly(conn, script, key, head === undefined ? args : [...head, ...args]);
 }
 
 /** The rest of callFunction after its first FCALL failed with `err`, then EVALSHA as evalSlowly. */
