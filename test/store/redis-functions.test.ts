@@ -17,7 +17,7 @@ import { LUA_CODEC, LUA_CODEC_INIT, packedHash } from '../../src/store/redis/lua
 import { evalScript, luaFunctionScript } from '../../src/store/redis/lua.ts';
 import { openRedisStore, parseRedisUrl, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
 import { CREATE } from '../../src/store/redis/scripts.ts';
-import { purgePrefix, redisBinariesMissing, redisUrlForTests, requireOrSkip, startRedisCluster, startRedisStandalone, testPrefix } from '../support/redis.ts';
+import { purgePrefix, redisBinariesMissing, redisUrlForTests, requireOrSkip, startRedisCluster, startRedisSentinelSet, startRedisStandalone, testPrefix } from '../support/redis.ts';
 
 const T0 = Date.now();
 const HOUR = 3_600_000;
@@ -434,6 +434,80 @@ describe('library loads per node (a Cluster stand-in)', () => {
     expect(await evalScript(conn, own, 'a3', [])).toBe('fcall@A');
     expect(lists.sort()).toEqual(['A', 'B', 'B']);
   });
+});
+
+describe('library checks through Sentinel (a stand-in)', () => {
+  it('checks a library again on the master a failover promotes, not taking the old master\'s check for it', async () => {
+    const own = luaFunctionScript(`failover_${randomBytes(4).toString('hex')}`, 'local k = 1', 'return k');
+    let master = { name: 'M1' };
+    const lists: string[] = [];
+    const conn = {
+      send: async (_key: string | undefined, args: Array<string | Buffer>) => {
+        await sleep(1);
+        if (args[0] === 'FUNCTION' && args[1] === 'LIST') lists.push(master.name);
+        return args[0] === 'FCALL' ? `fcall@${master.name}` : [];
+      },
+      currentNode: () => master,
+    };
+    expect(await evalScript(conn, own, 'k1', [])).toBe('fcall@M1');
+    expect(await evalScript(conn, own, 'k2', [])).toBe('fcall@M1');
+    master = { name: 'M2' };
+    expect(await evalScript(conn, own, 'k3', [])).toBe('fcall@M2');
+    expect(await evalScript(conn, own, 'k4', [])).toBe('fcall@M2');
+    expect(lists).toEqual(['M1', 'M2']);
+  });
+});
+
+describe.skipIf(serverSkip)('slot scripts as Redis Functions (a throw-away Sentinel set)', () => {
+  let set: Awaited<ReturnType<typeof startRedisSentinelSet>> | undefined;
+
+  beforeAll(async () => {
+    // No automatic failover (a slow machine must not see one): the test asks for it.
+    set = await startRedisSentinelSet({ downAfterMs: 30_000 });
+  }, 90_000);
+  afterAll(async () => {
+    await set?.stop();
+  });
+
+  it("checks the library on the master a failover promotes: one planted there is not called", async () => {
+    const s = set as NonNullable<typeof set>;
+    const own = luaFunctionScript(`sentinel_${randomBytes(4).toString('hex')}`, 'local k = 1', 'return k');
+    const name = own.fn?.name as string;
+    const conn = await openConnection(parseRedisUrl(s.url), { connectTimeoutMs: 5000, commandTimeoutMs: 5000 });
+    const direct = (port: number) => openConnection(parseRedisUrl(`redis://127.0.0.1:${port}`), { connectTimeoutMs: 2000, commandTimeoutMs: 5000 });
+    const portNow = async () => Number(((await conn.send(undefined, ['CONFIG', 'GET', 'port'])) as string[])[1]);
+    const sentinel = await direct(s.sentinelPorts[0] as number);
+    try {
+      // Checked (not there yet), loaded and called on the first master; the replica gets the library.
+      expect(await evalScript(conn, own, 'k', [])).toBe(1);
+      expect(await portNow()).toBe(s.masterPort);
+      // A failover: the replica becomes the master.
+      for (let t0 = Date.now(); ; await sleep(200)) {
+        try {
+          await sentinel.send(undefined, ['SENTINEL', 'FAILOVER', 'mymaster']);
+          break;
+        } catch (err) {
+          if (Date.now() - t0 > 20_000) throw err;
+        }
+      }
+      for (let t0 = Date.now(); (await portNow().catch(() => 0)) !== s.replicaPort; await sleep(100)) {
+        if (Date.now() - t0 > 30_000) throw new Error('the connection did not follow the failover');
+      }
+      // On the new master, other code under the library's name (a user allowed FUNCTION LOAD).
+      const promoted = await direct(s.replicaPort);
+      try {
+        await promoted.send(undefined, ['FUNCTION', 'LOAD', 'REPLACE', `#!lua name=${name}\nredis.register_function('${name}', function(KEYS, ARGV) return redis.error_reply('planted') end)\n`]);
+      } finally {
+        await promoted.close();
+      }
+      // Checked there too: EVALSHA, never the planted function.
+      expect(await evalScript(conn, own, 'k', [])).toBe(1);
+      expect(await evalScript(conn, own, 'k', [])).toBe(1);
+    } finally {
+      await sentinel.close();
+      await conn.close();
+    }
+  }, 90_000);
 });
 
 describe.skipIf(serverSkip)('slot scripts as Redis Functions (a throw-away 3-master Cluster)', () => {

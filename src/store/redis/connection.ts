@@ -59,6 +59,12 @@ export interface RedisConnection {
    */
   nodeOf?(routingKey: string): Promise<object>;
   /**
+   * Through Sentinel, an object that stands for the master commands go to now: a new one once
+   * node-redis reports a master at another address (MASTER_CHANGE: a failover); absent elsewhere.
+   * What is known of one master (lua.ts: its libraries checked) is not taken for the next.
+   */
+  currentNode?(): object;
+  /**
    * Subscribes a dedicated connection to `channel`. `onReset('down')` is called when messages
    * may be lost from then on (the subscriber's connection failed, the topology changed, or its
    * own probes stopped coming back); `onReset('up')` once a probe published after that arrives.
@@ -481,6 +487,15 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
         passthroughClientErrorEvents: true,
       });
       sentinel.on('error', onError);
+      let master: object = {};
+      let masterAddress = '';
+      sentinel.on('topology-change', (event: { type: string; node?: { host: string; port: number } }) => {
+        if (event.type !== 'MASTER_CHANGE' || event.node === undefined) return;
+        const address = `${event.node.host}:${event.node.port}`;
+        if (address === masterAddress) return;
+        masterAddress = address;
+        master = {};
+      });
       connect = () => sentinel.connect();
       destroy = () => void sentinel.destroy().catch(onError);
       conn = {
@@ -488,6 +503,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
         send: (_key, args, readonly = false, binary) =>
           deadline(binary === true ? sentinel.sendCommand(readonly, args, BINARY) : sentinel.sendCommand(readonly, args), args[0] as string),
         masters: () => Promise.resolve([(args: string[]) => deadline(sentinel.sendCommand(false, args), args[0] as string)]),
+        currentNode: () => master,
         subscribe: (channel, onMessage, onReset) =>
           subscribeOn(sentinel.duplicate(), channel, (m) => deadline(sentinel.sendCommand(false, ['PUBLISH', channel, m]), 'PUBLISH'), onMessage, onReset, opts),
         close: () => closeGracefully(() => sentinel.close(), destroy),

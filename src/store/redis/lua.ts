@@ -30,7 +30,8 @@
 //   that call;
 // - a library of the function's name holding other code than this release's (a Function is
 //   found by name: a Redis user allowed FUNCTION LOAD could have put it there; checkLibrary,
-//   once per node and library): for that script's calls to that node.
+//   once per node and library — through Sentinel, again on the master a failover promotes): for
+//   that script's calls to that node.
 
 import { createHash } from 'node:crypto';
 import { ErrorReply } from 'redis';
@@ -83,14 +84,15 @@ export function luaFunctionScript(name: string, top: string, call: string): LuaS
   return { name, source, sha1, fn: { name: fnName, library } };
 }
 
-type Conn = Pick<RedisConnection, 'send' | 'nodeOf'>;
+type Conn = Pick<RedisConnection, 'send' | 'nodeOf' | 'currentNode'>;
 
 /** Connections whose user may not use Functions (or whose server has none): EVALSHA only. */
 const evalOnly = new WeakSet<Conn>();
 /**
- * Library loads under way, per node and library name: the connection itself stands for its one
- * node, a Cluster's master stands for itself (conn.nodeOf) — a load shared across masters would
- * reach only one of them.
+ * Library loads under way, per node and library name: a standalone connection stands for its one
+ * node, a Sentinel connection's master for the time being for itself (conn.currentNode: a new one
+ * after a failover), a Cluster's master for itself (conn.nodeOf) — a load shared across masters
+ * would reach only one of them.
  */
 const loads = new WeakMap<object, Map<string, Promise<boolean>>>();
 
@@ -113,7 +115,7 @@ function fallbackOf(err: unknown): 'missing' | 'no-functions' | 'refused' | null
 
 /** Loads `fn`'s library through `conn` (on `key`'s node); false when Functions are not for this connection. */
 async function load(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): Promise<boolean> {
-  const node = conn.nodeOf === undefined ? conn : await conn.nodeOf(key);
+  const node = conn.nodeOf === undefined ? oneNode(conn) : await conn.nodeOf(key);
   let mine = loads.get(node);
   if (mine === undefined) {
     mine = new Map();
@@ -141,13 +143,20 @@ async function load(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): 
 
 const USE_EVAL = Symbol('eval');
 
+/** What stands for the one node a connection without nodeOf sends to now (see `loads`). */
+function oneNode(conn: Conn): object {
+  return conn.currentNode === undefined ? conn : conn.currentNode();
+}
+
 /**
  * Whether the library a call would reach is Tessera's own code, per node and library: a Function is
  * found by name, and a Redis user allowed FUNCTION LOAD could have put other code under that name
  * (security.md). Checked once per node, before the first call of the library that goes there:
  * FUNCTION LIST LIBRARYNAME <name> WITHCODE, sent with the call's key, so to the node the call goes
- * to (the connection itself stands for its one node, a Cluster's master for itself, as for loads —
- * a master added later is checked at its first call). A library with other code sends that node's
+ * to (as for loads: a standalone connection stands for its one node, a Sentinel connection's
+ * current master for itself — the master a failover promotes is checked at its first call, not
+ * taken for the one checked before — and a Cluster's master for itself — a master added later is
+ * checked at its first call). A library with other code sends that node's
  * calls of the script to EVALSHA (content-addressed) from then on; a library not there yet is fine
  * (the call loads its own). A user that may not list functions is not checked (nothing to compare
  * with). A node that does not answer the check fails only the calls that go to it, as the call
@@ -168,7 +177,7 @@ function codeOf(reply: unknown, name: string): string[] {
 }
 
 function checkLibrary(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: string): boolean | Promise<boolean> {
-  if (conn.nodeOf === undefined) return checkOn(conn, conn, fn, key);
+  if (conn.nodeOf === undefined) return checkOn(conn, oneNode(conn), fn, key);
   return conn.nodeOf(key).then((node) => checkOn(conn, node, fn, key));
 }
 
@@ -240,8 +249,8 @@ export function evalScript(
   head?: ReadonlyArray<string | Buffer>,
 ): Promise<unknown> {
   const fn = script.fn;
-  // (One node, standalone or Sentinel: its check is at hand. A Cluster's goes through nodeOf.)
-  if (fn !== undefined && conn.nodeOf === undefined && !evalOnly.has(conn) && checkOn(conn, conn, fn, key) === true) {
+  // (One node, standalone or Sentinel's master now: its check is at hand. A Cluster's goes through nodeOf.)
+  if (fn !== undefined && conn.nodeOf === undefined && !evalOnly.has(conn) && checkOn(conn, oneNode(conn), fn, key) === true) {
     const binary = script.binary === true;
     const h = head === undefined ? 0 : head.length;
     const command: CommandArgs = new Array<string | Buffer>(4 + h + args.length);
