@@ -312,16 +312,8 @@ export class RedisSessions implements SessionsStore {
           await this.ctx.replicated([tag]);
           return { outcome: 'redeemed', session };
         }
-        case 'unusable':
-          return { outcome: 'target_unusable', consumed: packedFromReply(reply[1]).session };
-        case 'not_consumed':
-          return { outcome: 'not_consumed' };
-        case 'token_exists':
-          throw new Conflict('refresh_token_exists', 'This refresh token is already stored.');
-        case 'route_taken':
-          throw secretInUse();
         default:
-          throw new Error(`unexpected reply from the redeem script: ${outcome}`);
+          return redeemRefusal(outcome, reply, 'redeem');
       }
     });
   }
@@ -369,16 +361,8 @@ export class RedisSessions implements SessionsStore {
           await this.ctx.replicated([tag]);
           return { outcome: 'redeemed', session, user };
         }
-        case 'unusable':
-          return { outcome: 'target_unusable', consumed: packedFromReply(reply[1]).session };
-        case 'not_consumed':
-          return { outcome: 'not_consumed' };
-        case 'token_exists':
-          throw new Conflict('refresh_token_exists', 'This refresh token is already stored.');
-        case 'route_taken':
-          throw secretInUse();
         default:
-          throw new Error(`unexpected reply from the look-up-and-redeem script: ${outcome}`);
+          return redeemRefusal(outcome, reply, 'look-up-and-redeem');
       }
     });
   }
@@ -473,4 +457,20 @@ export class RedisSessions implements SessionsStore {
 
 function parentInvalid(): Conflict {
   return new Conflict('invalid_parent', 'The parent session is not a valid session of this tenant and user.');
+}
+
+/** The refusals REDEEM and LOOK_UP_REDEEM answer alike: returned, or thrown where the port throws. */
+function redeemRefusal(outcome: string, reply: unknown[], script: string): { outcome: 'target_unusable'; consumed: Session } | { outcome: 'not_consumed' } {
+  switch (outcome) {
+    case 'unusable':
+      return { outcome: 'target_unusable', consumed: packedFromReply(reply[1]).session };
+    case 'not_consumed':
+      return { outcome: 'not_consumed' };
+    case 'token_exists':
+      throw new Conflict('refresh_token_exists', 'This refresh token is already stored.');
+    case 'route_taken':
+      throw secretInUse();
+    default:
+      throw new Error(`unexpected reply from the ${script} script: ${outcome}`);
+  }
 }
