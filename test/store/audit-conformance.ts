@@ -112,7 +112,11 @@ export function describeAuditConformance(name: string, open: () => Promise<Audit
       // The same for an appendMany and a head of the same seq and another hash, twice over.
       await rewind(t, 3);
       const again = await b().audit.append(event(t, 12));
-      const many = (await a().audit.appendMany?.([{ input: event(t, 13) }, { input: event(t, 14) }])) ?? [await a().audit.append(event(t, 13)), await a().audit.append(event(t, 14))];
+      // A store behind a proxy (the SQLite worker threads) offers every method name: an empty call
+      // tells whether the store behind has appendMany.
+      const appendMany = a().audit.appendMany?.bind(a().audit);
+      const hasMany = appendMany !== undefined && (await appendMany([]).then(() => true, () => false));
+      const many = hasMany && appendMany !== undefined ? await appendMany([{ input: event(t, 13) }, { input: event(t, 14) }]) : [await a().audit.append(event(t, 13)), await a().audit.append(event(t, 14))];
       expect(again.seq).toBe(4);
       expect(many.map((r) => r.seq)).toEqual([5, 6]);
       expect(many[0]?.prevHash).toBe(again.hash);

@@ -350,7 +350,8 @@ function sqliteWorkersTarget(): StoreTarget {
     return p;
   };
   let shared: Promise<WorkerPool> | null = null;
-  const sharedPool = (): Promise<WorkerPool> => (shared ??= pool(WORKERS, { path: join(dirs.make(), 'shared.db') }));
+  let sharedPath = '';
+  const sharedPool = (): Promise<WorkerPool> => (shared ??= pool(WORKERS, { path: (sharedPath = join(dirs.make(), 'shared.db')) }));
   const all = Array.from({ length: WORKERS }, (_, i) => i);
   const kept = () => Promise.resolve(); // the shared pool ends with the target
   return {
@@ -371,7 +372,8 @@ function sqliteWorkersTarget(): StoreTarget {
     async openPair() {
       // Two "processes" of two connections each.
       const p = await sharedPool();
-      return { a: p.view([0, 1]), b: p.view([2, 3]), close: kept };
+      // The rewind goes past the workers' connections to the file, as a restore would.
+      return { a: p.view([0, 1]), b: p.view([2, 3]), close: kept, rewindAudit: (t, seq) => Promise.resolve(rewindSqliteAudit(sharedPath, t, seq)) };
     },
     async openFeedRig({ gap }) {
       if (!gap) {
