@@ -135,26 +135,8 @@ async function startWorker(kind: string, root: string): Promise<{ port: number; 
     return { port: typeof a === 'object' && a ? a.port : 0, target: REFRESH };
   }
   if (kind === 'hello-get' || kind === 'hello-post') {
-    const { default: Fastify } = await import('fastify');
-    const { PAIR } = await import('./post-shell-stubs.ts');
-    const app = Fastify({ logger: false });
-    const str = { type: 'string' };
-    app.get('/api/v1/session', async () => ({ hello: 'world' }));
-    app.post(
-      '/refresh',
-      {
-        schema: {
-          body: { type: 'object', properties: { refreshToken: { type: 'string', minLength: 1, maxLength: 512 } }, required: ['refreshToken'], additionalProperties: false },
-          response: {
-            200: {
-              type: 'object',
-              properties: { expires_in: { type: 'integer' }, token_type: str, scope: str, customerId: str, tenantId: str, userSessionToken: str, refreshToken: str, sessionId: str },
-            },
-          },
-        },
-      },
-      async () => PAIR,
-    );
+    const { fastifyFloor } = await import('./post-shell-hello.ts');
+    const app = fastifyFloor();
     await app.listen({ host: '127.0.0.1', port: 0 });
     const a = app.server.address();
     const port = typeof a === 'object' && a ? a.port : 0;

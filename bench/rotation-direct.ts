@@ -19,14 +19,14 @@
 
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as AppSessionsModule from '../src/sessions/app-sessions.ts';
 import type { Origin } from '../src/events/bus.ts';
 import { startInProcessTessera, type InProcessTessera } from './inprocess-tessera.ts';
+import { closeProfiler, openProfiler, threadCpu } from './inspector.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 15);
@@ -72,19 +72,6 @@ async function tessera(root: string, label: string): Promise<Variant> {
   return { name: `rotation below HTTP ${label}`, t, refresh: refreshTokenPair, tokens };
 }
 
-/** This process's CPU by thread name (main, V8's compiler and GC helpers, libuv's pool), ms; Linux only. */
-function threadCpu(): Map<string, number> {
-  const tick = 10; // ms per clock tick (USER_HZ 100)
-  const byName = new Map<string, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    byName.set(comm, (byName.get(comm) ?? 0) + (Number(f[11]) + Number(f[12])) * tick);
-  }
-  return byName;
-}
-
 /** This process's read and write system calls so far (/proc/self/io); Linux only. */
 function syscalls(): { r: number; w: number } {
   const io = readFileSync('/proc/self/io', 'utf8');
@@ -114,32 +101,15 @@ try {
   for (const v of variants) await slice(v, SLICE); // warm-up
   const threads0 = process.env.AB_THREADS === '1' ? threadCpu() : null;
   const io0 = syscalls();
-  const profiler = process.env.AB_PROFILE || process.env.AB_HEAP_PROFILE ? new Session() : null;
-  if (profiler !== null && process.env.AB_HEAP_PROFILE) {
-    profiler.connect();
-    await profiler.post('HeapProfiler.enable');
-    await profiler.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: process.env.AB_HEAP_LIVE !== '1', includeObjectsCollectedByMinorGC: process.env.AB_HEAP_LIVE !== '1' });
-  } else if (profiler !== null) {
-    profiler.connect();
-    await profiler.post('Profiler.enable');
-    await profiler.post('Profiler.setSamplingInterval', { interval: Number(process.env.AB_PROFILE_US ?? 100) });
-    await profiler.post('Profiler.start');
-  }
+  const profiler = await openProfiler();
+  if (profiler !== null && !process.env.AB_HEAP_PROFILE) await profiler.post('Profiler.start');
   const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
   for (let round = 0; round < ROUNDS; round++) {
     // Alternate which variant goes first, so neither always follows the other's garbage.
     const order = round % 2 === 0 ? variants : [...variants].reverse();
     for (const v of order) samples.get(v.name)!.push(await slice(v, SLICE));
   }
-  if (profiler !== null && process.env.AB_HEAP_PROFILE) {
-    const { profile } = await profiler.post('HeapProfiler.stopSampling');
-    writeFileSync(process.env.AB_HEAP_PROFILE, JSON.stringify(profile));
-    profiler.disconnect();
-  } else if (profiler !== null) {
-    const { profile } = await profiler.post('Profiler.stop');
-    writeFileSync(process.env.AB_PROFILE as string, JSON.stringify(profile));
-    profiler.disconnect();
-  }
+  await closeProfiler(profiler, async () => (await profiler!.post('Profiler.stop')).profile);
   const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
   const q = (xs: number[], p: number) => sorted(xs)[Math.floor(p * (xs.length - 1))] as number;
   console.log(`\n# bench/rotation-direct.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${SLICE} rotations per variant, ${CHAINS} chains (refreshTokenPair called directly, one process)\n`);

@@ -26,16 +26,16 @@
 
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Session } from 'node:inspector/promises';
-import { writeFileSync } from 'node:fs';
+import type { Session } from 'node:inspector/promises';
 import type * as RedeemModule from '../src/flows/sso/redeem-token.ts';
 import type * as SessionModule from '../src/domain/session.ts';
 import { createClient } from 'redis';
 import { startInProcessTessera, type Injectable } from './inprocess-tessera.ts';
+import { closeProfiler, openProfiler, threadCpu } from './inspector.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 9);
@@ -109,17 +109,6 @@ async function fill(v: Variant, n: number): Promise<string[]> {
   return readFileSync(out, 'utf8').split('\n').filter(Boolean);
 }
 
-/** Each thread's CPU time so far in ms, by thread name (/proc/self/task; clock ticks of 10 ms). */
-function threadCpu(): Map<string, number> {
-  const byName = new Map<string, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    byName.set(comm, (byName.get(comm) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
-  }
-  return byName;
-}
 const THREADS = process.env.AB_THREADS === '1';
 /** AB_THREADS: ms by thread over the measured slices, and how many exchanges they made. */
 const byThread = new Map<string, number>();
@@ -157,30 +146,14 @@ const variants: Variant[] = [await tessera(ROOT, '(this)')];
 if (process.argv[2]) variants.push(await tessera(resolve(process.argv[2]), '(other)'));
 try {
   for (const v of variants) await slice(v, Math.min(SLICE, 1000)); // warm-up
-  const profiler = process.env.AB_PROFILE || process.env.AB_HEAP_PROFILE ? new Session() : null;
-  if (profiler !== null && process.env.AB_HEAP_PROFILE) {
-    profiler.connect();
-    await profiler.post('HeapProfiler.enable');
-    await profiler.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: process.env.AB_HEAP_LIVE !== '1', includeObjectsCollectedByMinorGC: process.env.AB_HEAP_LIVE !== '1' });
-  } else if (profiler !== null) {
-    profiler.connect();
-    await profiler.post('Profiler.enable');
-    await profiler.post('Profiler.setSamplingInterval', { interval: Number(process.env.AB_PROFILE_US ?? 100) });
-    cpuProfiler = profiler;
-  }
+  const profiler = await openProfiler();
+  if (profiler !== null && !process.env.AB_HEAP_PROFILE) cpuProfiler = profiler;
   const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
   measuring = true;
   for (let round = 0; round < ROUNDS; round++) {
     for (const v of round % 2 === 0 ? variants : [...variants].reverse()) samples.get(v.name)!.push(await slice(v, SLICE));
   }
-  if (profiler !== null && process.env.AB_HEAP_PROFILE) {
-    const { profile } = await profiler.post('HeapProfiler.stopSampling');
-    writeFileSync(process.env.AB_HEAP_PROFILE, JSON.stringify(profile));
-    profiler.disconnect();
-  } else if (profiler !== null) {
-    writeFileSync(process.env.AB_PROFILE as string, JSON.stringify(cpuProfiles));
-    profiler.disconnect();
-  }
+  await closeProfiler(profiler, () => Promise.resolve(cpuProfiles));
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor(p * (xs.length - 1))] as number;
   console.log(`\n# bench/sso-ab.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${SLICE} exchanges per variant, ${CONCURRENCY} at a time (${FLOW ? 'the flow function called' : 'inject'}, one process)\n`);
