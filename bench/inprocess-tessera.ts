@@ -2,9 +2,11 @@
 // Fastify's inject (no sockets): the in-process A/B benches (rotation-ab.ts, sso-ab.ts) start
 // one per checkout they compare, with a tenant "bench" of the integration profile.
 
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type * as ConfigModule from '../src/config/config.ts';
 import type * as SecretsModule from '../src/domain/secrets.ts';
+import type { Origin } from '../src/events/bus.ts';
 import type * as AppModule from '../src/http/app.ts';
 import type * as RuntimeModule from '../src/runtime.ts';
 import type * as ServerModule from '../src/server.ts';
@@ -68,4 +70,31 @@ export async function startInProcessTessera(opts: {
   const h = { authorization: `Bearer ${opts.adminToken}`, 'content-type': 'application/json' };
   await app.inject({ method: 'PUT', url: '/api/v1/admin/tenants/bench', headers: h, payload: { profile: 'integration' } });
   return { app, deps: runtime.deps, flush: () => runtime.deps.monitor.flush(), stop: () => runtime.stop() };
+}
+
+/**
+ * Rotation chains: `n` users of the tenant "bench" made through the admin API and logged in by
+ * password; their refresh tokens, in order (rotation-direct.ts, lean-resp-ab.ts).
+ */
+export async function loginChains(t: InProcessTessera, adminToken: string, n: number, emailPrefix: string): Promise<string[]> {
+  const h = { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' };
+  const tokens: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const email = `${emailPrefix}${i}@example.com`;
+    await t.app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: h, payload: { tenantId: 'bench', email, password: 'bench password' } });
+    const r = await t.app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json' }, payload: { email, password: 'bench password' } });
+    if (r.statusCode !== 200) throw new Error(`login ${r.statusCode} ${r.body}`);
+    tokens.push((r.json() as { refreshToken: string }).refreshToken);
+  }
+  return tokens;
+}
+
+/** What request `i`'s origin looks like to the rotation (originOf in src/http/authenticate.ts). */
+export function benchOrigin(i: number, userAgent: string): Origin {
+  return {
+    headers: { requestId: `bench-${i}-${randomBytes(6).toString('hex')}`, correlationId: null, activityId: null, tenantId: null, sessionId: null },
+    ip: '127.0.0.1',
+    userAgent,
+    location: null,
+  };
 }

@@ -24,8 +24,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as AppSessionsModule from '../src/sessions/app-sessions.ts';
-import type { Origin } from '../src/events/bus.ts';
-import { startInProcessTessera, type InProcessTessera } from './inprocess-tessera.ts';
+import { benchOrigin, loginChains, startInProcessTessera, type InProcessTessera } from './inprocess-tessera.ts';
 import { closeProfiler, openProfiler, threadCpu } from './inspector.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -44,31 +43,13 @@ interface Variant {
   tokens: string[];
 }
 
-/** What a request's origin looks like to the rotation (originOf in src/http/authenticate.ts). */
-function originOf(i: number): Origin {
-  return {
-    headers: { requestId: `bench-${i}-${randomBytes(6).toString('hex')}`, correlationId: null, activityId: null, tenantId: null, sessionId: null },
-    ip: '127.0.0.1',
-    userAgent: 'bench/rotation-direct',
-    location: null,
-  };
-}
-
 async function tessera(root: string, label: string): Promise<Variant> {
   const cookieSecret = 'ab-cookie-secret-' + 'y'.repeat(32);
   const prefix = `bench-rot-direct-${randomBytes(4).toString('hex')}:`;
   prefixes.push(prefix);
   const t = await startInProcessTessera({ root, redisUrl: REDIS_URL, prefix, cookieSecret, adminToken: ADMIN, dir });
   const { refreshTokenPair } = (await import(join(root, 'src', 'sessions', 'app-sessions.ts'))) as typeof AppSessionsModule;
-  const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
-  const tokens: string[] = [];
-  for (let i = 0; i < CHAINS; i++) {
-    const email = `rot${i}@example.com`;
-    await t.app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: h, payload: { tenantId: 'bench', email, password: 'bench password' } });
-    const r = await t.app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json' }, payload: { email, password: 'bench password' } });
-    if (r.statusCode !== 200) throw new Error(`login ${r.statusCode} ${r.body}`);
-    tokens.push((r.json() as { refreshToken: string }).refreshToken);
-  }
+  const tokens = await loginChains(t, ADMIN, CHAINS, 'rot');
   return { name: `rotation below HTTP ${label}`, t, refresh: refreshTokenPair, tokens };
 }
 
@@ -80,7 +61,7 @@ function syscalls(): { r: number; w: number } {
 
 async function slice(v: Variant, n: number): Promise<number> {
   const per = Math.ceil(n / CHAINS);
-  const origins = v.tokens.map((_, i) => originOf(i));
+  const origins = v.tokens.map((_, i) => benchOrigin(i, 'bench/rotation-direct'));
   const c0 = process.cpuUsage();
   await Promise.all(
     v.tokens.map(async (_, i) => {
