@@ -19,7 +19,8 @@ export function threadCpu(): Map<string, number> {
 
 /**
  * The sampler the environment asks for, connected: AB_HEAP_PROFILE — the heap sampler, started
- * (AB_HEAP_LIVE=1: only what is still alive at the end); AB_PROFILE — the CPU sampler, enabled at
+ * (AB_HEAP_LIVE=1: only what is still alive at the end; =old: what was promoted to the old
+ * generation); AB_PROFILE — the CPU sampler, enabled at
  * AB_PROFILE_US µs (default 100) and not started (the caller starts it around what it measures).
  * Null when neither is set.
  */
@@ -28,9 +29,15 @@ export async function openProfiler(): Promise<Session | null> {
   const profiler = new Session();
   profiler.connect();
   if (process.env.AB_HEAP_PROFILE) {
-    const all = process.env.AB_HEAP_LIVE !== '1';
+    // AB_HEAP_LIVE=old: what the young generation's collections did not take — promoted to the
+    // old generation, even if a full collection took it later.
+    const live = process.env.AB_HEAP_LIVE;
     await profiler.post('HeapProfiler.enable');
-    await profiler.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: all, includeObjectsCollectedByMinorGC: all });
+    await profiler.post('HeapProfiler.startSampling', {
+      samplingInterval: 1024,
+      includeObjectsCollectedByMajorGC: live !== '1',
+      includeObjectsCollectedByMinorGC: live !== '1' && live !== 'old',
+    });
   } else {
     await profiler.post('Profiler.enable');
     await profiler.post('Profiler.setSamplingInterval', { interval: Number(process.env.AB_PROFILE_US ?? 100) });

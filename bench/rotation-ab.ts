@@ -8,7 +8,8 @@
 // turn, and counts this process's CPU time until the slice's audit events are appended too. The
 // variants are interleaved for many rounds and the median slice of each is reported. Redis's own
 // CPU is not in these figures. Environment: AB_ROUNDS (default 15), AB_SLICE (rotations per
-// slice, default 2000), BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+// slice, default 2000), BENCH_REDIS_URL (default redis://127.0.0.1:6379), AB_PROFILE=<file> and
+// AB_HEAP_PROFILE=<file> with AB_HEAP_LIVE as in bench/rotation-direct.ts (the measured rounds).
 
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -17,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startInProcessTessera, type Injectable } from './inprocess-tessera.ts';
+import { closeProfiler, openProfiler } from './inspector.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 15);
@@ -74,10 +76,13 @@ const variants: Variant[] = [await tessera(ROOT, '(this)')];
 if (process.argv[2]) variants.push(await tessera(resolve(process.argv[2]), '(other)'));
 try {
   for (const v of variants) await slice(v, SLICE); // warm-up
+  const profiler = await openProfiler();
+  if (profiler !== null && !process.env.AB_HEAP_PROFILE) await profiler.post('Profiler.start');
   const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const v of variants) samples.get(v.name)!.push(await slice(v, SLICE));
   }
+  await closeProfiler(profiler, async () => (await profiler!.post('Profiler.stop')).profile);
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor(p * (xs.length - 1))] as number;
   console.log(`\n# bench/rotation-ab.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${SLICE} rotations per variant, ${CHAINS} chains (inject, one process)\n`);

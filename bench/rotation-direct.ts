@@ -15,7 +15,12 @@
 // by their checkout's path), AB_HEAP_PROFILE=<file> (a sampling heap profile of the measured
 // rounds that keeps the objects garbage collection took too: what a rotation allocates, by the
 // function that allocated it; with AB_HEAP_LIVE=1 only what is still alive at the end: what the
-// caches keep).
+// caches keep), AB_ISOLATE=1 (each variant in a worker thread of its own, so in a V8 heap of its
+// own: the variants still take turns, slice by slice, but each one's garbage collection is its
+// own — in one heap, each variant's slices also pay for the other's garbage and caches; the CPU
+// is still the whole process's during the slice, the other variant idle, and a column gives the
+// variant's own thread's share: the rest is V8's helper threads, GC and the optimising compiler;
+// AB_PROFILE and AB_HEAP_PROFILE sample this thread, so not the variants there).
 
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -23,6 +28,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type * as AppSessionsModule from '../src/sessions/app-sessions.ts';
 import { benchOrigin, loginChains, startInProcessTessera, type InProcessTessera } from './inprocess-tessera.ts';
 import { closeProfiler, openProfiler, threadCpu } from './inspector.ts';
@@ -59,10 +65,17 @@ function syscalls(): { r: number; w: number } {
   return { r: Number(/syscr: (\d+)/.exec(io)?.[1]), w: Number(/syscw: (\d+)/.exec(io)?.[1]) };
 }
 
-async function slice(v: Variant, n: number): Promise<number> {
+/** A slice's CPU per rotation: the process's, and this thread's own. */
+interface SliceCpu {
+  cpu: number;
+  own: number;
+}
+
+async function slice(v: Variant, n: number): Promise<SliceCpu> {
   const per = Math.ceil(n / CHAINS);
   const origins = v.tokens.map((_, i) => benchOrigin(i, 'bench/rotation-direct'));
   const c0 = process.cpuUsage();
+  const t0 = process.threadCpuUsage();
   await Promise.all(
     v.tokens.map(async (_, i) => {
       for (let k = 0; k < per; k++) {
@@ -73,46 +86,127 @@ async function slice(v: Variant, n: number): Promise<number> {
   );
   await v.t.flush();
   const c = process.cpuUsage(c0);
-  return (c.user + c.system) / (per * CHAINS);
+  const t = process.threadCpuUsage(t0);
+  return { cpu: (c.user + c.system) / (per * CHAINS), own: (t.user + t.system) / (per * CHAINS) };
 }
 
-const variants: Variant[] = [await tessera(ROOT, '(this)')];
-if (process.argv[2]) variants.push(await tessera(resolve(process.argv[2]), '(other)'));
-try {
-  for (const v of variants) await slice(v, SLICE); // warm-up
-  const threads0 = process.env.AB_THREADS === '1' ? threadCpu() : null;
-  const io0 = syscalls();
-  const profiler = await openProfiler();
-  if (profiler !== null && !process.env.AB_HEAP_PROFILE) await profiler.post('Profiler.start');
-  const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
-  for (let round = 0; round < ROUNDS; round++) {
-    // Alternate which variant goes first, so neither always follows the other's garbage.
-    const order = round % 2 === 0 ? variants : [...variants].reverse();
-    for (const v of order) samples.get(v.name)!.push(await slice(v, SLICE));
-  }
-  await closeProfiler(profiler, async () => (await profiler!.post('Profiler.stop')).profile);
-  const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
-  const q = (xs: number[], p: number) => sorted(xs)[Math.floor(p * (xs.length - 1))] as number;
-  console.log(`\n# bench/rotation-direct.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${SLICE} rotations per variant, ${CHAINS} chains (refreshTokenPair called directly, one process)\n`);
-  console.log('| variant | CPU µs/rotation (median) | p25–p75 | rounds in order |');
-  console.log('|---|---:|---:|---|');
-  for (const [name, xs] of samples) console.log(`| ${name} | ${q(xs, 0.5).toFixed(1)} | ${q(xs, 0.25).toFixed(1)}–${q(xs, 0.75).toFixed(1)} | ${xs.map((x) => x.toFixed(0)).join(' ')} |`);
-  if (threads0 !== null) {
-    const t1 = threadCpu();
-    const rotations = ROUNDS * Math.ceil(SLICE / CHAINS) * CHAINS * variants.length;
-    const rows = [...t1].map(([n, ms]) => [n, ms - (threads0.get(n) ?? 0)] as const).filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]);
-    console.log(`\nCPU by thread over the measured rounds, µs per rotation (all variants): ${rows.map(([n, ms]) => `${n} ${((ms * 1000) / rotations).toFixed(1)}`).join(', ')}`);
-    const io1 = syscalls();
-    console.log(`read / write system calls per rotation (all variants): ${((io1.r - io0.r) / rotations).toFixed(3)} / ${((io1.w - io0.w) / rotations).toFixed(3)}`);
-  }
-  if (variants.length === 2) {
-    const [a, b] = [...samples.values()] as [number[], number[]];
-    const lower = a.filter((x, i) => x < (b[i] as number)).length;
-    console.log(`\n(this) lower than (other) in ${lower} of ${a.length} rounds`);
-  }
-} finally {
-  for (const v of variants) await v.t.stop().catch(() => undefined);
+/** A variant as the rounds see it: here, or in a worker thread (AB_ISOLATE=1). */
+interface Runner {
+  name: string;
+  slice(n: number): Promise<SliceCpu>;
+  stop(): Promise<void>;
+}
+
+const ISOLATE = process.env.AB_ISOLATE === '1';
+
+if (!isMainThread) {
+  // One variant in this worker's own heap: set up, warmed up, then a slice per message.
+  const { root, label } = workerData as { root: string; label: string };
+  const v = await tessera(root, label);
+  await slice(v, SLICE);
+  parentPort!.on('message', (n: number | 'stop') => {
+    if (n === 'stop') {
+      void v.t.stop().catch(() => undefined).then(() => {
+        cleanUp();
+        parentPort!.postMessage('stopped');
+      });
+      return;
+    }
+    void slice(v, n).then((r) => parentPort!.postMessage(r));
+  });
+  parentPort!.postMessage(v.name);
+} else {
+  await main();
+}
+
+function cleanUp(): void {
   for (const p of prefixes) spawnSync('sh', ['-c', `redis-cli -u ${REDIS_URL} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${REDIS_URL} unlink >/dev/null`]);
   rmSync(dir, { recursive: true, force: true });
 }
-process.exit(0);
+
+function localRunner(v: Variant): Runner {
+  return { name: v.name, slice: (n) => slice(v, n), stop: () => v.t.stop().catch(() => undefined) };
+}
+
+/** A variant in a worker thread of its own, set up and warmed up there. */
+async function isolatedRunner(root: string, label: string): Promise<Runner> {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { root, label } });
+  const next = () =>
+    new Promise<unknown>((res, rej) => {
+      const onMessage = (m: unknown) => {
+        worker.off('error', rej);
+        res(m);
+      };
+      worker.once('message', onMessage);
+      worker.once('error', rej);
+    });
+  const name = (await next()) as string;
+  return {
+    name,
+    slice: (n) => {
+      const answer = next() as Promise<SliceCpu>;
+      worker.postMessage(n);
+      return answer;
+    },
+    stop: async () => {
+      const stopped = next();
+      worker.postMessage('stop');
+      await stopped;
+      await worker.terminate();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const variants: Runner[] = [];
+  if (ISOLATE) {
+    variants.push(await isolatedRunner(ROOT, '(this)'));
+    if (process.argv[2]) variants.push(await isolatedRunner(resolve(process.argv[2]), '(other)'));
+  } else {
+    variants.push(localRunner(await tessera(ROOT, '(this)')));
+    if (process.argv[2]) variants.push(localRunner(await tessera(resolve(process.argv[2]), '(other)')));
+  }
+  try {
+    if (!ISOLATE) for (const v of variants) await v.slice(SLICE); // warm-up (an isolated variant warms up in its worker)
+    const threads0 = process.env.AB_THREADS === '1' ? threadCpu() : null;
+    const io0 = syscalls();
+    const profiler = await openProfiler();
+    if (profiler !== null && !process.env.AB_HEAP_PROFILE) await profiler.post('Profiler.start');
+    const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+    const own = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      // Alternate which variant goes first, so neither always follows the other's garbage.
+      const order = round % 2 === 0 ? variants : [...variants].reverse();
+      for (const v of order) {
+        const r = await v.slice(SLICE);
+        samples.get(v.name)!.push(r.cpu);
+        own.get(v.name)!.push(r.own);
+      }
+    }
+    await closeProfiler(profiler, async () => (await profiler!.post('Profiler.stop')).profile);
+    const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+    const q = (xs: number[], p: number) => sorted(xs)[Math.floor(p * (xs.length - 1))] as number;
+    console.log(`\n# bench/rotation-direct.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${SLICE} rotations per variant, ${CHAINS} chains (refreshTokenPair called directly, one process)\n`);
+    console.log(`| variant | CPU µs/rotation (median) | p25–p75 | rounds in order | ${ISOLATE ? 'its worker thread' : 'this thread'}, median |`);
+    console.log('|---|---:|---:|---|---:|');
+    for (const [name, xs] of samples) console.log(`| ${name} | ${q(xs, 0.5).toFixed(1)} | ${q(xs, 0.25).toFixed(1)}–${q(xs, 0.75).toFixed(1)} | ${xs.map((x) => x.toFixed(0)).join(' ')} | ${q(own.get(name)!, 0.5).toFixed(1)} |`);
+    if (threads0 !== null) {
+      const t1 = threadCpu();
+      const rotations = ROUNDS * Math.ceil(SLICE / CHAINS) * CHAINS * variants.length;
+      const rows = [...t1].map(([n, ms]) => [n, ms - (threads0.get(n) ?? 0)] as const).filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]);
+      console.log(`\nCPU by thread over the measured rounds, µs per rotation (all variants): ${rows.map(([n, ms]) => `${n} ${((ms * 1000) / rotations).toFixed(1)}`).join(', ')}`);
+      const io1 = syscalls();
+      console.log(`read / write system calls per rotation (all variants): ${((io1.r - io0.r) / rotations).toFixed(3)} / ${((io1.w - io0.w) / rotations).toFixed(3)}`);
+    }
+    if (variants.length === 2) {
+      const [a, b] = [...samples.values()] as [number[], number[]];
+      const lower = a.filter((x, i) => x < (b[i] as number)).length;
+      const diffs = a.map((x, i) => x - (b[i] as number));
+      console.log(`\n(this) lower than (other) in ${lower} of ${a.length} rounds; median of the paired differences ${q(diffs, 0.5).toFixed(1)} µs`);
+    }
+  } finally {
+    for (const v of variants) await v.stop();
+    cleanUp();
+  }
+  process.exit(0);
+}

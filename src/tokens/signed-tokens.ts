@@ -1,0 +1,121 @@
+// The tokens this process signed, recognised on their first check by the SHA-256 of their exact
+// text — so that check needs no Ed25519 verification — kept as 32 bytes each in typed arrays.
+//
+// Signing used to remember each token as verified (its text and claims, session-token.ts's map of
+// verified tokens) for that purpose. That kept ~0.8 kB per refresh-token rotation alive on the
+// JavaScript heap, for tokens that many clients never present to this process, and copying it
+// out of the young generation and into the old one was most of a rotation's garbage-collection
+// work (docs/performance.md, "Signed tokens off the heap"). A typed array's memory is outside
+// V8's heap: no collection copies or marks it.
+
+import { hash } from 'node:crypto';
+
+const DIGEST_BYTES = 32;
+/** A table's first size; it doubles when half full, up to what a generation needs. */
+const FIRST_SLOTS = 1024;
+
+/** An open-addressing (linear probing) set of SHA-256 digests. */
+class DigestTable {
+  readonly mask: number;
+  readonly bytes: Uint8Array;
+  /** 1 where a slot holds a digest. */
+  readonly used: Uint8Array;
+  count = 0;
+
+  constructor(slots: number) {
+    this.mask = slots - 1;
+    this.bytes = new Uint8Array(slots * DIGEST_BYTES);
+    this.used = new Uint8Array(slots);
+  }
+
+  get slots(): number {
+    return this.mask + 1;
+  }
+
+  /**
+   * The slot that holds `d`, or the empty one where it would go. The start slot comes from the
+   * digest's first bytes; each comparison looks at all 32 bytes whatever they hold (what is
+   * stored is derived from bearer tokens: no early exit on the first differing byte).
+   */
+  slotOf(d: Uint8Array): number {
+    let i = ((d[0] as number) | ((d[1] as number) << 8) | ((d[2] as number) << 16) | ((d[3] as number) << 24)) & this.mask;
+    while (this.used[i] === 1 && !sameDigest(this.bytes, i * DIGEST_BYTES, d)) i = (i + 1) & this.mask;
+    return i;
+  }
+
+  has(d: Uint8Array): boolean {
+    return this.used[this.slotOf(d)] === 1;
+  }
+
+  /** Stores `d` in the empty slot `i` (slotOf's answer for it). */
+  put(i: number, d: Uint8Array): void {
+    this.bytes.set(d, i * DIGEST_BYTES);
+    this.used[i] = 1;
+    this.count += 1;
+  }
+
+  /** This table's digests in a table of `slots` slots. */
+  grown(slots: number): DigestTable {
+    const next = new DigestTable(slots);
+    for (let i = 0; i <= this.mask; i++) {
+      if (this.used[i] !== 1) continue;
+      const d = this.bytes.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
+      next.put(next.slotOf(d), d);
+    }
+    return next;
+  }
+}
+
+function sameDigest(bytes: Uint8Array, offset: number, d: Uint8Array): boolean {
+  let diff = 0;
+  for (let k = 0; k < DIGEST_BYTES; k++) diff |= (bytes[offset + k] as number) ^ (d[k] as number);
+  return diff === 0;
+}
+
+/**
+ * The digests of the last `generation` to 2 × `generation` tokens added: two tables, the current
+ * one and the one before; when the current one holds `generation` digests, the one before is
+ * dropped and a new one started. At most 2 × 33 bytes × the power of two ≥ 2 × `generation` slots
+ * (8.6 MB for 50,000), allocated as the tables fill.
+ */
+export class SignedTokens {
+  readonly #generation: number;
+  #current = new DigestTable(FIRST_SLOTS);
+  #previous: DigestTable | null = null;
+
+  constructor(generation: number) {
+    this.#generation = generation;
+  }
+
+  add(token: string): void {
+    const d = digestOf(token);
+    if (this.#previous?.has(d) === true) return;
+    let t = this.#current;
+    let i = t.slotOf(d);
+    if (t.used[i] === 1) return; // signed again (the grace window's answer): the same text
+    if (t.count >= this.#generation) {
+      this.#previous = t;
+      this.#current = t = new DigestTable(FIRST_SLOTS);
+      i = t.slotOf(d);
+    } else if ((t.count + 1) * 2 > t.slots) {
+      this.#current = t = t.grown(t.slots * 2);
+      i = t.slotOf(d);
+    }
+    t.put(i, d);
+  }
+
+  /** Whether `token` is, byte for byte, one of the tokens added (and not dropped since). */
+  has(token: string): boolean {
+    const d = digestOf(token);
+    return this.#current.has(d) || this.#previous?.has(d) === true;
+  }
+}
+
+/**
+ * SHA-256 of the token's UTF-8 bytes. The tokens added are ASCII (base64url and dots), and a
+ * string with any other character has other bytes: a presented string with these bytes is
+ * the token's very text.
+ */
+function digestOf(token: string): Uint8Array {
+  return hash('sha256', token, 'buffer');
+}
