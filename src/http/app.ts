@@ -5,7 +5,8 @@ import fastifyCookie from '@fastify/cookie';
 import fastifyCors from '@fastify/cors';
 import fastifySwagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
+import { pino } from 'pino';
 import { BlockList, isIP, type Socket } from 'node:net';
 import type { App, Deps } from './deps.ts';
 import { deriveKey } from '../tokens/sealing.ts';
@@ -45,6 +46,23 @@ const QUIET_LEVELS = new Set(['warn', 'error', 'fatal', 'silent']);
 export function pathOf(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q);
+}
+
+/**
+ * Fastify's log controller with its own per-request lines off (they would carry the URL with its
+ * query; ours do not) and its `requestCompleted` — which Fastify calls once an answer is out
+ * (the response's `finish`, or its `error`), after any onResponse hooks — running `step`: the
+ * monitoring and the request line. One call where an onResponse hook took Fastify's hook runner
+ * (three closures per request) and its iterator on every answer.
+ */
+class AfterResponse extends LogController {
+  step: (request: FastifyRequest, reply: FastifyReply) => void = () => {};
+  constructor() {
+    super({ disableRequestLogging: true });
+  }
+  override requestCompleted(_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    this.step(request, reply);
+  }
 }
 
 export interface BuildOptions {
@@ -92,10 +110,12 @@ function limitConnectionsPerIp(app: App, deps: Deps): void {
 export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App> {
   // Before the first app serves, if its server did not already (listener-site.ts).
   settleListenerArraySite();
+  const afterResponse = new AfterResponse();
   const app = Fastify({
-    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
-    // Fastify's own request lines would carry the URL with its query; ours (onResponse) do not.
-    logController: new LogController({ disableRequestLogging: true }),
+    // Without a logger of its own (tests), a silent one: Fastify then still calls the log
+    // controller once each answer is out, which runs the monitoring's step (AfterResponse).
+    loggerInstance: opts.logger ?? pino({ level: 'silent' }),
+    logController: afterResponse,
     bodyLimit: deps.config.bodyLimit,
     // Slow clients (one byte a minute) must not hold connections: the whole request within
     // requestTimeoutMs (408, checked every second), headers within 10 s of it, no traffic
@@ -132,7 +152,7 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
   registerValidation(app);
   registerProblemHandlers(app);
   const monitoring = registerMonitoring(app, deps);
-  registerRequestContext(app, () => deps.clock.now(), monitoring.onRequest);
+  registerRequestContext(app, monitoring.onRequest);
   app.addSchema(ProblemSchema);
   app.decorateRequest('auth', null);
   app.decorateRequest('admin', null);
@@ -178,13 +198,13 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
 
   // Every answer's `nosniff` and `no-store` headers are set by the request-context hook.
 
-  // Once the answer is out, one synchronous hook: the monitoring's latency histogram and request
-  // count, then one JSON line per request (request-log.ts: the request ids of docs/api.md §Request
-  // headers, never a query string, header value or body that could hold a secret; built from those
-  // fields only, so it skips the root logger's redaction pass, which every other log line keeps).
+  // Once the answer is out: the monitoring's latency histogram and request count, then one JSON
+  // line per request (request-log.ts: the request ids of docs/api.md §Request headers, never a
+  // query string, header value or body that could hold a secret; built from those fields only, so
+  // it skips the root logger's redaction pass, which every other log line keeps).
   const requestLog = app.log.child({}, { redact: { paths: [], censor: '' } });
   const writeRequestLine = requestLineWriter(requestLog);
-  app.addHook('onResponse', function afterResponse(request, reply, done) {
+  afterResponse.step = (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     monitoring.onResponse(request, reply, route);
     // Build the line only when it will be written (the object costs on the hot path).
@@ -201,12 +221,13 @@ export async function buildApp(deps: Deps, opts: BuildOptions = {}): Promise<App
         activityId: ctx?.activityId ?? undefined,
         tenantId: ctx?.tenantId ?? undefined,
         sessionId: ctx?.sessionId ?? undefined,
-        ip: request.ip,
+        // The context's copy (request.ip is a getter chain, and with trusted proxies a parse of
+        // X-Forwarded-For each time); a request refused before the context has none.
+        ip: ctx ? ctx.ip : request.ip,
         userAgent: ctx?.userAgent ?? undefined,
       });
     }
-    done();
-  });
+  };
 
   await app.register(fastifySwagger, {
     openapi: {

@@ -3,8 +3,9 @@
 //
 // Node's EventEmitter keeps one listener as a function and turns the entry into an array literal
 // `[existing, listener]` (events.js `_addListener`) when an event gets its second one. Every HTTP
-// response gets two `finish` listeners — Node's own and Fastify's, which runs the onResponse hook
-// and the request line — so every request makes one such array. V8 decides per allocation site
+// response gets two `finish` listeners — Node's own and Fastify's, which runs the step once the
+// answer is out (app.ts: the metrics and the request line) — so every request makes one such
+// array. V8 decides per allocation site
 // (here: that one literal, for the whole process) whether its objects are long-lived: when at
 // least 100 of them were made since the last scavenge and 85 % or more are still alive at it, the
 // site is "tenured" for good and its arrays are made in the old generation from then on. A

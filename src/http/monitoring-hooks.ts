@@ -2,7 +2,7 @@
 // coarse location on each request (trusted proxy headers or the GeoIP database, see
 // src/audit/location.ts), and, once the answer is out, the request latency histogram and the
 // per-session request count of the request_rate rule. app.ts runs them inside its single
-// onRequest and onResponse hooks.
+// onRequest hook and its log controller's step once an answer is out (AfterResponse).
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Location } from '../domain/session.ts';

@@ -7,7 +7,6 @@ import { HEADER_RULES, TRACE_HEADERS, type RequestIds, type TraceHeader } from '
 import { randomRequestId } from './request-id.ts';
 
 export interface RequestContext extends RequestIds {
-  startedAt: number;
   ip: string;
   userAgent: string | null;
 }
@@ -27,7 +26,7 @@ const NONE_SENT: ReadonlySet<TraceHeader> = new Set();
  */
 const NAMES_CHECKED = TRACE_HEADERS.join() === 'x-tenant-id,x-request-id,x-correlation-id,x-activity-id,x-session-id';
 
-export function readContext(request: FastifyRequest, now: number): RequestContext {
+export function readContext(request: FastifyRequest): RequestContext {
   const headers = request.headers;
   if (
     NAMES_CHECKED &&
@@ -45,7 +44,6 @@ export function readContext(request: FastifyRequest, now: number): RequestContex
       tenantId: null,
       sessionId: null,
       sent: NONE_SENT,
-      startedAt: now,
       ip: request.ip,
       userAgent: typeof ua === 'string' ? cleanUserAgent(ua) : null,
     };
@@ -72,7 +70,6 @@ export function readContext(request: FastifyRequest, now: number): RequestContex
     tenantId: values['x-tenant-id'] ?? null,
     sessionId: values['x-session-id'] ?? null,
     sent: sent ?? NONE_SENT,
-    startedAt: now,
     ip: request.ip,
     userAgent: typeof ua === 'string' ? cleanUserAgent(ua) : null,
   };
@@ -111,12 +108,12 @@ export function canonical(name: string): string {
  * replace (e.g. a cacheable asset) — reads the context, echoes its ids, and runs `then` (the
  * monitoring's per-request step). A malformed id header is a 400 that still carries ids.
  */
-export function registerRequestContext(app: FastifyInstance, now: () => number, then?: (request: FastifyRequest) => void): void {
+export function registerRequestContext(app: FastifyInstance, then?: (request: FastifyRequest) => void): void {
   app.decorateRequest('ctx', null as unknown as RequestContext);
   app.addHook('onRequest', function requestContext(request, reply, done) {
     void reply.header('x-content-type-options', 'nosniff').header('cache-control', 'no-store');
     try {
-      request.ctx = readContext(request, now());
+      request.ctx = readContext(request);
     } catch (err) {
       // Still give the error response ids to echo.
       request.ctx = {
@@ -126,7 +123,6 @@ export function registerRequestContext(app: FastifyInstance, now: () => number, 
         tenantId: null,
         sessionId: null,
         sent: new Set(),
-        startedAt: now(),
         ip: request.ip,
         userAgent: null,
       };

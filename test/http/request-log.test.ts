@@ -5,7 +5,14 @@
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.ts';
+import { ManualClock } from '../../src/domain/clock.ts';
+import { hashSecret } from '../../src/domain/secrets.ts';
+import { buildApp } from '../../src/http/app.ts';
 import { jsonMs, requestLineWriter, type RequestLine } from '../../src/http/request-log.ts';
+import { createRuntime } from '../../src/runtime.ts';
+import { openStore } from '../../src/store/open.ts';
+import { ADMIN_TOKEN, COOKIE_SECRET } from '../support/harness.ts';
 
 function capture(opts: pino.LoggerOptions = {}) {
   const lines: string[] = [];
@@ -114,6 +121,72 @@ describe('the logged path', () => {
     const { pathOf } = await import('../../src/http/app.ts');
     for (const url of ['/api/v1/session', '/a?b=c', '/a?b?c', '?x', '/', '', '/a/b?', '/%3F?token=secret']) {
       expect(pathOf(url)).toBe(url.split('?')[0]);
+    }
+  });
+});
+
+describe('an app', () => {
+  /** An app on an in-memory SQLite store, with `logger` (or none, as tests build theirs). */
+  async function app(logger?: pino.Logger) {
+    const config = loadConfig({ TESSERA_STORE: 'sqlite::memory:', COOKIE_SECRET_SIGN_KEY: COOKIE_SECRET, TESSERA_ADMIN_TOKEN: ADMIN_TOKEN, TESSERA_SWEEP_INTERVAL_MS: '3600000' });
+    const store = await openStore(config);
+    const runtime = await createRuntime({ ...config, cookieSecret: COOKIE_SECRET }, store, new ManualClock(), { adminTokenHash: hashSecret(ADMIN_TOKEN) });
+    const built = await buildApp(runtime.deps, logger ? { logger } : {});
+    runtime.serve(built);
+    return { app: built, stop: () => runtime.stop() };
+  }
+  const count = (metrics: string, route: string, status: number) =>
+    metrics.split('\n').find((l) => l.startsWith(`tessera_http_request_duration_seconds_count{method="POST",route="${route}",status="${status}"}`));
+
+  it('writes one request line per answer once it is out, and counts it in the latency histogram', async () => {
+    const written: string[] = [];
+    const { app: a, stop } = await app(pino({ level: 'info', base: { service: 'tessera' } }, { write: (l: string) => void written.push(l) }));
+    try {
+      const requests = [
+        { method: 'POST', url: '/api/v1/auth/token/refresh?secret=1', payload: { refreshToken: 'x'.repeat(43) }, status: 401, route: '/api/v1/auth/token/refresh' },
+        { method: 'POST', url: '/api/v1/auth/token/refresh', payload: { other: 1 }, status: 400, route: '/api/v1/auth/token/refresh' },
+        { method: 'POST', url: '/api/v1/sso/token', payload: { token: 't' }, status: 401, route: '/api/v1/sso/token' },
+        { method: 'POST', url: '/nowhere', payload: {}, status: 404, route: 'unmatched' },
+      ] as const;
+      for (const r of requests) {
+        const res = await a.inject({ method: r.method, url: r.url, payload: r.payload, headers: { 'user-agent': 'probe/1', 'x-correlation-id': 'corr-1' } });
+        expect(res.statusCode).toBe(r.status);
+        const lines = written.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'request');
+        expect(lines).toHaveLength(requests.indexOf(r) + 1);
+        const line = lines.at(-1) as Record<string, unknown>;
+        expect(line).toMatchObject({
+          level: 30,
+          service: 'tessera',
+          method: 'POST',
+          route: r.route,
+          path: r.url.split('?')[0],
+          status: r.status,
+          requestId: res.headers['x-request-id'],
+          correlationId: 'corr-1',
+          ip: '127.0.0.1',
+          userAgent: 'probe/1',
+        });
+        expect(typeof line.ms).toBe('number');
+      }
+      const metrics = (await a.inject({ url: '/metrics' })).body;
+      expect(count(metrics, '/api/v1/auth/token/refresh', 401)).toMatch(/ 1$/);
+      expect(count(metrics, '/api/v1/auth/token/refresh', 400)).toMatch(/ 1$/);
+      expect(count(metrics, '/api/v1/sso/token', 401)).toMatch(/ 1$/);
+      expect(count(metrics, 'unmatched', 404)).toMatch(/ 1$/);
+    } finally {
+      await stop();
+    }
+  });
+
+  it('built without a logger still counts every answer', async () => {
+    const { app: a, stop } = await app();
+    try {
+      for (let i = 0; i < 3; i++) {
+        expect((await a.inject({ method: 'POST', url: '/api/v1/auth/token/refresh', payload: { refreshToken: 'x'.repeat(43) } })).statusCode).toBe(401);
+      }
+      expect(count((await a.inject({ url: '/metrics' })).body, '/api/v1/auth/token/refresh', 401)).toMatch(/ 3$/);
+    } finally {
+      await stop();
     }
   });
 });

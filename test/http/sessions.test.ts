@@ -133,6 +133,11 @@ describe.each(storeChoices({ cluster: true }))('sessions on %s', (choice: StoreC
       const first = (await login()).json() as Record<string, string>;
       const r1 = await refresh(first.refreshToken as string);
       expect(r1.statusCode).toBe(200);
+      // The pair is never cached, and the answer carries every answer's headers.
+      expect(r1.headers['cache-control']).toBe('no-store');
+      expect(r1.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(r1.headers['x-content-type-options']).toBe('nosniff');
+      expect(r1.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
       const pair2 = r1.json() as Record<string, string>;
       expect(pair2.refreshToken).not.toBe(first.refreshToken);
       expect(pair2.sessionId).toBe(first.sessionId);

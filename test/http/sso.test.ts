@@ -279,6 +279,28 @@ describe.each(storeChoices({ cluster: true }))('SSO over HTTP (%s)', (storeChoic
     expect(own.status).toBe(200);
   });
 
+  it('a cookie-mode exchange from a foreign origin is refused (403 csrf, with the ids and headers of every answer) before the token is looked at', async () => {
+    const browser = new MiniBrowser();
+    const token = tokenOf(await signIn(browser));
+    const url = `${world.tesseraUrl}/api/v1/sso/token`;
+    const body = JSON.stringify({ token });
+    for (const headers of [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }]) {
+      const r = await browser.request(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-auth-mode': 'cookie', ...headers }, body });
+      expect(r.status).toBe(403);
+      expect(r.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
+      expect(r.headers.get('cache-control')).toBe('no-store');
+      expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+      const problem = (await r.json()) as Problem & { requestId: string };
+      expect(problem).toMatchObject({ status: 403, code: 'csrf' });
+      expect(problem.requestId).toBe(r.headers.get('x-request-id'));
+      expect(r.headers.get('x-correlation-id')).toMatch(/^[0-9a-f-]{36}$/);
+      expect(r.headers.getSetCookie().some((c) => c.startsWith('__Host-sid='))).toBe(false);
+    }
+    // Refused before the exchange: the token is still good for its own browser.
+    const own = await redeem(token, 'cookie', { browser });
+    expect(own.status).toBe(200);
+  });
+
   it('two logins started in two tabs of one browser both finish (one flow per state)', async () => {
     const browser = new MiniBrowser();
     const first = await browser.get(loginUrl());

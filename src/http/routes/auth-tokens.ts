@@ -61,11 +61,9 @@ export async function authTokenRoutes(app: App, deps: Deps): Promise<void> {
         response: { 200: TokenPairSchema, ...problems(400, 401, 503) },
       },
     },
-    async (request, reply) => {
-      const pair = await refreshTokenPair(deps, request.body.refreshToken, deps.clock.now(), originOf(request));
-      void reply.header('cache-control', 'no-store');
-      return pair;
-    },
+    // Not an async function: the operation's promise is the answer (one promise and one await
+    // fewer per rotation). `Cache-Control: no-store` is on every answer (the request-context hook).
+    (request) => refreshTokenPair(deps, request.body.refreshToken, deps.clock.now(), originOf(request)),
   );
 
   app.post(
