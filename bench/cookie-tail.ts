@@ -26,7 +26,7 @@ import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import { checkoutModules } from './inprocess-tessera.ts';
 import { createBenchDatabase } from './pg-database.ts';
-import { unlinkPrefixes } from './server-process.ts';
+import { benchTenant, unlinkPrefixes } from './server-process.ts';
 
 const HERE = fileURLToPath(new URL('..', import.meta.url));
 /** The checkouts whose sources are measured, each with its own server per store, in the same alternated rounds. */
@@ -177,25 +177,7 @@ async function startServer(root: string, storeUrl: string, prefix: string): Prom
       return writeHead(...args);
     };
   });
-  const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
-  const ok = async (r: Response) => {
-    if (!r.ok && r.status !== 409) throw new Error(`${r.url}: ${r.status} ${await r.text()}`);
-    return r;
-  };
-  await ok(await fetch(`${address}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, body: JSON.stringify({ profile: 'integration', lifetimes: { appIdle: APP_IDLE } }) }));
-  await ok(await fetch(`${address}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email: 'b@example.com', password: 'bench password' }) }));
-  const login = async (mode: 'token' | 'cookie'): Promise<Record<string, string>> => {
-    const r = await ok(
-      await fetch(`${address}/api/v1/auth/login`, {
-        method: 'POST',
-        headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json', 'x-auth-mode': mode },
-        body: JSON.stringify({ email: 'b@example.com', password: 'bench password' }),
-      }),
-    );
-    return mode === 'token'
-      ? { authorization: `Bearer ${((await r.json()) as { userSessionToken: string }).userSessionToken}` }
-      : { cookie: (r.headers.get('set-cookie') ?? '').split(';')[0] as string };
-  };
+  const login = await benchTenant(address, ADMIN, { lifetimes: { appIdle: APP_IDLE } });
   return {
     url: address,
     storeCalls,

@@ -1,6 +1,7 @@
 // Shared by the benchmark scripts that start servers as child processes (bench/run.ts, cpu.ts,
-// tail.ts): a free port, a wait until the server answers (or has exited), the pinning to a core,
-// stopping, a prefix's keys removed, and a process's CPU from /proc.
+// tail.ts, cpu-latency.ts): a free port, a wait until the server answers (or has exited), the
+// pinning to a core, stopping, a prefix's keys removed, a process's CPU from /proc, and the bench
+// tenant with its user and logins.
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -40,6 +41,36 @@ export function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
 /** Removes every key under each of `prefixes` from the Redis at `redisUrl` (SCAN, then UNLINK in batches). */
 export function unlinkPrefixes(redisUrl: string, prefixes: Iterable<string>): void {
   for (const p of prefixes) spawnSync('sh', ['-c', `redis-cli -u ${redisUrl} --scan --pattern '${p}*' | xargs -r -n 500 redis-cli -u ${redisUrl} unlink >/dev/null`]);
+}
+
+/** `r` when it is 2xx or 409 (already there); otherwise an error with its status and text. */
+export async function okOr409(r: Response): Promise<Response> {
+  if (!r.ok && r.status !== 409) throw new Error(`${r.url}: ${r.status} ${await r.text()}`);
+  return r;
+}
+
+/**
+ * Makes the `bench` tenant (the integration profile, plus `tenant`'s fields, e.g. its lifetimes)
+ * and its user b@example.com through the admin API of the Tessera at `url`; resolves with a login
+ * of that user in either mode, which resolves with the header that presents the new session: its
+ * bearer token, or its session cookie.
+ */
+export async function benchTenant(url: string, admin: string, tenant: Record<string, unknown> = {}): Promise<(mode: 'token' | 'cookie') => Promise<Record<string, string>>> {
+  const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+  await okOr409(await fetch(`${url}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, body: JSON.stringify({ profile: 'integration', ...tenant }) }));
+  await okOr409(await fetch(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email: 'b@example.com', password: 'bench password' }) }));
+  return async (mode): Promise<Record<string, string>> => {
+    const res = await okOr409(
+      await fetch(`${url}/api/v1/auth/login`, {
+        method: 'POST',
+        headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json', 'x-auth-mode': mode },
+        body: JSON.stringify({ email: 'b@example.com', password: 'bench password' }),
+      }),
+    );
+    return mode === 'token'
+      ? { authorization: `Bearer ${((await res.json()) as { userSessionToken: string }).userSessionToken}` }
+      : { cookie: (res.headers.get('set-cookie') ?? '').split(';')[0] as string };
+  };
 }
 
 /** Polls `url` every 50 ms until it answers, for at most `attempts` polls. */

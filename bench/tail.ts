@@ -20,7 +20,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor, cpuSeconds, pinNow, pinned, stopChild, unlinkPrefixes } from './server-process.ts';
+import { benchTenant, freePort, waitFor, cpuSeconds, pinNow, pinned, stopChild, unlinkPrefixes } from './server-process.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.TAIL_ROUNDS ?? 6);
@@ -88,25 +88,7 @@ async function startTessera(store: string, label: string, flags: string): Promis
   const url = `http://127.0.0.1:${port}`;
   await waitFor(`${url}/healthz`, child, 600);
   pinNow(child.pid, 0);
-  const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
-  const ok = async (r: Response) => {
-    if (!r.ok && r.status !== 409) throw new Error(`${r.url}: ${r.status} ${await r.text()}`);
-    return r;
-  };
-  await ok(await fetch(`${url}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, body: '{"profile":"integration"}' }));
-  await ok(await fetch(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email: 'b@example.com', password: 'bench password' }) }));
-  const login = async (mode: 'token' | 'cookie'): Promise<Record<string, string>> => {
-    const res = await ok(
-      await fetch(`${url}/api/v1/auth/login`, {
-        method: 'POST',
-        headers: { 'x-tenant-id': 'bench', 'content-type': 'application/json', 'x-auth-mode': mode },
-        body: JSON.stringify({ email: 'b@example.com', password: 'bench password' }),
-      }),
-    );
-    return mode === 'token'
-      ? { authorization: `Bearer ${((await res.json()) as { userSessionToken: string }).userSessionToken}` }
-      : { cookie: (res.headers.get('set-cookie') ?? '').split(';')[0] as string };
-  };
+  const login = await benchTenant(url, admin);
   return { name, url, pid: child.pid, probe: `probe-${tag}.${child.pid}.json`, login };
 }
 

@@ -16,7 +16,7 @@ import { cachedTenant, lastKnownTenant, loadTenant } from '../sessions/tenant-ca
 import type { KeyRing } from '../tokens/key-ring.ts';
 import { stillVerified, verifiedSessionToken, verifySessionToken, type SessionTokenClaims } from '../tokens/session-token.ts';
 import { bearerToken } from './bearer.ts';
-import { cookieName, readCookie, requestCookies, setCookie } from './cookies.ts';
+import { readCookie, setCookie } from './cookies.ts';
 import type { Deps } from './deps.ts';
 import { canonical } from './request-context.ts';
 
@@ -256,10 +256,11 @@ function admit(
 
 /**
  * What the last request on a connection presented and what it came to: its Authorization header
- * and the claims of the verified token in it, its session cookie's value and the hash of the
- * secret in it. A client sends the same credential on every request of a keep-alive connection;
+ * and the claims of the verified token in it, its Cookie header and the hash of the secret in its
+ * session cookie. A client sends the same credential on every request of a keep-alive connection;
  * an equal header then gives the same answer, so the fast path below skips parsing the header,
  * hashing the whole token text for the verified-token lookup (a few hundred characters), and the
+ * Cookie header's parsing (an object per request, its names looked up as property keys), the
  * cookie's unsigning and SHA-256 — the answer is checked (issuer, expiry, session) as before.
  * Per socket (a WeakMap: gone with the connection); only answers that came from memory are kept.
  */
@@ -267,7 +268,7 @@ interface ConnectionMemo {
   authorization: string | undefined;
   ring: KeyRing | undefined;
   claims: SessionTokenClaims | undefined;
-  cookie: string | undefined;
+  cookieHeader: string | undefined;
   cookieDeps: Deps | undefined;
   secretHash: string | undefined;
 }
@@ -278,7 +279,7 @@ function connectionMemo(request: FastifyRequest): ConnectionMemo | undefined {
   if (socket === null || socket === undefined) return undefined;
   let memo = connectionMemos.get(socket);
   if (memo === undefined) {
-    memo = { authorization: undefined, ring: undefined, claims: undefined, cookie: undefined, cookieDeps: undefined, secretHash: undefined };
+    memo = { authorization: undefined, ring: undefined, claims: undefined, cookieHeader: undefined, cookieDeps: undefined, secretHash: undefined };
     connectionMemos.set(socket, memo);
   }
   return memo;
@@ -286,13 +287,15 @@ function connectionMemo(request: FastifyRequest): ConnectionMemo | undefined {
 
 /** The hash of the secret in the request's verified session cookie, or null (readCookie's rules). */
 function cookieSecretHash(deps: Deps, request: FastifyRequest, memo: ConnectionMemo | undefined): string | null {
-  const raw = requestCookies(request)[cookieName(deps.config, 'sid')];
-  if (memo !== undefined && raw !== undefined && memo.cookie === raw && memo.cookieDeps === deps) return memo.secretHash as string;
+  // The whole Cookie header compared, not the parsed session cookie: an equal header parses to
+  // the same cookies, and comparing it is cheaper than parsing it.
+  const header = request.headers.cookie;
+  if (memo !== undefined && header !== undefined && memo.cookieHeader === header && memo.cookieDeps === deps) return memo.secretHash as string;
   const secret = readCookie(request, deps.config, 'sid');
   if (secret === null) return null;
   const hash = hashSecret(secret);
-  if (memo !== undefined && raw !== undefined) {
-    memo.cookie = raw;
+  if (memo !== undefined && header !== undefined) {
+    memo.cookieHeader = header;
     memo.cookieDeps = deps;
     memo.secretHash = hash;
   }

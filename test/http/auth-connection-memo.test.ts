@@ -88,6 +88,13 @@ describe.each(['sqlite', 'redis'] as const)('the per-connection memo of the sess
       ['cookie D', cookieD.headers],
       ['forged cookie C', forged],
       ['cookie C after the forged one', cookieC.headers],
+      // The memo is keyed by the whole Cookie header: other cookies beside the session's, their
+      // order, and a second session cookie after the first (the first one counts) change it.
+      ['cookie C among other cookies', { cookie: `theme=dark; ${cookieC.headers.cookie}; lang=en` }],
+      ['cookie C among other cookies, reordered', { cookie: `lang=en; ${cookieC.headers.cookie}; theme=dark` }],
+      ['cookie D before cookie C', { cookie: `${cookieD.headers.cookie}; ${cookieC.headers.cookie}` }],
+      ['the forged cookie C among other cookies', { cookie: `theme=dark; ${forged.cookie}` }],
+      ['other cookies only', { cookie: 'theme=dark; lang=en' }],
       ['token B with cookie C', { ...tokenB.headers, ...cookieC.headers }],
       ['nothing', {}],
       ['token A once more', tokenA.headers],
@@ -128,6 +135,11 @@ describe.each(['sqlite', 'redis'] as const)('the per-connection memo of the sess
       expect(by.get('cookie D')).toMatchObject({ status: 200, what: cookieD.handle });
       expect(by.get('forged cookie C')).toMatchObject({ status: 401, what: 'unauthenticated' });
       expect(by.get('cookie C after the forged one')).toMatchObject({ status: 200, what: cookieC.handle });
+      expect(by.get('cookie C among other cookies')).toMatchObject({ status: 200, what: cookieC.handle });
+      expect(by.get('cookie C among other cookies, reordered')).toMatchObject({ status: 200, what: cookieC.handle });
+      expect(by.get('cookie D before cookie C')).toMatchObject({ status: 200, what: cookieD.handle });
+      expect(by.get('the forged cookie C among other cookies')).toMatchObject({ status: 401, what: 'unauthenticated' });
+      expect(by.get('other cookies only')).toMatchObject({ status: 401, what: 'unauthenticated' });
       expect(by.get('token B with cookie C')).toMatchObject({ status: 200, what: tokenB.handle });
       expect(by.get('nothing')).toMatchObject({ status: 401, what: 'unauthenticated' });
       expect(by.get('token A after its logout')).toMatchObject({ status: 401, what: 'session_ended' });
