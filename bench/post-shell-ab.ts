@@ -10,7 +10,8 @@
 // processes are alternated slice by slice for many rounds (the order turned each round) and each
 // row's median slice reported, with the rounds in which it was cheaper than the first Tessera
 // row. Beside the Tessera rows: Fastify hello worlds answering GET and POST (the refresh route's
-// body and response schemas), the floors of bench/post-shell.ts. Each Tessera is a `startServer`
+// body and response schemas), the floors of bench/post-shell.ts, and the same POST on `node:http`
+// with no framework, answering the pair with Tessera's six headers (nodeFloor). Each Tessera is a `startServer`
 // of its checkout's sources (SQLite, log level info, its lines to /dev/null), started with the
 // Node flag `tessera start` gives itself (--min-semi-space-size=16). With path arguments the
 // Tessera of each of those checkouts is measured beside this one: an A/B of a change.
@@ -134,6 +135,13 @@ async function startWorker(kind: string, root: string): Promise<{ port: number; 
     const a = server.address();
     return { port: typeof a === 'object' && a ? a.port : 0, target: REFRESH };
   }
+  if (kind === 'node-post') {
+    const { nodeFloor } = await import('./post-shell-hello.ts');
+    const server = nodeFloor();
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    const a = server.address();
+    return { port: typeof a === 'object' && a ? a.port : 0, target: REFRESH };
+  }
   if (kind === 'hello-get' || kind === 'hello-post') {
     const { fastifyFloor } = await import('./post-shell-hello.ts');
     const app = fastifyFloor();
@@ -212,6 +220,7 @@ if (process.argv[2] === '--worker') {
     { name: 'raw socket floor (node:net, fixed answer)', kind: 'raw', root: ROOT, children: [], main: [], all: [], bad: 0 },
     { name: 'fastify hello world GET', kind: 'hello-get', root: ROOT, children: [], main: [], all: [], bad: 0 },
     { name: 'fastify hello world POST (body schema)', kind: 'hello-post', root: ROOT, children: [], main: [], all: [], bad: 0 },
+    { name: 'node:http POST (no framework, the same answer and headers)', kind: 'node-post', root: ROOT, children: [], main: [], all: [], bad: 0 },
   ];
   for (const [root, mark] of roots) {
     if (only !== 'sso') rows.push({ name: `refresh shell${mark}`, kind: 'refresh', root, children: [], main: [], all: [], bad: 0 });
@@ -227,7 +236,7 @@ if (process.argv[2] === '--worker') {
   const slots: { row: Row; child: ChildProcess; main: number[] }[] = [];
   try {
     for (let p = 0; p < PROCESSES; p++) for (const row of rows) {
-      if (p > 0 && (row.kind === 'raw' || row.kind.startsWith('hello'))) continue;
+      if (p > 0 && (row.kind === 'raw' || row.kind === 'node-post' || row.kind.startsWith('hello'))) continue;
       const child = fork(fileURLToPath(import.meta.url), ['--worker', row.kind, row.root], {
         execArgv: ['--min-semi-space-size=16', '--import', join(ROOT, 'bench/post-shell-stubs.ts')],
         env: { PATH: process.env.PATH ?? '', POST_SHELL_ROOT: row.root },
