@@ -356,9 +356,12 @@ export class RedisSessions implements SessionsStore {
           // The target was found in the secret's slot: its handle names that slot.
           const tag = tagOfHandle(session.handle) ?? this.ctx.tagOfSession(session);
           if (token !== null) this.ctx.rememberRoute(token.tokenHash, tag);
-          await this.index.expiryMayHaveMovedEarlier(session, String(reply[2]));
+          // Each awaited only when it has something to do, as a rotation's (refresh-tokens.ts): the
+          // activated session's expiry usually moves later, and most deployments wait for no replica.
+          const moved = this.index.expiryMayHaveMovedEarlier(session, String(reply[2]));
+          if (moved !== null) await moved;
           // An end (the consumption) and a session's first credential: as a rotation, kept by a failover.
-          await this.ctx.replicated([tag]);
+          if (this.ctx.waitsForReplicas) await this.ctx.replicated([tag]);
           return { outcome: 'redeemed', session, user };
         }
         default:
