@@ -7,8 +7,9 @@
 // stored just before (bench/fill-sso-tokens.ts, not measured; bench/load-sso.ts), servers and
 // operations alternated round by round. Per operation: the server's CPU (/proc, user + system),
 // Redis's (INFO cpu: every client of that Redis counts, so give it a redis-server of its own), the
-// load generator's, the req/s; with PAIR_PERF=1 also the server's system calls and context
-// switches (`perf stat` on its pid over the load alone). Medians over the rounds, every round's
+// load generator's, the req/s; with PAIR_PERF=1 also the server's system calls, its event loop's
+// waits for I/O (epoll: about one per turn of the loop, so 1 / waits is the operations per turn)
+// and its context switches (`perf stat` on its pid over the load alone). Medians over the rounds, every round's
 // server CPU, and per server the exchange's server CPU against the rotation's round by round.
 // Environment: PAIR_ROUNDS (default 5), PAIR_REQUESTS (default 6000), PAIR_WARM_ROTATIONS (default
 // 5000) and PAIR_WARM_EXCHANGES (3000): each server's warm-up, PAIR_OPS (default
@@ -101,6 +102,8 @@ interface Figures {
   loadUs: number;
   rps: number;
   syscalls: number;
+  /** The event loop's waits for I/O (epoll_wait, epoll_pwait, epoll_pwait2): about one per turn. */
+  waits: number;
   switches: number;
 }
 
@@ -111,7 +114,7 @@ async function perfAround<T>(pid: number, run: () => T, record: string | null): 
   const perf =
     record !== null
       ? spawn('perf', ['record', '-q', '-F', '4999', '-o', record, '-p', String(pid)], { stdio: 'ignore' })
-      : spawn('perf', ['stat', '-x', ',', '-o', out, '-e', 'raw_syscalls:sys_enter,context-switches', '-p', String(pid)], { stdio: 'ignore' });
+      : spawn('perf', ['stat', '-x', ',', '-o', out, '-e', 'raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_epoll_pwait2,context-switches', '-p', String(pid)], { stdio: 'ignore' });
   const exited = new Promise((res) => perf.once('exit', res));
   await new Promise((res) => setTimeout(res, 200));
   const result = run();
@@ -165,6 +168,7 @@ async function measure(s: Server, op: 'rotation' | 'exchange', amount: number, r
     loadUs: (f.loadCpuS * 1e6) / n,
     rps: f.rps,
     syscalls: (counts.get('raw_syscalls:sys_enter') ?? NaN) / n,
+    waits: ((counts.get('syscalls:sys_enter_epoll_wait') ?? 0) + (counts.get('syscalls:sys_enter_epoll_pwait') ?? 0) + (counts.get('syscalls:sys_enter_epoll_pwait2') ?? 0)) / (PERF ? n : NaN),
     switches: (counts.get('context-switches') ?? NaN) / n,
   };
 }
@@ -191,11 +195,11 @@ try {
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   console.log(`\n# bench/sso-rotation-pair.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${REQUESTS} operations, 50 connections\n`);
-  console.log('| server, operation | server CPU µs/op (median) | rounds | Redis CPU µs/op | load generator CPU µs/op | req/s | server syscalls/op | server context switches/op |');
-  console.log('|---|---:|---|---:|---:|---:|---:|---:|');
+  console.log('| server, operation | server CPU µs/op (median) | rounds | Redis CPU µs/op | load generator CPU µs/op | req/s | server syscalls/op | event-loop waits/op | server context switches/op |');
+  console.log('|---|---:|---|---:|---:|---:|---:|---:|---:|');
   for (const [key, fs] of rows) {
     const m = (pick: (f: Figures) => number, digits = 1) => median(fs.map(pick)).toFixed(digits);
-    console.log(`| ${key} | ${m((f) => f.us)} | ${fs.map((f) => f.us.toFixed(0)).join(' / ')} | ${m((f) => f.redisUs)} | ${m((f) => f.loadUs)} | ${m((f) => f.rps, 0)} | ${m((f) => f.syscalls, 2)} | ${m((f) => f.switches, 2)} |`);
+    console.log(`| ${key} | ${m((f) => f.us)} | ${fs.map((f) => f.us.toFixed(0)).join(' / ')} | ${m((f) => f.redisUs)} | ${m((f) => f.loadUs)} | ${m((f) => f.rps, 0)} | ${m((f) => f.syscalls, 2)} | ${m((f) => f.waits, 3)} | ${m((f) => f.switches, 2)} |`);
   }
   for (const s of OPS.length === 2 ? servers : []) {
     const [rot, ex] = (['rotation', 'exchange'] as const).map((op) => rows.get(`${s.label} ${op}`)!.map((f) => f.us)) as [number[], number[]];
