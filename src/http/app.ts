@@ -61,7 +61,14 @@ class AfterResponse extends LogController {
     super({ disableRequestLogging: true });
   }
   override requestCompleted(_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    this.step(request, reply);
+    // Called from the response's `finish` listener, where Fastify's hook runner no longer catches
+    // what the step throws: an error here would be uncaught and end the process. The answer is
+    // out by now; the step's failure is logged and the server goes on.
+    try {
+      this.step(request, reply);
+    } catch (err) {
+      request.log.error({ err }, 'the after-response step (metrics, request line) failed');
+    }
   }
 }
 

@@ -178,6 +178,40 @@ describe('an app', () => {
     }
   });
 
+  it('keeps serving when the after-response step throws (it runs in the response\'s finish listener): the error is logged', async () => {
+    // The request line's write fails once, as a broken log destination would; before, an
+    // onResponse hook's runner caught that, and a log controller's requestCompleted must too, or
+    // the throw is uncaught (vitest fails the run on it, and a real process ends).
+    const written: string[] = [];
+    let failOnce = true;
+    const stream = {
+      write: (l: string) => {
+        if (failOnce && l.includes('"msg":"request"')) {
+          failOnce = false;
+          throw new Error('log destination broken');
+        }
+        written.push(l);
+      },
+    };
+    const { app: a, stop } = await app(pino({ level: 'info', base: { service: 'tessera' } }, stream));
+    try {
+      const base = await a.listen({ port: 0, host: '127.0.0.1' });
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${base}/api/v1/auth/token/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: 'x'.repeat(43) }) });
+        expect(res.status).toBe(401);
+        await res.arrayBuffer();
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      const lines = written.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.filter((l) => l.msg === 'the after-response step (metrics, request line) failed')).toHaveLength(1);
+      expect(lines.find((l) => l.msg === 'the after-response step (metrics, request line) failed')).toMatchObject({ level: 50, err: { message: 'log destination broken' } });
+      // The second answer's line is written as usual.
+      expect(lines.filter((l) => l.msg === 'request')).toHaveLength(1);
+    } finally {
+      await stop();
+    }
+  });
+
   it('built without a logger still counts every answer', async () => {
     const { app: a, stop } = await app();
     try {

@@ -2,7 +2,7 @@
 // exact text (src/tokens/signed-tokens.ts), not kept as text and claims from the signing on.
 
 import { generateKeyPairSync } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SignedTokens } from '../../src/tokens/signed-tokens.ts';
 import { signSessionTokenSync, verifiedSessionToken, verifySessionToken, type SessionTokenClaims } from '../../src/tokens/session-token.ts';
 import type { KeyRing } from '../../src/tokens/key-ring.ts';
@@ -84,5 +84,27 @@ describe('a token signed in this process', () => {
       expect(verifiedSessionToken(ring, other, 'https://tessera.test', 1_765_000_000_000)).toBeUndefined();
     }
     await expect(verifySessionToken(ring, forged, 'https://tessera.test', 1_765_000_000_000)).rejects.toMatchObject({ code: 'invalid_token' });
+  });
+
+  it('hashes only a text under the header of a key this process signed with (a garbage or foreign bearer is not hashed)', () => {
+    const ring = ringOf('k-hdr');
+    const token = signSessionTokenSync(ring, claims(3));
+    const has = vi.spyOn(SignedTokens.prototype, 'has');
+    try {
+      const foreign = signSessionTokenSync(ringOf('k-other'), claims(4));
+      for (const other of ['x'.repeat(4000), 'a.b.c', token.slice(0, token.indexOf('.')), `${token.slice(0, token.indexOf('.'))}X.${token.slice(token.indexOf('.') + 1)}`]) {
+        expect(verifiedSessionToken(ring, other, 'https://tessera.test', 1_765_000_000_000)).toBeUndefined();
+      }
+      expect(has).not.toHaveBeenCalled();
+      // A token under another kid's header is hashed in the ring that signed with that kid only
+      // if this process signed with it: here it did (ringOf('k-other') above), and the other
+      // ring does not know it.
+      expect(verifiedSessionToken(ring, foreign, 'https://tessera.test', 1_765_000_000_000)).toBeUndefined();
+      expect(has).toHaveBeenCalledTimes(1);
+      expect(verifiedSessionToken(ring, copy(token), 'https://tessera.test', 1_765_000_000_000)).toEqual(claims(3));
+      expect(has).toHaveBeenCalledTimes(2);
+    } finally {
+      has.mockRestore();
+    }
   });
 });
