@@ -13,7 +13,7 @@
 // server CPU, and per server the exchange's server CPU against the rotation's round by round.
 // Environment: PAIR_ROUNDS (default 5), PAIR_REQUESTS (default 6000), PAIR_WARM_ROTATIONS (default
 // 5000) and PAIR_WARM_EXCHANGES (3000): each server's warm-up, PAIR_OPS (default
-// rotation,exchange; one of them alone), BENCH_REDIS_URL (default redis://127.0.0.1:6379), PAIR_PERF=1, PAIR_REDIS_STATS=1 (the commands that took Redis the most
+// rotation,exchange; one of them alone), PAIR_CONNECTIONS (default 50: chains, exchange workers), BENCH_REDIS_URL (default redis://127.0.0.1:6379), PAIR_PERF=1, PAIR_REDIS_STATS=1 (the commands that took Redis the most
 // time per operation, scripts' inner commands included, printed per load), PAIR_PERF_RECORD=<folder>
 // (a `perf record` of the server over each measured load instead of `perf stat`), PAIR_NODE_FLAGS
 // (extra Node flags for the servers, space-separated, e.g. --perf-basic-prof for perf's names).
@@ -40,6 +40,8 @@ const NODE_FLAGS = (process.env.PAIR_NODE_FLAGS ?? '').split(/\s+/).filter(Boole
 /** Each server's warm-up before the first measured round: rotations, then exchanges. */
 const WARM_ROTATIONS = Number(process.env.PAIR_WARM_ROTATIONS ?? 5000);
 const WARM_EXCHANGES = Number(process.env.PAIR_WARM_EXCHANGES ?? 3000);
+/** Connections of the load (rotation chains, exchange workers): at most 50, the chains logged in. */
+const CONNECTIONS = Math.min(50, Number(process.env.PAIR_CONNECTIONS ?? 50));
 /** The operations measured, in the order of the even rounds. */
 const OPS = (process.env.PAIR_OPS ?? 'rotation,exchange').split(',') as ('rotation' | 'exchange')[];
 const NODE = process.execPath;
@@ -145,14 +147,18 @@ function load(s: Server, script: string, opts: object): { requests: number; rps:
 async function measure(s: Server, op: 'rotation' | 'exchange', amount: number, record: string | null = null): Promise<Figures> {
   let run: () => ReturnType<typeof load>;
   if (op === 'rotation') {
-    run = () => load(s, 'bench/load-refresh.ts', { url: `${s.url}/api/v1/auth/token/refresh`, seconds: 600, tokens: s.tokens, amount });
+    // The first CONNECTIONS chains; the others keep their tokens for the next round.
+    run = () => {
+      const f = load(s, 'bench/load-refresh.ts', { url: `${s.url}/api/v1/auth/token/refresh`, seconds: 600, tokens: s.tokens.slice(0, CONNECTIONS), amount });
+      return { ...f, tokens: f.tokens === undefined ? undefined : [...f.tokens, ...s.tokens.slice(CONNECTIONS)] };
+    };
   } else {
     const out = join(dir, `sso-${randomBytes(3).toString('hex')}.txt`);
     const fill = spawnSync(NODE, [join(s.root, 'bench/fill-sso-tokens.ts'), JSON.stringify({ store: REDIS_URL, prefix: s.prefix, cookieKey: s.cookieKey, tenantId: 'bench', count: amount, budgetS: 30, out })], { encoding: 'utf8', cwd: dir, timeout: 120_000 });
     if (fill.status !== 0) throw new Error(`SSO fill failed: ${fill.stderr}`);
     // Let the server take in what the fill published (its audit records) before measuring.
     spawnSync('sleep', ['0.5']);
-    run = () => load(s, 'bench/load-sso.ts', { url: `${s.url}/api/v1/sso/token`, connections: 50, seconds: 600, tokens: out });
+    run = () => load(s, 'bench/load-sso.ts', { url: `${s.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: 600, tokens: out });
   }
   const r0 = redisInfo();
   const c0 = cpuSeconds(s.pid);
@@ -194,7 +200,7 @@ try {
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-  console.log(`\n# bench/sso-rotation-pair.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${REQUESTS} operations, 50 connections\n`);
+  console.log(`\n# bench/sso-rotation-pair.ts — ${new Date().toISOString()}, Node ${process.version}, ${ROUNDS} rounds × ${REQUESTS} operations, ${CONNECTIONS} connections\n`);
   console.log('| server, operation | server CPU µs/op (median) | rounds | Redis CPU µs/op | load generator CPU µs/op | req/s | server syscalls/op | event-loop waits/op | server context switches/op |');
   console.log('|---|---:|---|---:|---:|---:|---:|---:|---:|');
   for (const [key, fs] of rows) {
