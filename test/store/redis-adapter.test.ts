@@ -434,12 +434,18 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
     await server?.stop();
   });
 
-  it('a rotation whose token route this process knows is one command: the script writes the successor route itself', async () => {
-    const s = await created(store, session('t-rot', 'u-rot'));
+  /** A session of user `userId` whose first token t0 was rotated to h1; h2, h3 unused hashes. */
+  async function rotatedOnce(userId: string) {
+    const s = await created(store, session('t-rot', userId));
     const t0 = token(s);
     await store.addRefreshToken(t0);
     const [h1, h2, h3] = [hashSecret(newSecret()), hashSecret(newSecret()), hashSecret(newSecret())];
     expect((await store.rotateRefreshToken(t0.tokenHash, h1, T0 + 1000, 10_000, T0 + HOUR)).outcome).toBe('rotated');
+    return { s, t0, h1, h2, h3 };
+  }
+
+  it('a rotation whose token route this process knows is one command: the script writes the successor route itself', async () => {
+    const { s, h1, h2, h3 } = await rotatedOnce('u-rot');
     const conn = await openConnection(parseRedisUrl(server.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
     try {
       // Calls per command (INFO commandstats), the INFO calls themselves left out.
@@ -454,8 +460,11 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
       expect((await store.rotateRefreshToken(h1, h2, T0 + 2000, 10_000, T0 + HOUR)).outcome).toBe('rotated');
       const after = await commands();
       const sent = [...after].filter(([name, n]) => n !== (before.get(name) ?? 0)).map(([name, n]) => [name, n - (before.get(name) ?? 0)]);
-      // The rotation's FCALL (and the commands its script ran); no route lookup or route write of its own.
-      expect(sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'pttl', 'pexpire', 'publish'].includes(name as string))).toEqual([['fcall', 1]]);
+      // The rotation's FCALL and the commands its script ran, no route lookup or route write of
+      // its own: the value and the user read, the successor's route written unless there (HSETNX:
+      // none was, so neither the ended records nor the route are read for it), the value written,
+      // the spent token moved to the ended records with their TTL checked.
+      expect(Object.fromEntries(sent)).toStrictEqual({ fcall: 1, get: 2, hsetnx: 1, set: 1, hset: 1, pttl: 2, pexpire: 1 });
     } finally {
       await conn.close();
     }
@@ -467,6 +476,28 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
     } finally {
       await other.close();
     }
+  });
+
+  it('a rotation refuses a successor hash the slot holds — a spent token, or a token whose route is gone — and writes no route for it', async () => {
+    const { t0, h1, h2, h3 } = await rotatedOnce('u-rot-dup');
+    expect((await store.rotateRefreshToken(h1, h2, T0 + 2000, 10_000, T0 + HOUR)).outcome).toBe('rotated');
+    // t0 is spent now (its successor rotated): it left the live record for the ended records, its
+    // route stays. As a successor: found there.
+    await expect(store.rotateRefreshToken(h2, t0.tokenHash, T0 + 3000, 10_000, T0 + HOUR)).rejects.toMatchObject({ code: 'refresh_token_exists', status: 409 });
+    const conn = await openConnection(parseRedisUrl(server.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
+    try {
+      // h1 without its route (a state no write leaves: every token's route is written before it):
+      // as a successor, the route the rotation writes first is taken back with the refusal.
+      const bucket = `${prefix}r:${h1.slice(0, 2)}`;
+      await conn.send(bucket, ['HDEL', bucket, h1.slice(2, 18)]);
+      await expect(store.rotateRefreshToken(h2, h1, T0 + 3000, 10_000, T0 + HOUR)).rejects.toMatchObject({ code: 'refresh_token_exists', status: 409 });
+      expect(await conn.send(bucket, ['HGET', bucket, h1.slice(2, 18)])).toBeNull();
+    } finally {
+      await conn.close();
+    }
+    // Nothing changed: h2 is still current and rotates.
+    expect(await store.getRefreshToken(h2)).toMatchObject({ rotatedAt: null, successorHash: null });
+    expect((await store.rotateRefreshToken(h2, h3, T0 + 4000, 10_000, T0 + HOUR)).outcome).toBe('rotated');
   });
 
   it("an SSO exchange of a token another process made is two commands: the look-up reads the route and the user in its script, the redeem writes the refresh token's route in its own", async () => {
@@ -559,8 +590,7 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
       const before = await commands();
       await f();
       const after = await commands();
-      const sent = [...after].filter(([name, n]) => n !== (before.get(name) ?? 0)).map(([name, n]) => [name, n - (before.get(name) ?? 0)]);
-      return sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'pttl', 'pexpire', 'publish'].includes(name as string));
+      return Object.fromEntries([...after].filter(([name, n]) => n !== (before.get(name) ?? 0)).map(([name, n]) => [name, n - (before.get(name) ?? 0)]));
     };
     try {
       // A first exchange loads the script (EVAL once on a server that did not know it).
@@ -569,14 +599,27 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
       const { app, once } = await login();
       const p = plan();
       let r: unknown;
-      expect(await sentDuring(async () => (r = await other.lookUpAndRedeem(once.secretHash, p, T0 + 1000)))).toEqual([['fcall', 1]]);
+      // One FCALL and the commands its script ran: the route, the value and the user read; the
+      // refresh token's route read (none: so the ended records are not read for its hash) and
+      // written; the value written, the spent one-time token moved to the ended records with
+      // their TTL, its end published.
+      expect(await sentDuring(async () => (r = await other.lookUpAndRedeem(once.secretHash, p, T0 + 1000)))).toStrictEqual({
+        fcall: 1,
+        hget: 2,
+        get: 2,
+        hset: 2,
+        set: 1,
+        pttl: 2,
+        pexpire: 1,
+        publish: 1,
+      });
       expect(r).toMatchObject({ outcome: 'redeemed', user, session: { handle: app.handle, data: { mode: 'token' } } });
       // The refresh token's route is in Redis: a process that never saw it finds the token.
       expect(await store.getRefreshToken(p.refreshToken.tokenHash)).toStrictEqual({ tokenHash: p.refreshToken.tokenHash, sessionHandle: app.handle, tenantId, userId, createdAt: T0 + 1000, rotatedAt: null, successorHash: null });
       // A plan that does not hold: the look-up's answer, in one command too, and nothing written.
       const second = await login();
       const q = plan({ tenantId: 't-other' });
-      expect(await sentDuring(async () => (r = await other.lookUpAndRedeem(second.once.secretHash, q, T0 + 1000)))).toEqual([['fcall', 1]]);
+      expect(await sentDuring(async () => (r = await other.lookUpAndRedeem(second.once.secretHash, q, T0 + 1000)))).toStrictEqual({ fcall: 1, hget: 1, get: 2 });
       expect(r).toStrictEqual({ outcome: 'looked', found: { session: second.once, user } });
       const qBucket = `${prefix}r:${q.refreshToken.tokenHash.slice(0, 2)}`;
       expect(await conn.send(qBucket, ['HGET', qBucket, q.refreshToken.tokenHash.slice(2, 18)])).toBeNull();

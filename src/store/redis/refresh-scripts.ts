@@ -42,7 +42,8 @@ return finish({ 'ok' })
  * none), ARGV[9] the successor's route key and ARGV[10] its field, when the script writes the
  * route itself ('' = the caller wrote it: in a Cluster the route lives in another slot). A
  * rotation writes the route before the successor, in the same atomic step; no other outcome
- * writes it. (No reply of this script prints a token hash: the rotated and grace answers are
+ * writes it (HSETNX first, taken back by a refusal that follows: one command where a route read,
+ * a read of the ended records and a route write were three). (No reply of this script prints a token hash: the rotated and grace answers are
  * packed, the others name sessions only.)
  * Reply: {'rotated', session and successor token (packed), previous idle or '', user JSON or nil}
  *      | {'grace', session and presented token (packed), user JSON or nil}
@@ -66,11 +67,20 @@ if not r then return { 'unknown' } end
 if not isValid(rec) then return { 'inactive', pairsOf(r, rec) } end
 if not t[3] then
   local nb = ARGV[6]
-  if findToken(nb) then return { 'successor_exists' } end
-  if ARGV[9] ~= '' then
+  if ARGV[9] == '' then
+    if findToken(nb) then return { 'successor_exists' } end
+  elseif redis.call('HSETNX', ARGV[9], ARGV[10], tag) == 1 then
+    -- The route was not there (now written, before the successor): no ended record or spent
+    -- token holds nb (findToken's unrouted), so only this call's records are searched — and a
+    -- refusal takes the route back.
+    if findToken(nb, true) then
+      redis.call('HDEL', ARGV[9], ARGV[10])
+      return { 'successor_exists' }
+    end
+  else
     local routed = redis.call('HGET', ARGV[9], ARGV[10])
-    if routed and routed ~= tag then return { 'route_taken' } end
-    if not routed then redis.call('HSET', ARGV[9], ARGV[10], tag) end
+    if findToken(nb) then return { 'successor_exists' } end
+    if routed ~= tag then return { 'route_taken' } end
   end
   t[3] = now
   t[4] = nb

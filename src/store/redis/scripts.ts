@@ -251,11 +251,10 @@ local hb = false
 local routed = false
 if ARGV[a + 1] ~= '' then
   hb = ARGV[a + 1]
-  if findToken(hb) then return { 'token_exists' } end
-  if ARGV[a + 3] ~= '' then
-    routed = redis.call('HGET', ARGV[a + 3], ARGV[a + 4])
-    if routed and routed ~= tag then return { 'route_taken' } end
-  end
+  -- The route first: without one, no ended record or spent token holds hb (findToken's unrouted).
+  if ARGV[a + 3] ~= '' then routed = redis.call('HGET', ARGV[a + 3], ARGV[a + 4]) end
+  if findToken(hb, ARGV[a + 3] ~= '' and not routed) then return { 'token_exists' } end
+  if routed and routed ~= tag then return { 'route_taken' } end
 end
 -- The consumed record is packed only for an unusable answer (packedOf below: the same
 -- record as revokeTree would have appended, the root, revoked first).
