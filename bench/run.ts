@@ -802,7 +802,7 @@ try {
     // The first `warm` of them are exchanged before the measurement (JIT, caches), as every
     // other section warms its servers up: the exchange's own code paths (the look-up, the
     // redeem script's reply, the flow) are not run by any earlier section.
-    const [n, budgetS, warm] = QUICK ? [3000, 8, 1000] : [10_000, 20, 2000];
+    const [n, budgetS, warm] = QUICK ? [12_000, 8, 1000] : [40_000, 20, 2000];
     const all = join(dir, 'sso-tokens-all.txt');
     const r = spawnSync(NODE, [join(ROOT, 'bench/fill-sso-tokens.ts'), JSON.stringify({ store: tr.store, prefix: tr.prefix, cookieKey: COOKIE_KEY, tenantId: 'bench', count: n + warm, budgetS, out: all })], {
       encoding: 'utf8',
