@@ -24,6 +24,11 @@ export function userOf(raw: unknown, s: Session): User | null {
   return u.tenantId === s.tenantId && u.id === s.userId ? u : null;
 }
 
+/** The rotate script's arguments after the slot script's own (ROTATE in refresh-scripts.ts). */
+function rotateArgs(presentedHash: string, successorHash: string, graceMs: number, idleExpiresAt: number | null, route: string, routeField: string): Array<string | Buffer> {
+  return [packedHash(presentedHash), packedHash(successorHash), num(graceMs), idleExpiresAt === null ? '' : num(idleExpiresAt), route, routeField];
+}
+
 /** Users remembered per store by the rotate script's replies (RedisRefreshTokens.#userOf). */
 const USERS_MAX = 10_000;
 
@@ -63,71 +68,88 @@ export class RedisRefreshTokens {
    * token it leads to, in the same step). In a Cluster the route lives in another slot, so it is
    * written first, by its own command, and taken back when the script does not rotate. Then the
    * due index only if the expiry moved earlier, and the replica wait when one is configured.
+   *
+   * No async function on the usual way (a known route, not a Cluster): the script's promise and
+   * one reaction that reads its reply, under guard's — each async frame and await on top of that
+   * was a promise and a turn of its own on every rotation.
    */
-  async rotateRefreshToken(
+  rotateRefreshToken(
     presentedHash: string,
     successorHash: string,
     now: number,
     graceMs: number,
     idleExpiresAt: number | null,
   ): Promise<RotateResult> {
-    return this.ctx.guard(async () => {
-      const tag = this.ctx.knownRoute(presentedHash) ?? (await this.ctx.route(presentedHash));
-      if (tag === null) return { outcome: 'unknown' };
-      const inScript = this.ctx.conn.kind !== 'redis-cluster';
-      const routeWritten = inScript ? false : await this.index.claimRoute(successorHash, tag);
-      const keys = this.ctx.keys;
-      const reply = (await this.ctx
-        .runSlot(ROTATE, tag, now, [
-          packedHash(presentedHash),
-          packedHash(successorHash),
-          num(graceMs),
-          idleExpiresAt === null ? '' : num(idleExpiresAt),
-          inScript ? keys.route(successorHash) : '',
-          inScript ? keys.routeField(successorHash) : '',
-        ])
-        .catch(async (err: unknown) => {
-          if (routeWritten) await this.index.dropRoutes([successorHash]).catch(() => undefined);
-          throw err;
-        })) as unknown[];
-      // The reply's strings come as Buffers (the script's reply is binary: a packed record).
-      const outcome = String(reply[0]);
-      // Only a rotation stores the successor: any other outcome takes back the route it would need.
-      if (outcome !== 'rotated' && routeWritten) await this.index.dropRoutes([successorHash]);
-      switch (outcome) {
-        case 'rotated': {
-          if (inScript) this.ctx.rememberRoute(successorHash, tag);
-          const { session, token } = packedFromReply(reply[1]);
-          const successor = mustPackedToken(token);
-          // Each awaited only when it has something to do (a rotation usually moves the expiry
-          // later, and most deployments wait for no replica): no promise turns otherwise.
-          const moved = this.index.expiryMayHaveMovedEarlier(session, String(reply[2]));
-          if (moved !== null) await moved;
-          if (this.ctx.waitsForReplicas) await this.ctx.replicated([tag]);
-          return { outcome: 'rotated', session, successor, user: this.#userOf(reply[3], session) };
-        }
-        case 'grace': {
-          // The presented token as stored: its successorHash names the pair the first caller got.
-          const { session, token } = packedFromReply(reply[1]);
-          return { outcome: 'grace', session, token: mustPackedToken(token), user: this.#userOf(reply[2], session) };
-        }
-        case 'reused': {
-          const revoked = sessionsFromReply(reply[2]);
-          await this.ctx.replicated([tag]);
-          return { outcome: 'reused', session: mustSession(reply[1]), revoked };
-        }
-        case 'inactive':
-          return { outcome: 'inactive', session: mustSession(reply[1]) };
-        case 'unknown':
-          return { outcome: 'unknown' };
-        case 'successor_exists':
-          throw new Conflict('refresh_token_exists', 'The successor refresh token is already stored.');
-        case 'route_taken':
-          throw secretInUse();
-        default:
-          throw new Error(`unexpected reply from the rotate script: ${outcome}`);
-      }
+    return this.ctx.guard(() => {
+      const tag = this.ctx.knownRoute(presentedHash);
+      if (tag !== undefined) return this.#rotateOn(tag, presentedHash, successorHash, now, graceMs, idleExpiresAt);
+      return this.ctx.route(presentedHash).then((t) => (t === null ? { outcome: 'unknown' as const } : this.#rotateOn(t, presentedHash, successorHash, now, graceMs, idleExpiresAt)));
     });
+  }
+
+  /** The rotate script on the slot of `tag`, and its reply read (rotateRefreshToken). */
+  #rotateOn(tag: string, presentedHash: string, successorHash: string, now: number, graceMs: number, idleExpiresAt: number | null): Promise<RotateResult> {
+    if (this.ctx.conn.kind === 'redis-cluster') return this.#rotateInCluster(tag, presentedHash, successorHash, now, graceMs, idleExpiresAt);
+    const keys = this.ctx.keys;
+    return this.ctx
+      .runSlot(ROTATE, tag, now, rotateArgs(presentedHash, successorHash, graceMs, idleExpiresAt, keys.route(successorHash), keys.routeField(successorHash)))
+      .then((reply) => this.#outcomeOf(reply as unknown[], tag, successorHash, true));
+  }
+
+  /** In a Cluster: the successor's route claimed first (another slot), taken back unless the script rotates. */
+  async #rotateInCluster(tag: string, presentedHash: string, successorHash: string, now: number, graceMs: number, idleExpiresAt: number | null): Promise<RotateResult> {
+    const routeWritten = await this.index.claimRoute(successorHash, tag);
+    const reply = (await this.ctx.runSlot(ROTATE, tag, now, rotateArgs(presentedHash, successorHash, graceMs, idleExpiresAt, '', '')).catch(async (err: unknown) => {
+      if (routeWritten) await this.index.dropRoutes([successorHash]).catch(() => undefined);
+      throw err;
+    })) as unknown[];
+    // Only a rotation stores the successor: any other outcome takes back the route it would need.
+    if (String(reply[0]) !== 'rotated' && routeWritten) await this.index.dropRoutes([successorHash]);
+    return this.#outcomeOf(reply, tag, successorHash, false);
+  }
+
+  /** What a rotate reply says; a promise only when something is left to wait for. */
+  #outcomeOf(reply: unknown[], tag: string, successorHash: string, inScript: boolean): RotateResult | Promise<RotateResult> {
+    // The reply's strings come as Buffers (the script's reply is binary: a packed record).
+    const outcome = String(reply[0]);
+    switch (outcome) {
+      case 'rotated': {
+        if (inScript) this.ctx.rememberRoute(successorHash, tag);
+        const { session, token } = packedFromReply(reply[1]);
+        const successor = mustPackedToken(token);
+        // Each awaited only when it has something to do (a rotation usually moves the expiry
+        // later, and most deployments wait for no replica): no promise turns otherwise.
+        const moved = this.index.expiryMayHaveMovedEarlier(session, String(reply[2]));
+        const rotated: RotateResult = { outcome: 'rotated', session, successor, user: this.#userOf(reply[3], session) };
+        if (moved === null && !this.ctx.waitsForReplicas) return rotated;
+        return this.#afterRotation(moved, tag).then(() => rotated);
+      }
+      case 'grace': {
+        // The presented token as stored: its successorHash names the pair the first caller got.
+        const { session, token } = packedFromReply(reply[1]);
+        return { outcome: 'grace', session, token: mustPackedToken(token), user: this.#userOf(reply[2], session) };
+      }
+      case 'reused': {
+        const revoked = sessionsFromReply(reply[2]);
+        return this.ctx.replicated([tag]).then((): RotateResult => ({ outcome: 'reused', session: mustSession(reply[1]), revoked }));
+      }
+      case 'inactive':
+        return { outcome: 'inactive', session: mustSession(reply[1]) };
+      case 'unknown':
+        return { outcome: 'unknown' };
+      case 'successor_exists':
+        throw new Conflict('refresh_token_exists', 'The successor refresh token is already stored.');
+      case 'route_taken':
+        throw secretInUse();
+      default:
+        throw new Error(`unexpected reply from the rotate script: ${outcome}`);
+    }
+  }
+
+  /** The due index's earlier expiry (when it moved), then the replica wait (when configured). */
+  async #afterRotation(moved: Promise<unknown> | null, tag: string): Promise<void> {
+    if (moved !== null) await moved;
+    if (this.ctx.waitsForReplicas) await this.ctx.replicated([tag]);
   }
 
   /** userOf for a rotate reply's user bytes, through #users. */
