@@ -20,7 +20,7 @@ import type { KeyRing } from '../tokens/key-ring.ts';
 import type { PeerAcks } from './peer-acks.ts';
 import type { SessionCache } from './session-cache.ts';
 import { cachedTenant, loadTenant } from './tenant-cache.ts';
-import type { CreateLimit, RefreshToken } from '../store/port.ts';
+import type { CreateLimit, RefreshToken, RotateResult } from '../store/port.ts';
 import { keyedDigest } from '../tokens/sealing.ts';
 import { deterministicJti, signSessionTokenSync } from '../tokens/session-token.ts';
 
@@ -250,52 +250,100 @@ function rememberOwner(deps: object, tokenHash: string, owner: TokenOwner): void
  * record (for the scope) comes with the rotation where the store reads it in the same step; a
  * user that no longer exists or is disabled gets invalid_grant, and its session no new pair.
  */
-export async function refreshTokenPair(deps: Deps, presented: string, now: number, origin?: Origin): Promise<TokenPair> {
-  const successor = keyedDigest(deps.keys.refresh, presented);
-  const presentedHash = hashSecret(presented);
-  const successorHash = hashSecret(successor);
-  const known = owners.get(deps)?.get(presentedHash) ?? (await deps.store.getRefreshToken(presentedHash));
-  if (!known) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
-  // The tenant from the process's short-lived cache (tenant-cache.ts), as the session check has
-  // it: read without a promise when it is there (the usual case).
-  const tenant = cachedTenant(deps, known.tenantId, now) ?? (await loadTenant(deps, known.tenantId, now));
-  if (!tenant) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+export function refreshTokenPair(deps: Deps, presented: string, now: number, origin?: Origin): Promise<TokenPair> {
+  // Not an async function: when the token's owner and tenant are known here (the usual case),
+  // the rotation's own promise and one reaction reading its result — no async frame and await
+  // on top of it. A throw still comes as the promise's rejection.
+  try {
+    const successor = keyedDigest(deps.keys.refresh, presented);
+    const presentedHash = hashSecret(presented);
+    const successorHash = hashSecret(successor);
+    const known = owners.get(deps)?.get(presentedHash);
+    // The tenant from the process's short-lived cache (tenant-cache.ts), as the session check has
+    // it: read without a promise when it is there (the usual case).
+    const tenant = known === undefined ? undefined : cachedTenant(deps, known.tenantId, now);
+    const refresh: Refresh = { presentedHash, successor, successorHash, now, origin };
+    if (known === undefined || tenant === undefined) return refreshLookingUp(deps, known, refresh);
+    return rotateFor(deps, known, tenant, refresh);
+  } catch (err) {
+    return rejected(err);
+  }
+}
 
+/** A promise rejected with what was thrown. */
+async function rejected(err: unknown): Promise<never> {
+  throw err;
+}
+
+/** What one refresh works with, from the presented token and the request. */
+interface Refresh {
+  presentedHash: string;
+  /** The successor token (derived from the presented one) and its hash. */
+  successor: string;
+  successorHash: string;
+  now: number;
+  origin: Origin | undefined;
+}
+
+/** refreshTokenPair when the token's owner or its tenant has to be read first. */
+async function refreshLookingUp(deps: Deps, owner: TokenOwner | undefined, q: Refresh): Promise<TokenPair> {
+  const known = owner ?? (await deps.store.getRefreshToken(q.presentedHash));
+  if (!known) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+  const tenant = cachedTenant(deps, known.tenantId, q.now) ?? (await loadTenant(deps, known.tenantId, q.now));
+  if (!tenant) throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
+  return rotateFor(deps, known, tenant, q);
+}
+
+/** The rotation of a token whose owner and tenant are known, and the pair it gives. */
+function rotateFor(deps: Deps, known: TokenOwner, tenant: Tenant, q: Refresh): Promise<TokenPair> {
   const mode: AuthMode = 'token';
-  const idleExpiresAt = now + idleSecondsOf(tenant, mode) * 1000;
-  const r = await deps.store.rotateRefreshToken(presentedHash, successorHash, now, tenant.lifetimes.refreshGrace * 1000, idleExpiresAt);
+  const idleExpiresAt = q.now + idleSecondsOf(tenant, mode) * 1000;
+  return deps.store
+    .rotateRefreshToken(q.presentedHash, q.successorHash, q.now, tenant.lifetimes.refreshGrace * 1000, idleExpiresAt)
+    .then((r) => pairAfter(deps, r, known, tenant, q));
+}
+
+/** What a rotation's outcome gives: the pair, or the refusal (a promise only when something is read or awaited). */
+function pairAfter(deps: Deps, r: RotateResult, known: TokenOwner, tenant: Tenant, q: Refresh): TokenPair | Promise<TokenPair> {
+  const { successor, successorHash, now, origin } = q;
   switch (r.outcome) {
     case 'rotated': {
       // The user as stored now (its roles make the token's scope, so a role change reaches the
       // next refresh): from the rotation's own step where the store reads it there (Redis), else
       // read — only then with a promise.
-      const fromStep = r.user !== undefined;
-      const user = usableUser(fromStep ? (r.user ?? null) : await deps.store.getUser(known.tenantId, known.userId));
-      // The presented token's owner stands for the successor's (one session, whose tenant and
-      // user never change): the object the cache holds already, not the decoded successor
-      // record, which the entry would keep alive into the old generation on every rotation.
-      rememberOwner(deps, successorHash, known.tenantId === r.successor.tenantId && known.userId === r.successor.userId ? known : r.successor);
-      deps.sessionCache.remember(r.session);
-      emit(deps, sessionEvent('session.refreshed', r.session, now), origin);
-      return tokenPairSync(deps, r.session, tenant, fromStep ? rotationScopeOf(user) : scopeOf(user), successor, successorHash, now);
+      if (r.user === undefined) return deps.store.getUser(known.tenantId, known.userId).then((u) => rotatedPair(deps, r, known, tenant, scopeOf(usableUser(u)), q));
+      return rotatedPair(deps, r, known, tenant, rotationScopeOf(usableUser(r.user)), q);
     }
     case 'grace': {
       if (r.token.successorHash === null || !constantTimeEqual(r.token.successorHash, successorHash)) {
         throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
       }
-      const fromStep = r.user !== undefined;
-      const user = usableUser(fromStep ? (r.user ?? null) : await deps.store.getUser(known.tenantId, known.userId));
-      return tokenPairSync(deps, r.session, tenant, fromStep ? rotationScopeOf(user) : scopeOf(user), successor, successorHash, r.token.rotatedAt ?? now);
+      const issuedAt = r.token.rotatedAt ?? now;
+      if (r.user === undefined) return deps.store.getUser(known.tenantId, known.userId).then((u) => tokenPairSync(deps, r.session, tenant, scopeOf(usableUser(u)), successor, successorHash, issuedAt));
+      return tokenPairSync(deps, r.session, tenant, rotationScopeOf(usableUser(r.user)), successor, successorHash, issuedAt);
     }
     case 'reused':
       emit(deps, sessionEvent('refresh_token.reused', r.session, now, { revoked: r.revoked.map((s) => s.handle) }), origin);
       announceEnded(deps, r.revoked, now, origin);
-      await endedEverywhere(deps, r.revoked);
-      throw new Unauthorized('refresh_token_reused', 'The refresh token was already used; the session has been ended.');
+      return endedEverywhere(deps, r.revoked).then(() => {
+        throw new Unauthorized('refresh_token_reused', 'The refresh token was already used; the session has been ended.');
+      });
     case 'inactive':
     case 'unknown':
       throw new Unauthorized('invalid_grant', 'The refresh token is not valid.');
   }
+}
+
+/** A rotation's pair, once its user is known usable: the successor's owner, the session and the event remembered. */
+function rotatedPair(deps: Deps, r: Extract<RotateResult, { outcome: 'rotated' }>, known: TokenOwner, tenant: Tenant, scope: string, q: Refresh): TokenPair {
+  const { successor, successorHash, now, origin } = q;
+  // The presented token's owner stands for the successor's (one session, whose tenant and
+  // user never change): the object the cache holds already, not the decoded successor
+  // record, which the entry would keep alive into the old generation on every rotation.
+  rememberOwner(deps, successorHash, known.tenantId === r.successor.tenantId && known.userId === r.successor.userId ? known : r.successor);
+  deps.sessionCache.remember(r.session);
+  emit(deps, sessionEvent('session.refreshed', r.session, now), origin);
+  return tokenPairSync(deps, r.session, tenant, scope, successor, successorHash, now);
 }
 
 /**

@@ -157,12 +157,17 @@ export class RedisContext {
 
   /**
    * Runs a slot script (slot-lua.ts convention) on the slot of `tag`; `ttl` (ms) is the least TTL
-   * the slot's key must keep after it, when the script stores a session.
+   * the slot's key must keep after it, when the script stores a session. `read`: evalScript's.
    */
-  runSlot(script: LuaScript, tag: string, now: number, args: ReadonlyArray<string | Buffer>, ttl?: number): Promise<unknown> {
+  runSlot(script: LuaScript, tag: string, now: number, args: ReadonlyArray<string | Buffer>, ttl?: number): Promise<unknown>;
+  runSlot<T>(script: LuaScript, tag: string, now: number, args: ReadonlyArray<string | Buffer>, ttl: number | undefined, read: (reply: unknown) => T | PromiseLike<T>): Promise<T>;
+  runSlot<T>(script: LuaScript, tag: string, now: number, args: ReadonlyArray<string | Buffer>, ttl?: number, read?: (reply: unknown) => T | PromiseLike<T>): Promise<unknown> {
     const base = this.keys.slotBase(tag);
     const keep = ttl === undefined ? '' : String(ttl);
-    return evalScript(this.conn, script, this.keys.slotSessions(tag), args, [base, num(now), this.keys.endsChannel(), keep]);
+    const head = [base, num(now), this.keys.endsChannel(), keep];
+    return read === undefined
+      ? evalScript(this.conn, script, this.keys.slotSessions(tag), args, head)
+      : evalScript(this.conn, script, this.keys.slotSessions(tag), args, head, read);
   }
 
   /** The routing tag a session's keys live under; it must match the session's user. */

@@ -240,13 +240,26 @@ async function retryFunction(conn: Conn, fn: NonNullable<LuaScript['fn']>, key: 
  * promise (with a handler for the failures that send it on to the load or to EVALSHA, as
  * callFunction's first try): no async frame and no copy of the arguments but the command's own,
  * made at its length, on every slot script of every request. Anything else goes through evalSlowly.
+ *
+ * `read`, when given, reads the reply in the same reaction as that handler (one promise and one
+ * turn fewer than a `.then` of the caller's on the returned promise): the rotation's reply.
  */
-export function evalScript(
+export function evalScript(conn: Conn, script: LuaScript, key: string, args: ReadonlyArray<string | Buffer>, head?: ReadonlyArray<string | Buffer>): Promise<unknown>;
+export function evalScript<T>(
+  conn: Conn,
+  script: LuaScript,
+  key: string,
+  args: ReadonlyArray<string | Buffer>,
+  head: ReadonlyArray<string | Buffer> | undefined,
+  read: (reply: unknown) => T | PromiseLike<T>,
+): Promise<T>;
+export function evalScript<T>(
   conn: Conn,
   script: LuaScript,
   key: string,
   args: ReadonlyArray<string | Buffer>,
   head?: ReadonlyArray<string | Buffer>,
+  read?: (reply: unknown) => T | PromiseLike<T>,
 ): Promise<unknown> {
   const fn = script.fn;
   // (One node, standalone or Sentinel's master now: its check is at hand. A Cluster's goes through nodeOf.)
@@ -260,9 +273,11 @@ export function evalScript(
     command[3] = key;
     for (let i = 0; i < h; i++) command[4 + i] = (head as ReadonlyArray<string | Buffer>)[i] as string | Buffer;
     for (let i = 0; i < args.length; i++) command[4 + h + i] = args[i] as string | Buffer;
-    return conn.send(key, command, false, binary).catch((err: unknown) => afterFailedCall(conn, script, fn, key, head === undefined ? args : [...head, ...args], binary, err));
+    const failed = (err: unknown) => afterFailedCall(conn, script, fn, key, head === undefined ? args : [...head, ...args], binary, err);
+    return conn.send(key, command, false, binary).then(read, read === undefined ? failed : (err: unknown) => failed(err).then(read));
   }
-  return evalSlowly(conn, script, key, head === undefined ? args : [...head, ...args]);
+  const reply = evalSlowly(conn, script, key, head === undefined ? args : [...head, ...args]);
+  return read === undefined ? reply : reply.then(read);
 }
 
 /** The rest of callFunction after its first FCALL failed with `err`, then EVALSHA as evalSlowly. */

@@ -69,9 +69,10 @@ export class RedisRefreshTokens {
    * written first, by its own command, and taken back when the script does not rotate. Then the
    * due index only if the expiry moved earlier, and the replica wait when one is configured.
    *
-   * No async function on the usual way (a known route, not a Cluster): the script's promise and
-   * one reaction that reads its reply, under guard's — each async frame and await on top of that
-   * was a promise and a turn of its own on every rotation.
+   * No async function on the usual way (a known route, not a Cluster): the script's promise, its
+   * reply read in the reaction that also catches a failed call (evalScript's `read`), under
+   * guard's — each async frame and await on top of that was a promise and a turn of its own on
+   * every rotation.
    */
   rotateRefreshToken(
     presentedHash: string,
@@ -91,9 +92,8 @@ export class RedisRefreshTokens {
   #rotateOn(tag: string, presentedHash: string, successorHash: string, now: number, graceMs: number, idleExpiresAt: number | null): Promise<RotateResult> {
     if (this.ctx.conn.kind === 'redis-cluster') return this.#rotateInCluster(tag, presentedHash, successorHash, now, graceMs, idleExpiresAt);
     const keys = this.ctx.keys;
-    return this.ctx
-      .runSlot(ROTATE, tag, now, rotateArgs(presentedHash, successorHash, graceMs, idleExpiresAt, keys.route(successorHash), keys.routeField(successorHash)))
-      .then((reply) => this.#outcomeOf(reply as unknown[], tag, successorHash, true));
+    const args = rotateArgs(presentedHash, successorHash, graceMs, idleExpiresAt, keys.route(successorHash), keys.routeField(successorHash));
+    return this.ctx.runSlot(ROTATE, tag, now, args, undefined, (reply) => this.#outcomeOf(reply as unknown[], tag, successorHash, true));
   }
 
   /** In a Cluster: the successor's route claimed first (another slot), taken back unless the script rotates. */
