@@ -67,7 +67,12 @@ class AfterResponse extends LogController {
     try {
       this.step(request, reply);
     } catch (err) {
-      request.log.error({ err }, 'the after-response step (metrics, request line) failed');
+      try {
+        request.log.error({ err }, 'the after-response step (metrics, request line) failed');
+      } catch {
+        // The log destination itself is what fails: nothing left to tell, and nothing to end
+        // the process for.
+      }
     }
   }
 }

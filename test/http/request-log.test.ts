@@ -212,6 +212,31 @@ describe('an app', () => {
     }
   });
 
+  it('keeps serving when the log destination fails for the request line and for the error line about it', async () => {
+    let attempts = 0;
+    const stream = {
+      write: (l: string) => {
+        if (!l.includes('"msg":"request"') && !l.includes('after-response step')) return;
+        attempts += 1;
+        throw new Error('log destination gone');
+      },
+    };
+    const { app: a, stop } = await app(pino({ level: 'info', base: { service: 'tessera' } }, stream));
+    try {
+      const base = await a.listen({ port: 0, host: '127.0.0.1' });
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${base}/api/v1/auth/token/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: 'x'.repeat(43) }) });
+        expect(res.status).toBe(401);
+        await res.arrayBuffer();
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      // Each answer tried its request line and then the error line: both threw, neither escaped.
+      expect(attempts).toBeGreaterThanOrEqual(4);
+    } finally {
+      await stop();
+    }
+  });
+
   it('built without a logger still counts every answer', async () => {
     const { app: a, stop } = await app();
     try {
