@@ -17,6 +17,7 @@ import { LUA_CODEC, LUA_CODEC_INIT, packedHash } from '../../src/store/redis/lua
 import { evalScript, luaFunctionScript } from '../../src/store/redis/lua.ts';
 import { openRedisStore, parseRedisUrl, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
 import { CREATE } from '../../src/store/redis/scripts.ts';
+import { script } from '../../src/store/redis/slot-lua.ts';
 import { purgePrefix, redisBinariesMissing, redisUrlForTests, requireOrSkip, startRedisCluster, startRedisSentinelSet, startRedisStandalone, testPrefix } from '../support/redis.ts';
 
 const T0 = Date.now();
@@ -220,6 +221,35 @@ describe.skipIf(skipShared)('slot scripts as Redis Functions (shared server)', (
       expect([await evalScript(conn, reset, key, []), await evalScript(conn, reset, key, [])]).toEqual([1, 1]);
     } finally {
       for (const x of [s, reset]) await conn.send(undefined, ['FUNCTION', 'DELETE', x.fn?.name as string]).catch(() => undefined);
+    }
+  });
+
+  it("lets go of a per-call table that held more than 64 keys (slot-lua.ts emptied): Lua never shrinks one, and later calls would walk its empty slots", async () => {
+    const base = `${prefix}{emptied}:`;
+    // Each call: how many keys `packed` holds at its start and which table it is, then fills it with ARGV[5] keys.
+    const s = script(
+      `emptied_${randomBytes(4).toString('hex')}`,
+      `
+local left = 0
+for _ in pairs(packed) do left = left + 1 end
+local id = tostring(packed)
+for i = 1, tonumber(ARGV[5]) do packed['k' .. i] = i end
+return { left, id }
+`,
+    );
+    const call = async (fill: number) => (await evalScript(conn, s, `${base}s`, [String(fill)], [base, String(T0), '', ''])) as [number, string];
+    try {
+      const [, first] = await call(64);
+      // Emptied and kept: 64 keys.
+      const [left, kept] = await call(65);
+      expect([left, kept]).toEqual([0, first]);
+      // 65 keys: a new table, which is then kept in its turn.
+      const [left2, fresh] = await call(0);
+      expect(left2).toBe(0);
+      expect(fresh).not.toBe(first);
+      expect((await call(0))[1]).toBe(fresh);
+    } finally {
+      await conn.send(undefined, ['FUNCTION', 'DELETE', s.fn?.name as string]).catch(() => undefined);
     }
   });
 });

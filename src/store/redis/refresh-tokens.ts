@@ -96,16 +96,30 @@ export class RedisRefreshTokens {
     return this.ctx.runSlot(ROTATE, tag, now, args, undefined, (reply) => this.#outcomeOf(reply as unknown[], tag, successorHash, true));
   }
 
-  /** In a Cluster: the successor's route claimed first (another slot), taken back unless the script rotates. */
+  /**
+   * In a Cluster: the successor's route claimed first (another slot), taken back only when the
+   * reply shows no rotation stored this successor. Concurrent refreshes of one token send the
+   * same successor (refreshTokenPair derives it from the presented token), and the call that
+   * wrote the route is not always the one whose script rotates: a `grace` answer whose token
+   * already leads to this successor keeps the route — the winner's new token needs it. A failed
+   * FCALL (a timeout: the script may have run) keeps it too: a route with no token is harmless
+   * (readers skip it), a live token without its route is logged out.
+   */
   async #rotateInCluster(tag: string, presentedHash: string, successorHash: string, now: number, graceMs: number, idleExpiresAt: number | null): Promise<RotateResult> {
     const routeWritten = await this.index.claimRoute(successorHash, tag);
-    const reply = (await this.ctx.runSlot(ROTATE, tag, now, rotateArgs(presentedHash, successorHash, graceMs, idleExpiresAt, '', '')).catch(async (err: unknown) => {
-      if (routeWritten) await this.index.dropRoutes([successorHash]).catch(() => undefined);
+    const reply = (await this.ctx.runSlot(ROTATE, tag, now, rotateArgs(presentedHash, successorHash, graceMs, idleExpiresAt, '', ''))) as unknown[];
+    let result: RotateResult;
+    try {
+      result = await this.#outcomeOf(reply, tag, successorHash, false);
+    } catch (err) {
+      // A refusal (successor_exists): nothing stored this successor here.
+      if (routeWritten) await this.index.dropRoutes([successorHash]);
       throw err;
-    })) as unknown[];
-    // Only a rotation stores the successor: any other outcome takes back the route it would need.
-    if (String(reply[0]) !== 'rotated' && routeWritten) await this.index.dropRoutes([successorHash]);
-    return this.#outcomeOf(reply, tag, successorHash, false);
+    }
+    if (routeWritten && result.outcome !== 'rotated' && !(result.outcome === 'grace' && result.token.successorHash === successorHash)) {
+      await this.index.dropRoutes([successorHash]);
+    }
+    return result;
   }
 
   /** What a rotate reply says; a promise only when something is left to wait for. */

@@ -46,7 +46,7 @@ export class SessionIndex {
     return false;
   }
 
-  /** Removes routes (the sweeper's purge, or a refused write taking back its own). */
+  /** Removes routes (the sweeper's purge, or a write taking back the route it claimed for what it did not store). */
   async dropRoutes(hashes: readonly string[]): Promise<void> {
     const byKey = new Map<string, string[]>();
     for (const h of hashes) {

@@ -434,7 +434,9 @@ end
 -- unrouted: the caller found no route for hb (a new token's hash, before its route is written),
 -- so no ended record nor spent token of any slot holds it — every token's route is written before
 -- the token (this script, session-index.ts claimRoute) and dropped only after it (the purge) or
--- by the write that claimed it and was refused — and P{tag}:e is not read for it.
+-- by the write that claimed it when that write stored nothing under it (a refusal; in a Cluster
+-- a rotate answered otherwise than rotated, unless its token already leads to that successor: a
+-- concurrent call with the same successor rotated it) — and P{tag}:e is not read for it.
 local function findToken(hb, unrouted)
   for r, rec in pairs(sessions()) do
     if rec[TOK] then
@@ -697,10 +699,17 @@ end
 -- The per-call tables, emptied rather than made again (nil: made, the first time): a table made
 -- per call is garbage, and Lua's collector costs more per call than the emptying (with the
 -- collector stopped a rotation took about a fifth less of Redis's CPU). What a call left in them
--- stays until the next call of the same library.
+-- stays until the next call of the same library. A table that held more than 64 keys is let go
+-- instead: Lua never shrinks a table, and every later call would walk its empty slots (after the
+-- sweep's purge of a long token chain through b2h, 5 -> 37-73 us per small call of that library).
 local function emptied(t)
   if t == nil then return {} end
-  for k in pairs(t) do t[k] = nil end
+  local n = 0
+  for k in pairs(t) do
+    t[k] = nil
+    n = n + 1
+  end
+  if n > 64 then return {} end
   return t
 end
 -- The per-call set-up: every call starts from the same state (as a fresh script would), whether
