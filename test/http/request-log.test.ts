@@ -178,6 +178,20 @@ describe('an app', () => {
     }
   });
 
+  /**
+   * Two refresh requests answered 401 through a real socket (the after-response step runs in the
+   * response's `finish` listener there), then a moment for the listeners to run.
+   */
+  async function twoRefusedRefreshes(a: Awaited<ReturnType<typeof app>>['app']) {
+    const base = await a.listen({ port: 0, host: '127.0.0.1' });
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${base}/api/v1/auth/token/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: 'x'.repeat(43) }) });
+      expect(res.status).toBe(401);
+      await res.arrayBuffer();
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
   it('keeps serving when the after-response step throws (it runs in the response\'s finish listener): the error is logged', async () => {
     // The request line's write fails once, as a broken log destination would; before, an
     // onResponse hook's runner caught that, and a log controller's requestCompleted must too, or
@@ -195,13 +209,7 @@ describe('an app', () => {
     };
     const { app: a, stop } = await app(pino({ level: 'info', base: { service: 'tessera' } }, stream));
     try {
-      const base = await a.listen({ port: 0, host: '127.0.0.1' });
-      for (let i = 0; i < 2; i++) {
-        const res = await fetch(`${base}/api/v1/auth/token/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: 'x'.repeat(43) }) });
-        expect(res.status).toBe(401);
-        await res.arrayBuffer();
-      }
-      await new Promise((r) => setTimeout(r, 50));
+      await twoRefusedRefreshes(a);
       const lines = written.map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines.filter((l) => l.msg === 'the after-response step (metrics, request line) failed')).toHaveLength(1);
       expect(lines.find((l) => l.msg === 'the after-response step (metrics, request line) failed')).toMatchObject({ level: 50, err: { message: 'log destination broken' } });
@@ -223,13 +231,7 @@ describe('an app', () => {
     };
     const { app: a, stop } = await app(pino({ level: 'info', base: { service: 'tessera' } }, stream));
     try {
-      const base = await a.listen({ port: 0, host: '127.0.0.1' });
-      for (let i = 0; i < 2; i++) {
-        const res = await fetch(`${base}/api/v1/auth/token/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: 'x'.repeat(43) }) });
-        expect(res.status).toBe(401);
-        await res.arrayBuffer();
-      }
-      await new Promise((r) => setTimeout(r, 50));
+      await twoRefusedRefreshes(a);
       // Each answer tried its request line and then the error line: both threw, neither escaped.
       expect(attempts).toBeGreaterThanOrEqual(4);
     } finally {
