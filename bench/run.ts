@@ -310,7 +310,31 @@ const serverPids = new Map<string, number | undefined>();
 function load(url: string, headers: Record<string, string>, seconds = SECONDS): Figures {
   const pid = serverPids.get(new URL(url).origin);
   const a = before(pid);
-  return after(runLoad('bench/load.ts', { url, connections: CONNECTIONS, duration: seconds, headers }), pid, a);
+  const f = after(runLoad('bench/load.ts', { url, connections: CONNECTIONS, duration: seconds, headers }), pid, a);
+  settle(pid);
+  return f;
+}
+
+/**
+ * Waits, after a server's load, until that server has settled: at most 10 ms of its CPU over
+ * 100 ms, twice in a row (or 5 s at most; at once for a process without /proc). Every server is
+ * on core 0, so a server that goes on working once its load has stopped — the @fastify/session
+ * peer went on for ~5 s after its row, ~15–40 % of the core — would take that core from the next
+ * row measured (it made the `check` section's second Tessera row, whichever server it was, the
+ * slow one: docs/performance.md, "Three quick runs at the end of the 2026-12-07 evening session").
+ * Not counted in any figure: the next row's `before` comes after it.
+ */
+function settle(pid: number | undefined): void {
+  if (pid === undefined) return;
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  let last = cpuSeconds(pid);
+  let quiet = 0;
+  for (let waited = 0; waited < 5000 && quiet < 2; waited += 100) {
+    Atomics.wait(sleeper, 0, 0, 100);
+    const now = cpuSeconds(pid);
+    quiet = now - last > 0.01 ? 0 : quiet + 1;
+    last = now;
+  }
 }
 
 /** A database of its own for the run's PostgreSQL server, or null when PostgreSQL does not answer. */
@@ -534,7 +558,10 @@ type Scenario = [name: string, url: string, headers: Record<string, string>];
 // "Process-to-process spread" and "Warm-up 40,000").
 const WARM_UP = Number(process.env.BENCH_WARMUP ?? 40_000);
 function warmUp(scenarios: Scenario[], path = '/api/v1/session'): void {
-  for (const [, url, headers] of scenarios) runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: WARM_UP, headers });
+  for (const [, url, headers] of scenarios) {
+    runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: WARM_UP, headers });
+    settle(serverPids.get(new URL(url).origin));
+  }
 }
 
 /** A scenario's rounds: the median round (`f`), every round's req/s rounded (`all`), and every round's figures in round order. */
