@@ -12,11 +12,18 @@
 // checked. Rounds alternate the variants' order; medians, "lower in k of n rounds" and the median
 // of the paired differences. The server must be used by nothing else (start one:
 // redis-server --port <free> --save '' --appendonly no --daemonize yes).
-// Environment: AB_ROUNDS (default 15), AB_SLICE (default 2000).
+// Environment: AB_ROUNDS (default 15), AB_SLICE (default 2000), AB_CONCURRENCY (chains and
+// exchanges at once, default 50). AB_CALLGRIND=<pid>: that redis-server runs under
+// `valgrind --tool=callgrind --callgrind-out-file=<dir>/cg.%p.out redis-server …` (<dir> in
+// AB_CALLGRIND_DIR, default the current one) and each slice is counted in thousands of its
+// instructions (callgrind_control --zero before, --dump after, the dump's totals) instead of CPU
+// µs: a count the machine's load does not move, for differences of a few per cent (valgrind makes
+// Redis ~50x slower: keep AB_SLICE small, ~600, and AB_CONCURRENCY ~10, under the 1 s command
+// timeout). The dumps stay in that directory, each named by its slice (callgrind_annotate them).
 
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,14 +38,31 @@ const OTHER = process.argv[3] ?? '';
 if (!REDIS_URL || !OTHER) throw new Error('usage: node bench/redis-scripts-ab.ts <redis url> <other checkout>');
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 15);
 const SLICE = Number(process.env.AB_SLICE ?? 2000);
-const CHAINS = 50;
+const CHAINS = Number(process.env.AB_CONCURRENCY ?? 50);
+const CALLGRIND = process.env.AB_CALLGRIND ?? '';
+const CALLGRIND_DIR = resolve(process.env.AB_CALLGRIND_DIR ?? '.');
 const ADMIN = 'ab-admin-token-' + 'x'.repeat(32);
 /** The verifier of every bench login's challenge (bench/fill-sso-tokens.ts). */
 const VERIFIER = 'bench-verifier-' + 'v'.repeat(40);
+const UNIT = CALLGRIND ? 'k instructions' : 'µs';
 const dir = mkdtempSync(join(tmpdir(), 'tessera-redis-scripts-ab-'));
 
 const admin = createClient({ url: REDIS_URL, RESP: 2 });
 await admin.connect();
+
+/** Under callgrind: zeroes its counters (the slice starts at 0). */
+function startSlice(): void {
+  if (CALLGRIND) execFileSync('callgrind_control', ['--zero', CALLGRIND], { stdio: 'ignore' });
+}
+/** Under callgrind: thousands of instructions since startSlice (a dump named `label`). */
+function sliceInstructions(label: string): number {
+  execFileSync('callgrind_control', [`--dump=${label}`, CALLGRIND], { stdio: 'ignore' });
+  const dumps = readdirSync(CALLGRIND_DIR).filter((f) => f.startsWith(`cg.${CALLGRIND}.out.`));
+  const last = dumps.sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).pop();
+  const total = /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(CALLGRIND_DIR, last ?? ''), 'utf8'))?.[1];
+  if (total === undefined) throw new Error(`no callgrind dump in ${CALLGRIND_DIR}`);
+  return Number(total) / 1e3;
+}
 
 async function redisCpu(): Promise<number> {
   const text = await admin.sendCommand<string>(['INFO', 'cpu']);
@@ -70,7 +94,7 @@ async function rotations(v: Variant): Promise<number> {
   const per = Math.ceil(SLICE / CHAINS);
   // The successors made before the clock starts.
   const next = v.chains.map(() => Array.from({ length: per }, () => v.secrets.hashSecret(v.secrets.newSecret())));
-  const c0 = await redisCpu();
+  const c0 = CALLGRIND ? (startSlice(), 0) : await redisCpu();
   await Promise.all(
     v.chains.map(async (_, i) => {
       for (let k = 0; k < per; k++) {
@@ -82,7 +106,7 @@ async function rotations(v: Variant): Promise<number> {
       }
     }),
   );
-  return ((await redisCpu()) - c0) / (per * CHAINS);
+  return ((CALLGRIND ? sliceInstructions(`rotation-${v.name}`) : await redisCpu()) - c0) / (per * CHAINS);
 }
 
 async function fill(v: Variant, n: number): Promise<string[]> {
@@ -98,9 +122,9 @@ async function exchanges(v: Variant, tokens: string[]): Promise<number> {
   const challenge = hashSecret(VERIFIER);
   const work = tokens.map((token) => ({ hash: hashSecret(token), refresh: hashSecret(newSecret()) }));
   let next = 0;
-  const c0 = await redisCpu();
+  const c0 = CALLGRIND ? (startSlice(), 0) : await redisCpu();
   await Promise.all(
-    Array.from({ length: 50 }, async () => {
+    Array.from({ length: CHAINS }, async () => {
       while (next < work.length) {
         const w = work[next++]!;
         const now = Date.now();
@@ -117,7 +141,7 @@ async function exchanges(v: Variant, tokens: string[]): Promise<number> {
       }
     }),
   );
-  return ((await redisCpu()) - c0) / work.length;
+  return ((CALLGRIND ? sliceInstructions(`exchange-${v.name}`) : await redisCpu()) - c0) / work.length;
 }
 
 const variants = [await variant(ROOT, 'this'), await variant(resolve(OTHER), 'other')];
@@ -135,13 +159,13 @@ try {
       const rotation = await rotations(v);
       const exchange = await exchanges(v, tokens.get(v.name)!);
       rows.push({ round, variant: v.name, rotation, exchange });
-      console.log(`round ${round} ${v.name}: rotation ${rotation.toFixed(1)} µs, exchange ${exchange.toFixed(1)} µs`);
+      console.log(`round ${round} ${v.name}: rotation ${rotation.toFixed(1)} ${UNIT}, exchange ${exchange.toFixed(1)} ${UNIT}`);
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const of = (name: string, k: 'rotation' | 'exchange') => rows.filter((r) => r.variant === name).map((r) => r[k]);
   console.log(`\n# bench/redis-scripts-ab.ts — ${new Date().toISOString()}, ${ROUNDS} rounds × ${SLICE} rotations and ${Math.ceil(SLICE / 2)} exchanges per slice\n`);
-  console.log('| what | this: Redis CPU µs (median) | other | this lower in | median of paired differences |');
+  console.log(`| what | this: Redis ${CALLGRIND ? 'instructions, thousands' : 'CPU µs'} (median) | other | this lower in | median of paired differences |`);
   console.log('|---|---:|---:|---:|---:|');
   for (const k of ['rotation', 'exchange'] as const) {
     const a = of('this', k);

@@ -943,6 +943,12 @@ export function describeStoreConformance(
         const d = await planLogin();
         const cleared = { ...plan(d.ids, now), tenants: [{ tenantId: d.ids.tenantId, idleExpiresAt: null }] };
         expect(outcome(await store.lookUpAndRedeem(d.token.secretHash, cleared, now), 'redeemed').session.idleExpiresAt).toBeNull();
+        // The user's record whatever its text (Redis reads the usual one without decoding it and
+        // decodes any other): escapes in it, an explicit disabled: false, "disabled" as text only.
+        for (const u of [{ email: `a"b\\c-${randomUUID()}@example.com` }, { disabled: false }, { email: `x","disabled":true,"y-${randomUUID()}@example.com` }]) {
+          const e = await planLogin({ user: u });
+          expect(outcome(await store.lookUpAndRedeem(e.token.secretHash, plan(e.ids, now), now), 'redeemed').user).toStrictEqual(e.user);
+        }
       });
 
       it('lookUpAndRedeem: when the plan does not hold, changes nothing and answers the look-up', async () => {

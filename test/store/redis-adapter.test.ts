@@ -534,7 +534,7 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
       const after = await commands();
       const sent = [...after].filter(([name, n]) => n !== (before.get(name) ?? 0)).map(([name, n]) => [name, n - (before.get(name) ?? 0)]);
       // Two FCALLs (and what their scripts ran): no route read, user read or route write of their own.
-      expect(sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'pttl', 'pexpire', 'publish'].includes(name as string))).toEqual([['fcall', 2]]);
+      expect(sent.filter(([name]) => !['get', 'set', 'hget', 'hset', 'hsetnx', 'pttl', 'pexpire', 'publish'].includes(name as string))).toEqual([['fcall', 2]]);
       // The refresh token's route is in Redis: a process that never saw it finds the token.
       expect(await store.getRefreshToken(t.tokenHash)).toStrictEqual(t);
       // Unknown secrets, routed or not: null.
@@ -600,14 +600,15 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
       const p = plan();
       let r: unknown;
       // One FCALL and the commands its script ran: the route, the value and the user read; the
-      // refresh token's route read (none: so the ended records are not read for its hash) and
-      // written; the value written, the spent one-time token moved to the ended records with
-      // their TTL, its end published.
+      // refresh token's route written if absent (HSETNX: it was, so the ended records are not
+      // read for its hash); the value written, the spent one-time token moved to the ended
+      // records with their TTL, its end published.
       expect(await sentDuring(async () => (r = await other.lookUpAndRedeem(once.secretHash, p, T0 + 1000)))).toStrictEqual({
         fcall: 1,
-        hget: 2,
+        hget: 1,
+        hsetnx: 1,
         get: 2,
-        hset: 2,
+        hset: 1,
         set: 1,
         pttl: 2,
         pexpire: 1,
@@ -636,6 +637,23 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
       expect(await other.lookUpAndRedeem(once.secretHash, spent, T0 + 2000)).toStrictEqual({ outcome: 'not_consumed' });
       const spentBucket = `${prefix}r:${spent.refreshToken.tokenHash.slice(0, 2)}`;
       expect(await conn.send(spentBucket, ['HGET', spentBucket, spent.refreshToken.tokenHash.slice(2, 18)])).toBeNull();
+      // The route written before the checks that follow it is taken back by their refusal: a
+      // target no longer pending (unusable) and a refresh token that is already stored.
+      const third = await login();
+      await store.updateSessionData(third.app.handle, { mode: 'token' }, T0 + 500);
+      const unusable = plan();
+      expect((await other.lookUpAndRedeem(third.once.secretHash, unusable, T0 + 1000)).outcome).toBe('target_unusable');
+      const unusableBucket = `${prefix}r:${unusable.refreshToken.tokenHash.slice(0, 2)}`;
+      expect(await conn.send(unusableBucket, ['HGET', unusableBucket, unusable.refreshToken.tokenHash.slice(2, 18)])).toBeNull();
+      const fourth = await login();
+      const existing = plan();
+      await store.addRefreshToken({ tokenHash: existing.refreshToken.tokenHash, sessionHandle: fourth.app.handle, tenantId, userId, createdAt: T0, rotatedAt: null, successorHash: null });
+      // Its route gone (as after a purge's partial step): the token is in the live value only.
+      const existingBucket = `${prefix}r:${existing.refreshToken.tokenHash.slice(0, 2)}`;
+      await conn.send(existingBucket, ['HDEL', existingBucket, existing.refreshToken.tokenHash.slice(2, 18)]);
+      await expect(other.lookUpAndRedeem(fourth.once.secretHash, existing, T0 + 1000)).rejects.toMatchObject({ code: 'refresh_token_exists', status: 409 });
+      expect(await conn.send(existingBucket, ['HGET', existingBucket, existing.refreshToken.tokenHash.slice(2, 18)])).toBeNull();
+      expect(await store.getSessionByHandle(fourth.once.handle)).toStrictEqual(fourth.once);
     } finally {
       await conn.close();
       await other.close();

@@ -241,24 +241,39 @@ return finish(out[1])
  * reply. Its arguments start at the Lua local `a`: ARGV[a] (REDEEM's idle expiry), ARGV[a + 1] refresh-token hash in its packed form
  * (lua-codec.ts packedHash, sent as bytes; '' = none), ARGV[a + 2] its createdAt, ARGV[a + 3] the
  * refresh token's route key and ARGV[a + 4] its field, when the script writes the route itself
- * ('' = the caller wrote it: in a Cluster the route lives in another slot) — written, before the
- * token it leads to, only when the exchange redeems; ARGV[a + 5] n, then n expected data entries
+ * ('' = the caller wrote it: in a Cluster the route lives in another slot) — written with HSETNX
+ * before the checks, so before the token it leads to, and taken back (HDEL) when the exchange does
+ * not redeem (one command where a route read and a route write were two); ARGV[a + 5] n, then n
+ * expected data entries
  * (field `d:<key>`, JSON), then the patch (field `d:<key>`, JSON or '' = remove).
  */
 function redeemSteps(handle: string, idle: string, extra: string): string {
   return `
 local hb = false
-local routed = false
+-- wrote: this call wrote the refresh token's route (HSETNX), taken back by a refusal below.
+local wrote = false
 if ARGV[a + 1] ~= '' then
   hb = ARGV[a + 1]
-  -- The route first: without one, no ended record or spent token holds hb (findToken's unrouted).
-  if ARGV[a + 3] ~= '' then routed = redis.call('HGET', ARGV[a + 3], ARGV[a + 4]) end
-  if findToken(hb, ARGV[a + 3] ~= '' and not routed) then return { 'token_exists' } end
-  if routed and routed ~= tag then return { 'route_taken' } end
+  if ARGV[a + 3] == '' then
+    if findToken(hb) then return { 'token_exists' } end
+  elseif redis.call('HSETNX', ARGV[a + 3], ARGV[a + 4], tag) == 1 then
+    -- The route was not there (now written, before the token it leads to): no ended record or
+    -- spent token holds hb (findToken's unrouted), so only the live records are searched.
+    wrote = true
+    if findToken(hb, true) then
+      redis.call('HDEL', ARGV[a + 3], ARGV[a + 4])
+      return { 'token_exists' }
+    end
+  else
+    local routed = redis.call('HGET', ARGV[a + 3], ARGV[a + 4])
+    if findToken(hb) then return { 'token_exists' } end
+    if routed ~= tag then return { 'route_taken' } end
+  end
 end
 -- The consumed record is packed only for an unusable answer (packedOf below: the same
--- record as revokeTree would have appended, the root, revoked first).
-revokeTree(r, 'consumed', 'parent_revoked', nil, nil)
+-- record as revokeTree would have appended, the root, revoked first). A one-time token's
+-- record has no children (the usual case): revoked as revokeTree would, without its walk.
+if xget(rec, KIDS) then revokeTree(r, 'consumed', 'parent_revoked', nil, nil) else revokeOne(r, rec, 'consumed') end
 local t, tr = get(${handle})
 local ok = t ~= nil and isValid(t) and t[TEN] == rec[TEN] and t[USR] == rec[USR]
 local n = tonumber(ARGV[a + 5])
@@ -267,8 +282,10 @@ for i = a + 6, a + 5 + 2 * n, 2 do
   if not ok then break end
   ok = d[string.sub(ARGV[i], 3)] == ARGV[i + 1]
 end
-if not ok then return finish({ 'unusable', packedOf(r, rec, 0) }) end
-if hb and ARGV[a + 3] ~= '' and not routed then redis.call('HSET', ARGV[a + 3], ARGV[a + 4], tag) end
+if not ok then
+  if wrote then redis.call('HDEL', ARGV[a + 3], ARGV[a + 4]) end
+  return finish({ 'unusable', packedOf(r, rec, 0) })
+end
 for i = a + 6 + 2 * n, #ARGV, 2 do
   local k = string.sub(ARGV[i], 3)
   if ARGV[i + 1] == '' then d[k] = nil else d[k] = ARGV[i + 1] end
@@ -307,8 +324,8 @@ return finish({ 'redeemed', packedOf(tr, t, 0), prev${extra} })
  * ARGV[8] target handle, ARGV[9] new idle expiry ('' = none), ARGV[10] refresh-token hash in its
  * packed form (lua-codec.ts packedHash, sent as bytes; '' = none), ARGV[11] its createdAt, ARGV[12] the refresh token's route key and ARGV[13] its
  * field, when the script writes the route itself ('' = the caller wrote it: in a Cluster the
- * route lives in another slot) — written, before the token it leads to, only when the exchange
- * redeems; ARGV[14] n, ARGV[15..14+2n] expected data (field `d:<key>`, JSON), then the patch
+ * route lives in another slot) — written first, before the token it leads to, and taken back
+ * when the exchange does not redeem (redeemSteps); ARGV[14] n, ARGV[15..14+2n] expected data (field `d:<key>`, JSON), then the patch
  * (field `d:<key>`, JSON or '' = remove).
  * Reply: {'redeemed', target record (packed: slot-lua.ts packedOf), previous idle or ''} (the
  *      consumed record is not sent back: the caller has it from its look-up)
@@ -405,12 +422,23 @@ if holds then
     if not holds then break end
   end
 end
--- The target's handle: a JSON string without escapes (what a handle is).
+-- The target's handle: a JSON string without escapes (what a handle is): a quote, then none
+-- but the last, and no backslash (plain finds: a pattern is matched character by character).
 local th = holds and data[ARGV[p + 1]]
-if th and smatch(th, '^"[^"\\\\]*"$') then th = ssub(th, 2, -2) else holds = false end
+if th and sbyte(th, 1) == 34 and string.find(th, '"', 2, true) == #th and not string.find(th, '\\\\', 1, true) then th = ssub(th, 2, -2) else holds = false end
 if holds then
-  local ok, u = pcall(cjson.decode, user)
-  holds = ok and type(u) == 'table' and u.tenantId == rec[TEN] and u.id == rec[USR] and u.disabled ~= true
+  -- The user's record as accounts.ts writes it (JSON.stringify: its id, then its tenant, first)
+  -- is checked without decoding it — no table made — when its text has no escape and no
+  -- "disabled" key (so its strings are their literal bytes and it is not disabled) and the
+  -- record's ids hold no quote: then it is the user iff it starts with exactly those two fields.
+  -- Any other text is decoded.
+  local find, uid, ten = string.find, rec[USR], rec[TEN]
+  if not find(user, '\\\\', 1, true) and not find(user, '"disabled"', 1, true) and not find(uid, '"', 1, true) and not find(ten, '"', 1, true) then
+    holds = find(user, '{"id":"' .. uid .. '","tenantId":"' .. ten .. '",', 1, true) == 1
+  else
+    local ok, u = pcall(cjson.decode, user)
+    holds = ok and type(u) == 'table' and u.tenantId == ten and u.id == uid and u.disabled ~= true
+  end
 end
 if not holds then return finish({ 'looked', packedOf(r, rec, 0), user }) end
 if not isValid(rec) then return finish({ 'not_consumed' }) end
