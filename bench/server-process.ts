@@ -3,7 +3,7 @@
 // pinning to a core, stopping, a prefix's keys removed, a process's CPU from /proc, and the bench
 // tenant with its user and logins.
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 export function freePort(): Promise<number> {
@@ -111,6 +111,30 @@ export function cpuSeconds(pid: number | undefined): number {
 export function waitSeconds(pid: number | undefined): number {
   try {
     return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * CPU seconds a process's threads other than its main thread have used so far — V8's helpers
+ * (GC, the optimising compilers), libuv's pool — from each /proc/<pid>/task/<tid>/schedstat (nanoseconds);
+ * NaN where it is missing. On a server pinned to one core these take that core from the main
+ * thread: its wait for a core (waitSeconds) is theirs when no other process is pinned there.
+ */
+export function helperThreadSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      if (tid === String(pid)) continue;
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // a thread that ended meanwhile (its time is lost with it)
+      }
+    }
+    return ns / 1e9;
   } catch {
     return NaN;
   }

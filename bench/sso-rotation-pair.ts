@@ -16,11 +16,15 @@
 // rotation,exchange; one of them alone), PAIR_CONNECTIONS (default 50: chains, exchange workers), BENCH_REDIS_URL (default redis://127.0.0.1:6379), PAIR_PERF=1, PAIR_REDIS_STATS=1 (the commands that took Redis the most
 // time per operation, scripts' inner commands included, printed per load), PAIR_PERF_RECORD=<folder>
 // (a `perf record` of the server over each measured load instead of `perf stat`), PAIR_NODE_FLAGS
-// (extra Node flags for the servers, space-separated, e.g. --perf-basic-prof for perf's names).
+// (extra Node flags for the servers, space-separated, e.g. --perf-basic-prof for perf's names),
+// PAIR_THREADS=1 (the server's CPU per operation by thread — main, V8's helpers, libuv's pool —
+// and how long its main thread was runnable but waited for its core: /proc/<pid>/task/*/schedstat,
+// nanoseconds), PAIR_TRACE_GC=1 (the server started with --trace-gc: its scavenges and
+// mark-compacts per 1,000 operations, and their pauses, over each measured load).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +40,11 @@ const PERF = process.env.PAIR_PERF === '1';
 const RECORD = process.env.PAIR_PERF_RECORD ?? null;
 /** PAIR_REDIS_STATS=1: also the commands that took Redis the most time per operation over each measured load. */
 const REDIS_STATS = process.env.PAIR_REDIS_STATS === '1';
-const NODE_FLAGS = (process.env.PAIR_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+const THREADS = process.env.PAIR_THREADS === '1';
+const TRACE_GC = process.env.PAIR_TRACE_GC === '1';
+/** PAIR_TRACE_JIT=1: the server started with --trace-opt --trace-deopt, its compilations and deoptimisations counted per load. */
+const TRACE_JIT = process.env.PAIR_TRACE_JIT === '1';
+const NODE_FLAGS = [...(process.env.PAIR_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean), ...(TRACE_GC ? ['--trace-gc'] : []), ...(TRACE_JIT ? ['--trace-opt', '--trace-deopt'] : [])];
 /** Each server's warm-up before the first measured round: rotations, then exchanges. */
 const WARM_ROTATIONS = Number(process.env.PAIR_WARM_ROTATIONS ?? 5000);
 const WARM_EXCHANGES = Number(process.env.PAIR_WARM_EXCHANGES ?? 3000);
@@ -58,6 +66,8 @@ interface Server {
   cookieKey: string;
   /** Each chain's refresh token to go on with. */
   tokens: string[];
+  /** PAIR_TRACE_GC: the file the server's --trace-gc lines go to. */
+  gcLog: string | null;
 }
 
 async function start(root: string, label: string): Promise<Server> {
@@ -67,10 +77,13 @@ async function start(root: string, label: string): Promise<Server> {
   prefixes.push(prefix);
   const cookieKey = randomBytes(32).toString('base64url');
   const [cmd, args] = pinned(0, [NODE, ...NODE_FLAGS, join(root, 'src/cli.ts'), 'start']);
+  const gcLog = TRACE_GC || TRACE_JIT ? join(dir, `gc-${port}.log`) : null;
   const child = spawn(cmd, args, {
     cwd: dir,
     env: { PATH: process.env.PATH ?? '', TESSERA_PORT: String(port), TESSERA_STORE: REDIS_URL, TESSERA_REDIS_PREFIX: prefix, TESSERA_ADMIN_TOKEN: admin, COOKIE_SECRET_SIGN_KEY: cookieKey, TESSERA_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // --trace-gc's lines to a file, not a pipe: this process blocks in spawnSync during each load
+    // and would not drain one.
+    stdio: ['ignore', gcLog === null ? 'ignore' : openSync(gcLog, 'w'), 'inherit'],
   });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
@@ -93,7 +106,57 @@ async function start(root: string, label: string): Promise<Server> {
     });
     tokens.push(...(await Promise.all(batch)));
   }
-  return { label, root, url, pid, prefix, cookieKey, tokens };
+  return { label, root, url, pid, prefix, cookieKey, tokens, gcLog };
+}
+
+/** PAIR_THREADS: a process's threads by name — [ns on a core, ns runnable but waiting for one] summed — and its main thread's wait. */
+function threadTimes(pid: number): { byName: Map<string, [number, number]>; mainWait: number } {
+  const byName = new Map<string, [number, number]>();
+  let mainWait = NaN;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number) as [number, number];
+      const name = tid === String(pid) ? 'main' : comm;
+      const [r0, w0] = byName.get(name) ?? [0, 0];
+      byName.set(name, [r0 + run, w0 + wait]);
+      if (tid === String(pid)) mainWait = wait;
+    } catch {
+      // a thread that ended meanwhile
+    }
+  }
+  return { byName, mainWait };
+}
+
+/** The --trace-gc (and --trace-opt) lines in the server's log so far. */
+function gcLines(s: Server): string[] {
+  return s.gcLog === null ? [] : readFileSync(s.gcLog, 'utf8').split('\n').filter((l) => /: (Scavenge|Mark-Compact|Mark-Sweep|Minor Mark)|^\[(completed compiling|bailout)/.test(l));
+}
+
+/** --trace-opt/--trace-deopt lines: compilations by tier (with their compile ms, mostly off the main thread) and deoptimisations. */
+function jitSummary(lines: string[], n: number): string {
+  const by = new Map<string, [number, number]>();
+  for (const l of lines) {
+    const c = /^\[completed compiling .*\(target (\w+)\).* - took [\d.]+, ([\d.]+), [\d.]+ ms\]/.exec(l);
+    const kind = c ? (c[1] as string) : l.startsWith('[bailout') ? 'deopt' : null;
+    if (kind === null) continue;
+    const [k, ms] = by.get(kind) ?? [0, 0];
+    by.set(kind, [k + 1, ms + Number(c?.[2] ?? 0)]);
+  }
+  return [...by].map(([k, [c, ms]]) => `${k} ${c}${ms > 0 ? ` (${((ms * 1000) / n).toFixed(1)} µs/op compiling)` : ''}`).join(', ') || 'none';
+}
+
+/** --trace-gc lines: counts and pause ms by kind ("Scavenge", "Mark-Compact", …). */
+function gcSummary(lines: string[], n: number): string {
+  const by = new Map<string, [number, number]>();
+  for (const l of lines) {
+    if (l.startsWith('[completed') || l.startsWith('[bailout')) continue;
+    const m = /: (Scavenge|Mark-Compact|Mark-Sweep|Minor Mark-Sweep)\b.*? MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \//.exec(l);
+    const kind = m?.[1] ?? 'other';
+    const [c, ms] = by.get(kind) ?? [0, 0];
+    by.set(kind, [c + 1, ms + Number(m?.[2] ?? 0)]);
+  }
+  return [...by].map(([k, [c, ms]]) => `${k} ${((c * 1000) / n).toFixed(2)} per 1,000 ops (${((ms * 1000) / n).toFixed(1)} µs/op of pauses)`).join(', ') || 'none';
 }
 
 interface Figures {
@@ -161,11 +224,24 @@ async function measure(s: Server, op: 'rotation' | 'exchange', amount: number, r
     run = () => load(s, 'bench/load-sso.ts', { url: `${s.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: 600, tokens: out });
   }
   const r0 = redisInfo();
+  const g0 = TRACE_GC || TRACE_JIT ? gcLines(s).length : 0;
+  const logBytes0 = s.gcLog === null ? 0 : statSync(s.gcLog).size;
+  const t0 = THREADS ? threadTimes(s.pid) : null;
   const c0 = cpuSeconds(s.pid);
   const { result: f, counts } = await perfAround(s.pid, run, record);
   const c1 = cpuSeconds(s.pid);
+  const t1 = THREADS ? threadTimes(s.pid) : null;
   const r1 = redisInfo();
   const n = Math.max(1, f.requests);
+  if (t0 !== null && t1 !== null) {
+    const rows = [...t1.byName].map(([name, [run, wait]]) => [name, (run - (t0.byName.get(name)?.[0] ?? 0)) / 1000 / n, (wait - (t0.byName.get(name)?.[1] ?? 0)) / 1000 / n] as const).filter(([, run]) => run > 0.05);
+    rows.sort((a, b) => b[1] - a[1]);
+    console.log(`(${s.label} ${op}: µs/op by thread on a core [waiting for one] ${rows.map(([name, run, wait]) => `${name} ${run.toFixed(1)} [${wait.toFixed(1)}]`).join(', ')}; main thread waited ${((t1.mainWait - t0.mainWait) / 1000 / n).toFixed(1)})`);
+  }
+  if (TRACE_GC || TRACE_JIT) {
+    const lines = gcLines(s).slice(g0);
+    console.log(`(${s.label} ${op}, log ${s.gcLog} bytes ${logBytes0}–${statSync(s.gcLog as string).size}:${TRACE_GC ? ` GC ${gcSummary(lines, n)}` : ''}${TRACE_JIT ? ` JIT ${jitSummary(lines, n)}` : ''})`);
+  }
   if (REDIS_STATS) console.log(`(${s.label} ${op}: Redis by command per operation, ${topCommands(r0.commandstats, r1.commandstats, n, 12)})`);
   if (f.tokens) s.tokens = f.tokens;
   return {
@@ -220,5 +296,7 @@ try {
 } finally {
   await Promise.all(children.map((c) => stopChild(c)));
   unlinkPrefixes(REDIS_URL, prefixes);
-  rmSync(dir, { recursive: true, force: true });
+  // PAIR_KEEP=1: the folder (the servers' logs) is left, and named.
+  if (process.env.PAIR_KEEP === '1') console.log(`(kept ${dir})`);
+  else rmSync(dir, { recursive: true, force: true });
 }
