@@ -4,6 +4,8 @@
 // AB_ROUNDS (12) rounds of AB_SLICE (20,000) tokens shaped like session tokens (~390 ASCII
 // characters); every token added is checked to be known. Prints the medians and in how many
 // rounds this checkout was lower (docs/performance.md, "Where the rotation server's CPU goes").
+// AB_FRESH=1: every round adds tokens never added before (as a server's rotations do), so the
+// sets' generations (50,000) roll over as in a server; without it the rounds reuse four slices.
 
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
@@ -22,6 +24,7 @@ const variants: [string, Ctor][] = [
 ];
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 12);
 const SLICE = Number(process.env.AB_SLICE ?? 20_000);
+const FRESH = process.env.AB_FRESH === '1';
 const tokens = Array.from({ length: 4 * SLICE }, () => `eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.${randomBytes(200).toString('base64url')}.${randomBytes(64).toString('base64url')}`);
 const sets = variants.map(([, C]) => new C(50_000));
 /** µs per call: [variant][add, has][round]. */
@@ -33,7 +36,8 @@ const cpu = (f: () => void) => {
   return (c.user + c.system) / SLICE;
 };
 for (let round = 0; round < ROUNDS; round++) {
-  const slice = tokens.slice((round % 4) * SLICE, ((round % 4) + 1) * SLICE);
+  // Fresh: the same shapes with the round in them, made flat (a request's token is a flat string).
+  const slice = tokens.slice((round % 4) * SLICE, ((round % 4) + 1) * SLICE).map((t) => (FRESH ? Buffer.from(`${t}.${round}`).toString('latin1') : t));
   for (const v of round % 2 === 0 ? [0, 1] : [1, 0]) {
     const s = sets[v] as Set;
     // Each variant its own tokens (a suffix), so the second in a round adds new ones too.

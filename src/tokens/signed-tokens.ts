@@ -11,7 +11,7 @@
 import { hash } from 'node:crypto';
 
 const DIGEST_BYTES = 32;
-/** A table's first size; it doubles when half full, up to what a generation needs. */
+/** The first table's size; it doubles when half full, up to what a generation needs (the next generations start there). */
 const FIRST_SLOTS = 1024;
 
 /** An open-addressing (linear probing) set of SHA-256 digests. */
@@ -78,7 +78,8 @@ function sameDigest(bytes: Uint8Array, offset: number, d: string): boolean {
  * The digests of the last `generation` to 2 × `generation` tokens added: two tables, the current
  * one and the one before; when the current one holds `generation` digests, the one before is
  * dropped and a new one started. At most 2 × 33 bytes × the power of two ≥ 2 × `generation` slots
- * (8.6 MB for 50,000), allocated as the tables fill.
+ * (8.6 MB for 50,000): the first table grows to that size as it fills, each later one is made at
+ * that size.
  */
 export class SignedTokens {
   readonly #generation: number;
@@ -96,14 +97,22 @@ export class SignedTokens {
     let i = t.slotOf(d);
     if (t.used[i] === 1) return; // signed again (the grace window's answer): the same text
     if (t.count >= this.#generation) {
+      // The next generation starts at the size this one grew to (the size a full generation
+      // needs), not at FIRST_SLOTS: growing it again, doubling by doubling, re-inserted about
+      // two digests per token added and made ~4 MB of tables to throw away per generation.
       this.#previous = t;
-      this.#current = t = new DigestTable(FIRST_SLOTS);
+      this.#current = t = new DigestTable(t.slots);
       i = t.slotOf(d);
     } else if ((t.count + 1) * 2 > t.slots) {
       this.#current = t = t.grown(t.slots * 2);
       i = t.slotOf(d);
     }
     t.put(i, d);
+  }
+
+  /** The current table's size in slots (what the tests look at). */
+  get tableSlots(): number {
+    return this.#current.slots;
   }
 
   /** Whether `token` is, byte for byte, one of the tokens added (and not dropped since). */

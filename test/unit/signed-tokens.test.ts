@@ -46,6 +46,26 @@ describe('SignedTokens', () => {
     for (const t of tokens.slice(0, 200)) expect(set.has(t)).toBe(false);
   });
 
+  it('starts each later generation at the size a full generation grew to, not growing again', () => {
+    const set = new SignedTokens(1_000);
+    expect(set.tableSlots).toBe(1_024);
+    const first = Array.from({ length: 1_000 }, (_, i) => `first-${i}`);
+    for (const t of first) set.add(t);
+    // Half full at most: 1,000 digests need 2,048 slots.
+    expect(set.tableSlots).toBe(2_048);
+    const second = Array.from({ length: 1_000 }, (_, i) => `second-${i}`);
+    set.add(second[0] as string);
+    expect(set.tableSlots).toBe(2_048);
+    for (const t of second) set.add(t);
+    expect(set.tableSlots).toBe(2_048);
+    for (const t of [...first, ...second]) expect(set.has(copy(t))).toBe(true);
+    set.add('third-0');
+    // The first generation is dropped with the second one's end; the second is kept.
+    for (const t of first) expect(set.has(t)).toBe(false);
+    for (const t of second) expect(set.has(t)).toBe(true);
+    expect(set.has('third-0')).toBe(true);
+  });
+
   it('counts a token added again once', () => {
     const set = new SignedTokens(100);
     for (let i = 0; i < 100; i++) set.add('the same');
