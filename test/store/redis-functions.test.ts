@@ -90,9 +90,13 @@ local function unhex(h) return (string.gsub(h, '..', function(x) return string.c
       '',
       'ü'.repeat(11),
     ];
+    // Every last character after 21 of the alphabet (a handle's part goes through the unrolled
+    // dec22/enc16): canonical only with the four low bits zero.
+    const last16 = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].map((c) => 'b'.repeat(21) + c);
+    const every16 = Array.from({ length: 22 }, (_, i) => 'A'.repeat(i) + '_' + 'A'.repeat(21 - i));
     for (const [n, texts] of [
       [32, [...canonical32, ...odd(43)]],
-      [16, [...canonical16, ...odd(22)]],
+      [16, [...canonical16, ...odd(22), ...last16, ...every16]],
     ] as const) {
       const reply = (await conn.send(undefined, ['EVAL', PACK, '0', String(n), ...texts])) as string[];
       texts.forEach((t, i) => {
