@@ -65,6 +65,60 @@ function seriesOf(h: Histogram<'method' | 'route' | 'status'>, records: Record<s
   };
 }
 
+/** prom-client 15's record of one labelled counter series. */
+interface CounterRecord {
+  value: number;
+}
+
+/**
+ * A counter's series by two label values, each incremented in prom-client's own record of it (as
+ * its `inc` does: `record.value += 1`), so an event does not build, hash and validate its labels
+ * again (`inc({ tenant, kind })` did, twice per rotation). The values are a tenant's and an event
+ * type's or kind's: as many series as prom-client keeps anyway. Should the record not be where
+ * prom-client 15 keeps it (a reset, another version), the series falls back to `inc(labels)`.
+ */
+class CounterSeries<A extends string, B extends string> {
+  readonly #counter: Counter<A | B>;
+  readonly #a: A;
+  readonly #b: B;
+  // value of a → value of b → the series' increment.
+  readonly #series = new Map<string, Map<string, () => void>>();
+  #records: unknown = null;
+
+  constructor(counter: Counter<A | B>, a: A, b: B) {
+    this.#counter = counter;
+    this.#a = a;
+    this.#b = b;
+  }
+
+  inc(a: string, b: string): void {
+    const records = (this.#counter as unknown as { hashMap: Record<string, CounterRecord> }).hashMap;
+    if (records !== this.#records) {
+      // reset() replaced the records: every kept series is stale.
+      this.#series.clear();
+      this.#records = records;
+    }
+    let byB = this.#series.get(a);
+    if (byB === undefined) this.#series.set(a, (byB = new Map<string, () => void>()));
+    let inc = byB.get(b);
+    if (inc === undefined) {
+      inc = this.#seriesOf(records, { [this.#a]: a, [this.#b]: b } as Record<A | B, string>);
+      byB.set(b, inc);
+    }
+    inc();
+  }
+
+  #seriesOf(records: Record<string, CounterRecord>, labels: Record<A | B, string>): () => void {
+    // prom-client's own increment the first time: it validates the labels and makes the record.
+    const { labelHash } = this.#counter.inc(labels, 0) as unknown as { labelHash?: string };
+    const record = labelHash === undefined ? undefined : records?.[labelHash];
+    if (record === undefined || typeof record.value !== 'number') return () => this.#counter.inc(labels);
+    return () => {
+      record.value += 1;
+    };
+  }
+}
+
 export class TesseraMetrics {
   readonly registry = new Registry();
   readonly #created: Counter<'tenant' | 'kind'>;
@@ -75,6 +129,11 @@ export class TesseraMetrics {
   readonly #loginFailures: Counter<'tenant' | 'reason'>;
   readonly #anomalies: Counter<'tenant' | 'reason' | 'action'>;
   readonly #events: Counter<'tenant' | 'type'>;
+  /** #events, #created and #refreshed by their series (CounterSeries): the events of every rotation, login and slide. */
+  readonly #eventSeries: CounterSeries<'tenant', 'type'>;
+  readonly #createdSeries: CounterSeries<'tenant', 'kind'>;
+  readonly #refreshedSeries: CounterSeries<'tenant', 'kind'>;
+  readonly #extendedSeries: CounterSeries<'tenant', 'kind'>;
   readonly #duration: Histogram<'tenant' | 'kind'>;
   readonly #requests: Histogram<'method' | 'route' | 'status'>;
   readonly auditAppended: Counter;
@@ -93,6 +152,10 @@ export class TesseraMetrics {
     this.#loginFailures = new Counter({ name: 'tessera_login_failures_total', help: 'Failed and throttled logins', labelNames: ['tenant', 'reason'], registers });
     this.#anomalies = new Counter({ name: 'tessera_anomalies_total', help: 'Anomaly findings, by reason and the action taken', labelNames: ['tenant', 'reason', 'action'], registers });
     this.#events = new Counter({ name: 'tessera_events_total', help: 'Lifecycle events, by type', labelNames: ['tenant', 'type'], registers });
+    this.#eventSeries = new CounterSeries(this.#events, 'tenant', 'type');
+    this.#createdSeries = new CounterSeries(this.#created, 'tenant', 'kind');
+    this.#refreshedSeries = new CounterSeries(this.#refreshed, 'tenant', 'kind');
+    this.#extendedSeries = new CounterSeries(this.#extended, 'tenant', 'kind');
     this.#duration = new Histogram({
       name: 'tessera_session_duration_seconds',
       help: 'How long sessions lasted, observed when they end',
@@ -152,16 +215,16 @@ export class TesseraMetrics {
   /** Counts one lifecycle event; `tenant` is its tenant id, or UNKNOWN_TENANT. */
   observeEvent(e: TesseraEvent, tenant: string): void {
     const kind = e.kind ?? 'none';
-    this.#events.inc({ tenant, type: e.type });
+    this.#eventSeries.inc(tenant, e.type);
     switch (e.type) {
       case 'session.created':
-        this.#created.inc({ tenant, kind });
+        this.#createdSeries.inc(tenant, kind);
         break;
       case 'session.refreshed':
-        this.#refreshed.inc({ tenant, kind });
+        this.#refreshedSeries.inc(tenant, kind);
         break;
       case 'session.extended':
-        this.#extended.inc({ tenant, kind });
+        this.#extendedSeries.inc(tenant, kind);
         break;
       case 'session.expired':
         this.#expired.inc({ tenant, kind });
