@@ -26,7 +26,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchTenant, cpuSeconds, freePort, pinned, pinNow, stopChild, unlinkPrefixes, waitFor } from './server-process.ts';
+import { benchTenant, cpuSeconds, freePort, pinned, pinNow, stopChild, tesseraEnv, unlinkPrefixes, waitFor } from './server-process.ts';
 
 const HERE = fileURLToPath(new URL('..', import.meta.url));
 const ROOTS = [HERE, ...(process.env.CL_REF ? [resolve(process.env.CL_REF)] : [])];
@@ -72,16 +72,7 @@ async function startTessera(root: string): Promise<Server> {
   prefixes.push(prefix);
   const child = spawn(NODE, ['--import', PROBE, join(root, 'src/cli.ts'), 'start'], {
     cwd: dir,
-    env: {
-      PATH: process.env.PATH ?? '',
-      TESSERA_PORT: String(port),
-      TESSERA_STORE: STORE === 'sqlite' ? `sqlite:${join(dir, `${port}.db`)}` : STORE,
-      TESSERA_REDIS_PREFIX: prefix,
-      TESSERA_ADMIN_TOKEN: admin,
-      COOKIE_SECRET_SIGN_KEY: randomBytes(32).toString('base64url'),
-      TESSERA_LOG_LEVEL: 'info',
-      CL_OUT: out,
-    },
+    env: { ...tesseraEnv({ port, store: STORE === 'sqlite' ? `sqlite:${join(dir, `${port}.db`)}` : STORE, prefix, admin }), CL_OUT: out },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;

@@ -21,7 +21,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchTenant, freePort, okOr409, waitFor, cpuSeconds, pinned, stopChild, unlinkPrefixes } from './server-process.ts';
+import { benchTenant, freePort, okOr409, waitFor, cpuSeconds, pinned, stopChild, tesseraEnv, unlinkPrefixes } from './server-process.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000);
@@ -69,15 +69,7 @@ async function startTessera(store: string, root = ROOT): Promise<Tessera> {
   const [cmd, args] = pinned(0, [NODE, join(root, 'src/cli.ts'), 'start']);
   const child = spawn(cmd, args, {
     cwd: dir,
-    env: {
-      PATH: process.env.PATH ?? '',
-      TESSERA_PORT: String(port),
-      TESSERA_STORE: store,
-      TESSERA_REDIS_PREFIX: prefix,
-      TESSERA_ADMIN_TOKEN: admin,
-      COOKIE_SECRET_SIGN_KEY: cookieKey,
-      TESSERA_LOG_LEVEL: 'info',
-    },
+    env: tesseraEnv({ port, store, prefix, admin, cookieKey }),
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.push(child);

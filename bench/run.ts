@@ -45,7 +45,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { printGoals, runMany, type Goal } from './goals.ts';
 import { createBenchDatabase, type BenchDatabase } from './pg-database.ts';
-import { freePort, waitFor, cpuSeconds, hasTaskset, helperThreadSeconds, pinNow, pinned, reapedChildrenCpuSeconds, stopChild, unlinkPrefixes, waitSeconds } from './server-process.ts';
+import { freePort, waitFor, cpuSeconds, hasTaskset, helperThreadSeconds, pinNow, pinned, reapedChildrenCpuSeconds, stopChild, tesseraEnv, unlinkPrefixes, waitSeconds } from './server-process.ts';
 import { coreBusy, describePlacement, loadCoreShare, parseRedisInfo, readProcStat, redisPlacement, startOwnRedis, topCommands, type OwnRedis } from './bench-redis.ts';
 import { createClient } from 'redis';
 
@@ -314,13 +314,46 @@ async function startLoadServer(): Promise<void> {
 }
 
 const serverPids = new Map<string, number | undefined>();
+/** What the run calls each server (origin → the name of its rows, without the mode), for `neighbours`. */
+const serverNames = new Map<string, string>();
 
-function load(url: string, headers: Record<string, string>, seconds = SECONDS): Figures {
+function load(url: string, headers: Record<string, string>, seconds = SECONDS, row = url): Figures {
   const pid = serverPids.get(new URL(url).origin);
+  const others = othersCpu(pid);
   const a = before(pid);
   const f = after(runLoad('bench/load.ts', { url, connections: CONNECTIONS, duration: seconds, headers }), pid, a);
+  neighbours(row, others, (performance.now() - a.t) / 1000);
   settle(pid);
   return f;
+}
+
+/** Every server's CPU seconds so far but `except`'s (the one about to be measured). */
+function othersCpu(except: number | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [origin, pid] of serverPids) if (pid !== undefined && pid !== except) out.set(origin, cpuSeconds(pid));
+  return out;
+}
+
+/**
+ * Every server of the run is on core 0: one that works while another's row is measured — after
+ * its own row (the @fastify/session peer did for ~5 s, hence `settle`), or on its own timers,
+ * collections, a checkpoint — takes that core from the row. When the other servers together used
+ * more than 10 % of a row's wall time, the row is followed by a line naming them (from /proc; what
+ * other processes of the machine did is not in it). The same for every row, filled or control.
+ * Idle, they use 2–5 % together in a quick check,size run (a SQLite server's feed polls ~10–14 ms
+ * of CPU a second, a Redis one's probes ~7: docs/performance.md, "Goal 4's size cost on SQLite").
+ */
+function neighbours(row: string, start: Map<string, number>, wallS: number): void {
+  const used: Array<[string, number]> = [];
+  for (const [origin, cpu] of start) {
+    const d = cpuSeconds(serverPids.get(origin)) - cpu;
+    if (d > 0) used.push([serverNames.get(origin) ?? origin, d]);
+  }
+  const total = used.reduce((t, [, d]) => t + d, 0);
+  if (!(total > 0.1 * wallS)) return;
+  used.sort((x, y) => y[1] - x[1]);
+  const ms = (d: number) => `${(d * 1000).toFixed(0)} ms`;
+  console.log(`(during ${row}: the run's other servers used ${ms(total)} of CPU in its ${wallS.toFixed(1)} s (${((total / wallS) * 100).toFixed(0)} %): ${used.filter(([, d]) => d >= 0.005).map(([n, d]) => `${n} ${ms(d)}`).join(', ')})`);
 }
 
 /**
@@ -409,13 +442,7 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
       spawn(cmd, args, {
         cwd: dir,
         env: {
-          PATH: process.env.PATH ?? '',
-          TESSERA_PORT: String(port),
-          TESSERA_STORE: store,
-          TESSERA_REDIS_PREFIX: prefix,
-          TESSERA_ADMIN_TOKEN: admin,
-          COOKIE_SECRET_SIGN_KEY: COOKIE_KEY,
-          TESSERA_LOG_LEVEL: 'info',
+          ...tesseraEnv({ port, store, prefix, admin, cookieKey: COOKIE_KEY }),
           // Processes that share a store must agree on the issuer of their tokens.
           ...(opts.publicUrl ? { TESSERA_PUBLIC_URL: opts.publicUrl } : {}),
         },
@@ -423,6 +450,7 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
       }),
     );
     serverPids.set(url, child.pid);
+    serverNames.set(url, `tessera (${store.split(':')[0]}) on :${port}`);
     try {
       await waitFor(`${url}/healthz`, child);
       pinNow(child.pid, opts.core ?? 0);
@@ -464,6 +492,7 @@ async function startBaseline(peer: 'hello' | 'redis-get' | 'jose' | 'session', r
   const child = started(spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PREFIX: prefix, REDIS_URL: redisUrl, PEER: peer }, stdio: ['ignore', 'ignore', 'inherit'] }));
   const url = `http://127.0.0.1:${port}`;
   serverPids.set(url, child.pid);
+  serverNames.set(url, peer === 'hello' ? 'fastify hello world' : peer === 'session' ? '@fastify/session + connect-redis' : peer);
   await waitFor(`${url}/api/v1/session`, child);
   pinNow(child.pid, 0);
   const res = await fetch(`${url}/login`, { method: 'POST' });
@@ -583,7 +612,7 @@ interface Measured {
 function measure(scenarios: Scenario[], path = '/api/v1/session', seconds = SECONDS): Map<string, Measured> {
   const samples = new Map<string, Figures[]>();
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, url, headers] of scenarios) samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers, seconds)]);
+    for (const [name, url, headers] of scenarios) samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers, seconds, name)]);
   }
   const out = new Map<string, Measured>();
   for (const [name, fs] of samples) {
@@ -676,6 +705,7 @@ try {
   /** A server's token and cookie rows (a new login of each mode), named `tessera <mode> (<store>)<suffix>`. */
   const rowsOf = async (t: Tessera, store: string, suffix = ''): Promise<Scenario[]> => {
     const [tok, ck] = [await t.login('token'), await t.login('cookie')];
+    serverNames.set(t.url, `tessera (${store})${suffix}`);
     return [
       [`tessera token (${store})${suffix}`, t.url, { authorization: `Bearer ${tok.token}` }],
       [`tessera cookie (${store})${suffix}`, t.url, { cookie: ck.cookie }],

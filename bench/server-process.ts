@@ -3,6 +3,7 @@
 // pinning to a core, stopping, a prefix's keys removed, a process's CPU from /proc, and the bench
 // tenant with its user and logins.
 import { spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
@@ -13,6 +14,23 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
     });
   });
+}
+
+/**
+ * The environment the bench tools start `tessera start` with: its port, store, Redis prefix and
+ * admin token, a cookie signing key (a fresh one unless given), log level `info` (as operators run
+ * it; the lines go to /dev/null), and nothing else of the calling shell but PATH.
+ */
+export function tesseraEnv(o: { port: number; store: string; prefix: string; admin: string; cookieKey?: string }): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '',
+    TESSERA_PORT: String(o.port),
+    TESSERA_STORE: o.store,
+    TESSERA_REDIS_PREFIX: o.prefix,
+    TESSERA_ADMIN_TOKEN: o.admin,
+    COOKIE_SECRET_SIGN_KEY: o.cookieKey ?? randomBytes(32).toString('base64url'),
+    TESSERA_LOG_LEVEL: 'info',
+  };
 }
 
 /** Whether `taskset` is there to pin processes to a core (without it nothing is pinned). */

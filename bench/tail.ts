@@ -20,7 +20,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchTenant, freePort, waitFor, cpuSeconds, pinNow, pinned, stopChild, unlinkPrefixes } from './server-process.ts';
+import { benchTenant, freePort, waitFor, cpuSeconds, pinNow, pinned, stopChild, tesseraEnv, unlinkPrefixes } from './server-process.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ROUNDS = Number(process.env.TAIL_ROUNDS ?? 6);
@@ -71,17 +71,7 @@ async function startTessera(store: string, label: string, flags: string): Promis
   const variantEnv = Object.fromEntries(tokens.filter((t) => /^[A-Z_]+=/.test(t)).map((t) => [t.slice(0, t.indexOf('=')), t.slice(t.indexOf('=') + 1)]));
   const child = spawn(NODE, [...tokens.filter((t) => !/^[A-Z_]+=/.test(t)), '--import', PROBE, join(ROOT, 'src/cli.ts'), 'start'], {
     cwd: dir,
-    env: {
-      PATH: process.env.PATH ?? '',
-      TESSERA_PORT: String(port),
-      TESSERA_STORE: store,
-      TESSERA_REDIS_PREFIX: prefix,
-      TESSERA_ADMIN_TOKEN: admin,
-      COOKIE_SECRET_SIGN_KEY: randomBytes(32).toString('base64url'),
-      TESSERA_LOG_LEVEL: 'info',
-      ...probeEnv(tag),
-      ...variantEnv,
-    },
+    env: { ...tesseraEnv({ port, store, prefix, admin }), ...probeEnv(tag), ...variantEnv },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.push(child);
