@@ -23,7 +23,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,10 +57,11 @@ function startSlice(): void {
 /** Under callgrind: thousands of instructions since startSlice (a dump named `label`). */
 function sliceInstructions(label: string): number {
   execFileSync('callgrind_control', [`--dump=${label}`, CALLGRIND], { stdio: 'ignore' });
-  const dumps = readdirSync(CALLGRIND_DIR).filter((f) => f.startsWith(`cg.${CALLGRIND}.out.`));
+  // A directory that is missing or holds no dump of this callgrind says so (not EISDIR / ENOENT).
+  const dumps = existsSync(CALLGRIND_DIR) ? readdirSync(CALLGRIND_DIR).filter((f) => f.startsWith(`cg.${CALLGRIND}.out.`)) : [];
   const last = dumps.sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).pop();
-  const total = /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(CALLGRIND_DIR, last ?? ''), 'utf8'))?.[1];
-  if (total === undefined) throw new Error(`no callgrind dump in ${CALLGRIND_DIR}`);
+  const total = last === undefined ? undefined : /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(CALLGRIND_DIR, last), 'utf8'))?.[1];
+  if (total === undefined) throw new Error(`no callgrind dump in ${CALLGRIND_DIR} (AB_CALLGRIND_DIR: where callgrind writes its dumps)`);
   return Number(total) / 1e3;
 }
 

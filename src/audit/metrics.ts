@@ -109,8 +109,9 @@ class CounterSeries<A extends string, B extends string> {
   }
 
   #seriesOf(records: Record<string, CounterRecord>, labels: Record<A | B, string>): () => void {
-    // prom-client's own increment the first time: it validates the labels and makes the record.
-    const { labelHash } = this.#counter.inc(labels, 0) as unknown as { labelHash?: string };
+    // prom-client's own increment the first time: it validates the labels and makes the record
+    // (prom-client 15.1 tells its hash; an inc that tells nothing leaves the series to inc).
+    const labelHash = (this.#counter.inc(labels, 0) as unknown as { labelHash?: string } | undefined)?.labelHash;
     const record = labelHash === undefined ? undefined : records?.[labelHash];
     if (record === undefined || typeof record.value !== 'number') return () => this.#counter.inc(labels);
     return () => {

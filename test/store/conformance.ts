@@ -951,6 +951,20 @@ export function describeStoreConformance(
         }
       });
 
+      it('lookUpAndRedeem and redeemSession: a one-time token with descendants revokes them too (parent_revoked)', async () => {
+        const now = T0 + MINUTE;
+        for (const how of ['lookUpAndRedeem', 'redeemSession'] as const) {
+          const { ids, app, token } = await planLogin();
+          const child = await make(ids, 'flow', { userId: ids.userId, parent: token, data: { purpose: 'probe' } });
+          const grand = await make(ids, 'flow', { userId: ids.userId, parent: child, data: { purpose: 'probe2' } });
+          if (how === 'lookUpAndRedeem') outcome(await store.lookUpAndRedeem(token.secretHash, plan(ids, now), now), 'redeemed');
+          else outcome(await store.redeemSession(token.secretHash, target(app, now, null), now), 'redeemed');
+          expect(await stored(token.handle)).toMatchObject({ status: 'revoked', revokeReason: 'consumed' });
+          expect(await stored(child.handle)).toMatchObject({ status: 'revoked', revokeReason: 'parent_revoked' });
+          expect(await stored(grand.handle)).toMatchObject({ status: 'revoked', revokeReason: 'parent_revoked' });
+        }
+      });
+
       it('lookUpAndRedeem: when the plan does not hold, changes nothing and answers the look-up', async () => {
         const now = T0 + MINUTE;
         const check = async (login: { app: Session; token: Session }, p: ReturnType<typeof plan>): Promise<void> => {

@@ -660,6 +660,77 @@ describe.skipIf(serverSkip)('failure and recovery (a throw-away redis-server)', 
     }
   });
 
+  it('lookUpAndRedeem reads a user record outside JSON.stringify\'s usual form as before: another tenant\'s, an escaped "disabled", cut short, bytes appended, a repeated id field; decoded when the string check is not sure', async () => {
+    const tenantId = 't-usr';
+    const conn = await openConnection(parseRedisUrl(server.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
+    /** An SSO login whose user's record is the raw text given (written as it is into the user's key). */
+    const login = async (text: (userId: string) => string) => {
+      const userId = `u-usr-${newSecret().slice(0, 8)}`;
+      const key = `${prefix}{${userTag(tenantId, userId)}}:u:${userId}`;
+      await conn.send(key, ['SET', key, text(userId)]);
+      const idp = await created(store, session(tenantId, userId, 'idp'));
+      const app = await created(store, { ...session(tenantId, userId, 'app', idp), data: { mode: 'pending' } });
+      const once = await created(store, { ...session(tenantId, null, 'flow'), handle: session(tenantId, userId).handle, userId, data: { purpose: 'sso_token', appHandle: app.handle, codeChallenge: 'c' } });
+      return { app, once };
+    };
+    const plan = () => ({
+      kind: 'flow' as const,
+      tenants: [{ tenantId, idleExpiresAt: T0 + HOUR }],
+      expectSeen: { purpose: 'sso_token', codeChallenge: 'c' },
+      targetField: 'appHandle',
+      target: { expectData: { mode: 'pending' }, patch: { mode: 'token' } },
+      refreshToken: { tokenHash: hashSecret(newSecret()), createdAt: T0 + 1000 },
+    });
+    /** The usual form (accounts.ts: JSON.stringify of a User), `more` before its last field. */
+    const usual = (userId: string, more = '', ten = tenantId) =>
+      `{"id":"${userId}","tenantId":"${ten}","email":"${userId}@example.com","passwordHash":null,"roles":["admin"],"emailVerified":true,${more}"createdAt":${T0},"updatedAt":${T0}}`;
+    /** Nothing changed by the call: the one-time token not consumed, the target pending, no refresh token. */
+    const unchanged = async (l: { app: Session; once: Session }, p: ReturnType<typeof plan>) => {
+      expect(await store.getSessionByHandle(l.once.handle)).toStrictEqual(l.once);
+      expect(await store.getSessionByHandle(l.app.handle)).toStrictEqual(l.app);
+      expect(await store.getRefreshToken(p.refreshToken.tokenHash)).toBeNull();
+    };
+    try {
+      // The usual form, written the same way: redeemed (the string check takes it).
+      const ok = await login((u) => usual(u));
+      expect(await store.lookUpAndRedeem(ok.once.secretHash, plan(), T0 + 1000)).toMatchObject({ outcome: 'redeemed', user: { tenantId, roles: ['admin'] } });
+      // Text the string check does not take but a decode does (a role "paid": 'id"' further on): redeemed.
+      const paid = await login((u) => usual(u).replace('["admin"]', '["paid"]'));
+      expect(await store.lookUpAndRedeem(paid.once.secretHash, plan(), T0 + 1000)).toMatchObject({ outcome: 'redeemed', user: { tenantId, roles: ['paid'] } });
+      // Another tenant's record under the user's key: the look-up's answer (no user of the session's).
+      const elsewhere = await login((u) => usual(u, '', 't-else'));
+      const p1 = plan();
+      expect(await store.lookUpAndRedeem(elsewhere.once.secretHash, p1, T0 + 1000)).toStrictEqual({ outcome: 'looked', found: { session: elsewhere.once, user: null } });
+      await unchanged(elsewhere, p1);
+      // "disabled" spelt with an escape: decoded, so a disabled user is the look-up's answer.
+      const disabled = await login((u) => usual(u, '"disabl\\u0065d":true,'));
+      const p2 = plan();
+      expect(await store.lookUpAndRedeem(disabled.once.secretHash, p2, T0 + 1000)).toMatchObject({ outcome: 'looked', found: { session: disabled.once, user: { disabled: true } } });
+      await unchanged(disabled, p2);
+      // Its id or tenant repeated further on (JSON.parse keeps the last): the look-up's answer.
+      const repeated = await login((u) => usual(u, '"tenantId":"t-else",'));
+      const p3 = plan();
+      expect(await store.lookUpAndRedeem(repeated.once.secretHash, p3, T0 + 1000)).toStrictEqual({ outcome: 'looked', found: { session: repeated.once, user: null } });
+      await unchanged(repeated, p3);
+      const repeatedId = await login((u) => usual(u, `"id":"${u}-2",`));
+      const p4 = plan();
+      expect(await store.lookUpAndRedeem(repeatedId.once.secretHash, p4, T0 + 1000)).toStrictEqual({ outcome: 'looked', found: { session: repeatedId.once, user: null } });
+      await unchanged(repeatedId, p4);
+      // Not JSON (cut short, bytes appended): refused as the plain look-up refuses it (the adapter
+      // cannot read the record), and nothing consumed — not redeemed first and refused after.
+      for (const broken of [(u: string) => usual(u).slice(0, -1), (u: string) => usual(u).slice(0, usual(u).indexOf('"roles"')), (u: string) => `${usual(u)} x`]) {
+        const l = await login(broken);
+        const p = plan();
+        const unparsed = { name: 'StoreUnavailable', cause: expect.any(SyntaxError) as unknown };
+        await expect(store.getSessionWithUserBySecretHash(l.once.secretHash)).rejects.toMatchObject(unparsed);
+        await expect(store.lookUpAndRedeem(l.once.secretHash, p, T0 + 1000)).rejects.toMatchObject(unparsed);
+        await unchanged(l, p);
+      }
+    } finally {
+      await conn.close();
+    }
+  });
+
   it('fails fast with StoreUnavailable while Redis is down, and resumes by itself when it returns', async () => {
     const s = await created(store, session('t-rec', 'u-rec'));
     let resets = 0;

@@ -69,6 +69,26 @@ describe('lifecycle-event counters', () => {
     }
   });
 
+  it('count with prom-client inc when its inc tells no record (returns nothing)', async () => {
+    // As an inc that returns undefined would (prom-client's with exemplars, another version).
+    const proto = Counter.prototype as unknown as { incWithoutExemplar: (...args: unknown[]) => unknown };
+    const original = proto.incWithoutExemplar;
+    const inc = vi.spyOn(proto, 'incWithoutExemplar').mockImplementation(function (this: unknown, ...args: unknown[]) {
+      original.apply(this, args);
+      return undefined;
+    });
+    try {
+      const m = metrics();
+      for (let i = 0; i < 4; i++) m.observeEvent(event('session.refreshed', 'acme', 'app'), 'acme');
+      expect(await valuesOf(m, 'tessera_sessions_refreshed_total')).toEqual([[JSON.stringify({ tenant: 'acme', kind: 'app' }), 4]]);
+      expect(await valuesOf(m, 'tessera_events_total')).toEqual([[JSON.stringify({ tenant: 'acme', type: 'session.refreshed' }), 4]]);
+      // Each of the two series: the first event's inc(labels, 0), then inc(labels) per event.
+      expect(inc).toHaveBeenCalledTimes(2 * (1 + 4));
+    } finally {
+      inc.mockRestore();
+    }
+  });
+
   it('start again from the reset records after a reset', async () => {
     const m = metrics();
     for (let i = 0; i < 5; i++) m.observeEvent(event('session.refreshed', 'acme', 'app'), 'acme');

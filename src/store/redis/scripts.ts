@@ -430,12 +430,23 @@ if holds then
   -- The user's record as accounts.ts writes it (JSON.stringify: its id, then its tenant, first)
   -- is checked without decoding it — no table made — when its text has no escape and no
   -- "disabled" key (so its strings are their literal bytes and it is not disabled) and the
-  -- record's ids hold no quote: then it is the user iff it starts with exactly those two fields.
-  -- Any other text is decoded.
+  -- record's ids hold no quote: then it is not the user unless it starts with exactly those two
+  -- fields, and is taken as the user when it also ends with '}' (a text cut short does not)
+  -- and names no "id" or "tenantId" again (JSON.parse keeps a repeated key's last value; found
+  -- as 'id"' and 'Id"', whose first letters are rarer in the text than a quote). Any other text
+  -- is decoded. A text with that start and end but not JSON in between is not told apart: the
+  -- store writes the record with JSON.stringify only.
   local find, uid, ten = string.find, rec[USR], rec[TEN]
+  local decode = true
   if not find(user, '\\\\', 1, true) and not find(user, '"disabled"', 1, true) and not find(uid, '"', 1, true) and not find(ten, '"', 1, true) then
-    holds = find(user, '{"id":"' .. uid .. '","tenantId":"' .. ten .. '",', 1, true) == 1
-  else
+    local head = '{"id":"' .. uid .. '","tenantId":"' .. ten .. '",'
+    if find(user, head, 1, true) ~= 1 then
+      holds, decode = false, false
+    elseif sbyte(user, -1) == 125 and not find(user, 'id"', #head, true) and not find(user, 'Id"', #head, true) then
+      decode = false
+    end
+  end
+  if decode then
     local ok, u = pcall(cjson.decode, user)
     holds = ok and type(u) == 'table' and u.tenantId == ten and u.id == uid and u.disabled ~= true
   end
