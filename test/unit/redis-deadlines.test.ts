@@ -1,7 +1,10 @@
 // The Redis command deadlines (src/store/redis/connection.ts, Deadlines) run on the monotonic
 // clock: a wall clock stepped back or forward (NTP, a VM resumed) neither holds a command's
-// deadline off nor fires it early.
+// deadline off nor fires it early. And a command that was answered leaves nothing behind that a
+// young-generation collection keeps: its reply dies young.
 
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
 import { Deadlines } from '../../src/store/redis/connection.ts';
@@ -39,4 +42,78 @@ describe('Redis command deadlines', () => {
     expect(lateOutcome).toBeInstanceOf(StoreUnavailable);
     expect(d.pending).toBe(0);
   });
+
+  it('expire only the unanswered, in the order sent, however many wait and in whatever order they are answered', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const d = new Deadlines(100);
+    type Call = { answer: (v: string) => void; outcome: unknown };
+    const send = (n: number): Call[] =>
+      Array.from({ length: n }, (_, i) => {
+        let answer: (v: string) => void = () => undefined;
+        const call: Call = { answer: (v) => answer(v), outcome: null };
+        void d
+          .track(new Promise<string>((resolve) => (answer = resolve)), `CMD${i}`)
+          .then((v) => (call.outcome = v), (err: unknown) => (call.outcome = err));
+        return call;
+      });
+    // 40 sent and answered: the oldest waiting ones are not at the start of the slots any more.
+    for (const c of send(40)) c.answer('early');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(d.pending).toBe(0);
+    // 150 at t=0 (past the first slots' end and their number) and 150 at t=50, each batch answered
+    // every other one, last first.
+    const first = send(150);
+    await vi.advanceTimersByTimeAsync(50);
+    const second = send(150);
+    for (const batch of [first, second]) for (let i = batch.length - 1; i >= 0; i -= 2) batch[i]!.answer(`ok${i}`);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(d.pending).toBe(150);
+    await vi.advanceTimersByTimeAsync(49);
+    expect(first.filter((c) => c.outcome === null)).toHaveLength(75);
+    await vi.advanceTimersByTimeAsync(1);
+    first.forEach((c, i) => (i % 2 === 1 ? expect(c.outcome).toBe(`ok${i}`) : expect(c.outcome).toBeInstanceOf(StoreUnavailable)));
+    expect(second.filter((c) => c.outcome === null)).toHaveLength(75);
+    expect(d.pending).toBe(75);
+    await vi.advanceTimersByTimeAsync(50);
+    second.forEach((c, i) => (i % 2 === 1 ? expect(c.outcome).toBe(`ok${i}`) : expect(c.outcome).toBeInstanceOf(StoreUnavailable)));
+    expect(d.pending).toBe(0);
+  });
+
+  it('keep nothing of an answered command that a young-generation collection would keep alive', async () => {
+    // The deadlines were a Set: V8 replaces a Set's table every few dozen additions, and the old
+    // table, garbage in the old generation, still held the commands in flight then; a scavenge
+    // takes an old object's slots as roots whether that object is alive or not, so each of those
+    // commands, and through it the caller's promise and its reply, survived the scavenges until
+    // a full collection: every reply here was promoted (~2x its size grown in the old space).
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as (opts?: { type: 'minor' | 'major' }) => void;
+    const oldSpace = () => getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')!.space_used_size;
+    const immediate = () => new Promise((resolve) => setImmediate(resolve));
+    const d = new Deadlines(60_000);
+    // 50 commands in flight at a time (as under load), each answered with `size` small objects.
+    const answerRounds = async (rounds: number, size: number) => {
+      for (let round = 0; round < rounds; round++) {
+        const answers: Array<(reply: unknown) => void> = [];
+        const calls: Array<Promise<unknown>> = [];
+        for (let i = 0; i < 50; i++) calls.push(d.track(new Promise((resolve) => answers.push(resolve)), 'FCALL'));
+        for (const answer of answers) answer(Array.from({ length: size }, (_, k) => ({ k })));
+        await Promise.all(calls);
+      }
+    };
+    await answerRounds(20, 1);
+    gc();
+    gc(); // the Deadlines and what it holds in the old generation, as in a long-running server
+    await immediate();
+    const before = oldSpace();
+    await answerRounds(20, 100); // 1,000 replies of 100 objects: well over 2 MB
+    await immediate();
+    gc({ type: 'minor' });
+    await immediate();
+    gc({ type: 'minor' }); // anything still held now has survived two scavenges: promoted
+    const grown = oldSpace() - before;
+    expect(d.pending).toBe(0);
+    expect(grown).toBeLessThan(256 * 1024);
+  });
 });
+

@@ -250,10 +250,12 @@ const NO_CLIENT_TIMEOUT = { timeout: 0 };
 interface Pending {
   until: number;
   what: string;
-  settled: boolean;
   /** The deadline was moved once already because this process stalled (see Deadlines). */
   extended: boolean;
-  reject: (err: Error) => void;
+  /** Where it waits in Deadlines' ring; -1 once taken out (answered, or its deadline passed). */
+  slot: number;
+  /** Fails the caller's promise; null once that promise is settled (see Deadlines: what a settled command keeps). */
+  reject: ((err: Error) => void) | null;
 }
 
 /**
@@ -267,9 +269,18 @@ const STALL_MS = 1;
 
 /**
  * Deadlines of one length for many commands. Deadlines of equal length expire in the order they
- * were set, so the pending ones are kept in that order (a Set iterates in insertion order) and
- * one timer waits for the oldest: per command a Set entry instead of a timer, a Promise.race and
- * a finally.
+ * were set, so the pending ones are kept in that order (a ring, oldest first) and one timer waits
+ * for the oldest: per command a slot instead of a timer, a Promise.race and a finally.
+ *
+ * What a settled command keeps: nothing. Its slot is emptied when it settles, and its Pending
+ * drops `reject` (which holds the caller's promise, and so the reply). These commands were kept in
+ * a Set; V8 rebuilds a Set's table every few dozen additions once deletions fill it, and the old
+ * table — garbage, but in the old generation, where the Set lives — still held the commands in
+ * flight when it was replaced. A young-generation collection cannot tell a dead old object from a
+ * live one, so each of those Pendings, and through `reject` its reply, stayed alive until the next
+ * full collection: most replies survived two scavenges and were promoted (docs/performance.md,
+ * "The command deadline's promotion"). The ring's slots are emptied in place (no stale copy is left
+ * behind but on growth, which empties the old array too), and a settled Pending holds nothing.
  *
  * A deadline bounds how long Redis takes to answer, not this process's own stalls. Two things
  * make a stall look like a silent Redis, and both are handled:
@@ -290,7 +301,18 @@ const STALL_MS = 1;
  */
 export class Deadlines {
   readonly #ms: number;
-  readonly #pending = new Set<Pending>();
+  /**
+   * The commands waiting for an answer in the order they were sent, from `#head` for `#used`
+   * slots (a power of two long, wrapping around); an answered command's slot is null. The slot at
+   * `#head` is never null while `#used` > 0. It never shrinks; it grows when the slots from the
+   * oldest waiting command on are all used, so at most to about twice the commands sent within one
+   * deadline (two after a stall); one Redis answers in order, so empty slots behind the oldest
+   * waiting command are few outside a cluster.
+   */
+  #ring: Array<Pending | null> = new Array<Pending | null>(64).fill(null);
+  #head = 0;
+  #used = 0;
+  #count = 0;
   #timer: NodeJS.Timeout | null = null;
   /** When the timer is due (performance.now). */
   #due = 0;
@@ -301,30 +323,70 @@ export class Deadlines {
 
   /** How many commands are waiting for an answer (for tests). */
   get pending(): number {
-    return this.#pending.size;
+    return this.#count;
   }
 
   /** `promise`, or StoreUnavailable once `ms` passed without it settling. */
   track<T>(promise: Promise<T>, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const p: Pending = { until: performance.now() + this.#ms, what, settled: false, extended: false, reject };
-      this.#pending.add(p);
+      const p: Pending = { until: performance.now() + this.#ms, what, extended: false, slot: -1, reject };
+      this.#add(p);
       if (this.#timer === null) this.#arm(this.#ms);
       promise.then(
         (v) => {
-          if (p.settled) return;
-          p.settled = true;
-          this.#pending.delete(p);
+          if (p.reject === null) return;
+          p.reject = null;
+          this.#remove(p);
           resolve(v);
         },
         (err: Error) => {
-          if (p.settled) return;
-          p.settled = true;
-          this.#pending.delete(p);
-          reject(err);
+          const fail = p.reject;
+          if (fail === null) return;
+          p.reject = null;
+          this.#remove(p);
+          fail(err);
         },
       );
     });
+  }
+
+  #add(p: Pending): void {
+    if (this.#used === this.#ring.length) this.#grow();
+    const slot = (this.#head + this.#used) & (this.#ring.length - 1);
+    this.#ring[slot] = p;
+    p.slot = slot;
+    this.#used++;
+    this.#count++;
+  }
+
+  /** Twice the slots, the waiting commands moved to its start in order (answered ones left out). */
+  #grow(): void {
+    const old = this.#ring;
+    const ring = new Array<Pending | null>(old.length * 2).fill(null);
+    let n = 0;
+    for (let i = 0; i < this.#used; i++) {
+      const p = old[(this.#head + i) & (old.length - 1)] ?? null;
+      if (p === null) continue;
+      ring[n] = p;
+      p.slot = n++;
+    }
+    old.fill(null); // the old array may be in the old generation: leave it holding nothing (above)
+    this.#ring = ring;
+    this.#head = 0;
+    this.#used = n;
+  }
+
+  /** Takes `p` out of the ring if it is still there; the oldest slots left empty go with it. */
+  #remove(p: Pending): void {
+    if (p.slot < 0) return;
+    this.#ring[p.slot] = null;
+    p.slot = -1;
+    this.#count--;
+    const mask = this.#ring.length - 1;
+    while (this.#used > 0 && this.#ring[this.#head] === null) {
+      this.#head = (this.#head + 1) & mask;
+      this.#used--;
+    }
   }
 
   #arm(ms: number): void {
@@ -339,9 +401,10 @@ export class Deadlines {
     const stalled = now - this.#due > STALL_MS;
     let expired: Pending[] | null = null;
     let moved: Pending[] | null = null;
-    for (const p of this.#pending) {
+    while (this.#used > 0) {
+      const p = this.#ring[this.#head]!;
       if (p.until > now) break;
-      this.#pending.delete(p);
+      this.#remove(p);
       if (stalled && !p.extended) {
         // The process was held past this deadline: the command's time starts again now.
         p.extended = true;
@@ -351,10 +414,9 @@ export class Deadlines {
         (expired ??= []).push(p);
       }
     }
-    // Moved ones go to the end: their new deadline is the latest (Set order = deadline order).
-    if (moved !== null) for (const p of moved) this.#pending.add(p);
-    const next = this.#pending.values().next();
-    if (!next.done) this.#arm(next.value.until - now);
+    // Moved ones go to the end: their new deadline is the latest (ring order = deadline order).
+    if (moved !== null) for (const p of moved) this.#add(p);
+    if (this.#used > 0) this.#arm(this.#ring[this.#head]!.until - now);
     if (expired === null) return;
     // On time, the loop was waiting for I/O until now: nothing arrived unread. Late, a reply may
     // wait unread: reject after the poll phase of this turn, which reads it first.
@@ -365,9 +427,10 @@ export class Deadlines {
 
   #reject(expired: Pending[]): void {
     for (const p of expired) {
-      if (p.settled) continue;
-      p.settled = true;
-      p.reject(new StoreUnavailable(`The session store did not answer ${p.what} within ${this.#ms} ms.`));
+      const fail = p.reject;
+      if (fail === null) continue;
+      p.reject = null;
+      fail(new StoreUnavailable(`The session store did not answer ${p.what} within ${this.#ms} ms.`));
     }
   }
 }
