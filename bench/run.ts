@@ -85,6 +85,18 @@ const FILL_TIMEOUT_S = Number(process.env.BENCH_FILL_TIMEOUT_S ?? 1800);
 const PLACEMENT = redisPlacement(process.env);
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432';
 const NODE = process.execPath;
+/**
+ * Node's compile cache (the V8 code of every module, TypeScript's stripped output included) for
+ * every process the run starts — servers, fills, load generators: a process whose modules were
+ * compiled before (earlier in the run, or by an earlier run) starts on about two thirds of the CPU
+ * (a Tessera server ~1.3 instead of ~2.0 s on a loaded machine). Only the start-up changes: what
+ * a warmed-up server runs is compiled and optimised at run time as before. Node's own default
+ * place (os.tmpdir()/node-compile-cache), kept between runs; a NODE_COMPILE_CACHE of the caller's
+ * is kept, NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+ */
+process.env.NODE_COMPILE_CACHE ??= join(tmpdir(), 'node-compile-cache');
+/** The environment variables of Node's that every started process is given. */
+const NODE_ENV_PASS = Object.fromEntries(['NODE_COMPILE_CACHE', 'NODE_DISABLE_COMPILE_CACHE'].flatMap((k) => (process.env[k] === undefined ? [] : [[k, process.env[k]]])));
 // A server is started on any core (servers started together share both cores while they load
 // their modules; nothing is measured then) and pinned, every thread of it, to its core once it
 // answers (pinNow), before any request of the run. Threads it makes later inherit the pinning.
@@ -425,7 +437,8 @@ interface Tessera {
 
 const COOKIE_KEY = randomBytes(32).toString('base64url');
 
-async function startTessera(store: string, opts: { prefix?: string; core?: number; publicUrl?: string } = {}): Promise<Tessera> {
+/** `core`: where the server is pinned once it answers (0); null: not pinned here (its caller pins it before it is measured). */
+async function startTessera(store: string, opts: { prefix?: string; core?: number | null; publicUrl?: string } = {}): Promise<Tessera> {
   const admin = randomBytes(24).toString('hex');
   const prefix = opts.prefix ?? `bench-tessera-${run}-${randomBytes(3).toString('hex')}:`;
   if (!prefixes.includes(prefix)) prefixes.push(prefix);
@@ -443,6 +456,7 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
         cwd: dir,
         env: {
           ...tesseraEnv({ port, store, prefix, admin, cookieKey: COOKIE_KEY }),
+          ...NODE_ENV_PASS,
           // Processes that share a store must agree on the issuer of their tokens.
           ...(opts.publicUrl ? { TESSERA_PUBLIC_URL: opts.publicUrl } : {}),
         },
@@ -453,7 +467,7 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
     serverNames.set(url, `tessera (${store.split(':')[0]}) on :${port}`);
     try {
       await waitFor(`${url}/healthz`, child);
-      pinNow(child.pid, opts.core ?? 0);
+      if (opts.core !== null) pinNow(child.pid, opts.core ?? 0);
       break;
     } catch (err) {
       if (child.exitCode === null || attempt === 3) throw err;
@@ -489,7 +503,7 @@ async function startBaseline(peer: 'hello' | 'redis-get' | 'jose' | 'session', r
   if (!prefixes.includes(prefix)) prefixes.push(prefix);
   const script = peer === 'session' ? 'bench/peer-fastify-session.ts' : 'bench/peer-baselines.ts';
   const [cmd, args] = [NODE, [join(ROOT, script)]];
-  const child = started(spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PREFIX: prefix, REDIS_URL: redisUrl, PEER: peer }, stdio: ['ignore', 'ignore', 'inherit'] }));
+  const child = started(spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PREFIX: prefix, REDIS_URL: redisUrl, PEER: peer, ...NODE_ENV_PASS }, stdio: ['ignore', 'ignore', 'inherit'] }));
   const url = `http://127.0.0.1:${port}`;
   serverPids.set(url, child.pid);
   serverNames.set(url, peer === 'hello' ? 'fastify hello world' : peer === 'session' ? '@fastify/session + connect-redis' : peer);
@@ -690,17 +704,30 @@ try {
   // `size` adds a control server per store (its own Redis prefix, its own SQLite file) that stays
   // at 1,000 sessions while the other is filled: goal 4 compares the filled server with it in the
   // same rounds (see the size section).
-  const [tr, ts, tp, hello, , trc, tsc] = await Promise.all([
-    startTessera(REDIS_URL),
-    startTessera(`sqlite:${join(dir, 'bench.db')}`),
-    benchDatabase().then((db) => {
-      pgDatabase = db;
-      return db === null ? null : startTessera(db.url);
-    }),
+  // The check's servers are each given their 1,000 sessions (the "small" size; bench/fill-sessions.ts)
+  // as soon as each one is up, and the check's reference servers start here too: set-up, nothing
+  // is measured before the check section's first warm-up.
+  const small = ONLY.has('check') || ONLY.has('size');
+  const filled = <T extends Tessera | null>(started: Promise<T>, when = small): Promise<T> =>
+    started.then(async (t) => {
+      if (t !== null && when) await fill(t, 1000);
+      return t;
+    });
+  const [tr, ts, tp, hello, , trc, tsc, references = []] = await Promise.all([
+    filled(startTessera(REDIS_URL)),
+    filled(startTessera(`sqlite:${join(dir, 'bench.db')}`)),
+    filled(
+      benchDatabase().then((db) => {
+        pgDatabase = db;
+        return db === null ? null : startTessera(db.url);
+      }),
+      ONLY.has('check'),
+    ),
     startBaseline('hello'),
     startLoadServer(),
-    ONLY.has('size') ? startTessera(REDIS_URL) : null,
-    ONLY.has('size') ? startTessera(`sqlite:${join(dir, 'control.db')}`) : null,
+    ONLY.has('size') ? filled(startTessera(REDIS_URL)) : null,
+    ONLY.has('size') ? filled(startTessera(`sqlite:${join(dir, 'control.db')}`)) : null,
+    ONLY.has('check') ? Promise.all(CHECK_REFERENCES.map(async (peer) => [peer, await startBaseline(peer)] as const)) : undefined,
   ]);
   /** A server's token and cookie rows (a new login of each mode), named `tessera <mode> (<store>)<suffix>`. */
   const rowsOf = async (t: Tessera, store: string, suffix = ''): Promise<Scenario[]> => {
@@ -728,16 +755,8 @@ try {
 
   if (ONLY.has('check') || ONLY.has('size')) {
     section(ONLY.has('check') ? 'check' : 'size');
-    // 1,000 sessions stored in each before the first measurement (the "small" size).
-    // The fills and the baselines' start-up at once (set-up, nothing measured yet).
-    const [, , , references = []] = await Promise.all([
-      fill(tr, 1000),
-      fill(ts, 1000),
-      tp !== null && ONLY.has('check') ? fill(tp, 1000) : null,
-      ONLY.has('check') ? Promise.all(CHECK_REFERENCES.map(async (peer) => [peer, await startBaseline(peer)] as const)) : undefined,
-      trc ? fill(trc, 1000) : null,
-      tsc ? fill(tsc, 1000) : null,
-    ]);
+    // 1,000 sessions stored in each before the first measurement (the "small" size): filled, and
+    // the reference servers started, with the start-up above.
     const tessera = await checkScenarios(ONLY.has('check'));
     const controls = await controlScenarios();
     // `--only=size` (goal 4 on its own): hello world and Tessera's rows only.
@@ -905,6 +924,25 @@ try {
     goal(2, 'SSO token exchange on Redis ≥ 0.2× hello, no non-2xx', `${(f.rps / helloFigures.rps).toFixed(2)}×, ${f.non2xx} non-2xx / ${f.errors} errors; ${costs(f)}`, f.rps >= 0.2 * helloFigures.rps && f.non2xx === 0);
   }
 
+  /** The remote section's proxies and servers, per delay (started by the memory section, when it runs). */
+  let remoteSetups: ReturnType<typeof remoteSetUp> | null = null;
+  function remoteSetUp() {
+    return Promise.all(
+      [0.5, 2].map(async (delay) => {
+        const proxy = await startDelayProxy(delay);
+        const [t, peer, rg] = await Promise.all([startTessera(proxy.url), startBaseline('session', proxy.url), startBaseline('redis-get', proxy.url)]);
+        const [tok, ck] = [await t.login('token'), await t.login('cookie')];
+        const scenarios: Scenario[] = [
+          ['fastify + one Redis GET', rg.url, rg.headers],
+          ['@fastify/session + connect-redis', peer.url, peer.headers],
+          ['tessera token (redis)', t.url, { authorization: `Bearer ${tok.token}` }],
+          ['tessera cookie (redis)', t.url, { cookie: ck.cookie }],
+        ];
+        return { delay, scenarios, children: [t.child, peer.child, rg.child, proxy.child] };
+      }),
+    );
+  }
+
   if (ONLY.has('argon2')) {
     section('argon2');
     const script = `
@@ -922,6 +960,13 @@ try {
 
   if (ONLY.has('memory')) {
     section('memory');
+    // The remote section's servers start now, beside this section's fill and MEMORY USAGE calls
+    // (a count of bytes, not a timing; the next timed row is the remote section's first).
+    if (ONLY.has('remote')) {
+      remoteSetups = remoteSetUp();
+      // Awaited in the remote section; a failure meanwhile is not left unhandled.
+      remoteSetups.catch(() => undefined);
+    }
     const n = QUICK ? 10_000 : 100_000;
     const t = { ...tr, prefix: `bench-mem-${run}:` };
     prefixes.push(t.prefix);
@@ -935,20 +980,8 @@ try {
     section('remote');
     // Both delays' proxies and servers start at once (start-up is not measured), then each
     // delay is measured in turn; the lot is stopped before the next section (servers first).
-    const setups = await Promise.all(
-      [0.5, 2].map(async (delay) => {
-        const proxy = await startDelayProxy(delay);
-        const [t, peer, rg] = await Promise.all([startTessera(proxy.url), startBaseline('session', proxy.url), startBaseline('redis-get', proxy.url)]);
-        const [tok, ck] = [await t.login('token'), await t.login('cookie')];
-        const scenarios: Scenario[] = [
-          ['fastify + one Redis GET', rg.url, rg.headers],
-          ['@fastify/session + connect-redis', peer.url, peer.headers],
-          ['tessera token (redis)', t.url, { authorization: `Bearer ${tok.token}` }],
-          ['tessera cookie (redis)', t.url, { cookie: ck.cookie }],
-        ];
-        return { delay, scenarios, children: [t.child, peer.child, rg.child, proxy.child] };
-      }),
-    );
+    // Started during the `memory` section when it runs (remoteSetUp).
+    const setups = await (remoteSetups ?? remoteSetUp());
     for (const { delay, scenarios } of setups) {
       for (const [, url, headers] of scenarios) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
       const rows = measure(scenarios, '/api/v1/session', REMOTE_SECONDS);
@@ -971,12 +1004,14 @@ try {
     // compete with B's full-speed check for core 0, which is the stricter case (docs/performance.md,
     // "Revocation under load": on core 1 A would compete with the load generator instead, and
     // take CPU from the load rather than from the server under test).
-    const a = await startTessera(REDIS_URL, { prefix, core: 0, publicUrl: 'http://localhost:8080' });
-    const b = await startTessera(REDIS_URL, { prefix, core: 0, publicUrl: 'http://localhost:8080' });
+    // Both started at once; A pinned only once its victims are logged in (their argon2 hashes
+    // and checks, ~12 ms each, on both cores while nothing is measured).
+    const [a, b] = await Promise.all([startTessera(REDIS_URL, { prefix, core: null, publicUrl: 'http://localhost:8080' }), startTessera(REDIS_URL, { prefix, core: 0, publicUrl: 'http://localhost:8080' })]);
     const busy = await b.login('token', 'busy@example.com');
     // At least 200 trials, so that the p99 is not simply the largest of a few.
     const trials = QUICK ? 200 : 500;
     const victims = await pooled(trials, (i) => a.login('token', `victim${i}@example.com`));
+    pinNow(a.child.pid, 0);
     // Full-speed checks on B for the whole measurement, from the load core.
     const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), JSON.stringify({ url: `${b.url}/api/v1/session`, connections: CONNECTIONS, duration: 600, headers: { authorization: `Bearer ${busy.token}` } })]);
     const loadChild = started(spawn(cmd, args, { stdio: 'ignore' }));
