@@ -7,7 +7,9 @@
 // Tessera's connection (connection.ts: node-redis, the command's Deadlines) against the same
 // Deadlines around the lean client, one lean client per write policy (AB_VARIANTS, default
 // "node-redis,turn,idle,k8,micro"; lean-resp.ts says what each does). Each variant's reply is
-// checked ('rotated', the packed record and the user as Buffers).
+// checked ('rotated', the packed record and the user as Buffers). The variants hot-task and hot-turn:
+// Tessera's own lean connection (src/store/redis/hot-connection.ts, through connection.ts's
+// sendHot and its Deadlines) with that write policy.
 // AB_MODE=rotation: refresh-token rotation below HTTP (`refreshTokenPair`, as rotation-direct.ts),
 // one in-process Tessera, with node-redis's `sendCommand` sending FCALL through the variant's lean
 // client (every other command, and FCALL in the node-redis variant, through node-redis as
@@ -40,7 +42,8 @@ import { fileURLToPath } from 'node:url';
 import { hashSecret, newHandle, newSecret, tagOfHandle } from '../src/domain/secrets.ts';
 import type { Session } from '../src/domain/session.ts';
 import { refreshTokenPair } from '../src/sessions/app-sessions.ts';
-import { Deadlines, openConnection } from '../src/store/redis/connection.ts';
+import { Deadlines, openConnection, type RedisConnection } from '../src/store/redis/connection.ts';
+import type { HotWrites } from '../src/store/redis/hot-connection.ts';
 import { RedisKeys } from '../src/store/redis/keys.ts';
 import { packedHash } from '../src/store/redis/lua-codec.ts';
 import { ROTATE } from '../src/store/redis/refresh-scripts.ts';
@@ -65,7 +68,7 @@ const TIMEOUT_MS = 5000;
 
 /** One variant's sender: `null` for node-redis, else the lean client of a write policy. */
 const leans = new Map<string, LeanResp | null>();
-for (const name of NAMES) leans.set(name, name === 'node-redis' ? null : await LeanResp.open(hostname, Number(port), name as WritePolicy));
+for (const name of NAMES) if (!name.startsWith('hot-')) leans.set(name, name === 'node-redis' ? null : await LeanResp.open(hostname, Number(port), name as WritePolicy));
 
 /** redis-server's CPU so far (INFO cpu: used_cpu_sys + used_cpu_user), µs; the server is the bench's own. */
 const info = await LeanResp.open(hostname, Number(port), 'turn');
@@ -116,6 +119,13 @@ async function fcallMode(): Promise<(name: string) => Promise<Sample>> {
   const store = await openRedisStore(URL_, { prefix });
   const conn = await openConnection(parseRedisUrl(URL_), { connectTimeoutMs: 2000, commandTimeoutMs: TIMEOUT_MS });
   const deadlines = new Deadlines(TIMEOUT_MS);
+  // AB_VARIANTS hot-task, hot-turn (fcall mode): Tessera's own lean connection (hot-connection.ts) through connection.ts's sendHot.
+  const hots = new Map<string, NonNullable<RedisConnection['sendHot']>>();
+  for (const name of NAMES) {
+    if (!name.startsWith('hot-')) continue;
+    const c = await openConnection(parseRedisUrl(URL_), { connectTimeoutMs: 2000, commandTimeoutMs: TIMEOUT_MS, hotWrites: name.slice(4) as HotWrites });
+    hots.set(name, (c.sendHot as NonNullable<RedisConnection['sendHot']>).bind(c));
+  }
   const now0 = Date.now();
   const chains: Array<{ tag: string; hash: string }> = [];
   for (let i = 0; i < CHAINS; i++) {
@@ -141,6 +151,7 @@ async function fcallMode(): Promise<(name: string) => Promise<Sample>> {
   const endsChannel = keys.endsChannel();
   return async (name) => {
     const lean = leans.get(name) ?? null;
+    const hot = hots.get(name);
     // The slice's successors, made before the clock starts (both variants the same work after it).
     const per = Math.ceil(SLICE / CHAINS);
     const plan = chains.map((c) => {
@@ -158,7 +169,7 @@ async function fcallMode(): Promise<(name: string) => Promise<Sample>> {
         if (HOP) await hop();
         const now = Date.now();
         const command = ['FCALL', fn, '1', key, base, String(now), endsChannel, '', p.packed[k]!, p.packed[k + 1]!, '60000', String(now + 3_600_000), p.route[k + 1]!, p.field[k + 1]!];
-        const reply = (await (lean === null ? conn.send(key, command, false, true) : deadlines.track(lean.send(command, true), 'FCALL'))) as unknown[];
+        const reply = (await (hot !== undefined ? hot(key, command, true) : lean === null ? conn.send(key, command, false, true) : deadlines.track(lean.send(command, true), 'FCALL'))) as unknown[];
         if (String(reply[0]) !== 'rotated' || !Buffer.isBuffer(reply[1]) || !Buffer.isBuffer(reply[3])) bad++;
       }
     }, () => Promise.resolve());

@@ -34,7 +34,7 @@
 // Environment: BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_WARMUP (requests per scenario before
 // `check` and `size` measure, and rotations before `rotation` does, default 40,000), BENCH_SSO_WARM
 // (SSO exchanges before `sso` measures, default 14,000), BENCH_REDIS_URL,
-// BENCH_REDIS_CORE, BENCH_POSTGRES_URL.
+// BENCH_REDIS_CORE, BENCH_POSTGRES_URL; TESSERA_REDIS_HOT_WRITES is passed on to the Tessera servers.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -459,6 +459,8 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
           ...NODE_ENV_PASS,
           // Processes that share a store must agree on the issuer of their tokens.
           ...(opts.publicUrl ? { TESSERA_PUBLIC_URL: opts.publicUrl } : {}),
+          // A/B of how the hot Redis calls are sent (src/store/redis/hot-connection.ts).
+          ...(process.env.TESSERA_REDIS_HOT_WRITES ? { TESSERA_REDIS_HOT_WRITES: process.env.TESSERA_REDIS_HOT_WRITES } : {}),
         },
         stdio: ['ignore', 'ignore', 'inherit'],
       }),

@@ -26,6 +26,12 @@ export interface Config {
   redisWait: { replicas: number; timeoutMs: number };
   /** Redis: the most live sessions one user may hold (TESSERA_REDIS_USER_SESSIONS_MAX; 0 = no cap). */
   redisUserSessionsMax: number;
+  /**
+   * Redis (standalone): how the hot Function calls (rotation, SSO exchange) are sent
+   * (TESSERA_REDIS_HOT_WRITES): `task` or `turn` through a lean connection of their own, written at
+   * the end of their task or event-loop turn; `off` through node-redis (src/store/redis/hot-connection.ts).
+   */
+  redisHotWrites: 'task' | 'turn' | 'off';
   /** Where the embedded mode keeps its database, generated keys and bootstrap credential. */
   dataDir: string;
   /** null: generated and persisted in embedded mode (see src/config/secrets-on-disk.ts). */
@@ -184,6 +190,10 @@ function parseConfig(env: Env, cwd: string): Config {
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('TESSERA_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   }
+  const redisHotWrites = env.TESSERA_REDIS_HOT_WRITES?.trim() || 'task';
+  if (redisHotWrites !== 'task' && redisHotWrites !== 'turn' && redisHotWrites !== 'off') {
+    throw new ConfigError('TESSERA_REDIS_HOT_WRITES', `must be task, turn or off (got "${redisHotWrites}")`);
+  }
   const ed25519 = env.TESSERA_ED25519?.trim() || 'auto';
   if (ed25519 !== 'auto' && ed25519 !== 'node') {
     throw new ConfigError('TESSERA_ED25519', `must be auto or node (got "${ed25519}")`);
@@ -207,6 +217,7 @@ function parseConfig(env: Env, cwd: string): Config {
       timeoutMs: intVar(env, 'TESSERA_REDIS_WAIT_TIMEOUT_MS', 500, 10, 900),
     },
     redisUserSessionsMax: intVar(env, 'TESSERA_REDIS_USER_SESSIONS_MAX', 200, 0, 100_000),
+    redisHotWrites,
     dataDir,
     cookieSecret,
     adminToken,

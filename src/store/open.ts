@@ -7,7 +7,7 @@ import type { SessionStore } from './port.ts';
 export type Store = SessionStore & Coordination;
 
 export async function openStore(
-  config: Pick<Config, 'store' | 'redisPrefix'> & Partial<Pick<Config, 'storePoolSize' | 'storeStatementTimeoutMs' | 'redisWait' | 'redisUserSessionsMax'>>,
+  config: Pick<Config, 'store' | 'redisPrefix'> & Partial<Pick<Config, 'storePoolSize' | 'storeStatementTimeoutMs' | 'redisWait' | 'redisUserSessionsMax' | 'redisHotWrites'>>,
 ): Promise<Store> {
   if (config.store.kind === 'sqlite') {
     const { openSqliteStore } = await import('./sqlite/sqlite-store.ts');
@@ -25,5 +25,6 @@ export async function openStore(
     prefix: config.redisPrefix,
     ...(config.redisUserSessionsMax === undefined ? {} : { maxLiveSessionsPerUser: config.redisUserSessionsMax }),
     ...(config.redisWait ? { replicaWait: config.redisWait } : {}),
+    ...(config.redisHotWrites === undefined ? {} : { hotWrites: config.redisHotWrites }),
   });
 }

@@ -28,6 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { createClient, createCluster, createSentinel, ErrorReply, RESP_TYPES } from 'redis';
 import { StoreUnavailable, TesseraError } from '../../domain/errors.ts';
 import type { FeedChange } from '../coordination-port.ts';
+import { HotConnection, type HotWrites } from './hot-connection.ts';
 import type { RedisHost, RedisTarget } from './url.ts';
 
 export type RedisStoreKind = 'redis' | 'redis-sentinel' | 'redis-cluster';
@@ -37,6 +38,12 @@ export interface ConnectionOptions {
   commandTimeoutMs: number;
   /** Called with background connection errors (they never reach a request). */
   onError?: (err: unknown) => void;
+  /**
+   * Standalone only: the hot Function calls (LuaScript.hot) through a lean connection of their own
+   * (hot-connection.ts), written at the end of their task ('task') or turn ('turn'); 'off' or
+   * absent: through node-redis like every other command.
+   */
+  hotWrites?: HotWrites | 'off';
 }
 
 /** A command's words; a Buffer is sent as its bytes (a script's packed hash, lua-codec.ts). */
@@ -51,6 +58,13 @@ export interface RedisConnection {
    * `binary`: the reply's bulk strings as Buffers, not UTF-8 text (a packed record, slot-lua.ts).
    */
   send(routingKey: string | undefined, args: CommandArgs, readonly?: boolean, binary?: boolean): Promise<unknown>;
+  /**
+   * Sends a hot Function call (an FCALL of a LuaScript.hot script) through the lean connection
+   * when it is ready, else as `send`. Present only where the lean connection is on (standalone,
+   * `hotWrites` 'task' or 'turn'). Its commands are not ordered with `send`'s: only calls whose
+   * callers await nothing sent before them on the other connection come here.
+   */
+  sendHot?(routingKey: string, args: CommandArgs, binary: boolean): Promise<unknown>;
   /** A sender for every master (one for standalone and Sentinel, all masters of a cluster). */
   masters(): Promise<Send[]>;
   /**
@@ -489,15 +503,40 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
         ...creds,
       });
       client.on('error', onError);
-      connect = () => client.connect();
-      destroy = () => client.destroy();
+      const hot =
+        opts.hotWrites === undefined || opts.hotWrites === 'off'
+          ? null
+          : new HotConnection({
+              host: target.host.host,
+              port: target.host.port,
+              tls: target.tls,
+              database: target.database,
+              ...creds,
+              connectTimeoutMs: opts.connectTimeoutMs,
+              writes: opts.hotWrites,
+              maxQueued: COMMAND_QUEUE_MAX,
+              onError,
+            });
+      // The lean connection opens beside node-redis; a store whose lean connection does not open
+      // works through node-redis alone while it keeps trying.
+      connect = hot === null ? () => client.connect() : () => Promise.all([client.connect(), hot.start()]);
+      destroy = () => {
+        hot?.destroy();
+        client.destroy();
+      };
+      const sendPlain = (args: CommandArgs, binary?: boolean) => (binary === true ? client.sendCommand(args, BINARY) : client.sendCommand(args));
       conn = {
         kind: 'redis',
-        send: (_key, args, _readonly, binary) => deadline(binary === true ? client.sendCommand(args, BINARY) : client.sendCommand(args), args[0] as string),
+        send: (_key, args, _readonly, binary) => deadline(sendPlain(args, binary), args[0] as string),
+        ...(hot === null ? {} : { sendHot: (_key: string, args: CommandArgs, binary: boolean) => deadline(hot.ready ? hot.send(args, binary) : sendPlain(args, binary), args[0] as string) }),
         masters: () => Promise.resolve([(args: string[]) => deadline(client.sendCommand(args), args[0] as string)]),
         subscribe: (channel, onMessage, onReset) =>
           subscribeOn(client.duplicate(), channel, (m) => deadline(client.sendCommand(['PUBLISH', channel, m]), 'PUBLISH'), onMessage, onReset, opts),
-        close: () => closeGracefully(() => client.close(), destroy),
+        close: () =>
+          closeGracefully(
+            () => Promise.all([client.close(), hot?.close()]).then(() => undefined),
+            destroy,
+          ),
       };
       break;
     }

@@ -47,6 +47,17 @@ export interface LuaScript {
   readonly fn?: { readonly name: string; readonly library: string };
   /** Its reply's bulk strings come as Buffers (a packed record: slot-lua.ts packedOf). */
   readonly binary?: boolean;
+  /**
+   * A hot call (the rotation, the SSO exchange's look-up-and-redeem): its usual FCALL goes through
+   * the connection's sendHot when it has one (hot-connection.ts). Only for scripts whose callers
+   * do not depend on a command sent just before on the other connection without awaiting it.
+   */
+  readonly hot?: boolean;
+}
+
+/** `script`, its usual call through the connection's lean connection for hot calls (LuaScript.hot). */
+export function hotScript(script: LuaScript): LuaScript {
+  return { ...script, hot: true };
 }
 
 export function luaScript(source: string): LuaScript {
@@ -84,7 +95,7 @@ export function luaFunctionScript(name: string, top: string, call: string): LuaS
   return { name, source, sha1, fn: { name: fnName, library } };
 }
 
-type Conn = Pick<RedisConnection, 'send' | 'nodeOf' | 'currentNode'>;
+type Conn = Pick<RedisConnection, 'send' | 'sendHot' | 'nodeOf' | 'currentNode'>;
 
 /** Connections whose user may not use Functions (or whose server has none): EVALSHA only. */
 const evalOnly = new WeakSet<Conn>();
@@ -274,7 +285,8 @@ export function evalScript<T>(
     for (let i = 0; i < h; i++) command[4 + i] = (head as ReadonlyArray<string | Buffer>)[i] as string | Buffer;
     for (let i = 0; i < args.length; i++) command[4 + h + i] = args[i] as string | Buffer;
     const failed = (err: unknown) => afterFailedCall(conn, script, fn, key, head === undefined ? args : [...head, ...args], binary, err);
-    return conn.send(key, command, false, binary).then(read, read === undefined ? failed : (err: unknown) => failed(err).then(read));
+    const sent = script.hot === true && conn.sendHot !== undefined ? conn.sendHot(key, command, binary) : conn.send(key, command, false, binary);
+    return sent.then(read, read === undefined ? failed : (err: unknown) => failed(err).then(read));
   }
   const reply = evalSlowly(conn, script, key, head === undefined ? args : [...head, ...args]);
   return read === undefined ? reply : reply.then(read);

@@ -35,6 +35,7 @@ import { SESSIONS_OPERATIONS } from '../sessions-port.ts';
 import { RedisAccounts } from './accounts.ts';
 import { RedisAuditStore } from './audit.ts';
 import { openConnection, toStoreError, type RedisConnection } from './connection.ts';
+import type { HotWrites } from './hot-connection.ts';
 import { backfillListings } from './indexes.ts';
 import { RedisConsentStore } from './consents.ts';
 import { RedisBankStore } from './banks.ts';
@@ -77,7 +78,18 @@ export interface RedisStoreOptions {
    * operation on that user's sessions. Default DEFAULT_LIVE_MAX (200); 0 = no cap.
    */
   maxLiveSessionsPerUser?: number;
+  /**
+   * Standalone (redis://, rediss://) only: the hot Function calls — the refresh-token rotation and
+   * the SSO exchange's look-up-and-redeem — through a lean connection of their own, written at
+   * the end of their task ('task') or of the event-loop turn ('turn'), or through node-redis with
+   * everything else ('off'). Default DEFAULT_HOT_WRITES. Off whenever `replicaWait` waits for
+   * replicas: WAIT counts the writes of the connection it is sent on (node-redis's).
+   */
+  hotWrites?: HotWrites | 'off';
 }
+
+/** See RedisStoreOptions.hotWrites (docs/performance.md, "A lean connection for the hot Function calls"). */
+export const DEFAULT_HOT_WRITES: HotWrites | 'off' = 'task';
 
 /**
  * Opens the store on `redis://`, `rediss://`, `redis-sentinel://h1:p1,h2:p2/<master>` or
@@ -93,6 +105,7 @@ export async function openRedisStore(url: string, opts: RedisStoreOptions): Prom
     connectTimeoutMs: opts.connectTimeoutMs ?? 1500,
     commandTimeoutMs: opts.commandTimeoutMs ?? 1000,
     ...(opts.onError ? { onError: opts.onError } : {}),
+    hotWrites: (opts.replicaWait?.replicas ?? 0) > 0 ? 'off' : (opts.hotWrites ?? DEFAULT_HOT_WRITES),
   });
   try {
     // A store a newer version marked with a layout this code does not know: refused (migrate.ts).

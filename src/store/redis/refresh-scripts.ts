@@ -3,6 +3,7 @@
 // the session's slot and a reuse revokes the subtree in the same step.
 
 import { script } from './slot-lua.ts';
+import { hotScript } from './lua.ts';
 
 /**
  * add refresh token. Races closed: a token added for a session that is disappearing, and a
@@ -53,7 +54,7 @@ return finish({ 'ok' })
  *      | {'reused', session, {revoked records}} | {'inactive', session} | {'unknown'} | {'successor_exists'}
  *      | {'route_taken'} (the successor's route names another slot: nothing was changed)
  */
-export const ROTATE = script(
+export const ROTATE = hotScript(script(
   'rotate',
   `
 local function userOf(rec)
@@ -119,7 +120,7 @@ revokeTree(r, 'refresh_reuse', 'parent_revoked', out, nil)
 return finish({ 'reused', pairsOf(r, rec), out })
 `,
   true,
-);
+));
 
 /**
  * Read a refresh token by hash. No race to close: a read.

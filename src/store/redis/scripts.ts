@@ -9,6 +9,7 @@
 // refusal.
 
 import { routedScript, script } from './slot-lua.ts';
+import { hotScript } from './lua.ts';
 
 /**
  * create-with-limit. Race closed: simultaneous logins of one user each counting the same N valid
@@ -395,7 +396,7 @@ return finish({ packedOf(r, rec, 0), user })
  *      | {'redeemed', target record (packed), previous idle or '', user JSON}
  *      | REDEEM's other answers | false (no record with the hash, or no route)
  */
-export const LOOK_UP_REDEEM = routedScript(
+export const LOOK_UP_REDEEM = hotScript(routedScript(
   'look-up-redeem',
   `
 local r, rec = findSecret(ARGV[5])
@@ -456,7 +457,7 @@ if not isValid(rec) then return finish({ 'not_consumed' }) end
 ${redeemSteps('th', 'idleText', ', user')}
 `,
   true,
-);
+));
 
 /**
  * Read by handles (all of one slot). No race to close: a read.

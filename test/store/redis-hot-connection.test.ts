@@ -1,0 +1,302 @@
+// The lean connection for the hot Function calls (src/store/redis/hot-connection.ts), on
+// throw-away redis-servers: its replies and errors, pipelining order, AUTH and SELECT, a server
+// killed and restarted under load, the fallback to node-redis while it is not ready, and close().
+
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorReply, SimpleError, SocketClosedUnexpectedlyError } from 'redis';
+import { StoreUnavailable } from '../../src/domain/errors.ts';
+import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
+import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
+import type { RefreshToken } from '../../src/store/port.ts';
+import { HotConnection, type HotWrites } from '../../src/store/redis/hot-connection.ts';
+import { openRedisStore, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
+import { redisBinariesMissing, requireOrSkip, startRedisStandalone, testPrefix } from '../support/redis.ts';
+
+const skip = requireOrSkip(redisBinariesMissing());
+const T0 = Date.now();
+const HOUR = 3_600_000;
+/** redis-cli's credentials (the AUTH test's server). */
+let auth: string[] = [];
+
+type Server = Awaited<ReturnType<typeof startRedisStandalone>>;
+
+function cli(port: number, ...args: string[]): string {
+  const r = spawnSync('redis-cli', ['-p', String(port), '--no-auth-warning', ...auth, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return r.stdout;
+}
+
+/** CLIENT LIST of the server, without the redis-cli connection asking. */
+function clients(port: number): Array<{ id: string; cmd: string; db: string; user: string }> {
+  return cli(port, 'CLIENT', 'LIST')
+    .trim()
+    .split('\n')
+    .map((line) => Object.fromEntries(line.split(' ').map((kv) => kv.split('=') as [string, string])))
+    .filter((c) => c.cmd !== 'client|list')
+    .map((c) => ({ id: c.id as string, cmd: c.cmd as string, db: c.db as string, user: c.user as string }));
+}
+
+async function eventually(check: () => boolean, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error('not within time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function session(userId: string): Session {
+  return issueSession({ tenantId: 't-hot', userId, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password', parentHandle: null }, T0).session;
+}
+
+/** A stored session with a refresh token; rotate() rotates its current token once. */
+async function chain(store: RedisSessionStore, userId: string) {
+  const r = await store.createSession(session(userId), T0);
+  if (!r.ok) throw new Error('not created');
+  const first: RefreshToken = { tokenHash: hashSecret(newSecret()), sessionHandle: r.session.handle, tenantId: 't-hot', userId, createdAt: T0, rotatedAt: null, successorHash: null };
+  await store.addRefreshToken(first);
+  let current = first.tokenHash;
+  let at = T0;
+  const c = {
+    async rotate() {
+      const next = hashSecret(newSecret());
+      at += 10;
+      const result = await store.rotateRefreshToken(current, next, at, 0, at + HOUR);
+      if (result.outcome === 'rotated') current = next;
+      return result;
+    },
+  };
+  // The first call of a script in a store checks its library (lua.ts), through node-redis: the
+  // calls after it take the usual way.
+  if ((await c.rotate()).outcome !== 'rotated') throw new Error('not rotated');
+  return c;
+}
+
+function open(url: string, writes: HotWrites | 'off' = 'task') {
+  return openRedisStore(url, { prefix: testPrefix('hot'), hotWrites: writes, commandTimeoutMs: 1000, connectTimeoutMs: 1000 });
+}
+
+describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-server)', () => {
+  let server: Server;
+
+  beforeAll(async () => {
+    server = await startRedisStandalone();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  async function hot(writes: HotWrites = 'task') {
+    const c = new HotConnection({ host: '127.0.0.1', port: server.port, tls: false, database: 0, connectTimeoutMs: 1000, writes, maxQueued: 100_000 });
+    expect(await c.start()).toBe(true);
+    return c;
+  }
+
+  it('answers as node-redis does in RESP2: text or Buffers, integers, nil, nested arrays, and error replies as SimpleError', async () => {
+    const c = await hot();
+    try {
+      const k = `${testPrefix('hot-replies')}k`;
+      expect(await c.send(['SET', k, 'välue'])).toBe('OK');
+      expect(await c.send(['GET', k])).toBe('välue');
+      expect(await c.send(['GET', k], true)).toEqual(Buffer.from('välue'));
+      expect(await c.send(['GET', `${k}:none`])).toBeNull();
+      expect(await c.send(['STRLEN', k])).toBe(6);
+      expect(await c.send(['EVAL', "return {1, 'a', {false, 'b'}, -7}", '0'])).toEqual([1, 'a', [null, 'b'], -7]);
+      expect(await c.send(['DEL', k, Buffer.from(`${k}:x`)])).toBe(1);
+      const err = await c.send(['FCALL', 'tessera_no_such_function', '0']).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SimpleError);
+      expect(err).toBeInstanceOf(ErrorReply);
+      expect((err as Error).message).toMatch(/^ERR Function not found/);
+      // The connection goes on after an error reply.
+      expect(await c.send(['PING'])).toBe('PONG');
+    } finally {
+      await c.close();
+    }
+  });
+
+  for (const writes of ['task', 'turn'] as const) {
+    it(`keeps the order of pipelined commands across partial reads ('${writes}' writes)`, async () => {
+      const c = await hot(writes);
+      try {
+        const k = `${testPrefix('hot-order')}k`;
+        const big = 'x'.repeat(300_000); // several reads, and over one slab
+        const sent: Array<Promise<unknown>> = [];
+        for (let i = 0; i < 3000; i++) {
+          sent.push(i % 500 === 7 ? c.send(['ECHO', big]) : c.send(['ECHO', `${i}:${'y'.repeat(i % 97)}`]));
+          if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
+        }
+        sent.push(c.send(['INCRBY', k, '5']));
+        const replies = await Promise.all(sent);
+        for (let i = 0; i < 3000; i++) expect(replies[i]).toBe(i % 500 === 7 ? big : `${i}:${'y'.repeat(i % 97)}`);
+        expect(replies[3000]).toBe(5);
+        await c.send(['DEL', k]);
+      } finally {
+        await c.close();
+      }
+    });
+  }
+
+  it('refuses a command past maxQueued at once and keeps the others', async () => {
+    const c = new HotConnection({ host: '127.0.0.1', port: server.port, tls: false, database: 0, connectTimeoutMs: 1000, writes: 'task', maxQueued: 2 });
+    expect(await c.start()).toBe(true);
+    try {
+      const sent = [c.send(['PING']), c.send(['PING']), c.send(['PING'])];
+      const settled = await Promise.allSettled(sent);
+      expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('sends the rotation through a connection of its own, and everything else through node-redis', async () => {
+    for (const writes of ['task', 'turn', 'off'] as const) {
+      const before = new Set(clients(server.port).map((c) => c.id));
+      const store = await open(server.url, writes);
+      try {
+        const c = await chain(store, `u-own-${writes}`);
+        expect((await c.rotate()).outcome).toBe('rotated');
+        await store.ping();
+        const mine = clients(server.port).filter((x) => !before.has(x.id));
+        // node-redis's last command is the PING; the lean connection's the rotation's FCALL.
+        const fcall = mine.filter((x) => x.cmd === 'fcall');
+        if (writes === 'off') expect(fcall).toEqual([]);
+        else expect(fcall).toHaveLength(1);
+      } finally {
+        await store.close();
+      }
+    }
+  });
+
+  it('fails the calls in flight when the server is killed with StoreUnavailable, and later calls succeed on the lean connection again', async () => {
+    const aof = await startRedisStandalone({ aof: 'always' });
+    const store = await open(aof.url);
+    try {
+      let running = true;
+      const failures: unknown[] = [];
+      let rotated = 0;
+      const loops = Array.from({ length: 20 }, async (_, i) => {
+        // A failed call may have rotated on the server (the reply was lost): a new chain then.
+        let c: Awaited<ReturnType<typeof chain>> | null = null;
+        for (let n = 0; running; n++) {
+          try {
+            c ??= await chain(store, `u-kill-${i}-${n}`);
+            const r = await c.rotate();
+            if (r.outcome === 'rotated') rotated++;
+          } catch (err) {
+            failures.push(err);
+            c = null;
+            await new Promise((r) => setTimeout(r, 5));
+          }
+        }
+      });
+      await eventually(() => rotated > 200);
+      await aof.restart();
+      // Back: rotations go through again, and the lean connection is there again.
+      const at = rotated;
+      await eventually(() => rotated > at + 200, 10_000);
+      running = false;
+      await Promise.all(loops);
+      expect(failures.length).toBeGreaterThan(0);
+      for (const f of failures) expect(f).toBeInstanceOf(StoreUnavailable);
+      // The last rotations went through the lean connection (node-redis's last command: the PING).
+      await store.ping();
+      expect(clients(aof.port).filter((x) => x.cmd === 'fcall')).toHaveLength(1);
+    } finally {
+      await store.close();
+      await aof.stop();
+    }
+  });
+
+  it('fails in-flight commands with node-redis SocketClosedUnexpectedlyError when the connection drops', async () => {
+    const c = await hot();
+    try {
+      const pending = c.send(['BLPOP', `${testPrefix('hot-drop')}nothing`, '5']).catch((e: unknown) => e);
+      await eventually(() => clients(server.port).some((x) => x.cmd === 'blpop'));
+      cli(server.port, 'CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      expect(await pending).toBeInstanceOf(SocketClosedUnexpectedlyError);
+      expect(c.ready).toBe(false);
+      // It reconnects by itself.
+      await eventually(() => c.ready);
+      expect(await c.send(['PING'])).toBe('PONG');
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('sends a hot call through node-redis while the lean connection is not ready', async () => {
+    const store = await open(server.url);
+    try {
+      const c = await chain(store, 'u-fallback');
+      expect((await c.rotate()).outcome).toBe('rotated');
+      await store.ping();
+      const lean = clients(server.port).find((x) => x.cmd === 'fcall');
+      expect(lean).toBeDefined();
+      cli(server.port, 'CLIENT', 'KILL', 'ID', (lean as { id: string }).id);
+      await new Promise((r) => setTimeout(r, 10)); // its close read, its reconnect not yet (50 ms at least)
+      // At once, before the lean connection is back: node-redis carries the rotation.
+      expect((await c.rotate()).outcome).toBe('rotated');
+      expect((await c.rotate()).outcome).toBe('rotated');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('loads a missing Function through the usual path after the lean connection answered "Function not found"', async () => {
+    const store = await open(server.url);
+    try {
+      const c = await chain(store, 'u-flush');
+      expect((await c.rotate()).outcome).toBe('rotated');
+      cli(server.port, 'FUNCTION', 'FLUSH');
+      expect((await c.rotate()).outcome).toBe('rotated');
+      expect((await c.rotate()).outcome).toBe('rotated');
+      await store.ping();
+      expect(clients(server.port).filter((x) => x.cmd === 'fcall')).toHaveLength(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('authenticates with a user and password and selects the URL database; with a password alone too', async () => {
+    const authed = await startRedisStandalone();
+    try {
+      cli(authed.port, 'ACL', 'SETUSER', 'hotuser', 'on', '>hot-pass', '~*', '&*', '+@all');
+      cli(authed.port, 'CONFIG', 'SET', 'requirepass', 'default-pass');
+      auth = ['--user', 'hotuser', '--pass', 'hot-pass'];
+      const withUser = await open(`redis://hotuser:hot-pass@127.0.0.1:${authed.port}/3`);
+      try {
+        // The session is written in database 3 by node-redis: the lean connection must be there too.
+        const c = await chain(withUser, 'u-auth');
+        expect((await c.rotate()).outcome).toBe('rotated');
+        await withUser.ping();
+        const lean = clients(authed.port).filter((x) => x.cmd === 'fcall');
+        expect(lean).toHaveLength(1);
+        expect(lean[0]).toMatchObject({ db: '3', user: 'hotuser' });
+      } finally {
+        await withUser.close();
+      }
+      const withPassword = await open(`redis://:default-pass@127.0.0.1:${authed.port}`);
+      try {
+        const c = await chain(withPassword, 'u-pass');
+        expect((await c.rotate()).outcome).toBe('rotated');
+        await withPassword.ping();
+        expect(clients(authed.port).filter((x) => x.cmd === 'fcall')).toMatchObject([{ db: '0', user: 'default' }]);
+      } finally {
+        await withPassword.close();
+      }
+    } finally {
+      auth = [];
+      await authed.stop();
+    }
+  });
+
+  it('close() lets a call in flight finish, then closes the lean connection', async () => {
+    const store = await open(server.url);
+    const c = await chain(store, 'u-close');
+    expect((await c.rotate()).outcome).toBe('rotated');
+    const ids = new Set(clients(server.port).map((x) => x.id));
+    const inFlight = c.rotate();
+    await store.close();
+    expect((await inFlight).outcome).toBe('rotated');
+    await eventually(() => clients(server.port).every((x) => !ids.has(x.id)));
+  });
+});
