@@ -38,6 +38,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { SimpleError, SocketClosedUnexpectedlyError } from 'redis';
+import { INCOMPLETE, PUSH, RespReader, RespWriter } from './resp.ts';
 
 /** When a hot call is written: at the end of its task, or of the event-loop turn (node-redis's). */
 export type HotWrites = 'task' | 'turn';
@@ -58,11 +59,6 @@ export interface HotConnectionOptions {
   onError?: (err: unknown) => void;
 }
 
-const SLAB = 64 * 1024;
-/** The parse ran past the bytes read so far: wait for more. */
-const INCOMPLETE = Symbol('incomplete');
-/** A RESP3 push, not an answer to a command. */
-const PUSH = Symbol('push');
 
 type Resolve = (v: unknown) => void;
 type Reject = (e: Error) => void;
@@ -83,10 +79,8 @@ export class HotConnection {
   #retry: NodeJS.Timeout | null = null;
   /** Resolved once the socket has ended after close(). */
   #closed: (() => void) | null = null;
-  #slab = Buffer.allocUnsafe(SLAB);
-  /** Encoded bytes [#start, #off) of #slab not written yet. */
-  #start = 0;
-  #off = 0;
+  /** Commands encoded and not written yet. */
+  readonly #writer = new RespWriter();
   #scheduled = false;
   #draining = false;
   readonly #flushNow = () => {
@@ -101,7 +95,7 @@ export class HotConnection {
   #count = 0;
   /** Bytes of a reply cut by the end of a read. */
   #rest: Buffer | null = null;
-  #pos = 0;
+  readonly #reader = new RespReader();
 
   constructor(opts: HotConnectionOptions) {
     this.#opts = opts;
@@ -193,8 +187,7 @@ export class HotConnection {
       this.#socket = null;
       this.#failAll(new SocketClosedUnexpectedlyError());
       this.#rest = null;
-      this.#slab = Buffer.allocUnsafe(SLAB);
-      this.#start = this.#off = 0;
+      this.#writer.reset();
       this.#draining = false;
       done(false);
       if (this.#closing) {
@@ -209,7 +202,7 @@ export class HotConnection {
 
   #send(args: ReadonlyArray<string | Buffer>, binary: boolean): Promise<unknown> {
     if (this.#count >= this.#opts.maxQueued) return Promise.reject(new Error('The hot Redis connection has too many commands awaiting their reply'));
-    this.#encode(args);
+    this.#writer.encode(args);
     const p = new Promise<unknown>((resolve, reject) => this.#push(resolve, reject, binary));
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -221,62 +214,8 @@ export class HotConnection {
 
   #flush(): void {
     const socket = this.#socket;
-    if (this.#off === this.#start || socket === null || this.#draining) return;
-    if (!socket.write(this.#slab.subarray(this.#start, this.#off))) this.#draining = true;
-    this.#start = this.#off;
-  }
-
-  // ---- encoding ----
-
-  #encode(args: ReadonlyArray<string | Buffer>): void {
-    // At most: each argument's bytes (3 per UTF-16 unit) and its header, and the array's header.
-    let need = 16;
-    for (let i = 0; i < args.length; i++) {
-      const a = args[i] as string | Buffer;
-      need += (typeof a === 'string' ? a.length * 3 : a.length) + 16;
-    }
-    if (this.#off + need > this.#slab.length) this.#newSlab(need);
-    const b = this.#slab;
-    let o = this.#off;
-    b[o++] = 42; // *
-    o = this.#int(args.length, o);
-    for (let i = 0; i < args.length; i++) {
-      const a = args[i] as string | Buffer;
-      b[o++] = 36; // $
-      if (typeof a === 'string') {
-        o = this.#int(Buffer.byteLength(a), o);
-        o += b.write(a, o, 'utf8');
-      } else {
-        o = this.#int(a.length, o);
-        o += a.copy(b, o);
-      }
-      b[o++] = 13;
-      b[o++] = 10;
-    }
-    this.#off = o;
-  }
-
-  /** Writes n's digits and CRLF at o; the offset after them. */
-  #int(n: number, o: number): number {
-    const b = this.#slab;
-    if (n < 10) b[o++] = 48 + n;
-    else if (n < 100) {
-      b[o++] = 48 + ((n / 10) | 0);
-      b[o++] = 48 + (n % 10);
-    } else o += b.write(String(n), o, 'latin1');
-    b[o++] = 13;
-    b[o++] = 10;
-    return o;
-  }
-
-  /** A new slab with the unwritten bytes at its start (the old one may still be in a write). */
-  #newSlab(need: number): void {
-    const pending = this.#off - this.#start;
-    const slab = Buffer.allocUnsafe(Math.max(SLAB, pending + need));
-    this.#slab.copy(slab, 0, this.#start, this.#off);
-    this.#slab = slab;
-    this.#start = 0;
-    this.#off = pending;
+    if (this.#writer.empty || socket === null || this.#draining) return;
+    if (!socket.write(this.#writer.take())) this.#draining = true;
   }
 
   // ---- the ring of commands awaiting a reply ----
@@ -339,17 +278,17 @@ export class HotConnection {
         this.#socket?.destroy();
         return;
       }
-      this.#pos = start;
+      this.#reader.pos = start;
       let v: unknown;
       try {
-        v = this.#value(b, this.#binary[this.#head] as boolean);
+        v = this.#reader.value(b, this.#binary[this.#head] as boolean);
       } catch (err) {
         this.#opts.onError?.(err);
         this.#socket?.destroy();
         return;
       }
       if (v === INCOMPLETE) break;
-      start = this.#pos;
+      start = this.#reader.pos;
       // A RESP3 push (out-of-band) is not an answer: dropped.
       if (v !== PUSH) this.#settle(v);
     }
@@ -357,105 +296,6 @@ export class HotConnection {
     else if (this.#closing && this.#count === 0) this.#socket?.end();
   }
 
-  /** The integer at #pos up to CRLF (moving #pos past it), or NaN when the line is not all there. */
-  #line(b: Buffer): number {
-    let i = this.#pos;
-    let neg = false;
-    if (b[i] === 45) {
-      neg = true;
-      i++;
-    }
-    let n = 0;
-    for (; i < b.length; i++) {
-      const c = b[i] as number;
-      if (c === 13) {
-        if (i + 1 >= b.length) return NaN;
-        this.#pos = i + 2;
-        return neg ? -n : n;
-      }
-      n = n * 10 + (c - 48);
-    }
-    return NaN;
-  }
-
-  /** The text of the line at #pos (moving #pos past its CRLF), or null when it is not all there. */
-  #text(b: Buffer): string | null {
-    const end = b.indexOf(13, this.#pos);
-    if (end < 0 || end + 1 >= b.length) return null;
-    const s = b.toString('utf8', this.#pos, end);
-    this.#pos = end + 2;
-    return s;
-  }
-
-  #value(b: Buffer, binary: boolean): unknown {
-    if (this.#pos >= b.length) return INCOMPLETE;
-    const type = b[this.#pos++];
-    switch (type) {
-      case 36: {
-        // $ bulk string
-        const n = this.#line(b);
-        if (Number.isNaN(n)) return INCOMPLETE;
-        if (n < 0) return null;
-        const s = this.#pos;
-        if (s + n + 2 > b.length) return INCOMPLETE;
-        this.#pos = s + n + 2;
-        return binary ? b.subarray(s, s + n) : b.toString('utf8', s, s + n);
-      }
-      case 42: // * array
-      case 126: // ~ set (RESP3)
-      case 37: {
-        // % map (RESP3): as a flat list of keys and values, as RESP2 answers
-        let n = this.#line(b);
-        if (Number.isNaN(n)) return INCOMPLETE;
-        if (n < 0) return null;
-        if (type === 37) n *= 2;
-        const out = new Array<unknown>(n);
-        for (let i = 0; i < n; i++) {
-          const v = this.#value(b, binary);
-          if (v === INCOMPLETE) return INCOMPLETE;
-          out[i] = v;
-        }
-        return out;
-      }
-      case 58: {
-        // : integer
-        const n = this.#line(b);
-        return Number.isNaN(n) ? INCOMPLETE : n;
-      }
-      case 43: // + simple string
-        return this.#text(b) ?? INCOMPLETE;
-      case 45: {
-        // - error
-        const m = this.#text(b);
-        return m === null ? INCOMPLETE : new SimpleError(m);
-      }
-      case 95: // _ null (RESP3)
-        if (this.#pos + 2 > b.length) return INCOMPLETE;
-        this.#pos += 2;
-        return null;
-      case 35: {
-        // # boolean (RESP3)
-        if (this.#pos + 3 > b.length) return INCOMPLETE;
-        const t = b[this.#pos] === 116;
-        this.#pos += 3;
-        return t;
-      }
-      case 44: {
-        // , double (RESP3)
-        const t = this.#text(b);
-        return t === null ? INCOMPLETE : Number(t);
-      }
-      case 62: {
-        // > push (RESP3): out-of-band, read and dropped
-        const n = this.#line(b);
-        if (Number.isNaN(n)) return INCOMPLETE;
-        for (let i = 0; i < n; i++) if (this.#value(b, false) === INCOMPLETE) return INCOMPLETE;
-        return PUSH;
-      }
-      default:
-        throw new Error(`the hot Redis connection read an unknown reply type ${String(type)}`);
-    }
-  }
 }
 
 function isIpAddress(host: string): boolean {
