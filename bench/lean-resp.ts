@@ -17,14 +17,10 @@
 //   end of the task that sent it (queueMicrotask).
 
 import { connect, type Socket } from 'node:net';
-import { ErrorReply } from 'redis';
-import { INCOMPLETE, PUSH, RespReader, RespWriter } from '../src/store/redis/resp.ts';
+import { INCOMPLETE, PUSH, ReplyRing, RespReader, RespWriter } from '../src/store/redis/resp.ts';
 
 export type WritePolicy = 'turn' | 'idle' | 'micro' | `k${number}`;
 
-
-type Resolve = (v: unknown) => void;
-type Reject = (e: Error) => void;
 
 export class LeanResp {
   readonly #socket: Socket;
@@ -39,11 +35,8 @@ export class LeanResp {
     this.#flush();
   };
   // The FIFO of commands awaiting a reply, a ring in parallel arrays.
-  #resolve = new Array<Resolve | undefined>(1024);
-  #reject = new Array<Reject | undefined>(1024);
-  #binary: boolean[] = new Array<boolean>(1024).fill(false);
-  #head = 0;
-  #count = 0;
+  /** The commands written and awaiting their reply. */
+  readonly #ring = new ReplyRing();
   /** Written and not answered (the 'idle' policy). */
   #inFlight = 0;
   /** Bytes of a reply cut by the end of a read. */
@@ -58,7 +51,7 @@ export class LeanResp {
     this.#policy = policy;
     this.#k = policy.startsWith('k') ? Number(policy.slice(1)) : 0;
     socket.on('data', (chunk: Buffer) => this.#read(chunk));
-    socket.on('close', () => this.#failAll(new Error('the lean RESP connection closed')));
+    socket.on('close', () => this.#ring.failAll(new Error('the lean RESP connection closed')));
     socket.on('error', () => undefined); // 'close' follows
   }
 
@@ -77,7 +70,7 @@ export class LeanResp {
   send(args: ReadonlyArray<string | Buffer>, binary = false): Promise<unknown> {
     this.#writer.encode(args);
     this.sent++;
-    const p = new Promise<unknown>((resolve, reject) => this.#push(resolve, reject, binary));
+    const p = new Promise<unknown>((resolve, reject) => this.#ring.push(resolve, reject, binary));
     this.#unwritten++;
     switch (this.#policy) {
       case 'turn':
@@ -119,50 +112,6 @@ export class LeanResp {
     this.#unwritten = 0;
   }
 
-  // ---- the FIFO ----
-
-  #push(resolve: Resolve, reject: Reject, binary: boolean): void {
-    if (this.#count === this.#resolve.length) this.#grow();
-    const i = (this.#head + this.#count) & (this.#resolve.length - 1);
-    this.#resolve[i] = resolve;
-    this.#reject[i] = reject;
-    this.#binary[i] = binary;
-    this.#count++;
-  }
-
-  #grow(): void {
-    const n = this.#resolve.length;
-    const order = (xs: unknown[]) => [...xs.slice(this.#head), ...xs.slice(0, this.#head)];
-    this.#resolve = [...order(this.#resolve), ...new Array<undefined>(n)] as Array<Resolve | undefined>;
-    this.#reject = [...order(this.#reject), ...new Array<undefined>(n)] as Array<Reject | undefined>;
-    this.#binary = [...(order(this.#binary) as boolean[]), ...new Array<boolean>(n).fill(false)];
-    this.#head = 0;
-  }
-
-  #settle(v: unknown): void {
-    const i = this.#head;
-    const resolve = this.#resolve[i];
-    const reject = this.#reject[i];
-    this.#resolve[i] = undefined;
-    this.#reject[i] = undefined;
-    this.#head = (i + 1) & (this.#resolve.length - 1);
-    this.#count--;
-    this.#inFlight--;
-    if (v instanceof ErrorReply) reject?.(v);
-    else resolve?.(v);
-  }
-
-  #failAll(err: Error): void {
-    while (this.#count > 0) {
-      const i = this.#head;
-      this.#reject[i]?.(err);
-      this.#resolve[i] = undefined;
-      this.#reject[i] = undefined;
-      this.#head = (i + 1) & (this.#resolve.length - 1);
-      this.#count--;
-    }
-  }
-
   // ---- decoding ----
 
   #read(chunk: Buffer): void {
@@ -172,13 +121,16 @@ export class LeanResp {
       this.#rest = null;
     }
     let start = 0;
-    while (start < b.length && this.#count > 0) {
+    while (start < b.length && this.#ring.count > 0) {
       this.#reader.pos = start;
-      const v = this.#reader.value(b, this.#binary[this.#head] as boolean);
+      const v = this.#reader.value(b, this.#ring.headBinary);
       if (v === INCOMPLETE) break;
       start = this.#reader.pos;
       // A RESP3 push (out-of-band) is not an answer: dropped.
-      if (v !== PUSH) this.#settle(v);
+      if (v !== PUSH) {
+        this.#inFlight--;
+        this.#ring.settle(v);
+      }
     }
     if (start < b.length) this.#rest = b.subarray(start);
   }

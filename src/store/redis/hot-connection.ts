@@ -37,8 +37,8 @@
 
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { SimpleError, SocketClosedUnexpectedlyError } from 'redis';
-import { INCOMPLETE, PUSH, RespReader, RespWriter } from './resp.ts';
+import { SocketClosedUnexpectedlyError } from 'redis';
+import { INCOMPLETE, PUSH, ReplyRing, RespReader, RespWriter } from './resp.ts';
 
 /** When a hot call is written: at the end of its task, or of the event-loop turn (node-redis's). */
 export type HotWrites = 'task' | 'turn';
@@ -59,9 +59,6 @@ export interface HotConnectionOptions {
   onError?: (err: unknown) => void;
 }
 
-
-type Resolve = (v: unknown) => void;
-type Reject = (e: Error) => void;
 
 /** Backoff between connection attempts: 100 ms doubling to 2 s, half of it jitter. */
 function backoff(attempt: number): number {
@@ -88,11 +85,8 @@ export class HotConnection {
     this.#flush();
   };
   // The commands awaiting a reply, in the order sent: a ring in parallel arrays.
-  #resolve = new Array<Resolve | undefined>(1024);
-  #reject = new Array<Reject | undefined>(1024);
-  #binary: boolean[] = new Array<boolean>(1024).fill(false);
-  #head = 0;
-  #count = 0;
+  /** The commands written and awaiting their reply. */
+  readonly #ring = new ReplyRing();
   /** Bytes of a reply cut by the end of a read. */
   #rest: Buffer | null = null;
   readonly #reader = new RespReader();
@@ -127,7 +121,7 @@ export class HotConnection {
     this.#flush();
     return new Promise((resolve) => {
       this.#closed = resolve;
-      if (this.#count === 0) socket.end();
+      if (this.#ring.count === 0) socket.end();
     });
   }
 
@@ -185,7 +179,7 @@ export class HotConnection {
     socket.once('close', () => {
       this.#ready = false;
       this.#socket = null;
-      this.#failAll(new SocketClosedUnexpectedlyError());
+      this.#ring.failAll(new SocketClosedUnexpectedlyError());
       this.#rest = null;
       this.#writer.reset();
       this.#draining = false;
@@ -201,9 +195,9 @@ export class HotConnection {
   }
 
   #send(args: ReadonlyArray<string | Buffer>, binary: boolean): Promise<unknown> {
-    if (this.#count >= this.#opts.maxQueued) return Promise.reject(new Error('The hot Redis connection has too many commands awaiting their reply'));
+    if (this.#ring.count >= this.#opts.maxQueued) return Promise.reject(new Error('The hot Redis connection has too many commands awaiting their reply'));
     this.#writer.encode(args);
-    const p = new Promise<unknown>((resolve, reject) => this.#push(resolve, reject, binary));
+    const p = new Promise<unknown>((resolve, reject) => this.#ring.push(resolve, reject, binary));
     if (!this.#scheduled) {
       this.#scheduled = true;
       if (this.#opts.writes === 'task') queueMicrotask(this.#flushNow);
@@ -218,50 +212,6 @@ export class HotConnection {
     if (!socket.write(this.#writer.take())) this.#draining = true;
   }
 
-  // ---- the ring of commands awaiting a reply ----
-
-  #push(resolve: Resolve, reject: Reject, binary: boolean): void {
-    if (this.#count === this.#resolve.length) this.#grow();
-    const i = (this.#head + this.#count) & (this.#resolve.length - 1);
-    this.#resolve[i] = resolve;
-    this.#reject[i] = reject;
-    this.#binary[i] = binary;
-    this.#count++;
-  }
-
-  #grow(): void {
-    const n = this.#resolve.length;
-    const order = <T>(xs: T[]): T[] => [...xs.slice(this.#head), ...xs.slice(0, this.#head)];
-    this.#resolve = [...order(this.#resolve), ...new Array<undefined>(n)];
-    this.#reject = [...order(this.#reject), ...new Array<undefined>(n)];
-    this.#binary = [...order(this.#binary), ...new Array<boolean>(n).fill(false)];
-    this.#head = 0;
-  }
-
-  #settle(v: unknown): void {
-    const i = this.#head;
-    const resolve = this.#resolve[i];
-    const reject = this.#reject[i];
-    this.#resolve[i] = undefined;
-    this.#reject[i] = undefined;
-    this.#head = (i + 1) & (this.#resolve.length - 1);
-    this.#count--;
-    if (v instanceof SimpleError) reject?.(v);
-    else resolve?.(v);
-  }
-
-  #failAll(err: Error): void {
-    while (this.#count > 0) {
-      const i = this.#head;
-      const reject = this.#reject[i];
-      this.#resolve[i] = undefined;
-      this.#reject[i] = undefined;
-      this.#head = (i + 1) & (this.#resolve.length - 1);
-      this.#count--;
-      reject?.(err);
-    }
-  }
-
   // ---- decoding ----
 
   #read(chunk: Buffer): void {
@@ -272,7 +222,7 @@ export class HotConnection {
     }
     let start = 0;
     while (start < b.length) {
-      if (this.#count === 0) {
+      if (this.#ring.count === 0) {
         // Bytes no command asked for: the stream is out of step; start again on a new connection.
         this.#opts.onError?.(new Error('the hot Redis connection received a reply no command awaited'));
         this.#socket?.destroy();
@@ -281,7 +231,7 @@ export class HotConnection {
       this.#reader.pos = start;
       let v: unknown;
       try {
-        v = this.#reader.value(b, this.#binary[this.#head] as boolean);
+        v = this.#reader.value(b, this.#ring.headBinary);
       } catch (err) {
         this.#opts.onError?.(err);
         this.#socket?.destroy();
@@ -290,10 +240,10 @@ export class HotConnection {
       if (v === INCOMPLETE) break;
       start = this.#reader.pos;
       // A RESP3 push (out-of-band) is not an answer: dropped.
-      if (v !== PUSH) this.#settle(v);
+      if (v !== PUSH) this.#ring.settle(v);
     }
     if (start < b.length) this.#rest = b.subarray(start);
-    else if (this.#closing && this.#count === 0) this.#socket?.end();
+    else if (this.#closing && this.#ring.count === 0) this.#socket?.end();
   }
 
 }

@@ -198,3 +198,72 @@ export class RespWriter {
     this.#off = pending;
   }
 }
+
+type Resolve = (v: unknown) => void;
+type Reject = (e: Error) => void;
+
+/**
+ * The commands written and awaiting their reply, oldest first (RESP answers in order): each one's
+ * resolve, reject and whether its reply's bulk strings are read as Buffers, in parallel arrays.
+ */
+export class ReplyRing {
+  #resolve = new Array<Resolve | undefined>(1024);
+  #reject = new Array<Reject | undefined>(1024);
+  #binary: boolean[] = new Array<boolean>(1024).fill(false);
+  #head = 0;
+  #count = 0;
+
+  /** How many replies are awaited. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Whether the oldest awaited reply's bulk strings are read as Buffers. */
+  get headBinary(): boolean {
+    return this.#binary[this.#head] as boolean;
+  }
+
+  push(resolve: Resolve, reject: Reject, binary: boolean): void {
+    if (this.#count === this.#resolve.length) this.#grow();
+    const i = (this.#head + this.#count) & (this.#resolve.length - 1);
+    this.#resolve[i] = resolve;
+    this.#reject[i] = reject;
+    this.#binary[i] = binary;
+    this.#count++;
+  }
+
+  /** Settles the oldest with the reply `v`: an error reply rejects it, anything else resolves it. */
+  settle(v: unknown): void {
+    const i = this.#head;
+    const resolve = this.#resolve[i];
+    const reject = this.#reject[i];
+    this.#resolve[i] = undefined;
+    this.#reject[i] = undefined;
+    this.#head = (i + 1) & (this.#resolve.length - 1);
+    this.#count--;
+    if (v instanceof SimpleError) reject?.(v);
+    else resolve?.(v);
+  }
+
+  /** Rejects every awaited reply with `err`, oldest first. */
+  failAll(err: Error): void {
+    while (this.#count > 0) {
+      const i = this.#head;
+      const reject = this.#reject[i];
+      this.#resolve[i] = undefined;
+      this.#reject[i] = undefined;
+      this.#head = (i + 1) & (this.#resolve.length - 1);
+      this.#count--;
+      reject?.(err);
+    }
+  }
+
+  #grow(): void {
+    const n = this.#resolve.length;
+    const order = <T>(xs: T[]): T[] => [...xs.slice(this.#head), ...xs.slice(0, this.#head)];
+    this.#resolve = [...order(this.#resolve), ...new Array<undefined>(n)];
+    this.#reject = [...order(this.#reject), ...new Array<undefined>(n)];
+    this.#binary = [...order(this.#binary), ...new Array<boolean>(n).fill(false)];
+    this.#head = 0;
+  }
+}
