@@ -136,6 +136,16 @@ describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-ser
     });
   }
 
+  it('settles every close() call, a second one included, once the awaited replies are in', async () => {
+    const c = await hot('task');
+    const reply = c.send(['PING']);
+    const first = c.close();
+    const second = c.close();
+    expect(second).toBe(first);
+    await expect(reply).resolves.toBe('PONG');
+    await expect(Promise.all([first, second])).resolves.toEqual([undefined, undefined]);
+  });
+
   it('refuses a command past maxQueued at once and keeps the others', async () => {
     const c = new HotConnection({ host: '127.0.0.1', port: server.port, tls: false, database: 0, connectTimeoutMs: 1000, writes: 'task', maxQueued: 2 });
     expect(await c.start()).toBe(true);

@@ -512,7 +512,9 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
               tls: target.tls,
               database: target.database,
               ...creds,
-              connectTimeoutMs: opts.connectTimeoutMs,
+              // Half the store's bound: a lean connection that hangs gives up (and goes on trying in
+              // the background) before the store's own open does, which then opens on node-redis alone.
+              connectTimeoutMs: Math.max(50, Math.floor(opts.connectTimeoutMs / 2)),
               writes: opts.hotWrites,
               maxQueued: COMMAND_QUEUE_MAX,
               onError,

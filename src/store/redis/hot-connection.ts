@@ -76,6 +76,8 @@ export class HotConnection {
   #retry: NodeJS.Timeout | null = null;
   /** Resolved once the socket has ended after close(). */
   #closed: (() => void) | null = null;
+  /** close()'s promise: a second call gets the first's. */
+  #closingDone: Promise<void> | null = null;
   /** Commands encoded and not written yet. */
   readonly #writer = new RespWriter();
   #scheduled = false;
@@ -112,6 +114,11 @@ export class HotConnection {
   }
 
   close(): Promise<void> {
+    this.#closingDone ??= this.#close();
+    return this.#closingDone;
+  }
+
+  #close(): Promise<void> {
     this.#closing = true;
     this.#ready = false;
     if (this.#retry !== null) clearTimeout(this.#retry);
@@ -141,6 +148,10 @@ export class HotConnection {
     const o = this.#opts;
     const socket = o.tls ? tlsConnect({ host: o.host, port: o.port, ...(isIpAddress(o.host) ? {} : { servername: o.host }) }) : netConnect({ host: o.host, port: o.port });
     socket.setNoDelay(true);
+    // Keepalive as node-redis's socket has it: outside rotations and exchanges this connection is
+    // idle, and a NAT or load balancer that drops idle flows would otherwise leave it `ready` on a
+    // dead path (every hot call a deadline's 503) until the kernel gives up retransmitting.
+    socket.setKeepAlive(true, 30_000);
     this.#socket = socket;
     let settled = false;
     const done = (ready: boolean) => {
