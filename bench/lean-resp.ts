@@ -39,8 +39,6 @@ export class LeanResp {
   readonly #ring = new ReplyRing();
   /** Written and not answered (the 'idle' policy). */
   #inFlight = 0;
-  /** Bytes of a reply cut by the end of a read. */
-  #rest: Buffer | null = null;
   readonly #reader = new RespReader();
   /** Commands sent and writes to the socket so far (for the bench). */
   sent = 0;
@@ -115,11 +113,7 @@ export class LeanResp {
   // ---- decoding ----
 
   #read(chunk: Buffer): void {
-    let b = chunk;
-    if (this.#rest !== null) {
-      b = Buffer.concat([this.#rest, chunk]);
-      this.#rest = null;
-    }
+    const b = this.#reader.join(chunk);
     let start = 0;
     while (start < b.length && this.#ring.count > 0) {
       this.#reader.pos = start;
@@ -132,7 +126,7 @@ export class LeanResp {
         this.#ring.settle(v);
       }
     }
-    if (start < b.length) this.#rest = b.subarray(start);
+    this.#reader.keep(b, start);
   }
 
 }

@@ -89,8 +89,6 @@ export class HotConnection {
   // The commands awaiting a reply, in the order sent: a ring in parallel arrays.
   /** The commands written and awaiting their reply. */
   readonly #ring = new ReplyRing();
-  /** Bytes of a reply cut by the end of a read. */
-  #rest: Buffer | null = null;
   readonly #reader = new RespReader();
 
   constructor(opts: HotConnectionOptions) {
@@ -191,7 +189,7 @@ export class HotConnection {
       this.#ready = false;
       this.#socket = null;
       this.#ring.failAll(new SocketClosedUnexpectedlyError());
-      this.#rest = null;
+      this.#reader.reset();
       this.#writer.reset();
       this.#draining = false;
       done(false);
@@ -226,11 +224,7 @@ export class HotConnection {
   // ---- decoding ----
 
   #read(chunk: Buffer): void {
-    let b = chunk;
-    if (this.#rest !== null) {
-      b = Buffer.concat([this.#rest, chunk]);
-      this.#rest = null;
-    }
+    const b = this.#reader.join(chunk);
     let start = 0;
     while (start < b.length) {
       if (this.#ring.count === 0) {
@@ -253,8 +247,8 @@ export class HotConnection {
       // A RESP3 push (out-of-band) is not an answer: dropped.
       if (v !== PUSH) this.#ring.settle(v);
     }
-    if (start < b.length) this.#rest = b.subarray(start);
-    else if (this.#closing && this.#ring.count === 0) this.#socket?.end();
+    this.#reader.keep(b, start);
+    if (start >= b.length && this.#closing && this.#ring.count === 0) this.#socket?.end();
   }
 
 }

@@ -18,6 +18,26 @@ const SLAB = 64 * 1024;
 export class RespReader {
   /** Where the next reply starts in the buffer being read. */
   pos = 0;
+  /** Bytes of a reply cut by the end of a read. */
+  #rest: Buffer | null = null;
+
+  /** The bytes to read: `chunk` after what the last read left (a reply cut short), if any. */
+  join(chunk: Buffer): Buffer {
+    if (this.#rest === null) return chunk;
+    const b = Buffer.concat([this.#rest, chunk]);
+    this.#rest = null;
+    return b;
+  }
+
+  /** Keeps `b` from `start` on (a reply not all there yet) for the next join(). */
+  keep(b: Buffer, start: number): void {
+    this.#rest = start < b.length ? b.subarray(start) : null;
+  }
+
+  /** Forgets a cut reply (the connection it came on is gone). */
+  reset(): void {
+    this.#rest = null;
+  }
 
   /** The integer at pos up to CRLF (moving pos past it), or NaN when the line is not all there. */
   #line(b: Buffer): number {
