@@ -3,11 +3,16 @@
 // check), bench/raw-http.ts (the rotation and SSO generators) and node:http's request() with a
 // keep-alive Agent (what those used before), each in a process of its own pinned to core 1, the
 // same number of POSTs over 50 connections against one stub server on core 0 that answers every
-// POST with a rotation-sized JSON body. Rounds alternate the clients. Each client process reports
+// POST with a rotation-sized JSON body and Tessera's response headers. Rounds alternate the clients. Each client process reports
 // its process.cpuUsage() over the load alone (its start-up and imports left out).
 //   node bench/load-client-ab.ts            AB_ROUNDS (default 3), AB_REQUESTS (default 20,000)
+//   AB_CLIENTS=raw,ref AB_REF=<checkout>    only those clients; `ref` is <checkout>'s bench/raw-http.ts
+//                                            driven as its generators drove it (an await per request)
+// `raw` drives this checkout's client as load-sso.ts does: requests made beforehand, `sendRequest`
+// with a callback, no promise per request.
 
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createServer, Agent, request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { RawConnection } from './raw-http.ts';
@@ -17,11 +22,12 @@ const SELF = fileURLToPath(import.meta.url);
 const CONNECTIONS = 50;
 const REPLY = JSON.stringify({ accessToken: 'a'.repeat(150), refreshToken: 'r'.repeat(43), expiresIn: 900, tokenType: 'Bearer' });
 const BODY = JSON.stringify({ refreshToken: 'r'.repeat(43) });
-type Client = 'autocannon' | 'raw' | 'node:http';
+type Client = 'autocannon' | 'raw' | 'node:http' | 'ref';
 
 async function client(kind: Client, url: string, amount: number): Promise<void> {
   let done = 0;
   let bad = 0;
+  const Ref = kind === 'ref' ? ((await import(`${process.env.AB_REF}/bench/raw-http.ts`)) as { RawConnection: typeof RawConnection }).RawConnection : RawConnection;
   const cpu0 = process.cpuUsage();
   if (kind === 'autocannon') {
     const { default: autocannon } = await import('autocannon');
@@ -46,12 +52,38 @@ async function client(kind: Client, url: string, amount: number): Promise<void> 
       req.on('error', reject);
       req.end(BODY);
     });
+  if (kind === 'raw') {
+    const request = RawConnection.to(url).requestBytes(BODY);
+    await Promise.all(
+      Array.from(
+        { length: CONNECTIONS },
+        () =>
+          new Promise<void>((finished) => {
+            const conn = RawConnection.to(url);
+            const answered = (err: Error | null, status: number): void => {
+              if (err === null && status === 200) done++;
+              else bad++;
+              step();
+            };
+            const step = (): void => {
+              if (done + bad >= amount) {
+                conn.destroy();
+                return finished();
+              }
+              conn.sendRequest(request, answered);
+            };
+            step();
+          }),
+      ),
+    );
+    return print(kind, done, bad, process.cpuUsage(cpu0));
+  }
   await Promise.all(
     Array.from({ length: CONNECTIONS }, async () => {
-      const conn = RawConnection.to(url);
+      const conn = Ref.to(url);
       while (done + bad < amount) {
         try {
-          const status = kind === 'raw' ? (await conn.post(BODY)).status : await viaHttp();
+          const status = kind === 'ref' ? (await conn.post(BODY)).status : await viaHttp();
           if (status === 200) done++;
           else bad++;
         } catch {
@@ -66,13 +98,19 @@ async function client(kind: Client, url: string, amount: number): Promise<void> 
 }
 
 function print(kind: Client, done: number, bad: number, cpu: NodeJS.CpuUsage): void {
-  process.stdout.write(JSON.stringify({ kind, done, bad, usPerRequest: (cpu.user + cpu.system) / Math.max(1, done + bad) }) + '\n');
+  process.stdout.write(JSON.stringify({ kind, done, bad, usPerRequest: (cpu.user + cpu.system) / Math.max(1, done + bad), userUs: cpu.user / Math.max(1, done + bad), sysUs: cpu.system / Math.max(1, done + bad) }) + '\n');
 }
 
 if (process.argv[2] === 'server') {
   const server = createServer((req, res) => {
     req.resume();
-    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(REPLY) }).end(REPLY));
+    // Tessera's headers: a request id and a correlation id of its own in every response (so no two heads are alike).
+    req.on('end', () => {
+      const id = randomBytes(16).toString('base64url');
+      res
+        .writeHead(200, { 'x-request-id': id, 'x-correlation-id': id, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store', 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(REPLY) })
+        .end(REPLY);
+    });
   });
   server.keepAliveTimeout = 60_000;
   server.listen(Number(process.argv[3]), '127.0.0.1', () => process.stdout.write('listening\n'));
@@ -86,7 +124,7 @@ if (process.argv[2] === 'server') {
   const server = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((r) => server.stdout.once('data', () => r()));
   const url = `http://127.0.0.1:${port}/api/v1/auth/token/refresh`;
-  const kinds: Client[] = ['autocannon', 'raw', 'node:http'];
+  const kinds = (process.env.AB_CLIENTS ?? 'autocannon,raw,node:http').split(',') as Client[];
   const all = new Map<Client, number[]>(kinds.map((k) => [k, []]));
   try {
     for (let round = 0; round < rounds; round++) {

@@ -10,6 +10,13 @@
 // that request (the caller counts it as an error) and leaves the connection to be opened again by
 // the next request; a close between requests (the server's keep-alive timeout) does the same
 // without failing anything.
+//
+// Leaner since 2026-12-07 late (docs/performance.md, "The SSO exchange's load generator and its
+// Redis work"): the socket reads into one buffer shared by every connection (`onread`: no Buffer
+// and no stream `push`/'data' event per read; a response cut by the end of a read is copied out),
+// `send` answers by a callback (no promise per request), the body is handed over as bytes (a
+// caller that needs no text makes none), and the head is parsed byte by byte (no text, no split
+// lines, no regular expression).
 
 import { connect, type Socket } from 'node:net';
 
@@ -27,54 +34,120 @@ export interface Parsed {
   close: boolean;
 }
 
+/** What a response's head says: its status, its framing (a Content-Length, chunked, or neither: -1), whether it closes. */
+interface Head {
+  status: number;
+  length: number;
+  chunked: boolean;
+  close: boolean;
+}
+
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const CRLF = Buffer.from('\r\n');
 
-/**
- * Parses the response that starts at `start` in `buf`. Returns null when more bytes are needed
- * (`eof`: none will come, so a body delimited by the close ends here), throws on anything that is
- * not a well-formed HTTP/1.x response.
- */
-export function parseResponse(buf: Buffer, start = 0, eof = false): Parsed | null {
-  const headEnd = buf.indexOf(CRLFCRLF, start);
-  if (headEnd === -1) {
-    if (buf.length - start > 64 * 1024) throw new Error('response head over 64 KiB');
-    if (eof && buf.length > start) throw new Error('connection closed inside a response head');
-    return null;
+const COLON = 58;
+/** The header names the parser reads, lower case, as bytes. */
+const CONTENT_LENGTH = Buffer.from('content-length');
+const TRANSFER_ENCODING = Buffer.from('transfer-encoding');
+const CONNECTION = Buffer.from('connection');
+
+/** Whether buf[at, at + name.length) is `name` (lower-case ASCII) in any case, as toLowerCase() would compare it. */
+function nameIs(buf: Buffer, at: number, end: number, name: Buffer): boolean {
+  if (end - at !== name.length) return false;
+  for (let i = 0; i < name.length; i++) {
+    const e = name[i] as number;
+    const b = buf[at + i] as number;
+    // A letter matches either case; anything else only itself (0x41–0x5a are the only bytes | 0x20 makes a–z).
+    if (b !== e && (e < 0x61 || e > 0x7a || (b | 0x20) !== e)) return false;
   }
-  const head = buf.toString('latin1', start, headEnd);
-  const lines = head.split('\r\n');
-  const m = /^HTTP\/1\.([01]) (\d{3})(?: [^\r\n]*)?$/.exec(lines[0] as string);
-  if (m === null) throw new Error(`bad status line: ${JSON.stringify((lines[0] as string).slice(0, 100))}`);
-  const http10 = m[1] === '0';
-  const status = Number(m[2]);
+  return true;
+}
+
+/** The first CRLF in buf[from, end), or `end` (a loop in JavaScript: Buffer's indexOf is a call into C++ each time). */
+function crlfAt(buf: Buffer, from: number, end: number): number {
+  for (let i = from; i < end - 1; i++) if (buf[i] === 13 && buf[i + 1] === 10) return i;
+  return end;
+}
+
+/** String.prototype.trim's white space among Latin-1 bytes. */
+const isSpace = (b: number) => (b >= 9 && b <= 13) || b === 32 || b === 0xa0;
+
+/**
+ * Parses a response head, the bytes buf[start, end) before the blank line, byte by byte (no string
+ * made for a well-formed head but for the rare headers' values); throws on anything that is not
+ * well-formed HTTP/1.x, with the messages the text parser it replaces gave.
+ */
+function parseHead(buf: Buffer, start: number, end: number): Head {
+  const lineEnd = crlfAt(buf, start, end);
+  const n = lineEnd - start;
+  let ok = n >= 12 && buf[start] === 0x48 && buf[start + 1] === 0x54 && buf[start + 2] === 0x54 && buf[start + 3] === 0x50 && buf[start + 4] === 0x2f && buf[start + 5] === 0x31 && buf[start + 6] === 0x2e;
+  ok &&= (buf[start + 7] === 0x30 || buf[start + 7] === 0x31) && buf[start + 8] === 0x20;
+  for (let i = 9; ok && i < 12; i++) ok = (buf[start + i] as number) >= 0x30 && (buf[start + i] as number) <= 0x39;
+  if (ok && n > 12) {
+    ok = buf[start + 12] === 0x20;
+    // The reason phrase: anything but CR and LF.
+    for (let i = start + 13; ok && i < lineEnd; i++) ok = buf[i] !== 13 && buf[i] !== 10;
+  }
+  if (!ok) throw new Error(`bad status line: ${JSON.stringify(buf.toString('latin1', start, lineEnd).slice(0, 100))}`);
+  const http10 = buf[start + 7] === 0x30;
+  const status = ((buf[start + 9] as number) - 48) * 100 + ((buf[start + 10] as number) - 48) * 10 + ((buf[start + 11] as number) - 48);
   if (status < 200) throw new Error(`unexpected interim response ${status}`);
   let length = -1;
   let chunked = false;
   let close = http10;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as string;
-    const colon = line.indexOf(':');
-    if (colon <= 0 || line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9) throw new Error(`bad header line: ${JSON.stringify(line.slice(0, 100))}`);
-    const name = line.slice(0, colon).toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    if (name === 'content-length') {
-      if (!/^\d{1,15}$/.test(value) || (length !== -1 && length !== Number(value))) throw new Error(`bad content-length: ${JSON.stringify(value)}`);
-      length = Number(value);
-    } else if (name === 'transfer-encoding') {
+  for (let p = lineEnd + 2; p <= end; ) {
+    const e = crlfAt(buf, p, end);
+    let colon = p;
+    while (colon < e && buf[colon] !== COLON) colon++;
+    if (colon === e) colon = -1;
+    if (colon <= p || buf[p] === 32 || buf[p] === 9) throw new Error(`bad header line: ${JSON.stringify(buf.toString('latin1', p, e).slice(0, 100))}`);
+    let v = colon + 1;
+    let ve = e;
+    if (nameIs(buf, p, colon, CONTENT_LENGTH)) {
+      while (v < ve && isSpace(buf[v] as number)) v++;
+      while (ve > v && isSpace(buf[ve - 1] as number)) ve--;
+      let value = 0;
+      let digits = ve - v >= 1 && ve - v <= 15;
+      for (let i = v; digits && i < ve; i++) {
+        const d = (buf[i] as number) - 48;
+        digits = d >= 0 && d <= 9;
+        value = value * 10 + d;
+      }
+      if (!digits || (length !== -1 && length !== value)) throw new Error(`bad content-length: ${JSON.stringify(buf.toString('latin1', colon + 1, e).trim())}`);
+      length = value;
+    } else if (nameIs(buf, p, colon, TRANSFER_ENCODING)) {
+      const value = buf.toString('latin1', colon + 1, e).trim();
       if (value.toLowerCase() !== 'chunked') throw new Error(`unsupported transfer-encoding: ${JSON.stringify(value)}`);
       chunked = true;
-    } else if (name === 'connection') {
-      const v = value.toLowerCase();
-      if (v.includes('close')) close = true;
-      else if (http10 && v.includes('keep-alive')) close = false;
+    } else if (nameIs(buf, p, colon, CONNECTION)) {
+      const value = buf.toString('latin1', colon + 1, e).trim().toLowerCase();
+      if (value.includes('close')) close = true;
+      else if (http10 && value.includes('keep-alive')) close = false;
     }
+    p = e + 2;
   }
   if (chunked && length !== -1) throw new Error('both content-length and chunked');
+  return { status, length, chunked, close };
+}
+
+/**
+ * Parses the response that starts at `start` in `buf` (up to `limit`, default its length).
+ * Returns null when more bytes are needed (`eof`: none will come, so a body delimited by the close
+ * ends here), throws on anything that is not a well-formed HTTP/1.x response.
+ */
+export function parseResponse(buf: Buffer, start = 0, eof = false, limit = buf.length): Parsed | null {
+  let headEnd = buf.indexOf(CRLFCRLF, start);
+  if (headEnd + 4 > limit) headEnd = -1;
+  if (headEnd === -1) {
+    if (limit - start > 64 * 1024) throw new Error('response head over 64 KiB');
+    if (eof && limit > start) throw new Error('connection closed inside a response head');
+    return null;
+  }
+  const { status, length, chunked, close } = parseHead(buf, start, headEnd);
   const bodyStart = headEnd + 4;
-  if (status === 204 || status === 304) return { status, body: Buffer.alloc(0), end: bodyStart, close };
+  if (status === 204 || status === 304) return { status, body: buf.subarray(bodyStart, bodyStart), end: bodyStart, close };
   if (length !== -1) {
-    if (buf.length - bodyStart < length) {
+    if (limit - bodyStart < length) {
       if (eof) throw new Error('connection closed inside a response body');
       return null;
     }
@@ -85,7 +158,7 @@ export function parseResponse(buf: Buffer, start = 0, eof = false): Parsed | nul
     let pos = bodyStart;
     for (;;) {
       const lineEnd = buf.indexOf(CRLF, pos);
-      if (lineEnd === -1) break;
+      if (lineEnd === -1 || lineEnd + 2 > limit) break;
       const sizeText = buf.toString('latin1', pos, lineEnd).split(';')[0]!.trim();
       if (!/^[0-9a-fA-F]{1,8}$/.test(sizeText)) throw new Error(`bad chunk size: ${JSON.stringify(sizeText.slice(0, 20))}`);
       const size = parseInt(sizeText, 16);
@@ -94,14 +167,14 @@ export function parseResponse(buf: Buffer, start = 0, eof = false): Parsed | nul
         let p = lineEnd + 2;
         for (;;) {
           const e = buf.indexOf(CRLF, p);
-          if (e === -1) break;
+          if (e === -1 || e + 2 > limit) break;
           if (e === p) return { status, body: Buffer.concat(parts), end: e + 2, close };
           p = e + 2;
         }
         break;
       }
       const dataStart = lineEnd + 2;
-      if (buf.length < dataStart + size + 2) break;
+      if (limit < dataStart + size + 2) break;
       if (buf[dataStart + size] !== 13 || buf[dataStart + size + 1] !== 10) throw new Error('chunk not followed by CRLF');
       parts.push(buf.subarray(dataStart, dataStart + size));
       pos = dataStart + size + 2;
@@ -111,17 +184,33 @@ export function parseResponse(buf: Buffer, start = 0, eof = false): Parsed | nul
   }
   // Neither: the body runs to the close.
   if (!eof) return null;
-  return { status, body: buf.subarray(bodyStart), end: buf.length, close: true };
+  return { status, body: buf.subarray(bodyStart, limit), end: limit, close: true };
 }
 
 /**
+ * A request's answer: an error (the connection closed or reset, a malformed response), or its
+ * status and body. The body is a view of the shared read buffer, valid only during the call:
+ * read it (`toString`, `JSON.parse`) there or copy it.
+ */
+export type Done = (err: Error | null, status: number, body: Buffer) => void;
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The buffer every connection reads into (`onread`): a read is parsed, answered and — when it
+ * ends inside a response — copied out in its own callback, before any other read can happen.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/**
  * One keep-alive connection to `host:port`, opened on the first request and again after a close.
- * `post(body)` sends `POST path` with a JSON body; one request at a time.
+ * `send(body, done)` / `post(body)` send `POST path` with a JSON body; one request at a time.
  */
 export class RawConnection {
   private socket: Socket | null = null;
+  /** The bytes of a response not complete yet (a copy, not a view of READ_BUFFER). */
   private pending: Buffer | null = null;
-  private waiter: { resolve: (r: RawResponse) => void; reject: (e: Error) => void } | null = null;
+  private done: Done | null = null;
   private socketError: Error | null = null;
   private readonly head: string;
   private readonly host: string;
@@ -144,13 +233,27 @@ export class RawConnection {
     return `${this.head}${Buffer.byteLength(body)}\r\n\r\n${body}`;
   }
 
-  post(body: string): Promise<RawResponse> {
-    if (this.waiter !== null) return Promise.reject(new Error('a request is already waiting on this connection'));
+  /**
+   * Sends the request and calls `done` once with its answer — never before `send` returns. One
+   * request at a time: a second while one waits fails at once (asynchronously).
+   */
+  send(body: string, done: Done): void {
+    this.sendRequest(this.requestBytes(body), done);
+  }
+
+  /** `send` of a request made by `requestBytes` beforehand (a generator makes its requests before the load). */
+  sendRequest(request: string, done: Done): void {
+    if (this.done !== null) {
+      queueMicrotask(() => done(new Error('a request is already waiting on this connection'), 0, EMPTY));
+      return;
+    }
     const socket = this.socket ?? this.open();
-    return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
-      socket.write(this.requestBytes(body));
-    });
+    this.done = done;
+    socket.write(request);
+  }
+
+  post(body: string): Promise<RawResponse> {
+    return new Promise((resolve, reject) => this.send(body, (err, status, bytes) => (err === null ? resolve({ status, body: bytes.toString('utf8') }) : reject(err))));
   }
 
   /** Closes the connection (a waiting request fails). */
@@ -159,46 +262,60 @@ export class RawConnection {
   }
 
   private open(): Socket {
-    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    const socket: Socket = connect({
+      host: this.host,
+      port: this.port,
+      noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: (n: number) => this.onRead(socket, n) },
+    });
     this.socket = socket;
     this.pending = null;
     this.socketError = null;
-    socket.on('data', (chunk: Buffer) => this.onData(socket, chunk));
     socket.on('error', (err) => {
       this.socketError ??= err;
     });
     socket.on('end', () => {
       // The server is done with this connection: a body delimited by the close ends here; a
       // request still waiting fails; the next request opens another connection.
-      this.onData(socket, null);
+      if (socket === this.socket && this.pending !== null) this.consume(socket, this.pending, this.pending.length, true);
       if (socket === this.socket) this.fail(socket, new Error('socket hang up'));
     });
     socket.on('close', () => this.onClose(socket));
     return socket;
   }
 
-  private onData(socket: Socket, chunk: Buffer | null): void {
-    if (socket !== this.socket) return;
-    const eof = chunk === null;
-    if (chunk !== null) this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
-    if (this.pending === null) return;
+  private onRead(socket: Socket, n: number): true {
+    if (socket !== this.socket) return true;
+    if (this.pending === null) this.consume(socket, READ_BUFFER, n, false);
+    else {
+      const joined = Buffer.concat([this.pending, READ_BUFFER.subarray(0, n)]);
+      this.consume(socket, joined, joined.length, false);
+    }
+    return true;
+  }
+
+  /** Answers the waiting request with the response in `buf` up to `limit`, or keeps the bytes for more. */
+  private consume(socket: Socket, buf: Buffer, limit: number, eof: boolean): void {
     let parsed: Parsed | null;
     try {
-      parsed = parseResponse(this.pending, 0, eof);
+      parsed = parseResponse(buf, 0, eof, limit);
     } catch (err) {
       this.fail(socket, err as Error);
       return;
     }
-    if (parsed === null) return;
-    const w = this.waiter;
-    if (w === null) {
+    if (parsed === null) {
+      this.pending = buf === READ_BUFFER ? Buffer.from(buf.subarray(0, limit)) : buf;
+      return;
+    }
+    const done = this.done;
+    if (done === null) {
       this.fail(socket, new Error('a response no request asked for'));
       return;
     }
-    this.pending = parsed.end === this.pending.length ? null : this.pending.subarray(parsed.end);
-    this.waiter = null;
-    if (parsed.close || this.pending !== null) this.drop(socket);
-    w.resolve({ status: parsed.status, body: parsed.body.toString('utf8') });
+    this.pending = null;
+    this.done = null;
+    if (parsed.close || parsed.end !== limit) this.drop(socket);
+    done(null, parsed.status, parsed.body);
   }
 
   private onClose(socket: Socket): void {
@@ -209,9 +326,9 @@ export class RawConnection {
   /** Forgets the socket (the next request opens another), fails the waiting request. */
   private fail(socket: Socket, err: Error): void {
     this.drop(socket);
-    const w = this.waiter;
-    this.waiter = null;
-    w?.reject(err);
+    const done = this.done;
+    this.done = null;
+    done?.(err, 0, EMPTY);
   }
 
   private drop(socket: Socket): void {
