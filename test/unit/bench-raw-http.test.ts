@@ -192,6 +192,34 @@ describe('RawConnection', () => {
     expect(new Set(seen.map((s) => s.socket)).size).toBe(1);
   });
 
+  it('joins a response cut by the end of a read, and one larger than the shared read buffer', async () => {
+    // Responses reach the client in pieces: the head and part of the body, then the rest after a
+    // pause (two reads); then a body of 200,000 bytes (more than the 64 KiB every connection reads
+    // into). Each is answered whole, and a second connection's reads in between do not mix in.
+    const big = 'b'.repeat(200_000);
+    const { port } = await rawServer((socket) => {
+      let n = 0;
+      socket.on('data', () => {
+        const body = n++ === 0 ? '{"refreshToken":"cut"}' : big;
+        const bytes = Buffer.from(ok(body));
+        const at = bytes.length - 7;
+        socket.write(bytes.subarray(0, at), () => setTimeout(() => socket.write(bytes.subarray(at)), 20));
+      });
+    });
+    const a = RawConnection.to(`http://127.0.0.1:${port}/r`);
+    const b = RawConnection.to(`http://127.0.0.1:${port}/r`);
+    const [ra, rb] = await Promise.all([a.post('{}'), b.post('{}')]);
+    expect([ra, rb]).toEqual([
+      { status: 200, body: '{"refreshToken":"cut"}' },
+      { status: 200, body: '{"refreshToken":"cut"}' },
+    ]);
+    const [ra2, rb2] = await Promise.all([a.post('{}'), b.post('{}')]);
+    expect(ra2.body === big && rb2.body === big).toBe(true);
+    await expect(a.post('{}')).resolves.toMatchObject({ status: 200 });
+    a.destroy();
+    b.destroy();
+  });
+
   it('fails the request on a reset mid-body, and the next request opens a new connection', async () => {
     const { port } = await rawServer((socket, n) => {
       socket.once('data', () => {
