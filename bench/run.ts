@@ -34,18 +34,22 @@
 // Environment: BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_WARMUP (requests per scenario before
 // `check` and `size` measure, and rotations before `rotation` does, default 40,000), BENCH_SSO_WARM
 // (SSO exchanges before `sso` measures, default 14,000), BENCH_REDIS_URL,
-// BENCH_REDIS_CORE, BENCH_POSTGRES_URL; TESSERA_REDIS_HOT_WRITES is passed on to the Tessera servers.
+// BENCH_REDIS_CORE, BENCH_POSTGRES_URL; TESSERA_REDIS_HOT_WRITES is passed on to the Tessera servers;
+// BENCH_GC_TRACE=<dir>: every server's V8 GC trace and the run's measured windows there (`collectAll`).
+// Every long-lived Node process of the run is given a full collection outside the measured windows
+// (bench/gc-on-signal.ts; `collectAll` and `collectStale` below): V8's memory reducer's own falls
+// 100 s after a process's last one otherwise, in whichever row is measured then.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { printGoals, runMany, type Goal } from './goals.ts';
 import { createBenchDatabase, type BenchDatabase } from './pg-database.ts';
-import { freePort, waitFor, cpuSeconds, hasTaskset, helperThreadSeconds, pinNow, pinned, reapedChildrenCpuSeconds, stopChild, tesseraEnv, unlinkPrefixes, waitSeconds } from './server-process.ts';
+import { collectGarbage, freePort, GC_ON_SIGNAL_ARGS, waitFor, cpuSeconds, hasTaskset, helperThreadSeconds, pinNow, pinned, reapedChildrenCpuSeconds, stopChild, tesseraEnv, unlinkPrefixes, waitSeconds } from './server-process.ts';
 import { coreBusy, describePlacement, loadCoreShare, parseRedisInfo, readProcStat, redisPlacement, startOwnRedis, topCommands, type OwnRedis } from './bench-redis.ts';
 import { createClient } from 'redis';
 
@@ -315,8 +319,11 @@ let loadServerPid: number | undefined;
 async function startLoadServer(): Promise<void> {
   if (!hasCurl) return;
   const path = join(dir, 'load.sock');
-  const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load-server.ts'), path]);
-  const child = started(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] }));
+  // Collected with the servers (its reducer would take core 1 from a row's load), never traced:
+  // its standard output is the pipe that says it is ready.
+  const gc = gcReady('load-generator', false);
+  const [cmd, args] = pinned(1, [NODE, ...gc.args, join(ROOT, 'bench/load-server.ts'), path]);
+  const child = gc.register(started(spawn(cmd, args, { env: { ...process.env, ...gc.env }, stdio: ['ignore', 'pipe', 'inherit'] })));
   await new Promise<void>((resolve, reject) => {
     child.stdout?.once('data', () => resolve());
     child.once('exit', (c) => reject(new Error(`load generator exited ${c}`)));
@@ -331,9 +338,12 @@ const serverNames = new Map<string, string>();
 
 function load(url: string, headers: Record<string, string>, seconds = SECONDS, row = url): Figures {
   const pid = serverPids.get(new URL(url).origin);
+  collectStale(seconds);
   const others = othersCpu(pid);
+  const opened = Date.now();
   const a = before(pid);
   const f = after(runLoad('bench/load.ts', { url, connections: CONNECTIONS, duration: seconds, headers }), pid, a);
+  traceWindow(`${row} @${new URL(url).port}`, opened);
   neighbours(row, others, (performance.now() - a.t) / 1000);
   settle(pid);
   return f;
@@ -375,19 +385,102 @@ function neighbours(row: string, start: Map<string, number>, wallS: number): voi
  * peer went on for ~5 s after its row, ~15–40 % of the core — would take that core from the next
  * row measured (it made the `check` section's second Tessera row, whichever server it was, the
  * slow one: docs/performance.md, "Three quick runs at the end of the 2026-12-07 evening session").
- * Not counted in any figure: the next row's `before` comes after it.
+ * Not counted in any figure: the next row's `before` comes after it. With several processes
+ * (after the bench's collections): until all of them together use at most 10 ms and 2 ms more per
+ * process beyond the first (an idle server's timers: 0.5–1.6 ms per 100 ms) over 100 ms, twice.
  */
-function settle(pid: number | undefined): void {
-  if (pid === undefined) return;
+function settle(...pids: Array<number | undefined>): void {
+  const known = pids.filter((p) => p !== undefined);
+  if (known.length === 0) return;
+  const cpu = () => known.reduce((t, p) => t + (cpuSeconds(p) || 0), 0);
+  const quietS = 0.01 + 0.002 * (known.length - 1);
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
-  let last = cpuSeconds(pid);
+  let last = cpu();
   let quiet = 0;
   for (let waited = 0; waited < 5000 && quiet < 2; waited += 100) {
     Atomics.wait(sleeper, 0, 0, 100);
-    const now = cpuSeconds(pid);
-    quiet = now - last > 0.01 ? 0 : quiet + 1;
+    const now = cpu();
+    quiet = now - last > quietS ? 0 : quiet + 1;
     last = now;
   }
+}
+
+/**
+ * V8's memory reducer runs a full collection, a `Mark-Compact (reduce)`, in a process whose last
+ * mark-compact is more than 100 s old (its watchdog, kWatchdogDelayMs in V8's
+ * src/heap/memory-reducer.cc), checked by a timer every 8 s — in every server of the run, idle or
+ * loaded: its other trigger, a low allocation rate, never held in them (`--trace-memory-reducer`
+ * says "high alloc" every 8 s, idle servers included). That is each server's one full collection
+ * after its start-up, 100–108 s after the last, a pause of 30–160 ms and as much again in marking
+ * steps; servers started together do it
+ * together, and in a quick run it fell inside the size section's last row, whichever that was
+ * (docs/performance.md, "V8's memory reducer and the measured rows"). Any mark-compact resets the
+ * watchdog, so the bench collects its long-lived Node processes itself (bench/gc-on-signal.ts:
+ * SIGUSR2), outside every measured window: all of them before each round of `check` and `size`
+ * (both sizes of goal 4 start from a collected heap), and before any measured window those whose
+ * last collection — the bench's, or their start — is more than 100 s − the window − 10 s old, so
+ * that the watchdog cannot come due within it.
+ */
+const WATCHDOG_S = 100;
+interface GcTarget {
+  name: string;
+  ack: string;
+  /** performance.now() of the bench's last collection of it (its start until then). */
+  last: number;
+}
+const gcTargets = new Map<ChildProcess, GcTarget>();
+const alive = (c: ChildProcess) => c.exitCode === null && c.signalCode === null;
+/** The collections made, printed with the wall time. */
+const collections = { events: 0, processes: 0, ms: 0 };
+/** BENCH_GC_TRACE=<dir>: each server's V8 GC trace (--trace-gc, its standard output) to a file there, and every measured window and collection to windows.txt (wall-clock ms). */
+const GC_TRACE = process.env.BENCH_GC_TRACE;
+
+/** Flags, environment and standard output for a long-lived process of the run, collectable on SIGUSR2; `register` it once spawned. */
+function gcReady(name: string, trace = GC_TRACE !== undefined): { args: readonly string[]; env: Record<string, string>; stdout: 'ignore' | number; register(child: ChildProcess): ChildProcess } {
+  const ack = join(dir, `gc-${randomBytes(4).toString('hex')}.ack`);
+  const last = performance.now();
+  const fd = trace && GC_TRACE ? openSync(join(GC_TRACE, `${name.replace(/[^\w.-]+/g, '_')}-${randomBytes(2).toString('hex')}.log`), 'a') : null;
+  return {
+    args: fd === null ? GC_ON_SIGNAL_ARGS : [...GC_ON_SIGNAL_ARGS, '--trace-gc'],
+    env: { BENCH_GC_ACK: ack, ...(fd === null ? {} : { BENCH_GC_TRACE: '1' }) },
+    stdout: fd ?? 'ignore',
+    register(child) {
+      gcTargets.set(child, { name, ack, last });
+      if (fd !== null) closeSync(fd);
+      return child;
+    },
+  };
+}
+
+/** Under BENCH_GC_TRACE: a measured window (or a collection) from `opened` to now, in wall-clock ms. */
+function traceWindow(row: string, opened: number): void {
+  if (GC_TRACE) appendFileSync(join(GC_TRACE, 'windows.txt'), `${opened} ${Date.now()} ${row}\n`);
+}
+
+/** One full collection in each of these processes (the live ones), then a wait until they are quiet again. */
+function collect(targets: Array<[ChildProcess, GcTarget]>): void {
+  const live = targets.filter(([c]) => alive(c));
+  if (live.length === 0) return;
+  const [t0, opened] = [performance.now(), Date.now()];
+  const missed = collectGarbage(live.map(([child, t]) => ({ child, ack: t.ack })));
+  for (const [, t] of live) t.last = t0;
+  settle(...live.map(([c]) => c.pid));
+  collections.events++;
+  collections.processes += live.length;
+  collections.ms += performance.now() - t0;
+  traceWindow(`(full collection: ${live.map(([, t]) => t.name).join(', ')})`, opened);
+  if (missed.length > 0) console.log(`(no full collection answered within 10 s by ${missed.map((m) => gcTargets.get(m.child)?.name).join(', ')})`);
+}
+
+/** Every long-lived process of the run collected: before each round of `check` and `size`. */
+function collectAll(): void {
+  collect([...gcTargets]);
+}
+
+/** Before a measured window of `windowS` seconds: those whose watchdog could come due within it (or within 10 s after) collected. */
+function collectStale(windowS: number): void {
+  const due = performance.now() - (WATCHDOG_S - windowS - 10) * 1000;
+  collect([...gcTargets].filter(([, t]) => t.last < due));
 }
 
 /** A database of its own for the run's PostgreSQL server, or null when PostgreSQL does not answer. */
@@ -442,7 +535,6 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
   const admin = randomBytes(24).toString('hex');
   const prefix = opts.prefix ?? `bench-tessera-${run}-${randomBytes(3).toString('hex')}:`;
   if (!prefixes.includes(prefix)) prefixes.push(prefix);
-  const [cmd, args] = [NODE, [join(ROOT, 'src/cli.ts'), 'start']];
   let url: string;
   let child: ChildProcess;
   // A server that exits while starting (a busy shared store not answering its first connection
@@ -451,20 +543,23 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
+    const gc = gcReady(`tessera-${store.split(':')[0]}-${port}`);
     child = started(
-      spawn(cmd, args, {
+      spawn(NODE, [...gc.args, join(ROOT, 'src/cli.ts'), 'start'], {
         cwd: dir,
         env: {
           ...tesseraEnv({ port, store, prefix, admin, cookieKey: COOKIE_KEY }),
           ...NODE_ENV_PASS,
+          ...gc.env,
           // Processes that share a store must agree on the issuer of their tokens.
           ...(opts.publicUrl ? { TESSERA_PUBLIC_URL: opts.publicUrl } : {}),
           // A/B of how the hot Redis calls are sent (src/store/redis/hot-connection.ts).
           ...(process.env.TESSERA_REDIS_HOT_WRITES ? { TESSERA_REDIS_HOT_WRITES: process.env.TESSERA_REDIS_HOT_WRITES } : {}),
         },
-        stdio: ['ignore', 'ignore', 'inherit'],
+        stdio: ['ignore', gc.stdout, 'inherit'],
       }),
     );
+    gc.register(child);
     serverPids.set(url, child.pid);
     serverNames.set(url, `tessera (${store.split(':')[0]}) on :${port}`);
     try {
@@ -504,8 +599,10 @@ async function startBaseline(peer: 'hello' | 'redis-get' | 'jose' | 'session', r
   const prefix = `bench-peer-${run}-${peer}:`;
   if (!prefixes.includes(prefix)) prefixes.push(prefix);
   const script = peer === 'session' ? 'bench/peer-fastify-session.ts' : 'bench/peer-baselines.ts';
-  const [cmd, args] = [NODE, [join(ROOT, script)]];
-  const child = started(spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PREFIX: prefix, REDIS_URL: redisUrl, PEER: peer, ...NODE_ENV_PASS }, stdio: ['ignore', 'ignore', 'inherit'] }));
+  const gc = gcReady(`${peer}-${port}`);
+  const child = gc.register(
+    started(spawn(NODE, [...gc.args, join(ROOT, script)], { env: { PATH: process.env.PATH ?? '', PORT: String(port), PREFIX: prefix, REDIS_URL: redisUrl, PEER: peer, ...NODE_ENV_PASS, ...gc.env }, stdio: ['ignore', gc.stdout, 'inherit'] })),
+  );
   const url = `http://127.0.0.1:${port}`;
   serverPids.set(url, child.pid);
   serverNames.set(url, peer === 'hello' ? 'fastify hello world' : peer === 'session' ? '@fastify/session + connect-redis' : peer);
@@ -624,10 +721,14 @@ interface Measured {
   rounds: Figures[];
 }
 
-/** Interleaved rounds; the round with the median throughput stands for each scenario. */
-function measure(scenarios: Scenario[], path = '/api/v1/session', seconds = SECONDS): Map<string, Measured> {
+/**
+ * Interleaved rounds; the round with the median throughput stands for each scenario. `collected`:
+ * every long-lived process of the run gets a full collection before each round (collectAll).
+ */
+function measure(scenarios: Scenario[], path = '/api/v1/session', seconds = SECONDS, collected = false): Map<string, Measured> {
   const samples = new Map<string, Figures[]>();
   for (let round = 0; round < ROUNDS; round++) {
+    if (collected) collectAll();
     for (const [name, url, headers] of scenarios) samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers, seconds, name)]);
   }
   const out = new Map<string, Measured>();
@@ -793,7 +894,7 @@ try {
     const scenarios: Scenario[] = [['fastify hello world', hello.url, hello.headers], ...baselines, ...paired(tessera, controls)];
     for (const [, url, headers] of scenarios) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
     warmUp(scenarios);
-    const rows = measure(scenarios);
+    const rows = measure(scenarios, undefined, undefined, true);
     helloFigures = rows.get('fastify hello world')!.f;
     table(`The session check (GET /api/v1/session), 1,000 sessions stored${controls.length > 0 ? ' (the [control] rows: the size section\'s servers that stay at 1,000)' : ''}`, rows, helloFigures);
     if (ONLY.has('check')) {
@@ -827,7 +928,7 @@ try {
       const bigScenarios: Scenario[] = [['fastify hello world', hello.url, hello.headers], ...paired(big, bigControls)];
       for (const [, url, headers] of bigScenarios) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
       warmUp(bigScenarios);
-      const rowsBig = measure(bigScenarios);
+      const rowsBig = measure(bigScenarios, undefined, undefined, true);
       table(`The session check with ${(LARGE + 1000).toLocaleString('en')} sessions stored (the [control] rows: servers left at 1,000)`, rowsBig, rowsBig.get('fastify hello world')!.f);
       console.log(
         `\n| scenario | × hello at 1,000 / large (control: 1,000 / 1,000) | filled ÷ control req/s per round, at 1,000 | at ${(LARGE + 1000).toLocaleString('en')} | change | spread between rounds (1,000 / large) | CPU µs/req at 1,000 / large (control) | CPU per request filled ÷ control, 1,000 → large (change) |`,
@@ -885,8 +986,11 @@ try {
     // Warmed up as every scenario of `check` is (WARM_UP requests; the server has served the
     // check, not this route): the same chains, going on with the tokens the warm-up ended on.
     const warm = runLoad('bench/load-refresh.ts', { url, seconds: 120, amount: WARM_UP, tokens: chains.map((c) => c.refreshToken) });
+    collectStale(SECONDS);
+    const opened = Date.now();
     const a = before(pid);
     const f = after(runLoad('bench/load-refresh.ts', { url, seconds: SECONDS, tokens: warm.tokens ?? chains.map((c) => c.refreshToken) }), pid, a);
+    traceWindow('tessera refresh rotation (redis)', opened);
     // Which of those commands the server sent, and which ran inside its scripts: counted on 1,000
     // further rotations of the same chains (redisCommandsBySource).
     const counted = f.tokens ? await redisCommandsBySource(tr.prefix, () => runLoad('bench/load-refresh.ts', { url, seconds: 60, amount: 1000, tokens: f.tokens })) : null;
@@ -938,8 +1042,11 @@ try {
     if (warmed > 0) runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: 30, tokens: warmFile });
     // The compilations the warm-up queued finish before the window opens.
     settle(pid);
+    collectStale(QUICK ? 10 : 35);
+    const opened = Date.now();
     const a = before(pid);
     const f = after(runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: QUICK ? 10 : 35, tokens: out }), pid, a);
+    traceWindow('tessera SSO token exchange (redis)', opened);
     const beside = goal2Hello(hello);
     table(
       `SSO token exchange (POST /api/v1/sso/token, token mode), ${filled.stored.toLocaleString('en')} one-time tokens of as many users made in ${filled.seconds.toFixed(0)} s by another process (not measured), ${warmed.toLocaleString('en')} exchanged to warm up, the other ${(made.length - warmed).toLocaleString('en')} measured, each exchanged once`,
@@ -1040,6 +1147,9 @@ try {
     const trials = QUICK ? 200 : 500;
     const victims = await pooled(trials, (i) => a.login('token', `victim${i}@example.com`));
     pinNow(a.child.pid, 0);
+    // Its trials take 5–20 s (quick; the full run's 500 up to a minute).
+    collectStale(QUICK ? 30 : 60);
+    const opened = Date.now();
     // Full-speed checks on B for the whole measurement, from the load core.
     const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), JSON.stringify({ url: `${b.url}/api/v1/session`, connections: CONNECTIONS, duration: 600, headers: { authorization: `Bearer ${busy.token}` } })]);
     const loadChild = started(spawn(cmd, args, { stdio: 'ignore' }));
@@ -1138,6 +1248,7 @@ try {
       readTimes.push(firstRefusalRead - t0);
     }
     loadChild.kill('SIGTERM');
+    traceWindow('revocation', opened);
     probeAgent.destroy();
     const fmt = (x: number) => x.toFixed(1);
     const buckets = [5, 10, 20, 30, 50, 100, 5000];
@@ -1174,7 +1285,7 @@ try {
 
 const ends = [...sectionTimes.slice(1).map(([, t]) => t), performance.now()];
 console.log(
-  `\n(wall time ${((performance.now() - runStarted) / 1000).toFixed(0)} s: start-up ${(((sectionTimes[0]?.[1] ?? performance.now()) - runStarted) / 1000).toFixed(0)} s, ${sectionTimes.map(([n, t], i) => `${n} ${(((ends[i] as number) - t) / 1000).toFixed(0)} s`).join(', ')}; clean-up included in the last; ${loadRuns} load runs through the long-lived load generator)`,
+  `\n(wall time ${((performance.now() - runStarted) / 1000).toFixed(0)} s: start-up ${(((sectionTimes[0]?.[1] ?? performance.now()) - runStarted) / 1000).toFixed(0)} s, ${sectionTimes.map(([n, t], i) => `${n} ${(((ends[i] as number) - t) / 1000).toFixed(0)} s`).join(', ')}; clean-up included in the last; ${loadRuns} load runs through the long-lived load generator; ${collections.processes} full collections of the run's servers and load generator outside the measured windows, in ${collections.events} goes, ${(collections.ms / 1000).toFixed(1)} s with the wait until they were quiet)`,
 );
 printGoals(summary);
 if (GOALS_OUT) writeFileSync(GOALS_OUT, JSON.stringify({ wallSeconds: (performance.now() - runStarted) / 1000, goals: summary }));

@@ -1,7 +1,7 @@
 // Shared by the benchmark scripts that start servers as child processes (bench/run.ts, cpu.ts,
 // tail.ts, cpu-latency.ts): a free port, a wait until the server answers (or has exited), the
-// pinning to a core, stopping, a prefix's keys removed, a process's CPU from /proc, and the bench
-// tenant with its user and logins.
+// pinning to a core, stopping, a prefix's keys removed, a process's CPU from /proc, the bench
+// tenant with its user and logins, and a full garbage collection on demand (bench/gc-on-signal.ts).
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -165,4 +165,46 @@ export function helperThreadSeconds(pid: number | undefined): number {
 export function reapedChildrenCpuSeconds(): number {
   const fields = statFields('self');
   return fields === null ? NaN : (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
+}
+
+/**
+ * Node's flags that give a process the bench's full collection on demand: `gc()` exposed, and the
+ * preload bench/gc-on-signal.ts, which runs it on SIGUSR2 and then writes its count to the file
+ * named by the process's BENCH_GC_ACK (collectGarbage waits for that). Put before the script.
+ */
+export const GC_ON_SIGNAL_ARGS: readonly string[] = ['--expose-gc', '--import', new URL('./gc-on-signal.ts', import.meta.url).href];
+
+/** The file a process started with GC_ON_SIGNAL_ARGS writes its count of collections to (0 before the first). */
+function collectionsDone(ack: string): number {
+  try {
+    return Number(readFileSync(ack, 'utf8')) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * One full collection (a mark-compact) in each of `targets`, processes started with
+ * GC_ON_SIGNAL_ARGS and BENCH_GC_ACK=`ack`, one process after the other: SIGUSR2, then a wait
+ * (synchronous, at most `timeoutMs` each) until it has written its next count. One at a time, so
+ * that no collection shares its core with another's (V8 sizes the old generation's next limit
+ * partly from how fast its mark-compacts ran, in wall time; all at once, each took several times
+ * as long: docs/performance.md, "V8's memory reducer and the measured rows"). Processes that have
+ * exited are left out. Returns the targets that did not answer in time.
+ */
+export function collectGarbage(targets: Iterable<{ child: ChildProcess; ack: string }>, timeoutMs = 10_000): Array<{ child: ChildProcess; ack: string }> {
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  const missed: Array<{ child: ChildProcess; ack: string }> = [];
+  for (const t of targets) {
+    if (t.child.exitCode !== null || t.child.signalCode !== null) continue;
+    const before = collectionsDone(t.ack);
+    if (!t.child.kill('SIGUSR2')) continue;
+    let waited = 0;
+    while (collectionsDone(t.ack) <= before && waited < timeoutMs) {
+      Atomics.wait(sleeper, 0, 0, 2);
+      waited += 2;
+    }
+    if (collectionsDone(t.ack) <= before) missed.push(t);
+  }
+  return missed;
 }
