@@ -996,6 +996,9 @@ try {
     const counted = f.tokens ? await redisCommandsBySource(tr.prefix, () => runLoad('bench/load-refresh.ts', { url, seconds: 60, amount: 1000, tokens: f.tokens })) : null;
     if (counted && counted.f.requests > 0) f.redisSentPerRequest = counted.sent / counted.f.requests;
     const rows = new Map([['tessera refresh rotation (redis)', { f, all: [Math.round(f.rps)] }]]);
+    // The rotation server's work after the count (GC, compilations) ends before hello world's run
+    // on the same core: a busy neighbour would lower the denominator (a review's finding).
+    settle(pid);
     const beside = goal2Hello(hello);
     table('Refresh-token rotation (POST /api/v1/auth/token/refresh), 50 chains (× the hello world measured beside it)', rows, beside);
     console.log(`\nWarmed up with ${warm.requests.toLocaleString('en')} rotations first (${warm.non2xx} non-2xx / ${warm.errors} errors).`);
@@ -1047,6 +1050,7 @@ try {
     const a = before(pid);
     const f = after(runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: QUICK ? 10 : 35, tokens: out }), pid, a);
     traceWindow('tessera SSO token exchange (redis)', opened);
+    settle(pid);
     const beside = goal2Hello(hello);
     table(
       `SSO token exchange (POST /api/v1/sso/token, token mode), ${filled.stored.toLocaleString('en')} one-time tokens of as many users made in ${filled.seconds.toFixed(0)} s by another process (not measured), ${warmed.toLocaleString('en')} exchanged to warm up, the other ${(made.length - warmed).toLocaleString('en')} measured, each exchanged once`,
