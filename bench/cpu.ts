@@ -8,7 +8,8 @@
 // Environment: CPU_REQUESTS (default 20000), CPU_ROUNDS (3), BENCH_CONNECTIONS (50),
 // BENCH_REDIS_URL, CPU_ONLY (comma-separated scenario names' substrings, e.g. "hello,sqlite"),
 // CPU_REF (another checkout of Tessera, e.g. the main branch's: its servers are measured in the
-// same interleaved rounds, rows marked "[ref]" — an A/B comparison of a change on a busy machine),
+// same interleaved rounds, rows marked "[ref]" — an A/B comparison of a change on a busy machine;
+// hello world first in each round, the others' order reversed every other round),
 // CPU_MODE (check | refresh: refresh-token rotation on Redis instead of the check — each round
 // logs 50 new users in and rotates their 50 chains CPU_REQUESTS times in all, bench/load-refresh.ts;
 // sso: the SSO token exchange on Redis — each round stores CPU_REQUESTS finished SSO logins through
@@ -194,7 +195,10 @@ try {
   }
   const rows = new Map<string, Row[]>();
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, s, headers] of scenarios) {
+    // Hello world first in every round; the others in turn reversed every other round (ABBA…),
+    // so that no variant is always the one measured right after another (CPU_REF's A/B).
+    const order = round % 2 === 0 ? scenarios : [scenarios[0] as (typeof scenarios)[number], ...scenarios.slice(1).reverse()];
+    for (const [name, s, headers] of order) {
       const t = rotations.get(name);
       const x = exchanges.get(name);
       rows.set(name, [...(rows.get(name) ?? []), t !== undefined ? await measureRotation(t, REQUESTS) : x !== undefined ? measureSso(x, REQUESTS) : measureOnce(s, headers)]);
@@ -210,6 +214,12 @@ try {
     console.log(
       `| ${name} | ${us.toFixed(1)} | ${rs.map((r) => r.us.toFixed(0)).join(' / ')} | ${(helloUs / us).toFixed(2)}× | ${rs.map((r) => r.p99).join(' / ')} | ${rs.reduce((a, r) => a + r.non2xx, 0)} |`,
     );
+  }
+  for (const [name, rs] of rows) {
+    const ref = rows.get(`${name} [ref]`);
+    if (ref === undefined) continue;
+    const d = rs.map((r, i) => r.us - (ref[i] as Row).us);
+    console.log(`${name}: lower than [ref] in ${d.filter((x) => x < 0).length} of ${d.length} rounds, paired median difference ${median(d) > 0 ? '+' : ''}${median(d).toFixed(1)} µs`);
   }
 } finally {
   await Promise.all(children.map((c) => stopChild(c)));
