@@ -24,6 +24,9 @@
 // SPREAD_PIN_AT_START=1 (each server started under `taskset -c 0` rather than pinned once it
 // answers: it sees one core from its first instruction, `os.availableParallelism()` 1, as in a
 // one-CPU container — what src/config/node-flags.ts decides on),
+// A variant's word of the form NAME=value (an upper-case name) is set in that server's environment
+// instead of passed as a flag (e.g. `TESSERA_REDIS_HOT_WRITES=turn`), and a word `@<checkout>`
+// starts that checkout's src/cli.ts instead of this one's (an A/B of two builds, e.g. `;@/work/main`).
 // SPREAD_OUT_DIR (each server's standard output — its log lines, and what `--trace-gc` and the
 // like print — to `<dir>/<n>.out` there instead of /dev/null: for traces, not for figures).
 
@@ -96,12 +99,15 @@ interface Window { us: number; rps: number; threadsUs: number; rssMb: number; sl
 interface Server { pid: number; window(): Window; stop(): Promise<void> }
 
 /** A fresh server of `flags`, warmed up; `window()` measures one window of it. */
-async function startServer(flags: string[], n: number): Promise<Server> {
+async function startServer(words: string[], n: number): Promise<Server> {
+  const flags = words.filter((w) => !/^[A-Z][A-Z0-9_]*=/.test(w) && !w.startsWith('@'));
+  const env = Object.fromEntries(words.filter((w) => /^[A-Z][A-Z0-9_]*=/.test(w)).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
+  const root = words.find((w) => w.startsWith('@'))?.slice(1) ?? ROOT;
   const port = await freePort();
   const admin = randomBytes(24).toString('hex');
   const store = MODE.endsWith('sqlite') ? `sqlite:${join(dir, `s${n}.db`)}` : redis.url;
   const out = OUT_DIR === null ? 'ignore' : openSync(join(OUT_DIR, `${n}.out`), 'w');
-  const [command, args] = PIN_AT_START ? pinned(0, [NODE, ...flags, join(ROOT, 'src/cli.ts'), 'start']) : [NODE, [...flags, join(ROOT, 'src/cli.ts'), 'start']];
+  const [command, args] = PIN_AT_START ? pinned(0, [NODE, ...flags, join(root, 'src/cli.ts'), 'start']) : [NODE, [...flags, join(root, 'src/cli.ts'), 'start']];
   const child: ChildProcess = spawn(command, args, {
     cwd: dir,
     env: {
@@ -112,6 +118,7 @@ async function startServer(flags: string[], n: number): Promise<Server> {
       TESSERA_ADMIN_TOKEN: admin,
       COOKIE_SECRET_SIGN_KEY: cookieKey,
       TESSERA_LOG_LEVEL: 'info',
+      ...env,
     },
     stdio: ['ignore', out, 'inherit'],
   });

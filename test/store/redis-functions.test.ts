@@ -128,6 +128,13 @@ describe.skipIf(skipShared)('packed hashes made in Node (lua-codec.ts packedHash
       // Every last character after 42 of the alphabet: canonical only with the two low bits zero.
       ...[...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].map((c) => 'b'.repeat(42) + c),
       '+'.repeat(43),
+      // One character outside the alphabet, or outside ASCII, anywhere in the 43.
+      'A'.repeat(20) + '.' + 'A'.repeat(22),
+      'A'.repeat(5) + 'é' + 'A'.repeat(37),
+      'A'.repeat(39) + '=' + 'AAA',
+      'A'.repeat(41) + 'ü' + 'A',
+      'A'.repeat(42) + '\u0141', // a character whose low byte is in the alphabet ('A' + 256)
+      'A'.repeat(42) + 'Ł', // 'A' + 256 again, as a character
       'x'.repeat(31), // 32 bytes behind the 0 byte: padded
       'x'.repeat(32),
       'ü'.repeat(15), // 30 bytes of UTF-8, 15 characters

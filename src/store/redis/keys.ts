@@ -81,9 +81,13 @@
 export class RedisKeys {
   readonly prefix: string;
 
+  /** endsChannel's name, made once (every rotation sends it). */
+  readonly #ends: string;
+
   constructor(prefix: string) {
     if (/[{}]/.test(prefix)) throw new Error(`Redis key prefix "${prefix}" must not contain "{" or "}" (they define Cluster hash tags)`);
     this.prefix = prefix;
+    this.#ends = `${prefix}ends`;
   }
 
   /** The common start of every key in a user's slot; scripts build their keys from it. */
@@ -157,7 +161,7 @@ export class RedisKeys {
     return `${this.prefix}ctr:${key}`;
   }
   endsChannel(): string {
-    return `${this.prefix}ends`;
+    return this.#ends;
   }
   /** The pub/sub channel between the Tessera processes on this prefix (Coordination.publishToPeers). */
   peersChannel(): string {

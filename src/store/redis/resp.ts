@@ -141,6 +141,11 @@ export class RespReader {
   }
 }
 
+/** How many decimal digits `n` (≥ 0) is written with: what RespWriter's #int writes before its CRLF. */
+function digits(n: number): number {
+  return n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : n < 10_000 ? 4 : String(n).length;
+}
+
 /** Commands encoded into a slab; take() hands out the bytes not written yet. */
 export class RespWriter {
   #slab = Buffer.allocUnsafe(SLAB);
@@ -183,8 +188,16 @@ export class RespWriter {
       const a = args[i] as string | Buffer;
       b[o++] = 36; // $
       if (typeof a === 'string') {
-        o = this.#int(Buffer.byteLength(a), o);
-        o += b.write(a, o, 'utf8');
+        // The text first, behind room for the digits of its length in UTF-16 units (its byte
+        // count when it is ASCII, the usual case), then the byte count in front of it — one call
+        // into the encoder instead of Buffer.byteLength's and the write's. A text of more bytes
+        // than units may need a digit more: then it moves up (a UTF-8 text never has fewer bytes
+        // than UTF-16 units, and `need` allows 16 bytes of header per argument).
+        const d = digits(a.length);
+        const n = b.write(a, o + d + 2, 'utf8');
+        const dn = digits(n);
+        if (dn !== d) b.copyWithin(o + dn + 2, o + d + 2, o + d + 2 + n);
+        o = this.#int(n, o) + n;
       } else {
         o = this.#int(a.length, o);
         o += a.copy(b, o);
