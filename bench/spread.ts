@@ -125,7 +125,7 @@ async function startServer(words: string[], n: number): Promise<Server> {
   if (typeof out === 'number') closeSync(out);
   try {
     const url = `http://127.0.0.1:${port}`;
-    await waitFor(`${url}/healthz`, child);
+    await waitFor(`${url}/healthz`, child, 2400); // up to 2 min: a start-up on a loaded machine took more than 20 s
     const pid = child.pid as number;
     pinNow(pid, 0);
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
