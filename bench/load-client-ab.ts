@@ -9,7 +9,8 @@
 //   AB_CLIENTS=raw,ref AB_REF=<checkout>    only those clients; `ref` is <checkout>'s bench/raw-http.ts
 //                                            driven as its generators drove it (an await per request)
 // `raw` drives this checkout's client as load-sso.ts does: requests made beforehand, `sendRequest`
-// with a callback, no promise per request.
+// with a callback, no promise per request. `raw-send` as load-refresh.ts does: each request made
+// when it is sent (`send`: its head and body joined per request), a callback, no promise.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -22,7 +23,7 @@ const SELF = fileURLToPath(import.meta.url);
 const CONNECTIONS = 50;
 const REPLY = JSON.stringify({ accessToken: 'a'.repeat(150), refreshToken: 'r'.repeat(43), expiresIn: 900, tokenType: 'Bearer' });
 const BODY = JSON.stringify({ refreshToken: 'r'.repeat(43) });
-type Client = 'autocannon' | 'raw' | 'node:http' | 'ref';
+type Client = 'autocannon' | 'raw' | 'raw-send' | 'node:http' | 'ref';
 
 async function client(kind: Client, url: string, amount: number): Promise<void> {
   let done = 0;
@@ -52,7 +53,7 @@ async function client(kind: Client, url: string, amount: number): Promise<void> 
       req.on('error', reject);
       req.end(BODY);
     });
-  if (kind === 'raw') {
+  if (kind === 'raw' || kind === 'raw-send') {
     const request = RawConnection.to(url).requestBytes(BODY);
     await Promise.all(
       Array.from(
@@ -70,7 +71,8 @@ async function client(kind: Client, url: string, amount: number): Promise<void> 
                 conn.destroy();
                 return finished();
               }
-              conn.sendRequest(request, answered);
+              if (kind === 'raw') conn.sendRequest(request, answered);
+              else conn.send(BODY, answered);
             };
             step();
           }),

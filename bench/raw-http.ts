@@ -6,8 +6,8 @@
 // cost several times the CPU per request, on the core the bench's Redis shares with the load
 // (docs/performance.md, "The load generators"); autocannon, which loads the other rows, is as lean.
 //
-// A connection closed or reset while a request waits, or a response the parser refuses, fails
-// that request (the caller counts it as an error) and leaves the connection to be opened again by
+// A connection closed or reset while a request waits, a response the parser refuses, or bytes
+// after a response (one request, one response), fails that request (the caller counts it as an error) and leaves the connection to be opened again by
 // the next request; a close between requests (the server's keep-alive timeout) does the same
 // without failing anything.
 //
@@ -69,6 +69,20 @@ function crlfAt(buf: Buffer, from: number, end: number): number {
   return end;
 }
 
+/**
+ * A header line's end: the first CRLF in buf[from, end), or `end`; -1 when a NUL byte comes first
+ * (refused in a header: RFC 9110 5.5). buf[end] is the head's blank line, so reading one past is safe.
+ */
+function headerLineEnd(buf: Buffer, from: number, end: number): number {
+  for (let i = from; i < end; i++) {
+    const b = buf[i] as number;
+    if (b === 13) {
+      if (buf[i + 1] === 10) return i;
+    } else if (b === 0) return -1;
+  }
+  return end;
+}
+
 /** String.prototype.trim's white space among Latin-1 bytes. */
 const isSpace = (b: number) => (b >= 9 && b <= 13) || b === 32 || b === 0xa0;
 
@@ -96,11 +110,15 @@ function parseHead(buf: Buffer, start: number, end: number): Head {
   let chunked = false;
   let close = http10;
   for (let p = lineEnd + 2; p <= end; ) {
-    const e = crlfAt(buf, p, end);
+    const e = headerLineEnd(buf, p, end);
+    if (e === -1) throw new Error(`bad header line: ${JSON.stringify(buf.toString('latin1', p, crlfAt(buf, p, end)).slice(0, 100))}`);
     let colon = p;
     while (colon < e && buf[colon] !== COLON) colon++;
     if (colon === e) colon = -1;
-    if (colon <= p || buf[p] === 32 || buf[p] === 9) throw new Error(`bad header line: ${JSON.stringify(buf.toString('latin1', p, e).slice(0, 100))}`);
+    // Refused: no colon, an empty name, a line that starts with white space (obsolete folding),
+    // white space between the name and the colon (RFC 9112 5.1: "Content-Length : 2" is not a
+    // Content-Length), a NUL byte (above).
+    if (colon <= p || buf[p] === 32 || buf[p] === 9 || buf[colon - 1] === 32 || buf[colon - 1] === 9) throw new Error(`bad header line: ${JSON.stringify(buf.toString('latin1', p, e).slice(0, 100))}`);
     let v = colon + 1;
     let ve = e;
     if (nameIs(buf, p, colon, CONTENT_LENGTH)) {
@@ -312,9 +330,15 @@ export class RawConnection {
       this.fail(socket, new Error('a response no request asked for'));
       return;
     }
+    if (parsed.end !== limit) {
+      // Bytes after the response, before the next request was sent: a server out of step with
+      // its requests (or a response mixed up with another). The request fails; the connection goes.
+      this.fail(socket, new Error(`${limit - parsed.end} byte(s) after the response`));
+      return;
+    }
     this.pending = null;
     this.done = null;
-    if (parsed.close || parsed.end !== limit) this.drop(socket);
+    if (parsed.close) this.drop(socket);
     done(null, parsed.status, parsed.body);
   }
 

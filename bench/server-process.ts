@@ -174,6 +174,13 @@ export function reapedChildrenCpuSeconds(): number {
  */
 export const GC_ON_SIGNAL_ARGS: readonly string[] = ['--expose-gc', '--import', new URL('./gc-on-signal.ts', import.meta.url).href];
 
+/**
+ * How long collectGarbage waits for one process's answer by default: a mark-compact of a bench
+ * server took 30–340 ms of pause on the loaded machine, so 2 s is ample; one that does not answer
+ * (no --expose-gc, or stuck) costs a run 2 s, not 10 (a review's finding).
+ */
+export const COLLECT_TIMEOUT_MS = 2000;
+
 /** The file a process started with GC_ON_SIGNAL_ARGS writes its count of collections to (0 before the first). */
 function collectionsDone(ack: string): number {
   try {
@@ -186,24 +193,21 @@ function collectionsDone(ack: string): number {
 /**
  * One full collection (a mark-compact) in each of `targets`, processes started with
  * GC_ON_SIGNAL_ARGS and BENCH_GC_ACK=`ack`, one process after the other: SIGUSR2, then a wait
- * (synchronous, at most `timeoutMs` each) until it has written its next count. One at a time, so
+ * (synchronous, at most `timeoutMs` of wall time each, 2 s by default) until it has written its next count. One at a time, so
  * that no collection shares its core with another's (V8 sizes the old generation's next limit
  * partly from how fast its mark-compacts ran, in wall time; all at once, each took several times
  * as long: docs/performance.md, "V8's memory reducer and the measured rows"). Processes that have
  * exited are left out. Returns the targets that did not answer in time.
  */
-export function collectGarbage(targets: Iterable<{ child: ChildProcess; ack: string }>, timeoutMs = 10_000): Array<{ child: ChildProcess; ack: string }> {
+export function collectGarbage(targets: Iterable<{ child: ChildProcess; ack: string }>, timeoutMs = COLLECT_TIMEOUT_MS): Array<{ child: ChildProcess; ack: string }> {
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
   const missed: Array<{ child: ChildProcess; ack: string }> = [];
   for (const t of targets) {
     if (t.child.exitCode !== null || t.child.signalCode !== null) continue;
     const before = collectionsDone(t.ack);
     if (!t.child.kill('SIGUSR2')) continue;
-    let waited = 0;
-    while (collectionsDone(t.ack) <= before && waited < timeoutMs) {
-      Atomics.wait(sleeper, 0, 0, 2);
-      waited += 2;
-    }
+    const deadline = performance.now() + timeoutMs;
+    while (collectionsDone(t.ack) <= before && performance.now() < deadline) Atomics.wait(sleeper, 0, 0, 2);
     if (collectionsDone(t.ack) <= before) missed.push(t);
   }
   return missed;
