@@ -113,20 +113,17 @@ export class LeanResp {
   // ---- decoding ----
 
   #read(chunk: Buffer): void {
-    const b = this.#reader.join(chunk);
-    let start = 0;
-    while (start < b.length && this.#ring.count > 0) {
-      this.#reader.pos = start;
-      const v = this.#reader.value(b, this.#ring.headBinary);
+    const r = this.#reader;
+    r.push(chunk);
+    while (!r.idle && this.#ring.count > 0) {
+      const v = r.next(this.#ring.headBinary);
       if (v === INCOMPLETE) break;
-      start = this.#reader.pos;
       // A RESP3 push (out-of-band) is not an answer: dropped.
       if (v !== PUSH) {
         this.#inFlight--;
         this.#ring.settle(v);
       }
     }
-    this.#reader.keep(b, start);
   }
 
 }

@@ -1,8 +1,10 @@
 // The lean connection for the hot Function calls (src/store/redis/hot-connection.ts), on
 // throw-away redis-servers: its replies and errors, pipelining order, AUTH and SELECT, a server
-// killed and restarted under load, the fallback to node-redis while it is not ready, and close().
+// killed and restarted under load, the fallback to node-redis while it is not ready (and for a
+// call its socket closed before it was written), close(), and TLS (rediss://).
 
 import { spawnSync } from 'node:child_process';
+import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorReply, SimpleError, SocketClosedUnexpectedlyError } from 'redis';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
@@ -10,13 +12,15 @@ import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
 import type { RefreshToken } from '../../src/store/port.ts';
 import { HotConnection, type HotWrites } from '../../src/store/redis/hot-connection.ts';
+import { openConnection } from '../../src/store/redis/connection.ts';
 import { openRedisStore, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
-import { redisBinariesMissing, requireOrSkip, startRedisStandalone, testPrefix } from '../support/redis.ts';
+import { parseRedisUrl } from '../../src/store/redis/url.ts';
+import { redisBinariesMissing, redisTlsFiles, requireOrSkip, startRedisStandalone, testPrefix } from '../support/redis.ts';
 
 const skip = requireOrSkip(redisBinariesMissing());
 const T0 = Date.now();
 const HOUR = 3_600_000;
-/** redis-cli's credentials (the AUTH test's server). */
+/** redis-cli's credentials (the AUTH test's server), or its TLS options (the TLS test's). */
 let auth: string[] = [];
 
 type Server = Awaited<ReturnType<typeof startRedisStandalone>>;
@@ -70,6 +74,37 @@ async function chain(store: RedisSessionStore, userId: string) {
   // calls after it take the usual way.
   if ((await c.rotate()).outcome !== 'rotated') throw new Error('not rotated');
   return c;
+}
+
+/**
+ * A chain whose rotations go through the lean connection: it rotates until an FCALL shows on a
+ * connection of its own (node-redis's last command being a PING). The lean connection opens beside
+ * node-redis within half the store's connect timeout; on a loaded machine it may come up after the
+ * store opened, and node-redis carries the hot calls meanwhile. Tests wait for it rather than
+ * assume it is there (as the restart test waits for it to be back, d6427f3).
+ */
+async function onLean(store: RedisSessionStore, port: number, userId: string) {
+  const c = await chain(store, userId);
+  const until = Date.now() + 10_000;
+  for (;;) {
+    expect((await c.rotate()).outcome).toBe('rotated');
+    await store.ping();
+    if (clients(port).some((x) => x.cmd === 'fcall')) return c;
+    if (Date.now() > until) throw new Error('the lean connection did not come up within 10 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The ids of a connection's node-redis connection and of its lean one, once the lean one is up (as onLean). */
+async function ids(conn: Awaited<ReturnType<typeof openConnection>>): Promise<{ lean: number; plain: number }> {
+  const plain = (await conn.send(undefined, ['CLIENT', 'ID'])) as number;
+  const until = Date.now() + 10_000;
+  for (;;) {
+    const lean = (await conn.sendHot?.('k', ['CLIENT', 'ID'], false)) as number;
+    if (lean !== plain) return { lean, plain };
+    if (Date.now() > until) throw new Error('the lean connection did not come up within 10 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 function open(url: string, writes: HotWrites | 'off' = 'task') {
@@ -163,7 +198,7 @@ describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-ser
       const before = new Set(clients(server.port).map((c) => c.id));
       const store = await open(server.url, writes);
       try {
-        const c = await chain(store, `u-own-${writes}`);
+        const c = writes === 'off' ? await chain(store, `u-own-${writes}`) : await onLean(store, server.port, `u-own-${writes}`);
         expect((await c.rotate()).outcome).toBe('rotated');
         await store.ping();
         const mine = clients(server.port).filter((x) => !before.has(x.id));
@@ -181,6 +216,7 @@ describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-ser
     const aof = await startRedisStandalone({ aof: 'always' });
     const store = await open(aof.url);
     try {
+      await onLean(store, aof.port, 'u-kill-lean');
       let running = true;
       const failures: unknown[] = [];
       let rotated = 0;
@@ -241,9 +277,7 @@ describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-ser
   it('sends a hot call through node-redis while the lean connection is not ready', async () => {
     const store = await open(server.url);
     try {
-      const c = await chain(store, 'u-fallback');
-      expect((await c.rotate()).outcome).toBe('rotated');
-      await store.ping();
+      const c = await onLean(store, server.port, 'u-fallback');
       const lean = clients(server.port).find((x) => x.cmd === 'fcall');
       expect(lean).toBeDefined();
       cli(server.port, 'CLIENT', 'KILL', 'ID', (lean as { id: string }).id);
@@ -256,11 +290,79 @@ describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-ser
     }
   });
 
+  // A call encoded on the lean connection whose socket the server closed before it was written
+  // never ran: it goes through node-redis (and succeeds) instead of failing as a written one.
+  // CLIENT KILL (redis-cli, synchronously) closes the lean connection's socket on the server; the
+  // event loop's next poll phase reads that end. The call is sent in a check phase (after a
+  // setImmediate): with 'turn' its write waits for the next turn's check phase, after that poll.
+  it("sends a hot call its socket closed before it was written through node-redis ('turn': the write at the turn's end)", async () => {
+    const conn = await openConnection(parseRedisUrl(server.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000, hotWrites: 'turn' });
+    try {
+      const { lean, plain } = await ids(conn);
+      await new Promise((r) => setImmediate(r));
+      const call = conn.sendHot?.('k', ['CLIENT', 'ID'], false);
+      cli(server.port, 'CLIENT', 'KILL', 'ID', String(lean));
+      // Before: SocketClosedUnexpectedlyError (a 503 for a rotation) although nothing was written.
+      expect(await call).toBe(plain);
+      expect(await conn.send(undefined, ['CLIENT', 'ID'])).toBe(plain);
+    } finally {
+      await conn.close();
+    }
+  });
+
+  // With 'task' the write follows the send in the same task: the window is between the read of the
+  // server's end and the socket's 'close' (a later phase of the same turn). A call sent there goes
+  // through node-redis; before, it was written after the end and failed.
+  it("sends a hot call made after the server ended the lean connection, before its 'close', through node-redis ('task')", async () => {
+    const conn = await openConnection(parseRedisUrl(server.url), { connectTimeoutMs: 1000, commandTimeoutMs: 1000, hotWrites: 'task' });
+    try {
+      const { lean, plain } = await ids(conn);
+      await new Promise((r) => setImmediate(r));
+      cli(server.port, 'CLIENT', 'KILL', 'ID', String(lean));
+      await new Promise((r) => setImmediate(r)); // the next turn's check phase: its poll read the end
+      expect(await conn.sendHot?.('k', ['CLIENT', 'ID'], false)).toBe(plain);
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('fails a call written before its socket closed (it may have run), and sends one never written through the fallback', async () => {
+    const sentAnotherWay: string[][] = [];
+    const c = new HotConnection({
+      host: '127.0.0.1',
+      port: server.port,
+      tls: false,
+      database: 0,
+      connectTimeoutMs: 1000,
+      writes: 'turn',
+      maxQueued: 100_000,
+      fallback: (args) => {
+        sentAnotherWay.push(args as string[]);
+        return Promise.resolve('by the fallback');
+      },
+    });
+    expect(await c.start()).toBe(true);
+    try {
+      const key = `${testPrefix('hot-unwritten')}nothing`;
+      const written = c.send(['BLPOP', key, '5']).catch((e: unknown) => e);
+      await eventually(() => clients(server.port).some((x) => x.cmd === 'blpop'));
+      await new Promise((r) => setImmediate(r));
+      const unwritten = c.send(['ECHO', 'not written']);
+      cli(server.port, 'CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      expect(await written).toBeInstanceOf(SocketClosedUnexpectedlyError);
+      expect(await unwritten).toBe('by the fallback');
+      expect(sentAnotherWay).toEqual([['ECHO', 'not written']]);
+      await eventually(() => c.ready);
+      expect(await c.send(['PING'])).toBe('PONG');
+    } finally {
+      await c.close();
+    }
+  });
+
   it('loads a missing Function through the usual path after the lean connection answered "Function not found"', async () => {
     const store = await open(server.url);
     try {
-      const c = await chain(store, 'u-flush');
-      expect((await c.rotate()).outcome).toBe('rotated');
+      const c = await onLean(store, server.port, 'u-flush');
       cli(server.port, 'FUNCTION', 'FLUSH');
       expect((await c.rotate()).outcome).toBe('rotated');
       expect((await c.rotate()).outcome).toBe('rotated');
@@ -280,9 +382,7 @@ describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-ser
       const withUser = await open(`redis://hotuser:hot-pass@127.0.0.1:${authed.port}/3`);
       try {
         // The session is written in database 3 by node-redis: the lean connection must be there too.
-        const c = await chain(withUser, 'u-auth');
-        expect((await c.rotate()).outcome).toBe('rotated');
-        await withUser.ping();
+        await onLean(withUser, authed.port, 'u-auth');
         const lean = clients(authed.port).filter((x) => x.cmd === 'fcall');
         expect(lean).toHaveLength(1);
         expect(lean[0]).toMatchObject({ db: '3', user: 'hotuser' });
@@ -291,9 +391,7 @@ describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-ser
       }
       const withPassword = await open(`redis://:default-pass@127.0.0.1:${authed.port}`);
       try {
-        const c = await chain(withPassword, 'u-pass');
-        expect((await c.rotate()).outcome).toBe('rotated');
-        await withPassword.ping();
+        await onLean(withPassword, authed.port, 'u-pass');
         expect(clients(authed.port).filter((x) => x.cmd === 'fcall')).toMatchObject([{ db: '0', user: 'default' }]);
       } finally {
         await withPassword.close();
@@ -306,12 +404,52 @@ describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-ser
 
   it('close() lets a call in flight finish, then closes the lean connection', async () => {
     const store = await open(server.url);
-    const c = await chain(store, 'u-close');
-    expect((await c.rotate()).outcome).toBe('rotated');
-    const ids = new Set(clients(server.port).map((x) => x.id));
+    const c = await onLean(store, server.port, 'u-close');
+    const before = new Set(clients(server.port).map((x) => x.id));
     const inFlight = c.rotate();
     await store.close();
     expect((await inFlight).outcome).toBe('rotated');
-    await eventually(() => clients(server.port).every((x) => !ids.has(x.id)));
+    await eventually(() => clients(server.port).every((x) => !before.has(x.id)));
+  });
+
+  it('on rediss:// sends the hot calls through a lean TLS connection of their own, with correct replies', async () => {
+    const files = redisTlsFiles();
+    const defaults = getCACertificates('default');
+    // Node's TLS clients (node-redis's and the lean connection's) trust the test CA for this test.
+    setDefaultCACertificates([...defaults, files.caPem]);
+    auth = ['--tls', '--cacert', files.ca];
+    const tlsServer = await startRedisStandalone({ tls: files });
+    try {
+      expect(tlsServer.url).toMatch(/^rediss:/);
+      const before = new Set(clients(tlsServer.port).map((x) => x.id));
+      const store = await open(tlsServer.url, 'task');
+      try {
+        const c = await onLean(store, tlsServer.port, 'u-tls');
+        for (let i = 0; i < 20; i++) expect((await c.rotate()).outcome).toBe('rotated');
+        await store.ping();
+        const mine = clients(tlsServer.port).filter((x) => !before.has(x.id));
+        // node-redis's last command is the PING; the lean connection's the rotations' FCALL.
+        expect(mine.filter((x) => x.cmd === 'fcall')).toHaveLength(1);
+        expect(mine.some((x) => x.cmd === 'ping')).toBe(true);
+      } finally {
+        await store.close();
+      }
+      // The lean connection alone: replies of each type, over TLS, pipelined across reads.
+      const c = new HotConnection({ host: '127.0.0.1', port: tlsServer.port, tls: true, database: 0, connectTimeoutMs: 2000, writes: 'task', maxQueued: 100_000 });
+      expect(await c.start()).toBe(true);
+      try {
+        const big = 'z'.repeat(100_000);
+        const replies = await Promise.all([c.send(['PING']), c.send(['ECHO', big]), c.send(['ECHO', 'é'], true), c.send(['EVAL', "return {1, 'a', {false, 'b'}}", '0'])]);
+        expect(replies).toEqual(['PONG', big, Buffer.from('é'), [1, 'a', [null, 'b']]]);
+        expect(await c.send(['FCALL', 'tessera_no_such_function', '0']).catch((e: unknown) => e)).toBeInstanceOf(SimpleError);
+      } finally {
+        await c.close();
+      }
+    } finally {
+      auth = [];
+      setDefaultCACertificates(defaults);
+      await tlsServer.stop();
+      files.remove();
+    }
   });
 });

@@ -192,7 +192,7 @@ async function waitFor(what: string, timeoutMs: number, check: () => Promise<boo
  * exits because the port (or its cluster bus port) was taken — its log says "Address already in
  * use" — throws an EADDRINUSE error, which startOnFreePort answers with another port.
  */
-async function launch(port: number, args: string[], dir: string, name: string, logFile: string, timeoutMs = 10_000): Promise<ChildProcess> {
+async function launch(port: number, args: string[], dir: string, name: string, logFile: string, timeoutMs = 10_000, cliArgs: string[] = []): Promise<ChildProcess> {
   const logFrom = existsSync(logFile) ? statSync(logFile).size : 0;
   const newLog = () => {
     try {
@@ -210,7 +210,7 @@ async function launch(port: number, args: string[], dir: string, name: string, l
       throw log.includes('Address already in use') ? Object.assign(err, { code: 'EADDRINUSE' }) : err;
     }
     try {
-      const pid = /process_id:(\d+)/.exec(await cli(['-p', String(port), 'INFO', 'server'], 2000))?.[1];
+      const pid = /process_id:(\d+)/.exec(await cli([...cliArgs, '-p', String(port), 'INFO', 'server'], 2000))?.[1];
       if (pid !== undefined && Number(pid) === child.pid) return child;
     } catch {
       // not serving yet
@@ -247,24 +247,60 @@ function once(fn: () => Promise<void>): () => Promise<void> {
   return () => (p ??= fn());
 }
 
+/** A server certificate for 127.0.0.1 and the CA that signed it (PEM files), for a TLS redis-server. */
+export interface RedisTlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
+  /** The CA certificate's PEM text (for a client to trust). */
+  caPem: string;
+  /** Removes the files. */
+  remove(): void;
+}
+
+/** A throw-away CA and a certificate for 127.0.0.1 signed by it (openssl, in a temp dir). */
+export function redisTlsFiles(): RedisTlsFiles {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-redis-tls-'));
+  const f = (name: string) => join(dir, name);
+  writeFileSync(f('ext'), 'subjectAltName=IP:127.0.0.1\n');
+  const steps = [
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '1', '-subj', '/CN=tessera test CA'],
+    ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('redis.key'), '-out', f('redis.csr'), '-subj', '/CN=127.0.0.1'],
+    ['x509', '-req', '-in', f('redis.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('redis.crt'), '-days', '1', '-extfile', f('ext')],
+  ];
+  for (const step of steps) {
+    const r = spawnSync('openssl', step, { encoding: 'utf8', timeout: 30_000 });
+    if (r.error || r.status !== 0) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`openssl ${step.slice(0, 2).join(' ')} failed: ${r.error?.message ?? r.stderr}`);
+    }
+  }
+  return { cert: f('redis.crt'), key: f('redis.key'), ca: f('ca.crt'), caPem: readFileSync(f('ca.crt'), 'utf8'), remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
 /**
  * Starts one throw-away standalone redis-server on a free port (for tests that stop, pause or
  * restart the server). `restart` starts it again on the same port after `kill`. With `aof`, the
  * append-only file is on with that `appendfsync`, so a restart (even after SIGKILL) reloads it.
  * With `replicaOf`, it starts as a replica of the server on that port (a second site). `pick`
- * chooses the candidate ports (a test makes the first one collide).
+ * chooses the candidate ports (a test makes the first one collide). With `tls` (redisTlsFiles()),
+ * it serves TLS only, and its url is rediss://.
  */
-export async function startRedisStandalone(opts: { aof?: 'everysec' | 'always'; replicaOf?: number; pick?: () => Promise<number> } = {}): Promise<
+export async function startRedisStandalone(opts: { aof?: 'everysec' | 'always'; replicaOf?: number; pick?: () => Promise<number>; tls?: RedisTlsFiles } = {}): Promise<
   StartedRedis & { port: number; kill(): Promise<void>; restart(): Promise<void>; pause(): void; resume(): void }
 > {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-redis-'));
   const persistence = opts.aof ? ['--appendonly', 'yes', '--appendfsync', opts.aof] : ['--appendonly', 'no'];
   const replica = opts.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(opts.replicaOf)] : [];
   const logFile = join(dir, 'redis.log');
-  const args = (port: number) => ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--logfile', logFile, '--save', '', ...persistence, ...replica];
+  // With `tls`, TLS only: no plain port; redis-cli (the readiness check) trusts the test CA.
+  const tls = opts.tls;
+  const listen = (port: number) =>
+    tls === undefined ? ['--port', String(port)] : ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-auth-clients', 'no'];
+  const args = (port: number) => [...listen(port), '--bind', '127.0.0.1', '--dir', dir, '--logfile', logFile, '--save', '', ...persistence, ...replica];
   const children: ChildProcess[] = [];
   const launchOn = async (port: number) => {
-    const child = await launch(port, args(port), dir, `redis ${port}`, logFile);
+    const child = await launch(port, args(port), dir, `redis ${port}`, logFile, 10_000, tls === undefined ? [] : ['--tls', '--cacert', tls.ca]);
     children.push(child);
     return child;
   };
@@ -292,7 +328,7 @@ export async function startRedisStandalone(opts: { aof?: 'everysec' | 'always'; 
     });
   };
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tls === undefined ? 'redis' : 'rediss'}://127.0.0.1:${port}`,
     port,
     ports: [port],
     stop: once(() => stopAll(children, dir)),

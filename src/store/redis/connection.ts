@@ -503,6 +503,7 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
         ...creds,
       });
       client.on('error', onError);
+      const sendPlain = (args: CommandArgs, binary?: boolean) => (binary === true ? client.sendCommand(args, BINARY) : client.sendCommand(args));
       const hot =
         opts.hotWrites === undefined || opts.hotWrites === 'off'
           ? null
@@ -518,6 +519,8 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
               writes: opts.hotWrites,
               maxQueued: COMMAND_QUEUE_MAX,
               onError,
+              // A hot call its socket closed before it was written never ran: node-redis sends it.
+              fallback: sendPlain,
             });
       // The lean connection opens beside node-redis; a store whose lean connection does not open
       // works through node-redis alone while it keeps trying.
@@ -526,7 +529,6 @@ export async function openConnection(target: RedisTarget, opts: ConnectionOption
         hot?.destroy();
         client.destroy();
       };
-      const sendPlain = (args: CommandArgs, binary?: boolean) => (binary === true ? client.sendCommand(args, BINARY) : client.sendCommand(args));
       conn = {
         kind: 'redis',
         send: (_key, args, _readonly, binary) => deadline(sendPlain(args, binary), args[0] as string),

@@ -15,7 +15,8 @@
 //   calls through node-redis: this connection is never the only way to Redis.
 // - Commands are encoded straight into a slab (never written over while a write may hold a view
 //   of it: a new one when it is full); replies are matched to commands in order (a ring of
-//   resolve/reject/binary in parallel arrays) and parsed from the socket's reads: RESP2, and the
+//   resolve/reject/binary in parallel arrays) and parsed from the socket's reads (a reply cut by
+//   the end of a read resumed where it was cut: RespReader): RESP2, and the
 //   RESP3 types a script can answer. Bulk strings are Buffers for a binary call (views of the
 //   read), UTF-8 text otherwise; integers numbers; nil null — node-redis's RESP2 defaults. An error
 //   reply rejects with node-redis's SimpleError (an ErrorReply), so lua.ts's load-and-retry and
@@ -24,9 +25,13 @@
 //   commands of one task in one write, each HTTP request's call as soon as its handler reached
 //   it); 'turn' — at the end of the event-loop turn (setImmediate), as node-redis writes. A
 //   socket that wants draining holds the writes until 'drain'.
-// - A disconnect fails every command written or waiting with node-redis's
-//   SocketClosedUnexpectedlyError (toStoreError: StoreUnavailable, a 503); the connection is made
-//   again in the background, 100 ms doubling to 2 s with jitter (connection.ts's strategy).
+// - A disconnect fails every command written with node-redis's SocketClosedUnexpectedlyError
+//   (toStoreError: StoreUnavailable, a 503): it may have run, its reply is lost. A command sent but
+//   never written (its write still to come, or held for 'drain', when the socket closed) provably
+//   did not run: it goes to `fallback` (connection.ts: node-redis) and answers from there. From the
+//   server's end of the socket ('end') on, `ready` is false and nothing more is written to it. The
+//   connection is made again in the background, 100 ms doubling to 2 s with jitter (connection.ts's
+//   strategy).
 //   Deadlines stay connection.ts's (the caller's `deadline` around every send): no timers here but
 //   the connect timeout.
 // - Past `maxQueued` commands awaiting their reply a new one fails at once (node-redis's
@@ -57,6 +62,11 @@ export interface HotConnectionOptions {
   maxQueued: number;
   /** Background connection errors (they never reach a request). */
   onError?: (err: unknown) => void;
+  /**
+   * Where a command goes that was sent here but never written to the socket when the socket
+   * closed (node-redis: it provably did not run). Without it, such a command fails as a written one.
+   */
+  fallback?: (args: Array<string | Buffer>, binary: boolean) => Promise<unknown>;
 }
 
 
@@ -80,6 +90,8 @@ export class HotConnection {
   #closingDone: Promise<void> | null = null;
   /** Commands encoded and not written yet. */
   readonly #writer = new RespWriter();
+  /** Their arguments, oldest first (the newest entries of #ring): for opts.fallback at a close. */
+  #unwritten: Array<Array<string | Buffer>> = [];
   #scheduled = false;
   #draining = false;
   readonly #flushNow = () => {
@@ -106,7 +118,7 @@ export class HotConnection {
   }
 
   /** One command; `binary`: its reply's bulk strings as Buffers. Only while `ready`. */
-  send(args: ReadonlyArray<string | Buffer>, binary = false): Promise<unknown> {
+  send(args: Array<string | Buffer>, binary = false): Promise<unknown> {
     if (!this.#ready) return Promise.reject(new SocketClosedUnexpectedlyError());
     return this.#send(args, binary);
   }
@@ -152,6 +164,8 @@ export class HotConnection {
     socket.setKeepAlive(true, 30_000);
     this.#socket = socket;
     let settled = false;
+    /** AUTH and SELECT answered on this socket: the commands sent on it since were hot calls. */
+    let opened = false;
     const done = (ready: boolean) => {
       if (settled) return;
       settled = true;
@@ -168,14 +182,20 @@ export class HotConnection {
       this.#flush();
     });
     socket.on('error', (err) => o.onError?.(err)); // 'close' follows
+    // The server closed it (or a proxy did): nothing can be written from now on, so new hot calls
+    // go through node-redis at once rather than wait here for 'close' and fail.
+    socket.on('end', () => {
+      this.#ready = false;
+    });
     socket.once(o.tls ? 'secureConnect' : 'connect', () => {
       const hello: Array<Promise<unknown>> = [];
       if (o.password !== undefined) hello.push(this.#send(o.username !== undefined ? ['AUTH', o.username, o.password] : ['AUTH', o.password], false));
       if (o.database !== 0) hello.push(this.#send(['SELECT', String(o.database)], false));
       Promise.all(hello).then(
         () => {
-          if (this.#socket !== socket || this.#closing) return done(false);
+          if (this.#socket !== socket || this.#closing || !socket.writable) return done(false);
           this.#attempt = 0;
+          opened = true;
           this.#ready = true;
           done(true);
         },
@@ -188,7 +208,14 @@ export class HotConnection {
     socket.once('close', () => {
       this.#ready = false;
       this.#socket = null;
-      this.#ring.failAll(new SocketClosedUnexpectedlyError());
+      // Commands written may have run (their replies are lost): they fail. Commands never written
+      // did not: node-redis sends them (not while closing: node-redis closes too; not AUTH or
+      // SELECT, sent before the connection was ready).
+      const unwritten = this.#unwritten;
+      this.#unwritten = [];
+      const fallback = opened && !this.#closing ? o.fallback : undefined;
+      this.#ring.failAll(new SocketClosedUnexpectedlyError(), fallback === undefined ? 0 : unwritten.length);
+      if (fallback !== undefined) for (const args of unwritten) this.#ring.settle(sendAnotherWay(fallback, args, this.#ring.headBinary));
       this.#reader.reset();
       this.#writer.reset();
       this.#draining = false;
@@ -203,9 +230,10 @@ export class HotConnection {
     });
   }
 
-  #send(args: ReadonlyArray<string | Buffer>, binary: boolean): Promise<unknown> {
+  #send(args: Array<string | Buffer>, binary: boolean): Promise<unknown> {
     if (this.#ring.count >= this.#opts.maxQueued) return Promise.reject(new Error('The hot Redis connection has too many commands awaiting their reply'));
     this.#writer.encode(args);
+    this.#unwritten.push(args);
     const p = new Promise<unknown>((resolve, reject) => this.#ring.push(resolve, reject, binary));
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -217,40 +245,48 @@ export class HotConnection {
 
   #flush(): void {
     const socket = this.#socket;
-    if (this.#writer.empty || socket === null || this.#draining) return;
+    // A socket ended or destroyed (its 'close' not there yet) takes nothing: what waits here was
+    // never written, and goes to node-redis at the close (opts.fallback).
+    if (this.#writer.empty || socket === null || this.#draining || !socket.writable) return;
+    this.#unwritten.length = 0;
     if (!socket.write(this.#writer.take())) this.#draining = true;
   }
 
   // ---- decoding ----
 
   #read(chunk: Buffer): void {
-    const b = this.#reader.join(chunk);
-    let start = 0;
-    while (start < b.length) {
+    const r = this.#reader;
+    r.push(chunk);
+    while (!r.idle) {
       if (this.#ring.count === 0) {
         // Bytes no command asked for: the stream is out of step; start again on a new connection.
         this.#opts.onError?.(new Error('the hot Redis connection received a reply no command awaited'));
         this.#socket?.destroy();
         return;
       }
-      this.#reader.pos = start;
       let v: unknown;
       try {
-        v = this.#reader.value(b, this.#ring.headBinary);
+        v = r.next(this.#ring.headBinary);
       } catch (err) {
         this.#opts.onError?.(err);
         this.#socket?.destroy();
         return;
       }
       if (v === INCOMPLETE) break;
-      start = this.#reader.pos;
       // A RESP3 push (out-of-band) is not an answer: dropped.
       if (v !== PUSH) this.#ring.settle(v);
     }
-    this.#reader.keep(b, start);
-    if (start >= b.length && this.#closing && this.#ring.count === 0) this.#socket?.end();
+    if (r.idle && this.#closing && this.#ring.count === 0) this.#socket?.end();
   }
+}
 
+/** `fallback`'s promise for the command, a rejected one if it throws. */
+function sendAnotherWay(fallback: NonNullable<HotConnectionOptions['fallback']>, args: Array<string | Buffer>, binary: boolean): Promise<unknown> {
+  try {
+    return fallback(args, binary);
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
 }
 
 function isIpAddress(host: string): boolean {

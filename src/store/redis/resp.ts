@@ -4,7 +4,7 @@
 // (bench/lean-resp.ts). Bulk strings are Buffers (views of the read) for a binary call, UTF-8 text
 // otherwise; integers numbers; nil null; an error reply node-redis's SimpleError (an ErrorReply), so
 // lua.ts's fallbacks and connection.ts's toStoreError see what node-redis gives them. A reply cut
-// between two reads answers INCOMPLETE and is parsed again once the rest arrived.
+// between two reads answers INCOMPLETE and is resumed where it was cut once more bytes arrived.
 
 import { SimpleError } from 'redis';
 
@@ -15,33 +15,118 @@ export const PUSH = Symbol('push');
 
 const SLAB = 64 * 1024;
 
+/** An array whose elements were cut by the end of a read: resumed at element `i` of `n`. */
+interface Frame {
+  out: unknown[];
+  i: number;
+  n: number;
+  /** A RESP3 push: read and dropped (PUSH) once whole. */
+  push: boolean;
+}
+
 export class RespReader {
-  /** Where the next reply starts in the buffer being read. */
-  pos = 0;
-  /** Bytes of a reply cut by the end of a read. */
-  #rest: Buffer | null = null;
+  /** Where the next reply (or the cut element of a reply) starts in #b. */
+  #pos = 0;
+  /** Elements parsed, cut ones included (each value() entered): the parse work, for the tests. */
+  steps = 0;
+  /** The bytes being read. */
+  #b: Buffer = Buffer.alloc(0);
+  /** A reply cut by the end of a read: the bytes from its cut element on, and the reads after. */
+  #parts: Buffer[] | null = null;
+  #have = 0;
+  /** Bytes (from the cut element's start) needed before a parse can get further. */
+  #need = 0;
+  /** The arrays of a cut reply, innermost first (next() resumes them). */
+  #frames: Frame[] = [];
+  /** Where the element that ran past the read started, and the bytes it needs from there. */
+  #cutAt = 0;
+  #cutNeed = 0;
 
-  /** The bytes to read: `chunk` after what the last read left (a reply cut short), if any. */
-  join(chunk: Buffer): Buffer {
-    if (this.#rest === null) return chunk;
-    const b = Buffer.concat([this.#rest, chunk]);
-    this.#rest = null;
-    return b;
+  /** Nothing read is left unparsed, and no reply is cut. */
+  get idle(): boolean {
+    return this.#parts === null && this.#pos >= this.#b.length;
   }
 
-  /** Keeps `b` from `start` on (a reply not all there yet) for the next join(). */
-  keep(b: Buffer, start: number): void {
-    this.#rest = start < b.length ? b.subarray(start) : null;
+  /** Adds the bytes of a read. */
+  push(chunk: Buffer): void {
+    const parts = this.#parts;
+    if (parts === null) {
+      // Everything before was parsed: the read alone; else what the caller left unread, then it.
+      this.#b = this.#pos >= this.#b.length ? chunk : Buffer.concat([this.#b.subarray(this.#pos), chunk]);
+      this.#pos = 0;
+      return;
+    }
+    parts.push(chunk);
+    this.#have += chunk.length;
+    if (this.#have < this.#need) return; // still short of what the cut element needs: no parse
+    this.#b = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, this.#have);
+    this.#pos = 0;
+    this.#parts = null;
   }
 
-  /** Forgets a cut reply (the connection it came on is gone). */
+  /** Forgets what was read (the connection it came on is gone). */
   reset(): void {
-    this.#rest = null;
+    this.#b = Buffer.alloc(0);
+    this.#pos = 0;
+    this.#parts = null;
+    this.#frames = [];
+  }
+
+  /**
+   * The next reply, INCOMPLETE when it is not all there yet, PUSH for a RESP3 push. A cut reply
+   * keeps the elements it has (and only the bytes from its cut element on): the reads after it
+   * resume there, and are not parsed at all until the cut element can get further (a bulk
+   * string's whole length; a line's next byte), so a large reply over many reads costs about one
+   * parse of its bytes.
+   */
+  next(binary: boolean): unknown {
+    if (this.#parts !== null) return INCOMPLETE;
+    const b = this.#b;
+    if (this.#frames.length === 0 && this.#pos >= b.length) return INCOMPLETE; // idle
+    let v: unknown;
+    if (this.#frames.length === 0) v = this.#value(b, binary);
+    else {
+      const frames = this.#frames;
+      this.#frames = [];
+      v = this.#resume(b, binary, frames, frames.length - 1);
+    }
+    if (v === INCOMPLETE) {
+      const rest = b.subarray(this.#cutAt);
+      this.#parts = [rest];
+      this.#have = rest.length;
+      this.#need = this.#cutNeed;
+      this.#b = rest;
+      this.#pos = rest.length;
+    }
+    return v;
+  }
+
+  /** Goes on with the cut array frames[d] (frames[d - 1] its cut element, ... frames[0] the innermost). */
+  #resume(b: Buffer, binary: boolean, frames: Frame[], d: number): unknown {
+    const f = frames[d] as Frame;
+    for (let i = f.i; i < f.n; i++) {
+      const bin = f.push ? false : binary;
+      const v = i === f.i ? (d > 0 ? this.#resume(b, binary, frames, d - 1) : this.#value(b, bin)) : this.#value(b, bin);
+      if (v === INCOMPLETE) {
+        f.i = i;
+        this.#frames.push(f);
+        return INCOMPLETE;
+      }
+      f.out[i] = v;
+    }
+    return f.push ? PUSH : f.out;
+  }
+
+  /** The element starting at `at` ran past the read; it needs `need` bytes from `at` to get further. */
+  #cut(at: number, need: number): typeof INCOMPLETE {
+    this.#cutAt = at;
+    this.#cutNeed = need;
+    return INCOMPLETE;
   }
 
   /** The integer at pos up to CRLF (moving pos past it), or NaN when the line is not all there. */
   #line(b: Buffer): number {
-    let i = this.pos;
+    let i = this.#pos;
     let neg = false;
     if (b[i] === 45) {
       neg = true;
@@ -52,7 +137,7 @@ export class RespReader {
       const c = b[i] as number;
       if (c === 13) {
         if (i + 1 >= b.length) return NaN;
-        this.pos = i + 2;
+        this.#pos = i + 2;
         return neg ? -n : n;
       }
       n = n * 10 + (c - 48);
@@ -62,78 +147,85 @@ export class RespReader {
 
   /** The text of the line at pos (moving pos past its CRLF), or null when it is not all there. */
   #text(b: Buffer): string | null {
-    const end = b.indexOf(13, this.pos);
+    const end = b.indexOf(13, this.#pos);
     if (end < 0 || end + 1 >= b.length) return null;
-    const s = b.toString('utf8', this.pos, end);
-    this.pos = end + 2;
+    const s = b.toString('utf8', this.#pos, end);
+    this.#pos = end + 2;
     return s;
   }
 
-  /** The reply at `pos` (moving `pos` past it), INCOMPLETE when it is not all there yet, PUSH for a RESP3 push. */
-  value(b: Buffer, binary: boolean): unknown {
-    if (this.pos >= b.length) return INCOMPLETE;
-    const type = b[this.pos++];
+  /**
+   * The element at `pos` (moving `pos` past it), INCOMPLETE when it is not all there yet (the cut
+   * element and the arrays around it kept for next()), PUSH for a RESP3 push.
+   */
+  #value(b: Buffer, binary: boolean): unknown {
+    this.steps++;
+    const at = this.#pos;
+    // An element that ran past the read needs one more byte than it had, unless it knows better.
+    if (at >= b.length) return this.#cut(at, 1);
+    const type = b[this.#pos++];
     switch (type) {
       case 36: {
         // $ bulk string
         const n = this.#line(b);
-        if (Number.isNaN(n)) return INCOMPLETE;
+        if (Number.isNaN(n)) return this.#cut(at, b.length - at + 1);
         if (n < 0) return null;
-        const s = this.pos;
-        if (s + n + 2 > b.length) return INCOMPLETE;
-        this.pos = s + n + 2;
+        const s = this.#pos;
+        if (s + n + 2 > b.length) return this.#cut(at, s - at + n + 2);
+        this.#pos = s + n + 2;
         return binary ? b.subarray(s, s + n) : b.toString('utf8', s, s + n);
       }
       case 42: // * array
       case 126: // ~ set (RESP3)
-      case 37: {
-        // % map (RESP3): as a flat list of keys and values, as RESP2 answers
+      case 37: // % map (RESP3): as a flat list of keys and values, as RESP2 answers
+      case 62: {
+        // > push (RESP3): out-of-band, read and dropped
         let n = this.#line(b);
-        if (Number.isNaN(n)) return INCOMPLETE;
+        if (Number.isNaN(n)) return this.#cut(at, b.length - at + 1);
         if (n < 0) return null;
         if (type === 37) n *= 2;
         const out = new Array<unknown>(n);
+        const bin = type === 62 ? false : binary;
         for (let i = 0; i < n; i++) {
-          const v = this.value(b, binary);
-          if (v === INCOMPLETE) return INCOMPLETE;
+          const v = this.#value(b, bin);
+          if (v === INCOMPLETE) {
+            this.#frames.push({ out, i, n, push: type === 62 });
+            return INCOMPLETE;
+          }
           out[i] = v;
         }
-        return out;
+        return type === 62 ? PUSH : out;
       }
       case 58: {
         // : integer
         const n = this.#line(b);
-        return Number.isNaN(n) ? INCOMPLETE : n;
+        return Number.isNaN(n) ? this.#cut(at, b.length - at + 1) : n;
       }
-      case 43: // + simple string
-        return this.#text(b) ?? INCOMPLETE;
+      case 43: {
+        // + simple string
+        const t = this.#text(b);
+        return t === null ? this.#cut(at, b.length - at + 1) : t;
+      }
       case 45: {
         // - error
         const m = this.#text(b);
-        return m === null ? INCOMPLETE : new SimpleError(m);
+        return m === null ? this.#cut(at, b.length - at + 1) : new SimpleError(m);
       }
       case 95: // _ null (RESP3)
-        if (this.pos + 2 > b.length) return INCOMPLETE;
-        this.pos += 2;
+        if (this.#pos + 2 > b.length) return this.#cut(at, 3);
+        this.#pos += 2;
         return null;
       case 35: {
         // # boolean (RESP3)
-        if (this.pos + 3 > b.length) return INCOMPLETE;
-        const t = b[this.pos] === 116;
-        this.pos += 3;
+        if (this.#pos + 3 > b.length) return this.#cut(at, 4);
+        const t = b[this.#pos] === 116;
+        this.#pos += 3;
         return t;
       }
       case 44: {
         // , double (RESP3)
         const t = this.#text(b);
-        return t === null ? INCOMPLETE : Number(t);
-      }
-      case 62: {
-        // > push (RESP3): out-of-band, read and dropped
-        const n = this.#line(b);
-        if (Number.isNaN(n)) return INCOMPLETE;
-        for (let i = 0; i < n; i++) if (this.value(b, false) === INCOMPLETE) return INCOMPLETE;
-        return PUSH;
+        return t === null ? this.#cut(at, b.length - at + 1) : Number(t);
       }
       default:
         throw new Error(`RESP: unknown reply type ${String(type)}`);
@@ -265,7 +357,10 @@ export class ReplyRing {
     this.#count++;
   }
 
-  /** Settles the oldest with the reply `v`: an error reply rejects it, anything else resolves it. */
+  /**
+   * Settles the oldest with the reply `v`: an error reply rejects it, anything else resolves it (a
+   * promise, as it settles: a command sent again another way).
+   */
   settle(v: unknown): void {
     const i = this.#head;
     const resolve = this.#resolve[i];
@@ -278,9 +373,9 @@ export class ReplyRing {
     else resolve?.(v);
   }
 
-  /** Rejects every awaited reply with `err`, oldest first. */
-  failAll(err: Error): void {
-    while (this.#count > 0) {
+  /** Rejects every awaited reply but the newest `keep` with `err`, oldest first. */
+  failAll(err: Error, keep = 0): void {
+    while (this.#count > keep) {
       const i = this.#head;
       const reject = this.#reject[i];
       this.#resolve[i] = undefined;
