@@ -6,12 +6,12 @@
 import { spawnSync } from 'node:child_process';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorReply, SimpleError, SocketClosedUnexpectedlyError } from 'redis';
+import { createClient, ErrorReply, SimpleError, SocketClosedUnexpectedlyError } from 'redis';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
 import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
 import type { RefreshToken } from '../../src/store/port.ts';
-import { HotConnection, type HotWrites } from '../../src/store/redis/hot-connection.ts';
+import { HotConnection, type HotConnectionOptions, type HotWrites } from '../../src/store/redis/hot-connection.ts';
 import { openConnection } from '../../src/store/redis/connection.ts';
 import { openRedisStore, type RedisSessionStore } from '../../src/store/redis/redis-store.ts';
 import { parseRedisUrl } from '../../src/store/redis/url.ts';
@@ -121,8 +121,8 @@ describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-ser
     await server?.stop();
   });
 
-  async function hot(writes: HotWrites = 'task') {
-    const c = new HotConnection({ host: '127.0.0.1', port: server.port, tls: false, database: 0, connectTimeoutMs: 1000, writes, maxQueued: 100_000 });
+  async function hot(writes: HotWrites = 'task', more: Partial<HotConnectionOptions> = {}) {
+    const c = new HotConnection({ host: '127.0.0.1', port: server.port, tls: false, database: 0, connectTimeoutMs: 1000, writes, maxQueued: 100_000, ...more });
     expect(await c.start()).toBe(true);
     return c;
   }
@@ -356,6 +356,60 @@ describe.skipIf(skip)('the lean connection for hot calls (a throw-away redis-ser
       expect(await c.send(['PING'])).toBe('PONG');
     } finally {
       await c.close();
+    }
+  });
+
+  it('rejects (does not throw) a command with an argument neither a string nor a Buffer, and goes on', async () => {
+    const c = await hot('task');
+    try {
+      const bad = c.send(['ECHO', 5 as unknown as string]);
+      await expect(bad).rejects.toBeInstanceOf(Error);
+      const bad2 = c.send(['ECHO', null as unknown as string]);
+      await expect(bad2).rejects.toBeInstanceOf(Error);
+      expect(await c.send(['ECHO', 'after'])).toBe('after');
+    } finally {
+      await c.close();
+    }
+  });
+
+  // Calls sent while the socket is draining (a write answered false) wait in the writer: never
+  // written, so at a close they go through the fallback (node-redis here), with their replies.
+  it('sends the calls held while the socket drains through the fallback when the connection is killed', async () => {
+    const nr = createClient({ url: server.url });
+    await nr.connect();
+    const fellBack: string[][] = [];
+    const c = await hot('task', {
+      fallback: (args) => {
+        fellBack.push(args.map(String));
+        return nr.sendCommand(args);
+      },
+    });
+    const key = `${testPrefix('hot-drain')}held`;
+    try {
+      const lean = (await c.send(['CLIENT', 'ID'])) as number;
+      server.pause();
+      let written: Array<Promise<unknown>>;
+      try {
+        // 48 MB in one write while the server reads nothing: far past the sockets' buffers.
+        const big = Buffer.alloc(8 << 20, 120);
+        written = Array.from({ length: 6 }, () => c.send(['ECHO', big], true).catch((e: unknown) => e));
+        await new Promise((r) => setImmediate(r)); // the write (draining from now on)
+      } finally {
+        server.resume();
+      }
+      const held = [c.send(['ECHO', 'held']), c.send(['INCR', key])];
+      await new Promise((r) => setImmediate(r)); // a flush: held, the socket is draining
+      // spawnSync blocks this process: the socket cannot drain before the kill is done.
+      cli(server.port, 'CLIENT', 'KILL', 'ID', String(lean));
+      expect(await Promise.all(held)).toEqual(['held', 1]);
+      expect(fellBack).toEqual([['ECHO', 'held'], ['INCR', key]]);
+      for (const w of await Promise.all(written)) expect(w).toBeInstanceOf(SocketClosedUnexpectedlyError);
+      expect(await nr.get(key)).toBe('1');
+    } finally {
+      server.resume();
+      await c.close();
+      await nr.del(key);
+      await nr.close();
     }
   });
 

@@ -3,7 +3,7 @@
 // the whole reply again on each read (the reader resumes a cut reply where it was cut).
 
 import { SimpleError } from 'redis';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { INCOMPLETE, PUSH, RespReader } from '../../src/store/redis/resp.ts';
 
 /** A RESP value to encode, and what the reader answers for it (text mode). */
@@ -164,5 +164,69 @@ describe('RespReader', () => {
     expect(reader.idle).toBe(true);
     reader.push(Buffer.from(':7\r\n'));
     expect(reader.next(false)).toBe(7);
+  });
+
+  it('scans a long cut line once, not again on each read that brings no CR', () => {
+    const reader = new RespReader();
+    const line = 'x'.repeat(20_000);
+    const all = Buffer.from(`+${line}\r\n:5\r\n`);
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      const got: unknown[] = [];
+      for (let at = 0; at < all.length; at += 10) {
+        reader.push(all.subarray(at, at + 10));
+        for (let v = reader.next(false); v !== INCOMPLETE; v = reader.idle ? INCOMPLETE : reader.next(false)) got.push(v);
+      }
+      expect(got).toEqual([line, 5]);
+      // The reads joined (and the line scanned again) once its CR came, not on each of 2,000 reads.
+      expect(concat.mock.calls.length).toBeLessThan(5);
+    } finally {
+      concat.mockRestore();
+    }
+  });
+
+  it('resumes a small cut rest of a large read (copied, not a view keeping the read alive) and a large one (a view)', () => {
+    const reader = new RespReader();
+    const big = Buffer.from(`$10000\r\n${'y'.repeat(10_000)}\r\n$5\r\nab`);
+    reader.push(big);
+    expect(reader.next(false)).toBe('y'.repeat(10_000));
+    expect(reader.next(false)).toBe(INCOMPLETE);
+    reader.push(Buffer.from('cde\r\n'));
+    expect(reader.next(false)).toBe('abcde');
+    // A rest most of the read is kept as a view (no copy of a large cut reply).
+    const r2 = new RespReader();
+    const part = Buffer.from(`$10000\r\n${'z'.repeat(5000)}`);
+    r2.push(part);
+    expect(r2.next(true)).toBe(INCOMPLETE);
+    r2.push(Buffer.from(`${'z'.repeat(5000)}\r\n`));
+    expect((r2.next(true) as Buffer).toString()).toBe('z'.repeat(10_000));
+  });
+
+  it("reads a RESP3 push's cut inner array as text for a binary call, as a whole-buffer parse does", () => {
+    // The push is dropped (PUSH), so count the texts made: its strings are text, not Buffer views.
+    const all = Buffer.from('>2\r\n$7\r\nmessage\r\n*2\r\n$3\r\nabc\r\n$3\r\ndef\r\n$2\r\nok\r\n');
+    const texts = (parts: Buffer[]): number => {
+      const reader = new RespReader();
+      const toString = vi.spyOn(Buffer.prototype, 'toString');
+      const got: unknown[] = [];
+      try {
+        for (const part of parts) {
+          reader.push(part);
+          while (!reader.idle) {
+            const v = reader.next(true);
+            if (v === INCOMPLETE) break;
+            got.push(v);
+          }
+        }
+        return toString.mock.calls.length;
+      } finally {
+        toString.mockRestore();
+        expect(got).toEqual([PUSH, Buffer.from('ok')]);
+      }
+    };
+    const whole = texts([all]);
+    expect(whole).toBe(3);
+    const inner = all.indexOf('def');
+    for (let cut = all.indexOf('*2'); cut <= inner + 2; cut++) expect(texts([all.subarray(0, cut), all.subarray(cut)])).toBe(whole);
   });
 });

@@ -209,8 +209,10 @@ export class HotConnection {
       this.#ready = false;
       this.#socket = null;
       // Commands written may have run (their replies are lost): they fail. Commands never written
-      // did not: node-redis sends them (not while closing: node-redis closes too; not AUTH or
-      // SELECT, sent before the connection was ready).
+      // did not: node-redis sends them (not AUTH or SELECT, sent before the connection was ready).
+      // Not during close() or destroy() either: connection.ts closes node-redis with this one, so
+      // a fallback would race its close; they fail as written ones do (the store's 503), which a
+      // shutdown's last requests may get anyway.
       const unwritten = this.#unwritten;
       this.#unwritten = [];
       const fallback = opened && !this.#closing ? o.fallback : undefined;
@@ -232,7 +234,13 @@ export class HotConnection {
 
   #send(args: Array<string | Buffer>, binary: boolean): Promise<unknown> {
     if (this.#ring.count >= this.#opts.maxQueued) return Promise.reject(new Error('The hot Redis connection has too many commands awaiting their reply'));
-    this.#writer.encode(args);
+    try {
+      // Throws for an argument neither a string nor a Buffer (before it wrote anything): the
+      // call's promise rejects, as every other failure of a hot call does.
+      this.#writer.encode(args);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     this.#unwritten.push(args);
     const p = new Promise<unknown>((resolve, reject) => this.#ring.push(resolve, reject, binary));
     if (!this.#scheduled) {

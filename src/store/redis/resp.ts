@@ -41,6 +41,8 @@ export class RespReader {
   /** Where the element that ran past the read started, and the bytes it needs from there. */
   #cutAt = 0;
   #cutNeed = 0;
+  /** The cut element is a line not all there (no CR then LF yet): only a CR lets it get further. */
+  #cutLine = false;
 
   /** Nothing read is left unparsed, and no reply is cut. */
   get idle(): boolean {
@@ -59,6 +61,11 @@ export class RespReader {
     parts.push(chunk);
     this.#have += chunk.length;
     if (this.#have < this.#need) return; // still short of what the cut element needs: no parse
+    if (this.#cutLine && chunk.indexOf(13) < 0 && (parts[parts.length - 2] as Buffer).at(-1) !== 13) {
+      // A cut line still without its CR: no parse (a long line over many reads is scanned once).
+      this.#need = this.#have + 1;
+      return;
+    }
     this.#b = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, this.#have);
     this.#pos = 0;
     this.#parts = null;
@@ -76,8 +83,8 @@ export class RespReader {
    * The next reply, INCOMPLETE when it is not all there yet, PUSH for a RESP3 push. A cut reply
    * keeps the elements it has (and only the bytes from its cut element on): the reads after it
    * resume there, and are not parsed at all until the cut element can get further (a bulk
-   * string's whole length; a line's next byte), so a large reply over many reads costs about one
-   * parse of its bytes.
+   * string's whole length; a line's CR, then its next byte), so a large reply over many reads costs
+   * about one parse of its bytes.
    */
   next(binary: boolean): unknown {
     if (this.#parts !== null) return INCOMPLETE;
@@ -91,7 +98,8 @@ export class RespReader {
       v = this.#resume(b, binary, frames, frames.length - 1);
     }
     if (v === INCOMPLETE) {
-      const rest = b.subarray(this.#cutAt);
+      // A small rest of a large read is copied: a view would keep the whole read alive.
+      const rest = (b.length - this.#cutAt) * 4 < b.length ? Buffer.from(b.subarray(this.#cutAt)) : b.subarray(this.#cutAt);
       this.#parts = [rest];
       this.#have = rest.length;
       this.#need = this.#cutNeed;
@@ -106,7 +114,7 @@ export class RespReader {
     const f = frames[d] as Frame;
     for (let i = f.i; i < f.n; i++) {
       const bin = f.push ? false : binary;
-      const v = i === f.i ? (d > 0 ? this.#resume(b, binary, frames, d - 1) : this.#value(b, bin)) : this.#value(b, bin);
+      const v = i === f.i ? (d > 0 ? this.#resume(b, bin, frames, d - 1) : this.#value(b, bin)) : this.#value(b, bin);
       if (v === INCOMPLETE) {
         f.i = i;
         this.#frames.push(f);
@@ -118,9 +126,10 @@ export class RespReader {
   }
 
   /** The element starting at `at` ran past the read; it needs `need` bytes from `at` to get further. */
-  #cut(at: number, need: number): typeof INCOMPLETE {
+  #cut(at: number, need: number, line = false): typeof INCOMPLETE {
     this.#cutAt = at;
     this.#cutNeed = need;
+    this.#cutLine = line;
     return INCOMPLETE;
   }
 
@@ -168,7 +177,7 @@ export class RespReader {
       case 36: {
         // $ bulk string
         const n = this.#line(b);
-        if (Number.isNaN(n)) return this.#cut(at, b.length - at + 1);
+        if (Number.isNaN(n)) return this.#cut(at, b.length - at + 1, true);
         if (n < 0) return null;
         const s = this.#pos;
         if (s + n + 2 > b.length) return this.#cut(at, s - at + n + 2);
@@ -181,7 +190,7 @@ export class RespReader {
       case 62: {
         // > push (RESP3): out-of-band, read and dropped
         let n = this.#line(b);
-        if (Number.isNaN(n)) return this.#cut(at, b.length - at + 1);
+        if (Number.isNaN(n)) return this.#cut(at, b.length - at + 1, true);
         if (n < 0) return null;
         if (type === 37) n *= 2;
         const out = new Array<unknown>(n);
@@ -199,17 +208,17 @@ export class RespReader {
       case 58: {
         // : integer
         const n = this.#line(b);
-        return Number.isNaN(n) ? this.#cut(at, b.length - at + 1) : n;
+        return Number.isNaN(n) ? this.#cut(at, b.length - at + 1, true) : n;
       }
       case 43: {
         // + simple string
         const t = this.#text(b);
-        return t === null ? this.#cut(at, b.length - at + 1) : t;
+        return t === null ? this.#cut(at, b.length - at + 1, true) : t;
       }
       case 45: {
         // - error
         const m = this.#text(b);
-        return m === null ? this.#cut(at, b.length - at + 1) : new SimpleError(m);
+        return m === null ? this.#cut(at, b.length - at + 1, true) : new SimpleError(m);
       }
       case 95: // _ null (RESP3)
         if (this.#pos + 2 > b.length) return this.#cut(at, 3);
@@ -225,7 +234,7 @@ export class RespReader {
       case 44: {
         // , double (RESP3)
         const t = this.#text(b);
-        return t === null ? this.#cut(at, b.length - at + 1) : Number(t);
+        return t === null ? this.#cut(at, b.length - at + 1, true) : Number(t);
       }
       default:
         throw new Error(`RESP: unknown reply type ${String(type)}`);
