@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorReply } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashSecret, newSecret } from '../../src/domain/secrets.ts';
+import { rng } from '../support/rng.ts';
 import { StoreUnavailable } from '../../src/domain/errors.ts';
 import { DEFAULT_LIFETIMES, issueSession, type Session } from '../../src/domain/session.ts';
 import { openConnection, type RedisConnection } from '../../src/store/redis/connection.ts';
@@ -111,6 +112,8 @@ local function unhex(h) return (string.gsub(h, '..', function(x) return string.c
 });
 
 describe.skipIf(skipShared)('packed hashes made in Node (lua-codec.ts packedHash)', () => {
+  /** The hex of h2b of each ARGV (the scripts' packing of a hash text). */
+  const H2B = `${LUA_CODEC}\n${LUA_CODEC_INIT}\nlocal out = {}\nfor i = 1, #ARGV do out[i] = string.gsub(h2b(ARGV[i]), '.', function(c) return string.format('%02x', string.byte(c)) end) end\nreturn out`;
   let conn: RedisConnection;
   beforeAll(async () => {
     conn = await openConnection(parseRedisUrl(redis.url), { connectTimeoutMs: 2000, commandTimeoutMs: 5000 });
@@ -141,9 +144,27 @@ describe.skipIf(skipShared)('packed hashes made in Node (lua-codec.ts packedHash
       'ü'.repeat(43),
       '',
     ];
-    const H2B = `${LUA_CODEC}\n${LUA_CODEC_INIT}\nlocal out = {}\nfor i = 1, #ARGV do out[i] = string.gsub(h2b(ARGV[i]), '.', function(c) return string.format('%02x', string.byte(c)) end) end\nreturn out`;
     const reply = (await conn.send(undefined, ['EVAL', H2B, '0', ...texts])) as string[];
     texts.forEach((t, i) => expect(packedHash(t).toString('hex')).toBe(reply[i]));
+  });
+
+  it("are the bytes h2b makes for 3,000 seeded random texts near the canonical form", async () => {
+    const rand = rng(13);
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const odd = ['=', '.', '+', '/', ' ', 'é', 'ü', 'Ł', '\u0141', '\u0100', '\0', '😀'];
+    const texts = Array.from({ length: 3000 }, () => {
+      // Mostly 43 characters (a hash's length), some near it; a few characters changed at times.
+      const n = rand() < 0.7 ? 43 : Math.floor(rand() * 50);
+      const chars = Array.from({ length: n }, () => alphabet[Math.floor(rand() * 64)] as string);
+      const changes = rand() < 0.5 ? 0 : 1 + Math.floor(rand() * 3);
+      for (let k = 0; k < changes && n > 0; k++) chars[Math.floor(rand() * n)] = odd[Math.floor(rand() * odd.length)] as string;
+      return chars.join('');
+    });
+    for (let from = 0; from < texts.length; from += 500) {
+      const batch = texts.slice(from, from + 500);
+      const reply = (await conn.send(undefined, ['EVAL', H2B, '0', ...batch])) as string[];
+      batch.forEach((t, i) => expect(packedHash(t).toString('hex'), JSON.stringify(t)).toBe(reply[i]));
+    }
   });
 });
 

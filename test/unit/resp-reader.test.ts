@@ -5,18 +5,11 @@
 import { SimpleError } from 'redis';
 import { describe, expect, it, vi } from 'vitest';
 import { INCOMPLETE, PUSH, RespReader } from '../../src/store/redis/resp.ts';
+import { rng } from '../support/rng.ts';
 
 /** A RESP value to encode, and what the reader answers for it (text mode). */
 type Gen = { bytes: string; value: unknown; elements: number };
 
-/** A deterministic pseudo-random sequence (the test is the same every run). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 /** A nested reply of about `budget` elements: arrays, maps and sets of every leaf type. */
 function nested(rand: () => number, depth: number, budget: { left: number }): Gen {

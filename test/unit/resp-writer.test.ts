@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RespWriter } from '../../src/store/redis/resp.ts';
+import { rng } from '../support/rng.ts';
 
 // src/store/redis/resp.ts RespWriter: every argument a bulk string of its UTF-8 bytes, the byte
 // count written in front of the text after the text was written (one encoder call per string).
@@ -55,5 +56,42 @@ describe('RespWriter', () => {
     const commands = Array.from({ length: 40 }, (_, i) => ['SET', `k${i}`, 'é'.repeat(1000 + i), 'v'.repeat(2000)]);
     for (const c of commands) w.encode(c);
     expect(w.take().equals(Buffer.concat(commands.map(reference)))).toBe(true);
+  });
+
+  it('writes what a plain encoder writes for 3,000 seeded random commands, taken at random points', () => {
+    const rand = rng(20261207);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+    // Pieces of one unit to four bytes, lone surrogates among them; lengths at the digit boundaries.
+    const pieces = ['a', 'Z', '0', '\r', '\n', '\0', 'é', 'ü', '€', '😀', '\ud800', '\udc00', '\udbff', 'Ł'];
+    const lengths = [0, 1, 8, 9, 10, 11, 33, 49, 50, 98, 99, 100, 101, 333, 499, 500, 998, 999, 1000, 1001, 3333, 4999, 5000, 9999, 10_000, 10_001];
+    const text = (): string => {
+      const n = pick(lengths);
+      const ascii = rand() < 0.5;
+      let t = '';
+      while (t.length < n) t += ascii ? pick(['a', 'Z', '0', '\r']) : pick(pieces);
+      return t.slice(0, n + (rand() < 0.3 ? 1 : 0)); // at times a surrogate pair cut in two
+    };
+    const buffer = (): Buffer => {
+      const b = Buffer.alloc(pick(lengths));
+      for (let i = 0; i < b.length; i++) b[i] = Math.floor(rand() * 256);
+      return b;
+    };
+    const w = new RespWriter();
+    const taken: Buffer[] = [];
+    const expected: Buffer[] = [];
+    for (let c = 0; c < 3000; c++) {
+      const args = Array.from({ length: 1 + Math.floor(rand() * 6) }, () => (rand() < 0.25 ? buffer() : text()));
+      w.encode(args);
+      expected.push(reference(args));
+      // Taken now and then: the slab fills to its end and goes on in a new one, keeping the rest.
+      if (rand() < 0.1) taken.push(Buffer.from(w.take()));
+      if (rand() < 0.01) {
+        w.reset();
+        expected.length = 0;
+        taken.length = 0;
+      }
+    }
+    taken.push(w.take());
+    expect(Buffer.concat(taken).equals(Buffer.concat(expected))).toBe(true);
   });
 });
