@@ -40,7 +40,7 @@
 //   bounds the wait, then destroy()).
 // No pub/sub, no Sentinel or Cluster (those keep node-redis for every command).
 
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { SocketClosedUnexpectedlyError } from 'redis';
 import { INCOMPLETE, PUSH, ReplyRing, RespReader, RespWriter } from './resp.ts';
@@ -156,7 +156,7 @@ export class HotConnection {
   #connect(started?: (ready: boolean) => void): void {
     this.#retry = null;
     const o = this.#opts;
-    const socket = o.tls ? tlsConnect({ host: o.host, port: o.port, ...(isIpAddress(o.host) ? {} : { servername: o.host }) }) : netConnect({ host: o.host, port: o.port });
+    const socket = o.tls ? tlsConnect({ host: o.host, port: o.port, ...(isIP(o.host) !== 0 ? {} : { servername: o.host }) }) : netConnect({ host: o.host, port: o.port });
     socket.setNoDelay(true);
     // Keepalive as node-redis's socket has it: outside rotations and exchanges this connection is
     // idle, and a NAT or load balancer that drops idle flows would otherwise leave it `ready` on a
@@ -295,8 +295,4 @@ function sendAnotherWay(fallback: NonNullable<HotConnectionOptions['fallback']>,
   } catch (err) {
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }
-}
-
-function isIpAddress(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':');
 }
