@@ -14,7 +14,9 @@
 // logs 50 new users in and rotates their 50 chains CPU_REQUESTS times in all, bench/load-refresh.ts;
 // sso: the SSO token exchange on Redis — each round stores CPU_REQUESTS finished SSO logins through
 // the server's own checkout's bench/fill-sso-tokens.ts, in another process and before the CPU is
-// read, then exchanges each one-time token once, bench/load-sso.ts).
+// read, then exchanges each one-time token once, bench/load-sso.ts). In refresh mode the rounds
+// also measure goal 2's floor (bench/peer-baselines.ts PEER=rotation-floor: Fastify, the HMACs, one
+// Redis command, one Ed25519 signature and nothing else) unless CPU_ONLY leaves it out.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -42,10 +44,12 @@ const prefixes: string[] = [];
 
 interface Server { url: string; pid: number | undefined }
 
-async function startHello(): Promise<Server & { headers: Record<string, string> }> {
+async function startHello(peer = 'hello'): Promise<Server & { headers: Record<string, string> }> {
   const port = await freePort();
+  const prefix = `bench-cpu-${run}-floor:`;
+  if (peer !== 'hello') prefixes.push(prefix);
   const [cmd, args] = pinned(0, [NODE, join(ROOT, 'bench/peer-baselines.ts')]);
-  const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PEER: 'hello' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PEER: peer, REDIS_URL, PREFIX: prefix }, stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await waitFor(`${url}/api/v1/session`, child, 600);
@@ -108,7 +112,12 @@ async function startTessera(store: string, root = ROOT): Promise<Tessera> {
 
 interface Row { us: number; p99: number; non2xx: number }
 
-async function measureRotation(t: Tessera, amount: number): Promise<Row> {
+/** The rotation floor's chains: `n` refresh tokens from its POST /login. */
+async function floorChains(url: string, n: number): Promise<string[]> {
+  return Promise.all(Array.from({ length: n }, async () => ((await (await okOr409(await globalThis.fetch(`${url}/login`, { method: 'POST' }))).json()) as { refreshToken: string }).refreshToken));
+}
+
+async function measureRotation(t: Pick<Tessera, 'url' | 'pid' | 'chains'>, amount: number): Promise<Row> {
   const tokens = await t.chains(CONNECTIONS);
   const c0 = cpuSeconds(t.pid);
   const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load-refresh.ts'), JSON.stringify({ url: `${t.url}/api/v1/auth/token/refresh`, seconds: 600, tokens, amount })]);
@@ -151,9 +160,15 @@ function measureOnce(s: Server, headers: Record<string, string>): Row {
 try {
   const hello = await startHello();
   const scenarios: [string, Server, Record<string, string>][] = [['fastify hello world', hello, hello.headers]];
-  const rotations = new Map<string, Tessera>();
+  const rotations = new Map<string, Pick<Tessera, 'url' | 'pid' | 'chains'>>();
   const exchanges = new Map<string, Tessera>();
   const want = (name: string) => ONLY === null || ONLY.some((o) => name.includes(o));
+  if (MODE === 'refresh' && want('rotation floor')) {
+    const floor = await startHello('rotation-floor');
+    const name = 'rotation floor (fastify, one Redis RENAME, Ed25519)';
+    rotations.set(name, { url: floor.url, pid: floor.pid, chains: (n) => floorChains(floor.url, n) });
+    scenarios.push([name, floor, {}]);
+  }
   for (const [root, mark] of REF === null ? [[ROOT, '']] : [[ROOT, ''], [REF, ' [ref]']]) {
     if (MODE === 'sso') {
       const t = await startTessera(REDIS_URL, root);

@@ -2,10 +2,17 @@
 //   PEER=hello      a Fastify hello world (the ceiling of this runtime and machine)
 //   PEER=redis-get  a Fastify route that does one Redis GET of a session value per request
 //   PEER=jose       a Fastify route that verifies an EdDSA JWT with jose per request
+//   PEER=rotation-floor  the least a refresh-token rotation could cost on this stack (goal 2's
+//                   floor): POST /api/v1/auth/token/refresh { refreshToken } with Fastify's body and
+//                   answer schemas, the presented token's HMAC, ONE Redis command that consumes it
+//                   and stores its successor atomically (RENAME of the hash's key to the successor's),
+//                   an Ed25519 (libsodium) signature of a JWT of Tessera's claims, a new 256-bit
+//                   token and its HMAC, an answer of Tessera's shape — and nothing else (no grace
+//                   answer, no reuse detection, no audit, no revocation feed, no log line, no metrics)
 // Environment: PORT, PEER, REDIS_URL, PREFIX. GET /api/v1/session answers; POST /login gives
 // what the route needs (a cookie or a token).
 
-import { randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import Fastify from 'fastify';
 import { SignJWT, generateKeyPair, jwtVerify } from 'jose';
 import { createClient } from 'redis';
@@ -49,6 +56,58 @@ if (peer === 'hello') {
     } catch {
       return reply.code(401).send({ error: 'unauthenticated' });
     }
+  });
+} else if (peer === 'rotation-floor') {
+  const sodium = (await import('sodium-native')).default as unknown as {
+    crypto_sign_keypair(pk: Buffer, sk: Buffer): void;
+    crypto_sign_detached(sig: Buffer, m: Buffer, sk: Buffer): void;
+  };
+  const pk = Buffer.alloc(32);
+  const sk = Buffer.alloc(64);
+  sodium.crypto_sign_keypair(pk, sk);
+  const hmacKey = createSecretKey(randomBytes(32));
+  const hashOf = (token: string) => createHmac('sha256', hmacKey).update(token).digest('base64url');
+  const client = createClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
+  client.on('error', () => {});
+  await client.connect();
+  app.addHook('onClose', async () => void (await client.quit().catch(() => undefined)));
+  const header = Buffer.from(JSON.stringify({ alg: 'EdDSA', typ: 'JWT', kid: 'k1' })).toString('base64url');
+  const record = JSON.stringify({ sessionId: 's', userId: 'u-1', tenantId: 'bench', scope: 'session role:user' });
+  /** An answer of Tessera's shape: a signed session token and the successor refresh token. */
+  const pair = (sessionId: string) => {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: 'http://127.0.0.1', sub: 'u-1', tid: 'bench', sid: sessionId, scope: 'session role:user', iat: now, exp: now + 1800, jti: randomBytes(16).toString('base64url') };
+    const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+    const sig = Buffer.alloc(64);
+    sodium.crypto_sign_detached(sig, Buffer.from(input), sk);
+    const refreshToken = randomBytes(32).toString('base64url');
+    return { refreshToken, body: { expires_in: 1800, token_type: 'Bearer', scope: 'session role:user', customerId: 'u-1', tenantId: 'bench', userSessionToken: `${input}.${sig.toString('base64url')}`, refreshToken, sessionId } };
+  };
+  const answer = {
+    200: {
+      type: 'object',
+      properties: {
+        expires_in: { type: 'integer' }, token_type: { type: 'string' }, scope: { type: 'string' }, customerId: { type: 'string' },
+        tenantId: { type: 'string' }, userSessionToken: { type: 'string' }, refreshToken: { type: 'string' }, sessionId: { type: 'string' },
+      },
+    },
+  };
+  app.post('/login', async () => {
+    const p = pair(randomBytes(16).toString('base64url'));
+    await client.set(`${prefix}${hashOf(p.refreshToken)}`, record, { EX: 2700 });
+    return p.body;
+  });
+  app.post('/api/v1/auth/token/refresh', {
+    schema: { body: { type: 'object', required: ['refreshToken'], additionalProperties: false, properties: { refreshToken: { type: 'string', minLength: 43, maxLength: 43 } } }, response: answer },
+  }, async (request, reply) => {
+    const presented = hashOf((request.body as { refreshToken: string }).refreshToken);
+    const p = pair('s');
+    try {
+      await client.rename(`${prefix}${presented}`, `${prefix}${hashOf(p.refreshToken)}`);
+    } catch {
+      return reply.code(401).send({ error: 'invalid_grant' });
+    }
+    return p.body;
   });
 } else {
   throw new Error(`unknown PEER ${peer}`);
