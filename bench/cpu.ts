@@ -44,12 +44,12 @@ const prefixes: string[] = [];
 
 interface Server { url: string; pid: number | undefined }
 
-async function startHello(peer = 'hello'): Promise<Server & { headers: Record<string, string> }> {
+async function startHello(peer = 'hello', without = ''): Promise<Server & { headers: Record<string, string> }> {
   const port = await freePort();
-  const prefix = `bench-cpu-${run}-floor:`;
+  const prefix = `bench-cpu-${run}-floor-${randomBytes(3).toString('hex')}:`;
   if (peer !== 'hello') prefixes.push(prefix);
   const [cmd, args] = pinned(0, [NODE, join(ROOT, 'bench/peer-baselines.ts')]);
-  const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PEER: peer, REDIS_URL, PREFIX: prefix }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', PORT: String(port), PEER: peer, REDIS_URL, PREFIX: prefix, FLOOR_WITHOUT: without }, stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await waitFor(`${url}/api/v1/session`, child, 600);
@@ -163,9 +163,11 @@ try {
   const rotations = new Map<string, Pick<Tessera, 'url' | 'pid' | 'chains'>>();
   const exchanges = new Map<string, Tessera>();
   const want = (name: string) => ONLY === null || ONLY.some((o) => name.includes(o));
-  if (MODE === 'refresh' && want('rotation floor')) {
-    const floor = await startHello('rotation-floor');
-    const name = 'rotation floor (fastify, one Redis RENAME, Ed25519)';
+  // CPU_FLOOR_VARIANTS: more floor rows, each a FLOOR_WITHOUT value (e.g. "redis;sign;redis,sign").
+  const floorVariants = ['', ...(process.env.CPU_FLOOR_VARIANTS?.split(';').filter(Boolean) ?? [])];
+  for (const without of MODE === 'refresh' && want('rotation floor') ? floorVariants : []) {
+    const floor = await startHello('rotation-floor', without);
+    const name = `rotation floor (fastify, one Redis RENAME, Ed25519)${without === '' ? '' : ` without ${without}`}`;
     rotations.set(name, { url: floor.url, pid: floor.pid, chains: (n) => floorChains(floor.url, n) });
     scenarios.push([name, floor, {}]);
   }

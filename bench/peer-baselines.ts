@@ -8,7 +8,9 @@
 //                   and stores its successor atomically (RENAME of the hash's key to the successor's),
 //                   an Ed25519 (libsodium) signature of a JWT of Tessera's claims, a new 256-bit
 //                   token and its HMAC, an answer of Tessera's shape — and nothing else (no grace
-//                   answer, no reuse detection, no audit, no revocation feed, no log line, no metrics)
+//                   answer, no reuse detection, no audit, no revocation feed, no log line, no metrics).
+//                   FLOOR_WITHOUT=redis,sign leaves parts out, to price each (redis: a Map in the
+//                   process instead of the RENAME; sign: a fixed signature instead of Ed25519's).
 // Environment: PORT, PEER, REDIS_URL, PREFIX. GET /api/v1/session answers; POST /login gives
 // what the route needs (a cookie or a token).
 
@@ -65,6 +67,8 @@ if (peer === 'hello') {
   const pk = Buffer.alloc(32);
   const sk = Buffer.alloc(64);
   sodium.crypto_sign_keypair(pk, sk);
+  const without = new Set((process.env.FLOOR_WITHOUT ?? '').split(',').filter(Boolean));
+  const memory = new Map<string, string>();
   const hmacKey = createSecretKey(randomBytes(32));
   const hashOf = (token: string) => createHmac('sha256', hmacKey).update(token).digest('base64url');
   const client = createClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
@@ -79,7 +83,7 @@ if (peer === 'hello') {
     const claims = { iss: 'http://127.0.0.1', sub: 'u-1', tid: 'bench', sid: sessionId, scope: 'session role:user', iat: now, exp: now + 1800, jti: randomBytes(16).toString('base64url') };
     const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
     const sig = Buffer.alloc(64);
-    sodium.crypto_sign_detached(sig, Buffer.from(input), sk);
+    if (!without.has('sign')) sodium.crypto_sign_detached(sig, Buffer.from(input), sk);
     const refreshToken = randomBytes(32).toString('base64url');
     return { refreshToken, body: { expires_in: 1800, token_type: 'Bearer', scope: 'session role:user', customerId: 'u-1', tenantId: 'bench', userSessionToken: `${input}.${sig.toString('base64url')}`, refreshToken, sessionId } };
   };
@@ -94,7 +98,8 @@ if (peer === 'hello') {
   };
   app.post('/login', async () => {
     const p = pair(randomBytes(16).toString('base64url'));
-    await client.set(`${prefix}${hashOf(p.refreshToken)}`, record, { EX: 2700 });
+    if (without.has('redis')) memory.set(hashOf(p.refreshToken), record);
+    else await client.set(`${prefix}${hashOf(p.refreshToken)}`, record, { EX: 2700 });
     return p.body;
   });
   app.post('/api/v1/auth/token/refresh', {
@@ -102,6 +107,13 @@ if (peer === 'hello') {
   }, async (request, reply) => {
     const presented = hashOf((request.body as { refreshToken: string }).refreshToken);
     const p = pair('s');
+    if (without.has('redis')) {
+      const r = memory.get(presented);
+      if (r === undefined) return reply.code(401).send({ error: 'invalid_grant' });
+      memory.delete(presented);
+      memory.set(hashOf(p.refreshToken), r);
+      return p.body;
+    }
     try {
       await client.rename(`${prefix}${presented}`, `${prefix}${hashOf(p.refreshToken)}`);
     } catch {
