@@ -185,9 +185,15 @@ export class SessionCache {
     // `ended` stays: what has ended stays ended, whatever messages were lost.
   }
 
-  /** Remember a record this process has just written or read. */
+  /**
+   * Remember a record this process has just written or read. Never a flow record (an SSO login's
+   * state or its one-time token): nothing is answered from memory for one — a bearer token names
+   * an app session, a cookie must be an app session's (authenticate.ts), and every flow step reads
+   * the store — so none is kept, and the end of a consumed one-time token need not reach this
+   * cache (the Redis redeem scripts do not publish it).
+   */
   remember(session: Session): void {
-    if (session.status !== 'active' || this.ended.has(session.handle) || !this.live) {
+    if (session.status !== 'active' || session.kind === 'flow' || this.ended.has(session.handle) || !this.live) {
       this.entries.delete(session.handle);
       return;
     }

@@ -27,7 +27,9 @@ export interface Coordination {
   /**
    * Calls `listener` with the handles of sessions that stopped being active (revoked, consumed,
    * evicted, expired by the sweeper), whichever process ended them. Every adapter operation that
-   * ends sessions publishes them, each end once; the ends of one user arrive in the order they were
+   * ends sessions publishes them, each end once — except that an adapter may leave out a flow
+   * record consumed by redeemSession or lookUpAndRedeem (an SSO one-time token; the Redis adapter
+   * does: no session cache keeps a flow record, SessionCache.remember); the ends of one user arrive in the order they were
    * made (across users no order is promised). test/store/feed-conformance.ts holds every adapter to it. `onReset('down')` says the feed may be losing messages from
    * now on (connection trouble, a silent subscriber, a pruned log): the caller must forget what
    * it cached and trust nothing cached until `onReset('up')`, which says that messages published

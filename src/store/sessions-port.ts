@@ -271,7 +271,9 @@ export interface SessionsStore {
    * the data patch, the activity (as touchSession) and the first refresh token. Of many
    * concurrent callers exactly one gets `redeemed` or `target_unusable`; the others get
    * `not_consumed`. A refresh token whose hash is already stored: Conflict
-   * refresh_token_exists, and nothing changed.
+   * refresh_token_exists, and nothing changed. The consumed session's end is published on the
+   * feed of ends (coordination-port.ts), unless it is a flow record: that one an adapter may
+   * leave out (Redis does).
    */
   redeemSession(secretHash: string, target: RedeemTarget, now: number): Promise<RedeemResult>;
 

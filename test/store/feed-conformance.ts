@@ -176,19 +176,28 @@ export function describeFeedConformance(name: string, target: StoreTarget): void
       await heard([flow.handle]);
     });
 
-    it('redeemSession publishes the single-use session it consumed, not the target it activated', async () => {
+    // A one-time token (a flow record) consumed by a redeem: the Redis adapter does not publish
+    // its end (no session cache keeps a flow record: SessionCache.remember), the others do (their
+    // feeds are the store's own log of ends). Either way the target activated is not an end.
+    const quietFlowEnds = target.id.startsWith('redis');
+    async function consumedOnceHeard(once: Session, ids: Ids): Promise<void> {
+      if (!quietFlowEnds) await heard([once.handle]);
+      await marker(ids);
+      if (quietFlowEnds) expect(reader.ends()).not.toContain(once.handle);
+    }
+
+    it('redeemSession publishes the single-use session it consumed (not on Redis), not the target it activated', async () => {
       const ids = fresh();
       const app = await make(ids, 'app');
       const once = issueSession({ tenantId: ids.tenantId, userId: ids.userId, kind: 'flow', lifetime: DEFAULT_LIFETIMES.flow, authMethod: 'oidc' }, T0).session;
       expect((await writer.createSession(once, T0)).ok).toBe(true);
       const r = await writer.redeemSession(once.secretHash, { handle: app.handle, expectData: {}, patch: { mode: 'token' }, idleExpiresAt: T0 + 60_000, refreshToken: null }, T0 + 1);
       expect(r.outcome).toBe('redeemed');
-      await heard([once.handle]);
-      await marker(ids);
+      await consumedOnceHeard(once, ids);
       expect(reader.ends()).not.toContain(app.handle);
     });
 
-    it('lookUpAndRedeem publishes the single-use session it consumed, not the target it activated', async () => {
+    it('lookUpAndRedeem publishes the single-use session it consumed (not on Redis), not the target it activated', async () => {
       const ids = fresh();
       await writer.createUser({ id: ids.userId as string, tenantId: ids.tenantId, email: `${ids.userId}@example.com`, passwordHash: null, roles: [], createdAt: T0, updatedAt: T0 });
       const app = await make(ids, 'app');
@@ -196,8 +205,7 @@ export function describeFeedConformance(name: string, target: StoreTarget): void
       expect((await writer.createSession(once, T0)).ok).toBe(true);
       const plan = { kind: 'flow' as const, tenants: [{ tenantId: ids.tenantId, idleExpiresAt: T0 + 60_000 }], expectSeen: {}, targetField: 'appHandle', target: { expectData: {}, patch: { mode: 'token' } }, refreshToken: null };
       expect((await writer.lookUpAndRedeem(once.secretHash, plan, T0 + 1)).outcome).toBe('redeemed');
-      await heard([once.handle]);
-      await marker(ids);
+      await consumedOnceHeard(once, ids);
       expect(reader.ends()).not.toContain(app.handle);
     });
 

@@ -274,7 +274,17 @@ end
 -- The consumed record is packed only for an unusable answer (packedOf below: the same
 -- record as revokeTree would have appended, the root, revoked first). A one-time token's
 -- record has no children (the usual case): revoked as revokeTree would, without its walk.
-if xget(rec, KIDS) then revokeTree(r, 'consumed', 'parent_revoked', nil, nil) else revokeOne(r, rec, 'consumed') end
+-- A flow record's end is not published (finish): no session cache keeps a flow record
+-- (session-cache.ts remember), so no process has anything to forget or wait for; its
+-- children's ends, if any, are.
+local quiet = rec[KIND] == KINDCODE['flow']
+if xget(rec, KIDS) then
+  local endedBefore = #ended
+  revokeTree(r, 'consumed', 'parent_revoked', nil, nil)
+  if quiet and #ended > endedBefore then table.remove(ended, endedBefore + 1) end
+else
+  revokeOne(r, rec, 'consumed', quiet)
+end
 local t, tr = get(${handle})
 local ok = t ~= nil and isValid(t) and t[TEN] == rec[TEN] and t[USR] == rec[USR]
 local n = tonumber(ARGV[a + 5])

@@ -508,11 +508,12 @@ local function unlink(r, rec)
   changed(prec)
 end
 
-local function revokeOne(r, rec, reason)
+-- quiet: the end is not published (an SSO one-time token consumed by its exchange, redeemSteps).
+local function revokeOne(r, rec, reason, quiet)
   rec[ST] = RV
   xset(rec, ENDT, now)
   xset(rec, WHY, reason)
-  ended[#ended + 1] = handleOf(r)
+  if not quiet then ended[#ended + 1] = handleOf(r) end
   unlink(r, rec)
   toCold(r, rec)
 end
