@@ -105,5 +105,24 @@ for (const id of IDS) {
       if (id === 'redis') expect(heardB).not.toContain(once.handle);
       else expect(heardB).toContain(once.handle);
     });
+
+    it('a one-time token with a child (no flow makes one): the child’s end is published, the token’s as above', async () => {
+      const { tenantId, userId, once, app } = await signIn();
+      const now = Date.now();
+      const child = issueSession(
+        { tenantId, userId, kind: 'redirect', lifetime: DEFAULT_LIFETIMES.redirect, authMethod: 'oidc', parentHandle: once.handle, notAfter: once.absoluteExpiresAt },
+        now,
+      ).session;
+      expect((await pair.a.createSession(child, now)).ok).toBe(true);
+      const r = await pair.a.redeemSession(once.secretHash, { handle: app.handle, expectData: { mode: 'pending' }, patch: { mode: 'token' }, idleExpiresAt: now + 60_000, refreshToken: null }, now + 1);
+      expect(r.outcome).toBe('redeemed');
+      await vi.waitFor(() => expect(heardB).toContain(child.handle), DELIVERY);
+      const marker = issueSession({ tenantId, userId, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password' }, now).session;
+      expect((await pair.a.createSession(marker, now)).ok).toBe(true);
+      await pair.a.revokeSession(marker.handle, 'logout', now + 2);
+      await vi.waitFor(() => expect(heardB).toContain(marker.handle), DELIVERY);
+      if (id === 'redis') expect(heardB).not.toContain(once.handle);
+      else expect(heardB).toContain(once.handle);
+    });
   });
 }
