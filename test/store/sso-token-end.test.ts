@@ -65,6 +65,26 @@ for (const id of IDS) {
       return { tenantId, userId, app, once, token };
     }
 
+    /** Redeems the token for its app session through redeemSession (the steps' call). */
+    async function redeem(once: Session, app: Session, now: number): Promise<void> {
+      const r = await pair.a.redeemSession(once.secretHash, { handle: app.handle, expectData: { mode: 'pending' }, patch: { mode: 'token' }, idleExpiresAt: now + 60_000, refreshToken: null }, now + 1);
+      expect(r.outcome).toBe('redeemed');
+    }
+
+    /**
+     * Whether B heard the token's end: asked after a marker end of the same user made after it —
+     * once B heard the marker, it heard whatever came before. Published on SQLite and PostgreSQL,
+     * not on Redis.
+     */
+    async function expectTokenEndHeardOnlyOffRedis(ids: { tenantId: string; userId: string }, once: Session, now: number): Promise<void> {
+      const marker = issueSession({ ...ids, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password' }, now).session;
+      expect((await pair.a.createSession(marker, now)).ok).toBe(true);
+      await pair.a.revokeSession(marker.handle, 'logout', now + 2);
+      await vi.waitFor(() => expect(heardB).toContain(marker.handle), DELIVERY);
+      if (id === 'redis') expect(heardB).not.toContain(once.handle);
+      else expect(heardB).toContain(once.handle);
+    }
+
     it('B never keeps the token’s record, so after A exchanged it B answers from the store: consumed', async () => {
       const { tenantId, app, once } = await signIn();
       const now = Date.now();
@@ -95,15 +115,8 @@ for (const id of IDS) {
     it('the end of a one-time token consumed by a redeem is published on SQLite and PostgreSQL, not on Redis', async () => {
       const { tenantId, userId, once, app } = await signIn();
       const now = Date.now();
-      const r = await pair.a.redeemSession(once.secretHash, { handle: app.handle, expectData: { mode: 'pending' }, patch: { mode: 'token' }, idleExpiresAt: now + 60_000, refreshToken: null }, now + 1);
-      expect(r.outcome).toBe('redeemed');
-      // A marker end of the same user after it: once B heard the marker, it heard whatever came before.
-      const marker = issueSession({ tenantId, userId, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password' }, now).session;
-      expect((await pair.a.createSession(marker, now)).ok).toBe(true);
-      await pair.a.revokeSession(marker.handle, 'logout', now + 2);
-      await vi.waitFor(() => expect(heardB).toContain(marker.handle), DELIVERY);
-      if (id === 'redis') expect(heardB).not.toContain(once.handle);
-      else expect(heardB).toContain(once.handle);
+      await redeem(once, app, now);
+      await expectTokenEndHeardOnlyOffRedis({ tenantId, userId }, once, now);
     });
 
     it('a one-time token with a child (no flow makes one): the child’s end is published, the token’s as above', async () => {
@@ -114,15 +127,9 @@ for (const id of IDS) {
         now,
       ).session;
       expect((await pair.a.createSession(child, now)).ok).toBe(true);
-      const r = await pair.a.redeemSession(once.secretHash, { handle: app.handle, expectData: { mode: 'pending' }, patch: { mode: 'token' }, idleExpiresAt: now + 60_000, refreshToken: null }, now + 1);
-      expect(r.outcome).toBe('redeemed');
+      await redeem(once, app, now);
       await vi.waitFor(() => expect(heardB).toContain(child.handle), DELIVERY);
-      const marker = issueSession({ tenantId, userId, kind: 'app', lifetime: DEFAULT_LIFETIMES.app, authMethod: 'password' }, now).session;
-      expect((await pair.a.createSession(marker, now)).ok).toBe(true);
-      await pair.a.revokeSession(marker.handle, 'logout', now + 2);
-      await vi.waitFor(() => expect(heardB).toContain(marker.handle), DELIVERY);
-      if (id === 'redis') expect(heardB).not.toContain(once.handle);
-      else expect(heardB).toContain(once.handle);
+      await expectTokenEndHeardOnlyOffRedis({ tenantId, userId }, once, now);
     });
   });
 }
