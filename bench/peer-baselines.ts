@@ -15,6 +15,7 @@
 // what the route needs (a cookie or a token).
 
 import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import Fastify from 'fastify';
 import { SignJWT, generateKeyPair, jwtVerify } from 'jose';
 import { createClient } from 'redis';
@@ -60,7 +61,7 @@ if (peer === 'hello') {
     }
   });
 } else if (peer === 'rotation-floor') {
-  const sodium = (await import('sodium-native')).default as unknown as {
+  const sodium = createRequire(import.meta.url)('sodium-native') as {
     crypto_sign_keypair(pk: Buffer, sk: Buffer): void;
     crypto_sign_detached(sig: Buffer, m: Buffer, sk: Buffer): void;
   };
@@ -95,6 +96,7 @@ if (peer === 'hello') {
         tenantId: { type: 'string' }, userSessionToken: { type: 'string' }, refreshToken: { type: 'string' }, sessionId: { type: 'string' },
       },
     },
+    401: { type: 'object', properties: { error: { type: 'string' } } },
   };
   app.post('/login', async () => {
     const p = pair(randomBytes(16).toString('base64url'));
