@@ -36,6 +36,9 @@
 // (SSO exchanges before `sso` measures, default 14,000), BENCH_REDIS_URL,
 // BENCH_REDIS_CORE, BENCH_POSTGRES_URL; TESSERA_REDIS_HOT_WRITES is passed on to the Tessera servers;
 // BENCH_GC_TRACE=<dir>: every server's V8 GC trace and the run's measured windows there (`collectAll`).
+// BENCH_PHASES=1: where the wall time went, per section and kind of step, printed after the run
+// (`timed`); BENCH_WARMUP_TRACE=N: each warm-up in N parts, the server's CPU µs per request of
+// each printed.
 // Every long-lived Node process of the run is given a full collection outside the measured windows
 // (bench/gc-on-signal.ts; `collectAll` and `collectStale` below): V8's memory reducer's own falls
 // 100 s after a process's last one otherwise, in whichever row is measured then.
@@ -52,6 +55,8 @@ import { createBenchDatabase, type BenchDatabase } from './pg-database.ts';
 import { COLLECT_TIMEOUT_MS, collectGarbage, freePort, GC_ON_SIGNAL_ARGS, waitFor, cpuSeconds, hasTaskset, helperThreadSeconds, pinNow, pinned, reapedChildrenCpuSeconds, stopChild, tesseraEnv, unlinkPrefixes, waitSeconds } from './server-process.ts';
 import { coreBusy, describePlacement, loadCoreShare, parseRedisInfo, readProcStat, redisPlacement, startOwnRedis, topCommands, type OwnRedis } from './bench-redis.ts';
 import { createClient } from 'redis';
+import { DEFAULT_SEMI_SPACE_MB } from '../src/config/config.ts';
+import { startFlags } from '../src/config/node-flags.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -350,14 +355,14 @@ const serverNames = new Map<string, string>();
 
 function load(url: string, headers: Record<string, string>, seconds = SECONDS, row = url): Figures {
   const pid = serverPids.get(new URL(url).origin);
-  collectStale(seconds);
+  timed('collect', () => collectStale(seconds));
   const others = othersCpu(pid);
   const opened = Date.now();
   const a = before(pid);
-  const f = after(runLoad('bench/load.ts', { url, connections: CONNECTIONS, duration: seconds, headers }), pid, a);
+  const f = timed('measured', () => after(runLoad('bench/load.ts', { url, connections: CONNECTIONS, duration: seconds, headers }), pid, a));
   traceWindow(`${row} @${new URL(url).port}`, opened);
   neighbours(row, others, (performance.now() - a.t) / 1000);
-  settle(pid);
+  timed('settle', () => settle(pid));
   return f;
 }
 
@@ -400,9 +405,21 @@ function neighbours(row: string, start: Map<string, number>, wallS: number): voi
  * Not counted in any figure: the next row's `before` comes after it. With several processes
  * (after the bench's collections): until all of them together use at most 10 ms and 2 ms more per
  * process beyond the first (an idle server's timers: 0.5–1.6 ms per 100 ms) over 100 ms, twice.
+ * (Half of that over 50 ms, read to the nanosecond, was tried on 2026-12-08 and not kept: the
+ * peer's work after its row showed in a later row once; docs/performance.md, "The quick run's wall
+ * time, 2026-12-08 session".)
  */
 function settle(...pids: Array<number | undefined>): void {
   settleWithin(5000, ...pids);
+}
+
+/** Every thread's CPU seconds of a process so far, to the nanosecond (each thread's schedstat), or NaN. */
+function threadsCpu(pid: number | undefined): number {
+  try {
+    return helperThreadSeconds(pid) + Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
+  } catch {
+    return NaN;
+  }
 }
 
 /** `settle`, waiting at most `maxMs`. */
@@ -505,7 +522,7 @@ function collectStale(windowS: number): void {
 /** A database of its own for the run's PostgreSQL server, or null when PostgreSQL does not answer. */
 async function benchDatabase(): Promise<BenchDatabase | null> {
   try {
-    return await createBenchDatabase(POSTGRES_URL, `tessera_bench_${run}`);
+    return await timed('postgres database', () => createBenchDatabase(POSTGRES_URL, `tessera_bench_${run}`));
   } catch (err) {
     console.log(`\n(PostgreSQL at ${POSTGRES_URL} does not answer — ${(err as Error).message}: its rows are skipped)`);
     return null;
@@ -548,6 +565,16 @@ interface Tessera {
 }
 
 const COOKIE_KEY = randomBytes(32).toString('base64url');
+/**
+ * The Node flags `tessera start` gives itself (src/config/node-flags.ts: the young generation kept
+ * at TESSERA_SEMI_SPACE_MB, 16, which the bench leaves at its default), given on its command line
+ * instead: a server started without them replaces itself with the same command plus them
+ * (`process.execve`) once its modules are loaded, and so loads them twice — ~0.6 s more CPU per
+ * start (1.51–1.83 s against 0.98–1.04 s, 4 starts each way, alternated), nine starts in a quick
+ * run. Given by the operator, the flag stops the replacement (`startFlags` returns none); the
+ * server then runs with exactly the flags it would have given itself.
+ */
+const SERVER_FLAGS = startFlags(DEFAULT_SEMI_SPACE_MB, []);
 
 /** `core`: where the server is pinned once it answers (0); null: not pinned here (its caller pins it before it is measured). */
 async function startTessera(store: string, opts: { prefix?: string; core?: number | null; publicUrl?: string } = {}): Promise<Tessera> {
@@ -564,7 +591,7 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
     url = `http://127.0.0.1:${port}`;
     const gc = gcReady(`tessera-${store.split(':')[0]}-${port}`);
     child = started(
-      spawn(NODE, [...gc.args, join(ROOT, 'src/cli.ts'), 'start'], {
+      spawn(NODE, [...SERVER_FLAGS, ...gc.args, join(ROOT, 'src/cli.ts'), 'start'], {
         cwd: dir,
         env: {
           ...tesseraEnv({ port, store, prefix, admin, cookieKey: COOKIE_KEY }),
@@ -582,7 +609,7 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
     serverPids.set(url, child.pid);
     serverNames.set(url, `tessera (${store.split(':')[0]}) on :${port}`);
     try {
-      await waitFor(`${url}/healthz`, child);
+      await timed(`tessera ${store.split(':')[0]} up`, () => waitFor(`${url}/healthz`, child));
       if (opts.core !== null) pinNow(child.pid, opts.core ?? 0);
       break;
     } catch (err) {
@@ -591,11 +618,12 @@ async function startTessera(store: string, opts: { prefix?: string; core?: numbe
     }
   }
   const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
-  await fetch(`${url}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, body: '{"profile":"integration"}' }).then(async (r) => {
+  await timed('tenant', () => fetch(`${url}/api/v1/admin/tenants/bench`, { method: 'PUT', headers: h, body: '{"profile":"integration"}' }).then(async (r) => {
     if (!r.ok) throw new Error(`tenant: ${r.status} ${await r.text()}`);
-  });
+  }));
   const users = new Set<string>();
-  const login = async (mode: 'token' | 'cookie', email = 'bench@example.com') => {
+  const login = (mode: 'token' | 'cookie', email = 'bench@example.com') => timed('login', () => loginOnce(mode, email));
+  const loginOnce = async (mode: 'token' | 'cookie', email: string) => {
     if (!users.has(email)) {
       const r = await fetchRetry(`${url}/api/v1/admin/users`, { method: 'POST', headers: h, body: JSON.stringify({ tenantId: 'bench', email, password: 'bench password' }) });
       if (!r.ok && r.status !== 409) throw new Error(`user: ${r.status} ${await r.text()}`);
@@ -625,7 +653,7 @@ async function startBaseline(peer: 'hello' | 'redis-get' | 'jose' | 'session', r
   const url = `http://127.0.0.1:${port}`;
   serverPids.set(url, child.pid);
   serverNames.set(url, peer === 'hello' ? 'fastify hello world' : peer === 'session' ? '@fastify/session + connect-redis' : peer);
-  await waitFor(`${url}/api/v1/session`, child);
+  await timed(`${peer} up`, () => waitFor(`${url}/api/v1/session`, child));
   pinNow(child.pid, 0);
   const res = await fetch(`${url}/login`, { method: 'POST' });
   const body = (await res.json()) as { token?: string };
@@ -658,7 +686,7 @@ async function startDelayProxy(delayMs: number): Promise<{ child: ChildProcess; 
  * nothing is being measured. Its progress lines (large fills) are printed as they come.
  */
 function fill(t: Tessera, count: number, firstUser = 0): Promise<number> {
-  return new Promise((resolve, reject) => {
+  return timed(`fill ${count} ${t.store.split(':')[0]}`, () => new Promise<number>((resolve, reject) => {
     const child = spawn(NODE, [join(ROOT, 'bench/fill-sessions.ts'), JSON.stringify({ store: t.store, prefix: t.prefix, tenantId: 'bench', count, firstUser })], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
@@ -674,14 +702,17 @@ function fill(t: Tessera, count: number, firstUser = 0): Promise<number> {
       if (code !== 0) return reject(new Error(`fill failed: ${err}`));
       resolve((JSON.parse(out.trim().split('\n').pop() as string) as { seconds: number }).seconds);
     });
-  });
+  }));
 }
 
 /**
  * Redis bytes per session under `prefix`: `MEMORY USAGE … SAMPLES 0` summed over every key of the
  * prefix, divided by `n`; prints the table by kind of key under `title`.
  */
-async function redisMemory(prefix: string, n: number, title: string): Promise<number> {
+function redisMemory(prefix: string, n: number, title: string): Promise<number> {
+  return timed('memory walk', () => redisMemoryWalk(prefix, n, title));
+}
+async function redisMemoryWalk(prefix: string, n: number, title: string): Promise<number> {
   const groups = new Map<string, { keys: number; bytes: number }>();
   let total = 0;
   for await (const keys of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) {
@@ -730,11 +761,26 @@ type Scenario = [name: string, url: string, headers: Record<string, string>];
 // 40,000: a server of the check was still getting cheaper after 15,000 (docs/performance.md,
 // "Process-to-process spread" and "Warm-up 40,000").
 const WARM_UP = Number(process.env.BENCH_WARMUP ?? 40_000);
+const WARMUP_TRACE = Number(process.env.BENCH_WARMUP_TRACE ?? 0);
 function warmUp(scenarios: Scenario[], path = '/api/v1/session'): void {
-  for (const [, url, headers] of scenarios) {
-    runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: WARM_UP, headers });
-    settle(serverPids.get(new URL(url).origin));
+  for (const [name, url, headers] of scenarios) {
+    if (WARMUP_TRACE > 1) {
+      // Diagnostic: the warm-up in WARMUP_TRACE equal parts, the server's CPU µs per request of each.
+      const pid = serverPids.get(new URL(url).origin);
+      const parts: string[] = [];
+      for (let i = 0; i < WARMUP_TRACE; i++) {
+        const c0 = threadsCpu(pid);
+        const r = timed('warm-up', () => runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: Math.round(WARM_UP / WARMUP_TRACE), headers }));
+        parts.push((((threadsCpu(pid) - c0) * 1e6) / Math.max(1, r.requests)).toFixed(1));
+      }
+      console.log(`(warm-up trace, ${phaseSection}, ${name}: server CPU µs/req per ${Math.round(WARM_UP / WARMUP_TRACE)}: ${parts.join(', ')})`);
+    } else timed('warm-up', () => runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: WARM_UP, headers }));
   }
+  // One settle after the last warm-up, of every server warmed up: nothing is measured between two
+  // warm-ups, and each is a count of requests, so a server still busy with its own (its compiler
+  // threads) while the next one's runs changes neither; the first measured row waits for all of
+  // them. (Until 2026-12-08 each warm-up had its own settle, ≥ 0.2 s each: ~4 s of a quick run.)
+  timed('settle', () => settle(...new Set(scenarios.map(([, url]) => serverPids.get(new URL(url).origin)))));
 }
 
 /**
@@ -749,8 +795,8 @@ function warmUp(scenarios: Scenario[], path = '/api/v1/session'): void {
 const AFTER_COLLECTION = Number(process.env.BENCH_AFTER_COLLECTION ?? 5000);
 function afterCollection([, url, headers]: Scenario, path: string): void {
   if (AFTER_COLLECTION <= 0) return;
-  runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: AFTER_COLLECTION, headers });
-  settle(serverPids.get(new URL(url).origin));
+  timed('after-collection', () => runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: AFTER_COLLECTION, headers }));
+  timed('settle', () => settle(serverPids.get(new URL(url).origin)));
 }
 
 /** A scenario's rounds: the median round (`f`), every round's req/s rounded (`all`), and every round's figures in round order. */
@@ -768,7 +814,7 @@ function measure(scenarios: Scenario[], path = '/api/v1/session', seconds = SECO
   const samples = new Map<string, Figures[]>();
   for (let round = 0; round < ROUNDS; round++) {
     if (collected) {
-      collectAll();
+      timed('collect', () => collectAll());
       afterCollection(scenarios[0]!, path);
     }
     for (const [name, url, headers] of scenarios) samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers, seconds, name)]);
@@ -805,6 +851,42 @@ const sectionTimes: Array<[string, number]> = [];
 const runStarted = performance.now();
 function section(name: string): void {
   sectionTimes.push([name, performance.now()]);
+  phaseSection = name;
+}
+
+/**
+ * BENCH_PHASES=1: where the wall time went, printed after the run — per section, the time in each
+ * kind of step (measured windows, warm-ups, settles, collections, fills, logins, start-ups…) and
+ * how many, so that a run's wall time can be attributed without timing it again. Steps that run
+ * at once (the start-up's servers, two fills) each count their own wall time: such a line can
+ * exceed its section's. Costs nothing measured: the clock is read around the steps, outside the
+ * windows' own counters.
+ */
+const PHASES = process.env.BENCH_PHASES !== undefined && process.env.BENCH_PHASES !== '0';
+let phaseSection = 'start-up';
+const phaseTotals = new Map<string, { ms: number; n: number; first: number; last: number }>();
+function phaseAdd(kind: string, t0: number, section = phaseSection): void {
+  const t1 = performance.now();
+  const key = `${section}\u0000${kind}`;
+  const e = phaseTotals.get(key) ?? { ms: 0, n: 0, first: t0, last: t1 };
+  phaseTotals.set(key, { ms: e.ms + (t1 - t0), n: e.n + 1, first: Math.min(e.first, t0), last: Math.max(e.last, t1) });
+}
+/** `fn`'s wall time (a promise's until it settles) counted under `kind` in the current section. */
+function timed<T>(kind: string, fn: () => T): T {
+  const [t0, section] = [performance.now(), phaseSection];
+  const out = fn();
+  if (out instanceof Promise) void out.then(() => phaseAdd(kind, t0, section), () => phaseAdd(kind, t0, section));
+  else phaseAdd(kind, t0, section);
+  return out;
+}
+function printPhases(): void {
+  if (!PHASES) return;
+  const s = (ms: number) => (ms / 1000).toFixed(1);
+  console.log('\n| section | step | s | count | from – to (s since the run began) |\n|---|---|---:|---:|---|');
+  for (const [key, e] of phaseTotals) {
+    const [section, kind] = key.split('\u0000');
+    console.log(`| ${section} | ${kind} | ${s(e.ms)} | ${e.n} | ${s(e.first - runStarted)} – ${s(e.last - runStarted)} |`);
+  }
 }
 /**
  * One line of the goals table. `id` names the goal the same way in every run (for --runs);
@@ -895,7 +977,7 @@ try {
       ONLY.has('check'),
     ),
     startBaseline('hello'),
-    startLoadServer(),
+    timed('load generator up', () => startLoadServer()),
     ONLY.has('size') ? filled(startTessera(REDIS_URL)) : null,
     ONLY.has('size') ? filled(startTessera(`sqlite:${join(dir, 'control.db')}`)) : null,
     ONLY.has('check') ? Promise.all(CHECK_REFERENCES.map(async (peer) => [peer, await startBaseline(peer)] as const)) : undefined,
@@ -1027,21 +1109,21 @@ try {
     const url = `${tr.url}/api/v1/auth/token/refresh`;
     // Warmed up as every scenario of `check` is (WARM_UP requests; the server has served the
     // check, not this route): the same chains, going on with the tokens the warm-up ended on.
-    const warm = runLoad('bench/load-refresh.ts', { url, seconds: 120, amount: WARM_UP, tokens: chains.map((c) => c.refreshToken) });
-    collectStale(SECONDS);
+    const warm = timed('warm-up', () => runLoad('bench/load-refresh.ts', { url, seconds: 120, amount: WARM_UP, tokens: chains.map((c) => c.refreshToken) }));
+    timed('collect', () => collectStale(SECONDS));
     const opened = Date.now();
     const a = before(pid);
-    const f = after(runLoad('bench/load-refresh.ts', { url, seconds: SECONDS, tokens: warm.tokens ?? chains.map((c) => c.refreshToken) }), pid, a);
+    const f = timed('measured', () => after(runLoad('bench/load-refresh.ts', { url, seconds: SECONDS, tokens: warm.tokens ?? chains.map((c) => c.refreshToken) }), pid, a));
     traceWindow('tessera refresh rotation (redis)', opened);
     // Which of those commands the server sent, and which ran inside its scripts: counted on 1,000
     // further rotations of the same chains (redisCommandsBySource).
-    const counted = f.tokens ? await redisCommandsBySource(tr.prefix, () => runLoad('bench/load-refresh.ts', { url, seconds: 60, amount: 1000, tokens: f.tokens })) : null;
+    const counted = f.tokens ? await timed('monitor count', () => redisCommandsBySource(tr.prefix, () => runLoad('bench/load-refresh.ts', { url, seconds: 60, amount: 1000, tokens: f.tokens }))) : null;
     if (counted && counted.f.requests > 0) f.redisSentPerRequest = counted.sent / counted.f.requests;
     const rows = new Map([['tessera refresh rotation (redis)', { f, all: [Math.round(f.rps)] }]]);
     // The rotation server's work after the count (GC, compilations) ends before hello world's run
     // on the same core: a busy neighbour would lower the denominator (a review's finding).
-    settle(pid);
-    const beside = goal2Hello(hello);
+    timed('settle', () => settle(pid));
+    const beside = timed('goal-2 hello', () => goal2Hello(hello));
     table('Refresh-token rotation (POST /api/v1/auth/token/refresh), 50 chains (× the hello world measured beside it)', rows, beside);
     console.log(`\nWarmed up with ${warm.requests.toLocaleString('en')} rotations first (${warm.non2xx} non-2xx / ${warm.errors} errors).`);
     console.log(`CPU per rotation over the measured run: ${costs(f)}. (Redis's from INFO cpu: every client of this Redis counted.)`);
@@ -1070,11 +1152,11 @@ try {
     // budget covers both parts; the measured part keeps its `n` when the fill falls short.
     const [n, budgetS, warm] = QUICK ? [12_000, 16, SSO_WARM] : [40_000, 30, SSO_WARM];
     const all = join(dir, 'sso-tokens-all.txt');
-    const r = spawnSync(NODE, [join(ROOT, 'bench/fill-sso-tokens.ts'), JSON.stringify({ store: tr.store, prefix: tr.prefix, cookieKey: COOKIE_KEY, tenantId: 'bench', count: n + warm, budgetS, out: all })], {
+    const r = timed('sso fill', () => spawnSync(NODE, [join(ROOT, 'bench/fill-sso-tokens.ts'), JSON.stringify({ store: tr.store, prefix: tr.prefix, cookieKey: COOKIE_KEY, tenantId: 'bench', count: n + warm, budgetS, out: all })], {
       encoding: 'utf8',
       cwd: dir,
       timeout: 10 * 60 * 1000,
-    });
+    }));
     if (r.status !== 0) throw new Error(`SSO fill failed: ${r.stderr}`);
     const filled = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { stored: number; failed: number; seconds: number };
     if (filled.failed > 0) console.log(`\n(${filled.failed} SSO logins of the fill failed and were left out: ${r.stderr.trim()})`);
@@ -1084,16 +1166,16 @@ try {
     writeFileSync(warmFile, made.slice(0, warmed).join('\n') + '\n');
     writeFileSync(out, made.slice(warmed).join('\n') + '\n');
     const pid = serverPids.get(tr.url);
-    if (warmed > 0) runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: 30, tokens: warmFile });
+    if (warmed > 0) timed('warm-up', () => runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: 30, tokens: warmFile }));
     // The compilations the warm-up queued finish before the window opens.
-    settle(pid);
-    collectStale(QUICK ? 10 : 35);
+    timed('settle', () => settle(pid));
+    timed('collect', () => collectStale(QUICK ? 10 : 35));
     const opened = Date.now();
     const a = before(pid);
-    const f = after(runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: QUICK ? 10 : 35, tokens: out }), pid, a);
+    const f = timed('measured', () => after(runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: QUICK ? 10 : 35, tokens: out }), pid, a));
     traceWindow('tessera SSO token exchange (redis)', opened);
-    settle(pid);
-    const beside = goal2Hello(hello);
+    timed('settle', () => settle(pid));
+    const beside = timed('goal-2 hello', () => goal2Hello(hello));
     table(
       `SSO token exchange (POST /api/v1/sso/token, token mode), ${filled.stored.toLocaleString('en')} one-time tokens of as many users made in ${filled.seconds.toFixed(0)} s by another process (not measured), ${warmed.toLocaleString('en')} exchanged to warm up, the other ${(made.length - warmed).toLocaleString('en')} measured, each exchanged once`,
       new Map([['tessera SSO token exchange (redis)', { f, all: [Math.round(f.rps)] }]]),
@@ -1133,7 +1215,7 @@ try {
       for (let i = 0; i < n; i++) await verifyPassword(h, 'bench password');
       console.log(JSON.stringify({ ms: (performance.now() - t0) / n }));`;
     const [cmd, args] = pinned(0, [NODE, '--input-type=module', '-e', script]);
-    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    const r = timed('argon2 run', () => spawnSync(cmd, args, { encoding: 'utf8' }));
     const { ms } = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{"ms":null}') as { ms: number };
     console.log(`\n### Password login\n\nOne argon2id verification: ${ms.toFixed(1)} ms on one core → at most ${Math.floor(1000 / ms)} password checks per second per core.`);
     goal(2, 'password login bounded by argon2: its cost and the cap per core stated', `${ms.toFixed(1)} ms per verification → at most ${Math.floor(1000 / ms)} logins/s per core`, Number.isFinite(ms), Number.isFinite(ms) ? 'stated' : 'not measured');
@@ -1162,7 +1244,7 @@ try {
     // Both delays' proxies and servers start at once (start-up is not measured), then each
     // delay is measured in turn; the lot is stopped before the next section (servers first).
     // Started during the `memory` section when it runs (remoteSetUp).
-    const setups = await (remoteSetups ?? remoteSetUp());
+    const setups = await timed('set-up wait', () => remoteSetups ?? remoteSetUp());
     for (const { delay, scenarios } of setups) {
       for (const [, url, headers] of scenarios) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
       const rows = measure(scenarios, '/api/v1/session', REMOTE_SECONDS);
@@ -1175,7 +1257,7 @@ try {
       const clean = names.every((n) => rows.get(n)!.f.requests > 0 && rows.get(n)!.f.errors + rows.get(n)!.f.non2xx === 0);
       goal(5, `remote store ${delay} ms each way: latency and throughput of Tessera and the peer`, names.map(show).join('; '), clean, clean ? 'measured' : 'errors in the rows');
     }
-    await stopAll(setups.flatMap((x) => x.children));
+    await timed('stop', () => stopAll(setups.flatMap((x) => x.children)));
   }
 
   if (ONLY.has('revocation')) {
@@ -1191,11 +1273,12 @@ try {
     const busy = await b.login('token', 'busy@example.com');
     // At least 200 trials, so that the p99 is not simply the largest of a few.
     const trials = QUICK ? 200 : 500;
-    const victims = await pooled(trials, (i) => a.login('token', `victim${i}@example.com`));
+    const victims = await timed('victims', () => pooled(trials, (i) => a.login('token', `victim${i}@example.com`)));
     pinNow(a.child.pid, 0);
     // Its trials take 5–20 s (quick; the full run's 500 up to a minute).
-    collectStale(QUICK ? 30 : 60);
+    timed('collect', () => collectStale(QUICK ? 30 : 60));
     const opened = Date.now();
+    const trialsStarted = performance.now();
     // Full-speed checks on B for the whole measurement, from the load core.
     const [cmd, args] = pinned(1, [NODE, join(ROOT, 'bench/load.ts'), JSON.stringify({ url: `${b.url}/api/v1/session`, connections: CONNECTIONS, duration: 600, headers: { authorization: `Bearer ${busy.token}` } })]);
     const loadChild = started(spawn(cmd, args, { stdio: 'ignore' }));
@@ -1294,6 +1377,7 @@ try {
       readTimes.push(firstRefusalRead - t0);
     }
     loadChild.kill('SIGTERM');
+    phaseAdd('trials (measured)', trialsStarted);
     traceWindow('revocation', opened);
     probeAgent.destroy();
     const fmt = (x: number) => x.toFixed(1);
@@ -1320,6 +1404,7 @@ try {
     }
   }
 } finally {
+  phaseSection = 'clean-up';
   await stopAll([...children]);
   if (pgDatabase !== null) await pgDatabase.drop().catch(() => undefined);
   // The bench's own Redis goes with its keys; on an external one, the run's prefixes are removed.
@@ -1333,5 +1418,6 @@ const ends = [...sectionTimes.slice(1).map(([, t]) => t), performance.now()];
 console.log(
   `\n(wall time ${((performance.now() - runStarted) / 1000).toFixed(0)} s: start-up ${(((sectionTimes[0]?.[1] ?? performance.now()) - runStarted) / 1000).toFixed(0)} s, ${sectionTimes.map(([n, t], i) => `${n} ${(((ends[i] as number) - t) / 1000).toFixed(0)} s`).join(', ')}; clean-up included in the last; ${loadRuns} load runs through the long-lived load generator; ${collections.processes} full collections of the run's servers and load generator outside the measured windows, in ${collections.events} goes, ${(collections.ms / 1000).toFixed(1)} s with the wait until they were quiet)`,
 );
+printPhases();
 printGoals(summary);
 if (GOALS_OUT) writeFileSync(GOALS_OUT, JSON.stringify({ wallSeconds: (performance.now() - runStarted) / 1000, goals: summary }));

@@ -1,7 +1,7 @@
 // The Redis command deadlines (src/store/redis/connection.ts, Deadlines) run on the monotonic
 // clock: a wall clock stepped back or forward (NTP, a VM resumed) neither holds a command's
 // deadline off nor fires it early. And a command that was answered leaves nothing behind that a
-// young-generation collection keeps: its reply dies young.
+// young-generation collection keeps: its reply dies young. Nor does their timer keep a process up.
 
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -77,6 +77,23 @@ describe('Redis command deadlines', () => {
     await vi.advanceTimersByTimeAsync(50);
     second.forEach((c, i) => (i % 2 === 1 ? expect(c.outcome).toBe(`ok${i}`) : expect(c.outcome).toBeInstanceOf(StoreUnavailable)));
     expect(d.pending).toBe(0);
+  });
+
+  it('leave no timer holding the process open: one that has closed its store exits at once, not when the last deadline comes', async () => {
+    // A fill or a command-line tool that closed its Redis store waited up to the command timeout
+    // (1 s by default) for the deadline timer before its process ended (docs/performance.md,
+    // "The quick run's wall time, 2026-12-08 session"). Unreferenced timers are not counted here.
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const d = new Deadlines(60_000);
+    let answer: (v: string) => void = () => undefined;
+    const call = d.track(new Promise<string>((resolve) => (answer = resolve)), 'GET');
+    expect(d.pending).toBe(1);
+    expect(timers()).toBe(before);
+    answer('OK');
+    await expect(call).resolves.toBe('OK');
+    expect(d.pending).toBe(0);
+    expect(timers()).toBe(before);
   });
 
   it('keep nothing of an answered command that a young-generation collection would keep alive', async () => {

@@ -406,7 +406,10 @@ export class Deadlines {
   #arm(ms: number): void {
     const wait = Math.max(1, ms);
     this.#due = performance.now() + wait;
-    this.#timer = setTimeout(() => this.#expire(), wait);
+    // Unreferenced: it only bounds commands whose connection keeps the process alive anyway, and
+    // a process that has closed its store (a fill, a command-line tool) exits at once rather than
+    // when the last deadline's timer fires (up to the command timeout later).
+    this.#timer = setTimeout(() => this.#expire(), wait).unref();
   }
 
   #expire(): void {
