@@ -784,19 +784,36 @@ function warmUp(scenarios: Scenario[], path = '/api/v1/session'): void {
 }
 
 /**
- * After `collectAll`, before the round's first row (hello world in `check` and `size`): a short
- * load not measured, to that row's server, then its settle. The load generator is collected too,
- * and after a full collection V8 sets its next old-generation limit near its live size: its next
- * ordinary mark-compact came ~2–3 thousand requests later once in three (and ~13,000 later, its
- * steady cadence, in the other two; docs/performance.md, "A review's findings on the late
- * session's bench changes") — without this, inside the first row, hello world's, the denominator
- * of goals 1 and 4. 5,000 requests: well under a tenth of a second at hello world's rate.
+ * After `collectAll`, before the round's rows: a short load not measured to every server of the
+ * round (with its first row's headers, in the round's order), then one settle of them all. Two
+ * reasons:
+ * - The load generator is collected too, and after a full collection V8 sets its next
+ *   old-generation limit near its live size: its next ordinary mark-compact came ~2–3 thousand
+ *   requests later once in three (and ~13,000 later, its steady cadence, in the other two;
+ *   docs/performance.md, "A review's findings on the late session's bench changes") — without
+ *   this, inside the first row, hello world's, the denominator of goals 1 and 4.
+ * - A full collection deoptimises much of a warmed server's hot path: optimised code that embeds
+ *   objects which died with the earlier loads' connections is thrown away ("embedded weak objects
+ *   cleared" under --trace-deopt: ~110–180 code objects of Node's HTTP, Fastify's and Tessera's
+ *   in a Tessera server), and the next requests run unoptimised while it is compiled again on
+ *   the server's core. Only hello world was given requests after the collection; each Tessera
+ *   process's first row — token mode — paid for its recompilation inside the measured window
+ *   (docs/performance.md, "The token rows' p99 and the full collection").
+ * 15,000 requests per server: the re-optimisation left the first row's window with it (5,000
+ * left a third of it there); about a third of a second per server at the check's rates.
  */
-const AFTER_COLLECTION = Number(process.env.BENCH_AFTER_COLLECTION ?? 5000);
-function afterCollection([, url, headers]: Scenario, path: string): void {
+const AFTER_COLLECTION = Number(process.env.BENCH_AFTER_COLLECTION ?? 15_000);
+function afterCollection(scenarios: Scenario[], path: string): void {
   if (AFTER_COLLECTION <= 0) return;
-  timed('after-collection', () => runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: AFTER_COLLECTION, headers }));
-  timed('settle', () => settle(serverPids.get(new URL(url).origin)));
+  const firstRows = new Map<string, Scenario>();
+  for (const s of scenarios) {
+    const origin = new URL(s[1]).origin;
+    if (!firstRows.has(origin)) firstRows.set(origin, s);
+  }
+  timed('after-collection', () => {
+    for (const [, url, headers] of firstRows.values()) runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: AFTER_COLLECTION, headers });
+  });
+  timed('settle', () => settle(...[...firstRows.keys()].map((origin) => serverPids.get(origin))));
 }
 
 /** A scenario's rounds: the median round (`f`), every round's req/s rounded (`all`), and every round's figures in round order. */
@@ -815,7 +832,7 @@ function measure(scenarios: Scenario[], path = '/api/v1/session', seconds = SECO
   for (let round = 0; round < ROUNDS; round++) {
     if (collected) {
       timed('collect', () => collectAll());
-      afterCollection(scenarios[0]!, path);
+      afterCollection(scenarios, path);
     }
     for (const [name, url, headers] of scenarios) samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers, seconds, name)]);
   }
