@@ -190,10 +190,13 @@ export class SessionCache {
    * state or its one-time token): nothing is answered from memory for one — a bearer token names
    * an app session, a cookie must be an app session's (authenticate.ts), and every flow step reads
    * the store — so none is kept, and the end of a consumed one-time token need not reach this
-   * cache (the Redis redeem scripts do not publish it).
+   * cache (the Redis redeem scripts do not publish it). Nor a pending app session (an SSO login's,
+   * before its token is exchanged): no credential names it yet, and the exchange that activates it
+   * — on any process — is no end, so a copy kept here would outlive it (the bearer check answering
+   * `pending` and the callback's expiry). On the check's miss path only: a hit never calls this.
    */
   remember(session: Session): void {
-    if (session.status !== 'active' || session.kind === 'flow' || this.ended.has(session.handle) || !this.live) {
+    if (session.status !== 'active' || session.kind === 'flow' || session.data.mode === 'pending' || this.ended.has(session.handle) || !this.live) {
       this.entries.delete(session.handle);
       return;
     }

@@ -29,11 +29,12 @@ export interface Coordination {
    * evicted, expired by the sweeper), whichever process ended them. Every adapter operation that
    * ends sessions publishes them, each end once — except that an adapter may leave out a flow
    * record consumed by redeemSession or lookUpAndRedeem (an SSO one-time token; the Redis adapter
-   * does: no session cache keeps a flow record, SessionCache.remember); the ends of one user arrive in the order they were
-   * made (across users no order is promised). test/store/feed-conformance.ts holds every adapter to it. `onReset('down')` says the feed may be losing messages from
-   * now on (connection trouble, a silent subscriber, a pruned log): the caller must forget what
-   * it cached and trust nothing cached until `onReset('up')`, which says that messages published
-   * from now on arrive again (those published in between are lost).
+   * does: no session cache keeps a flow record, SessionCache.remember); the ends of one user
+   * arrive in the order they were made (across users no order is promised).
+   * test/store/feed-conformance.ts holds every adapter to it. `onReset('down')` says the feed may
+   * be losing messages from now on (connection trouble, a silent subscriber, a pruned log): the
+   * caller must forget what it cached and trust nothing cached until `onReset('up')`, which says
+   * that messages published from now on arrive again (those published in between are lost).
    */
   subscribeSessionEnds(listener: (handles: string[]) => void, onReset: (change: FeedChange) => void): Promise<{ close(): Promise<void> }>;
 

@@ -112,6 +112,22 @@ for (const id of IDS) {
       expect(heardB).not.toContain(app.handle);
     });
 
+    it('B keeps no pending app session (the callback’s), so after A’s exchange B answers the activated one from the store', async () => {
+      const { once, app } = await signIn();
+      const now = Date.now();
+      // The callback ran on B: it had the pending app session in hand (createSsoSessions)...
+      cacheB.remember(app);
+      // ...and keeps nothing of it: no credential names it before the exchange.
+      expect(cacheB.peekValid(app.handle, now)).toBeUndefined();
+      await redeem(once, app, now);
+      // The activation is no end (nothing published for it): B reads the store and sees token mode.
+      expect(heardB).not.toContain(app.handle);
+      const seen = await cacheB.getValid(app.handle, now + 2);
+      expect(seen?.data.mode).toBe('token');
+      expect(seen?.idleExpiresAt).toBe(now + 60_000);
+      expect(cacheB.peekValid(app.handle, now + 2)?.data.mode).toBe('token');
+    });
+
     it('the end of a one-time token consumed by a redeem is published on SQLite and PostgreSQL, not on Redis', async () => {
       const { tenantId, userId, once, app } = await signIn();
       const now = Date.now();

@@ -126,7 +126,7 @@ export async function createSsoSessions(
       `This account already has ${storedApp.active} active sessions, the most the tenant allows; end one first.`,
     );
   }
-  deps.sessionCache.remember(storedApp.session);
+  // Not remembered: a pending app session is kept by no session cache (SessionCache.remember).
   announceEnded(deps, storedApp.evicted, now, origin);
   emit(deps, sessionEvent('session.created', storedApp.session, now, { authMethod, orgSlug: org.slug, mode: 'pending' }), origin);
   // The same anomaly rules and tenant policy as a password login, before any credential exists.

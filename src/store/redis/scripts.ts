@@ -279,9 +279,7 @@ end
 -- children's ends, if any, are.
 local quiet = rec[KIND] == KINDCODE['flow']
 if xget(rec, KIDS) then
-  local endedBefore = #ended
-  revokeTree(r, 'consumed', 'parent_revoked', nil, nil)
-  if quiet and #ended > endedBefore then table.remove(ended, endedBefore + 1) end
+  revokeTree(r, 'consumed', 'parent_revoked', nil, nil, quiet)
 else
   revokeOne(r, rec, 'consumed', quiet)
 end

@@ -520,9 +520,11 @@ end
 
 -- Revokes every session of the subtree under root (a random part) that is endable at now (the
 -- root with reason, the others with childReason, except those in keep), appending each updated
--- record to out, root first (breadth first; out nil: the records are not wanted, none is built). Ended sessions are left as they are, but the walk
--- goes on below them: a child can outlive a parent whose absolute lifetime is over.
-local function revokeTree(root, reason, childReason, out, keep)
+-- record to out, root first (breadth first; out nil: the records are not wanted, none is built).
+-- Ended sessions are left as they are, but the walk goes on below them: a child can outlive a
+-- parent whose absolute lifetime is over. quietRoot: the root's end is not published (revokeOne's
+-- quiet), its children's are.
+local function revokeTree(root, reason, childReason, out, keep, quietRoot)
   local queue, seen, i = { root }, {}, 1
   while i <= #queue do
     local r = queue[i]
@@ -532,9 +534,9 @@ local function revokeTree(root, reason, childReason, out, keep)
       local rec = recOf(r)
       if rec then
         if isEndable(rec) then
-          local why = childReason
-          if r == root then why = reason end
-          revokeOne(r, rec, why)
+          local why, quiet = childReason, false
+          if r == root then why, quiet = reason, quietRoot end
+          revokeOne(r, rec, why, quiet)
           if out then out[#out + 1] = pairsOf(r, rec) end
         end
         local kids = xget(rec, KIDS)
