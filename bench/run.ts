@@ -356,6 +356,13 @@ const serverNames = new Map<string, string>();
 function load(url: string, headers: Record<string, string>, seconds = SECONDS, row = url): Figures {
   const pid = serverPids.get(new URL(url).origin);
   timed('collect', () => collectStale(seconds));
+  // A server (or the load generator) collected since it last served: re-optimised first, as after
+  // `collectAll` (afterCollection) — else its window opens deoptimised.
+  if (AFTER_COLLECTION > 0 && (collectedSince(pid) || collectedSince(loadServerPid))) {
+    timed('after-collection', () => runLoad('bench/load.ts', { url, connections: CONNECTIONS, amount: AFTER_COLLECTION, headers }));
+    timed('settle', () => settle(pid));
+  }
+  served(pid, loadServerPid);
   const others = othersCpu(pid);
   const opened = Date.now();
   const a = before(pid);
@@ -461,6 +468,8 @@ interface GcTarget {
   ack: string;
   /** performance.now() of the bench's last collection of it (its start until then). */
   last: number;
+  /** Collected by the bench since it last served requests (`served`): its hot code deoptimised. */
+  collected?: boolean;
 }
 const gcTargets = new Map<ChildProcess, GcTarget>();
 const alive = (c: ChildProcess) => c.exitCode === null && c.signalCode === null;
@@ -497,7 +506,10 @@ function collect(targets: Array<[ChildProcess, GcTarget]>): void {
   if (live.length === 0) return;
   const [t0, opened] = [performance.now(), Date.now()];
   const missed = collectGarbage(live.map(([child, t]) => ({ child, ack: t.ack })));
-  for (const [, t] of live) t.last = t0;
+  for (const [, t] of live) {
+    t.last = t0;
+    t.collected = true;
+  }
   // Capped at 2 s (a review's finding: 5 s, the cap after one server's load, was too long a worst
   // case for a wait made up to ~4 times a quick run).
   settleWithin(2000, ...live.map(([c]) => c.pid));
@@ -506,6 +518,17 @@ function collect(targets: Array<[ChildProcess, GcTarget]>): void {
   collections.ms += performance.now() - t0;
   traceWindow(`(full collection: ${live.map(([, t]) => t.name).join(', ')})`, opened);
   if (missed.length > 0) console.log(`(no full collection answered within ${COLLECT_TIMEOUT_MS / 1000} s by ${missed.map((m) => gcTargets.get(m.child)?.name).join(', ')})`);
+}
+
+/** Whether the bench collected the process `pid` since it last served requests (a full collection deoptimises a warmed server's hot path: `afterCollection`). */
+function collectedSince(pid: number | undefined): boolean {
+  for (const [c, t] of gcTargets) if (c.pid === pid) return t.collected === true;
+  return false;
+}
+
+/** These processes served requests (a warm-up, or the requests after a collection): warm again. */
+function served(...pids: Array<number | undefined>): void {
+  for (const [c, t] of gcTargets) if (pids.includes(c.pid)) t.collected = false;
 }
 
 /** Every long-lived process of the run collected: before each round of `check` and `size`. */
@@ -762,7 +785,15 @@ type Scenario = [name: string, url: string, headers: Record<string, string>];
 // "Process-to-process spread" and "Warm-up 40,000").
 const WARM_UP = Number(process.env.BENCH_WARMUP ?? 40_000);
 const WARMUP_TRACE = Number(process.env.BENCH_WARMUP_TRACE ?? 0);
-function warmUp(scenarios: Scenario[], path = '/api/v1/session'): void {
+/**
+ * The size section's warm-up, of servers the check section warmed and measured already, after
+ * the collection before it (`collectAndWarmUp`): 20,000. Traced in 5,000-request parts
+ * (BENCH_WARMUP_TRACE=8, 2026-12-08): the token rows came back to their plateau in the fourth
+ * part (≈100, 82, 95, then 51–59 µs per check on a slowed machine), the cookie rows and hello world
+ * were flat from the first; parts four to eight of every row within each other's noise.
+ */
+const REWARM = Number(process.env.BENCH_REWARM ?? 20_000);
+function warmUp(scenarios: Scenario[], path = '/api/v1/session', amount = WARM_UP): void {
   for (const [name, url, headers] of scenarios) {
     if (WARMUP_TRACE > 1) {
       // Diagnostic: the warm-up in WARMUP_TRACE equal parts, the server's CPU µs per request of each.
@@ -770,17 +801,31 @@ function warmUp(scenarios: Scenario[], path = '/api/v1/session'): void {
       const parts: string[] = [];
       for (let i = 0; i < WARMUP_TRACE; i++) {
         const c0 = threadsCpu(pid);
-        const r = timed('warm-up', () => runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: Math.round(WARM_UP / WARMUP_TRACE), headers }));
+        const r = timed('warm-up', () => runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: Math.round(amount / WARMUP_TRACE), headers }));
         parts.push((((threadsCpu(pid) - c0) * 1e6) / Math.max(1, r.requests)).toFixed(1));
       }
-      console.log(`(warm-up trace, ${phaseSection}, ${name}: server CPU µs/req per ${Math.round(WARM_UP / WARMUP_TRACE)}: ${parts.join(', ')})`);
-    } else timed('warm-up', () => runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: WARM_UP, headers }));
+      console.log(`(warm-up trace, ${phaseSection}, ${name}: server CPU µs/req per ${Math.round(amount / WARMUP_TRACE)}: ${parts.join(', ')})`);
+    } else timed('warm-up', () => runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount, headers }));
   }
+  served(...scenarios.map(([, url]) => serverPids.get(new URL(url).origin)), loadServerPid);
   // One settle after the last warm-up, of every server warmed up: nothing is measured between two
   // warm-ups, and each is a count of requests, so a server still busy with its own (its compiler
   // threads) while the next one's runs changes neither; the first measured row waits for all of
   // them. (Until 2026-12-08 each warm-up had its own settle, ≥ 0.2 s each: ~4 s of a quick run.)
   timed('settle', () => settle(...new Set(scenarios.map(([, url]) => serverPids.get(new URL(url).origin)))));
+}
+
+/**
+ * The first round's collection, then the warm-up: the warm-up re-optimises what the collection
+ * deoptimised (`afterCollection`'s second reason) and moves the load generator past its first
+ * mark-compact after it (the first), so the first round needs no requests of its own after its
+ * collection (until 2026-12-08 it was collected after the warm-up and given 15,000 requests per
+ * server: 8–13 s of a quick run). A window that opens more than ~87 s after this collection (the
+ * full run's first round) is collected again by `load` first, and re-optimised there.
+ */
+function collectAndWarmUp(scenarios: Scenario[], amount = WARM_UP): void {
+  timed('collect', () => collectAll());
+  warmUp(scenarios, undefined, amount);
 }
 
 /**
@@ -803,6 +848,8 @@ function warmUp(scenarios: Scenario[], path = '/api/v1/session'): void {
  * left a third of it there); about a third of a second per server at the check's rates.
  */
 const AFTER_COLLECTION = Number(process.env.BENCH_AFTER_COLLECTION ?? 15_000);
+/** Goal 2's warm-ups come between their collection and their window: at most this long (the SSO one's bound; the rotation's 40,000 take ~4 s quiet). */
+const GOAL2_WARM_UP_S = 30;
 function afterCollection(scenarios: Scenario[], path: string): void {
   if (AFTER_COLLECTION <= 0) return;
   const firstRows = new Map<string, Scenario>();
@@ -813,7 +860,9 @@ function afterCollection(scenarios: Scenario[], path: string): void {
   timed('after-collection', () => {
     for (const [, url, headers] of firstRows.values()) runLoad('bench/load.ts', { url: `${url}${path}`, connections: CONNECTIONS, amount: AFTER_COLLECTION, headers });
   });
-  timed('settle', () => settle(...[...firstRows.keys()].map((origin) => serverPids.get(origin))));
+  const pids = [...firstRows.keys()].map((origin) => serverPids.get(origin));
+  served(...pids, loadServerPid);
+  timed('settle', () => settle(...pids));
 }
 
 /** A scenario's rounds: the median round (`f`), every round's req/s rounded (`all`), and every round's figures in round order. */
@@ -825,12 +874,14 @@ interface Measured {
 
 /**
  * Interleaved rounds; the round with the median throughput stands for each scenario. `collected`:
- * every long-lived process of the run gets a full collection before each round (collectAll).
+ * every long-lived process of the run gets a full collection before each round (collectAll) —
+ * before the first round's warm-up (`collectAndWarmUp`, by the caller), before each later round
+ * here, followed by `afterCollection`.
  */
 function measure(scenarios: Scenario[], path = '/api/v1/session', seconds = SECONDS, collected = false): Map<string, Measured> {
   const samples = new Map<string, Figures[]>();
   for (let round = 0; round < ROUNDS; round++) {
-    if (collected) {
+    if (collected && round > 0) {
       timed('collect', () => collectAll());
       afterCollection(scenarios, path);
     }
@@ -1034,7 +1085,7 @@ try {
     const baselines: Scenario[] = references.map(([peer, b]) => [referenceNames[peer], b.url, b.headers]);
     const scenarios: Scenario[] = [['fastify hello world', hello.url, hello.headers], ...baselines, ...paired(tessera, controls)];
     for (const [, url, headers] of scenarios) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
-    warmUp(scenarios);
+    collectAndWarmUp(scenarios);
     const rows = measure(scenarios, undefined, undefined, true);
     helloFigures = rows.get('fastify hello world')!.f;
     table(`The session check (GET /api/v1/session), 1,000 sessions stored${controls.length > 0 ? ' (the [control] rows: the size section\'s servers that stay at 1,000)' : ''}`, rows, helloFigures);
@@ -1068,7 +1119,7 @@ try {
       const bigControls = await controlScenarios();
       const bigScenarios: Scenario[] = [['fastify hello world', hello.url, hello.headers], ...paired(big, bigControls)];
       for (const [, url, headers] of bigScenarios) await fetchRetry(`${url}/api/v1/session`, { headers }).then((r) => r.arrayBuffer());
-      warmUp(bigScenarios);
+      collectAndWarmUp(bigScenarios, REWARM);
       const rowsBig = measure(bigScenarios, undefined, undefined, true);
       table(`The session check with ${(LARGE + 1000).toLocaleString('en')} sessions stored (the [control] rows: servers left at 1,000)`, rowsBig, rowsBig.get('fastify hello world')!.f);
       console.log(
@@ -1124,10 +1175,15 @@ try {
     for (let i = 0; i < 50; i += 5) chains.push(...(await Promise.all([0, 1, 2, 3, 4].map((j) => tr.login('token', `rot${i + j}@example.com`)))));
     const pid = serverPids.get(tr.url);
     const url = `${tr.url}/api/v1/auth/token/refresh`;
+    // Collected (those whose watchdog could come due by the window's end) before the warm-up, not
+    // after it: a full collection deoptimises the warmed hot path, and the window would open on
+    // its recompilation (docs/performance.md, "The token rows' p99 and the full collection").
+    timed('collect', () => collectStale(SECONDS + GOAL2_WARM_UP_S));
     // Warmed up as every scenario of `check` is (WARM_UP requests; the server has served the
     // check, not this route): the same chains, going on with the tokens the warm-up ended on.
     const warm = timed('warm-up', () => runLoad('bench/load-refresh.ts', { url, seconds: 120, amount: WARM_UP, tokens: chains.map((c) => c.refreshToken) }));
-    timed('collect', () => collectStale(SECONDS));
+    served(pid, loadServerPid);
+    timed('settle', () => settle(pid));
     const opened = Date.now();
     const a = before(pid);
     const f = timed('measured', () => after(runLoad('bench/load-refresh.ts', { url, seconds: SECONDS, tokens: warm.tokens ?? chains.map((c) => c.refreshToken) }), pid, a));
@@ -1183,10 +1239,12 @@ try {
     writeFileSync(warmFile, made.slice(0, warmed).join('\n') + '\n');
     writeFileSync(out, made.slice(warmed).join('\n') + '\n');
     const pid = serverPids.get(tr.url);
+    // Collected before the warm-up, as in the rotation section.
+    timed('collect', () => collectStale((QUICK ? 10 : 35) + GOAL2_WARM_UP_S));
     if (warmed > 0) timed('warm-up', () => runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: 30, tokens: warmFile }));
+    served(pid, loadServerPid);
     // The compilations the warm-up queued finish before the window opens.
     timed('settle', () => settle(pid));
-    timed('collect', () => collectStale(QUICK ? 10 : 35));
     const opened = Date.now();
     const a = before(pid);
     const f = timed('measured', () => after(runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: QUICK ? 10 : 35, tokens: out }), pid, a));
