@@ -5,7 +5,9 @@
 //   PEER=rotation-floor  the least a refresh-token rotation could cost on this stack (goal 2's
 //                   floor): POST /api/v1/auth/token/refresh { refreshToken } with Fastify's body and
 //                   answer schemas, the presented token's HMAC, ONE Redis command that consumes it
-//                   and stores its successor atomically (RENAME of the hash's key to the successor's),
+//                   and stores its successor atomically (RENAME of the hash's key to the successor's;
+//                   it does not read the record back, so the claims signed are constant — a read in
+//                   the same call, e.g. a script doing GET + RENAME, would cost a little more),
 //                   an Ed25519 (libsodium) signature of a JWT of Tessera's claims, a new 256-bit
 //                   token and its HMAC, an answer of Tessera's shape — and nothing else (no grace
 //                   answer, no reuse detection, no audit, no revocation feed, no log line, no metrics).

@@ -355,7 +355,8 @@ const serverNames = new Map<string, string>();
 
 function load(url: string, headers: Record<string, string>, seconds = SECONDS, row = url): Figures {
   const pid = serverPids.get(new URL(url).origin);
-  timed('collect', () => collectStale(seconds));
+  // The window plus 10 s: the requests after a collection and their settle come before it.
+  timed('collect', () => collectStale(seconds + 10));
   // A server (or the load generator) collected since it last served: re-optimised first, as after
   // `collectAll` (afterCollection) — else its window opens deoptimised.
   if (AFTER_COLLECTION > 0 && (collectedSince(pid) || collectedSince(loadServerPid))) {
@@ -536,10 +537,20 @@ function collectAll(): void {
   collect([...gcTargets]);
 }
 
+/** The processes whose watchdog could come due within the next `windowS` seconds (or within 10 s after). */
+function staleWithin(windowS: number): Array<[ChildProcess, GcTarget]> {
+  const due = performance.now() - (WATCHDOG_S - windowS - 10) * 1000;
+  return [...gcTargets].filter(([c, t]) => alive(c) && t.last < due);
+}
+
+/** Whether any process of the run is `staleWithin` these seconds. */
+function dueWithin(windowS: number): boolean {
+  return staleWithin(windowS).length > 0;
+}
+
 /** Before a measured window of `windowS` seconds: those whose watchdog could come due within it (or within 10 s after) collected. */
 function collectStale(windowS: number): void {
-  const due = performance.now() - (WATCHDOG_S - windowS - 10) * 1000;
-  collect([...gcTargets].filter(([, t]) => t.last < due));
+  collect(staleWithin(windowS));
 }
 
 /** A database of its own for the run's PostgreSQL server, or null when PostgreSQL does not answer. */
@@ -787,12 +798,13 @@ const WARM_UP = Number(process.env.BENCH_WARMUP ?? 40_000);
 const WARMUP_TRACE = Number(process.env.BENCH_WARMUP_TRACE ?? 0);
 /**
  * The size section's warm-up, of servers the check section warmed and measured already, after
- * the collection before it (`collectAndWarmUp`): 20,000. Traced in 5,000-request parts
+ * the collection before it (`collectAndWarmUp`): 25,000. Traced in 5,000-request parts
  * (BENCH_WARMUP_TRACE=8, 2026-12-08): the token rows came back to their plateau in the fourth
  * part (≈100, 82, 95, then 51–59 µs per check on a slowed machine), the cookie rows and hello world
- * were flat from the first; parts four to eight of every row within each other's noise.
+ * were flat from the first; parts four to eight of every row within each other's noise. Two parts
+ * beyond that knee (one trace, on a slowed machine: a review's finding).
  */
-const REWARM = Number(process.env.BENCH_REWARM ?? 20_000);
+const REWARM = Number(process.env.BENCH_REWARM ?? 25_000);
 function warmUp(scenarios: Scenario[], path = '/api/v1/session', amount = WARM_UP): void {
   for (const [name, url, headers] of scenarios) {
     if (WARMUP_TRACE > 1) {
@@ -848,7 +860,11 @@ function collectAndWarmUp(scenarios: Scenario[], amount = WARM_UP): void {
  * left a third of it there); about a third of a second per server at the check's rates.
  */
 const AFTER_COLLECTION = Number(process.env.BENCH_AFTER_COLLECTION ?? 15_000);
-/** Goal 2's warm-ups come between their collection and their window: at most this long (the SSO one's bound; the rotation's 40,000 take ~4 s quiet). */
+/**
+ * Goal 2's warm-ups come between their collection and their window: each is bounded to this many
+ * seconds (the rotation's 40,000 take ~4–7 s, the SSO exchange's 14,000 ~3 s); the collection
+ * before it allows for it and 10 s more (the collection's wait, the settle).
+ */
 const GOAL2_WARM_UP_S = 30;
 function afterCollection(scenarios: Scenario[], path: string): void {
   if (AFTER_COLLECTION <= 0) return;
@@ -885,7 +901,17 @@ function measure(scenarios: Scenario[], path = '/api/v1/session', seconds = SECO
       timed('collect', () => collectAll());
       afterCollection(scenarios, path);
     }
-    for (const [name, url, headers] of scenarios) samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers, seconds, name)]);
+    for (const [name, url, headers] of scenarios) {
+      // A process whose watchdog could come due within this row and the next (its control) — the
+      // full run's first round, or a slow machine's: the whole round's processes collected and
+      // re-optimised here, at a row that is not a control, so that a filled row and its control,
+      // measured back to back, are never on the two sides of a collection (a review's finding).
+      if (collected && !name.endsWith(' [control]') && dueWithin(2 * (seconds + 5))) {
+        timed('collect', () => collectAll());
+        afterCollection(scenarios, path);
+      }
+      samples.set(name, [...(samples.get(name) ?? []), load(`${url}${path}`, headers, seconds, name)]);
+    }
   }
   const out = new Map<string, Measured>();
   for (const [name, fs] of samples) {
@@ -1178,11 +1204,12 @@ try {
     // Collected (those whose watchdog could come due by the window's end) before the warm-up, not
     // after it: a full collection deoptimises the warmed hot path, and the window would open on
     // its recompilation (docs/performance.md, "The token rows' p99 and the full collection").
-    timed('collect', () => collectStale(SECONDS + GOAL2_WARM_UP_S));
+    timed('collect', () => collectStale(SECONDS + GOAL2_WARM_UP_S + 10));
     // Warmed up as every scenario of `check` is (WARM_UP requests; the server has served the
     // check, not this route): the same chains, going on with the tokens the warm-up ended on.
-    const warm = timed('warm-up', () => runLoad('bench/load-refresh.ts', { url, seconds: 120, amount: WARM_UP, tokens: chains.map((c) => c.refreshToken) }));
-    served(pid, loadServerPid);
+    const warm = timed('warm-up', () => runLoad('bench/load-refresh.ts', { url, seconds: GOAL2_WARM_UP_S, amount: WARM_UP, tokens: chains.map((c) => c.refreshToken) }));
+    // (Its load generator is a process of its own, not the long-lived one.)
+    served(pid);
     timed('settle', () => settle(pid));
     const opened = Date.now();
     const a = before(pid);
@@ -1240,9 +1267,9 @@ try {
     writeFileSync(out, made.slice(warmed).join('\n') + '\n');
     const pid = serverPids.get(tr.url);
     // Collected before the warm-up, as in the rotation section.
-    timed('collect', () => collectStale((QUICK ? 10 : 35) + GOAL2_WARM_UP_S));
-    if (warmed > 0) timed('warm-up', () => runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: 30, tokens: warmFile }));
-    served(pid, loadServerPid);
+    timed('collect', () => collectStale((QUICK ? 10 : 35) + GOAL2_WARM_UP_S + 10));
+    if (warmed > 0) timed('warm-up', () => runLoad('bench/load-sso.ts', { url: `${tr.url}/api/v1/sso/token`, connections: CONNECTIONS, seconds: GOAL2_WARM_UP_S, tokens: warmFile }));
+    served(pid);
     // The compilations the warm-up queued finish before the window opens.
     timed('settle', () => settle(pid));
     const opened = Date.now();
