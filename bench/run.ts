@@ -354,15 +354,13 @@ const serverPids = new Map<string, number | undefined>();
 const serverNames = new Map<string, string>();
 
 function load(url: string, headers: Record<string, string>, seconds = SECONDS, row = url): Figures {
-  const pid = serverPids.get(new URL(url).origin);
+  const u = new URL(url);
+  const pid = serverPids.get(u.origin);
   // The window plus 10 s: the requests after a collection and their settle come before it.
   timed('collect', () => collectStale(seconds + 10));
   // A server (or the load generator) collected since it last served: re-optimised first, as after
-  // `collectAll` (afterCollection) — else its window opens deoptimised.
-  if (AFTER_COLLECTION > 0 && (collectedSince(pid) || collectedSince(loadServerPid))) {
-    timed('after-collection', () => runLoad('bench/load.ts', { url, connections: CONNECTIONS, amount: AFTER_COLLECTION, headers }));
-    timed('settle', () => settle(pid));
-  }
+  // `collectAll` — else its window opens deoptimised.
+  if (collectedSince(pid) || collectedSince(loadServerPid)) afterCollection([[row, u.origin, headers]], u.pathname + u.search);
   served(pid, loadServerPid);
   const others = othersCpu(pid);
   const opened = Date.now();
